@@ -1,0 +1,47 @@
+# obslab: the two quickstart commands are `make lab` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian packages the test suite drives for real: Prometheus + promtool, headless
+# Chromium, docker-compose (to validate docker-compose.yml), wrk (benchmarks).
+SYSTEM_TOOLS := promtool:prometheus chromium:chromium docker-compose:docker-compose wrk:wrk
+PYTEST_ARGS ?=
+
+.PHONY: lab test venv dev-venv system-tools clean
+
+lab: venv
+	$(BIN)/obslab lab
+
+test: dev-venv system-tools
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+venv: $(VENV)/.installed
+dev-venv: $(VENV)/.installed-dev
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "obslab needs Python 3.11+; set PYTHON=python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml $(VENV)/bin/python
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/bin/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+system-tools:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing system tools:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing system tools:$$missing -- run: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) .obslab build *.egg-info

@@ -1,0 +1,25 @@
+"""The ``obslab`` command line: a thin shell over the toolkit's library functions.
+
+Each command group lives in its own module and registers itself on ``app``;
+errors a user can cause end as one clear line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from toolkit.cli.base import app
+
+__all__ = ["app", "main"]
+
+# One module per command group; each adds its commands to ``app`` on import.
+COMMAND_MODULES = (
+    "version",
+)
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"toolkit.cli.{_name}")
+
+
+def main() -> None:
+    app()

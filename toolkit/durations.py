@@ -1,0 +1,51 @@
+"""Durations as the spec and Prometheus write them ("90s", "5m", "1h30m", "30d")."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["DurationError", "parse_duration", "format_duration"]
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+class DurationError(ValueError):
+    """A duration string that is not of the form 5m, 1h30m, 30d, 250ms."""
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in a duration such as ``"5m"`` or ``"1h30m"``; bare numbers are seconds."""
+    if isinstance(text, bool):
+        raise DurationError(f"expected a duration like 5m or 1h, got {text!r}")
+    if isinstance(text, (int, float)):
+        if text < 0:
+            raise DurationError(f"duration must not be negative, got {text!r}")
+        return float(text)
+    if not isinstance(text, str) or not text.strip():
+        raise DurationError(f"expected a duration like 5m or 1h, got {text!r}")
+    s = text.strip()
+    pos, total = 0, 0.0
+    for m in _PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or pos == 0:
+        raise DurationError(f"expected a duration like 5m, 1h30m or 30d, got {text!r}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """Prometheus-style duration: the largest exact units, e.g. 5400 -> "1h30m", 0.5 -> "500ms"."""
+    if seconds < 0:
+        raise DurationError(f"duration must not be negative, got {seconds!r}")
+    ms = round(seconds * 1000)
+    if ms == 0:
+        return "0s"
+    out = []
+    for unit, size in (("d", 86400000), ("h", 3600000), ("m", 60000), ("s", 1000), ("ms", 1)):
+        if ms >= size:
+            n, ms = divmod(ms, size)
+            out.append(f"{n}{unit}")
+    return "".join(out)
