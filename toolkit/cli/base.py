@@ -9,7 +9,7 @@ from typing import Iterator
 import typer
 from rich.console import Console
 
-__all__ = ["app", "console", "err_console", "UserError", "user_errors", "fail"]
+__all__ = ["app", "bench_app", "console", "err_console", "UserError", "user_errors", "fail"]
 
 app = typer.Typer(
     name="obslab",
@@ -18,6 +18,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# `obslab bench ...`: each benchmark module adds its command here.
+bench_app = typer.Typer(help="Benchmarks: figures measured side by side in one run, written to docs/performance.md.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 console = Console()
 err_console = Console(stderr=True)
 
