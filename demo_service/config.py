@@ -17,6 +17,7 @@ __all__ = [
     "ENV_ADMIN_ALLOW_REMOTE",
     "ENV_TRANSCODER_URL",
     "ENV_TRACE_SAMPLE_RATIO",
+    "ENV_TRANSCODER_TIMEOUT_S",
     "ENV_INSTRUMENTATION",
     "ENV_OTLP_ENDPOINT",
     "ENV_PROMETHEUS_MULTIPROC_DIR",
@@ -38,6 +39,7 @@ ENV_DATA_DIR = "OBSLAB_DATA_DIR"  # state.db, events/, traces/, keys; default ./
 ENV_ADMIN_TOKEN = "OBSLAB_ADMIN_TOKEN"  # bearer token of /admin/*; else DATA_DIR/admin-token if present
 ENV_ADMIN_ALLOW_REMOTE = "OBSLAB_ADMIN_ALLOW_REMOTE"  # "1": accept /admin/* from non-loopback (containers)
 ENV_TRANSCODER_URL = "OBSLAB_TRANSCODER_URL"  # base URL of the transcoder service
+ENV_TRANSCODER_TIMEOUT_S = "OBSLAB_TRANSCODER_TIMEOUT_S"  # read timeout of one transcode call (default 2 s)
 ENV_TRACE_SAMPLE_RATIO = "OBSLAB_TRACE_SAMPLE_RATIO"  # head sampling ratio of root spans, 0..1
 ENV_INSTRUMENTATION = "OBSLAB_INSTRUMENTATION"  # "all" | "off" | comma list of events,metrics,tracing
 ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"  # OpenTelemetry's own: OTLP/HTTP export when set
@@ -127,6 +129,11 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         out["ADMIN_ALLOW_REMOTE"] = env[ENV_ADMIN_ALLOW_REMOTE].strip().lower() in ("1", "true", "yes")
     if env.get(ENV_TRANSCODER_URL):
         out["TRANSCODER_URL"] = env[ENV_TRANSCODER_URL].rstrip("/")
+    if env.get(ENV_TRANSCODER_TIMEOUT_S):
+        try:
+            out["TRANSCODER_READ_TIMEOUT_S"] = float(env[ENV_TRANSCODER_TIMEOUT_S])
+        except ValueError:
+            raise ValueError(f"{ENV_TRANSCODER_TIMEOUT_S}: expected seconds, got {env[ENV_TRANSCODER_TIMEOUT_S]!r}") from None
     if env.get(ENV_TRACE_SAMPLE_RATIO):
         try:
             ratio = float(env[ENV_TRACE_SAMPLE_RATIO])
