@@ -20,8 +20,9 @@ floating point (error share 1/2, zero traffic, no data), because promtool
 compares sample values exactly; boundary steps whose ratio lies within 1e-9 of a
 threshold are avoided.
 
-Series are sampled on a grid that divides every window, so ``rate()`` never
-extrapolates (Prometheus 2.x ranges include both ends).
+Series are sampled on a grid that divides every window and start at 0, so
+``rate()`` never extrapolates (Prometheus 2.x ranges include both ends, and a
+counter is not extrapolated below zero).
 """
 
 from __future__ import annotations
@@ -113,10 +114,11 @@ class _Scenario:
         return len(self.total) - 1
 
     def ratio(self, window_steps: int, i: int) -> Fraction:
-        if i < window_steps:
-            raise ValueError("window reaches before the first sample")
-        dt = self.total[i] - self.total[i - window_steps]
-        return Fraction(0) if dt == 0 else Fraction(self.bad[i] - self.bad[i - window_steps], dt)
+        # A window reaching before t=0 sees the counters from their first sample, 0: Prometheus does not
+        # extrapolate a counter below zero, so rate() is then exactly (value - 0) / window as well.
+        j = max(0, i - window_steps)
+        dt = self.total[i] - self.total[j]
+        return Fraction(0) if dt == 0 else Fraction(self.bad[i] - self.bad[j], dt)
 
 
 def _pair_fires(sc: _Scenario, i: int, pair: "_Pair") -> bool:
@@ -217,7 +219,7 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def _grid_step_s(windows_s: list[float], min_steps: int = 5) -> float:
+def _grid_step_s(windows_s: list[float], min_steps: int = 2) -> float:
     """The largest step that divides every window and fits ``min_steps`` steps in the shortest."""
     g = 0
     for w in windows_s:
@@ -245,10 +247,15 @@ def _first_step(sc: _Scenario, start: int, pairs: list[_Pair], firing: bool) -> 
 
 
 def _burn_scenario(pairs: list[_Pair], pair: _Pair, share: Fraction):
-    """Healthy warm-up, outage at ``share`` until the alert fires (+2 steps), then healthy until it resolves."""
+    """Healthy warm-up, outage at ``share`` until the alert fires (+2 steps), then healthy until it resolves.
+
+    The grid gives the shortest window two steps (three samples: Prometheus 2.x ranges include both ends);
+    promtool evaluates every rule at every step, so a finer grid only costs time."""
+    # Healthy traffic for the severity's longest window, so every window of the alert starts full of good
+    # events (a shorter history would let a longer pair cross at the same step as the pair under test).
     warm = max(p.long for p in pairs)
     bad = round(share * PER_STEP_EVENTS)
-    horizon = 20 * warm
+    horizon = 20 * max(p.long for p in pairs)
     probe = _Scenario([_Phase(warm, PER_STEP_EVENTS, 0), _Phase(horizon, PER_STEP_EVENTS, bad)])
     fire = _first_step(probe, warm, pairs, True)
     if fire is None:
