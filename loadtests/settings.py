@@ -153,7 +153,7 @@ def _think_time(env) -> tuple[float, float]:
 def from_env(env: Mapping[str, str] | None = None) -> LoadSettings:
     """Settings from the environment (``os.environ`` by default); SettingsError names a bad variable."""
     env = os.environ if env is None else env
-    from loadtests.shapes import SHAPES, ShapeError, parse_phases  # shapes imports Locust; keep it late
+    from loadtests.profiles import SHAPES, ShapeError, parse_phases
 
     run_id = _get(env, RUN_ID) or secrets.token_hex(4)
     if not _RUN_ID_PATTERN.match(run_id):
