@@ -22,7 +22,7 @@ __all__ = [
     "SEED", "RUN_ID", "RETRY_POLICY", "RETRY_MAX_ATTEMPTS", "RETRY_BASE", "RETRY_CAP", "CANCEL_RATE",
     "MIX", "PACE", "CHUNK_BYTES", "THINK_TIME", "CREATOR_WEIGHT", "VIEWER_WEIGHT", "RECORD_DIR",
     "SHAPE", "PHASES", "POLL_INTERVAL", "POLL_TIMEOUT", "REQUEST_TIMEOUT", "ON_GIVE_UP",
-    "TRACE_SAMPLE_RATIO", "ENV_VARS", "ON_GIVE_UP_CHOICES",
+    "TRACE_SAMPLE_RATIO", "PROGRESS_FILE", "ENV_VARS", "ON_GIVE_UP_CHOICES",
     "LoadSettings", "SettingsError", "from_env", "current",
 ]
 
@@ -67,13 +67,15 @@ REQUEST_TIMEOUT = "OBSLAB_LOAD_REQUEST_TIMEOUT"
 ON_GIVE_UP = "OBSLAB_LOAD_ON_GIVE_UP"
 """When a chunk exhausts its retries: complete (ask the server to finish; it fails the publish)
 or abandon (walk away; the attempt ends abandoned). Default complete."""
+PROGRESS_FILE = "OBSLAB_LOAD_PROGRESS_FILE"
+"""A JSON file the master (or the single process) rewrites every second with live totals; unset = none."""
 TRACE_SAMPLE_RATIO = "OBSLAB_LOAD_TRACE_SAMPLE_RATIO"
 """Share of flows whose traceparent says sampled (default 1: let the service's sampler decide... see docs/load.md)."""
 
 ENV_VARS = (
     SEED, RUN_ID, RETRY_POLICY, RETRY_MAX_ATTEMPTS, RETRY_BASE, RETRY_CAP, CANCEL_RATE, MIX, PACE,
     CHUNK_BYTES, THINK_TIME, CREATOR_WEIGHT, VIEWER_WEIGHT, RECORD_DIR, SHAPE, PHASES, POLL_INTERVAL,
-    POLL_TIMEOUT, REQUEST_TIMEOUT, ON_GIVE_UP, TRACE_SAMPLE_RATIO,
+    POLL_TIMEOUT, REQUEST_TIMEOUT, ON_GIVE_UP, TRACE_SAMPLE_RATIO, PROGRESS_FILE,
 )
 ON_GIVE_UP_CHOICES = ("complete", "abandon")
 _RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9]{1,16}$")
@@ -104,6 +106,7 @@ class LoadSettings:
     request_timeout_s: float = 10.0
     on_give_up: str = "complete"
     trace_sample_ratio: float = 1.0
+    progress_file: str = ""
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -206,6 +209,7 @@ def from_env(env: Mapping[str, str] | None = None) -> LoadSettings:
         request_timeout_s=_duration(env, REQUEST_TIMEOUT, 10.0) or 10.0,
         on_give_up=on_give_up,
         trace_sample_ratio=_number(env, TRACE_SAMPLE_RATIO, 1.0, float, 0.0, 1.0),
+        progress_file=_get(env, PROGRESS_FILE) or "",
     )
 
 
