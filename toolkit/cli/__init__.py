@@ -16,6 +16,8 @@ __all__ = ["app", "main"]
 COMMAND_MODULES = (
     "version",
     "serve",
+    "load",
+    "reconcile",
     "rules",
     "dashboards",
 )
