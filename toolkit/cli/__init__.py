@@ -15,6 +15,10 @@ __all__ = ["app", "main"]
 # One module per command group; each adds its commands to ``app`` on import.
 COMMAND_MODULES = (
     "version",
+    "events",
+    "sli",
+    "budget",
+    "bench_sli",
 )
 
 for _name in COMMAND_MODULES:
