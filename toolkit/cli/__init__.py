@@ -20,6 +20,10 @@ COMMAND_MODULES = (
     "reconcile",
     "rules",
     "dashboards",
+    "events",
+    "sli",
+    "budget",
+    "bench_sli",
 )
 
 for _name in COMMAND_MODULES:
