@@ -9,6 +9,9 @@ state one step either side of both boundaries. The model is independent of the
 PromQL it checks: it computes windowed error ratios from the sample values
 directly, as the SRE Workbook defines them.
 
+Two more scenarios per pair hold the threshold itself: a steady error share 2%
+above it fires once the long window is full of it, 2% below it does not.
+
 The outage's error share is chosen, where possible, so that the pair under test is
 the only one that fires at the boundary: between its threshold and the next higher
 threshold of the same severity. Where two pairs of a severity always cross
@@ -42,7 +45,9 @@ __all__ = ["RuleTestFile", "TestGroup", "AlertCheck", "ValueCheck", "generate_ru
            "PER_STEP_EVENTS"]
 
 # Events per input step in alert scenarios; error shares are rounded to 1/PER_STEP_EVENTS.
-PER_STEP_EVENTS = 1000
+PER_STEP_EVENTS = 10_000
+# Steady error shares this far (relative) either side of a pair's threshold must fire / must not fire.
+THRESHOLD_MARGIN = Fraction(2, 100)
 # Boundary steps whose ratio is this close (relative) to a threshold are skipped: floats may fall either side.
 _TIE_TOLERANCE = Fraction(1, 10**9)
 
@@ -329,6 +334,46 @@ def _burn_group(spec: SloSpec, slo: Slo, profile: str, severity: str, pair: _Pai
     return TestGroup(name, step_s, _scenario_series(slo, sc), tuple(checks), ())
 
 
+def _threshold_groups(spec: SloSpec, slo: Slo, severity: str, pair: _Pair, pairs: list[_Pair], step_s: float,
+                      annotations: dict[str, tuple]) -> list[TestGroup]:
+    """The threshold itself: a steady error share 2% above it fires once the pair's long window is full of
+    it; 2% below it does not (and no other pair of the severity fires yet)."""
+    if pair.threshold * (1 + THRESHOLD_MARGIN) > 1:
+        return []
+    alertname = names.burn_alert_name(slo.name, severity)
+    labels = _alert_labels(spec, slo, alertname, severity)
+    longest = max(p.long for p in pairs)
+    groups = []
+    for direction, factor in (("above", 1 + THRESHOLD_MARGIN), ("below", 1 - THRESHOLD_MARGIN)):
+        bad = round(pair.threshold * factor * PER_STEP_EVENTS)
+        expect_fire = direction == "above"
+        # The shortest healthy warm-up that keeps the other pairs quiet (promtool time grows with it); busier
+        # healthy traffic before the outage dilutes the longer windows when equal budget shares tie the pairs.
+        candidates = [(warm, busy) for busy in (1, 2, 4) for warm in sorted({*range(0, longest, pair.long), longest})
+                      if warm or busy == 1]
+        for warm, busy in candidates:
+            sc = _Scenario([_Phase(warm, busy * PER_STEP_EVENTS, 0), _Phase(pair.long, PER_STEP_EVENTS, bad)])
+            at = warm + pair.long
+            fires = {p.window: _pair_fires(sc, at, p) for p in pairs}
+            others = any(f for w, f in fires.items() if w != pair.window)
+            if fires[pair.window] == expect_fire and not others and not _near_tie(sc, at, pairs):
+                break
+        else:
+            continue  # this spec's windows do not isolate the threshold; the boundary scenarios still hold
+        w = pair.window
+        share = Fraction(bad, PER_STEP_EVENTS)
+        groups.append(TestGroup(
+            f"{slo.name} {severity} {w.long}/{w.short} x{_num(w.burn_rate)}: steady error share {float(share):g} "
+            f"({direction} the threshold {_num(float(pair.threshold))}) for {w.long} "
+            + (f"after {format_duration(warm * step_s)} of {'' if busy == 1 else f'{busy}x '}healthy traffic "
+               if warm else "")
+            + f"{'fires' if expect_fire else 'does not fire'}",
+            step_s, _scenario_series(slo, sc),
+            (AlertCheck(at * step_s, alertname, (labels,) if expect_fire else (),
+                        annotations[alertname] if expect_fire else ()),), ()))
+    return groups
+
+
 def _num(x: float) -> str:
     return format(Decimal(repr(float(x))).normalize(), "f")
 
@@ -413,6 +458,7 @@ def generate_rule_tests(spec: SloSpec, profile: str) -> tuple[RuleTestFile, ...]
                 g = _burn_group(spec, slo, profile, severity, pair, pairs, step_s, annotations)
                 if g is not None:
                     groups.append(g)
+                groups.extend(_threshold_groups(spec, slo, severity, pair, pairs, step_s, annotations))
         files.append(RuleTestFile(severity, profile, step_s, tuple(groups)))
     values = [g for slo in spec.slos for g in _value_groups(spec, slo, profile, severities, annotations)]
     files.append(RuleTestFile("values", profile, _values_eval_interval(spec, profile), tuple(values)))
