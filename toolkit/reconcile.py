@@ -277,7 +277,8 @@ def reconcile(attempts: Iterable[ClientAttempt], events: Mapping[str, AttemptEve
     """All four rules. ``events`` maps request_id to its events (at least every request_id of this
     run); ``event_counts`` counts every event of the whole log by name."""
     attempts = list(attempts)
-    mismatches: list[Mismatch] = []
+    # Whole-log findings first: they summarise; the per-attempt ones can run to thousands.
+    mismatches: list[Mismatch] = check_counters(event_counts, counters) if counters is not None else []
     seen: Counter[str] = Counter(a.request_id for a in attempts)
     for request_id, times in sorted(seen.items()):
         if times > 1:
@@ -293,8 +294,6 @@ def reconcile(attempts: Iterable[ClientAttempt], events: Mapping[str, AttemptEve
         shown = ", ".join(f"{name}×{n}" for name, n in sorted(counts.items()))
         mismatches.append(Mismatch("extra_events", rid, None, "no events (no such attempt in the client record)",
                                    shown, "the server saw an attempt of this run the client did not record"))
-    if counters is not None:
-        mismatches.extend(check_counters(event_counts, counters))
     run_events = sum(sum(e.counts.values()) for rid, e in events.items() if rid and rid.startswith(prefixes))
     return Reconciliation(
         attempts=len(attempts),
