@@ -174,3 +174,52 @@ def test_reconcile_user_errors_are_one_line(tmp_path):
     (tmp_path / "client.jsonl").write_text("{}\n")
     result = obslab("reconcile", "--client", str(tmp_path / "client.jsonl"), "--events", str(tmp_path))
     assert result.returncode == 2 and "client.jsonl:1" in result.stderr
+
+
+@pytest.fixture
+def prometheus(service, tmp_path):
+    """A real Prometheus scraping the service every second; stopped (process group) afterwards."""
+    import signal
+
+    import requests
+
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: publish-api\n    static_configs: [{{targets: ['{service.base_url.split('//')[1]}']}}]\n")
+    process = subprocess.Popen(
+        ["/usr/bin/prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("w"), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(url + "/-/ready", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "prometheus.log").read_text()
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+
+@pytest.mark.slow
+def test_reconcile_reads_counters_from_a_prometheus_server(service, prometheus, tmp_path):
+    out = tmp_path / "load"
+    load(service, out, "--duration", "8s", "--users", "6", "--spawn-rate", "10", "--set", "think_time=100ms-300ms")
+    # Prometheus trails the service by up to a scrape interval; --settle waits for it.
+    result = obslab("reconcile", "--client", str(out / "client.jsonl"), "--events", str(service.events_dir),
+                    "--prometheus", prometheus, "--settle", "20s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Prometheus {prometheus}" in result.stdout and "reconciled: zero mismatches" in result.stdout

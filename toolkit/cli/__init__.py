@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "bench_sli",
     "load",
     "reconcile",
+    "bench_capacity",
 )
 
 for _name in COMMAND_MODULES:
