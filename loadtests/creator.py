@@ -227,8 +227,8 @@ class CreatorUser(FastHttpUser):
                 raise FlowOver("published")
             if state in TERMINAL_STATUSES:  # a failed publish (503/409) names its terminal status
                 raise FlowOver(TERMINAL_STATUSES[state], answer.get("error_class") or why)
-            if status in (202, TRANSPORT_ERROR):
-                # Async, or no answer: the server may still be working; wait for a terminal status.
+            if status in (202, TRANSPORT_ERROR) or state == "transcoding":
+                # Async, no answer, or already claimed: the server may still be working; wait for it.
                 self._settle(attempt, why, wait=True)
             if status not in RETRYABLE_CHUNK_STATUSES:
                 self._settle(attempt, why, wait=False)

@@ -131,12 +131,21 @@ def _number(env, name, default, kind=float, low=None, high=None):
     return value
 
 
+def _seconds(text: str) -> float:
+    """A duration (``500ms``, ``2s``) or a bare number of seconds (``0``, ``1.5``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return parse_duration(text)
+    return parse_duration(value)
+
+
 def _duration(env, name, default):
     raw = _get(env, name)
     if raw is None:
         return default
     try:
-        return parse_duration(raw)
+        return _seconds(raw)
     except DurationError as e:
         raise SettingsError(f"{name}: {e}") from None
 
@@ -147,8 +156,8 @@ def _think_time(env) -> tuple[float, float]:
         return LoadSettings.think_time_s
     low_text, sep, high_text = raw.partition("-")
     try:
-        low = parse_duration(low_text)
-        high = parse_duration(high_text) if sep else low
+        low = _seconds(low_text)
+        high = _seconds(high_text) if sep else low
     except DurationError as e:
         raise SettingsError(f"{THINK_TIME}={raw!r} is not MIN-MAX (e.g. 500ms-2s): {e}") from None
     if high < low:

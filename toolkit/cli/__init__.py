@@ -20,11 +20,15 @@ COMMAND_MODULES = (
     "reconcile",
     "rules",
     "dashboards",
+    "bench_overhead",
     "events",
     "sli",
     "budget",
     "bench_sli",
     "bench_overhead",
+    "load",
+    "reconcile",
+    "bench_capacity",
 )
 
 for _name in COMMAND_MODULES:
