@@ -463,6 +463,7 @@ def write_jsonl(table: pa.Table, path: str | Path, *, gzip: bool = False, batch_
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.register("synth_events", table)
     rel = con.sql(f"SELECT {_json_line_sql('synth_events')} FROM synth_events")
     to_reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_record_batch  # DuckDB >= 1.4 renamed it
