@@ -25,9 +25,6 @@ COMMAND_MODULES = (
     "sli",
     "budget",
     "bench_sli",
-    "bench_overhead",
-    "load",
-    "reconcile",
     "bench_capacity",
 )
 
