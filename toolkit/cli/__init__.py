@@ -16,7 +16,16 @@ __all__ = ["app", "main"]
 COMMAND_MODULES = (
     "version",
     "serve",
+    "load",
+    "reconcile",
+    "rules",
+    "dashboards",
     "bench_overhead",
+    "events",
+    "sli",
+    "budget",
+    "bench_sli",
+    "bench_capacity",
 )
 
 for _name in COMMAND_MODULES:
