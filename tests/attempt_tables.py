@@ -45,6 +45,7 @@ def attempts_table(n: int = 20_000, *, seed: int = 0, canary_share: float = 0.05
     outcome = np.where(cancelled, "cancelled", outcome)
     mu = np.where(release == "canary", latency_mu["canary"], latency_mu["stable"])
     proc = rng.lognormal(mu, latency_sigma)
+    transcode = proc * 0.7  # before slow_plant: a planted slowdown sits outside the transcoder
     for (col, val), mult in (slow_plant or {}).items():
         proc = np.where(cols[col] == val, proc * mult, proc)
     ok = outcome == "succeeded"
@@ -66,7 +67,7 @@ def attempts_table(n: int = 20_000, *, seed: int = 0, canary_share: float = 0.05
         "last_event_at": pa.array(ended, pa.timestamp("us")),
         "processing_ms": pa.array(np.where(ok, proc, np.nan), pa.float64(), from_pandas=True),
         "e2e_ms": pa.array(np.where(ok, proc + upload_s * 1000, np.nan), pa.float64(), from_pandas=True),
-        "transcode_ms": pa.array(np.where(ok, proc * 0.7, np.nan), pa.float64(), from_pandas=True),
+        "transcode_ms": pa.array(np.where(ok, transcode, np.nan), pa.float64(), from_pandas=True),
         **{k: pa.array(v, pa.string()) for k, v in cols.items()},
         "release": pa.array(release, pa.string()),
         "transcode_mode": pa.array(np.full(n, "sync"), pa.string()),
