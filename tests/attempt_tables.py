@@ -18,7 +18,7 @@ def attempts_table(n: int = 20_000, *, seed: int = 0, canary_share: float = 0.05
                    success: dict[str, float] | None = None, latency_mu: dict[str, float] | None = None,
                    latency_sigma: float = 0.5, duration_s: float = 1800.0,
                    plant: dict[tuple[str, str], float] | None = None, slow_plant: dict[tuple[str, str], float] | None = None,
-                   ) -> pa.Table:
+                   start: datetime = START, id_prefix: str = "") -> pa.Table:
     """``success``/``latency_mu`` per release variant; ``plant`` multiplies the failure
     probability of attempts in a (column, value) cohort; ``slow_plant`` multiplies latency."""
     rng = np.random.default_rng(seed)
@@ -49,7 +49,7 @@ def attempts_table(n: int = 20_000, *, seed: int = 0, canary_share: float = 0.05
     for (col, val), mult in (slow_plant or {}).items():
         proc = np.where(cols[col] == val, proc * mult, proc)
     ok = outcome == "succeeded"
-    started = np.array([START + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, duration_s, n))])
+    started = np.array([start + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, duration_s, n))])
     upload_s = rng.lognormal(1.0, 0.4, n)
     chunk_count = rng.integers(1, 9, n)
     chunk_retries = rng.poisson(0.05, n)
@@ -57,9 +57,9 @@ def attempts_table(n: int = 20_000, *, seed: int = 0, canary_share: float = 0.05
     completed = [s + timedelta(seconds=float(x)) for s, x in zip(started, upload_s)]
     ended = [c + timedelta(milliseconds=float(p)) for c, p in zip(completed, proc)]
     return pa.table({
-        "request_id": [f"req{i:08d}" for i in range(n)],
-        "upload_id": [f"up{i:08d}" for i in range(n)],
-        "user_id": [f"user{u:06d}" for u in user_idx],
+        "request_id": [f"req{id_prefix}{i:08d}" for i in range(n)],
+        "upload_id": [f"up{id_prefix}{i:08d}" for i in range(n)],
+        "user_id": [f"user{id_prefix}{u:06d}" for u in user_idx],
         "outcome": outcome,
         "started_at": pa.array(started, pa.timestamp("us")),
         "completed_at": pa.array(completed, pa.timestamp("us")),
