@@ -61,12 +61,15 @@ def test_rules_apply_in_order_and_name_themselves():
     assert (J.judge(low).verdict, J.judge(low).rule) == ("rollback", "score<marginal")
 
 
-def test_no_primary_data_is_never_a_verdict():
-    res = [_result(RATE, "NoData", False), _result(LAT, "NoData", False), _result(P99, "Pass", False)]
-    v = J.judge(res)
-    assert (v.verdict, v.rule) == ("not_enough_data", "not-enough-data")
-    # NoData metrics are left out of the score's denominator
-    assert v.score == 100
+def test_missing_primary_data_is_never_a_verdict():
+    for res in ([_result(RATE, "NoData", False), _result(LAT, "NoData", False), _result(P99, "Pass", False)],
+                [_result(RATE, "NoData", False), _result(LAT, "Pass", False), _result(P99, "Pass", False)]):
+        v = J.judge(res)
+        assert (v.verdict, v.rule) == ("not_enough_data", "not-enough-data")
+        assert v.score == 100  # NoData metrics are left out of the score's denominator
+    # a guardrail without data is reported but does not block
+    v = J.judge([_result(RATE, "Pass", False), _result(LAT, "Pass", False), _result(P99, "NoData", False)])
+    assert v.verdict == "promote"
 
 
 def test_config_file_overrides_defaults(tmp_path):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
@@ -237,7 +237,7 @@ def _metric_dict(r: MetricResult, spec: MetricSpec) -> dict[str, Any]:
 
 def compare_samples(control: CohortSample, treatment: CohortSample, config: JudgeConfig = DEFAULT_CONFIG, *,
                     expected_split: tuple[float, float] | None = None, window: dict[str, Any] | None = None,
-                    synthetic: str = "include", source: str = "") -> CompareResult:
+                    synthetic: str = "include", source: str = "", users_in_both: int = 0) -> CompareResult:
     """Run every configured metric's statistic, classify it, and judge. Pure."""
     results = []
     for spec in config.metrics:
@@ -255,10 +255,19 @@ def compare_samples(control: CohortSample, treatment: CohortSample, config: Judg
                                          n_resamples=config.bootstrap_resamples, seed=config.seed)
         results.append(classify(spec, comp))
     srm = None
+    srm_unit = "users"
     if expected_split is not None:
-        srm = sample_ratio_mismatch([control.users, treatment.users], expected_split,
-                                    threshold=config.srm_threshold)
+        # Sticky assignment puts each user in one cohort, so users are the unit. If many users
+        # sit in both cohorts, assignment is per attempt and attempts are the unit instead.
+        if users_in_both > 0.01 * max(1, min(control.users, treatment.users)):
+            srm_unit = "attempts"
+            observed = [control.attempts, treatment.attempts]
+        else:
+            observed = [control.users, treatment.users]
+        srm = sample_ratio_mismatch(observed, expected_split, threshold=config.srm_threshold)
     verdict = judge(results, config, srm)
+    if verdict.srm is not None:
+        verdict = replace(verdict, srm={**verdict.srm, "unit": srm_unit, "users_in_both": users_in_both})
     return CompareResult(control, treatment, window or {}, synthetic, expected_split, verdict, config, source)
 
 
@@ -298,10 +307,7 @@ def resolve_window(attempts, window: Window) -> Window:
 def extract_cohort(attempts, label: str, selector: CohortSelector, window: Window, config: JudgeConfig,
                    synthetic: str = "include") -> CohortSample:
     """Counts and values of one cohort from the attempts relation (a DuckDB relation)."""
-    scope = [selector.sql(), _synthetic_sql(synthetic)]
-    if not selector.has_time_range:
-        scope.append(window.sql())
-    where = " AND ".join(f"({p})" for p in scope)
+    where = _cohort_where(selector, window, synthetic)
     props = [m for m in config.metrics if m.kind == "proportion"]
     agg = ["count(*)", "count(DISTINCT user_id)", "count(*) FILTER (WHERE synthetic)",
            "min(started_at)", "max(started_at)"]
@@ -344,4 +350,27 @@ def compare_attempts(attempts, control: CohortSelector, treatment: CohortSelecto
             if first and last and win["seconds"] is None:
                 win["seconds"] = (_parse_ts(win["end"], "end") - _parse_ts(win["start"], "start")).total_seconds()
     return compare_samples(c, t, config, expected_split=expected_split, window=win, synthetic=synthetic,
-                           source=source)
+                           source=source, users_in_both=_users_in_both(attempts, control, treatment, window, synthetic))
+
+
+def _cohort_where(selector: CohortSelector, window: Window, synthetic: str) -> str:
+    scope = [selector.sql(), _synthetic_sql(synthetic)]
+    if not selector.has_time_range:
+        scope.append(window.sql())
+    return " AND ".join(f"({p})" for p in scope)
+
+
+def _users_in_both(attempts, control: CohortSelector, treatment: CohortSelector, window: Window,
+                   synthetic: str) -> int:
+    sql = (f"SELECT count(*) FROM (SELECT user_id FROM a WHERE {_cohort_where(control, window, synthetic)} "
+           f"INTERSECT SELECT user_id FROM a WHERE {_cohort_where(treatment, window, synthetic)})")
+    return int(attempts.query("a", sql).fetchall()[0][0])
+
+
+def load_attempts(paths, *, abandon_after_s: float = 600.0, until: str | None = None):
+    """(attempts relation, EventSet) from event files, through toolkit.events_io/attempts."""
+    from toolkit.attempts import attempts as build_attempts
+    from toolkit.events_io import load_events
+
+    events = load_events([str(p) for p in paths], until=until)
+    return build_attempts(events, abandon_after_s=abandon_after_s), events

@@ -16,7 +16,8 @@ is taken by the first rule that applies, and names it:
 
 1. ``srm`` — the cohort sizes do not match the intended split → ``hold`` (results untrustworthy).
 2. ``critical:<metric>`` — a critical metric failed → ``rollback``.
-3. ``not-enough-data`` — every primary metric is NoData → ``not_enough_data`` (never a verdict).
+3. ``not-enough-data`` — any primary metric is NoData → ``not_enough_data`` (never a verdict on
+   partial evidence; guardrails and secondary metrics without data are reported, not blocking).
 4. ``score>=pass`` → ``promote``; ``score>=marginal`` → ``hold``; ``score<marginal`` → ``rollback``.
 """
 
@@ -110,7 +111,7 @@ DEFAULT_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("timeout_share", "share of finished attempts that failed with error_class timeout",
                "secondary", "proportion", "increase", 0.005, 5,
                numerator="error_class = 'timeout'", denominator=FINISHED),
-    MetricSpec("processing_latency_p99", "server-side p99 processing latency (guardrail)",
+    MetricSpec("processing_latency_p99", "server-side p99 processing latency (upload_completed → publish_succeeded)",
                "guardrail", "quantile", "increase", 0.20, 10, critical=True, quantile=0.99,
                value="processing_ms", population=SUCCEEDED, unit="ms"),
 )
@@ -242,10 +243,11 @@ def judge(results: tuple[MetricResult, ...] | list[MetricResult], config: JudgeC
         return Verdict("rollback", f"critical:{r.name}",
                        f"critical metric {r.name} failed: {r.reason}", **common)
     primaries = [r for r in results if r.group == "primary"]
-    if not primaries or all(r.classification == "NoData" for r in primaries):
-        reasons = "; ".join(f"{r.name}: {r.reason}" for r in primaries) or "no primary metric configured"
-        return Verdict("not_enough_data", "not-enough-data", f"every primary metric lacks data ({reasons})",
-                       **common)
+    missing = [r for r in primaries if r.classification == "NoData"]
+    if not primaries or missing:
+        reasons = "; ".join(f"{r.name}: {r.reason}" for r in missing) or "no primary metric configured"
+        return Verdict("not_enough_data", "not-enough-data",
+                       f"{len(missing)} of {len(primaries)} primary metrics lack data ({reasons})", **common)
     failed_names = ", ".join(r.name for r in with_data if r.failed) or "none"
     if score >= config.pass_threshold:
         return Verdict("promote", "score>=pass", f"score {score:.0f} ≥ pass threshold {config.pass_threshold:g} "

@@ -582,3 +582,36 @@ def run_rollout(plan: RolloutPlan, *, set_percent: Callable[[float], Any], load_
             log.write("aborted", now(), from_percent=percent, error=f"{type(e).__name__}: {e}")
         finally:
             raise
+
+
+class FlagControl:
+    """Sets a flag's rollout percentage through the service's control API (bearer token).
+
+    Body of ``PUT /admin/flags/{flag}``: ``{"default": control, "rollout": {variant: percent}}``
+    (demo_service/flags.py)."""
+
+    def __init__(self, url: str, token: str, plan: RolloutPlan, timeout_s: float = 5.0):
+        import requests
+
+        self.url = url.rstrip("/")
+        self.plan = plan
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def set_percent(self, percent: float) -> dict[str, Any]:
+        import requests
+
+        path = f"/admin/flags/{self.plan.flag}"
+        body = {"default": self.plan.control, "rollout": {self.plan.variant: float(percent)}}
+        try:
+            resp = self.session.put(self.url + path, json=body, timeout=self.timeout_s)
+        except requests.ConnectionError:
+            raise ConnectionError(f"no service answering at {self.url} (is the lab running?)") from None
+        except requests.Timeout:
+            raise ConnectionError(f"{self.url} did not answer PUT {path} within {self.timeout_s:g}s") from None
+        if resp.status_code in (401, 403):
+            raise PermissionError(f"{self.url} refused the admin token (HTTP {resp.status_code}) on PUT {path}")
+        if resp.status_code >= 400:
+            raise ConnectionError(f"PUT {self.url}{path} failed: HTTP {resp.status_code}: {resp.text[:200].strip()}")
+        return resp.json() if resp.content else {}

@@ -81,7 +81,7 @@ def _metric_line(m: Mapping[str, Any], compare: Mapping[str, Any]) -> str:
     t_name, c_name = compare["treatment"]["selector"], compare["control"]["selector"]
     head = f"**{m['name']}** — {m['description']}"
     if m["classification"] == "NoData":
-        return f"{head}: not enough data ({c.get('reason') or m['reason']}); no claim either way."
+        return f"{head}: {c.get('reason') or m['reason']}; no claim either way."
     if m["kind"] == "proportion":
         body = (f"{_pct(c['control_rate'])} ({_n(c['control_successes'])}/{_n(c['control_total'])}, {c_name}) → "
                 f"{_pct(c['treatment_rate'])} ({_n(c['treatment_successes'])}/{_n(c['treatment_total'])}, {t_name}): "
@@ -128,7 +128,10 @@ def _caveats_compare(compare: Mapping[str, Any]) -> list[str]:
                   "confirm on real traffic before quoting this as user impact." if share > 0 else ""))
     srm = compare.get("srm")
     if srm:
-        out.append(f"**Sample-ratio mismatch**: users per cohort {srm['observed']} against expected shares "
+        unit = srm.get("unit", "users")
+        note = (f" ({srm.get('users_in_both')} users appear in both cohorts, so assignment is per attempt and "
+                f"attempts are the unit)" if unit == "attempts" else "")
+        out.append(f"**Sample-ratio mismatch**: {unit} per cohort {srm['observed']}{note} against expected shares "
                    f"{[round(s, 4) for s in srm['expected_shares']]}: chi-square p = {srm['p_value']:.2g} "
                    + ("— **mismatch**: assignment or logging is broken; do not trust the deltas."
                       if srm["mismatch"] else f"(no mismatch at the {srm['threshold']:g} threshold)."))

@@ -15,6 +15,10 @@ __all__ = ["app", "main"]
 # One module per command group; each adds its commands to ``app`` on import.
 COMMAND_MODULES = (
     "version",
+    "compare",
+    "breakdown",
+    "rollout",
+    "story",
 )
 
 for _name in COMMAND_MODULES:
