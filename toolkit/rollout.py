@@ -598,6 +598,7 @@ class FlagControl:
         self.timeout_s = timeout_s
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
+        self.session.headers["X-Actor"] = "obslab-rollout"  # names who changed the flag in the audit event
 
     def set_percent(self, percent: float) -> dict[str, Any]:
         import requests
