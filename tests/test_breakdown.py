@@ -70,3 +70,35 @@ def test_bad_selection_and_dimension_are_clear_errors():
     rel = relation(attempts_table(500, seed=1))
     with pytest.raises(ValueError, match="unknown colour"):
         breakdown_attempts(rel, selection_preset("failed"), dimensions=("colour",))
+
+
+def _obslab(*args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([str(Path(sys.executable).parent / "obslab"), *map(str, args)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_breakdown_on_synthetic_events_ranks_the_planted_cohort_first(tmp_path):
+    import json
+
+    from toolkit.synth import Effect, SynthConfig, generate, write_jsonl
+
+    cfg = SynthConfig(attempts=5000, duration_s=1800, users=1500,
+                      effects=(Effect(where={"app_version": "5.5.0-beta"}, failure_rate=0.25),))
+    events = write_jsonl(generate(cfg, seed=5), tmp_path / "events.jsonl")
+    out, chart = tmp_path / "breakdown.json", tmp_path / "chart.png"
+    r = _obslab("breakdown", events, "--select", "failed", "--chart", chart, "--format", "json", "-o", out)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(out.read_text())
+    assert d["schema"] == "obslab.breakdown/v1"
+    assert (d["top_values"][0]["dimension"], d["top_values"][0]["value"]) == ("app_version", "5.5.0-beta")
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    story = _obslab("story", out)
+    assert story.returncode == 0 and "**app_version = 5.5.0-beta**" in story.stdout
+    table = _obslab("breakdown", events, "--select", "where", "--where", "network_type = '3g'", "--top", "5")
+    assert table.returncode == 0 and "values ranked" in table.stdout
+    bad = _obslab("breakdown", events, "--select", "where", "--where", "no_such_column > 1")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

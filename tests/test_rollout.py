@@ -126,3 +126,58 @@ def test_run_rollout_with_an_injected_clock_writes_the_decision_log(tmp_path):
     timeline = R.timeline_from_log(tmp_path / "decisions.jsonl")
     assert [p for p, _, _ in timeline] == [10, 50]
     assert timeline[1][2] is not None  # the rollback closes the last stage
+
+
+def _obslab(*args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([str(Path(sys.executable).parent / "obslab"), *map(str, args)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_plan_and_plan_errors(tmp_path):
+    import json
+
+    r = _obslab("rollout", "plan", "--rate", "20", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert [s["percent"] for s in d["stages"]] == [1, 5, 25, 100]
+    assert d["stages"][1]["expected_variant_attempts_per_window"] == 300
+    bad = tmp_path / "plan.yaml"
+    bad.write_text("rollout: {stages: [{percent: 150}]}")
+    r = _obslab("rollout", "plan", "--plan", bad)
+    assert r.returncode == 2 and "stages[0].percent" in r.stderr and "Traceback" not in r.stderr
+    r = _obslab("rollout", "evaluate", tmp_path / "none.jsonl", "--stage", "5@soon/later")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_evaluate_with_stages_on_synthetic_events(tmp_path):
+    import json
+
+    from toolkit.synth import Effect, SynthConfig, generate, write_jsonl
+
+    # 10 % canary whose publishes fail 20 % of the time from minute 10.
+    cfg = SynthConfig(attempts=6000, duration_s=1200, users=3000, canary_share=0.5,
+                      effects=(Effect(where={"release": "canary"}, start_s=600, failure_rate=0.2),))
+    events = write_jsonl(generate(cfg, seed=8), tmp_path / "events.jsonl")
+    r = _obslab("rollout", "evaluate", events, "--stage", "50@2026-01-05T10:00:00Z/2026-01-05T10:10:00Z",
+                "--stage", "75@2026-01-05T10:10:00Z/2026-01-05T10:20:00Z", "--plan", _plan_file(tmp_path),
+                "--format", "json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["stages"][0]["decision"] == "promote", d["stages"][0]["explanation"]
+    assert d["outcome"] == "rolled_back" and d["stages"][1]["decision"] == "rollback"
+
+
+def _plan_file(tmp_path):
+    p = tmp_path / "plan.yaml"
+    p.write_text("""
+rollout:
+  stages: [{percent: 50, duration: 10m, window: 5m}, {percent: 75, duration: 10m, window: 5m}, {percent: 100}]
+  guardrails: [{metric: publish_success_rate, max_change: 0.05}]
+judge:
+  minimums: {tail_points: 3}
+""")
+    return p

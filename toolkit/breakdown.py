@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import stats as sps
 
-from toolkit.compare import CohortSelector, Window, _iso, _synthetic_sql, resolve_window
+from toolkit.compare import CohortSelector, Window, _iso, _synthetic_sql, resolve_window, run_query
 
 __all__ = [
     "BREAKDOWN_SCHEMA",
@@ -220,7 +220,8 @@ def breakdown_attempts(attempts, selection: Selection, *, baseline: str = "rest"
     where = " AND ".join(f"({p})" for p in (POPULATION, window.sql(), _synthetic_sql(synthetic)))
     select = ", ".join([*cats, *(f"{n}::DOUBLE AS {n}" for n in nums),
                         f"coalesce(({selection.predicate}), FALSE) AS __selected", "started_at"])
-    data = attempts.query("a", f"SELECT {select} FROM a WHERE {where}").fetchnumpy()
+    data = run_query(attempts, f"SELECT {select} FROM a WHERE {where}",
+                     f"selection {selection.predicate!r}").fetchnumpy()
     columns = {c: np.asarray(data[c], dtype=object) for c in cats}
     for n in nums:
         arr = data[n]

@@ -286,6 +286,17 @@ def _iso(ts: Any) -> str | None:
     return ts.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
+def run_query(attempts, sql: str, what: str):
+    """Run SQL over the attempts relation (as ``a``); a DuckDB error becomes one ValueError line naming ``what``."""
+    import duckdb
+
+    try:
+        return attempts.query("a", sql)
+    except duckdb.Error as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{what}: {first}") from None
+
+
 def data_window(attempts) -> tuple[datetime | None, datetime | None]:
     """First and last started_at in the attempts relation (UTC)."""
     row = attempts.query("a", "SELECT min(started_at), max(started_at) FROM a").fetchall()[0]
@@ -314,15 +325,16 @@ def extract_cohort(attempts, label: str, selector: CohortSelector, window: Windo
     for m in props:
         agg.append(f"count(*) FILTER (WHERE ({m.denominator}) AND ({m.numerator}))")
         agg.append(f"count(*) FILTER (WHERE ({m.denominator}))")
-    row = attempts.query("a", f"SELECT {', '.join(agg)} FROM a WHERE {where}").fetchall()[0]
+    row = run_query(attempts, f"SELECT {', '.join(agg)} FROM a WHERE {where}",
+                    "judge config (a proportion metric's numerator/denominator)").fetchall()[0]
     proportions = {m.name: (int(row[5 + 2 * i]), int(row[6 + 2 * i])) for i, m in enumerate(props)}
     values: dict[str, np.ndarray] = {}
     for m in config.metrics:
         if m.kind == "proportion":
             continue
         col = m.value
-        res = attempts.query("a", f"SELECT {col}::DOUBLE AS v FROM a WHERE {where} AND ({m.population}) "
-                                  f"AND {col} IS NOT NULL").fetchnumpy()
+        res = run_query(attempts, f"SELECT {col}::DOUBLE AS v FROM a WHERE {where} AND ({m.population}) "
+                                  f"AND {col} IS NOT NULL", f"judge config metric {m.name}").fetchnumpy()
         values[m.name] = np.asarray(res["v"], dtype=float)
     return CohortSample(label, selector.text, int(row[0]), int(row[1]), int(row[2]), _iso(row[3]), _iso(row[4]),
                         proportions, values)
