@@ -296,6 +296,7 @@ class RolloutResult:
     explanation: str
     final_percent: float
     source: str = ""
+    synthetic: str = "include"
 
     def to_dict(self) -> dict[str, Any]:
         return _clean({
@@ -305,7 +306,7 @@ class RolloutResult:
             "plan": self.plan.to_dict(),
             "stages": [asdict(s) for s in self.stages],
             "outcome": self.outcome, "rule": self.rule, "explanation": self.explanation,
-            "final_percent": self.final_percent,
+            "final_percent": self.final_percent, "synthetic": self.synthetic,
         })
 
 
@@ -415,7 +416,7 @@ def evaluate_timeline(attempts, plan: RolloutPlan, timeline: list[tuple[float, d
         if percent >= 100:
             results.append(StageResult(percent, _iso(start), _iso(end), (), "completed", "",
                                        f"{plan.variant} at 100 %: no control cohort left to compare"))
-            return RolloutResult(plan, tuple(results), "completed", "", "every stage promoted", 100.0, source)
+            return RolloutResult(plan, tuple(results), "completed", "", "every stage promoted", 100.0, source, synthetic)
         stage = next((s for s in plan.stages if s.percent == percent), None)
         window_s = stage.window_s if stage else (plan.stages[0].window_s or 300.0)
         if end is None:
@@ -440,8 +441,9 @@ def evaluate_timeline(attempts, plan: RolloutPlan, timeline: list[tuple[float, d
                                    decided[2], stage_compare.to_dict()))
         if decided[0] != "promote":
             outcome = {"rollback": "rolled_back", "hold": "held"}.get(decided[0], decided[0])
-            return RolloutResult(plan, tuple(results), outcome, decided[1], decided[2], percent, source)
-    return RolloutResult(plan, tuple(results), "in_progress", "", "the timeline ends before 100 %", final, source)
+            return RolloutResult(plan, tuple(results), outcome, decided[1], decided[2], percent, source, synthetic)
+    return RolloutResult(plan, tuple(results), "in_progress", "", "the timeline ends before 100 %", final, source,
+                         synthetic)
 
 
 def _data_end(attempts) -> tuple[datetime | None, datetime | None]:
@@ -520,7 +522,7 @@ def run_rollout(plan: RolloutPlan, *, set_percent: Callable[[float], Any], load_
     def rollback(rule: str, why: str, percent: float, stages: list[StageResult]) -> RolloutResult:
         set_percent(0.0)
         emit(log.write("rolled_back", now(), from_percent=percent, rule=rule, explanation=why))
-        return RolloutResult(plan, tuple(stages), "rolled_back", rule, why, 0.0)
+        return RolloutResult(plan, tuple(stages), "rolled_back", rule, why, 0.0, synthetic=synthetic)
 
     stages: list[StageResult] = []
     percent = 0.0
@@ -535,7 +537,8 @@ def run_rollout(plan: RolloutPlan, *, set_percent: Callable[[float], Any], load_
                 stages.append(StageResult(percent, _iso(stage_start), None, (), "completed", "",
                                           f"{plan.variant} at 100 %"))
                 emit(log.write("completed", now(), percent=percent))
-                return RolloutResult(plan, tuple(stages), "completed", "", "every stage promoted", 100.0)
+                return RolloutResult(plan, tuple(stages), "completed", "", "every stage promoted", 100.0,
+                                         synthetic=synthetic)
             windows: list[WindowResult] = []
             target_end = stage_start + timedelta(seconds=stage.duration_s)
             extensions = 0
@@ -572,9 +575,10 @@ def run_rollout(plan: RolloutPlan, *, set_percent: Callable[[float], Any], load_
                     return rollback(rule, f"{why}: {v.explanation}", percent, stages)
                 if decision == "hold":
                     emit(log.write("held", now(), percent=percent, rule=rule, explanation=why))
-                    return RolloutResult(plan, tuple(stages), "held", rule, why, percent)
+                    return RolloutResult(plan, tuple(stages), "held", rule, why, percent, synthetic=synthetic)
                 break  # promote: next stage
-        return RolloutResult(plan, tuple(stages), "completed", "", "every stage promoted", percent)
+        return RolloutResult(plan, tuple(stages), "completed", "", "every stage promoted", percent,
+                             synthetic=synthetic)
     except BaseException as e:
         # Never leave a half-rolled-out variant behind an error or an interrupt.
         try:

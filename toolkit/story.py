@@ -242,6 +242,8 @@ def _story_rollout(d: Mapping[str, Any]) -> str:
     lines += ["## Task", "", "Promote only while the variant is no worse than control, and roll back automatically "
               "on a guardrail breach:", ""] + [f"- {g['rule']}" for g in plan["guardrails"]] + [""]
     lines += ["## Action", ""]
+    watched = {g["metric"] for g in plan["guardrails"]}
+    proportions = {g["metric"] for g in plan["guardrails"] if "percentage points" in g["rule"]}
     for s in stages:
         cmp = s.get("compare") or {}
         counts = ""
@@ -251,6 +253,12 @@ def _story_rollout(d: Mapping[str, Any]) -> str:
         lines.append(f"- {s['percent']:g} % from {s['start']} to {s['end'] or 'now'}: {len(s['windows'])} "
                      f"evaluation window(s){counts}; decision **{s['decision']}**"
                      + (f" (rule `{s['rule']}`)" if s["rule"] else "") + f": {s['explanation']}")
+        for w in s["windows"]:
+            moved = ", ".join(f"{k} {(_pp if k in proportions else _rel)(v)}" for k, v in w["changes"].items()
+                              if v is not None and k in watched)
+            lines.append(f"  - window [{w['start']}, {w['end']}): {_n(w['variant_attempts'])} variant vs "
+                         f"{_n(w['control_attempts'])} control attempts started in it"
+                         + (f"; change {moved}" if moved else "; guardrail metrics without enough data"))
     lines += ["", "## Result", "",
               f"Outcome **{d['outcome'].replace('_', ' ')}** at {d['final_percent']:g} %"
               + (f" (rule `{d['rule']}`)" if d["rule"] else "") + f": {d['explanation']}.", ""]
@@ -267,8 +275,13 @@ def _story_rollout(d: Mapping[str, Any]) -> str:
     lines += ["", "## Caveats", ""]
     if judged:
         lines += [f"- {x}" for x in _caveats_compare(judged[-1]["compare"])]
-    lines.append("- **Windows**: a guardrail needs consecutive windows with enough data; at small percentages "
-                 "windows are often NoData and only the stage-level verdict speaks.")
+    else:
+        lines.append(f"- **Traffic**: {_traffic(d.get('synthetic', 'include'))}; the counts per window above are "
+                     "the sample behind each change.")
+    lines.append("- **Windows**: changes are variant vs control over the attempts started in each window (latency "
+                 "changes relative to control, rates in percentage points); a guardrail needs consecutive windows "
+                 "with enough data, and at small percentages windows are often NoData, so only the stage-level "
+                 "verdict speaks.")
     lines += ["", "## What to check next", ""]
     if d["outcome"] == "rolled_back":
         lines.append("- Break the regression down within the variant (`obslab breakdown --select failed|slow "
