@@ -102,3 +102,17 @@ def test_cli_breakdown_on_synthetic_events_ranks_the_planted_cohort_first(tmp_pa
     assert table.returncode == 0 and "values ranked" in table.stdout
     bad = _obslab("breakdown", events, "--select", "where", "--where", "no_such_column > 1")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_small_cohort_that_grows_outranks_noise_in_a_big_one():
+    """Ranking by the standardized difference: +2 pp on a 5 % cohort (lift 1.4) beats +2.5 pp on a 50 % one."""
+    n_sel, n_base = 900, 39_000
+    small = np.r_[np.ones(63, bool), np.zeros(n_sel - 63, bool), np.ones(1911, bool), np.zeros(n_base - 1911, bool)]
+    big = np.r_[np.ones(473, bool), np.zeros(n_sel - 473, bool), np.ones(19_500, bool), np.zeros(n_base - 19_500, bool)]
+    selected = np.r_[np.ones(n_sel, bool), np.zeros(n_base, bool)]
+    res = breakdown_arrays({"release": np.where(small, "canary", "stable").astype(object),
+                            "app_version": np.where(big, "5.4.0", "5.3.0").astype(object)},
+                           selected, selection=Selection("s", "", "s"))
+    assert res.top_values[0].value == "canary"
+    big_row = next(v for v in res.top_values if v.value == "5.4.0")
+    assert big_row.difference > res.top_values[0].difference  # bigger in pp, yet ranked lower

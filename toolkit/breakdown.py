@@ -4,8 +4,9 @@ A selection (failed attempts, slow ones, a time slice, or any SQL predicate) is 
 baseline (the rest of the population, or all of it) across every dimension — cohort columns,
 flags, service version and numeric fields cut into quantile bins. Each dimension value gets
 its count and share in both groups; values are ranked by how much more common they are in the
-selection (share in selection − share in baseline, in percentage points), dimensions by their
-best value. A chi-square test per dimension (scipy) says whether the difference could be chance.
+selection: by the share difference (selection − baseline, percentage points) divided by its
+standard error (a two-proportion z), so a small cohort that doubles outranks a point of noise in a
+big one; dimensions by their best value. A chi-square test per dimension (scipy) says whether the difference could be chance.
 
 ``breakdown_arrays`` is the pure part (arrays in, frozen result out); ``breakdown_attempts``
 reads the columns from the attempts relation; ``render_chart`` writes the PNG.
@@ -90,13 +91,14 @@ class ValueRow:
     baseline_share: float
     difference: float          # selection_share − baseline_share (0..1)
     lift: float | None         # selection_share / baseline_share
+    z: float                   # difference / its pooled standard error: the ranking key
 
 
 @dataclass(frozen=True)
 class DimensionResult:
     dimension: str
     numeric: bool
-    score: float               # largest difference among its values
+    score: float               # largest z among its values
     chi2: float | None
     p_value: float | None
     values: tuple[ValueRow, ...]
@@ -134,7 +136,7 @@ class BreakdownResult:
             "baseline": self.baseline,
             "selection_total": self.selection_total,
             "baseline_total": self.baseline_total,
-            "ranking": "share in selection minus share in baseline (percentage points)",
+            "ranking": "z of (share in selection − share in baseline), pooled two-proportion standard error",
             "dimensions": [asdict(d) for d in self.dimensions],
             "top_values": [asdict(v) for v in self.top_values],
         })
@@ -161,6 +163,18 @@ def _bin_numeric(values: np.ndarray, bins: int) -> np.ndarray:
              for i in range(edges.size - 1)]
     labels[ok] = np.asarray(names, dtype=object)[idx]
     return labels
+
+
+def _z(sel: int, n_sel: int, base: int, n_base: int) -> float:
+    """Two-proportion z of a value's share in the selection vs the baseline (pooled SE): how much
+    more common it is, in units of sampling noise — so a small cohort that doubles outranks a
+    point of noise in a big one."""
+    if not n_sel or not n_base:
+        return 0.0
+    pooled = (sel + base) / (n_sel + n_base)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_sel + 1 / n_base))
+    diff = sel / n_sel - base / n_base
+    return diff / se if se > 0 else 0.0
 
 
 def breakdown_arrays(columns: Mapping[str, np.ndarray], selected: np.ndarray, *, selection: Selection,
@@ -191,17 +205,18 @@ def breakdown_arrays(columns: Mapping[str, np.ndarray], selected: np.ndarray, *,
             s_share = s / n_sel if n_sel else 0.0
             b_share = b / n_base if n_base else 0.0
             rows.append(ValueRow(name, str(v), int(s), int(b), s_share, b_share, s_share - b_share,
-                                 s_share / b_share if b_share else None))
-        rows.sort(key=lambda r: (-r.difference, r.value))
+                                 s_share / b_share if b_share else None,
+                                 _z(int(s), n_sel, int(b), n_base)))
+        rows.sort(key=lambda r: (-r.z, -r.difference, r.value))
         chi2 = p = None
         table = np.vstack([sel_counts, base_counts])
         table = table[:, table.sum(axis=0) > 0]
         if baseline == "rest" and table.shape[1] >= 2 and n_sel and n_base:
             res = sps.chi2_contingency(table, correction=False)
             chi2, p = float(res.statistic), float(res.pvalue)
-        dims.append(DimensionResult(name, is_num, rows[0].difference if rows else 0.0, chi2, p, tuple(rows)))
+        dims.append(DimensionResult(name, is_num, rows[0].z if rows else 0.0, chi2, p, tuple(rows)))
     dims.sort(key=lambda d: (-d.score, d.dimension))
-    top_values = sorted((r for d in dims for r in d.values), key=lambda r: (-r.difference, r.dimension, r.value))
+    top_values = sorted((r for d in dims for r in d.values), key=lambda r: (-r.z, -r.difference, r.dimension, r.value))
     return BreakdownResult(selection, baseline, n_sel, n_base, tuple(dims), tuple(top_values[:top]),
                            window or {}, synthetic, source)
 
@@ -259,7 +274,7 @@ def render_chart(result: BreakdownResult, path: str | Path, *, dimensions: int =
                 label=f"baseline ({result.baseline}, n={result.baseline_total})")
         ax.set_yticks(y, [v.value for v in vals], fontsize=8)
         p = f", χ² p={d.p_value:.2g}" if d.p_value is not None else ""
-        ax.set_title(f"{d.dimension}: +{d.score * 100:.1f} pp{p}", fontsize=9)
+        ax.set_title(f"{d.dimension}: {d.values[0].value} {d.values[0].difference * 100:+.1f} pp{p}", fontsize=9)
         ax.set_xlabel("share of attempts (%)", fontsize=8)
     for ax in axes.ravel()[len(dims):]:
         ax.axis("off")

@@ -150,6 +150,22 @@ def _caveats_compare(compare: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _unit_text(d: Mapping[str, Any]) -> str:
+    srm = d.get("srm") or {}
+    if srm.get("unit") == "attempts":
+        return (f"{_n(srm.get('users_in_both'))} users appear in both cohorts, so assignment was per attempt and "
+                f"attempts are the unit of the split.")
+    return "Users are the randomization unit (sticky assignment by user hash)."
+
+
+def _selector_sql(selector: str) -> str:
+    parts = []
+    for cond in selector.split(","):
+        k, _, v = cond.partition("=")
+        parts.append(f"{k.strip()} = '{v.strip()}'" if k.strip() != "time" else f"<started_at in {v.strip()}>")
+    return " AND ".join(parts)
+
+
 def _story_compare(d: Mapping[str, Any]) -> str:
     t, c, v = d["treatment"], d["control"], d["verdict"]
     t_share, c_share = _share_text(d)
@@ -162,7 +178,7 @@ def _story_compare(d: Mapping[str, Any]) -> str:
               f"Publish attempts of the video-publish service, {_traffic(d.get('synthetic', 'include'))}, over "
               f"{_window_text(d)}. Treatment: {t_share}{t['selector']} ({_n(t['attempts'])} attempts, "
               f"{_n(t['users'])} users); control: {c_share}{c['selector']} ({_n(c['attempts'])} attempts, "
-              f"{_n(c['users'])} users). Users are the randomization unit (sticky assignment by user hash).", ""]
+              f"{_n(c['users'])} users). " + _unit_text(d), ""]
     allowed = "; ".join(f"{m['name']} (bad: {m['direction']}, allowed {(_pp if m['kind'] == 'proportion' else _rel)(m['allowed_change']).lstrip('+')})"
                         for m in primary)
     lines += ["## Task", "",
@@ -211,8 +227,10 @@ def _next_compare(d: Mapping[str, Any]) -> list[str]:
     if failed:
         m = failed[0]
         sel = "failed" if m["kind"] == "proportion" else "slow"
-        out.append(f"Find who is affected: `obslab breakdown EVENTS --select {sel} --where \"{t.replace(',', ' AND ')}\"` "
-                   f"(within the treatment), then compare that cohort.")
+        how = ("--select failed" if sel == "failed" else "--select slow")
+        out.append(f"Find who is affected within the treatment: `obslab breakdown EVENTS --select where --where "
+                   f"\"({_selector_sql(t)}) AND {'outcome IN (' + chr(39) + 'failed' + chr(39) + ', ' + chr(39) + 'abandoned' + chr(39) + ')' if sel == 'failed' else 'processing_ms > 1000'}\"` "
+                   f"(or `{how}` over everything), then compare the cohort it points to.")
     if v == "not_enough_data" or any(m["classification"] == "NoData" for m in d["metrics"]):
         out.append("Collect more traffic: `obslab rollout plan --rate R` shows how long each stage needs for the "
                    "minimum sample sizes and the power to see a 1-point success drop.")

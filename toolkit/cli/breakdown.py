@@ -20,8 +20,9 @@ def print_breakdown(d: dict, top: int) -> None:
     w = d["window"]
     console.print(f"attempts started {w.get('first_started')} → {w.get('last_started')}; source: {d['source']}",
                   highlight=False)
-    table = Table(title="values ranked by share in selection − share in baseline", title_justify="left")
-    for col in ("dimension", "value", "selection", "baseline", "difference", "lift", "dimension χ² p"):
+    table = Table(title="values ranked by z = (share in selection − share in baseline) / standard error",
+                  title_justify="left")
+    for col in ("dimension", "value", "selection", "baseline", "difference", "lift", "z", "dimension χ² p"):
         table.add_column(col)
     p_of = {x["dimension"]: x["p_value"] for x in d["dimensions"]}
     for v in d["top_values"][:top]:
@@ -30,6 +31,7 @@ def print_breakdown(d: dict, top: int) -> None:
                       f"{v['selection_share'] * 100:.1f} % ({v['selection_count']})",
                       f"{v['baseline_share'] * 100:.1f} % ({v['baseline_count']})",
                       f"{v['difference'] * 100:+.1f} pp", f"{v['lift']:.2f}×" if v["lift"] else "new",
+                      f"{v['z']:.1f}",
                       f"{p:.2g}" if p is not None else "—")
     console.print(table)
 
