@@ -16,6 +16,10 @@ __all__ = ["app", "main"]
 COMMAND_MODULES = (
     "version",
     "serve",
+    "events",
+    "sli",
+    "budget",
+    "bench_sli",
     "compare",
     "breakdown",
     "rollout",
