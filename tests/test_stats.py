@@ -153,3 +153,20 @@ def test_sample_size_reaches_power_and_one_less_does_not():
     n = S.sample_size_two_proportions(0.99, 0.98, 0.25, power=0.8)
     assert S.power_two_proportions(0.99, 0.98, round(n * 0.75), round(n * 0.25)) >= 0.8
     assert S.power_two_proportions(0.99, 0.98, round((n - 40) * 0.75), round((n - 40) * 0.25)) < 0.8
+
+
+from hypothesis import given, settings, strategies as st
+
+_values = st.lists(st.integers(min_value=0, max_value=50).map(float) | st.floats(0, 1e4, allow_nan=False),
+                   min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(control=_values, treatment=_values, data=st.data())
+def test_property_selection_equals_sorted_pairwise_differences(control, treatment, data):
+    """Any k, any data (ties included): the bisection selector returns the k-th sorted difference."""
+    diffs = np.sort(np.subtract.outer(np.asarray(treatment), np.asarray(control)).ravel())
+    k = data.draw(st.integers(1, diffs.size))
+    for bracket in (1, 7, 10**6):  # full bisection, partial, enumeration only
+        got = S.pairwise_difference_order_statistic(control, treatment, k, materialise_limit=0, bracket=bracket)
+        assert got == pytest.approx(diffs[k - 1], rel=1e-9, abs=1e-9)

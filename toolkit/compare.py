@@ -256,7 +256,7 @@ def compare_samples(control: CohortSample, treatment: CohortSample, config: Judg
         results.append(classify(spec, comp))
     srm = None
     srm_unit = "users"
-    if expected_split is not None:
+    if expected_split is not None and control.attempts + treatment.attempts > 0:
         # Sticky assignment puts each user in one cohort, so users are the unit. If many users
         # sit in both cohorts, assignment is per attempt and attempts are the unit instead.
         if users_in_both > 0.01 * max(1, min(control.users, treatment.users)):

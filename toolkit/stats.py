@@ -176,7 +176,8 @@ def _count_le(control_sorted: np.ndarray, treatment_sorted: np.ndarray, d: float
 
 
 def pairwise_difference_order_statistic(control, treatment, k: int, *,
-                                        materialise_limit: int = PAIRWISE_MATERIALISE_LIMIT) -> float:
+                                        materialise_limit: int = PAIRWISE_MATERIALISE_LIMIT,
+                                        bracket: int = _SELECTION_BRACKET) -> float:
     """The k-th smallest (1-based) of all treatment_j − control_i.
 
     Materialises the n·m differences when that is at most ``materialise_limit``; otherwise
@@ -198,7 +199,7 @@ def pairwise_difference_order_statistic(control, treatment, k: int, *,
     hi = hi + max(1.0, abs(hi))
     count_lo, count_hi = _count_le(c, t, lo), _count_le(c, t, hi)
     assert count_lo == 0 and count_hi == total
-    while count_hi - count_lo > _SELECTION_BRACKET:
+    while count_hi - count_lo > bracket:
         mid = lo + (hi - lo) / 2.0
         if mid <= lo or mid >= hi:  # adjacent floats: every difference in (lo, hi] equals hi
             return hi

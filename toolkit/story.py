@@ -109,6 +109,9 @@ def _window_text(compare: Mapping[str, Any]) -> str:
     w = compare.get("window") or {}
     if w.get("kind") == "before/after":
         return (f"before/after: control over {w.get('control')}, treatment over {w.get('treatment')}")
+    if w.get("seconds") is None:
+        return (f"the same open-ended window, from {w.get('start') or 'the start of the log'} to "
+                f"{w.get('end') or 'the end of the log'}, for both cohorts")
     return f"the same window of {_duration(w.get('seconds'))} ({w.get('start')} to {w.get('end')}) for both cohorts"
 
 
