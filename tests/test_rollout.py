@@ -181,3 +181,17 @@ judge:
   minimums: {tail_points: 3}
 """)
     return p
+
+
+def test_cli_run_without_a_service_is_one_line_and_logs_the_abort(tmp_path):
+    import json
+
+    from toolkit.processes import free_port
+
+    (tmp_path / "events").mkdir()
+    log = tmp_path / "decisions.jsonl"
+    r = _obslab("rollout", "run", "--events", tmp_path / "events", "--log", log,
+                "--url", f"http://127.0.0.1:{free_port()}", "--token", "t")
+    assert r.returncode == 2 and "no service answering" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["action"] == "aborted" and last["rolled_back"] is False

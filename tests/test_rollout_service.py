@@ -29,7 +29,7 @@ rollout:
   guardrails:
     - {metric: publish_success_rate, max_change: 0.2, consecutive_windows: 2}
   settle: 1s
-  max_extensions: 2
+  max_extensions: 4
 judge:
   minimums: {proportion_per_arm: 10, shift_per_arm: 8}
   metrics:

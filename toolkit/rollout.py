@@ -581,11 +581,14 @@ def run_rollout(plan: RolloutPlan, *, set_percent: Callable[[float], Any], load_
                              synthetic=synthetic)
     except BaseException as e:
         # Never leave a half-rolled-out variant behind an error or an interrupt.
+        rollback_error = None
         try:
             set_percent(0.0)
-            log.write("aborted", now(), from_percent=percent, error=f"{type(e).__name__}: {e}")
-        finally:
-            raise
+        except Exception as err:  # the control API may be what failed; say so in the log
+            rollback_error = f"{type(err).__name__}: {err}"
+        log.write("aborted", now(), from_percent=percent, error=f"{type(e).__name__}: {e}",
+                  rolled_back=rollback_error is None, rollback_error=rollback_error)
+        raise
 
 
 class FlagControl:
