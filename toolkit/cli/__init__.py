@@ -26,6 +26,10 @@ COMMAND_MODULES = (
     "budget",
     "bench_sli",
     "bench_capacity",
+    "compare",
+    "breakdown",
+    "rollout",
+    "story",
 )
 
 for _name in COMMAND_MODULES:
