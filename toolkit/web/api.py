@@ -53,10 +53,10 @@ def _context():
         return config, cache["spec"], cache["attempts"], as_of
 
 
-def _window(config, as_of):
+def _window(config, as_of, attempts):
     key = request.args.get("window", "lab")
     try:
-        return snap.window_for(key, as_of, config.started_at)
+        return snap.window_for(key, as_of, config.started_at, attempts)
     except DurationError as e:
         raise _BadRequest("window", str(e)) from None
 
@@ -89,7 +89,7 @@ def info():
 @bp.get("/snapshot")
 def snapshot():
     config, spec, attempts, as_of = _context()
-    window = _window(config, as_of)
+    window = _window(config, as_of, attempts)
     alerts = prometheus_alerts(config.prometheus_url) if config.prometheus_url else None
     return jsonify(snap.snapshot(spec, config.profile, attempts, window, prometheus_alerts=alerts))
 
@@ -97,7 +97,7 @@ def snapshot():
 @bp.get("/series")
 def series():
     config, spec, attempts, as_of = _context()
-    return jsonify(snap.series(spec, config.profile, attempts, _window(config, as_of)))
+    return jsonify(snap.series(spec, config.profile, attempts, _window(config, as_of, attempts)))
 
 
 @bp.get("/cohorts")
@@ -107,4 +107,4 @@ def cohorts():
     allowed = list(COHORT_DIMENSIONS) + list(FLAGS)
     if dimension not in allowed:
         raise _BadRequest("dimension", f"dimension {dimension!r} is not one of {', '.join(allowed)}")
-    return jsonify(snap.cohorts(spec, attempts, _window(config, as_of), dimension))
+    return jsonify(snap.cohorts(spec, attempts, _window(config, as_of, attempts), dimension))

@@ -56,11 +56,14 @@ class Window:
                 "seconds": (self.end - self.start).total_seconds()}
 
 
-def window_for(key: str, as_of: datetime, lab_started_at: datetime | None) -> Window:
-    """``lab`` = since the lab started; otherwise a duration such as ``5m`` ending at as_of."""
+def window_for(key: str, as_of: datetime, lab_started_at: datetime | None,
+               attempts: list["Attempt"] | None = None) -> Window:
+    """``lab`` = since the lab started (else since the first attempt); otherwise a duration such as ``5m``."""
     if key == "lab":
-        start = lab_started_at or datetime(1970, 1, 1, tzinfo=timezone.utc)
-        return Window(min(start, as_of), as_of, "since lab start")
+        start = lab_started_at or min((a.started for a in attempts or ()), default=as_of)
+        # An attempt that starts exactly at the start instant belongs to the window: start is exclusive.
+        start = start - timedelta(milliseconds=1) if lab_started_at is None else start
+        return Window(min(start, as_of), as_of, "since lab start" if lab_started_at else "since the first event")
     seconds = parse_duration(key)
     return Window(as_of - timedelta(seconds=seconds), as_of, f"last {format_duration(seconds)}")
 
