@@ -28,11 +28,11 @@ def forward(kind: str, name: str | None):
     config = current_app.config["OBSLAB_DASHBOARD"]
     if kind not in _KINDS:
         return _error(404, "not_found", f"no control resource {kind!r} (have: faults, flags)")
-    if not config.api_url:
-        return _error(503, "unavailable", "this dashboard was started without a service URL")
     auth = request.headers.get("Authorization", "")
     if not auth.startswith("Bearer ") or not auth[7:].strip():
         return _error(401, "unauthorized", "enter the admin token (the lab printed where it is)")
+    if not config.api_url:
+        return _error(503, "unavailable", "this dashboard was started without a service URL")
     url = f"{config.api_url.rstrip('/')}/admin/{kind}" + (f"/{name}" if name else "")
     try:
         upstream = requests.request(

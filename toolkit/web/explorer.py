@@ -119,7 +119,7 @@ def request_spans(data_dir: Path, trace_ids: list[str]) -> list[dict]:
 
 
 def recent_request_ids(data_dir: Path, limit: int = 6) -> list[str]:
-    """Request IDs of the latest finished attempts (failures first, they are the interesting ones)."""
+    """Request IDs of the latest finished attempts (failed ones first: they are the interesting ones)."""
     files = event_files(data_dir)
     finished: dict[str, str] = {}
     for path in reversed(files):
@@ -140,9 +140,9 @@ def recent_request_ids(data_dir: Path, limit: int = 6) -> list[str]:
                 finished[e["request_id"]] = e["event"]
         if len(finished) >= limit * 4:
             break
-    failed = [r for r, ev in finished.items() if ev != "publish_succeeded"]
-    succeeded = [r for r, ev in finished.items() if ev == "publish_succeeded"]
-    picked = failed[: limit // 2] + succeeded
+    failed = [r for r, ev in finished.items() if ev == "publish_failed"]
+    others = [r for r, ev in finished.items() if ev != "publish_failed"]
+    picked = failed[: limit // 2] + others
     return picked[:limit]
 
 
