@@ -66,7 +66,7 @@ def data_dir(tmp_path: Path) -> Path:
     (tmp_path / "traces").mkdir()
     spans = [
         {"name": "POST /v1/uploads", "trace_id": f"{11:032x}", "span_id": "a" * 16, "parent_span_id": None,
-         "service": "publish-api", "start_ns": 1_000, "end_ns": 5_000, "status": "OK"},
+         "service": "publish-api", "kind": "SERVER", "start_unix_nano": 1_000, "end_unix_nano": 5_000, "status": "OK"},
         {"name": "transcode", "context": {"trace_id": "0x" + f"{11:032x}", "span_id": "0x" + "b" * 16},
          "parent_id": "0x" + "a" * 16, "resource": {"attributes": {"service.name": "transcoder"}},
          "start_time": "2026-01-05T12:00:11.300000Z", "end_time": "2026-01-05T12:00:11.700000Z",

@@ -313,6 +313,12 @@ class Lab:
         for child in [c for c in self._children if c.name == "locust"]:
             child.stop(timeout_s=15)
         if self._service is not None:
+            from toolkit.web.drills import stop_active_drill
+
+            try:
+                stop_active_drill(self.data_dir)
+            except Exception as e:  # noqa: BLE001 - stopping the rest matters more than this drill
+                self.say(f"could not stop the running drill: {e}")
             self._service.stop()
         for child in [c for c in self._children if c.name != "locust"]:
             child.stop()

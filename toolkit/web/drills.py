@@ -1,24 +1,170 @@
-"""Drills panel: list, start, hint, answer, report and stop, over the drills library."""
+"""Drills panel: list, start, hint, answer, report and stop, over the drills library (``toolkit.drills``).
+
+Starting a drill from the page is the same as ``obslab drill start``: the runner checks the lab
+and its token, applies the setup and launches its scheduler, which injects the fault on time.
+The dashboard reads the token from the lab's token file, as the CLI does; the page never sees it.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
-__all__ = ["bp"]
+__all__ = ["bp", "drills_available", "stop_active_drill"]
 
 bp = Blueprint("drills", __name__, url_prefix="/api/drills")
 
 
-def _runner_available() -> bool:
+def drills_available() -> bool:
     return importlib.util.find_spec("toolkit.drills") is not None and \
         importlib.util.find_spec("toolkit.drills.runner") is not None
 
 
+def _lab():
+    from toolkit.drills.lab import find_lab
+
+    config = current_app.config["OBSLAB_DASHBOARD"]
+    return find_lab(config.data_dir, url=config.api_url)
+
+
+def _drills_dir() -> Path:
+    return current_app.config["OBSLAB_DASHBOARD"].data_dir / "drills"
+
+
+def _error(status: int, message: str, field: str | None = None):
+    return jsonify(error={"code": "drill", "message": message, "field": field}), status
+
+
+def _user_errors():
+    from toolkit.drills.runner import USER_ERRORS
+
+    return USER_ERRORS
+
+
+def _drill_json(drill) -> dict:
+    return {"name": drill.id, "title": drill.title, "difficulty": drill.difficulty,
+            "duration": f"{drill.setup.duration_s / 60:g} min",
+            "summary": drill.briefing.strip().split("\n\n")[0]}
+
+
+def _active_json() -> dict | None:
+    from toolkit.drills import runner
+    from toolkit.drills.state import NoDrillRunning
+
+    try:
+        st = runner.status(_drills_dir())
+    except NoDrillRunning:
+        return None
+    drill = st.drill
+    questions = [
+        {"id": "cause", "text": "cause", "choices": list(drill.questions.cause_choices)},
+        {"id": "cohort", "text": "cohort (everyone or dim=value[,dim=value]; dims: "
+                                 + ", ".join(drill.questions.cohort_dimensions) + ")"},
+        {"id": "impact", "text": drill.questions.impact.prompt},
+    ]
+    return {"name": drill.id, "title": drill.title, "phase": st.phase, "elapsed_s": round(st.elapsed_s, 1),
+            "started_at": _iso(st.state.started_at), "briefing": drill.briefing, "questions": questions,
+            "hints_shown": list(drill.hints[: st.hints_shown]), "answers": st.answers}
+
+
+def _iso(epoch: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 @bp.get("")
 def index():
-    if not _runner_available():
-        return jsonify(available=False, reason="the drills library (toolkit.drills.runner) is not installed in this build",
+    if not drills_available():
+        return jsonify(available=False, reason="the drills library (toolkit.drills) is not installed in this build",
                        drills=[], active=None)
-    return jsonify(available=False, reason="drills panel not wired yet", drills=[], active=None)
+    from toolkit.drills.schema import load_catalogue
+
+    active = _active_json()
+    if active is not None and active["phase"] != "running":
+        # A finished drill stays answerable and reportable, but does not block starting another.
+        active["finished"] = True
+    return jsonify(available=True, drills=[_drill_json(d) for d in load_catalogue().values()], active=active)
+
+
+@bp.post("/<name>/start")
+def start(name: str):
+    from toolkit.drills import runner
+
+    try:
+        run = runner.start(name, _lab())
+    except _user_errors() as e:
+        return _error(409, str(e))
+    return jsonify(started=name, run=run.path.name, active=_active_json())
+
+
+@bp.post("/active/hint")
+def hint():
+    from toolkit.drills import runner
+
+    try:
+        number, of, text = runner.next_hint(_drills_dir())
+    except _user_errors() as e:
+        return _error(409, str(e))
+    return jsonify(hint=f"({number}/{of}) {text}")
+
+
+@bp.post("/active/answer")
+def answer():
+    from toolkit.drills import runner
+
+    answers = (request.get_json(silent=True) or {}).get("answers") or {}
+    try:
+        impact = float(answers.get("impact", ""))
+    except ValueError:
+        return _error(422, f"impact must be a number, got {answers.get('impact')!r}", "impact")
+    try:
+        cohort = runner.parse_cohort(str(answers.get("cohort", "everyone")))
+        drill, n = runner.answer(_drills_dir(), str(answers.get("cause", "")), cohort, impact, by="dashboard")
+    except _user_errors() as e:
+        return _error(422, str(e))
+    return jsonify(text=f"answer {n} recorded for {drill.id}; graded in the report (button Report).")
+
+
+@bp.get("/active/report")
+def report():
+    try:
+        from toolkit.drills import report as drill_report
+    except ImportError:
+        return _error(503, "the drill report is not available in this build")
+    try:
+        path = drill_report.write_report(_drills_dir())
+    except _user_errors() as e:
+        return _error(409, str(e))
+    except AttributeError:
+        return _error(503, "the drill report is not available in this build")
+    text = Path(path).read_text() if Path(path).is_file() else str(path)
+    return jsonify(text=text, path=str(path))
+
+
+@bp.post("/active/stop")
+def stop():
+    from toolkit.drills import runner
+
+    try:
+        run = runner.stop(_drills_dir())
+    except _user_errors() as e:
+        return _error(409, str(e))
+    return jsonify(stopped=run.path.name)
+
+
+def stop_active_drill(data_dir: Path) -> None:
+    """Called when the lab stops: a drill's scheduler must not outlive the lab it drives."""
+    if not drills_available():
+        return
+    from toolkit.drills import runner
+    from toolkit.drills.state import NoDrillRunning
+
+    try:
+        st = runner.status(Path(data_dir) / "drills")
+    except (NoDrillRunning, *runner.USER_ERRORS):
+        return
+    if runner.scheduler_alive(st.state):
+        runner.stop(Path(data_dir) / "drills", timeout_s=15)

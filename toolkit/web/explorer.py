@@ -80,7 +80,8 @@ def _ns(value) -> int:
 
 
 def normalize_span(raw: dict) -> dict:
-    """One span in the explorer's shape, from a flat record or OpenTelemetry's ``Span.to_json()`` shape."""
+    """One span in the explorer's shape, from the service's span line (demo_service/telemetry/tracing.py) or
+    OpenTelemetry's ``Span.to_json()`` shape."""
     context = raw.get("context") or {}
     resource = raw.get("resource") or {}
     resource_attrs = resource.get("attributes", resource) if isinstance(resource, dict) else {}
@@ -88,8 +89,8 @@ def normalize_span(raw: dict) -> dict:
     if isinstance(status, dict):
         status = status.get("status_code") or status.get("code")
     status = str(status or "UNSET").replace("StatusCode.", "")
-    start = raw.get("start_ns", raw.get("start_time_unix_nano", raw.get("start_time")))
-    end = raw.get("end_ns", raw.get("end_time_unix_nano", raw.get("end_time")))
+    start = next((raw[k] for k in ("start_unix_nano", "start_ns", "start_time_unix_nano", "start_time") if k in raw), None)
+    end = next((raw[k] for k in ("end_unix_nano", "end_ns", "end_time_unix_nano", "end_time") if k in raw), None)
     return {
         "name": raw.get("name", ""),
         "trace_id": _hex_id(raw.get("trace_id", context.get("trace_id"))),

@@ -272,7 +272,7 @@ async function loadDrills() {
     el("h3", { text: `${dr.title || dr.name}` }),
     el("div", { class: "muted", text: [dr.name, dr.difficulty, dr.duration].filter(Boolean).join(" · ") }),
     el("div", { text: dr.summary || "" }),
-    el("button", { "data-testid": "drill-start-" + dr.name, onclick: () => startDrill(dr.name), disabled: d.active ? "disabled" : null }, "Start")));
+    el("button", { "data-testid": "drill-start-" + dr.name, onclick: () => startDrill(dr.name), disabled: (d.active && !d.active.finished) ? "disabled" : null }, "Start")));
   const active = d.active ? renderActiveDrill(d.active) : null;
   box.replaceChildren(...(active ? [active] : []), ...items);
 }
@@ -285,8 +285,8 @@ function renderActiveDrill(a) {
   const form = el("form", { "data-testid": "drill-answer-form", onsubmit: (ev) => { ev.preventDefault(); answerDrill(form); } },
     ...answerFields, el("button", { type: "submit" }, "Submit answer"));
   return el("div", { class: "drill active", "data-testid": "drill-active" },
-    el("h3", { text: `Running: ${a.title || a.name}` }),
-    el("div", { class: "muted", text: `started ${timeOf(a.started_at)}` }),
+    el("h3", { text: `${a.phase === "running" ? "Running" : "Drill " + a.phase}: ${a.title || a.name}` }),
+    el("div", { class: "muted", text: `started ${timeOf(a.started_at)} · ${Math.round(a.elapsed_s)} s ago · ${a.answers} answer(s) recorded` }),
     el("pre", { text: a.briefing || "" }),
     el("div", {}, el("button", { onclick: hintDrill, "data-testid": "drill-hint" }, "Hint"), " ",
       el("button", { onclick: reportDrill, "data-testid": "drill-report" }, "Report"), " ",
