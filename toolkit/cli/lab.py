@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from toolkit.cli.base import app, console, err_console, user_errors
+from toolkit.cli.base import app, bench_app, console, err_console, user_errors
 from toolkit.lab import Lab, LabConfig, LabError
 from toolkit.slo_spec import SloSpecError
 
@@ -59,3 +59,35 @@ def lab(
             err_console.print(f"[bold red]error:[/] {ended_by}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
         console.print(f"lab stopped; data kept in {urls.data_dir}", highlight=False)
+
+
+@bench_app.command("lab")
+def bench_lab(
+    spec: Path = typer.Option(Path("slo.yaml"), "--spec", help="SLO spec."),
+    users: int = typer.Option(6, "--users", min=1, help="Simulated users, as `obslab lab --users`."),
+    settle: float = typer.Option(60.0, "--settle", min=5, help="Seconds of load over which RSS is sampled."),
+    runs: int = typer.Option(1, "--runs", min=1, max=5, help="Runs with Prometheus (plus one without)."),
+    write: Path = typer.Option(Path("docs/performance.md"), "--write",
+                               help="Markdown file whose '## Embedded lab' section is replaced."),
+    no_write: bool = typer.Option(False, "--no-write", help="Print only."),
+) -> None:
+    """Embedded lab footprint: RSS of the whole process tree and time to the first SLI on the page."""
+    from toolkit.lab_bench import performance_section, run_lab_bench
+    from toolkit.perfdoc import replace_section
+
+    with user_errors(RuntimeError, OSError):
+        results = []
+        for prometheus in [True] * runs + [False]:
+            r = run_lab_bench(spec.resolve(), users=users, settle_s=settle, prometheus=prometheus)
+            console.print(f"prometheus={'yes' if prometheus else 'no'}: first SLI on the page after {r.first_sli_s:.1f} s; "
+                          f"RSS of the lab's process tree max {r.rss_max_mb:.0f} MB, median {r.rss_median_mb:.0f} MB "
+                          f"({r.processes} processes, {users} users, {len(r.rss_samples_mb)} samples over {settle:.0f} s); "
+                          f"{len(r.leftover_pids)} processes left after stop", highlight=False)
+            results.append(r)
+        command = f"obslab bench lab --users {users} --settle {settle:g} --runs {runs}"
+        section = performance_section(results, command)
+        if no_write:
+            console.print(section, highlight=False)
+        else:
+            replace_section(write, "Embedded lab", section)
+            console.print(f"wrote the 'Embedded lab' section of {write}", highlight=False)
