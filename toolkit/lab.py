@@ -107,6 +107,22 @@ def read_lab_file(data_dir: Path) -> dict | None:
         return None
 
 
+def locustfile() -> Path:
+    """The load generator's locustfile, from the installed ``loadtests`` package."""
+    import loadtests
+
+    return Path(loadtests.__file__).resolve().parent / "locustfile.py"
+
+
+def locust_argv(host: str, users: int, web_ui: tuple[str, int] | None = None) -> list[str]:
+    """Locust for the lab: creators + viewers at a steady user count, no run time (the lab bounds it)."""
+    argv = [sys.executable, "-m", "locust", "-f", str(locustfile()), "--host", host,
+            "--users", str(users), "--spawn-rate", str(max(1, users)), "--loglevel", "WARNING"]
+    if web_ui is None:
+        return argv + ["--headless", "--only-summary"]
+    return argv + ["--web-host", web_ui[0], "--web-port", str(web_ui[1]), "--autostart"]
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -224,13 +240,16 @@ class Lab:
         return url
 
     def _start_load(self) -> str | None:
-        from toolkit.load import lab_locust_argv
-
         cfg = self.config
-        argv = lab_locust_argv(host=self._service.api_url, users=cfg.users, data_dir=self.data_dir,
-                               web_ui=(HOST, cfg.port_locust_ui) if cfg.locust_ui else None)
+        argv = locust_argv(host=self._service.api_url, users=cfg.users,
+                           web_ui=(HOST, cfg.port_locust_ui) if cfg.locust_ui else None)
+        env = {**os.environ,
+               # Steady load at --users: no load shape, Locust's own user count holds until the lab stops.
+               "OBSLAB_LOAD_SHAPE": "none",
+               # The client's own record of every attempt, for reconciling with events later.
+               "OBSLAB_LOAD_RECORD_DIR": str(self.data_dir / "load")}
         self._children.append(start_group_process("locust", argv, log_path=self.data_dir / "logs" / "locust.log",
-                                                  env=os.environ.copy()))
+                                                  env=env))
         if cfg.locust_ui:
             url = f"http://{HOST}:{cfg.port_locust_ui}"
             self._wait_http("locust", url + "/", self._children[-1])
