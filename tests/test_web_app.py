@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from toolkit.events_io import validate_files
 from toolkit.slo_spec import load_spec
 from toolkit.web import DashboardConfig, create_app
 from toolkit.web import snapshot as snap
@@ -25,24 +26,26 @@ def _attempt(i: int, start_s: float, outcome: str, processing_s: float = 0.5, re
              release: str = "stable") -> list[dict]:
     """Events of one attempt: started, one chunk, completed, then its outcome (or nothing)."""
     rid = f"req-{i:06d}"
-    base = {"schema_version": 1, "request_id": rid, "upload_id": f"up-{i}", "trace_id": f"{i:032x}",
-            "span_id": f"{i:016x}", "service": "publish-api", "service_version": "1.4.0", "user_id": "u1",
+    base = {"schema_version": 1, "request_id": rid, "upload_id": f"up_{i:024x}", "trace_id": f"{i:032x}",
+            "span_id": f"{i:016x}", "service": "publish-api", "service_version": "1.4.0", "user_id": f"u_{i:016x}",
             "app_version": "5.4.0", "region": region, "network_type": "wifi", "media_size_bucket": "small",
             "flags": {"transcode_mode": "sync", "release": release}, "synthetic": True}
     t = T0 + timedelta(seconds=start_s)
-    out = [dict(base, ts=_iso(t), event="upload_started"),
-           dict(base, ts=_iso(t + timedelta(milliseconds=100)), event="chunk_uploaded", chunk_index=0)]
+    out = [dict(base, ts=_iso(t), event="upload_started", media_size_bytes=1000, chunk_count=1),
+           dict(base, ts=_iso(t + timedelta(milliseconds=100)), event="chunk_uploaded", chunk_index=0, attempt=1,
+                bytes=1000, duration_ms=100)]
     done = t + timedelta(milliseconds=200)
     if outcome == "in_flight_before_complete":
         return out
-    out.append(dict(base, ts=_iso(done), event="upload_completed"))
+    out.append(dict(base, ts=_iso(done), event="upload_completed", duration_ms=200, bytes=1000, chunk_count=1))
     end = done + timedelta(seconds=processing_s)
     if outcome == "succeeded":
-        out.append(dict(base, ts=_iso(end), event="publish_succeeded", duration_ms=int(processing_s * 1000)))
+        out.append(dict(base, ts=_iso(end), event="publish_succeeded", duration_ms=int(processing_s * 1000),
+                        video_id=f"vid_{i:024x}"))
     elif outcome == "failed":
-        out.append(dict(base, ts=_iso(end), event="publish_failed", error_class="internal"))
+        out.append(dict(base, ts=_iso(end), event="publish_failed", duration_ms=500, error_class="internal"))
     elif outcome == "cancelled":
-        out.append(dict(base, ts=_iso(end), event="upload_cancelled"))
+        out.append(dict(base, ts=_iso(end), event="upload_cancelled", reason="user"))
     return out
 
 
@@ -58,11 +61,15 @@ def data_dir(tmp_path: Path) -> Path:
     # Stops after its chunk at t=13.1 s: abandoned once abandon_after (10m) has passed.
     events += _attempt(13, 13, "in_flight_before_complete", region="eu-west")
     rejected = {"schema_version": 1, "ts": _iso(T0 + timedelta(seconds=14)), "event": "upload_rejected",
-                "request_id": "req-rejected", "service": "publish-api"}
+                "request_id": "req-rejected", "upload_id": None, "trace_id": "f" * 32, "span_id": "f" * 16,
+                "service": "publish-api", "service_version": "1.4.0", "user_id": None, "app_version": None,
+                "region": None, "network_type": None, "media_size_bucket": None, "flags": {}, "synthetic": True,
+                "reason": "chunk_count out of range", "field": "chunk_count"}
     events.append(rejected)
     events.sort(key=lambda e: e["ts"])
     (tmp_path / "events").mkdir()
     (tmp_path / "events" / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert validate_files([tmp_path / "events" / "events.jsonl"]).ok  # the fixture honours the contract
     (tmp_path / "traces").mkdir()
     spans = [
         {"name": "POST /v1/uploads", "trace_id": f"{11:032x}", "span_id": "a" * 16, "parent_span_id": None,

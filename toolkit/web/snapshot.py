@@ -48,7 +48,7 @@ def parse_ts(text: str) -> datetime:
 @dataclass(frozen=True)
 class Window:
     start: datetime
-    end: datetime  # the as-of time: events with ts <= end
+    end: datetime  # the as-of time: events with ts <= end; outcomes in [start, end) count
     label: str
 
     def to_json(self) -> dict:
@@ -61,8 +61,6 @@ def window_for(key: str, as_of: datetime, lab_started_at: datetime | None,
     """``lab`` = since the lab started (else since the first attempt); otherwise a duration such as ``5m``."""
     if key == "lab":
         start = lab_started_at or min((a.started for a in attempts or ()), default=as_of)
-        # An attempt that starts exactly at the start instant belongs to the window: start is exclusive.
-        start = start - timedelta(milliseconds=1) if lab_started_at is None else start
         return Window(min(start, as_of), as_of, "since lab start" if lab_started_at else "since the first event")
     seconds = parse_duration(key)
     return Window(as_of - timedelta(seconds=seconds), as_of, f"last {format_duration(seconds)}")
@@ -79,64 +77,34 @@ class Attempt:
     cohort: dict
 
 
-# ---------------------------------------------------------------------------------------------
-# Interim attempt builder (pure Python over JSONL), used until the SLI engine's attempts are merged.
-# ---------------------------------------------------------------------------------------------
-
-_TERMINAL = {"publish_succeeded": "succeeded", "publish_failed": "failed", "upload_cancelled": "cancelled"}
-
-
-def _read_events(paths: Iterable[Path], until: datetime) -> Iterable[dict]:
-    until_s = iso(until)
-    for path in paths:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    try:
-                        e = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    # RFC 3339 UTC with milliseconds sorts as text.
-                    if e.get("ts", "") <= until_s:
-                        yield e
-        except FileNotFoundError:
-            continue
-
-
 def load_attempts(paths: Iterable[Path], as_of: datetime, abandon_after_s: float) -> list[Attempt]:
-    by_request: dict[str, dict] = {}
-    for e in _read_events(paths, as_of):
-        rid = e.get("request_id")
-        name = e.get("event")
-        if not rid or name == "upload_rejected" or name in ("fault_changed", "flag_changed"):
-            continue
-        a = by_request.setdefault(rid, {"events": {}, "first": e, "last_ts": e["ts"]})
-        if name == "upload_started":
-            a["first"] = e
-        a["events"].setdefault(name, e)
-        if e["ts"] > a["last_ts"]:
-            a["last_ts"] = e["ts"]
-    attempts = []
-    for rid, a in by_request.items():
-        if "upload_started" not in a["events"]:
-            continue
-        first = a["first"]
-        last = parse_ts(a["last_ts"])
-        outcome, outcome_at = "in_flight", None
-        for name, label in _TERMINAL.items():
-            if name in a["events"]:
-                outcome, outcome_at = label, parse_ts(a["events"][name]["ts"])
-                break
-        if outcome == "in_flight" and last + timedelta(seconds=abandon_after_s) <= as_of:
-            outcome, outcome_at = "abandoned", last + timedelta(seconds=abandon_after_s)
-        latency = None
-        if outcome == "succeeded" and "upload_completed" in a["events"]:
-            latency = (outcome_at - parse_ts(a["events"]["upload_completed"]["ts"])).total_seconds()
-        cohort = {k: first.get(k) for k in ("region", "app_version", "network_type", "media_size_bucket")}
-        for flag, variant in (first.get("flags") or {}).items():
-            cohort[flag] = variant
-        attempts.append(Attempt(rid, parse_ts(first["ts"]), last, outcome, outcome_at, latency, cohort))
-    return attempts
+    """Attempts from the SLI engine's attempts relation over events with ts <= as_of."""
+    from toolkit.attempts import attempts as attempts_relation
+    from toolkit.attempts import outcome_at_sql
+    from toolkit.events_io import load_events
+
+    paths = [str(p) for p in paths]
+    if not paths:
+        return []
+    events = load_events(paths, until=as_of)
+    try:
+        rel = attempts_relation(events, abandon_after_s=abandon_after_s, as_of=as_of)
+        rows = events.con.execute(
+            f"SELECT request_id, coalesce(started_at, last_event_at), last_event_at, outcome, "
+            f"{outcome_at_sql(abandon_after_s)}, processing_ms, region, app_version, network_type, "
+            f"media_size_bucket, release, transcode_mode FROM {rel.alias}").fetchall()
+    finally:
+        events.con.close()
+    utc = timezone.utc
+    out = []
+    for rid, started, last, outcome, outcome_at, processing_ms, *cohort in rows:
+        out.append(Attempt(
+            rid, started.replace(tzinfo=utc), last.replace(tzinfo=utc), outcome,
+            outcome_at.replace(tzinfo=utc) if outcome_at is not None else None,
+            processing_ms / 1000.0 if processing_ms is not None else None,
+            dict(zip(("region", "app_version", "network_type", "media_size_bucket", "release", "transcode_mode"),
+                     cohort))))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +137,7 @@ def _count(attempts: Iterable[Attempt], start: datetime, end: datetime) -> Count
     s = f = ab = c = 0
     lat = []
     for a in attempts:
-        if a.outcome_at is None or not (start < a.outcome_at <= end):
+        if a.outcome_at is None or not (start <= a.outcome_at < end):
             continue
         if a.outcome == "succeeded":
             s += 1
@@ -306,7 +274,7 @@ def cohorts(spec: SloSpec, attempts: list[Attempt], window: Window, dimension: s
             synthetic: str = "synthetic traffic included") -> dict:
     rows: dict[str, list[Attempt]] = {}
     for a in attempts:
-        if a.outcome_at is None or not (window.start < a.outcome_at <= window.end):
+        if a.outcome_at is None or not (window.start <= a.outcome_at < window.end):
             continue
         rows.setdefault(str(a.cohort.get(dimension)), []).append(a)
     out = []
