@@ -68,8 +68,8 @@ _DELETE = object()
     (("fault", "target"), "event_sink", "fault.target: a errors fault cannot target event_sink"),
     (("fault", "selector", "region"), "mars", "fault.selector.region: expected one of us-east"),
     (("fault", "selector", "planet"), "x", "fault.selector.planet: expected one of region"),
-    (("fault", "params", "delay"), "1s", "fault.params.delay: a errors fault takes no parameter 'delay'"),
-    (("fault", "params", "rate"), 1.5, "fault.params.rate: must be in [0, 1], got 1.5"),
+    (("fault", "params"), {"latency_ms": 5}, "fault.params.latency_ms: a errors fault takes no parameter 'latency_ms' (it takes: none)"),
+    (("fault", "selector", "percentage"), 150, "fault.selector.percentage: must be in [0, 100], got 150"),
     (("fault", "when", "window"), ["4m", "2m"], "fault.when.window[1]: must not be before window[0] (4m)"),
     (("fault", "when", "window"), "3m", "fault.when.window: expected [earliest, latest] start"),
     (("fault", "when", "duration"), "9m", "fault.when.duration: a fault starting as late as 4m and lasting 9m ends after the drill"),
@@ -121,7 +121,15 @@ def test_missing_file_is_one_line(tmp_path):
 def test_background_fault_is_validated():
     doc = _doc("silent-instrumentation-loss")
     doc["setup"]["background_faults"][0]["kind"] = "cache_off"
+    doc["setup"]["background_faults"][0].pop("selector")
     with pytest.raises(DrillSpecError, match=r"setup.background_faults\[0\].target: a cache_off fault cannot target transcoder"):
+        parse_drill(doc, source="drill")
+
+
+def test_fault_params_are_range_checked():
+    doc = _doc("transcoder-tail-latency")
+    doc["fault"]["params"]["latency_ms"] = 90_000
+    with pytest.raises(DrillSpecError, match=r"drill: fault.params.latency_ms: must be in \[0, 60000\], got 90000"):
         parse_drill(doc, source="drill")
 
 
