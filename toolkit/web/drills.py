@@ -93,8 +93,13 @@ def index():
 def start(name: str):
     from toolkit.drills import runner
 
+    body = request.get_json(silent=True) or {}
     try:
-        run = runner.start(name, _lab())
+        speed = float(body.get("speed", 1))
+    except (TypeError, ValueError):
+        return _error(422, f"speed must be a number, got {body.get('speed')!r}", "speed")
+    try:
+        run = runner.start(name, _lab(), speed=speed)
     except _user_errors() as e:
         return _error(409, str(e))
     return jsonify(started=name, run=run.path.name, active=_active_json())

@@ -47,8 +47,10 @@ const ms = (seconds) => {
 const count = (n) => (n === null || n === undefined) ? "–" : Number(n).toLocaleString("en-US");
 const timeOf = (iso) => iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z").replace("Z", " UTC") : "–";
 
-function setTile(id, { value, detail, definition, status }) {
+function setTile(id, { value, detail, definition, status, data }) {
   const tile = document.getElementById(id);
+  // Exact figures behind the rounded text, for scripts and tests that compare with `obslab sli`.
+  for (const [k, v] of Object.entries(data || {})) tile.dataset[k] = v === null || v === undefined ? "" : String(v);
   $(".value", tile).textContent = value;
   const d = $(".detail", tile);
   d.replaceChildren(...(Array.isArray(detail) ? detail : [detail]).map(x => x instanceof Node ? x : el("div", { text: x })));
@@ -77,6 +79,7 @@ function renderSnapshot(s) {
              `objective ${pct(su.objective, 1)}`],
     definition: su.definition,
     status: su.value === null ? null : (su.value >= su.objective ? "ok" : "bad"),
+    data: { value: su.value, good: su.good, total: su.total, failed: su.failed, abandoned: su.abandoned },
   });
   const la = s.latency;
   for (const [key, label] of [["p50", "p50"], ["p95", "p95"], ["p99", "p99"]]) {
@@ -87,6 +90,7 @@ function renderSnapshot(s) {
                `threshold ${ms(la.threshold_s)}: ${pct(la.good_ratio)} within (objective ${pct(la.objective, 0)})`],
       definition: la.definition,
       status: v === null ? null : (v <= la.threshold_s ? "ok" : (key === "p50" ? "bad" : "warn")),
+      data: { seconds: v, count: la.count },
     });
   }
   const budgetLines = s.budgets.map(b => `${b.slo}: ${pct(b.remaining, 1)} left of ${pct(1 - b.objective, 1)} over ${b.period}`);
@@ -95,6 +99,7 @@ function renderSnapshot(s) {
     value: worst ? pct(worst.remaining, 1) : "–",
     detail: budgetLines.concat(worst ? [`(lowest: ${worst.slo})`] : []),
     definition: s.budgets.length ? s.budgets[0].definition : "",
+    data: Object.fromEntries(s.budgets.map(b => [b.slo.replace(/-(.)/g, (m, c) => c.toUpperCase()), b.remaining])),
     status: worst === null ? null : (worst.remaining > 0.5 ? "ok" : worst.remaining > 0 ? "warn" : "bad"),
   });
   renderBurn(s.burn);
@@ -267,14 +272,20 @@ async function loadDrills() {
     return;
   }
   const d = r.body;
-  $("#drills-caption").textContent = d.active ? `running: ${d.active.name}` : `${d.drills.length} drills`;
+  $("#drills-caption").textContent = d.active ? `${d.active.phase}: ${d.active.name}` : `${d.drills.length} drills`;
+  const speed = el("select", { id: "drill-speed", "data-testid": "drill-speed" },
+    el("option", { value: "1", text: "real time (as scripted)" }),
+    el("option", { value: "10", text: "10× faster" }),
+    el("option", { value: "60", text: "60× faster (demo)" }));
+  if (state.drillSpeed) speed.value = state.drillSpeed;
+  speed.addEventListener("change", () => { state.drillSpeed = speed.value; });
   const items = d.drills.map(dr => el("div", { class: "drill", "data-drill": dr.name },
     el("h3", { text: `${dr.title || dr.name}` }),
     el("div", { class: "muted", text: [dr.name, dr.difficulty, dr.duration].filter(Boolean).join(" · ") }),
     el("div", { text: dr.summary || "" }),
     el("button", { "data-testid": "drill-start-" + dr.name, onclick: () => startDrill(dr.name), disabled: (d.active && !d.active.finished) ? "disabled" : null }, "Start")));
   const active = d.active ? renderActiveDrill(d.active) : null;
-  box.replaceChildren(...(active ? [active] : []), ...items);
+  box.replaceChildren(...(active ? [active] : []), el("div", {}, "pace: ", speed), ...items);
 }
 
 function renderActiveDrill(a) {
@@ -299,7 +310,7 @@ async function postJSON(path, body) {
   return getJSON(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
 }
 async function startDrill(name) {
-  const r = await postJSON("api/drills/" + encodeURIComponent(name) + "/start");
+  const r = await postJSON("api/drills/" + encodeURIComponent(name) + "/start", { speed: Number($("#drill-speed").value) });
   if (!r.ok) alertLine("#drills", r);
   await loadDrills();
 }
