@@ -42,7 +42,8 @@ def prometheus_alerts(prometheus_url: str) -> list[dict] | None:
 def _context():
     """Spec and attempts as of now, shared by the three requests of one page refresh."""
     config = current_app.config["OBSLAB_DASHBOARD"]
-    as_of = as_of_now(config.settle_s)
+    clock = current_app.config.get("OBSLAB_CLOCK")  # tests pin the clock
+    as_of = as_of_now(config.settle_s, clock() if clock else None)
     cache = current_app.extensions.setdefault("obslab_cache", {})
     with _cache_lock:
         if cache.get("as_of") != as_of:
