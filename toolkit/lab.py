@@ -74,6 +74,9 @@ class LabConfig:
     prometheus: bool | None = None
     prometheus_binary: str = "prometheus"
     api_workers: int = 2
+    # Every request's trace is kept, so the request explorer always has a waterfall to show
+    # (the lab's load is light; the service's default samples 10 %).
+    trace_sample_ratio: float = 1.0
     refresh_s: float = 5.0
 
     def ports(self) -> dict[str, int]:
@@ -177,9 +180,9 @@ class Lab:
             locust_url = self._start_load()
             dashboard_url = self._start_dashboard(prometheus_url, locust_url)
             self.urls = LabUrls(
-                api=self._service.api_url, transcoder=self._service.transcoder_url, dashboard=dashboard_url,
+                api=self._service.base_url, transcoder=self._service.transcoder_url, dashboard=dashboard_url,
                 prometheus=prometheus_url, locust_ui=locust_url,
-                admin_token_file=str(self._service.admin_token_file), data_dir=str(self.data_dir))
+                admin_token_file=str(self.admin_token_file), data_dir=str(self.data_dir))
             self._write_lab_file()
             return self.urls
         except BaseException:
@@ -215,13 +218,22 @@ class Lab:
         return None
 
     def _start_service(self) -> None:
-        from toolkit.processes import ServiceProcesses
+        from toolkit.processes import ServiceProcesses, ServiceStartError
 
         cfg = self.config
         self._service = ServiceProcesses(
-            data_dir=self.data_dir, host=HOST, port=cfg.port_api, transcoder_port=cfg.port_transcoder,
-            workers=cfg.api_workers)
-        self._service.start()
+            self.data_dir, host=HOST, port=cfg.port_api, transcoder_port=cfg.port_transcoder,
+            workers=cfg.api_workers, trace_sample_ratio=cfg.trace_sample_ratio)
+        try:
+            self._service.start()
+        except ServiceStartError as e:
+            raise LabError(str(e)) from None
+
+    @property
+    def admin_token_file(self) -> Path:
+        from demo_service.config import ADMIN_TOKEN_FILE
+
+        return self.data_dir / ADMIN_TOKEN_FILE
 
     def _start_prometheus(self) -> str:
         from toolkit.lab_prometheus import write_prometheus_config
@@ -241,7 +253,7 @@ class Lab:
 
     def _start_load(self) -> str | None:
         cfg = self.config
-        argv = locust_argv(host=self._service.api_url, users=cfg.users,
+        argv = locust_argv(host=self._service.base_url, users=cfg.users,
                            web_ui=(HOST, cfg.port_locust_ui) if cfg.locust_ui else None)
         env = {**os.environ,
                # Steady load at --users: no load shape, Locust's own user count holds until the lab stops.
@@ -261,14 +273,14 @@ class Lab:
         from toolkit.web.server import DashboardServer
 
         cfg = self.config
-        links = [("publish API", self._service.api_url + "/openapi.json")]
+        links = [("publish API", self._service.base_url + "/openapi.json")]
         if prometheus_url:
             links.append(("Prometheus alerts", prometheus_url + "/alerts"))
         if locust_url:
             links.append(("Locust", locust_url))
         dash = DashboardConfig(
-            data_dir=self.data_dir, spec_path=self.spec_path, profile=cfg.profile, api_url=self._service.api_url,
-            prometheus_url=prometheus_url, admin_token_file=self._service.admin_token_file, links=tuple(links),
+            data_dir=self.data_dir, spec_path=self.spec_path, profile=cfg.profile, api_url=self._service.base_url,
+            prometheus_url=prometheus_url, admin_token_file=self.admin_token_file, links=tuple(links),
             refresh_s=cfg.refresh_s, started_at=self.started_at)
         self._dashboard = DashboardServer(create_app(dash), HOST, cfg.port_web).start()
         return self._dashboard.url.rstrip("/")
@@ -319,7 +331,7 @@ class Lab:
             for child in self._children:
                 if not child.alive():
                     return f"{child.name} exited on its own (code {child.popen.returncode}); see {child.log_path}"
-            if self._service is not None and not self._service.alive():
+            if self._service is not None and not self._service.running():
                 return "the service exited on its own; see its logs in " + str(self.data_dir / "logs")
         return None
 

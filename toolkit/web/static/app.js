@@ -282,10 +282,11 @@ async function loadDrills() {
   const items = d.drills.map(dr => el("div", { class: "drill", "data-drill": dr.name },
     el("h3", { text: `${dr.title || dr.name}` }),
     el("div", { class: "muted", text: [dr.name, dr.difficulty, dr.duration].filter(Boolean).join(" · ") }),
-    el("div", { text: dr.summary || "" }),
+    el("div", { class: "summary", title: dr.summary || "", text: dr.summary || "" }),
     el("button", { "data-testid": "drill-start-" + dr.name, onclick: () => startDrill(dr.name), disabled: (d.active && !d.active.finished) ? "disabled" : null }, "Start")));
   const active = d.active ? renderActiveDrill(d.active) : null;
-  box.replaceChildren(...(active ? [active] : []), el("div", {}, "pace: ", speed), ...items);
+  box.replaceChildren(...(active ? [active] : []), el("div", { class: "drill-pace" }, "pace: ", speed),
+    el("div", { class: "drill-list" }, ...items));
 }
 
 function renderActiveDrill(a) {
