@@ -357,15 +357,26 @@ async function loadControl() {
     el("thead", {}, el("tr", {}, el("th", { text: "flag" }), el("th", { class: "text", text: "rollout" }))),
     el("tbody", {}, ...flagList.map(f => el("tr", { "data-flag": f.name },
       el("td", { text: f.name }), el("td", { class: "text mono", text: JSON.stringify(withoutName(f)) })))));
+  // Bodies exactly as the control API takes them (PUT /admin/faults/{name}, PUT /admin/flags/{name}).
+  const faultName = el("input", { size: 24, "data-testid": "fault-name", value: "slow-transcoder" });
   const faultText = el("textarea", { rows: 6, "data-testid": "fault-json" });
-  faultText.value = JSON.stringify({ name: "slow-transcode", kind: "latency", target: "transcoder", params: { delay_ms: 1500 }, selector: { percentage: 50 } }, null, 2);
+  faultText.value = JSON.stringify({ kind: "latency", target: "transcoder", params: { latency_ms: 1500 },
+                                     selector: { region: ["eu-west"] }, percentage: 50, duration_s: 300 }, null, 2);
+  const flagName = el("select", { "data-testid": "flag-name" }, ...flagList.map(f => el("option", { value: f.name, text: f.name })));
   const flagText = el("textarea", { rows: 6, "data-testid": "flag-json" });
-  flagText.value = JSON.stringify({ name: "release", variant: "canary", percentage: 5 }, null, 2);
+  flagText.value = JSON.stringify({ default: "stable", rollout: { canary: 5 } }, null, 2);
+  flagName.addEventListener("change", () => {
+    const f = flagList.find(x => x.name === flagName.value);
+    if (f) flagText.value = JSON.stringify({ default: f.default, rollout: f.rollout || {} }, null, 2);
+  });
+  flagName.value = "release";
   box.replaceChildren(el("div", { class: "control-grid" },
-    el("div", {}, el("h3", { text: "Faults" }), faultTable, faultText,
-      el("button", { onclick: () => putNamed("faults", faultText.value) }, "Set fault")),
-    el("div", {}, el("h3", { text: "Flags" }), flagTable, flagText,
-      el("button", { onclick: () => putNamed("flags", flagText.value) }, "Set flag"))),
+    el("div", {}, el("h3", { text: "Faults" }), faultTable,
+      el("div", {}, "name ", faultName), faultText,
+      el("button", { onclick: () => putNamed("faults", faultName.value, faultText.value) }, "Set fault")),
+    el("div", {}, el("h3", { text: "Flags" }), flagTable,
+      el("div", {}, "flag ", flagName), flagText,
+      el("button", { onclick: () => putNamed("flags", flagName.value, flagText.value) }, "Set flag"))),
     el("div", { id: "control-msg" }));
 }
 
@@ -377,11 +388,10 @@ function listOf(body, key) {
 }
 function withoutName(o) { const c = Object.assign({}, o); delete c.name; return c; }
 
-async function putNamed(kind, text) {
+async function putNamed(kind, name, text) {
   let body;
   try { body = JSON.parse(text); } catch (e) { $("#control-msg").replaceChildren(el("div", { class: "error-line", text: "not valid JSON: " + e.message })); return; }
-  const name = body.name;
-  if (!name) { $("#control-msg").replaceChildren(el("div", { class: "error-line", text: "the JSON needs a \"name\"" })); return; }
+  if (!name) { $("#control-msg").replaceChildren(el("div", { class: "error-line", text: "give the fault a name" })); return; }
   const r = await getJSON(`api/control/${kind}/${encodeURIComponent(name)}`, { method: "PUT", headers: authHeaders(), body: JSON.stringify(body) });
   await loadControl();
   if (!r.ok) $("#control-msg").replaceChildren(el("div", { class: "error-line", text: errText(r) }));
