@@ -18,6 +18,10 @@ COMMAND_MODULES = (
     "serve",
     "lab",
     "top",
+    "events",
+    "sli",
+    "budget",
+    "bench_sli",
 )
 
 for _name in COMMAND_MODULES:
