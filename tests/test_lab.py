@@ -126,8 +126,8 @@ def _screenshot(page, name: str) -> None:
 
 
 def _obslab_sli(lab: RunningLab, since: str, until: str) -> dict:
-    out = subprocess.run(OBSLAB + ["sli", str(lab.data_dir / "events"), "--spec", str(SPEC), "--since", since,
-                                   "--until", until, "--json"],
+    out = subprocess.run(OBSLAB + ["sli", str(lab.data_dir / "events"), "--slo", str(SPEC), "--since", since,
+                                   "--until", until, "--format", "json"],
                          capture_output=True, text=True, timeout=120, cwd=lab.data_dir.parent)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -204,6 +204,7 @@ def test_alerts_come_from_prometheus_with_the_lab_rules(lab: RunningLab):
 def test_faults_panel_sets_and_clears_a_fault_with_the_admin_token(lab: RunningLab, page):
     headers = {"Authorization": f"Bearer {lab.token}"}
     page.goto(lab.url)
+    page.wait_for_selector("#asof[data-as-of]", timeout=30000)  # initialised: nothing re-renders the panel now
     page.fill("#admin-token", "wrong-token")
     page.click("#token-form button")
     page.wait_for_selector("[data-testid=control-error]", timeout=10000)
@@ -227,6 +228,7 @@ def test_drill_started_from_the_page_changes_the_services_faults(lab: RunningLab
     headers = {"Authorization": f"Bearer {lab.token}"}
     faults_before = requests.get(f"{lab.api}/admin/faults", headers=headers, timeout=5).json()
     page.goto(lab.url)
+    page.wait_for_selector("#asof[data-as-of]", timeout=30000)
     page.fill("#admin-token", lab.token)
     page.click("#token-form button")
     page.wait_for_selector("[data-testid=faults-table]", timeout=10000)

@@ -85,10 +85,11 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def _snapshot_at(data_dir: Path, as_of: datetime) -> dict:
-    spec = load_spec(SPEC)
-    attempts = snap.load_attempts([data_dir / "events" / "events.jsonl"], as_of, spec.abandon_after_s)
-    window = snap.window_for("lab", as_of, T0)
-    return snap.snapshot(spec, "lab", attempts, window)
+    data = snap.LabData([data_dir / "events" / "events.jsonl"], load_spec(SPEC), "lab", as_of)
+    try:
+        return data.snapshot(snap.window_for("lab", as_of, T0))
+    finally:
+        data.close()
 
 
 def test_tiles_count_outcomes_and_exact_percentiles(data_dir: Path):

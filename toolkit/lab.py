@@ -174,7 +174,8 @@ class Lab:
         self._acquire_lock()
         try:
             self._check_ports()
-            self.started_at = datetime.now(timezone.utc)
+            # Whole seconds: the window start the page states is then exactly the one it used.
+            self.started_at = datetime.now(timezone.utc).replace(microsecond=0)
             self._start_service()
             prometheus_url = self._start_prometheus() if cfg.use_prometheus else None
             locust_url = self._start_load()

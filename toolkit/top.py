@@ -45,10 +45,13 @@ class TopSource:
 
 def take_snapshot(source: TopSource, now: datetime | None = None) -> dict:
     as_of = as_of_now(source.settle_s, now)
-    attempts = snap.load_attempts(event_files(source.data_dir), as_of, source.spec.abandon_after_s)
-    window = snap.window_for(source.window, as_of, source.started_at, attempts)
-    alerts = prometheus_alerts(source.prometheus_url) if source.prometheus_url else None
-    return snap.snapshot(source.spec, source.profile, attempts, window, prometheus_alerts=alerts)
+    data = snap.LabData(event_files(source.data_dir), source.spec, source.profile, as_of)
+    try:
+        window = snap.window_for(source.window, as_of, source.started_at, data.first_event_at)
+        alerts = prometheus_alerts(source.prometheus_url) if source.prometheus_url else None
+        return data.snapshot(window, prometheus_alerts=alerts)
+    finally:
+        data.close()
 
 
 def _pct(x: float | None, digits: int = 2) -> str:

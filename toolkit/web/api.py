@@ -39,27 +39,29 @@ def prometheus_alerts(prometheus_url: str) -> list[dict] | None:
              "state": a.get("state", ""), "slo": a["labels"].get("slo", "")} for a in alerts]
 
 
-def _context():
-    """Spec and attempts as of now, shared by the three requests of one page refresh."""
+def _compute(fn):
+    """Run fn(config, data, window) on the events as of now; one refresh's requests share one load.
+
+    DuckDB connections are not shared between threads, so figures are computed under one lock.
+    """
     config = current_app.config["OBSLAB_DASHBOARD"]
     clock = current_app.config.get("OBSLAB_CLOCK")  # tests pin the clock
     as_of = as_of_now(config.settle_s, clock() if clock else None)
+    key = request.args.get("window", "lab")
     cache = current_app.extensions.setdefault("obslab_cache", {})
     with _cache_lock:
-        if cache.get("as_of") != as_of:
+        data = cache.get("data")
+        if data is None or data.as_of != as_of:
+            if data is not None:
+                data.close()
             spec = cache.get("spec") or load_spec(config.spec_path)
-            cache.clear()
-            cache.update(as_of=as_of, spec=spec,
-                         attempts=snap.load_attempts(event_files(config.data_dir), as_of, spec.abandon_after_s))
-        return config, cache["spec"], cache["attempts"], as_of
-
-
-def _window(config, as_of, attempts):
-    key = request.args.get("window", "lab")
-    try:
-        return snap.window_for(key, as_of, config.started_at, attempts)
-    except DurationError as e:
-        raise _BadRequest("window", str(e)) from None
+            cache["spec"] = spec
+            cache["data"] = data = snap.LabData(event_files(config.data_dir), spec, config.profile, as_of)
+        try:
+            window = snap.window_for(key, as_of, config.started_at, data.first_event_at)
+        except (DurationError, ValueError) as e:
+            raise _BadRequest("window", str(e)) from None
+        return fn(config, data, window)
 
 
 class _BadRequest(Exception):
@@ -89,23 +91,20 @@ def info():
 
 @bp.get("/snapshot")
 def snapshot():
-    config, spec, attempts, as_of = _context()
-    window = _window(config, as_of, attempts)
+    config = current_app.config["OBSLAB_DASHBOARD"]
     alerts = prometheus_alerts(config.prometheus_url) if config.prometheus_url else None
-    return jsonify(snap.snapshot(spec, config.profile, attempts, window, prometheus_alerts=alerts))
+    return jsonify(_compute(lambda config, data, window: data.snapshot(window, prometheus_alerts=alerts)))
 
 
 @bp.get("/series")
 def series():
-    config, spec, attempts, as_of = _context()
-    return jsonify(snap.series(spec, config.profile, attempts, _window(config, as_of, attempts)))
+    return jsonify(_compute(lambda config, data, window: data.series(window)))
 
 
 @bp.get("/cohorts")
 def cohorts():
-    config, spec, attempts, as_of = _context()
     dimension = request.args.get("dimension", "region")
     allowed = list(COHORT_DIMENSIONS) + list(FLAGS)
     if dimension not in allowed:
         raise _BadRequest("dimension", f"dimension {dimension!r} is not one of {', '.join(allowed)}")
-    return jsonify(snap.cohorts(spec, attempts, _window(config, as_of, attempts), dimension))
+    return jsonify(_compute(lambda config, data, window: data.cohorts(window, dimension)))

@@ -1,33 +1,37 @@
 """What the live views show: tiles, time series and cohorts over the lab's events, as of a stated time.
 
-Shared by the web dashboard and ``obslab top``. Every figure carries its window, count and
-definition. The window is explicit: events with ``ts <= as_of`` only, so ``obslab sli`` run
-with the same ``--since``/``--until`` reproduces the tiles exactly.
+Shared by the web dashboard and ``obslab top``. The figures are the SLI engine's own:
+``toolkit.sli.compute_report`` (success rate, latency percentiles, cohorts, series) and
+``toolkit.budget.compute_budget`` (budgets, burn rates, alert states), over the events with
+``ts <= as_of``. So ``obslab sli --since <window start> --until <as of>`` reproduces the tiles
+exactly, and every tile says its window, its count and its definition.
 """
 
 from __future__ import annotations
 
-import json
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
+from toolkit.budget import compute_budget
 from toolkit.durations import format_duration, parse_duration
+from toolkit.events_io import EventSet, load_events
+from toolkit.sli import SliQuery, compute_report
 from toolkit.slo_spec import SloSpec
 
-__all__ = ["Window", "Attempt", "window_for", "load_attempts", "snapshot", "series", "cohorts",
-           "DEFINITIONS", "iso", "parse_ts"]
+__all__ = ["Window", "LabData", "window_for", "DEFINITIONS", "iso", "parse_ts", "SERIES_STEPS_S"]
 
 # Hover text of each tile: what the number is, over what, and what is left out.
 DEFINITIONS = {
     "success": ("publish success rate = succeeded / (succeeded + failed + abandoned) over publish attempts "
-                "whose outcome falls in the window. An attempt is one request_id from upload_started; "
-                "abandoned = no terminal event {abandon_after} after its last event. User cancellations and "
-                "rejected requests are excluded; attempts still in flight are not counted yet."),
+                "whose outcome falls in the window [start, as of). An attempt is one request_id from "
+                "upload_started; abandoned = no terminal event {abandon_after} after its last event. User "
+                "cancellations and rejected requests are excluded; attempts still in flight are not counted yet."),
     "latency": ("processing latency = upload_completed → publish_succeeded (server side), over attempts "
-                "published in the window; percentiles are exact (no histogram interpolation). The latency SLI "
-                "is the share of published attempts with processing latency ≤ {threshold}."),
+                "published in the window; percentiles are exact nearest-rank (no histogram interpolation). "
+                "The latency SLI is the share of published attempts with processing latency ≤ {threshold}."),
     "budget": ("error budget remaining = 1 − (bad / total) / (1 − objective), over the SLO period ending at the "
                "as-of time ({period} in the {profile} profile, i.e. 30 days compressed {factor:g}×). "
                "100 % = nothing spent, 0 % = spent, negative = overspent."),
@@ -35,9 +39,14 @@ DEFINITIONS = {
              "period. A multi-window alert fires when both its long and its short window burn faster than its "
              "threshold (SRE Workbook). Windows are the {profile} profile's (compressed {factor:g}×)."),
 }
+SERIES_STEPS_S = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
+# Budget alert history is replayed on a grid; a coarse grid keeps a refresh cheap on a long lab run.
+_MAX_HISTORY_POINTS = 2000
 
 
 def iso(ts: datetime) -> str:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
     return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -57,232 +66,210 @@ class Window:
 
 
 def window_for(key: str, as_of: datetime, lab_started_at: datetime | None,
-               attempts: list["Attempt"] | None = None) -> Window:
-    """``lab`` = since the lab started (else since the first attempt); otherwise a duration such as ``5m``."""
+               first_event_at: datetime | None = None) -> Window:
+    """``lab`` = since the lab started (else since the first event); otherwise a duration such as ``5m``."""
     if key == "lab":
-        start = lab_started_at or min((a.started for a in attempts or ()), default=as_of)
-        return Window(min(start, as_of), as_of, "since lab start" if lab_started_at else "since the first event")
+        start = lab_started_at or first_event_at or as_of
+        label = "since lab start" if lab_started_at else "since the first event"
+        return Window(min(start, as_of), as_of, label)
     seconds = parse_duration(key)
+    if seconds <= 0:
+        raise ValueError(f"window must be longer than zero, got {key!r}")
     return Window(as_of - timedelta(seconds=seconds), as_of, f"last {format_duration(seconds)}")
 
 
-@dataclass(frozen=True)
-class Attempt:
-    request_id: str
-    started: datetime
-    last_event: datetime
-    outcome: str  # succeeded | failed | cancelled | abandoned | in_flight
-    outcome_at: datetime | None  # terminal event time, or last event + abandon_after
-    processing_latency_s: float | None
-    cohort: dict
+def _naive(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
 
 
-def load_attempts(paths: Iterable[Path], as_of: datetime, abandon_after_s: float) -> list[Attempt]:
-    """Attempts from the SLI engine's attempts relation over events with ts <= as_of."""
-    from toolkit.attempts import attempts as attempts_relation
-    from toolkit.attempts import outcome_at_sql
-    from toolkit.events_io import load_events
-
-    paths = [str(p) for p in paths]
-    if not paths:
-        return []
-    events = load_events(paths, until=as_of)
-    try:
-        rel = attempts_relation(events, abandon_after_s=abandon_after_s, as_of=as_of)
-        rows = events.con.execute(
-            f"SELECT request_id, coalesce(started_at, last_event_at), last_event_at, outcome, "
-            f"{outcome_at_sql(abandon_after_s)}, processing_ms, region, app_version, network_type, "
-            f"media_size_bucket, release, transcode_mode FROM {rel.alias}").fetchall()
-    finally:
-        events.con.close()
-    utc = timezone.utc
-    out = []
-    for rid, started, last, outcome, outcome_at, processing_ms, *cohort in rows:
-        out.append(Attempt(
-            rid, started.replace(tzinfo=utc), last.replace(tzinfo=utc), outcome,
-            outcome_at.replace(tzinfo=utc) if outcome_at is not None else None,
-            processing_ms / 1000.0 if processing_ms is not None else None,
-            dict(zip(("region", "app_version", "network_type", "media_size_bucket", "release", "transcode_mode"),
-                     cohort))))
-    return out
+def _figures(section: dict) -> dict[str, dict]:
+    return {f["name"]: f for group in ("primary", "latency", "secondary", "guardrails") for f in section[group]}
 
 
-# ---------------------------------------------------------------------------------------------
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000.0
 
 
-def _exact_percentile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile: an observed value, no interpolation."""
-    if not sorted_values:
-        return None
-    import math
-
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1]
+_EMPTY_FILE: Path | None = None
 
 
-@dataclass(frozen=True)
-class Counts:
-    succeeded: int
-    failed: int
-    abandoned: int
-    cancelled: int
-    latencies: tuple[float, ...]
+def _empty_events_file() -> Path:
+    """Before the service wrote its first event there is no file: read an empty one instead."""
+    global _EMPTY_FILE
+    if _EMPTY_FILE is None:
+        _EMPTY_FILE = Path(tempfile.mkdtemp(prefix="obslab-web-")) / "events.jsonl"
+        _EMPTY_FILE.write_text("")
+    return _EMPTY_FILE
+
+
+class LabData:
+    """The lab's events as of one time, and the figures the views show. Not thread-safe: one user at a time."""
+
+    def __init__(self, paths: Iterable[Path], spec: SloSpec, profile: str, as_of: datetime,
+                 synthetic: bool | None = None):
+        self.spec = spec
+        self.profile = profile
+        self.as_of = as_of
+        self.synthetic = synthetic
+        files = [str(p) for p in paths] or [str(_empty_events_file())]
+        self.events: EventSet = load_events(files, until=_naive(as_of))
+
+    def close(self) -> None:
+        self.events.con.close()
 
     @property
-    def total(self) -> int:
-        return self.succeeded + self.failed + self.abandoned
+    def first_event_at(self) -> datetime | None:
+        t = self.events.min_ts
+        return t.replace(tzinfo=timezone.utc) if t else None
 
+    @property
+    def synthetic_label(self) -> str:
+        return {None: "synthetic traffic included", False: "synthetic traffic excluded",
+                True: "synthetic traffic only"}[self.synthetic]
 
-def _count(attempts: Iterable[Attempt], start: datetime, end: datetime) -> Counts:
-    s = f = ab = c = 0
-    lat = []
-    for a in attempts:
-        if a.outcome_at is None or not (start <= a.outcome_at < end):
-            continue
-        if a.outcome == "succeeded":
-            s += 1
-            if a.processing_latency_s is not None:
-                lat.append(a.processing_latency_s)
-        elif a.outcome == "failed":
-            f += 1
-        elif a.outcome == "abandoned":
-            ab += 1
-        elif a.outcome == "cancelled":
-            c += 1
-    return Counts(s, f, ab, c, tuple(sorted(lat)))
+    def _report(self, window: Window, *, window_s: float | None = None, by: tuple[str, ...] = ()):
+        query = SliQuery(since=_naive(window.start), until=_naive(window.end), window_s=window_s, by=by,
+                         synthetic=self.synthetic)
+        return compute_report(self.events, self.spec, query).to_dict()
 
-
-def _ratio(good: int, total: int) -> float | None:
-    return good / total if total else None
-
-
-def _bad_ratios(spec: SloSpec, counts: Counts) -> dict[str, tuple[int, int]]:
-    """(bad, total) per SLO over one window."""
-    out = {}
-    for slo in spec.slos:
-        if slo.kind == "ratio":
-            out[slo.name] = (counts.failed + counts.abandoned, counts.total)
+    # ------------------------------------------------------------------ tiles
+    def snapshot(self, window: Window, prometheus_alerts: list[dict] | None = None) -> dict:
+        spec, profile = self.spec, self.profile
+        ratio_slo = next(s for s in spec.slos if s.kind == "ratio")
+        latency_slo = next(s for s in spec.slos if s.kind == "latency")
+        factor = spec.profile(profile).time_compression
+        report = self._report(window)
+        totals = report["totals"]
+        figs, counts = _figures(totals), totals["counts"]
+        success = figs["publish_success_rate"]
+        lat = {q: figs[f"{latency_slo.latency}_latency_{q}"] for q in ("p50", "p95", "p99")}
+        budget = self._budget()
+        budgets, windows = [], []
+        for b in budget["slos"]:
+            st = b["status"]
+            budgets.append({"slo": b["slo"], "objective": b["objective"], "period": b["period"],
+                            "bad": st["bad"], "total": st["total"], "remaining": st["remaining"],
+                            "data_covers": b["data_covers"], "counts": b["definition"],
+                            "definition": DEFINITIONS["budget"].format(period=b["period"], profile=profile,
+                                                                       factor=factor)})
+            for a in b["alerts"]:
+                windows.append({"slo": b["slo"], "severity": a["severity"], "long": a["long"]["window"],
+                                "short": a["short"]["window"], "burn_rate_threshold": a["factor"],
+                                "long_burn": a["long"]["burn"]["burn_rate"],
+                                "short_burn": a["short"]["burn"]["burn_rate"],
+                                "long_count": a["long"]["burn"]["total"], "short_count": a["short"]["burn"]["total"],
+                                "firing": a["firing"]})
+        if prometheus_alerts is not None:
+            alerts, source = prometheus_alerts, "Prometheus (lab rules)"
         else:
-            within = sum(1 for x in counts.latencies if x <= slo.threshold_s)
-            out[slo.name] = (len(counts.latencies) - within, len(counts.latencies))
-    return out
+            alerts = [{"name": f"{w['slo']} {w['severity']} {w['long']}/{w['short']}", "severity": w["severity"],
+                       "state": "firing", "slo": w["slo"]} for w in windows if w["firing"]]
+            source = "the toolkit's burn-rate evaluation over events"
+        return {
+            "schema": "obslab.lab-snapshot/v1",
+            "as_of": iso(window.end),
+            "window": window.to_json(),
+            "profile": profile,
+            "synthetic": self.synthetic_label,
+            "success": {"slo": ratio_slo.name, "value": success["value"], "good": success["numerator"],
+                        "total": success["denominator"], "failed": counts["failed"],
+                        "abandoned": counts["abandoned"], "cancelled": counts["cancelled"],
+                        "in_flight": counts["in_flight"], "objective": ratio_slo.objective,
+                        "definition": DEFINITIONS["success"].format(
+                            abandon_after=format_duration(spec.abandon_after_s))},
+            "latency": {"slo": latency_slo.name, "kind": latency_slo.latency, "count": lat["p50"]["count"],
+                        "p50_s": _seconds(lat["p50"]["value"]), "p95_s": _seconds(lat["p95"]["value"]),
+                        "p99_s": _seconds(lat["p99"]["value"]), "threshold_s": latency_slo.threshold_s,
+                        "good_ratio": figs["latency_sli"]["value"], "objective": latency_slo.objective,
+                        "definition": DEFINITIONS["latency"].format(
+                            threshold=format_duration(latency_slo.threshold_s))},
+            "budgets": budgets,
+            "burn": {"source": source, "windows": windows, "alerts": alerts,
+                     "definition": DEFINITIONS["burn"].format(profile=profile, factor=factor)},
+            "sli_scope": totals["scope"],
+        }
 
+    def _budget(self) -> dict:
+        first = self.events.min_ts
+        span_s = (_naive(self.as_of) - first).total_seconds() if first else 0.0
+        step = max(self.spec.profile(self.profile).scrape_interval_s, span_s / _MAX_HISTORY_POINTS)
+        return compute_budget(self.events, self.spec, self.profile, at=_naive(self.as_of),
+                              synthetic=self.synthetic, grid_step_s=step).to_dict()
 
-def snapshot(spec: SloSpec, profile: str, attempts: list[Attempt], window: Window, *,
-             synthetic: str = "synthetic traffic included", prometheus_alerts: list[dict] | None = None,
-             in_flight_cutoff: datetime | None = None) -> dict:
-    """The tiles: success rate, latency percentiles, budgets, burn rates and alert state."""
-    ratio_slo = next(s for s in spec.slos if s.kind == "ratio")
-    latency_slo = next(s for s in spec.slos if s.kind == "latency")
-    factor = spec.profile(profile).time_compression
-    counts = _count(attempts, window.start, window.end)
-    in_flight = sum(1 for a in attempts if a.outcome == "in_flight" and a.started > window.start)
-    lat = counts.latencies
-    within = sum(1 for x in lat if x <= latency_slo.threshold_s)
-    period_s = spec.period_for(ratio_slo, profile)
+    # ------------------------------------------------------------------ charts
+    def series(self, window: Window, max_points: int = 120) -> dict:
+        spec, profile = self.spec, self.profile
+        ratio_slo = next(s for s in spec.slos if s.kind == "ratio")
+        latency_slo = next(s for s in spec.slos if s.kind == "latency")
+        start = max(window.start, self.first_event_at or window.start)
+        span_s = max(1.0, (window.end - start).total_seconds())
+        step_s = next((s for s in SERIES_STEPS_S if span_s / s <= max_points), SERIES_STEPS_S[-1])
+        # Buckets are aligned to the window end so the newest bucket ends at the as-of time.
+        n = max(1, int(-(-span_s // step_s)))
+        origin = window.end - timedelta(seconds=n * step_s)
+        report = self._report(Window(origin, window.end, window.label), window_s=step_s)
+        points = {p["scope"]["start"]: p for p in report["series"]["points"]}
+        out = {k: [] for k in ("t", "success_rate", "succeeded", "failed", "abandoned", "p50_s", "p95_s", "p99_s")}
+        for i in range(n):
+            b_start = origin + timedelta(seconds=i * step_s)
+            p = points.get(iso(b_start))
+            out["t"].append((b_start + timedelta(seconds=step_s)).timestamp())
+            figs = _figures(p) if p else {}
+            counts = p["counts"] if p else {}
+            out["success_rate"].append(figs["publish_success_rate"]["value"] if p else None)
+            for k in ("succeeded", "failed", "abandoned"):
+                out[k].append(counts.get(k, 0))
+            for q in ("p50", "p95", "p99"):
+                out[f"{q}_s"].append(_seconds(figs[f"{latency_slo.latency}_latency_{q}"]["value"]) if p else None)
+        page = spec.windows_for(profile)[0]
+        burn = self._burn_series(ratio_slo, [datetime.fromtimestamp(t, timezone.utc) for t in out["t"]],
+                                 (page.long_s, page.short_s))
+        out.update(step_s=step_s, objective=ratio_slo.objective, threshold_s=latency_slo.threshold_s,
+                   burn_slo=ratio_slo.name, synthetic=self.synthetic_label, window=window.to_json(),
+                   burn={f"{page.long} window": burn[0], f"{page.short} window": burn[1],
+                         "page threshold": [page.burn_rate] * n})
+        return out
 
-    budgets = []
-    period_counts = _count(attempts, window.end - timedelta(seconds=period_s), window.end)
-    for slo in spec.slos:
-        bad, total = _bad_ratios(spec, period_counts)[slo.name]
-        remaining = None if total == 0 else 1 - (bad / total) / slo.error_budget
-        budgets.append({"slo": slo.name, "objective": slo.objective, "period": format_duration(period_s),
-                        "bad": bad, "total": total, "remaining": remaining,
-                        "definition": DEFINITIONS["budget"].format(period=format_duration(period_s),
-                                                                   profile=profile, factor=factor)})
+    def _burn_series(self, slo, ends: list[datetime], lengths: tuple[float, ...]) -> list[list[float | None]]:
+        """Burn rate of a ratio SLO over (t - length, t] at each t, as the budget module counts windows."""
+        from toolkit.attempts import attempt_stats_table, outcome_at_sql
 
-    windows = []
-    for w in spec.windows_for(profile):
-        long_c = _bad_ratios(spec, _count(attempts, window.end - timedelta(seconds=w.long_s), window.end))
-        short_c = _bad_ratios(spec, _count(attempts, window.end - timedelta(seconds=w.short_s), window.end))
-        for slo in spec.slos:
-            lb, lt = long_c[slo.name]
-            sb, st = short_c[slo.name]
-            long_burn = None if lt == 0 else (lb / lt) / slo.error_budget
-            short_burn = None if st == 0 else (sb / st) / slo.error_budget
-            firing = bool(long_burn is not None and short_burn is not None
-                          and long_burn > w.burn_rate and short_burn > w.burn_rate)
-            windows.append({"slo": slo.name, "severity": w.severity, "long": w.long, "short": w.short,
-                            "burn_rate_threshold": w.burn_rate, "long_burn": long_burn, "short_burn": short_burn,
-                            "long_count": lt, "short_count": st, "firing": firing})
-    if prometheus_alerts is not None:
-        alerts, source = prometheus_alerts, "Prometheus (lab rules)"
-    else:
-        alerts = [{"name": f"{w['slo']} {w['severity']} {w['long']}/{w['short']}", "severity": w["severity"],
-                   "state": "firing", "slo": w["slo"]} for w in windows if w["firing"]]
-        source = "the toolkit's burn-rate evaluation over events"
-    return {
-        "schema": "obslab.lab-snapshot/v1",
-        "as_of": iso(window.end),
-        "window": window.to_json(),
-        "profile": profile,
-        "synthetic": synthetic,
-        "success": {"slo": ratio_slo.name, "value": _ratio(counts.succeeded, counts.total),
-                    "good": counts.succeeded, "total": counts.total, "failed": counts.failed,
-                    "abandoned": counts.abandoned, "cancelled": counts.cancelled, "in_flight": in_flight,
-                    "objective": ratio_slo.objective,
-                    "definition": DEFINITIONS["success"].format(abandon_after=format_duration(spec.abandon_after_s))},
-        "latency": {"slo": latency_slo.name, "kind": latency_slo.latency, "count": len(lat),
-                    "p50_s": _exact_percentile(lat, 0.50), "p95_s": _exact_percentile(lat, 0.95),
-                    "p99_s": _exact_percentile(lat, 0.99), "threshold_s": latency_slo.threshold_s,
-                    "good_ratio": _ratio(within, len(lat)), "objective": latency_slo.objective,
-                    "definition": DEFINITIONS["latency"].format(threshold=format_duration(latency_slo.threshold_s))},
-        "budgets": budgets,
-        "burn": {"source": source, "windows": windows, "alerts": alerts,
-                 "definition": DEFINITIONS["burn"].format(profile=profile, factor=factor)},
-    }
+        rel = attempt_stats_table(self.events, self.spec.abandon_after_s, as_of=_naive(self.as_of),
+                                  name="_lab_burn")
+        at = outcome_at_sql(self.spec.abandon_after_s)
+        good = ", ".join(f"'{o}'" for o in slo.events_good)
+        total = ", ".join(f"'{o}'" for o in slo.events_total)
+        syn = {None: "true", False: "NOT synthetic", True: "synthetic"}[self.synthetic]
+        ends_sql = ", ".join(f"TIMESTAMP '{_naive(e).isoformat(sep=' ')}'" for e in ends)
+        out = []
+        for length in lengths:
+            # One range join for every window end: (t - length, t].
+            rows = self.events.con.execute(
+                f"SELECT e.t, count(a.outcome) FILTER (WHERE a.outcome IN ({good})), "
+                f"count(a.outcome) FILTER (WHERE a.outcome IN ({total})) "
+                f"FROM unnest([{ends_sql}]) AS e(t) LEFT JOIN (SELECT outcome, {at} AS at FROM {rel.alias} "
+                f"WHERE {syn}) a ON a.at > e.t - to_microseconds({int(round(length * 1e6))}) AND a.at <= e.t "
+                f"GROUP BY e.t").fetchall()
+            by_end = {t: (g, n) for t, g, n in rows}
+            values = []
+            for end in ends:
+                g, t = by_end.get(_naive(end), (0, 0))
+                values.append(None if t == 0 else ((t - g) / t) / slo.error_budget)
+            out.append(values)
+        return out
 
-
-def series(spec: SloSpec, profile: str, attempts: list[Attempt], window: Window, *, max_points: int = 120,
-           synthetic: str = "synthetic traffic included") -> dict:
-    """Per-bucket success rate, latency percentiles, outcome counts and page-window burn rate."""
-    span_s = max(1.0, (window.end - window.start).total_seconds())
-    first = min((a.outcome_at for a in attempts if a.outcome_at is not None and a.outcome_at > window.start),
-                default=window.end)
-    span_s = min(span_s, max(1.0, (window.end - first).total_seconds()))
-    step_s = max(5, int(-(-span_s // max_points)))
-    step_s = next(s for s in (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 10**9) if s >= step_s)
-    end_epoch = int(window.end.timestamp())
-    n = max(1, int(-(-span_s // step_s)))
-    ratio_slo = next(s for s in spec.slos if s.kind == "ratio")
-    latency_slo = next(s for s in spec.slos if s.kind == "latency")
-    page = spec.windows_for(profile)[0]
-    out = {k: [] for k in ("t", "success_rate", "succeeded", "failed", "abandoned", "p50_s", "p95_s", "p99_s")}
-    burn_long, burn_short = [], []
-    for i in range(n, 0, -1):
-        b_end = datetime.fromtimestamp(end_epoch - (i - 1) * step_s, timezone.utc)
-        b_start = b_end - timedelta(seconds=step_s)
-        c = _count(attempts, b_start, b_end)
-        out["t"].append(b_end.timestamp())
-        out["success_rate"].append(_ratio(c.succeeded, c.total))
-        out["succeeded"].append(c.succeeded)
-        out["failed"].append(c.failed)
-        out["abandoned"].append(c.abandoned)
-        for q, key in ((0.5, "p50_s"), (0.95, "p95_s"), (0.99, "p99_s")):
-            out[key].append(_exact_percentile(list(c.latencies), q))
-        for length, dest in ((page.long_s, burn_long), (page.short_s, burn_short)):
-            bad, total = _bad_ratios(spec, _count(attempts, b_end - timedelta(seconds=length), b_end))[ratio_slo.name]
-            dest.append(None if total == 0 else (bad / total) / ratio_slo.error_budget)
-    out.update(step_s=step_s, objective=ratio_slo.objective, threshold_s=latency_slo.threshold_s,
-               burn_slo=ratio_slo.name, synthetic=synthetic, window=window.to_json(),
-               burn={f"{page.long} window": burn_long, f"{page.short} window": burn_short,
-                     "page threshold": [page.burn_rate] * n})
-    return out
-
-
-def cohorts(spec: SloSpec, attempts: list[Attempt], window: Window, dimension: str, *,
-            synthetic: str = "synthetic traffic included") -> dict:
-    rows: dict[str, list[Attempt]] = {}
-    for a in attempts:
-        if a.outcome_at is None or not (window.start <= a.outcome_at < window.end):
-            continue
-        rows.setdefault(str(a.cohort.get(dimension)), []).append(a)
-    out = []
-    for value in sorted(rows):
-        c = _count(rows[value], window.start, window.end)
-        out.append({"cohort": value, "total": c.total, "succeeded": c.succeeded, "failed": c.failed,
-                    "abandoned": c.abandoned, "cancelled": c.cancelled,
-                    "success_rate": _ratio(c.succeeded, c.total),
-                    "p95_s": _exact_percentile(list(c.latencies), 0.95), "latency_count": len(c.latencies)})
-    return {"dimension": dimension, "rows": out, "window": window.to_json(),
-            "window_label": f"outcomes in {window.label}", "synthetic": synthetic}
+    # ------------------------------------------------------------------ cohorts
+    def cohorts(self, window: Window, dimension: str) -> dict:
+        latency_kind = next(s for s in self.spec.slos if s.kind == "latency").latency
+        report = self._report(window, by=(dimension,))
+        rows = []
+        for seg in report["breakdown"]["segments"]:
+            figs, counts = _figures(seg), seg["counts"]
+            p95 = figs[f"{latency_kind}_latency_p95"]
+            rows.append({"cohort": str(seg["scope"]["segment"].get(dimension)),
+                         "total": figs["publish_success_rate"]["denominator"], "succeeded": counts["succeeded"],
+                         "failed": counts["failed"], "abandoned": counts["abandoned"],
+                         "cancelled": counts["cancelled"], "success_rate": figs["publish_success_rate"]["value"],
+                         "p95_s": _seconds(p95["value"]), "latency_count": p95["count"]})
+        return {"dimension": dimension, "rows": rows, "window": window.to_json(),
+                "window_label": f"outcomes in {window.label}", "synthetic": self.synthetic_label}

@@ -420,9 +420,16 @@ async function refresh() {
   }
 }
 
+// The next refresh is scheduled when this one is done, so a slow computation (a long lab run)
+// spaces refreshes out instead of piling them up.
+async function tick() {
+  await refresh();
+  if ($("#live").checked) state.timer = setTimeout(tick, state.refreshMs);
+}
+
 function schedule() {
-  clearInterval(state.timer);
-  if ($("#live").checked) state.timer = setInterval(refresh, state.refreshMs);
+  clearTimeout(state.timer);
+  if ($("#live").checked) state.timer = setTimeout(tick, state.refreshMs);
 }
 
 async function init() {
@@ -443,9 +450,9 @@ async function init() {
     ev.preventDefault(); state.token = $("#admin-token").value.trim();
     sessionStorage.setItem("obslab-admin-token", state.token); loadControl();
   });
-  await refresh();
   loadDrills();
   loadControl();
+  await refresh();
   schedule();
 }
 
