@@ -30,10 +30,10 @@ def test_top_once_prints_the_tiles_of_the_lab_window(data_dir: Path):  # noqa: F
 def test_top_snapshot_equals_the_dashboard_snapshot(data_dir: Path):  # noqa: F811
     from toolkit.web import DashboardConfig, create_app
 
-    now = T0 + timedelta(seconds=15)
+    now = T0 + timedelta(seconds=14)
     source = TopSource.from_data_dir(data_dir, SPEC, "lab")
     top_view = take_snapshot(source, now=now)
-    app_ = create_app(DashboardConfig(data_dir=data_dir, spec_path=SPEC, settle_s=3.0), {"OBSLAB_CLOCK": lambda: now})
+    app_ = create_app(DashboardConfig(data_dir=data_dir, spec_path=SPEC, settle_s=2.0), {"OBSLAB_CLOCK": lambda: now})
     web_view = app_.test_client().get("/api/snapshot").get_json()
     assert top_view["as_of"] == web_view["as_of"] == "2026-01-05T12:00:12.000Z"
     for tile in ("success", "latency", "budgets", "burn"):

@@ -176,10 +176,16 @@ class Lab:
             self._check_ports()
             # Whole seconds: the window start the page states is then exactly the one it used.
             self.started_at = datetime.now(timezone.utc).replace(microsecond=0)
-            self._start_service()
+            # Slow starters first and in parallel: Prometheus boots while the service does, and the
+            # dashboard answers (with "waiting for the first outcome") before any load runs.
             prometheus_url = self._start_prometheus() if cfg.use_prometheus else None
+            dashboard_url = self._start_dashboard(prometheus_url)
+            self._start_service()
             locust_url = self._start_load()
-            dashboard_url = self._start_dashboard(prometheus_url, locust_url)
+            if prometheus_url:
+                self._wait_http("prometheus", f"{prometheus_url}/-/ready", self._child("prometheus"))
+            if locust_url:
+                self._wait_http("locust", locust_url + "/", self._child("locust"))
             self.urls = LabUrls(
                 api=self._service.base_url, transcoder=self._service.transcoder_url, dashboard=dashboard_url,
                 prometheus=prometheus_url, locust_ui=locust_url,
@@ -248,9 +254,10 @@ class Lab:
                 f"--web.listen-address={HOST}:{cfg.port_prometheus}", "--storage.tsdb.retention.time=2d",
                 "--log.level=warn"]
         self._children.append(start_group_process("prometheus", argv, log_path=self.data_dir / "logs" / "prometheus.log"))
-        url = f"http://{HOST}:{cfg.port_prometheus}"
-        self._wait_http("prometheus", f"{url}/-/ready", self._children[-1])
-        return url
+        return f"http://{HOST}:{cfg.port_prometheus}"
+
+    def _child(self, name: str) -> GroupProcess:
+        return next(c for c in self._children if c.name == name)
 
     def _start_load(self) -> str | None:
         cfg = self.config
@@ -263,24 +270,21 @@ class Lab:
                "OBSLAB_LOAD_RECORD_DIR": str(self.data_dir / "load")}
         self._children.append(start_group_process("locust", argv, log_path=self.data_dir / "logs" / "locust.log",
                                                   env=env))
-        if cfg.locust_ui:
-            url = f"http://{HOST}:{cfg.port_locust_ui}"
-            self._wait_http("locust", url + "/", self._children[-1])
-            return url
-        return None
+        return f"http://{HOST}:{cfg.port_locust_ui}" if cfg.locust_ui else None
 
-    def _start_dashboard(self, prometheus_url: str | None, locust_url: str | None) -> str:
+    def _start_dashboard(self, prometheus_url: str | None) -> str:
         from toolkit.web import DashboardConfig, create_app
         from toolkit.web.server import DashboardServer
 
         cfg = self.config
-        links = [("publish API", self._service.base_url + "/openapi.json")]
+        api_url = f"http://{HOST}:{cfg.port_api}"
+        links = [("publish API", api_url + "/openapi.json")]
         if prometheus_url:
             links.append(("Prometheus alerts", prometheus_url + "/alerts"))
-        if locust_url:
-            links.append(("Locust", locust_url))
+        if cfg.locust_ui:
+            links.append(("Locust", f"http://{HOST}:{cfg.port_locust_ui}"))
         dash = DashboardConfig(
-            data_dir=self.data_dir, spec_path=self.spec_path, profile=cfg.profile, api_url=self._service.base_url,
+            data_dir=self.data_dir, spec_path=self.spec_path, profile=cfg.profile, api_url=api_url,
             prometheus_url=prometheus_url, admin_token_file=self.admin_token_file, links=tuple(links),
             refresh_s=cfg.refresh_s, started_at=self.started_at)
         self._dashboard = DashboardServer(create_app(dash), HOST, cfg.port_web).start()

@@ -30,7 +30,7 @@ class TopSource:
     spec: SloSpec
     profile: str = "lab"
     window: str = "lab"
-    settle_s: float = 3.0
+    settle_s: float = 2.0
     started_at: datetime | None = None
     prometheus_url: str | None = None
 

@@ -11,7 +11,6 @@ from rich.live import Live
 from toolkit.cli.base import UserError, app, console, user_errors
 from toolkit.durations import DurationError
 from toolkit.slo_spec import SloSpecError
-from toolkit.top import TopSource, render, take_snapshot
 
 
 @app.command()
@@ -23,6 +22,8 @@ def top(
     once: bool = typer.Option(False, "--once", help="Print one frame and exit (for scripts)."),
 ) -> None:
     """Live tiles in the terminal: success rate, latency percentiles, budgets, burn rates and alerts."""
+    from toolkit.top import TopSource, render, take_snapshot  # DuckDB and numpy only when used
+
     with user_errors(SloSpecError, DurationError, OSError):
         if not (data_dir / "events").is_dir():
             raise UserError(f"{data_dir / 'events'}: no events yet (start the lab with `obslab lab`, "

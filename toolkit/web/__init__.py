@@ -42,8 +42,9 @@ class DashboardConfig:
     refresh_s: float = 5.0
     # The tiles are computed over events with ts <= now - settle_s, so an event being written
     # right now cannot land in the window after the page showed it (and obslab sli with the same
-    # --until reproduces the page exactly).
-    settle_s: float = 3.0
+    # --until reproduces the page exactly). The service writes each event with one os.write as it
+    # stamps it, so two seconds is a wide margin.
+    settle_s: float = 2.0
     # The default window ("since lab start") starts here; None: at the first event.
     started_at: datetime | None = None
     extra: dict = field(default_factory=dict)

@@ -11,6 +11,7 @@ const state = {
   charts: {},
   token: sessionStorage.getItem("obslab-admin-token") || "",
   lastSnapshotAsOf: null,
+  haveSli: false,
 };
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -72,6 +73,7 @@ function renderSnapshot(s) {
   asof.classList.remove("stale");
 
   const su = s.success;
+  state.haveSli = su.value !== null;
   setTile("tile-success", {
     value: pct(su.value),
     detail: [`${count(su.good)} succeeded / ${count(su.total)} attempts`,
@@ -422,14 +424,17 @@ async function refresh() {
 
 // The next refresh is scheduled when this one is done, so a slow computation (a long lab run)
 // spaces refreshes out instead of piling them up.
+// Until the first attempt has an outcome, poll every second: a fresh lab shows its first SLI sooner.
+const nextDelay = () => state.haveSli ? state.refreshMs : 1000;
+
 async function tick() {
   await refresh();
-  if ($("#live").checked) state.timer = setTimeout(tick, state.refreshMs);
+  if ($("#live").checked) state.timer = setTimeout(tick, nextDelay());
 }
 
 function schedule() {
   clearTimeout(state.timer);
-  if ($("#live").checked) state.timer = setTimeout(tick, state.refreshMs);
+  if ($("#live").checked) state.timer = setTimeout(tick, nextDelay());
 }
 
 async function init() {
