@@ -69,6 +69,8 @@ class LabBenchResult:
     processes: int
     settle_s: float
     leftover_pids: tuple[int, ...]
+    # 1-minute load average of the machine at start and end: a shared 2-core machine is noisy.
+    load_avg: tuple[float, float] = (0.0, 0.0)
 
     @property
     def rss_max_mb(self) -> float:
@@ -130,6 +132,7 @@ def run_lab_bench(spec: Path, users: int = 6, settle_s: float = 60.0, samples: i
     with tempfile.TemporaryDirectory(prefix="obslab-bench-lab-") as tmp:
         data_dir = Path(tmp) / "data"
         log = open(Path(tmp) / "lab.log", "wb")
+        load_start = os.getloadavg()[0]
         t0 = time.monotonic()
         proc = subprocess.Popen(lab_command(data_dir, ports, users, prometheus, spec), stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -163,7 +166,8 @@ def run_lab_bench(spec: Path, users: int = 6, settle_s: float = 60.0, samples: i
                 proc.wait(10)
             log.close()
         leftovers = tuple(p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE)
-    return LabBenchResult(users, prometheus, first_sli_s, how, tuple(rss), nproc, settle_s, leftovers)
+    return LabBenchResult(users, prometheus, first_sli_s, how, tuple(rss), nproc, settle_s, leftovers,
+                          (load_start, os.getloadavg()[0]))
 
 
 def performance_section(results: list[LabBenchResult], command: str) -> str:
@@ -174,15 +178,15 @@ def performance_section(results: list[LabBenchResult], command: str) -> str:
         "`obslab lab` on free ports with a fresh data directory: service (2 API workers) + transcoder under",
         "gunicorn, Locust headless (steady creators + viewers), Prometheus when enabled, and the dashboard.",
         "",
-        "| run | users | Prometheus | first SLI on the page | RSS of the lab's process tree (max / median) | processes | left behind after stop |",
-        "|---|---|---|---|---|---|---|",
+        "| run | users | Prometheus | first SLI on the page | RSS of the lab's process tree (max / median) | processes | left behind after stop | machine load (1-min avg, start → end) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(results, 1):
         lines.append(
             f"| {i} | {r.users} | {'yes' if r.prometheus else 'no'} | {r.first_sli_s:.1f} s "
             f"(target ≤ {FIRST_SLI_TARGET_S} s) | {r.rss_max_mb:.0f} MB / {r.rss_median_mb:.0f} MB "
             f"(target ≤ {RSS_TARGET_MB} MB; {len(r.rss_samples_mb)} samples over {r.settle_s:.0f} s of load) "
-            f"| {r.processes} | {len(r.leftover_pids)} |")
+            f"| {r.processes} | {len(r.leftover_pids)} | {r.load_avg[0]:.1f} → {r.load_avg[1]:.1f} |")
     how = results[0].first_sli_how if results else ""
     lines += [
         "",

@@ -89,8 +89,8 @@ def render(s: dict) -> Group:
               "\n".join(f"{b['slo']}: {b['bad']:,} bad / {b['total']:,} over {b['period']}" for b in s["budgets"]),
               "green" if all((b["remaining"] or 1) > 0.5 for b in s["budgets"]) else "yellow"),
     )
-    burn = Table(title=f"burn rates · alerts from {s['burn']['source']}", title_justify="left", expand=False)
-    for col in ("SLO", "severity", "long window", "short window", "threshold", "state"):
+    burn = Table(title=f"burn rates over events · alerts from {s['burn']['source']}", title_justify="left", expand=False)
+    for col in ("SLO", "severity", "long window", "short window", "threshold", "over events"):
         burn.add_column(col, justify="left" if col in ("SLO", "severity", "state") else "right")
     fmt = lambda b: "–" if b is None else f"{b:.2f}×"  # noqa: E731
     for w in s["burn"]["windows"]:

@@ -95,7 +95,7 @@ function renderSnapshot(s) {
       data: { seconds: v, count: la.count },
     });
   }
-  const budgetLines = s.budgets.map(b => `${b.slo}: ${pct(b.remaining, 1)} left of ${pct(1 - b.objective, 1)} over ${b.period}`);
+  const budgetLines = s.budgets.map(b => `${b.slo}: ${pct(b.remaining, 1)} left of ${pct(1 - b.objective, 1)} over ${b.period} (${count(b.bad)} bad / ${count(b.total)}; data covers ${b.data_covers})`);
   const worst = s.budgets.reduce((m, b) => (b.remaining !== null && (m === null || b.remaining < m.remaining)) ? b : m, null);
   setTile("tile-budget", {
     value: worst ? pct(worst.remaining, 1) : "–",
@@ -110,11 +110,12 @@ function renderSnapshot(s) {
 function renderBurn(burn) {
   const firing = burn.alerts.filter(a => a.state === "firing");
   const pending = burn.alerts.filter(a => a.state === "pending");
-  const value = firing.length ? `${firing.length} alert(s) firing` : (pending.length ? `${pending.length} pending` : "no alert firing");
+  const from = burn.source.startsWith("Prometheus") ? "Prometheus" : "events";
+  const value = `${from}: ` + (firing.length ? `${firing.length} alert(s) firing` : (pending.length ? `${pending.length} pending` : "no alert firing"));
   const table = el("table", { class: "grid burn-table", "data-testid": "burn-table" });
   table.append(el("thead", {}, el("tr", {},
     el("th", { text: "SLO · severity" }), el("th", { text: "long window" }), el("th", { text: "short window" }),
-    el("th", { text: "threshold" }), el("th", { text: "state" }))));
+    el("th", { text: "threshold" }), el("th", { text: "over events" }))));
   const tb = el("tbody");
   for (const w of burn.windows) {
     const fmt = (b) => b === null || b === undefined ? "–" : b.toFixed(2) + "×";
@@ -300,7 +301,7 @@ function renderActiveDrill(a) {
     ...answerFields, el("button", { type: "submit" }, "Submit answer"));
   return el("div", { class: "drill active", "data-testid": "drill-active" },
     el("h3", { text: `${a.phase === "running" ? "Running" : "Drill " + a.phase}: ${a.title || a.name}` }),
-    el("div", { class: "muted", text: `started ${timeOf(a.started_at)} · ${Math.round(a.elapsed_s)} s ago · ${a.answers} answer(s) recorded` }),
+    el("div", { class: "muted", text: `started ${timeOf(a.started_at)} · ${a.answers} answer(s) recorded` }),
     el("pre", { text: a.briefing || "" }),
     el("div", {}, el("button", { onclick: hintDrill, "data-testid": "drill-hint" }, "Hint"), " ",
       el("button", { onclick: reportDrill, "data-testid": "drill-report" }, "Report"), " ",
