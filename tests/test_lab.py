@@ -46,7 +46,7 @@ class RunningLab:
 
     @property
     def token(self) -> str:
-        return (self.data_dir / "admin-token").read_text().strip()
+        return (self.data_dir / "data" / "admin-token").read_text().strip()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:]
@@ -126,7 +126,7 @@ def _screenshot(page, name: str) -> None:
 
 
 def _obslab_sli(lab: RunningLab, since: str, until: str) -> dict:
-    out = subprocess.run(OBSLAB + ["sli", str(lab.data_dir / "events"), "--slo", str(SPEC), "--since", since,
+    out = subprocess.run(OBSLAB + ["sli", str(lab.data_dir / "data" / "events"), "--slo", str(SPEC), "--since", since,
                                    "--until", until, "--format", "json"],
                          capture_output=True, text=True, timeout=120, cwd=lab.data_dir.parent)
     assert out.returncode == 0, out.stderr
@@ -170,7 +170,7 @@ def test_request_explorer_shows_a_real_requests_events_and_spans(lab: RunningLab
     page.goto(lab.url)
     page.wait_for_selector("#recent-requests a", timeout=30000)
     request_id = page.locator("#recent-requests a").first.get_attribute("data-request-id")
-    events = [json.loads(line) for f in sorted((lab.data_dir / "events").glob("events.jsonl*"))
+    events = [json.loads(line) for f in sorted((lab.data_dir / "data" / "events").glob("events.jsonl*"))
               for line in f.read_text().splitlines() if request_id in line]
     expected = [e["event"] for e in sorted(events, key=lambda e: e["ts"]) if e["request_id"] == request_id]
     assert expected[0] == "upload_started" and expected[-1] in ("publish_succeeded", "publish_failed", "upload_cancelled")
@@ -267,6 +267,6 @@ def test_stop_leaves_no_process_and_keeps_the_data(lab: RunningLab):
     assert lab.proc.wait(90) == 0, lab.log()
     alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert alive == [], [psutil.Process(pid).cmdline() for pid in alive]
-    assert (lab.data_dir / "events" / "events.jsonl").stat().st_size > 0
+    assert (lab.data_dir / "data" / "events" / "events.jsonl").stat().st_size > 0
     assert not (lab.data_dir / "lab.json").exists()
     assert "lab stopped; data kept in" in lab.log()

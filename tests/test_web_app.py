@@ -198,3 +198,16 @@ def test_control_panel_needs_a_token_and_a_reachable_api(client):
     unreachable = client.get("/api/control/faults", headers={"Authorization": "Bearer x"})
     assert unreachable.status_code == 502
     assert client.get("/api/control/secrets", headers={"Authorization": "Bearer x"}).status_code == 404
+
+
+def test_the_service_directory_is_found_in_both_layouts(data_dir: Path, tmp_path_factory):
+    from toolkit.web import service_dir_of
+
+    assert service_dir_of(data_dir) == data_dir  # events/ right in the data directory
+    lab_dir = tmp_path_factory.mktemp("lab")
+    (lab_dir / "data").mkdir()
+    (data_dir / "events").rename(lab_dir / "data" / "events")  # `obslab serve` / `obslab lab` layout
+    assert service_dir_of(lab_dir) == lab_dir / "data"
+    client = create_app(DashboardConfig(data_dir=lab_dir, spec_path=SPEC, started_at=T0, settle_s=0)).test_client()
+    assert client.get("/api/snapshot").get_json()["success"]["total"] == 13
+    assert client.get("/api/requests/req-000011").status_code == 200

@@ -224,12 +224,17 @@ class Lab:
             return f"pid {info['pid']}, dashboard {info.get('dashboard_url')}"
         return None
 
+    @property
+    def service_dir(self) -> Path:
+        """The service's files (state.db, events/, traces/, admin-token, its logs), laid out as `obslab serve` does."""
+        return self.data_dir / "data"
+
     def _start_service(self) -> None:
         from toolkit.processes import ServiceProcesses, ServiceStartError
 
         cfg = self.config
         self._service = ServiceProcesses(
-            self.data_dir, host=HOST, port=cfg.port_api, transcoder_port=cfg.port_transcoder,
+            self.service_dir, host=HOST, port=cfg.port_api, transcoder_port=cfg.port_transcoder,
             workers=cfg.api_workers, trace_sample_ratio=cfg.trace_sample_ratio)
         try:
             self._service.start()
@@ -240,7 +245,7 @@ class Lab:
     def admin_token_file(self) -> Path:
         from demo_service.config import ADMIN_TOKEN_FILE
 
-        return self.data_dir / ADMIN_TOKEN_FILE
+        return self.service_dir / ADMIN_TOKEN_FILE
 
     def _start_prometheus(self) -> str:
         from toolkit.lab_prometheus import write_prometheus_config
@@ -286,7 +291,7 @@ class Lab:
         dash = DashboardConfig(
             data_dir=self.data_dir, spec_path=self.spec_path, profile=cfg.profile, api_url=api_url,
             prometheus_url=prometheus_url, admin_token_file=self.admin_token_file, links=tuple(links),
-            refresh_s=cfg.refresh_s, started_at=self.started_at)
+            refresh_s=cfg.refresh_s, started_at=self.started_at, service_dir=self.service_dir)
         self._dashboard = DashboardServer(create_app(dash), HOST, cfg.port_web).start()
         return self._dashboard.url.rstrip("/")
 
@@ -337,7 +342,7 @@ class Lab:
                 if not child.alive():
                     return f"{child.name} exited on its own (code {child.popen.returncode}); see {child.log_path}"
             if self._service is not None and not self._service.running():
-                return "the service exited on its own; see its logs in " + str(self.data_dir / "logs")
+                return "the service exited on its own; see its logs in " + str(self.service_dir / "logs")
         return None
 
     # ----------------------------------------------------------------- stop

@@ -19,6 +19,7 @@ from toolkit.lab import read_lab_file
 from toolkit.slo_spec import SloSpec, load_spec
 from toolkit.web import snapshot as snap
 from toolkit.web.api import as_of_now, prometheus_alerts
+from toolkit.web import service_dir_of
 from toolkit.web.explorer import event_files
 
 __all__ = ["TopSource", "take_snapshot", "render"]
@@ -45,7 +46,7 @@ class TopSource:
 
 def take_snapshot(source: TopSource, now: datetime | None = None) -> dict:
     as_of = as_of_now(source.settle_s, now)
-    data = snap.LabData(event_files(source.data_dir), source.spec, source.profile, as_of)
+    data = snap.LabData(event_files(service_dir_of(source.data_dir)), source.spec, source.profile, as_of)
     try:
         window = snap.window_for(source.window, as_of, source.started_at, data.first_event_at)
         alerts = prometheus_alerts(source.prometheus_url) if source.prometheus_url else None

@@ -25,8 +25,10 @@ def top(
     from toolkit.top import TopSource, render, take_snapshot  # DuckDB and numpy only when used
 
     with user_errors(SloSpecError, DurationError, OSError):
-        if not (data_dir / "events").is_dir():
-            raise UserError(f"{data_dir / 'events'}: no events yet (start the lab with `obslab lab`, "
+        from toolkit.web import service_dir_of
+
+        if not (service_dir_of(data_dir) / "events").is_dir():
+            raise UserError(f"{data_dir}: no events/ (nor data/events/) yet (start the lab with `obslab lab`, "
                             f"or pass --data-dir)")
         source = TopSource.from_data_dir(data_dir, spec, window)
         frame = render(take_snapshot(source))

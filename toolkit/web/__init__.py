@@ -20,9 +20,16 @@ from pathlib import Path
 
 from flask import Flask, jsonify, send_from_directory
 
-__all__ = ["DashboardConfig", "create_app"]
+__all__ = ["DashboardConfig", "create_app", "service_dir_of"]
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+def service_dir_of(data_dir: Path) -> Path:
+    """Where the service keeps events/ and traces/: ``<data-dir>/data`` as ``obslab serve`` and
+    ``obslab lab`` lay it out, or the data directory itself."""
+    nested = Path(data_dir) / "data"
+    return nested if (nested / "events").is_dir() or (nested / "admin-token").is_file() else Path(data_dir)
 
 
 @dataclass(frozen=True)
@@ -47,15 +54,21 @@ class DashboardConfig:
     settle_s: float = 2.0
     # The default window ("since lab start") starts here; None: at the first event.
     started_at: datetime | None = None
+    # The service's own directory (events/, traces/, admin-token); default: found under data_dir.
+    service_dir: Path | None = None
     extra: dict = field(default_factory=dict)
 
     @property
+    def files_dir(self) -> Path:
+        return self.service_dir or service_dir_of(self.data_dir)
+
+    @property
     def events_dir(self) -> Path:
-        return self.data_dir / "events"
+        return self.files_dir / "events"
 
     @property
     def traces_dir(self) -> Path:
-        return self.data_dir / "traces"
+        return self.files_dir / "traces"
 
 
 def create_app(config: DashboardConfig, test_config: dict | None = None) -> Flask:

@@ -56,7 +56,7 @@ def _compute(fn):
                 data.close()
             spec = cache.get("spec") or load_spec(config.spec_path)
             cache["spec"] = spec
-            cache["data"] = data = snap.LabData(event_files(config.data_dir), spec, config.profile, as_of)
+            cache["data"] = data = snap.LabData(event_files(config.files_dir), spec, config.profile, as_of)
         try:
             window = snap.window_for(key, as_of, config.started_at, data.first_event_at)
         except (DurationError, ValueError) as e:

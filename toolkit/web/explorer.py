@@ -34,12 +34,13 @@ def _files(directory: Path) -> list[Path]:
     return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
 
 
-def event_files(data_dir: Path) -> list[Path]:
-    return _files(Path(data_dir) / "events")
+def event_files(service_dir: Path) -> list[Path]:
+    """Event files of the service directory (the one holding events/ and traces/)."""
+    return _files(Path(service_dir) / "events")
 
 
-def span_files(data_dir: Path) -> list[Path]:
-    return _files(Path(data_dir) / "traces")
+def span_files(service_dir: Path) -> list[Path]:
+    return _files(Path(service_dir) / "traces")
 
 
 def _matching_lines(files: list[Path], needle: str) -> Iterator[dict]:
@@ -150,7 +151,7 @@ def recent_request_ids(data_dir: Path, limit: int = 6) -> list[str]:
 @bp.get("/recent")
 def recent():
     config = current_app.config["OBSLAB_DASHBOARD"]
-    return jsonify(request_ids=recent_request_ids(config.data_dir))
+    return jsonify(request_ids=recent_request_ids(config.files_dir))
 
 
 @bp.get("/<request_id>")
@@ -159,12 +160,12 @@ def show(request_id: str):
     if not REQUEST_ID_PATTERN.match(request_id):
         return jsonify(error={"code": "invalid", "field": "request_id",
                               "message": f"request_id {request_id!r} is not 8-64 characters of A-Z a-z 0-9 . _ -"}), 422
-    events = request_events(config.data_dir, request_id)
+    events = request_events(config.files_dir, request_id)
     if not events:
         return jsonify(error={"code": "not_found", "field": "request_id",
                               "message": f"no event with request_id {request_id} in {config.events_dir}"}), 404
     trace_ids = list(dict.fromkeys(_hex_id(e.get("trace_id")) for e in events if e.get("trace_id")))
-    spans = request_spans(config.data_dir, trace_ids)
+    spans = request_spans(config.files_dir, trace_ids)
     terminal = [e["event"] for e in events if e.get("event") in TERMINAL_EVENTS]
     outcome = {"publish_succeeded": "succeeded", "publish_failed": "failed", "upload_cancelled": "cancelled"}.get(
         terminal[-1] if terminal else "", None)
