@@ -31,6 +31,7 @@ __all__ = [
     "api_command",
     "transcoder_command",
     "free_port",
+    "check_port_free",
     "ensure_admin_token",
     "ManagedProcess",
     "ServiceProcesses",
@@ -110,6 +111,16 @@ def transcoder_command(*, host: str, port: int, data_dir: str | Path, threads: i
                        unset_env=(ENV_PROMETHEUS_MULTIPROC_DIR,))
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise ServiceStartError naming host:port when something already listens there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ServiceStartError(f"cannot listen on {host}:{port}: {e.strerror} (is another obslab running?)") from None
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -159,7 +170,7 @@ class ManagedProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServiceStartError(f"{self.name} exited with code {self.proc.returncode} during start; "
-                                        f"see {self.log_path}:\n{self.log_tail()}")
+                                        f"see {self.log_path}\nlast log lines:\n{self.log_tail()}")
             try:
                 if requests.get(self.health_url, timeout=1.0).status_code == 200:
                     return
@@ -167,7 +178,7 @@ class ManagedProcess:
                 pass
             time.sleep(0.1)
         raise ServiceStartError(f"{self.name} not healthy at {self.health_url} after {timeout_s:.0f}s; "
-                                f"see {self.log_path}:\n{self.log_tail()}")
+                                f"see {self.log_path}\nlast log lines:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -263,6 +274,8 @@ class ServiceProcesses:
         shutil.rmtree(multiproc, ignore_errors=True)  # stale values of a previous run would be summed in
         multiproc.mkdir(parents=True)
         transcoder, api = self.commands()
+        check_port_free(self.host, self.transcoder_port)
+        check_port_free(self.host, self.port)
         try:
             for name, cmd, url in (("transcoder", transcoder, f"{self.transcoder_url}/healthz"),
                                    ("publish-api", api, f"{self.base_url}/healthz")):

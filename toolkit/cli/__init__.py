@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "sli",
     "budget",
     "bench_sli",
+    "bench_overhead",
 )
 
 for _name in COMMAND_MODULES:
