@@ -18,11 +18,14 @@ COMMAND_MODULES = (
     "serve",
     "lab",
     "top",
+    "bench_overhead",
     "events",
     "sli",
     "budget",
     "bench_sli",
-    "bench_overhead",
+    "load",
+    "reconcile",
+    "bench_capacity",
 )
 
 for _name in COMMAND_MODULES:
