@@ -9,6 +9,9 @@ state one step either side of both boundaries. The model is independent of the
 PromQL it checks: it computes windowed error ratios from the sample values
 directly, as the SRE Workbook defines them.
 
+Two more scenarios per pair hold the threshold itself: a steady error share 2%
+above it fires once the long window is full of it, 2% below it does not.
+
 The outage's error share is chosen, where possible, so that the pair under test is
 the only one that fires at the boundary: between its threshold and the next higher
 threshold of the same severity. Where two pairs of a severity always cross
@@ -20,8 +23,9 @@ floating point (error share 1/2, zero traffic, no data), because promtool
 compares sample values exactly; boundary steps whose ratio lies within 1e-9 of a
 threshold are avoided.
 
-Series are sampled on a grid that divides every window, so ``rate()`` never
-extrapolates (Prometheus 2.x ranges include both ends).
+Series are sampled on a grid that divides every window and start at 0, so
+``rate()`` never extrapolates (Prometheus 2.x ranges include both ends, and a
+counter is not extrapolated below zero).
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ __all__ = ["RuleTestFile", "TestGroup", "AlertCheck", "ValueCheck", "generate_ru
            "PER_STEP_EVENTS"]
 
 # Events per input step in alert scenarios; error shares are rounded to 1/PER_STEP_EVENTS.
-PER_STEP_EVENTS = 1000
+PER_STEP_EVENTS = 10_000
+# Steady error shares this far (relative) either side of a pair's threshold must fire / must not fire.
+THRESHOLD_MARGIN = Fraction(2, 100)
 # Boundary steps whose ratio is this close (relative) to a threshold are skipped: floats may fall either side.
 _TIE_TOLERANCE = Fraction(1, 10**9)
 
@@ -113,10 +119,11 @@ class _Scenario:
         return len(self.total) - 1
 
     def ratio(self, window_steps: int, i: int) -> Fraction:
-        if i < window_steps:
-            raise ValueError("window reaches before the first sample")
-        dt = self.total[i] - self.total[i - window_steps]
-        return Fraction(0) if dt == 0 else Fraction(self.bad[i] - self.bad[i - window_steps], dt)
+        # A window reaching before t=0 sees the counters from their first sample, 0: Prometheus does not
+        # extrapolate a counter below zero, so rate() is then exactly (value - 0) / window as well.
+        j = max(0, i - window_steps)
+        dt = self.total[i] - self.total[j]
+        return Fraction(0) if dt == 0 else Fraction(self.bad[i] - self.bad[j], dt)
 
 
 def _pair_fires(sc: _Scenario, i: int, pair: "_Pair") -> bool:
@@ -217,7 +224,7 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def _grid_step_s(windows_s: list[float], min_steps: int = 5) -> float:
+def _grid_step_s(windows_s: list[float], min_steps: int = 2) -> float:
     """The largest step that divides every window and fits ``min_steps`` steps in the shortest."""
     g = 0
     for w in windows_s:
@@ -245,10 +252,15 @@ def _first_step(sc: _Scenario, start: int, pairs: list[_Pair], firing: bool) -> 
 
 
 def _burn_scenario(pairs: list[_Pair], pair: _Pair, share: Fraction):
-    """Healthy warm-up, outage at ``share`` until the alert fires (+2 steps), then healthy until it resolves."""
+    """Healthy warm-up, outage at ``share`` until the alert fires (+2 steps), then healthy until it resolves.
+
+    The grid gives the shortest window two steps (three samples: Prometheus 2.x ranges include both ends);
+    promtool evaluates every rule at every step, so a finer grid only costs time."""
+    # Healthy traffic for the severity's longest window, so every window of the alert starts full of good
+    # events (a shorter history would let a longer pair cross at the same step as the pair under test).
     warm = max(p.long for p in pairs)
     bad = round(share * PER_STEP_EVENTS)
-    horizon = 20 * warm
+    horizon = 20 * max(p.long for p in pairs)
     probe = _Scenario([_Phase(warm, PER_STEP_EVENTS, 0), _Phase(horizon, PER_STEP_EVENTS, bad)])
     fire = _first_step(probe, warm, pairs, True)
     if fire is None:
@@ -320,6 +332,46 @@ def _burn_group(spec: SloSpec, slo: Slo, profile: str, severity: str, pair: _Pai
             f"{format_duration((warm + sc.phases[1].steps) * step_s)} resolves at "
             f"{format_duration(after_resolve * step_s)}{together}")
     return TestGroup(name, step_s, _scenario_series(slo, sc), tuple(checks), ())
+
+
+def _threshold_groups(spec: SloSpec, slo: Slo, severity: str, pair: _Pair, pairs: list[_Pair], step_s: float,
+                      annotations: dict[str, tuple]) -> list[TestGroup]:
+    """The threshold itself: a steady error share 2% above it fires once the pair's long window is full of
+    it; 2% below it does not (and no other pair of the severity fires yet)."""
+    if pair.threshold * (1 + THRESHOLD_MARGIN) > 1:
+        return []
+    alertname = names.burn_alert_name(slo.name, severity)
+    labels = _alert_labels(spec, slo, alertname, severity)
+    longest = max(p.long for p in pairs)
+    groups = []
+    for direction, factor in (("above", 1 + THRESHOLD_MARGIN), ("below", 1 - THRESHOLD_MARGIN)):
+        bad = round(pair.threshold * factor * PER_STEP_EVENTS)
+        expect_fire = direction == "above"
+        # The shortest healthy warm-up that keeps the other pairs quiet (promtool time grows with it); busier
+        # healthy traffic before the outage dilutes the longer windows when equal budget shares tie the pairs.
+        candidates = [(warm, busy) for busy in (1, 2, 4) for warm in sorted({*range(0, longest, pair.long), longest})
+                      if warm or busy == 1]
+        for warm, busy in candidates:
+            sc = _Scenario([_Phase(warm, busy * PER_STEP_EVENTS, 0), _Phase(pair.long, PER_STEP_EVENTS, bad)])
+            at = warm + pair.long
+            fires = {p.window: _pair_fires(sc, at, p) for p in pairs}
+            others = any(f for w, f in fires.items() if w != pair.window)
+            if fires[pair.window] == expect_fire and not others and not _near_tie(sc, at, pairs):
+                break
+        else:
+            continue  # this spec's windows do not isolate the threshold; the boundary scenarios still hold
+        w = pair.window
+        share = Fraction(bad, PER_STEP_EVENTS)
+        groups.append(TestGroup(
+            f"{slo.name} {severity} {w.long}/{w.short} x{_num(w.burn_rate)}: steady error share {float(share):g} "
+            f"({direction} the threshold {_num(float(pair.threshold))}) for {w.long} "
+            + (f"after {format_duration(warm * step_s)} of {'' if busy == 1 else f'{busy}x '}healthy traffic "
+               if warm else "")
+            + f"{'fires' if expect_fire else 'does not fire'}",
+            step_s, _scenario_series(slo, sc),
+            (AlertCheck(at * step_s, alertname, (labels,) if expect_fire else (),
+                        annotations[alertname] if expect_fire else ()),), ()))
+    return groups
 
 
 def _num(x: float) -> str:
@@ -406,6 +458,7 @@ def generate_rule_tests(spec: SloSpec, profile: str) -> tuple[RuleTestFile, ...]
                 g = _burn_group(spec, slo, profile, severity, pair, pairs, step_s, annotations)
                 if g is not None:
                     groups.append(g)
+                groups.extend(_threshold_groups(spec, slo, severity, pair, pairs, step_s, annotations))
         files.append(RuleTestFile(severity, profile, step_s, tuple(groups)))
     values = [g for slo in spec.slos for g in _value_groups(spec, slo, profile, severities, annotations)]
     files.append(RuleTestFile("values", profile, _values_eval_interval(spec, profile), tuple(values)))

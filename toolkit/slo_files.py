@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["dump_yaml", "dump_json", "write_text", "generated_header"]
+__all__ = ["dump_yaml", "dump_json", "write_text", "generated_header", "write_rule_files",
+           "write_dashboard_files"]
 
 
 class _Dumper(yaml.SafeDumper):
@@ -45,3 +46,29 @@ def write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def write_rule_files(spec, profile: str, out_dir: Path, command: str | None = None) -> list[Path]:
+    """Write ``slo.rules.yml`` and the promtool test files for one profile into ``out_dir``."""
+    from toolkit import slo_names
+    from toolkit.rule_tests import generate_rule_tests, rule_tests_document
+    from toolkit.rules import generate_rules, rules_document
+
+    out_dir = Path(out_dir)
+    command = command or f"obslab rules --profile {profile}"
+    header = generated_header(command, spec.source)
+    written = [write_text(out_dir / slo_names.RULES_FILE,
+                          dump_yaml(rules_document(generate_rules(spec, profile)), header))]
+    for test_file in generate_rule_tests(spec, profile):
+        written.append(write_text(out_dir / test_file.filename,
+                                  dump_yaml(rule_tests_document(test_file), header)))
+    return written
+
+
+def write_dashboard_files(spec, out_dir: Path, profile: str = "lab") -> list[Path]:
+    """Write one Grafana JSON file per generated dashboard into ``out_dir``."""
+    from toolkit.dashboards import dashboard_json, generate_dashboards
+
+    out_dir = Path(out_dir)
+    return [write_text(out_dir / d.filename, dump_json(dashboard_json(d.dashboard)))
+            for d in generate_dashboards(spec, profile)]

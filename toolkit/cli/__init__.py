@@ -19,12 +19,14 @@ COMMAND_MODULES = (
     "lab",
     "top",
     "bench_overhead",
+    "load",
+    "reconcile",
+    "rules",
+    "dashboards",
     "events",
     "sli",
     "budget",
     "bench_sli",
-    "load",
-    "reconcile",
     "bench_capacity",
 )
 
