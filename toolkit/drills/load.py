@@ -8,6 +8,7 @@ the events afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -35,6 +36,10 @@ def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
         "OBSLAB_LOAD_RETRY_MAX_ATTEMPTS": str(load.max_attempts),
         "OBSLAB_LOAD_RECORD_DIR": str(run.path / "client"),
     }
+    if load.mix:
+        env["OBSLAB_LOAD_MIX"] = json.dumps(load.mix)
+    if load.think_time is not None:
+        env["OBSLAB_LOAD_THINK_TIME"] = load.think_time
     auto_cancel = load.client.get("auto_cancel")
     if auto_cancel:
         nets = auto_cancel.get("network_type") or []
