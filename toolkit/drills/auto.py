@@ -55,6 +55,7 @@ class Evidence:
     baseline: Window
     incident: Window
     values: Mapping[str, tuple[float | None, float | None]]  # signal → (baseline, incident)
+    rollout: Window | None = None  # everything after the baseline
 
     def get(self, name: str) -> tuple[float | None, float | None]:
         return self.values.get(name, (None, None))
@@ -110,13 +111,13 @@ def wilson_lower(bad: int, n: int, z: float = _Z) -> float:
 
 def _attempt_signals(attempts: Sequence[Attempt]) -> dict[str, float | None]:
     n = len(attempts)
-    ended = [a for a in attempts if a.outcome in ("succeeded", "failed")]
+    ended = [a for a in attempts if a.outcome in ("succeeded", "failed", "abandoned")]
     proc = [a.processing_ms for a in attempts if a.processing_ms is not None]
     tc = [a.transcode_ms for a in attempts if a.transcode_ms is not None]
     e2e = [a.e2e_ms for a in attempts if a.e2e_ms is not None]
     return {
         "attempts": float(n),
-        "failure_rate": (sum(a.outcome == "failed" for a in ended) / len(ended)) if ended else None,
+        "failure_rate": (sum(a.outcome != "succeeded" for a in ended) / len(ended)) if ended else None,
         "storage_failure_rate": (sum(a.outcome == "failed" and a.error_class in ("storage", "dependency_unavailable")
                                      for a in ended) / len(ended)) if ended else None,
         "transcode_failure_rate": (sum(a.outcome == "failed" and a.error_class in ("internal", "timeout")
@@ -175,7 +176,7 @@ def _feed_p95(samples: Sequence[MetricSample], w: Window) -> float | None:
 
 def _signals(attempts: Sequence[Attempt], samples: Sequence[MetricSample], w: Window,
              failed_events: Callable[[Window], int] | None) -> dict[str, float | None]:
-    inside = [a for a in attempts if a.started in w]
+    inside = [a for a in attempts if a.ended is not None and a.ended in w]
     out = _attempt_signals(inside)
     out["attempt_rate"] = len(inside) / w.length_s if w.length_s > 0 else None
     out.update(_metric_signals(samples, w))
@@ -271,27 +272,25 @@ def _clip(x: float, hi: float = 1.0) -> float:
     return max(0.0, min(hi, x))
 
 
-def _canary_evidence(attempts: Sequence[Attempt], w: Window) -> tuple[float, str]:
-    inside = [a for a in attempts if a.started in w and a.outcome in ("succeeded", "failed")]
+def _canary_evidence(attempts: Sequence[Attempt], w: Window, baseline: Window) -> tuple[float, str]:
+    """Are the incident's new failures concentrated in the canary beyond its share of traffic? (binomial test)"""
+    from scipy.stats import binomtest
+
+    inside = [a for a in attempts if a.ended is not None and a.ended in w
+              and a.outcome in ("succeeded", "failed", "abandoned")]
     canary = [a for a in inside if a.cohort.get("release") == "canary"]
-    stable = [a for a in inside if a.cohort.get("release") != "canary"]
-    if len(canary) < 5 or not stable:
+    if len(canary) < 3 or len(canary) == len(inside):
         return 0.0, "no canary traffic to compare"
-    fc, fs = sum(a.outcome == "failed" for a in canary), sum(a.outcome == "failed" for a in stable)
-    pc, ps = fc / len(canary), fs / len(stable)
-    pooled = (fc + fs) / (len(canary) + len(stable))
-    se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / len(canary) + 1 / len(stable)))
-    z = (pc - ps) / se
-    slow_c = [a.processing_ms for a in canary if a.processing_ms is not None]
-    slow_s = [a.processing_ms for a in stable if a.processing_ms is not None]
-    why = f"canary failure rate {pc:.1%} (n={len(canary)}) vs stable {ps:.1%} (n={len(stable)}), z={z:.1f}"
-    score = _clip((z - 2.5) / 2.0, 1.5) if pc - ps >= 0.05 else 0.0
-    if score == 0.0 and len(slow_c) >= 5 and len(slow_s) >= 5:
-        pc99, ps99 = percentile(slow_c, 0.95), percentile(slow_s, 0.95)
-        if pc99 and ps99 and pc99 > 2 * ps99 + 200:
-            score = 1.2
-            why = f"canary p95 processing {pc99:.0f} ms vs stable {ps99:.0f} ms"
-    return score, why
+    failed = [a for a in inside if a.outcome != "succeeded"]
+    failed_canary = sum(1 for a in failed if a.cohort.get("release") == "canary")
+    share = len(canary) / len(inside)
+    why = (f"{failed_canary} of {len(failed)} failures in the canary, which carries {share:.1%} of attempts "
+           f"(n={len(inside)})")
+    if failed_canary < 3:
+        return 0.0, why
+    p = binomtest(failed_canary, len(failed), share, alternative="greater").pvalue
+    why += f", binomial p={p:.2g}"
+    return _clip((-math.log10(max(p, 1e-300)) - 1.5) / 1.5, 1.5), why
 
 
 def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[float, str]]:
@@ -303,11 +302,13 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[flo
     rpp_ratio = _ratio(ev, "requests_per_publish")
     missing_share = ev.get("failure_events_missing_share")[1] or 0.0
     missing = ev.get("failure_events_missing")[1] or 0.0
-    canary_score, canary_why = _canary_evidence(attempts, ev.incident)
+    # A canary is judged against stable over the whole rollout, not only where global signals moved:
+    # a 5 % cohort rarely moves them.
+    canary_score, canary_why = _canary_evidence(attempts, ev.rollout or ev.incident, ev.baseline)
     d["canary_regression"] = (canary_score, canary_why)
-    d["storage_outage"] = (_clip(storage_rise / 0.05) * 1.2,
+    d["storage_outage"] = (_clip((storage_rise - 0.01) / 0.05) * 1.2,
                            f"failures with a storage error class up {storage_rise:+.1%}")
-    d["transcoder_errors"] = (_clip(transcode_rise / 0.05) * (0.5 if canary_score > 0 else 1.0),
+    d["transcoder_errors"] = (_clip((transcode_rise - 0.01) / 0.05) * (0.5 if canary_score > 0 else 1.0),
                               f"transcode failures up {transcode_rise:+.1%}")
     d["retry_amplification"] = (_clip((rpp_ratio - 1.5) / 0.5) * 1.3 if retry_rise > 0.2 else 0.0,
                                 f"requests per publish ×{rpp_ratio:.2f}, retries per attempt {retry_rise:+.2f}")
@@ -362,34 +363,43 @@ def _hurt_predicate(cause: str, baseline_attempts: Sequence[Attempt]) -> tuple[s
     return "", None  # metric-only causes: no per-attempt signal
 
 
+def _cohort_counts(attempts: Sequence[Attempt], hurt: Callable[[Attempt], bool],
+                   dimensions: Sequence[str]) -> dict[tuple, list[int]]:
+    """(dim, value) singles and pairs → [attempts, hurt], in one pass."""
+    counts: dict[tuple, list[int]] = {}
+    for a in attempts:
+        bad = 1 if hurt(a) else 0
+        items = [(d, a.cohort.get(d)) for d in dimensions if a.cohort.get(d) is not None]
+        keys = [(item,) for item in items] + list(itertools.combinations(items, 2))
+        for key in keys:
+            c = counts.setdefault(key, [0, 0])
+            c[0] += 1
+            c[1] += bad
+    return counts
+
+
 def rank_cohorts(attempts: Sequence[Attempt], incident: Window, baseline: Window, hurt: Callable[[Attempt], bool],
                  dimensions: Sequence[str], top: int = 10) -> tuple[CohortScore, ...]:
-    inside = [a for a in attempts if a.started in incident]
-    before = [a for a in attempts if a.started in baseline]
+    inside = [a for a in attempts if a.ended is not None and a.ended in incident]
+    before = [a for a in attempts if a.ended is not None and a.ended in baseline]
     n_all = len(inside)
     b_all = sum(1 for a in inside if hurt(a))
     if n_all == 0 or b_all == 0:
         return (CohortScore({}, 0.0, b_all, n_all, 0.0),)
     base_rate = sum(1 for a in before if hurt(a)) / len(before) if before else 0.0
     scores = [CohortScore({}, round(wilson_lower(b_all, n_all) - base_rate, 4), b_all, n_all, b_all / n_all)]
-    values = {d: sorted({a.cohort.get(d) for a in inside if a.cohort.get(d) is not None}) for d in dimensions}
-    singles = [((d, v),) for d in dimensions for v in values[d]]
-    pairs = [((d1, v1), (d2, v2)) for (d1, d2) in itertools.combinations(dimensions, 2)
-             for v1 in values[d1] for v2 in values[d2]]
-    for combo in singles + pairs:
-        member = [a for a in inside if all(a.cohort.get(d) == v for d, v in combo)]
-        if not member:
-            continue
-        rest = [a for a in inside if not all(a.cohort.get(d) == v for d, v in combo)]
-        was = [a for a in before if all(a.cohort.get(d) == v for d, v in combo)]
-        b_c = sum(1 for a in member if hurt(a))
+    now_counts = _cohort_counts(inside, hurt, dimensions)
+    was_counts = _cohort_counts(before, hurt, dimensions)
+    for key, (n_c, b_c) in now_counts.items():
         if b_c == 0:
             continue
-        r_rest = sum(1 for a in rest if hurt(a)) / len(rest) if rest else 0.0
-        r_was = sum(1 for a in was if hurt(a)) / len(was) if len(was) >= 5 else r_rest
+        n_rest, b_rest = n_all - n_c, b_all - b_c
+        r_rest = b_rest / n_rest if n_rest else 0.0
+        n_was, b_was = was_counts.get(key, (0, 0))
+        r_was = b_was / n_was if n_was >= 5 else r_rest
         coverage = b_c / b_all
-        score = coverage * (wilson_lower(b_c, len(member)) - max(r_rest, r_was))
-        scores.append(CohortScore(dict(combo), round(score, 4), b_c, len(member), b_c / len(member)))
+        score = coverage * (wilson_lower(b_c, n_c) - max(r_rest, r_was))
+        scores.append(CohortScore(dict(key), round(score, 4), b_c, n_c, b_c / n_c))
     scores.sort(key=lambda s: (-s.score, len(s.cohort)))
     return tuple(scores[:top])
 
@@ -406,13 +416,20 @@ def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[Metric
     baseline, incident, moved = find_incident_window(attempts, samples, start, end, failed_events)
     base_sig = _signals(attempts, samples, baseline, failed_events)
     inc_sig = _signals(attempts, samples, incident, failed_events)
-    ev = Evidence(baseline, incident, {k: (base_sig.get(k), inc_sig.get(k)) for k in set(base_sig) | set(inc_sig)})
+    ev = Evidence(baseline, incident, {k: (base_sig.get(k), inc_sig.get(k)) for k in set(base_sig) | set(inc_sig)},
+                  rollout=Window(baseline.end, end))
     causes = score_causes(drill, ev, attempts)
-    before = [a for a in attempts if a.started in baseline]
+    if causes[0].cause == "canary_regression":
+        # The incident is where the canary failed: from its first to its last failure after the baseline.
+        times = [a.ended for a in attempts if a.ended is not None and a.ended >= baseline.end
+                 and a.cohort.get("release") == "canary" and a.outcome in ("failed", "abandoned")]
+        if times:
+            incident = Window(min(times), max(times) + 1e-3)
+    before = [a for a in attempts if a.ended is not None and a.ended in baseline]
     hurt_by, hurt = _hurt_predicate(causes[0].cause, before)
     if hurt is None:
-        cohorts: tuple[CohortScore, ...] = (CohortScore({}, 1.0, 0, sum(1 for a in attempts if a.started in incident),
-                                                        0.0),)
+        n = sum(1 for a in attempts if a.ended is not None and a.ended in incident)
+        cohorts: tuple[CohortScore, ...] = (CohortScore({}, 1.0, 0, n, 0.0),)
         hurt_by = "no per-attempt signal: the evidence is in service-wide metrics"
     else:
         cohorts = rank_cohorts(attempts, incident, baseline, hurt, drill.questions.cohort_dimensions)
@@ -432,9 +449,10 @@ def solve_and_answer(run) -> Diagnosis:
     drill = find_drill(state.drill_id)
     events_dir = Path(state.data_dir) / "events"
     end = state.started_at + state.duration_s
-    attempts = read_attempts(events_dir, Window(state.started_at, end))
+    spec = default_spec()
+    attempts = read_attempts(events_dir, Window(state.started_at, end), spec.abandon_after_s)
     samples = read_metric_samples(run.metrics_file)
-    diagnosis = diagnose(drill, attempts, samples, state.started_at, end, default_spec(), events=events_dir)
+    diagnosis = diagnose(drill, attempts, samples, state.started_at, end, spec, events=events_dir)
     (run.path / "auto.json").write_text(json.dumps(_diagnosis_json(diagnosis), indent=2))
     runner.answer(Path(state.data_dir) / "drills", diagnosis.cause, diagnosis.cohort,
                   diagnosis.impact_value if diagnosis.impact_value is not None else 0.0, by="auto")

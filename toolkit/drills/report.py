@@ -50,7 +50,7 @@ class ReportData:
     attempts: tuple[Attempt, ...]
     samples: tuple[MetricSample, ...]
     impact: Impact
-    sli_incident: tuple[int, int]  # good, total over the fault window (attempts started in it)
+    sli_incident: tuple[int, int]  # good, total of attempts whose outcome fell in the fault window
     sli_drill: tuple[int, int]
     first_page_at: float | None
     grade: Grade
@@ -73,13 +73,11 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     removed = truth.get("fault_removed_at") or min(end, applied + truth["fault_duration_s"])
     fault = Window(applied, removed)
     baseline = Window(start, applied)
-    attempts = tuple(read_attempts(events_dir, Window(start, end)))
+    attempts = tuple(read_attempts(events_dir, Window(start, end), spec.abandon_after_s))
     samples = tuple(read_metric_samples(run.metrics_file))
-    as_of = max((a.last_event for a in attempts), default=end)
-    impact = measure_impact(attempts, samples, fault, baseline, spec, events=events_dir, as_of=as_of)
-    inc = [a for a in attempts if a.started in fault]
-    sli_incident = success_rate(inc, as_of, spec.abandon_after_s)
-    sli_drill = success_rate(attempts, as_of, spec.abandon_after_s)
+    impact = measure_impact(attempts, samples, fault, baseline, spec, events=events_dir)
+    sli_incident = success_rate(a for a in attempts if a.ended is not None and a.ended in fault)
+    sli_drill = success_rate(a for a in attempts if a.ended is not None and a.ended in Window(start, end))
     page = first_page(list(attempts), spec, start, end, step_s=max(0.5, (end - start) / 200))
     answers = tuple(run.answers())
     measured = impact.value(drill.questions.impact.metric)
@@ -150,7 +148,8 @@ def plot_latency(data: ReportData, path: Path) -> None:
     bins = _bins(data)
     xs, p50, p99 = [], [], []
     for w in bins:
-        vals = [a.processing_ms for a in data.attempts if a.started in w and a.processing_ms is not None]
+        vals = [a.processing_ms for a in data.attempts if a.ended is not None and a.ended in w
+                and a.processing_ms is not None]
         xs.append((w.start + w.end) / 2 - data.start)
         p50.append(percentile(vals, 0.5) if vals else float("nan"))
         p99.append(percentile(vals, 0.99) if vals else float("nan"))
@@ -161,7 +160,7 @@ def plot_latency(data: ReportData, path: Path) -> None:
     if threshold:
         ax.axhline(threshold * 1000, color="grey", linestyle="--", label=f"latency SLI threshold {threshold:g}s")
     _mark_fault(ax, data)
-    ax.set_ylabel("ms (attempts by start bin)")
+    ax.set_ylabel("ms (publishes by bin)")
     ax.set_xlabel("seconds since the drill started")
     ax.set_title("processing latency (upload_completed → publish_succeeded)")
     ax.legend(fontsize=8)
@@ -172,7 +171,8 @@ def plot_latency(data: ReportData, path: Path) -> None:
 
 def _hurt(data: ReportData) -> tuple[str, Callable[[Attempt], bool]]:
     cause = data.drill.truth.cause
-    base = [a.processing_ms for a in data.attempts if a.started in data.baseline and a.processing_ms is not None]
+    base = [a.processing_ms for a in data.attempts if a.ended is not None and a.ended in data.baseline
+            and a.processing_ms is not None]
     if cause in ("chunk_upload_failures", "retry_amplification"):
         return "share of attempts with a chunk retry", lambda a: a.chunk_retries > 0
     if cause == "client_auto_cancel":
@@ -196,8 +196,8 @@ def cohort_breakdown(data: ReportData) -> tuple[str, str, list[tuple[str, float,
     for value in ANSWER_VALUES[dim]:
         def member(a: Attempt) -> bool:
             return a.cohort.get(dim) == value and all(a.cohort.get(k) == v for k, v in scope.items())
-        now = [a for a in data.attempts if a.started in data.fault and member(a)]
-        then = [a for a in data.attempts if a.started in data.baseline and member(a)]
+        now = [a for a in data.attempts if a.ended is not None and a.ended in data.fault and member(a)]
+        then = [a for a in data.attempts if a.ended is not None and a.ended in data.baseline and member(a)]
         rows.append((value, sum(map(hurt, now)) / len(now) if now else 0.0, len(now),
                      sum(map(hurt, then)) / len(then) if then else 0.0, len(then)))
     scope_text = "".join(f", within {k}={v}" for k, v in scope.items())
@@ -297,7 +297,7 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         "",
     ]
     dim, what, rows = cohort_breakdown(data)
-    lines += [f"Cohort breakdown — {what}, by {dim} (attempts by start time):", "",
+    lines += [f"Cohort breakdown — {what}, by {dim} (attempts by outcome time):", "",
               f"| {dim} | before the fault | n | during the fault | n |", "|---|---:|---:|---:|---:|"]
     for value, now, n_now, then, n_then in rows:
         lines.append(f"| {value} | {then:.1%} | {n_then} | {now:.1%} | {n_now} |")
@@ -305,7 +305,8 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         "",
         "## Measured impact",
         "",
-        f"Window: the fault window, {fault_len:.1f} s; attempts attributed by their upload_started time; "
+        f"Window: the fault window, {fault_len:.1f} s; attempts attributed by their outcome time (as `obslab sli` "
+        f"counts them); "
         f"baseline: the {data.baseline.length_s:.1f} s before the fault.",
         "",
         f"- **Publish success (publish-success SLI)** during the fault: {good_i}/{total_i} = "
@@ -366,7 +367,7 @@ def _star(data: ReportData) -> list[str]:
     return [
         f"- **Situation.** {d.briefing.strip().splitlines()[0]} During the {data.fault.length_s:.0f} s incident, "
         f"{good_i} of {total_i} publish attempts succeeded "
-        f"({(good_i / total_i if total_i else float('nan')):.2%}, publish-success SLI, attempts started in the window).",
+        f"({(good_i / total_i if total_i else float('nan')):.2%}, publish-success SLI, outcomes in the window).",
         f"- **Task.** Find the cause and who was affected, and size the impact: {d.questions.impact.prompt}",
         f"- **Action.** Evidence path: " + "; ".join(d.debrief.evidence_path) + ". "
         f"{page[0].upper() + page[1:]}.",
