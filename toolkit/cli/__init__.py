@@ -15,6 +15,7 @@ __all__ = ["app", "main"]
 # One module per command group; each adds its commands to ``app`` on import.
 COMMAND_MODULES = (
     "version",
+    "serve",
     "drill",
 )
 
