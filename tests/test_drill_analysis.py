@@ -36,7 +36,9 @@ def _events(tmp_path, effect_kwargs, attempts=4000, **cfg):
 
 
 CASES = {
-    "regional-storage-outage": dict(effect=dict(where={"region": "eu-west"}, failure_rate=1.0)),
+    # The service fails a publish whose chunks could not be stored with error_class chunk_missing.
+    "regional-storage-outage": dict(effect=dict(where={"region": "eu-west"}, failure_rate=1.0,
+                                                error_class="chunk_missing")),
     "bad-canary": dict(effect=dict(where={"release": "canary", "media_size_bucket": "large"}, failure_rate=0.8,
                                   error_class="internal"),
                        cfg=dict(canary_share=0.3, attempts=8000)),

@@ -109,6 +109,10 @@ def wilson_lower(bad: int, n: int, z: float = _Z) -> float:
 
 # -- signals -------------------------------------------------------------------------------------
 
+def _upload_failed(a: Attempt) -> bool:
+    return a.error_class == "chunk_missing" or (a.chunk_failures > 0 and a.error_class in (None, "storage"))
+
+
 def _attempt_signals(attempts: Sequence[Attempt]) -> dict[str, float | None]:
     n = len(attempts)
     ended = [a for a in attempts if a.outcome in ("succeeded", "failed", "abandoned")]
@@ -118,10 +122,12 @@ def _attempt_signals(attempts: Sequence[Attempt]) -> dict[str, float | None]:
     return {
         "attempts": float(n),
         "failure_rate": (sum(a.outcome != "succeeded" for a in ended) / len(ended)) if ended else None,
-        "storage_failure_rate": (sum(a.outcome == "failed" and a.error_class in ("storage", "dependency_unavailable")
-                                     for a in ended) / len(ended)) if ended else None,
-        "transcode_failure_rate": (sum(a.outcome == "failed" and a.error_class in ("internal", "timeout")
-                                       and a.chunk_failures == 0 for a in ended) / len(ended)) if ended else None,
+        # Failed because chunks could not be stored (the upload never completed whole)...
+        "upload_failure_rate": (sum(a.outcome == "failed" and _upload_failed(a) for a in ended) / len(ended))
+        if ended else None,
+        # ...or failed after the upload: transcode or publish.
+        "processing_failure_rate": (sum(a.outcome == "failed" and not _upload_failed(a) for a in ended) / len(ended))
+        if ended else None,
         "cancel_rate": (sum(a.outcome == "cancelled" for a in attempts) / n) if n else None,
         "retries_per_attempt": (sum(a.chunk_retries for a in attempts) / n) if n else None,
         "p50_processing_ms": percentile(proc, 0.5),
@@ -296,8 +302,8 @@ def _canary_evidence(attempts: Sequence[Attempt], w: Window, baseline: Window) -
 def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[float, str]]:
     d: dict[str, tuple[float, str]] = {}
     fail_rise = _rise(ev, "failure_rate")
-    storage_rise = _rise(ev, "storage_failure_rate")
-    transcode_rise = _rise(ev, "transcode_failure_rate")
+    storage_rise = _rise(ev, "upload_failure_rate")
+    transcode_rise = _rise(ev, "processing_failure_rate")
     retry_rise = _rise(ev, "retries_per_attempt")
     rpp_ratio = _ratio(ev, "requests_per_publish")
     missing_share = ev.get("failure_events_missing_share")[1] or 0.0
@@ -307,9 +313,9 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[flo
     canary_score, canary_why = _canary_evidence(attempts, ev.rollout or ev.incident, ev.baseline)
     d["canary_regression"] = (canary_score, canary_why)
     d["storage_outage"] = (_clip((storage_rise - 0.01) / 0.05) * 1.2,
-                           f"failures with a storage error class up {storage_rise:+.1%}")
+                           f"publishes failing because chunks could not be stored up {storage_rise:+.1%}")
     d["transcoder_errors"] = (_clip((transcode_rise - 0.01) / 0.05) * (0.5 if canary_score > 0 else 1.0),
-                              f"transcode failures up {transcode_rise:+.1%}")
+                              f"publishes failing after the upload (transcode/publish) up {transcode_rise:+.1%}")
     d["retry_amplification"] = (_clip((rpp_ratio - 1.5) / 0.5) * 1.3 if retry_rise > 0.2 else 0.0,
                                 f"requests per publish ×{rpp_ratio:.2f}, retries per attempt {retry_rise:+.2f}")
     d["chunk_upload_failures"] = (_clip(retry_rise / 0.3) * (1.0 if storage_rise < 0.05 else 0.5),
@@ -447,7 +453,7 @@ def solve_and_answer(run) -> Diagnosis:
 
     state = run.read_state()
     drill = find_drill(state.drill_id)
-    events_dir = Path(state.data_dir) / "events"
+    events_dir = Path(state.events_dir or Path(state.data_dir) / "events")
     end = state.started_at + state.duration_s
     spec = default_spec()
     attempts = read_attempts(events_dir, Window(state.started_at, end), spec.abandon_after_s)
