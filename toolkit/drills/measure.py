@@ -380,8 +380,9 @@ def burn_rate_series(attempts: Sequence[Attempt], spec: SloSpec, start: float, e
 
 
 def first_page(attempts: Sequence[Attempt], spec: SloSpec, start: float, end: float, step_s: float = 1.0,
-               profile: str = "lab") -> float | None:
-    """First time a page-severity multi-window burn-rate alert condition holds (long and short over the factor)."""
+               profile: str = "lab") -> tuple[float, str] | None:
+    """(time, which alert) of the first page: a page-severity window pair whose long and short
+    burn rates are both at or over the factor, evaluated every ``step_s`` as a rule would be."""
     hits = []
     for i, w in enumerate(spec.windows_for(profile)):
         if w.severity != "page":
@@ -389,6 +390,6 @@ def first_page(attempts: Sequence[Attempt], spec: SloSpec, start: float, end: fl
         for p in burn_rate_series(attempts, spec, start, end, step_s, i, profile):
             if p.burn_long is not None and p.burn_short is not None and p.burn_long >= w.burn_rate \
                     and p.burn_short >= w.burn_rate:
-                hits.append(p.t)
+                hits.append((p.t, f"{w.long}/{w.short} burn rate at or over {w.burn_rate:g}× ({profile} profile)"))
                 break
     return min(hits) if hits else None

@@ -53,6 +53,7 @@ class ReportData:
     sli_incident: tuple[int, int]  # good, total of attempts whose outcome fell in the fault window
     sli_drill: tuple[int, int]
     first_page_at: float | None
+    first_page_alert: str | None
     grade: Grade
     answers: tuple[dict, ...]
     timeline: tuple[dict, ...]
@@ -78,14 +79,15 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     impact = measure_impact(attempts, samples, fault, baseline, spec, events=events_dir)
     sli_incident = success_rate(a for a in attempts if a.ended is not None and a.ended in fault)
     sli_drill = success_rate(a for a in attempts if a.ended is not None and a.ended in Window(start, end))
-    page = first_page(list(attempts), spec, start, end, step_s=max(0.5, (end - start) / 200))
+    paged = first_page(list(attempts), spec, start, end, step_s=max(0.5, (end - start) / 200))
+    page, page_alert = paged if paged is not None else (None, None)
     answers = tuple(run.answers())
     measured = impact.value(drill.questions.impact.metric)
     g = grade(drill, [Answer(a["cause"], a["cohort"], float(a["impact"]), a["at_s"]) for a in answers],
               measured if measured is not None else 0.0, fault.start - start,
               None if page is None else page - start)
     return ReportData(drill, state.run_id, state.seed, state.speed, start, end, fault, baseline, attempts, samples,
-                      impact, sli_incident, sli_drill, page, g, answers, tuple(timeline), spec)
+                      impact, sli_incident, sli_drill, page, page_alert, g, answers, tuple(timeline), spec)
 
 
 # -- plots ---------------------------------------------------------------------------------------
@@ -253,7 +255,7 @@ def _timeline_rows(data: ReportData) -> list[tuple[float, str]]:
             text = kind.replace("_", " ")
         rows.append((e["t"], text))
     if data.first_page_at is not None:
-        rows.append((data.first_page_at, "first page: publish-success burn rate over both windows of the fast-burn alert"))
+        rows.append((data.first_page_at, f"first page: publish-success {data.first_page_alert}"))
     return sorted(rows)
 
 
@@ -359,13 +361,13 @@ def _star(data: ReportData) -> list[str]:
     spent = imp.value("budget_spent_percent")
     p99 = imp.value("p99_processing_shift_ms")
     asked = imp.figures.get(d.questions.impact.metric)
-    page = ("the fast-burn page fired "
+    page = (f"the page ({data.first_page_alert}) fired "
             f"{data.first_page_at - data.fault.start:.1f} s after the fault started"
             if data.first_page_at is not None and data.first_page_at >= data.fault.start
             else "no burn-rate page fired")
     cohort = ", ".join(f"{k}={v}" for k, v in d.truth.cohort.items()) or "every cohort"
     return [
-        f"- **Situation.** {d.briefing.strip().splitlines()[0]} During the {data.fault.length_s:.0f} s incident, "
+        f"- **Situation.** {' '.join(d.briefing.split())} During the {data.fault.length_s:.0f} s incident, "
         f"{good_i} of {total_i} publish attempts succeeded "
         f"({(good_i / total_i if total_i else float('nan')):.2%}, publish-success SLI, outcomes in the window).",
         f"- **Task.** Find the cause and who was affected, and size the impact: {d.questions.impact.prompt}",
