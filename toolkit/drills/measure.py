@@ -73,11 +73,14 @@ class MetricSample:
     t: float
     values: Mapping[str, float]
 
-    def total(self, name: str, **labels: str) -> float | None:
-        """Sum of the series named ``name`` whose labels include ``labels``; None if there is none."""
+    def total(self, name: str, route_prefix: str | None = None, **labels: str) -> float | None:
+        """Sum of the series named ``name`` whose labels include ``labels`` (and whose route starts
+        with ``route_prefix``); None if there is none."""
         found, total = False, 0.0
         prefix = name + "{"
         wanted = [f'{k}="{v}"' for k, v in labels.items()]
+        if route_prefix is not None:
+            wanted.append(f'route="{route_prefix}')
         for key, value in self.values.items():
             if key.startswith(prefix) and all(w in key for w in wanted):
                 found, total = True, total + value
@@ -113,7 +116,7 @@ IMPACT_DEFINITIONS = {
     "p95_e2e_shift_ms": "p95 (exact, interpolated) of e2e latency (upload_started → publish_succeeded) of "
                         "publishes in the incident window minus the same before it",
     "chunk_retries": "chunk_retry events emitted during the incident window",
-    "requests_per_publish": "API requests (obslab_http_requests_total, all routes) ÷ successful publishes "
+    "requests_per_publish": "API requests (obslab_http_requests_total, /v1/ routes) ÷ successful publishes "
                             "(obslab_publish_outcomes_total{outcome=succeeded}) during the incident window",
     "cancelled_attempts": "attempts that ended upload_cancelled during the incident window",
     "lost_failure_events": "failed outcomes counted by the service (obslab_publish_outcomes_total{outcome=failed}) "
@@ -237,14 +240,15 @@ def _ended_in(attempts: Iterable[Attempt], w: Window) -> list[Attempt]:
     return [a for a in attempts if a.ended is not None and a.ended in w]
 
 
-def _series_delta(samples: Sequence[MetricSample], w: Window, name: str, **labels: str) -> tuple[float | None, Window]:
+def _series_delta(samples: Sequence[MetricSample], w: Window, name: str, route_prefix: str | None = None,
+                  **labels: str) -> tuple[float | None, Window]:
     """Counter increase between the last sample at or before w.start and the first at or after w.end."""
     before = [s for s in samples if s.t <= w.start]
     after = [s for s in samples if s.t >= w.end] or samples[-1:]
     if not before or not after:
         return None, w
     a, b = before[-1], after[0]
-    va, vb = a.total(name, **labels), b.total(name, **labels)
+    va, vb = a.total(name, route_prefix, **labels), b.total(name, route_prefix, **labels)
     if va is None or vb is None:
         return None, Window(a.t, b.t)
     return max(0.0, vb - va), Window(a.t, b.t)
@@ -312,7 +316,7 @@ def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample],
         add("chunk_retries", float(sum(a.chunk_retries for a in inc)), "events")
     add("cancelled_attempts", float(sum(1 for a in inc if a.outcome == "cancelled")), "attempts", len(inc))
     if samples:
-        requests, _ = _series_delta(samples, incident, "obslab_http_requests_total")
+        requests, _ = _series_delta(samples, incident, "obslab_http_requests_total", route_prefix="/v1/")
         published, _ = _series_delta(samples, incident, "obslab_publish_outcomes_total", outcome="succeeded")
         rpp = requests / published if requests is not None and published else None
         add("requests_per_publish", rpp, "requests per publish", int(published or 0))
