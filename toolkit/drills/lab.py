@@ -1,8 +1,10 @@
 """Finding a running lab and talking to its control API (faults and flags).
 
-A lab is found by its data directory (default ``.obslab``), its URL (``--url``,
-else ``<data-dir>/lab.json`` written by ``obslab serve``/``lab``, else the default
-port) and its admin token (``OBSLAB_ADMIN_TOKEN``, else ``<data-dir>/admin-token``).
+A lab is found by its data directory (default ``.obslab``; the service's own files —
+``admin-token``, ``events/`` — are there or in its ``data/`` subdirectory, where
+``obslab serve`` puts them by default), its URL (``--url``, else ``<data-dir>/lab.json``
+if a launcher wrote one, else the default port 8000) and its admin token
+(``OBSLAB_ADMIN_TOKEN``, else the ``admin-token`` file).
 Every failure is a ``LabError`` whose message is one line naming what is wrong.
 """
 
@@ -50,8 +52,16 @@ class Lab:
     token: str
 
     @property
+    def service_dir(self) -> Path:
+        """Where the service keeps its files: the data dir itself or its ``data/`` subdirectory."""
+        for candidate in (self.data_dir, self.data_dir / "data"):
+            if (candidate / "events").is_dir() or (candidate / TOKEN_FILE).is_file():
+                return candidate
+        return self.data_dir
+
+    @property
     def events_dir(self) -> Path:
-        return self.data_dir / "events"
+        return self.service_dir / "events"
 
     @property
     def drills_dir(self) -> Path:
@@ -69,13 +79,16 @@ def find_lab(data_dir: str | Path = DEFAULT_DATA_DIR, url: str | None = None, to
         except (OSError, ValueError):
             info = {}
     resolved_url = (url or info.get("url") or DEFAULT_URL).rstrip("/")
-    resolved_token = token or os.environ.get(TOKEN_ENV) or info.get("token_file_token")
+    resolved_token = token or os.environ.get(TOKEN_ENV)
     if not resolved_token:
-        token_file = Path(info.get("token_file") or d / TOKEN_FILE)
-        if token_file.is_file():
-            resolved_token = token_file.read_text().strip()
+        for token_file in (Path(info["token_file"]) if info.get("token_file") else None, d / TOKEN_FILE,
+                           d / "data" / TOKEN_FILE):
+            if token_file is not None and token_file.is_file():
+                resolved_token = token_file.read_text().strip()
+                break
     if not resolved_token:
-        raise LabError(f"no admin token: set {TOKEN_ENV} or write it to {d / TOKEN_FILE}")
+        raise LabError(f"no admin token: set {TOKEN_ENV} or start the lab with data dir {d} "
+                       f"(it writes {d / 'data' / TOKEN_FILE})")
     return Lab(d, resolved_url, resolved_token)
 
 
@@ -118,7 +131,7 @@ class ControlClient:
             raise LabError(f"the lab at {self.lab.url} did not answer {method} {path} within {_TIMEOUT_S:g}s") from None
         if resp.status_code in (401, 403):
             raise LabError(f"the lab at {self.lab.url} refused the admin token (HTTP {resp.status_code}); "
-                           f"check {TOKEN_ENV} or {self.lab.data_dir / TOKEN_FILE}")
+                           f"check {TOKEN_ENV} or {self.lab.service_dir / TOKEN_FILE}")
         if resp.status_code >= 400:
             raise LabError(f"{method} {path} failed: HTTP {resp.status_code}: {_error_message(resp)}")
         if not resp.content:

@@ -8,6 +8,7 @@ the events afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,9 +22,8 @@ __all__ = ["load_env", "load_command", "start_load", "stop_load", "locustfile"]
 
 
 def locustfile() -> Path:
-    import loadtests
-
-    return Path(loadtests.__file__).resolve().parent / "locustfile.py"
+    """The drill's locustfile: the lab's users plus the client behaviours drills emulate."""
+    return Path(__file__).resolve().parent / "locustfile.py"
 
 
 def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
@@ -35,11 +35,17 @@ def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
         "OBSLAB_LOAD_RETRY_MAX_ATTEMPTS": str(load.max_attempts),
         "OBSLAB_LOAD_RECORD_DIR": str(run.path / "client"),
     }
+    if load.mix:
+        env["OBSLAB_LOAD_MIX"] = json.dumps(load.mix)
+    if load.think_time is not None:
+        env["OBSLAB_LOAD_THINK_TIME"] = load.think_time
     auto_cancel = load.client.get("auto_cancel")
     if auto_cancel:
         nets = auto_cancel.get("network_type") or []
         nets = nets if isinstance(nets, list) else [nets]
-        env["OBSLAB_LOAD_AUTO_CANCEL"] = f"{auto_cancel['app_version']}:{'|'.join(nets)}:{auto_cancel['after']}"
+        env["OBSLAB_DRILL_AUTO_CANCEL"] = f"{auto_cancel['app_version']}:{'|'.join(nets)}:{auto_cancel['after']}"
+    if load.viewer_weight is not None:
+        env["OBSLAB_LOAD_VIEWER_WEIGHT"] = str(load.viewer_weight)
     return env
 
 

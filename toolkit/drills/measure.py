@@ -1,9 +1,9 @@
 """What a drill did, measured from the lab's events and the scheduler's metric samples.
 
 Every figure carries its definition (``Figure.definition``): statistic, window,
-segment and the count behind it. Attempts are attributed to a window by their
-``upload_started`` time, so "failed publishes during the incident" are the attempts
-that began while the fault was in force and ended failed, whenever they ended.
+segment and the count behind it. Attempts come from the SLI engine's attempts
+table (``toolkit.attempts``) and are attributed to a window by their outcome time,
+as ``obslab sli --since/--until`` counts them, so the report and the SLI agree.
 Events are read with DuckDB (``read_events``); the rest is plain Python over small
 per-attempt rows, so the scoring math stays pure and testable.
 """
@@ -56,15 +56,14 @@ class Attempt:
     request_id: str
     started: float  # Unix seconds of upload_started
     cohort: Mapping[str, str]  # region, app_version, network_type, media_size_bucket, release, transcode_mode
-    outcome: str | None  # succeeded | failed | cancelled | None (no terminal event yet)
-    ended: float | None
+    outcome: str | None  # succeeded | failed | cancelled | abandoned | None (in flight)
+    ended: float | None  # outcome time: the terminal event, or when an abandoned attempt became abandoned
     last_event: float
     processing_ms: float | None  # upload_completed → publish_succeeded
     e2e_ms: float | None  # upload_started → publish_succeeded
     transcode_ms: float | None
     chunk_retries: int
     chunk_failures: int
-    max_chunk_attempt: int
     error_class: str | None
     synthetic: bool = True
 
@@ -74,11 +73,14 @@ class MetricSample:
     t: float
     values: Mapping[str, float]
 
-    def total(self, name: str, **labels: str) -> float | None:
-        """Sum of the series named ``name`` whose labels include ``labels``; None if there is none."""
+    def total(self, name: str, route_prefix: str | None = None, **labels: str) -> float | None:
+        """Sum of the series named ``name`` whose labels include ``labels`` (and whose route starts
+        with ``route_prefix``); None if there is none."""
         found, total = False, 0.0
         prefix = name + "{"
         wanted = [f'{k}="{v}"' for k, v in labels.items()]
+        if route_prefix is not None:
+            wanted.append(f'route="{route_prefix}')
         for key, value in self.values.items():
             if key.startswith(prefix) and all(w in key for w in wanted):
                 found, total = True, total + value
@@ -106,18 +108,17 @@ class Impact:
 
 
 IMPACT_DEFINITIONS = {
-    "failed_publishes": "attempts that started during the incident window and ended publish_failed "
-                        "(or were abandoned)",
+    "failed_publishes": "publish attempts whose outcome (publish_failed, or abandoned) fell in the incident window",
     "budget_spent_percent": "bad attempts in the incident window ÷ (error budget × attempts the window's rate "
                             "would give over the SLO period), as % — publish-success SLO, lab profile period",
-    "p99_processing_shift_ms": "p99 of processing latency (upload_completed → publish_succeeded) of attempts "
-                               "started in the incident window minus the same before it",
-    "p95_e2e_shift_ms": "p95 of e2e latency (upload_started → publish_succeeded) of attempts started in the "
-                        "incident window minus the same before it",
+    "p99_processing_shift_ms": "p99 (exact, interpolated) of processing latency (upload_completed → "
+                               "publish_succeeded) of publishes in the incident window minus the same before it",
+    "p95_e2e_shift_ms": "p95 (exact, interpolated) of e2e latency (upload_started → publish_succeeded) of "
+                        "publishes in the incident window minus the same before it",
     "chunk_retries": "chunk_retry events emitted during the incident window",
-    "requests_per_publish": "API requests (obslab_http_requests_total, all routes) ÷ successful publishes "
+    "requests_per_publish": "API requests (obslab_http_requests_total, /v1/ routes) ÷ successful publishes "
                             "(obslab_publish_outcomes_total{outcome=succeeded}) during the incident window",
-    "cancelled_attempts": "attempts that started during the incident window and ended upload_cancelled",
+    "cancelled_attempts": "attempts that ended upload_cancelled during the incident window",
     "lost_failure_events": "failed outcomes counted by the service (obslab_publish_outcomes_total{outcome=failed}) "
                            "minus publish_failed events in the log, over the incident window",
     "queue_depth_peak": "maximum of obslab_transcode_queue_depth sampled during the incident window",
@@ -161,43 +162,41 @@ def read_events(events: str | Path, con: duckdb.DuckDBPyConnection | None = None
     return con
 
 
-def read_attempts(events: str | Path, window: Window | None = None) -> list[Attempt]:
-    """One row per publish attempt (request_id with an upload_started), optionally only those started in ``window``."""
-    con = read_events(events)
-    where = "" if window is None else f"HAVING min(t) FILTER (WHERE event = 'upload_started') >= {window.start} " \
-                                      f"AND min(t) FILTER (WHERE event = 'upload_started') < {window.end}"
-    rows = con.execute(f"""
-        SELECT request_id,
-               min(t) FILTER (WHERE event = 'upload_started') AS started,
-               any_value(region), any_value(app_version), any_value(network_type), any_value(media_size_bucket),
-               any_value(flags['release']), any_value(flags['transcode_mode']),
-               CASE WHEN count(*) FILTER (WHERE event = 'publish_succeeded') > 0 THEN 'succeeded'
-                    WHEN count(*) FILTER (WHERE event = 'publish_failed') > 0 THEN 'failed'
-                    WHEN count(*) FILTER (WHERE event = 'upload_cancelled') > 0 THEN 'cancelled' END AS outcome,
-               min(t) FILTER (WHERE event IN ('publish_succeeded', 'publish_failed', 'upload_cancelled')),
-               max(t),
-               min(tms) FILTER (WHERE event = 'publish_succeeded') - min(tms) FILTER (WHERE event = 'upload_completed'),
-               min(tms) FILTER (WHERE event = 'publish_succeeded') - min(tms) FILTER (WHERE event = 'upload_started'),
-               max(duration_ms) FILTER (WHERE event = 'transcode_completed'),
-               count(*) FILTER (WHERE event = 'chunk_retry'),
-               count(*) FILTER (WHERE event = 'chunk_failed'),
-               coalesce(max(attempt) FILTER (WHERE event IN ('chunk_retry', 'chunk_uploaded', 'chunk_failed')), 1),
-               any_value(error_class) FILTER (WHERE event IN ('publish_failed', 'transcode_failed', 'chunk_failed')),
-               bool_or(synthetic)
-        FROM ev
-        WHERE request_id IS NOT NULL AND event NOT IN ('upload_rejected', 'fault_changed', 'flag_changed')
-        GROUP BY request_id
-        {where if where else "HAVING count(*) FILTER (WHERE event = 'upload_started') > 0"}
-        ORDER BY started
+def read_attempts(events: str | Path, window: Window | None = None, abandon_after_s: float = 600.0,
+                  as_of: float | None = None) -> list[Attempt]:
+    """One row per publish attempt, from the SLI engine's attempts table (``toolkit.attempts``).
+
+    With ``window``, only attempts with an event inside it (started, ended or still open in it).
+    """
+    from datetime import datetime, timezone
+
+    from toolkit.attempts import attempts as attempts_table
+    from toolkit.events_io import load_events
+
+    es = load_events([events])
+    as_of_dt = None if as_of is None else datetime.fromtimestamp(as_of, tz=timezone.utc).replace(tzinfo=None)
+    attempts_table(es, abandon_after_s=abandon_after_s, as_of=as_of_dt, name="drill_attempts")
+    cond = ""
+    if window is not None:
+        cond = (f"WHERE epoch(last_event_at) >= {window.start} AND "
+                f"epoch(coalesce(started_at, last_event_at)) < {window.end}")
+    rows = es.con.execute(f"""
+        SELECT request_id, epoch(coalesce(started_at, last_event_at)), region, app_version, network_type,
+               media_size_bucket, release, transcode_mode, outcome,
+               epoch(coalesce(ended_at, CASE WHEN outcome = 'abandoned'
+                                        THEN last_event_at + to_microseconds({int(round(abandon_after_s * 1e6))}) END)),
+               epoch(last_event_at), processing_ms, e2e_ms, transcode_ms, chunk_retries, chunk_failures,
+               error_class, synthetic
+        FROM drill_attempts {cond}
+        ORDER BY 2
     """).fetchall()
     out = []
     for r in rows:
-        if r[1] is None:
-            continue
         cohort = {"region": r[2], "app_version": r[3], "network_type": r[4], "media_size_bucket": r[5],
                   "release": r[6] or "stable", "transcode_mode": r[7] or "sync"}
-        out.append(Attempt(r[0], r[1], cohort, r[8], r[9], r[10], r[11], r[12], r[13], int(r[14]), int(r[15]),
-                           int(r[16] or 1), r[17], bool(r[18]) if r[18] is not None else True))
+        outcome = r[8] if r[8] in ("succeeded", "failed", "cancelled", "abandoned") else None
+        out.append(Attempt(r[0], r[1], cohort, outcome, r[9], r[10], r[11], r[12], r[13], int(r[14] or 0),
+                           int(r[15] or 0), r[16], bool(r[17]) if r[17] is not None else True))
     return out
 
 
@@ -225,32 +224,31 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def success_rate(attempts: Iterable[Attempt], as_of: float, abandon_after_s: float) -> tuple[int, int]:
+def success_rate(attempts: Iterable[Attempt]) -> tuple[int, int]:
     """(good, total) of publish-success: succeeded / (succeeded + failed + abandoned), cancellations excluded."""
     good = total = 0
     for a in attempts:
         if a.outcome == "succeeded":
             good += 1
-            total += 1
-        elif a.outcome == "failed":
-            total += 1
-        elif a.outcome is None and as_of - a.last_event >= abandon_after_s:
+        if a.outcome in ("succeeded", "failed", "abandoned"):
             total += 1
     return good, total
 
 
-def _in(attempts: Iterable[Attempt], w: Window) -> list[Attempt]:
-    return [a for a in attempts if a.started in w]
+def _ended_in(attempts: Iterable[Attempt], w: Window) -> list[Attempt]:
+    """Attempts whose outcome time falls in ``w`` — how ``obslab sli --since/--until`` counts them."""
+    return [a for a in attempts if a.ended is not None and a.ended in w]
 
 
-def _series_delta(samples: Sequence[MetricSample], w: Window, name: str, **labels: str) -> tuple[float | None, Window]:
+def _series_delta(samples: Sequence[MetricSample], w: Window, name: str, route_prefix: str | None = None,
+                  **labels: str) -> tuple[float | None, Window]:
     """Counter increase between the last sample at or before w.start and the first at or after w.end."""
     before = [s for s in samples if s.t <= w.start]
     after = [s for s in samples if s.t >= w.end] or samples[-1:]
     if not before or not after:
         return None, w
     a, b = before[-1], after[0]
-    va, vb = a.total(name, **labels), b.total(name, **labels)
+    va, vb = a.total(name, route_prefix, **labels), b.total(name, route_prefix, **labels)
     if va is None or vb is None:
         return None, Window(a.t, b.t)
     return max(0.0, vb - va), Window(a.t, b.t)
@@ -288,20 +286,18 @@ def _histogram_quantile(samples: Sequence[MetricSample], w: Window, name: str, q
 
 
 def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample], incident: Window,
-                   baseline: Window, spec: SloSpec, *, events: str | Path | None = None,
-                   as_of: float | None = None) -> Impact:
+                   baseline: Window, spec: SloSpec, *, events: str | Path | None = None) -> Impact:
     """Every impact figure a drill can ask about, with its definition and count."""
     slo = spec.slo("publish-success")
-    as_of = as_of if as_of is not None else max((a.last_event for a in attempts), default=incident.end)
-    inc, base = _in(attempts, incident), _in(attempts, baseline)
+    inc, base = _ended_in(attempts, incident), _ended_in(attempts, baseline)
     figures: dict[str, Figure] = {}
 
     def add(name: str, value: float | None, unit: str, count: int | None = None) -> None:
         figures[name] = Figure(name, value, unit, IMPACT_DEFINITIONS[name], count)
 
-    failed = [a for a in inc if a.outcome == "failed" or (a.outcome is None and as_of - a.last_event >= spec.abandon_after_s)]
-    add("failed_publishes", float(len(failed)), "attempts", len(inc))
-    good, total = success_rate(inc, as_of, spec.abandon_after_s)
+    failed = [a for a in inc if a.outcome in ("failed", "abandoned")]
+    good, total = success_rate(inc)
+    add("failed_publishes", float(len(failed)), "attempts", total)
     period_s = spec.period_for(slo, "lab")
     if total:
         error_ratio = (total - good) / total
@@ -320,7 +316,7 @@ def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample],
         add("chunk_retries", float(sum(a.chunk_retries for a in inc)), "events")
     add("cancelled_attempts", float(sum(1 for a in inc if a.outcome == "cancelled")), "attempts", len(inc))
     if samples:
-        requests, _ = _series_delta(samples, incident, "obslab_http_requests_total")
+        requests, _ = _series_delta(samples, incident, "obslab_http_requests_total", route_prefix="/v1/")
         published, _ = _series_delta(samples, incident, "obslab_publish_outcomes_total", outcome="succeeded")
         rpp = requests / published if requests is not None and published else None
         add("requests_per_publish", rpp, "requests per publish", int(published or 0))
@@ -363,11 +359,12 @@ def burn_rate_series(attempts: Sequence[Attempt], spec: SloSpec, start: float, e
     """Publish-success burn rate over one alert window pair, outcomes counted at their terminal event."""
     slo = spec.slo("publish-success")
     window = spec.windows_for(profile)[severity_index]
-    ends = sorted((a.ended, a.outcome) for a in attempts if a.ended is not None and a.outcome in ("succeeded", "failed"))
+    ends = sorted((a.ended, a.outcome) for a in attempts
+                  if a.ended is not None and a.outcome in ("succeeded", "failed", "abandoned"))
     times = [t for t, _ in ends]
     bad_prefix = [0]
     for _, outcome in ends:
-        bad_prefix.append(bad_prefix[-1] + (outcome == "failed"))
+        bad_prefix.append(bad_prefix[-1] + (outcome != "succeeded"))
 
     import bisect
 
@@ -387,8 +384,9 @@ def burn_rate_series(attempts: Sequence[Attempt], spec: SloSpec, start: float, e
 
 
 def first_page(attempts: Sequence[Attempt], spec: SloSpec, start: float, end: float, step_s: float = 1.0,
-               profile: str = "lab") -> float | None:
-    """First time a page-severity multi-window burn-rate alert condition holds (long and short over the factor)."""
+               profile: str = "lab") -> tuple[float, str] | None:
+    """(time, which alert) of the first page: a page-severity window pair whose long and short
+    burn rates are both at or over the factor, evaluated every ``step_s`` as a rule would be."""
     hits = []
     for i, w in enumerate(spec.windows_for(profile)):
         if w.severity != "page":
@@ -396,10 +394,6 @@ def first_page(attempts: Sequence[Attempt], spec: SloSpec, start: float, end: fl
         for p in burn_rate_series(attempts, spec, start, end, step_s, i, profile):
             if p.burn_long is not None and p.burn_short is not None and p.burn_long >= w.burn_rate \
                     and p.burn_short >= w.burn_rate:
-                hits.append(p.t)
+                hits.append((p.t, f"{w.long}/{w.short} burn rate at or over {w.burn_rate:g}× ({profile} profile)"))
                 break
     return min(hits) if hits else None
-
-
-def attempts_to_rows(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
-    return [{"request_id": a.request_id, "started": a.started, **a.cohort, "outcome": a.outcome} for a in attempts]

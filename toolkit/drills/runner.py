@@ -101,7 +101,7 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     started_at = time.time()
     state = RunState(run_id=run.path.name, drill_id=drill.id, seed=seed, speed=speed, url=lab.url,
                      data_dir=str(lab.data_dir), started_at=started_at,
-                     duration_s=drill.setup.duration_s / speed, auto=auto)
+                     duration_s=drill.setup.duration_s / speed, auto=auto, events_dir=str(lab.events_dir))
     run.write_state(state)
     run.write_truth({"drill_id": drill.id, "cause": drill.truth.cause, "cohort": drill.truth.cohort,
                      "fault_start_s": fault_start_s, "fault_duration_s": drill.fault.duration_s / speed})
@@ -113,7 +113,7 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
 
     for i, bg in enumerate(drill.setup.background_faults):
         client.put_fault(background_fault_name(drill, i), fault_body(bg, duration_s=state.duration_s + 30))
-        run.log("background_fault_applied", index=i, kind=bg.kind, target=bg.target)
+        run.log("background_fault_applied", index=i, fault_kind=bg.kind, target=bg.target)
     env = {**os.environ, TOKEN_ENV: lab.token}
     with open(run.log_file, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "toolkit.drills.scheduler", str(run.path)], env=env,

@@ -101,6 +101,8 @@ IMPACT_METRICS = (
 LOAD_SHAPES = ("steady", "phased", "spike")
 RETRY_POLICIES = ("backoff", "immediate")
 API_ROUTES = ("create", "chunk", "complete", "status", "cancel", "feed")
+# Share of the drill before the earliest fault start: the baseline the analysis compares against.
+BASELINE_SHARE = 0.25
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
@@ -116,6 +118,10 @@ class LoadSetup:
     max_attempts: int
     # Client behaviours the load generator emulates (e.g. an app version that auto-cancels).
     client: dict[str, Any] = field(default_factory=dict)
+    # Cohort mix override (dimension → value → weight), so a small cohort has enough traffic to see.
+    mix: dict[str, dict[str, float]] = field(default_factory=dict)
+    think_time: str | None = None  # "MIN-MAX" pause between a creator's flows
+    viewer_weight: int | None = None  # viewers per 4 creators (feed traffic)
 
 
 @dataclass(frozen=True)
@@ -293,7 +299,7 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
     c.fields(m, "setup", {"duration", "load"}, {"flags", "background_faults"})
     duration_s = c.duration(m["duration"], "setup.duration")
     load = c.mapping(m["load"], "setup.load", allow_empty=False)
-    c.fields(load, "setup.load", {"shape", "users"}, {"retry", "client"})
+    c.fields(load, "setup.load", {"shape", "users"}, {"retry", "client", "mix", "think_time", "viewer_weight"})
     shape = c.choice(load["shape"], "setup.load.shape", LOAD_SHAPES)
     users = c.integer(load["users"], "setup.load.users", 1, 500)
     retry = c.mapping(load.get("retry"), "setup.load.retry")
@@ -312,6 +318,27 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
             nets = ac["network_type"] if isinstance(ac["network_type"], list) else [ac["network_type"]]
             for i, n in enumerate(nets):
                 c.choice(n, f"{where}.network_type[{i}]", NETWORK_TYPES)
+    mix: dict[str, dict[str, float]] = {}
+    for dim, table in c.mapping(load.get("mix"), "setup.load.mix").items():
+        where = f"setup.load.mix.{dim}"
+        c.choice(dim, where, COHORT_DIMENSIONS)
+        weights = c.mapping(table, where, allow_empty=False)
+        mix[dim] = {}
+        for value, weight in weights.items():
+            c.choice(value, f"{where}.{value}", SELECTOR_VALUES[dim])
+            mix[dim][value] = c.number(weight, f"{where}.{value}", 0, 1e6)
+        if sum(mix[dim].values()) <= 0:
+            raise c.fail(where, "weights must add up to more than zero")
+    think_time = None
+    if "think_time" in load:
+        think_time = str(load["think_time"])
+        low, sep, high = think_time.partition("-")
+        lo_s = c.duration(low, "setup.load.think_time", allow_zero=True)
+        if sep and c.duration(high, "setup.load.think_time", allow_zero=True) < lo_s:
+            raise c.fail("setup.load.think_time", f"the maximum is below the minimum in {think_time!r}")
+    viewer_weight = None
+    if "viewer_weight" in load:
+        viewer_weight = c.integer(load["viewer_weight"], "setup.load.viewer_weight", 0, 100)
     flags: dict[str, tuple[str, float]] = {}
     raw_flags = c.mapping(m.get("flags"), "setup.flags")
     for name, spec in raw_flags.items():
@@ -326,7 +353,9 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
     if not isinstance(raw_bg, list):
         raise c.fail("setup.background_faults", f"expected a list of faults, got {raw_bg!r}")
     background = tuple(_parse_background_fault(c, f, f"setup.background_faults[{i}]") for i, f in enumerate(raw_bg))
-    return Setup(duration_s, LoadSetup(shape, users, policy, max_attempts, dict(client)), flags, background)
+    return Setup(duration_s, LoadSetup(shape, users, policy, max_attempts, dict(client), mix, think_time,
+                                           viewer_weight), flags,
+                 background)
 
 
 def _parse_fault(c: _Checker, raw: Any, setup: Setup) -> Fault:
@@ -342,6 +371,11 @@ def _parse_fault(c: _Checker, raw: Any, setup: Setup) -> Fault:
     hi = c.duration(window[1], "fault.when.window[1]", allow_zero=True)
     if hi < lo:
         raise c.fail("fault.when.window[1]", f"must not be before window[0] ({window[0]}), got {window[1]!r}")
+    if lo < BASELINE_SHARE * setup.duration_s:
+        raise c.fail("fault.when.window[0]",
+                     f"the fault must not start before a quarter of the drill "
+                     f"({format_duration(BASELINE_SHARE * setup.duration_s)}), so there is a baseline to compare "
+                     f"against; got {window[0]!r}")
     duration_s = c.duration(when["duration"], "fault.when.duration")
     if hi + duration_s > setup.duration_s:
         raise c.fail("fault.when.duration",

@@ -41,6 +41,7 @@ class RunState:
     duration_s: float  # real seconds (drill duration / speed)
     auto: bool = False
     scheduler_pid: int | None = None
+    events_dir: str = ""  # the lab's event log directory
 
 
 class RunDir:
