@@ -271,6 +271,8 @@ class Lab:
         env = {**os.environ,
                # Steady load at --users: no load shape, Locust's own user count holds until the lab stops.
                "OBSLAB_LOAD_SHAPE": "none",
+               # The client decides sampling (its traceparent's flag; the service samples parent-based).
+               "OBSLAB_LOAD_TRACE_SAMPLE_RATIO": str(cfg.trace_sample_ratio),
                # The client's own record of every attempt, for reconciling with events later.
                "OBSLAB_LOAD_RECORD_DIR": str(self.data_dir / "load")}
         self._children.append(start_group_process("locust", argv, log_path=self.data_dir / "logs" / "locust.log",
