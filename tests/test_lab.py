@@ -243,7 +243,22 @@ def test_drill_started_from_the_page_changes_the_services_faults(lab: RunningLab
     page.click("#token-form button")  # refresh the faults panel
     page.wait_for_selector("[data-testid=faults-table] tr[data-fault]", timeout=10000)
     _screenshot(page, "lab-drill.png")
+    page.click("[data-testid=drill-hint]")
+    page.wait_for_selector("#drill-hints div", timeout=10000)
+    page.fill("[data-testid=drill-answer-form] input[name=cohort]", "region=eu-west")
+    page.fill("[data-testid=drill-answer-form] input[name=impact]", "5")
+    page.click("[data-testid=drill-answer-form] button")
+    page.wait_for_selector("#drill-output pre", timeout=10000)
+    assert "answer 1 recorded" in page.locator("#drill-output").inner_text()
     page.click("[data-testid=drill-stop]")
+    # The scheduler removes the drill's fault when it stops.
+    _wait(lambda: "storage" not in json.dumps(requests.get(f"{lab.api}/admin/faults", headers=headers,
+                                                           timeout=5).json()), 30, "the fault to be removed", lab)
+    page.wait_for_selector("[data-testid=drill-report]", timeout=10000)
+    page.click("[data-testid=drill-report]")
+    page.wait_for_function("() => /score/.test(document.querySelector('#drill-output').textContent)", timeout=90000)
+    assert page.locator("#drill-output img").count() >= 1
+    _screenshot(page, "lab-drill-report.png")
     assert page.console_errors == []
 
 

@@ -135,18 +135,38 @@ def answer():
 
 @bp.get("/active/report")
 def report():
+    """Grade and write the current drill's report (as `obslab drill report` does) and return it."""
+    import json
+
+    from toolkit.drills import runner
+    from toolkit.drills.report import write_report
+    from toolkit.drills.state import current_run
+
     try:
-        from toolkit.drills import report as drill_report
-    except ImportError:
-        return _error(503, "the drill report is not available in this build")
-    try:
-        path = drill_report.write_report(_drills_dir())
+        st = runner.status(_drills_dir())
+        if st.phase == "running":
+            return _error(409, f"drill {st.drill.id} is still running: the report grades a finished drill "
+                               f"(wait for it, or press Stop)")
+        run = current_run(_drills_dir())
+        path = write_report(run)
     except _user_errors() as e:
         return _error(409, str(e))
-    except AttributeError:
-        return _error(503, "the drill report is not available in this build")
-    text = Path(path).read_text() if Path(path).is_file() else str(path)
-    return jsonify(text=text, path=str(path))
+    summary = json.loads((run.report_dir / "report.json").read_text())
+    grade = summary.get("grade", {})
+    images = sorted(p.name for p in run.report_dir.glob("*.png"))
+    return jsonify(text=Path(path).read_text(), path=str(path), score=grade,
+                   images=[f"api/drills/active/report/{name}" for name in images])
+
+
+@bp.get("/active/report/<name>")
+def report_image(name: str):
+    from flask import send_from_directory
+
+    from toolkit.drills.state import current_run
+
+    if not name.endswith(".png") or "/" in name:
+        return _error(404, f"no report image {name!r}")
+    return send_from_directory(current_run(_drills_dir()).report_dir, name)
 
 
 @bp.post("/active/stop")

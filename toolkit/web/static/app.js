@@ -330,7 +330,12 @@ async function answerDrill(form) {
 }
 async function reportDrill() {
   const r = await getJSON("api/drills/active/report");
-  $("#drill-output").replaceChildren(el("pre", { text: r.ok ? (r.body.text || JSON.stringify(r.body, null, 2)) : errText(r) }));
+  if (!r.ok) { $("#drill-output").replaceChildren(el("div", { class: "error-line", text: errText(r) })); return; }
+  const g = r.body.score || {};
+  $("#drill-output").replaceChildren(
+    el("div", {}, el("b", { text: `score ${g.total ?? "–"} / ${g.max ?? "–"}` }), ` · written to ${r.body.path}`),
+    ...r.body.images.map(src => el("img", { src, style: "max-width: 48%; margin: 4px;", alt: src.split("/").pop() })),
+    el("pre", { text: r.body.text }));
 }
 async function stopDrill() {
   const r = await postJSON("api/drills/active/stop");
