@@ -226,7 +226,12 @@ class ServiceProcesses:
                  transcoder_port: int | None = None, workers: int = DEFAULT_API_WORKERS,
                  threads: int = DEFAULT_API_THREADS, admin_token: str | None = None,
                  instrumentation: str | None = None, trace_sample_ratio: float | None = None,
-                 extra_env: Mapping[str, str] | None = None, start_timeout_s: float = 60.0):
+                 extra_env: Mapping[str, str] | None = None, start_timeout_s: float = 60.0,
+                 only: str | None = None, transcoder_url: str | None = None):
+        if only not in (None, "api", "transcoder"):
+            raise ValueError(f"only must be 'api' or 'transcoder', got {only!r}")
+        self.only = only  # one component (a container runs one); None = both
+        self._external_transcoder_url = transcoder_url
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.port = port or free_port(host)
@@ -249,7 +254,7 @@ class ServiceProcesses:
 
     @property
     def transcoder_url(self) -> str:
-        return f"http://{self.host}:{self.transcoder_port}"
+        return self._external_transcoder_url or f"http://{self.host}:{self.transcoder_port}"
 
     @property
     def events_dir(self) -> Path:
@@ -274,11 +279,16 @@ class ServiceProcesses:
         shutil.rmtree(multiproc, ignore_errors=True)  # stale values of a previous run would be summed in
         multiproc.mkdir(parents=True)
         transcoder, api = self.commands()
-        check_port_free(self.host, self.transcoder_port)
-        check_port_free(self.host, self.port)
+        wanted = [("transcoder", transcoder, f"{self.transcoder_url}/healthz", self.transcoder_port),
+                  ("publish-api", api, f"{self.base_url}/healthz", self.port)]
+        if self.only == "api":
+            wanted = wanted[1:]
+        elif self.only == "transcoder":
+            wanted = wanted[:1]
+        for _, _, _, port in wanted:
+            check_port_free(self.host, port)
         try:
-            for name, cmd, url in (("transcoder", transcoder, f"{self.transcoder_url}/healthz"),
-                                   ("publish-api", api, f"{self.base_url}/healthz")):
+            for name, cmd, url, _ in wanted:
                 proc = ManagedProcess(name, cmd, self.logs_dir / f"{name}.log", url)
                 self.processes.append(proc)
                 proc.start()
