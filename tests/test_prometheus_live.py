@@ -46,6 +46,8 @@ PAGE_ALERT = names.burn_alert_name("publish-success", "page")
 # The compose targets the test rewrites, and nothing else.
 COMPOSE_TARGETS = {"publish-api": "api:8000", "transcoder": "transcoder:8001"}
 OUTAGE = {"kind": "errors", "target": "transcoder"}
+# How far the events' timestamp-derived processing latency may sit from the histogram's observation.
+TIMESTAMP_SLACK_S = 0.02
 
 
 def rewrite_targets(config: dict, targets: dict[str, str]) -> dict:
@@ -283,9 +285,13 @@ def _report_quantile_error(prom: Prometheus, svc: ServiceProcesses, run_s: float
         estimate_s = prom.scalar(f"histogram_quantile({q}, sum by (le) "
                                  f"(increase(obslab_publish_processing_seconds_bucket[{math.ceil(run_s) + 5}s])))")
         bucket = next((lo, hi) for lo, hi in zip(buckets, buckets[1:]) if lo < exact_s <= hi)
+        # The histogram observes the service's in-process processing time; events give it from their
+        # millisecond timestamps, taken a few statements later. Near a bucket bound the two may fall on either side.
+        lo_ok = next(lo for lo, hi in zip(buckets, buckets[1:]) if lo < exact_s - TIMESTAMP_SLACK_S <= hi)
+        hi_ok = next(hi for lo, hi in zip(buckets, buckets[1:]) if lo < exact_s + TIMESTAMP_SLACK_S <= hi)
         lines.append(f"p{round(q * 100)} processing latency: exact {exact_s * 1000:.1f} ms (events), "
                      f"histogram_quantile {estimate_s * 1000:.1f} ms, error {(estimate_s - exact_s) * 1000:+.1f} ms "
                      f"({(estimate_s - exact_s) / exact_s * 100:+.1f}%), bucket ({bucket[0]:g}, {bucket[1]:g}] s")
         # Linear interpolation stays inside the bucket that holds the true quantile.
-        assert bucket[0] - 1e-9 <= estimate_s <= bucket[1] + 1e-9, lines[-1]
+        assert lo_ok - 1e-9 <= estimate_s <= hi_ok + 1e-9, lines[-1]
     print("\n".join(lines))

@@ -190,8 +190,8 @@ def _slo_row(spec: SloSpec, slo: Slo, profile: str, b: dash.Dashboard) -> dash.D
     b = b.with_panel(_stat(
         "Good / total events over the period", f"Numerator and denominator of the SLI over {period_txt} "
         "(counts estimated by increase(), so fractional).",
-        [(good_rate_expr(slo, period_txt).replace("sum(rate(", "sum(increase("), "good"),
-         (total_rate_expr(slo, period_txt).replace("sum(rate(", "sum(increase("), "total")], "short", decimals=0))
+        [(good_rate_expr(slo, period_txt, fn="increase"), "good"),
+         (total_rate_expr(slo, period_txt, fn="increase"), "total")], "short", decimals=0))
     burn_queries, seen = [], set()
     for w in windows:
         for win in (w.long_s, w.short_s):

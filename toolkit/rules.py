@@ -143,17 +143,18 @@ def source_selector(slo: Slo) -> str:
     return _count_selector(slo)
 
 
-def good_rate_expr(slo: Slo, window: str) -> str:
-    """Good events per second over a window (``window`` is PromQL text: "5m" or "$__rate_interval")."""
+def good_rate_expr(slo: Slo, window: str, fn: str = "rate") -> str:
+    """Good events per second over a window (``window`` is PromQL text: "5m" or "$__rate_interval");
+    ``fn="increase"`` gives the count over the window instead."""
     if slo.kind == "ratio":
-        return f"sum(rate({_ratio_selector(slo, _ratio_outcomes(slo, 'good'))}[{window}]))"
-    return f"sum(rate({_bucket_selector(slo)}[{window}]))"
+        return f"sum({fn}({_ratio_selector(slo, _ratio_outcomes(slo, 'good'))}[{window}]))"
+    return f"sum({fn}({_bucket_selector(slo)}[{window}]))"
 
 
-def total_rate_expr(slo: Slo, window: str) -> str:
+def total_rate_expr(slo: Slo, window: str, fn: str = "rate") -> str:
     if slo.kind == "ratio":
-        return f"sum(rate({_ratio_selector(slo, _ratio_outcomes(slo, 'total'))}[{window}]))"
-    return f"sum(rate({_count_selector(slo)}[{window}]))"
+        return f"sum({fn}({_ratio_selector(slo, _ratio_outcomes(slo, 'total'))}[{window}]))"
+    return f"sum({fn}({_count_selector(slo)}[{window}]))"
 
 
 def bad_rate_expr(slo: Slo, window: str) -> str:
