@@ -66,6 +66,7 @@ class Attempt:
     chunk_failures: int
     error_class: str | None
     synthetic: bool = True
+    queue_wait_ms: float | None = None  # async transcode: time in the queue
 
 
 @dataclass(frozen=True)
@@ -170,12 +171,13 @@ def read_attempts(events: str | Path, window: Window | None = None, abandon_afte
     """
     from datetime import datetime, timezone
 
-    from toolkit.attempts import attempts as attempts_table
+    from toolkit.attempts import attempt_stats_table
     from toolkit.events_io import load_events
 
     es = load_events([events])
     as_of_dt = None if as_of is None else datetime.fromtimestamp(as_of, tz=timezone.utc).replace(tzinfo=None)
-    attempts_table(es, abandon_after_s=abandon_after_s, as_of=as_of_dt, name="drill_attempts")
+    # The SLI engine's wide per-attempt table: the attempts contract plus mechanism columns (queue wait).
+    attempt_stats_table(es, abandon_after_s=abandon_after_s, as_of=as_of_dt, name="drill_attempts")
     cond = ""
     if window is not None:
         cond = (f"WHERE epoch(last_event_at) >= {window.start} AND "
@@ -186,7 +188,7 @@ def read_attempts(events: str | Path, window: Window | None = None, abandon_afte
                epoch(coalesce(ended_at, CASE WHEN outcome = 'abandoned'
                                         THEN last_event_at + to_microseconds({int(round(abandon_after_s * 1e6))}) END)),
                epoch(last_event_at), processing_ms, e2e_ms, transcode_ms, chunk_retries, chunk_failures,
-               error_class, synthetic
+               error_class, synthetic, queue_wait_ms
         FROM drill_attempts {cond}
         ORDER BY 2
     """).fetchall()
@@ -196,7 +198,7 @@ def read_attempts(events: str | Path, window: Window | None = None, abandon_afte
                   "release": r[6] or "stable", "transcode_mode": r[7] or "sync"}
         outcome = r[8] if r[8] in ("succeeded", "failed", "cancelled", "abandoned") else None
         out.append(Attempt(r[0], r[1], cohort, outcome, r[9], r[10], r[11], r[12], r[13], int(r[14] or 0),
-                           int(r[15] or 0), r[16], bool(r[17]) if r[17] is not None else True))
+                           int(r[15] or 0), r[16], bool(r[17]) if r[17] is not None else True, r[18]))
     return out
 
 
@@ -249,9 +251,10 @@ def _series_delta(samples: Sequence[MetricSample], w: Window, name: str, route_p
         return None, w
     a, b = before[-1], after[0]
     va, vb = a.total(name, route_prefix, **labels), b.total(name, route_prefix, **labels)
-    if va is None or vb is None:
+    if vb is None:
         return None, Window(a.t, b.t)
-    return max(0.0, vb - va), Window(a.t, b.t)
+    # A series not exported yet at the earlier sample had counted nothing.
+    return max(0.0, vb - (va or 0.0)), Window(a.t, b.t)
 
 
 def _histogram_quantile(samples: Sequence[MetricSample], w: Window, name: str, q: float,
