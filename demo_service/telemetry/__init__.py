@@ -10,11 +10,13 @@ from typing import Any
 
 from flask import Flask, current_app, g, request
 from opentelemetry import trace
+from opentelemetry.metrics import NoOpMeterProvider
 
 from demo_service.store import Upload
 from demo_service.telemetry.events import EVENTS_FILE, EventFile, UserHasher, event_timestamp
 from demo_service.telemetry.metrics import ApiMetrics, ProcessSampler, render_metrics
-from demo_service.telemetry.tracing import current_ids, instrument_requests_once, make_tracer_provider
+from demo_service.telemetry.http_tracing import instrument_flask_lean
+from demo_service.telemetry.tracing import SkipPathsSampler, current_ids, instrument_requests_once, make_tracer_provider
 from toolkit.contract import SCHEMA_VERSION, SERVICE_VERSIONS
 
 __all__ = ["Telemetry", "init_app", "get_telemetry", "attempt_fields", "SERVICE_NAME"]
@@ -109,14 +111,25 @@ class Telemetry:
         return self.tracer.start_as_current_span(name, attributes=attrs)
 
 
+    def annotate(self, **attributes: Any) -> None:
+        """Attributes on the current span (e.g. the server span), skipped when it is not sampled."""
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+
+
 def init_app(app: Flask) -> None:
     telemetry = Telemetry(app)
     app.extensions["obslab.telemetry"] = telemetry
     if telemetry.tracer_provider is not None:
-        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+        if app.config["HTTP_TRACING"] == "flask-instrumentor":
+            from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-        FlaskInstrumentor().instrument_app(app, tracer_provider=telemetry.tracer_provider,
-                                           excluded_urls="healthz,metrics")
+            # RED metrics come from prometheus_client; OTel's own HTTP metrics would duplicate them.
+            FlaskInstrumentor().instrument_app(app, tracer_provider=telemetry.tracer_provider,
+                                               meter_provider=NoOpMeterProvider(), enable_commenter=False)
+        else:
+            instrument_flask_lean(app, telemetry.tracer, SkipPathsSampler.SKIP)
         instrument_requests_once(telemetry.tracer_provider)
 
     @app.before_request

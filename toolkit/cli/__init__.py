@@ -16,6 +16,7 @@ __all__ = ["app", "main"]
 COMMAND_MODULES = (
     "version",
     "serve",
+    "bench_overhead",
     "drill",
 )
 
