@@ -17,6 +17,10 @@ COMMAND_MODULES = (
     "version",
     "serve",
     "bench_overhead",
+    "events",
+    "sli",
+    "budget",
+    "bench_sli",
     "drill",
 )
 
