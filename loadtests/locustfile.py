@@ -31,3 +31,12 @@ if _settings.viewer_weight:
 # Locust runs the one LoadTestShape class it finds in this module, if any.
 if _settings.shape != "none":
     LoadShape = shape_class(_settings.shape)
+
+if _settings.progress_file:
+    from locust import events  # noqa: E402
+
+    from loadtests.progress import start_progress_writer  # noqa: E402
+
+    @events.init.add_listener
+    def _write_progress(environment, **_kwargs):
+        start_progress_writer(environment, _settings.progress_file)

@@ -22,7 +22,7 @@ __all__ = [
     "SEED", "RUN_ID", "RETRY_POLICY", "RETRY_MAX_ATTEMPTS", "RETRY_BASE", "RETRY_CAP", "CANCEL_RATE",
     "MIX", "PACE", "CHUNK_BYTES", "THINK_TIME", "CREATOR_WEIGHT", "VIEWER_WEIGHT", "RECORD_DIR",
     "SHAPE", "PHASES", "POLL_INTERVAL", "POLL_TIMEOUT", "REQUEST_TIMEOUT", "ON_GIVE_UP",
-    "TRACE_SAMPLE_RATIO", "ENV_VARS", "ON_GIVE_UP_CHOICES",
+    "TRACE_SAMPLE_RATIO", "PROGRESS_FILE", "ENV_VARS", "ON_GIVE_UP_CHOICES",
     "LoadSettings", "SettingsError", "from_env", "current",
 ]
 
@@ -67,13 +67,18 @@ REQUEST_TIMEOUT = "OBSLAB_LOAD_REQUEST_TIMEOUT"
 ON_GIVE_UP = "OBSLAB_LOAD_ON_GIVE_UP"
 """When a chunk exhausts its retries: complete (ask the server to finish; it fails the publish)
 or abandon (walk away; the attempt ends abandoned). Default complete."""
+PROGRESS_FILE = "OBSLAB_LOAD_PROGRESS_FILE"
+"""A JSON file the master (or the single process) rewrites every second with live totals; unset = none."""
 TRACE_SAMPLE_RATIO = "OBSLAB_LOAD_TRACE_SAMPLE_RATIO"
-"""Share of flows whose traceparent says sampled (default 1: let the service's sampler decide... see docs/load.md)."""
+"""Share of flows whose traceparent says 'sampled' (head sampling at the client, by trace ID like the
+service's ratio sampler). Default: the service's OBSLAB_TRACE_SAMPLE_RATIO if set, else 0.1, its default."""
+SERVICE_TRACE_SAMPLE_RATIO = "OBSLAB_TRACE_SAMPLE_RATIO"
+DEFAULT_TRACE_SAMPLE_RATIO = 0.1
 
 ENV_VARS = (
     SEED, RUN_ID, RETRY_POLICY, RETRY_MAX_ATTEMPTS, RETRY_BASE, RETRY_CAP, CANCEL_RATE, MIX, PACE,
     CHUNK_BYTES, THINK_TIME, CREATOR_WEIGHT, VIEWER_WEIGHT, RECORD_DIR, SHAPE, PHASES, POLL_INTERVAL,
-    POLL_TIMEOUT, REQUEST_TIMEOUT, ON_GIVE_UP, TRACE_SAMPLE_RATIO,
+    POLL_TIMEOUT, REQUEST_TIMEOUT, ON_GIVE_UP, TRACE_SAMPLE_RATIO, PROGRESS_FILE,
 )
 ON_GIVE_UP_CHOICES = ("complete", "abandon")
 _RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9]{1,16}$")
@@ -103,7 +108,8 @@ class LoadSettings:
     poll_timeout_s: float = 30.0
     request_timeout_s: float = 10.0
     on_give_up: str = "complete"
-    trace_sample_ratio: float = 1.0
+    trace_sample_ratio: float = 0.1
+    progress_file: str = ""
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -125,12 +131,21 @@ def _number(env, name, default, kind=float, low=None, high=None):
     return value
 
 
+def _seconds(text: str) -> float:
+    """A duration (``500ms``, ``2s``) or a bare number of seconds (``0``, ``1.5``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return parse_duration(text)
+    return parse_duration(value)
+
+
 def _duration(env, name, default):
     raw = _get(env, name)
     if raw is None:
         return default
     try:
-        return parse_duration(raw)
+        return _seconds(raw)
     except DurationError as e:
         raise SettingsError(f"{name}: {e}") from None
 
@@ -141,8 +156,8 @@ def _think_time(env) -> tuple[float, float]:
         return LoadSettings.think_time_s
     low_text, sep, high_text = raw.partition("-")
     try:
-        low = parse_duration(low_text)
-        high = parse_duration(high_text) if sep else low
+        low = _seconds(low_text)
+        high = _seconds(high_text) if sep else low
     except DurationError as e:
         raise SettingsError(f"{THINK_TIME}={raw!r} is not MIN-MAX (e.g. 500ms-2s): {e}") from None
     if high < low:
@@ -205,7 +220,10 @@ def from_env(env: Mapping[str, str] | None = None) -> LoadSettings:
         poll_timeout_s=_duration(env, POLL_TIMEOUT, 30.0),
         request_timeout_s=_duration(env, REQUEST_TIMEOUT, 10.0) or 10.0,
         on_give_up=on_give_up,
-        trace_sample_ratio=_number(env, TRACE_SAMPLE_RATIO, 1.0, float, 0.0, 1.0),
+        trace_sample_ratio=_number(env, TRACE_SAMPLE_RATIO,
+                                   _number(env, SERVICE_TRACE_SAMPLE_RATIO, DEFAULT_TRACE_SAMPLE_RATIO, float, 0.0, 1.0),
+                                   float, 0.0, 1.0),
+        progress_file=_get(env, PROGRESS_FILE) or "",
     )
 
 

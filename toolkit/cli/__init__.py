@@ -21,6 +21,9 @@ COMMAND_MODULES = (
     "sli",
     "budget",
     "bench_sli",
+    "load",
+    "reconcile",
+    "bench_capacity",
     "drill",
 )
 
