@@ -157,13 +157,12 @@ def _metric_signals(samples: Sequence[MetricSample], w: Window) -> dict[str, flo
     a, b = before[0], after[0]
     span = b.t - a.t
 
-    def delta(name: str, **labels: str) -> float | None:
-        va, vb = a.total(name, **labels), b.total(name, **labels)
-        return None if va is None or vb is None else max(0.0, vb - va)
+    def delta(name: str, route_prefix: str | None = None, **labels: str) -> float | None:
+        # A series not exported yet at the earlier sample had counted nothing.
+        va, vb = a.total(name, route_prefix, **labels), b.total(name, route_prefix, **labels)
+        return None if vb is None else max(0.0, vb - (va or 0.0))
 
-    va, vb = a.total("obslab_http_requests_total", route_prefix="/v1/"), b.total("obslab_http_requests_total",
-                                                                                 route_prefix="/v1/")
-    requests = None if va is None or vb is None else max(0.0, vb - va)
+    requests = delta("obslab_http_requests_total", route_prefix="/v1/")
     published = delta("obslab_publish_outcomes_total", outcome="succeeded")
     failed = delta("obslab_publish_outcomes_total", outcome="failed")
     out["request_rate"] = None if requests is None else requests / span
@@ -214,14 +213,23 @@ _MATERIAL_RISE = {
     "cancel_rate": (0.04, 0.0),
     "retries_per_attempt": (0.25, 0.0),
     "p99_processing_ms": (250.0, 0.5),
-    "p95_e2e_ms": (400.0, 0.5),
-    "requests_per_publish": (2.0, 0.4),
+    "p95_e2e_ms": (400.0, 1.0),
+    "requests_per_publish": (2.0, 0.5),
     "queue_depth_max": (3.0, 0.0),
     "memory_mb_growth": (30.0, 0.0),
-    "feed_p95_ms": (15.0, 0.5),
+    "feed_p95_ms": (15.0, 1.0),
     "failure_events_missing": (2.0, 0.0),
 }
 _MATERIAL_DROP = {"cache_hit_rate": 0.3}
+
+
+def _unlikely(rate: float | None, n: float | None, base_rate: float | None, alpha: float = 1e-3) -> bool:
+    if rate is None or not n:
+        return False
+    from scipy.stats import binomtest
+
+    k = round(rate * n)
+    return binomtest(k, int(n), max(base_rate or 0.0, 0.01), alternative="greater").pvalue < alpha
 
 
 def _moved(name: str, base: float | None, now: float | None) -> bool:
@@ -252,6 +260,10 @@ def find_incident_window(attempts: Sequence[Attempt], samples: Sequence[MetricSa
         now = _signals(attempts, samples, w, failed_events)
         hit = {name for name in list(_MATERIAL_RISE) + list(_MATERIAL_DROP)
                if name not in ("memory_mb_growth", "queue_depth_max") and _moved(name, base.get(name), now.get(name))}
+        # A rate over few attempts moves by chance: keep it only if unlikely under the baseline rate.
+        for name in ("failure_rate", "cancel_rate"):
+            if name in hit and not _unlikely(now.get(name), now.get("attempts"), base.get(name)):
+                hit.discard(name)
         # Memory and queue depth are levels, not rates: compare the window with the baseline's level.
         if now.get("queue_depth_max") is not None and now["queue_depth_max"] - (base.get("queue_depth_max") or 0) >= 3:
             hit.add("queue_depth_max")
@@ -313,7 +325,7 @@ def _canary_evidence(attempts: Sequence[Attempt], w: Window, baseline: Window) -
     share = len(canary) / len(inside)
     why = (f"{failed_canary} of {len(failed)} failures in the canary, which carries {share:.1%} of attempts "
            f"(n={len(inside)})")
-    if failed_canary < 3:
+    if failed_canary < 2:
         return 0.0, why
     p = binomtest(failed_canary, len(failed), share, alternative="greater").pvalue
     why += f", binomial p={p:.2g}"
@@ -337,9 +349,13 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[flo
                            f"publishes failing because chunks could not be stored up {storage_rise:+.1%}")
     d["transcoder_errors"] = (_clip((transcode_rise - 0.01) / 0.05) * (0.5 if canary_score > 0 else 1.0),
                               f"publishes failing after the upload (transcode/publish) up {transcode_rise:+.1%}")
-    d["retry_amplification"] = (_clip((rpp_ratio - 1.5) / 0.5) * 1.3 if retry_rise > 0.2 else 0.0,
-                                f"requests per publish ×{rpp_ratio:.2f}, retries per attempt {retry_rise:+.2f}")
-    d["chunk_upload_failures"] = (_clip(retry_rise / 0.3) * (1.0 if storage_rise < 0.05 else 0.5),
+    # A retry storm is retries multiplying the load: many extra tries per attempt AND clearly more
+    # requests per successful publish. Failing chunks retried sparingly are the failures themselves.
+    amplified = retry_rise >= 1.0 and rpp_ratio >= 1.3
+    d["retry_amplification"] = (_clip((rpp_ratio - 1.3) / 0.3) * 1.3 if retry_rise >= 1.0 else 0.0,
+                                f"requests per publish ×{rpp_ratio:.2f}, chunk retries per attempt {retry_rise:+.2f}")
+    d["chunk_upload_failures"] = (_clip(retry_rise / 0.3) * (1.0 if storage_rise < 0.05 else 0.5)
+                                  * (0.7 if amplified else 1.0),
                                   f"chunk retries per attempt {retry_rise:+.2f}")
     p99_ratio = _ratio(ev, "p99_processing_ms")
     tc_ratio = _ratio(ev, "p99_transcode_ms")
@@ -366,8 +382,9 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[flo
                         f"publish-api memory +{mem:.0f} MB with traffic ×{rate_ratio:.2f}")
     cpu_ratio = _ratio(ev, "cpu_per_s")
     d["cpu_saturation"] = (_clip((cpu_ratio - 1.5) / 1.0) * 0.5, f"API CPU ×{cpu_ratio:.2f}")
-    d["traffic_spike"] = (_clip((rate_ratio - 1.4) / 0.6) * 0.7 * (0.3 if fail_rise > 0.04 else 1.0),
-                          f"attempts per second ×{rate_ratio:.2f}")
+    peak = ev.get("attempt_rate_peak_ratio")[1] or 1.0
+    d["traffic_spike"] = (_clip((peak - 1.4) / 0.6) * 0.7 * (0.3 if fail_rise > 0.04 else 1.0),
+                          f"peak attempts per second ×{peak:.2f} the drill's median")
     return d
 
 
@@ -386,7 +403,12 @@ def _hurt_predicate(cause: str, baseline_attempts: Sequence[Attempt]) -> tuple[s
         return "needed at least one chunk retry", lambda a: a.chunk_retries > 0
     if cause == "client_auto_cancel":
         return "ended upload_cancelled", lambda a: a.outcome == "cancelled"
-    if cause in ("transcoder_slow", "queue_backlog", "database_slow"):
+    if cause == "queue_backlog":
+        base = [a.queue_wait_ms for a in baseline_attempts if a.queue_wait_ms is not None]
+        limit = max(2 * (percentile(base, 0.99) or 0.0), 250.0)
+        return f"waited in the transcode queue longer than {limit:.0f} ms", \
+            lambda a: a.queue_wait_ms is not None and a.queue_wait_ms > limit
+    if cause in ("transcoder_slow", "database_slow"):
         base = [a.processing_ms for a in baseline_attempts if a.processing_ms is not None]
         limit = max(percentile(base, 0.99) or 0.0, 2 * (percentile(base, 0.5) or 0.0), 100.0)
         return f"processing latency above {limit:.0f} ms (baseline p99)", \
@@ -496,6 +518,19 @@ def rank_missing_event_cohorts(attempts: Sequence[Attempt], samples: Sequence[Me
     return tuple(scores[:top])
 
 
+def _peak_rate_ratio(attempts: Sequence[Attempt], w: Window, bins: int = 10) -> float | None:
+    """Busiest tenth of ``w`` against its median tenth, by attempts started: a spike is a transient peak
+    (a load that merely ramps up or stays high is not)."""
+    width = w.length_s / bins
+    counts = [0] * bins
+    for a in attempts:
+        if a.started in w:
+            counts[min(bins - 1, int((a.started - w.start) / width))] += 1
+    ordered = sorted(counts)
+    median = ordered[bins // 2]
+    return None if median < 3 else max(counts) / median
+
+
 def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float, end: float,
              spec: SloSpec, events: str | Path | None = None) -> Diagnosis:
     failed_events = None
@@ -508,15 +543,13 @@ def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[Metric
     baseline, incident, moved = find_incident_window(attempts, samples, start, end, failed_events)
     base_sig = _signals(attempts, samples, baseline, failed_events)
     inc_sig = _signals(attempts, samples, incident, failed_events)
-    ev = Evidence(baseline, incident, {k: (base_sig.get(k), inc_sig.get(k)) for k in set(base_sig) | set(inc_sig)},
-                  rollout=Window(baseline.end, end))
+    values = {k: (base_sig.get(k), inc_sig.get(k)) for k in set(base_sig) | set(inc_sig)}
+    values["attempt_rate_peak_ratio"] = (None, _peak_rate_ratio(attempts, Window(baseline.end, end)))
+    ev = Evidence(baseline, incident, values, rollout=Window(baseline.end, end))
     causes = score_causes(drill, ev, attempts)
     if causes[0].cause == "canary_regression":
-        # The incident is where the canary failed: from its first to its last failure after the baseline.
-        times = [a.ended for a in attempts if a.ended is not None and a.ended >= baseline.end
-                 and a.cohort.get("release") == "canary" and a.outcome in ("failed", "abandoned")]
-        if times:
-            incident = Window(min(times), max(times) + 1e-3)
+        # A canary is judged over the rollout: its cohort is too small to mark a window in global signals.
+        incident = ev.rollout
     before = [a for a in attempts if a.ended is not None and a.ended in baseline]
     hurt_by, hurt = _hurt_predicate(causes[0].cause, before)
     if causes[0].cause == "instrumentation_loss":

@@ -66,6 +66,7 @@ class Attempt:
     chunk_failures: int
     error_class: str | None
     synthetic: bool = True
+    queue_wait_ms: float | None = None  # async transcode: time in the queue
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,9 @@ IMPACT_DEFINITIONS = {
     "failed_publishes": "publish attempts whose outcome (publish_failed, or abandoned) fell in the incident window",
     "budget_spent_percent": "bad attempts in the incident window ÷ (error budget × attempts the window's rate "
                             "would give over the SLO period), as % — publish-success SLO, lab profile period",
-    "p99_processing_shift_ms": "p99 (exact, interpolated) of processing latency (upload_completed → "
+    "p99_processing_shift_ms": "p99 (exact, nearest-rank) of processing latency (upload_completed → "
                                "publish_succeeded) of publishes in the incident window minus the same before it",
-    "p95_e2e_shift_ms": "p95 (exact, interpolated) of e2e latency (upload_started → publish_succeeded) of "
+    "p95_e2e_shift_ms": "p95 (exact, nearest-rank) of e2e latency (upload_started → publish_succeeded) of "
                         "publishes in the incident window minus the same before it",
     "chunk_retries": "chunk_retry events emitted during the incident window",
     "requests_per_publish": "API requests (obslab_http_requests_total, /v1/ routes) ÷ successful publishes "
@@ -170,12 +171,13 @@ def read_attempts(events: str | Path, window: Window | None = None, abandon_afte
     """
     from datetime import datetime, timezone
 
-    from toolkit.attempts import attempts as attempts_table
+    from toolkit.attempts import attempt_stats_table
     from toolkit.events_io import load_events
 
     es = load_events([events])
     as_of_dt = None if as_of is None else datetime.fromtimestamp(as_of, tz=timezone.utc).replace(tzinfo=None)
-    attempts_table(es, abandon_after_s=abandon_after_s, as_of=as_of_dt, name="drill_attempts")
+    # The SLI engine's wide per-attempt table: the attempts contract plus mechanism columns (queue wait).
+    attempt_stats_table(es, abandon_after_s=abandon_after_s, as_of=as_of_dt, name="drill_attempts")
     cond = ""
     if window is not None:
         cond = (f"WHERE epoch(last_event_at) >= {window.start} AND "
@@ -186,7 +188,7 @@ def read_attempts(events: str | Path, window: Window | None = None, abandon_afte
                epoch(coalesce(ended_at, CASE WHEN outcome = 'abandoned'
                                         THEN last_event_at + to_microseconds({int(round(abandon_after_s * 1e6))}) END)),
                epoch(last_event_at), processing_ms, e2e_ms, transcode_ms, chunk_retries, chunk_failures,
-               error_class, synthetic
+               error_class, synthetic, queue_wait_ms
         FROM drill_attempts {cond}
         ORDER BY 2
     """).fetchall()
@@ -196,7 +198,7 @@ def read_attempts(events: str | Path, window: Window | None = None, abandon_afte
                   "release": r[6] or "stable", "transcode_mode": r[7] or "sync"}
         outcome = r[8] if r[8] in ("succeeded", "failed", "cancelled", "abandoned") else None
         out.append(Attempt(r[0], r[1], cohort, outcome, r[9], r[10], r[11], r[12], r[13], int(r[14] or 0),
-                           int(r[15] or 0), r[16], bool(r[17]) if r[17] is not None else True))
+                           int(r[15] or 0), r[16], bool(r[17]) if r[17] is not None else True, r[18]))
     return out
 
 
@@ -214,14 +216,11 @@ def read_metric_samples(path: str | Path) -> list[MetricSample]:
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """Exact percentile by linear interpolation between order statistics (numpy's default)."""
+    """Exact nearest-rank percentile, the SLI engine's method (DuckDB quantile_disc, numpy 'inverted_cdf')."""
     xs = sorted(v for v in values if v is not None)
     if not xs:
         return None
-    pos = (len(xs) - 1) * q
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    return xs[max(0, math.ceil(q * len(xs)) - 1)]
 
 
 def success_rate(attempts: Iterable[Attempt]) -> tuple[int, int]:
@@ -249,9 +248,10 @@ def _series_delta(samples: Sequence[MetricSample], w: Window, name: str, route_p
         return None, w
     a, b = before[-1], after[0]
     va, vb = a.total(name, route_prefix, **labels), b.total(name, route_prefix, **labels)
-    if va is None or vb is None:
+    if vb is None:
         return None, Window(a.t, b.t)
-    return max(0.0, vb - va), Window(a.t, b.t)
+    # A series not exported yet at the earlier sample had counted nothing.
+    return max(0.0, vb - (va or 0.0)), Window(a.t, b.t)
 
 
 def _histogram_quantile(samples: Sequence[MetricSample], w: Window, name: str, q: float,
@@ -386,14 +386,15 @@ def burn_rate_series(attempts: Sequence[Attempt], spec: SloSpec, start: float, e
 def first_page(attempts: Sequence[Attempt], spec: SloSpec, start: float, end: float, step_s: float = 1.0,
                profile: str = "lab") -> tuple[float, str] | None:
     """(time, which alert) of the first page: a page-severity window pair whose long and short
-    burn rates are both at or over the factor, evaluated every ``step_s`` as a rule would be."""
+    burn rates are both over the factor, evaluated every ``step_s`` as a rule would be."""
     hits = []
     for i, w in enumerate(spec.windows_for(profile)):
         if w.severity != "page":
             continue
         for p in burn_rate_series(attempts, spec, start, end, step_s, i, profile):
-            if p.burn_long is not None and p.burn_short is not None and p.burn_long >= w.burn_rate \
-                    and p.burn_short >= w.burn_rate:
-                hits.append((p.t, f"{w.long}/{w.short} burn rate at or over {w.burn_rate:g}× ({profile} profile)"))
+            # Strictly over the factor, as the generated rules and toolkit.budget.alert_fires test it.
+            if p.burn_long is not None and p.burn_short is not None and p.burn_long > w.burn_rate \
+                    and p.burn_short > w.burn_rate:
+                hits.append((p.t, f"{w.long}/{w.short} burn rate over {w.burn_rate:g}× ({profile} profile)"))
                 break
     return min(hits) if hits else None
