@@ -79,7 +79,9 @@ def bench_lab(
         results = []
         for prometheus in [True] * runs + [False]:
             r = run_lab_bench(spec.resolve(), users=users, settle_s=settle, prometheus=prometheus)
-            console.print(f"prometheus={'yes' if prometheus else 'no'}: first SLI on the page after {r.first_sli_s:.1f} s; "
+            console.print(f"prometheus={'yes' if prometheus else 'no'}: first SLI on the page after {r.first_sli_s:.1f} s "
+                          f"(all processes up {r.all_started_s or float('nan'):.1f} s, first outcome event "
+                          f"{r.first_outcome_s or float('nan'):.1f} s; machine load {r.load_avg[0]:.1f}); "
                           f"RSS of the lab's process tree max {r.rss_max_mb:.0f} MB, median {r.rss_median_mb:.0f} MB "
                           f"({r.processes} processes, {users} users, {len(r.rss_samples_mb)} samples over {settle:.0f} s); "
                           f"{len(r.leftover_pids)} processes left after stop", highlight=False)
