@@ -16,11 +16,13 @@ __all__ = ["app", "main"]
 COMMAND_MODULES = (
     "version",
     "serve",
+    "lab",
+    "top",
+    "bench_overhead",
     "load",
     "reconcile",
     "rules",
     "dashboards",
-    "bench_overhead",
     "events",
     "sli",
     "budget",
@@ -30,6 +32,7 @@ COMMAND_MODULES = (
     "breakdown",
     "rollout",
     "story",
+    "drill",
 )
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,136 @@
+"""The lab's parts that need no running lab: config, port and lock checks, Locust and Prometheus set-up."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from toolkit.lab import Lab, LabAlreadyRunning, LabConfig, LabError, locust_argv, port_in_use
+from toolkit.lab_prometheus import write_prometheus_config
+from toolkit.perfdoc import replace_section
+from toolkit.procgroup import descendants, start_group_process
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "slo.yaml"
+
+
+def test_port_in_use_sees_a_listening_socket():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert port_in_use(port)
+    assert not port_in_use(port)
+
+
+def test_a_busy_port_stops_the_lab_before_it_starts_anything(tmp_path: Path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        for attempt in range(2):  # the failed start released its lock: the second is told about the port again
+            lab = Lab(LabConfig(data_dir=tmp_path / "d", spec_path=SPEC, port_api=busy, prometheus=False))
+            try:
+                with pytest.raises(LabAlreadyRunning, match=f"port {busy} \\(api\\).*--port"):
+                    lab.start()
+                assert lab.pids() == []
+            finally:
+                lab.stop()
+
+
+def test_the_data_dir_lock_refuses_a_second_lab(tmp_path: Path):
+    first = Lab(LabConfig(data_dir=tmp_path, spec_path=SPEC))
+    first._acquire_lock()
+    try:
+        second = Lab(LabConfig(data_dir=tmp_path, spec_path=SPEC))
+        with pytest.raises(LabAlreadyRunning, match="already running"):
+            second._acquire_lock()
+    finally:
+        first.stop()
+    third = Lab(LabConfig(data_dir=tmp_path, spec_path=SPEC))
+    third._acquire_lock()  # released by stop()
+    third.stop()
+
+
+def test_missing_spec_is_one_clear_error(tmp_path: Path):
+    with pytest.raises(LabError, match="SLO spec not found"):
+        Lab(LabConfig(data_dir=tmp_path, spec_path=tmp_path / "nope.yaml")).start()
+
+
+def test_prometheus_is_used_only_when_wanted_and_installed():
+    assert LabConfig(prometheus=False).use_prometheus is False
+    assert LabConfig(prometheus=None, prometheus_binary="no-such-prometheus-binary").use_prometheus is False
+    assert "prometheus" not in LabConfig(prometheus=False).ports()
+
+
+def test_locust_runs_the_installed_locustfile_without_a_run_time():
+    argv = locust_argv("http://127.0.0.1:1234", users=5)
+    assert argv[argv.index("-f") + 1].endswith("loadtests/locustfile.py")
+    assert Path(argv[argv.index("-f") + 1]).is_file()
+    assert "--headless" in argv and "--run-time" not in argv  # the lab's lifetime bounds the load
+    ui = locust_argv("http://127.0.0.1:1234", users=5, web_ui=("127.0.0.1", 8089))
+    assert "--headless" not in ui and "--autostart" in ui and ui[ui.index("--web-host") + 1] == "127.0.0.1"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/promtool").exists(), reason="promtool not installed")
+def test_prometheus_config_and_generated_rules_pass_promtool(tmp_path: Path):
+    config = write_prometheus_config(tmp_path, SPEC, "lab", "127.0.0.1:8000")
+    out = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "rule files found" in out.stdout
+    text = config.read_text()
+    assert "scrape_interval: 1s" in text and "127.0.0.1:8000" in text
+
+
+def test_group_process_stops_with_its_children(tmp_path: Path):
+    # A shell that starts a grandchild, like gunicorn starts workers.
+    proc = start_group_process("sleeper", ["sh", "-c", "sleep 60 & sleep 60"], log_path=tmp_path / "log")
+    deadline = time.monotonic() + 5
+    while len(descendants(proc.pid)) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tree = [proc.pid] + descendants(proc.pid)
+    assert len(tree) >= 2
+    proc.stop(timeout_s=5)
+    import psutil
+
+    alive = [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+
+
+def test_child_dies_with_its_parent(tmp_path: Path):
+    """PR_SET_PDEATHSIG: a lab killed with SIGKILL still takes its direct children along."""
+    import psutil
+
+    script = (
+        "import sys, time\n"
+        "from toolkit.procgroup import start_group_process\n"
+        "p = start_group_process('sleeper', ['sleep', '60'])\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    assert psutil.pid_exists(child)
+    parent.kill()
+    parent.wait(5)
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "child outlived its killed parent"
+        time.sleep(0.05)
+
+
+def test_replace_section_keeps_the_other_sections(tmp_path: Path):
+    doc = tmp_path / "performance.md"
+    doc.write_text("# Performance\n\n## SLI engine\n\nfast\n\n## Embedded lab\n\nold\n\n## Load\n\nmany\n")
+    replace_section(doc, "Embedded lab", "## Embedded lab\n\nnew figures\n")
+    text = doc.read_text()
+    assert "new figures" in text and "old" not in text
+    assert text.index("## SLI engine") < text.index("## Embedded lab") < text.index("## Load")
+    assert "fast" in text and "many" in text
+    replace_section(tmp_path / "fresh.md", "Embedded lab", "## Embedded lab\n\nx\n")
+    assert (tmp_path / "fresh.md").read_text().startswith("# Performance\n\n## Embedded lab")

@@ -1,0 +1,195 @@
+"""Drills panel: list, start, hint, answer, report and stop, over the drills library (``toolkit.drills``).
+
+Starting a drill from the page is the same as ``obslab drill start``: the runner checks the lab
+and its token, applies the setup and launches its scheduler, which injects the fault on time.
+The dashboard reads the token from the lab's token file, as the CLI does; the page never sees it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify, request
+
+__all__ = ["bp", "drills_available", "stop_active_drill"]
+
+bp = Blueprint("drills", __name__, url_prefix="/api/drills")
+
+
+def drills_available() -> bool:
+    return importlib.util.find_spec("toolkit.drills") is not None and \
+        importlib.util.find_spec("toolkit.drills.runner") is not None
+
+
+def _lab():
+    from toolkit.drills.lab import find_lab
+
+    config = current_app.config["OBSLAB_DASHBOARD"]
+    return find_lab(config.data_dir, url=config.api_url)
+
+
+def _drills_dir() -> Path:
+    return current_app.config["OBSLAB_DASHBOARD"].data_dir / "drills"
+
+
+def _error(status: int, message: str, field: str | None = None):
+    return jsonify(error={"code": "drill", "message": message, "field": field}), status
+
+
+def _user_errors():
+    from toolkit.drills.runner import USER_ERRORS
+
+    return USER_ERRORS
+
+
+def _drill_json(drill) -> dict:
+    return {"name": drill.id, "title": drill.title, "difficulty": drill.difficulty,
+            "duration": f"{drill.setup.duration_s / 60:g} min",
+            "summary": drill.briefing.strip().split("\n\n")[0]}
+
+
+def _active_json() -> dict | None:
+    from toolkit.drills import runner
+    from toolkit.drills.state import NoDrillRunning
+
+    try:
+        st = runner.status(_drills_dir())
+    except NoDrillRunning:
+        return None
+    drill = st.drill
+    questions = [
+        {"id": "cause", "text": "cause", "choices": list(drill.questions.cause_choices)},
+        {"id": "cohort", "text": "cohort (everyone or dim=value[,dim=value]; dims: "
+                                 + ", ".join(drill.questions.cohort_dimensions) + ")"},
+        {"id": "impact", "text": drill.questions.impact.prompt},
+    ]
+    return {"name": drill.id, "title": drill.title, "phase": st.phase, "elapsed_s": round(st.elapsed_s, 1),
+            "started_at": _iso(st.state.started_at), "briefing": drill.briefing, "questions": questions,
+            "hints_shown": list(drill.hints[: st.hints_shown]), "answers": st.answers}
+
+
+def _iso(epoch: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@bp.get("")
+def index():
+    if not drills_available():
+        return jsonify(available=False, reason="the drills library (toolkit.drills) is not installed in this build",
+                       drills=[], active=None)
+    from toolkit.drills.schema import load_catalogue
+
+    active = _active_json()
+    if active is not None and active["phase"] != "running":
+        # A finished drill stays answerable and reportable, but does not block starting another.
+        active["finished"] = True
+    return jsonify(available=True, drills=[_drill_json(d) for d in load_catalogue().values()], active=active)
+
+
+@bp.post("/<name>/start")
+def start(name: str):
+    from toolkit.drills import runner
+
+    body = request.get_json(silent=True) or {}
+    try:
+        speed = float(body.get("speed", 1))
+    except (TypeError, ValueError):
+        return _error(422, f"speed must be a number, got {body.get('speed')!r}", "speed")
+    try:
+        run = runner.start(name, _lab(), speed=speed)
+    except _user_errors() as e:
+        return _error(409, str(e))
+    return jsonify(started=name, run=run.path.name, active=_active_json())
+
+
+@bp.post("/active/hint")
+def hint():
+    from toolkit.drills import runner
+
+    try:
+        number, of, text = runner.next_hint(_drills_dir())
+    except _user_errors() as e:
+        return _error(409, str(e))
+    return jsonify(hint=f"({number}/{of}) {text}")
+
+
+@bp.post("/active/answer")
+def answer():
+    from toolkit.drills import runner
+
+    answers = (request.get_json(silent=True) or {}).get("answers") or {}
+    try:
+        impact = float(answers.get("impact", ""))
+    except ValueError:
+        return _error(422, f"impact must be a number, got {answers.get('impact')!r}", "impact")
+    try:
+        cohort = runner.parse_cohort(str(answers.get("cohort", "everyone")))
+        drill, n = runner.answer(_drills_dir(), str(answers.get("cause", "")), cohort, impact, by="dashboard")
+    except _user_errors() as e:
+        return _error(422, str(e))
+    return jsonify(text=f"answer {n} recorded for {drill.id}; graded in the report (button Report).")
+
+
+@bp.get("/active/report")
+def report():
+    """Grade and write the current drill's report (as `obslab drill report` does) and return it."""
+    import json
+
+    from toolkit.drills import runner
+    from toolkit.drills.report import write_report
+    from toolkit.drills.state import current_run
+
+    try:
+        st = runner.status(_drills_dir())
+        if st.phase == "running":
+            return _error(409, f"drill {st.drill.id} is still running: the report grades a finished drill "
+                               f"(wait for it, or press Stop)")
+        run = current_run(_drills_dir())
+        path = write_report(run)
+    except _user_errors() as e:
+        return _error(409, str(e))
+    summary = json.loads((run.report_dir / "report.json").read_text())
+    grade = summary.get("grade", {})
+    images = sorted(p.name for p in run.report_dir.glob("*.png"))
+    return jsonify(text=Path(path).read_text(), path=str(path), score=grade,
+                   images=[f"api/drills/active/report/{name}" for name in images])
+
+
+@bp.get("/active/report/<name>")
+def report_image(name: str):
+    from flask import send_from_directory
+
+    from toolkit.drills.state import current_run
+
+    if not name.endswith(".png") or "/" in name:
+        return _error(404, f"no report image {name!r}")
+    return send_from_directory(current_run(_drills_dir()).report_dir, name)
+
+
+@bp.post("/active/stop")
+def stop():
+    from toolkit.drills import runner
+
+    try:
+        run = runner.stop(_drills_dir())
+    except _user_errors() as e:
+        return _error(409, str(e))
+    return jsonify(stopped=run.path.name)
+
+
+def stop_active_drill(data_dir: Path) -> None:
+    """Called when the lab stops: a drill's scheduler must not outlive the lab it drives."""
+    if not drills_available():
+        return
+    from toolkit.drills import runner
+    from toolkit.drills.state import NoDrillRunning
+
+    try:
+        st = runner.status(Path(data_dir) / "drills")
+    except (NoDrillRunning, *runner.USER_ERRORS):
+        return
+    if runner.scheduler_alive(st.state):
+        runner.stop(Path(data_dir) / "drills", timeout_s=15)

@@ -1,0 +1,470 @@
+// obslab live lab dashboard: polls the dashboard's JSON endpoints and draws tiles,
+// uPlot charts, the cohort table, the request explorer, drills and the control panel.
+// Plain browser JavaScript, no build step, no network beyond this page's own origin.
+"use strict";
+
+const state = {
+  info: null,
+  windowKey: "lab",
+  refreshMs: 5000,
+  timer: null,
+  charts: {},
+  token: sessionStorage.getItem("obslab-admin-token") || "",
+  lastSnapshotAsOf: null,
+  haveSli: false,
+};
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const el = (tag, attrs = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+};
+
+async function getJSON(path, options = {}) {
+  const resp = await fetch(path, options);
+  let body = null;
+  try { body = await resp.json(); } catch (_) { body = null; }
+  return { ok: resp.ok, status: resp.status, body };
+}
+
+// ---------- formatting: every figure says what it is ----------
+const pct = (x, digits = 2) => (x === null || x === undefined) ? "–" : (100 * x).toFixed(digits) + " %";
+const ms = (seconds) => {
+  if (seconds === null || seconds === undefined) return "–";
+  const v = seconds * 1000;
+  return v >= 1000 ? (v / 1000).toFixed(2) + " s" : v.toFixed(0) + " ms";
+};
+const count = (n) => (n === null || n === undefined) ? "–" : Number(n).toLocaleString("en-US");
+const timeOf = (iso) => iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z").replace("Z", " UTC") : "–";
+
+function setTile(id, { value, detail, definition, status, data }) {
+  const tile = document.getElementById(id);
+  // Exact figures behind the rounded text, for scripts and tests that compare with `obslab sli`.
+  for (const [k, v] of Object.entries(data || {})) tile.dataset[k] = v === null || v === undefined ? "" : String(v);
+  $(".value", tile).textContent = value;
+  const d = $(".detail", tile);
+  d.replaceChildren(...(Array.isArray(detail) ? detail : [detail]).map(x => x instanceof Node ? x : el("div", { text: x })));
+  if (definition) {
+    $(".tip", tile).textContent = definition;
+    tile.setAttribute("title", definition);
+  }
+  tile.classList.remove("ok", "warn", "bad");
+  if (status) tile.classList.add(status);
+}
+
+// ---------- tiles ----------
+function renderSnapshot(s) {
+  state.lastSnapshotAsOf = s.as_of;
+  const asof = $("#asof");
+  asof.textContent = `as of ${timeOf(s.as_of)} · window ${timeOf(s.window.start)} → ${timeOf(s.window.end)} (${s.window.label}) · ${s.synthetic}`;
+  asof.dataset.asOf = s.as_of;
+  asof.dataset.windowStart = s.window.start;
+  asof.classList.remove("stale");
+
+  const su = s.success;
+  state.haveSli = su.value !== null;
+  setTile("tile-success", {
+    value: pct(su.value),
+    detail: [`${count(su.good)} succeeded / ${count(su.total)} attempts`,
+             `${count(su.failed)} failed · ${count(su.abandoned)} abandoned · ${count(su.in_flight)} in flight · ${count(su.cancelled)} cancelled (excluded)`,
+             `objective ${pct(su.objective, 1)}`],
+    definition: su.definition,
+    status: su.value === null ? null : (su.value >= su.objective ? "ok" : "bad"),
+    data: { value: su.value, good: su.good, total: su.total, failed: su.failed, abandoned: su.abandoned },
+  });
+  const la = s.latency;
+  for (const [key, label] of [["p50", "p50"], ["p95", "p95"], ["p99", "p99"]]) {
+    const v = la[key + "_s"];
+    setTile("tile-" + key, {
+      value: ms(v),
+      detail: [`${label} of ${count(la.count)} published (exact)`,
+               `threshold ${ms(la.threshold_s)}: ${pct(la.good_ratio)} within (objective ${pct(la.objective, 0)})`],
+      definition: la.definition,
+      status: v === null ? null : (v <= la.threshold_s ? "ok" : (key === "p50" ? "bad" : "warn")),
+      data: { seconds: v, count: la.count },
+    });
+  }
+  const budgetLines = s.budgets.map(b => `${b.slo}: ${pct(b.remaining, 1)} left of ${pct(1 - b.objective, 1)} over ${b.period} (${count(b.bad)} bad / ${count(b.total)}; data covers ${b.data_covers})`);
+  const worst = s.budgets.reduce((m, b) => (b.remaining !== null && (m === null || b.remaining < m.remaining)) ? b : m, null);
+  setTile("tile-budget", {
+    value: worst ? pct(worst.remaining, 1) : "–",
+    detail: budgetLines.concat(worst ? [`(lowest: ${worst.slo})`] : []),
+    definition: s.budgets.length ? s.budgets[0].definition : "",
+    data: Object.fromEntries(s.budgets.map(b => [b.slo.replace(/-(.)/g, (m, c) => c.toUpperCase()), b.remaining])),
+    status: worst === null ? null : (worst.remaining > 0.5 ? "ok" : worst.remaining > 0 ? "warn" : "bad"),
+  });
+  renderBurn(s.burn);
+}
+
+function renderBurn(burn) {
+  const firing = burn.alerts.filter(a => a.state === "firing");
+  const pending = burn.alerts.filter(a => a.state === "pending");
+  const from = burn.source.startsWith("Prometheus") ? "Prometheus" : "events";
+  const value = `${from}: ` + (firing.length ? `${firing.length} alert(s) firing` : (pending.length ? `${pending.length} pending` : "no alert firing"));
+  const table = el("table", { class: "grid burn-table", "data-testid": "burn-table" });
+  table.append(el("thead", {}, el("tr", {},
+    el("th", { text: "SLO · severity" }), el("th", { text: "long window" }), el("th", { text: "short window" }),
+    el("th", { text: "threshold" }), el("th", { text: "over events" }))));
+  const tb = el("tbody");
+  for (const w of burn.windows) {
+    const fmt = (b) => b === null || b === undefined ? "–" : b.toFixed(2) + "×";
+    tb.append(el("tr", {},
+      el("td", { text: `${w.slo} · ${w.severity}` }),
+      el("td", { text: `${fmt(w.long_burn)} over ${w.long}` }),
+      el("td", { text: `${fmt(w.short_burn)} over ${w.short}` }),
+      el("td", { text: `${w.burn_rate_threshold}×` }),
+      el("td", { class: w.firing ? "firing" : "quiet", text: w.firing ? "firing" : "ok" })));
+  }
+  table.append(tb);
+  const alerts = el("div", {}, `alerts from ${burn.source}: `,
+    ...(burn.alerts.length ? burn.alerts.map(a => el("span", { class: "pill " + a.state, text: `${a.name} ${a.state}` }), " ")
+                          : [el("span", { class: "pill ok", text: "none" })]));
+  setTile("tile-burn", {
+    value, detail: [table, alerts], definition: burn.definition,
+    status: firing.length ? "bad" : (pending.length ? "warn" : "ok"),
+  });
+}
+
+// ---------- charts ----------
+function chartOpts(title, series, yFormat, height = 200) {
+  const width = Math.max(380, (document.getElementById("chart-success").clientWidth || 460) - 10);
+  return {
+    title, width, height,
+    scales: { x: { time: true } },
+    series: [{}].concat(series),
+    axes: [{}, { values: (u, vals) => vals.map(yFormat), size: 64 }],
+    legend: { live: true },
+  };
+}
+
+function drawChart(key, title, series, yFormat, data) {
+  const target = document.getElementById("chart-" + key);
+  if (!state.charts[key]) {
+    state.charts[key] = new uPlot(chartOpts(title, series, yFormat), data, target);
+  } else {
+    state.charts[key].setData(data);
+  }
+}
+
+function renderSeries(sr) {
+  $("#series-caption").textContent = `${sr.step_s} s buckets by terminal event time, ${sr.synthetic}; latency = processing (upload_completed → publish_succeeded)`;
+  const t = sr.t;
+  drawChart("success", "publish success rate (per bucket)",
+    [{ label: "success rate", stroke: "#1a7f37", value: (u, v) => v === null ? "–" : (100 * v).toFixed(2) + " %" },
+     { label: "objective", stroke: "#999", dash: [4, 4], value: (u, v) => v === null ? "–" : (100 * v).toFixed(1) + " %" }],
+    v => (100 * v).toFixed(1) + "%",
+    [t, sr.success_rate, t.map(() => sr.objective)]);
+  drawChart("latency", "processing latency (per bucket, exact)",
+    [{ label: "p50", stroke: "#2f5fd0", value: (u, v) => ms(v) },
+     { label: "p95", stroke: "#b7791f", value: (u, v) => ms(v) },
+     { label: "p99", stroke: "#c62828", value: (u, v) => ms(v) },
+     { label: "threshold", stroke: "#999", dash: [4, 4], value: (u, v) => ms(v) }],
+    v => ms(v),
+    [t, sr.p50_s, sr.p95_s, sr.p99_s, t.map(() => sr.threshold_s)]);
+  drawChart("throughput", "attempts ending per bucket",
+    [{ label: "succeeded", stroke: "#1a7f37" }, { label: "failed", stroke: "#c62828" }, { label: "abandoned", stroke: "#b7791f" }],
+    v => String(v),
+    [t, sr.succeeded, sr.failed, sr.abandoned]);
+  const burnSeries = Object.keys(sr.burn);
+  drawChart("burn", `burn rate of ${sr.burn_slo} (events)`,
+    burnSeries.map((k, i) => ({ label: k, stroke: ["#c62828", "#2f5fd0", "#b7791f", "#6b7280"][i % 4],
+                                value: (u, v) => v === null ? "–" : v.toFixed(2) + "×" })),
+    v => v.toFixed(1) + "×",
+    [t, ...burnSeries.map(k => sr.burn[k])]);
+}
+
+// ---------- cohorts ----------
+function renderCohorts(c) {
+  $("#cohort-caption").textContent = `${c.window_label}, ${c.synthetic}; worst success rate highlighted`;
+  const table = $("#cohort-table");
+  $("thead", table).replaceChildren(el("tr", {},
+    el("th", { text: c.dimension }), el("th", { text: "attempts" }), el("th", { text: "succeeded" }),
+    el("th", { text: "failed" }), el("th", { text: "abandoned" }), el("th", { text: "success rate" }),
+    el("th", { text: "p95 processing" }), el("th", { text: "published" })));
+  const rows = c.rows;
+  const rated = rows.filter(r => r.success_rate !== null);
+  const worst = rated.length > 1 ? rated.reduce((m, r) => r.success_rate < m.success_rate ? r : m) : null;
+  $("tbody", table).replaceChildren(...rows.map(r => el("tr", { class: r === worst ? "worst" : null },
+    el("td", { text: r.cohort }), el("td", { text: count(r.total) }), el("td", { text: count(r.succeeded) }),
+    el("td", { text: count(r.failed) }), el("td", { text: count(r.abandoned) }), el("td", { text: pct(r.success_rate) }),
+    el("td", { text: ms(r.p95_s) }), el("td", { text: count(r.latency_count) }))));
+}
+
+// ---------- request explorer ----------
+async function loadRecent() {
+  const r = await getJSON("api/requests/recent");
+  if (!r.ok) return;
+  $("#recent-requests").replaceChildren(...r.body.request_ids.map(id =>
+    el("a", { "data-request-id": id, onclick: () => { $("#request-id").value = id; explore(id); } }, id)));
+}
+
+async function explore(requestId) {
+  const out = $("#explorer-result");
+  out.replaceChildren(el("div", { class: "muted", text: "loading…" }));
+  const r = await getJSON("api/requests/" + encodeURIComponent(requestId));
+  if (!r.ok) {
+    out.replaceChildren(el("div", { class: "error-line", text: r.body && r.body.error ? r.body.error.message : `HTTP ${r.status}` }));
+    return;
+  }
+  const d = r.body;
+  const t0 = d.events.length ? Date.parse(d.events[0].ts) : 0;
+  const evTable = el("table", { class: "grid", "data-testid": "event-timeline" });
+  evTable.append(el("thead", {}, el("tr", {},
+    el("th", { text: "ts (UTC)" }), el("th", { text: "+ms" }), el("th", { text: "event" }), el("th", { text: "service" }),
+    el("th", { class: "text", text: "details" }), el("th", { text: "span_id" }))));
+  const tb = el("tbody");
+  for (const e of d.events) {
+    const details = [];
+    for (const k of ["chunk_index", "attempt", "duration_ms", "error_class", "status"]) if (e[k] !== undefined && e[k] !== null) details.push(`${k}=${e[k]}`);
+    const cls = ["event-row", ["publish_failed", "chunk_failed", "transcode_failed"].includes(e.event) ? "failure" : "",
+                 ["publish_succeeded", "publish_failed", "upload_cancelled"].includes(e.event) ? "terminal" : ""].join(" ");
+    tb.append(el("tr", { class: cls, "data-event": e.event },
+      el("td", { class: "mono", text: e.ts }), el("td", { text: (Date.parse(e.ts) - t0).toFixed(0) }),
+      el("td", { text: e.event }), el("td", { text: e.service }), el("td", { class: "text", text: details.join(" ") }),
+      el("td", { class: "mono", text: e.span_id || "" })));
+  }
+  evTable.append(tb);
+  const cohort = d.events.length ? d.events[0] : {};
+  const header = el("div", {},
+    el("div", {}, el("b", { text: "request_id " }), el("span", { class: "mono", text: d.request_id }),
+      ` · upload ${cohort.upload_id || "–"} · ${cohort.region || ""} ${cohort.app_version || ""} ${cohort.network_type || ""} ${cohort.media_size_bucket || ""}`,
+      ` · flags ${JSON.stringify(cohort.flags || {})} · outcome `, el("b", { text: d.outcome || "in flight" })),
+    el("div", { class: "muted", text: `${d.events.length} events · trace ${d.trace_ids.join(", ") || "–"} · ${d.spans.length} spans (${d.spans_source})` }));
+  out.replaceChildren(header, evTable, renderWaterfall(d.spans));
+}
+
+function renderWaterfall(spans) {
+  const box = el("div", { class: "waterfall", "data-testid": "span-waterfall" });
+  if (!spans.length) { box.append(el("div", { class: "muted", text: "no spans recorded for this trace (sampled out, or exported to OTLP)" })); return box; }
+  const start = Math.min(...spans.map(s => s.start_ns));
+  const end = Math.max(...spans.map(s => s.end_ns));
+  const total = Math.max(1, end - start);
+  // Depth from parent links, so children sit under their parents.
+  const byId = Object.fromEntries(spans.map(s => [s.span_id, s]));
+  const depth = (s) => { let d = 0, p = s; while (p && p.parent_span_id && byId[p.parent_span_id] && d < 20) { p = byId[p.parent_span_id]; d++; } return d; };
+  box.append(el("div", { class: "muted", text: `trace waterfall: ${spans.length} spans over ${(total / 1e6).toFixed(1)} ms` }));
+  for (const s of spans) {
+    const left = 100 * (s.start_ns - start) / total, width = Math.max(0.2, 100 * (s.end_ns - s.start_ns) / total);
+    const bar = el("div", { class: "wf-bar" + (s.status === "ERROR" ? " error" : ""), style: `left:${left}%;width:${width}%`,
+                             title: `${s.name} · ${s.service} · ${JSON.stringify(s.attributes || {})}` });
+    box.append(el("div", { class: "wf-row", "data-span-name": s.name },
+      el("div", { class: "wf-name", style: `padding-left:${depth(s) * 14}px`, text: `${s.service}: ${s.name}` }),
+      el("div", { class: "wf-track" }, bar),
+      el("div", { class: "wf-dur", text: ((s.end_ns - s.start_ns) / 1e6).toFixed(1) + " ms" })));
+  }
+  return box;
+}
+
+// ---------- drills ----------
+async function loadDrills() {
+  const r = await getJSON("api/drills");
+  const box = $("#drills");
+  if (!r.ok || !r.body.available) {
+    box.replaceChildren(el("div", { class: "muted", text: (r.body && r.body.reason) || "drills are not available" }));
+    return;
+  }
+  const d = r.body;
+  $("#drills-caption").textContent = d.active ? `${d.active.phase}: ${d.active.name}` : `${d.drills.length} drills`;
+  const speed = el("select", { id: "drill-speed", "data-testid": "drill-speed" },
+    el("option", { value: "1", text: "real time (as scripted)" }),
+    el("option", { value: "10", text: "10× faster" }),
+    el("option", { value: "60", text: "60× faster (demo)" }));
+  if (state.drillSpeed) speed.value = state.drillSpeed;
+  speed.addEventListener("change", () => { state.drillSpeed = speed.value; });
+  const items = d.drills.map(dr => el("div", { class: "drill", "data-drill": dr.name },
+    el("h3", { text: `${dr.title || dr.name}` }),
+    el("div", { class: "muted", text: [dr.name, dr.difficulty, dr.duration].filter(Boolean).join(" · ") }),
+    el("div", { class: "summary", title: dr.summary || "", text: dr.summary || "" }),
+    el("button", { "data-testid": "drill-start-" + dr.name, onclick: () => startDrill(dr.name), disabled: (d.active && !d.active.finished) ? "disabled" : null }, "Start")));
+  const active = d.active ? renderActiveDrill(d.active) : null;
+  box.replaceChildren(...(active ? [active] : []), el("div", { class: "drill-pace" }, "pace: ", speed),
+    el("div", { class: "drill-list" }, ...items));
+}
+
+function renderActiveDrill(a) {
+  const answerFields = (a.questions || []).map((q, i) => el("div", {},
+    el("label", {}, q.text || q.prompt || q.id, " ",
+      q.choices ? el("select", { name: q.id }, ...q.choices.map(c => el("option", { value: c, text: c })))
+                : el("input", { name: q.id, size: 30 }))));
+  const form = el("form", { "data-testid": "drill-answer-form", onsubmit: (ev) => { ev.preventDefault(); answerDrill(form); } },
+    ...answerFields, el("button", { type: "submit" }, "Submit answer"));
+  return el("div", { class: "drill active", "data-testid": "drill-active" },
+    el("h3", { text: `${a.phase === "running" ? "Running" : "Drill " + a.phase}: ${a.title || a.name}` }),
+    el("div", { class: "muted", text: `started ${timeOf(a.started_at)} · ${a.answers} answer(s) recorded` }),
+    el("pre", { text: a.briefing || "" }),
+    el("div", {}, el("button", { onclick: hintDrill, "data-testid": "drill-hint" }, "Hint"), " ",
+      el("button", { onclick: reportDrill, "data-testid": "drill-report" }, "Report"), " ",
+      el("button", { onclick: stopDrill, "data-testid": "drill-stop" }, "Stop")),
+    el("div", { id: "drill-hints" }, ...(a.hints_shown || []).map(h => el("div", { text: "hint: " + h }))),
+    form, el("div", { id: "drill-output", class: "report" }));
+}
+
+async function postJSON(path, body) {
+  return getJSON(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
+}
+async function startDrill(name) {
+  const r = await postJSON("api/drills/" + encodeURIComponent(name) + "/start", { speed: Number($("#drill-speed").value) });
+  if (!r.ok) alertLine("#drills", r);
+  await loadDrills();
+}
+async function hintDrill() {
+  const r = await postJSON("api/drills/active/hint");
+  if (r.ok) $("#drill-hints").append(el("div", { text: "hint: " + r.body.hint }));
+  else alertLine("#drill-hints", r);
+}
+async function answerDrill(form) {
+  const answers = Object.fromEntries(new FormData(form).entries());
+  const r = await postJSON("api/drills/active/answer", { answers });
+  $("#drill-output").replaceChildren(el("pre", { text: r.ok ? (r.body.text || JSON.stringify(r.body, null, 2)) : errText(r) }));
+}
+async function reportDrill() {
+  const r = await getJSON("api/drills/active/report");
+  if (!r.ok) { $("#drill-output").replaceChildren(el("div", { class: "error-line", text: errText(r) })); return; }
+  const g = r.body.score || {};
+  $("#drill-output").replaceChildren(
+    el("div", {}, el("b", { text: `score ${g.total ?? "–"} / ${g.max ?? "–"}` }), ` · written to ${r.body.path}`),
+    ...r.body.images.map(src => el("img", { src, style: "max-width: 48%; margin: 4px;", alt: src.split("/").pop() })),
+    el("pre", { text: r.body.text }));
+}
+async function stopDrill() {
+  const r = await postJSON("api/drills/active/stop");
+  if (!r.ok) alertLine("#drills", r);
+  await loadDrills();
+}
+const errText = (r) => (r.body && r.body.error) ? r.body.error.message : `HTTP ${r.status}`;
+function alertLine(sel, r) { $(sel).prepend(el("div", { class: "error-line", text: errText(r) })); }
+
+// ---------- faults and flags (control API through the dashboard) ----------
+function authHeaders() { return { "Authorization": "Bearer " + state.token, "Content-Type": "application/json" }; }
+
+async function loadControl() {
+  const box = $("#control");
+  if (!state.token) { box.replaceChildren(el("div", { class: "muted", text: "enter the admin token to see and change faults and flags" })); return; }
+  const [faults, flags] = await Promise.all([
+    getJSON("api/control/faults", { headers: authHeaders() }), getJSON("api/control/flags", { headers: authHeaders() })]);
+  if (!faults.ok || !flags.ok) { box.replaceChildren(el("div", { class: "error-line", "data-testid": "control-error", text: errText(faults.ok ? flags : faults) })); return; }
+  const faultList = listOf(faults.body, "faults");
+  const flagList = listOf(flags.body, "flags");
+  const faultTable = el("table", { class: "grid", "data-testid": "faults-table" },
+    el("thead", {}, el("tr", {}, el("th", { text: "fault" }), el("th", { class: "text", text: "definition" }), el("th", { text: "" }))),
+    el("tbody", {}, ...(faultList.length ? faultList.map(f => el("tr", { "data-fault": f.name },
+      el("td", { text: f.name }), el("td", { class: "text mono", text: JSON.stringify(withoutName(f)) }),
+      el("td", {}, el("button", { onclick: () => deleteFault(f.name) }, "clear")))) : [el("tr", {}, el("td", { text: "no fault active" }))])));
+  const flagTable = el("table", { class: "grid", "data-testid": "flags-table" },
+    el("thead", {}, el("tr", {}, el("th", { text: "flag" }), el("th", { class: "text", text: "rollout" }))),
+    el("tbody", {}, ...flagList.map(f => el("tr", { "data-flag": f.name },
+      el("td", { text: f.name }), el("td", { class: "text mono", text: JSON.stringify(withoutName(f)) })))));
+  // Bodies exactly as the control API takes them (PUT /admin/faults/{name}, PUT /admin/flags/{name}).
+  const faultName = el("input", { size: 24, "data-testid": "fault-name", value: "slow-transcoder" });
+  const faultText = el("textarea", { rows: 6, "data-testid": "fault-json" });
+  faultText.value = JSON.stringify({ kind: "latency", target: "transcoder", params: { latency_ms: 1500 },
+                                     selector: { region: ["eu-west"] }, percentage: 50, duration_s: 300 }, null, 2);
+  const flagName = el("select", { "data-testid": "flag-name" }, ...flagList.map(f => el("option", { value: f.name, text: f.name })));
+  const flagText = el("textarea", { rows: 6, "data-testid": "flag-json" });
+  flagText.value = JSON.stringify({ default: "stable", rollout: { canary: 5 } }, null, 2);
+  flagName.addEventListener("change", () => {
+    const f = flagList.find(x => x.name === flagName.value);
+    if (f) flagText.value = JSON.stringify({ default: f.default, rollout: f.rollout || {} }, null, 2);
+  });
+  flagName.value = "release";
+  box.replaceChildren(el("div", { class: "control-grid" },
+    el("div", {}, el("h3", { text: "Faults" }), faultTable,
+      el("div", {}, "name ", faultName), faultText,
+      el("button", { onclick: () => putNamed("faults", faultName.value, faultText.value) }, "Set fault")),
+    el("div", {}, el("h3", { text: "Flags" }), flagTable,
+      el("div", {}, "flag ", flagName), flagText,
+      el("button", { onclick: () => putNamed("flags", flagName.value, flagText.value) }, "Set flag"))),
+    el("div", { id: "control-msg" }));
+}
+
+function listOf(body, key) {
+  const v = body && (body[key] !== undefined ? body[key] : body);
+  if (Array.isArray(v)) return v;
+  if (v && typeof v === "object") return Object.entries(v).map(([name, def]) => Object.assign({ name }, typeof def === "object" ? def : { value: def }));
+  return [];
+}
+function withoutName(o) { const c = Object.assign({}, o); delete c.name; return c; }
+
+async function putNamed(kind, name, text) {
+  let body;
+  try { body = JSON.parse(text); } catch (e) { $("#control-msg").replaceChildren(el("div", { class: "error-line", text: "not valid JSON: " + e.message })); return; }
+  if (!name) { $("#control-msg").replaceChildren(el("div", { class: "error-line", text: "give the fault a name" })); return; }
+  const r = await getJSON(`api/control/${kind}/${encodeURIComponent(name)}`, { method: "PUT", headers: authHeaders(), body: JSON.stringify(body) });
+  await loadControl();
+  if (!r.ok) $("#control-msg").replaceChildren(el("div", { class: "error-line", text: errText(r) }));
+}
+async function deleteFault(name) {
+  const r = await getJSON(`api/control/faults/${encodeURIComponent(name)}`, { method: "DELETE", headers: authHeaders() });
+  await loadControl();
+  if (!r.ok) $("#control-msg").replaceChildren(el("div", { class: "error-line", text: errText(r) }));
+}
+
+// ---------- refresh loop ----------
+async function refresh() {
+  const w = encodeURIComponent(state.windowKey);
+  try {
+    const [snap, series, cohorts] = await Promise.all([
+      getJSON("api/snapshot?window=" + w), getJSON("api/series?window=" + w),
+      getJSON(`api/cohorts?window=${w}&dimension=${encodeURIComponent($("#cohort-dimension").value || "region")}`)]);
+    if (snap.ok) renderSnapshot(snap.body); else $("#asof").textContent = "snapshot failed: " + errText(snap);
+    if (series.ok) renderSeries(series.body);
+    if (cohorts.ok) renderCohorts(cohorts.body);
+    if (!document.getElementById("request-id").value) loadRecent();
+  } catch (e) {
+    // The lab stopped or restarted: say so on the page, keep polling.
+    $("#asof").classList.add("stale");
+    $("#asof").textContent = "dashboard unreachable (lab stopped?) · last as of " + timeOf(state.lastSnapshotAsOf);
+  }
+}
+
+// The next refresh is scheduled when this one is done, so a slow computation (a long lab run)
+// spaces refreshes out instead of piling them up.
+// Until the first attempt has an outcome, poll every second: a fresh lab shows its first SLI sooner.
+const nextDelay = () => state.haveSli ? state.refreshMs : 1000;
+
+async function tick() {
+  await refresh();
+  if ($("#live").checked) state.timer = setTimeout(tick, nextDelay());
+}
+
+function schedule() {
+  clearTimeout(state.timer);
+  if ($("#live").checked) state.timer = setTimeout(tick, nextDelay());
+}
+
+async function init() {
+  const r = await getJSON("api/info");
+  state.info = r.body;
+  state.refreshMs = 1000 * (state.info.refresh_s || 5);
+  $("#refresh-s").textContent = state.info.refresh_s || 5;
+  $("#links").replaceChildren(...state.info.links.map(l => el("a", { href: l.url, target: "_blank", rel: "noopener", text: l.name })));
+  $("#cohort-dimension").replaceChildren(...state.info.dimensions.map(d => el("option", { value: d, text: d })));
+  $("#token-hint").textContent = state.info.admin_token_file ? `the lab wrote it to ${state.info.admin_token_file}` : "";
+  $("#footer").textContent = `profile ${state.info.profile} · SLO spec ${state.info.spec} · events ${state.info.events_path} · alerts from ${state.info.alerts_source}`;
+  $("#admin-token").value = state.token;
+  $("#window-select").addEventListener("change", (ev) => { state.windowKey = ev.target.value; refresh(); });
+  $("#cohort-dimension").addEventListener("change", refresh);
+  $("#live").addEventListener("change", schedule);
+  $("#explorer-form").addEventListener("submit", (ev) => { ev.preventDefault(); const id = $("#request-id").value.trim(); if (id) explore(id); });
+  $("#token-form").addEventListener("submit", (ev) => {
+    ev.preventDefault(); state.token = $("#admin-token").value.trim();
+    sessionStorage.setItem("obslab-admin-token", state.token); loadControl();
+  });
+  loadDrills();
+  loadControl();
+  await refresh();
+  schedule();
+}
+
+init();
