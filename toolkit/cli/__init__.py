@@ -15,10 +15,21 @@ __all__ = ["app", "main"]
 # One module per command group; each adds its commands to ``app`` on import.
 COMMAND_MODULES = (
     "version",
+    "serve",
+    "load",
+    "reconcile",
+    "rules",
+    "dashboards",
+    "bench_overhead",
     "events",
     "sli",
     "budget",
     "bench_sli",
+    "bench_capacity",
+    "compare",
+    "breakdown",
+    "rollout",
+    "story",
 )
 
 for _name in COMMAND_MODULES:
