@@ -43,6 +43,18 @@ def test_sli_table_and_markdown_label_every_figure():
     assert "### Breakdown by release" in m.stdout
 
 
+@pytest.mark.parametrize("window", ["0", "0s"])
+def test_sli_window_zero_means_no_series(window):
+    p = run("sli", str(GOLDEN), "--slo", SLO, "--format", "json", "--window", window)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["series"] == {"window": None, "points": []}
+    assert d["totals"]["counts"]["attempts"] == 7
+    t = run("sli", str(GOLDEN), "--slo", SLO, "--window", window)
+    assert t.returncode == 0, t.stderr
+    assert "Time series" not in t.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["--by", "planet"], "--by planet: unknown dimension"),
     (["--where", "region"], "expected dim=value"),

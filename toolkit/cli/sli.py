@@ -37,7 +37,8 @@ def sli(
         if fmt not in FORMATS:
             raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
         spec = find_spec(slo)
-        window_s = parse_duration(window) or None
+        # '0' (or any zero duration such as 0s) means no series; parse_duration wants a unit.
+        window_s = None if window.strip() == "0" else (parse_duration(window) or None)
         events = load_events(paths, strict=strict, until=until)
         report_read_problems(events)
         query = SliQuery(since=since, until=until, window_s=window_s, by=parse_by(by), where=parse_where(where),
