@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from toolkit.attempts import attempts
@@ -121,3 +122,23 @@ def test_percentiles_equal_numpy_inverted_cdf(tmp_path, cfg, seed):
             else:
                 assert f.value == float(np.quantile(np.array(data), q, method="inverted_cdf"))
                 assert f.count == len(data)
+
+
+@FEWER
+@given(cfg=configs, seed=seeds)
+def test_reports_without_folded_ids_are_identical(tmp_path, cfg, seed):
+    # obslab sli and the bench skip folding upload_id/user_id (no SLI reads them): same report, to the last field.
+    table = generate(cfg, seed=seed)
+    until = until_after(table)
+    path = write_jsonl(table, tmp_path / "e.jsonl")
+    query = SliQuery(until=until, by=("release", "service_version"), window_s=300)
+    with_ids = compute_report(load_events([path], until=until), SPEC, query).to_dict()
+    without = compute_report(load_events([path], until=until, with_ids=False), SPEC, query).to_dict()
+    assert with_ids == without
+
+
+def test_attempts_refuses_events_loaded_without_ids(tmp_path):
+    path = write_jsonl(generate(SynthConfig(attempts=3), seed=1), tmp_path / "e.jsonl")
+    with pytest.raises(ValueError, match="with_ids=True"):
+        attempts(load_events([path], with_ids=False))
+    assert attempts(load_events([path])).count("*").fetchall()[0][0] == 3

@@ -133,6 +133,8 @@ def attempts(events: EventSet, abandon_after_s: float = 600.0, as_of: str | date
     the log as it was at an earlier time, load it with ``load_events(..., until=T)``
     so later events are ignored too.
     """
+    if not events.with_ids:
+        raise ValueError("attempts() needs upload_id and user_id: load the events with with_ids=True")
     attempt_stats_table(events, abandon_after_s, as_of, name=f"_{name}_wide")
     cols = ", ".join(ATTEMPT_COLUMNS)
     events.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {cols} FROM _{name}_wide")

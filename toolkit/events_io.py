@@ -168,6 +168,7 @@ class EventSet:
     max_ts: datetime | None = None
     until: datetime | None = None
     requests_table: str = "_requests"
+    with_ids: bool = True  # upload_id / user_id folded (False: NULL, see load_events)
 
     @property
     def as_of(self) -> datetime | None:
@@ -228,6 +229,9 @@ def connect(memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None
     for name, values in _ENUM_TYPES.items():
         con.execute(f"CREATE TYPE {name} AS ENUM ({_sql_list(values)})")
     con.execute("SET enable_progress_bar = false")
+    # Results never depend on row order (every query that needs one says ORDER BY); not keeping it
+    # lets CREATE TABLE AS and scans run without order-preserving buffers.
+    con.execute("SET preserve_insertion_order = false")
     return con
 
 
@@ -366,8 +370,7 @@ SELECT
     kind,
     request_id,
     count(*) AS events,
-    any_value(upload_id) AS upload_id,
-    any_value(user_id) AS user_id,
+    {ids}
     any_value(region) AS region,
     any_value(app_version) AS app_version,
     any_value(network_type) AS network_type,
@@ -402,9 +405,18 @@ FROM ev
 GROUP BY kind, request_id
 """
 
+_FOLD_IDS = "any_value(upload_id) AS upload_id, any_value(user_id) AS user_id,"
+_NO_IDS = "NULL::VARCHAR AS upload_id, NULL::VARCHAR AS user_id,"
+
+
 def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str | datetime | None = None,
-                con: duckdb.DuckDBPyConnection | None = None) -> EventSet:
+                con: duckdb.DuckDBPyConnection | None = None, with_ids: bool = True) -> EventSet:
     """Read events from files in one DuckDB pass and fold them per request_id.
+
+    ``with_ids=False`` leaves each attempt's ``upload_id`` and ``user_id`` NULL: no SLI
+    reads them, and folding two long strings per attempt is about a quarter of the
+    fold's CPU (``toolkit.attempts.attempts`` refuses such a set). Everything else,
+    the structural check included, is the same.
 
     Lines failing the structural check are skipped and counted (``strict`` raises
     ``EventsError`` naming the first); torn final lines are reported, never fatal.
@@ -415,9 +427,11 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
     con = con or connect()
     torn = tuple(p for s in sources if s.format == "jsonl" for p in [_torn_final_line(s.path)] if p)
     scan = _scan_sql(con, sources, SLI_COLUMNS)
+    ids = (_FOLD_IDS if with_ids else _NO_IDS)
     until_filter = "" if until_t is None else f"WHERE ts IS NULL OR ts <= TIMESTAMP '{until_t.isoformat(sep=' ')}'"
     try:
-        con.execute(_FOLD_SQL.format(table="_requests", valid=_valid_expr(), scan=scan, until_filter=until_filter))
+        con.execute(_FOLD_SQL.format(table="_requests", valid=_valid_expr(), scan=scan, until_filter=until_filter,
+                                     ids=ids))
     except duckdb.Error as e:
         if "gzip" not in str(e).lower():
             raise EventsError(f"cannot read events: {_duck_message(e)}") from None
@@ -428,7 +442,7 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
             scan = _scan_sql(con, salvaged, SLI_COLUMNS)
             try:
                 con.execute(_FOLD_SQL.format(table="_requests", valid=_valid_expr(), scan=scan,
-                                             until_filter=until_filter))
+                                             until_filter=until_filter, ids=ids))
             except duckdb.Error as e2:
                 raise EventsError(f"cannot read events: {_duck_message(e2)}") from None
     rows = con.execute(
@@ -449,6 +463,7 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
         min_ts=min((v[1] for v in usable if v[1] is not None), default=None),
         max_ts=max((v[2] for v in usable if v[2] is not None), default=None),
         until=until_t,
+        with_ids=with_ids,
     )
     if skipped:
         # The fast scan has no line numbers: a second pass names the bad lines.

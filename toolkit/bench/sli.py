@@ -195,7 +195,7 @@ def _duckdb_report(path: str, spec_path: str) -> dict:
 
     spec = load_spec(spec_path)
     t0 = time.perf_counter()
-    events = load_events([path])
+    events = load_events([path], with_ids=False)
     report = compute_report(events, spec, SliQuery(window_s=WINDOW_S, by=BREAKDOWN)).to_dict()
     seconds = time.perf_counter() - t0
     t = report["totals"]

@@ -39,7 +39,7 @@ def sli(
         spec = find_spec(slo)
         # '0' (or any zero duration such as 0s) means no series; parse_duration wants a unit.
         window_s = None if window.strip() == "0" else (parse_duration(window) or None)
-        events = load_events(paths, strict=strict, until=until)
+        events = load_events(paths, strict=strict, until=until, with_ids=False)
         report_read_problems(events)
         query = SliQuery(since=since, until=until, window_s=window_s, by=parse_by(by), where=parse_where(where),
                          synthetic=synthetic_choice(include_synthetic))
