@@ -94,6 +94,11 @@ def test_compact_to_parquet_gives_identical_reports(tmp_path):
     assert all("day=2026-01-05" in f for f in result.files)
     assert totals([out]) == totals([GOLDEN])
     assert validate_files([out]).ok
+    # Rows are grouped per attempt (request_id, then time): the layout the fold scans fastest.
+    import duckdb
+    rows = duckdb.sql(f"SELECT request_id, ts FROM read_parquet('{out}/**/*.parquet')").fetchall()
+    keyed = [(rid is None, rid or "", ts) for rid, ts in rows]
+    assert keyed == sorted(keyed) and len({rid for rid, _ in rows}) > 1
 
 
 def test_missing_paths_are_one_clear_error(tmp_path):
