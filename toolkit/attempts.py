@@ -59,6 +59,7 @@ __all__ = [
     "outcome_at_sql",
     "duplicate_terminal_events",
     "attempt_stats_table",
+    "attempt_stats_relation",
 ]
 
 ATTEMPT_COLUMNS = (
@@ -123,6 +124,14 @@ def attempt_stats_table(events: EventSet, abandon_after_s: float, as_of: str | d
     as_of_t = parse_time(as_of) or events.as_of
     events.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {_wide_select(abandon_after_s, as_of_t, events.requests_table)}")
     return events.con.table(name)
+
+
+def attempt_stats_relation(events: EventSet, abandon_after_s: float,
+                           as_of: str | datetime | None = None) -> duckdb.DuckDBPyRelation:
+    """The same rows as ``attempt_stats_table``, unmaterialised: for a caller that filters and
+    materialises only what it needs (the SLI report) instead of writing the wide table first."""
+    as_of_t = parse_time(as_of) or events.as_of
+    return events.con.sql(_wide_select(abandon_after_s, as_of_t, events.requests_table))
 
 
 def attempts(events: EventSet, abandon_after_s: float = 600.0, as_of: str | datetime | None = None,

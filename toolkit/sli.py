@@ -1,8 +1,8 @@
 """SLIs from events: primary, latency, secondary and guardrail metrics, each with its definition.
 
-Pipeline: ``load_events`` (toolkit.events_io) → ``attempt_stats_table`` (toolkit.attempts)
-→ one SQL aggregation per grouping (totals, time windows, breakdown segments) →
-``section_from_stats`` (pure: numbers in, frozen dataclasses out). ::
+Pipeline: ``load_events`` (toolkit.events_io) → ``attempt_stats_relation`` (toolkit.attempts),
+filtered and materialised once as a narrow scope table → one SQL aggregation per grouping (totals,
+time windows, breakdown segments) → ``section_from_stats`` (pure: numbers in, frozen dataclasses out). ::
 
     from toolkit.slo_spec import load_spec
     from toolkit.events_io import load_events
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
-from toolkit.attempts import DIMENSIONS, attempt_stats_table, filter_attempts, outcome_at_sql
+from toolkit.attempts import DIMENSIONS, attempt_stats_relation, filter_attempts, outcome_at_sql
 from toolkit.durations import format_duration
 from toolkit.events_io import EventSet, parse_time
 from toolkit.slo_spec import SloSpec
@@ -390,7 +390,7 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
     latency_col = "e2e_ms" if latency_kind == "e2e" else "processing_ms"
     abandon = spec.abandon_after_s
     con = events.con
-    rel = attempt_stats_table(events, abandon)
+    rel = attempt_stats_relation(events, abandon)
     since_t, until_t = parse_time(query.since), parse_time(query.until)
     rel = filter_attempts(rel, abandon_after_s=abandon, since=since_t, until=until_t, where=query.where,
                           synthetic=query.synthetic)
