@@ -355,14 +355,31 @@ def render_section(result: BenchResult, command: str) -> str:
             lines.append(f"| vs pandas, {name} (CPU time) | ≥ 10× | {cpu_ratio:.1f}× | "
                          f"{verdict(cpu_ratio >= TARGETS['speedup_vs_pandas'])} |")
     lines += ["", "How: one DuckDB pass reads only the 18 columns the SLIs use, with explicit types (`read_json` "
-              "`columns=`, no sniffing; bounded sets as ENUMs), applies the structural check and folds every event "
-              "into one row per request_id (a single GROUP BY with FILTER aggregates); all figures, windows and "
-              "segments are then computed from that small per-attempt table. Where the CPU goes (profiled at 1 M "
-              "events, CPU seconds over both threads): Parquet — scan and casts ≈ 0.09 s, structural check and "
-              "hash grouping by request_id ≈ 0.1 s, the ~35 per-attempt aggregates ≈ 0.4 s; JSONL — parsing and "
-              "converting the 18 columns ≈ 2 s (reading 4 columns costs ≈ 0.8 s), so JSON conversion bounds the "
-              "JSONL rate. Wall-clock rates on this shared machine depend on the load average shown per run; "
-              "events per CPU-second is the steadier figure."]
+              "`columns=`, `format='newline_delimited'`, no sniffing; bounded sets as ENUMs), applies the structural "
+              "check and folds every event into one row per request_id (a single GROUP BY with FILTER aggregates; "
+              "`obslab sli` and this bench do not fold upload_id/user_id, which no SLI reads). The report then "
+              "filters the per-attempt rows once into a narrow scope table (only the columns the figures read, "
+              "outcome time computed once); totals, series and breakdown all aggregate that small table. "
+              "`obslab events compact` writes Parquet ordered by request_id (≈ 10% less fold CPU than time order "
+              "and 20% smaller at 5 M events); the bench's Parquet file is in time order, as a live writer leaves it.",
+              "",
+              "Where the CPU goes at 5 M events (DuckDB `EXPLAIN ANALYZE`, operator time over both threads): "
+              "Parquet — scan ≈ 0.9 s, type casts ≈ 0.6 s, structural check ≈ 0.5 s, hash aggregation into 373k "
+              "attempts ≈ 2.5 s, where no single aggregate dominates (dropping any one family — counts, arg_min, "
+              "filtered min/max, any_value — saves ≤ 0.4 s; sums of boolean casts instead of FILTER counts, a "
+              "DISTINCT pre-reduction of the strings and one thread instead of two were no faster); the report "
+              "after the fold ≈ 0.6 CPU-s. JSONL — DuckDB's JSON reader alone (parse and convert the 18 columns) "
+              "costs ≈ 1.35 CPU-s per million events (≈ 0.75 M events per CPU-second), more than the whole fold; "
+              "`records=true` or dropping `ignore_errors` do not change it.",
+              "",
+              "What bounds the targets: 10 M events/s on Parquet means the 5 M-event report in 0.5 s, i.e. ≤ 1 "
+              "CPU-second on 2 cores, while scan, casts and check alone are ≈ 45% of the fold's operator time "
+              "(≈ 1.5 of the 3.5 CPU-s measured), before any grouping; "
+              "2.5 M events/s on JSONL needs 1.25 M events per CPU-second on 2 cores, but JSON parsing alone runs at "
+              "≈ 0.75 M per CPU-second, a ceiling of ≈ 1.5 M events/s on two idle cores even with a free fold. "
+              "Against pandas, Parquet is the hard case: pyarrow reads Parquet fast and pandas' cost is its "
+              "groupby, so DuckDB's margin there rests on the fold alone. Wall-clock rates on this shared machine depend "
+              "on the load average shown per run; events per CPU-second is the steadier figure."]
     lines += ["", ("Engines agree on the headline figures (counts, success rate, latency SLI, p95/p99, chunk retry "
                    "rate, series and segment counts)." if result.agree else
                    "**Engines disagree:** " + "; ".join(result.disagreements)), ""]
