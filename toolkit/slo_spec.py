@@ -8,6 +8,7 @@ and the field path (``slo.yaml: slos[1].threshold: ...``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,16 +129,29 @@ def load_spec(path: str | Path) -> SloSpec:
     """Read and validate a spec file."""
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as e:
         raise SloSpecError(f"{p}: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise SloSpecError(f"{p}:{line}: not valid UTF-8 (byte {raw[e.start]:#04x})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
+        if mark is not None:
+            where = f":{mark.line + 1}"
+        elif isinstance(e, yaml.reader.ReaderError):  # a control character: no mark, only a position
+            where = f":{text.count(chr(10), 0, e.position) + 1}"
+        else:
+            where = ""
+        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e)
+        problem = " ".join(str(problem).split())
         raise SloSpecError(f"{p}{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise SloSpecError(f"{p}: not valid YAML: nested too deeply") from None
     return parse_spec(data, source=str(p))
 
 
@@ -161,7 +175,9 @@ class _Checker:
     def no_extra(self, m: dict, allowed: set[str], where: str) -> None:
         extra = sorted(set(map(str, m)) - allowed)
         if extra:
-            loc = f"{where}.{extra[0]}" if where else extra[0]
+            # Quote a key that would not read as a field name (empty, spaces, dots).
+            name = extra[0] if extra[0].isidentifier() else repr(extra[0])
+            loc = f"{where}.{name}" if where else name
             raise self.fail(loc, f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
     def string(self, value: Any, where: str) -> str:
@@ -173,6 +189,8 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(where, f"expected a number, got {value!r}")
         v = float(value)
+        if not math.isfinite(v):
+            raise self.fail(where, f"expected a finite number, got {value!r}")
         bad = (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi)
         if bad:
             lb, hb = ("(" if lo_open else "["), (")" if hi_open else "]")

@@ -1,0 +1,195 @@
+"""Fuzz the SLO spec reader: every bad input ends in SloSpecError naming the file and a
+line or field path, never another exception (which the CLI would print as a traceback).
+
+Three generators, from far to near the valid spec:
+- arbitrary bytes written to a file (encoding, YAML syntax, deep nesting);
+- arbitrary YAML-representable documents (wrong shapes everywhere);
+- the repo's valid spec with one field replaced, deleted or added (the errors users make).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from toolkit.slo_spec import SloSpec, SloSpecError, load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+VALID = yaml.safe_load((ROOT / "slo.yaml").read_text())
+SOURCE = "fuzz.yaml"
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+# Scalars a YAML user can write, including the ones that break naive numeric code.
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.sampled_from(["5m", "1h30m", "0s", "-5m", "1e400s", "9" * 400 + "s", "30d", ".inf", "nan", "", " "]),
+)
+documents = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(st.text(max_size=12), st.integers(), st.none(), st.booleans()), children, max_size=4),
+    ),
+    max_leaves=25,
+)
+
+
+def _paths(node, prefix=()):
+    """Every (path) to a value inside a nested dict/list document."""
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, prefix + (i,))
+
+
+ALL_PATHS = [p for p in _paths(VALID) if p]
+
+
+def _field_path(path) -> str:
+    """The spec reader's spelling of a path: slos[1].threshold, alerting.windows[0].long."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _assert_clear_error(err: SloSpecError, source: str) -> None:
+    msg = str(err)
+    assert msg.startswith(f"{source}:"), msg
+    # After the file: a line number or a field path, then what is wrong.
+    rest = msg[len(source) + 1:]
+    assert re.match(r"(\d+: |\s*\S+: \S)", rest), msg
+    assert "\n" not in msg.strip() or "Traceback" not in msg, msg
+
+
+def _parse_or_clear_error(doc, source=SOURCE):
+    try:
+        spec = parse_spec(doc, source=source)
+    except SloSpecError as e:
+        _assert_clear_error(e, source)
+        return None
+    assert isinstance(spec, SloSpec)
+    _assert_sane(spec)
+    return spec
+
+
+def _assert_sane(spec: SloSpec) -> None:
+    """A spec the reader accepts must be usable: finite, positive windows and periods."""
+    for slo in spec.slos:
+        assert math.isfinite(slo.period_s) and slo.period_s > 0
+        assert 0 < slo.objective < 1
+        if slo.threshold_s is not None:
+            assert math.isfinite(slo.threshold_s) and slo.threshold_s > 0
+    for w in spec.windows:
+        assert math.isfinite(w.long_s) and 0 < w.short_s < w.long_s
+        w.long, w.short  # formatting must not raise
+    for p in spec.profiles.values():
+        assert math.isfinite(p.scrape_interval_s) and p.scrape_interval_s > 0
+        spec.windows_for(p.name)
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_in_a_file(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("spec") / "slo.yaml"
+    path.write_bytes(data)
+    try:
+        spec = load_spec(path)
+    except SloSpecError as e:
+        _assert_clear_error(e, str(path))
+    else:
+        _assert_sane(spec)
+
+
+@FUZZ
+@given(documents)
+def test_arbitrary_documents(doc):
+    _parse_or_clear_error(doc)
+
+
+@FUZZ
+@given(st.sampled_from(ALL_PATHS), scalars | documents)
+def test_one_field_replaced(path, value):
+    doc = copy.deepcopy(VALID)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    _parse_or_clear_error(doc)
+
+
+@FUZZ
+@given(st.sampled_from(ALL_PATHS))
+def test_one_field_deleted_is_named(path):
+    doc = copy.deepcopy(VALID)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    try:
+        parse_spec(doc, source=SOURCE)
+    except SloSpecError as e:
+        _assert_clear_error(e, SOURCE)
+        # A missing mapping key is named by its own path; a shortened list by its parent.
+        if not isinstance(path[-1], int) and path[-1] not in ("abandon_after", "latency", "scrape_interval",
+                                                             "description"):
+            assert _field_path(path) in str(e) or _field_path(path[:-1]) in str(e), (path, str(e))
+
+
+@FUZZ
+@given(st.sampled_from([()] + ALL_PATHS), st.text(min_size=1, max_size=12))
+def test_unknown_field_added(path, key):
+    doc = copy.deepcopy(VALID)
+    target = doc
+    for k in path:
+        target = target[k]
+    if not isinstance(target, dict) or key in target or target is doc["profiles"]:
+        return  # only mappings with a fixed set of fields (profiles takes any name)
+    target[key] = 1
+    with pytest.raises(SloSpecError) as e:
+        parse_spec(doc, source=SOURCE)
+    _assert_clear_error(e.value, SOURCE)
+
+
+@pytest.mark.parametrize("text, where", [
+    ("version: 1\nslos: [\n  - a: b\n", ":3"),          # unclosed flow sequence
+    ("a: &x [*x]\n", ""),                                # recursive alias
+    ("[" * 5000 + "]" * 5000, ""),                       # nesting deeper than the recursion limit
+    ("? [a, b]\n: c\n", ":1"),                           # unhashable key
+])
+def test_hostile_yaml_is_a_spec_error(tmp_path, text, where):
+    path = tmp_path / "slo.yaml"
+    path.write_text(text)
+    with pytest.raises(SloSpecError) as e:
+        load_spec(path)
+    assert str(e.value).startswith(f"{path}{where}"), str(e.value)
+
+
+def test_invalid_utf8_is_a_spec_error(tmp_path):
+    path = tmp_path / "slo.yaml"
+    path.write_bytes(b"version: 1\nservice: \xff\xfe\n")
+    with pytest.raises(SloSpecError, match=r"slo\.yaml:2: not valid UTF-8"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize("value", ["9" * 400 + "s", float("inf"), float("nan")])
+def test_non_finite_durations_are_named(value):
+    doc = copy.deepcopy(VALID)
+    doc["alerting"]["windows"][0]["long"] = value
+    with pytest.raises(SloSpecError, match=r"^fuzz\.yaml: alerting\.windows\[0\]\.long: "):
+        parse_spec(doc, source=SOURCE)
