@@ -1,0 +1,493 @@
+"""A drill spec (one YAML file) → validated frozen dataclasses.
+
+Errors name the file and the field path, e.g.
+``catalogue/retry-storm.yaml: fault.when.window[1]: must be after window[0] (2m), got '1m'``,
+so an author fixes a drill without reading this module.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from toolkit.contract import COHORT_DIMENSIONS, FLAGS, LIFECYCLE_EVENTS
+from toolkit.contract import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS, ERROR_CLASSES
+from toolkit.drills.causes import CAUSES
+from toolkit.durations import DurationError, format_duration, parse_duration
+
+__all__ = [
+    "DrillSpecError",
+    "Drill",
+    "Setup",
+    "LoadSetup",
+    "Fault",
+    "BackgroundFault",
+    "Truth",
+    "Questions",
+    "ImpactQuestion",
+    "Debrief",
+    "DIFFICULTIES",
+    "FAULT_KINDS",
+    "FAULT_TARGETS",
+    "SELECTOR_VALUES",
+    "ANSWER_DIMENSIONS",
+    "IMPACT_METRICS",
+    "LOAD_SHAPES",
+    "RETRY_POLICIES",
+    "load_drill",
+    "parse_drill",
+    "load_catalogue",
+    "catalogue_dir",
+    "find_drill",
+]
+
+DIFFICULTIES = ("beginner", "intermediate", "advanced")
+# Fault kind → parameters it takes (name → "duration" | "rate" | "number" | "error_class" | "events").
+FAULT_KINDS: dict[str, dict[str, str]] = {
+    "latency": {"delay": "duration", "jitter": "duration"},
+    "errors": {"rate": "rate", "error_class": "error_class"},
+    "timeouts": {"rate": "rate", "after": "duration"},
+    "chunk_failures": {"rate": "rate"},
+    "cpu_burn": {"cpu_ms": "number"},
+    "memory_growth": {"mb_per_minute": "number"},
+    "cache_off": {},
+    "dropped_events": {"rate": "rate", "events": "events"},
+}
+FAULT_TARGETS = ("api", "transcoder", "storage", "db", "cache", "event_sink")
+# Which targets a kind makes sense on: a fault the service cannot apply is an authoring error.
+_KIND_TARGETS = {
+    "latency": ("api", "transcoder", "storage", "db", "cache"),
+    "errors": ("api", "transcoder", "storage", "db"),
+    "timeouts": ("api", "transcoder", "storage", "db"),
+    "chunk_failures": ("storage", "api"),
+    "cpu_burn": ("api", "transcoder"),
+    "memory_growth": ("api", "transcoder"),
+    "cache_off": ("cache",),
+    "dropped_events": ("event_sink",),
+}
+# Cohort dimensions and flag variants a selector (or an answer) can name.
+SELECTOR_VALUES: dict[str, tuple[str, ...]] = {
+    "region": REGIONS,
+    "app_version": APP_VERSIONS,
+    "network_type": NETWORK_TYPES,
+    "media_size_bucket": MEDIA_SIZE_BUCKETS,
+    **{name: variants for name, variants in FLAGS.items()},
+}
+ANSWER_DIMENSIONS = COHORT_DIMENSIONS + tuple(FLAGS)
+# What a learner estimates; ``toolkit.drills.measure`` defines and measures each one.
+IMPACT_METRICS = (
+    "failed_publishes",
+    "budget_spent_percent",
+    "p99_processing_shift_ms",
+    "p95_e2e_shift_ms",
+    "chunk_retries",
+    "requests_per_publish",
+    "cancelled_attempts",
+    "lost_failure_events",
+    "queue_depth_peak",
+    "feed_p95_shift_ms",
+    "memory_growth_mb",
+)
+LOAD_SHAPES = ("steady", "phased", "spike")
+RETRY_POLICIES = ("backoff", "immediate")
+API_ROUTES = ("uploads", "chunks", "complete", "feed", "status")
+_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+class DrillSpecError(ValueError):
+    """A drill file is invalid; the message names the file and the field path."""
+
+
+@dataclass(frozen=True)
+class LoadSetup:
+    shape: str
+    users: int
+    retry_policy: str
+    max_attempts: int
+    # Client behaviours the load generator emulates (e.g. an app version that auto-cancels).
+    client: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Setup:
+    duration_s: float
+    load: LoadSetup
+    # flag name → (variant, percent of users)
+    flags: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # Faults in force for the whole drill (e.g. a steady error rate an instrumentation bug then hides).
+    background_faults: tuple["BackgroundFault", ...] = ()
+
+
+@dataclass(frozen=True)
+class BackgroundFault:
+    kind: str
+    target: str
+    selector: dict[str, Any]
+    params: dict[str, Any]
+    route: str | None = None
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    target: str
+    selector: dict[str, Any]
+    params: dict[str, Any]
+    window_s: tuple[float, float]  # the fault starts at a seeded random time inside this window
+    duration_s: float
+    route: str | None = None  # api target: restrict to one route group (uploads, chunks, complete, feed)
+
+    def start_at(self, rng_value: float) -> float:
+        """Start offset (drill seconds) for a uniform draw in [0, 1)."""
+        lo, hi = self.window_s
+        return lo + (hi - lo) * rng_value
+
+
+@dataclass(frozen=True)
+class Truth:
+    cause: str
+    cohort: dict[str, str]  # empty: everyone
+    metric: str
+    direction: str  # "up" | "down"
+
+
+@dataclass(frozen=True)
+class ImpactQuestion:
+    metric: str
+    prompt: str
+    tolerance: float  # relative error that still earns full credit
+
+
+@dataclass(frozen=True)
+class Questions:
+    cause_choices: tuple[str, ...]
+    cause_partial: dict[str, float]  # a near-miss cause → share of the cause points
+    cohort_dimensions: tuple[str, ...]
+    impact: ImpactQuestion
+
+
+@dataclass(frozen=True)
+class Debrief:
+    what_happened: str
+    evidence_path: tuple[str, ...]
+    good_looks_like: str
+
+
+@dataclass(frozen=True)
+class Drill:
+    id: str
+    title: str
+    difficulty: str
+    briefing: str
+    setup: Setup
+    fault: Fault
+    truth: Truth
+    questions: Questions
+    hints: tuple[str, ...]
+    debrief: Debrief
+    source: str = ""
+
+
+class _Checker:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, where: str, what: str) -> DrillSpecError:
+        return DrillSpecError(f"{self.source}: {where}: {what}")
+
+    def mapping(self, value: Any, where: str, *, allow_empty: bool = True) -> dict:
+        if value is None and allow_empty:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected a mapping, got {type(value).__name__}")
+        return value
+
+    def fields(self, m: dict, where: str, required: set[str], optional: set[str] = frozenset()) -> None:
+        allowed = set(required) | set(optional)
+        extra = sorted(set(map(str, m)) - allowed)
+        if extra:
+            raise self.fail(_join(where, extra[0]), f"unknown field (allowed: {', '.join(sorted(allowed))})")
+        for key in sorted(required):
+            if key not in m:
+                raise self.fail(_join(where, key), "required field is missing")
+
+    def string(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(where, f"expected a non-empty string, got {value!r}")
+        return value.strip()
+
+    def number(self, value: Any, where: str, lo: float, hi: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(where, f"expected a number, got {value!r}")
+        if not lo <= value <= hi:
+            raise self.fail(where, f"must be in [{lo:g}, {hi:g}], got {value!r}")
+        return float(value)
+
+    def integer(self, value: Any, where: str, lo: int, hi: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, f"expected an integer, got {value!r}")
+        if not lo <= value <= hi:
+            raise self.fail(where, f"must be in [{lo}, {hi}], got {value!r}")
+        return value
+
+    def duration(self, value: Any, where: str, *, allow_zero: bool = False) -> float:
+        try:
+            seconds = parse_duration(value)
+        except DurationError as e:
+            raise self.fail(where, str(e)) from None
+        if seconds <= 0 and not allow_zero:
+            raise self.fail(where, f"must be longer than zero, got {value!r}")
+        return seconds
+
+    def choice(self, value: Any, where: str, choices: tuple[str, ...] | list[str]) -> str:
+        if value not in choices:
+            raise self.fail(where, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def string_list(self, value: Any, where: str) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(where, f"expected a non-empty list, got {value!r}")
+        return tuple(self.string(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def parse_drill(data: Any, source: str = "drill.yaml") -> Drill:
+    """Validate a parsed drill document; raise DrillSpecError naming the first bad field."""
+    c = _Checker(source)
+    top = c.mapping(data, "(document)", allow_empty=False)
+    c.fields(top, "", {"id", "title", "difficulty", "briefing", "setup", "fault", "truth", "questions",
+                       "hints", "debrief"})
+    drill_id = c.string(top["id"], "id")
+    if not _ID.match(drill_id):
+        raise c.fail("id", f"expected lowercase words joined by '-', got {drill_id!r}")
+    stem = Path(source).stem
+    if source.endswith((".yaml", ".yml")) and stem != drill_id:
+        raise c.fail("id", f"{drill_id!r} does not match the file name {Path(source).name!r}")
+    title = c.string(top["title"], "title")
+    difficulty = c.choice(top["difficulty"], "difficulty", DIFFICULTIES)
+    briefing = c.string(top["briefing"], "briefing")
+    setup = _parse_setup(c, top["setup"])
+    fault = _parse_fault(c, top["fault"], setup)
+    questions = _parse_questions(c, top["questions"])
+    truth = _parse_truth(c, top["truth"], questions)
+    hints = c.string_list(top["hints"], "hints")
+    debrief = _parse_debrief(c, top["debrief"])
+    return Drill(drill_id, title, difficulty, briefing, setup, fault, truth, questions, hints, debrief, source)
+
+
+def _parse_setup(c: _Checker, raw: Any) -> Setup:
+    m = c.mapping(raw, "setup", allow_empty=False)
+    c.fields(m, "setup", {"duration", "load"}, {"flags", "background_faults"})
+    duration_s = c.duration(m["duration"], "setup.duration")
+    load = c.mapping(m["load"], "setup.load", allow_empty=False)
+    c.fields(load, "setup.load", {"shape", "users"}, {"retry", "client"})
+    shape = c.choice(load["shape"], "setup.load.shape", LOAD_SHAPES)
+    users = c.integer(load["users"], "setup.load.users", 1, 500)
+    retry = c.mapping(load.get("retry"), "setup.load.retry")
+    c.fields(retry, "setup.load.retry", set(), {"policy", "max_attempts"})
+    policy = c.choice(retry.get("policy", "backoff"), "setup.load.retry.policy", RETRY_POLICIES)
+    max_attempts = c.integer(retry.get("max_attempts", 4), "setup.load.retry.max_attempts", 1, 20)
+    client = c.mapping(load.get("client"), "setup.load.client")
+    c.fields(client, "setup.load.client", set(), {"auto_cancel"})
+    if "auto_cancel" in client:
+        where = "setup.load.client.auto_cancel"
+        ac = c.mapping(client["auto_cancel"], where, allow_empty=False)
+        c.fields(ac, where, {"app_version", "after"}, {"network_type"})
+        c.choice(ac["app_version"], f"{where}.app_version", APP_VERSIONS)
+        c.duration(ac["after"], f"{where}.after")
+        if "network_type" in ac:
+            nets = ac["network_type"] if isinstance(ac["network_type"], list) else [ac["network_type"]]
+            for i, n in enumerate(nets):
+                c.choice(n, f"{where}.network_type[{i}]", NETWORK_TYPES)
+    flags: dict[str, tuple[str, float]] = {}
+    raw_flags = c.mapping(m.get("flags"), "setup.flags")
+    for name, spec in raw_flags.items():
+        where = f"setup.flags.{name}"
+        c.choice(name, where, tuple(FLAGS))
+        f = c.mapping(spec, where, allow_empty=False)
+        c.fields(f, where, {"variant"}, {"percent"})
+        variant = c.choice(f["variant"], f"{where}.variant", FLAGS[name])
+        percent = c.number(f.get("percent", 100), f"{where}.percent", 0, 100)
+        flags[name] = (variant, percent)
+    raw_bg = m.get("background_faults") or []
+    if not isinstance(raw_bg, list):
+        raise c.fail("setup.background_faults", f"expected a list of faults, got {raw_bg!r}")
+    background = tuple(_parse_background_fault(c, f, f"setup.background_faults[{i}]") for i, f in enumerate(raw_bg))
+    return Setup(duration_s, LoadSetup(shape, users, policy, max_attempts, dict(client)), flags, background)
+
+
+def _parse_fault(c: _Checker, raw: Any, setup: Setup) -> Fault:
+    m = c.mapping(raw, "fault", allow_empty=False)
+    c.fields(m, "fault", {"kind", "target", "when"}, {"selector", "params", "route"})
+    kind, target, selector, params, route = _parse_fault_body(c, m, "fault")
+    when = c.mapping(m["when"], "fault.when", allow_empty=False)
+    c.fields(when, "fault.when", {"window", "duration"})
+    window = when["window"]
+    if not isinstance(window, list) or len(window) != 2:
+        raise c.fail("fault.when.window", f"expected [earliest, latest] start, got {window!r}")
+    lo = c.duration(window[0], "fault.when.window[0]", allow_zero=True)
+    hi = c.duration(window[1], "fault.when.window[1]", allow_zero=True)
+    if hi < lo:
+        raise c.fail("fault.when.window[1]", f"must not be before window[0] ({window[0]}), got {window[1]!r}")
+    duration_s = c.duration(when["duration"], "fault.when.duration")
+    if hi + duration_s > setup.duration_s:
+        raise c.fail("fault.when.duration",
+                     f"a fault starting as late as {format_duration(hi)} and lasting {format_duration(duration_s)} "
+                     f"ends after the drill (setup.duration {format_duration(setup.duration_s)})")
+    return Fault(kind, target, selector, params, (lo, hi), duration_s, route)
+
+
+def _parse_background_fault(c: _Checker, raw: Any, where: str) -> BackgroundFault:
+    m = c.mapping(raw, where, allow_empty=False)
+    c.fields(m, where, {"kind", "target"}, {"selector", "params", "route"})
+    return BackgroundFault(*_parse_fault_body(c, m, where))
+
+
+def _parse_fault_body(c: _Checker, m: dict, base: str) -> tuple:
+    kind = c.choice(m["kind"], f"{base}.kind", tuple(FAULT_KINDS))
+    target = c.choice(m["target"], f"{base}.target", FAULT_TARGETS)
+    if target not in _KIND_TARGETS[kind]:
+        raise c.fail(f"{base}.target", f"a {kind} fault cannot target {target} (it can target: "
+                                       f"{', '.join(_KIND_TARGETS[kind])})")
+    route = None
+    if "route" in m:
+        if target != "api":
+            raise c.fail(f"{base}.route", "only an api fault takes a route")
+        route = c.choice(m["route"], f"{base}.route", API_ROUTES)
+    selector: dict[str, Any] = {}
+    for key, value in c.mapping(m.get("selector"), f"{base}.selector").items():
+        where = f"{base}.selector.{key}"
+        if key == "percentage":
+            selector[key] = c.number(value, where, 0, 100)
+            continue
+        c.choice(key, where, tuple(SELECTOR_VALUES) + ("percentage",))
+        selector[key] = c.choice(value, where, SELECTOR_VALUES[key])
+    params: dict[str, Any] = {}
+    allowed = FAULT_KINDS[kind]
+    for key, value in c.mapping(m.get("params"), f"{base}.params").items():
+        where = f"{base}.params.{key}"
+        if key not in allowed:
+            names = ", ".join(sorted(allowed)) or "none"
+            raise c.fail(where, f"a {kind} fault takes no parameter {key!r} (it takes: {names})")
+        params[key] = _parse_param(c, allowed[key], value, where)
+    return kind, target, selector, params, route
+
+
+def _parse_param(c: _Checker, kind: str, value: Any, where: str) -> Any:
+    if kind == "duration":
+        return c.duration(value, where)
+    if kind == "rate":
+        return c.number(value, where, 0, 1)
+    if kind == "number":
+        return c.number(value, where, 0, 1e9)
+    if kind == "error_class":
+        return c.choice(value, where, ERROR_CLASSES)
+    if kind == "events":
+        names = c.string_list(value, where)
+        for i, name in enumerate(names):
+            c.choice(name, f"{where}[{i}]", LIFECYCLE_EVENTS)
+        return names
+    raise AssertionError(kind)
+
+
+def _parse_questions(c: _Checker, raw: Any) -> Questions:
+    m = c.mapping(raw, "questions", allow_empty=False)
+    c.fields(m, "questions", {"cause", "cohort", "impact"})
+    cause = c.mapping(m["cause"], "questions.cause", allow_empty=False)
+    c.fields(cause, "questions.cause", {"choices"}, {"partial"})
+    raw_choices = cause["choices"]
+    if not isinstance(raw_choices, list) or len(raw_choices) < 3:
+        raise c.fail("questions.cause.choices", f"expected a list of at least 3 causes, got {raw_choices!r}")
+    choices = tuple(c.choice(v, f"questions.cause.choices[{i}]", tuple(CAUSES)) for i, v in enumerate(raw_choices))
+    if len(set(choices)) != len(choices):
+        raise c.fail("questions.cause.choices", "lists a cause twice")
+    partial: dict[str, float] = {}
+    for key, value in c.mapping(cause.get("partial"), "questions.cause.partial").items():
+        where = f"questions.cause.partial.{key}"
+        c.choice(key, where, choices)
+        partial[key] = c.number(value, where, 0, 1)
+    cohort = c.mapping(m["cohort"], "questions.cohort", allow_empty=False)
+    c.fields(cohort, "questions.cohort", {"dimensions"})
+    dims = cohort["dimensions"]
+    if not isinstance(dims, list) or not dims:
+        raise c.fail("questions.cohort.dimensions", f"expected a non-empty list, got {dims!r}")
+    dimensions = tuple(c.choice(d, f"questions.cohort.dimensions[{i}]", ANSWER_DIMENSIONS)
+                       for i, d in enumerate(dims))
+    impact = c.mapping(m["impact"], "questions.impact", allow_empty=False)
+    c.fields(impact, "questions.impact", {"metric", "prompt"}, {"tolerance"})
+    metric = c.choice(impact["metric"], "questions.impact.metric", IMPACT_METRICS)
+    prompt = c.string(impact["prompt"], "questions.impact.prompt")
+    tolerance = c.number(impact.get("tolerance", 0.25), "questions.impact.tolerance", 0.01, 1)
+    return Questions(choices, partial, dimensions, ImpactQuestion(metric, prompt, tolerance))
+
+
+def _parse_truth(c: _Checker, raw: Any, questions: Questions) -> Truth:
+    m = c.mapping(raw, "truth", allow_empty=False)
+    c.fields(m, "truth", {"cause", "cohort", "metric", "direction"})
+    cause = c.choice(m["cause"], "truth.cause", questions.cause_choices)
+    if cause in questions.cause_partial:
+        raise c.fail("questions.cause.partial", f"gives partial credit to the true cause {cause!r}")
+    cohort: dict[str, str] = {}
+    for key, value in c.mapping(m["cohort"], "truth.cohort").items():
+        where = f"truth.cohort.{key}"
+        c.choice(key, where, questions.cohort_dimensions)
+        cohort[key] = c.choice(value, where, SELECTOR_VALUES[key])
+    metric = c.string(m["metric"], "truth.metric")
+    direction = c.choice(m["direction"], "truth.direction", ("up", "down"))
+    return Truth(cause, cohort, metric, direction)
+
+
+def _parse_debrief(c: _Checker, raw: Any) -> Debrief:
+    m = c.mapping(raw, "debrief", allow_empty=False)
+    c.fields(m, "debrief", {"what_happened", "evidence_path", "good_looks_like"})
+    return Debrief(c.string(m["what_happened"], "debrief.what_happened"),
+                   c.string_list(m["evidence_path"], "debrief.evidence_path"),
+                   c.string(m["good_looks_like"], "debrief.good_looks_like"))
+
+
+def load_drill(path: str | Path) -> Drill:
+    """Read and validate one drill file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise DrillSpecError(f"{p}: cannot read: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise DrillSpecError(f"{p}{where}: not valid YAML: {problem}") from None
+    return parse_drill(data, source=str(p))
+
+
+def catalogue_dir() -> Path:
+    """The directory of the drills shipped with obslab."""
+    return Path(str(resources.files("toolkit.drills").joinpath("catalogue")))
+
+
+def load_catalogue(directory: str | Path | None = None) -> dict[str, Drill]:
+    """Every drill in a directory (default: the shipped catalogue), by id, in file-name order."""
+    d = Path(directory) if directory is not None else catalogue_dir()
+    drills: dict[str, Drill] = {}
+    for path in sorted(d.glob("*.yaml")):
+        drill = load_drill(path)
+        drills[drill.id] = drill
+    return drills
+
+
+def find_drill(drill_id: str, directory: str | Path | None = None) -> Drill:
+    """One drill of the catalogue by id; a DrillSpecError lists the known ids otherwise."""
+    drills = load_catalogue(directory)
+    if drill_id not in drills:
+        raise DrillSpecError(f"unknown drill {drill_id!r} (known: {', '.join(drills) or 'none'})")
+    return drills[drill_id]
