@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+
+from fuzz_support import FUZZ, HOSTILE_YAML, assert_clear_error, documents, field_path, paths, scalars
 
 from toolkit.slo_spec import SloSpec, SloSpecError, load_spec, parse_spec
 
@@ -25,56 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 VALID = yaml.safe_load((ROOT / "slo.yaml").read_text())
 SOURCE = "fuzz.yaml"
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-# Scalars a YAML user can write, including the ones that break naive numeric code.
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(10**30), max_value=10**30),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=20),
-    st.sampled_from(["5m", "1h30m", "0s", "-5m", "1e400s", "9" * 400 + "s", "30d", ".inf", "nan", "", " "]),
-)
-documents = st.recursive(
-    scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(st.one_of(st.text(max_size=12), st.integers(), st.none(), st.booleans()), children, max_size=4),
-    ),
-    max_leaves=25,
-)
-
-
-def _paths(node, prefix=()):
-    """Every (path) to a value inside a nested dict/list document."""
-    yield prefix
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _paths(v, prefix + (i,))
-
-
-ALL_PATHS = [p for p in _paths(VALID) if p]
-
-
-def _field_path(path) -> str:
-    """The spec reader's spelling of a path: slos[1].threshold, alerting.windows[0].long."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+ALL_PATHS = [p for p in paths(VALID) if p]
 
 
 def _assert_clear_error(err: SloSpecError, source: str) -> None:
-    msg = str(err)
-    assert msg.startswith(f"{source}:"), msg
-    # After the file: a line number or a field path, then what is wrong.
-    rest = msg[len(source) + 1:]
-    assert re.match(r"(\d+: |\s*\S+: \S)", rest), msg
-    assert "\n" not in msg.strip() or "Traceback" not in msg, msg
+    assert_clear_error(str(err), source)
 
 
 def _parse_or_clear_error(doc, source=SOURCE):
@@ -148,7 +104,7 @@ def test_one_field_deleted_is_named(path):
         # A missing mapping key is named by its own path; a shortened list by its parent.
         if not isinstance(path[-1], int) and path[-1] not in ("abandon_after", "latency", "scrape_interval",
                                                              "description"):
-            assert _field_path(path) in str(e) or _field_path(path[:-1]) in str(e), (path, str(e))
+            assert field_path(path) in str(e) or field_path(path[:-1]) in str(e), (path, str(e))
 
 
 @FUZZ
@@ -166,12 +122,7 @@ def test_unknown_field_added(path, key):
     _assert_clear_error(e.value, SOURCE)
 
 
-@pytest.mark.parametrize("text, where", [
-    ("version: 1\nslos: [\n  - a: b\n", ":3"),          # unclosed flow sequence
-    ("a: &x [*x]\n", ""),                                # recursive alias
-    ("[" * 5000 + "]" * 5000, ""),                       # nesting deeper than the recursion limit
-    ("? [a, b]\n: c\n", ":1"),                           # unhashable key
-])
+@pytest.mark.parametrize("text, where", HOSTILE_YAML)
 def test_hostile_yaml_is_a_spec_error(tmp_path, text, where):
     path = tmp_path / "slo.yaml"
     path.write_text(text)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from toolkit.durations import DurationError, format_duration, parse_duration
+from toolkit.yaml_file import load_yaml_file
 
 __all__ = [
     "SloSpecError",
@@ -128,30 +129,7 @@ class SloSpec:
 def load_spec(path: str | Path) -> SloSpec:
     """Read and validate a spec file."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise SloSpecError(f"{p}: cannot read: {e.strerror or e}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise SloSpecError(f"{p}:{line}: not valid UTF-8 (byte {raw[e.start]:#04x})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        if mark is not None:
-            where = f":{mark.line + 1}"
-        elif isinstance(e, yaml.reader.ReaderError):  # a control character: no mark, only a position
-            where = f":{text.count(chr(10), 0, e.position) + 1}"
-        else:
-            where = ""
-        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e)
-        problem = " ".join(str(problem).split())
-        raise SloSpecError(f"{p}{where}: not valid YAML: {problem}") from None
-    except RecursionError:
-        raise SloSpecError(f"{p}: not valid YAML: nested too deeply") from None
+    data = load_yaml_file(p, SloSpecError)
     return parse_spec(data, source=str(p))
 
 

@@ -19,6 +19,7 @@ from toolkit.contract import COHORT_DIMENSIONS, FLAGS, LIFECYCLE_EVENTS
 from toolkit.contract import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS, ERROR_CLASSES
 from toolkit.drills.causes import CAUSES
 from toolkit.durations import DurationError, format_duration, parse_duration
+from toolkit.yaml_file import load_yaml_file
 
 __all__ = [
     "DrillSpecError",
@@ -211,7 +212,9 @@ class _Checker:
         allowed = set(required) | set(optional)
         extra = sorted(set(map(str, m)) - allowed)
         if extra:
-            raise self.fail(_join(where, extra[0]), f"unknown field (allowed: {', '.join(sorted(allowed))})")
+            # Quote a key that would not read as a field name (empty, spaces, dots).
+            name = extra[0] if extra[0].isidentifier() else repr(extra[0])
+            raise self.fail(_join(where, name), f"unknown field (allowed: {', '.join(sorted(allowed))})")
         for key in sorted(required):
             if key not in m:
                 raise self.fail(_join(where, key), "required field is missing")
@@ -456,17 +459,7 @@ def _parse_debrief(c: _Checker, raw: Any) -> Debrief:
 def load_drill(path: str | Path) -> Drill:
     """Read and validate one drill file."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise DrillSpecError(f"{p}: cannot read: {e.strerror or e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise DrillSpecError(f"{p}{where}: not valid YAML: {problem}") from None
+    data = load_yaml_file(p, DrillSpecError)
     return parse_drill(data, source=str(p))
 
 
