@@ -15,6 +15,9 @@ __all__ = ["app", "main"]
 # One module per command group; each adds its commands to ``app`` on import.
 COMMAND_MODULES = (
     "version",
+    "serve",
+    "load",
+    "reconcile",
 )
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,61 @@
+"""The ``/v1`` API of the publish service: one blueprint per route group."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask, request
+
+from demo_service.errors import ApiError
+from demo_service.store import Upload, get_store
+
+__all__ = ["register", "REQUEST_ID_RE", "UPLOAD_ID_RE", "header_request_id", "load_upload", "is_synthetic"]
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+UPLOAD_ID_RE = re.compile(r"^up_[0-9a-f]{24}$")
+
+
+def header_request_id() -> str | None:
+    """The client's ``X-Request-ID`` when present; 400 when malformed."""
+    value = request.headers.get("X-Request-ID")
+    if value is None:
+        return None
+    if not REQUEST_ID_RE.match(value):
+        raise ApiError(400, "invalid_header", "X-Request-ID must match [A-Za-z0-9._-]{8,64}", "X-Request-ID")
+    return value
+
+
+def is_synthetic() -> bool:
+    return request.headers.get("X-Synthetic", "").strip().lower() in ("1", "true", "yes")
+
+
+def load_upload(upload_id: str) -> Upload:
+    if not UPLOAD_ID_RE.match(upload_id):
+        raise ApiError(400, "invalid_id", "upload_id must look like up_ followed by 24 hex digits", "upload_id")
+    upload = get_store().get_upload(upload_id)
+    if upload is None:
+        raise ApiError(404, "not_found", f"no upload {upload_id}", "upload_id")
+    header_request_id()  # validate; the attempt's own request_id stays the correlation ID
+    return upload
+
+
+def register(app: Flask) -> None:
+    from demo_service.api import chunks, feed, publish, uploads
+
+    for module in (uploads, chunks, publish, feed):
+        app.register_blueprint(module.bp)
+
+
+def apply_api_faults(route: str, cohort: dict, key: str) -> None:
+    """Faults on target ``api`` for this route: delay, burn, grow, then fail (503) or time out (504)."""
+    from demo_service.controls import apply_resource_faults, get_controls, sleep_for
+
+    faults = get_controls().match(target="api", cohort=cohort, key=f"{route}|{key}", route=route)
+    if not faults:
+        return
+    apply_resource_faults(faults)
+    if any(f.kind == "timeouts" for f in faults):
+        sleep_for(faults, kind="timeouts", param="timeout_ms")
+        raise ApiError(504, "timeout", "the request timed out (injected fault)", retry_after=1)
+    if any(f.kind == "errors" for f in faults):
+        raise ApiError(503, "unavailable", "the service is unavailable (injected fault)", retry_after=1)

@@ -1,0 +1,143 @@
+"""Configuration of the publish API and the transcoder: every environment variable is a constant here.
+
+``create_app(config)`` reads defaults, then the environment (``from_env``), then the
+mapping passed in (tests inject a registry, a span exporter, a data dir...).
+Each config key is documented in ``CONFIG_KEYS``; docs/service.md lists them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "ENV_DATA_DIR",
+    "ENV_ADMIN_TOKEN",
+    "ENV_ADMIN_ALLOW_REMOTE",
+    "ENV_TRANSCODER_URL",
+    "ENV_TRACE_SAMPLE_RATIO",
+    "ENV_INSTRUMENTATION",
+    "ENV_OTLP_ENDPOINT",
+    "ENV_PROMETHEUS_MULTIPROC_DIR",
+    "ENV_EVENTS_MAX_BYTES",
+    "ENV_ASYNC_WORKERS",
+    "DEFAULT_TRACE_SAMPLE_RATIO",
+    "INSTRUMENTATION_PARTS",
+    "CONFIG_KEYS",
+    "ADMIN_TOKEN_FILE",
+    "default_config",
+    "config_from_env",
+    "parse_instrumentation",
+]
+
+# Environment variables (documented in docs/service.md).
+ENV_DATA_DIR = "OBSLAB_DATA_DIR"  # state.db, events/, traces/, keys; default ./.obslab/data
+ENV_ADMIN_TOKEN = "OBSLAB_ADMIN_TOKEN"  # bearer token of /admin/*; else DATA_DIR/admin-token if present
+ENV_ADMIN_ALLOW_REMOTE = "OBSLAB_ADMIN_ALLOW_REMOTE"  # "1": accept /admin/* from non-loopback (containers)
+ENV_TRANSCODER_URL = "OBSLAB_TRANSCODER_URL"  # base URL of the transcoder service
+ENV_TRACE_SAMPLE_RATIO = "OBSLAB_TRACE_SAMPLE_RATIO"  # head sampling ratio of root spans, 0..1
+ENV_INSTRUMENTATION = "OBSLAB_INSTRUMENTATION"  # "all" | "off" | comma list of events,metrics,tracing
+ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"  # OpenTelemetry's own: OTLP/HTTP export when set
+ENV_PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own: multiprocess mode
+ENV_EVENTS_MAX_BYTES = "OBSLAB_EVENTS_MAX_BYTES"  # rotate events.jsonl past this size
+ENV_ASYNC_WORKERS = "OBSLAB_ASYNC_WORKERS"  # async transcode queue consumer threads per worker (0 = none)
+
+DEFAULT_TRACE_SAMPLE_RATIO = 0.1
+INSTRUMENTATION_PARTS = ("events", "metrics", "tracing")
+ADMIN_TOKEN_FILE = "admin-token"
+
+CONFIG_KEYS: dict[str, str] = {
+    "DATA_DIR": "Directory of state.db, events/, traces/ and the user-hash key.",
+    "ADMIN_TOKEN": "Bearer token of the control plane; None disables /admin (503).",
+    "ADMIN_ALLOW_REMOTE": "Accept control-plane calls from non-loopback addresses.",
+    "TRANSCODER_URL": "Base URL of the transcoder service.",
+    "TRANSCODER_CONNECT_TIMEOUT_S": "Connect timeout of one transcode call.",
+    "TRANSCODER_READ_TIMEOUT_S": "Read timeout of one transcode call (a slower answer is a timeout).",
+    "TRANSCODER_MAX_ATTEMPTS": "Attempts per transcode (retries on 5xx / connection errors, not on timeouts).",
+    "TRACE_SAMPLE_RATIO": "Parent-based head sampling ratio of root spans.",
+    "INSTRUMENTATION": "Frozenset of enabled parts: events, metrics, tracing.",
+    "OTLP_ENDPOINT": "OTLP/HTTP endpoint; when None spans go to DATA_DIR/traces/spans.jsonl.",
+    "SPAN_EXPORTER": "A SpanExporter to use instead (tests: InMemorySpanExporter, exported synchronously).",
+    "METRICS_REGISTRY": "A prometheus_client CollectorRegistry to register metrics on (tests).",
+    "MULTIPROCESS_DIR": "prometheus_client multiprocess directory (gunicorn); None = single process.",
+    "EVENTS_MAX_BYTES": "Rotate events.jsonl when it grows past this many bytes.",
+    "EVENTS_BACKUP_COUNT": "Rotated event files kept (events.jsonl.1 .. .N).",
+    "ASYNC_WORKERS": "Threads per worker consuming the async transcode queue.",
+    "CONTROL_REFRESH_S": "How often a worker re-checks the faults/flags version in the store.",
+    "FEED_CACHE_TTL_S": "Lifetime of a cached feed page.",
+    "MAX_CHUNK_BYTES": "Largest accepted chunk body.",
+}
+
+
+def parse_instrumentation(text: str) -> frozenset[str]:
+    """``all`` / ``on`` / ``off`` / ``none`` or a comma list of parts; raises ValueError naming the bad part."""
+    value = text.strip().lower()
+    if value in ("", "all", "on"):
+        return frozenset(INSTRUMENTATION_PARTS)
+    if value in ("off", "none"):
+        return frozenset()
+    parts = {p.strip() for p in value.split(",") if p.strip()}
+    unknown = parts - set(INSTRUMENTATION_PARTS)
+    if unknown:
+        raise ValueError(f"{ENV_INSTRUMENTATION}: unknown part(s) {sorted(unknown)}; "
+                         f"use all, off or a comma list of {', '.join(INSTRUMENTATION_PARTS)}")
+    return frozenset(parts)
+
+
+def default_config() -> dict[str, Any]:
+    return {
+        "DATA_DIR": str(Path(".obslab") / "data"),
+        "ADMIN_TOKEN": None,
+        "ADMIN_ALLOW_REMOTE": False,
+        "TRANSCODER_URL": "http://127.0.0.1:8001",
+        "TRANSCODER_CONNECT_TIMEOUT_S": 0.5,
+        "TRANSCODER_READ_TIMEOUT_S": 2.0,
+        "TRANSCODER_MAX_ATTEMPTS": 3,
+        "TRACE_SAMPLE_RATIO": DEFAULT_TRACE_SAMPLE_RATIO,
+        "INSTRUMENTATION": frozenset(INSTRUMENTATION_PARTS),
+        "OTLP_ENDPOINT": None,
+        "SPAN_EXPORTER": None,
+        "METRICS_REGISTRY": None,
+        "MULTIPROCESS_DIR": None,
+        "EVENTS_MAX_BYTES": 256 * 1024 * 1024,
+        "EVENTS_BACKUP_COUNT": 20,
+        "ASYNC_WORKERS": 1,
+        "CONTROL_REFRESH_S": 0.5,
+        "FEED_CACHE_TTL_S": 2.0,
+        "MAX_CHUNK_BYTES": 256 * 1024,
+    }
+
+
+def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The config keys set by environment variables (only those present)."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    if env.get(ENV_DATA_DIR):
+        out["DATA_DIR"] = env[ENV_DATA_DIR]
+    if env.get(ENV_ADMIN_TOKEN):
+        out["ADMIN_TOKEN"] = env[ENV_ADMIN_TOKEN]
+    if env.get(ENV_ADMIN_ALLOW_REMOTE):
+        out["ADMIN_ALLOW_REMOTE"] = env[ENV_ADMIN_ALLOW_REMOTE].strip().lower() in ("1", "true", "yes")
+    if env.get(ENV_TRANSCODER_URL):
+        out["TRANSCODER_URL"] = env[ENV_TRANSCODER_URL].rstrip("/")
+    if env.get(ENV_TRACE_SAMPLE_RATIO):
+        try:
+            ratio = float(env[ENV_TRACE_SAMPLE_RATIO])
+        except ValueError:
+            raise ValueError(f"{ENV_TRACE_SAMPLE_RATIO}: expected a number in [0, 1], "
+                             f"got {env[ENV_TRACE_SAMPLE_RATIO]!r}") from None
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"{ENV_TRACE_SAMPLE_RATIO}: expected a number in [0, 1], got {ratio}")
+        out["TRACE_SAMPLE_RATIO"] = ratio
+    if ENV_INSTRUMENTATION in env:
+        out["INSTRUMENTATION"] = parse_instrumentation(env[ENV_INSTRUMENTATION])
+    if env.get(ENV_OTLP_ENDPOINT):
+        out["OTLP_ENDPOINT"] = env[ENV_OTLP_ENDPOINT]
+    if env.get(ENV_PROMETHEUS_MULTIPROC_DIR):
+        out["MULTIPROCESS_DIR"] = env[ENV_PROMETHEUS_MULTIPROC_DIR]
+    if env.get(ENV_EVENTS_MAX_BYTES):
+        out["EVENTS_MAX_BYTES"] = int(env[ENV_EVENTS_MAX_BYTES])
+    if env.get(ENV_ASYNC_WORKERS):
+        out["ASYNC_WORKERS"] = int(env[ENV_ASYNC_WORKERS])
+    return out

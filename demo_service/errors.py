@@ -1,0 +1,56 @@
+"""JSON errors: ``{"error": {"code", "message", "field"}}`` for every failure, never an HTML page."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+__all__ = ["ApiError", "error_response", "init_app"]
+
+
+class ApiError(Exception):
+    """An error answered to the client as JSON with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 retry_after: int | None = None, extra: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.retry_after = retry_after
+        self.extra = extra or {}
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None,
+                   retry_after: int | None = None, extra: dict | None = None):
+    body = {"error": {"code": code, "message": message, "field": field}}
+    body.update(extra or {})
+    response = jsonify(body)
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+               413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(e: ApiError):
+        return error_response(e.status, e.code, e.message, e.field, e.retry_after, e.extra)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException):
+        status = e.code or 500
+        response = error_response(status, _HTTP_CODES.get(status, "http_error"), e.description or e.name)
+        if status == 405 and e.get_response().headers.get("Allow"):
+            response.headers["Allow"] = e.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception):
+        app.logger.exception("unhandled error")
+        return error_response(500, "internal", "internal error")

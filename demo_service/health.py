@@ -1,0 +1,31 @@
+"""``/healthz``, ``/metrics`` and ``/openapi.json``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from demo_service.openapi import openapi_spec
+from demo_service.store import get_store
+from demo_service.telemetry import get_telemetry
+from demo_service.telemetry.metrics import CONTENT_TYPE_LATEST, render_metrics
+
+__all__ = ["bp"]
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    get_store().controls_version()  # the shared state is reachable
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/metrics")
+def metrics():
+    body = render_metrics(get_telemetry().metrics, queue_depth=get_store().queue_depth)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_spec())

@@ -1,0 +1,232 @@
+"""The OpenAPI 3.1 description of the publish API (served at ``/openapi.json``).
+
+Kept by hand next to the code it describes; tests hold them together (every Flask
+route is described, and responses are checked against it by schemathesis).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from demo_service import __version__
+from demo_service.faults import API_ROUTES, KINDS, SELECTOR_VALUES, TARGETS
+from toolkit.contract import APP_VERSIONS, ERROR_CLASSES, FLAGS, NETWORK_TYPES, REGIONS
+
+__all__ = ["openapi_spec"]
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str, headers: dict | None = None) -> dict:
+    out = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _error(description: str, retry_after: bool = False) -> dict:
+    headers = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}} if retry_after else None
+    return _json(_ref("Error"), description, headers)
+
+
+_UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^up_[0-9a-f]{24}$"}}
+_REQUEST_ID_HEADER = {"name": "X-Request-ID", "in": "header", "required": False,
+                      "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{8,64}$"},
+                      "description": "Correlation ID of the attempt (minted by the service when absent)."}
+_AUTH = [{"bearer": []}]
+_ADMIN_ERRORS = {"401": _error("Missing or wrong bearer token."),
+                 "403": _error("Non-loopback client while remote admin is not allowed."),
+                 "503": _error("No admin token configured.")}
+
+
+@lru_cache(maxsize=1)
+def openapi_spec() -> dict:
+    schemas = {
+        "Error": {"type": "object", "required": ["error"], "properties": {
+            "error": {"type": "object", "required": ["code", "message", "field"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"},
+                "field": {"type": ["string", "null"]}}},
+            "status": {"type": "string"}, "upload_id": {"type": "string"}, "request_id": {"type": "string"},
+            "error_class": {"enum": list(ERROR_CLASSES)}, "chunk_index": {"type": "integer"},
+            "attempt": {"type": "integer"}}},
+        "CreateUpload": {"type": "object",
+                         "required": ["media_size_bytes", "chunk_count", "app_version", "region", "network_type",
+                                      "user_id"],
+                         "properties": {
+                             "media_size_bytes": {"type": "integer", "minimum": 1, "maximum": 16 * 1024 ** 3},
+                             "chunk_count": {"type": "integer", "minimum": 1, "maximum": 64},
+                             "app_version": {"enum": list(APP_VERSIONS)},
+                             "region": {"enum": list(REGIONS)},
+                             "network_type": {"enum": list(NETWORK_TYPES)},
+                             "user_id": {"type": "string", "minLength": 1, "maxLength": 128,
+                                         "description": "Raw user id; the service keeps only a keyed hash."}}},
+        "Flags": {"type": "object", "properties": {k: {"enum": list(v)} for k, v in FLAGS.items()},
+                  "additionalProperties": False},
+        "Upload": {"type": "object", "required": ["upload_id", "request_id", "status", "flags", "max_chunk_bytes"],
+                   "properties": {"upload_id": {"type": "string"}, "request_id": {"type": "string"},
+                                  "status": {"const": "uploading"}, "flags": _ref("Flags"),
+                                  "max_chunk_bytes": {"type": "integer"}}},
+        "UploadStatus": {"type": "object", "required": ["upload_id", "request_id", "status"], "properties": {
+            "upload_id": {"type": "string"}, "request_id": {"type": "string"},
+            "status": {"enum": ["uploading", "transcoding", "published", "failed", "cancelled"]},
+            "video_id": {"type": "string"}, "error_class": {"enum": list(ERROR_CLASSES)}}},
+        "Chunk": {"type": "object", "required": ["chunk_index", "received"],
+                  "properties": {"chunk_index": {"type": "integer"}, "received": {"const": True}}},
+        "Published": {"type": "object", "required": ["upload_id", "request_id", "status"], "properties": {
+            "upload_id": {"type": "string"}, "request_id": {"type": "string"},
+            "status": {"enum": ["published", "transcoding"]}, "video_id": {"type": "string"}}},
+        "Cancel": {"type": "object", "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 200}}},
+        "Cancelled": {"type": "object", "required": ["upload_id", "status"],
+                      "properties": {"upload_id": {"type": "string"}, "status": {"const": "cancelled"}}},
+        "Feed": {"type": "object", "required": ["videos", "cache"], "properties": {
+            "videos": {"type": "array", "items": {"type": "object", "properties": {
+                "video_id": {"type": "string"}, "region": {"type": "string"},
+                "media_size_bucket": {"type": "string"}, "bytes": {"type": "integer"},
+                "published_at": {"type": "number"}}}},
+            "cache": {"enum": ["hit", "miss"]}}},
+        "FaultSpec": {"type": "object", "required": ["kind", "target"], "additionalProperties": False, "properties": {
+            "kind": {"enum": list(KINDS)}, "target": {"enum": list(TARGETS)},
+            "route": {"enum": [*API_ROUTES, None]},
+            "selector": {"type": "object", "properties": {
+                **{k: {"type": "array", "items": {"enum": list(v)}, "minItems": 1} for k, v in SELECTOR_VALUES.items()},
+                "percentage": {"type": "number", "minimum": 0, "maximum": 100}}, "additionalProperties": False},
+            "percentage": {"type": "number", "minimum": 0, "maximum": 100},
+            "params": {"type": "object", "additionalProperties": {"type": "number"},
+                       "description": "latency_ms, timeout_ms, cpu_ms, kib_per_request, max_mib (by kind)."},
+            "duration_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 604800},
+            "expires_at": {"type": ["number", "null"]}}},
+        "Fault": {"type": "object", "required": ["name", "kind", "target"], "properties": {
+            "name": {"type": "string"}, "kind": {"enum": list(KINDS)}, "target": {"enum": list(TARGETS)},
+            "route": {"type": ["string", "null"]}, "selector": {"type": "object"},
+            "percentage": {"type": "number"}, "params": {"type": "object"},
+            "expires_at": {"type": ["number", "null"]}}},
+        "FaultList": {"type": "object", "required": ["faults"],
+                      "properties": {"faults": {"type": "array", "items": _ref("Fault")}}},
+        "Deleted": {"type": "object", "required": ["deleted"],
+                    "properties": {"deleted": {"type": "array", "items": {"type": "string"}}}},
+        "FlagSpec": {"type": "object", "additionalProperties": False, "properties": {
+            "default": {"type": "string"},
+            "rollout": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 100}}}},
+        "Flag": {"type": "object", "required": ["name", "default", "rollout", "variants"], "properties": {
+            "name": {"enum": list(FLAGS)}, "default": {"type": "string"}, "rollout": {"type": "object"},
+            "variants": {"type": "array", "items": {"type": "string"}}}},
+        "FlagList": {"type": "object", "required": ["flags"],
+                     "properties": {"flags": {"type": "array", "items": _ref("Flag")}}},
+    }
+    fault_name = {"name": "name", "in": "path", "required": True,
+                  "schema": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}}
+    flag_name = {"name": "name", "in": "path", "required": True, "schema": {"enum": list(FLAGS)}}
+    actor = {"name": "X-Actor", "in": "header", "required": False,
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9 ._@:/-]{1,100}$"},
+             "description": "Who makes the change (recorded in the audit event)."}
+    paths = {
+        "/v1/uploads": {"post": {
+            "summary": "Create an upload (starts a publish attempt).", "operationId": "createUpload",
+            "parameters": [_REQUEST_ID_HEADER,
+                           {"name": "X-Synthetic", "in": "header", "required": False, "schema": {"type": "string"},
+                            "description": "1 marks load-generator traffic."}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CreateUpload")}}},
+            "responses": {"201": _json(_ref("Upload"), "Created."),
+                          "400": _error("Malformed JSON or header."), "413": _error("Body too large."),
+                          "422": _error("A field out of its domain."),
+                          "503": _error("Injected unavailability.", True), "504": _error("Injected timeout.", True)}}},
+        "/v1/uploads/{upload_id}": {"get": {
+            "summary": "Status of an upload.", "operationId": "getUpload", "parameters": [_UPLOAD_ID,
+                                                                                        _REQUEST_ID_HEADER],
+            "responses": {"200": _json(_ref("UploadStatus"), "The upload."), "400": _error("Malformed id."),
+                          "404": _error("Unknown upload."), "503": _error("Injected unavailability.", True),
+                          "504": _error("Injected timeout.", True)}}},
+        "/v1/uploads/{upload_id}/chunks/{n}": {"put": {
+            "summary": "Put chunk n (raw bytes).", "operationId": "putChunk",
+            "parameters": [_UPLOAD_ID, {"name": "n", "in": "path", "required": True,
+                                        "schema": {"type": "integer", "minimum": 0, "maximum": 63}},
+                           _REQUEST_ID_HEADER,
+                           {"name": "X-Chunk-Attempt", "in": "header", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                            "description": "1 = first try; a retry sends the next number."}],
+            "requestBody": {"required": True, "content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary", "maxLength": 262144}}}},
+            "responses": {"200": _json(_ref("Chunk"), "Stored."), "400": _error("Malformed id or header."),
+                          "404": _error("Unknown upload."), "409": _error("The upload is not accepting chunks."),
+                          "413": _error("Chunk larger than max_chunk_bytes."),
+                          "422": _error("Chunk index out of range or empty body."),
+                          "503": _error("Chunk failed server-side; retry it.", True),
+                          "504": _error("Injected timeout.", True)}}},
+        "/v1/uploads/{upload_id}/complete": {"post": {
+            "summary": "Complete the upload: transcode and publish (sync) or queue (async).",
+            "operationId": "completeUpload", "parameters": [_UPLOAD_ID, _REQUEST_ID_HEADER],
+            "responses": {"200": _json(_ref("Published"), "Published (or already published: same outcome)."),
+                          "202": _json(_ref("Published"), "Queued or in progress; poll the status."),
+                          "400": _error("Malformed id."), "404": _error("Unknown upload."),
+                          "409": _error("Cancelled, or completed with chunks missing (the attempt failed)."),
+                          "503": _error("Transcode/publish failed (terminal) or injected unavailability.", True),
+                          "504": _error("Injected timeout.", True)}}},
+        "/v1/uploads/{upload_id}/cancel": {"post": {
+            "summary": "Cancel an upload.", "operationId": "cancelUpload",
+            "parameters": [_UPLOAD_ID, _REQUEST_ID_HEADER],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("Cancel")}}},
+            "responses": {"200": _json(_ref("Cancelled"), "Cancelled."), "400": _error("Malformed id or JSON."),
+                          "404": _error("Unknown upload."), "409": _error("Already terminal."),
+                          "422": _error("Bad reason."), "503": _error("Injected unavailability.", True),
+                          "504": _error("Injected timeout.", True)}}},
+        "/v1/feed": {"get": {
+            "summary": "Recent videos (cached per worker).", "operationId": "getFeed",
+            "parameters": [{"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}],
+            "responses": {"200": _json(_ref("Feed"), "Recent videos."), "422": _error("Bad limit."),
+                          "503": _error("Injected unavailability.", True), "504": _error("Injected timeout.", True)}}},
+        "/healthz": {"get": {"summary": "Liveness (and the shared state is reachable).", "operationId": "healthz",
+                             "responses": {"200": _json({"type": "object", "properties": {"status": {"const": "ok"}}},
+                                                        "Healthy.")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics.", "operationId": "metrics", "responses": {
+            "200": {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document.", "operationId": "openapi",
+                                  "responses": {"200": _json({"type": "object"}, "OpenAPI document.")}}},
+        "/admin/faults": {
+            "get": {"summary": "Faults in force.", "operationId": "listFaults", "security": _AUTH,
+                    "responses": {"200": _json(_ref("FaultList"), "Faults."), **_ADMIN_ERRORS}},
+            "delete": {"summary": "Remove every fault.", "operationId": "clearFaults", "security": _AUTH,
+                       "parameters": [actor],
+                       "responses": {"200": _json(_ref("Deleted"), "Removed."), "400": _error("Bad X-Actor."),
+                                     **_ADMIN_ERRORS}}},
+        "/admin/faults/{name}": {
+            "get": {"summary": "One fault.", "operationId": "getFault", "security": _AUTH, "parameters": [fault_name],
+                    "responses": {"200": _json(_ref("Fault"), "The fault."), "404": _error("No such fault."),
+                                  **_ADMIN_ERRORS}},
+            "put": {"summary": "Set a fault.", "operationId": "putFault", "security": _AUTH,
+                    "parameters": [fault_name, actor],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("FaultSpec")}}},
+                    "responses": {"200": _json(_ref("Fault"), "Stored."), "400": _error("Malformed JSON or header."),
+                                  "422": _error("Invalid fault spec."), **_ADMIN_ERRORS}},
+            "delete": {"summary": "Remove a fault.", "operationId": "deleteFault", "security": _AUTH,
+                       "parameters": [fault_name, actor],
+                       "responses": {"200": _json(_ref("Deleted"), "Removed."), "400": _error("Bad X-Actor."),
+                                     "404": _error("No such fault."), **_ADMIN_ERRORS}}},
+        "/admin/flags": {"get": {"summary": "Flags and their rollout.", "operationId": "listFlags", "security": _AUTH,
+                                 "responses": {"200": _json(_ref("FlagList"), "Flags."), **_ADMIN_ERRORS}}},
+        "/admin/flags/{name}": {
+            "get": {"summary": "One flag.", "operationId": "getFlag", "security": _AUTH, "parameters": [flag_name],
+                    "responses": {"200": _json(_ref("Flag"), "The flag."), "404": _error("No such flag."),
+                                  **_ADMIN_ERRORS}},
+            "put": {"summary": "Set a flag's default and rollout.", "operationId": "putFlag", "security": _AUTH,
+                    "parameters": [flag_name, actor],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("FlagSpec")}}},
+                    "responses": {"200": _json(_ref("Flag"), "Stored."), "400": _error("Malformed JSON or header."),
+                                  "404": _error("No such flag."), "422": _error("Invalid flag spec."),
+                                  **_ADMIN_ERRORS}},
+            "delete": {"summary": "Reset a flag to its default.", "operationId": "resetFlag", "security": _AUTH,
+                       "parameters": [flag_name, actor],
+                       "responses": {"200": _json(_ref("Flag"), "Reset."), "400": _error("Bad X-Actor."),
+                                     "404": _error("Already at default."), **_ADMIN_ERRORS}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "obslab publish API", "version": __version__,
+                 "description": "Video-publish demo service of obslab. Errors are {\"error\": {code, message, field}}."},
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

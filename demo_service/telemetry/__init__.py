@@ -1,0 +1,140 @@
+"""Telemetry of the publish API: the event log, metrics and traces, wired per app by ``init_app``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app, g, request
+from opentelemetry import trace
+
+from demo_service.store import Upload
+from demo_service.telemetry.events import EVENTS_FILE, EventFile, UserHasher, event_timestamp
+from demo_service.telemetry.metrics import ApiMetrics, ProcessSampler, render_metrics
+from demo_service.telemetry.tracing import current_ids, instrument_requests_once, make_tracer_provider
+from toolkit.contract import SCHEMA_VERSION, SERVICE_VERSIONS
+
+__all__ = ["Telemetry", "init_app", "get_telemetry", "attempt_fields", "SERVICE_NAME"]
+
+SERVICE_NAME = "publish-api"
+log = logging.getLogger(__name__)
+
+
+def attempt_fields(upload: Upload) -> dict[str, Any]:
+    """The fields every event of one publish attempt carries."""
+    return {
+        "request_id": upload.request_id,
+        "upload_id": upload.upload_id,
+        "user_id": upload.user_hash,
+        "app_version": upload.app_version,
+        "region": upload.region,
+        "network_type": upload.network_type,
+        "media_size_bucket": upload.media_size_bucket,
+        "flags": upload.flags,
+        "synthetic": upload.synthetic,
+    }
+
+
+NO_ATTEMPT = {"request_id": None, "upload_id": None, "user_id": None, "app_version": None, "region": None,
+              "network_type": None, "media_size_bucket": None, "flags": {}, "synthetic": False}
+
+
+class Telemetry:
+    def __init__(self, app: Flask):
+        cfg = app.config
+        parts = cfg["INSTRUMENTATION"]
+        data_dir = Path(cfg["DATA_DIR"])
+        self.events_enabled = "events" in parts
+        self.metrics = ApiMetrics(cfg["METRICS_REGISTRY"], cfg["MULTIPROCESS_DIR"], enabled="metrics" in parts)
+        self.process_sampler = ProcessSampler(self.metrics, SERVICE_NAME)
+        self.events_dir = data_dir / "events"
+        self.event_file = (EventFile(self.events_dir / EVENTS_FILE, cfg["EVENTS_MAX_BYTES"], cfg["EVENTS_BACKUP_COUNT"])
+                           if self.events_enabled else None)
+        self.hash_user = UserHasher(data_dir)
+        self.tracer_provider = None
+        if "tracing" in parts:
+            self.tracer_provider = make_tracer_provider(
+                service_name=SERVICE_NAME, service_version=SERVICE_VERSIONS["stable"],
+                sample_ratio=cfg["TRACE_SAMPLE_RATIO"], data_dir=data_dir, otlp_endpoint=cfg["OTLP_ENDPOINT"],
+                exporter=cfg["SPAN_EXPORTER"])
+            self.tracer = self.tracer_provider.get_tracer("demo_service")
+        else:
+            self.tracer = trace.NoOpTracer()
+        self.controls = app.extensions["obslab.controls"]
+
+    def emit(self, event: str, upload: Upload | None = None, *, known: dict | None = None, **fields: Any) -> bool:
+        """Write one event (unless a drop_events fault eats it); True when the line was written."""
+        if not self.events_enabled:
+            return True
+        base = known if known is not None else (attempt_fields(upload) if upload is not None else NO_ATTEMPT)
+        trace_id, span_id = current_ids()
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "ts": event_timestamp(),
+            "event": event,
+            **base,
+            "trace_id": trace_id,
+            "span_id": span_id,
+            "service": SERVICE_NAME,
+            "service_version": SERVICE_VERSIONS.get((base.get("flags") or {}).get("release", "stable"),
+                                                    SERVICE_VERSIONS["stable"]),
+            **fields,
+        }
+        if base["request_id"] is not None:  # audit events are never dropped: they record the fault itself
+            key = f"{base['request_id']}|{event}|{fields.get('chunk_index', '')}|{fields.get('attempt', '')}"
+            cohort = {"region": base["region"], "app_version": base["app_version"],
+                      "network_type": base["network_type"], "media_size_bucket": base["media_size_bucket"],
+                      "release": (base.get("flags") or {}).get("release")}
+            if self.controls.match(target="event_sink", cohort=cohort, key=key, kinds=("drop_events",)):
+                self.metrics.events_lost.labels(reason="dropped_fault").inc()
+                return False
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        try:
+            self.event_file.write_line(line)
+        except OSError:
+            log.exception("event write failed")
+            self.metrics.events_lost.labels(reason="write_error").inc()
+            return False
+        self.metrics.events.labels(event=event).inc()
+        return True
+
+    def span(self, name: str, request_id: str | None = None, **attributes: Any):
+        """A manual span for a phase, with ``request_id`` as an attribute."""
+        attrs = {k: v for k, v in attributes.items() if v is not None}
+        if request_id is not None:
+            attrs["request_id"] = request_id
+        return self.tracer.start_as_current_span(name, attributes=attrs)
+
+
+def init_app(app: Flask) -> None:
+    telemetry = Telemetry(app)
+    app.extensions["obslab.telemetry"] = telemetry
+    if telemetry.tracer_provider is not None:
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        FlaskInstrumentor().instrument_app(app, tracer_provider=telemetry.tracer_provider,
+                                           excluded_urls="healthz,metrics")
+        instrument_requests_once(telemetry.tracer_provider)
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.obslab_start = time.perf_counter()
+
+    @app.after_request
+    def _red_metrics(response):
+        started = g.get("obslab_start")
+        if started is not None and telemetry.metrics.enabled:
+            route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+            telemetry.metrics.http_requests.labels(route=route, method=request.method,
+                                                   code=str(response.status_code)).inc()
+            telemetry.metrics.http_duration.labels(route=route, method=request.method).observe(
+                time.perf_counter() - started)
+            telemetry.process_sampler.maybe_sample()
+        return response
+
+
+def get_telemetry() -> Telemetry:
+    return current_app.extensions["obslab.telemetry"]

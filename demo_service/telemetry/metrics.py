@@ -1,0 +1,178 @@
+"""Prometheus metrics of the publish API (names and labels: docs/architecture.md).
+
+Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` puts prometheus_client in multiprocess
+mode: each worker writes its values to mmap files and ``/metrics`` aggregates them
+(gunicorn's ``child_exit`` hook marks dead workers). In tests, a ``CollectorRegistry``
+is injected and read with ``registry.get_sample_value``. Every label value comes
+from a bounded set (``toolkit.contract``), so cardinality is bounded:
+route x method x code for HTTP, 4x4x4x3 cohorts x 2 releases x 2 modes x 3 outcomes for
+publish outcomes (1,152 series at most).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+
+import prometheus_client
+import time
+from typing import Any, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# *_created samples add a series per label set and carry nothing the SLIs use.
+prometheus_client.disable_created_metrics()
+
+__all__ = ["SLO_LATENCY_BUCKETS", "HTTP_BUCKETS", "ApiMetrics", "TranscoderMetrics", "NullMetric",
+           "render_metrics", "ProcessSampler", "CONTENT_TYPE_LATEST"]
+
+# 1.0 s is the latency SLO threshold (slo.yaml): a bucket boundary, so the SLI is exact.
+SLO_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+TRANSCODE_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class NullMetric:
+    """Stands in for every metric when metrics are switched off (the overhead baseline)."""
+
+    def labels(self, *args: Any, **kwargs: Any) -> "NullMetric":
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+    def set(self, value: float) -> None:
+        pass
+
+
+def _registry_for(registry: CollectorRegistry | None, multiprocess_dir: str | None) -> CollectorRegistry | None:
+    # In multiprocess mode values live in mmap files; metrics need no registry of their own
+    # (and must not register twice on the global one when an app is created twice).
+    return None if multiprocess_dir else registry
+
+
+class ApiMetrics:
+    def __init__(self, registry: CollectorRegistry | None, multiprocess_dir: str | None, enabled: bool = True):
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.enabled = enabled
+        reg = _registry_for(self.registry, multiprocess_dir)
+
+        def make(factory: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            return factory(*args, registry=reg, **kwargs) if enabled else NullMetric()
+
+        self.http_requests = make(Counter, "obslab_http_requests_total", "HTTP requests by route, method, status code.",
+                                  ["route", "method", "code"])
+        self.http_duration = make(Histogram, "obslab_http_request_duration_seconds",
+                                  "HTTP request duration by route and method.", ["route", "method"],
+                                  buckets=HTTP_BUCKETS)
+        self.events = make(Counter, "obslab_events_total", "Events written to the event log, by event.", ["event"])
+        self.events_lost = make(Counter, "obslab_events_lost_total",
+                                "Events not written: write_error or dropped_fault (an injected instrumentation bug).",
+                                ["reason"])
+        self.publish_outcomes = make(
+            Counter, "obslab_publish_outcomes_total", "Terminal outcomes of publish attempts by cohort.",
+            ["outcome", "region", "app_version", "network_type", "media_size_bucket", "release", "transcode_mode"])
+        self.publish_processing = make(
+            Histogram, "obslab_publish_processing_seconds",
+            "Processing latency (upload_completed to publish_succeeded) of published videos.",
+            ["release", "transcode_mode"], buckets=SLO_LATENCY_BUCKETS)
+        self.chunks = make(Counter, "obslab_chunks_total", "Chunk uploads by result.", ["result", "network_type"])
+        self.chunk_retries = make(Counter, "obslab_chunk_retries_total", "Chunks arriving again after a failure.",
+                                  ["network_type"])
+        self.transcode_duration = make(Histogram, "obslab_transcode_duration_seconds",
+                                       "Transcode call duration as the API sees it (incl. retries).",
+                                       ["media_size_bucket"], buckets=TRANSCODE_BUCKETS)
+        self.transcode_failures = make(Counter, "obslab_transcode_failures_total", "Failed transcodes by class.",
+                                       ["error_class"])
+        self.feed_cache = make(Counter, "obslab_feed_cache_requests_total", "Feed cache lookups.", ["result"])
+        self.process_cpu = make(Counter, "obslab_process_cpu_seconds_total",
+                                "CPU seconds used by the service's worker processes.", ["service"])
+        self.process_memory = make(Gauge, "obslab_process_resident_memory_bytes",
+                                   "Resident memory of the service's live worker processes (sum).", ["service"],
+                                   multiprocess_mode="livesum")
+
+
+class TranscoderMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None, enabled: bool = True):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.multiprocess_dir = None
+        reg = self.registry
+
+        def make(factory: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            return factory(*args, registry=reg, **kwargs) if enabled else NullMetric()
+
+        self.requests = make(Counter, "obslab_transcoder_requests_total", "Transcode requests by status code.",
+                             ["code"])
+        self.work = make(Histogram, "obslab_transcoder_work_seconds", "Simulated transcode work time.",
+                         ["media_size_bucket"], buckets=TRANSCODE_BUCKETS)
+        self.process_cpu = make(Counter, "obslab_process_cpu_seconds_total", "CPU seconds used by the service.",
+                                ["service"])
+        self.process_memory = make(Gauge, "obslab_process_resident_memory_bytes", "Resident memory of the service.",
+                                   ["service"])
+
+
+class ProcessSampler:
+    """Feeds the process CPU counter and memory gauge at most once per interval (cheap on the hot path)."""
+
+    def __init__(self, metrics: Any, service: str, interval_s: float = 1.0):
+        self.cpu = metrics.process_cpu.labels(service=service)
+        self.memory = metrics.process_memory.labels(service=service)
+        self.interval_s = interval_s
+        self._last_cpu = 0.0
+        self._next = 0.0
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def maybe_sample(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval_s
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = usage.ru_utime + usage.ru_stime
+        if cpu > self._last_cpu:
+            self.cpu.inc(cpu - self._last_cpu)
+            self._last_cpu = cpu
+        try:
+            with open("/proc/self/statm") as f:
+                self.memory.set(int(f.read().split()[1]) * self._page)
+        except OSError:
+            self.memory.set(usage.ru_maxrss * 1024)
+
+
+class _QueueDepthCollector:
+    """``obslab_transcode_queue_depth`` read from the shared queue at scrape time (one value, any worker)."""
+
+    def __init__(self, depth: Callable[[], int]):
+        self.depth = depth
+
+    def collect(self):
+        g = GaugeMetricFamily("obslab_transcode_queue_depth", "Async transcode jobs waiting in the queue.")
+        g.add_metric([], float(self.depth()))
+        yield g
+
+
+def render_metrics(metrics: Any, queue_depth: Callable[[], int] | None = None) -> bytes:
+    """The /metrics body: aggregated over workers in multiprocess mode, else the injected registry."""
+    if metrics.multiprocess_dir:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=metrics.multiprocess_dir)
+    else:
+        registry = CollectorRegistry()
+        registry.register(_RegistryProxy(metrics.registry))
+    if queue_depth is not None and getattr(metrics, "enabled", True):
+        registry.register(_QueueDepthCollector(queue_depth))
+    return generate_latest(registry)
+
+
+class _RegistryProxy:
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+
+    def collect(self):
+        return self.registry.collect()

@@ -1,0 +1,224 @@
+"""Load generator configuration, from environment variables.
+
+Environment variables rather than command-line flags, because the same locustfile runs headless
+(``obslab load``), with the web UI, and distributed (a master and workers in docker compose), and
+every one of those processes must see the same settings. Each variable is a documented constant;
+``docs/load.md`` lists them with their defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Mapping
+
+from loadtests.cohorts import CohortMix, CohortMixError, parse_mix
+from loadtests.retry import RetryPolicy, RetryPolicyError
+from toolkit.durations import DurationError, parse_duration
+
+__all__ = [
+    "SEED", "RUN_ID", "RETRY_POLICY", "RETRY_MAX_ATTEMPTS", "RETRY_BASE", "RETRY_CAP", "CANCEL_RATE",
+    "MIX", "PACE", "CHUNK_BYTES", "THINK_TIME", "CREATOR_WEIGHT", "VIEWER_WEIGHT", "RECORD_DIR",
+    "SHAPE", "PHASES", "POLL_INTERVAL", "POLL_TIMEOUT", "REQUEST_TIMEOUT", "ON_GIVE_UP",
+    "TRACE_SAMPLE_RATIO", "PROGRESS_FILE", "ENV_VARS", "ON_GIVE_UP_CHOICES",
+    "LoadSettings", "SettingsError", "from_env", "current",
+]
+
+SEED = "OBSLAB_LOAD_SEED"
+"""Integer seed: every user's random choices derive from it (default 1)."""
+RUN_ID = "OBSLAB_LOAD_RUN_ID"
+"""Prefix of every request_id this run mints (1-16 letters/digits); random per process when unset."""
+RETRY_POLICY = "OBSLAB_LOAD_RETRY_POLICY"
+"""Chunk retry policy: none | immediate | backoff (default backoff)."""
+RETRY_MAX_ATTEMPTS = "OBSLAB_LOAD_RETRY_MAX_ATTEMPTS"
+"""Tries per chunk, the first included (default 4)."""
+RETRY_BASE = "OBSLAB_LOAD_RETRY_BASE"
+"""Backoff base delay (default 50ms)."""
+RETRY_CAP = "OBSLAB_LOAD_RETRY_CAP"
+"""Backoff delay cap (default 1s)."""
+CANCEL_RATE = "OBSLAB_LOAD_CANCEL_RATE"
+"""Share of publish flows the creator cancels part-way, 0..1 (default 0.02)."""
+MIX = "OBSLAB_LOAD_MIX"
+"""Cohort mix override, JSON: {"network_type": {"3g": 1}} (other dimensions keep their defaults)."""
+PACE = "OBSLAB_LOAD_PACE"
+"""Multiplier on the network-dependent pause between chunks; 0 = no pause (default 1)."""
+CHUNK_BYTES = "OBSLAB_LOAD_CHUNK_BYTES"
+"""Bytes sent per chunk, at most the server's max_chunk_bytes (default 16384)."""
+THINK_TIME = "OBSLAB_LOAD_THINK_TIME"
+"""Pause between a creator's publish flows, MIN-MAX (e.g. 500ms-2s) or one duration; 0 = none (default 500ms-2s)."""
+CREATOR_WEIGHT = "OBSLAB_LOAD_CREATOR_WEIGHT"
+"""Relative number of creator users (default 4)."""
+VIEWER_WEIGHT = "OBSLAB_LOAD_VIEWER_WEIGHT"
+"""Relative number of viewer users (default 1; 0 = no viewers)."""
+RECORD_DIR = "OBSLAB_LOAD_RECORD_DIR"
+"""Directory of the client record (one attempts-*.jsonl file per process); unset = no record."""
+SHAPE = "OBSLAB_LOAD_SHAPE"
+"""Load shape: none | steady | ramp | spike | diurnal | phased (default none: Locust's --users)."""
+PHASES = "OBSLAB_LOAD_PHASES"
+"""Phases of the phased shape: DURATION:USERS[@SPAWN_RATE],... e.g. 30s:10,2m:40@20,30s:10."""
+POLL_INTERVAL = "OBSLAB_LOAD_POLL_INTERVAL"
+"""Async transcode mode: pause between status polls (default 200ms)."""
+POLL_TIMEOUT = "OBSLAB_LOAD_POLL_TIMEOUT"
+"""Async transcode mode: how long the creator waits for a terminal status (default 30s)."""
+REQUEST_TIMEOUT = "OBSLAB_LOAD_REQUEST_TIMEOUT"
+"""Client timeout of one HTTP request (default 10s)."""
+ON_GIVE_UP = "OBSLAB_LOAD_ON_GIVE_UP"
+"""When a chunk exhausts its retries: complete (ask the server to finish; it fails the publish)
+or abandon (walk away; the attempt ends abandoned). Default complete."""
+PROGRESS_FILE = "OBSLAB_LOAD_PROGRESS_FILE"
+"""A JSON file the master (or the single process) rewrites every second with live totals; unset = none."""
+TRACE_SAMPLE_RATIO = "OBSLAB_LOAD_TRACE_SAMPLE_RATIO"
+"""Share of flows whose traceparent says sampled (default 1: let the service's sampler decide... see docs/load.md)."""
+
+ENV_VARS = (
+    SEED, RUN_ID, RETRY_POLICY, RETRY_MAX_ATTEMPTS, RETRY_BASE, RETRY_CAP, CANCEL_RATE, MIX, PACE,
+    CHUNK_BYTES, THINK_TIME, CREATOR_WEIGHT, VIEWER_WEIGHT, RECORD_DIR, SHAPE, PHASES, POLL_INTERVAL,
+    POLL_TIMEOUT, REQUEST_TIMEOUT, ON_GIVE_UP, TRACE_SAMPLE_RATIO, PROGRESS_FILE,
+)
+ON_GIVE_UP_CHOICES = ("complete", "abandon")
+_RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9]{1,16}$")
+MAX_CHUNK_BYTES = 256 * 1024
+
+
+class SettingsError(ValueError):
+    """An environment variable with a value the load generator cannot use; names the variable."""
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    seed: int = 1
+    run_id: str = ""
+    retry: RetryPolicy = RetryPolicy()
+    cancel_rate: float = 0.02
+    mix: CohortMix = CohortMix()
+    pace: float = 1.0
+    chunk_bytes: int = 16384
+    think_time_s: tuple[float, float] = (0.5, 2.0)
+    creator_weight: int = 4
+    viewer_weight: int = 1
+    record_dir: str = ""
+    shape: str = "none"
+    phases: str = ""
+    poll_interval_s: float = 0.2
+    poll_timeout_s: float = 30.0
+    request_timeout_s: float = 10.0
+    on_give_up: str = "complete"
+    trace_sample_ratio: float = 1.0
+    progress_file: str = ""
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def _number(env, name, default, kind=float, low=None, high=None):
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise SettingsError(f"{name}={raw!r} must be {bounds}")
+    return value
+
+
+def _duration(env, name, default):
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        return parse_duration(raw)
+    except DurationError as e:
+        raise SettingsError(f"{name}: {e}") from None
+
+
+def _think_time(env) -> tuple[float, float]:
+    raw = _get(env, THINK_TIME)
+    if raw is None:
+        return LoadSettings.think_time_s
+    low_text, sep, high_text = raw.partition("-")
+    try:
+        low = parse_duration(low_text)
+        high = parse_duration(high_text) if sep else low
+    except DurationError as e:
+        raise SettingsError(f"{THINK_TIME}={raw!r} is not MIN-MAX (e.g. 500ms-2s): {e}") from None
+    if high < low:
+        raise SettingsError(f"{THINK_TIME}={raw!r}: the maximum is below the minimum")
+    return low, high
+
+
+def from_env(env: Mapping[str, str] | None = None) -> LoadSettings:
+    """Settings from the environment (``os.environ`` by default); SettingsError names a bad variable."""
+    env = os.environ if env is None else env
+    from loadtests.profiles import SHAPES, ShapeError, parse_phases
+
+    run_id = _get(env, RUN_ID) or secrets.token_hex(4)
+    if not _RUN_ID_PATTERN.match(run_id):
+        raise SettingsError(f"{RUN_ID}={run_id!r} must be 1-16 letters or digits")
+    try:
+        retry = RetryPolicy(
+            kind=_get(env, RETRY_POLICY) or "backoff",
+            max_attempts=_number(env, RETRY_MAX_ATTEMPTS, 4, int, 1, 100),
+            base_s=_duration(env, RETRY_BASE, 0.05),
+            cap_s=_duration(env, RETRY_CAP, 1.0),
+        )
+    except RetryPolicyError as e:
+        raise SettingsError(f"{RETRY_POLICY}: {e}") from None
+    try:
+        mix = parse_mix(env.get(MIX, ""))
+    except CohortMixError as e:
+        raise SettingsError(f"{MIX}: {e}") from None
+    shape = _get(env, SHAPE) or "none"
+    if shape not in ("none",) + SHAPES:
+        raise SettingsError(f"{SHAPE}={shape!r}: expected none or one of {', '.join(SHAPES)}")
+    phases = _get(env, PHASES) or ""
+    if shape == "phased":
+        try:
+            parse_phases(phases)
+        except ShapeError as e:
+            raise SettingsError(f"{PHASES}: {e}") from None
+    on_give_up = _get(env, ON_GIVE_UP) or "complete"
+    if on_give_up not in ON_GIVE_UP_CHOICES:
+        raise SettingsError(f"{ON_GIVE_UP}={on_give_up!r}: expected one of {', '.join(ON_GIVE_UP_CHOICES)}")
+    creator_weight = _number(env, CREATOR_WEIGHT, 4, int, 0)
+    viewer_weight = _number(env, VIEWER_WEIGHT, 1, int, 0)
+    if creator_weight + viewer_weight == 0:
+        raise SettingsError(f"{CREATOR_WEIGHT} and {VIEWER_WEIGHT} are both 0: no user would run")
+    return LoadSettings(
+        seed=_number(env, SEED, 1, int),
+        run_id=run_id,
+        retry=retry,
+        cancel_rate=_number(env, CANCEL_RATE, 0.02, float, 0.0, 1.0),
+        mix=mix,
+        pace=_number(env, PACE, 1.0, float, 0.0),
+        chunk_bytes=_number(env, CHUNK_BYTES, 16384, int, 1, MAX_CHUNK_BYTES),
+        think_time_s=_think_time(env),
+        creator_weight=creator_weight,
+        viewer_weight=viewer_weight,
+        record_dir=_get(env, RECORD_DIR) or "",
+        shape=shape,
+        phases=phases,
+        poll_interval_s=_duration(env, POLL_INTERVAL, 0.2),
+        poll_timeout_s=_duration(env, POLL_TIMEOUT, 30.0),
+        request_timeout_s=_duration(env, REQUEST_TIMEOUT, 10.0) or 10.0,
+        on_give_up=on_give_up,
+        trace_sample_ratio=_number(env, TRACE_SAMPLE_RATIO, 1.0, float, 0.0, 1.0),
+        progress_file=_get(env, PROGRESS_FILE) or "",
+    )
+
+
+_current: LoadSettings | None = None
+
+
+def current() -> LoadSettings:
+    """This process's settings, read from the environment once (the run ID must not change)."""
+    global _current
+    if _current is None:
+        _current = from_env()
+    return _current

@@ -1,0 +1,55 @@
+"""``obslab serve``: the publish API (gunicorn, N workers) and the transcoder, until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from demo_service.config import ENV_ADMIN_TOKEN
+from toolkit.cli.base import app, console, err_console, fail, user_errors
+from toolkit.processes import (DEFAULT_API_WORKERS, ServiceProcesses, ServiceStartError, ensure_admin_token,
+                               run_until_stopped)
+
+DEFAULT_DATA_DIR = Path(".obslab") / "data"
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port of the publish API."),
+    transcoder_port: int = typer.Option(0, min=0, max=65535,
+                                        help="Port of the transcoder (0 = the API port + 1)."),
+    workers: int = typer.Option(DEFAULT_API_WORKERS, min=1, max=32, help="gunicorn workers of the publish API."),
+    data_dir: Path = typer.Option(DEFAULT_DATA_DIR, help="State, events, traces, logs and the admin token."),
+) -> None:
+    """Start the publish API and the transcoder; stop both on Ctrl-C or SIGTERM."""
+    with user_errors(OSError, ValueError):
+        data_dir = data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        token_note = f"admin token from ${ENV_ADMIN_TOKEN}"
+        token = os.environ.get(ENV_ADMIN_TOKEN)
+        if not token:
+            token, token_path = ensure_admin_token(data_dir)
+            token_note = f"admin token in {token_path}"
+        svc = ServiceProcesses(data_dir, host=host, port=port, transcoder_port=transcoder_port or port + 1,
+                               workers=workers, admin_token=token)
+        try:
+            svc.start()
+        except ServiceStartError as e:
+            raise fail(str(e).splitlines()[0]) from None
+        try:
+            console.print(f"publish API   {svc.base_url}   ({workers} workers; OpenAPI at {svc.base_url}/openapi.json)", soft_wrap=True)
+            console.print(f"transcoder    {svc.transcoder_url}", soft_wrap=True)
+            console.print(f"metrics       {svc.base_url}/metrics   {svc.transcoder_url}/metrics", soft_wrap=True)
+            console.print(f"events        {svc.events_dir}/events.jsonl", soft_wrap=True)
+            console.print(f"control plane {svc.base_url}/admin/faults, /admin/flags ({token_note})", soft_wrap=True)
+            console.print(f"logs          {svc.logs_dir}", soft_wrap=True)
+            console.print("press Ctrl-C to stop", soft_wrap=True)
+            why = run_until_stopped(svc)
+        finally:
+            svc.stop()
+        if "exited" in why:
+            raise fail(why, 1)
+        err_console.print(f"stopped ({why})", soft_wrap=True)

@@ -1,0 +1,313 @@
+"""Start and stop the lab's service processes: the publish API and the transcoder, each under gunicorn.
+
+The command lines here are the only ones: ``obslab serve``, the tests' ``service``
+fixture, the benchmarks and the Dockerfile/compose (``api_command`` /
+``transcoder_command`` return argv + env) all use them. Each process runs in its own
+process group and is stopped as a group (SIGTERM, then SIGKILL), so nothing is left
+behind even when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Mapping
+
+import requests
+
+from demo_service.config import (ADMIN_TOKEN_FILE, ENV_ADMIN_TOKEN, ENV_DATA_DIR, ENV_INSTRUMENTATION,
+                                 ENV_PROMETHEUS_MULTIPROC_DIR, ENV_TRACE_SAMPLE_RATIO, ENV_TRANSCODER_URL)
+
+__all__ = [
+    "CommandLine",
+    "api_command",
+    "transcoder_command",
+    "free_port",
+    "ensure_admin_token",
+    "ManagedProcess",
+    "ServiceProcesses",
+    "ServiceStartError",
+    "DEFAULT_API_WORKERS",
+    "DEFAULT_API_THREADS",
+    "DEFAULT_TRANSCODER_THREADS",
+    "run_until_stopped",
+]
+
+DEFAULT_API_WORKERS = 2
+DEFAULT_API_THREADS = 4
+DEFAULT_TRANSCODER_THREADS = 16
+API_APP = "demo_service.app:create_app()"
+TRANSCODER_APP = "demo_service.transcoder:create_transcoder_app()"
+MULTIPROC_SUBDIR = "prometheus-multiproc"
+
+
+class ServiceStartError(RuntimeError):
+    """A service process exited or did not become healthy in time (the message names its log)."""
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """What to exec: argv plus the environment variables obslab sets (on top of the inherited ones)."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    # Variables that must NOT be inherited (e.g. the transcoder is single-process: no multiproc dir).
+    unset_env: tuple[str, ...] = ()
+
+    def full_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ if base is None else base)
+        for name in self.unset_env:
+            env.pop(name, None)
+        env.update(self.env)
+        return env
+
+
+def _gunicorn(bind: str, workers: int, threads: int, app: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return (sys.executable, "-m", "gunicorn",
+            "--bind", bind,
+            "--workers", str(workers),
+            "--worker-class", "gthread",
+            "--threads", str(threads),
+            "--no-control-socket",
+            "--graceful-timeout", "5",
+            "--timeout", "60",
+            *extra,
+            app)
+
+
+def api_command(*, host: str, port: int, data_dir: str | Path, transcoder_url: str, admin_token: str | None,
+                workers: int = DEFAULT_API_WORKERS, threads: int = DEFAULT_API_THREADS,
+                extra_env: Mapping[str, str] | None = None) -> CommandLine:
+    """The publish API: gunicorn, several workers sharing SQLite state, prometheus multiprocess mode."""
+    data_dir = Path(data_dir)
+    env = {
+        ENV_DATA_DIR: str(data_dir),
+        ENV_TRANSCODER_URL: transcoder_url,
+        ENV_PROMETHEUS_MULTIPROC_DIR: str(data_dir / MULTIPROC_SUBDIR),
+    }
+    if admin_token:
+        env[ENV_ADMIN_TOKEN] = admin_token
+    env.update(extra_env or {})
+    argv = _gunicorn(f"{host}:{port}", workers, threads, API_APP,
+                     ("--config", "python:demo_service.gunicorn_conf"))
+    return CommandLine(argv=argv, env=env)
+
+
+def transcoder_command(*, host: str, port: int, data_dir: str | Path, threads: int = DEFAULT_TRANSCODER_THREADS,
+                       extra_env: Mapping[str, str] | None = None) -> CommandLine:
+    """The transcoder: one gunicorn worker with threads (its work is a sleep), reading faults from DATA_DIR."""
+    env = {ENV_DATA_DIR: str(Path(data_dir))}
+    env.update(extra_env or {})
+    return CommandLine(argv=_gunicorn(f"{host}:{port}", 1, threads, TRANSCODER_APP), env=env,
+                       unset_env=(ENV_PROMETHEUS_MULTIPROC_DIR,))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def ensure_admin_token(data_dir: str | Path) -> tuple[str, Path]:
+    """The admin token kept in DATA_DIR/admin-token (mode 0600), created when missing."""
+    path = Path(data_dir) / ADMIN_TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_text().strip():
+        return path.read_text().strip(), path
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token, path
+
+
+def _wait_for_port_closed(host: str, port: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((host, port)) != 0:
+                return
+        time.sleep(0.05)
+
+
+@dataclass
+class ManagedProcess:
+    """One service process in its own process group, with its output in a log file."""
+
+    name: str
+    command: CommandLine
+    log_path: Path
+    health_url: str
+    proc: subprocess.Popen | None = None
+    _log: IO | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(list(self.command.argv), env=self.command.full_env(), stdout=self._log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServiceStartError(f"{self.name} exited with code {self.proc.returncode} during start; "
+                                        f"see {self.log_path}:\n{self.log_tail()}")
+            try:
+                if requests.get(self.health_url, timeout=1.0).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise ServiceStartError(f"{self.name} not healthy at {self.health_url} after {timeout_s:.0f}s; "
+                                f"see {self.log_path}:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM the process group (gunicorn stops its workers gracefully), SIGKILL what is left."""
+        if self.proc is None:
+            return
+        try:
+            pgid = os.getpgid(self.proc.pid)
+        except ProcessLookupError:
+            pgid = None
+        if pgid is not None:
+            try:
+                os.killpg(pgid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+            # Workers may outlive a killed master; the group catches them all.
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.wait(timeout=5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class ServiceProcesses:
+    """Publish API + transcoder on loopback ports, started together, stopped together.
+
+    ``with ServiceProcesses(data_dir) as svc:`` gives ``svc.base_url``, ``svc.transcoder_url``,
+    ``svc.admin_token``, ``svc.data_dir``, ``svc.events_dir``. Ports are free ones unless given.
+    """
+
+    def __init__(self, data_dir: str | Path, *, host: str = "127.0.0.1", port: int | None = None,
+                 transcoder_port: int | None = None, workers: int = DEFAULT_API_WORKERS,
+                 threads: int = DEFAULT_API_THREADS, admin_token: str | None = None,
+                 instrumentation: str | None = None, trace_sample_ratio: float | None = None,
+                 extra_env: Mapping[str, str] | None = None, start_timeout_s: float = 60.0):
+        self.data_dir = Path(data_dir).resolve()
+        self.host = host
+        self.port = port or free_port(host)
+        self.transcoder_port = transcoder_port or free_port(host)
+        self.workers = workers
+        self.threads = threads
+        self.admin_token = admin_token or os.environ.get(ENV_ADMIN_TOKEN) or ensure_admin_token(self.data_dir)[0]
+        self.start_timeout_s = start_timeout_s
+        env = dict(extra_env or {})
+        if instrumentation is not None:
+            env[ENV_INSTRUMENTATION] = instrumentation
+        if trace_sample_ratio is not None:
+            env[ENV_TRACE_SAMPLE_RATIO] = str(trace_sample_ratio)
+        self.extra_env = env
+        self.processes: list[ManagedProcess] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def transcoder_url(self) -> str:
+        return f"http://{self.host}:{self.transcoder_port}"
+
+    @property
+    def events_dir(self) -> Path:
+        return self.data_dir / "events"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def commands(self) -> tuple[CommandLine, CommandLine]:
+        """(transcoder, api) command lines, in start order."""
+        transcoder = transcoder_command(host=self.host, port=self.transcoder_port, data_dir=self.data_dir,
+                                        extra_env=self.extra_env)
+        api = api_command(host=self.host, port=self.port, data_dir=self.data_dir, transcoder_url=self.transcoder_url,
+                          admin_token=self.admin_token, workers=self.workers, threads=self.threads,
+                          extra_env=self.extra_env)
+        return transcoder, api
+
+    def start(self) -> "ServiceProcesses":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        multiproc = self.data_dir / MULTIPROC_SUBDIR
+        shutil.rmtree(multiproc, ignore_errors=True)  # stale values of a previous run would be summed in
+        multiproc.mkdir(parents=True)
+        transcoder, api = self.commands()
+        try:
+            for name, cmd, url in (("transcoder", transcoder, f"{self.transcoder_url}/healthz"),
+                                   ("publish-api", api, f"{self.base_url}/healthz")):
+                proc = ManagedProcess(name, cmd, self.logs_dir / f"{name}.log", url)
+                self.processes.append(proc)
+                proc.start()
+                proc.wait_healthy(self.start_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        for proc in self.processes:
+            _wait_for_port_closed(self.host, self.port if proc.name == "publish-api" else self.transcoder_port,
+                                  time.monotonic() + 2.0)
+        self.processes.clear()
+
+    def running(self) -> bool:
+        return bool(self.processes) and all(p.proc is not None and p.proc.poll() is None for p in self.processes)
+
+    def __enter__(self) -> "ServiceProcesses":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def run_until_stopped(processes: ServiceProcesses, poll_s: float = 0.5) -> str:
+    """Block until SIGINT/SIGTERM or a service process dies; returns why. The caller stops the processes."""
+    reason: list[str] = []
+
+    def _signalled(signum, _frame):
+        reason.append(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, _signalled) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not reason:
+            for p in processes.processes:
+                if p.proc is not None and p.proc.poll() is not None:
+                    return f"{p.name} exited with code {p.proc.returncode} (see {p.log_path})"
+            time.sleep(poll_s)
+        return reason[0]
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
