@@ -1,0 +1,646 @@
+"""Events in: JSONL (globs, rotated ``events.jsonl.1``…, ``.gz``) and Parquet, read through DuckDB.
+
+Two readers, one per need:
+
+* ``load_events(paths, strict=False, until=None) -> EventSet`` — the fast path the
+  SLI engine uses. One DuckDB scan reads only the columns the SLIs need (explicit
+  JSON column types, so nothing is sniffed), drops lines it cannot use (not JSON,
+  a required field missing or of the wrong type, an unknown event name or cohort
+  value: the *structural check*) and folds the rest into one row per
+  ``request_id`` (see ``toolkit.attempts``). Skipped lines are counted; when there
+  are any, a second pass names them as ``file:line: what is wrong`` (first
+  ``MAX_PROBLEMS``). ``strict=True`` raises ``EventsError`` on the first one. A
+  torn final line (a writer that crashed mid-line: no trailing newline, not JSON)
+  is tolerated and reported, never fatal, strict or not.
+* ``validate_files(paths) -> ValidationReport`` — every line against the full JSON
+  Schema (``toolkit/schemas/event-v1.schema.json``), for ``obslab events validate``.
+
+``compact(paths, out_dir)`` rewrites usable events as Parquet partitioned by day
+(``day=YYYY-MM-DD/``); reading that directory gives the same reports.
+
+Paths may be files, directories (searched for ``*.jsonl``, ``*.jsonl.N``,
+``*.jsonl.gz``, ``*.parquet``) or glob patterns.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import duckdb
+
+from toolkit.contract import (
+    ALL_EVENTS,
+    APP_VERSIONS,
+    AUDIT_EVENTS,
+    ERROR_CLASSES,
+    FLAGS,
+    MEDIA_SIZE_BUCKETS,
+    NETWORK_TYPES,
+    REGIONS,
+    SCHEMA_VERSION,
+    event_schema,
+)
+
+__all__ = [
+    "EventsError",
+    "Problem",
+    "Source",
+    "EventSet",
+    "ValidationReport",
+    "resolve_paths",
+    "load_events",
+    "validate_files",
+    "compact",
+    "connect",
+    "parse_time",
+    "MAX_PROBLEMS",
+]
+
+MAX_PROBLEMS = 20
+# DuckDB settings for analytics on a small shared machine: bounded memory, spill to disk.
+DEFAULT_MEMORY_LIMIT = os.environ.get("OBSLAB_DUCKDB_MEMORY_LIMIT", "350MB")
+
+# The columns the SLI engine reads, with explicit types (read_json does no sniffing).
+# event is an ENUM: compact, and an unknown name becomes NULL, so the line is skipped.
+SLI_COLUMNS: dict[str, str] = {
+    "schema_version": "INTEGER",
+    "ts": "TIMESTAMP",
+    "event": "event_name",
+    "request_id": "VARCHAR",
+    "upload_id": "VARCHAR",
+    "service": "VARCHAR",
+    "service_version": "VARCHAR",
+    "user_id": "VARCHAR",
+    "app_version": "VARCHAR",
+    "region": "VARCHAR",
+    "network_type": "VARCHAR",
+    "media_size_bucket": "VARCHAR",
+    "flags": "STRUCT(transcode_mode VARCHAR, release VARCHAR)",
+    "synthetic": "BOOLEAN",
+    "duration_ms": "DOUBLE",
+    "error_class": "VARCHAR",
+    "chunk_count": "INTEGER",
+    "queue_wait_ms": "DOUBLE",
+}
+# Every field of the schema: the Parquet layout ``compact`` writes.
+ALL_COLUMNS: dict[str, str] = {
+    **SLI_COLUMNS,
+    "trace_id": "VARCHAR",
+    "span_id": "VARCHAR",
+    "chunk_index": "INTEGER",
+    "attempt": "INTEGER",
+    "bytes": "BIGINT",
+    "media_size_bytes": "BIGINT",
+    "transcode_mode": "VARCHAR",
+    "video_id": "VARCHAR",
+    "reason": "VARCHAR",
+    "field": "VARCHAR",
+    "actor": "VARCHAR",
+    "change": "JSON",
+}
+
+# Per event, the optional fields the schema requires.
+_REQUIRED_BY_EVENT = {
+    "upload_started": ("chunk_count",),
+    "chunk_uploaded": ("duration_ms",),
+    "chunk_failed": ("error_class",),
+    "upload_completed": ("duration_ms", "chunk_count"),
+    "transcode_completed": ("duration_ms",),
+    "transcode_failed": ("duration_ms", "error_class"),
+    "publish_succeeded": ("duration_ms",),
+    "publish_failed": ("duration_ms", "error_class"),
+}
+
+
+class EventsError(ValueError):
+    """Events cannot be read (missing file, bad line under --strict); the message names file and line."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One unusable line: ``path:line: message`` (line is None for Parquet rows)."""
+
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}" if self.line is not None else f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str
+    format: str  # "jsonl" | "parquet"
+
+
+@dataclass
+class EventSet:
+    """Events loaded from files, folded per request_id in ``con`` (table ``_requests``).
+
+    Counts: ``events`` usable lines, ``skipped`` lines dropped by the structural
+    check (torn final lines excluded), ``torn`` torn final lines (tolerated),
+    ``rejected_events`` and ``audit_events`` (not attempts). ``problems`` names the
+    first skipped lines. ``until`` is the cut-off applied while reading (events
+    after it ignored); ``max_ts`` the newest usable event at or before it.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    sources: tuple[Source, ...]
+    events: int = 0
+    skipped: int = 0
+    torn: tuple[Problem, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    rejected_events: int = 0
+    audit_events: int = 0
+    min_ts: datetime | None = None
+    max_ts: datetime | None = None
+    until: datetime | None = None
+    requests_table: str = "_requests"
+    event_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def as_of(self) -> datetime | None:
+        """The analysis time: ``until`` if given, else the newest event."""
+        return self.until or self.max_ts
+
+    def summary(self) -> str:
+        """One line on what was read, for CLI output."""
+        parts = [f"{self.events} events from {len(self.sources)} file(s)"]
+        if self.skipped:
+            parts.append(f"{self.skipped} invalid line(s) skipped")
+        if self.torn:
+            parts.append(f"{len(self.torn)} torn final line(s) ignored")
+        if self.rejected_events:
+            parts.append(f"{self.rejected_events} upload_rejected (not attempts)")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Result of checking every line against the full schema."""
+
+    files: int
+    lines: int
+    valid: int
+    invalid: int
+    torn: tuple[Problem, ...]
+    problems: tuple[Problem, ...]  # first MAX_PROBLEMS (torn lines not included)
+    event_counts: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return self.invalid == 0
+
+
+def parse_time(text: str | datetime | None) -> datetime | None:
+    """A time given on the command line: RFC 3339 / ISO 8601; naive means UTC. Returns naive UTC."""
+    if text is None or isinstance(text, datetime):
+        if isinstance(text, datetime) and text.tzinfo is not None:
+            return text.astimezone(timezone.utc).replace(tzinfo=None)
+        return text
+    s = text.strip()
+    if s.endswith("Z") or s.endswith("z"):
+        s = s[:-1] + "+00:00"
+    try:
+        t = datetime.fromisoformat(s)
+    except ValueError:
+        raise EventsError(f"not a time: {text!r} (expected RFC 3339, e.g. 2026-01-05T10:30:00Z)") from None
+    if t.tzinfo is not None:
+        t = t.astimezone(timezone.utc).replace(tzinfo=None)
+    return t
+
+
+def connect(memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the event types defined and memory bounded."""
+    con = duckdb.connect(config={"memory_limit": memory_limit, **({"threads": threads} if threads else {})})
+    names = ", ".join(_sql_str(e) for e in ALL_EVENTS)
+    con.execute(f"CREATE TYPE event_name AS ENUM ({names})")
+    return con
+
+
+# -- paths --------------------------------------------------------------------------
+
+_JSONL_NAME = re.compile(r"\.(jsonl|ndjson|json)(\.\d+)?(\.gz)?$")
+
+
+def _format_of(path: str) -> str | None:
+    if path.endswith(".parquet"):
+        return "parquet"
+    if _JSONL_NAME.search(path):
+        return "jsonl"
+    return None
+
+
+def resolve_paths(paths: Iterable[str | Path]) -> tuple[Source, ...]:
+    """Expand files, directories and globs into event sources; raise EventsError if nothing matches."""
+    out: list[Source] = []
+    seen: set[str] = set()
+    for raw in paths:
+        p = str(raw)
+        if any(ch in p for ch in "*?["):
+            matches = sorted(glob.glob(p, recursive=True))
+            if not matches:
+                raise EventsError(f"{p}: no file matches this pattern")
+            candidates = [m for m in matches if os.path.isfile(m)]
+        elif os.path.isdir(p):
+            candidates = sorted(
+                str(f) for f in Path(p).rglob("*") if f.is_file() and _format_of(str(f)) is not None)
+            if not candidates:
+                raise EventsError(f"{p}: directory holds no event files (*.jsonl, *.jsonl.N, *.jsonl.gz, *.parquet)")
+        elif os.path.isfile(p):
+            candidates = [p]
+        else:
+            raise EventsError(f"{p}: no such file or directory")
+        for c in candidates:
+            fmt = _format_of(c) or "jsonl"
+            if c not in seen:
+                seen.add(c)
+                out.append(Source(c, fmt))
+    # Rotated files hold older events; order does not change results but keeps reports stable.
+    return tuple(out)
+
+
+# -- the fast path ---------------------------------------------------------------------
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    return ", ".join(_sql_str(v) for v in values)
+
+
+def _valid_expr() -> str:
+    """SQL: the structural check a row must pass to be used."""
+    nullable_enum = [
+        ("region", REGIONS), ("app_version", APP_VERSIONS), ("network_type", NETWORK_TYPES),
+        ("media_size_bucket", MEDIA_SIZE_BUCKETS),
+    ]
+    parts = [
+        f"schema_version = {SCHEMA_VERSION}",
+        "ts IS NOT NULL",
+        "event IS NOT NULL",
+        "synthetic IS NOT NULL",
+        "service IN ('publish-api', 'transcoder')",
+        "service_version IS NOT NULL",
+        f"(event IN ({_sql_list(AUDIT_EVENTS)}, 'upload_rejected') "
+        "OR (request_id IS NOT NULL AND upload_id IS NOT NULL))",
+        f"(error_class IS NULL OR error_class IN ({_sql_list(ERROR_CLASSES)}))",
+        f"(flags.release IS NULL OR flags.release IN ({_sql_list(FLAGS['release'])}))",
+        f"(flags.transcode_mode IS NULL OR flags.transcode_mode IN ({_sql_list(FLAGS['transcode_mode'])}))",
+    ]
+    parts += [f"({col} IS NULL OR {col} IN ({_sql_list(vals)}))" for col, vals in nullable_enum]
+    for ev, fields in _REQUIRED_BY_EVENT.items():
+        cond = " AND ".join(f"{f} IS NOT NULL" for f in fields)
+        parts.append(f"(event <> {_sql_str(ev)} OR ({cond}))")
+    return " AND ".join(parts)
+
+
+def _scan_sql(con: duckdb.DuckDBPyConnection, sources: Sequence[Source], columns: dict[str, str]) -> str:
+    """SQL of one relation over all sources with exactly ``columns`` (typed), plus ``_file``."""
+    selects = []
+    jsonl = [s.path for s in sources if s.format == "jsonl"]
+    parquet = [s.path for s in sources if s.format == "parquet"]
+    if jsonl:
+        cols = "{" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in columns.items()) + "}"
+        names = ", ".join(columns)
+        selects.append(
+            f"SELECT {names} FROM read_json([{_sql_list(jsonl)}], format='newline_delimited', "
+            f"columns={cols}, ignore_errors=true, maximum_object_size=1048576)")
+    if parquet:
+        have = {r[0]: r[1] for r in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet([{_sql_list(parquet)}], union_by_name=true)").fetchall()}
+        exprs = []
+        for name, typ in columns.items():
+            if name not in have:
+                exprs.append(f"CAST(NULL AS {typ}) AS {name}")
+            elif name == "event":
+                exprs.append("TRY_CAST(event AS event_name) AS event")
+            elif name == "change":
+                exprs.append("TRY_CAST(change AS JSON) AS change")
+            else:
+                exprs.append(f"TRY_CAST({name} AS {typ}) AS {name}")
+        selects.append(f"SELECT {', '.join(exprs)} FROM read_parquet([{_sql_list(parquet)}], union_by_name=true)")
+    return " UNION ALL ".join(selects)
+
+
+# One pass over all events: fold per (request_id, kind). kind separates attempt events
+# from rejected/audit events and from unusable rows, whose counts come out of the same pass.
+_FOLD_SQL = """
+CREATE OR REPLACE TEMP TABLE {table} AS
+WITH ev AS (
+    SELECT *, CASE WHEN NOT coalesce({valid}, false) THEN 'invalid'
+                   WHEN event = 'upload_rejected' THEN 'rejected'
+                   WHEN event IN ('fault_changed', 'flag_changed') THEN 'audit'
+                   ELSE 'attempt' END AS kind
+    FROM ({scan})
+    {until_filter}
+)
+SELECT
+    kind,
+    request_id,
+    count(*) AS events,
+    any_value(upload_id) AS upload_id,
+    coalesce(any_value(user_id) FILTER (WHERE event = 'upload_started'), any_value(user_id)) AS user_id,
+    coalesce(any_value(region) FILTER (WHERE event = 'upload_started'), any_value(region)) AS region,
+    coalesce(any_value(app_version) FILTER (WHERE event = 'upload_started'), any_value(app_version)) AS app_version,
+    coalesce(any_value(network_type) FILTER (WHERE event = 'upload_started'), any_value(network_type))
+        AS network_type,
+    coalesce(any_value(media_size_bucket) FILTER (WHERE event = 'upload_started'), any_value(media_size_bucket))
+        AS media_size_bucket,
+    coalesce(any_value(flags.release) FILTER (WHERE event = 'upload_started'), any_value(flags.release))
+        AS release,
+    coalesce(any_value(flags.transcode_mode) FILTER (WHERE event = 'upload_started'),
+             any_value(flags.transcode_mode)) AS transcode_mode,
+    coalesce(any_value(service_version) FILTER (WHERE event = 'upload_started'),
+             any_value(service_version) FILTER (WHERE service = 'publish-api'),
+             any_value(service_version)) AS service_version,
+    bool_or(synthetic) AS synthetic,
+    min(ts) AS first_event_at,
+    max(ts) AS last_event_at,
+    min(ts) FILTER (WHERE event = 'upload_started') AS started_at,
+    min(ts) FILTER (WHERE event = 'upload_completed') AS completed_at,
+    min(ts) FILTER (WHERE event IN ('publish_succeeded', 'publish_failed', 'upload_cancelled')) AS ended_at,
+    arg_min(event, ts) FILTER (WHERE event IN ('publish_succeeded', 'publish_failed', 'upload_cancelled'))
+        AS terminal_event,
+    count(*) FILTER (WHERE event IN ('publish_succeeded', 'publish_failed', 'upload_cancelled'))
+        AS terminal_events,
+    arg_min(error_class, ts) FILTER (WHERE event = 'publish_failed') AS error_class,
+    max(chunk_count) FILTER (WHERE event = 'upload_started') AS chunk_count,
+    count(*) FILTER (WHERE event = 'chunk_uploaded') AS chunks_uploaded,
+    count(*) FILTER (WHERE event = 'chunk_retry') AS chunk_retries,
+    count(*) FILTER (WHERE event = 'chunk_failed') AS chunk_failures,
+    count(*) FILTER (WHERE event = 'upload_completed') AS completes,
+    count(*) FILTER (WHERE event = 'transcode_started') AS transcodes_started,
+    min(ts) FILTER (WHERE event = 'transcode_started') AS transcode_started_at,
+    arg_max(queue_wait_ms, ts) FILTER (WHERE event = 'transcode_started') AS queue_wait_ms,
+    count(*) FILTER (WHERE event = 'transcode_completed') AS transcodes_completed,
+    count(*) FILTER (WHERE event = 'transcode_failed') AS transcode_failures,
+    arg_max(duration_ms, ts) FILTER (WHERE event = 'transcode_completed') AS transcode_ms,
+    count(*) FILTER (WHERE error_class = 'timeout') AS timeout_events
+FROM ev
+GROUP BY kind, request_id
+"""
+
+_EVENT_COUNTS_SQL = """
+SELECT count(*) FILTER (WHERE kind = 'invalid'), min(ts), max(ts) FROM ev
+"""
+
+
+def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str | datetime | None = None,
+                con: duckdb.DuckDBPyConnection | None = None) -> EventSet:
+    """Read events from files in one DuckDB pass and fold them per request_id.
+
+    Lines failing the structural check are skipped and counted (``strict`` raises
+    ``EventsError`` naming the first); torn final lines are reported, never fatal.
+    Events after ``until`` are ignored (analysis "as of" that time).
+    """
+    sources = resolve_paths(paths)
+    until_t = parse_time(until)
+    con = con or connect()
+    torn = tuple(p for s in sources if s.format == "jsonl" for p in [_torn_final_line(s.path)] if p)
+    scan = _scan_sql(con, sources, SLI_COLUMNS)
+    until_filter = "" if until_t is None else f"WHERE ts IS NULL OR ts <= TIMESTAMP '{until_t.isoformat(sep=' ')}'"
+    try:
+        con.execute(_FOLD_SQL.format(table="_requests", valid=_valid_expr(), scan=scan, until_filter=until_filter))
+    except duckdb.Error as e:
+        raise EventsError(f"cannot read events: {_duck_message(e)}") from None
+    rows = con.execute(
+        "SELECT kind, sum(events)::BIGINT, min(first_event_at), max(last_event_at) FROM _requests GROUP BY kind"
+    ).fetchall()
+    by_kind = {k: (n, lo, hi) for k, n, lo, hi in rows}
+    invalid = by_kind.get("invalid", (0, None, None))[0]
+    skipped = max(0, invalid - len(torn))
+    usable = [v for k, v in by_kind.items() if k != "invalid"]
+    es = EventSet(
+        con=con,
+        sources=sources,
+        events=sum(v[0] for v in usable),
+        skipped=skipped,
+        torn=torn,
+        rejected_events=by_kind.get("rejected", (0,))[0],
+        audit_events=by_kind.get("audit", (0,))[0],
+        min_ts=min((v[1] for v in usable if v[1] is not None), default=None),
+        max_ts=max((v[2] for v in usable if v[2] is not None), default=None),
+        until=until_t,
+    )
+    if skipped:
+        # The fast scan has no line numbers: a second pass names the bad lines.
+        problems = list(_find_problems(sources, limit=1 if strict else MAX_PROBLEMS))
+        es.problems = tuple(problems)
+        if strict:
+            first = problems[0] if problems else Problem(sources[0].path, None, "invalid line")
+            raise EventsError(f"{first} (--strict: stopping at the first invalid line)")
+    return es
+
+
+def _duck_message(e: Exception) -> str:
+    return str(e).splitlines()[0]
+
+
+def _torn_final_line(path: str) -> Problem | None:
+    """A plain JSONL file whose last line has no newline and is not JSON: a writer crashed mid-line."""
+    if path.endswith(".gz"):
+        return None  # rotated archives are written whole; the validation pass checks them
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return None
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return None
+            # Read back to the previous newline.
+            back = min(size, 1 << 20)
+            f.seek(size - back)
+            tail = f.read(back)
+    except OSError as e:
+        raise EventsError(f"{path}: cannot read: {e.strerror or e}") from None
+    last = tail.rsplit(b"\n", 1)[-1]
+    try:
+        json.loads(last)
+        return None  # complete object, just no newline at the end
+    except ValueError:
+        pass
+    line = _count_newlines(path) + 1
+    return Problem(path, line, f"torn final line ({len(last)} bytes, no newline, not JSON): ignored")
+
+
+def _count_newlines(path: str) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            n += chunk.count(b"\n")
+    return n
+
+
+# -- line-level checks --------------------------------------------------------------
+
+def _open_text(path: str):
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="\n")
+    return open(path, "r", encoding="utf-8", errors="replace", newline="\n")
+
+
+def _schema_validator():
+    import jsonschema_rs
+
+    return jsonschema_rs.validator_for(event_schema())
+
+
+def _error_text(err) -> str:
+    where = "/".join(str(p) for p in err.instance_path)
+    return f"{where}: {err.message}" if where else err.message
+
+
+def _check_lines(path: str, validator) -> Iterator[tuple[int, str | None, str | None, bool]]:
+    """Yield (line number, event name or None, problem or None, is_torn) for every non-blank line."""
+    try:
+        f = _open_text(path)
+        with f:
+            prev = None
+            lineno = 0
+            for raw in f:
+                lineno += 1
+                if prev is not None:
+                    yield prev
+                    prev = None
+                text = raw.rstrip("\n")
+                if not text.strip():
+                    continue
+                torn = not raw.endswith("\n")
+                try:
+                    obj = json.loads(text)
+                except ValueError as e:
+                    what = "torn final line (no newline, not JSON): ignored" if torn else f"not valid JSON: {e}"
+                    prev = (lineno, None, what, torn)
+                    continue
+                err = next(iter(validator.iter_errors(obj)), None)
+                name = obj.get("event") if isinstance(obj, dict) else None
+                prev = (lineno, name if isinstance(name, str) else None,
+                        None if err is None else _error_text(err), False)
+            if prev is not None:
+                yield prev
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise EventsError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+
+
+def _find_problems(sources: Sequence[Source], limit: int) -> Iterator[Problem]:
+    validator = _schema_validator()
+    found = 0
+    for s in sources:
+        if s.format != "jsonl":
+            continue
+        for lineno, _name, problem, torn in _check_lines(s.path, validator):
+            if problem and not torn:
+                yield Problem(s.path, lineno, problem)
+                found += 1
+                if found >= limit:
+                    return
+
+
+def validate_files(paths: Iterable[str | Path]) -> ValidationReport:
+    """Check every line (JSONL) or row (Parquet) against the full event schema."""
+    sources = resolve_paths(paths)
+    validator = _schema_validator()
+    lines = valid = invalid = 0
+    torn: list[Problem] = []
+    problems: list[Problem] = []
+    counts: dict[str, int] = {}
+    for s in sources:
+        if s.format == "parquet":
+            checked = _validate_parquet(s.path, validator, problems, counts)
+            lines += checked[0]
+            valid += checked[1]
+            invalid += checked[0] - checked[1]
+            continue
+        for lineno, name, problem, is_torn in _check_lines(s.path, validator):
+            if is_torn:
+                torn.append(Problem(s.path, lineno, problem or "torn final line"))
+                continue
+            lines += 1
+            if problem is None:
+                valid += 1
+                counts[name] = counts.get(name, 0) + 1
+            else:
+                invalid += 1
+                if len(problems) < MAX_PROBLEMS:
+                    problems.append(Problem(s.path, lineno, problem))
+    return ValidationReport(len(sources), lines, valid, invalid, tuple(torn), tuple(problems), counts)
+
+
+def _validate_parquet(path: str, validator, problems: list[Problem], counts: dict[str, int]) -> tuple[int, int]:
+    """Rows of a compacted Parquet file, rebuilt as JSON objects and checked like lines."""
+    from toolkit.synth import event_dicts  # same row → JSON object mapping as the writer
+    import pyarrow.parquet as pq
+
+    total = ok = 0
+    table = pq.read_table(path)
+    for batch in table.to_batches(50_000):
+        import pyarrow as pa
+        sub = pa.Table.from_batches([batch])
+        missing = [c for c in ALL_COLUMNS if c not in sub.column_names]
+        for c in missing:
+            sub = sub.append_column(c, pa.nulls(sub.num_rows))
+        for i, obj in enumerate(event_dicts(sub.select(list(_PARQUET_ORDER)))):
+            total += 1
+            err = next(iter(validator.iter_errors(obj)), None)
+            if err is None:
+                ok += 1
+                counts[obj["event"]] = counts.get(obj["event"], 0) + 1
+            elif len(problems) < MAX_PROBLEMS:
+                problems.append(Problem(path, None, f"row {total}: {_error_text(err)}"))
+    return total, ok
+
+
+_PARQUET_ORDER = ("schema_version", "ts", "event", "request_id", "upload_id", "trace_id", "span_id", "service",
+                  "service_version", "user_id", "app_version", "region", "network_type", "media_size_bucket",
+                  "flags", "synthetic", "duration_ms", "error_class", "chunk_index", "attempt", "bytes",
+                  "media_size_bytes", "chunk_count", "transcode_mode", "queue_wait_ms", "video_id", "reason",
+                  "field", "actor", "change")
+
+
+# -- compaction -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CompactResult:
+    out_dir: str
+    events: int
+    skipped: int
+    torn: tuple[Problem, ...]
+    days: tuple[str, ...]
+    files: tuple[str, ...]
+
+
+def compact(paths: Iterable[str | Path], out_dir: str | Path, *,
+            con: duckdb.DuckDBPyConnection | None = None) -> CompactResult:
+    """Write usable events as Parquet partitioned by UTC day (``out_dir/day=YYYY-MM-DD/*.parquet``)."""
+    sources = resolve_paths(paths)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    con = con or connect()
+    torn = tuple(p for s in sources if s.format == "jsonl" for p in [_torn_final_line(s.path)] if p)
+    scan = _scan_sql(con, sources, ALL_COLUMNS)
+    names = ", ".join(c for c in _PARQUET_ORDER)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _compact_src AS SELECT *, coalesce({_valid_expr()}, false) AS _ok "
+                    f"FROM ({scan})")
+        total, ok = con.execute("SELECT count(*), count(*) FILTER (WHERE _ok) FROM _compact_src").fetchone()
+        con.execute(
+            f"COPY (SELECT {names}, strftime(ts, '%Y-%m-%d') AS day FROM _compact_src WHERE _ok ORDER BY ts) "
+            f"TO {_sql_str(str(out))} (FORMAT parquet, PARTITION_BY (day), OVERWRITE_OR_IGNORE true, "
+            f"COMPRESSION zstd)")
+    except duckdb.Error as e:
+        raise EventsError(f"cannot compact events: {_duck_message(e)}") from None
+    files = tuple(sorted(str(p) for p in out.rglob("*.parquet")))
+    days = tuple(sorted({Path(f).parent.name.removeprefix("day=") for f in files}))
+    return CompactResult(str(out), ok, max(0, total - ok - len(torn)), torn, days, files)
