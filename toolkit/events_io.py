@@ -65,6 +65,8 @@ __all__ = [
 ]
 
 MAX_PROBLEMS = 20
+# What JSON (and so DuckDB's reader) treats as blank around a value.
+_JSON_WHITESPACE = " \t\r"
 # DuckDB settings for analytics on a small shared machine: bounded memory, spill to disk.
 DEFAULT_MEMORY_LIMIT = os.environ.get("OBSLAB_DUCKDB_MEMORY_LIMIT", "350MB")
 
@@ -466,10 +468,12 @@ def _torn_final_line(path: str) -> Problem | None:
     except OSError as e:
         raise EventsError(f"{path}: cannot read: {e.strerror or e}") from None
     last = tail.rsplit(b"\n", 1)[-1]
+    if not last.strip(_JSON_WHITESPACE.encode()):
+        return None  # a blank tail is not an event, torn or otherwise
     try:
         json.loads(last)
         return None  # complete object, just no newline at the end
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         pass
     line = _count_newlines(path) + 1
     return Problem(path, line, f"torn final line ({len(last)} bytes, no newline, not JSON): ignored")
@@ -515,19 +519,22 @@ def _check_lines(path: str, validator) -> Iterator[tuple[int, str | None, str | 
                     yield prev
                     prev = None
                 text = raw.rstrip("\n")
-                if not text.strip():
+                if not text.strip(_JSON_WHITESPACE):  # str.strip() would also eat \x1c, \x85...: not blank to JSON
                     continue
                 torn = not raw.endswith("\n")
                 try:
                     obj = json.loads(text)
-                except ValueError as e:
+                except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser's stack
                     what = "torn final line (no newline, not JSON): ignored" if torn else f"not valid JSON: {e}"
                     prev = (lineno, None, what, torn)
                     continue
-                err = next(iter(validator.iter_errors(obj)), None)
+                try:
+                    err = next(iter(validator.iter_errors(obj)), None)
+                    problem = None if err is None else _error_text(err)
+                except ValueError as e:  # the validator refuses values nested past its recursion limit
+                    problem = f"cannot validate: {e}"
                 name = obj.get("event") if isinstance(obj, dict) else None
-                prev = (lineno, name if isinstance(name, str) else None,
-                        None if err is None else _error_text(err), False)
+                prev = (lineno, name if isinstance(name, str) else None, problem, False)
             if prev is not None:
                 yield prev
     except (OSError, EOFError, gzip.BadGzipFile) as e:

@@ -138,6 +138,8 @@ class _Checker:
         self.source = source
 
     def fail(self, where: str, what: str) -> SloSpecError:
+        # A path built from the author's keys may hold a newline or a control character: escape it.
+        where = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in where)
         return SloSpecError(f"{self.source}: {where}: {what}")
 
     def mapping(self, value: Any, where: str) -> dict:
@@ -234,7 +236,7 @@ def parse_spec(data: Any, source: str = "slo.yaml") -> SloSpec:
     raw_profiles = c.mapping(c.required(top, "profiles", ""), "profiles")
     profiles = {}
     for name, raw in raw_profiles.items():
-        where = f"profiles.{name}"
+        where = f"profiles.{name if str(name).isidentifier() else repr(name)}"
         m = c.mapping(raw, where)
         c.no_extra(m, {"time_compression", "scrape_interval"}, where)
         factor = c.number(c.required(m, "time_compression", where), f"{where}.time_compression", 1, 1e6)

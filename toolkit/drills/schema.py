@@ -199,6 +199,8 @@ class _Checker:
         self.source = source
 
     def fail(self, where: str, what: str) -> DrillSpecError:
+        # A path built from the author's keys may hold a newline or a control character: escape it.
+        where = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in where)
         return DrillSpecError(f"{self.source}: {where}: {what}")
 
     def mapping(self, value: Any, where: str, *, allow_empty: bool = True) -> dict:
@@ -212,9 +214,7 @@ class _Checker:
         allowed = set(required) | set(optional)
         extra = sorted(set(map(str, m)) - allowed)
         if extra:
-            # Quote a key that would not read as a field name (empty, spaces, dots).
-            name = extra[0] if extra[0].isidentifier() else repr(extra[0])
-            raise self.fail(_join(where, name), f"unknown field (allowed: {', '.join(sorted(allowed))})")
+            raise self.fail(_join(where, extra[0]), f"unknown field (allowed: {', '.join(sorted(allowed))})")
         for key in sorted(required):
             if key not in m:
                 raise self.fail(_join(where, key), "required field is missing")
@@ -259,6 +259,8 @@ class _Checker:
 
 
 def _join(where: str, key: str) -> str:
+    # Quote a key that would not read as a field name (empty, spaces, newlines).
+    key = key if str(key).isidentifier() else repr(key)
     return f"{where}.{key}" if where else key
 
 
@@ -313,7 +315,7 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
     flags: dict[str, tuple[str, float]] = {}
     raw_flags = c.mapping(m.get("flags"), "setup.flags")
     for name, spec in raw_flags.items():
-        where = f"setup.flags.{name}"
+        where = _join("setup.flags", str(name))
         c.choice(name, where, tuple(FLAGS))
         f = c.mapping(spec, where, allow_empty=False)
         c.fields(f, where, {"variant"}, {"percent"})
@@ -414,7 +416,7 @@ def _parse_questions(c: _Checker, raw: Any) -> Questions:
         raise c.fail("questions.cause.choices", "lists a cause twice")
     partial: dict[str, float] = {}
     for key, value in c.mapping(cause.get("partial"), "questions.cause.partial").items():
-        where = f"questions.cause.partial.{key}"
+        where = _join("questions.cause.partial", str(key))
         c.choice(key, where, choices)
         partial[key] = c.number(value, where, 0, 1)
     cohort = c.mapping(m["cohort"], "questions.cohort", allow_empty=False)
@@ -440,7 +442,7 @@ def _parse_truth(c: _Checker, raw: Any, questions: Questions) -> Truth:
         raise c.fail("questions.cause.partial", f"gives partial credit to the true cause {cause!r}")
     cohort: dict[str, str] = {}
     for key, value in c.mapping(m["cohort"], "truth.cohort").items():
-        where = f"truth.cohort.{key}"
+        where = _join("truth.cohort", str(key))
         c.choice(key, where, questions.cohort_dimensions)
         cohort[key] = c.choice(value, where, SELECTOR_VALUES[key])
     metric = c.string(m["metric"], "truth.metric")
