@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 __all__ = ["ApiError", "error_response", "init_app"]
@@ -33,6 +33,24 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return response
 
 
+# An oversize body is read and discarded up to this size, so the client (still sending) gets the 413
+# instead of a reset connection; beyond it the connection is closed.
+DRAIN_LIMIT_BYTES = 4 * 1024 * 1024
+
+
+def _drain_body() -> None:
+    length = request.content_length
+    if length is None or length > DRAIN_LIMIT_BYTES:
+        return
+    stream = request.environ.get("wsgi.input")
+    remaining = length
+    while stream is not None and remaining > 0:
+        chunk = stream.read(min(remaining, 65536))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+
+
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                413: "payload_too_large", 415: "unsupported_media_type"}
 
@@ -45,6 +63,8 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException):
         status = e.code or 500
+        if status == 413:
+            _drain_body()
         response = error_response(status, _HTTP_CODES.get(status, "http_error"), e.description or e.name)
         if status == 405 and e.get_response().headers.get("Allow"):
             response.headers["Allow"] = e.get_response().headers["Allow"]

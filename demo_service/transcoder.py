@@ -68,7 +68,10 @@ def create_transcoder_app(config: Mapping[str, Any] | None = None) -> Flask:
         provider = make_tracer_provider(service_name=SERVICE_NAME, service_version=SERVICE_VERSION,
                                         sample_ratio=app.config["TRACE_SAMPLE_RATIO"], data_dir=app.config["DATA_DIR"],
                                         otlp_endpoint=app.config["OTLP_ENDPOINT"], exporter=app.config["SPAN_EXPORTER"])
-        FlaskInstrumentor().instrument_app(app, tracer_provider=provider, excluded_urls="healthz,metrics")
+        from opentelemetry.metrics import NoOpMeterProvider
+
+        FlaskInstrumentor().instrument_app(app, tracer_provider=provider, meter_provider=NoOpMeterProvider(),
+                                           enable_commenter=False)
         app.extensions["obslab.tracer_provider"] = provider
 
     @app.post("/v1/transcode")

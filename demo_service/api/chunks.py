@@ -46,26 +46,27 @@ def put_chunk(upload_id: str, n: int):
     data = request.get_data(cache=False)
     if not data:
         raise ApiError(422, "empty_chunk", "chunk body must not be empty", "body")
-    with telemetry.span("chunk.store", upload.request_id, upload_id=upload_id, chunk_index=n, attempt=attempt):
-        key = f"{upload.request_id}|{n}|{attempt}"
-        apply_api_faults("chunk", upload.cohort, key)
-        if attempt > 1:
-            telemetry.emit("chunk_retry", upload, chunk_index=n, attempt=attempt)
-            telemetry.metrics.chunk_retries.labels(network_type=upload.network_type).inc()
-        faults = get_controls().match(target="storage", cohort=upload.cohort, key=key)
-        sleep_for(faults)
-        failed = any(f.kind in ("chunk_failures", "errors") for f in faults)
-        if not failed:
-            try:
-                get_store().put_chunk(upload_id, n, len(data), zlib.crc32(data), attempt, time.time())
-            except sqlite3.Error:
-                failed = True
-        if failed:
-            telemetry.emit("chunk_failed", upload, chunk_index=n, attempt=attempt, error_class="storage")
-            telemetry.metrics.chunks.labels(result="failed", network_type=upload.network_type).inc()
-            raise ApiError(503, "chunk_failed", "the chunk could not be stored; retry it", None, retry_after=1,
-                           extra={"chunk_index": n, "attempt": attempt})
-        telemetry.emit("chunk_uploaded", upload, chunk_index=n, attempt=attempt, bytes=len(data),
-                       duration_ms=round((time.perf_counter() - started) * 1000, 3))
-        telemetry.metrics.chunks.labels(result="uploaded", network_type=upload.network_type).inc()
+    # The hot path: no span of its own (the server span covers it), only attributes when it records.
+    telemetry.annotate(request_id=upload.request_id, upload_id=upload_id, chunk_index=n, attempt=attempt)
+    key = f"{upload.request_id}|{n}|{attempt}"
+    apply_api_faults("chunk", upload.cohort, key)
+    if attempt > 1:
+        telemetry.emit("chunk_retry", upload, chunk_index=n, attempt=attempt)
+        telemetry.metrics.chunk_retries.labels(network_type=upload.network_type).inc()
+    faults = get_controls().match(target="storage", cohort=upload.cohort, key=key)
+    sleep_for(faults)
+    failed = any(f.kind in ("chunk_failures", "errors") for f in faults)
+    if not failed:
+        try:
+            get_store().put_chunk(upload_id, n, len(data), zlib.crc32(data), attempt, time.time())
+        except sqlite3.Error:
+            failed = True
+    if failed:
+        telemetry.emit("chunk_failed", upload, chunk_index=n, attempt=attempt, error_class="storage")
+        telemetry.metrics.chunks.labels(result="failed", network_type=upload.network_type).inc()
+        raise ApiError(503, "chunk_failed", "the chunk could not be stored; retry it", None, retry_after=1,
+                       extra={"chunk_index": n, "attempt": attempt})
+    telemetry.emit("chunk_uploaded", upload, chunk_index=n, attempt=attempt, bytes=len(data),
+                   duration_ms=round((time.perf_counter() - started) * 1000, 3))
+    telemetry.metrics.chunks.labels(result="uploaded", network_type=upload.network_type).inc()
     return jsonify({"chunk_index": n, "received": True})

@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask, current_app, g, request
 from opentelemetry import trace
+from opentelemetry.metrics import NoOpMeterProvider
 
 from demo_service.store import Upload
 from demo_service.telemetry.events import EVENTS_FILE, EventFile, UserHasher, event_timestamp
@@ -109,14 +110,22 @@ class Telemetry:
         return self.tracer.start_as_current_span(name, attributes=attrs)
 
 
+    def annotate(self, **attributes: Any) -> None:
+        """Attributes on the current span (e.g. the server span), skipped when it is not sampled."""
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+
+
 def init_app(app: Flask) -> None:
     telemetry = Telemetry(app)
     app.extensions["obslab.telemetry"] = telemetry
     if telemetry.tracer_provider is not None:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
+        # RED metrics come from prometheus_client; OTel's own HTTP metrics would duplicate them, so no meter.
         FlaskInstrumentor().instrument_app(app, tracer_provider=telemetry.tracer_provider,
-                                           excluded_urls="healthz,metrics")
+                                           meter_provider=NoOpMeterProvider(), enable_commenter=False)
         instrument_requests_once(telemetry.tracer_provider)
 
     @app.before_request

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "serve",
     "load",
     "reconcile",
+    "bench_overhead",
 )
 
 for _name in COMMAND_MODULES:
