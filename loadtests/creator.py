@@ -34,10 +34,10 @@ TERMINAL_STATUSES = {"published": "published", "failed": "failed", "cancelled": 
 # Locust statistics group requests by these names, not by the per-upload URL.
 REQUEST_NAMES = {
     "create": "POST /v1/uploads",
-    "chunk": "PUT /v1/uploads/[id]/chunks/[n]",
-    "complete": "POST /v1/uploads/[id]/complete",
-    "status": "GET /v1/uploads/[id]",
-    "cancel": "POST /v1/uploads/[id]/cancel",
+    "chunk": "PUT /v1/uploads/{id}/chunks/{n}",
+    "complete": "POST /v1/uploads/{id}/complete",
+    "status": "GET /v1/uploads/{id}",
+    "cancel": "POST /v1/uploads/{id}/cancel",
 }
 CANCEL_REASON = "user_cancelled"
 
@@ -215,14 +215,28 @@ class CreatorUser(FastHttpUser):
             attempt.retries += 1
 
     def _complete(self, attempt: ClientAttempt, gave_up: bool) -> None:
-        status, answer = self._call(attempt, "complete", "POST", f"/v1/uploads/{attempt.upload_id}/complete",
-                                    ok=(200, 202))
-        if status == 200 and answer.get("status") == "published":
-            raise FlowOver("published")
-        why = f"complete: HTTP {status}" + (" after a chunk gave up" if gave_up else "")
-        # Async (202) or no answer: the server may still be working, so wait for a terminal status.
-        # A definite other answer (a failed publish, a wrong state): the status says at once.
-        self._settle(attempt, why, wait=status in (202, TRANSPORT_ERROR))
+        """Complete the upload; retry a refusal that left it uploading (an API error, overload)."""
+        try_number = 1
+        while True:
+            status, answer = self._call(attempt, "complete", "POST", f"/v1/uploads/{attempt.upload_id}/complete",
+                                        ok=(200, 202))
+            state = answer.get("status")
+            why = f"complete: HTTP {status}" + (f" ({attempt.calls[-1].code})" if attempt.calls[-1].code else "") + \
+                (" after a chunk gave up" if gave_up else "")
+            if status == 200 and state == "published":
+                raise FlowOver("published")
+            if state in TERMINAL_STATUSES:  # a failed publish (503/409) names its terminal status
+                raise FlowOver(TERMINAL_STATUSES[state], answer.get("error_class") or why)
+            if status in (202, TRANSPORT_ERROR) or state == "transcoding":
+                # Async, no answer, or already claimed: the server may still be working; wait for it.
+                self._settle(attempt, why, wait=True)
+            if status not in RETRYABLE_CHUNK_STATUSES:
+                self._settle(attempt, why, wait=False)
+            delay = SETTINGS.retry.delay_s(try_number, self.rng)
+            if delay is None:
+                self._settle(attempt, why, wait=False)
+            gevent.sleep(delay)
+            try_number += 1
 
     def _cancel(self, attempt: ClientAttempt) -> None:
         status, answer = self._call(attempt, "cancel", "POST", f"/v1/uploads/{attempt.upload_id}/cancel",

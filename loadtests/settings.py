@@ -70,7 +70,10 @@ or abandon (walk away; the attempt ends abandoned). Default complete."""
 PROGRESS_FILE = "OBSLAB_LOAD_PROGRESS_FILE"
 """A JSON file the master (or the single process) rewrites every second with live totals; unset = none."""
 TRACE_SAMPLE_RATIO = "OBSLAB_LOAD_TRACE_SAMPLE_RATIO"
-"""Share of flows whose traceparent says sampled (default 1: let the service's sampler decide... see docs/load.md)."""
+"""Share of flows whose traceparent says 'sampled' (head sampling at the client, by trace ID like the
+service's ratio sampler). Default: the service's OBSLAB_TRACE_SAMPLE_RATIO if set, else 0.1, its default."""
+SERVICE_TRACE_SAMPLE_RATIO = "OBSLAB_TRACE_SAMPLE_RATIO"
+DEFAULT_TRACE_SAMPLE_RATIO = 0.1
 
 ENV_VARS = (
     SEED, RUN_ID, RETRY_POLICY, RETRY_MAX_ATTEMPTS, RETRY_BASE, RETRY_CAP, CANCEL_RATE, MIX, PACE,
@@ -105,7 +108,7 @@ class LoadSettings:
     poll_timeout_s: float = 30.0
     request_timeout_s: float = 10.0
     on_give_up: str = "complete"
-    trace_sample_ratio: float = 1.0
+    trace_sample_ratio: float = 0.1
     progress_file: str = ""
 
 
@@ -128,12 +131,21 @@ def _number(env, name, default, kind=float, low=None, high=None):
     return value
 
 
+def _seconds(text: str) -> float:
+    """A duration (``500ms``, ``2s``) or a bare number of seconds (``0``, ``1.5``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return parse_duration(text)
+    return parse_duration(value)
+
+
 def _duration(env, name, default):
     raw = _get(env, name)
     if raw is None:
         return default
     try:
-        return parse_duration(raw)
+        return _seconds(raw)
     except DurationError as e:
         raise SettingsError(f"{name}: {e}") from None
 
@@ -144,8 +156,8 @@ def _think_time(env) -> tuple[float, float]:
         return LoadSettings.think_time_s
     low_text, sep, high_text = raw.partition("-")
     try:
-        low = parse_duration(low_text)
-        high = parse_duration(high_text) if sep else low
+        low = _seconds(low_text)
+        high = _seconds(high_text) if sep else low
     except DurationError as e:
         raise SettingsError(f"{THINK_TIME}={raw!r} is not MIN-MAX (e.g. 500ms-2s): {e}") from None
     if high < low:
@@ -208,7 +220,9 @@ def from_env(env: Mapping[str, str] | None = None) -> LoadSettings:
         poll_timeout_s=_duration(env, POLL_TIMEOUT, 30.0),
         request_timeout_s=_duration(env, REQUEST_TIMEOUT, 10.0) or 10.0,
         on_give_up=on_give_up,
-        trace_sample_ratio=_number(env, TRACE_SAMPLE_RATIO, 1.0, float, 0.0, 1.0),
+        trace_sample_ratio=_number(env, TRACE_SAMPLE_RATIO,
+                                   _number(env, SERVICE_TRACE_SAMPLE_RATIO, DEFAULT_TRACE_SAMPLE_RATIO, float, 0.0, 1.0),
+                                   float, 0.0, 1.0),
         progress_file=_get(env, PROGRESS_FILE) or "",
     )
 

@@ -102,16 +102,18 @@ def _wide_select(abandon_after_s: float, as_of: datetime | None, table: str) -> 
                    AS processing_ms,
                CASE WHEN {succ} THEN (epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 END::DOUBLE AS e2e_ms,
                transcode_ms::DOUBLE AS transcode_ms,
-               region, app_version, network_type, media_size_bucket, release, transcode_mode, service_version,
+               region::VARCHAR AS region, app_version::VARCHAR AS app_version,
+               network_type::VARCHAR AS network_type, media_size_bucket::VARCHAR AS media_size_bucket,
+               release::VARCHAR AS release, transcode_mode::VARCHAR AS transcode_mode, service_version,
                synthetic,
                chunk_count::INTEGER AS chunk_count, chunks_uploaded::INTEGER AS chunks_uploaded,
                chunk_retries::INTEGER AS chunk_retries, chunk_failures::INTEGER AS chunk_failures,
-               error_class,
+               error_class::VARCHAR AS error_class,
                -- mechanism columns (not part of the attempts contract)
                completes, transcodes_started, transcodes_completed, transcode_failures, transcode_started_at,
                queue_wait_ms, timeout_events, terminal_events, events AS event_count
         FROM {table}
-        WHERE kind = 'attempt' AND request_id IS NOT NULL
+        WHERE kind = 0 AND request_id IS NOT NULL
     """
 
 
@@ -178,7 +180,7 @@ def filter_attempts(rel: duckdb.DuckDBPyRelation, *, abandon_after_s: float = 60
 def duplicate_terminal_events(events: EventSet) -> int:
     """Attempts with more than one terminal event (a contract violation worth reporting)."""
     return events.con.execute(
-        f"SELECT count(*) FROM {events.requests_table} WHERE kind = 'attempt' AND terminal_events > 1").fetchone()[0]
+        f"SELECT count(*) FROM {events.requests_table} WHERE kind = 0 AND terminal_events > 1").fetchone()[0]
 
 
 def abandon_deadline(last_event_at: datetime, abandon_after_s: float) -> datetime:

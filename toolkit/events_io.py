@@ -78,17 +78,17 @@ SLI_COLUMNS: dict[str, str] = {
     "event": "event_name",
     "request_id": "VARCHAR",
     "upload_id": "VARCHAR",
-    "service": "VARCHAR",
+    "service": "service_t",
     "service_version": "VARCHAR",
     "user_id": "VARCHAR",
-    "app_version": "VARCHAR",
-    "region": "VARCHAR",
-    "network_type": "VARCHAR",
-    "media_size_bucket": "VARCHAR",
-    "flags": "STRUCT(transcode_mode VARCHAR, release VARCHAR)",
+    "app_version": "app_version_t",
+    "region": "region_t",
+    "network_type": "network_type_t",
+    "media_size_bucket": "media_size_bucket_t",
+    "flags": "STRUCT(transcode_mode transcode_mode_t, release release_t)",
     "synthetic": "BOOLEAN",
     "duration_ms": "DOUBLE",
-    "error_class": "VARCHAR",
+    "error_class": "error_class_t",
     "chunk_count": "INTEGER",
     "queue_wait_ms": "DOUBLE",
 }
@@ -101,7 +101,7 @@ ALL_COLUMNS: dict[str, str] = {
     "attempt": "INTEGER",
     "bytes": "BIGINT",
     "media_size_bytes": "BIGINT",
-    "transcode_mode": "VARCHAR",
+    "transcode_mode": "transcode_mode_t",
     "video_id": "VARCHAR",
     "reason": "VARCHAR",
     "field": "VARCHAR",
@@ -197,6 +197,7 @@ class ValidationReport:
     torn: tuple[Problem, ...]
     problems: tuple[Problem, ...]  # first MAX_PROBLEMS (torn lines not included)
     event_counts: dict[str, int]
+    stopped_early: bool = False  # stop_at_first hit an invalid line
 
     @property
     def ok(self) -> bool:
@@ -224,9 +225,25 @@ def parse_time(text: str | datetime | None) -> datetime | None:
 def connect(memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the event types defined and memory bounded."""
     con = duckdb.connect(config={"memory_limit": memory_limit, **({"threads": threads} if threads else {})})
-    names = ", ".join(_sql_str(e) for e in ALL_EVENTS)
-    con.execute(f"CREATE TYPE event_name AS ENUM ({names})")
+    for name, values in _ENUM_TYPES.items():
+        con.execute(f"CREATE TYPE {name} AS ENUM ({_sql_list(values)})")
+    con.execute("SET enable_progress_bar = false")
     return con
+
+
+# Bounded sets as DuckDB ENUMs: one byte per value, cheap to group, and a value outside
+# the contract's set reads as NULL (the fast path's check; `validate` names the line).
+_ENUM_TYPES = {
+    "event_name": ALL_EVENTS,
+    "service_t": ("publish-api", "transcoder"),
+    "region_t": REGIONS,
+    "app_version_t": APP_VERSIONS,
+    "network_type_t": NETWORK_TYPES,
+    "media_size_bucket_t": MEDIA_SIZE_BUCKETS,
+    "transcode_mode_t": FLAGS["transcode_mode"],
+    "release_t": FLAGS["release"],
+    "error_class_t": ERROR_CLASSES,
+}
 
 
 # -- paths --------------------------------------------------------------------------
@@ -282,25 +299,21 @@ def _sql_list(values: Iterable[str]) -> str:
 
 
 def _valid_expr() -> str:
-    """SQL: the structural check a row must pass to be used."""
-    nullable_enum = [
-        ("region", REGIONS), ("app_version", APP_VERSIONS), ("network_type", NETWORK_TYPES),
-        ("media_size_bucket", MEDIA_SIZE_BUCKETS),
-    ]
+    """SQL: the structural check a row must pass to be used.
+
+    Types and bounded sets are enforced by the typed read itself (a wrong type or a
+    value outside an ENUM reads as NULL); this adds the fields that must be present.
+    """
     parts = [
         f"schema_version = {SCHEMA_VERSION}",
         "ts IS NOT NULL",
         "event IS NOT NULL",
         "synthetic IS NOT NULL",
-        "service IN ('publish-api', 'transcoder')",
+        "service IS NOT NULL",
         "service_version IS NOT NULL",
         f"(event IN ({_sql_list(AUDIT_EVENTS)}, 'upload_rejected') "
         "OR (request_id IS NOT NULL AND upload_id IS NOT NULL))",
-        f"(error_class IS NULL OR error_class IN ({_sql_list(ERROR_CLASSES)}))",
-        f"(flags.release IS NULL OR flags.release IN ({_sql_list(FLAGS['release'])}))",
-        f"(flags.transcode_mode IS NULL OR flags.transcode_mode IN ({_sql_list(FLAGS['transcode_mode'])}))",
     ]
-    parts += [f"({col} IS NULL OR {col} IN ({_sql_list(vals)}))" for col, vals in nullable_enum]
     for ev, fields in _REQUIRED_BY_EVENT.items():
         cond = " AND ".join(f"{f} IS NOT NULL" for f in fields)
         parts.append(f"(event <> {_sql_str(ev)} OR ({cond}))")
@@ -335,15 +348,17 @@ def _scan_sql(con: duckdb.DuckDBPyConnection, sources: Sequence[Source], columns
     return " UNION ALL ".join(selects)
 
 
-# One pass over all events: fold per (request_id, kind). kind separates attempt events
-# from rejected/audit events and from unusable rows, whose counts come out of the same pass.
+# One pass over all events: fold per (kind, request_id). kind separates attempt events (0)
+# from rejected (1) and audit (2) events and from unusable rows (3), whose counts come
+# out of the same pass. Cohort dimensions ride on every event, so any event gives them.
+KIND_ATTEMPT, KIND_REJECTED, KIND_AUDIT, KIND_INVALID = 0, 1, 2, 3
 _FOLD_SQL = """
 CREATE OR REPLACE TEMP TABLE {table} AS
 WITH ev AS (
-    SELECT *, CASE WHEN NOT coalesce({valid}, false) THEN 'invalid'
-                   WHEN event = 'upload_rejected' THEN 'rejected'
-                   WHEN event IN ('fault_changed', 'flag_changed') THEN 'audit'
-                   ELSE 'attempt' END AS kind
+    SELECT *, CASE WHEN NOT coalesce({valid}, false) THEN 3
+                   WHEN event = 'upload_rejected' THEN 1
+                   WHEN event IN ('fault_changed', 'flag_changed') THEN 2
+                   ELSE 0 END::UTINYINT AS kind
     FROM ({scan})
     {until_filter}
 )
@@ -352,20 +367,14 @@ SELECT
     request_id,
     count(*) AS events,
     any_value(upload_id) AS upload_id,
-    coalesce(any_value(user_id) FILTER (WHERE event = 'upload_started'), any_value(user_id)) AS user_id,
-    coalesce(any_value(region) FILTER (WHERE event = 'upload_started'), any_value(region)) AS region,
-    coalesce(any_value(app_version) FILTER (WHERE event = 'upload_started'), any_value(app_version)) AS app_version,
-    coalesce(any_value(network_type) FILTER (WHERE event = 'upload_started'), any_value(network_type))
-        AS network_type,
-    coalesce(any_value(media_size_bucket) FILTER (WHERE event = 'upload_started'), any_value(media_size_bucket))
-        AS media_size_bucket,
-    coalesce(any_value(flags.release) FILTER (WHERE event = 'upload_started'), any_value(flags.release))
-        AS release,
-    coalesce(any_value(flags.transcode_mode) FILTER (WHERE event = 'upload_started'),
-             any_value(flags.transcode_mode)) AS transcode_mode,
-    coalesce(any_value(service_version) FILTER (WHERE event = 'upload_started'),
-             any_value(service_version) FILTER (WHERE service = 'publish-api'),
-             any_value(service_version)) AS service_version,
+    any_value(user_id) AS user_id,
+    any_value(region) AS region,
+    any_value(app_version) AS app_version,
+    any_value(network_type) AS network_type,
+    any_value(media_size_bucket) AS media_size_bucket,
+    any_value(flags.release) AS release,
+    any_value(flags.transcode_mode) AS transcode_mode,
+    any_value(service_version) FILTER (WHERE service = 'publish-api') AS service_version,
     bool_or(synthetic) AS synthetic,
     min(ts) AS first_event_at,
     max(ts) AS last_event_at,
@@ -384,19 +393,14 @@ SELECT
     count(*) FILTER (WHERE event = 'upload_completed') AS completes,
     count(*) FILTER (WHERE event = 'transcode_started') AS transcodes_started,
     min(ts) FILTER (WHERE event = 'transcode_started') AS transcode_started_at,
-    arg_max(queue_wait_ms, ts) FILTER (WHERE event = 'transcode_started') AS queue_wait_ms,
+    max(queue_wait_ms) FILTER (WHERE event = 'transcode_started') AS queue_wait_ms,
     count(*) FILTER (WHERE event = 'transcode_completed') AS transcodes_completed,
     count(*) FILTER (WHERE event = 'transcode_failed') AS transcode_failures,
-    arg_max(duration_ms, ts) FILTER (WHERE event = 'transcode_completed') AS transcode_ms,
+    max(duration_ms) FILTER (WHERE event = 'transcode_completed') AS transcode_ms,
     count(*) FILTER (WHERE error_class = 'timeout') AS timeout_events
 FROM ev
 GROUP BY kind, request_id
 """
-
-_EVENT_COUNTS_SQL = """
-SELECT count(*) FILTER (WHERE kind = 'invalid'), min(ts), max(ts) FROM ev
-"""
-
 
 def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str | datetime | None = None,
                 con: duckdb.DuckDBPyConnection | None = None) -> EventSet:
@@ -420,17 +424,17 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
         "SELECT kind, sum(events)::BIGINT, min(first_event_at), max(last_event_at) FROM _requests GROUP BY kind"
     ).fetchall()
     by_kind = {k: (n, lo, hi) for k, n, lo, hi in rows}
-    invalid = by_kind.get("invalid", (0, None, None))[0]
+    invalid = by_kind.get(KIND_INVALID, (0, None, None))[0]
     skipped = max(0, invalid - len(torn))
-    usable = [v for k, v in by_kind.items() if k != "invalid"]
+    usable = [v for k, v in by_kind.items() if k != KIND_INVALID]
     es = EventSet(
         con=con,
         sources=sources,
         events=sum(v[0] for v in usable),
         skipped=skipped,
         torn=torn,
-        rejected_events=by_kind.get("rejected", (0,))[0],
-        audit_events=by_kind.get("audit", (0,))[0],
+        rejected_events=by_kind.get(KIND_REJECTED, (0,))[0],
+        audit_events=by_kind.get(KIND_AUDIT, (0,))[0],
         min_ts=min((v[1] for v in usable if v[1] is not None), default=None),
         max_ts=max((v[2] for v in usable if v[2] is not None), default=None),
         until=until_t,
@@ -555,7 +559,7 @@ def _find_problems(sources: Sequence[Source], limit: int) -> Iterator[Problem]:
                     return
 
 
-def validate_files(paths: Iterable[str | Path]) -> ValidationReport:
+def validate_files(paths: Iterable[str | Path], *, stop_at_first: bool = False) -> ValidationReport:
     """Check every line (JSONL) or row (Parquet) against the full event schema."""
     sources = resolve_paths(paths)
     validator = _schema_validator()
@@ -563,12 +567,16 @@ def validate_files(paths: Iterable[str | Path]) -> ValidationReport:
     torn: list[Problem] = []
     problems: list[Problem] = []
     counts: dict[str, int] = {}
+    stopped = False
     for s in sources:
+        if stopped:
+            break
         if s.format == "parquet":
             checked = _validate_parquet(s.path, validator, problems, counts)
             lines += checked[0]
             valid += checked[1]
             invalid += checked[0] - checked[1]
+            stopped = stop_at_first and invalid > 0
             continue
         for lineno, name, problem, is_torn in _check_lines(s.path, validator):
             if is_torn:
@@ -582,7 +590,10 @@ def validate_files(paths: Iterable[str | Path]) -> ValidationReport:
                 invalid += 1
                 if len(problems) < MAX_PROBLEMS:
                     problems.append(Problem(s.path, lineno, problem))
-    return ValidationReport(len(sources), lines, valid, invalid, tuple(torn), tuple(problems), counts)
+                if stop_at_first:
+                    stopped = True
+                    break
+    return ValidationReport(len(sources), lines, valid, invalid, tuple(torn), tuple(problems), counts, stopped)
 
 
 def _validate_parquet(path: str, validator, problems: list[Problem], counts: dict[str, int]) -> tuple[int, int]:
@@ -628,7 +639,7 @@ class CompactResult:
     files: tuple[str, ...]
 
 
-def compact(paths: Iterable[str | Path], out_dir: str | Path, *,
+def compact(paths: Iterable[str | Path], out_dir: str | Path, *, strict: bool = False,
             con: duckdb.DuckDBPyConnection | None = None) -> CompactResult:
     """Write usable events as Parquet partitioned by UTC day (``out_dir/day=YYYY-MM-DD/*.parquet``)."""
     sources = resolve_paths(paths)
@@ -642,6 +653,9 @@ def compact(paths: Iterable[str | Path], out_dir: str | Path, *,
         con.execute(f"CREATE OR REPLACE TEMP VIEW _compact_src AS SELECT *, coalesce({_valid_expr()}, false) AS _ok "
                     f"FROM ({scan})")
         total, ok = con.execute("SELECT count(*), count(*) FILTER (WHERE _ok) FROM _compact_src").fetchone()
+        if strict and total - ok - len(torn) > 0:
+            first = next(iter(_find_problems(sources, limit=1)), Problem(sources[0].path, None, "invalid line"))
+            raise EventsError(f"{first} (--strict: nothing written)")
         con.execute(
             f"COPY (SELECT {names}, strftime(ts, '%Y-%m-%d') AS day FROM _compact_src WHERE _ok ORDER BY ts) "
             f"TO {_sql_str(str(out))} (FORMAT parquet, PARTITION_BY (day), OVERWRITE_OR_IGNORE true, "

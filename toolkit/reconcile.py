@@ -33,6 +33,7 @@ __all__ = [
     "COUNTER_OUTCOMES",
     "CHECKED_EVENTS",
     "CHUNK_FAILED_CODES",
+    "API_REFUSAL_CODES",
     "Bounds",
     "AttemptEvents",
     "Counters",
@@ -55,6 +56,8 @@ CHECKED_EVENTS = ("upload_started", "upload_rejected", "chunk_uploaded", "chunk_
                   "upload_completed") + TERMINAL_EVENTS
 # error.code of a chunk answer that means "the server failed to store this chunk; retry".
 CHUNK_FAILED_CODES = frozenset({"chunk_failed"})
+# error.code of an answer refused at the API door (an injected API fault), before any event.
+API_REFUSAL_CODES = frozenset({"unavailable", "timeout"})
 UNBOUNDED = None
 
 
@@ -164,15 +167,13 @@ def _call_bounds(attempt: ClientAttempt) -> dict[str, Bounds]:
                 add("chunk_failed", EXACTLY_ONE)
                 if retry:
                     add("chunk_retry", EXACTLY_ONE)
-            elif not certain:
+            elif not certain or (call.status >= 500 and call.code not in API_REFUSAL_CODES):
+                # No answer, or an unexpected server error: the chunk may have been stored or failed.
                 add("chunk_uploaded", MAYBE_ONE)
                 add("chunk_failed", MAYBE_ONE)
                 if retry:
                     add("chunk_retry", MAYBE_ONE)
-            elif retry:
-                # Refused before the chunk was stored (an injected API error, a gone upload): the
-                # arrival of a retry may still have been recorded.
-                add("chunk_retry", MAYBE_ONE)
+            # Else refused before it was looked at (4xx, an injected API error): no chunk events.
         elif call.kind == "complete":
             add("upload_completed", MAYBE_ONE)
     # Completing again never completes twice.
@@ -239,10 +240,10 @@ def _why(attempt: ClientAttempt, event: str) -> str:
     if event in TERMINAL_EVENTS:
         reason = f": {attempt.reason}" if attempt.reason else ""
         return f"the client saw {attempt.outcome}{reason}"
-    answers = [c for c in attempt.calls if (c.kind == "chunk") == event.startswith("chunk")]
-    shown = ", ".join(f"{c.kind}" + (f"#{c.chunk}.{c.attempt}" if c.chunk is not None else "") + f"={c.status}"
-                      + (f"/{c.code}" if c.code else "") for c in answers[:8])
-    return f"client calls: {shown}{' ...' if len(answers) > 8 else ''}"
+    kind = "chunk" if event.startswith("chunk") else "complete" if event == "upload_completed" else "create"
+    answers = Counter(("no answer" if c.status <= 0 else str(c.status) + (f"/{c.code}" if c.code else ""))
+                      for c in attempt.calls if c.kind == kind)
+    return f"client {kind} answers: " + (", ".join(f"{a} x{n}" for a, n in sorted(answers.items())) or "none")
 
 
 def check_counters(event_counts: Mapping[str, int], counters: Counters) -> list[Mismatch]:
@@ -276,7 +277,8 @@ def reconcile(attempts: Iterable[ClientAttempt], events: Mapping[str, AttemptEve
     """All four rules. ``events`` maps request_id to its events (at least every request_id of this
     run); ``event_counts`` counts every event of the whole log by name."""
     attempts = list(attempts)
-    mismatches: list[Mismatch] = []
+    # Whole-log findings first: they summarise; the per-attempt ones can run to thousands.
+    mismatches: list[Mismatch] = check_counters(event_counts, counters) if counters is not None else []
     seen: Counter[str] = Counter(a.request_id for a in attempts)
     for request_id, times in sorted(seen.items()):
         if times > 1:
@@ -292,8 +294,6 @@ def reconcile(attempts: Iterable[ClientAttempt], events: Mapping[str, AttemptEve
         shown = ", ".join(f"{name}×{n}" for name, n in sorted(counts.items()))
         mismatches.append(Mismatch("extra_events", rid, None, "no events (no such attempt in the client record)",
                                    shown, "the server saw an attempt of this run the client did not record"))
-    if counters is not None:
-        mismatches.extend(check_counters(event_counts, counters))
     run_events = sum(sum(e.counts.values()) for rid, e in events.items() if rid and rid.startswith(prefixes))
     return Reconciliation(
         attempts=len(attempts),

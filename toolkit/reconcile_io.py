@@ -20,6 +20,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.record import read_attempts
+from toolkit.events_io import EventsError, Source, connect, resolve_paths
 from toolkit.reconcile import AttemptEvents, Counters, Reconciliation, reconcile
 
 __all__ = [
@@ -45,55 +46,57 @@ class SourceError(ValueError):
     """An event log or counter source that cannot be read; says which and why, in one line."""
 
 
-def event_files(directory: str | os.PathLike) -> list[Path]:
-    """The event log files under ``directory``: ``*.jsonl``, rotated ``*.jsonl.N`` and ``*.jsonl.gz``."""
-    root = Path(directory)
-    if not root.exists():
-        raise SourceError(f"event directory {root} does not exist")
-    if root.is_file():
-        return [root]
-    files = [p for p in root.rglob("*") if p.is_file() and (
-        p.name.endswith((".jsonl", ".jsonl.gz")) or (".jsonl." in p.name and p.name.rsplit(".", 1)[-1].isdigit()))]
-    if not files:
-        raise SourceError(f"no event files (*.jsonl, *.jsonl.N, *.jsonl.gz) under {root}")
-    return sorted(files)
+def event_files(directory: str | os.PathLike) -> tuple[Source, ...]:
+    """The event log under ``directory`` (or one file), found as ``toolkit.events_io`` finds it."""
+    try:
+        return resolve_paths([directory])
+    except EventsError as e:
+        raise SourceError(str(e)) from None
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def _jsonl_events(path: Path) -> Iterator[dict]:
+    """Events of one JSONL file. A torn last line (a writer killed mid-write) is not an event and is
+    skipped; any other line that is not a JSON event is an error naming file and line, since a
+    reconciliation that silently skipped lines would prove nothing."""
     opener = gzip.open if path.suffix == ".gz" else open
+    pending_error = None
     with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-        yield from enumerate(f, start=1)
-
-
-def read_event_log(directory: str | os.PathLike,
-                   skip_files: Iterable[str | os.PathLike] = ()) -> tuple[dict[str, AttemptEvents], Counter]:
-    """Every event in the log: per request_id (counts by name, upload IDs) and totals by name.
-
-    A torn last line (a writer killed mid-write) is not an event and is skipped; any other line
-    that is not a JSON event is an error naming file and line, since a reconciliation that
-    silently skipped lines would prove nothing.
-    """
-    skip = {Path(p).resolve() for p in skip_files}
-    per_request: dict[str, Counter] = defaultdict(Counter)
-    uploads: dict[str, set] = defaultdict(set)
-    totals: Counter = Counter()
-    for path in event_files(directory):
-        if path.resolve() in skip:
-            continue
-        pending_error = None
-        for number, line in _lines(path):
+        for number, line in enumerate(f, start=1):
             if pending_error:  # the bad line was not the last one: not a torn write
                 raise SourceError(pending_error)
             if not line.strip():
                 continue
             try:
                 event = json.loads(line)
-                name = event["event"]
-            except (ValueError, KeyError, TypeError):
+                if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+                    raise ValueError
+            except ValueError:
+                pending_error = f"{path}:{number}: not a JSON event line"
                 if line.endswith("\n"):
-                    raise SourceError(f"{path}:{number}: not a JSON event line") from None
-                pending_error = f"{path}:{number}: not a JSON event line"  # torn if it is the last
+                    raise SourceError(pending_error) from None
                 continue
+            yield event
+
+
+def _parquet_events(path: Path) -> Iterator[dict]:
+    con = connect()
+    try:
+        rows = con.execute("SELECT event, request_id, upload_id FROM read_parquet(?)", [str(path)]).fetchall()
+    finally:
+        con.close()
+    for event, request_id, upload_id in rows:
+        yield {"event": event, "request_id": request_id, "upload_id": upload_id}
+
+
+def read_event_log(directory: str | os.PathLike) -> tuple[dict[str, AttemptEvents], Counter]:
+    """Every event in the log: per request_id (counts by name, upload IDs) and totals by name."""
+    per_request: dict[str, Counter] = defaultdict(Counter)
+    uploads: dict[str, set] = defaultdict(set)
+    totals: Counter = Counter()
+    for source in event_files(directory):
+        path = Path(source.path)
+        for event in (_parquet_events(path) if source.format == "parquet" else _jsonl_events(path)):
+            name = event["event"]
             totals[name] += 1
             request_id = event.get("request_id")
             if request_id:

@@ -134,15 +134,15 @@ class SynthConfig:
     network_weights: tuple[float, ...] = (0.5, 0.15, 0.25, 0.1)
     size_weights: tuple[float, ...] = (0.6, 0.3, 0.1)
     cancel_rate: float = 0.02
-    abandon_rate: float = 0.01
-    transcode_failure_rate: float = 0.01
-    publish_failure_rate: float = 0.005
+    abandon_rate: float = 0.002
+    transcode_failure_rate: float = 0.002
+    publish_failure_rate: float = 0.001
     # Per-try chunk failure probability by network type.
     chunk_failure_rate: Mapping[str, float] = field(
-        default_factory=lambda: {"wifi": 0.003, "5g": 0.006, "4g": 0.015, "3g": 0.05})
+        default_factory=lambda: {"wifi": 0.002, "5g": 0.004, "4g": 0.01, "3g": 0.03})
     # Median server-side processing (upload_completed → publish_succeeded) by size, ms.
     processing_median_ms: Mapping[str, float] = field(
-        default_factory=lambda: {"small": 250.0, "medium": 450.0, "large": 800.0})
+        default_factory=lambda: {"small": 200.0, "medium": 350.0, "large": 600.0})
     # Median time to upload one chunk by network type, ms.
     chunk_median_ms: Mapping[str, float] = field(
         default_factory=lambda: {"wifi": 60.0, "5g": 80.0, "4g": 180.0, "3g": 600.0})
@@ -314,7 +314,7 @@ class _Generator:
         t += rng.uniform(2, 10)
         self.emit(t, "transcode_started", idx, version=api_version, transcode_mode=mode,
                   queue_wait_ms=None if queue_wait is None else round(queue_wait, 3))
-        processing = cfg.processing_median_ms[size] * rng.lognormvariate(0, 0.5) * latency_factor
+        processing = cfg.processing_median_ms[size] * rng.lognormvariate(0, 0.45) * latency_factor
         transcode_ms = processing * 0.85
         t_transcoded = t + transcode_ms
         if rng.random() < effective("failure_rate", cfg.transcode_failure_rate):

@@ -19,6 +19,11 @@ COMMAND_MODULES = (
     "load",
     "reconcile",
     "bench_overhead",
+    "events",
+    "sli",
+    "budget",
+    "bench_sli",
+    "bench_capacity",
 )
 
 for _name in COMMAND_MODULES:

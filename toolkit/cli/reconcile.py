@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from loadtests.record import RecordError
 from toolkit.cli.base import UserError, app, console, user_errors
@@ -55,10 +54,8 @@ def reconcile(
     by_kind = result.by_kind()
     console.print("[bold red]NOT reconciled[/]: " + ", ".join(
         f"{by_kind[k]} {k}" for k in MISMATCH_KINDS if by_kind[k]), highlight=False)
-    table = Table("kind", "request_id", "event", "expected", "found", "detail", box=None, pad_edge=False)
     for m in result.mismatches[:limit]:
-        table.add_row(m.kind, m.request_id or "(whole log)", m.event or "", m.expected, m.found, m.detail)
-    console.print(table)
+        console.print(str(m), highlight=False, markup=False, soft_wrap=True)
     if len(result.mismatches) > limit:
         console.print(f"... and {len(result.mismatches) - limit} more (--limit, or --json for all)")
     raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""``obslab bench sli`` (placeholder until the bench lands)."""

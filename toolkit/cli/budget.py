@@ -1,0 +1,88 @@
+"""``obslab budget PATH… --slo slo.yaml``: error budgets, burn rates and multi-window alerts from events."""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from toolkit.budget import BudgetReport, compute_budget
+from toolkit.cli._events_common import find_spec, report_read_problems, synthetic_choice
+from toolkit.cli.base import UserError, app, console, user_errors
+from toolkit.events_io import EventsError, load_events
+from toolkit.slo_spec import SloSpecError
+
+FORMATS = ("table", "json", "markdown")
+
+
+@app.command()
+def budget(
+    paths: List[str] = typer.Argument(..., help="Event files, directories or globs."),
+    slo: Optional[str] = typer.Option(None, help="SLO spec (default ./slo.yaml)."),
+    profile: str = typer.Option("prod", help="Time profile from the spec: prod or lab."),
+    at: Optional[str] = typer.Option(None, help="Evaluate at this time (RFC 3339); later events are ignored."),
+    include_synthetic: bool = typer.Option(True, "--include-synthetic/--exclude-synthetic"),
+    strict: bool = typer.Option(False, help="Fail on the first invalid event line."),
+    fmt: str = typer.Option("table", "--format", help="table | json | markdown"),
+) -> None:
+    """Error budget left, burn rate per alert window, which alerts fire at a time and over the run."""
+    with user_errors(EventsError, SloSpecError, ValueError, OSError):
+        if fmt not in FORMATS:
+            raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        spec = find_spec(slo)
+        spec.profile(profile)
+        events = load_events(paths, strict=strict, until=at)
+        report_read_problems(events)
+        report = compute_budget(events, spec, profile, at=at, synthetic=synthetic_choice(include_synthetic))
+    if fmt == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        render(report, markdown=fmt == "markdown")
+
+
+def _pct(v: float | None) -> str:
+    return "no data" if v is None else f"{v * 100:.2f}%"
+
+
+def _burn(v: float | None) -> str:
+    return "no data" if v is None else f"{v:.2f}×"
+
+
+def render(report: BudgetReport, markdown: bool = False) -> None:
+    head = (f"Error budget at {report.at or 'no data'} · profile {report.profile} "
+            f"(time ÷ {report.time_compression:g}) · synthetic {report.synthetic} · "
+            f"alerts replayed every {report.grid_step} from {report.grid_start} to {report.grid_end}")
+    out: list[str] = [f"## Error budget", "", head, ""] if markdown else []
+    if not markdown:
+        console.print(head, highlight=False)
+    for s in report.slos:
+        st = s.status
+        summary = (f"{s.slo} ({s.kind}, objective {s.objective:g}, period {s.period}; data covers {s.data_covers}): "
+                   f"SLI {_pct(st.sli)} over {st.total:,.0f} ({s.definition}); bad {st.bad:,.0f} of "
+                   f"{st.allowed_bad:,.1f} allowed → budget remaining {_pct(st.remaining)}")
+        rows = []
+        for a, h in zip(s.alerts, s.history):
+            first = h.first_fired or "never"
+            rows.append([a.severity, f"{a.long.window}/{a.short.window}", f"> {a.factor:g}×",
+                         f"{_burn(a.long.burn.burn_rate)} ({a.long.burn.bad:,.0f}/{a.long.burn.total:,.0f})",
+                         f"{_burn(a.short.burn.burn_rate)} ({a.short.burn.bad:,.0f}/{a.short.burn.total:,.0f})",
+                         "FIRING" if a.firing else ("no data" if a.note else "ok"),
+                         first, f"{h.firing_s:g}s in {len(h.spans)} span(s)"])
+        cols = ["severity", "long/short", "fires when both burn", "long burn (bad/total)",
+                "short burn (bad/total)", f"at {report.at}", "first fired", "firing over run"]
+        if markdown:
+            out += [f"### {s.slo}", "", summary, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            out += ["| " + " | ".join(r) + " |" for r in rows]
+            out.append("")
+        else:
+            console.print(summary, highlight=False, soft_wrap=True)
+            t = Table(title=f"{s.slo}: multi-window burn-rate alerts", title_justify="left")
+            for c in cols:
+                t.add_column(c)
+            for r in rows:
+                t.add_row(*r)
+            console.print(t)
+    if markdown:
+        print("\n".join(out))
