@@ -338,7 +338,8 @@ def _stats_select(threshold_ms: float, latency_col: str) -> str:
         count(transcode_ms) AS transcode_n,
         quantile_disc(transcode_ms, {qs}) AS transcode_q,
         count(queue_wait_ms) AS queue_wait_n,
-        coalesce(sum(queue_wait_ms), 0) AS queue_wait_total_ms,
+        -- exact decimal sum: a parallel float sum depends on thread order
+        coalesce(sum(queue_wait_ms::DECIMAL(18, 3)), 0)::DOUBLE AS queue_wait_total_ms,
         quantile_disc(queue_wait_ms, {qs}) AS queue_wait_q,
         coalesce(sum(timeout_events), 0) AS timeout_events,
         coalesce(sum(1 + chunks_uploaded + chunk_failures + completes

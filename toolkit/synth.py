@@ -463,8 +463,11 @@ def write_jsonl(table: pa.Table, path: str | Path, *, gzip: bool = False, batch_
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.register("synth_events", table)
-    reader = con.sql(f"SELECT {_json_line_sql('synth_events')} FROM synth_events").fetch_record_batch(batch_rows)
+    rel = con.sql(f"SELECT {_json_line_sql('synth_events')} FROM synth_events")
+    to_reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_record_batch  # DuckDB >= 1.4 renamed it
+    reader = to_reader(batch_rows)
     opener = gz.open if gzip else open
     with opener(path, "wt", encoding="utf-8", newline="\n") as f:
         for batch in reader:

@@ -1,0 +1,145 @@
+"""Reading events: bad lines named as file:line, --strict, torn final lines, rotation, gzip, globs, Parquet."""
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolkit.events_io import EventsError, compact, load_events, resolve_paths, validate_files
+from toolkit.sli import SliQuery, compute_report
+from toolkit.slo_spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "fixtures" / "golden.jsonl"
+OBSLAB = str(Path(sys.executable).with_name("obslab"))
+SPEC = load_spec(ROOT / "slo.yaml")
+
+
+def golden_lines():
+    return GOLDEN.read_text().splitlines()
+
+
+def totals(paths, **kw):
+    r = compute_report(load_events(paths, **kw), SPEC, SliQuery(window_s=300, by=("release",)))
+    d = r.to_dict()
+    d.pop("inputs")
+    return d
+
+
+def with_bad_lines(tmp_path):
+    lines = golden_lines()
+    bad = list(lines)
+    missing_ts = json.loads(lines[3])
+    del missing_ts["ts"]
+    unknown_event = json.loads(lines[4])
+    unknown_event["event"] = "upload_teleported"
+    bad.insert(2, "this is not json")  # line 3
+    bad.insert(5, json.dumps(missing_ts))  # line 6
+    bad.insert(8, json.dumps(unknown_event))  # line 9
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(bad) + "\n")
+    return path
+
+
+def test_invalid_lines_are_skipped_counted_and_named(tmp_path):
+    path = with_bad_lines(tmp_path)
+    events = load_events([path])
+    assert events.skipped == 3
+    assert [(p.path, p.line) for p in events.problems] == [(str(path), 3), (str(path), 6), (str(path), 9)]
+    assert "not valid JSON" in events.problems[0].message
+    assert '"ts" is a required property' in events.problems[1].message
+    assert "upload_teleported" in events.problems[2].message
+    # The bad lines were added to the clean log: what is left is exactly the clean log.
+    assert events.events == len(golden_lines())
+    assert totals([path]) == totals([GOLDEN])
+
+
+def test_strict_fails_on_the_first_invalid_line(tmp_path):
+    path = with_bad_lines(tmp_path)
+    with pytest.raises(EventsError, match=rf"^{path}:3: not valid JSON.*--strict"):
+        load_events([path], strict=True)
+
+
+def test_torn_final_line_is_tolerated_even_strict(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(golden_lines()) + "\n" + golden_lines()[-1][:57])
+    events = load_events([path], strict=True)
+    assert events.skipped == 0
+    assert len(events.torn) == 1 and events.torn[0].line == len(golden_lines()) + 1
+    assert "torn final line" in str(events.torn[0])
+    assert totals([path]) == totals([GOLDEN])
+
+
+def test_rotated_gzipped_and_globbed_files_read_as_one_log(tmp_path):
+    lines = golden_lines()
+    d = tmp_path / "events"
+    d.mkdir()
+    with gzip.open(d / "events.jsonl.2.gz", "wt") as f:
+        f.write("\n".join(lines[:10]) + "\n")
+    (d / "events.jsonl.1").write_text("\n".join(lines[10:25]) + "\n")
+    (d / "events.jsonl").write_text("\n".join(lines[25:]) + "\n")
+    assert [Path(s.path).name for s in resolve_paths([d])] == ["events.jsonl", "events.jsonl.1", "events.jsonl.2.gz"]
+    expected = totals([GOLDEN])
+    assert totals([d]) == expected
+    assert totals([str(d / "events.jsonl*")]) == expected
+
+
+def test_compact_to_parquet_gives_identical_reports(tmp_path):
+    out = tmp_path / "parquet"
+    result = compact([GOLDEN], out)
+    assert result.events == len(golden_lines()) and result.days == ("2026-01-05",)
+    assert all("day=2026-01-05" in f for f in result.files)
+    assert totals([out]) == totals([GOLDEN])
+    assert validate_files([out]).ok
+
+
+def test_missing_paths_are_one_clear_error(tmp_path):
+    with pytest.raises(EventsError, match="no such file or directory"):
+        load_events([tmp_path / "nope.jsonl"])
+    with pytest.raises(EventsError, match="no file matches"):
+        load_events([str(tmp_path / "*.jsonl")])
+    with pytest.raises(EventsError, match="holds no event files"):
+        load_events([tmp_path])
+
+
+def run(*args):
+    return subprocess.run([OBSLAB, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_validate_cli_names_lines_and_exits_nonzero(tmp_path):
+    path = with_bad_lines(tmp_path)
+    p = run("events", "validate", str(path))
+    assert p.returncode == 1
+    assert f"{path}:3: not valid JSON" in p.stdout
+    assert f'{path}:6: "ts" is a required property' in p.stdout
+    assert "3 invalid" in p.stdout and "error: 3 invalid line(s)" in p.stderr
+    ok = run("events", "validate", str(GOLDEN))
+    assert ok.returncode == 0 and "OK: every line matches" in ok.stdout
+    strict = run("events", "validate", "--strict", str(path))
+    assert strict.returncode == 1 and "stopped at the first invalid line" in strict.stdout
+    missing = run("events", "validate", str(tmp_path / "missing.jsonl"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
+
+
+def test_sli_cli_warns_about_skipped_lines_and_strict_fails(tmp_path):
+    path = with_bad_lines(tmp_path)
+    p = run("sli", str(path), "--slo", str(ROOT / "slo.yaml"), "--format", "json")
+    assert p.returncode == 0, p.stderr
+    assert "3 invalid line(s) skipped" in p.stderr and f"{path}:3:" in p.stderr
+    assert json.loads(p.stdout)["inputs"]["skipped_invalid_lines"] == 3
+    s = run("sli", str(path), "--slo", str(ROOT / "slo.yaml"), "--strict")
+    assert s.returncode == 2 and f"{path}:3: not valid JSON" in s.stderr and "Traceback" not in s.stderr
+
+
+def test_compact_cli_roundtrip(tmp_path):
+    out = tmp_path / "pq"
+    p = run("events", "compact", str(GOLDEN), "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    assert f"wrote {len(golden_lines())} events" in p.stdout
+    a = json.loads(run("sli", str(GOLDEN), "--slo", str(ROOT / "slo.yaml"), "--format", "json").stdout)
+    b = json.loads(run("sli", str(out), "--slo", str(ROOT / "slo.yaml"), "--format", "json").stdout)
+    assert a["totals"] == b["totals"] and a["series"] == b["series"]

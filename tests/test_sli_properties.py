@@ -1,0 +1,121 @@
+"""Property tests (hypothesis) of the SLI engine over generated event logs."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from toolkit.attempts import attempts
+from toolkit.events_io import load_events
+from toolkit.sli import PERCENTILES, SliQuery, compute_report
+from toolkit.slo_spec import load_spec
+from toolkit.synth import SynthConfig, generate, write_jsonl, write_parquet
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = load_spec(ROOT / "slo.yaml")
+NO_CHUNK_FAILURES = {"wifi": 0.0, "5g": 0.0, "4g": 0.0, "3g": 0.0}
+SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+configs = st.builds(
+    SynthConfig,
+    attempts=st.integers(1, 120),
+    duration_s=st.sampled_from([60.0, 600.0, 1800.0]),
+    synthetic_share=st.floats(0, 1),
+    canary_share=st.floats(0, 1),
+    cancel_rate=st.floats(0, 0.3),
+    abandon_rate=st.floats(0, 0.3),
+    transcode_failure_rate=st.floats(0, 0.5),
+    publish_failure_rate=st.floats(0, 0.2),
+)
+seeds = st.integers(0, 2**32 - 1)
+
+
+def until_after(table: pa.Table) -> str:
+    """A fixed analysis time after every event, so adding events cannot move it."""
+    last = table.column("ts").to_pylist()[-1]
+    return (last + timedelta(hours=2)).isoformat()
+
+
+def report_of(path, until, **query):
+    return compute_report(load_events([path], until=until), SPEC, SliQuery(until=until, **query))
+
+
+@SETTINGS
+@given(cfg=configs, seed=seeds)
+def test_rates_are_within_zero_and_one(tmp_path, cfg, seed):
+    table = generate(cfg, seed=seed)
+    path = write_parquet(table, tmp_path / "e.parquet")
+    r = report_of(path, until_after(table), by=("region",), window_s=120)
+    for section in (r.totals, *r.series, *r.breakdown):
+        for f in section.figures():
+            if f.unit == "ratio" and f.value is not None:
+                assert 0.0 <= f.value <= 1.0, (f.name, f.value)
+            if f.value is not None:
+                assert np.isfinite(f.value)
+
+
+@SETTINGS
+@given(cfg=configs, seed=seeds, extra=st.integers(1, 60))
+def test_cancelled_attempts_never_change_the_success_rate(tmp_path, cfg, seed, extra):
+    base = generate(cfg, seed=seed)
+    cancels = generate(SynthConfig(attempts=extra, start=cfg.start, duration_s=cfg.duration_s, cancel_rate=1.0,
+                                   abandon_rate=0.0, rejected_share=0.0, audit_events=0,
+                                   chunk_failure_rate=NO_CHUNK_FAILURES), seed=seed + 1)
+    assert set(cancels.column("event").to_pylist()) <= {"upload_started", "chunk_uploaded", "upload_cancelled"}
+    until = until_after(pa.concat_tables([base, cancels]))
+    before = report_of(write_parquet(base, tmp_path / "a.parquet"), until).totals
+    after = report_of(write_parquet(pa.concat_tables([base, cancels]), tmp_path / "b.parquet"), until).totals
+    assert after.counts["cancelled"] == before.counts["cancelled"] + extra
+    for name in ("publish_success_rate", "latency_sli"):
+        b, a = before.figure(name), after.figure(name)
+        assert (a.value, a.numerator, a.denominator) == (b.value, b.numerator, b.denominator)
+
+
+@SETTINGS
+@given(cfg=configs, seed=seeds, by=st.sampled_from([("region",), ("release",), ("release", "network_type"),
+                                                    ("transcode_mode", "media_size_bucket"), ("service_version",)]))
+def test_breakdown_parts_sum_to_the_total(tmp_path, cfg, seed, by):
+    table = generate(cfg, seed=seed)
+    r = report_of(write_parquet(table, tmp_path / "e.parquet"), until_after(table), by=by)
+    for key in r.totals.counts:
+        assert sum(s.counts[key] for s in r.breakdown) == r.totals.counts[key]
+    for name in ("publish_success_rate", "latency_sli", "chunk_retry_rate", "transcode_failure_rate",
+                 "api_timeout_rate"):
+        total = r.totals.figure(name)
+        assert sum(s.figure(name).numerator or 0 for s in r.breakdown) == (total.numerator or 0)
+        assert sum(s.figure(name).denominator or 0 for s in r.breakdown) == (total.denominator or 0)
+
+
+@SETTINGS
+@given(cfg=configs, seed=seeds)
+def test_jsonl_and_parquet_give_identical_reports(tmp_path, cfg, seed):
+    table = generate(cfg, seed=seed)
+    until = until_after(table)
+    query = dict(by=("release", "region"), window_s=300)
+    a = report_of(write_jsonl(table, tmp_path / "e.jsonl"), until, **query).to_dict()
+    b = report_of(write_parquet(table, tmp_path / "e.parquet"), until, **query).to_dict()
+    a.pop("inputs"), b.pop("inputs")
+    assert a == b
+
+
+@SETTINGS
+@given(cfg=configs, seed=seeds)
+def test_percentiles_equal_numpy_inverted_cdf(tmp_path, cfg, seed):
+    table = generate(cfg, seed=seed)
+    path = write_parquet(table, tmp_path / "e.parquet")
+    until = until_after(table)
+    events = load_events([path], until=until)
+    rel = attempts(events, SPEC.abandon_after_s)
+    processing = [r[0] for r in rel.filter("processing_ms IS NOT NULL").select("processing_ms").fetchall()]
+    e2e = [r[0] for r in rel.filter("e2e_ms IS NOT NULL").select("e2e_ms").fetchall()]
+    totals = compute_report(events, SPEC, SliQuery(until=until)).totals
+    for kind, data in (("processing", processing), ("e2e", e2e)):
+        for q in PERCENTILES:
+            f = totals.figure(f"{kind}_latency_p{q * 100:g}")
+            if not data:
+                assert f.value is None
+            else:
+                assert f.value == float(np.quantile(np.array(data), q, method="inverted_cdf"))
+                assert f.count == len(data)

@@ -1,0 +1,390 @@
+"""SLI engine benchmark: the full SLI report from JSONL and Parquet, DuckDB vs a plain pandas version.
+
+``run_bench(events=5_000_000)`` generates a seeded synthetic log (``toolkit.synth``)
+once, as JSONL and Parquet, in a cache directory; then runs each (engine, format)
+in its own child process — so each peak RSS is that run's own (``os.wait4``
+rusage) — and times the report inside the child (load + fold + every figure,
+series and breakdown; interpreter start-up and imports excluded, reported
+separately as wall time). The pandas version computes the same totals, series
+and breakdown with straightforward pandas/numpy code and is checked to agree
+with DuckDB on the headline figures.
+
+``write_section(result, path)`` puts the figures in ``docs/performance.md`` under
+``## SLI engine``, leaving other sections alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+__all__ = ["BenchRun", "BenchResult", "run_bench", "prepare_data", "write_section", "SECTION_TITLE", "TARGETS"]
+
+SECTION_TITLE = "## SLI engine"
+TARGETS = {"parquet_events_per_s": 10e6, "jsonl_events_per_s": 2.5e6, "peak_rss_mb": 500.0, "speedup_vs_pandas": 10.0}
+BREAKDOWN = ("region", "release")
+WINDOW_S = 300.0
+# Events per generation block: bounds the generator's memory however large the run.
+BLOCK_EVENTS = 250_000
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    engine: str  # "duckdb" | "pandas"
+    format: str  # "jsonl" | "parquet"
+    events: int
+    report_s: float  # time of the report inside the child
+    cpu_s: float  # CPU time (all threads) of the report inside the child
+    wall_s: float  # child process wall time, start-up included
+    peak_rss_mb: float
+    load_avg: float  # 1-minute load average when the run ended (the machine is shared)
+    headline: dict  # figures used to check the engines agree
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.report_s if self.report_s > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    events: int
+    jsonl_bytes: int
+    parquet_bytes: int
+    data_dir: str
+    runs: tuple[BenchRun, ...]
+    agree: bool
+    disagreements: tuple[str, ...]
+    machine: str
+
+    def run(self, engine: str, fmt: str) -> BenchRun | None:
+        return next((r for r in self.runs if r.engine == engine and r.format == fmt), None)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("OBSLAB_BENCH_DIR", Path(tempfile.gettempdir()) / "obslab-bench"))
+
+
+def prepare_data(events: int, seed: int = 20260105, cache_dir: Path | None = None,
+                 log=lambda msg: None) -> tuple[Path, Path]:
+    """JSONL and Parquet files of exactly ``events`` synthetic events (reused when cached)."""
+    import pyarrow.parquet as pq
+
+    from toolkit.synth import EVENT_ARROW_SCHEMA, SynthConfig, generate, write_jsonl
+
+    d = (cache_dir or default_cache_dir()) / f"sli-{events}-{seed}"
+    jsonl, parquet, done = d / "events.jsonl", d / "events.parquet", d / ".complete"
+    if done.exists() and jsonl.exists() and parquet.exists():
+        log(f"using cached events in {d}")
+        return jsonl, parquet
+    d.mkdir(parents=True, exist_ok=True)
+    log(f"generating {events:,} events in {d} (seed {seed}) …")
+    base = SynthConfig()
+    # Blocks of attempts, each its own seed and time span, appended in time order.
+    per_block_attempts = max(1, BLOCK_EVENTS // 14)
+    block_s = base.duration_s * per_block_attempts / base.attempts
+    written = 0
+    block = 0
+    jsonl.unlink(missing_ok=True)
+    writer = pq.ParquetWriter(parquet, EVENT_ARROW_SCHEMA, compression="zstd")
+    try:
+        with open(jsonl, "ab"):
+            pass
+        while written < events:
+            start = base.start + timedelta(seconds=block * block_s)
+            table = generate(SynthConfig(attempts=per_block_attempts, start=start, duration_s=block_s),
+                             seed=seed + block)
+            table = table.slice(0, min(table.num_rows, events - written))
+            _append_jsonl(table, jsonl, write_jsonl)
+            writer.write_table(table, row_group_size=1_000_000)
+            written += table.num_rows
+            block += 1
+            if block % 4 == 0:
+                log(f"  {written:,} events")
+    finally:
+        writer.close()
+    done.write_text(datetime.now(timezone.utc).isoformat())
+    return jsonl, parquet
+
+
+def _append_jsonl(table, path: Path, write_jsonl) -> None:
+    tmp = path.with_suffix(".part")
+    write_jsonl(table, tmp)
+    with open(path, "ab") as out, open(tmp, "rb") as src:
+        while chunk := src.read(1 << 24):
+            out.write(chunk)
+    tmp.unlink()
+
+
+def _spawn_and_measure(engine: str, fmt: str, path: str, spec_path: str, events: int) -> BenchRun:
+    """Start the child and wait for it with wait4, so its rusage is its own (not the max of all children)."""
+    cmd = [sys.executable, "-m", "toolkit.bench.sli", engine, path, spec_path]
+    out_file = tempfile.TemporaryFile(mode="w+")
+    err_file = tempfile.TemporaryFile(mode="w+")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=out_file, stderr=err_file, text=True)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    out_file.seek(0)
+    err_file.seek(0)
+    out, err = out_file.read(), err_file.read()
+    if proc.returncode != 0:
+        tail = " | ".join(err.strip().splitlines()[-3:])
+        raise RuntimeError(f"bench child {engine}/{fmt} exited {proc.returncode}: {tail}")
+    data = json.loads(out.strip().splitlines()[-1])
+    # The child's own high-water mark (VmHWM); rusage.ru_maxrss also counts the pre-exec copy of this
+    # (large) parent after fork, so it is only the fallback.
+    peak_mb = data.get("peak_rss_mb") or usage.ru_maxrss / 1024.0
+    return BenchRun(engine, fmt, events, data["seconds"], data["cpu_seconds"], wall, peak_mb, os.getloadavg()[0],
+                    data["headline"])
+
+
+def run_bench(events: int = 5_000_000, *, seed: int = 20260105, cache_dir: Path | None = None,
+              spec_path: str | None = None, pandas_formats: tuple[str, ...] = ("parquet", "jsonl"),
+              log=lambda msg: None) -> BenchResult:
+    """Generate (or reuse) the data, run every engine × format in its own process, compare."""
+    spec_path = spec_path or str(Path(__file__).resolve().parents[2] / "slo.yaml")
+    jsonl, parquet = prepare_data(events, seed, cache_dir, log)
+    runs = []
+    for engine, fmt, path in (("duckdb", "parquet", parquet), ("duckdb", "jsonl", jsonl),
+                              ("pandas", "parquet", parquet), ("pandas", "jsonl", jsonl)):
+        if engine == "pandas" and fmt not in pandas_formats:
+            continue
+        log(f"running {engine} on {fmt} …")
+        run = _spawn_and_measure(engine, fmt, str(path), spec_path, events)
+        log(f"  {run.report_s:.2f} s, {run.events_per_s / 1e6:.2f} M events/s, peak RSS {run.peak_rss_mb:.0f} MB")
+        runs.append(run)
+    disagreements = []
+    ref = runs[0].headline
+    for r in runs[1:]:
+        for k, v in ref.items():
+            other = r.headline.get(k)
+            if isinstance(v, float) and isinstance(other, float):
+                same = abs(v - other) <= 1e-9 * max(1.0, abs(v))
+            else:
+                same = v == other
+            if not same:
+                disagreements.append(f"{r.engine}/{r.format} {k}: {other!r} vs duckdb/parquet {v!r}")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    return BenchResult(events, jsonl.stat().st_size, parquet.stat().st_size, str(jsonl.parent), tuple(runs),
+                       not disagreements, tuple(disagreements), machine)
+
+
+# -- child side ---------------------------------------------------------------------------
+
+def _duckdb_report(path: str, spec_path: str) -> dict:
+    from toolkit.events_io import load_events
+    from toolkit.sli import SliQuery, compute_report
+    from toolkit.slo_spec import load_spec
+
+    spec = load_spec(spec_path)
+    t0 = time.perf_counter()
+    events = load_events([path])
+    report = compute_report(events, spec, SliQuery(window_s=WINDOW_S, by=BREAKDOWN)).to_dict()
+    seconds = time.perf_counter() - t0
+    t = report["totals"]
+    figs = {f["name"]: f for g in ("primary", "latency", "secondary") for f in t[g]}
+    headline = {
+        "attempts": t["counts"]["attempts"], "succeeded": t["counts"]["succeeded"],
+        "failed": t["counts"]["failed"], "abandoned": t["counts"]["abandoned"],
+        "cancelled": t["counts"]["cancelled"],
+        "success_rate": figs["publish_success_rate"]["value"], "latency_sli": figs["latency_sli"]["value"],
+        "processing_p95": figs["processing_latency_p95"]["value"], "e2e_p99": figs["e2e_latency_p99"]["value"],
+        "chunk_retry_rate": figs["chunk_retry_rate"]["value"],
+        "transcode_p95": figs["transcode_latency_p95"]["value"],
+        "series_points": len(report["series"]["points"]), "segments": len(report["breakdown"]["segments"]),
+    }
+    return {"seconds": seconds, "headline": headline}
+
+
+def _pandas_report(path: str, spec_path: str) -> dict:
+    """The same report in straightforward pandas: group events per request, then aggregate."""
+    import numpy as np
+    import pandas as pd
+
+    from toolkit.slo_spec import load_spec
+
+    spec = load_spec(spec_path)
+    abandon = pd.Timedelta(seconds=spec.abandon_after_s)
+    threshold = next(s for s in spec.slos if s.kind == "latency").threshold_s * 1000.0
+    cols = ["ts", "event", "request_id", "region", "flags", "synthetic", "duration_ms", "error_class",
+            "chunk_count", "queue_wait_ms", "service"]
+    t0 = time.perf_counter()
+    if path.endswith(".parquet"):
+        df = pd.read_parquet(path, columns=cols)
+        df["release"] = df["flags"].map(lambda f: f["release"] if f else None)
+    else:
+        df = pd.read_json(path, lines=True, dtype=False, convert_dates=False)[cols]
+        df["ts"] = pd.to_datetime(df["ts"], format="%Y-%m-%dT%H:%M:%S.%fZ")
+        df["release"] = df["flags"].map(lambda f: f.get("release") if isinstance(f, dict) else None)
+    df = df[df["request_id"].notna() & ~df["event"].isin(["upload_rejected", "fault_changed", "flag_changed"])]
+    g = df.groupby("request_id")
+    a = pd.DataFrame({"first": g["ts"].min(), "last": g["ts"].max(),
+                      "region": g["region"].first(), "release": g["release"].first()})
+
+    def first_ts(names):
+        sub = df[df["event"].isin(names)]
+        return sub.groupby("request_id")["ts"].min()
+
+    def count(name):
+        return df[df["event"] == name].groupby("request_id").size()
+
+    terminal = df[df["event"].isin(["publish_succeeded", "publish_failed", "upload_cancelled"])]
+    terminal = terminal.sort_values("ts").groupby("request_id").first()
+    a["started"] = first_ts(["upload_started"])
+    a["completed"] = first_ts(["upload_completed"])
+    a["ended"] = terminal["ts"]
+    a["terminal"] = terminal["event"]
+    for name, col in (("chunk_uploaded", "up"), ("chunk_retry", "retry"), ("chunk_failed", "cfail"),
+                      ("upload_completed", "completes"), ("transcode_completed", "tc"),
+                      ("transcode_failed", "tf")):
+        a[col] = count(name).reindex(a.index).fillna(0).astype("int64")
+    a["transcode_ms"] = df[df["event"] == "transcode_completed"].groupby("request_id")["duration_ms"].max()
+    a["timeouts"] = df[df["error_class"] == "timeout"].groupby("request_id").size().reindex(a.index).fillna(0)
+    as_of = df["ts"].max()
+    outcome = a["terminal"].map({"publish_succeeded": "succeeded", "publish_failed": "failed",
+                                 "upload_cancelled": "cancelled"})
+    silent = outcome.isna()
+    outcome[silent] = np.where(a.loc[silent, "last"] + abandon <= as_of, "abandoned", "in_flight")
+    a["outcome"] = outcome
+    succ = a["outcome"] == "succeeded"
+    a["processing_ms"] = np.where(succ, (a["ended"] - a["completed"]).dt.total_seconds() * 1000.0, np.nan)
+    a["e2e_ms"] = np.where(succ, (a["ended"] - a["started"]).dt.total_seconds() * 1000.0, np.nan)
+    a["outcome_at"] = a["ended"].where(a["ended"].notna(), a["last"] + abandon)
+    a.loc[a["outcome"] == "in_flight", "outcome_at"] = pd.NaT
+    a["requests"] = 1 + a["up"] + a["cfail"] + a["completes"] + (a["outcome"] == "cancelled")
+
+    def pct(values, q):
+        v = values.dropna().to_numpy()
+        return float(np.quantile(v, q, method="inverted_cdf")) if len(v) else None
+
+    def section(s: pd.DataFrame) -> dict:
+        oc = s["outcome"].value_counts()
+        total = oc.get("succeeded", 0) + oc.get("failed", 0) + oc.get("abandoned", 0)
+        lat = s.loc[s["outcome"] == "succeeded", "processing_ms"]
+        puts = s["up"].sum() + s["cfail"].sum()
+        return {
+            "attempts": len(s), **{k: int(oc.get(k, 0)) for k in ("succeeded", "failed", "abandoned", "cancelled")},
+            "success_rate": oc.get("succeeded", 0) / total if total else None,
+            "latency_sli": float((lat <= threshold).sum() / lat.notna().sum()) if lat.notna().sum() else None,
+            "processing_p50": pct(s["processing_ms"], 0.5), "processing_p95": pct(s["processing_ms"], 0.95),
+            "processing_p99": pct(s["processing_ms"], 0.99), "e2e_p99": pct(s["e2e_ms"], 0.99),
+            "chunk_retry_rate": s["retry"].sum() / puts if puts else None,
+            "transcode_p95": pct(s["transcode_ms"], 0.95),
+            "api_timeout_rate": s["timeouts"].sum() / s["requests"].sum(),
+        }
+
+    totals = section(a)
+    timed = a[a["outcome_at"].notna()]
+    series = [section(s) for _, s in timed.groupby(timed["outcome_at"].dt.floor(f"{int(WINDOW_S)}s"))]
+    segments = [section(s) for _, s in a.groupby(list(BREAKDOWN), dropna=False)]
+    seconds = time.perf_counter() - t0
+    headline = {k: totals[k] for k in ("attempts", "succeeded", "failed", "abandoned", "cancelled", "success_rate",
+                                       "latency_sli", "processing_p95", "e2e_p99", "chunk_retry_rate",
+                                       "transcode_p95")}
+    headline["series_points"] = len(series)
+    headline["segments"] = len(segments)
+    for k, v in headline.items():
+        if isinstance(v, (np.integer,)):
+            headline[k] = int(v)
+        elif isinstance(v, (np.floating,)):
+            headline[k] = float(v)
+    return {"seconds": seconds, "headline": headline}
+
+
+# -- docs/performance.md ---------------------------------------------------------------------
+
+def render_section(result: BenchResult, command: str) -> str:
+    def fmt_rate(r: BenchRun | None) -> str:
+        return "—" if r is None else f"{r.events_per_s / 1e6:.2f} M/s"
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    dp, dj = result.run("duckdb", "parquet"), result.run("duckdb", "jsonl")
+    pp, pj = result.run("pandas", "parquet"), result.run("pandas", "jsonl")
+    peak = max(r.peak_rss_mb for r in result.runs if r.engine == "duckdb")
+    lines = [
+        SECTION_TITLE, "",
+        f"Measured by `{command}` on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} "
+        f"({result.machine}; a shared machine, other work running). "
+        f"{result.events:,} synthetic events (`toolkit/synth.py`, seeded): JSONL {result.jsonl_bytes / 1e6:,.0f} MB, "
+        f"Parquet {result.parquet_bytes / 1e6:,.0f} MB. The full SLI report = read + validate + fold per request_id "
+        f"+ totals, {int(WINDOW_S // 60)}-minute series and a breakdown by {', '.join(BREAKDOWN)}; each run in its "
+        "own process, timed inside it (start-up excluded), peak RSS from that process's rusage.", "",
+        "| engine | input | report time | events/s | CPU time (all threads) | events per CPU-second | peak RSS "
+        "| process wall | load avg (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result.runs:
+        lines.append(f"| {r.engine} | {r.format} | {r.report_s:.2f} s | {r.events_per_s / 1e6:.2f} M | "
+                     f"{r.cpu_s:.2f} s | {r.events / r.cpu_s / 1e6:.2f} M | {r.peak_rss_mb:.0f} MB | "
+                     f"{r.wall_s:.1f} s | {r.load_avg:.1f} |")
+    lines += ["", "| target | goal | measured | |", "|---|---|---|---|"]
+    if dp:
+        lines.append(f"| Parquet throughput | ≥ 10 M events/s | {fmt_rate(dp)} | "
+                     f"{verdict(dp.events_per_s >= TARGETS['parquet_events_per_s'])} |")
+    if dj:
+        lines.append(f"| JSONL throughput | ≥ 2.5 M events/s | {fmt_rate(dj)} | "
+                     f"{verdict(dj.events_per_s >= TARGETS['jsonl_events_per_s'])} |")
+    lines.append(f"| peak memory (DuckDB runs) | ≤ 500 MB | {peak:.0f} MB | {verdict(peak <= TARGETS['peak_rss_mb'])} |")
+    for d, p, name in ((dp, pp, "Parquet"), (dj, pj, "JSONL")):
+        if d and p:
+            ratio = p.report_s / d.report_s
+            lines.append(f"| vs pandas, {name} | ≥ 10× | {ratio:.1f}× | {verdict(ratio >= TARGETS['speedup_vs_pandas'])} |")
+    lines += ["", ("Engines agree on the headline figures (counts, success rate, latency SLI, p95/p99, chunk retry "
+                   "rate, series and segment counts)." if result.agree else
+                   "**Engines disagree:** " + "; ".join(result.disagreements)), ""]
+    return "\n".join(lines)
+
+
+def write_section(result: BenchResult, path: Path, command: str) -> None:
+    """Replace (or append) the ``## SLI engine`` section, keeping the rest of the file."""
+    text = path.read_text() if path.exists() else "# Performance\n\nFigures measured by the `obslab bench` commands.\n"
+    section = render_section(result, command)
+    lines = text.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION_TITLE), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        new = "\n".join(lines[:start] + section.splitlines() + ([""] + lines[end:] if end < len(lines) else []))
+    path.write_text(new.rstrip("\n") + "\n")
+
+
+def _peak_rss_mb() -> float | None:
+    """VmHWM of this process: peak resident memory since exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _main(argv: list[str]) -> int:
+    engine, path, spec_path = argv
+    cpu0 = time.process_time()
+    result = _duckdb_report(path, spec_path) if engine == "duckdb" else _pandas_report(path, spec_path)
+    result["cpu_seconds"] = time.process_time() - cpu0
+    result["peak_rss_mb"] = _peak_rss_mb()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
