@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from toolkit.contract import COHORT_DIMENSIONS, FLAGS, LIFECYCLE_EVENTS
-from toolkit.contract import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS, ERROR_CLASSES
+from toolkit.contract import COHORT_DIMENSIONS, FLAGS
+from toolkit.contract import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS
 from toolkit.drills.causes import CAUSES
 from toolkit.durations import DurationError, format_duration, parse_duration
 from toolkit.yaml_file import load_yaml_file
@@ -37,6 +37,8 @@ __all__ = [
     "FAULT_TARGETS",
     "SELECTOR_VALUES",
     "ANSWER_DIMENSIONS",
+    "ANSWER_VALUES",
+    "API_ROUTES",
     "IMPACT_METRICS",
     "LOAD_SHAPES",
     "RETRY_POLICIES",
@@ -48,28 +50,29 @@ __all__ = [
 ]
 
 DIFFICULTIES = ("beginner", "intermediate", "advanced")
-# Fault kind → parameters it takes (name → "duration" | "rate" | "number" | "error_class" | "events").
-FAULT_KINDS: dict[str, dict[str, str]] = {
-    "latency": {"delay": "duration", "jitter": "duration"},
-    "errors": {"rate": "rate", "error_class": "error_class"},
-    "timeouts": {"rate": "rate", "after": "duration"},
-    "chunk_failures": {"rate": "rate"},
-    "cpu_burn": {"cpu_ms": "number"},
-    "memory_growth": {"mb_per_minute": "number"},
+# The fault vocabulary of the demo service's control API (demo_service/faults.py):
+# kind → parameters it takes, name → (minimum, maximum).
+FAULT_KINDS: dict[str, dict[str, tuple[float, float]]] = {
+    "latency": {"latency_ms": (0, 60_000)},
+    "errors": {},
+    "timeouts": {"timeout_ms": (0, 60_000)},
+    "chunk_failures": {},
+    "cpu_burn": {"cpu_ms": (0, 10_000)},
+    "memory_growth": {"kib_per_request": (0, 64 * 1024), "max_mib": (1, 2048)},
     "cache_off": {},
-    "dropped_events": {"rate": "rate", "events": "events"},
+    "drop_events": {},
 }
 FAULT_TARGETS = ("api", "transcoder", "storage", "db", "cache", "event_sink")
 # Which targets a kind makes sense on: a fault the service cannot apply is an authoring error.
 _KIND_TARGETS = {
     "latency": ("api", "transcoder", "storage", "db", "cache"),
     "errors": ("api", "transcoder", "storage", "db"),
-    "timeouts": ("api", "transcoder", "storage", "db"),
-    "chunk_failures": ("storage", "api"),
+    "timeouts": ("api", "transcoder"),
+    "chunk_failures": ("storage",),
     "cpu_burn": ("api", "transcoder"),
     "memory_growth": ("api", "transcoder"),
     "cache_off": ("cache",),
-    "dropped_events": ("event_sink",),
+    "drop_events": ("event_sink",),
 }
 # Cohort dimensions and flag variants a selector (or an answer) can name.
 SELECTOR_VALUES: dict[str, tuple[str, ...]] = {
@@ -77,8 +80,10 @@ SELECTOR_VALUES: dict[str, tuple[str, ...]] = {
     "app_version": APP_VERSIONS,
     "network_type": NETWORK_TYPES,
     "media_size_bucket": MEDIA_SIZE_BUCKETS,
-    **{name: variants for name, variants in FLAGS.items()},
+    "release": FLAGS["release"],
 }
+# What an answer's cohort may name: the cohort dimensions and every flag.
+ANSWER_VALUES: dict[str, tuple[str, ...]] = {**SELECTOR_VALUES, **FLAGS}
 ANSWER_DIMENSIONS = COHORT_DIMENSIONS + tuple(FLAGS)
 # What a learner estimates; ``toolkit.drills.measure`` defines and measures each one.
 IMPACT_METRICS = (
@@ -96,7 +101,7 @@ IMPACT_METRICS = (
 )
 LOAD_SHAPES = ("steady", "phased", "spike")
 RETRY_POLICIES = ("backoff", "immediate")
-API_ROUTES = ("uploads", "chunks", "complete", "feed", "status")
+API_ROUTES = ("create", "chunk", "complete", "status", "cancel", "feed")
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
@@ -112,6 +117,9 @@ class LoadSetup:
     max_attempts: int
     # Client behaviours the load generator emulates (e.g. an app version that auto-cancels).
     client: dict[str, Any] = field(default_factory=dict)
+    # Cohort mix override (dimension → value → weight), so a small cohort has enough traffic to see.
+    mix: dict[str, dict[str, float]] = field(default_factory=dict)
+    think_time: str | None = None  # "MIN-MAX" pause between a creator's flows
 
 
 @dataclass(frozen=True)
@@ -293,7 +301,7 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
     c.fields(m, "setup", {"duration", "load"}, {"flags", "background_faults"})
     duration_s = c.duration(m["duration"], "setup.duration")
     load = c.mapping(m["load"], "setup.load", allow_empty=False)
-    c.fields(load, "setup.load", {"shape", "users"}, {"retry", "client"})
+    c.fields(load, "setup.load", {"shape", "users"}, {"retry", "client", "mix", "think_time"})
     shape = c.choice(load["shape"], "setup.load.shape", LOAD_SHAPES)
     users = c.integer(load["users"], "setup.load.users", 1, 500)
     retry = c.mapping(load.get("retry"), "setup.load.retry")
@@ -312,6 +320,24 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
             nets = ac["network_type"] if isinstance(ac["network_type"], list) else [ac["network_type"]]
             for i, n in enumerate(nets):
                 c.choice(n, f"{where}.network_type[{i}]", NETWORK_TYPES)
+    mix: dict[str, dict[str, float]] = {}
+    for dim, table in c.mapping(load.get("mix"), "setup.load.mix").items():
+        where = f"setup.load.mix.{dim}"
+        c.choice(dim, where, COHORT_DIMENSIONS)
+        weights = c.mapping(table, where, allow_empty=False)
+        mix[dim] = {}
+        for value, weight in weights.items():
+            c.choice(value, f"{where}.{value}", SELECTOR_VALUES[dim])
+            mix[dim][value] = c.number(weight, f"{where}.{value}", 0, 1e6)
+        if sum(mix[dim].values()) <= 0:
+            raise c.fail(where, "weights must add up to more than zero")
+    think_time = None
+    if "think_time" in load:
+        think_time = str(load["think_time"])
+        low, sep, high = think_time.partition("-")
+        lo_s = c.duration(low, "setup.load.think_time", allow_zero=True)
+        if sep and c.duration(high, "setup.load.think_time", allow_zero=True) < lo_s:
+            raise c.fail("setup.load.think_time", f"the maximum is below the minimum in {think_time!r}")
     flags: dict[str, tuple[str, float]] = {}
     raw_flags = c.mapping(m.get("flags"), "setup.flags")
     for name, spec in raw_flags.items():
@@ -326,7 +352,8 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
     if not isinstance(raw_bg, list):
         raise c.fail("setup.background_faults", f"expected a list of faults, got {raw_bg!r}")
     background = tuple(_parse_background_fault(c, f, f"setup.background_faults[{i}]") for i, f in enumerate(raw_bg))
-    return Setup(duration_s, LoadSetup(shape, users, policy, max_attempts, dict(client)), flags, background)
+    return Setup(duration_s, LoadSetup(shape, users, policy, max_attempts, dict(client), mix, think_time), flags,
+                 background)
 
 
 def _parse_fault(c: _Checker, raw: Any, setup: Setup) -> Fault:
@@ -382,25 +409,8 @@ def _parse_fault_body(c: _Checker, m: dict, base: str) -> tuple:
         if key not in allowed:
             names = ", ".join(sorted(allowed)) or "none"
             raise c.fail(where, f"a {kind} fault takes no parameter {key!r} (it takes: {names})")
-        params[key] = _parse_param(c, allowed[key], value, where)
+        params[key] = c.number(value, where, *allowed[key])
     return kind, target, selector, params, route
-
-
-def _parse_param(c: _Checker, kind: str, value: Any, where: str) -> Any:
-    if kind == "duration":
-        return c.duration(value, where)
-    if kind == "rate":
-        return c.number(value, where, 0, 1)
-    if kind == "number":
-        return c.number(value, where, 0, 1e9)
-    if kind == "error_class":
-        return c.choice(value, where, ERROR_CLASSES)
-    if kind == "events":
-        names = c.string_list(value, where)
-        for i, name in enumerate(names):
-            c.choice(name, f"{where}[{i}]", LIFECYCLE_EVENTS)
-        return names
-    raise AssertionError(kind)
 
 
 def _parse_questions(c: _Checker, raw: Any) -> Questions:
@@ -444,7 +454,7 @@ def _parse_truth(c: _Checker, raw: Any, questions: Questions) -> Truth:
     for key, value in c.mapping(m["cohort"], "truth.cohort").items():
         where = _join("truth.cohort", str(key))
         c.choice(key, where, questions.cohort_dimensions)
-        cohort[key] = c.choice(value, where, SELECTOR_VALUES[key])
+        cohort[key] = c.choice(value, where, ANSWER_VALUES[key])
     metric = c.string(m["metric"], "truth.metric")
     direction = c.choice(m["direction"], "truth.direction", ("up", "down"))
     return Truth(cause, cohort, metric, direction)

@@ -1,0 +1,137 @@
+"""The solver and the report on seeded synthetic events (toolkit.synth) with a known injected effect.
+
+These are the pure-analysis checks; the live drills against the real service are in
+test_drill_live.py.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from toolkit.drills.auto import diagnose, rank_cohorts, wilson_lower
+from toolkit.drills.measure import Window, read_attempts, success_rate
+from toolkit.drills.report import build_report_data, write_report
+from toolkit.drills.schema import find_drill
+from toolkit.drills.state import RunDir, RunState, append_jsonl
+from toolkit.slo_spec import load_spec
+from toolkit.synth import Effect, SynthConfig, generate, write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = load_spec(ROOT / "slo.yaml")
+DURATION = 600.0
+FAULT = (200.0, 380.0)
+
+
+def _events(tmp_path, effect_kwargs, attempts=4000, **cfg):
+    config = SynthConfig(attempts=attempts, duration_s=DURATION, synthetic_share=1.0,
+                         effects=(Effect(start_s=FAULT[0], end_s=FAULT[1], **effect_kwargs),), **cfg)
+    table = generate(config, seed=11)
+    events_dir = tmp_path / "events"
+    events_dir.mkdir()
+    write_jsonl(table, events_dir / "events.jsonl")
+    start = config.start.timestamp()
+    return events_dir, start
+
+
+CASES = {
+    # The service fails a publish whose chunks could not be stored with error_class chunk_missing.
+    "regional-storage-outage": dict(effect=dict(where={"region": "eu-west"}, failure_rate=1.0,
+                                                error_class="chunk_missing")),
+    "bad-canary": dict(effect=dict(where={"release": "canary", "media_size_bucket": "large"}, failure_rate=0.8,
+                                  error_class="internal"),
+                       cfg=dict(canary_share=0.3, attempts=8000)),
+    "transcoder-tail-latency": dict(effect=dict(where={"media_size_bucket": "large"}, latency_factor=6.0)),
+    "cellular-chunk-failures": dict(effect=dict(where={"network_type": "4g"}, chunk_failure_rate=0.4)),
+}
+
+
+@pytest.mark.parametrize("drill_id", sorted(CASES))
+def test_solver_ranks_the_injected_cause_and_cohort_first(tmp_path, drill_id):
+    case = CASES[drill_id]
+    events_dir, start = _events(tmp_path, case["effect"], **case.get("cfg", {}))
+    drill = find_drill(drill_id)
+    attempts = read_attempts(events_dir, abandon_after_s=SPEC.abandon_after_s)
+    d = diagnose(drill, attempts, [], start, start + DURATION, SPEC, events=events_dir)
+    assert d.cause == drill.truth.cause, d.causes
+    assert dict(d.cohort) == drill.truth.cohort, d.cohorts[:3]
+    # The incident window found from the data overlaps the injected one.
+    assert d.incident.start < start + FAULT[1] and d.incident.end > start + FAULT[0]
+
+
+def test_wilson_lower_bound():
+    assert wilson_lower(0, 10) == 0.0
+    assert wilson_lower(10, 10) < 1.0
+    assert wilson_lower(50, 100) == pytest.approx(0.4038, abs=1e-3)
+    assert wilson_lower(5, 10) < wilson_lower(50, 100)  # fewer observations, less certainty
+
+
+def test_everyone_ranks_first_when_no_cohort_stands_out(tmp_path):
+    events_dir, start = _events(tmp_path, dict(where={}, failure_rate=0.5))
+    attempts = read_attempts(events_dir, abandon_after_s=SPEC.abandon_after_s)
+    scores = rank_cohorts(attempts, Window(start + FAULT[0], start + FAULT[1]), Window(start, start + FAULT[0]),
+                          lambda a: a.outcome == "failed", ["region", "network_type", "media_size_bucket"])
+    assert scores[0].cohort == {}
+
+
+def _fake_run(tmp_path, drill_id, events_dir, start, answers):
+    drills_dir = tmp_path / "drills"
+    run = RunDir(drills_dir / "run-1")
+    run.path.mkdir(parents=True)
+    run.write_state(RunState(run_id="run-1", drill_id=drill_id, seed=5, speed=1.0, url="http://127.0.0.1:1",
+                             data_dir=str(tmp_path), started_at=start, duration_s=DURATION))
+    run.write_truth({"fault_start_s": FAULT[0], "fault_duration_s": FAULT[1] - FAULT[0],
+                     "fault_applied_at": start + FAULT[0], "fault_removed_at": start + FAULT[1]})
+    for kind, t in (("drill_started", 0), ("fault_applied", FAULT[0]), ("fault_removed", FAULT[1]),
+                    ("drill_finished", DURATION)):
+        append_jsonl(run.timeline_file, {"t": start + t, "kind": kind})
+    for a in answers:
+        append_jsonl(run.answers_file, a)
+    return run
+
+
+def test_report_numbers_and_files(tmp_path):
+    events_dir, start = _events(tmp_path, CASES["regional-storage-outage"]["effect"])
+    answer = {"cause": "storage_outage", "cohort": {"region": "eu-west"}, "impact": 5.0, "at_s": 260.0, "by": "t"}
+    run = _fake_run(tmp_path, "regional-storage-outage", events_dir, start, [answer])
+    data = build_report_data(run, SPEC)
+    # The report's SLI over the fault window is the same count a direct SQL over the events gives.
+    import duckdb
+
+    fs, fe = start + FAULT[0], start + FAULT[1]
+    from toolkit.attempts import attempts as attempts_table
+    from toolkit.events_io import load_events
+
+    es = load_events([events_dir])
+    attempts_table(es, abandon_after_s=SPEC.abandon_after_s)
+    good, total = es.con.execute(f"""
+        SELECT count(*) FILTER (WHERE outcome = 'succeeded'),
+               count(*) FILTER (WHERE outcome IN ('succeeded', 'failed', 'abandoned'))
+        FROM attempts WHERE epoch(ended_at) >= {fs} AND epoch(ended_at) < {fe}""").fetchone()
+    assert data.sli_incident == (good, total)
+    assert data.impact.value("failed_publishes") == total - good
+    assert data.first_page_at is not None and fs <= data.first_page_at < fs + 60
+    parts = {p.part: p for p in data.grade.parts}
+    assert parts["cause"].points == 50 and parts["cohort"].points == 30
+    assert data.grade.time_to_diagnose_s == pytest.approx(60.0)
+    path = write_report(run, SPEC)
+    md = path.read_text()
+    for png in ("sli-burn.png", "latency.png", "cohorts.png"):
+        assert (path.parent / png).stat().st_size > 10_000
+        assert f"({png})" in md
+    assert f"{good}/{total}" in md
+    assert "## Debrief (STAR)" in md and "**Situation.**" in md and "**Result.**" in md
+    assert re.search(r"Time to detect .*: \d+\.\d s \(by the first alert\)", md)
+    summary = json.loads((path.parent / "report.json").read_text())
+    assert summary["sli_fault_window"] == {"good": good, "total": total}
+
+
+def test_report_without_answers_scores_zero(tmp_path):
+    events_dir, start = _events(tmp_path, CASES["transcoder-tail-latency"]["effect"])
+    run = _fake_run(tmp_path, "transcoder-tail-latency", events_dir, start, [])
+    data = build_report_data(run, SPEC)
+    assert data.grade.total == 0 and data.grade.answers == 0
+    assert data.impact.value("p99_processing_shift_ms") > 500
+    md = write_report(run, SPEC).read_text()
+    assert "not diagnosed" in md

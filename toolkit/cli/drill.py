@@ -1,0 +1,163 @@
+"""``obslab drill …``: scripted incident drills against a running lab."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from toolkit.cli.base import app, console, user_errors
+from toolkit.drills import runner
+from toolkit.drills.causes import cause_label
+from toolkit.drills.lab import DEFAULT_DATA_DIR, TOKEN_ENV, find_lab
+from toolkit.drills.schema import find_drill, load_catalogue
+
+drill_app = typer.Typer(help="Scripted incident drills: start one against the running lab, investigate, answer, "
+                             "get a graded report.", no_args_is_help=True)
+app.add_typer(drill_app, name="drill")
+
+DataDir = typer.Option(Path(DEFAULT_DATA_DIR), "--data-dir", help="The lab's data directory (events, drill state).")
+Url = typer.Option(None, "--url", help="The lab's publish API (default: from <data-dir>/lab.json, else "
+                                       "http://127.0.0.1:8000).")
+_ERRORS = runner.USER_ERRORS + (FileNotFoundError, ValueError)
+
+
+def _drills_dir(data_dir: Path) -> Path:
+    return data_dir / "drills"
+
+
+@drill_app.command("list")
+def list_drills() -> None:
+    """The drills in the catalogue."""
+    with user_errors(*_ERRORS):
+        drills = load_catalogue()
+    table = Table("id", "difficulty", "title", title=f"{len(drills)} drills")
+    for d in drills.values():
+        table.add_row(d.id, d.difficulty, d.title)
+    console.print(table)
+
+
+@drill_app.command("show")
+def show(drill_id: str = typer.Argument(..., help="Drill id (see `obslab drill list`).")) -> None:
+    """A drill's briefing and questions (no spoilers)."""
+    with user_errors(*_ERRORS):
+        d = find_drill(drill_id)
+    console.print(f"[bold]{d.title}[/] ({d.id}, {d.difficulty}, {d.setup.duration_s / 60:g} min)\n")
+    console.print(d.briefing.strip() + "\n", highlight=False)
+    console.print("[bold]Questions[/]")
+    console.print("  cause, one of:", highlight=False)
+    for c in d.questions.cause_choices:
+        console.print(f"    {c:24} {cause_label(c)}", highlight=False)
+    console.print(f"  cohort: everyone, or dim=value[,dim=value] over {', '.join(d.questions.cohort_dimensions)}",
+                  highlight=False)
+    console.print(f"  impact: {d.questions.impact.prompt}", highlight=False)
+    console.print(f"\n{len(d.hints)} hints available (`obslab drill hint`).", highlight=False)
+
+
+@drill_app.command("start")
+def start(
+    drill_id: str = typer.Argument(..., help="Drill id (see `obslab drill list`)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the fault's start time and the load (random if unset)."),
+    speed: float = typer.Option(1.0, "--speed", help="Compress the drill's time by this factor (10: a 10-minute drill in 1 minute)."),
+    auto: bool = typer.Option(False, "--auto", help="Run unattended: the toolkit answers and writes the report."),
+    data_dir: Path = DataDir,
+    url: Optional[str] = Url,
+) -> None:
+    """Start a drill against the running lab."""
+    with user_errors(*_ERRORS):
+        find_drill(drill_id)  # an unknown drill is the first thing to report
+        lab = find_lab(data_dir, url)
+        run = runner.start(drill_id, lab, seed=seed, speed=speed, auto=auto)
+        state = run.read_state()
+        d = find_drill(drill_id)
+        console.print(f"drill [bold]{d.id}[/] started (seed {state.seed}, speed ×{speed:g}, "
+                      f"{state.duration_s:.0f} s) against {lab.url}", highlight=False)
+        if not auto:
+            console.print("\n" + d.briefing.strip(), highlight=False)
+            console.print("\nInvestigate, then `obslab drill answer --cause … --cohort … --impact …`; "
+                          "`obslab drill hint` if stuck.", highlight=False)
+            return
+        st = runner.wait_finished(_drills_dir(data_dir), timeout_s=state.duration_s + 300)
+        _print_auto_result(run, st)
+
+
+def _print_auto_result(run, st: runner.Status) -> None:
+    import json
+
+    if st.phase != "finished":
+        raise runner.DrillError(f"drill {st.drill.id} ended {st.phase}; see {run.log_file}")
+    auto = json.loads((run.path / "auto.json").read_text())
+    top = auto["causes"][0]
+    cohort = auto["cohorts"][0]["cohort"] if auto["cohorts"] else {}
+    console.print(f"auto answer: cause {top['cause']} ({top['why']}); cohort "
+                  f"{', '.join(f'{k}={v}' for k, v in cohort.items()) or 'everyone'}; "
+                  f"{auto['impact']['metric']} = {auto['impact']['value']}", highlight=False)
+    report = json.loads((run.report_dir / "report.json").read_text())
+    console.print(f"score {report['grade']['total']:g}/{report['grade']['max']:g}; report: "
+                  f"{run.report_dir / 'report.md'}", highlight=False)
+
+
+@drill_app.command("status")
+def status(data_dir: Path = DataDir) -> None:
+    """The current drill: phase, time, hints and answers so far."""
+    with user_errors(*_ERRORS):
+        st = runner.status(_drills_dir(data_dir))
+    remaining = max(0.0, st.state.duration_s - st.elapsed_s)
+    console.print(f"drill {st.drill.id} ({st.drill.title}): {st.phase}; "
+                  f"{min(st.elapsed_s, st.state.duration_s):.0f} s of {st.state.duration_s:.0f} s"
+                  f"{f', {remaining:.0f} s left' if st.phase == 'running' else ''}; "
+                  f"hints {st.hints_shown}/{len(st.drill.hints)}; answers {st.answers}", highlight=False)
+
+
+@drill_app.command("hint")
+def hint(data_dir: Path = DataDir) -> None:
+    """The next hint of the current drill."""
+    with user_errors(*_ERRORS):
+        n, total, text = runner.next_hint(_drills_dir(data_dir))
+    console.print(f"hint {n}/{total}: {text}", highlight=False)
+
+
+@drill_app.command("answer")
+def answer(
+    cause: str = typer.Option(..., "--cause", help="One of the drill's cause choices (`obslab drill show ID`)."),
+    cohort: str = typer.Option(..., "--cohort", help="everyone, or dim=value[,dim=value]."),
+    impact: float = typer.Option(..., "--impact", help="Your estimate of the drill's impact question."),
+    data_dir: Path = DataDir,
+) -> None:
+    """Answer the current drill (graded in the report; you may answer again)."""
+    with user_errors(*_ERRORS):
+        parsed = runner.parse_cohort(cohort)
+        d, n = runner.answer(_drills_dir(data_dir), cause, parsed, impact)
+    console.print(f"answer {n} recorded for {d.id}; `obslab drill report` grades the last one.", highlight=False)
+
+
+@drill_app.command("stop")
+def stop(data_dir: Path = DataDir) -> None:
+    """Stop the current drill: remove its fault and flags, stop its load."""
+    with user_errors(*_ERRORS):
+        run = runner.stop(_drills_dir(data_dir))
+    console.print(f"drill stopped; `obslab drill report` writes the report ({run.path})", highlight=False)
+
+
+@drill_app.command("report")
+def report(data_dir: Path = DataDir) -> None:
+    """Write the current drill's report (markdown + PNGs) and print its path and score."""
+    from toolkit.drills.report import write_report
+    import json
+
+    with user_errors(*_ERRORS):
+        st = runner.status(_drills_dir(data_dir))
+        if st.phase == "running":
+            raise runner.DrillError(f"drill {st.drill.id} is still running; wait for it or `obslab drill stop`")
+        from toolkit.drills.state import current_run
+
+        run = current_run(_drills_dir(data_dir))
+        path = write_report(run)
+        summary = json.loads((run.report_dir / "report.json").read_text())
+    g = summary["grade"]
+    console.print(f"score {g['total']:g}/{g['max']:g}; report: {path}", highlight=False)
+
+
+__all__ = ["drill_app", "TOKEN_ENV"]

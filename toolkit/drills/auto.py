@@ -1,0 +1,478 @@
+"""Answering a drill unattended, with the toolkit's own analysis — never with the ground truth.
+
+The solver sees what a learner sees: the drill's public spec (briefing, choices),
+the lab's events and the scheduler's metric samples. It works broad to narrow:
+
+1. **When**: split the drill into bins, take the first fifth as the baseline (a drill's
+   fault never starts earlier) and mark the bins where any mechanism signal moves
+   materially away from it; the incident window spans the marked bins.
+2. **What**: one detector per cause in ``toolkit.drills.causes`` scores the evidence
+   in the incident window against the baseline; the choices are ranked by score.
+3. **Who**: the attempts the top cause marks as hurt (failed, slow, retried,
+   cancelled) are broken down by every cohort dimension and pairs of them; a cohort
+   scores by the share of hurt attempts it covers times how far its hurt rate
+   (Wilson lower bound) exceeds both the rest of the traffic and its own baseline.
+   "Everyone" scores by the overall rise against the baseline.
+4. **How much**: the impact figure the question asks for, from ``measure``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from toolkit.drills.measure import (Attempt, Impact, MetricSample, Window, measure_impact, percentile,
+                                    read_attempts, read_metric_samples)
+from toolkit.drills.schema import Drill
+from toolkit.slo_spec import SloSpec
+
+__all__ = [
+    "Evidence",
+    "CauseScore",
+    "CohortScore",
+    "Diagnosis",
+    "BASELINE_SHARE",
+    "find_incident_window",
+    "score_causes",
+    "rank_cohorts",
+    "diagnose",
+    "solve_and_answer",
+    "wilson_lower",
+]
+
+BASELINE_SHARE = 0.2
+_BINS = 30
+_Z = 1.96
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the solver measured, baseline vs incident, for the report and the detectors."""
+
+    baseline: Window
+    incident: Window
+    values: Mapping[str, tuple[float | None, float | None]]  # signal → (baseline, incident)
+    rollout: Window | None = None  # everything after the baseline
+
+    def get(self, name: str) -> tuple[float | None, float | None]:
+        return self.values.get(name, (None, None))
+
+
+@dataclass(frozen=True)
+class CauseScore:
+    cause: str
+    score: float
+    why: str
+
+
+@dataclass(frozen=True)
+class CohortScore:
+    cohort: Mapping[str, str]
+    score: float
+    hurt: int
+    attempts: int
+    rate: float
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    incident: Window
+    causes: tuple[CauseScore, ...]
+    cohorts: tuple[CohortScore, ...]
+    hurt_by: str  # what "hurt" meant for the cohort breakdown
+    impact_metric: str
+    impact_value: float | None
+    evidence: Evidence
+    signals_moved: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def cause(self) -> str:
+        return self.causes[0].cause
+
+    @property
+    def cohort(self) -> Mapping[str, str]:
+        return self.cohorts[0].cohort if self.cohorts else {}
+
+
+def wilson_lower(bad: int, n: int, z: float = _Z) -> float:
+    if n == 0:
+        return 0.0
+    p = bad / n
+    denom = 1 + z * z / n
+    centre = p + z * z / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - margin) / denom)
+
+
+# -- signals -------------------------------------------------------------------------------------
+
+def _upload_failed(a: Attempt) -> bool:
+    return a.error_class == "chunk_missing" or (a.chunk_failures > 0 and a.error_class in (None, "storage"))
+
+
+def _attempt_signals(attempts: Sequence[Attempt]) -> dict[str, float | None]:
+    n = len(attempts)
+    ended = [a for a in attempts if a.outcome in ("succeeded", "failed", "abandoned")]
+    proc = [a.processing_ms for a in attempts if a.processing_ms is not None]
+    tc = [a.transcode_ms for a in attempts if a.transcode_ms is not None]
+    e2e = [a.e2e_ms for a in attempts if a.e2e_ms is not None]
+    return {
+        "attempts": float(n),
+        "failure_rate": (sum(a.outcome != "succeeded" for a in ended) / len(ended)) if ended else None,
+        # Failed because chunks could not be stored (the upload never completed whole)...
+        "upload_failure_rate": (sum(a.outcome == "failed" and _upload_failed(a) for a in ended) / len(ended))
+        if ended else None,
+        # ...or failed after the upload: transcode or publish.
+        "processing_failure_rate": (sum(a.outcome == "failed" and not _upload_failed(a) for a in ended) / len(ended))
+        if ended else None,
+        "cancel_rate": (sum(a.outcome == "cancelled" for a in attempts) / n) if n else None,
+        "retries_per_attempt": (sum(a.chunk_retries for a in attempts) / n) if n else None,
+        "p50_processing_ms": percentile(proc, 0.5),
+        "p99_processing_ms": percentile(proc, 0.99),
+        "p99_transcode_ms": percentile(tc, 0.99),
+        "p95_e2e_ms": percentile(e2e, 0.95),
+    }
+
+
+def _metric_signals(samples: Sequence[MetricSample], w: Window) -> dict[str, float | None]:
+    inside = [s for s in samples if s.t in w]
+    before = [s for s in samples if s.t <= w.start][-1:] or inside[:1]
+    after = ([s for s in samples if s.t >= w.end][:1]) or inside[-1:]
+    out: dict[str, float | None] = {}
+    if not before or not after or after[0].t <= before[0].t:
+        return out
+    a, b = before[0], after[0]
+    span = b.t - a.t
+
+    def delta(name: str, **labels: str) -> float | None:
+        va, vb = a.total(name, **labels), b.total(name, **labels)
+        return None if va is None or vb is None else max(0.0, vb - va)
+
+    requests = delta("obslab_http_requests_total")
+    published = delta("obslab_publish_outcomes_total", outcome="succeeded")
+    failed = delta("obslab_publish_outcomes_total", outcome="failed")
+    out["request_rate"] = None if requests is None else requests / span
+    out["requests_per_publish"] = None if requests is None or not published else requests / published
+    out["counted_failed"] = failed
+    hits, misses = delta("obslab_feed_cache_requests_total", result="hit"), delta(
+        "obslab_feed_cache_requests_total", result="miss")
+    out["cache_hit_rate"] = None if hits is None or misses is None or hits + misses == 0 else hits / (hits + misses)
+    cpu = delta("obslab_process_cpu_seconds_total", service="publish-api")
+    out["cpu_per_s"] = None if cpu is None else cpu / span
+    depth = [s.total("obslab_transcode_queue_depth") for s in inside + [b]]
+    depth = [d for d in depth if d is not None]
+    out["queue_depth_max"] = max(depth) if depth else None
+    mem = [s.total("obslab_process_resident_memory_bytes", service="publish-api") for s in [a] + inside + [b]]
+    mem = [m for m in mem if m is not None]
+    out["memory_mb_growth"] = (max(mem) - mem[0]) / 1e6 if mem else None
+    lost = delta("obslab_events_lost_total", reason="dropped_fault")
+    out["events_dropped"] = lost
+    return out
+
+
+def _feed_p95(samples: Sequence[MetricSample], w: Window) -> float | None:
+    from toolkit.drills.measure import _histogram_quantile
+
+    value, n = _histogram_quantile(samples, w, "obslab_http_request_duration_seconds", 0.95, "feed")
+    return None if value is None or n == 0 else 1000 * value
+
+
+def _signals(attempts: Sequence[Attempt], samples: Sequence[MetricSample], w: Window,
+             failed_events: Callable[[Window], int] | None) -> dict[str, float | None]:
+    inside = [a for a in attempts if a.ended is not None and a.ended in w]
+    out = _attempt_signals(inside)
+    out["attempt_rate"] = len(inside) / w.length_s if w.length_s > 0 else None
+    out.update(_metric_signals(samples, w))
+    out["feed_p95_ms"] = _feed_p95(samples, w)
+    if failed_events is not None and out.get("counted_failed") is not None:
+        logged = failed_events(w)
+        out["failure_events_missing"] = max(0.0, out["counted_failed"] - logged)
+        out["failure_events_missing_share"] = (out["failure_events_missing"] / out["counted_failed"]
+                                               if out["counted_failed"] else 0.0)
+    return out
+
+
+# Material change of a signal against the baseline: (absolute, relative) rise needed.
+_MATERIAL_RISE = {
+    "failure_rate": (0.04, 0.0),
+    "cancel_rate": (0.04, 0.0),
+    "retries_per_attempt": (0.25, 0.0),
+    "p99_processing_ms": (250.0, 0.5),
+    "p95_e2e_ms": (400.0, 0.5),
+    "requests_per_publish": (2.0, 0.4),
+    "queue_depth_max": (3.0, 0.0),
+    "memory_mb_growth": (30.0, 0.0),
+    "feed_p95_ms": (15.0, 0.5),
+    "failure_events_missing": (2.0, 0.0),
+}
+_MATERIAL_DROP = {"cache_hit_rate": 0.3}
+
+
+def _moved(name: str, base: float | None, now: float | None) -> bool:
+    if now is None:
+        return False
+    if name in _MATERIAL_DROP:
+        return base is not None and base - now >= _MATERIAL_DROP[name]
+    absolute, relative = _MATERIAL_RISE[name]
+    ref = base if base is not None else 0.0
+    return now - ref >= absolute and now >= ref * (1 + relative)
+
+
+def find_incident_window(attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float, end: float,
+                         failed_events: Callable[[Window], int] | None = None) -> tuple[Window, Window, tuple[str, ...]]:
+    """(baseline, incident, signals that moved): the bins after the baseline where any signal moved."""
+    baseline = Window(start, start + BASELINE_SHARE * (end - start))
+    base = _signals(attempts, samples, baseline, failed_events)
+    width = (end - baseline.end) / _BINS
+    marked: list[int] = []
+    moved: set[str] = set()
+    # Two-bin windows smooth the noise of small bins.
+    for i in range(_BINS):
+        w = Window(baseline.end + i * width, baseline.end + (i + 2) * width if i + 1 < _BINS else end)
+        now = _signals(attempts, samples, w, failed_events)
+        hit = [name for name in list(_MATERIAL_RISE) + list(_MATERIAL_DROP)
+               if name not in ("memory_mb_growth", "queue_depth_max") and _moved(name, base.get(name), now.get(name))]
+        # Memory and queue depth are levels, not rates: compare the bin with the baseline's level.
+        if now.get("queue_depth_max") is not None and now["queue_depth_max"] - (base.get("queue_depth_max") or 0) >= 3:
+            hit.append("queue_depth_max")
+        if now.get("memory_mb_growth") is not None and now["memory_mb_growth"] >= 10 * w.length_s / max(width, 1e-9) \
+                and now["memory_mb_growth"] >= 8:
+            hit.append("memory_mb_growth")
+        if hit:
+            marked.append(i)
+            moved.update(hit)
+    if not marked:
+        return baseline, Window(baseline.end, end), ()
+    # The longest run of marked bins (a one-bin gap does not break it): one incident, not stray noise.
+    runs: list[list[int]] = [[marked[0]]]
+    for i in marked[1:]:
+        if i - runs[-1][-1] <= 2:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    best = max(runs, key=lambda r: (r[-1] - r[0] + 1, len(r)))
+    lo, hi = best[0], best[-1]
+    return baseline, Window(baseline.end + lo * width, min(end, baseline.end + (hi + 2) * width)), tuple(sorted(moved))
+
+
+# -- detectors -----------------------------------------------------------------------------------
+
+def _rise(ev: Evidence, name: str) -> float:
+    base, now = ev.get(name)
+    if now is None:
+        return 0.0
+    return now - (base or 0.0)
+
+
+def _ratio(ev: Evidence, name: str) -> float:
+    base, now = ev.get(name)
+    if now is None or not base:
+        return 1.0
+    return now / base
+
+
+def _clip(x: float, hi: float = 1.0) -> float:
+    return max(0.0, min(hi, x))
+
+
+def _canary_evidence(attempts: Sequence[Attempt], w: Window, baseline: Window) -> tuple[float, str]:
+    """Are the incident's new failures concentrated in the canary beyond its share of traffic? (binomial test)"""
+    from scipy.stats import binomtest
+
+    inside = [a for a in attempts if a.ended is not None and a.ended in w
+              and a.outcome in ("succeeded", "failed", "abandoned")]
+    canary = [a for a in inside if a.cohort.get("release") == "canary"]
+    if len(canary) < 3 or len(canary) == len(inside):
+        return 0.0, "no canary traffic to compare"
+    failed = [a for a in inside if a.outcome != "succeeded"]
+    failed_canary = sum(1 for a in failed if a.cohort.get("release") == "canary")
+    share = len(canary) / len(inside)
+    why = (f"{failed_canary} of {len(failed)} failures in the canary, which carries {share:.1%} of attempts "
+           f"(n={len(inside)})")
+    if failed_canary < 3:
+        return 0.0, why
+    p = binomtest(failed_canary, len(failed), share, alternative="greater").pvalue
+    why += f", binomial p={p:.2g}"
+    return _clip((-math.log10(max(p, 1e-300)) - 1.5) / 1.5, 1.5), why
+
+
+def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[float, str]]:
+    d: dict[str, tuple[float, str]] = {}
+    fail_rise = _rise(ev, "failure_rate")
+    storage_rise = _rise(ev, "upload_failure_rate")
+    transcode_rise = _rise(ev, "processing_failure_rate")
+    retry_rise = _rise(ev, "retries_per_attempt")
+    rpp_ratio = _ratio(ev, "requests_per_publish")
+    missing_share = ev.get("failure_events_missing_share")[1] or 0.0
+    missing = ev.get("failure_events_missing")[1] or 0.0
+    # A canary is judged against stable over the whole rollout, not only where global signals moved:
+    # a 5 % cohort rarely moves them.
+    canary_score, canary_why = _canary_evidence(attempts, ev.rollout or ev.incident, ev.baseline)
+    d["canary_regression"] = (canary_score, canary_why)
+    d["storage_outage"] = (_clip((storage_rise - 0.01) / 0.05) * 1.2,
+                           f"publishes failing because chunks could not be stored up {storage_rise:+.1%}")
+    d["transcoder_errors"] = (_clip((transcode_rise - 0.01) / 0.05) * (0.5 if canary_score > 0 else 1.0),
+                              f"publishes failing after the upload (transcode/publish) up {transcode_rise:+.1%}")
+    d["retry_amplification"] = (_clip((rpp_ratio - 1.5) / 0.5) * 1.3 if retry_rise > 0.2 else 0.0,
+                                f"requests per publish ×{rpp_ratio:.2f}, retries per attempt {retry_rise:+.2f}")
+    d["chunk_upload_failures"] = (_clip(retry_rise / 0.3) * (1.0 if storage_rise < 0.05 else 0.5),
+                                  f"chunk retries per attempt {retry_rise:+.2f}")
+    p99_ratio = _ratio(ev, "p99_processing_ms")
+    tc_ratio = _ratio(ev, "p99_transcode_ms")
+    d["transcoder_slow"] = (_clip((max(tc_ratio, p99_ratio) - 1.5) / 1.0),
+                            f"p99 transcode ×{tc_ratio:.2f}, p99 processing ×{p99_ratio:.2f}")
+    depth_rise = _rise(ev, "queue_depth_max")
+    d["queue_backlog"] = (_clip(depth_rise / 5.0) * 1.4, f"transcode queue depth up by {depth_rise:.0f}")
+    hit_drop = -_rise(ev, "cache_hit_rate")
+    feed_rise = _rise(ev, "feed_p95_ms")
+    d["cache_regression"] = (_clip(hit_drop / 0.3) * 1.3, f"feed cache hit rate down {hit_drop:.0%}")
+    d["database_slow"] = (_clip(feed_rise / 50.0) * 0.6 * (1.0 if hit_drop < 0.2 else 0.3),
+                          f"feed p95 up {feed_rise:.0f} ms")
+    d["instrumentation_loss"] = (_clip(missing_share / 0.3) * 1.5 if missing >= 2 else 0.0,
+                                 f"{missing:.0f} failures counted by the service have no publish_failed event")
+    cancel_rise = _rise(ev, "cancel_rate")
+    d["client_auto_cancel"] = (_clip(cancel_rise / 0.05) * 1.2, f"cancel rate {cancel_rise:+.1%}")
+    mem = ev.get("memory_mb_growth")[1] or 0.0
+    rate_ratio = _ratio(ev, "attempt_rate")
+    d["memory_leak"] = (_clip((mem - 20) / 40.0) * 1.3 if rate_ratio < 1.5 else 0.0,
+                        f"publish-api memory +{mem:.0f} MB with traffic ×{rate_ratio:.2f}")
+    cpu_ratio = _ratio(ev, "cpu_per_s")
+    d["cpu_saturation"] = (_clip((cpu_ratio - 1.5) / 1.0) * 0.5, f"API CPU ×{cpu_ratio:.2f}")
+    d["traffic_spike"] = (_clip((rate_ratio - 1.4) / 0.6) * 0.7 * (0.3 if fail_rise > 0.04 else 1.0),
+                          f"attempts per second ×{rate_ratio:.2f}")
+    return d
+
+
+def score_causes(drill: Drill, ev: Evidence, attempts: Sequence[Attempt]) -> tuple[CauseScore, ...]:
+    found = _detectors(ev, attempts)
+    scores = [CauseScore(c, round(found.get(c, (0.0, "no detector"))[0], 4), found.get(c, (0.0, "no detector"))[1])
+              for c in drill.questions.cause_choices]
+    return tuple(sorted(scores, key=lambda s: (-s.score, drill.questions.cause_choices.index(s.cause))))
+
+
+# What the top cause says a hurt attempt is, for the cohort breakdown.
+def _hurt_predicate(cause: str, baseline_attempts: Sequence[Attempt]) -> tuple[str, Callable[[Attempt], bool] | None]:
+    if cause in ("storage_outage", "transcoder_errors", "canary_regression"):
+        return "ended publish_failed", lambda a: a.outcome == "failed"
+    if cause in ("chunk_upload_failures", "retry_amplification"):
+        return "needed at least one chunk retry", lambda a: a.chunk_retries > 0
+    if cause == "client_auto_cancel":
+        return "ended upload_cancelled", lambda a: a.outcome == "cancelled"
+    if cause in ("transcoder_slow", "queue_backlog", "database_slow"):
+        base = [a.processing_ms for a in baseline_attempts if a.processing_ms is not None]
+        limit = max(percentile(base, 0.99) or 0.0, 2 * (percentile(base, 0.5) or 0.0), 100.0)
+        return f"processing latency above {limit:.0f} ms (baseline p99)", \
+            lambda a: a.processing_ms is not None and a.processing_ms > limit
+    return "", None  # metric-only causes: no per-attempt signal
+
+
+def _cohort_counts(attempts: Sequence[Attempt], hurt: Callable[[Attempt], bool],
+                   dimensions: Sequence[str]) -> dict[tuple, list[int]]:
+    """(dim, value) singles and pairs → [attempts, hurt], in one pass."""
+    counts: dict[tuple, list[int]] = {}
+    for a in attempts:
+        bad = 1 if hurt(a) else 0
+        items = [(d, a.cohort.get(d)) for d in dimensions if a.cohort.get(d) is not None]
+        keys = [(item,) for item in items] + list(itertools.combinations(items, 2))
+        for key in keys:
+            c = counts.setdefault(key, [0, 0])
+            c[0] += 1
+            c[1] += bad
+    return counts
+
+
+def rank_cohorts(attempts: Sequence[Attempt], incident: Window, baseline: Window, hurt: Callable[[Attempt], bool],
+                 dimensions: Sequence[str], top: int = 10) -> tuple[CohortScore, ...]:
+    inside = [a for a in attempts if a.ended is not None and a.ended in incident]
+    before = [a for a in attempts if a.ended is not None and a.ended in baseline]
+    n_all = len(inside)
+    b_all = sum(1 for a in inside if hurt(a))
+    if n_all == 0 or b_all == 0:
+        return (CohortScore({}, 0.0, b_all, n_all, 0.0),)
+    base_rate = sum(1 for a in before if hurt(a)) / len(before) if before else 0.0
+    scores = [CohortScore({}, round(wilson_lower(b_all, n_all) - base_rate, 4), b_all, n_all, b_all / n_all)]
+    now_counts = _cohort_counts(inside, hurt, dimensions)
+    was_counts = _cohort_counts(before, hurt, dimensions)
+    for key, (n_c, b_c) in now_counts.items():
+        if b_c == 0:
+            continue
+        n_rest, b_rest = n_all - n_c, b_all - b_c
+        r_rest = b_rest / n_rest if n_rest else 0.0
+        n_was, b_was = was_counts.get(key, (0, 0))
+        r_was = b_was / n_was if n_was >= 5 else r_rest
+        coverage = b_c / b_all
+        score = coverage * (wilson_lower(b_c, n_c) - max(r_rest, r_was))
+        scores.append(CohortScore(dict(key), round(score, 4), b_c, n_c, b_c / n_c))
+    scores.sort(key=lambda s: (-s.score, len(s.cohort)))
+    return tuple(scores[:top])
+
+
+def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float, end: float,
+             spec: SloSpec, events: str | Path | None = None) -> Diagnosis:
+    failed_events = None
+    if events is not None:
+        from toolkit.drills.measure import count_events
+
+        def failed_events(w: Window) -> int:
+            return count_events(events, ["publish_failed"], w)
+
+    baseline, incident, moved = find_incident_window(attempts, samples, start, end, failed_events)
+    base_sig = _signals(attempts, samples, baseline, failed_events)
+    inc_sig = _signals(attempts, samples, incident, failed_events)
+    ev = Evidence(baseline, incident, {k: (base_sig.get(k), inc_sig.get(k)) for k in set(base_sig) | set(inc_sig)},
+                  rollout=Window(baseline.end, end))
+    causes = score_causes(drill, ev, attempts)
+    if causes[0].cause == "canary_regression":
+        # The incident is where the canary failed: from its first to its last failure after the baseline.
+        times = [a.ended for a in attempts if a.ended is not None and a.ended >= baseline.end
+                 and a.cohort.get("release") == "canary" and a.outcome in ("failed", "abandoned")]
+        if times:
+            incident = Window(min(times), max(times) + 1e-3)
+    before = [a for a in attempts if a.ended is not None and a.ended in baseline]
+    hurt_by, hurt = _hurt_predicate(causes[0].cause, before)
+    if hurt is None:
+        n = sum(1 for a in attempts if a.ended is not None and a.ended in incident)
+        cohorts: tuple[CohortScore, ...] = (CohortScore({}, 1.0, 0, n, 0.0),)
+        hurt_by = "no per-attempt signal: the evidence is in service-wide metrics"
+    else:
+        cohorts = rank_cohorts(attempts, incident, baseline, hurt, drill.questions.cohort_dimensions)
+    impact = measure_impact(attempts, samples, incident, baseline, spec, events=events)
+    metric = drill.questions.impact.metric
+    return Diagnosis(incident, causes, cohorts, hurt_by, metric, impact.value(metric), ev, moved)
+
+
+def solve_and_answer(run) -> Diagnosis:
+    """Diagnose the run's drill from its events and samples, record the answer (by ``auto``)."""
+    from toolkit.drills import runner
+    from toolkit.drills.report import default_spec
+    from toolkit.drills.schema import find_drill
+    import json
+
+    state = run.read_state()
+    drill = find_drill(state.drill_id)
+    events_dir = Path(state.events_dir or Path(state.data_dir) / "events")
+    end = state.started_at + state.duration_s
+    spec = default_spec()
+    attempts = read_attempts(events_dir, Window(state.started_at, end), spec.abandon_after_s)
+    samples = read_metric_samples(run.metrics_file)
+    diagnosis = diagnose(drill, attempts, samples, state.started_at, end, spec, events=events_dir)
+    (run.path / "auto.json").write_text(json.dumps(_diagnosis_json(diagnosis), indent=2))
+    runner.answer(Path(state.data_dir) / "drills", diagnosis.cause, diagnosis.cohort,
+                  diagnosis.impact_value if diagnosis.impact_value is not None else 0.0, by="auto")
+    return diagnosis
+
+
+def _diagnosis_json(d: Diagnosis) -> dict:
+    return {
+        "incident": [d.incident.start, d.incident.end],
+        "signals_moved": list(d.signals_moved),
+        "causes": [{"cause": c.cause, "score": c.score, "why": c.why} for c in d.causes],
+        "hurt_by": d.hurt_by,
+        "cohorts": [{"cohort": dict(c.cohort), "score": c.score, "hurt": c.hurt, "attempts": c.attempts}
+                    for c in d.cohorts],
+        "impact": {"metric": d.impact_metric, "value": d.impact_value},
+        "evidence": {k: list(v) for k, v in d.evidence.values.items()},
+    }

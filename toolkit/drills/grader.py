@@ -1,0 +1,141 @@
+"""Scoring a drill answer against its ground truth: pure functions, no I/O.
+
+Points: cause 50, cohort 30, impact 20. Each part earns partial credit:
+
+- cause: full for the true cause, the drill's ``questions.cause.partial`` share for a
+  near miss (e.g. the trigger instead of the amplifier), nothing otherwise;
+- cohort: matched (dimension, value) pairs over the union of dimensions named by the
+  truth and the answer, a quarter pair for the right dimension with the wrong value;
+  "everyone" (an empty cohort) matches only "everyone";
+- impact: full within the drill's relative tolerance of the measured value, then
+  falling linearly to nothing at 100 % relative error.
+
+Time to detect is from the fault's start to the first alert or the first answer,
+whichever came first; time to diagnose is to the first answer that got both the
+cause and the cohort fully right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from toolkit.drills.schema import Drill
+
+__all__ = ["Answer", "PartScore", "Grade", "POINTS", "score_cause", "score_cohort", "score_impact", "grade"]
+
+POINTS = {"cause": 50.0, "cohort": 30.0, "impact": 20.0}
+# Credit for naming the right dimension with the wrong value, as a share of one pair.
+_SAME_DIMENSION_CREDIT = 0.25
+
+
+@dataclass(frozen=True)
+class Answer:
+    cause: str
+    cohort: Mapping[str, str]  # empty: everyone
+    impact: float
+    at_s: float  # seconds since the drill started
+
+
+@dataclass(frozen=True)
+class PartScore:
+    part: str
+    credit: float  # 0..1
+    points: float
+    max_points: float
+    note: str
+
+
+@dataclass(frozen=True)
+class Grade:
+    parts: tuple[PartScore, ...]
+    total: float
+    max_total: float
+    time_to_detect_s: float | None
+    detected_by: str | None  # "alert" | "answer"
+    time_to_diagnose_s: float | None
+    answers: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.total / self.max_total
+
+
+def score_cause(answer: str, truth: str, partial: Mapping[str, float]) -> tuple[float, str]:
+    if answer == truth:
+        return 1.0, "the true cause"
+    if answer in partial:
+        return partial[answer], f"a near miss (true cause: {truth})"
+    return 0.0, f"wrong (true cause: {truth})"
+
+
+def score_cohort(answer: Mapping[str, str], truth: Mapping[str, str]) -> tuple[float, str]:
+    if not truth:
+        if not answer:
+            return 1.0, "everyone: right"
+        return 0.0, "every cohort was affected, not only " + _cohort_text(answer)
+    dims = set(answer) | set(truth)
+    matched = 0.0
+    for dim in truth:
+        if answer.get(dim) == truth[dim]:
+            matched += 1.0
+        elif dim in answer:
+            matched += _SAME_DIMENSION_CREDIT
+    credit = matched / len(dims)
+    if credit == 1.0:
+        return 1.0, f"{_cohort_text(truth)}: right"
+    return credit, f"{_cohort_text(answer)} vs true cohort {_cohort_text(truth)}"
+
+
+def score_impact(estimate: float, measured: float, tolerance: float) -> tuple[float, str]:
+    if measured == 0:
+        credit = 1.0 if estimate == 0 else 0.0
+        return credit, f"measured 0, estimated {estimate:g}"
+    error = abs(estimate - measured) / abs(measured)
+    if error <= tolerance:
+        credit = 1.0
+    else:
+        credit = max(0.0, (1.0 - error) / (1.0 - tolerance)) if tolerance < 1 else 0.0
+    return credit, f"estimated {estimate:g}, measured {measured:.4g} (relative error {error:.0%}, full credit within {tolerance:.0%})"
+
+
+def _cohort_text(cohort: Mapping[str, str]) -> str:
+    if not cohort:
+        return "everyone"
+    return ", ".join(f"{k}={v}" for k, v in sorted(cohort.items()))
+
+
+def grade(drill: Drill, answers: Sequence[Answer], measured_impact: float, fault_start_s: float,
+          first_alert_s: float | None) -> Grade:
+    """Grade the last answer; times come from every answer and the first alert."""
+    if not answers:
+        parts = tuple(PartScore(p, 0.0, 0.0, mx, "not answered") for p, mx in POINTS.items())
+        ttd, by = _detection(None, first_alert_s, fault_start_s)
+        return Grade(parts, 0.0, sum(POINTS.values()), ttd, by, None, 0)
+    last = answers[-1]
+    q, truth = drill.questions, drill.truth
+    scored = {
+        "cause": score_cause(last.cause, truth.cause, q.cause_partial),
+        "cohort": score_cohort(last.cohort, truth.cohort),
+        "impact": score_impact(last.impact, measured_impact, q.impact.tolerance),
+    }
+    parts = tuple(PartScore(name, credit, round(credit * POINTS[name], 2), POINTS[name], note)
+                  for name, (credit, note) in scored.items())
+    first_answer_s = min(a.at_s for a in answers)
+    ttd, by = _detection(first_answer_s, first_alert_s, fault_start_s)
+    diagnosed = [a.at_s for a in answers
+                 if a.cause == truth.cause and score_cohort(a.cohort, truth.cohort)[0] == 1.0]
+    ttdiag = max(0.0, min(diagnosed) - fault_start_s) if diagnosed else None
+    return Grade(parts, round(sum(p.points for p in parts), 2), sum(POINTS.values()), ttd, by, ttdiag,
+                 len(answers))
+
+
+def _detection(first_answer_s: float | None, first_alert_s: float | None,
+               fault_start_s: float) -> tuple[float | None, str | None]:
+    # An alert before the fault is noise, not a detection of this fault.
+    alert = first_alert_s if first_alert_s is not None and first_alert_s >= fault_start_s else None
+    candidates = [(t, by) for t, by in ((alert, "alert"), (first_answer_s, "answer")) if t is not None]
+    if not candidates:
+        return None, None
+    t, by = min(candidates)
+    return max(0.0, t - fault_start_s), by

@@ -1,0 +1,185 @@
+"""Finding a running lab and talking to its control API (faults and flags).
+
+A lab is found by its data directory (default ``.obslab``; the service's own files —
+``admin-token``, ``events/`` — are there or in its ``data/`` subdirectory, where
+``obslab serve`` puts them by default), its URL (``--url``, else ``<data-dir>/lab.json``
+if a launcher wrote one, else the default port 8000) and its admin token
+(``OBSLAB_ADMIN_TOKEN``, else the ``admin-token`` file).
+Every failure is a ``LabError`` whose message is one line naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from toolkit.contract import FLAGS
+from toolkit.drills.schema import BackgroundFault, Fault
+
+__all__ = [
+    "LabError",
+    "Lab",
+    "ControlClient",
+    "find_lab",
+    "fault_body",
+    "flag_body",
+    "TOKEN_ENV",
+    "DEFAULT_URL",
+    "DEFAULT_DATA_DIR",
+]
+
+TOKEN_ENV = "OBSLAB_ADMIN_TOKEN"
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_DATA_DIR = ".obslab"
+TOKEN_FILE = "admin-token"
+LAB_FILE = "lab.json"
+_TIMEOUT_S = 5.0
+
+
+class LabError(RuntimeError):
+    """The lab cannot be reached or refused a request; one line for the user."""
+
+
+@dataclass(frozen=True)
+class Lab:
+    data_dir: Path
+    url: str
+    token: str
+
+    @property
+    def service_dir(self) -> Path:
+        """Where the service keeps its files: the data dir itself or its ``data/`` subdirectory."""
+        for candidate in (self.data_dir, self.data_dir / "data"):
+            if (candidate / "events").is_dir() or (candidate / TOKEN_FILE).is_file():
+                return candidate
+        return self.data_dir
+
+    @property
+    def events_dir(self) -> Path:
+        return self.service_dir / "events"
+
+    @property
+    def drills_dir(self) -> Path:
+        return self.data_dir / "drills"
+
+
+def find_lab(data_dir: str | Path = DEFAULT_DATA_DIR, url: str | None = None, token: str | None = None) -> Lab:
+    """Resolve data dir, URL and token; no network traffic yet."""
+    d = Path(data_dir)
+    info: dict[str, Any] = {}
+    lab_file = d / LAB_FILE
+    if lab_file.is_file():
+        try:
+            info = json.loads(lab_file.read_text())
+        except (OSError, ValueError):
+            info = {}
+    resolved_url = (url or info.get("url") or DEFAULT_URL).rstrip("/")
+    resolved_token = token or os.environ.get(TOKEN_ENV)
+    if not resolved_token:
+        for token_file in (Path(info["token_file"]) if info.get("token_file") else None, d / TOKEN_FILE,
+                           d / "data" / TOKEN_FILE):
+            if token_file is not None and token_file.is_file():
+                resolved_token = token_file.read_text().strip()
+                break
+    if not resolved_token:
+        raise LabError(f"no admin token: set {TOKEN_ENV} or start the lab with data dir {d} "
+                       f"(it writes {d / 'data' / TOKEN_FILE})")
+    return Lab(d, resolved_url, resolved_token)
+
+
+def fault_body(fault: Fault | BackgroundFault, duration_s: float | None = None) -> dict[str, Any]:
+    """The control API's JSON for a fault (``PUT /admin/faults/{name}``, demo_service/faults.py).
+
+    ``duration_s`` makes the service expire the fault by itself, so a fault cannot
+    outlive a scheduler that died.
+    """
+    selector = {k: [v] for k, v in fault.selector.items() if k != "percentage"}
+    body: dict[str, Any] = {"kind": fault.kind, "target": fault.target, "selector": selector,
+                            "percentage": fault.selector.get("percentage", 100.0), "params": dict(fault.params)}
+    if fault.route:
+        body["route"] = fault.route
+    if duration_s is not None:
+        body["duration_s"] = max(duration_s, 0.001)
+    return body
+
+
+def flag_body(name: str, variant: str, percent: float) -> dict[str, Any]:
+    """The control API's JSON for a flag rollout (``PUT /admin/flags/{name}``, demo_service/flags.py)."""
+    return {"default": FLAGS[name][0], "rollout": {variant: percent}}
+
+
+class ControlClient:
+    """The lab's admin API: bearer token, JSON in and out."""
+
+    def __init__(self, lab: Lab, session: requests.Session | None = None):
+        self.lab = lab
+        self.session = session or requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {lab.token}"
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
+        url = f"{self.lab.url}{path}"
+        try:
+            resp = self.session.request(method, url, json=body, timeout=_TIMEOUT_S)
+        except requests.ConnectionError:
+            raise LabError(f"no lab running at {self.lab.url} (start one with `obslab lab` or pass --url)") from None
+        except requests.Timeout:
+            raise LabError(f"the lab at {self.lab.url} did not answer {method} {path} within {_TIMEOUT_S:g}s") from None
+        if resp.status_code in (401, 403):
+            raise LabError(f"the lab at {self.lab.url} refused the admin token (HTTP {resp.status_code}); "
+                           f"check {TOKEN_ENV} or {self.lab.service_dir / TOKEN_FILE}")
+        if resp.status_code >= 400:
+            raise LabError(f"{method} {path} failed: HTTP {resp.status_code}: {_error_message(resp)}")
+        if not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            return resp.text
+
+    def check(self) -> None:
+        """Reachable and the token works."""
+        self.list_faults()
+
+    def list_faults(self) -> Any:
+        return self._call("GET", "/admin/faults")
+
+    def put_fault(self, name: str, body: dict[str, Any]) -> Any:
+        return self._call("PUT", f"/admin/faults/{name}", body)
+
+    def delete_fault(self, name: str) -> None:
+        try:
+            self._call("DELETE", f"/admin/faults/{name}")
+        except LabError as e:
+            if "HTTP 404" not in str(e):
+                raise
+
+    def put_flag(self, name: str, body: dict[str, Any]) -> Any:
+        return self._call("PUT", f"/admin/flags/{name}", body)
+
+    def delete_flag(self, name: str) -> None:
+        try:
+            self._call("DELETE", f"/admin/flags/{name}")
+        except LabError as e:
+            if "HTTP 404" not in str(e):
+                raise
+
+    def metrics_text(self) -> str:
+        try:
+            resp = self.session.get(f"{self.lab.url}/metrics", timeout=_TIMEOUT_S)
+        except requests.RequestException:
+            raise LabError(f"cannot read {self.lab.url}/metrics") from None
+        resp.raise_for_status()
+        return resp.text
+
+
+def _error_message(resp: requests.Response) -> str:
+    try:
+        err = resp.json().get("error", {})
+        return err.get("message") or resp.text[:200]
+    except (ValueError, AttributeError):
+        return resp.text[:200].strip() or resp.reason

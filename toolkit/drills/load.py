@@ -1,0 +1,77 @@
+"""The drill's load: Locust headless against the lab, bounded by the drill's (compressed) duration.
+
+The load generator (``loadtests/``) is configured by ``OBSLAB_LOAD_*`` environment variables
+(see docs/load.md); a drill sets the shape, the retry policy, the seed and a client record
+directory inside the run directory, so the client side of the drill can be reconciled with
+the events afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from toolkit.drills.schema import Drill
+from toolkit.drills.state import RunDir, RunState
+
+__all__ = ["load_env", "load_command", "start_load", "stop_load", "locustfile"]
+
+
+def locustfile() -> Path:
+    import loadtests
+
+    return Path(loadtests.__file__).resolve().parent / "locustfile.py"
+
+
+def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
+    load = drill.setup.load
+    env = {
+        "OBSLAB_LOAD_SEED": str(state.seed),
+        "OBSLAB_LOAD_SHAPE": load.shape,
+        "OBSLAB_LOAD_RETRY_POLICY": load.retry_policy,
+        "OBSLAB_LOAD_RETRY_MAX_ATTEMPTS": str(load.max_attempts),
+        "OBSLAB_LOAD_RECORD_DIR": str(run.path / "client"),
+    }
+    if load.mix:
+        env["OBSLAB_LOAD_MIX"] = json.dumps(load.mix)
+    if load.think_time is not None:
+        env["OBSLAB_LOAD_THINK_TIME"] = load.think_time
+    auto_cancel = load.client.get("auto_cancel")
+    if auto_cancel:
+        nets = auto_cancel.get("network_type") or []
+        nets = nets if isinstance(nets, list) else [nets]
+        env["OBSLAB_LOAD_AUTO_CANCEL"] = f"{auto_cancel['app_version']}:{'|'.join(nets)}:{auto_cancel['after']}"
+    return env
+
+
+def load_command(drill: Drill, state: RunState) -> list[str]:
+    users = drill.setup.load.users
+    return [sys.executable, "-m", "locust", "-f", str(locustfile()), "--headless", "--host", state.url,
+            "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{max(1, round(state.duration_s))}s",
+            "--stop-timeout", "2", "--only-summary", "--loglevel", "WARNING"]
+
+
+def start_load(drill: Drill, state: RunState, run: RunDir) -> subprocess.Popen:
+    """Locust in its own process group, so stopping the drill stops every Locust process."""
+    (run.path / "client").mkdir(exist_ok=True)
+    env = {**os.environ, **load_env(drill, state, run)}
+    log = open(run.path / "load.log", "ab")
+    return subprocess.Popen(load_command(drill, state), env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_load(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,395 @@
+"""What a drill did, measured from the lab's events and the scheduler's metric samples.
+
+Every figure carries its definition (``Figure.definition``): statistic, window,
+segment and the count behind it. Attempts come from the SLI engine's attempts
+table (``toolkit.attempts``) and are attributed to a window by their outcome time,
+as ``obslab sli --since/--until`` counts them, so the report and the SLI agree.
+Events are read with DuckDB (``read_events``); the rest is plain Python over small
+per-attempt rows, so the scoring math stays pure and testable.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import duckdb
+
+from toolkit.slo_spec import SloSpec
+
+__all__ = [
+    "Attempt",
+    "Window",
+    "Figure",
+    "Impact",
+    "MetricSample",
+    "read_events",
+    "read_attempts",
+    "read_metric_samples",
+    "percentile",
+    "success_rate",
+    "measure_impact",
+    "burn_rate_series",
+    "first_page",
+    "IMPACT_DEFINITIONS",
+]
+
+
+@dataclass(frozen=True)
+class Window:
+    start: float  # Unix seconds, inclusive
+    end: float  # exclusive
+
+    @property
+    def length_s(self) -> float:
+        return self.end - self.start
+
+    def __contains__(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+
+@dataclass(frozen=True)
+class Attempt:
+    request_id: str
+    started: float  # Unix seconds of upload_started
+    cohort: Mapping[str, str]  # region, app_version, network_type, media_size_bucket, release, transcode_mode
+    outcome: str | None  # succeeded | failed | cancelled | abandoned | None (in flight)
+    ended: float | None  # outcome time: the terminal event, or when an abandoned attempt became abandoned
+    last_event: float
+    processing_ms: float | None  # upload_completed → publish_succeeded
+    e2e_ms: float | None  # upload_started → publish_succeeded
+    transcode_ms: float | None
+    chunk_retries: int
+    chunk_failures: int
+    error_class: str | None
+    synthetic: bool = True
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    t: float
+    values: Mapping[str, float]
+
+    def total(self, name: str, **labels: str) -> float | None:
+        """Sum of the series named ``name`` whose labels include ``labels``; None if there is none."""
+        found, total = False, 0.0
+        prefix = name + "{"
+        wanted = [f'{k}="{v}"' for k, v in labels.items()]
+        for key, value in self.values.items():
+            if key.startswith(prefix) and all(w in key for w in wanted):
+                found, total = True, total + value
+        return total if found else None
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    value: float | None
+    unit: str
+    definition: str
+    count: int | None = None  # events or attempts behind it
+
+
+@dataclass(frozen=True)
+class Impact:
+    incident: Window
+    baseline: Window
+    figures: Mapping[str, Figure] = field(default_factory=dict)
+
+    def value(self, name: str) -> float | None:
+        fig = self.figures.get(name)
+        return None if fig is None else fig.value
+
+
+IMPACT_DEFINITIONS = {
+    "failed_publishes": "publish attempts whose outcome (publish_failed, or abandoned) fell in the incident window",
+    "budget_spent_percent": "bad attempts in the incident window ÷ (error budget × attempts the window's rate "
+                            "would give over the SLO period), as % — publish-success SLO, lab profile period",
+    "p99_processing_shift_ms": "p99 (exact, interpolated) of processing latency (upload_completed → "
+                               "publish_succeeded) of publishes in the incident window minus the same before it",
+    "p95_e2e_shift_ms": "p95 (exact, interpolated) of e2e latency (upload_started → publish_succeeded) of "
+                        "publishes in the incident window minus the same before it",
+    "chunk_retries": "chunk_retry events emitted during the incident window",
+    "requests_per_publish": "API requests (obslab_http_requests_total, all routes) ÷ successful publishes "
+                            "(obslab_publish_outcomes_total{outcome=succeeded}) during the incident window",
+    "cancelled_attempts": "attempts that ended upload_cancelled during the incident window",
+    "lost_failure_events": "failed outcomes counted by the service (obslab_publish_outcomes_total{outcome=failed}) "
+                           "minus publish_failed events in the log, over the incident window",
+    "queue_depth_peak": "maximum of obslab_transcode_queue_depth sampled during the incident window",
+    "feed_p95_shift_ms": "p95 of GET /v1/feed duration (from obslab_http_request_duration_seconds buckets) in "
+                         "the incident window minus the same before it",
+    "memory_growth_mb": "publish-api resident memory (obslab_process_resident_memory_bytes) at its highest "
+                        "during the incident minus at its start, MB",
+}
+
+
+def _event_files(events: str | Path) -> list[str]:
+    p = Path(events)
+    if p.is_file():
+        return [str(p)]
+    files = sorted(glob.glob(str(p / "*.jsonl*"))) + sorted(glob.glob(str(p / "**" / "*.jsonl*"), recursive=True))
+    return sorted(set(f for f in files if not f.endswith(".tmp")))
+
+
+_COLUMNS = {
+    "ts": "VARCHAR", "event": "VARCHAR", "request_id": "VARCHAR", "region": "VARCHAR",
+    "app_version": "VARCHAR", "network_type": "VARCHAR", "media_size_bucket": "VARCHAR",
+    "flags": "MAP(VARCHAR, VARCHAR)", "synthetic": "BOOLEAN", "duration_ms": "DOUBLE",
+    "error_class": "VARCHAR", "attempt": "INTEGER",
+}
+
+
+def read_events(events: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with a view ``ev`` over the event files (epoch seconds in ``t``)."""
+    con = con or duckdb.connect()
+    files = _event_files(events)
+    if not files:
+        raise FileNotFoundError(f"no event files under {events}")
+    cols = ", ".join(f"'{k}': '{v}'" for k, v in _COLUMNS.items())
+    file_list = "[" + ", ".join(f"'{f}'" for f in files) + "]"
+    con.execute(f"""
+        CREATE OR REPLACE VIEW ev AS
+        SELECT *, tms / 1000.0 AS t FROM (
+        SELECT *, epoch_ms(strptime(ts, '%Y-%m-%dT%H:%M:%S.%gZ')::TIMESTAMP) AS tms
+        FROM read_json({file_list}, format='newline_delimited', columns={{{cols}}}, ignore_errors=true))
+    """)
+    return con
+
+
+def read_attempts(events: str | Path, window: Window | None = None, abandon_after_s: float = 600.0,
+                  as_of: float | None = None) -> list[Attempt]:
+    """One row per publish attempt, from the SLI engine's attempts table (``toolkit.attempts``).
+
+    With ``window``, only attempts with an event inside it (started, ended or still open in it).
+    """
+    from datetime import datetime, timezone
+
+    from toolkit.attempts import attempts as attempts_table
+    from toolkit.events_io import load_events
+
+    es = load_events([events])
+    as_of_dt = None if as_of is None else datetime.fromtimestamp(as_of, tz=timezone.utc).replace(tzinfo=None)
+    attempts_table(es, abandon_after_s=abandon_after_s, as_of=as_of_dt, name="drill_attempts")
+    cond = ""
+    if window is not None:
+        cond = (f"WHERE epoch(last_event_at) >= {window.start} AND "
+                f"epoch(coalesce(started_at, last_event_at)) < {window.end}")
+    rows = es.con.execute(f"""
+        SELECT request_id, epoch(coalesce(started_at, last_event_at)), region, app_version, network_type,
+               media_size_bucket, release, transcode_mode, outcome,
+               epoch(coalesce(ended_at, CASE WHEN outcome = 'abandoned'
+                                        THEN last_event_at + to_microseconds({int(round(abandon_after_s * 1e6))}) END)),
+               epoch(last_event_at), processing_ms, e2e_ms, transcode_ms, chunk_retries, chunk_failures,
+               error_class, synthetic
+        FROM drill_attempts {cond}
+        ORDER BY 2
+    """).fetchall()
+    out = []
+    for r in rows:
+        cohort = {"region": r[2], "app_version": r[3], "network_type": r[4], "media_size_bucket": r[5],
+                  "release": r[6] or "stable", "transcode_mode": r[7] or "sync"}
+        outcome = r[8] if r[8] in ("succeeded", "failed", "cancelled", "abandoned") else None
+        out.append(Attempt(r[0], r[1], cohort, outcome, r[9], r[10], r[11], r[12], r[13], int(r[14] or 0),
+                           int(r[15] or 0), r[16], bool(r[17]) if r[17] is not None else True))
+    return out
+
+
+def count_events(events: str | Path, names: Sequence[str], window: Window) -> int:
+    con = read_events(events)
+    in_list = ", ".join(f"'{n}'" for n in names)
+    return con.execute(f"SELECT count(*) FROM ev WHERE event IN ({in_list}) AND t >= ? AND t < ?",
+                       [window.start, window.end]).fetchone()[0]
+
+
+def read_metric_samples(path: str | Path) -> list[MetricSample]:
+    from toolkit.drills.state import read_jsonl
+
+    return [MetricSample(r["t"], r["values"]) for r in read_jsonl(Path(path))]
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Exact percentile by linear interpolation between order statistics (numpy's default)."""
+    xs = sorted(v for v in values if v is not None)
+    if not xs:
+        return None
+    pos = (len(xs) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def success_rate(attempts: Iterable[Attempt]) -> tuple[int, int]:
+    """(good, total) of publish-success: succeeded / (succeeded + failed + abandoned), cancellations excluded."""
+    good = total = 0
+    for a in attempts:
+        if a.outcome == "succeeded":
+            good += 1
+        if a.outcome in ("succeeded", "failed", "abandoned"):
+            total += 1
+    return good, total
+
+
+def _ended_in(attempts: Iterable[Attempt], w: Window) -> list[Attempt]:
+    """Attempts whose outcome time falls in ``w`` — how ``obslab sli --since/--until`` counts them."""
+    return [a for a in attempts if a.ended is not None and a.ended in w]
+
+
+def _series_delta(samples: Sequence[MetricSample], w: Window, name: str, **labels: str) -> tuple[float | None, Window]:
+    """Counter increase between the last sample at or before w.start and the first at or after w.end."""
+    before = [s for s in samples if s.t <= w.start]
+    after = [s for s in samples if s.t >= w.end] or samples[-1:]
+    if not before or not after:
+        return None, w
+    a, b = before[-1], after[0]
+    va, vb = a.total(name, **labels), b.total(name, **labels)
+    if va is None or vb is None:
+        return None, Window(a.t, b.t)
+    return max(0.0, vb - va), Window(a.t, b.t)
+
+
+def _histogram_quantile(samples: Sequence[MetricSample], w: Window, name: str, q: float,
+                        match: str) -> tuple[float | None, int]:
+    """Quantile (Prometheus histogram_quantile interpolation) of a histogram's increase over ``w``."""
+    before = [s for s in samples if s.t <= w.start]
+    after = [s for s in samples if s.t >= w.end] or samples[-1:]
+    if not before or not after:
+        return None, 0
+    a, b = before[-1], after[0]
+    buckets: dict[float, float] = {}
+    for key, vb in b.values.items():
+        if not key.startswith(name + "_bucket{") or match not in key:
+            continue
+        le = key.split('le="', 1)[1].split('"', 1)[0]
+        bound = math.inf if le == "+Inf" else float(le)
+        buckets[bound] = buckets.get(bound, 0.0) + vb - a.values.get(key, 0.0)
+    if not buckets or buckets.get(math.inf, 0) <= 0:
+        return None, 0
+    bounds = sorted(buckets)
+    total = buckets[math.inf]
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == math.inf:
+                return prev_bound, int(total)
+            return prev_bound + (bound - prev_bound) * (rank - prev_count) / max(count - prev_count, 1e-12), int(total)
+        prev_bound, prev_count = bound, count
+    return prev_bound, int(total)
+
+
+def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample], incident: Window,
+                   baseline: Window, spec: SloSpec, *, events: str | Path | None = None) -> Impact:
+    """Every impact figure a drill can ask about, with its definition and count."""
+    slo = spec.slo("publish-success")
+    inc, base = _ended_in(attempts, incident), _ended_in(attempts, baseline)
+    figures: dict[str, Figure] = {}
+
+    def add(name: str, value: float | None, unit: str, count: int | None = None) -> None:
+        figures[name] = Figure(name, value, unit, IMPACT_DEFINITIONS[name], count)
+
+    failed = [a for a in inc if a.outcome in ("failed", "abandoned")]
+    good, total = success_rate(inc)
+    add("failed_publishes", float(len(failed)), "attempts", total)
+    period_s = spec.period_for(slo, "lab")
+    if total:
+        error_ratio = (total - good) / total
+        spent = 100.0 * error_ratio / slo.error_budget * incident.length_s / period_s
+    else:
+        spent = 0.0
+    add("budget_spent_percent", spent, "% of budget", total)
+    for name, attr, q in (("p99_processing_shift_ms", "processing_ms", 0.99), ("p95_e2e_shift_ms", "e2e_ms", 0.95)):
+        now_vals = [getattr(a, attr) for a in inc if getattr(a, attr) is not None]
+        then_vals = [getattr(a, attr) for a in base if getattr(a, attr) is not None]
+        p_now, p_then = percentile(now_vals, q), percentile(then_vals, q)
+        add(name, None if p_now is None or p_then is None else p_now - p_then, "ms", len(now_vals))
+    if events is not None:
+        add("chunk_retries", float(count_events(events, ["chunk_retry"], incident)), "events")
+    else:
+        add("chunk_retries", float(sum(a.chunk_retries for a in inc)), "events")
+    add("cancelled_attempts", float(sum(1 for a in inc if a.outcome == "cancelled")), "attempts", len(inc))
+    if samples:
+        requests, _ = _series_delta(samples, incident, "obslab_http_requests_total")
+        published, _ = _series_delta(samples, incident, "obslab_publish_outcomes_total", outcome="succeeded")
+        rpp = requests / published if requests is not None and published else None
+        add("requests_per_publish", rpp, "requests per publish", int(published or 0))
+        counted_failed, span = _series_delta(samples, incident, "obslab_publish_outcomes_total", outcome="failed")
+        if counted_failed is not None and events is not None:
+            logged = count_events(events, ["publish_failed"], span)
+            add("lost_failure_events", max(0.0, counted_failed - logged), "failures", int(counted_failed))
+        else:
+            add("lost_failure_events", None, "failures")
+        depths = [s.total("obslab_transcode_queue_depth") for s in samples if s.t in incident]
+        depths = [d for d in depths if d is not None]
+        add("queue_depth_peak", max(depths) if depths else None, "queued transcodes", len(depths))
+        feed_now, n_now = _histogram_quantile(samples, incident, "obslab_http_request_duration_seconds", 0.95, "feed")
+        feed_then, _ = _histogram_quantile(samples, baseline, "obslab_http_request_duration_seconds", 0.95, "feed")
+        add("feed_p95_shift_ms", None if feed_now is None or feed_then is None else 1000 * (feed_now - feed_then),
+            "ms", n_now)
+        mem = [(s.t, s.total("obslab_process_resident_memory_bytes", service="publish-api")) for s in samples]
+        mem = [(t, v) for t, v in mem if v is not None]
+        at_start = [v for t, v in mem if t <= incident.start][-1:] or [v for t, v in mem if t in incident][:1]
+        during = [v for t, v in mem if t in incident or incident.end <= t < incident.end + 2]
+        add("memory_growth_mb", (max(during) - at_start[0]) / 1e6 if at_start and during else None, "MB", len(during))
+    else:
+        for name in ("requests_per_publish", "lost_failure_events", "queue_depth_peak", "feed_p95_shift_ms",
+                     "memory_growth_mb"):
+            add(name, None, "")
+    return Impact(incident, baseline, figures)
+
+
+@dataclass(frozen=True)
+class BurnPoint:
+    t: float
+    long_ratio: float | None  # error ratio over the long window
+    short_ratio: float | None
+    burn_long: float | None
+    burn_short: float | None
+
+
+def burn_rate_series(attempts: Sequence[Attempt], spec: SloSpec, start: float, end: float, step_s: float,
+                     severity_index: int = 0, profile: str = "lab") -> list[BurnPoint]:
+    """Publish-success burn rate over one alert window pair, outcomes counted at their terminal event."""
+    slo = spec.slo("publish-success")
+    window = spec.windows_for(profile)[severity_index]
+    ends = sorted((a.ended, a.outcome) for a in attempts
+                  if a.ended is not None and a.outcome in ("succeeded", "failed", "abandoned"))
+    times = [t for t, _ in ends]
+    bad_prefix = [0]
+    for _, outcome in ends:
+        bad_prefix.append(bad_prefix[-1] + (outcome != "succeeded"))
+
+    import bisect
+
+    def ratio(lo: float, hi: float) -> float | None:
+        i, j = bisect.bisect_left(times, lo), bisect.bisect_left(times, hi)
+        n = j - i
+        return None if n == 0 else (bad_prefix[j] - bad_prefix[i]) / n
+
+    points = []
+    t = start + step_s
+    while t <= end + 1e-9:
+        lr, sr = ratio(t - window.long_s, t), ratio(t - window.short_s, t)
+        points.append(BurnPoint(t, lr, sr, None if lr is None else lr / slo.error_budget,
+                                None if sr is None else sr / slo.error_budget))
+        t += step_s
+    return points
+
+
+def first_page(attempts: Sequence[Attempt], spec: SloSpec, start: float, end: float, step_s: float = 1.0,
+               profile: str = "lab") -> tuple[float, str] | None:
+    """(time, which alert) of the first page: a page-severity window pair whose long and short
+    burn rates are both at or over the factor, evaluated every ``step_s`` as a rule would be."""
+    hits = []
+    for i, w in enumerate(spec.windows_for(profile)):
+        if w.severity != "page":
+            continue
+        for p in burn_rate_series(attempts, spec, start, end, step_s, i, profile):
+            if p.burn_long is not None and p.burn_short is not None and p.burn_long >= w.burn_rate \
+                    and p.burn_short >= w.burn_rate:
+                hits.append((p.t, f"{w.long}/{w.short} burn rate at or over {w.burn_rate:g}× ({profile} profile)"))
+                break
+    return min(hits) if hits else None

@@ -1,0 +1,415 @@
+"""The drill report: markdown with PNG plots, measured impact, the grade and a STAR debrief.
+
+Everything in it is measured from the run's events and metric samples over the
+fault's actual window (from ``truth.json``); each figure states its statistic,
+window, segment and count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+from toolkit.drills.causes import cause_label
+from toolkit.drills.grader import Answer, Grade, grade
+from toolkit.drills.measure import (Attempt, Impact, MetricSample, Window, burn_rate_series, first_page,
+                                    measure_impact, percentile, read_attempts, read_metric_samples, success_rate)
+from toolkit.drills.schema import Drill, find_drill
+from toolkit.drills.state import RunDir
+from toolkit.slo_spec import SloSpec, load_spec
+
+__all__ = ["ReportData", "build_report_data", "render_markdown", "write_report", "default_spec", "SPEC_ENV"]
+
+SPEC_ENV = "OBSLAB_SLO_SPEC"
+_PLOT_BINS = 40
+
+
+def default_spec() -> SloSpec:
+    """The SLO spec: $OBSLAB_SLO_SPEC, else ./slo.yaml, else the one next to the toolkit package."""
+    candidates = [os.environ.get(SPEC_ENV), "slo.yaml", str(Path(__file__).resolve().parents[2] / "slo.yaml")]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return load_spec(c)
+    raise FileNotFoundError(f"no SLO spec found (set {SPEC_ENV} or run from the repository)")
+
+
+@dataclass(frozen=True)
+class ReportData:
+    drill: Drill
+    run_id: str
+    seed: int
+    speed: float
+    start: float
+    end: float
+    fault: Window
+    baseline: Window
+    attempts: tuple[Attempt, ...]
+    samples: tuple[MetricSample, ...]
+    impact: Impact
+    sli_incident: tuple[int, int]  # good, total of attempts whose outcome fell in the fault window
+    sli_drill: tuple[int, int]
+    first_page_at: float | None
+    first_page_alert: str | None
+    grade: Grade
+    answers: tuple[dict, ...]
+    timeline: tuple[dict, ...]
+    spec: SloSpec
+
+
+def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
+    spec = spec or default_spec()
+    state = run.read_state()
+    truth = run.read_truth()
+    drill = find_drill(state.drill_id)
+    events_dir = Path(state.events_dir or Path(state.data_dir) / "events")
+    start = state.started_at
+    timeline = run.timeline()
+    finished = [e["t"] for e in timeline if e["kind"] in ("drill_finished", "drill_stopped")]
+    end = min(finished[0], start + state.duration_s) if finished else start + state.duration_s
+    applied = truth.get("fault_applied_at") or (start + truth["fault_start_s"])
+    removed = truth.get("fault_removed_at") or min(end, applied + truth["fault_duration_s"])
+    fault = Window(applied, removed)
+    baseline = Window(start, applied)
+    attempts = tuple(read_attempts(events_dir, Window(start, end), spec.abandon_after_s))
+    samples = tuple(read_metric_samples(run.metrics_file))
+    impact = measure_impact(attempts, samples, fault, baseline, spec, events=events_dir)
+    sli_incident = success_rate(a for a in attempts if a.ended is not None and a.ended in fault)
+    sli_drill = success_rate(a for a in attempts if a.ended is not None and a.ended in Window(start, end))
+    paged = first_page(list(attempts), spec, start, end, step_s=max(0.5, (end - start) / 200))
+    page, page_alert = paged if paged is not None else (None, None)
+    answers = tuple(run.answers())
+    measured = impact.value(drill.questions.impact.metric)
+    g = grade(drill, [Answer(a["cause"], a["cohort"], float(a["impact"]), a["at_s"]) for a in answers],
+              measured if measured is not None else 0.0, fault.start - start,
+              None if page is None else page - start)
+    return ReportData(drill, state.run_id, state.seed, state.speed, start, end, fault, baseline, attempts, samples,
+                      impact, sli_incident, sli_drill, page, page_alert, g, answers, tuple(timeline), spec)
+
+
+# -- plots ---------------------------------------------------------------------------------------
+
+def _bins(data: ReportData) -> list[Window]:
+    width = (data.end - data.start) / _PLOT_BINS
+    return [Window(data.start + i * width, data.start + (i + 1) * width) for i in range(_PLOT_BINS)]
+
+
+def _mark_fault(ax, data: ReportData) -> None:
+    ax.axvspan(data.fault.start - data.start, data.fault.end - data.start, color="tab:red", alpha=0.12,
+               label="fault in force")
+
+
+def plot_sli_and_burn(data: ReportData, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    slo = data.spec.slo("publish-success")
+    bins = _bins(data)
+    xs, rates = [], []
+    for w in bins:
+        ended = [a for a in data.attempts if a.ended is not None and a.ended in w and a.outcome in ("succeeded", "failed")]
+        xs.append((w.start + w.end) / 2 - data.start)
+        rates.append(100 * sum(a.outcome == "succeeded" for a in ended) / len(ended) if ended else float("nan"))
+    window = data.spec.windows_for("lab")[0]
+    step = (data.end - data.start) / 200
+    burn = burn_rate_series(list(data.attempts), data.spec, data.start, data.end, step, 0, "lab")
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    ax1.plot(xs, rates, marker=".", label="publish success rate (per bin, by terminal event)")
+    ax1.axhline(100 * slo.objective, color="grey", linestyle="--", label=f"objective {slo.objective:.0%}")
+    _mark_fault(ax1, data)
+    ax1.set_ylabel("success rate, %")
+    ax1.set_title(f"{data.drill.title}: publish success and burn rate (synthetic traffic included)")
+    ax1.legend(loc="lower left", fontsize=8)
+    ax2.plot([p.t - data.start for p in burn], [p.burn_long if p.burn_long is not None else float("nan") for p in burn],
+             label=f"burn rate, long window {window.long} (lab profile)")
+    ax2.plot([p.t - data.start for p in burn], [p.burn_short if p.burn_short is not None else float("nan") for p in burn],
+             alpha=0.6, label=f"burn rate, short window {window.short}")
+    ax2.axhline(window.burn_rate, color="tab:red", linestyle="--", label=f"page at {window.burn_rate:g}×")
+    if data.first_page_at is not None:
+        ax2.axvline(data.first_page_at - data.start, color="tab:red", label="first page")
+    _mark_fault(ax2, data)
+    ax2.set_ylabel("burn rate (× budget)")
+    ax2.set_xlabel("seconds since the drill started")
+    ax2.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_latency(data: ReportData, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = _bins(data)
+    xs, p50, p99 = [], [], []
+    for w in bins:
+        vals = [a.processing_ms for a in data.attempts if a.ended is not None and a.ended in w
+                and a.processing_ms is not None]
+        xs.append((w.start + w.end) / 2 - data.start)
+        p50.append(percentile(vals, 0.5) if vals else float("nan"))
+        p99.append(percentile(vals, 0.99) if vals else float("nan"))
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ax.plot(xs, p50, label="p50 processing latency")
+    ax.plot(xs, p99, label="p99 processing latency")
+    threshold = data.spec.slo("publish-latency").threshold_s
+    if threshold:
+        ax.axhline(threshold * 1000, color="grey", linestyle="--", label=f"latency SLI threshold {threshold:g}s")
+    _mark_fault(ax, data)
+    ax.set_ylabel("ms (publishes by bin)")
+    ax.set_xlabel("seconds since the drill started")
+    ax.set_title("processing latency (upload_completed → publish_succeeded)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _hurt(data: ReportData) -> tuple[str, Callable[[Attempt], bool]]:
+    cause = data.drill.truth.cause
+    base = [a.processing_ms for a in data.attempts if a.ended is not None and a.ended in data.baseline
+            and a.processing_ms is not None]
+    if cause in ("chunk_upload_failures", "retry_amplification"):
+        return "share of attempts with a chunk retry", lambda a: a.chunk_retries > 0
+    if cause == "client_auto_cancel":
+        return "share of attempts cancelled", lambda a: a.outcome == "cancelled"
+    if cause in ("transcoder_slow", "queue_backlog", "database_slow"):
+        limit = max(percentile(base, 0.99) or 0.0, 100.0)
+        return f"share of publishes slower than {limit:.0f} ms (baseline p99)", \
+            lambda a: a.processing_ms is not None and a.processing_ms > limit
+    return "share of attempts failed", lambda a: a.outcome == "failed"
+
+
+def cohort_breakdown(data: ReportData) -> tuple[str, str, list[tuple[str, float, int, float, int]]]:
+    """(dimension, what, rows of (value, rate in fault window, n, rate before, n before))."""
+    dims = list(data.drill.truth.cohort) or ["region"]
+    dim = dims[-1] if len(dims) > 1 and "release" in dims else dims[0]
+    what, hurt = _hurt(data)
+    scope = {k: v for k, v in data.drill.truth.cohort.items() if k != dim}
+    rows = []
+    from toolkit.drills.schema import ANSWER_VALUES
+
+    for value in ANSWER_VALUES[dim]:
+        def member(a: Attempt) -> bool:
+            return a.cohort.get(dim) == value and all(a.cohort.get(k) == v for k, v in scope.items())
+        now = [a for a in data.attempts if a.ended is not None and a.ended in data.fault and member(a)]
+        then = [a for a in data.attempts if a.ended is not None and a.ended in data.baseline and member(a)]
+        rows.append((value, sum(map(hurt, now)) / len(now) if now else 0.0, len(now),
+                     sum(map(hurt, then)) / len(then) if then else 0.0, len(then)))
+    scope_text = "".join(f", within {k}={v}" for k, v in scope.items())
+    return dim, what + scope_text, rows
+
+
+def plot_cohorts(data: ReportData, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dim, what, rows = cohort_breakdown(data)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    labels = [f"{r[0]}\n(n={r[2]})" for r in rows]
+    x = range(len(rows))
+    ax.bar([i - 0.2 for i in x], [100 * r[3] for r in rows], width=0.4, label="before the fault")
+    ax.bar([i + 0.2 for i in x], [100 * r[1] for r in rows], width=0.4, label="while the fault was in force")
+    ax.set_xticks(list(x), labels, fontsize=8)
+    ax.set_ylabel("%")
+    ax.set_title(f"{what}, by {dim}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# -- markdown ------------------------------------------------------------------------------------
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
+    return f"{text} {unit}".strip()
+
+
+def _clock(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%H:%M:%S")
+
+
+def _timeline_rows(data: ReportData) -> list[tuple[float, str]]:
+    rows = []
+    for e in data.timeline:
+        kind = e["kind"]
+        if kind == "answer":
+            text = (f"answer ({e.get('by', 'learner')}): cause {e['cause']}, cohort "
+                    f"{', '.join(f'{k}={v}' for k, v in e['cohort'].items()) or 'everyone'}, impact {e['impact']:g}")
+        elif kind == "hint_shown":
+            text = f"hint {e['number']} shown"
+        elif kind == "flag_set":
+            text = f"flag {e['flag']} → {e['variant']} for {e['percent']:g} % of users"
+        else:
+            text = kind.replace("_", " ")
+        rows.append((e["t"], text))
+    if data.first_page_at is not None:
+        rows.append((data.first_page_at, f"first page: publish-success {data.first_page_alert}"))
+    return sorted(rows)
+
+
+def render_markdown(data: ReportData, images: dict[str, str]) -> str:
+    d, g, imp = data.drill, data.grade, data.impact
+    good_i, total_i = data.sli_incident
+    good_d, total_d = data.sli_drill
+    fault_len = data.fault.length_s
+    lines = [
+        f"# Drill report: {d.title}",
+        "",
+        f"Drill `{d.id}` ({d.difficulty}), run `{data.run_id}`, seed {data.seed}, speed ×{data.speed:g} "
+        f"(drill time {d.setup.duration_s / 60:g} min ran in {(data.end - data.start):.0f} s). "
+        "Traffic: the lab's load generator (synthetic traffic, included in every figure).",
+        "",
+        "## Briefing",
+        "",
+        d.briefing.strip(),
+        "",
+        "## Timeline",
+        "",
+        "| t (s) | UTC | what |",
+        "|---:|---|---|",
+    ]
+    for t, text in _timeline_rows(data):
+        lines.append(f"| {t - data.start:.1f} | {_clock(t)} | {text} |")
+    lines += [
+        "",
+        f"The fault ({d.fault.kind} on {d.fault.target}"
+        f"{', ' + ', '.join(f'{k}={v}' for k, v in d.fault.selector.items()) if d.fault.selector else ''}) "
+        f"was in force from t={data.fault.start - data.start:.1f} s to t={data.fault.end - data.start:.1f} s "
+        f"({fault_len:.1f} s).",
+        "",
+        "## Evidence",
+        "",
+        f"![publish success and burn rate]({images['sli']})",
+        "",
+        f"![processing latency]({images['latency']})",
+        "",
+        f"![cohort breakdown]({images['cohorts']})",
+        "",
+    ]
+    dim, what, rows = cohort_breakdown(data)
+    lines += [f"Cohort breakdown — {what}, by {dim} (attempts by outcome time):", "",
+              f"| {dim} | before the fault | n | during the fault | n |", "|---|---:|---:|---:|---:|"]
+    for value, now, n_now, then, n_then in rows:
+        lines.append(f"| {value} | {then:.1%} | {n_then} | {now:.1%} | {n_now} |")
+    lines += [
+        "",
+        "## Measured impact",
+        "",
+        f"Window: the fault window, {fault_len:.1f} s; attempts attributed by their outcome time (as `obslab sli` "
+        f"counts them); "
+        f"baseline: the {data.baseline.length_s:.1f} s before the fault.",
+        "",
+        f"- **Publish success (publish-success SLI)** during the fault: {good_i}/{total_i} = "
+        f"{(good_i / total_i if total_i else float('nan')):.2%} (succeeded ÷ succeeded + failed + abandoned; "
+        f"cancellations excluded); whole drill: {good_d}/{total_d} = "
+        f"{(good_d / total_d if total_d else float('nan')):.2%}.",
+        "",
+        "| figure | value | count behind it | definition |",
+        "|---|---:|---:|---|",
+    ]
+    asked = d.questions.impact.metric
+    names = ["failed_publishes", "budget_spent_percent", "p99_processing_shift_ms", "p95_e2e_shift_ms"]
+    names += [asked] if asked not in names else []
+    for name in names:
+        f = imp.figures[name]
+        label = f"**{name}** (asked)" if name == asked else name
+        lines.append(f"| {label} | {_fmt(f.value, f.unit)} | {f.count if f.count is not None else '—'} | {f.definition} |")
+    lines += [
+        "",
+        "## Grade",
+        "",
+        f"Score: **{g.total:g} / {g.max_total:g}** ({g.percent:.0f} %), graded on the last of {g.answers} answer(s).",
+        "",
+        "| part | points | of | note |",
+        "|---|---:|---:|---|",
+    ]
+    for p in g.parts:
+        lines.append(f"| {p.part} | {p.points:g} | {p.max_points:g} | {p.note} |")
+    ttd = "not detected" if g.time_to_detect_s is None else f"{g.time_to_detect_s:.1f} s (by the first {g.detected_by})"
+    ttdiag = "not diagnosed" if g.time_to_diagnose_s is None else f"{g.time_to_diagnose_s:.1f} s"
+    lines += [
+        "",
+        f"- Time to detect (fault start → first alert or first answer): {ttd}.",
+        f"- Time to diagnose (fault start → first answer with the right cause and cohort): {ttdiag}.",
+        f"- True cause: {cause_label(d.truth.cause)}; cohort: "
+        f"{', '.join(f'{k}={v}' for k, v in d.truth.cohort.items()) or 'everyone'}; "
+        f"it moves {d.truth.metric} {d.truth.direction}.",
+        "",
+        "## Debrief (STAR)",
+        "",
+    ]
+    lines += _star(data)
+    return "\n".join(lines) + "\n"
+
+
+def _star(data: ReportData) -> list[str]:
+    d, imp, g = data.drill, data.impact, data.grade
+    good_i, total_i = data.sli_incident
+    failed = imp.value("failed_publishes")
+    spent = imp.value("budget_spent_percent")
+    p99 = imp.value("p99_processing_shift_ms")
+    asked = imp.figures.get(d.questions.impact.metric)
+    page = (f"the page ({data.first_page_alert}) fired "
+            f"{data.first_page_at - data.fault.start:.1f} s after the fault started"
+            if data.first_page_at is not None and data.first_page_at >= data.fault.start
+            else "no burn-rate page fired")
+    cohort = ", ".join(f"{k}={v}" for k, v in d.truth.cohort.items()) or "every cohort"
+    return [
+        f"- **Situation.** {' '.join(d.briefing.split())} During the {data.fault.length_s:.0f} s incident, "
+        f"{good_i} of {total_i} publish attempts succeeded "
+        f"({(good_i / total_i if total_i else float('nan')):.2%}, publish-success SLI, outcomes in the window).",
+        f"- **Task.** Find the cause and who was affected, and size the impact: {d.questions.impact.prompt}",
+        f"- **Action.** Evidence path: " + "; ".join(d.debrief.evidence_path) + ". "
+        f"{page[0].upper() + page[1:]}.",
+        f"- **Result.** {d.debrief.what_happened} Measured: {_fmt(failed)} failed publishes, "
+        f"{_fmt(spent)} % of the lab-profile error budget spent, p99 processing latency shift {_fmt(p99, 'ms')}"
+        + (f", {asked.name} = {_fmt(asked.value, asked.unit)}" if asked is not None else "")
+        + f"; affected: {cohort}. Score {g.total:g}/{g.max_total:g}.",
+        "",
+        f"What good looks like: {d.debrief.good_looks_like}",
+    ]
+
+
+def write_report(run: RunDir, spec: SloSpec | None = None) -> Path:
+    """Write report.md and its PNGs into the run's report directory; return the markdown's path."""
+    data = build_report_data(run, spec)
+    out = run.report_dir
+    out.mkdir(exist_ok=True)
+    images = {"sli": "sli-burn.png", "latency": "latency.png", "cohorts": "cohorts.png"}
+    plot_sli_and_burn(data, out / images["sli"])
+    plot_latency(data, out / images["latency"])
+    plot_cohorts(data, out / images["cohorts"])
+    md = out / "report.md"
+    md.write_text(render_markdown(data, images))
+    (out / "report.json").write_text(json.dumps(report_json(data), indent=2))
+    return md
+
+
+def report_json(data: ReportData) -> dict:
+    return {
+        "drill": data.drill.id,
+        "run_id": data.run_id,
+        "fault_window": [data.fault.start, data.fault.end],
+        "baseline_window": [data.baseline.start, data.baseline.end],
+        "sli_fault_window": {"good": data.sli_incident[0], "total": data.sli_incident[1]},
+        "sli_drill": {"good": data.sli_drill[0], "total": data.sli_drill[1]},
+        "figures": {k: {"value": f.value, "unit": f.unit, "count": f.count, "definition": f.definition}
+                    for k, f in data.impact.figures.items()},
+        "first_page_at": data.first_page_at,
+        "grade": {"total": data.grade.total, "max": data.grade.max_total,
+                  "parts": {p.part: p.points for p in data.grade.parts},
+                  "time_to_detect_s": data.grade.time_to_detect_s, "detected_by": data.grade.detected_by,
+                  "time_to_diagnose_s": data.grade.time_to_diagnose_s},
+    }

@@ -1,0 +1,219 @@
+"""Drill lifecycle against a running lab: start, status, hint, answer, stop.
+
+``start`` checks the lab and the token, draws the fault's start time from the seed,
+writes the run's files (the ground truth in ``truth.json``, which the learner's
+commands never print), applies the setup (flags, background faults) and launches the
+detached scheduler. The other commands read and append to the run's files.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from toolkit.drills.lab import TOKEN_ENV, ControlClient, Lab, LabError, fault_body, flag_body
+from toolkit.drills.schema import ANSWER_VALUES, Drill, DrillSpecError, find_drill
+from toolkit.drills.state import NoDrillRunning, RunDir, RunState, append_jsonl, current_run, new_run
+
+__all__ = [
+    "DrillError",
+    "Status",
+    "start",
+    "status",
+    "next_hint",
+    "answer",
+    "stop",
+    "parse_cohort",
+    "scheduler_alive",
+    "wait_finished",
+    "USER_ERRORS",
+]
+
+
+class DrillError(RuntimeError):
+    """A drill command that cannot proceed; one line for the user."""
+
+
+@dataclass(frozen=True)
+class Status:
+    drill: Drill
+    state: RunState
+    phase: str  # running | finished | stopped | failed
+    elapsed_s: float
+    hints_shown: int
+    answers: int
+
+
+def scheduler_alive(state: RunState) -> bool:
+    if state.scheduler_pid is None:
+        return False
+    try:
+        os.kill(state.scheduler_pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of this very process counts as gone.
+    try:
+        with open(f"/proc/{state.scheduler_pid}/stat") as f:
+            return f.read().split(") ", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _phase(run: RunDir, state: RunState) -> str:
+    kinds = {e["kind"] for e in run.timeline()}
+    if "drill_stopped" in kinds:
+        return "stopped"
+    if "scheduler_error" in kinds:
+        return "failed"
+    if "drill_finished" in kinds:
+        return "finished" if (not state.auto or "report_written" in kinds or not scheduler_alive(state)) else "running"
+    if scheduler_alive(state):
+        return "running"
+    return "failed"
+
+
+def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.0, auto: bool = False) -> RunDir:
+    drill = find_drill(drill_id)
+    if not speed > 0:
+        raise DrillError(f"--speed must be greater than zero, got {speed:g}")
+    try:
+        existing = current_run(lab.drills_dir)
+        state = existing.read_state()
+        if scheduler_alive(state) and _phase(existing, state) == "running":
+            raise DrillError(f"drill {state.drill_id} is still running (stop it with `obslab drill stop`)")
+    except NoDrillRunning:
+        pass
+    client = ControlClient(lab)
+    client.check()  # no lab / wrong token: fail before writing anything
+    seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31)
+    rng = random.Random(seed)
+    fault_start_s = drill.fault.start_at(rng.random()) / speed
+    run = new_run(lab.drills_dir, drill.id)
+    started_at = time.time()
+    state = RunState(run_id=run.path.name, drill_id=drill.id, seed=seed, speed=speed, url=lab.url,
+                     data_dir=str(lab.data_dir), started_at=started_at,
+                     duration_s=drill.setup.duration_s / speed, auto=auto, events_dir=str(lab.events_dir))
+    run.write_state(state)
+    run.write_truth({"drill_id": drill.id, "cause": drill.truth.cause, "cohort": drill.truth.cohort,
+                     "fault_start_s": fault_start_s, "fault_duration_s": drill.fault.duration_s / speed})
+    run.log("drill_started", drill=drill.id, seed=seed, speed=speed, auto=auto)
+    for name, (variant, percent) in drill.setup.flags.items():
+        client.put_flag(name, flag_body(name, variant, percent))
+        run.log("flag_set", flag=name, variant=variant, percent=percent)
+    from toolkit.drills.scheduler import background_fault_name
+
+    for i, bg in enumerate(drill.setup.background_faults):
+        client.put_fault(background_fault_name(drill, i), fault_body(bg, duration_s=state.duration_s + 30))
+        run.log("background_fault_applied", index=i, kind=bg.kind, target=bg.target)
+    env = {**os.environ, TOKEN_ENV: lab.token}
+    with open(run.log_file, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "toolkit.drills.scheduler", str(run.path)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True)
+    run.write_state(RunState(**{**state.__dict__, "scheduler_pid": proc.pid}))
+    return run
+
+
+def _current(lab_or_dir: Lab | Path) -> tuple[RunDir, RunState, Drill]:
+    drills_dir = lab_or_dir.drills_dir if isinstance(lab_or_dir, Lab) else lab_or_dir
+    run = current_run(drills_dir)
+    state = run.read_state()
+    return run, state, find_drill(state.drill_id)
+
+
+def status(drills_dir: Path) -> Status:
+    run, state, drill = _current(drills_dir)
+    timeline = run.timeline()
+    return Status(drill, state, _phase(run, state), time.time() - state.started_at,
+                  sum(1 for e in timeline if e["kind"] == "hint_shown"), len(run.answers()))
+
+
+def next_hint(drills_dir: Path) -> tuple[int, int, str]:
+    """The next hint not shown yet (the last one again once all are out): (number, of, text)."""
+    run, state, drill = _current(drills_dir)
+    shown = sum(1 for e in run.timeline() if e["kind"] == "hint_shown")
+    index = min(shown, len(drill.hints) - 1)
+    if shown < len(drill.hints):
+        run.log("hint_shown", number=index + 1)
+    return index + 1, len(drill.hints), drill.hints[index]
+
+
+def parse_cohort(text: str) -> dict[str, str]:
+    """``everyone`` or ``dim=value[,dim=value]`` → mapping; ValueError names the bad part."""
+    text = text.strip()
+    if text.lower() in ("everyone", "all", ""):
+        return {}
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        dim, sep, value = part.strip().partition("=")
+        dim, value = dim.strip(), value.strip()
+        if not sep or not dim or not value:
+            raise DrillError(f"--cohort: expected everyone or dim=value[,dim=value], got {part.strip()!r}")
+        if dim not in ANSWER_VALUES:
+            raise DrillError(f"--cohort: unknown dimension {dim!r} (one of {', '.join(ANSWER_VALUES)})")
+        if value not in ANSWER_VALUES[dim]:
+            raise DrillError(f"--cohort: {dim} has no value {value!r} (one of {', '.join(ANSWER_VALUES[dim])})")
+        if dim in out:
+            raise DrillError(f"--cohort: names {dim} twice")
+        out[dim] = value
+    return out
+
+
+def answer(drills_dir: Path, cause: str, cohort: Mapping[str, str], impact: float,
+           by: str = "learner") -> tuple[Drill, int]:
+    """Record an answer; grading happens in the report, so the learner gets no hint from it."""
+    run, state, drill = _current(drills_dir)
+    if cause not in drill.questions.cause_choices:
+        raise DrillError(f"--cause: {cause!r} is not one of this drill's choices: "
+                         f"{', '.join(drill.questions.cause_choices)}")
+    bad_dims = sorted(set(cohort) - set(drill.questions.cohort_dimensions))
+    if bad_dims:
+        raise DrillError(f"--cohort: this drill asks about {', '.join(drill.questions.cohort_dimensions)}, "
+                         f"not {bad_dims[0]}")
+    at_s = time.time() - state.started_at
+    append_jsonl(run.answers_file, {"cause": cause, "cohort": dict(cohort), "impact": impact, "at_s": at_s, "by": by})
+    run.log("answer", cause=cause, cohort=dict(cohort), impact=impact, by=by)
+    return drill, len(run.answers())
+
+
+def stop(drills_dir: Path, timeout_s: float = 30.0) -> RunDir:
+    """Stop the scheduler (it removes the fault, flags and load) and wait for it."""
+    run, state, drill = _current(drills_dir)
+    if scheduler_alive(state):
+        try:
+            os.killpg(state.scheduler_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.time() + timeout_s
+        while scheduler_alive(state) and time.time() < deadline:
+            time.sleep(0.1)
+        if scheduler_alive(state):
+            os.killpg(state.scheduler_pid, signal.SIGKILL)
+    elif "drill_finished" not in {e["kind"] for e in run.timeline()}:
+        run.log("drill_stopped")
+    return run
+
+
+def wait_finished(drills_dir: Path, timeout_s: float, poll_s: float = 0.5) -> Status:
+    """Block until the current drill's scheduler has exited (finished, stopped or failed)."""
+    deadline = time.time() + timeout_s
+    while True:
+        st = status(drills_dir)
+        if not scheduler_alive(st.state):
+            return status(drills_dir)
+        if time.time() > deadline:
+            raise DrillError(f"drill {st.drill.id} did not finish within {timeout_s:.0f}s")
+        time.sleep(poll_s)
+
+
+# Errors a drill command turns into one line.
+USER_ERRORS = (DrillError, DrillSpecError, LabError, NoDrillRunning)

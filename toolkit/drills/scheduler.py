@@ -1,0 +1,152 @@
+"""The detached process that runs a drill's timeline against the lab.
+
+``python -m toolkit.drills.scheduler RUN_DIR`` — started by ``obslab drill start`` in
+its own session, so it outlives the command. It drives the load for the drill's
+duration, samples ``/metrics`` into ``metrics.jsonl``, applies the fault at the
+seeded start time and removes it after its duration, then cleans up (faults, flags,
+load) and, for ``--auto`` runs, answers the drill and writes the report. SIGTERM
+(``obslab drill stop``) cleans up the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from toolkit.drills.lab import TOKEN_ENV, ControlClient, Lab, LabError, fault_body
+from toolkit.drills.load import start_load, stop_load
+from toolkit.drills.schema import Drill, find_drill
+from toolkit.drills.state import RunDir, RunState, append_jsonl
+
+__all__ = ["main", "run_schedule", "sample_metrics", "fault_name", "background_fault_name", "cleanup"]
+
+
+def fault_name(drill: Drill) -> str:
+    return f"drill-{drill.id}"
+
+
+def background_fault_name(drill: Drill, index: int) -> str:
+    return f"drill-{drill.id}-background-{index}"
+
+
+class _Stop(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise _Stop()
+
+
+def sample_metrics(client: ControlClient, run: RunDir) -> None:
+    """Append one sample of the service's obslab_* series to metrics.jsonl."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = client.metrics_text()
+    except (LabError, Exception):  # a missed sample is a gap in a plot, not a failed drill
+        return
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if not family.name.startswith("obslab_"):
+            continue
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            values[f"{s.name}{{{labels}}}"] = s.value
+    append_jsonl(run.metrics_file, {"t": time.time(), "values": values})
+
+
+def cleanup(client: ControlClient, drill: Drill, run: RunDir, load: subprocess.Popen | None) -> None:
+    if load is not None:
+        stop_load(load)
+        run.log("load_stopped")
+    truth = run.read_truth()
+    if truth.get("fault_applied_at") and not truth.get("fault_removed_at"):
+        _remove_fault(client, drill, run, truth)
+    for i, _ in enumerate(drill.setup.background_faults):
+        _quietly(client.delete_fault, background_fault_name(drill, i))
+    for name in drill.setup.flags:
+        _quietly(client.delete_flag, name)
+
+
+def _quietly(fn, *args) -> None:
+    try:
+        fn(*args)
+    except LabError as e:
+        print(f"cleanup: {e}", file=sys.stderr)
+
+
+def _remove_fault(client: ControlClient, drill: Drill, run: RunDir, truth: dict) -> None:
+    _quietly(client.delete_fault, fault_name(drill))
+    truth["fault_removed_at"] = time.time()
+    run.write_truth(truth)
+    run.log("fault_removed")
+
+
+def run_schedule(run: RunDir) -> None:
+    state: RunState = run.read_state()
+    drill = find_drill(state.drill_id)
+    truth = run.read_truth()
+    lab = Lab(Path(state.data_dir), state.url, os.environ[TOKEN_ENV])
+    client = ControlClient(lab)
+    interval_s = max(0.5, min(2.0, 10.0 / state.speed))
+    load = None
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        load = start_load(drill, state, run)
+        run.log("load_started", users=drill.setup.load.users, shape=drill.setup.load.shape)
+        start = state.started_at
+        fault_start = start + truth["fault_start_s"]
+        fault_end = fault_start + truth["fault_duration_s"]
+        end = start + state.duration_s
+        while (now := time.time()) < end:
+            if not truth.get("fault_applied_at") and now >= fault_start:
+                client.put_fault(fault_name(drill), fault_body(drill.fault))
+                truth["fault_applied_at"] = time.time()
+                run.write_truth(truth)
+                run.log("fault_applied")
+            if truth.get("fault_applied_at") and not truth.get("fault_removed_at") and now >= fault_end:
+                _remove_fault(client, drill, run, truth)
+            sample_metrics(client, run)
+            if load is not None and load.poll() is not None:
+                run.log("load_exited", returncode=load.returncode)
+                load = None
+            time.sleep(max(0.0, min(interval_s, end - time.time())))
+        sample_metrics(client, run)
+        cleanup(client, drill, run, load)
+        load = None
+        run.log("drill_finished")
+        if state.auto:
+            from toolkit.drills.auto import solve_and_answer
+            from toolkit.drills.report import write_report
+
+            solve_and_answer(run)
+            write_report(run)
+            run.log("report_written", path=str(run.report_dir))
+    except _Stop:
+        cleanup(client, drill, run, load)
+        run.log("drill_stopped")
+    except Exception as e:  # noqa: BLE001 - the log is the only place a detached process can report to
+        traceback.print_exc()
+        run.log("scheduler_error", error=str(e))
+        try:
+            cleanup(client, drill, run, load)
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+        raise SystemExit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m toolkit.drills.scheduler RUN_DIR", file=sys.stderr)
+        raise SystemExit(2)
+    run_schedule(RunDir(Path(args[0])))
+
+
+if __name__ == "__main__":
+    main()
