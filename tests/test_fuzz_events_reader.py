@@ -80,6 +80,13 @@ def _is_valid(line: bytes) -> bool:
     return VALIDATOR.is_valid(obj)
 
 
+def _nonblank(lines: list[bytes]) -> int:
+    """Lines holding anything but what the readers skip as blank (a leading byte-order mark included)."""
+    if lines and lines[0].startswith(b"\xef\xbb\xbf"):
+        lines = [lines[0][3:]] + lines[1:]
+    return sum(1 for ln in lines if ln.strip(b" \t\r\x0b\x0c"))
+
+
 def _problem_line(text: str, path: str) -> int:
     m = re.match(rf"^{re.escape(path)}:(\d+): \S", text)
     assert m, f"does not name {path}:<line>: {text!r}"
@@ -105,7 +112,7 @@ def test_load_events_counts_every_line_or_names_it(tmp_path_factory, content):
         assert not _is_valid(lines[n - 1]), (n, lines[n - 1], str(p))
     for p in es.torn:
         assert _problem_line(str(p), str(path)) == len(lines)
-    nonblank = sum(1 for ln in lines if ln.strip(b" \t\r"))
+    nonblank = _nonblank(lines)
     assert es.events + es.skipped + len(es.torn) == nonblank, (es.summary(), nonblank)
 
 
@@ -129,7 +136,7 @@ def test_validate_files_accounts_for_every_line(tmp_path_factory, content):
     path.write_bytes(body)
     report = validate_files([path])
     lines = [ln for ln in (body.split(b"\n")[:-1] if body.endswith(b"\n") else body.split(b"\n"))]
-    nonblank = sum(1 for ln in lines if ln.strip(b" \t\r"))
+    nonblank = _nonblank(lines)
     assert report.lines + len(report.torn) == nonblank
     assert report.valid + report.invalid == report.lines
     for p in report.problems + report.torn:

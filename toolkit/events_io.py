@@ -65,8 +65,8 @@ __all__ = [
 ]
 
 MAX_PROBLEMS = 20
-# What JSON (and so DuckDB's reader) treats as blank around a value.
-_JSON_WHITESPACE = " \t\r"
+# What DuckDB's JSON reader skips as blank (JSON's whitespace plus vertical tab and form feed).
+_JSON_WHITESPACE = " \t\r\x0b\x0c"
 # DuckDB settings for analytics on a small shared machine: bounded memory, spill to disk.
 DEFAULT_MEMORY_LIMIT = os.environ.get("OBSLAB_DUCKDB_MEMORY_LIMIT", "350MB")
 
@@ -495,8 +495,9 @@ def _count_newlines(path: str) -> int:
 
 def _open_text(path: str):
     if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="\n")
-    return open(path, "r", encoding="utf-8", errors="replace", newline="\n")
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace", newline="\n")
+    # utf-8-sig: a byte-order mark at the start is not part of line 1 (DuckDB skips it too).
+    return open(path, "r", encoding="utf-8-sig", errors="replace", newline="\n")
 
 
 def _schema_validator():
