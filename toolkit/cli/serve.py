@@ -33,6 +33,12 @@ def serve(
         if not token:
             token, token_path = ensure_admin_token(data_dir)
             token_note = f"admin token in {token_path}"
+        from demo_service.gunicorn_conf import bind_warning
+
+        warning = bind_warning([f"{host}:{port}"], os.environ.get("OBSLAB_ADMIN_ALLOW_REMOTE", "").strip().lower()
+                               in ("1", "true", "yes"))
+        if warning:
+            err_console.print(f"[bold yellow]{warning}[/]", soft_wrap=True, highlight=False)
         svc = ServiceProcesses(data_dir, host=host, port=port, transcoder_port=transcoder_port or port + 1,
                                workers=workers, admin_token=token)
         try:
