@@ -36,6 +36,17 @@ def test_a_leak_is_growing_and_flat_noise_is_stable():
     assert report.verdict == "growing" and report.growing == (rss,)
 
 
+def test_warm_up_growth_that_flattens_is_settling_not_growing():
+    rng = random.Random(3)
+    # +20 MB over the first two minutes, then flat: a cache filling, not a leak.
+    warm = _samples("w", lambda t: 60 + 20 * min(t, 120) / 120 + rng.gauss(0, 0.1), minutes=5)
+    report = analyse(warm, duration_s=300, warmup_s=0, interval_s=5)
+    rss = next(t for t in report.trends if t.resource == "rss_mb")
+    assert rss.slope_per_hour > 50 and rss.p_value < 0.01
+    assert rss.verdict == "settling" and abs(rss.late_slope_per_hour) < 50
+    assert report.verdict == "stable"
+
+
 def test_slow_growth_below_the_limit_is_stable_and_noisy_fast_growth_inconclusive():
     rng = random.Random(1)
     slow = _samples("a", lambda t: 50 + t / 3600 * 10 + rng.gauss(0, 0.05))  # 10 MB/h < 50 MB/h

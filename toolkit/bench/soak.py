@@ -76,7 +76,9 @@ class Trend:
     peak: float  # largest observed value
     slope_per_hour: float
     p_value: float
-    verdict: str  # "stable" | "growing" | "inconclusive"
+    verdict: str  # "stable" | "settling" | "growing" | "inconclusive"
+    # Slope over the second half of the window: a leak keeps its pace, warm-up growth flattens.
+    late_slope_per_hour: float = math.nan
 
     @property
     def unit(self) -> str:
@@ -186,14 +188,20 @@ def _trend(role: str, resource: str, samples: Sequence[ProcessSample], th: Thres
         fit = stats.linregress(ts, ys)
         slope_s, intercept, p = fit.slope, fit.intercept, fit.pvalue
     slope_h = slope_s * 3600.0
-    if slope_h > th.limit(resource) and p < th.significance:
-        verdict = "growing"
-    elif slope_h > th.limit(resource):
+    half = len(ts) // 2
+    late_ts, late_ys = ts[half:], ys[half:]
+    late_h = (stats.linregress(late_ts, late_ys).slope * 3600.0
+              if len(late_ts) >= 3 and len(set(late_ys)) > 1 else 0.0)
+    limit = th.limit(resource)
+    if slope_h > limit and p < th.significance:
+        # Caches and allocator arenas fill early and then stop; a leak keeps growing to the end.
+        verdict = "growing" if late_h > limit else "settling"
+    elif slope_h > limit:
         verdict = "inconclusive"  # the fit exceeds the limit but noise cannot rule out zero
     else:
         verdict = "stable"
     return Trend(role, resource, pids, len(ts), ts[-1] - ts[0], intercept + slope_s * ts[0],
-                 intercept + slope_s * ts[-1], peak, slope_h, p, verdict)
+                 intercept + slope_s * ts[-1], peak, slope_h, p, verdict, late_h)
 
 
 def analyse(samples: Sequence[ProcessSample], *, duration_s: float, warmup_s: float, interval_s: float,
@@ -231,7 +239,9 @@ def render_markdown(report: SoakReport, *, command: str, machine: str) -> str:
         "warm-up and not fitted. Per role (the sum over its processes at each tick), an ordinary least-squares "
         "slope is fitted and extrapolated to one hour. A role is **growing** when the slope exceeds its limit "
         f"(RSS {th.rss_mb_per_hour:g} MB/h, fds {th.open_fds_per_hour:g}/h, threads {th.threads_per_hour:g}/h) "
-        f"and its p-value is below {th.significance:g}; **inconclusive** when it exceeds the limit but noise "
+        f"and its p-value is below {th.significance:g}, and the slope over the second half of the window still "
+        "exceeds the limit; **settling** when the whole-window slope exceeds the limit but the second half has "
+        "flattened (warm-up: caches, allocator arenas); **inconclusive** when it exceeds the limit but noise "
         "cannot rule out zero (or there are too few samples); otherwise **stable**.",
         "",
     ]
@@ -241,17 +251,85 @@ def render_markdown(report: SoakReport, *, command: str, machine: str) -> str:
     lines += [f"**Verdict: {report.verdict}**"
               + (f" — growing: {', '.join(f'{t.role} {t.resource}' for t in report.growing)}" if report.growing else ""),
               "",
-              "| role | resource | processes | samples | fitted start | fitted end | peak | slope per hour | p-value | verdict |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| role | resource | processes | samples | fitted start | fitted end | peak | slope per hour "
+              "| p-value | 2nd-half slope per hour | verdict |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for t in report.trends:
         digits = 1 if t.resource == "rss_mb" else 0
         lines.append(
             f"| {t.role} | {t.resource} ({t.unit}) | {t.processes} | {t.samples} | {_fmt(t.first, digits)} | "
             f"{_fmt(t.last, digits)} | {_fmt(t.peak, digits)} | {_fmt(t.slope_per_hour, 2)} | "
-            f"{'n/a' if math.isnan(t.p_value) else f'{t.p_value:.2g}'} | {t.verdict} |")
+            f"{'n/a' if math.isnan(t.p_value) else f'{t.p_value:.2g}'} | {_fmt(t.late_slope_per_hour, 2)} | "
+            f"{t.verdict} |")
     if report.restarts:
         lines += ["", "Processes replaced during the run (their growth restarts from zero, so a trend can hide): "
                   + ", ".join(f"{role}: {n}" for role, n in sorted(report.restarts.items())) + "."]
     lines += ["", "A soak this short bounds fast leaks only (a few MB per minute); growth slower than the limit "
               "per hour needs `--minutes 60` or more to show."]
     return "\n".join(lines) + "\n"
+
+
+# -- the run (I/O edge): service + steady Locust load + sampling ------------------------------
+
+def _locust_pid(exclude: set[int]) -> int | None:
+    """Locust, started by ``run_load`` as a child of this process (in its own session)."""
+    for child in psutil.Process().children():
+        try:
+            if child.pid not in exclude and any("locust" in part for part in child.cmdline()):
+                return child.pid
+        except psutil.Error:
+            continue
+    return None
+
+
+def run_soak(*, minutes: float, users: int, interval_s: float, warmup_s: float | None, work_dir,
+             thresholds: Thresholds = Thresholds(), workers: int = 2,
+             log: Callable[[str], None] = lambda message: None) -> SoakReport:
+    """Start the service, drive steady load for ``minutes``, sample every process, analyse."""
+    import threading
+    from pathlib import Path
+
+    from toolkit.load import LoadOptions, run_load
+    from toolkit.processes import ServiceProcesses
+
+    duration_s = minutes * 60.0
+    warmup = min(60.0, duration_s * 0.2) if warmup_s is None else warmup_s
+    work = Path(work_dir)
+    outcome: dict = {}
+    with ServiceProcesses(work / "service", workers=workers) as svc:
+        masters = {p.name: p.proc.pid for p in svc.processes}
+        log(f"service up at {svc.base_url} (publish-api master {masters['publish-api']}, "
+            f"transcoder master {masters['transcoder']}); steady load: {users} users for {minutes:g} min")
+
+        def load() -> None:
+            try:
+                outcome["result"] = run_load(LoadOptions(host=svc.base_url, users=users, spawn_rate=max(1, users),
+                                                         duration_s=duration_s, shape="steady",
+                                                         out_dir=work / "load"))
+            except Exception as e:  # reported after sampling stops; the sampler must not hang on it
+                outcome["error"] = e
+
+        runner = threading.Thread(target=load, daemon=True)
+        runner.start()
+        sampler = ProcessSampler(masters, flat={"load (locust)"})
+        service_pids = set(masters.values())
+        deadline = time.monotonic() + duration_s
+        next_tick = time.monotonic()
+        while time.monotonic() < deadline and runner.is_alive():
+            if "load (locust)" not in sampler.roots:
+                pid = _locust_pid(service_pids)
+                if pid:
+                    sampler.roots["load (locust)"] = pid
+            sampler.sample()
+            next_tick += interval_s
+            time.sleep(max(0.0, min(next_tick, deadline) - time.monotonic()))
+        log(f"sampling done ({len(sampler.samples)} samples); waiting for Locust to stop")
+        runner.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    result = outcome["result"]
+    total = result.total
+    load_summary = {"attempts": result.attempts, "requests": total.requests, "failures": total.failures,
+                    "requests/s": round(total.requests_per_s, 1)}
+    return analyse(sampler.samples, duration_s=duration_s, warmup_s=warmup, interval_s=interval_s,
+                   thresholds=thresholds, load=load_summary)

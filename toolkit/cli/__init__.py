@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "budget",
     "bench_sli",
     "bench_capacity",
+    "bench_soak",
     "drill",
 )
 
