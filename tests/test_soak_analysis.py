@@ -96,3 +96,16 @@ def test_replace_section_keeps_other_sections(tmp_path):
     assert "## Overhead\n\nx 0.9" in text and "## SLI engine\n\n10 M/s" in text
     replace_section(tmp_path / "fresh.md", "Soak", "first")
     assert "## Soak\n\nfirst" in (tmp_path / "fresh.md").read_text()
+
+
+def test_bench_soak_refuses_bad_options_in_one_line():
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    for args, what in ((["--minutes", "0.1"], "--minutes 0.1"), (["--minutes", "1", "--interval", "30"], "--interval"),
+                       (["--minutes", "1", "--warmup", "90"], "--warmup")):
+        result = CliRunner().invoke(app, ["bench", "soak", *args])
+        assert result.exit_code == 2, result.output
+        lines = [ln for ln in result.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and what in lines[0] and "Traceback" not in result.output, result.output
