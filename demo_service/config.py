@@ -17,11 +17,14 @@ __all__ = [
     "ENV_ADMIN_ALLOW_REMOTE",
     "ENV_TRANSCODER_URL",
     "ENV_TRACE_SAMPLE_RATIO",
+    "ENV_TRANSCODER_TIMEOUT_S",
     "ENV_INSTRUMENTATION",
     "ENV_OTLP_ENDPOINT",
     "ENV_PROMETHEUS_MULTIPROC_DIR",
     "ENV_EVENTS_MAX_BYTES",
     "ENV_ASYNC_WORKERS",
+    "ENV_HTTP_TRACING",
+    "HTTP_TRACING_MODES",
     "DEFAULT_TRACE_SAMPLE_RATIO",
     "INSTRUMENTATION_PARTS",
     "CONFIG_KEYS",
@@ -36,15 +39,18 @@ ENV_DATA_DIR = "OBSLAB_DATA_DIR"  # state.db, events/, traces/, keys; default ./
 ENV_ADMIN_TOKEN = "OBSLAB_ADMIN_TOKEN"  # bearer token of /admin/*; else DATA_DIR/admin-token if present
 ENV_ADMIN_ALLOW_REMOTE = "OBSLAB_ADMIN_ALLOW_REMOTE"  # "1": accept /admin/* from non-loopback (containers)
 ENV_TRANSCODER_URL = "OBSLAB_TRANSCODER_URL"  # base URL of the transcoder service
+ENV_TRANSCODER_TIMEOUT_S = "OBSLAB_TRANSCODER_TIMEOUT_S"  # read timeout of one transcode call (default 2 s)
 ENV_TRACE_SAMPLE_RATIO = "OBSLAB_TRACE_SAMPLE_RATIO"  # head sampling ratio of root spans, 0..1
 ENV_INSTRUMENTATION = "OBSLAB_INSTRUMENTATION"  # "all" | "off" | comma list of events,metrics,tracing
 ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"  # OpenTelemetry's own: OTLP/HTTP export when set
 ENV_PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own: multiprocess mode
 ENV_EVENTS_MAX_BYTES = "OBSLAB_EVENTS_MAX_BYTES"  # rotate events.jsonl past this size
+ENV_HTTP_TRACING = "OBSLAB_HTTP_TRACING"  # server spans: "lean" (default) | "flask-instrumentor"
 ENV_ASYNC_WORKERS = "OBSLAB_ASYNC_WORKERS"  # async transcode queue consumer threads per worker (0 = none)
 
 DEFAULT_TRACE_SAMPLE_RATIO = 0.1
 INSTRUMENTATION_PARTS = ("events", "metrics", "tracing")
+HTTP_TRACING_MODES = ("lean", "flask-instrumentor")
 ADMIN_TOKEN_FILE = "admin-token"
 
 CONFIG_KEYS: dict[str, str] = {
@@ -58,6 +64,7 @@ CONFIG_KEYS: dict[str, str] = {
     "TRACE_SAMPLE_RATIO": "Parent-based head sampling ratio of root spans.",
     "INSTRUMENTATION": "Frozenset of enabled parts: events, metrics, tracing.",
     "OTLP_ENDPOINT": "OTLP/HTTP endpoint; when None spans go to DATA_DIR/traces/spans.jsonl.",
+    "HTTP_TRACING": "Server spans: lean (attributes only on sampled spans) or flask-instrumentor (official).",
     "SPAN_EXPORTER": "A SpanExporter to use instead (tests: InMemorySpanExporter, exported synchronously).",
     "METRICS_REGISTRY": "A prometheus_client CollectorRegistry to register metrics on (tests).",
     "MULTIPROCESS_DIR": "prometheus_client multiprocess directory (gunicorn); None = single process.",
@@ -97,6 +104,7 @@ def default_config() -> dict[str, Any]:
         "TRACE_SAMPLE_RATIO": DEFAULT_TRACE_SAMPLE_RATIO,
         "INSTRUMENTATION": frozenset(INSTRUMENTATION_PARTS),
         "OTLP_ENDPOINT": None,
+        "HTTP_TRACING": "lean",
         "SPAN_EXPORTER": None,
         "METRICS_REGISTRY": None,
         "MULTIPROCESS_DIR": None,
@@ -121,6 +129,11 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         out["ADMIN_ALLOW_REMOTE"] = env[ENV_ADMIN_ALLOW_REMOTE].strip().lower() in ("1", "true", "yes")
     if env.get(ENV_TRANSCODER_URL):
         out["TRANSCODER_URL"] = env[ENV_TRANSCODER_URL].rstrip("/")
+    if env.get(ENV_TRANSCODER_TIMEOUT_S):
+        try:
+            out["TRANSCODER_READ_TIMEOUT_S"] = float(env[ENV_TRANSCODER_TIMEOUT_S])
+        except ValueError:
+            raise ValueError(f"{ENV_TRANSCODER_TIMEOUT_S}: expected seconds, got {env[ENV_TRANSCODER_TIMEOUT_S]!r}") from None
     if env.get(ENV_TRACE_SAMPLE_RATIO):
         try:
             ratio = float(env[ENV_TRACE_SAMPLE_RATIO])
@@ -138,6 +151,11 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         out["MULTIPROCESS_DIR"] = env[ENV_PROMETHEUS_MULTIPROC_DIR]
     if env.get(ENV_EVENTS_MAX_BYTES):
         out["EVENTS_MAX_BYTES"] = int(env[ENV_EVENTS_MAX_BYTES])
+    if env.get(ENV_HTTP_TRACING):
+        mode = env[ENV_HTTP_TRACING].strip().lower()
+        if mode not in HTTP_TRACING_MODES:
+            raise ValueError(f"{ENV_HTTP_TRACING}: expected one of {', '.join(HTTP_TRACING_MODES)}, got {mode!r}")
+        out["HTTP_TRACING"] = mode
     if env.get(ENV_ASYNC_WORKERS):
         out["ASYNC_WORKERS"] = int(env[ENV_ASYNC_WORKERS])
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from demo_service import __version__
-from demo_service.faults import API_ROUTES, KINDS, SELECTOR_VALUES, TARGETS
+from demo_service.faults import API_ROUTES, KINDS, PARAMS, SELECTOR_VALUES, TARGETS
 from toolkit.contract import APP_VERSIONS, ERROR_CLASSES, FLAGS, NETWORK_TYPES, REGIONS
 
 __all__ = ["openapi_spec"]
@@ -94,8 +94,11 @@ def openapi_spec() -> dict:
                 **{k: {"type": "array", "items": {"enum": list(v)}, "minItems": 1} for k, v in SELECTOR_VALUES.items()},
                 "percentage": {"type": "number", "minimum": 0, "maximum": 100}}, "additionalProperties": False},
             "percentage": {"type": "number", "minimum": 0, "maximum": 100},
-            "params": {"type": "object", "additionalProperties": {"type": "number"},
-                       "description": "latency_ms, timeout_ms, cpu_ms, kib_per_request, max_mib (by kind)."},
+            "params": {"type": "object", "additionalProperties": False,
+                       "properties": {name: {"type": "number", "minimum": lo, "maximum": hi}
+                                      for kind_params in PARAMS.values() for name, (_, lo, hi) in kind_params.items()},
+                       "description": "Per kind: latency_ms (latency), timeout_ms (timeouts), cpu_ms (cpu_burn), "
+                                      "kib_per_request and max_mib (memory_growth); other combinations are 422."},
             "duration_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 604800},
             "expires_at": {"type": ["number", "null"]}}},
         "Fault": {"type": "object", "required": ["name", "kind", "target"], "properties": {
@@ -108,8 +111,10 @@ def openapi_spec() -> dict:
         "Deleted": {"type": "object", "required": ["deleted"],
                     "properties": {"deleted": {"type": "array", "items": {"type": "string"}}}},
         "FlagSpec": {"type": "object", "additionalProperties": False, "properties": {
-            "default": {"type": "string"},
-            "rollout": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 100}}}},
+            "default": {"enum": sorted({v for vs in FLAGS.values() for v in vs}),
+                        "description": "A variant of this flag (another flag's variant is 422)."},
+            "rollout": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 100},
+                        "description": "variant -> percentage of users (sticky by user hash); sum <= 100."}}},
         "Flag": {"type": "object", "required": ["name", "default", "rollout", "variants"], "properties": {
             "name": {"enum": list(FLAGS)}, "default": {"type": "string"}, "rollout": {"type": "object"},
             "variants": {"type": "array", "items": {"type": "string"}}}},

@@ -29,6 +29,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from demo_service.telemetry.events import read_events
 from toolkit.processes import ServiceProcesses
 
+# The machine running tests is shared and can be very busy: give the transcode call room, so a test
+# fails on behaviour, not on a 2 s default timeout (faults that time out use longer hangs).
+TEST_ENV = {"OBSLAB_TRANSCODER_TIMEOUT_S": "15"}
 DEFAULT_COHORT = {"app_version": "5.4.0", "region": "us-east", "network_type": "wifi"}
 
 
@@ -118,14 +121,14 @@ class ServiceHandle:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> Iterator[ServiceHandle]:
     """The service for a whole test module (2 API workers + transcoder, tmp data dir)."""
-    with ServiceProcesses(tmp_path_factory.mktemp("service"), workers=2) as processes:
+    with ServiceProcesses(tmp_path_factory.mktemp("service"), workers=2, extra_env=TEST_ENV) as processes:
         yield ServiceHandle(processes)
 
 
 @pytest.fixture
 def fresh_service(tmp_path: Path) -> Iterator[ServiceHandle]:
     """A service of its own for one test (clean state, clean event log)."""
-    with ServiceProcesses(tmp_path / "service", workers=2) as processes:
+    with ServiceProcesses(tmp_path / "service", workers=2, extra_env=TEST_ENV) as processes:
         yield ServiceHandle(processes)
 
 
@@ -136,6 +139,7 @@ def make_service(tmp_path: Path) -> Iterator[Callable[..., ServiceHandle]]:
 
     def start(**kwargs: Any) -> ServiceHandle:
         kwargs.setdefault("workers", 2)
+        kwargs["extra_env"] = {**TEST_ENV, **(kwargs.get("extra_env") or {})}
         processes = ServiceProcesses(tmp_path / f"service-{len(started)}", **kwargs)
         started.append(processes)
         processes.start()

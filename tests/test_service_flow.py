@@ -168,3 +168,35 @@ def test_chunk_errors_oversize_bad_index_bad_attempt(service):
     assert service.put_chunk(uid, 0, headers={"X-Chunk-Attempt": "zero"}).status_code == 400
     r = service.admin("PUT", "/admin/faults/bad", json={"kind": "cache_off", "target": "api"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "target"
+
+
+def test_transcoder_timeout_fails_the_attempt_with_timeout_class(service):
+    r = service.admin("PUT", "/admin/faults/hang", json={"kind": "timeouts", "target": "transcoder",
+                                                          "selector": {"app_version": ["5.2.0"]},
+                                                          "params": {"timeout_ms": 50}})
+    assert r.status_code == 200
+    time.sleep(1.0)
+    try:
+        result = service.publish(chunk_count=1, app_version="5.2.0")
+    finally:
+        service.admin("DELETE", "/admin/faults/hang")
+    assert result["complete_status"] == 503 and result["complete"]["error_class"] == "timeout"
+    events = service.events(of_upload(result["upload_id"]))
+    assert [e["event"] for e in events][-2:] == ["transcode_failed", "publish_failed"]
+    assert {e.get("error_class") for e in events[-2:]} == {"timeout"}
+    assert_valid(events)
+
+
+def test_feed_cache_hits_misses_and_cache_off_fault(service):
+    assert service.publish(chunk_count=1)["complete_status"] == 200
+    feed = lambda: service.http.get(service.url("/v1/feed?limit=37")).json()  # noqa: E731 (one keep-alive worker)
+    first, second = feed(), feed()
+    assert (first["cache"], second["cache"]) == ("miss", "hit")
+    assert second["videos"] == first["videos"] and len(first["videos"]) >= 1
+    assert service.admin("PUT", "/admin/faults/no-cache", json={"kind": "cache_off", "target": "cache"}).status_code == 200
+    time.sleep(1.0)
+    try:
+        assert [feed()["cache"] for _ in range(3)] == ["miss"] * 3
+    finally:
+        service.admin("DELETE", "/admin/faults/no-cache")
+    assert service.metric("obslab_feed_cache_requests_total", result="hit") >= 1

@@ -31,6 +31,7 @@ __all__ = [
     "api_command",
     "transcoder_command",
     "free_port",
+    "check_port_free",
     "ensure_admin_token",
     "ManagedProcess",
     "ServiceProcesses",
@@ -110,6 +111,16 @@ def transcoder_command(*, host: str, port: int, data_dir: str | Path, threads: i
                        unset_env=(ENV_PROMETHEUS_MULTIPROC_DIR,))
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise ServiceStartError naming host:port when something already listens there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ServiceStartError(f"cannot listen on {host}:{port}: {e.strerror} (is another obslab running?)") from None
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -159,7 +170,7 @@ class ManagedProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServiceStartError(f"{self.name} exited with code {self.proc.returncode} during start; "
-                                        f"see {self.log_path}:\n{self.log_tail()}")
+                                        f"see {self.log_path}\nlast log lines:\n{self.log_tail()}")
             try:
                 if requests.get(self.health_url, timeout=1.0).status_code == 200:
                     return
@@ -167,7 +178,7 @@ class ManagedProcess:
                 pass
             time.sleep(0.1)
         raise ServiceStartError(f"{self.name} not healthy at {self.health_url} after {timeout_s:.0f}s; "
-                                f"see {self.log_path}:\n{self.log_tail()}")
+                                f"see {self.log_path}\nlast log lines:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -215,7 +226,12 @@ class ServiceProcesses:
                  transcoder_port: int | None = None, workers: int = DEFAULT_API_WORKERS,
                  threads: int = DEFAULT_API_THREADS, admin_token: str | None = None,
                  instrumentation: str | None = None, trace_sample_ratio: float | None = None,
-                 extra_env: Mapping[str, str] | None = None, start_timeout_s: float = 60.0):
+                 extra_env: Mapping[str, str] | None = None, start_timeout_s: float = 60.0,
+                 only: str | None = None, transcoder_url: str | None = None):
+        if only not in (None, "api", "transcoder"):
+            raise ValueError(f"only must be 'api' or 'transcoder', got {only!r}")
+        self.only = only  # one component (a container runs one); None = both
+        self._external_transcoder_url = transcoder_url
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.port = port or free_port(host)
@@ -238,7 +254,7 @@ class ServiceProcesses:
 
     @property
     def transcoder_url(self) -> str:
-        return f"http://{self.host}:{self.transcoder_port}"
+        return self._external_transcoder_url or f"http://{self.host}:{self.transcoder_port}"
 
     @property
     def events_dir(self) -> Path:
@@ -263,9 +279,16 @@ class ServiceProcesses:
         shutil.rmtree(multiproc, ignore_errors=True)  # stale values of a previous run would be summed in
         multiproc.mkdir(parents=True)
         transcoder, api = self.commands()
+        wanted = [("transcoder", transcoder, f"{self.transcoder_url}/healthz", self.transcoder_port),
+                  ("publish-api", api, f"{self.base_url}/healthz", self.port)]
+        if self.only == "api":
+            wanted = wanted[1:]
+        elif self.only == "transcoder":
+            wanted = wanted[:1]
+        for _, _, _, port in wanted:
+            check_port_free(self.host, port)
         try:
-            for name, cmd, url in (("transcoder", transcoder, f"{self.transcoder_url}/healthz"),
-                                   ("publish-api", api, f"{self.base_url}/healthz")):
+            for name, cmd, url, _ in wanted:
                 proc = ManagedProcess(name, cmd, self.logs_dir / f"{name}.log", url)
                 self.processes.append(proc)
                 proc.start()

@@ -15,7 +15,8 @@ from opentelemetry.metrics import NoOpMeterProvider
 from demo_service.store import Upload
 from demo_service.telemetry.events import EVENTS_FILE, EventFile, UserHasher, event_timestamp
 from demo_service.telemetry.metrics import ApiMetrics, ProcessSampler, render_metrics
-from demo_service.telemetry.tracing import current_ids, instrument_requests_once, make_tracer_provider
+from demo_service.telemetry.http_tracing import instrument_flask_lean
+from demo_service.telemetry.tracing import SkipPathsSampler, current_ids, instrument_requests_once, make_tracer_provider
 from toolkit.contract import SCHEMA_VERSION, SERVICE_VERSIONS
 
 __all__ = ["Telemetry", "init_app", "get_telemetry", "attempt_fields", "SERVICE_NAME"]
@@ -138,11 +139,14 @@ def init_app(app: Flask) -> None:
     telemetry = Telemetry(app)
     app.extensions["obslab.telemetry"] = telemetry
     if telemetry.tracer_provider is not None:
-        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+        if app.config["HTTP_TRACING"] == "flask-instrumentor":
+            from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-        # RED metrics come from prometheus_client; OTel's own HTTP metrics would duplicate them, so no meter.
-        FlaskInstrumentor().instrument_app(app, tracer_provider=telemetry.tracer_provider,
-                                           meter_provider=NoOpMeterProvider(), enable_commenter=False)
+            # RED metrics come from prometheus_client; OTel's own HTTP metrics would duplicate them.
+            FlaskInstrumentor().instrument_app(app, tracer_provider=telemetry.tracer_provider,
+                                               meter_provider=NoOpMeterProvider(), enable_commenter=False)
+        else:
+            instrument_flask_lean(app, telemetry.tracer, SkipPathsSampler.SKIP)
         instrument_requests_once(telemetry.tracer_provider)
 
     @app.before_request

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import psutil
 import requests
 
 from toolkit.processes import ServiceProcesses
@@ -39,6 +40,7 @@ class Variant:
     label: str
     instrumentation: str
     sample_ratio: float | None = None  # None = the service default
+    env: tuple[tuple[str, str], ...] = ()
 
 
 DEFAULT_VARIANTS = (
@@ -51,6 +53,8 @@ BREAKDOWN_VARIANTS = (
     Variant("events", "events only", "events"),
     Variant("events+metrics", "events + metrics", "events,metrics"),
     Variant("tracing-default", "tracing only, default sampling", "tracing"),
+    Variant("official-flask", "instrumented, default sampling, official FlaskInstrumentor server spans", "all",
+            env=(("OBSLAB_HTTP_TRACING", "flask-instrumentor"),)),
 )
 
 
@@ -64,6 +68,7 @@ class RoundResult:
     p50_ms: float
     p99_ms: float
     errors: int  # non-2xx responses + socket errors
+    cpu_us_per_request: float  # CPU time of the service's processes (all workers + transcoder) per request
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,8 @@ class VariantSummary:
     p99_delta_ms: float | None
     requests_total: int
     errors_total: int
+    cpu_us_median: float
+    cpu_us_delta: float | None  # paired with the baseline of the same round
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,24 @@ def _prepare_uploads(base_url: str, count: int, chunks: int) -> list[str]:
     return ids
 
 
+def _service_cpu_seconds(svc: ServiceProcesses) -> float:
+    """User + system CPU of every process of the service (gunicorn masters, workers)."""
+    total = 0.0
+    for managed in svc.processes:
+        try:
+            root = psutil.Process(managed.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
 def _run_wrk(wrk: str, url: str, script: Path, duration_s: float, connections: int, threads: int) -> dict:
     argv = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration_s))}s",
             "--timeout", "10s", "-s", str(script), url]
@@ -186,7 +211,10 @@ def summarize(results: Sequence[RoundResult], variants: Sequence[Variant], basel
             ratio_median=None if is_base or not paired else statistics.median(r.rps / b.rps for r, b in paired),
             p50_delta_ms=None if is_base or not paired else statistics.median(r.p50_ms - b.p50_ms for r, b in paired),
             p99_delta_ms=None if is_base or not paired else statistics.median(r.p99_ms - b.p99_ms for r, b in paired),
-            requests_total=sum(r.requests for r in mine), errors_total=sum(r.errors for r in mine)))
+            requests_total=sum(r.requests for r in mine), errors_total=sum(r.errors for r in mine),
+            cpu_us_median=statistics.median(r.cpu_us_per_request for r in mine),
+            cpu_us_delta=None if is_base or not paired else statistics.median(
+                r.cpu_us_per_request - b.cpu_us_per_request for r, b in paired)))
     return tuple(out)
 
 
@@ -207,7 +235,7 @@ def run_overhead(*, work_dir: Path | None = None, rounds: int = 3, duration_s: f
         for v in variants:
             progress(f"starting {v.label}")
             svc = ServiceProcesses(tmp / v.key, workers=workers, threads=threads, instrumentation=v.instrumentation,
-                                   trace_sample_ratio=v.sample_ratio)
+                                   trace_sample_ratio=v.sample_ratio, extra_env=dict(v.env))
             services[v.key] = svc
             svc.start()
             ids = _prepare_uploads(svc.base_url, uploads, chunks)
@@ -219,10 +247,13 @@ def run_overhead(*, work_dir: Path | None = None, rounds: int = 3, duration_s: f
             order = list(variants[rnd % len(variants):]) + list(variants[:rnd % len(variants)])
             for v in order:
                 progress(f"round {rnd + 1}/{rounds}: {v.label}")
+                cpu_before = _service_cpu_seconds(services[v.key])
                 r = _run_wrk(wrk, services[v.key].base_url, scripts[v.key], duration_s, connections, wrk_threads)
+                cpu = _service_cpu_seconds(services[v.key]) - cpu_before
                 dur = r["duration_us"] / 1e6
                 results.append(RoundResult(v.key, rnd, r["requests"], dur, r["requests"] / dur,
-                                           r["p50_us"] / 1000, r["p99_us"] / 1000, r["errors"]))
+                                           r["p50_us"] / 1000, r["p99_us"] / 1000, r["errors"],
+                                           cpu / max(r["requests"], 1) * 1e6))
     finally:
         for svc in services.values():
             svc.stop()
@@ -243,15 +274,15 @@ def render_markdown(report: OverheadReport, command: str, when: str) -> str:
         "round, then the median over rounds is shown. All traffic synthetic.",
         "",
         "| variant | throughput (req/s, median) | ratio vs uninstrumented | p50 ms | p99 ms | p50 delta ms "
-        "| p99 delta ms | requests | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p99 delta ms | service CPU µs/request | CPU delta µs/request | requests | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in report.summaries:
         def f(x, fmt="{:.2f}"):
             return "—" if x is None else fmt.format(x)
         lines.append(f"| {s.variant.label} | {s.rps_median:.0f} | {f(s.ratio_median)}x | {s.p50_ms_median:.2f} | "
                      f"{s.p99_ms_median:.2f} | {f(s.p50_delta_ms, '{:+.2f}')} | {f(s.p99_delta_ms, '{:+.2f}')} | "
-                     f"{s.requests_total} | {s.errors_total} |")
+                     f"{s.cpu_us_median:.0f} | {f(s.cpu_us_delta, '{:+.0f}')} | {s.requests_total} | {s.errors_total} |")
     by_key = {s.variant.key: s for s in report.summaries}
     verdicts = []
     for key, target in TARGETS.items():

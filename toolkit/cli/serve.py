@@ -23,6 +23,8 @@ def serve(
                                         help="Port of the transcoder (0 = the API port + 1)."),
     workers: int = typer.Option(DEFAULT_API_WORKERS, min=1, max=32, help="gunicorn workers of the publish API."),
     data_dir: Path = typer.Option(DEFAULT_DATA_DIR, help="State, events, traces, logs and the admin token."),
+    only: str = typer.Option("", help="Run one component only: api or transcoder (one per container)."),
+    transcoder_url: str = typer.Option("", help="With --only api: where the transcoder listens."),
 ) -> None:
     """Start the publish API and the transcoder; stop both on Ctrl-C or SIGTERM."""
     with user_errors(OSError, ValueError):
@@ -33,6 +35,8 @@ def serve(
         if not token:
             token, token_path = ensure_admin_token(data_dir)
             token_note = f"admin token in {token_path}"
+        if only not in ("", "api", "transcoder"):
+            raise fail(f"--only: expected api or transcoder, got {only!r}")
         from demo_service.gunicorn_conf import bind_warning
 
         warning = bind_warning([f"{host}:{port}"], os.environ.get("OBSLAB_ADMIN_ALLOW_REMOTE", "").strip().lower()
@@ -40,18 +44,23 @@ def serve(
         if warning:
             err_console.print(f"[bold yellow]{warning}[/]", soft_wrap=True, highlight=False)
         svc = ServiceProcesses(data_dir, host=host, port=port, transcoder_port=transcoder_port or port + 1,
-                               workers=workers, admin_token=token)
+                               workers=workers, admin_token=token, only=only or None,
+                               transcoder_url=transcoder_url or None)
         try:
             svc.start()
         except ServiceStartError as e:
             raise fail(str(e).splitlines()[0]) from None
         try:
-            console.print(f"publish API   {svc.base_url}   ({workers} workers; OpenAPI at {svc.base_url}/openapi.json)", soft_wrap=True)
-            console.print(f"transcoder    {svc.transcoder_url}", soft_wrap=True)
-            console.print(f"metrics       {svc.base_url}/metrics   {svc.transcoder_url}/metrics", soft_wrap=True)
-            console.print(f"events        {svc.events_dir}/events.jsonl", soft_wrap=True)
-            console.print(f"control plane {svc.base_url}/admin/faults, /admin/flags ({token_note})", soft_wrap=True)
-            console.print(f"logs          {svc.logs_dir}", soft_wrap=True)
+            if only == "transcoder":
+                lines = [f"transcoder    {svc.transcoder_url}   (metrics at {svc.transcoder_url}/metrics)"]
+            else:
+                lines = [f"publish API   {svc.base_url}   ({workers} workers; OpenAPI at {svc.base_url}/openapi.json)",
+                         f"transcoder    {svc.transcoder_url}",
+                         f"metrics       {svc.base_url}/metrics" + ("" if only else f"   {svc.transcoder_url}/metrics"),
+                         f"events        {svc.events_dir}/events.jsonl",
+                         f"control plane {svc.base_url}/admin/faults, /admin/flags ({token_note})"]
+            for line in lines + [f"logs          {svc.logs_dir}"]:
+                console.print(line, soft_wrap=True, highlight=False)
             console.print("press Ctrl-C to stop", soft_wrap=True)
             why = run_until_stopped(svc)
         finally:

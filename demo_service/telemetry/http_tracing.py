@@ -1,0 +1,70 @@
+"""Server spans for Flask requests, built so an unsampled request costs almost nothing.
+
+The official ``opentelemetry-instrumentation-flask`` computes every HTTP attribute of a
+request (several URL reconstructions, user agent parsing, old and new semantic
+conventions) before the sampler runs, so 90 % unsampled requests pay the full price.
+Here the sampler sees only what it needs (method, path, route) and the remaining
+attributes (stable HTTP semantic conventions) are added only to spans that record.
+Context is extracted from ``traceparent``/``tracestate`` by the global propagator, and
+the span is current for the whole request, so manual spans and events nest under it.
+``OBSLAB_HTTP_TRACING=flask-instrumentor`` switches back to the official instrumentation
+(the overhead bench measures both).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, g, request
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+__all__ = ["instrument_flask_lean"]
+
+
+def instrument_flask_lean(app: Flask, tracer: trace.Tracer, skip_paths: frozenset[str]) -> None:
+    @app.before_request
+    def _start_server_span() -> None:
+        path = request.path
+        if path in skip_paths:
+            return
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        method = request.method
+        span = tracer.start_span(
+            f"{method} {rule}" if rule else method,
+            context=propagate.extract(request.headers),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": path, **({"http.route": rule} if rule else {})},
+        )
+        if span.is_recording():
+            environ = request.environ
+            span.set_attributes({
+                "url.scheme": request.scheme,
+                "server.address": request.host.split(":")[0],
+                "network.protocol.version": environ.get("SERVER_PROTOCOL", "").removeprefix("HTTP/"),
+                "client.address": request.remote_addr or "",
+                "user_agent.original": request.headers.get("User-Agent", ""),
+                **({"url.query": environ["QUERY_STRING"]} if environ.get("QUERY_STRING") else {}),
+            })
+        g.obslab_server_span = span
+        g.obslab_span_token = context.attach(trace.set_span_in_context(span))
+
+    @app.after_request
+    def _record_status(response):
+        span = g.get("obslab_server_span")
+        if span is not None and span.is_recording():
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+        return response
+
+    @app.teardown_request
+    def _end_server_span(exc: BaseException | None) -> None:
+        span = g.pop("obslab_server_span", None)
+        if span is None:
+            return
+        if exc is not None and span.is_recording():
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        span.end()
+        token = g.pop("obslab_span_token", None)
+        if token is not None:
+            context.detach(token)
