@@ -90,7 +90,7 @@ def test_dropped_events_are_caught_by_reconcile(fresh_service, tmp_path):
     """An instrumentation bug (the sink drops 5 % of events) cannot hide from the reconciliation."""
     put_fault(fresh_service, "lossy-sink", {"kind": "drop_events", "target": "event_sink", "percentage": 5})
     out = tmp_path / "load"
-    load(fresh_service, out, "--duration", "12s", "--users", "10", "--spawn-rate", "10",
+    load(fresh_service, out, "--duration", "8s", "--users", "10", "--spawn-rate", "10",
          "--set", "think_time=100ms-500ms")
     result = reconcile(fresh_service, out)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -109,7 +109,7 @@ def test_phased_shape_distributed_over_two_processes_reconciles(fresh_service, t
     """Locust master + 2 worker processes, a phased shape: users follow the phases, nothing is lost."""
     out = tmp_path / "load"
     load(fresh_service, out, "--shape", "phased", "--processes", "2",
-         "--set", "phases=5s:2@10,6s:8@10", "--set", "think_time=100ms-300ms")
+         "--set", "phases=4s:2@10,5s:8@10", "--set", "think_time=100ms-300ms")
     import csv
 
     with (out / "locust_stats_history.csv").open() as f:
@@ -128,7 +128,7 @@ def test_same_seed_same_choices(service, tmp_path):
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        load(service, out, "--duration", "6s", "--users", "4", "--spawn-rate", "10", "--seed", "7",
+        load(service, out, "--duration", "5s", "--users", "4", "--spawn-rate", "10", "--seed", "7",
              "--cancel-rate", "0.2", "--set", "think_time=50ms-200ms", "--set", "viewer_weight=0")
         runs.append({a.request_id.split(".", 1)[1]: a for a in read_attempts(out / "client.jsonl")
                      if a.outcome != "abandoned"})
@@ -162,10 +162,20 @@ def test_unreachable_host_is_one_line_and_non_zero(tmp_path):
     (["--shape", "phased"], "OBSLAB_LOAD_PHASES"),
 ])
 def test_bad_load_options_are_one_line(args, message, tmp_path):
-    result = obslab("load", "--out", str(tmp_path), *args)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert result.stderr.strip().count("\n") == 0, result.stderr
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    result = CliRunner().invoke(app, ["load", "--out", str(tmp_path), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0, result.output
+
+
+def test_a_bad_option_from_the_real_console_script_is_one_line_on_stderr(tmp_path):
+    result = obslab("load", "--out", str(tmp_path), "--retry-policy", "forever")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "--retry-policy must be one of" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_reconcile_user_errors_are_one_line(tmp_path):

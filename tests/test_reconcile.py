@@ -215,3 +215,82 @@ def test_failed_and_cancelled_need_their_own_terminal(outcome, terminal):
         counts.update(chunk_uploaded=1, upload_completed=1)
     e = events(a.request_id, counts)
     assert reconcile([a], {e.request_id: e}, totals(e)).ok
+
+
+# -- property: a server that follows the contract always reconciles; losing any certain event never does --
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def served_attempts(draw):
+    """A client attempt with only answered calls, and the events a contract-following server wrote."""
+    rid = "r9.0.0.1"
+    calls, events = [Call("create", 201)], {"upload_started": 1}
+
+    def add(name):
+        events[name] = events.get(name, 0) + 1
+
+    chunk_count = draw(st.integers(1, 5))
+    cancel_at = draw(st.one_of(st.none(), st.integers(0, chunk_count - 1)))
+    gave_up = False
+    for index in range(chunk_count):
+        if index == cancel_at:
+            calls.append(Call("cancel", 200))
+            add("upload_cancelled")
+            return attempt(rid, "cancelled", calls), events
+        for try_number in range(1, 5):
+            answer = draw(st.sampled_from(["ok", "chunk_failed", "api_refused", "lost"]))
+            if answer == "api_refused":
+                calls.append(Call("chunk", 503, index, try_number, "unavailable"))
+                continue
+            if answer == "lost":  # the answer never reached the client: the server did something, or not
+                calls.append(Call("chunk", 0, index, try_number))
+                effect = draw(st.sampled_from(["chunk_uploaded", "chunk_failed", None]))
+                if effect:
+                    add(effect)
+                    if try_number > 1:
+                        add("chunk_retry")
+                continue
+            if try_number > 1:
+                add("chunk_retry")
+            if answer == "ok":
+                calls.append(Call("chunk", 200, index, try_number))
+                add("chunk_uploaded")
+                break
+            calls.append(Call("chunk", 503, index, try_number, "chunk_failed"))
+            add("chunk_failed")
+        else:
+            gave_up = True  # every try failed: the creator completes anyway
+            break
+    if gave_up:
+        calls.append(Call("complete", 409, code="chunk_missing"))
+        add("publish_failed")
+        return attempt(rid, "failed", calls), events
+    result = draw(st.sampled_from(["published", "failed"]))
+    calls.append(Call("complete", 200 if result == "published" else 503,
+                      code=None if result == "published" else "dependency_unavailable"))
+    add("upload_completed")
+    add("transcode_started")
+    add("publish_succeeded" if result == "published" else "publish_failed")
+    return attempt(rid, result, calls), events
+
+
+@settings(max_examples=200, deadline=None)
+@given(served=served_attempts(), data=st.data())
+def test_contract_following_servers_reconcile_and_any_lost_certain_event_is_caught(served, data):
+    """Including answers lost in transit, after which the server may or may not have acted."""
+    a, counts = served
+    e = events(a.request_id, counts)
+    assert reconcile([a], {a.request_id: e}, totals(e)).ok
+    bounds = expected_events(a)
+    # Only events the client is sure of: losing one the server may or may not have written is invisible.
+    checked = sorted(name for name in counts if name != "transcode_started" and counts[name] <= bounds[name].low)
+    if not checked:
+        return
+    lost = data.draw(st.sampled_from(checked))
+    fewer = dict(counts, **{lost: counts[lost] - 1})
+    e = events(a.request_id, fewer)
+    result = reconcile([a], {a.request_id: e}, totals(e), counters_for(totals(e)))
+    assert not result.ok and result.mismatches[0].event == lost

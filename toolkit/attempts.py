@@ -43,7 +43,7 @@ windows use the outcome time, as a counter incremented at the outcome would.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Mapping
 
 import duckdb
@@ -181,8 +181,3 @@ def duplicate_terminal_events(events: EventSet) -> int:
     """Attempts with more than one terminal event (a contract violation worth reporting)."""
     return events.con.execute(
         f"SELECT count(*) FROM {events.requests_table} WHERE kind = 0 AND terminal_events > 1").fetchone()[0]
-
-
-def abandon_deadline(last_event_at: datetime, abandon_after_s: float) -> datetime:
-    """When an attempt silent since ``last_event_at`` becomes abandoned."""
-    return last_event_at + timedelta(seconds=abandon_after_s)

@@ -29,7 +29,7 @@ import gzip
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -167,7 +167,6 @@ class EventSet:
     max_ts: datetime | None = None
     until: datetime | None = None
     requests_table: str = "_requests"
-    event_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def as_of(self) -> datetime | None:
@@ -442,9 +441,14 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
     if skipped:
         # The fast scan has no line numbers: a second pass names the bad lines.
         problems = list(_find_problems(sources, limit=1 if strict else MAX_PROBLEMS))
+        if len(problems) < skipped and any(s.format == "parquet" for s in sources):
+            parquet = [s.path for s in sources if s.format == "parquet"]
+            problems.append(Problem(parquet[0] if len(parquet) == 1 else f"{len(parquet)} Parquet files", None,
+                                    "unusable rows (a required field null or out of its set); "
+                                    "obslab events validate names the rows"))
         es.problems = tuple(problems)
         if strict:
-            first = problems[0] if problems else Problem(sources[0].path, None, "invalid line")
+            first = problems[0]
             raise EventsError(f"{first} (--strict: stopping at the first invalid line)")
     return es
 

@@ -159,8 +159,10 @@ def run_duration_s(options: LoadOptions) -> float:
 
 def locust_environment(options: LoadOptions, run_id: str, record_dir: Path, progress_file: Path,
                        base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of the Locust process: ``base`` (os.environ) plus every load setting."""
-    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("OBSLAB_LOAD_")}
+    """The environment of the Locust process: ``base`` (os.environ, so exported ``OBSLAB_LOAD_*``
+    settings apply) with the options and ``settings`` on top; the run ID, record directory and
+    progress file are always this run's own."""
+    env = dict(os.environ if base is None else base)
     env.update({
         load_settings.SEED: str(options.seed),
         load_settings.RUN_ID: run_id,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from loadtests.record import ClientAttempt
-from toolkit.contract import TERMINAL_EVENTS
+from toolkit.contract import ERROR_CLASSES, TERMINAL_EVENTS
 
 __all__ = [
     "MISMATCH_KINDS",
@@ -34,6 +34,7 @@ __all__ = [
     "CHECKED_EVENTS",
     "CHUNK_FAILED_CODES",
     "API_REFUSAL_CODES",
+    "PUBLISH_FAILURE_CODES",
     "Bounds",
     "AttemptEvents",
     "Counters",
@@ -56,6 +57,8 @@ CHECKED_EVENTS = ("upload_started", "upload_rejected", "chunk_uploaded", "chunk_
                   "upload_completed") + TERMINAL_EVENTS
 # error.code of a chunk answer that means "the server failed to store this chunk; retry".
 CHUNK_FAILED_CODES = frozenset({"chunk_failed"})
+# error.code of a 503 from complete whose publish failed after the upload was claimed (the error class).
+PUBLISH_FAILURE_CODES = frozenset(ERROR_CLASSES) - {"chunk_missing"}
 # error.code of an answer refused at the API door (an injected API fault), before any event.
 API_REFUSAL_CODES = frozenset({"unavailable", "timeout"})
 UNBOUNDED = None
@@ -175,7 +178,12 @@ def _call_bounds(attempt: ClientAttempt) -> dict[str, Bounds]:
                     add("chunk_retry", MAYBE_ONE)
             # Else refused before it was looked at (4xx, an injected API error): no chunk events.
         elif call.kind == "complete":
-            add("upload_completed", MAYBE_ONE)
+            if call.status in (200, 202) or (call.status == 503 and call.code in PUBLISH_FAILURE_CODES):
+                add("upload_completed", EXACTLY_ONE)  # claimed for transcoding (then published or failed)
+            elif not certain or (call.status >= 500 and call.code not in API_REFUSAL_CODES):
+                add("upload_completed", MAYBE_ONE)
+            # Else refused at the door, answered from the upload's state, or failed for a missing
+            # chunk before being claimed: no upload_completed from this call.
     # Completing again never completes twice.
     completed = bounds["upload_completed"]
     bounds["upload_completed"] = Bounds(completed.low, min(1, completed.high or 0))

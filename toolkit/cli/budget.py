@@ -54,7 +54,7 @@ def render(report: BudgetReport, markdown: bool = False) -> None:
     head = (f"Error budget at {report.at or 'no data'} · profile {report.profile} "
             f"(time ÷ {report.time_compression:g}) · synthetic {report.synthetic} · "
             f"alerts replayed every {report.grid_step} from {report.grid_start} to {report.grid_end}")
-    out: list[str] = [f"## Error budget", "", head, ""] if markdown else []
+    out: list[str] = ["## Error budget", "", head, ""] if markdown else []
     if not markdown:
         console.print(head, highlight=False)
     for s in report.slos:

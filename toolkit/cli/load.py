@@ -82,3 +82,6 @@ def load(
     console.print(f"publish attempts (client view): {result.attempts} ({outcomes}); "
                   f"request failures {total.failures}/{total.requests} ({failure_share:.2%})", highlight=False)
     console.print(f"wrote {result.client_record} and {result.out_dir}/locust_stats*.csv", highlight=False)
+    console.print(f"check nothing was lost: obslab reconcile --client {result.client_record} "
+                  f"--events <service data dir>/events --metrics {options.host.rstrip('/')}/metrics",
+                  highlight=False, markup=False)

@@ -107,7 +107,7 @@ def _row(p: Section) -> list[str]:
 
 def render_markdown(report: SliReport) -> str:
     inp = report.inputs
-    lines = [f"## SLIs", "",
+    lines = ["## SLIs", "",
              f"{inp['events']:,} events in {len(inp['files'])} file(s); as of {inp['as_of']}. "
              f"Scope: {report.scope.label()}. Abandoned after {report.slo['abandon_after']}.", "",
              "| group | metric | value | statistic | num / den | count behind it |",
