@@ -86,8 +86,8 @@ def test_budget_zero_traffic_segment(tmp_path):
 
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory):
-    """Lab profile: 5 attempts/s for 20 min, every publish fails from minute 10 to 13."""
-    cfg = SynthConfig(attempts=6000, duration_s=1200, cancel_rate=0, abandon_rate=0, transcode_failure_rate=0,
+    """Lab profile: 3 attempts/s for 20 min, every publish fails from minute 10 to 13."""
+    cfg = SynthConfig(attempts=3600, duration_s=1200, cancel_rate=0, abandon_rate=0, transcode_failure_rate=0,
                       publish_failure_rate=0, chunk_failure_rate={"wifi": 0, "5g": 0, "4g": 0, "3g": 0},
                       processing_median_ms={"small": 100.0, "medium": 100.0, "large": 100.0},
                       effects=(Effect(start_s=600, end_s=780, failure_rate=1.0),))

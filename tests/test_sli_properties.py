@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = load_spec(ROOT / "slo.yaml")
 NO_CHUNK_FAILURES = {"wifi": 0.0, "5g": 0.0, "4g": 0.0, "3g": 0.0}
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Tests that write and read JSON lines per example: fewer examples keep the suite's time modest.
+FEWER = settings(SETTINGS, max_examples=10)
 
 configs = st.builds(
     SynthConfig,
@@ -88,7 +90,7 @@ def test_breakdown_parts_sum_to_the_total(tmp_path, cfg, seed, by):
         assert sum(s.figure(name).denominator or 0 for s in r.breakdown) == (total.denominator or 0)
 
 
-@SETTINGS
+@FEWER
 @given(cfg=configs, seed=seeds)
 def test_jsonl_and_parquet_give_identical_reports(tmp_path, cfg, seed):
     table = generate(cfg, seed=seed)
@@ -100,7 +102,7 @@ def test_jsonl_and_parquet_give_identical_reports(tmp_path, cfg, seed):
     assert a == b
 
 
-@SETTINGS
+@FEWER
 @given(cfg=configs, seed=seeds)
 def test_percentiles_equal_numpy_inverted_cdf(tmp_path, cfg, seed):
     table = generate(cfg, seed=seed)

@@ -43,9 +43,9 @@ def test_mix_of_outcomes_and_events(tmp_path):
 
 
 def test_exact_event_count_and_effects():
-    assert generate(events=12345, seed=4).num_rows == 12345
-    cfg = SynthConfig(attempts=2000, canary_share=0.5, transcode_failure_rate=0.0, publish_failure_rate=0.0,
+    assert generate(events=4321, seed=4).num_rows == 4321
+    cfg = SynthConfig(attempts=1000, canary_share=0.5, transcode_failure_rate=0.0, publish_failure_rate=0.0,
                       effects=(Effect(where={"release": "canary"}, failure_rate=0.5),))
     rows = event_dicts(generate(cfg, seed=6))
     failed = Counter(r["flags"].get("release") for r in rows if r["event"] == "publish_failed")
-    assert failed["canary"] > 300 and failed["stable"] == 0
+    assert failed["canary"] > 150 and failed["stable"] == 0

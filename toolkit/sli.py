@@ -24,7 +24,7 @@ A figure with nothing behind it has ``value=None`` and says "no data" — never 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
@@ -289,28 +289,32 @@ class SliReport:
 
 
 def _scope_dict(scope: Scope) -> dict:
-    d = asdict(scope)
-    d["segment"] = dict(scope.segment)
-    return d
+    return {"start": scope.start, "end": scope.end, "window": scope.window, "segment": dict(scope.segment),
+            "synthetic": scope.synthetic}
 
 
-def _figure_dict(f: Figure) -> dict:
-    d = {k: v for k, v in asdict(f).items() if k != "scope"}
-    d["scope"] = _scope_dict(f.scope) if f.scope else None
-    for k in ("value", "numerator", "denominator"):
-        if isinstance(d[k], float) and not math.isfinite(d[k]):
-            d[k] = None
-    return d
+def _finite(v):
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _figure_dict(f: Figure, scope: dict | None = None) -> dict:
+    # Built by hand: dataclasses.asdict deep-copies and is slow over thousands of windows.
+    return {"name": f.name, "value": _finite(f.value), "unit": f.unit, "statistic": f.statistic,
+            "definition": f.definition, "count": f.count, "counted": f.counted,
+            "numerator": _finite(f.numerator), "denominator": _finite(f.denominator), "note": f.note,
+            "scope": scope if scope is not None else (_scope_dict(f.scope) if f.scope else None)}
 
 
 def _section_dict(s: Section) -> dict:
+    scope = _scope_dict(s.scope)
     return {
-        "scope": _scope_dict(s.scope),
+        "scope": scope,
         "counts": dict(s.counts),
-        "primary": [_figure_dict(f) for f in s.primary],
-        "latency": [_figure_dict(f) for f in s.latency],
-        "secondary": [_figure_dict(f) for f in s.secondary],
-        "guardrails": [_figure_dict(f) for f in s.guardrails],
+        "primary": [_figure_dict(f, _scope_dict(f.scope) if f.scope != s.scope else scope) for f in s.primary],
+        "latency": [_figure_dict(f, _scope_dict(f.scope) if f.scope != s.scope else scope) for f in s.latency],
+        "secondary": [_figure_dict(f, _scope_dict(f.scope) if f.scope != s.scope else scope) for f in s.secondary],
+        "guardrails": [_figure_dict(f, _scope_dict(f.scope) if f.scope != s.scope else scope)
+                       for f in s.guardrails],
     }
 
 
