@@ -100,11 +100,9 @@ def test_report_numbers_are_the_sli_engines(live_runs, drill_id):
         return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     window = filter_attempts(rel, abandon_after_s=spec.abandon_after_s, since=iso(start), until=iso(end))
-    good, failed, abandoned = events.con.execute(
-        "SELECT count(*) FILTER (WHERE outcome = 'succeeded'), count(*) FILTER (WHERE outcome = 'failed'), "
-        "count(*) FILTER (WHERE outcome = 'abandoned') FROM window_rel", ).fetchone() if False else \
-        window.aggregate("count(*) FILTER (WHERE outcome = 'succeeded'), count(*) FILTER (WHERE outcome = 'failed'), "
-                         "count(*) FILTER (WHERE outcome = 'abandoned')").fetchone()
+    good, failed, abandoned = window.aggregate(
+        "count(*) FILTER (WHERE outcome = 'succeeded'), count(*) FILTER (WHERE outcome = 'failed'), "
+        "count(*) FILTER (WHERE outcome = 'abandoned')").fetchall()[0]
     assert report["sli_fault_window"] == {"good": good, "total": good + failed + abandoned}
     assert report["figures"]["failed_publishes"]["value"] == failed + abandoned
     md = (run.run_dir / "report" / "report.md").read_text()

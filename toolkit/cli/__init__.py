@@ -24,7 +24,10 @@ COMMAND_MODULES = (
     "budget",
     "bench_sli",
     "bench_capacity",
+<<<<<<< HEAD
     "bench_soak",
+=======
+>>>>>>> drills
     "drill",
 )
 

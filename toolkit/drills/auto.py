@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -35,6 +36,7 @@ __all__ = [
     "CohortScore",
     "Diagnosis",
     "BASELINE_SHARE",
+    "WARMUP_SHARE",
     "find_incident_window",
     "score_causes",
     "rank_cohorts",
@@ -43,8 +45,14 @@ __all__ = [
     "wilson_lower",
 ]
 
-BASELINE_SHARE = 0.2
-_BINS = 30
+# The baseline: from a warm-up (load starting) to a quarter of the drill; a drill's fault never
+# starts before a quarter (the schema checks it).
+WARMUP_SHARE = 0.05
+BASELINE_SHARE = 0.25
+_BINS = 20
+# Fewer observations than this in a window: the signal is not judged there (noise).
+_MIN_COUNT = 8
+_PAIR_PENALTY = 0.85
 _Z = 1.96
 
 
@@ -115,6 +123,8 @@ def _upload_failed(a: Attempt) -> bool:
 
 def _attempt_signals(attempts: Sequence[Attempt]) -> dict[str, float | None]:
     n = len(attempts)
+    if n < _MIN_COUNT:
+        return {"attempts": float(n)}
     ended = [a for a in attempts if a.outcome in ("succeeded", "failed", "abandoned")]
     proc = [a.processing_ms for a in attempts if a.processing_ms is not None]
     tc = [a.transcode_ms for a in attempts if a.transcode_ms is not None]
@@ -130,10 +140,10 @@ def _attempt_signals(attempts: Sequence[Attempt]) -> dict[str, float | None]:
         if ended else None,
         "cancel_rate": (sum(a.outcome == "cancelled" for a in attempts) / n) if n else None,
         "retries_per_attempt": (sum(a.chunk_retries for a in attempts) / n) if n else None,
-        "p50_processing_ms": percentile(proc, 0.5),
-        "p99_processing_ms": percentile(proc, 0.99),
-        "p99_transcode_ms": percentile(tc, 0.99),
-        "p95_e2e_ms": percentile(e2e, 0.95),
+        "p50_processing_ms": percentile(proc, 0.5) if len(proc) >= _MIN_COUNT else None,
+        "p99_processing_ms": percentile(proc, 0.99) if len(proc) >= _MIN_COUNT else None,
+        "p99_transcode_ms": percentile(tc, 0.99) if len(tc) >= _MIN_COUNT else None,
+        "p95_e2e_ms": percentile(e2e, 0.95) if len(e2e) >= _MIN_COUNT else None,
     }
 
 
@@ -147,19 +157,21 @@ def _metric_signals(samples: Sequence[MetricSample], w: Window) -> dict[str, flo
     a, b = before[0], after[0]
     span = b.t - a.t
 
-    def delta(name: str, **labels: str) -> float | None:
-        va, vb = a.total(name, **labels), b.total(name, **labels)
-        return None if va is None or vb is None else max(0.0, vb - va)
+    def delta(name: str, route_prefix: str | None = None, **labels: str) -> float | None:
+        # A series not exported yet at the earlier sample had counted nothing.
+        va, vb = a.total(name, route_prefix, **labels), b.total(name, route_prefix, **labels)
+        return None if vb is None else max(0.0, vb - (va or 0.0))
 
-    requests = delta("obslab_http_requests_total")
+    requests = delta("obslab_http_requests_total", route_prefix="/v1/")
     published = delta("obslab_publish_outcomes_total", outcome="succeeded")
     failed = delta("obslab_publish_outcomes_total", outcome="failed")
     out["request_rate"] = None if requests is None else requests / span
-    out["requests_per_publish"] = None if requests is None or not published else requests / published
+    out["requests_per_publish"] = None if requests is None or not published or published < 5 \
+        else requests / published
     out["counted_failed"] = failed
     hits, misses = delta("obslab_feed_cache_requests_total", result="hit"), delta(
         "obslab_feed_cache_requests_total", result="miss")
-    out["cache_hit_rate"] = None if hits is None or misses is None or hits + misses == 0 else hits / (hits + misses)
+    out["cache_hit_rate"] = None if hits is None or misses is None or hits + misses < 5 else hits / (hits + misses)
     cpu = delta("obslab_process_cpu_seconds_total", service="publish-api")
     out["cpu_per_s"] = None if cpu is None else cpu / span
     depth = [s.total("obslab_transcode_queue_depth") for s in inside + [b]]
@@ -177,7 +189,7 @@ def _feed_p95(samples: Sequence[MetricSample], w: Window) -> float | None:
     from toolkit.drills.measure import _histogram_quantile
 
     value, n = _histogram_quantile(samples, w, "obslab_http_request_duration_seconds", 0.95, "feed")
-    return None if value is None or n == 0 else 1000 * value
+    return None if value is None or n < _MIN_COUNT else 1000 * value
 
 
 def _signals(attempts: Sequence[Attempt], samples: Sequence[MetricSample], w: Window,
@@ -201,14 +213,23 @@ _MATERIAL_RISE = {
     "cancel_rate": (0.04, 0.0),
     "retries_per_attempt": (0.25, 0.0),
     "p99_processing_ms": (250.0, 0.5),
-    "p95_e2e_ms": (400.0, 0.5),
-    "requests_per_publish": (2.0, 0.4),
+    "p95_e2e_ms": (400.0, 1.0),
+    "requests_per_publish": (2.0, 0.5),
     "queue_depth_max": (3.0, 0.0),
     "memory_mb_growth": (30.0, 0.0),
-    "feed_p95_ms": (15.0, 0.5),
+    "feed_p95_ms": (15.0, 1.0),
     "failure_events_missing": (2.0, 0.0),
 }
 _MATERIAL_DROP = {"cache_hit_rate": 0.3}
+
+
+def _unlikely(rate: float | None, n: float | None, base_rate: float | None, alpha: float = 1e-3) -> bool:
+    if rate is None or not n:
+        return False
+    from scipy.stats import binomtest
+
+    k = round(rate * n)
+    return binomtest(k, int(n), max(base_rate or 0.0, 0.01), alternative="greater").pvalue < alpha
 
 
 def _moved(name: str, base: float | None, now: float | None) -> bool:
@@ -223,30 +244,43 @@ def _moved(name: str, base: float | None, now: float | None) -> bool:
 
 def find_incident_window(attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float, end: float,
                          failed_events: Callable[[Window], int] | None = None) -> tuple[Window, Window, tuple[str, ...]]:
-    """(baseline, incident, signals that moved): the bins after the baseline where any signal moved."""
-    baseline = Window(start, start + BASELINE_SHARE * (end - start))
+    """(baseline, incident, signals that moved).
+
+    The time after the baseline is cut into bins; a two-bin window is marked when a signal
+    moved materially from the baseline there and in the next window too (one noisy window
+    is not an incident). The incident spans the longest run of marked windows.
+    """
+    span = end - start
+    baseline = Window(start + WARMUP_SHARE * span, start + BASELINE_SHARE * span)
     base = _signals(attempts, samples, baseline, failed_events)
     width = (end - baseline.end) / _BINS
-    marked: list[int] = []
-    moved: set[str] = set()
-    # Two-bin windows smooth the noise of small bins.
-    for i in range(_BINS):
-        w = Window(baseline.end + i * width, baseline.end + (i + 2) * width if i + 1 < _BINS else end)
+    windows = [Window(baseline.end + i * width, min(end, baseline.end + (i + 2) * width)) for i in range(_BINS - 1)]
+    hits_per_window: list[set[str]] = []
+    for w in windows:
         now = _signals(attempts, samples, w, failed_events)
-        hit = [name for name in list(_MATERIAL_RISE) + list(_MATERIAL_DROP)
-               if name not in ("memory_mb_growth", "queue_depth_max") and _moved(name, base.get(name), now.get(name))]
-        # Memory and queue depth are levels, not rates: compare the bin with the baseline's level.
+        hit = {name for name in list(_MATERIAL_RISE) + list(_MATERIAL_DROP)
+               if name not in ("memory_mb_growth", "queue_depth_max") and _moved(name, base.get(name), now.get(name))}
+        # A rate over few attempts moves by chance: keep it only if unlikely under the baseline rate.
+        for name in ("failure_rate", "cancel_rate"):
+            if name in hit and not _unlikely(now.get(name), now.get("attempts"), base.get(name)):
+                hit.discard(name)
+        # Memory and queue depth are levels, not rates: compare the window with the baseline's level.
         if now.get("queue_depth_max") is not None and now["queue_depth_max"] - (base.get("queue_depth_max") or 0) >= 3:
-            hit.append("queue_depth_max")
-        if now.get("memory_mb_growth") is not None and now["memory_mb_growth"] >= 10 * w.length_s / max(width, 1e-9) \
-                and now["memory_mb_growth"] >= 8:
-            hit.append("memory_mb_growth")
-        if hit:
+            hit.add("queue_depth_max")
+        if (now.get("memory_mb_growth") or 0) >= 8:
+            hit.add("memory_mb_growth")
+        hits_per_window.append(hit)
+    marked, moved = [], set()
+    for i, hit in enumerate(hits_per_window):
+        neighbours = (hits_per_window[i - 1] if i > 0 else set()) | (
+            hits_per_window[i + 1] if i + 1 < len(hits_per_window) else set())
+        confirmed = hit & neighbours
+        if confirmed:
             marked.append(i)
-            moved.update(hit)
+            moved |= confirmed
     if not marked:
         return baseline, Window(baseline.end, end), ()
-    # The longest run of marked bins (a one-bin gap does not break it): one incident, not stray noise.
+    # The longest run of marked windows (a one-window gap does not break it).
     runs: list[list[int]] = [[marked[0]]]
     for i in marked[1:]:
         if i - runs[-1][-1] <= 2:
@@ -254,8 +288,7 @@ def find_incident_window(attempts: Sequence[Attempt], samples: Sequence[MetricSa
         else:
             runs.append([i])
     best = max(runs, key=lambda r: (r[-1] - r[0] + 1, len(r)))
-    lo, hi = best[0], best[-1]
-    return baseline, Window(baseline.end + lo * width, min(end, baseline.end + (hi + 2) * width)), tuple(sorted(moved))
+    return baseline, Window(windows[best[0]].start, windows[best[-1]].end), tuple(sorted(moved))
 
 
 # -- detectors -----------------------------------------------------------------------------------
@@ -292,7 +325,7 @@ def _canary_evidence(attempts: Sequence[Attempt], w: Window, baseline: Window) -
     share = len(canary) / len(inside)
     why = (f"{failed_canary} of {len(failed)} failures in the canary, which carries {share:.1%} of attempts "
            f"(n={len(inside)})")
-    if failed_canary < 3:
+    if failed_canary < 2:
         return 0.0, why
     p = binomtest(failed_canary, len(failed), share, alternative="greater").pvalue
     why += f", binomial p={p:.2g}"
@@ -316,23 +349,31 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[flo
                            f"publishes failing because chunks could not be stored up {storage_rise:+.1%}")
     d["transcoder_errors"] = (_clip((transcode_rise - 0.01) / 0.05) * (0.5 if canary_score > 0 else 1.0),
                               f"publishes failing after the upload (transcode/publish) up {transcode_rise:+.1%}")
-    d["retry_amplification"] = (_clip((rpp_ratio - 1.5) / 0.5) * 1.3 if retry_rise > 0.2 else 0.0,
-                                f"requests per publish ×{rpp_ratio:.2f}, retries per attempt {retry_rise:+.2f}")
-    d["chunk_upload_failures"] = (_clip(retry_rise / 0.3) * (1.0 if storage_rise < 0.05 else 0.5),
+    # A retry storm is retries multiplying the load: many extra tries per attempt AND clearly more
+    # requests per successful publish. Failing chunks retried sparingly are the failures themselves.
+    amplified = retry_rise >= 1.0 and rpp_ratio >= 1.3
+    d["retry_amplification"] = (_clip((rpp_ratio - 1.3) / 0.3) * 1.3 if retry_rise >= 1.0 else 0.0,
+                                f"requests per publish ×{rpp_ratio:.2f}, chunk retries per attempt {retry_rise:+.2f}")
+    d["chunk_upload_failures"] = (_clip(retry_rise / 0.3) * (1.0 if storage_rise < 0.05 else 0.5)
+                                  * (0.7 if amplified else 1.0),
                                   f"chunk retries per attempt {retry_rise:+.2f}")
     p99_ratio = _ratio(ev, "p99_processing_ms")
     tc_ratio = _ratio(ev, "p99_transcode_ms")
-    d["transcoder_slow"] = (_clip((max(tc_ratio, p99_ratio) - 1.5) / 1.0),
-                            f"p99 transcode ×{tc_ratio:.2f}, p99 processing ×{p99_ratio:.2f}")
     depth_rise = _rise(ev, "queue_depth_max")
+    # Latency that a growing queue explains is queueing, not a slower transcoder.
+    d["transcoder_slow"] = (_clip((max(tc_ratio, p99_ratio) - 1.5) / 1.0) * (0.5 if depth_rise >= 3 else 1.0),
+                            f"p99 transcode ×{tc_ratio:.2f}, p99 processing ×{p99_ratio:.2f}")
     d["queue_backlog"] = (_clip(depth_rise / 5.0) * 1.4, f"transcode queue depth up by {depth_rise:.0f}")
     hit_drop = -_rise(ev, "cache_hit_rate")
     feed_rise = _rise(ev, "feed_p95_ms")
     d["cache_regression"] = (_clip(hit_drop / 0.3) * 1.3, f"feed cache hit rate down {hit_drop:.0%}")
     d["database_slow"] = (_clip(feed_rise / 50.0) * 0.6 * (1.0 if hit_drop < 0.2 else 0.3),
                           f"feed p95 up {feed_rise:.0f} ms")
-    d["instrumentation_loss"] = (_clip(missing_share / 0.3) * 1.5 if missing >= 2 else 0.0,
-                                 f"{missing:.0f} failures counted by the service have no publish_failed event")
+    dropped = ev.get("events_dropped")[1] or 0.0
+    d["instrumentation_loss"] = (max(_clip(missing_share / 0.3) * 1.5 if missing >= 2 else 0.0,
+                                     _clip(dropped / 20.0) * 1.5),
+                                 f"{missing:.0f} failures counted by the service have no publish_failed event; "
+                                 f"obslab_events_lost_total{{reason=dropped_fault}} +{dropped:.0f}")
     cancel_rise = _rise(ev, "cancel_rate")
     d["client_auto_cancel"] = (_clip(cancel_rise / 0.05) * 1.2, f"cancel rate {cancel_rise:+.1%}")
     mem = ev.get("memory_mb_growth")[1] or 0.0
@@ -341,8 +382,9 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[flo
                         f"publish-api memory +{mem:.0f} MB with traffic ×{rate_ratio:.2f}")
     cpu_ratio = _ratio(ev, "cpu_per_s")
     d["cpu_saturation"] = (_clip((cpu_ratio - 1.5) / 1.0) * 0.5, f"API CPU ×{cpu_ratio:.2f}")
-    d["traffic_spike"] = (_clip((rate_ratio - 1.4) / 0.6) * 0.7 * (0.3 if fail_rise > 0.04 else 1.0),
-                          f"attempts per second ×{rate_ratio:.2f}")
+    peak = ev.get("attempt_rate_peak_ratio")[1] or 1.0
+    d["traffic_spike"] = (_clip((peak - 1.4) / 0.6) * 0.7 * (0.3 if fail_rise > 0.04 else 1.0),
+                          f"peak attempts per second ×{peak:.2f} the drill's median")
     return d
 
 
@@ -361,7 +403,12 @@ def _hurt_predicate(cause: str, baseline_attempts: Sequence[Attempt]) -> tuple[s
         return "needed at least one chunk retry", lambda a: a.chunk_retries > 0
     if cause == "client_auto_cancel":
         return "ended upload_cancelled", lambda a: a.outcome == "cancelled"
-    if cause in ("transcoder_slow", "queue_backlog", "database_slow"):
+    if cause == "queue_backlog":
+        base = [a.queue_wait_ms for a in baseline_attempts if a.queue_wait_ms is not None]
+        limit = max(2 * (percentile(base, 0.99) or 0.0), 250.0)
+        return f"waited in the transcode queue longer than {limit:.0f} ms", \
+            lambda a: a.queue_wait_ms is not None and a.queue_wait_ms > limit
+    if cause in ("transcoder_slow", "database_slow"):
         base = [a.processing_ms for a in baseline_attempts if a.processing_ms is not None]
         limit = max(percentile(base, 0.99) or 0.0, 2 * (percentile(base, 0.5) or 0.0), 100.0)
         return f"processing latency above {limit:.0f} ms (baseline p99)", \
@@ -405,9 +452,83 @@ def rank_cohorts(attempts: Sequence[Attempt], incident: Window, baseline: Window
         r_was = b_was / n_was if n_was >= 5 else r_rest
         coverage = b_c / b_all
         score = coverage * (wilson_lower(b_c, n_c) - max(r_rest, r_was))
+        # A narrower cohort must explain clearly more than the broader one it refines.
+        score *= _PAIR_PENALTY ** (len(key) - 1)
         scores.append(CohortScore(dict(key), round(score, 4), b_c, n_c, b_c / n_c))
     scores.sort(key=lambda s: (-s.score, len(s.cohort)))
     return tuple(scores[:top])
+
+
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def _outcome_counts(sample: MetricSample) -> list[tuple[dict[str, str], float]]:
+    out = []
+    for key, value in sample.values.items():
+        if key.startswith("obslab_publish_outcomes_total{"):
+            out.append((dict(_LABEL.findall(key)), value))
+    return out
+
+
+def rank_missing_event_cohorts(attempts: Sequence[Attempt], samples: Sequence[MetricSample], incident: Window,
+                               dimensions: Sequence[str], top: int = 10) -> tuple[CohortScore, ...]:
+    """Where are outcomes the service counted (Prometheus) missing from the event log?
+
+    Each cohort value scores by its share of the missing outcomes times the share of its own
+    outcomes that are missing; "everyone" by the overall share missing.
+    """
+    before = [s for s in samples if s.t <= incident.start][-1:]
+    after = [s for s in samples if s.t >= incident.end][:1] or samples[-1:]
+    if not before or not after:
+        return (CohortScore({}, 0.0, 0, 0, 0.0),)
+    a, b = before[0], after[0]
+    counted: dict[tuple[str, str] | None, float] = {}
+    start_counts = {tuple(sorted(lbl.items())): v for lbl, v in _outcome_counts(a)}
+    for labels, value in _outcome_counts(b):
+        delta = value - start_counts.get(tuple(sorted(labels.items())), 0.0)
+        counted[None] = counted.get(None, 0.0) + delta
+        for dim in dimensions:
+            if dim in labels:
+                counted[(dim, labels[dim])] = counted.get((dim, labels[dim]), 0.0) + delta
+    span = Window(a.t, b.t)
+    logged: dict[tuple[str, str] | None, int] = {}
+    for att in attempts:
+        if att.ended is None or att.ended not in span or att.outcome not in ("succeeded", "failed", "cancelled"):
+            continue
+        logged[None] = logged.get(None, 0) + 1
+        for dim in dimensions:
+            value = att.cohort.get(dim)
+            if value is not None:
+                logged[(dim, value)] = logged.get((dim, value), 0) + 1
+    total_counted = counted.get(None, 0.0)
+    total_missing = max(0.0, total_counted - logged.get(None, 0))
+    if total_counted <= 0 or total_missing <= 0:
+        return (CohortScore({}, 0.0, 0, int(total_counted), 0.0),)
+    scores = [CohortScore({}, round(total_missing / total_counted, 4), int(total_missing), int(total_counted),
+                          total_missing / total_counted)]
+    for key, n in counted.items():
+        if key is None or n <= 0:
+            continue
+        missing = max(0.0, n - logged.get(key, 0))
+        if missing <= 0:
+            continue
+        score = (missing / total_missing) * (missing / n)
+        scores.append(CohortScore({key[0]: key[1]}, round(score, 4), int(missing), int(n), missing / n))
+    scores.sort(key=lambda c: (-c.score, len(c.cohort)))
+    return tuple(scores[:top])
+
+
+def _peak_rate_ratio(attempts: Sequence[Attempt], w: Window, bins: int = 10) -> float | None:
+    """Busiest tenth of ``w`` against its median tenth, by attempts started: a spike is a transient peak
+    (a load that merely ramps up or stays high is not)."""
+    width = w.length_s / bins
+    counts = [0] * bins
+    for a in attempts:
+        if a.started in w:
+            counts[min(bins - 1, int((a.started - w.start) / width))] += 1
+    ordered = sorted(counts)
+    median = ordered[bins // 2]
+    return None if median < 3 else max(counts) / median
 
 
 def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float, end: float,
@@ -422,18 +543,19 @@ def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[Metric
     baseline, incident, moved = find_incident_window(attempts, samples, start, end, failed_events)
     base_sig = _signals(attempts, samples, baseline, failed_events)
     inc_sig = _signals(attempts, samples, incident, failed_events)
-    ev = Evidence(baseline, incident, {k: (base_sig.get(k), inc_sig.get(k)) for k in set(base_sig) | set(inc_sig)},
-                  rollout=Window(baseline.end, end))
+    values = {k: (base_sig.get(k), inc_sig.get(k)) for k in set(base_sig) | set(inc_sig)}
+    values["attempt_rate_peak_ratio"] = (None, _peak_rate_ratio(attempts, Window(baseline.end, end)))
+    ev = Evidence(baseline, incident, values, rollout=Window(baseline.end, end))
     causes = score_causes(drill, ev, attempts)
     if causes[0].cause == "canary_regression":
-        # The incident is where the canary failed: from its first to its last failure after the baseline.
-        times = [a.ended for a in attempts if a.ended is not None and a.ended >= baseline.end
-                 and a.cohort.get("release") == "canary" and a.outcome in ("failed", "abandoned")]
-        if times:
-            incident = Window(min(times), max(times) + 1e-3)
+        # A canary is judged over the rollout: its cohort is too small to mark a window in global signals.
+        incident = ev.rollout
     before = [a for a in attempts if a.ended is not None and a.ended in baseline]
     hurt_by, hurt = _hurt_predicate(causes[0].cause, before)
-    if hurt is None:
+    if causes[0].cause == "instrumentation_loss":
+        cohorts = rank_missing_event_cohorts(attempts, samples, incident, drill.questions.cohort_dimensions)
+        hurt_by = "outcomes the service counted (obslab_publish_outcomes_total) that have no terminal event in the log"
+    elif hurt is None:
         n = sum(1 for a in attempts if a.ended is not None and a.ended in incident)
         cohorts: tuple[CohortScore, ...] = (CohortScore({}, 1.0, 0, n, 0.0),)
         hurt_by = "no per-attempt signal: the evidence is in service-wide metrics"

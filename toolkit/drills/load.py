@@ -22,9 +22,8 @@ __all__ = ["load_env", "load_command", "start_load", "stop_load", "locustfile"]
 
 
 def locustfile() -> Path:
-    import loadtests
-
-    return Path(loadtests.__file__).resolve().parent / "locustfile.py"
+    """The drill's locustfile: the lab's users plus the client behaviours drills emulate."""
+    return Path(__file__).resolve().parent / "locustfile.py"
 
 
 def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
@@ -44,7 +43,9 @@ def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
     if auto_cancel:
         nets = auto_cancel.get("network_type") or []
         nets = nets if isinstance(nets, list) else [nets]
-        env["OBSLAB_LOAD_AUTO_CANCEL"] = f"{auto_cancel['app_version']}:{'|'.join(nets)}:{auto_cancel['after']}"
+        env["OBSLAB_DRILL_AUTO_CANCEL"] = f"{auto_cancel['app_version']}:{'|'.join(nets)}:{auto_cancel['after']}"
+    if load.viewer_weight is not None:
+        env["OBSLAB_LOAD_VIEWER_WEIGHT"] = str(load.viewer_weight)
     return env
 
 

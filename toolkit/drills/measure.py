@@ -66,6 +66,7 @@ class Attempt:
     chunk_failures: int
     error_class: str | None
     synthetic: bool = True
+    queue_wait_ms: float | None = None  # async transcode: time in the queue
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,14 @@ class MetricSample:
     t: float
     values: Mapping[str, float]
 
-    def total(self, name: str, **labels: str) -> float | None:
-        """Sum of the series named ``name`` whose labels include ``labels``; None if there is none."""
+    def total(self, name: str, route_prefix: str | None = None, **labels: str) -> float | None:
+        """Sum of the series named ``name`` whose labels include ``labels`` (and whose route starts
+        with ``route_prefix``); None if there is none."""
         found, total = False, 0.0
         prefix = name + "{"
         wanted = [f'{k}="{v}"' for k, v in labels.items()]
+        if route_prefix is not None:
+            wanted.append(f'route="{route_prefix}')
         for key, value in self.values.items():
             if key.startswith(prefix) and all(w in key for w in wanted):
                 found, total = True, total + value
@@ -113,7 +117,7 @@ IMPACT_DEFINITIONS = {
     "p95_e2e_shift_ms": "p95 (exact, interpolated) of e2e latency (upload_started → publish_succeeded) of "
                         "publishes in the incident window minus the same before it",
     "chunk_retries": "chunk_retry events emitted during the incident window",
-    "requests_per_publish": "API requests (obslab_http_requests_total, all routes) ÷ successful publishes "
+    "requests_per_publish": "API requests (obslab_http_requests_total, /v1/ routes) ÷ successful publishes "
                             "(obslab_publish_outcomes_total{outcome=succeeded}) during the incident window",
     "cancelled_attempts": "attempts that ended upload_cancelled during the incident window",
     "lost_failure_events": "failed outcomes counted by the service (obslab_publish_outcomes_total{outcome=failed}) "
@@ -167,12 +171,13 @@ def read_attempts(events: str | Path, window: Window | None = None, abandon_afte
     """
     from datetime import datetime, timezone
 
-    from toolkit.attempts import attempts as attempts_table
+    from toolkit.attempts import attempt_stats_table
     from toolkit.events_io import load_events
 
     es = load_events([events])
     as_of_dt = None if as_of is None else datetime.fromtimestamp(as_of, tz=timezone.utc).replace(tzinfo=None)
-    attempts_table(es, abandon_after_s=abandon_after_s, as_of=as_of_dt, name="drill_attempts")
+    # The SLI engine's wide per-attempt table: the attempts contract plus mechanism columns (queue wait).
+    attempt_stats_table(es, abandon_after_s=abandon_after_s, as_of=as_of_dt, name="drill_attempts")
     cond = ""
     if window is not None:
         cond = (f"WHERE epoch(last_event_at) >= {window.start} AND "
@@ -183,7 +188,7 @@ def read_attempts(events: str | Path, window: Window | None = None, abandon_afte
                epoch(coalesce(ended_at, CASE WHEN outcome = 'abandoned'
                                         THEN last_event_at + to_microseconds({int(round(abandon_after_s * 1e6))}) END)),
                epoch(last_event_at), processing_ms, e2e_ms, transcode_ms, chunk_retries, chunk_failures,
-               error_class, synthetic
+               error_class, synthetic, queue_wait_ms
         FROM drill_attempts {cond}
         ORDER BY 2
     """).fetchall()
@@ -193,7 +198,7 @@ def read_attempts(events: str | Path, window: Window | None = None, abandon_afte
                   "release": r[6] or "stable", "transcode_mode": r[7] or "sync"}
         outcome = r[8] if r[8] in ("succeeded", "failed", "cancelled", "abandoned") else None
         out.append(Attempt(r[0], r[1], cohort, outcome, r[9], r[10], r[11], r[12], r[13], int(r[14] or 0),
-                           int(r[15] or 0), r[16], bool(r[17]) if r[17] is not None else True))
+                           int(r[15] or 0), r[16], bool(r[17]) if r[17] is not None else True, r[18]))
     return out
 
 
@@ -237,17 +242,19 @@ def _ended_in(attempts: Iterable[Attempt], w: Window) -> list[Attempt]:
     return [a for a in attempts if a.ended is not None and a.ended in w]
 
 
-def _series_delta(samples: Sequence[MetricSample], w: Window, name: str, **labels: str) -> tuple[float | None, Window]:
+def _series_delta(samples: Sequence[MetricSample], w: Window, name: str, route_prefix: str | None = None,
+                  **labels: str) -> tuple[float | None, Window]:
     """Counter increase between the last sample at or before w.start and the first at or after w.end."""
     before = [s for s in samples if s.t <= w.start]
     after = [s for s in samples if s.t >= w.end] or samples[-1:]
     if not before or not after:
         return None, w
     a, b = before[-1], after[0]
-    va, vb = a.total(name, **labels), b.total(name, **labels)
-    if va is None or vb is None:
+    va, vb = a.total(name, route_prefix, **labels), b.total(name, route_prefix, **labels)
+    if vb is None:
         return None, Window(a.t, b.t)
-    return max(0.0, vb - va), Window(a.t, b.t)
+    # A series not exported yet at the earlier sample had counted nothing.
+    return max(0.0, vb - (va or 0.0)), Window(a.t, b.t)
 
 
 def _histogram_quantile(samples: Sequence[MetricSample], w: Window, name: str, q: float,
@@ -312,7 +319,7 @@ def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample],
         add("chunk_retries", float(sum(a.chunk_retries for a in inc)), "events")
     add("cancelled_attempts", float(sum(1 for a in inc if a.outcome == "cancelled")), "attempts", len(inc))
     if samples:
-        requests, _ = _series_delta(samples, incident, "obslab_http_requests_total")
+        requests, _ = _series_delta(samples, incident, "obslab_http_requests_total", route_prefix="/v1/")
         published, _ = _series_delta(samples, incident, "obslab_publish_outcomes_total", outcome="succeeded")
         rpp = requests / published if requests is not None and published else None
         add("requests_per_publish", rpp, "requests per publish", int(published or 0))

@@ -113,7 +113,7 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
 
     for i, bg in enumerate(drill.setup.background_faults):
         client.put_fault(background_fault_name(drill, i), fault_body(bg, duration_s=state.duration_s + 30))
-        run.log("background_fault_applied", index=i, kind=bg.kind, target=bg.target)
+        run.log("background_fault_applied", index=i, fault_kind=bg.kind, target=bg.target)
     env = {**os.environ, TOKEN_ENV: lab.token}
     with open(run.log_file, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "toolkit.drills.scheduler", str(run.path)], env=env,

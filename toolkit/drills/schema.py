@@ -102,6 +102,8 @@ IMPACT_METRICS = (
 LOAD_SHAPES = ("steady", "phased", "spike")
 RETRY_POLICIES = ("backoff", "immediate")
 API_ROUTES = ("create", "chunk", "complete", "status", "cancel", "feed")
+# Share of the drill before the earliest fault start: the baseline the analysis compares against.
+BASELINE_SHARE = 0.25
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
@@ -120,6 +122,7 @@ class LoadSetup:
     # Cohort mix override (dimension → value → weight), so a small cohort has enough traffic to see.
     mix: dict[str, dict[str, float]] = field(default_factory=dict)
     think_time: str | None = None  # "MIN-MAX" pause between a creator's flows
+    viewer_weight: int | None = None  # viewers per 4 creators (feed traffic)
 
 
 @dataclass(frozen=True)
@@ -301,7 +304,7 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
     c.fields(m, "setup", {"duration", "load"}, {"flags", "background_faults"})
     duration_s = c.duration(m["duration"], "setup.duration")
     load = c.mapping(m["load"], "setup.load", allow_empty=False)
-    c.fields(load, "setup.load", {"shape", "users"}, {"retry", "client", "mix", "think_time"})
+    c.fields(load, "setup.load", {"shape", "users"}, {"retry", "client", "mix", "think_time", "viewer_weight"})
     shape = c.choice(load["shape"], "setup.load.shape", LOAD_SHAPES)
     users = c.integer(load["users"], "setup.load.users", 1, 500)
     retry = c.mapping(load.get("retry"), "setup.load.retry")
@@ -338,6 +341,9 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
         lo_s = c.duration(low, "setup.load.think_time", allow_zero=True)
         if sep and c.duration(high, "setup.load.think_time", allow_zero=True) < lo_s:
             raise c.fail("setup.load.think_time", f"the maximum is below the minimum in {think_time!r}")
+    viewer_weight = None
+    if "viewer_weight" in load:
+        viewer_weight = c.integer(load["viewer_weight"], "setup.load.viewer_weight", 0, 100)
     flags: dict[str, tuple[str, float]] = {}
     raw_flags = c.mapping(m.get("flags"), "setup.flags")
     for name, spec in raw_flags.items():
@@ -352,7 +358,8 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
     if not isinstance(raw_bg, list):
         raise c.fail("setup.background_faults", f"expected a list of faults, got {raw_bg!r}")
     background = tuple(_parse_background_fault(c, f, f"setup.background_faults[{i}]") for i, f in enumerate(raw_bg))
-    return Setup(duration_s, LoadSetup(shape, users, policy, max_attempts, dict(client), mix, think_time), flags,
+    return Setup(duration_s, LoadSetup(shape, users, policy, max_attempts, dict(client), mix, think_time,
+                                           viewer_weight), flags,
                  background)
 
 
@@ -369,6 +376,11 @@ def _parse_fault(c: _Checker, raw: Any, setup: Setup) -> Fault:
     hi = c.duration(window[1], "fault.when.window[1]", allow_zero=True)
     if hi < lo:
         raise c.fail("fault.when.window[1]", f"must not be before window[0] ({window[0]}), got {window[1]!r}")
+    if lo < BASELINE_SHARE * setup.duration_s:
+        raise c.fail("fault.when.window[0]",
+                     f"the fault must not start before a quarter of the drill "
+                     f"({format_duration(BASELINE_SHARE * setup.duration_s)}), so there is a baseline to compare "
+                     f"against; got {window[0]!r}")
     duration_s = c.duration(when["duration"], "fault.when.duration")
     if hi + duration_s > setup.duration_s:
         raise c.fail("fault.when.duration",
