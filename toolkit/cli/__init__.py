@@ -24,10 +24,7 @@ COMMAND_MODULES = (
     "budget",
     "bench_sli",
     "bench_capacity",
-<<<<<<< HEAD
     "bench_soak",
-=======
->>>>>>> drills
     "drill",
 )
 
