@@ -41,8 +41,19 @@ def _publish_until_complete(service) -> requests.Response:
     upload = service.create_upload(chunk_count=1)
     headers = {"X-Request-ID": upload["request_id"]}
     assert service.put_chunk(upload["upload_id"], 0, headers=headers).status_code == 200
-    return requests.post(service.url(f"/v1/uploads/{upload['upload_id']}/complete"), headers=headers,
-                         timeout=HANG_S)
+    r = requests.post(service.url(f"/v1/uploads/{upload['upload_id']}/complete"), headers=headers,
+                      timeout=HANG_S)
+    r.request_id = upload["request_id"]
+    return r
+
+
+def _put_fault_in_force(service, name: str, spec: dict) -> None:
+    """PUT a fault, then publish until one attempt shows it: workers and the transcoder pick
+    faults up from the shared state on their next refresh, not at the PUT."""
+    assert service.admin("PUT", f"/admin/faults/{name}", json=spec).status_code == 200
+    deadline = time.monotonic() + HANG_S
+    while _publish_until_complete(service).status_code != 503:
+        assert time.monotonic() < deadline, f"fault {name} never took effect"
 
 
 class Bystander:
@@ -85,41 +96,55 @@ def _assert_unavailable(responses, error_class):
         assert r.json()["error"]["code"] and r.json().get("error_class") in (error_class, None), r.text
 
 
-@pytest.fixture
-def svc(make_service):
-    handle = make_service()
+def _start(make_service, **kwargs):
+    handle = make_service(**kwargs)
     # Total of one metric family on another process's /metrics.
     handle.metric_samples_total = lambda url, name: sum(
         s.value for s in handle.metric_samples(url) if s.name == name)
     return handle
 
 
-def test_slow_transcoder_times_out_without_retry_and_without_starving_other_routes(svc):
+@pytest.fixture
+def svc(make_service):
+    return _start(make_service)
+
+
+# The read timeout under test: short enough to keep the test brief, and the injected
+# latency far beyond it, so a busy machine cannot blur the two.
+READ_TIMEOUT_S = 3
+INJECTED_LATENCY_MS = 20_000
+
+
+def test_slow_transcoder_times_out_without_retry_and_without_starving_other_routes(make_service):
+    svc = _start(make_service, extra_env={"OBSLAB_TRANSCODER_TIMEOUT_S": str(READ_TIMEOUT_S)})
+    _put_fault_in_force(svc, "slow-transcoder",
+                        {"kind": "latency", "target": "transcoder", "params": {"latency_ms": INJECTED_LATENCY_MS}})
     before = _transcoder_requests(svc)
-    svc.admin("PUT", "/admin/faults/slow-transcoder",
-              json={"kind": "latency", "target": "transcoder", "params": {"latency_ms": 8000}})
     with Bystander(svc) as bystander:
         responses = _concurrent_completes(svc)
     _assert_unavailable(responses, "timeout")
-    failed = svc.events(lambda e: e["event"] == "publish_failed")
+    batch = {r.request_id for r in responses}
+    failed = svc.events(lambda e: e["event"] == "publish_failed" and e["request_id"] in batch)
     assert len(failed) == CONCURRENT_PUBLISHES and {e["error_class"] for e in failed} == {"timeout"}
     # A read timeout is final: one transcode call per publish, never a retry that doubles the wait.
+    calls = _transcoder_requests(svc) - before
     svc.admin("DELETE", "/admin/faults/slow-transcoder")
     assert bystander.statuses and all(code == 200 for _, code in bystander.statuses), set(bystander.statuses)
-    calls = _transcoder_requests(svc) - before
     assert calls <= CONCURRENT_PUBLISHES, calls
 
 
 def test_failing_transcoder_is_retried_a_bounded_number_of_times(svc):
+    _put_fault_in_force(svc, "broken-transcoder", {"kind": "errors", "target": "transcoder"})
     before = _transcoder_requests(svc)
-    svc.admin("PUT", "/admin/faults/broken-transcoder", json={"kind": "errors", "target": "transcoder"})
     with Bystander(svc) as bystander:
         responses = _concurrent_completes(svc)
+    calls = _transcoder_requests(svc) - before
     svc.admin("DELETE", "/admin/faults/broken-transcoder")
     _assert_unavailable(responses, "dependency_unavailable")
-    failed = svc.events(lambda e: e["event"] == "publish_failed")
+    batch = {r.request_id for r in responses}
+    failed = svc.events(lambda e: e["event"] == "publish_failed" and e["request_id"] in batch)
+    assert len(failed) == CONCURRENT_PUBLISHES
     assert {e["error_class"] for e in failed} == {"dependency_unavailable"}
-    calls = _transcoder_requests(svc) - before
     assert calls == CONCURRENT_PUBLISHES * MAX_ATTEMPTS, calls  # every attempt retried, none more than allowed
     assert all(code == 200 for _, code in bystander.statuses), set(bystander.statuses)
 
