@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 __all__ = [
     "EVENTS_FILE",
