@@ -25,7 +25,9 @@ from toolkit.processes import ServiceProcesses
 pytestmark = pytest.mark.slow
 
 DRILLS = sorted(load_catalogue())
-SPEED = float(os.environ.get("OBSLAB_DRILL_TEST_SPEED", "12"))
+SPEED = float(os.environ.get("OBSLAB_DRILL_TEST_SPEED", "10"))
+# A 5 % canary needs more time than the others to collect enough canary failures to judge.
+SPEEDS = {"bad-canary": SPEED / 2}
 PARALLEL = int(os.environ.get("OBSLAB_DRILL_TEST_PARALLEL", "4"))
 SEED = 20261128
 
@@ -45,7 +47,7 @@ def _run_one(base: Path, drill_id: str) -> LiveRun:
     with ServiceProcesses(data_dir / "data", workers=2) as svc:
         proc = subprocess.run(
             [sys.executable, "-c", "from toolkit.cli import main; main()", "drill", "start", drill_id,
-             "--auto", "--speed", str(SPEED), "--seed", str(SEED), "--data-dir", str(data_dir),
+             "--auto", "--speed", str(SPEEDS.get(drill_id, SPEED)), "--seed", str(SEED), "--data-dir", str(data_dir),
              "--url", svc.base_url],
             capture_output=True, text=True, timeout=600, env={**os.environ, "OBSLAB_ADMIN_TOKEN": svc.admin_token})
         runs = sorted((data_dir / "drills").glob("*-" + drill_id))
@@ -59,6 +61,8 @@ def live_runs(tmp_path_factory) -> dict[str, LiveRun]:
     wanted = [d for d in DRILLS if not os.environ.get("OBSLAB_DRILL_TEST_ONLY")
               or d in os.environ["OBSLAB_DRILL_TEST_ONLY"].split(",")]
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        # The longest drill first, so it does not start last.
+        wanted.sort(key=lambda d: SPEEDS.get(d, SPEED))
         return dict(zip(wanted, pool.map(lambda d: _run_one(base, d), wanted)))
 
 
@@ -83,29 +87,29 @@ def test_auto_finds_the_injected_cause_and_cohort_first(live_runs, drill_id):
 
 
 @pytest.mark.parametrize("drill_id", DRILLS)
-def test_report_numbers_are_the_sli_engines(live_runs, drill_id):
-    from toolkit.attempts import attempts, filter_attempts
-    from toolkit.events_io import load_events
-    from toolkit.drills.report import default_spec
+def test_report_numbers_are_what_obslab_sli_computes(live_runs, drill_id):
+    from datetime import datetime, timezone
 
     run = _get(live_runs, drill_id)
     report = json.loads((run.run_dir / "report" / "report.json").read_text())
     start, end = report["fault_window"]
-    spec = default_spec()
-    events = load_events([run.events_dir])
-    rel = attempts(events, abandon_after_s=spec.abandon_after_s)
-    from datetime import datetime, timezone
 
     def iso(t):
         return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    window = filter_attempts(rel, abandon_after_s=spec.abandon_after_s, since=iso(start), until=iso(end))
-    good, failed, abandoned = window.aggregate(
-        "count(*) FILTER (WHERE outcome = 'succeeded'), count(*) FILTER (WHERE outcome = 'failed'), "
-        "count(*) FILTER (WHERE outcome = 'abandoned')").fetchall()[0]
-    assert report["sli_fault_window"] == {"good": good, "total": good + failed + abandoned}
-    assert report["figures"]["failed_publishes"]["value"] == failed + abandoned
+    proc = subprocess.run([sys.executable, "-c", "from toolkit.cli import main; main()", "sli", str(run.events_dir),
+                           "--since", iso(start), "--until", iso(end), "--format", "json"],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    sli = json.loads(proc.stdout)["totals"]
+    success = next(f for f in sli["primary"] if f["name"] == "publish_success_rate")
+    assert report["sli_fault_window"]["good"] == success["numerator"]
+    assert report["sli_fault_window"]["total"] == success["denominator"]
+    counts = sli["counts"]
+    assert report["figures"]["failed_publishes"]["value"] == counts["failed"] + counts["abandoned"]
+    latency = {f["statistic"]: f["value"] for f in sli["latency"] if f["name"].startswith("processing_latency_p")}
+    assert report["sli_fault_window"]["processing_latency_ms"] == latency
     md = (run.run_dir / "report" / "report.md").read_text()
-    assert f"{good}/{good + failed + abandoned}" in md
+    assert f"{success['numerator']}/{success['denominator']}" in md
     for png in ("sli-burn.png", "latency.png", "cohorts.png"):
         assert (run.run_dir / "report" / png).stat().st_size > 10_000

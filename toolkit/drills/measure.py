@@ -112,9 +112,9 @@ IMPACT_DEFINITIONS = {
     "failed_publishes": "publish attempts whose outcome (publish_failed, or abandoned) fell in the incident window",
     "budget_spent_percent": "bad attempts in the incident window ÷ (error budget × attempts the window's rate "
                             "would give over the SLO period), as % — publish-success SLO, lab profile period",
-    "p99_processing_shift_ms": "p99 (exact, interpolated) of processing latency (upload_completed → "
+    "p99_processing_shift_ms": "p99 (exact, nearest-rank) of processing latency (upload_completed → "
                                "publish_succeeded) of publishes in the incident window minus the same before it",
-    "p95_e2e_shift_ms": "p95 (exact, interpolated) of e2e latency (upload_started → publish_succeeded) of "
+    "p95_e2e_shift_ms": "p95 (exact, nearest-rank) of e2e latency (upload_started → publish_succeeded) of "
                         "publishes in the incident window minus the same before it",
     "chunk_retries": "chunk_retry events emitted during the incident window",
     "requests_per_publish": "API requests (obslab_http_requests_total, /v1/ routes) ÷ successful publishes "
@@ -216,14 +216,11 @@ def read_metric_samples(path: str | Path) -> list[MetricSample]:
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """Exact percentile by linear interpolation between order statistics (numpy's default)."""
+    """Exact nearest-rank percentile, the SLI engine's method (DuckDB quantile_disc, numpy 'inverted_cdf')."""
     xs = sorted(v for v in values if v is not None)
     if not xs:
         return None
-    pos = (len(xs) - 1) * q
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    return xs[max(0, math.ceil(q * len(xs)) - 1)]
 
 
 def success_rate(attempts: Iterable[Attempt]) -> tuple[int, int]:
@@ -389,14 +386,15 @@ def burn_rate_series(attempts: Sequence[Attempt], spec: SloSpec, start: float, e
 def first_page(attempts: Sequence[Attempt], spec: SloSpec, start: float, end: float, step_s: float = 1.0,
                profile: str = "lab") -> tuple[float, str] | None:
     """(time, which alert) of the first page: a page-severity window pair whose long and short
-    burn rates are both at or over the factor, evaluated every ``step_s`` as a rule would be."""
+    burn rates are both over the factor, evaluated every ``step_s`` as a rule would be."""
     hits = []
     for i, w in enumerate(spec.windows_for(profile)):
         if w.severity != "page":
             continue
         for p in burn_rate_series(attempts, spec, start, end, step_s, i, profile):
-            if p.burn_long is not None and p.burn_short is not None and p.burn_long >= w.burn_rate \
-                    and p.burn_short >= w.burn_rate:
-                hits.append((p.t, f"{w.long}/{w.short} burn rate at or over {w.burn_rate:g}× ({profile} profile)"))
+            # Strictly over the factor, as the generated rules and toolkit.budget.alert_fires test it.
+            if p.burn_long is not None and p.burn_short is not None and p.burn_long > w.burn_rate \
+                    and p.burn_short > w.burn_rate:
+                hits.append((p.t, f"{w.long}/{w.short} burn rate over {w.burn_rate:g}× ({profile} profile)"))
                 break
     return min(hits) if hits else None

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from toolkit.drills.causes import cause_label
 from toolkit.drills.grader import Answer, Grade, grade
@@ -50,7 +50,8 @@ class ReportData:
     attempts: tuple[Attempt, ...]
     samples: tuple[MetricSample, ...]
     impact: Impact
-    sli_incident: tuple[int, int]  # good, total of attempts whose outcome fell in the fault window
+    sli_incident: tuple[int, int]  # good, total of attempts whose outcome fell in the fault window (SLI engine)
+    sli_latency: Mapping[str, float | None]  # processing latency p50/p95/p99 over the fault window (SLI engine)
     sli_drill: tuple[int, int]
     first_page_at: float | None
     first_page_alert: str | None
@@ -77,7 +78,10 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     attempts = tuple(read_attempts(events_dir, Window(start, end), spec.abandon_after_s))
     samples = tuple(read_metric_samples(run.metrics_file))
     impact = measure_impact(attempts, samples, fault, baseline, spec, events=events_dir)
-    sli_incident = success_rate(a for a in attempts if a.ended is not None and a.ended in fault)
+    # The SLI over the fault window is the SLI engine's (`obslab sli --since --until`), not a re-derivation.
+    engine = _engine_totals(events_dir, spec, fault)
+    sli_incident = (int(engine.primary[0].numerator or 0), int(engine.primary[0].denominator or 0))
+    sli_latency = {f.statistic: f.value for f in engine.latency if f.name.startswith("processing_latency_p")}
     sli_drill = success_rate(a for a in attempts if a.ended is not None and a.ended in Window(start, end))
     paged = first_page(list(attempts), spec, start, end, step_s=max(0.5, (end - start) / 200))
     page, page_alert = paged if paged is not None else (None, None)
@@ -87,7 +91,21 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
               measured if measured is not None else 0.0, fault.start - start,
               None if page is None else page - start)
     return ReportData(drill, state.run_id, state.seed, state.speed, start, end, fault, baseline, attempts, samples,
-                      impact, sli_incident, sli_drill, page, page_alert, g, answers, tuple(timeline), spec)
+                      impact, sli_incident, sli_latency, sli_drill, page, page_alert, g, answers, tuple(timeline),
+                      spec)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _engine_totals(events_dir: Path, spec: SloSpec, window: Window):
+    from toolkit.events_io import load_events
+    from toolkit.sli import SliQuery, compute_report
+
+    report = compute_report(load_events([events_dir], until=_iso(window.end)), spec,
+                            SliQuery(since=_iso(window.start), until=_iso(window.end), window_s=None))
+    return report.totals
 
 
 # -- plots ---------------------------------------------------------------------------------------
@@ -315,6 +333,10 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         f"{(good_i / total_i if total_i else float('nan')):.2%} (succeeded ÷ succeeded + failed + abandoned; "
         f"cancellations excluded); whole drill: {good_d}/{total_d} = "
         f"{(good_d / total_d if total_d else float('nan')):.2%}.",
+        f"- **Processing latency** of publishes during the fault (exact nearest-rank, synthetic traffic "
+        f"included): p50 {_fmt(data.sli_latency.get('p50'), 'ms')}, p95 {_fmt(data.sli_latency.get('p95'), 'ms')}, "
+        f"p99 {_fmt(data.sli_latency.get('p99'), 'ms')} — as `obslab sli --since {_iso(data.fault.start)} "
+        f"--until {_iso(data.fault.end)}` reports them.",
         "",
         "| figure | value | count behind it | definition |",
         "|---|---:|---:|---|",
@@ -403,7 +425,8 @@ def report_json(data: ReportData) -> dict:
         "run_id": data.run_id,
         "fault_window": [data.fault.start, data.fault.end],
         "baseline_window": [data.baseline.start, data.baseline.end],
-        "sli_fault_window": {"good": data.sli_incident[0], "total": data.sli_incident[1]},
+        "sli_fault_window": {"good": data.sli_incident[0], "total": data.sli_incident[1],
+                             "processing_latency_ms": dict(data.sli_latency)},
         "sli_drill": {"good": data.sli_drill[0], "total": data.sli_drill[1]},
         "figures": {k: {"value": f.value, "unit": f.unit, "count": f.count, "definition": f.definition}
                     for k, f in data.impact.figures.items()},
