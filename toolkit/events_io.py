@@ -5,13 +5,15 @@ Two readers, one per need:
 * ``load_events(paths, strict=False, until=None) -> EventSet`` — the fast path the
   SLI engine uses. One DuckDB scan reads only the columns the SLIs need (explicit
   JSON column types, so nothing is sniffed), drops lines it cannot use (not JSON,
-  a required field missing or of the wrong type, an unknown event name or cohort
-  value: the *structural check*) and folds the rest into one row per
+  a required field missing or of the wrong type, an unknown event name: the
+  *structural check*; a cohort value outside its bounded set reads as null) and
+  folds the rest into one row per
   ``request_id`` (see ``toolkit.attempts``). Skipped lines are counted; when there
   are any, a second pass names them as ``file:line: what is wrong`` (first
   ``MAX_PROBLEMS``). ``strict=True`` raises ``EventsError`` on the first one. A
-  torn final line (a writer that crashed mid-line: no trailing newline, not JSON)
-  is tolerated and reported, never fatal, strict or not.
+  torn final line (a writer that crashed mid-line: no trailing newline, not JSON;
+  or the cut end of a truncated ``.gz``) is tolerated and reported, never fatal,
+  strict or not.
 * ``validate_files(paths) -> ValidationReport`` — every line against the full JSON
   Schema (``toolkit/schemas/event-v1.schema.json``), for ``obslab events validate``.
 

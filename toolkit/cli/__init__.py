@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "serve",
     "load",
     "reconcile",
+    "rules",
+    "dashboards",
     "bench_overhead",
     "events",
     "sli",
@@ -26,6 +28,10 @@ COMMAND_MODULES = (
     "bench_capacity",
     "bench_soak",
     "drill",
+    "compare",
+    "breakdown",
+    "rollout",
+    "story",
 )
 
 for _name in COMMAND_MODULES:
