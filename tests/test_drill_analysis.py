@@ -124,6 +124,10 @@ def test_report_numbers_and_files(tmp_path):
     assert "## Debrief (STAR)" in md and "**Situation.**" in md and "**Result.**" in md
     assert re.search(r"Time to detect .*: \d+\.\d s \(by the first alert\)", md)
     summary = json.loads((path.parent / "report.json").read_text())
+    assert summary["schema"] == "obslab.drill-result/v1"  # what `obslab story` tells
+    assert summary["drill"]["truth"]["cohort"] == {"region": "eu-west"}
+    assert [p["part"] for p in summary["grade"]["parts"]] == ["cause", "cohort", "impact"]
+    assert summary["measured_impact"] == data.impact.value("budget_spent_percent")
     assert (summary["sli_fault_window"]["good"], summary["sli_fault_window"]["total"]) == (good, total)
 
 

@@ -420,8 +420,16 @@ def write_report(run: RunDir, spec: SloSpec | None = None) -> Path:
 
 
 def report_json(data: ReportData) -> dict:
+    """The report's numbers; the ``obslab.drill-result/v1`` shape ``obslab story`` reads."""
+    d = data.drill
+    asked = data.impact.figures.get(d.questions.impact.metric)
     return {
-        "drill": data.drill.id,
+        "schema": "obslab.drill-result/v1",
+        "drill": {"id": d.id, "title": d.title, "briefing": d.briefing,
+                  "truth": {"cause": d.truth.cause, "cohort": dict(d.truth.cohort), "metric": d.truth.metric,
+                            "direction": d.truth.direction}},
+        "measured_impact": asked.value if asked is not None else None,
+        "impact_definition": f"{d.questions.impact.metric}: {asked.definition}" if asked is not None else None,
         "run_id": data.run_id,
         "fault_window": [data.fault.start, data.fault.end],
         "baseline_window": [data.baseline.start, data.baseline.end],
@@ -431,8 +439,10 @@ def report_json(data: ReportData) -> dict:
         "figures": {k: {"value": f.value, "unit": f.unit, "count": f.count, "definition": f.definition}
                     for k, f in data.impact.figures.items()},
         "first_page_at": data.first_page_at,
-        "grade": {"total": data.grade.total, "max": data.grade.max_total,
-                  "parts": {p.part: p.points for p in data.grade.parts},
+        "grade": {"total": data.grade.total, "max": data.grade.max_total, "max_total": data.grade.max_total,
+                  "points": {p.part: p.points for p in data.grade.parts},
+                  "parts": [{"part": p.part, "points": p.points, "max_points": p.max_points, "credit": p.credit,
+                             "note": p.note} for p in data.grade.parts],
                   "time_to_detect_s": data.grade.time_to_detect_s, "detected_by": data.grade.detected_by,
                   "time_to_diagnose_s": data.grade.time_to_diagnose_s},
     }
