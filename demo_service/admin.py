@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from demo_service.api.uploads import json_object
 from demo_service.controls import get_controls
 from demo_service.errors import ApiError
-from demo_service.faults import FaultSpecError, parse_fault, validate_name
+from demo_service.faults import FaultSpecError, parse_fault
 from demo_service.flags import FlagSpecError, default_spec, parse_flag
 from demo_service.store import get_store
 from demo_service.telemetry import get_telemetry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -200,3 +201,27 @@ def test_feed_cache_hits_misses_and_cache_off_fault(service):
     finally:
         service.admin("DELETE", "/admin/faults/no-cache")
     assert service.metric("obslab_feed_cache_requests_total", result="hit") >= 1
+
+
+def test_trace_context_crosses_into_the_transcoder(service):
+    traceparent, trace_id = new_traceparent(sampled=True)
+    assert service.publish(chunk_count=1, traceparent=traceparent)["complete_status"] == 200
+    spans_file = service.data_dir / "traces" / "spans.jsonl"
+    deadline = time.monotonic() + 30  # spans are exported in batches (every few seconds)
+    spans = []
+    while time.monotonic() < deadline:
+        if spans_file.exists():
+            spans = [json.loads(line) for line in spans_file.read_text().splitlines() if trace_id in line]
+        if {"publish-api", "transcoder"} <= {s["service"] for s in spans} and any(
+                s["name"] == "publish" for s in spans):
+            break
+        time.sleep(0.5)
+    by_id = {s["span_id"]: s for s in spans}
+    server = next(s for s in spans if s["service"] == "transcoder" and s["kind"] == "SERVER")
+    client = by_id[server["parent_span_id"]]  # the API's outgoing HTTP span is the transcoder span's parent
+    assert client["service"] == "publish-api" and client["kind"] == "CLIENT"
+    assert by_id[client["parent_span_id"]]["name"] == "transcode"
+    assert {s["name"] for s in spans} >= {"upload.create", "upload.complete", "transcode", "publish"}
+    assert all(s["attributes"].get("request_id") for s in spans if s["name"] in ("transcode", "publish"))
+    assert service.metric("obslab_process_cpu_seconds_total", service="publish-api") > 0
+    assert service.metric("obslab_process_resident_memory_bytes", service="publish-api") > 0

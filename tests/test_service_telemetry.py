@@ -144,3 +144,21 @@ def test_canary_users_carry_the_canary_version(service):
     finally:
         service.admin("DELETE", "/admin/flags/release")
         time.sleep(PROPAGATION_S)
+
+
+def test_drop_events_fault_is_a_real_gap_the_counters_expose(service):
+    before_lost = service.metric("obslab_events_lost_total", reason="dropped_fault")
+    set_fault(service, "lossy-sink", {"kind": "drop_events", "target": "event_sink",
+                                      "selector": {"region": ["us-west"]}})
+    try:
+        results = [service.publish(chunk_count=1, region="us-west") for _ in range(3)]
+    finally:
+        clear_fault(service, "lossy-sink")
+    assert all(r["complete_status"] == 200 for r in results)
+    ids = {r["upload_id"] for r in results}
+    assert service.events(lambda e: e["upload_id"] in ids) == []  # really missing from the file
+    per_attempt = 6  # upload_started, chunk_uploaded, upload_completed, transcode_started/completed, publish_succeeded
+    assert service.metric("obslab_events_lost_total", reason="dropped_fault") - before_lost == 3 * per_attempt
+    # The outcome counter still counts what happened: reconciliation against events finds the gap.
+    succeeded_events = len(service.events(lambda e: e["event"] == "publish_succeeded"))
+    assert service.metric("obslab_publish_outcomes_total", outcome="succeeded") == succeeded_events + 3

@@ -14,7 +14,7 @@ from opentelemetry.metrics import NoOpMeterProvider
 
 from demo_service.store import Upload
 from demo_service.telemetry.events import EVENTS_FILE, EventFile, UserHasher, event_timestamp
-from demo_service.telemetry.metrics import ApiMetrics, ProcessSampler, render_metrics
+from demo_service.telemetry.metrics import ApiMetrics, ProcessSampler
 from demo_service.telemetry.http_tracing import instrument_flask_lean
 from demo_service.telemetry.tracing import SkipPathsSampler, current_ids, instrument_requests_once, make_tracer_provider
 from toolkit.contract import SCHEMA_VERSION, SERVICE_VERSIONS

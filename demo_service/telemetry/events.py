@@ -19,9 +19,8 @@ import os
 import secrets
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 __all__ = [
     "EVENTS_FILE",
@@ -36,11 +35,19 @@ EVENTS_FILE = "events.jsonl"
 USER_KEY_FILE = "user-hash.key"
 
 
+_ts_cache: tuple[int, str] = (-1, "")
+
+
 def event_timestamp(epoch: float | None = None) -> str:
-    """RFC 3339 UTC with milliseconds, e.g. ``2026-01-01T12:00:00.123Z``."""
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-01-01T12:00:00.123Z`` (the seconds part is cached)."""
+    global _ts_cache
     t = time.time() if epoch is None else epoch
-    dt = datetime.fromtimestamp(t, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    second = int(t)
+    cached_second, prefix = _ts_cache
+    if cached_second != second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _ts_cache = (second, prefix)
+    return f"{prefix}.{int((t - second) * 1000):03d}Z"
 
 
 class EventFile:

@@ -6,7 +6,7 @@ mode: each worker writes its values to mmap files and ``/metrics`` aggregates th
 is injected and read with ``registry.get_sample_value``. Every label value comes
 from a bounded set (``toolkit.contract``), so cardinality is bounded:
 route x method x code for HTTP, 4x4x4x3 cohorts x 2 releases x 2 modes x 3 outcomes for
-publish outcomes (1,152 series at most).
+publish outcomes (2,304 series at most).
 """
 
 from __future__ import annotations

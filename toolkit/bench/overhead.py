@@ -262,6 +262,20 @@ def run_overhead(*, work_dir: Path | None = None, rounds: int = 3, duration_s: f
                           chunk_bytes, os.cpu_count() or 0, tuple(results))
 
 
+HOW_TO_READ = (
+    "How to read it: throughput is what wrk got through while the service shared 2 cores with wrk (and, on a "
+    "shared machine, with others), so single rounds are noisy; the paired median and the service CPU per request "
+    "(all gunicorn processes, from /proc) are the steadier figures. What costs what on this path: *events* — one "
+    "JSON encode and one `os.write` + `fstat` per event (one event per chunk); *metrics* — about six "
+    "prometheus_client multiprocess value updates per request (RED counter + histogram, events_total, "
+    "chunks_total), each a lock and an mmap write; *tracing* — per request a context extraction and a server span "
+    "that the sampler usually drops (the lean server spans add HTTP attributes only to sampled spans); a sampled "
+    "span costs its attributes, the JSON encode in the BatchSpanProcessor thread and the file write, hence the "
+    "gap between default and 100 % sampling. The official FlaskInstrumentor builds every HTTP attribute (twice) "
+    "before sampling, which is why it is measured separately and not the default."
+)
+
+
 def render_markdown(report: OverheadReport, command: str, when: str) -> str:
     lines = [
         f"## {SECTION_TITLE}",
@@ -280,7 +294,8 @@ def render_markdown(report: OverheadReport, command: str, when: str) -> str:
     for s in report.summaries:
         def f(x, fmt="{:.2f}"):
             return "—" if x is None else fmt.format(x)
-        lines.append(f"| {s.variant.label} | {s.rps_median:.0f} | {f(s.ratio_median)}x | {s.p50_ms_median:.2f} | "
+        ratio = "baseline" if s.ratio_median is None else f"{s.ratio_median:.2f}x"
+        lines.append(f"| {s.variant.label} | {s.rps_median:.0f} | {ratio} | {s.p50_ms_median:.2f} | "
                      f"{s.p99_ms_median:.2f} | {f(s.p50_delta_ms, '{:+.2f}')} | {f(s.p99_delta_ms, '{:+.2f}')} | "
                      f"{s.cpu_us_median:.0f} | {f(s.cpu_us_delta, '{:+.0f}')} | {s.requests_total} | {s.errors_total} |")
     by_key = {s.variant.key: s for s in report.summaries}
@@ -290,7 +305,7 @@ def render_markdown(report: OverheadReport, command: str, when: str) -> str:
         if s and s.ratio_median is not None:
             verdicts.append(f"{s.variant.label}: {s.ratio_median:.2f}x (target >= {target}x: "
                             f"{'met' if s.ratio_median >= target else 'NOT met'})")
-    lines += ["", "Targets: " + "; ".join(verdicts) + "."]
+    lines += ["", "Targets: " + "; ".join(verdicts) + ".", "", HOW_TO_READ]
     return "\n".join(lines) + "\n"
 
 

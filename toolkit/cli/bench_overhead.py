@@ -14,8 +14,8 @@ from toolkit.processes import ServiceStartError
 
 @bench_app.command("overhead")
 def overhead(
-    rounds: int = typer.Option(3, min=1, max=20, help="Interleaved rounds (each runs every variant once)."),
-    duration: float = typer.Option(5.0, min=1, max=120, help="Seconds of wrk load per variant per round."),
+    rounds: int = typer.Option(5, min=1, max=20, help="Interleaved rounds (each runs every variant once)."),
+    duration: float = typer.Option(3.0, min=1, max=120, help="Seconds of wrk load per variant per round."),
     connections: int = typer.Option(8, min=1, max=256, help="wrk connections."),
     wrk_threads: int = typer.Option(1, min=1, max=16, help="wrk threads."),
     workers: int = typer.Option(2, min=1, max=16, help="gunicorn workers of each service variant."),
@@ -28,7 +28,7 @@ def overhead(
     with user_errors(FileNotFoundError, ServiceStartError, RuntimeError, OSError):
         report = run_overhead(rounds=rounds, duration_s=duration, connections=connections, wrk_threads=wrk_threads,
                               workers=workers, chunk_bytes=chunk_kib * 1024, breakdown=breakdown,
-                              progress=lambda m: err_console.print(m, style="dim"))
+                              progress=lambda m: err_console.print(m, style="dim", soft_wrap=True))
         command = (f"obslab bench overhead --rounds {rounds} --duration {duration:g} --connections {connections} "
                    f"--workers {workers} --chunk-kib {chunk_kib}" + ("" if breakdown else " --no-breakdown"))
         when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,56 @@
+"""The overhead bench: pure summarizing and section writing, and one short real run with wrk."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from toolkit.bench.overhead import (DEFAULT_VARIANTS, SECTION_TITLE, RoundResult, parse_wrk_output,
+                                    render_markdown, run_overhead, summarize, write_section)
+
+
+def _r(variant, rnd, rps, p50=1.0, p99=5.0, cpu=500.0):
+    return RoundResult(variant, rnd, int(rps * 3), 3.0, rps, p50, p99, 0, cpu)
+
+
+def test_summary_pairs_each_round_with_its_baseline():
+    results = [_r("off", 0, 1000), _r("default", 0, 900, p50=1.5), _r("off", 1, 500), _r("default", 1, 400, p50=2.0),
+               _r("off", 2, 800), _r("default", 2, 720, p50=1.2)]
+    off, default = summarize(results, DEFAULT_VARIANTS[:2])
+    assert off.ratio_median is None and off.rps_median == 800
+    assert default.ratio_median == pytest.approx(0.9)  # median of 0.9, 0.8, 0.9 (paired), not 720/800
+    assert default.p50_delta_ms == pytest.approx(0.5)
+
+
+def test_write_section_replaces_only_its_own_section(tmp_path):
+    path = tmp_path / "performance.md"
+    path.write_text("# Performance\n\n## Other engineer\n\nkeep me\n\n## " + SECTION_TITLE + "\n\nold\n\n## Last\n\nme too\n")
+    write_section(path, f"## {SECTION_TITLE}\n\nnew figures\n")
+    text = path.read_text()
+    assert "keep me" in text and "me too" in text and "new figures" in text and "old" not in text
+    assert text.index("## Other engineer") < text.index(SECTION_TITLE) < text.index("## Last")
+    fresh = tmp_path / "new.md"
+    write_section(fresh, f"## {SECTION_TITLE}\n\nx\n")
+    assert fresh.read_text().startswith("# Performance") and "x" in fresh.read_text()
+
+
+def test_parse_wrk_output_needs_the_result_line():
+    assert parse_wrk_output('noise\nOBSLAB_RESULT {"requests": 3, "duration_us": 1, "p50_us": 2, "p99_us": 3, '
+                            '"errors": 0}\n')["requests"] == 3
+    with pytest.raises(RuntimeError, match="no result line"):
+        parse_wrk_output("Running 1s test\n")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed")
+def test_short_real_run_measures_every_variant_without_errors(tmp_path):
+    report = run_overhead(work_dir=tmp_path, rounds=1, duration_s=1, uploads=10)
+    assert [s.variant.key for s in report.summaries] == ["off", "default", "full"]
+    for s in report.summaries:
+        assert s.requests_total > 0 and s.errors_total == 0 and s.cpu_us_median > 0
+    assert report.summaries[1].ratio_median is not None
+    out = tmp_path / "perf.md"
+    write_section(out, render_markdown(report, "obslab bench overhead --rounds 1", "now"))
+    assert "ratio vs uninstrumented" in out.read_text()
+    assert not list(tmp_path.glob("obslab-bench-*"))  # services stopped, work dir removed
