@@ -142,3 +142,21 @@ def test_compact_cli_roundtrip(tmp_path):
     a = json.loads(run("sli", str(GOLDEN), "--slo", str(ROOT / "slo.yaml"), "--format", "json").stdout)
     b = json.loads(run("sli", str(out), "--slo", str(ROOT / "slo.yaml"), "--format", "json").stdout)
     assert a["totals"] == b["totals"] and a["series"] == b["series"]
+
+
+def test_truncated_gzip_archive_is_a_torn_line_not_an_error(tmp_path):
+    whole = gzip.compress(("\n".join(golden_lines()) + "\n").encode())
+    path = tmp_path / "events.jsonl.3.gz"
+    path.write_bytes(whole[: len(whole) // 2])  # the archive was cut mid-stream
+    events = load_events([path], strict=True)
+    assert events.skipped == 0 and len(events.torn) == 1 and events.torn[0].path == str(path)
+    assert 0 < events.events < len(golden_lines())
+
+
+def test_value_the_reader_cannot_convert_is_reported(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(GOLDEN.read_text().replace("10:00:00.200Z", "10:00:61.200Z"))
+    events = load_events([path])
+    assert events.skipped == 1 and "cannot convert" in str(events.problems[0])
+    with pytest.raises(EventsError, match="cannot convert"):
+        load_events([path], strict=True)

@@ -5,13 +5,15 @@ Two readers, one per need:
 * ``load_events(paths, strict=False, until=None) -> EventSet`` — the fast path the
   SLI engine uses. One DuckDB scan reads only the columns the SLIs need (explicit
   JSON column types, so nothing is sniffed), drops lines it cannot use (not JSON,
-  a required field missing or of the wrong type, an unknown event name or cohort
-  value: the *structural check*) and folds the rest into one row per
+  a required field missing or of the wrong type, an unknown event name: the
+  *structural check*; a cohort value outside its bounded set reads as null) and
+  folds the rest into one row per
   ``request_id`` (see ``toolkit.attempts``). Skipped lines are counted; when there
   are any, a second pass names them as ``file:line: what is wrong`` (first
   ``MAX_PROBLEMS``). ``strict=True`` raises ``EventsError`` on the first one. A
-  torn final line (a writer that crashed mid-line: no trailing newline, not JSON)
-  is tolerated and reported, never fatal, strict or not.
+  torn final line (a writer that crashed mid-line: no trailing newline, not JSON;
+  or the cut end of a truncated ``.gz``) is tolerated and reported, never fatal,
+  strict or not.
 * ``validate_files(paths) -> ValidationReport`` — every line against the full JSON
   Schema (``toolkit/schemas/event-v1.schema.json``), for ``obslab events validate``.
 
@@ -25,10 +27,11 @@ Paths may be files, directories (searched for ``*.jsonl``, ``*.jsonl.N``,
 from __future__ import annotations
 
 import glob
-import gzip
 import json
 import os
 import re
+import tempfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -416,7 +419,18 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
     try:
         con.execute(_FOLD_SQL.format(table="_requests", valid=_valid_expr(), scan=scan, until_filter=until_filter))
     except duckdb.Error as e:
-        raise EventsError(f"cannot read events: {_duck_message(e)}") from None
+        if "gzip" not in str(e).lower():
+            raise EventsError(f"cannot read events: {_duck_message(e)}") from None
+        # A truncated archive (a crash while rotating): read what it holds, its last line is torn.
+        with tempfile.TemporaryDirectory(prefix="obslab-gz-") as tmp:
+            salvaged, gz_torn = _salvage_truncated_gzip(sources, Path(tmp))
+            torn = torn + gz_torn
+            scan = _scan_sql(con, salvaged, SLI_COLUMNS)
+            try:
+                con.execute(_FOLD_SQL.format(table="_requests", valid=_valid_expr(), scan=scan,
+                                             until_filter=until_filter))
+            except duckdb.Error as e2:
+                raise EventsError(f"cannot read events: {_duck_message(e2)}") from None
     rows = con.execute(
         "SELECT kind, sum(events)::BIGINT, min(first_event_at), max(last_event_at) FROM _requests GROUP BY kind"
     ).fetchall()
@@ -438,17 +452,97 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
     )
     if skipped:
         # The fast scan has no line numbers: a second pass names the bad lines.
-        problems = list(_find_problems(sources, limit=1 if strict else MAX_PROBLEMS))
+        gz_torn: list[Problem] = []
+        problems = list(_find_problems(sources, limit=1 if strict else MAX_PROBLEMS, torn_out=gz_torn))
+        if gz_torn:
+            # The fast scan cannot tell a truncated archive's last line from a bad one; this pass can.
+            es.torn = es.torn + tuple(gz_torn)
+            es.skipped = skipped = max(0, skipped - len(gz_torn))
+    if skipped:
         if len(problems) < skipped and any(s.format == "parquet" for s in sources):
             parquet = [s.path for s in sources if s.format == "parquet"]
             problems.append(Problem(parquet[0] if len(parquet) == 1 else f"{len(parquet)} Parquet files", None,
                                     "unusable rows (a required field null or out of its set); "
                                     "obslab events validate names the rows"))
+        if not problems:
+            # Valid per the schema's patterns yet unusable, e.g. an impossible date like 2026-02-30.
+            problems.append(Problem(sources[0].path if len(sources) == 1 else f"{len(sources)} files", None,
+                                    f"{skipped} line(s) with a value the reader cannot convert "
+                                    "(e.g. an impossible timestamp)"))
         es.problems = tuple(problems)
         if strict:
             first = problems[0]
             raise EventsError(f"{first} (--strict: stopping at the first invalid line)")
     return es
+
+
+def _gzip_chunks(path: str) -> Iterator[bytes]:
+    """Decompressed bytes of a (possibly multi-member, possibly truncated) gzip file, as far as they go.
+
+    gzip.open raises EOFError on a cut stream and drops what it had decompressed; zlib keeps it.
+    """
+    d = zlib.decompressobj(wbits=31)
+    with open(path, "rb") as f:
+        while raw := f.read(1 << 20):
+            while raw:
+                out = d.decompress(raw)
+                if out:
+                    yield out
+                if d.eof:
+                    raw = d.unused_data
+                    d = zlib.decompressobj(wbits=31)
+                else:
+                    raw = b""
+    tail = d.flush()
+    if tail:
+        yield tail
+
+
+def _gzip_is_truncated(path: str) -> bool:
+    """True when the last gzip member ends before its trailer (a writer stopped mid-stream)."""
+    d = zlib.decompressobj(wbits=31)
+    open_member = False
+    with open(path, "rb") as f:
+        while raw := f.read(1 << 20):
+            while raw:
+                d.decompress(raw)
+                open_member = True
+                if d.eof:
+                    raw = d.unused_data
+                    d = zlib.decompressobj(wbits=31)
+                    open_member = False
+                else:
+                    raw = b""
+    return open_member
+
+
+def _salvage_truncated_gzip(sources: Sequence[Source], tmp: Path) -> tuple[tuple[Source, ...], tuple[Problem, ...]]:
+    """Copy the complete lines of each truncated .gz into a plain file; its cut last line is torn."""
+    out, torn = [], []
+    for n, s in enumerate(sources):
+        if not s.path.endswith(".gz"):
+            out.append(s)
+            continue
+        try:
+            if not _gzip_is_truncated(s.path):
+                out.append(s)
+                continue
+            copy = tmp / f"{n}.jsonl"
+            lineno, pending = 0, b""
+            with open(copy, "wb") as w:
+                for chunk in _gzip_chunks(s.path):
+                    data = pending + chunk
+                    cut = data.rfind(b"\n") + 1
+                    w.write(data[:cut])
+                    lineno += data.count(b"\n", 0, cut)
+                    pending = data[cut:]
+        except (OSError, zlib.error) as e:
+            raise EventsError(f"{s.path}: cannot read: {e}") from None
+        if pending:
+            torn.append(Problem(s.path, lineno + 1, f"torn final line of a truncated gzip archive "
+                                                     f"({len(pending)} bytes): ignored"))
+        out.append(Source(str(copy), "jsonl"))
+    return tuple(out), tuple(torn)
 
 
 def _duck_message(e: Exception) -> str:
@@ -493,10 +587,20 @@ def _count_newlines(path: str) -> int:
 
 # -- line-level checks --------------------------------------------------------------
 
-def _open_text(path: str):
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="\n")
-    return open(path, "r", encoding="utf-8", errors="replace", newline="\n")
+def _iter_lines(path: str) -> Iterator[str]:
+    """Lines of a plain or gzip file, newline kept; a cut final line comes without one."""
+    if not path.endswith(".gz"):
+        with open(path, "r", encoding="utf-8", errors="replace", newline="\n") as f:
+            yield from f
+        return
+    pending = b""
+    for chunk in _gzip_chunks(path):
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            yield line.decode("utf-8", errors="replace") + "\n"
+    if pending:
+        yield pending.decode("utf-8", errors="replace")
 
 
 def _schema_validator():
@@ -513,43 +617,38 @@ def _error_text(err) -> str:
 def _check_lines(path: str, validator) -> Iterator[tuple[int, str | None, str | None, bool]]:
     """Yield (line number, event name or None, problem or None, is_torn) for every non-blank line."""
     try:
-        f = _open_text(path)
-        with f:
-            prev = None
-            lineno = 0
-            for raw in f:
-                lineno += 1
-                if prev is not None:
-                    yield prev
-                    prev = None
-                text = raw.rstrip("\n")
-                if not text.strip():
-                    continue
-                torn = not raw.endswith("\n")
-                try:
-                    obj = json.loads(text)
-                except ValueError as e:
-                    what = "torn final line (no newline, not JSON): ignored" if torn else f"not valid JSON: {e}"
-                    prev = (lineno, None, what, torn)
-                    continue
-                err = next(iter(validator.iter_errors(obj)), None)
-                name = obj.get("event") if isinstance(obj, dict) else None
-                prev = (lineno, name if isinstance(name, str) else None,
-                        None if err is None else _error_text(err), False)
-            if prev is not None:
-                yield prev
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        for lineno, raw in enumerate(_iter_lines(path), start=1):
+            text = raw.rstrip("\n")
+            if not text.strip():
+                continue
+            torn = not raw.endswith("\n")
+            try:
+                obj = json.loads(text)
+            except ValueError as e:
+                what = "torn final line (no newline, not JSON): ignored" if torn else f"not valid JSON: {e}"
+                yield lineno, None, what, torn
+                continue
+            err = next(iter(validator.iter_errors(obj)), None)
+            name = obj.get("event") if isinstance(obj, dict) else None
+            yield (lineno, name if isinstance(name, str) else None,
+                   None if err is None else _error_text(err), False)
+    except (OSError, zlib.error) as e:
         raise EventsError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
 
 
-def _find_problems(sources: Sequence[Source], limit: int) -> Iterator[Problem]:
+def _find_problems(sources: Sequence[Source], limit: int, torn_out: list[Problem] | None = None
+                   ) -> Iterator[Problem]:
+    """Name the first ``limit`` invalid lines; torn final lines (e.g. of a truncated .gz) go to ``torn_out``."""
     validator = _schema_validator()
     found = 0
     for s in sources:
         if s.format != "jsonl":
             continue
         for lineno, _name, problem, torn in _check_lines(s.path, validator):
-            if problem and not torn:
+            if problem and torn:
+                if torn_out is not None and s.path.endswith(".gz"):
+                    torn_out.append(Problem(s.path, lineno, problem))
+            elif problem:
                 yield Problem(s.path, lineno, problem)
                 found += 1
                 if found >= limit:

@@ -74,7 +74,8 @@ class Scope:
 
     def label(self) -> str:
         seg = ", ".join(f"{k}={v}" for k, v in self.segment.items()) or "all traffic"
-        return f"{self.start} → {self.end} ({self.window}), {seg}, synthetic {self.synthetic}"
+        return (f"{self.start or 'first outcome'} → {self.end or 'no data'} ({self.window}), {seg}, "
+                f"synthetic {self.synthetic}")
 
 
 @dataclass(frozen=True)

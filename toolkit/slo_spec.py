@@ -289,8 +289,33 @@ def _parse_slo(c: _Checker, raw: Any, where: str) -> Slo:
     threshold_s = c.duration(c.required(m, "threshold", where), f"{where}.threshold")
     c.no_extra(prom, {"histogram", "buckets"}, f"{where}.prometheus")
     c.string(c.required(prom, "histogram", f"{where}.prometheus"), f"{where}.prometheus.histogram")
+    prometheus = dict(prom)
+    if "buckets" in prom:
+        prometheus["buckets"] = _parse_buckets(c, prom["buckets"], f"{where}.prometheus.buckets", threshold_s,
+                                               m["threshold"])
     return Slo(name, description, kind, objective, period_s, latency=latency, threshold_s=threshold_s,
-               prometheus=dict(prom))
+               prometheus=prometheus)
+
+
+def _parse_buckets(c: _Checker, raw: Any, where: str, threshold_s: float, threshold_text: Any) -> tuple[float, ...]:
+    """Histogram bucket bounds (seconds, increasing); the latency threshold must be one of them.
+
+    A latency SLI counts requests at or under the threshold from the bucket whose
+    upper bound *is* the threshold; with no such bucket the SLI could only be
+    interpolated, which is what the SLO must not depend on.
+    """
+    if not isinstance(raw, list) or not raw:
+        raise c.fail(where, f"expected a non-empty list of bucket bounds in seconds, got {raw!r}")
+    bounds = tuple(c.number(v, f"{where}[{i}]", 0, 1e9, lo_open=True) for i, v in enumerate(raw))
+    if any(b <= a for a, b in zip(bounds, bounds[1:])):
+        raise c.fail(where, "bucket bounds must be strictly increasing")
+    if threshold_s not in bounds:
+        raise c.fail(
+            where.rsplit(".prometheus", 1)[0] + ".threshold",
+            f"{threshold_text!r} ({threshold_s:g}s) is not a bucket boundary of the histogram "
+            f"(buckets: {', '.join(f'{b:g}' for b in bounds)})",
+        )
+    return bounds
 
 
 def _parse_window(c: _Checker, raw: Any, where: str, period_s: float) -> AlertWindow:

@@ -173,4 +173,10 @@ def render_markdown(report: CapacityReport, command: str, when: str) -> str:
             "is the load generator).")
     else:
         lines.append(f"No step stayed within failures < {MAX_FAILURE_SHARE:.0%} and request p99 <= {MAX_P99_MS:g} ms.")
+    busiest = max((s.load_average for s in report.steps), default=0.0)
+    if report.cpu_count and busiest > report.cpu_count:
+        lines += ["", f"The machine was oversubscribed by other work during this measurement (1-minute load "
+                      f"average up to {busiest:.1f} on {report.cpu_count} cores), so the lab got only part of the "
+                      "CPU: read these figures as lower bounds, and re-run the command on a quiet machine for "
+                      "the lab's own ceiling."]
     return "\n".join(lines) + "\n"

@@ -16,14 +16,20 @@ __all__ = ["app", "main"]
 COMMAND_MODULES = (
     "version",
     "serve",
+    "load",
+    "reconcile",
+    "rules",
+    "dashboards",
     "bench_overhead",
     "events",
     "sli",
     "budget",
     "bench_sli",
-    "load",
-    "reconcile",
     "bench_capacity",
+    "compare",
+    "breakdown",
+    "rollout",
+    "story",
     "drill",
 )
 

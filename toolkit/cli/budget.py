@@ -51,9 +51,10 @@ def _burn(v: float | None) -> str:
 
 
 def render(report: BudgetReport, markdown: bool = False) -> None:
+    replay = (f"alerts replayed every {report.grid_step} from {report.grid_start} to {report.grid_end}"
+              if report.grid_start else "no outcomes to replay alerts over")
     head = (f"Error budget at {report.at or 'no data'} · profile {report.profile} "
-            f"(time ÷ {report.time_compression:g}) · synthetic {report.synthetic} · "
-            f"alerts replayed every {report.grid_step} from {report.grid_start} to {report.grid_end}")
+            f"(time ÷ {report.time_compression:g}) · synthetic {report.synthetic} · {replay}")
     out: list[str] = ["## Error budget", "", head, ""] if markdown else []
     if not markdown:
         console.print(head, highlight=False)

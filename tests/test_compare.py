@@ -1,0 +1,124 @@
+"""Cohort comparison: selectors, extraction over one window, verdicts on planted effects, the CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolkit import compare as C
+from toolkit.judge import JudgeConfig
+
+from attempt_tables import attempts_table, relation
+
+def obslab(*args, **kw):
+    return subprocess.run([str(Path(sys.executable).parent / "obslab"), *map(str, args)], capture_output=True,
+                          text=True, timeout=120, **kw)
+
+
+def test_selector_parsing_and_errors():
+    s = C.parse_selector("release=canary,region=us-east")
+    assert s.conditions == (("release", "canary"), ("region", "us-east")) and not s.has_time_range
+    t = C.parse_selector("time=2026-01-05T12:00:00Z/2026-01-05T12:10:00Z")
+    assert t.has_time_range and (t.end - t.start).total_seconds() == 600
+    for bad, msg in [("colour=red", "unknown key"), ("release", "not key=value"), ("release=x'y", "characters"),
+                     ("time=2026-01-05T12:10:00Z/2026-01-05T12:00:00Z", "ends before"), ("time=yesterday/today", "ISO 8601")]:
+        with pytest.raises(ValueError, match=msg):
+            C.parse_selector(bad, "--control")
+
+
+def test_bad_canary_is_rolled_back_by_the_critical_rule():
+    rel = relation(attempts_table(30_000, seed=1, success={"canary": 0.97}))
+    res = C.compare_attempts(rel, C.parse_selector("release=stable"), C.parse_selector("release=canary"),
+                             expected_split=(0.95, 0.05))
+    assert (res.verdict.verdict, res.verdict.rule) == ("rollback", "critical:publish_success_rate")
+    assert not res.verdict.srm["mismatch"] and res.verdict.srm["unit"] == "users"
+    d = res.to_dict()
+    assert d["schema"] == C.COMPARE_SCHEMA
+    sr = next(m for m in d["metrics"] if m["name"] == "publish_success_rate")
+    # the counts behind the rate are the table's, exactly
+    tbl = rel.query("a", "SELECT count(*) FILTER (WHERE outcome='succeeded'), count(*) FILTER (WHERE outcome IN "
+                         "('succeeded','failed','abandoned')) FROM a WHERE release='canary'").fetchall()[0]
+    assert (sr["comparison"]["treatment_successes"], sr["comparison"]["treatment_total"]) == tbl
+    json.dumps(d)  # JSON-safe
+
+
+def test_identical_cohorts_promote():
+    rel = relation(attempts_table(30_000, seed=2, canary_share=0.3))
+    res = C.compare_attempts(rel, C.parse_selector("release=stable"), C.parse_selector("release=canary"),
+                             expected_split=(0.7, 0.3))
+    assert res.verdict.verdict == "promote", res.verdict.explanation
+
+
+def test_wrong_expected_split_is_a_sample_ratio_mismatch():
+    rel = relation(attempts_table(30_000, seed=3, canary_share=0.10))
+    res = C.compare_attempts(rel, C.parse_selector("release=stable"), C.parse_selector("release=canary"),
+                             expected_split=(0.95, 0.05))
+    assert (res.verdict.verdict, res.verdict.rule) == ("hold", "srm")
+
+
+def test_tiny_cohort_is_not_enough_data():
+    rel = relation(attempts_table(3000, seed=4, canary_share=0.01))
+    res = C.compare_attempts(rel, C.parse_selector("release=stable"), C.parse_selector("release=canary"))
+    assert res.verdict.verdict == "not_enough_data"
+    assert all(m.classification == "NoData" for m in res.verdict.metrics if m.group == "primary")
+
+
+def test_before_after_by_time_range_and_shared_window():
+    rel = relation(attempts_table(20_000, seed=5, duration_s=1200))
+    before = C.parse_selector("time=2026-01-05T12:00:00Z/2026-01-05T12:10:00Z")
+    after = C.parse_selector("time=2026-01-05T12:10:00Z/2026-01-05T12:20:00Z")
+    res = C.compare_attempts(rel, before, after)
+    assert res.window["kind"] == "before/after"
+    assert res.control.attempts + res.treatment.attempts == 20_000
+    # --last resolves against the data: the last 5 minutes hold about a quarter of the attempts
+    last = C.compare_attempts(rel, C.parse_selector("region=us-east"), C.parse_selector("region=eu-west"),
+                              window=C.parse_window(None, None, "5m"))
+    assert last.window["seconds"] == 300
+    assert 0.2 < (last.control.attempts + last.treatment.attempts) / (20_000 * 0.65) < 0.3
+
+
+def test_synthetic_exclude_leaves_nothing_in_an_all_synthetic_run():
+    rel = relation(attempts_table(2000, seed=6))
+    res = C.compare_attempts(rel, C.parse_selector("release=stable"), C.parse_selector("release=canary"),
+                             synthetic="exclude")
+    assert res.control.attempts == 0 and res.verdict.verdict == "not_enough_data"
+
+
+@pytest.fixture(scope="module")
+def bad_canary_events(tmp_path_factory):
+    from toolkit.synth import Effect, SynthConfig, generate, write_jsonl
+
+    cfg = SynthConfig(attempts=8000, canary_share=0.2, users=2000, duration_s=1800,
+                      effects=(Effect(where={"release": "canary"}, failure_rate=0.06, latency_factor=1.6),))
+    return write_jsonl(generate(cfg, seed=9), tmp_path_factory.mktemp("events") / "events.jsonl")
+
+
+def test_cli_compare_json_on_synthetic_events_and_story(bad_canary_events, tmp_path):
+    out = tmp_path / "compare.json"
+    r = obslab("compare", bad_canary_events, "--control", "release=stable", "--treatment", "release=canary",
+               "--expected-split", "80:20", "--format", "json", "-o", out)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(out.read_text())
+    assert d["schema"] == "obslab.compare/v1"
+    assert d["verdict"]["verdict"] == "rollback" and d["verdict"]["rule"].startswith("critical:")
+    r = obslab("story", out)
+    assert r.returncode == 0, r.stderr
+    assert "## Situation" in r.stdout and "Verdict **rollback**" in r.stdout
+    table = obslab("compare", bad_canary_events, "--control", "release=stable", "--treatment", "release=canary")
+    assert table.returncode == 0 and "verdict: rollback" in table.stdout and "SRM: not checked" in table.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare", "/nonexistent/events.jsonl", "--control", "release=stable", "--treatment", "release=canary"],
+     "no such file"),
+    (["compare", "{events}", "--control", "colour=red", "--treatment", "release=canary"], "--control: unknown key"),
+    (["compare", "{events}", "--control", "release=stable", "--treatment", "release=canary", "--synthetic", "maybe"],
+     "--synthetic"),
+])
+def test_cli_user_errors_are_one_line(bad_canary_events, args, message):
+    r = obslab(*[a.replace("{events}", str(bad_canary_events)) for a in args])
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

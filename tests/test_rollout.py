@@ -1,0 +1,197 @@
+"""Rollout plans, guardrails and stage decisions (pure), and evaluating a past rollout from a table."""
+
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+
+from toolkit import rollout as R
+from toolkit.judge import JudgeConfig, DEFAULT_CONFIG
+
+from attempt_tables import START, attempts_table, relation
+
+UTC_START = START.replace(tzinfo=timezone.utc)
+
+
+def _w(i, p99=None, rate=None, sig=True):
+    return R.WindowResult(5, i, f"w{i}", f"w{i + 1}", 1000, 50,
+                          {"processing_latency_p99": p99, "publish_success_rate": rate},
+                          {"processing_latency_p99": sig, "publish_success_rate": sig}, "promote", "score>=pass")
+
+
+def test_default_plan_is_the_documented_ladder():
+    plan = R.DEFAULT_PLAN
+    assert [s.percent for s in plan.stages] == [1, 5, 25, 100]
+    text = plan.guardrails[0].describe(plan.judge)
+    assert "p99" in text and "rises more than 20 %" in text and "2 consecutive windows" in text
+
+
+def test_guardrail_needs_consecutive_windows_and_nodata_is_neutral():
+    plan = R.DEFAULT_PLAN
+    assert R.guardrail_breaches(plan, [_w(0, 0.3)]) == []
+    assert R.guardrail_breaches(plan, [_w(0, 0.3), _w(1, 0.1), _w(2, 0.3)]) == []  # a good window resets
+    breached = R.guardrail_breaches(plan, [_w(0, 0.3), _w(1, None), _w(2, 0.25)])     # NoData in between
+    assert [g.metric for g, _ in breached] == ["processing_latency_p99"]
+    assert R.guardrail_breaches(plan, [_w(0, 0.3, sig=False), _w(1, 0.3, sig=False)]) == []
+    # success rate falls (a decrease metric): -1.5 pp twice
+    assert [g.metric for g, _ in R.guardrail_breaches(plan, [_w(0, rate=-0.015), _w(1, rate=-0.02)])] == \
+        ["publish_success_rate"]
+
+
+def test_decide_orders_guardrails_before_the_verdict_and_extends_then_holds():
+    plan = R.DEFAULT_PLAN
+    assert R.decide(plan, [_w(0, 0.3), _w(1, 0.3)], "promote", "score>=pass", 0)[:2] == \
+        ("rollback", "guardrail:processing_latency_p99")
+    assert R.decide(plan, [_w(0)], None, None, 0)[0] == "continue"
+    assert R.decide(plan, [_w(0)], "promote", "score>=pass", 0)[:2] == ("promote", "score>=pass")
+    assert R.decide(plan, [_w(0)], "rollback", "critical:x", 0)[:2] == ("rollback", "critical:x")
+    assert R.decide(plan, [_w(0)], "not_enough_data", "not-enough-data", 0)[0] == "extend"
+    assert R.decide(plan, [_w(0)], "hold", "score>=marginal", 2)[0] == "hold"
+
+
+def test_plan_file_round_trip_and_errors(tmp_path):
+    p = tmp_path / "plan.yaml"
+    p.write_text("""
+rollout:
+  stages:
+    - {percent: 10, duration: 20s, window: 10s}
+    - {percent: 50, duration: 20s, window: 10s}
+    - {percent: 100}
+  guardrails:
+    - {metric: processing_latency_p95, max_change: 0.5, consecutive_windows: 1}
+  settle: 2s
+  judge:
+    minimums: {proportion_per_arm: 20, shift_per_arm: 10}
+""")
+    plan = R.load_plan(p)
+    assert [s.percent for s in plan.stages] == [10, 50, 100] and plan.stages[0].window_s == 10
+    assert plan.guardrails[0].consecutive_windows == 1 and plan.settle_s == 2
+    assert plan.judge.minimums.proportion_per_arm == 20
+    for text, msg in [("rollout: {stages: [{percent: 5, duration: 1m}, {percent: 1, duration: 1m}]}", "strictly increase"),
+                      ("rollout: {guardrails: [{metric: nope, max_change: 1}]}", "guardrails[0].metric"),
+                      ("rollout: {flag: colour}", "unknown flag"),
+                      ("rollout: {stages: [{percent: 5, duration: soon}]}", "stages[0].duration")]:
+        p.write_text(text)
+        with pytest.raises(R.RolloutPlanError, match=msg.replace("[", r"\[").replace("]", r"\]")):
+            R.load_plan(p)
+
+
+def test_plan_summary_states_sample_sizes_and_power():
+    s = R.plan_summary(R.DEFAULT_PLAN, rate_per_s=20)
+    one, twentyfive = s["stages"][0], s["stages"][2]
+    assert one["expected_variant_attempts_per_window"] == pytest.approx(20 * 300 * 0.01)
+    assert not one["window_has_enough_for_p99"]
+    assert twentyfive["power_to_detect_success_drop"] > one["power_to_detect_success_drop"]
+
+
+def _timeline_table():
+    """Stage 10 % healthy for 10 min, then stage 50 % where the canary's latency doubles."""
+    healthy = attempts_table(6000, seed=21, canary_share=0.10, duration_s=600, start=START, id_prefix="a")
+    bad = attempts_table(6000, seed=22, canary_share=0.50, duration_s=600, start=START + timedelta(seconds=600),
+                         latency_mu={"canary": 6.7}, id_prefix="b")
+    return relation(pa.concat_tables([healthy, bad]))
+
+
+FAST_PLAN = R.parse_plan({"rollout": {
+    "stages": [{"percent": 10, "duration": "10m", "window": "2m"}, {"percent": 50, "duration": "10m", "window": "2m"},
+               {"percent": 100}],
+    "guardrails": [{"metric": "processing_latency_p95", "max_change": 0.2, "consecutive_windows": 2}]},
+    "judge": {"minimums": {"tail_points": 5}}})
+
+
+def test_evaluate_timeline_promotes_the_healthy_stage_and_rolls_back_on_the_guardrail():
+    rel = _timeline_table()
+    timeline = [(10, UTC_START, UTC_START + timedelta(seconds=600)),
+                (50, UTC_START + timedelta(seconds=600), UTC_START + timedelta(seconds=1200))]
+    res = R.evaluate_timeline(rel, FAST_PLAN, timeline)
+    assert [s.decision for s in res.stages] == ["promote", "rollback"]
+    assert res.outcome == "rolled_back" and res.rule == "guardrail:processing_latency_p95"
+    assert len(res.stages[1].windows) == 2  # decided at the second consecutive bad window
+    d = res.to_dict()
+    assert d["schema"] == R.ROLLOUT_SCHEMA and d["stages"][0]["compare"]["schema"] == "obslab.compare/v1"
+
+
+def test_run_rollout_with_an_injected_clock_writes_the_decision_log(tmp_path):
+    """The run loop's control flow with a simulated clock over a prepared table; the real
+    service run is in test_rollout_service.py."""
+    rel = _timeline_table()
+    clock = [UTC_START]
+    set_calls = []
+    log = R.DecisionLog(tmp_path / "decisions.jsonl")
+    res = R.run_rollout(FAST_PLAN, set_percent=set_calls.append, load_attempts=lambda: rel, log=log,
+                        now=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + timedelta(seconds=s)))
+    log.close()
+    assert set_calls == [10, 50, 0.0]
+    assert res.outcome == "rolled_back" and res.rule == "guardrail:processing_latency_p95"
+    timeline = R.timeline_from_log(tmp_path / "decisions.jsonl")
+    assert [p for p, _, _ in timeline] == [10, 50]
+    assert timeline[1][2] is not None  # the rollback closes the last stage
+
+
+def _obslab(*args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([str(Path(sys.executable).parent / "obslab"), *map(str, args)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_plan_and_plan_errors(tmp_path):
+    import json
+
+    r = _obslab("rollout", "plan", "--rate", "20", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert [s["percent"] for s in d["stages"]] == [1, 5, 25, 100]
+    assert d["stages"][1]["expected_variant_attempts_per_window"] == 300
+    bad = tmp_path / "plan.yaml"
+    bad.write_text("rollout: {stages: [{percent: 150}]}")
+    r = _obslab("rollout", "plan", "--plan", bad)
+    assert r.returncode == 2 and "stages[0].percent" in r.stderr and "Traceback" not in r.stderr
+    r = _obslab("rollout", "evaluate", tmp_path / "none.jsonl", "--stage", "5@soon/later")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_evaluate_with_stages_on_synthetic_events(tmp_path):
+    import json
+
+    from toolkit.synth import Effect, SynthConfig, generate, write_jsonl
+
+    # 10 % canary whose publishes fail 20 % of the time from minute 10.
+    cfg = SynthConfig(attempts=6000, duration_s=1200, users=3000, canary_share=0.5,
+                      effects=(Effect(where={"release": "canary"}, start_s=600, failure_rate=0.2),))
+    events = write_jsonl(generate(cfg, seed=8), tmp_path / "events.jsonl")
+    r = _obslab("rollout", "evaluate", events, "--stage", "50@2026-01-05T10:00:00Z/2026-01-05T10:10:00Z",
+                "--stage", "75@2026-01-05T10:10:00Z/2026-01-05T10:20:00Z", "--plan", _plan_file(tmp_path),
+                "--format", "json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["stages"][0]["decision"] == "promote", d["stages"][0]["explanation"]
+    assert d["outcome"] == "rolled_back" and d["stages"][1]["decision"] == "rollback"
+
+
+def _plan_file(tmp_path):
+    p = tmp_path / "plan.yaml"
+    p.write_text("""
+rollout:
+  stages: [{percent: 50, duration: 10m, window: 5m}, {percent: 75, duration: 10m, window: 5m}, {percent: 100}]
+  guardrails: [{metric: publish_success_rate, max_change: 0.05}]
+judge:
+  minimums: {tail_points: 3}
+""")
+    return p
+
+
+def test_cli_run_without_a_service_is_one_line_and_logs_the_abort(tmp_path):
+    import json
+
+    from toolkit.processes import free_port
+
+    (tmp_path / "events").mkdir()
+    log = tmp_path / "decisions.jsonl"
+    r = _obslab("rollout", "run", "--events", tmp_path / "events", "--log", log,
+                "--url", f"http://127.0.0.1:{free_port()}", "--token", "t")
+    assert r.returncode == 2 and "no service answering" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["action"] == "aborted" and last["rolled_back"] is False

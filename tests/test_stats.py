@@ -1,0 +1,172 @@
+"""toolkit.stats against scipy (and brute force) as the reference."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from toolkit import stats as S
+
+NO_MINIMUMS = S.MinimumSamples(proportion_per_arm=1, shift_per_arm=1, tail_points=1)
+
+
+def test_z_test_equals_scipy_chi2_without_correction():
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        n_c, n_t = rng.integers(100, 5000, size=2)
+        s_c, s_t = rng.binomial(n_c, 0.9), rng.binomial(n_t, 0.88)
+        res = S.compare_proportions(s_c, n_c, s_t, n_t)
+        table = [[s_t, n_t - s_t], [s_c, n_c - s_c]]
+        chi2, p, _, _ = sps.chi2_contingency(table, correction=False)
+        assert res.p_value == pytest.approx(p, rel=1e-9, abs=1e-300)
+        assert res.z ** 2 == pytest.approx(chi2, rel=1e-9)
+        assert res.difference == pytest.approx(s_t / n_t - s_c / n_c)
+
+
+def test_newcombe_interval_matches_published_example():
+    # Newcombe (1998), Stat Med 17:873, table II, method 10: 56/70 - 48/80 → 0.0524, 0.3339.
+    res = S.compare_proportions(48, 80, 56, 70, minimums=NO_MINIMUMS)
+    assert res.difference == pytest.approx(0.2)
+    assert res.ci_low == pytest.approx(0.0524, abs=5e-5)
+    assert res.ci_high == pytest.approx(0.3339, abs=5e-5)
+
+
+def test_newcombe_interval_is_built_from_scipy_wilson_intervals():
+    res = S.compare_proportions(990, 1000, 975, 1000)
+    t = sps.binomtest(975, 1000).proportion_ci(method="wilson")
+    c = sps.binomtest(990, 1000).proportion_ci(method="wilson")
+    d = 0.975 - 0.990
+    assert res.ci_low == pytest.approx(d - math.hypot(0.975 - t.low, c.high - 0.990))
+    assert res.ci_high == pytest.approx(d + math.hypot(t.high - 0.975, 0.990 - c.low))
+
+
+def test_proportions_below_minimum_are_not_enough_data():
+    res = S.compare_proportions(5, 10, 9, 10)
+    assert not res.enough_data and res.p_value is None and "not enough data" in res.reason
+
+
+def test_proportions_reject_impossible_counts():
+    with pytest.raises(ValueError, match="treatment"):
+        S.compare_proportions(5, 10, 11, 10)
+
+
+def test_mann_whitney_equals_scipy():
+    rng = np.random.default_rng(3)
+    c, t = rng.gamma(2.0, 100.0, 400), rng.gamma(2.0, 110.0, 300)
+    res = S.compare_shift(c, t)
+    ref = sps.mannwhitneyu(t, c, alternative="two-sided", method="asymptotic")
+    assert res.u_statistic == ref.statistic
+    assert res.p_value == pytest.approx(ref.pvalue, rel=1e-12)
+
+
+def test_hodges_lehmann_is_median_of_pairwise_differences():
+    rng = np.random.default_rng(4)
+    for n, m in ((31, 40), (50, 50), (7, 200)):
+        c, t = rng.normal(0, 1, n), rng.normal(0.3, 1, m)
+        assert S.hodges_lehmann(c, t) == pytest.approx(float(np.median(np.subtract.outer(t, c))), rel=1e-12)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_selection_equals_materialised_order_statistics(ties):
+    rng = np.random.default_rng(5)
+    c, t = rng.lognormal(6, 0.6, 900), rng.lognormal(6.1, 0.6, 700)
+    if ties:  # latencies rounded to whole milliseconds: many equal differences
+        c, t = np.round(c), np.round(t)
+    all_diffs = np.sort(np.subtract.outer(t, c).ravel())
+    for k in (1, 2, 1000, 315_000, all_diffs.size // 2, all_diffs.size - 1, all_diffs.size):
+        got = S.pairwise_difference_order_statistic(c, t, k, materialise_limit=1000)
+        assert got == pytest.approx(all_diffs[k - 1], rel=1e-12, abs=1e-9)
+    full = S.compare_shift(c, t)
+    fast = S.compare_shift(c, t, materialise_limit=1000)
+    assert "bisection" in fast.ci_method and "materialised" in full.ci_method
+    assert (fast.shift, fast.ci_low, fast.ci_high) == pytest.approx((full.shift, full.ci_low, full.ci_high))
+
+
+def test_hl_interval_uses_order_statistics_at_the_normal_critical_rank():
+    rng = np.random.default_rng(6)
+    c, t = rng.normal(10, 2, 60), rng.normal(11, 2, 45)
+    res = S.compare_shift(c, t)
+    nm = 60 * 45
+    k = math.floor(nm / 2 - sps.norm.ppf(0.975) * math.sqrt(nm * (60 + 45 + 1) / 12))
+    diffs = np.sort(np.subtract.outer(t, c).ravel())
+    assert res.ci_low == diffs[k - 1] and res.ci_high == diffs[nm - k]
+    assert res.ci_low < res.shift < res.ci_high
+
+
+def test_shift_below_minimum_is_not_enough_data():
+    res = S.compare_shift(np.arange(10.0), np.arange(50.0))
+    assert not res.enough_data and res.shift is None
+
+
+def test_quantile_point_estimates_are_numpy_quantiles():
+    rng = np.random.default_rng(8)
+    c, t = rng.lognormal(6, 0.5, 2000), rng.lognormal(6.1, 0.5, 1500)
+    res = S.compare_quantiles(c, t, 0.95, n_resamples=2000)
+    assert res.control_value == np.quantile(c, 0.95) and res.treatment_value == np.quantile(t, 0.95)
+    assert res.difference == pytest.approx(np.quantile(t, 0.95) - np.quantile(c, 0.95))
+
+
+def test_order_statistic_bootstrap_matches_resampling_bootstrap():
+    """The Beta order-statistic draw is the resampling bootstrap in distribution: compare
+    replicate quantiles of both with a two-sample KS test, and the CI with scipy.stats.bootstrap."""
+    rng = np.random.default_rng(9)
+    x = np.sort(rng.lognormal(6, 0.7, 400))
+    fast = S._bootstrap_quantiles(x, 0.95, 20_000, np.random.default_rng(1))
+    resamples = x[rng.integers(0, x.size, size=(20_000, x.size))]
+    brute = np.quantile(resamples, 0.95, axis=1)
+    assert sps.ks_2samp(fast, brute).pvalue > 0.001
+    assert np.mean(fast) == pytest.approx(np.mean(brute), rel=0.01)
+
+    c, t = rng.lognormal(6, 0.5, 600), rng.lognormal(6.15, 0.5, 500)
+    ours = S.compare_quantiles(c, t, 0.95, n_resamples=20_000, seed=3)
+    ref = sps.bootstrap((t, c), lambda a, b, axis: np.quantile(a, 0.95, axis=axis) - np.quantile(b, 0.95, axis=axis),
+                        vectorized=True, paired=False, method="percentile", n_resamples=20_000, batch=500,
+                        rng=np.random.default_rng(4)).confidence_interval
+    # Monte Carlo error of a 2.5 % quantile of 20k replicates is well under 5 % of the CI width.
+    width = ref.high - ref.low
+    assert ours.ci_low == pytest.approx(ref.low, abs=0.05 * width)
+    assert ours.ci_high == pytest.approx(ref.high, abs=0.05 * width)
+
+
+def test_quantile_minimum_scales_with_the_tail():
+    assert S.DEFAULT_MINIMUMS.quantile_per_arm(0.95) == 200
+    assert S.DEFAULT_MINIMUMS.quantile_per_arm(0.99) == 1000
+    res = S.compare_quantiles(np.arange(500.0), np.arange(500.0), 0.99)
+    assert not res.enough_data and "need 1000" in res.reason
+
+
+def test_srm_equals_scipy_chisquare():
+    res = S.sample_ratio_mismatch([620, 9380], [5, 95])
+    ref = sps.chisquare([620, 9380], f_exp=[500, 9500])
+    assert res.p_value == pytest.approx(ref.pvalue) and res.chi2 == pytest.approx(ref.statistic)
+    assert res.mismatch
+    assert not S.sample_ratio_mismatch([505, 9495], [0.05, 0.95]).mismatch
+
+
+def test_srm_rejects_bad_shares():
+    with pytest.raises(ValueError):
+        S.sample_ratio_mismatch([1, 2], [1, 0])
+
+
+def test_sample_size_reaches_power_and_one_less_does_not():
+    n = S.sample_size_two_proportions(0.99, 0.98, 0.25, power=0.8)
+    assert S.power_two_proportions(0.99, 0.98, round(n * 0.75), round(n * 0.25)) >= 0.8
+    assert S.power_two_proportions(0.99, 0.98, round((n - 40) * 0.75), round((n - 40) * 0.25)) < 0.8
+
+
+from hypothesis import given, settings, strategies as st
+
+_values = st.lists(st.integers(min_value=0, max_value=50).map(float) | st.floats(0, 1e4, allow_nan=False),
+                   min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(control=_values, treatment=_values, data=st.data())
+def test_property_selection_equals_sorted_pairwise_differences(control, treatment, data):
+    """Any k, any data (ties included): the bisection selector returns the k-th sorted difference."""
+    diffs = np.sort(np.subtract.outer(np.asarray(treatment), np.asarray(control)).ravel())
+    k = data.draw(st.integers(1, diffs.size))
+    for bracket in (1, 7, 10**6):  # full bisection, partial, enumeration only
+        got = S.pairwise_difference_order_statistic(control, treatment, k, materialise_limit=0, bracket=bracket)
+        assert got == pytest.approx(diffs[k - 1], rel=1e-9, abs=1e-9)

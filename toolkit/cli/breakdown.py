@@ -1,0 +1,87 @@
+"""``obslab breakdown``: what is different about failed, slow or time-sliced attempts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
+from toolkit.cli.base import app, console, user_errors
+
+
+def print_breakdown(d: dict, top: int) -> None:
+    sel = d["selection"]
+    console.print(f"[bold]breakdown[/] selection: {sel['description']} ({d['selection_total']} attempts) vs "
+                  f"baseline: {'the rest' if d['baseline'] == 'rest' else 'all attempts'} ({d['baseline_total']}); "
+                  f"finished attempts only; synthetic traffic: {d['synthetic']}", highlight=False)
+    w = d["window"]
+    console.print(f"attempts started {w.get('first_started')} → {w.get('last_started')}; source: {d['source']}",
+                  highlight=False)
+    table = Table(title="values ranked by z = (share in selection − share in baseline) / standard error",
+                  title_justify="left")
+    for col in ("dimension", "value", "selection", "baseline", "difference", "lift", "z", "dimension χ² p"):
+        table.add_column(col)
+    p_of = {x["dimension"]: x["p_value"] for x in d["dimensions"]}
+    for v in d["top_values"][:top]:
+        p = p_of.get(v["dimension"])
+        table.add_row(v["dimension"], v["value"],
+                      f"{v['selection_share'] * 100:.1f} % ({v['selection_count']})",
+                      f"{v['baseline_share'] * 100:.1f} % ({v['baseline_count']})",
+                      f"{v['difference'] * 100:+.1f} pp", f"{v['lift']:.2f}×" if v["lift"] else "new",
+                      f"{v['z']:.1f}",
+                      f"{p:.2g}" if p is not None else "—")
+    console.print(table)
+
+
+@app.command()
+def breakdown(
+    events: list[Path] = typer.Argument(..., help="Event files, directories or globs (JSONL or Parquet)."),
+    select: str = typer.Option("failed", "--select", help="failed, slow, time or where."),
+    slow_ms: float = typer.Option(1000.0, help="With --select slow: processing latency above this (ms)."),
+    time: Optional[str] = typer.Option(None, "--time", help="With --select time: START/END (ISO 8601)."),
+    where: Optional[str] = typer.Option(None, help="With --select where: a SQL predicate over attempt columns."),
+    baseline: str = typer.Option("rest", help="rest (population minus selection) or all."),
+    dimensions: Optional[str] = typer.Option(None, help="Comma-separated dimensions (default: all)."),
+    bins: int = typer.Option(5, help="Quantile bins for numeric fields."),
+    since: Optional[str] = typer.Option(None, help="Window start (ISO 8601, on attempt start time)."),
+    until: Optional[str] = typer.Option(None, help="Window end (exclusive)."),
+    last: Optional[str] = typer.Option(None, help="Window: the last DURATION of data."),
+    synthetic: str = typer.Option("include", help="Synthetic traffic: include, exclude or only."),
+    chart: Optional[Path] = typer.Option(None, help="Write a PNG chart of the top dimensions here."),
+    top: int = typer.Option(15, help="Rows in the table / top_values in the JSON."),
+    abandon_after: str = typer.Option("10m", help="No terminal event this long after the last event = abandoned."),
+    fmt: str = typer.Option("table", "--format", help="table or json (obslab.breakdown/v1)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write JSON here instead of stdout."),
+) -> None:
+    """Rank every dimension value by how much more common it is in a selection than in the baseline."""
+    from toolkit.breakdown import breakdown_attempts, render_chart, selection_preset
+    from toolkit.compare import parse_selector, parse_window
+
+    from toolkit.compare import _synthetic_sql
+
+    with user_errors(*USER_ERRORS):
+        check_format(fmt)
+        _synthetic_sql(synthetic)
+        if bins < 2:
+            raise ValueError(f"--bins must be at least 2, got {bins}")
+        time_range = parse_selector(f"time={time}", "--time") if time else None
+        selection = selection_preset(select, slow_ms=slow_ms, time_range=time_range, where=where)
+        dims = tuple(x.strip() for x in dimensions.split(",") if x.strip()) if dimensions else None
+        window = parse_window(since, until, last)
+        rel, _ = load(events, abandon_after)
+        result = breakdown_attempts(rel, selection, baseline=baseline, window=window, synthetic=synthetic,
+                                    bins=bins, dimensions=dims, top=top, source=source_text(events))
+        if result.selection_total == 0:
+            raise ValueError(f"the selection ({selection.description}) is empty in this window: nothing to break down")
+        chart_path = render_chart(result, chart) if chart else None
+        data = result.to_dict()
+        data["chart"] = str(chart_path) if chart_path else None
+    if fmt == "json":
+        emit_json(data, output)
+    else:
+        print_breakdown(data, top)
+        if chart_path:
+            console.print(f"chart: {chart_path}", highlight=False)

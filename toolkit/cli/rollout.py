@@ -1,0 +1,156 @@
+"""``obslab rollout plan|evaluate|run``: staged rollout of a flag variant with guardrails."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
+from toolkit.cli.base import UserError, app, console, user_errors
+
+rollout_app = typer.Typer(help="Staged rollout of a flag variant: plan, evaluate from events, run against a lab.",
+                          no_args_is_help=True)
+app.add_typer(rollout_app, name="rollout")
+
+TOKEN_ENV = "OBSLAB_ADMIN_TOKEN"
+
+
+def print_plan(d: dict) -> None:
+    plan = d["plan"]
+    console.print(f"[bold]rollout plan[/] {plan['flag']}: {plan['control']} → {plan['variant']}", highlight=False)
+    table = Table(title_justify="left")
+    cols = ["percent", "min duration", "window"]
+    extra = "expected_variant_attempts_per_window" in (d["stages"][0] if d["stages"] else {})
+    if extra:
+        cols += ["variant attempts/window", "variant attempts/stage", "power: −1 pp success"]
+    for c in cols:
+        table.add_column(c)
+    for s in d["stages"]:
+        row = [f"{s['percent']:g} %", s["duration"], s["window"]]
+        if extra:
+            row += [f"{s.get('expected_variant_attempts_per_window', '—')}", f"{s.get('expected_variant_attempts_per_stage', '—')}",
+                    f"{s['power_to_detect_success_drop']:.2f}" if "power_to_detect_success_drop" in s else "—"]
+        table.add_row(*row)
+    console.print(table)
+    for g in plan["guardrails"]:
+        console.print(f"guardrail: {g['rule']}", highlight=False)
+    if "assumptions" in d:
+        a = d["assumptions"]
+        console.print(f"assuming {a['rate_per_s']:g} attempts/s, baseline success {a['baseline_success'] * 100:g} %; "
+                      f"power of a two-proportion z-test over a whole stage at α={plan['judge']['alpha']:g}",
+                      highlight=False)
+
+
+def print_result(d: dict) -> None:
+    for s in d["stages"]:
+        console.print(f"stage {s['percent']:g} % [{s['start']} → {s['end']}]: {len(s['windows'])} window(s) → "
+                      f"[bold]{s['decision']}[/] {('(' + s['rule'] + ')') if s['rule'] else ''} {s['explanation']}",
+                      highlight=False)
+    console.print(f"[bold]outcome: {d['outcome']}[/] at {d['final_percent']:g} %"
+                  + (f" (rule {d['rule']})" if d["rule"] else "") + f": {d['explanation']}", highlight=False)
+
+
+@rollout_app.command("plan")
+def plan_cmd(
+    plan: Optional[Path] = typer.Option(None, help="Rollout plan YAML (defaults: 1→5→25→100 %, p99 and success guardrails)."),
+    rate: Optional[float] = typer.Option(None, help="Expected publish attempts per second, to size the stages."),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o"),
+) -> None:
+    """Show the stages, guardrails and (with --rate) the data each stage will have."""
+    from toolkit.rollout import load_plan, plan_summary
+
+    with user_errors(*USER_ERRORS):
+        check_format(fmt)
+        if rate is not None and rate <= 0:
+            raise UserError(f"--rate must be positive, got {rate}")
+        data = plan_summary(load_plan(plan), rate_per_s=rate)
+    emit_json(data, output) if fmt == "json" else print_plan(data)
+
+
+def _parse_stage(text: str) -> tuple[float, datetime, datetime | None]:
+    from toolkit.compare import _parse_ts
+
+    pct, at, span = text.partition("@")
+    start, slash, end = span.partition("/")
+    if not at or not slash:
+        raise ValueError(f"--stage: expected PERCENT@START/END, got {text!r}")
+    try:
+        percent = float(pct)
+    except ValueError:
+        raise ValueError(f"--stage: {pct!r} is not a percentage") from None
+    return percent, _parse_ts(start, "--stage"), (_parse_ts(end, "--stage") if end else None)
+
+
+@rollout_app.command("evaluate")
+def evaluate_cmd(
+    events: list[Path] = typer.Argument(..., help="Event files, directories or globs."),
+    log: Optional[Path] = typer.Option(None, help="Decision log of a run (stage times come from it)."),
+    stage: Optional[list[str]] = typer.Option(None, help="PERCENT@START/END, repeatable (instead of --log)."),
+    plan: Optional[Path] = typer.Option(None, help="Rollout plan YAML."),
+    synthetic: str = typer.Option("include", help="Synthetic traffic: include, exclude or only."),
+    abandon_after: str = typer.Option("10m", help="No terminal event this long after the last event = abandoned."),
+    fmt: str = typer.Option("table", "--format", help="table or json (obslab.rollout/v1)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o"),
+) -> None:
+    """Judge each stage of a rollout from its events: windows, guardrails, stage verdicts."""
+    from toolkit.rollout import evaluate_timeline, load_plan, timeline_from_log
+
+    with user_errors(*USER_ERRORS):
+        check_format(fmt)
+        if bool(log) == bool(stage):
+            raise UserError("give the stage times either with --log DECISIONS.jsonl or with --stage (not both)")
+        timeline = timeline_from_log(log) if log else [_parse_stage(s) for s in stage]
+        rel, _ = load(events, abandon_after)
+        result = evaluate_timeline(rel, load_plan(plan), timeline, synthetic=synthetic, source=source_text(events))
+        data = result.to_dict()
+    emit_json(data, output) if fmt == "json" else print_result(data)
+
+
+@rollout_app.command("run")
+def run_cmd(
+    events: Path = typer.Option(..., help="The lab's events directory (DATA_DIR/events)."),
+    log: Path = typer.Option(..., help="Decision log to append to (JSONL)."),
+    plan: Optional[Path] = typer.Option(None, help="Rollout plan YAML."),
+    url: str = typer.Option("http://127.0.0.1:8000", help="The service's base URL."),
+    token: Optional[str] = typer.Option(None, help=f"Admin token (default: ${TOKEN_ENV})."),
+    synthetic: str = typer.Option("include", help="Synthetic traffic: include, exclude or only."),
+    abandon_after: str = typer.Option("10m", help="No terminal event this long after the last event = abandoned."),
+    fmt: str = typer.Option("table", "--format", help="table or json (obslab.rollout/v1)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o"),
+) -> None:
+    """Drive the flag stage by stage in a running lab; roll back on a breach, a rollback verdict or an error."""
+    from toolkit.rollout import DecisionLog, FlagControl, load_plan, run_rollout
+
+    with user_errors(*USER_ERRORS):
+        check_format(fmt)
+        the_plan = load_plan(plan)
+        token = token or os.environ.get(TOKEN_ENV)
+        if not token:
+            raise UserError(f"no admin token: pass --token or set {TOKEN_ENV}")
+        if not events.is_dir():
+            raise UserError(f"{events}: not a directory (the lab's events directory)")
+        control = FlagControl(url, token, the_plan)
+        decision_log = DecisionLog(log)
+
+        def show(entry: dict) -> None:
+            if fmt == "table" and entry["action"] != "plan":
+                detail = {k: entry[k] for k in ("percent", "decision", "rule", "explanation", "verdict", "index")
+                          if k in entry and entry[k] not in (None, "")}
+                console.print(f"{entry['at']} {entry['action']} {detail}", highlight=False)
+
+        try:
+            result = run_rollout(the_plan, set_percent=control.set_percent,
+                                 load_attempts=lambda: load([events], abandon_after)[0], log=decision_log,
+                                 synthetic=synthetic, on_event=show)
+        finally:
+            decision_log.close()
+        data = result.to_dict()
+        data["source"] = str(events)
+        data["decision_log"] = str(log)
+    emit_json(data, output) if fmt == "json" else print_result(data)
