@@ -87,11 +87,13 @@ def test_a_minute_of_load_with_chunk_failures_reconciles_exactly(fresh_service, 
 
 @pytest.mark.slow
 def test_dropped_events_are_caught_by_reconcile(fresh_service, tmp_path):
-    """An instrumentation bug (the sink drops 5 % of events) cannot hide from the reconciliation."""
-    put_fault(fresh_service, "lossy-sink", {"kind": "drop_events", "target": "event_sink", "percentage": 5})
+    """An instrumentation bug (the sink drops a quarter of the events) cannot hide from the reconciliation."""
+    # 25 %: with >= 30 attempts, the chance that no terminal event is dropped is below 0.02 %.
+    put_fault(fresh_service, "lossy-sink", {"kind": "drop_events", "target": "event_sink", "percentage": 25})
     out = tmp_path / "load"
     load(fresh_service, out, "--duration", "8s", "--users", "10", "--spawn-rate", "10",
          "--set", "think_time=100ms-500ms")
+    assert len(read_attempts(out / "client.jsonl")) >= 30
     result = reconcile(fresh_service, out)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "NOT reconciled" in result.stdout
@@ -128,12 +130,12 @@ def test_same_seed_same_choices(service, tmp_path):
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        load(service, out, "--duration", "5s", "--users", "4", "--spawn-rate", "10", "--seed", "7",
+        load(service, out, "--duration", "6s", "--users", "6", "--spawn-rate", "10", "--seed", "7",
              "--cancel-rate", "0.2", "--set", "think_time=50ms-200ms", "--set", "viewer_weight=0")
         runs.append({a.request_id.split(".", 1)[1]: a for a in read_attempts(out / "client.jsonl")
                      if a.outcome != "abandoned"})
     common = set(runs[0]) & set(runs[1])
-    assert len(common) >= 20, common
+    assert len(common) >= 12, common
     for key in common:
         a, b = runs[0][key], runs[1][key]
         assert (a.cohort, a.media_size_bytes, a.chunk_count, a.outcome) == \

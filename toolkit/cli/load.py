@@ -72,8 +72,10 @@ def load(
     console.print(f"load run {result.run_id}: {result.duration_s:g}s at {options.host} ({options.shape} shape, "
                   f"peak {options.users} users, retry policy {options.retry_policy}, seed {options.seed}); "
                   f"synthetic traffic", highlight=False)
-    table = Table("request (Locust name)", "count", "failed", "req/s (run mean)", "p50 ms", "p95 ms", "p99 ms",
-                  box=None, pad_edge=False)
+    table = Table(box=None, pad_edge=False)
+    table.add_column("request (Locust name)", overflow="fold")
+    for header in ("count", "failed", "req/s (run mean)", "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(header, justify="right")
     for r in result.requests:
         table.add_row(r.name, str(r.requests), str(r.failures), f"{r.requests_per_s:.1f}", f"{r.median_ms:g}",
                       f"{r.p95_ms:g}", f"{r.p99_ms:g}")
