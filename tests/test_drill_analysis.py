@@ -128,6 +128,10 @@ def test_report_numbers_and_files(tmp_path):
     assert summary["drill"]["truth"]["cohort"] == {"region": "eu-west"}
     assert [p["part"] for p in summary["grade"]["parts"]] == ["cause", "cohort", "impact"]
     assert summary["measured_impact"] == data.impact.value("budget_spent_percent")
+    from toolkit.story import write_story
+
+    story = write_story(summary)
+    assert "Score 100/100" in story and "cohort region=eu-west" in story
     assert (summary["sli_fault_window"]["good"], summary["sli_fault_window"]["total"]) == (good, total)
 
 
