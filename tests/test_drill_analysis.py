@@ -131,7 +131,7 @@ def test_report_numbers_and_files(tmp_path):
     from toolkit.story import write_story
 
     story = write_story(summary)
-    assert "Score 100/100" in story and "cohort region=eu-west" in story
+    assert f"Score {data.grade.total:g}/100" in story and "cohort region=eu-west" in story
     assert (summary["sli_fault_window"]["good"], summary["sli_fault_window"]["total"]) == (good, total)
 
 
