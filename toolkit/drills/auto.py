@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from toolkit.drills.measure import (Attempt, Impact, MetricSample, Window, measure_impact, percentile,
+from toolkit.drills.measure import (Attempt, MetricSample, Window, measure_impact, percentile,
                                     read_attempts, read_metric_samples)
 from toolkit.drills.schema import Drill
 from toolkit.slo_spec import SloSpec
@@ -534,12 +534,14 @@ def _peak_rate_ratio(attempts: Sequence[Attempt], w: Window, bins: int = 10) -> 
 
 def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float, end: float,
              spec: SloSpec, events: str | Path | None = None) -> Diagnosis:
-    failed_events = None
+    failed_events: Callable[[Window], int] | None = None
     if events is not None:
         from toolkit.drills.measure import count_events
 
-        def failed_events(w: Window) -> int:
+        def count_failed_events(w: Window) -> int:
             return count_events(events, ["publish_failed"], w)
+
+        failed_events = count_failed_events
 
     baseline, incident, moved = find_incident_window(attempts, samples, start, end, failed_events)
     base_sig = _signals(attempts, samples, baseline, failed_events)

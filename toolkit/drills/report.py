@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 from toolkit.drills.causes import cause_label
 from toolkit.drills.grader import Answer, Grade, grade
@@ -393,7 +393,7 @@ def _star(data: ReportData) -> list[str]:
         f"{good_i} of {total_i} publish attempts succeeded "
         f"({(good_i / total_i if total_i else float('nan')):.2%}, publish-success SLI, outcomes in the window).",
         f"- **Task.** Find the cause and who was affected, and size the impact: {d.questions.impact.prompt}",
-        f"- **Action.** Evidence path: " + "; ".join(d.debrief.evidence_path) + ". "
+        "- **Action.** Evidence path: " + "; ".join(d.debrief.evidence_path) + ". "
         f"{page[0].upper() + page[1:]}.",
         f"- **Result.** {d.debrief.what_happened} Measured: {_fmt(failed)} failed publishes, "
         f"{_fmt(spent)} % of the lab-profile error budget spent, p99 processing latency shift {_fmt(p99, 'ms')}"
