@@ -17,6 +17,11 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz():
     get_store().controls_version()  # the shared state is reachable
+    # Lost evidence is an outage of the lab: a failing event log (full disk, unwritable
+    # directory) makes the health check fail loudly instead of serving on silently.
+    problem = get_telemetry().event_sink_problem()
+    if problem:
+        return jsonify({"status": "degraded", "problems": [problem]}), 503
     return jsonify({"status": "ok"})
 
 

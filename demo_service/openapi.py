@@ -185,7 +185,12 @@ def openapi_spec() -> dict:
                           "503": _error("Injected unavailability.", True), "504": _error("Injected timeout.", True)}}},
         "/healthz": {"get": {"summary": "Liveness (and the shared state is reachable).", "operationId": "healthz",
                              "responses": {"200": _json({"type": "object", "properties": {"status": {"const": "ok"}}},
-                                                        "Healthy.")}}},
+                                                        "Healthy."),
+                                           "503": _json({"type": "object", "required": ["status", "problems"],
+                                                         "properties": {"status": {"const": "degraded"},
+                                                                        "problems": {"type": "array",
+                                                                                     "items": {"type": "string"}}}},
+                                                        "Degraded: e.g. events cannot be written (lost).")}}},
         "/metrics": {"get": {"summary": "Prometheus metrics.", "operationId": "metrics", "responses": {
             "200": {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {"summary": "This document.", "operationId": "openapi",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.drills.auto import diagnose, rank_cohorts, wilson_lower
-from toolkit.drills.measure import Window, read_attempts, success_rate
+from toolkit.drills.measure import Window, read_attempts
 from toolkit.drills.report import build_report_data, write_report
 from toolkit.drills.schema import find_drill
 from toolkit.drills.state import RunDir, RunState, append_jsonl
@@ -97,8 +97,6 @@ def test_report_numbers_and_files(tmp_path):
     run = _fake_run(tmp_path, "regional-storage-outage", events_dir, start, [answer])
     data = build_report_data(run, SPEC)
     # The report's SLI over the fault window is the same count a direct SQL over the events gives.
-    import duckdb
-
     fs, fe = start + FAULT[0], start + FAULT[1]
     from toolkit.attempts import attempts as attempts_table
     from toolkit.events_io import load_events
@@ -124,6 +122,14 @@ def test_report_numbers_and_files(tmp_path):
     assert "## Debrief (STAR)" in md and "**Situation.**" in md and "**Result.**" in md
     assert re.search(r"Time to detect .*: \d+\.\d s \(by the first alert\)", md)
     summary = json.loads((path.parent / "report.json").read_text())
+    assert summary["schema"] == "obslab.drill-result/v1"  # what `obslab story` tells
+    assert summary["drill"]["truth"]["cohort"] == {"region": "eu-west"}
+    assert [p["part"] for p in summary["grade"]["parts"]] == ["cause", "cohort", "impact"]
+    assert summary["measured_impact"] == data.impact.value("budget_spent_percent")
+    from toolkit.story import write_story
+
+    story = write_story(summary)
+    assert f"Score {data.grade.total:g}/100" in story and "cohort region=eu-west" in story
     assert (summary["sli_fault_window"]["good"], summary["sli_fault_window"]["total"]) == (good, total)
 
 

@@ -1,5 +1,6 @@
 """`obslab drill`: bad input ends as one clear line and a non-zero exit, never a traceback."""
 
+import json
 import os
 import subprocess
 import sys
@@ -71,3 +72,59 @@ def test_bad_speed_and_cohort_text():
     assert parse_cohort(" release=canary , media_size_bucket=large") == {"release": "canary",
                                                                          "media_size_bucket": "large"}
     assert runner.USER_ERRORS
+
+
+# -- against the real service ---------------------------------------------------------------------
+
+def _rollout(service, name: str) -> dict:
+    flags = service.admin("GET", "/admin/flags").json()["flags"]
+    return next(f for f in flags if f["name"] == name)["rollout"]
+
+
+@pytest.mark.slow
+def test_wrong_token_is_one_line(service, tmp_path):
+    proc = obslab("drill", "start", "retry-storm", "--data-dir", str(tmp_path), "--url", service.base_url,
+                  env={"OBSLAB_ADMIN_TOKEN": "not-the-token"})
+    _one_line_error(proc, "refused the admin token (HTTP 401)")
+    assert not (tmp_path / "drills").exists()
+
+
+@pytest.mark.slow
+def test_learner_flow_start_hint_answer_stop_report(service):
+    """A learner's drill end to end against the real service, the lab found by its data dir alone
+    (token file, events): nothing of the truth is printed, stop removes the fault and the flags."""
+    common = ["--data-dir", str(service.data_dir)]
+    started = obslab("drill", "start", "async-migration", "--speed", "4", "--seed", "3", *common,
+                     "--url", service.base_url)
+    assert started.returncode == 0, started.stderr
+    assert "queue-backed transcode path" in started.stdout  # the briefing
+    try:
+        again = obslab("drill", "start", "retry-storm", *common, "--url", service.base_url)
+        _one_line_error(again, "drill async-migration is still running")
+        assert _rollout(service, "transcode_mode") == {"async": 50.0}  # the setup is in force
+        status = obslab("drill", "status", *common)
+        assert status.returncode == 0 and "running" in status.stdout
+        hints = [obslab("drill", "hint", *common).stdout for _ in range(4)]
+        assert hints[0].startswith("hint 1/3") and hints[2].startswith("hint 3/3") and hints[3].startswith("hint 3/3")
+        bad = obslab("drill", "answer", "--cause", "memory_leak", "--cohort", "everyone", "--impact", "1", *common)
+        _one_line_error(bad, "'memory_leak' is not one of this drill's choices")
+        ok = obslab("drill", "answer", "--cause", "queue_backlog", "--cohort", "transcode_mode=async",
+                    "--impact", "5", *common)
+        assert ok.returncode == 0, ok.stderr
+        too_early = obslab("drill", "report", *common)
+        _one_line_error(too_early, "is still running")
+        for out in [started.stdout, status.stdout, ok.stdout, *hints]:
+            assert "latency_ms" not in out and "truth" not in out  # the ground truth stays hidden
+    finally:
+        stopped = obslab("drill", "stop", *common)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "drill-" not in json.dumps(service.admin("GET", "/admin/faults").json())
+    assert _rollout(service, "transcode_mode") == {}
+    report = obslab("drill", "report", *common)
+    assert report.returncode == 0, report.stderr
+    assert "score" in report.stdout
+    run_dir = next((service.data_dir / "drills").glob("*-async-migration"))
+    assert oct((run_dir / "truth.json").stat().st_mode & 0o777) == "0o600"
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "hint 3 shown" in md and "answer (learner): cause queue_backlog" in md
+    assert "drill stopped" in md

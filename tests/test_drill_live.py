@@ -83,7 +83,7 @@ def test_auto_finds_the_injected_cause_and_cohort_first(live_runs, drill_id):
     assert auto["causes"][0]["cause"] == drill.truth.cause, json.dumps(auto["causes"], indent=1)
     assert auto["cohorts"][0]["cohort"] == drill.truth.cohort, json.dumps(auto["cohorts"][:3], indent=1)
     report = json.loads((run.run_dir / "report" / "report.json").read_text())
-    assert report["grade"]["parts"]["cause"] == 50 and report["grade"]["parts"]["cohort"] == 30
+    assert report["grade"]["points"]["cause"] == 50 and report["grade"]["points"]["cohort"] == 30
 
 
 @pytest.mark.parametrize("drill_id", DRILLS)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 __all__ = ["DurationError", "parse_duration", "format_duration"]
 
+# Longer than any SLO period or window makes sense; keeps arithmetic and formatting finite.
+MAX_DURATION_S = 100 * 365 * 86400
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
@@ -19,8 +22,12 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise DurationError(f"expected a duration like 5m or 1h, got {text!r}")
     if isinstance(text, (int, float)):
+        if not math.isfinite(text):
+            raise DurationError(f"duration must be finite, got {text!r}")
         if text < 0:
             raise DurationError(f"duration must not be negative, got {text!r}")
+        if text > MAX_DURATION_S:
+            raise DurationError(f"duration must be at most 100 years, got {text!r}")
         return float(text)
     if not isinstance(text, str) or not text.strip():
         raise DurationError(f"expected a duration like 5m or 1h, got {text!r}")
@@ -33,6 +40,8 @@ def parse_duration(text: str | int | float) -> float:
         pos = m.end()
     if pos != len(s) or pos == 0:
         raise DurationError(f"expected a duration like 5m, 1h30m or 30d, got {text!r}")
+    if not total <= MAX_DURATION_S:  # also catches inf: a number with hundreds of digits
+        raise DurationError(f"duration must be at most 100 years, got {text[:40]!r}")
     return total
 
 

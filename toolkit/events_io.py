@@ -68,6 +68,8 @@ __all__ = [
 ]
 
 MAX_PROBLEMS = 20
+# What DuckDB's JSON reader skips as blank (JSON's whitespace plus vertical tab and form feed).
+_JSON_WHITESPACE = " \t\r\x0b\x0c"
 # DuckDB settings for analytics on a small shared machine: bounded memory, spill to disk.
 DEFAULT_MEMORY_LIMIT = os.environ.get("OBSLAB_DUCKDB_MEMORY_LIMIT", "350MB")
 
@@ -583,10 +585,12 @@ def _torn_final_line(path: str) -> Problem | None:
     except OSError as e:
         raise EventsError(f"{path}: cannot read: {e.strerror or e}") from None
     last = tail.rsplit(b"\n", 1)[-1]
+    if not last.strip(_JSON_WHITESPACE.encode()):
+        return None  # a blank tail is not an event, torn or otherwise
     try:
         json.loads(last)
         return None  # complete object, just no newline at the end
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         pass
     line = _count_newlines(path) + 1
     return Problem(path, line, f"torn final line ({len(last)} bytes, no newline, not JSON): ignored")
@@ -605,7 +609,8 @@ def _count_newlines(path: str) -> int:
 def _iter_lines(path: str) -> Iterator[str]:
     """Lines of a plain or gzip file, newline kept; a cut final line comes without one."""
     if not path.endswith(".gz"):
-        with open(path, "r", encoding="utf-8", errors="replace", newline="\n") as f:
+        # utf-8-sig: a byte-order mark at the start is not part of line 1 (DuckDB skips it too).
+        with open(path, "r", encoding="utf-8-sig", errors="replace", newline="\n") as f:
             yield from f
         return
     pending = b""
@@ -634,19 +639,22 @@ def _check_lines(path: str, validator) -> Iterator[tuple[int, str | None, str | 
     try:
         for lineno, raw in enumerate(_iter_lines(path), start=1):
             text = raw.rstrip("\n")
-            if not text.strip():
+            if not text.strip(_JSON_WHITESPACE):  # str.strip() would also eat \x1c, \x85...: not blank to JSON
                 continue
             torn = not raw.endswith("\n")
             try:
                 obj = json.loads(text)
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser's stack
                 what = "torn final line (no newline, not JSON): ignored" if torn else f"not valid JSON: {e}"
                 yield lineno, None, what, torn
                 continue
-            err = next(iter(validator.iter_errors(obj)), None)
+            try:
+                err = next(iter(validator.iter_errors(obj)), None)
+                problem = None if err is None else _error_text(err)
+            except ValueError as e:  # the validator refuses values nested past its recursion limit
+                problem = f"cannot validate: {e}"
             name = obj.get("event") if isinstance(obj, dict) else None
-            yield (lineno, name if isinstance(name, str) else None,
-                   None if err is None else _error_text(err), False)
+            yield lineno, name if isinstance(name, str) else None, problem, False
     except (OSError, zlib.error) as e:
         raise EventsError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
 

@@ -8,6 +8,7 @@ and the field path (``slo.yaml: slos[1].threshold: ...``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from toolkit.durations import DurationError, format_duration, parse_duration
+from toolkit.yaml_file import load_yaml_file
 
 __all__ = [
     "SloSpecError",
@@ -127,17 +129,7 @@ class SloSpec:
 def load_spec(path: str | Path) -> SloSpec:
     """Read and validate a spec file."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise SloSpecError(f"{p}: cannot read: {e.strerror or e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise SloSpecError(f"{p}{where}: not valid YAML: {problem}") from None
+    data = load_yaml_file(p, SloSpecError)
     return parse_spec(data, source=str(p))
 
 
@@ -146,6 +138,8 @@ class _Checker:
         self.source = source
 
     def fail(self, where: str, what: str) -> SloSpecError:
+        # A path built from the author's keys may hold a newline or a control character: escape it.
+        where = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in where)
         return SloSpecError(f"{self.source}: {where}: {what}")
 
     def mapping(self, value: Any, where: str) -> dict:
@@ -161,7 +155,9 @@ class _Checker:
     def no_extra(self, m: dict, allowed: set[str], where: str) -> None:
         extra = sorted(set(map(str, m)) - allowed)
         if extra:
-            loc = f"{where}.{extra[0]}" if where else extra[0]
+            # Quote a key that would not read as a field name (empty, spaces, dots).
+            name = extra[0] if extra[0].isidentifier() else repr(extra[0])
+            loc = f"{where}.{name}" if where else name
             raise self.fail(loc, f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
     def string(self, value: Any, where: str) -> str:
@@ -173,6 +169,8 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(where, f"expected a number, got {value!r}")
         v = float(value)
+        if not math.isfinite(v):
+            raise self.fail(where, f"expected a finite number, got {value!r}")
         bad = (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi)
         if bad:
             lb, hb = ("(" if lo_open else "["), (")" if hi_open else "]")
@@ -238,7 +236,7 @@ def parse_spec(data: Any, source: str = "slo.yaml") -> SloSpec:
     raw_profiles = c.mapping(c.required(top, "profiles", ""), "profiles")
     profiles = {}
     for name, raw in raw_profiles.items():
-        where = f"profiles.{name}"
+        where = f"profiles.{name if str(name).isidentifier() else repr(name)}"
         m = c.mapping(raw, where)
         c.no_extra(m, {"time_compression", "scrape_interval"}, where)
         factor = c.number(c.required(m, "time_compression", where), f"{where}.time_compression", 1, 1e6)

@@ -66,6 +66,11 @@ class Telemetry:
         else:
             self.tracer = trace.NoOpTracer()
         self.controls = app.extensions["obslab.controls"]
+        # Event sink health of this worker: the last failed and the last good write (monotonic s).
+        self._write_failed_at: float | None = None
+        self._write_ok_at: float | None = None
+        self._write_error: str | None = None
+        self._lost_to_write_errors = 0
 
     def emit(self, event: str, upload: Upload | None = None, *, known: dict | None = None, **fields: Any) -> bool:
         """Write one event (unless a drop_events fault eats it); True when the line was written."""
@@ -96,12 +101,24 @@ class Telemetry:
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         try:
             self.event_file.write_line(line)
-        except OSError:
+        except OSError as e:
             log.exception("event write failed")
             self.metrics.events_lost.labels(reason="write_error").inc()
+            self._write_failed_at = time.monotonic()
+            self._write_error = e.strerror or str(e)
+            self._lost_to_write_errors += 1
             return False
+        self._write_ok_at = time.monotonic()
         self.metrics.events.labels(event=event).inc()
         return True
+
+    def event_sink_problem(self) -> str | None:
+        """Why this worker's event log is failing (its last write failed), or None when it is fine."""
+        failed, ok = self._write_failed_at, self._write_ok_at
+        if failed is None or (ok is not None and ok > failed):
+            return None
+        return (f"events: cannot write {self.event_file.path}: {self._write_error} "
+                f"({self._lost_to_write_errors} event(s) lost by this worker, see obslab_events_lost_total)")
 
     def span(self, name: str, request_id: str | None = None, **attributes: Any):
         """A manual span for a phase, with ``request_id`` as an attribute."""

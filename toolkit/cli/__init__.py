@@ -28,11 +28,12 @@ COMMAND_MODULES = (
     "budget",
     "bench_sli",
     "bench_capacity",
+    "bench_soak",
+    "drill",
     "compare",
     "breakdown",
     "rollout",
     "story",
-    "drill",
 )
 
 for _name in COMMAND_MODULES:

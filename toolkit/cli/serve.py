@@ -37,6 +37,12 @@ def serve(
             token_note = f"admin token in {token_path}"
         if only not in ("", "api", "transcoder"):
             raise fail(f"--only: expected api or transcoder, got {only!r}")
+        from demo_service.gunicorn_conf import bind_warning
+
+        warning = bind_warning([f"{host}:{port}"], os.environ.get("OBSLAB_ADMIN_ALLOW_REMOTE", "").strip().lower()
+                               in ("1", "true", "yes"))
+        if warning:
+            err_console.print(f"[bold yellow]{warning}[/]", soft_wrap=True, highlight=False)
         svc = ServiceProcesses(data_dir, host=host, port=port, transcoder_port=transcoder_port or port + 1,
                                workers=workers, admin_token=token, only=only or None,
                                transcoder_url=transcoder_url or None)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from toolkit.drills.measure import (Attempt, Impact, MetricSample, Window, measure_impact, percentile,
+from toolkit.drills.measure import (Attempt, MetricSample, Window, measure_impact, percentile,
                                     read_attempts, read_metric_samples)
 from toolkit.drills.schema import Drill
 from toolkit.slo_spec import SloSpec
@@ -52,7 +52,7 @@ BASELINE_SHARE = 0.25
 _BINS = 20
 # Fewer observations than this in a window: the signal is not judged there (noise).
 _MIN_COUNT = 8
-_PAIR_PENALTY = 0.85
+_PAIR_PENALTY = 0.9
 _Z = 1.96
 
 
@@ -351,11 +351,12 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[flo
                               f"publishes failing after the upload (transcode/publish) up {transcode_rise:+.1%}")
     # A retry storm is retries multiplying the load: many extra tries per attempt AND clearly more
     # requests per successful publish. Failing chunks retried sparingly are the failures themselves.
-    amplified = retry_rise >= 1.0 and rpp_ratio >= 1.3
-    d["retry_amplification"] = (_clip((rpp_ratio - 1.3) / 0.3) * 1.3 if retry_rise >= 1.0 else 0.0,
+    amplified = retry_rise >= 1.0 and (rpp_ratio >= 1.3 or retry_rise >= 2.0)
+    d["retry_amplification"] = (max(_clip((rpp_ratio - 1.2) / 0.3), _clip((retry_rise - 1.0) / 1.5)) * 1.3
+                                if retry_rise >= 1.0 else 0.0,
                                 f"requests per publish ×{rpp_ratio:.2f}, chunk retries per attempt {retry_rise:+.2f}")
     d["chunk_upload_failures"] = (_clip(retry_rise / 0.3) * (1.0 if storage_rise < 0.05 else 0.5)
-                                  * (0.7 if amplified else 1.0),
+                                  * (0.5 if amplified else 1.0),
                                   f"chunk retries per attempt {retry_rise:+.2f}")
     p99_ratio = _ratio(ev, "p99_processing_ms")
     tc_ratio = _ratio(ev, "p99_transcode_ms")
@@ -366,7 +367,7 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[flo
     d["queue_backlog"] = (_clip(depth_rise / 5.0) * 1.4, f"transcode queue depth up by {depth_rise:.0f}")
     hit_drop = -_rise(ev, "cache_hit_rate")
     feed_rise = _rise(ev, "feed_p95_ms")
-    d["cache_regression"] = (_clip(hit_drop / 0.3) * 1.3, f"feed cache hit rate down {hit_drop:.0%}")
+    d["cache_regression"] = (_clip((hit_drop - 0.1) / 0.3) * 1.3, f"feed cache hit rate down {hit_drop:.0%}")
     d["database_slow"] = (_clip(feed_rise / 50.0) * 0.6 * (1.0 if hit_drop < 0.2 else 0.3),
                           f"feed p95 up {feed_rise:.0f} ms")
     dropped = ev.get("events_dropped")[1] or 0.0
@@ -533,12 +534,14 @@ def _peak_rate_ratio(attempts: Sequence[Attempt], w: Window, bins: int = 10) -> 
 
 def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float, end: float,
              spec: SloSpec, events: str | Path | None = None) -> Diagnosis:
-    failed_events = None
+    failed_events: Callable[[Window], int] | None = None
     if events is not None:
         from toolkit.drills.measure import count_events
 
-        def failed_events(w: Window) -> int:
+        def count_failed_events(w: Window) -> int:
             return count_events(events, ["publish_failed"], w)
+
+        failed_events = count_failed_events
 
     baseline, incident, moved = find_incident_window(attempts, samples, start, end, failed_events)
     base_sig = _signals(attempts, samples, baseline, failed_events)

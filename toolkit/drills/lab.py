@@ -117,9 +117,17 @@ class ControlClient:
     """The lab's admin API: bearer token, JSON in and out."""
 
     def __init__(self, lab: Lab, session: requests.Session | None = None):
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
         self.lab = lab
         self.session = session or requests.Session()
         self.session.headers["Authorization"] = f"Bearer {lab.token}"
+        # Every control call is idempotent (PUT/DELETE by name, GET), so a pooled keep-alive
+        # connection the busy server closed, or a refused connect, is retried rather than fatal.
+        retry = Retry(total=4, connect=4, read=2, status=0, backoff_factor=0.3,
+                      allowed_methods=frozenset({"GET", "PUT", "DELETE"}), raise_on_status=False)
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
 
     def _call(self, method: str, path: str, body: dict | None = None) -> Any:
         url = f"{self.lab.url}{path}"

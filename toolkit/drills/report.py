@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 from toolkit.drills.causes import cause_label
 from toolkit.drills.grader import Answer, Grade, grade
@@ -393,7 +393,7 @@ def _star(data: ReportData) -> list[str]:
         f"{good_i} of {total_i} publish attempts succeeded "
         f"({(good_i / total_i if total_i else float('nan')):.2%}, publish-success SLI, outcomes in the window).",
         f"- **Task.** Find the cause and who was affected, and size the impact: {d.questions.impact.prompt}",
-        f"- **Action.** Evidence path: " + "; ".join(d.debrief.evidence_path) + ". "
+        "- **Action.** Evidence path: " + "; ".join(d.debrief.evidence_path) + ". "
         f"{page[0].upper() + page[1:]}.",
         f"- **Result.** {d.debrief.what_happened} Measured: {_fmt(failed)} failed publishes, "
         f"{_fmt(spent)} % of the lab-profile error budget spent, p99 processing latency shift {_fmt(p99, 'ms')}"
@@ -420,8 +420,16 @@ def write_report(run: RunDir, spec: SloSpec | None = None) -> Path:
 
 
 def report_json(data: ReportData) -> dict:
+    """The report's numbers; the ``obslab.drill-result/v1`` shape ``obslab story`` reads."""
+    d = data.drill
+    asked = data.impact.figures.get(d.questions.impact.metric)
     return {
-        "drill": data.drill.id,
+        "schema": "obslab.drill-result/v1",
+        "drill": {"id": d.id, "title": d.title, "briefing": d.briefing,
+                  "truth": {"cause": d.truth.cause, "cohort": dict(d.truth.cohort), "metric": d.truth.metric,
+                            "direction": d.truth.direction}},
+        "measured_impact": asked.value if asked is not None else None,
+        "impact_definition": f"{d.questions.impact.metric}: {asked.definition}" if asked is not None else None,
         "run_id": data.run_id,
         "fault_window": [data.fault.start, data.fault.end],
         "baseline_window": [data.baseline.start, data.baseline.end],
@@ -431,8 +439,10 @@ def report_json(data: ReportData) -> dict:
         "figures": {k: {"value": f.value, "unit": f.unit, "count": f.count, "definition": f.definition}
                     for k, f in data.impact.figures.items()},
         "first_page_at": data.first_page_at,
-        "grade": {"total": data.grade.total, "max": data.grade.max_total,
-                  "parts": {p.part: p.points for p in data.grade.parts},
+        "grade": {"total": data.grade.total, "max": data.grade.max_total, "max_total": data.grade.max_total,
+                  "points": {p.part: p.points for p in data.grade.parts},
+                  "parts": [{"part": p.part, "points": p.points, "max_points": p.max_points, "credit": p.credit,
+                             "note": p.note} for p in data.grade.parts],
                   "time_to_detect_s": data.grade.time_to_detect_s, "detected_by": data.grade.detected_by,
                   "time_to_diagnose_s": data.grade.time_to_diagnose_s},
     }

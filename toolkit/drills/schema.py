@@ -19,6 +19,7 @@ from toolkit.contract import COHORT_DIMENSIONS, FLAGS
 from toolkit.contract import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS
 from toolkit.drills.causes import CAUSES
 from toolkit.durations import DurationError, format_duration, parse_duration
+from toolkit.yaml_file import load_yaml_file
 
 __all__ = [
     "DrillSpecError",
@@ -209,6 +210,8 @@ class _Checker:
         self.source = source
 
     def fail(self, where: str, what: str) -> DrillSpecError:
+        # A path built from the author's keys may hold a newline or a control character: escape it.
+        where = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in where)
         return DrillSpecError(f"{self.source}: {where}: {what}")
 
     def mapping(self, value: Any, where: str, *, allow_empty: bool = True) -> dict:
@@ -267,6 +270,8 @@ class _Checker:
 
 
 def _join(where: str, key: str) -> str:
+    # Quote a key that would not read as a field name (empty, spaces, newlines).
+    key = key if str(key).isidentifier() else repr(key)
     return f"{where}.{key}" if where else key
 
 
@@ -342,7 +347,7 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
     flags: dict[str, tuple[str, float]] = {}
     raw_flags = c.mapping(m.get("flags"), "setup.flags")
     for name, spec in raw_flags.items():
-        where = f"setup.flags.{name}"
+        where = _join("setup.flags", str(name))
         c.choice(name, where, tuple(FLAGS))
         f = c.mapping(spec, where, allow_empty=False)
         c.fields(f, where, {"variant"}, {"percent"})
@@ -433,7 +438,7 @@ def _parse_questions(c: _Checker, raw: Any) -> Questions:
         raise c.fail("questions.cause.choices", "lists a cause twice")
     partial: dict[str, float] = {}
     for key, value in c.mapping(cause.get("partial"), "questions.cause.partial").items():
-        where = f"questions.cause.partial.{key}"
+        where = _join("questions.cause.partial", str(key))
         c.choice(key, where, choices)
         partial[key] = c.number(value, where, 0, 1)
     cohort = c.mapping(m["cohort"], "questions.cohort", allow_empty=False)
@@ -459,7 +464,7 @@ def _parse_truth(c: _Checker, raw: Any, questions: Questions) -> Truth:
         raise c.fail("questions.cause.partial", f"gives partial credit to the true cause {cause!r}")
     cohort: dict[str, str] = {}
     for key, value in c.mapping(m["cohort"], "truth.cohort").items():
-        where = f"truth.cohort.{key}"
+        where = _join("truth.cohort", str(key))
         c.choice(key, where, questions.cohort_dimensions)
         cohort[key] = c.choice(value, where, ANSWER_VALUES[key])
     metric = c.string(m["metric"], "truth.metric")
@@ -478,17 +483,7 @@ def _parse_debrief(c: _Checker, raw: Any) -> Debrief:
 def load_drill(path: str | Path) -> Drill:
     """Read and validate one drill file."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise DrillSpecError(f"{p}: cannot read: {e.strerror or e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise DrillSpecError(f"{p}{where}: not valid YAML: {problem}") from None
+    data = load_yaml_file(p, DrillSpecError)
     return parse_drill(data, source=str(p))
 
 
