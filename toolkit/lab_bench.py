@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from toolkit.processes import free_ports
 import requests
 
 __all__ = ["LabBenchResult", "free_ports", "run_lab_bench", "performance_section", "CHROMIUM_ARGS"]
@@ -29,19 +30,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 RSS_TARGET_MB = 600
 FIRST_SLI_TARGET_S = 20
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct loopback ports that were free a moment ago."""
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def tree_rss_bytes(pid: int) -> tuple[int, int]:

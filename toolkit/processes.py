@@ -31,6 +31,7 @@ __all__ = [
     "api_command",
     "transcoder_command",
     "free_port",
+    "free_ports",
     "check_port_free",
     "ensure_admin_token",
     "ManagedProcess",
@@ -121,10 +122,35 @@ def check_port_free(host: str, port: int) -> None:
             raise ServiceStartError(f"cannot listen on {host}:{port}: {e.strerror} (is another obslab running?)") from None
 
 
+# Ports for services we start are drawn below Linux's ephemeral range (32768-60999 by
+# default): a port the kernel hands out with bind(0) can be taken by any outgoing
+# connection (Locust's, say) before our server binds it, which broke parallel starts.
+_SERVICE_PORTS = range(20000, 32000)
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """n distinct ports on host, outside the ephemeral range, that were free a moment ago."""
+    rng = secrets.SystemRandom()
+    ports: list[int] = []
+    for _ in range(50 * n):
+        if len(ports) == n:
+            return ports
+        port = rng.choice(_SERVICE_PORTS)
+        if port in ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        ports.append(port)
+    if len(ports) < n:
+        raise ServiceStartError(f"found only {len(ports)} of {n} free ports on {host} in {_SERVICE_PORTS.start}-{_SERVICE_PORTS.stop - 1}")
+    return ports
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(1, host)[0]
 
 
 def ensure_admin_token(data_dir: str | Path) -> tuple[str, Path]:
@@ -234,8 +260,9 @@ class ServiceProcesses:
         self._external_transcoder_url = transcoder_url
         self.data_dir = Path(data_dir).resolve()
         self.host = host
-        self.port = port or free_port(host)
-        self.transcoder_port = transcoder_port or free_port(host)
+        auto = free_ports(2, host)
+        self.port = port or auto[0]
+        self.transcoder_port = transcoder_port or auto[1]
         self.workers = workers
         self.threads = threads
         self.admin_token = admin_token or os.environ.get(ENV_ADMIN_TOKEN) or ensure_admin_token(self.data_dir)[0]
