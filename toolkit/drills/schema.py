@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from toolkit.contract import COHORT_DIMENSIONS, FLAGS
-from toolkit.contract import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS
+from demo_service import faults as service_faults
+from toolkit.contract import APP_VERSIONS, COHORT_DIMENSIONS, FLAGS, NETWORK_TYPES
 from toolkit.drills.causes import CAUSES
 from toolkit.durations import DurationError, format_duration, parse_duration
 from toolkit.yaml_file import load_yaml_file
@@ -50,38 +50,17 @@ __all__ = [
 ]
 
 DIFFICULTIES = ("beginner", "intermediate", "advanced")
-# The fault vocabulary of the demo service's control API (demo_service/faults.py):
-# kind → parameters it takes, name → (minimum, maximum).
+# The fault vocabulary is the demo service's own (demo_service/faults.py), so a drill can
+# name only faults the control API accepts. kind → parameters it takes, name → (minimum, maximum).
 FAULT_KINDS: dict[str, dict[str, tuple[float, float]]] = {
-    "latency": {"latency_ms": (0, 60_000)},
-    "errors": {},
-    "timeouts": {"timeout_ms": (0, 60_000)},
-    "chunk_failures": {},
-    "cpu_burn": {"cpu_ms": (0, 10_000)},
-    "memory_growth": {"kib_per_request": (0, 64 * 1024), "max_mib": (1, 2048)},
-    "cache_off": {},
-    "drop_events": {},
+    kind: {name: (lo, hi) for name, (_default, lo, hi) in params.items()}
+    for kind, params in service_faults.PARAMS.items()
 }
-FAULT_TARGETS = ("api", "transcoder", "storage", "db", "cache", "event_sink")
+FAULT_TARGETS = service_faults.TARGETS
 # Which targets a kind makes sense on: a fault the service cannot apply is an authoring error.
-_KIND_TARGETS = {
-    "latency": ("api", "transcoder", "storage", "db", "cache"),
-    "errors": ("api", "transcoder", "storage", "db"),
-    "timeouts": ("api", "transcoder"),
-    "chunk_failures": ("storage",),
-    "cpu_burn": ("api", "transcoder"),
-    "memory_growth": ("api", "transcoder"),
-    "cache_off": ("cache",),
-    "drop_events": ("event_sink",),
-}
+_KIND_TARGETS = service_faults.KIND_TARGETS
 # Cohort dimensions and flag variants a selector (or an answer) can name.
-SELECTOR_VALUES: dict[str, tuple[str, ...]] = {
-    "region": REGIONS,
-    "app_version": APP_VERSIONS,
-    "network_type": NETWORK_TYPES,
-    "media_size_bucket": MEDIA_SIZE_BUCKETS,
-    "release": FLAGS["release"],
-}
+SELECTOR_VALUES: dict[str, tuple[str, ...]] = dict(service_faults.SELECTOR_VALUES)
 # What an answer's cohort may name: the cohort dimensions and every flag.
 ANSWER_VALUES: dict[str, tuple[str, ...]] = {**SELECTOR_VALUES, **FLAGS}
 ANSWER_DIMENSIONS = COHORT_DIMENSIONS + tuple(FLAGS)
@@ -101,7 +80,7 @@ IMPACT_METRICS = (
 )
 LOAD_SHAPES = ("steady", "phased", "spike")
 RETRY_POLICIES = ("backoff", "immediate")
-API_ROUTES = ("create", "chunk", "complete", "status", "cancel", "feed")
+API_ROUTES = service_faults.API_ROUTES
 # Share of the drill before the earliest fault start: the baseline the analysis compares against.
 BASELINE_SHARE = 0.25
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
