@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from toolkit.compare import CohortSelector, CompareResult, Window, compare_attempts, _iso
+from toolkit.compare import CohortSelector, CompareResult, Window, _clean, _iso, compare_attempts
 from toolkit.contract import FLAGS
 from toolkit.durations import DurationError, format_duration, parse_duration
 from toolkit.judge import DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, parse_judge_config
@@ -309,15 +309,6 @@ class RolloutResult:
             "final_percent": self.final_percent, "synthetic": self.synthetic,
         })
 
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
 
 
 def _window_from_compare(stage: float, index: int, start: datetime, end: datetime,
