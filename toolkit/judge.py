@@ -28,10 +28,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from toolkit.stats import (DEFAULT_MINIMUMS, SRM_ALPHA, MinimumSamples, ProportionComparison,
                            QuantileComparison, ShiftComparison, SrmResult)
+from toolkit.yaml_file import load_yaml_file
 
 __all__ = [
     "JudgeConfigError",
@@ -343,10 +342,6 @@ def load_judge_config(path: str | Path | None) -> JudgeConfig:
     if path is None:
         return DEFAULT_CONFIG
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise JudgeConfigError(f"{p}: no such judge config file") from None
-    except yaml.YAMLError as e:
-        raise JudgeConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse_judge_config(raw, str(p))
+    if not p.exists():  # the common slip, in the reader's own words; load_yaml_file names the rest
+        raise JudgeConfigError(f"{p}: no such judge config file")
+    return parse_judge_config(load_yaml_file(p, JudgeConfigError), str(p))

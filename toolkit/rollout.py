@@ -26,13 +26,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import yaml
-
 from toolkit.compare import CohortSelector, CompareResult, Window, _clean, _iso, compare_attempts
 from toolkit.contract import FLAGS
 from toolkit.durations import DurationError, format_duration, parse_duration
 from toolkit.judge import DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, parse_judge_config
 from toolkit.stats import power_two_proportions
+from toolkit.yaml_file import load_yaml_file
 
 __all__ = [
     "ROLLOUT_SCHEMA",
@@ -219,13 +218,9 @@ def load_plan(path: str | Path | None) -> RolloutPlan:
     if path is None:
         return DEFAULT_PLAN
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise RolloutPlanError(f"{p}: no such rollout plan file") from None
-    except yaml.YAMLError as e:
-        raise RolloutPlanError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse_plan(raw, str(p))
+    if not p.exists():  # the common slip, in the reader's own words; load_yaml_file names the rest
+        raise RolloutPlanError(f"{p}: no such rollout plan file")
+    return parse_plan(load_yaml_file(p, RolloutPlanError), str(p))
 
 
 def plan_summary(plan: RolloutPlan, rate_per_s: float | None = None, baseline_success: float = 0.99,

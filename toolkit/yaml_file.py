@@ -1,9 +1,9 @@
 """Read one YAML file for a spec reader: every failure becomes the reader's own error,
 naming the file and, where YAML knows it, the line (``drill.yaml:3: not valid YAML: ...``).
 
-Shared by the SLO spec and drill readers so that undecodable bytes, control characters,
-nesting deeper than Python's recursion limit or an unreadable path never escape as
-another exception (which the CLI would show as a traceback).
+Shared by the SLO spec, drill, judge config and rollout plan readers so that undecodable
+bytes, control characters, nesting deeper than Python's recursion limit or an unreadable
+path never escape as another exception (which the CLI would show as a traceback).
 """
 
 from __future__ import annotations
