@@ -1,9 +1,13 @@
-"""Hypothesis strategies shared by the reader fuzz tests (tests/test_fuzz_*.py)."""
+"""Hypothesis strategies and hostile files shared by the reader tests (tests/test_fuzz_*.py and the
+YAML readers of the judge config and rollout plan)."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any, Callable
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -26,13 +30,31 @@ documents = st.recursive(
     ),
     max_leaves=25,
 )
-# YAML texts that have broken YAML readers before: syntax, aliases, nesting, keys, control bytes.
-HOSTILE_YAML = [
-    ("version: 1\nslos: [\n  - a: b\n", ":3"),   # unclosed flow sequence
-    ("a: &x [*x]\n", ""),                         # recursive alias
-    ("[" * 1500 + "]" * 1500, ""),                # nesting deeper than the recursion limit
-    ("? [a, b]\n: c\n", ":1"),                    # unhashable key
-    ("a: 1\nb: \x00\n", ":2"),                    # a control character (a reader error, no mark)
+
+
+class _Directory:
+    """Stands in HOSTILE_FILES for a directory where the reader expects a file."""
+
+    def __repr__(self) -> str:
+        return "a directory"
+
+
+A_DIRECTORY = _Directory()
+
+# Files that have broken YAML readers before: syntax, aliases, nesting, keys, control characters,
+# bytes that are not UTF-8, a directory in the file's place. Each is (content, where, what): the error
+# starts with the path and ``where`` ("" for the file as a whole, ":N" for line N) and says ``what``
+# ("" for whatever the reader finds wrong with the document).
+HOSTILE_FILES = [
+    pytest.param("version: 1\nslos: [\n  - a: b\n", ":3", "not valid YAML", id="unclosed-flow-sequence"),
+    pytest.param("a: &x [*x]\n", "", "", id="recursive-alias"),  # valid YAML: a list inside itself
+    pytest.param("[" * 1500 + "]" * 1500, "", "not valid YAML", id="nested-past-recursion-limit"),
+    pytest.param("[" * 100_000, "", "not valid YAML", id="nested-100000-deep-unclosed"),
+    pytest.param("? [a, b]\n: c\n", ":1", "not valid YAML", id="unhashable-key"),
+    # a control character is a YAML reader error: a position, no mark
+    pytest.param("a: 1\nb: \x00\n", ":2", "not valid YAML", id="control-character"),
+    pytest.param(b"a: 1\nb: \xff\xfe\n", ":2", "not valid UTF-8", id="not-utf8"),
+    pytest.param(A_DIRECTORY, "", "cannot read", id="directory"),
 ]
 
 
@@ -75,3 +97,33 @@ def assert_clear_error(message: str, source: str) -> None:
     rest = message[len(source) + 1:]
     assert re.match(r"(\d+: \S| \S.*?: \S)", rest), message
     assert "\n" not in message, message
+
+
+def write_hostile_file(path: Path, content: str | bytes | _Directory) -> Path:
+    """Put one HOSTILE_FILES content at ``path``."""
+    if content is A_DIRECTORY:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+def assert_hostile_file_is_reader_error(load: Callable[[Path], Any], error: type[Exception], path: Path,
+                                        content: str | bytes | _Directory, where: str, what: str) -> None:
+    """``load`` refuses a hostile file with ``error``: one line, starting ``<path><where>:``, saying ``what``."""
+    write_hostile_file(path, content)
+    with pytest.raises(error) as e:
+        load(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}{where}:") and what in message, message
+    assert_clear_error(message, str(path))
+
+
+def assert_one_line_cli_error(proc, *names: str) -> None:
+    """A finished ``obslab`` run failed as a user error: exit 2, one line on stderr naming ``names``."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    for name in names:
+        assert name in proc.stderr, (name, proc.stderr)

@@ -18,7 +18,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz_support import FUZZ, HOSTILE_YAML, assert_clear_error, documents, field_path, paths, scalars
+from fuzz_support import (FUZZ, HOSTILE_FILES, assert_clear_error, assert_hostile_file_is_reader_error, delete_at,
+                          documents, field_path, paths, scalars, set_at)
 
 from toolkit.slo_spec import SloSpec, SloSpecError, load_spec, parse_spec
 
@@ -82,10 +83,7 @@ def test_arbitrary_documents(doc):
 @given(st.sampled_from(ALL_PATHS), scalars | documents)
 def test_one_field_replaced(path, value):
     doc = copy.deepcopy(VALID)
-    target = doc
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
+    set_at(doc, path, value)
     _parse_or_clear_error(doc)
 
 
@@ -93,10 +91,7 @@ def test_one_field_replaced(path, value):
 @given(st.sampled_from(ALL_PATHS))
 def test_one_field_deleted_is_named(path):
     doc = copy.deepcopy(VALID)
-    target = doc
-    for key in path[:-1]:
-        target = target[key]
-    del target[path[-1]]
+    delete_at(doc, path)
     try:
         parse_spec(doc, source=SOURCE)
     except SloSpecError as e:
@@ -122,20 +117,9 @@ def test_unknown_field_added(path, key):
     _assert_clear_error(e.value, SOURCE)
 
 
-@pytest.mark.parametrize("text, where", HOSTILE_YAML)
-def test_hostile_yaml_is_a_spec_error(tmp_path, text, where):
-    path = tmp_path / "slo.yaml"
-    path.write_text(text)
-    with pytest.raises(SloSpecError) as e:
-        load_spec(path)
-    assert str(e.value).startswith(f"{path}{where}"), str(e.value)
-
-
-def test_invalid_utf8_is_a_spec_error(tmp_path):
-    path = tmp_path / "slo.yaml"
-    path.write_bytes(b"version: 1\nservice: \xff\xfe\n")
-    with pytest.raises(SloSpecError, match=r"slo\.yaml:2: not valid UTF-8"):
-        load_spec(path)
+@pytest.mark.parametrize("content, where, what", HOSTILE_FILES)
+def test_hostile_file_is_a_spec_error(tmp_path, content, where, what):
+    assert_hostile_file_is_reader_error(load_spec, SloSpecError, tmp_path / "slo.yaml", content, where, what)
 
 
 @pytest.mark.parametrize("value", ["9" * 400 + "s", float("inf"), float("nan")])
