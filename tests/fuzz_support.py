@@ -56,6 +56,10 @@ HOSTILE_FILES = [
     pytest.param(b"a: 1\nb: \xff\xfe\n", ":2", "not valid UTF-8", id="not-utf8"),
     pytest.param(A_DIRECTORY, "", "cannot read", id="directory"),
 ]
+# The ones that escaped the judge config and rollout plan readers as other exceptions (a traceback in
+# the CLI) before they read through load_yaml_file: what a CLI test of a YAML option feeds the command.
+CLI_HOSTILE_FILES = [p for p in HOSTILE_FILES
+                     if p.id in ("not-utf8", "control-character", "nested-100000-deep-unclosed", "directory")]
 
 
 def paths(node, prefix=()):
@@ -118,7 +122,7 @@ def assert_hostile_file_is_reader_error(load: Callable[[Path], Any], error: type
         load(path)
     message = str(e.value)
     assert message.startswith(f"{path}{where}:") and what in message, message
-    assert_clear_error(message, str(path))
+    assert "\n" not in message, message
 
 
 def assert_one_line_cli_error(proc, *names: str) -> None:

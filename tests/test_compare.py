@@ -11,6 +11,9 @@ from toolkit import compare as C
 from toolkit.judge import JudgeConfig
 
 from attempt_tables import attempts_table, relation
+from fuzz_support import CLI_HOSTILE_FILES, assert_one_line_cli_error, write_hostile_file
+
+GOLDEN_EVENTS = Path(__file__).parent / "fixtures" / "golden.jsonl"
 
 def obslab(*args, **kw):
     return subprocess.run([str(Path(sys.executable).parent / "obslab"), *map(str, args)], capture_output=True,
@@ -122,3 +125,11 @@ def test_cli_user_errors_are_one_line(bad_canary_events, args, message):
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("content, where, what", CLI_HOSTILE_FILES)
+def test_cli_hostile_judge_config_is_one_line(tmp_path, content, where, what):
+    config = write_hostile_file(tmp_path / "judge.yaml", content)
+    r = obslab("compare", GOLDEN_EVENTS, "--control", "release=stable", "--treatment", "release=canary",
+               "--config", config)
+    assert_one_line_cli_error(r, f"{config}{where}:", what)

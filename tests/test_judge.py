@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from fuzz_support import HOSTILE_FILES, assert_hostile_file_is_reader_error
 from toolkit import judge as J
 from toolkit.compare import CohortSample, compare_samples
 from toolkit.stats import (MinimumSamples, compare_proportions, compare_quantiles, compare_shift,
@@ -108,6 +109,12 @@ def test_config_errors_name_the_field(tmp_path, text, message):
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(J.JudgeConfigError, match="no such judge config"):
         J.load_judge_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("content, where, what", HOSTILE_FILES)
+def test_hostile_config_file_is_a_judge_config_error(tmp_path, content, where, what):
+    assert_hostile_file_is_reader_error(J.load_judge_config, J.JudgeConfigError, tmp_path / "judge.yaml",
+                                        content, where, what)
 
 
 # --------------------------------------------------------------------------- simulations

@@ -9,6 +9,8 @@ from toolkit import rollout as R
 from toolkit.judge import JudgeConfig, DEFAULT_CONFIG
 
 from attempt_tables import START, attempts_table, relation
+from fuzz_support import (CLI_HOSTILE_FILES, HOSTILE_FILES, assert_hostile_file_is_reader_error,
+                          assert_one_line_cli_error, write_hostile_file)
 
 UTC_START = START.replace(tzinfo=timezone.utc)
 
@@ -74,6 +76,16 @@ rollout:
         p.write_text(text)
         with pytest.raises(R.RolloutPlanError, match=msg.replace("[", r"\[").replace("]", r"\]")):
             R.load_plan(p)
+
+
+def test_missing_plan_file_is_a_clear_error(tmp_path):
+    with pytest.raises(R.RolloutPlanError, match="nope.yaml: no such rollout plan file"):
+        R.load_plan(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("content, where, what", HOSTILE_FILES)
+def test_hostile_plan_file_is_a_rollout_plan_error(tmp_path, content, where, what):
+    assert_hostile_file_is_reader_error(R.load_plan, R.RolloutPlanError, tmp_path / "plan.yaml", content, where, what)
 
 
 def test_plan_summary_states_sample_sizes_and_power():
@@ -151,6 +163,12 @@ def test_cli_plan_and_plan_errors(tmp_path):
     assert r.returncode == 2 and "stages[0].percent" in r.stderr and "Traceback" not in r.stderr
     r = _obslab("rollout", "evaluate", tmp_path / "none.jsonl", "--stage", "5@soon/later")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("content, where, what", CLI_HOSTILE_FILES)
+def test_cli_hostile_plan_is_one_line(tmp_path, content, where, what):
+    plan = write_hostile_file(tmp_path / "plan.yaml", content)
+    assert_one_line_cli_error(_obslab("rollout", "plan", "--plan", plan), f"{plan}{where}:", what)
 
 
 def test_cli_evaluate_with_stages_on_synthetic_events(tmp_path):
