@@ -42,6 +42,18 @@ _ADMIN_ERRORS = {"401": _error("Missing or wrong bearer token."),
                  "503": _error("No admin token configured.")}
 
 
+def _admin(summary: str, operation_id: str, responses: dict, parameters: list | None = None,
+           body: str | None = None) -> dict:
+    """One operation of the admin API: bearer auth, an optional JSON body, and the admin errors."""
+    op: dict = {"summary": summary, "operationId": operation_id, "security": _AUTH}
+    if parameters:
+        op["parameters"] = parameters
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+    op["responses"] = {**responses, **_ADMIN_ERRORS}
+    return op
+
+
 @lru_cache(maxsize=1)
 def openapi_spec() -> dict:
     schemas = {
@@ -196,41 +208,36 @@ def openapi_spec() -> dict:
         "/openapi.json": {"get": {"summary": "This document.", "operationId": "openapi",
                                   "responses": {"200": _json({"type": "object"}, "OpenAPI document.")}}},
         "/admin/faults": {
-            "get": {"summary": "Faults in force.", "operationId": "listFaults", "security": _AUTH,
-                    "responses": {"200": _json(_ref("FaultList"), "Faults."), **_ADMIN_ERRORS}},
-            "delete": {"summary": "Remove every fault.", "operationId": "clearFaults", "security": _AUTH,
-                       "parameters": [actor],
-                       "responses": {"200": _json(_ref("Deleted"), "Removed."), "400": _error("Bad X-Actor."),
-                                     **_ADMIN_ERRORS}}},
+            "get": _admin("Faults in force.", "listFaults", {"200": _json(_ref("FaultList"), "Faults.")}),
+            "delete": _admin("Remove every fault.", "clearFaults",
+                             {"200": _json(_ref("Deleted"), "Removed."), "400": _error("Bad X-Actor.")},
+                             parameters=[actor])},
         "/admin/faults/{name}": {
-            "get": {"summary": "One fault.", "operationId": "getFault", "security": _AUTH, "parameters": [fault_name],
-                    "responses": {"200": _json(_ref("Fault"), "The fault."), "404": _error("No such fault."),
-                                  **_ADMIN_ERRORS}},
-            "put": {"summary": "Set a fault.", "operationId": "putFault", "security": _AUTH,
-                    "parameters": [fault_name, actor],
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("FaultSpec")}}},
-                    "responses": {"200": _json(_ref("Fault"), "Stored."), "400": _error("Malformed JSON or header."),
-                                  "422": _error("Invalid fault spec."), **_ADMIN_ERRORS}},
-            "delete": {"summary": "Remove a fault.", "operationId": "deleteFault", "security": _AUTH,
-                       "parameters": [fault_name, actor],
-                       "responses": {"200": _json(_ref("Deleted"), "Removed."), "400": _error("Bad X-Actor."),
-                                     "404": _error("No such fault."), **_ADMIN_ERRORS}}},
-        "/admin/flags": {"get": {"summary": "Flags and their rollout.", "operationId": "listFlags", "security": _AUTH,
-                                 "responses": {"200": _json(_ref("FlagList"), "Flags."), **_ADMIN_ERRORS}}},
+            "get": _admin("One fault.", "getFault",
+                          {"200": _json(_ref("Fault"), "The fault."), "404": _error("No such fault.")},
+                          parameters=[fault_name]),
+            "put": _admin("Set a fault.", "putFault",
+                          {"200": _json(_ref("Fault"), "Stored."), "400": _error("Malformed JSON or header."),
+                           "422": _error("Invalid fault spec.")},
+                          parameters=[fault_name, actor], body="FaultSpec"),
+            "delete": _admin("Remove a fault.", "deleteFault",
+                             {"200": _json(_ref("Deleted"), "Removed."), "400": _error("Bad X-Actor."),
+                              "404": _error("No such fault.")},
+                             parameters=[fault_name, actor])},
+        "/admin/flags": {"get": _admin("Flags and their rollout.", "listFlags",
+                                       {"200": _json(_ref("FlagList"), "Flags.")})},
         "/admin/flags/{name}": {
-            "get": {"summary": "One flag.", "operationId": "getFlag", "security": _AUTH, "parameters": [flag_name],
-                    "responses": {"200": _json(_ref("Flag"), "The flag."), "404": _error("No such flag."),
-                                  **_ADMIN_ERRORS}},
-            "put": {"summary": "Set a flag's default and rollout.", "operationId": "putFlag", "security": _AUTH,
-                    "parameters": [flag_name, actor],
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("FlagSpec")}}},
-                    "responses": {"200": _json(_ref("Flag"), "Stored."), "400": _error("Malformed JSON or header."),
-                                  "404": _error("No such flag."), "422": _error("Invalid flag spec."),
-                                  **_ADMIN_ERRORS}},
-            "delete": {"summary": "Reset a flag to its default.", "operationId": "resetFlag", "security": _AUTH,
-                       "parameters": [flag_name, actor],
-                       "responses": {"200": _json(_ref("Flag"), "Reset."), "400": _error("Bad X-Actor."),
-                                     "404": _error("Already at default."), **_ADMIN_ERRORS}}},
+            "get": _admin("One flag.", "getFlag",
+                          {"200": _json(_ref("Flag"), "The flag."), "404": _error("No such flag.")},
+                          parameters=[flag_name]),
+            "put": _admin("Set a flag's default and rollout.", "putFlag",
+                          {"200": _json(_ref("Flag"), "Stored."), "400": _error("Malformed JSON or header."),
+                           "404": _error("No such flag."), "422": _error("Invalid flag spec.")},
+                          parameters=[flag_name, actor], body="FlagSpec"),
+            "delete": _admin("Reset a flag to its default.", "resetFlag",
+                             {"200": _json(_ref("Flag"), "Reset."), "400": _error("Bad X-Actor."),
+                              "404": _error("Already at default.")},
+                             parameters=[flag_name, actor])},
     }
     return {
         "openapi": "3.1.0",
