@@ -96,7 +96,7 @@ def test_compact_to_parquet_gives_identical_reports(tmp_path):
     assert validate_files([out]).ok
     # Rows are grouped per attempt (request_id, then time): the layout the fold scans fastest.
     import duckdb
-    rows = duckdb.sql(f"SELECT request_id, ts FROM read_parquet('{out}/**/*.parquet')").fetchall()
+    rows = duckdb.sql(f"SELECT request_id, ts FROM read_parquet('{out}/day=*/*.parquet')").fetchall()
     keyed = [(rid is None, rid or "", ts) for rid, ts in rows]
     assert keyed == sorted(keyed) and len({rid for rid, _ in rows}) > 1
 
@@ -165,3 +165,85 @@ def test_value_the_reader_cannot_convert_is_reported(tmp_path):
     assert events.skipped == 1 and "cannot convert" in str(events.problems[0])
     with pytest.raises(EventsError, match="cannot convert"):
         load_events([path], strict=True)
+
+
+# -- stored folds (toolkit.stored_fold) -------------------------------------------------
+
+def full_report(paths, **kw):
+    events = load_events(paths, **kw)
+    d = compute_report(events, SPEC, SliQuery(window_s=300, by=("release", "region"), until=kw.get("until"))
+                       ).to_dict()
+    d.pop("inputs")
+    return events, d
+
+
+def test_compact_writes_a_stored_fold_that_reports_read_instead_of_events(tmp_path):
+    out = tmp_path / "archive"
+    result = compact([GOLDEN], out)
+    manifests = list((out / "_fold").glob("fold-*.json"))
+    assert len(manifests) == 1 and manifests[0].with_suffix(".parquet").is_file()
+    assert result.written and set(result.written) == set(result.files)
+    raw_events, raw = full_report([GOLDEN])
+    events, folded = full_report([out])
+    assert events.prefolded_files == len(result.files) and "read through their stored fold" in events.summary()
+    assert folded == raw and events.events == raw_events.events
+    assert (events.rejected_events, events.audit_events, events.min_ts, events.max_ts) == (
+        raw_events.rejected_events, raw_events.audit_events, raw_events.min_ts, raw_events.max_ts)
+    # The stored fold is not an event file: a directory walk or glob leaves it out, naming it is an error.
+    assert all("_fold" not in s.path for s in resolve_paths([out]) + resolve_paths([str(out / "**/*.parquet")]))
+    with pytest.raises(EventsError, match="stored fold"):
+        load_events([manifests[0].with_suffix(".parquet")])
+
+
+def test_a_stored_fold_is_used_only_while_its_files_are_unchanged(tmp_path):
+    import os
+    out = tmp_path / "archive"
+    compact([GOLDEN], out)
+    _, raw = full_report([GOLDEN])
+    data = next(out.glob("day=*/*.parquet"))
+    st = data.stat()
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # rewritten, as far as anyone can tell
+    events, report = full_report([out])
+    assert events.prefolded_files == 0 and report == raw
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert full_report([out])[0].prefolded_files == 1
+    manifest = next(out.glob("_fold/*.json"))
+    manifest.write_text("{not json")  # damaged: ignored, never fatal
+    events, report = full_report([out])
+    assert events.prefolded_files == 0 and report == raw
+
+
+def test_until_inside_a_stored_fold_reads_the_events(tmp_path):
+    out = tmp_path / "archive"
+    compact([GOLDEN], out)
+    raw_events = load_events([GOLDEN])
+    cut = raw_events.min_ts + (raw_events.max_ts - raw_events.min_ts) / 2
+    events, report = full_report([out], until=cut.isoformat())
+    assert events.prefolded_files == 0
+    assert report == full_report([GOLDEN], until=cut.isoformat())[1]
+    after = (raw_events.max_ts.replace(microsecond=0)).isoformat() + ".999999"
+    assert full_report([out], until=after)[0].prefolded_files == 1
+
+
+def test_compacting_twice_into_one_directory_keeps_both_runs_and_merges_their_folds(tmp_path):
+    lines = golden_lines()
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    # Split mid-attempt: attempts span both runs, so their partial folds must merge.
+    first.write_text("\n".join(lines[:17]) + "\n")
+    second.write_text("\n".join(lines[17:]) + "\n")
+    out = tmp_path / "archive"
+    r1 = compact([first], out)
+    r2 = compact([second], out)
+    assert set(r1.written).isdisjoint(r2.written) and set(r1.written) | set(r2.written) == set(r2.files)
+    assert all(Path(f).exists() for f in r1.written)  # the second run overwrote nothing
+    events, report = full_report([out])
+    assert events.prefolded_files == len(r2.files) == 2 and len(list(out.glob("_fold/*.json"))) == 2
+    assert report == full_report([GOLDEN])[1]
+    # An archive plus raw events (a live file): one stored fold and the raw fold merge too.
+    partial = tmp_path / "partial"
+    compact([first], partial)
+    events, report = full_report([partial, second])
+    assert events.prefolded_files == 1 and report == full_report([GOLDEN])[1]
+    from toolkit.attempts import attempts
+    merged = attempts(load_events([partial, second])).order("request_id").fetchall()
+    assert merged == attempts(load_events([GOLDEN])).order("request_id").fetchall()

@@ -142,3 +142,34 @@ def test_attempts_refuses_events_loaded_without_ids(tmp_path):
     with pytest.raises(ValueError, match="with_ids=True"):
         attempts(load_events([path], with_ids=False))
     assert attempts(load_events([path])).count("*").fetchall()[0][0] == 3
+
+
+@FEWER
+@given(cfg=configs, seed=seeds, cut=st.floats(0, 1), archive_second=st.booleans())
+def test_stored_folds_merge_to_the_report_of_all_events(tmp_path, cfg, seed, cut, archive_second):
+    # Events split anywhere (attempts straddling the cut): the first part compacted (read through its
+    # stored fold), the second compacted into the same archive or left as raw JSON lines.
+    import tempfile
+
+    from toolkit.events_io import compact
+    table = generate(cfg, seed=seed)
+    until = until_after(table)
+    query = dict(by=("release", "region"), window_s=300)
+    n = 1 + int(cut * (table.num_rows - 1))  # an empty archive is no archive: keep one event in it
+    with tempfile.TemporaryDirectory(dir=tmp_path) as d:
+        d = Path(d)
+        whole = report_of(write_jsonl(table, d / "all.jsonl"), until, **query).to_dict()
+        first = write_jsonl(table.slice(0, n), d / "first.jsonl")
+        second = write_jsonl(table.slice(n), d / "second.jsonl")
+        archive = d / "archive"
+        compact([first], archive)
+        inputs = [archive]
+        if archive_second:
+            compact([second], archive)
+        else:
+            inputs.append(second)
+        events = load_events(inputs, until=until)
+        assert events.prefolded_files == len(list(archive.glob("day=*/*.parquet")))
+        merged = compute_report(events, SPEC, SliQuery(until=until, **query)).to_dict()
+    whole.pop("inputs"), merged.pop("inputs")
+    assert merged == whole

@@ -27,10 +27,12 @@ Paths may be files, directories (searched for ``*.jsonl``, ``*.jsonl.N``,
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import re
 import tempfile
+import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,6 +41,7 @@ from typing import Iterable, Iterator, Sequence
 
 import duckdb
 
+from toolkit import stored_fold
 from toolkit.contract import (
     ALL_EVENTS,
     APP_VERSIONS,
@@ -171,6 +174,7 @@ class EventSet:
     until: datetime | None = None
     requests_table: str = "_requests"
     with_ids: bool = True  # upload_id / user_id folded (False: NULL, see load_events)
+    prefolded_files: int = 0  # Parquet files read through their archive's stored fold (toolkit.stored_fold)
 
     @property
     def as_of(self) -> datetime | None:
@@ -186,6 +190,8 @@ class EventSet:
             parts.append(f"{len(self.torn)} torn final line(s) ignored")
         if self.rejected_events:
             parts.append(f"{self.rejected_events} upload_rejected (not attempts)")
+        if self.prefolded_files:
+            parts.append(f"{self.prefolded_files} compacted file(s) read through their stored fold")
         return "; ".join(parts)
 
 
@@ -278,14 +284,20 @@ def resolve_paths(paths: Iterable[str | Path]) -> tuple[Source, ...]:
             candidates = [m for m in matches if os.path.isfile(m)]
         elif os.path.isdir(p):
             candidates = sorted(
-                str(f) for f in Path(p).rglob("*") if f.is_file() and _format_of(str(f)) is not None)
+                str(f) for f in Path(p).rglob("*")
+                if f.is_file() and _format_of(str(f)) is not None and not stored_fold.is_fold_path(f))
             if not candidates:
                 raise EventsError(f"{p}: directory holds no event files (*.jsonl, *.jsonl.N, *.jsonl.gz, *.parquet)")
         elif os.path.isfile(p):
+            if stored_fold.is_fold_path(p):
+                raise EventsError(f"{p}: a stored fold written by obslab events compact, not events; "
+                                  "pass the compacted directory instead")
             candidates = [p]
         else:
             raise EventsError(f"{p}: no such file or directory")
         for c in candidates:
+            if stored_fold.is_fold_path(c) and c != p:
+                continue  # compact's stored folds live beside the events they summarise
             fmt = _format_of(c) or "jsonl"
             if c not in seen:
                 seen.add(c)
@@ -359,7 +371,6 @@ def _scan_sql(con: duckdb.DuckDBPyConnection, sources: Sequence[Source], columns
 # out of the same pass. Cohort dimensions ride on every event, so any event gives them.
 KIND_ATTEMPT, KIND_REJECTED, KIND_AUDIT, KIND_INVALID = 0, 1, 2, 3
 _FOLD_SQL = """
-CREATE OR REPLACE TEMP TABLE {table} AS
 WITH ev AS (
     SELECT *, CASE WHEN NOT coalesce({valid}, false) THEN 3
                    WHEN event = 'upload_rejected' THEN 1
@@ -391,6 +402,7 @@ SELECT
     count(*) FILTER (WHERE event IN ('publish_succeeded', 'publish_failed', 'upload_cancelled'))
         AS terminal_events,
     arg_min(error_class, ts) FILTER (WHERE event = 'publish_failed') AS error_class,
+    min(ts) FILTER (WHERE event = 'publish_failed') AS failed_at,
     max(chunk_count) FILTER (WHERE event = 'upload_started') AS chunk_count,
     count(*) FILTER (WHERE event = 'chunk_uploaded') AS chunks_uploaded,
     count(*) FILTER (WHERE event = 'chunk_retry') AS chunk_retries,
@@ -407,8 +419,57 @@ FROM ev
 GROUP BY kind, request_id
 """
 
+# Folds of disjoint sets of events (a compacted archive's stored fold, files read raw) combine
+# into the fold of their union: every column above is a count, min, max, any_value, bool_or
+# or an arg_min whose key is kept (ended_at for terminal_event, failed_at for error_class).
+_MERGE_SQL = """
+SELECT
+    kind, request_id,
+    sum(events)::BIGINT AS events,
+    any_value(upload_id) AS upload_id, any_value(user_id) AS user_id,
+    any_value(region) AS region, any_value(app_version) AS app_version,
+    any_value(network_type) AS network_type, any_value(media_size_bucket) AS media_size_bucket,
+    any_value(release) AS release, any_value(transcode_mode) AS transcode_mode,
+    any_value(service_version) AS service_version,
+    bool_or(synthetic) AS synthetic,
+    min(first_event_at) AS first_event_at, max(last_event_at) AS last_event_at,
+    min(started_at) AS started_at, min(completed_at) AS completed_at, min(ended_at) AS ended_at,
+    arg_min(terminal_event, ended_at) AS terminal_event,
+    sum(terminal_events)::BIGINT AS terminal_events,
+    arg_min(error_class, failed_at) AS error_class, min(failed_at) AS failed_at,
+    max(chunk_count) AS chunk_count,
+    sum(chunks_uploaded)::BIGINT AS chunks_uploaded, sum(chunk_retries)::BIGINT AS chunk_retries,
+    sum(chunk_failures)::BIGINT AS chunk_failures, sum(completes)::BIGINT AS completes,
+    sum(transcodes_started)::BIGINT AS transcodes_started, min(transcode_started_at) AS transcode_started_at,
+    max(queue_wait_ms) AS queue_wait_ms,
+    sum(transcodes_completed)::BIGINT AS transcodes_completed,
+    sum(transcode_failures)::BIGINT AS transcode_failures,
+    max(transcode_ms) AS transcode_ms, sum(timeout_events)::BIGINT AS timeout_events
+FROM ({parts})
+GROUP BY kind, request_id
+"""
+
 _FOLD_IDS = "any_value(upload_id) AS upload_id, any_value(user_id) AS user_id,"
 _NO_IDS = "NULL::VARCHAR AS upload_id, NULL::VARCHAR AS user_id,"
+
+# Which fold definition a stored fold was made by: a fold from other SQL or other types is not reused.
+FOLD_KEY = hashlib.sha256(json.dumps(
+    [_FOLD_SQL, _MERGE_SQL, _FOLD_IDS, SLI_COLUMNS, {k: list(v) for k, v in _ENUM_TYPES.items()}, _REQUIRED_BY_EVENT,
+     SCHEMA_VERSION]).encode()).hexdigest()[:16]
+
+
+def _stored_fold_sql(parquet: str, with_ids: bool) -> str:
+    """A stored fold's rows. Its ENUM columns come back as strings, which every reader of the
+    fold compares to string literals alike; casting them back would cost more than the read."""
+    ids = "" if with_ids else " REPLACE (NULL::VARCHAR AS upload_id, NULL::VARCHAR AS user_id)"
+    return f"SELECT *{ids} FROM read_parquet({_sql_str(parquet)})"
+
+
+def _merged_sql(parts: Sequence[str]) -> str:
+    """One fold from the folds of disjoint event sets (a single part is already one)."""
+    if len(parts) == 1:
+        return parts[0]
+    return _MERGE_SQL.format(parts=" UNION ALL BY NAME ".join(f"({p})" for p in parts))
 
 
 def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str | datetime | None = None,
@@ -427,24 +488,39 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
     sources = resolve_paths(paths)
     until_t = parse_time(until)
     con = con or connect()
-    torn = tuple(p for s in sources if s.format == "jsonl" for p in [_torn_final_line(s.path)] if p)
-    scan = _scan_sql(con, sources, SLI_COLUMNS)
+    folds, prefolded = stored_fold.usable_folds([s.path for s in sources if s.format == "parquet"], FOLD_KEY,
+                                                until_t)
+    raw = tuple(s for s in sources if s.path not in prefolded)
+    torn = tuple(p for s in raw if s.format == "jsonl" for p in [_torn_final_line(s.path)] if p)
     ids = (_FOLD_IDS if with_ids else _NO_IDS)
     until_filter = "" if until_t is None else f"WHERE ts IS NULL OR ts <= TIMESTAMP '{until_t.isoformat(sep=' ')}'"
+    stored_parts = [_stored_fold_sql(f.parquet, with_ids) for f in folds]
+
+    def fold(raw_sources: Sequence[Source]) -> None:
+        parts = list(stored_parts)
+        if raw_sources:
+            parts.insert(0, _FOLD_SQL.format(valid=_valid_expr(), scan=_scan_sql(con, raw_sources, SLI_COLUMNS),
+                                             until_filter=until_filter, ids=ids))
+        # A single stored fold is read in place (a view: each query reads only the columns it uses);
+        # anything folded here is materialised once.
+        kind = "VIEW" if parts == stored_parts and len(parts) == 1 else "TABLE"
+        for (old_kind,) in con.execute("SELECT 'VIEW' FROM duckdb_views() WHERE view_name = '_requests' UNION ALL "
+                                       "SELECT 'TABLE' FROM duckdb_tables() WHERE table_name = '_requests'"
+                                       ).fetchall():
+            con.execute(f"DROP {old_kind} _requests")  # an earlier load on this connection
+        con.execute(f"CREATE TEMP {kind} _requests AS {_merged_sql(parts)}")
+
     try:
-        con.execute(_FOLD_SQL.format(table="_requests", valid=_valid_expr(), scan=scan, until_filter=until_filter,
-                                     ids=ids))
+        fold(raw)
     except duckdb.Error as e:
         if "gzip" not in str(e).lower():
             raise EventsError(f"cannot read events: {_duck_message(e)}") from None
         # A truncated archive (a crash while rotating): read what it holds, its last line is torn.
         with tempfile.TemporaryDirectory(prefix="obslab-gz-") as tmp:
-            salvaged, gz_torn = _salvage_truncated_gzip(sources, Path(tmp))
+            salvaged, gz_torn = _salvage_truncated_gzip(raw, Path(tmp))
             torn = torn + gz_torn
-            scan = _scan_sql(con, salvaged, SLI_COLUMNS)
             try:
-                con.execute(_FOLD_SQL.format(table="_requests", valid=_valid_expr(), scan=scan,
-                                             until_filter=until_filter, ids=ids))
+                fold(salvaged)
             except duckdb.Error as e2:
                 raise EventsError(f"cannot read events: {_duck_message(e2)}") from None
     rows = con.execute(
@@ -466,11 +542,12 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
         max_ts=max((v[2] for v in usable if v[2] is not None), default=None),
         until=until_t,
         with_ids=with_ids,
+        prefolded_files=len(prefolded),
     )
     if skipped:
         # The fast scan has no line numbers: a second pass names the bad lines.
         gz_torn: list[Problem] = []
-        problems = list(_find_problems(sources, limit=1 if strict else MAX_PROBLEMS, torn_out=gz_torn))
+        problems = list(_find_problems(raw, limit=1 if strict else MAX_PROBLEMS, torn_out=gz_torn))
         if gz_torn:
             # The fast scan cannot tell a truncated archive's last line from a bad one; this pass can.
             es.torn = es.torn + tuple(gz_torn)
@@ -755,19 +832,26 @@ class CompactResult:
     skipped: int
     torn: tuple[Problem, ...]
     days: tuple[str, ...]
-    files: tuple[str, ...]
+    files: tuple[str, ...]  # every event file in out_dir after this run
+    written: tuple[str, ...] = ()  # the files this run added
 
 
 def compact(paths: Iterable[str | Path], out_dir: str | Path, *, strict: bool = False,
             con: duckdb.DuckDBPyConnection | None = None) -> CompactResult:
-    """Write usable events as Parquet partitioned by UTC day (``out_dir/day=YYYY-MM-DD/*.parquet``).
+    """Write usable events as Parquet partitioned by UTC day (``out_dir/day=YYYY-MM-DD/*.parquet``),
+    plus their stored fold (``out_dir/_fold/``, see ``toolkit.stored_fold``) so reports skip the raw scan.
 
     Within a day, rows are ordered by request_id, then time (audit events, which have none, last).
+    Each run writes new files named after the run: compacting into a directory that already
+    holds an archive adds to it and never overwrites what is there.
     """
     sources = resolve_paths(paths)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise EventsError(f"{out}: exists and is not a directory")
+    (out / stored_fold.FOLD_DIR).mkdir(parents=True, exist_ok=True)
     con = con or connect()
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     torn = tuple(p for s in sources if s.format == "jsonl" for p in [_torn_final_line(s.path)] if p)
     scan = _scan_sql(con, sources, ALL_COLUMNS)
     names = ", ".join(c for c in _PARQUET_ORDER)
@@ -778,15 +862,41 @@ def compact(paths: Iterable[str | Path], out_dir: str | Path, *, strict: bool = 
         if strict and total - ok - len(torn) > 0:
             first = next(iter(_find_problems(sources, limit=1)), Problem(sources[0].path, None, "invalid line"))
             raise EventsError(f"{first} (--strict: nothing written)")
-        con.execute(
-            # Sorted by request_id: an attempt's events sit together, so the fold's hash aggregation
-            # touches each group while it is in cache (~10% less CPU at 5 M events) and ids compress better.
-            f"COPY (SELECT {names}, strftime(ts, '%Y-%m-%d') AS day FROM _compact_src WHERE _ok "
-            f"ORDER BY request_id NULLS LAST, ts) "
-            f"TO {_sql_str(str(out))} (FORMAT parquet, PARTITION_BY (day), OVERWRITE_OR_IGNORE true, "
-            f"COMPRESSION zstd)")
+        days = [d for (d,) in con.execute(
+            "SELECT DISTINCT strftime(ts, '%Y-%m-%d') FROM _compact_src WHERE _ok ORDER BY 1").fetchall()]
+        for day in days:
+            # One COPY per day rather than PARTITION_BY: a partitioned, sorted COPY of millions of events
+            # does not spill and runs out of the connection's memory limit; a plain sorted COPY does.
+            part = out / f"day={day}"
+            part.mkdir(exist_ok=True)
+            con.execute(
+                # Sorted by request_id: an attempt's events sit together, so the fold's hash aggregation
+                # touches each group while it is in cache and ids compress better.
+                f"COPY (SELECT {names} FROM _compact_src WHERE _ok AND strftime(ts, '%Y-%m-%d') = {_sql_str(day)} "
+                f"ORDER BY request_id NULLS LAST, ts) "
+                f"TO {_sql_str(str(part / f'events-{run_id}.parquet'))} (FORMAT parquet, COMPRESSION zstd)")
     except duckdb.Error as e:
         raise EventsError(f"cannot compact events: {_duck_message(e)}") from None
-    files = tuple(sorted(str(p) for p in out.rglob("*.parquet")))
+    written = sorted(str(p) for p in out.glob(f"day=*/events-{run_id}.parquet"))
+    if written:
+        _write_stored_fold(con, out, run_id, written)
+    files = tuple(sorted(str(p) for p in out.rglob("*.parquet") if not stored_fold.is_fold_path(p)))
     days = tuple(sorted({Path(f).parent.name.removeprefix("day=") for f in files}))
-    return CompactResult(str(out), ok, max(0, total - ok - len(torn)), torn, days, files)
+    return CompactResult(str(out), ok, max(0, total - ok - len(torn)), torn, days, files, tuple(written))
+
+
+def _write_stored_fold(con: duckdb.DuckDBPyConnection, out: Path, run_id: str, files: Sequence[str]) -> None:
+    """Fold exactly the files this run wrote and commit the fold with its manifest."""
+    parquet = out / stored_fold.FOLD_DIR / f"fold-{run_id}.parquet"
+    fold_sql = _FOLD_SQL.format(valid=_valid_expr(), scan=_scan_sql(con, [Source(f, "parquet") for f in files],
+                                                                     SLI_COLUMNS), until_filter="", ids=_FOLD_IDS)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _compact_fold AS {fold_sql}")
+        events, max_ts = con.execute("SELECT sum(events)::BIGINT, max(last_event_at) FROM _compact_fold").fetchone()
+        con.execute(f"COPY (SELECT * FROM _compact_fold ORDER BY kind, request_id) TO {_sql_str(str(parquet))} "
+                    f"(FORMAT parquet, COMPRESSION zstd)")
+    except duckdb.Error as e:
+        raise EventsError(f"cannot write the stored fold {parquet}: {_duck_message(e)}") from None
+    finally:
+        con.execute("DROP TABLE IF EXISTS _compact_fold")
+    stored_fold.write_manifest(out, run_id, files, FOLD_KEY, int(events or 0), max_ts)
