@@ -404,41 +404,61 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
     syn = _synthetic_label(query.synthetic)
     segment = dict(query.where)
 
+    # Totals, series and breakdown in one scan of the scope table: one grouping set each.
+    dims = list(query.by)
+    w_us = int(round(query.window_s * 1e6)) if query.window_s else None
+    # Windows start at --since, else on round clock times (time_bucket's default origin).
+    origin = f", TIMESTAMP '{since_t.isoformat(sep=' ')}'" if since_t else ""
+    bucket = f"time_bucket(to_microseconds({w_us}), {at}{origin})"
+    keys = (["bucket"] if w_us else []) + dims
+    if keys:
+        sets = ["()"] + (["(bucket)"] if w_us else []) + ([f"({', '.join(dims)})"] if dims else [])
+        rows = con.execute(
+            f"SELECT grouping({', '.join(keys)}) AS grouping_id, min({at}), max({at}), {', '.join(keys)}, "
+            f"{stats_sql} FROM {f'(SELECT *, {bucket} AS bucket FROM _sli_scope)' if w_us else '_sli_scope'} "
+            f"GROUP BY GROUPING SETS ({', '.join(sets)})").fetchall()
+    else:
+        rows = con.execute(f"SELECT 0, min({at}), max({at}), {stats_sql} FROM _sli_scope").fetchall()
+    # grouping(): one bit per key, the first key highest, set where the key is rolled up.
+    n_keys = len(keys)
+    all_rolled = (1 << n_keys) - 1
+    total_row = next(r for r in rows if r[0] == all_rolled)
+    series_id = all_rolled & ~(1 << (n_keys - 1)) if w_us else None
+    segments_id = (1 << (n_keys - 1)) if w_us else 0
+    dims_at = 3 + (1 if w_us else 0)
+    stats_at = 3 + n_keys
+
     # Totals: the range is [since, until) or, unbounded, the span of outcome times.
-    row = con.execute(f"SELECT min({at}), max({at}), {stats_sql} FROM _sli_scope").fetchone()
-    bounds = row[:2]
+    bounds = total_row[1:3]
     start = since_t or bounds[0]
     end = until_t or (events.as_of if events.as_of and (bounds[1] is None or events.as_of >= bounds[1])
                       else bounds[1])
     total_window_s = (end - start).total_seconds() if start and end and end > start else None
     scope = Scope(iso(start), iso(end), format_duration(total_window_s) if total_window_s else "all", segment, syn)
-    totals = section_from_stats(_stats_from_row(row[2:]), scope, latency_threshold_ms=threshold_ms,
+    totals = section_from_stats(_stats_from_row(total_row[stats_at:]), scope, latency_threshold_ms=threshold_ms,
                                 latency_kind=latency_kind, window_s=total_window_s)
 
     series: list[Section] = []
-    if query.window_s and start is not None:
-        w_us = int(round(query.window_s * 1e6))
-        # Windows start at --since, else on round clock times (time_bucket's default origin).
-        origin = f", TIMESTAMP '{since_t.isoformat(sep=' ')}'" if since_t else ""
-        rows = con.execute(
-            f"SELECT time_bucket(to_microseconds({w_us}), {at}{origin}) AS bucket, {stats_sql} "
-            f"FROM _sli_scope WHERE {at} IS NOT NULL GROUP BY bucket ORDER BY bucket").fetchall()
-        for r in rows:
-            b = r[0]
+    if w_us and start is not None:
+        # In-flight attempts have no outcome time, so no window (their bucket is NULL).
+        for r in sorted((r for r in rows if r[0] == series_id and r[3] is not None), key=lambda r: r[3]):
+            b = r[3]
             b_end = b + timedelta(microseconds=w_us)
             series.append(section_from_stats(
-                _stats_from_row(r[1:]), Scope(iso(b), iso(b_end), format_duration(query.window_s), segment, syn),
+                _stats_from_row(r[stats_at:]), Scope(iso(b), iso(b_end), format_duration(query.window_s), segment,
+                                                     syn),
                 latency_threshold_ms=threshold_ms, latency_kind=latency_kind, window_s=query.window_s))
 
     breakdown: list[Section] = []
-    if query.by:
-        dims = ", ".join(query.by)
-        rows = con.execute(
-            f"SELECT {dims}, {stats_sql} FROM _sli_scope GROUP BY ALL ORDER BY {dims} NULLS LAST").fetchall()
-        for r in rows:
-            seg = {**segment, **{d: r[i] for i, d in enumerate(query.by)}}
+    if dims:
+        seg_rows = [r for r in rows if r[0] == segments_id]
+        # ORDER BY dims NULLS LAST, as SQL would sort them.
+        seg_rows.sort(key=lambda r: tuple((v is None, v if v is not None else "")
+                                          for v in r[dims_at:dims_at + len(dims)]))
+        for r in seg_rows:
+            seg = {**segment, **{d: r[dims_at + i] for i, d in enumerate(dims)}}
             breakdown.append(section_from_stats(
-                _stats_from_row(r[len(query.by):]), Scope(scope.start, scope.end, scope.window, seg, syn),
+                _stats_from_row(r[stats_at:]), Scope(scope.start, scope.end, scope.window, seg, syn),
                 latency_threshold_ms=threshold_ms, latency_kind=latency_kind, window_s=total_window_s))
 
     inputs = {
