@@ -849,6 +849,10 @@ def compact(paths: Iterable[str | Path], out_dir: str | Path, *, strict: bool = 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise EventsError(f"{out}: exists and is not a directory")
+    inside = next((s.path for s in sources if Path(os.path.realpath(s.path)).is_relative_to(os.path.realpath(out))),
+                  None)
+    if inside:
+        raise EventsError(f"{inside}: input inside the output directory {out} (its events would be written twice)")
     (out / stored_fold.FOLD_DIR).mkdir(parents=True, exist_ok=True)
     con = con or connect()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
