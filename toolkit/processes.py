@@ -25,6 +25,7 @@ import requests
 
 from demo_service.config import (ADMIN_TOKEN_FILE, ENV_ADMIN_TOKEN, ENV_DATA_DIR, ENV_INSTRUMENTATION,
                                  ENV_PROMETHEUS_MULTIPROC_DIR, ENV_TRACE_SAMPLE_RATIO, ENV_TRANSCODER_URL)
+from toolkit.procgroup import die_with_parent
 
 __all__ = [
     "CommandLine",
@@ -188,8 +189,11 @@ class ManagedProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
+        # Own session, so a stop reaches the whole group; and SIGTERM from the kernel if whoever started
+        # it dies without stopping it (SIGKILL, a crash), so gunicorn is never orphaned.
         self.proc = subprocess.Popen(list(self.command.argv), env=self.command.full_env(), stdout=self._log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=die_with_parent)
 
     def wait_healthy(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -344,13 +348,14 @@ class ServiceProcesses:
 
 
 def run_until_stopped(processes: ServiceProcesses, poll_s: float = 0.5) -> str:
-    """Block until SIGINT/SIGTERM or a service process dies; returns why. The caller stops the processes."""
+    """Block until SIGINT/SIGTERM/SIGHUP or a service process dies; returns why. The caller stops the processes."""
     reason: list[str] = []
 
     def _signalled(signum, _frame):
         reason.append(signal.Signals(signum).name)
 
-    previous = {s: signal.signal(s, _signalled) for s in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP: the terminal was closed; the services run in their own sessions and would not get it.
+    previous = {s: signal.signal(s, _signalled) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         while not reason:
             for p in processes.processes:

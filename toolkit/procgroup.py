@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Sequence
 
-__all__ = ["GroupProcess", "start_group_process", "stop_process_group", "descendants"]
+__all__ = ["GroupProcess", "start_group_process", "stop_process_group", "descendants", "die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """preexec_fn: the kernel sends SIGTERM to this child when the lab process dies."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -70,7 +70,7 @@ def start_group_process(name: str, argv: Sequence[str], *, log_path: Path | None
         log = open(log_path, "ab")
     popen = subprocess.Popen(
         list(argv), stdin=subprocess.DEVNULL, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent,
+        env=env, cwd=cwd, start_new_session=True, preexec_fn=die_with_parent,
     )
     return GroupProcess(name, popen, log_path, log)
 

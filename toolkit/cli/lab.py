@@ -31,9 +31,10 @@ def lab(
                        port_web=port_web, port_prometheus=port_prometheus, port_locust_ui=port_locust, users=users,
                        locust_ui=locust_ui, prometheus=False if no_prometheus else None)
     the_lab = Lab(config, say=lambda line: console.print(line, highlight=False))
-    # SIGTERM (e.g. from a supervisor) stops the lab like Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: the_lab.request_stop())
-    signal.signal(signal.SIGINT, lambda *_: the_lab.request_stop())
+    # SIGTERM (e.g. from a supervisor) and SIGHUP (the terminal closed) stop the lab like Ctrl-C does:
+    # its processes run in their own sessions, so nothing else would stop them.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda *_: the_lab.request_stop())
     with user_errors(LabError, SloSpecError, OSError):
         console.print(f"starting the lab in {the_lab.data_dir} …", highlight=False)
         urls = the_lab.start()
