@@ -238,6 +238,8 @@ def test_compacting_twice_into_one_directory_keeps_both_runs_and_merges_their_fo
     assert all(Path(f).exists() for f in r1.written)  # the second run overwrote nothing
     with pytest.raises(EventsError, match="inside the output directory"):
         compact([out], out)
+    with pytest.raises(EventsError, match="output inside the input directory"):
+        compact([tmp_path], tmp_path / "nested-archive")
     events, report = full_report([out])
     assert events.prefolded_files == len(r2.files) == 2 and len(list(out.glob("_fold/*.json"))) == 2
     assert report == full_report([GOLDEN])[1]

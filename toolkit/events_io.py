@@ -845,6 +845,7 @@ def compact(paths: Iterable[str | Path], out_dir: str | Path, *, strict: bool = 
     Each run writes new files named after the run: compacting into a directory that already
     holds an archive adds to it and never overwrites what is there.
     """
+    paths = [str(p) for p in paths]
     sources = resolve_paths(paths)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -853,6 +854,11 @@ def compact(paths: Iterable[str | Path], out_dir: str | Path, *, strict: bool = 
                   None)
     if inside:
         raise EventsError(f"{inside}: input inside the output directory {out} (its events would be written twice)")
+    holder = next((str(p) for p in paths if os.path.isdir(p) and
+                   Path(os.path.realpath(out)).is_relative_to(os.path.realpath(p))), None)
+    if holder:
+        raise EventsError(f"{out}: output inside the input directory {holder} (reading {holder} later would count "
+                          "its events twice); choose a directory outside it")
     (out / stored_fold.FOLD_DIR).mkdir(parents=True, exist_ok=True)
     con = con or connect()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
