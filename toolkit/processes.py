@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,15 +130,29 @@ def check_port_free(host: str, port: int) -> None:
 _SERVICE_PORTS = range(20000, 32000)
 
 
+# Ports this process has handed out: two services started at once in one process (threads of
+# a test, a bench) must not both get a port that is still free because neither has bound it yet.
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """n distinct ports on host, outside the ephemeral range, that were free a moment ago."""
+    """n distinct ports on host, outside the ephemeral range, that were free a moment ago
+    and that this process has not handed out before."""
+    with _handed_out_lock:
+        ports = _pick_free_ports(n, host)
+        _handed_out.update(ports)
+    return ports
+
+
+def _pick_free_ports(n: int, host: str) -> list[int]:
     rng = secrets.SystemRandom()
     ports: list[int] = []
     for _ in range(50 * n):
         if len(ports) == n:
             return ports
         port = rng.choice(_SERVICE_PORTS)
-        if port in ports:
+        if port in ports or port in _handed_out:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
