@@ -175,18 +175,25 @@ def test_request_explorer_shows_a_real_requests_events_and_spans(lab: RunningLab
     expected = [e["event"] for e in sorted(events, key=lambda e: e["ts"]) if e["request_id"] == request_id]
     assert expected[0] == "upload_started" and expected[-1] in ("publish_succeeded", "publish_failed", "upload_cancelled")
 
+    # The server spans this attempt must have: create, a chunk PUT and complete when the events show
+    # those calls (a cancelled upload may never call complete).
+    wanted = ["POST /v1/uploads"]
+    wanted += ["PUT /v1/uploads/<upload_id>/chunks/<int:n>"] if "chunk_uploaded" in expected else []
+    wanted += ["POST /v1/uploads/<upload_id>/complete"] if "upload_completed" in expected else []
+
     def spans_shown() -> bool:
         page.fill("#request-id", request_id)
         page.click("[data-testid=request-search]")
         page.wait_for_selector("[data-testid=event-timeline]", timeout=10000)
-        # Spans are exported in batches (every few seconds): ask again until the server span is there.
-        return page.locator("[data-testid=span-waterfall] .wf-row[data-span-name='POST /v1/uploads']").count() > 0
+        # Spans are exported in batches (every few seconds, per worker process): ask again until all are there.
+        return all(page.locator(f"[data-testid=span-waterfall] .wf-row[data-span-name='{name}']").count() > 0
+                   for name in wanted)
 
-    _wait(spans_shown, 30, f"the spans of {request_id}")
+    _wait(spans_shown, 30, f"the spans {wanted} of {request_id}")
     shown = page.locator("[data-testid=event-timeline] tbody tr").evaluate_all("rows => rows.map(r => r.dataset.event)")
     assert shown == expected
     names = page.locator("[data-testid=span-waterfall] .wf-row").evaluate_all("rows => rows.map(r => r.dataset.spanName)")
-    assert "POST /v1/uploads/<upload_id>/complete" in names
+    assert set(wanted) <= set(names)
     _screenshot(page, "lab-request-explorer.png")
     assert page.console_errors == []
 
