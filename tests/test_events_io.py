@@ -147,6 +147,9 @@ def test_compact_cli_roundtrip(tmp_path):
     a = json.loads(run("sli", str(GOLDEN), "--slo", str(ROOT / "slo.yaml"), "--format", "json").stdout)
     b = json.loads(run("sli", str(out), "--slo", str(ROOT / "slo.yaml"), "--format", "json").stdout)
     assert a["totals"] == b["totals"] and a["series"] == b["series"]
+    assert (a["inputs"]["prefolded_files"], b["inputs"]["prefolded_files"]) == (0, 1)
+    table = run("sli", str(out), "--slo", str(ROOT / "slo.yaml"))
+    assert "1 read through their stored fold" in table.stdout
 
 
 def test_truncated_gzip_archive_is_a_torn_line_not_an_error(tmp_path):

@@ -260,7 +260,8 @@ def compute_budget(events: EventSet, spec: SloSpec, profile: str = "prod", at: s
         slos.append(SloBudget(slo.name, slo.kind, slo.objective, _definition(slo), format_duration(period_s),
                               iso(p_start), iso(at_t), covers, status, tuple(alerts), history))
     inputs = {"files": [s.path for s in events.sources], "events": events.events,
-              "skipped_invalid_lines": events.skipped, "torn_final_lines": len(events.torn)}
+              "skipped_invalid_lines": events.skipped, "torn_final_lines": len(events.torn),
+              "prefolded_files": events.prefolded_files}
     return BudgetReport(SCHEMA, profile, prof.time_compression, iso(at_t), format_duration(step),
                         iso(grid_start), iso(grid_end), {None: "included", False: "excluded", True: "only"}[synthetic],
                         inputs, tuple(slos))

@@ -503,12 +503,12 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
                                              until_filter=until_filter, ids=ids))
         # A single stored fold is read in place (a view: each query reads only the columns it uses);
         # anything folded here is materialised once.
-        kind = "VIEW" if parts == stored_parts and len(parts) == 1 else "TABLE"
+        relation = "VIEW" if parts == stored_parts and len(parts) == 1 else "TABLE"
         for (old_kind,) in con.execute("SELECT 'VIEW' FROM duckdb_views() WHERE view_name = '_requests' UNION ALL "
                                        "SELECT 'TABLE' FROM duckdb_tables() WHERE table_name = '_requests'"
                                        ).fetchall():
             con.execute(f"DROP {old_kind} _requests")  # an earlier load on this connection
-        con.execute(f"CREATE TEMP {kind} _requests AS {_merged_sql(parts)}")
+        con.execute(f"CREATE TEMP {relation} _requests AS {_merged_sql(parts)}")
 
     try:
         fold(raw)

@@ -467,6 +467,7 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
         "events": events.events,
         "skipped_invalid_lines": events.skipped,
         "torn_final_lines": len(events.torn),
+        "prefolded_files": events.prefolded_files,
         "rejected_events": events.rejected_events,
         "audit_events": events.audit_events,
         "first_event_at": iso(events.min_ts),

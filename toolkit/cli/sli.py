@@ -61,8 +61,10 @@ def _num_den(f) -> str:
 
 def render_table(report: SliReport) -> None:
     inp = report.inputs
+    folded = (f"; {inp['prefolded_files']} read through their stored fold (obslab events compact)"
+              if inp.get("prefolded_files") else "")
     console.print(f"[bold]SLIs[/] from {inp['events']:,} events in {len(inp['files'])} file(s) "
-                  f"({', '.join(inp['formats'])}); as of {inp['as_of']}", highlight=False)
+                  f"({', '.join(inp['formats'])}{folded}); as of {inp['as_of']}", highlight=False)
     console.print(f"scope: {report.scope.label()}; abandoned after {report.slo['abandon_after']} of silence",
                   highlight=False)
     t = Table(title="Totals", title_justify="left")
