@@ -89,3 +89,22 @@ def test_serve_refuses_a_busy_port_in_one_line(tmp_path: Path):
     assert r.returncode != 0
     assert r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_picked_ports_taken_meanwhile_are_picked_again_and_a_given_one_names_its_holder(tmp_path: Path):
+    import socket
+
+    from toolkit.processes import ServiceProcesses, ServiceStartError
+
+    svc = ServiceProcesses(tmp_path / "picked", workers=1)
+    taken = svc.port
+    with socket.socket() as squatter:
+        # Another process binds a port we picked before our gunicorn does.
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        with svc:
+            assert svc.port != taken
+            assert requests.get(f"{svc.base_url}/healthz", timeout=5).status_code == 200
+        given = ServiceProcesses(tmp_path / "given", port=taken, workers=1)
+        with pytest.raises(ServiceStartError, match=f"127.0.0.1:{taken}: .*held by pid {os.getpid()}"):
+            given.start()

@@ -121,7 +121,20 @@ def check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as e:
-            raise ServiceStartError(f"cannot listen on {host}:{port}: {e.strerror} (is another obslab running?)") from None
+            raise ServiceStartError(f"cannot listen on {host}:{port}: {e.strerror} ({_holder_of(port)})") from None
+
+
+def _holder_of(port: int) -> str:
+    """Who listens on or uses ``port``, as far as this user may see: for the error message."""
+    try:
+        import psutil
+
+        for c in psutil.net_connections("tcp"):
+            if c.laddr and c.laddr.port == port and c.pid:
+                return f"held by pid {c.pid}: {' '.join(psutil.Process(c.pid).cmdline()[:3])} ({c.status})"
+    except Exception:  # noqa: BLE001 - only a hint; no permission, or the process just went away
+        pass
+    return "is another obslab running?"
 
 
 # Ports for services we start are drawn below Linux's ephemeral range (32768-60999 by
@@ -280,6 +293,7 @@ class ServiceProcesses:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         auto = free_ports(2, host)
+        self._ports_given = port is not None or transcoder_port is not None
         self.port = port or auto[0]
         self.transcoder_port = transcoder_port or auto[1]
         self.workers = workers
@@ -324,15 +338,23 @@ class ServiceProcesses:
         multiproc = self.data_dir / MULTIPROC_SUBDIR
         shutil.rmtree(multiproc, ignore_errors=True)  # stale values of a previous run would be summed in
         multiproc.mkdir(parents=True)
-        transcoder, api = self.commands()
-        wanted = [("transcoder", transcoder, f"{self.transcoder_url}/healthz", self.transcoder_port),
-                  ("publish-api", api, f"{self.base_url}/healthz", self.port)]
-        if self.only == "api":
-            wanted = wanted[1:]
-        elif self.only == "transcoder":
-            wanted = wanted[:1]
-        for _, _, _, port in wanted:
-            check_port_free(self.host, port)
+        for attempt in range(3):
+            transcoder, api = self.commands()
+            wanted = [("transcoder", transcoder, f"{self.transcoder_url}/healthz", self.transcoder_port),
+                      ("publish-api", api, f"{self.base_url}/healthz", self.port)]
+            if self.only == "api":
+                wanted = wanted[1:]
+            elif self.only == "transcoder":
+                wanted = wanted[:1]
+            try:
+                for _, _, _, port in wanted:
+                    check_port_free(self.host, port)
+                break
+            except ServiceStartError:
+                if self._ports_given or attempt == 2:
+                    raise
+                # Ports we picked were free a moment ago; another process took one since. Pick again.
+                self.port, self.transcoder_port = free_ports(2, self.host)
         try:
             for name, cmd, url, _ in wanted:
                 proc = ManagedProcess(name, cmd, self.logs_dir / f"{name}.log", url)
