@@ -32,6 +32,7 @@ def record_outcome(telemetry: Telemetry, upload: Upload, outcome: str) -> None:
         outcome=outcome, region=upload.region, app_version=upload.app_version, network_type=upload.network_type,
         media_size_bucket=upload.media_size_bucket, release=upload.flags.get("release", "stable"),
         transcode_mode=upload.flags.get("transcode_mode", "sync")).inc()
+    telemetry.metrics.slo_outcomes.labels(outcome=outcome).inc()
 
 
 def fail_attempt(store: Store, telemetry: Telemetry, upload: Upload, error_class: str,

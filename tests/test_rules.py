@@ -71,7 +71,8 @@ def test_no_traffic_guard_and_absent_alert(spec):
     expr = rules["slo:sli_error:ratio_rate5m"].expr
     assert "> 0)" in expr and expr.rstrip().endswith("or vector(0)")
     no_data = rules[names.no_data_alert_name("publish-success")]
-    assert no_data.expr.startswith("absent(obslab_publish_outcomes_total{")
+    # The SLO's outcome-only counter, which the service creates at 0: absent only when nothing is scraped.
+    assert no_data.expr == 'absent(obslab_slo_publish_outcomes_total{outcome=~"succeeded|failed"})'
     assert no_data.for_s == 600  # twice the 5m page short window
     lab_no_data = _rules(spec, "lab")[names.no_data_alert_name("publish-success")]
     assert lab_no_data.for_s == 10
@@ -80,9 +81,17 @@ def test_no_traffic_guard_and_absent_alert(spec):
 def test_latency_slo_counts_the_threshold_bucket_never_quantiles(spec):
     rules = _all_rules(spec, "prod", "publish-latency")
     text = "\n".join(r.expr for r in rules)
-    assert 'obslab_publish_processing_seconds_bucket{le="1.0"}' in text
+    # Prometheus 2 keeps the bucket label as written ("1.0"), Prometheus 3 normalises it to "1": match both.
+    assert 'obslab_publish_processing_seconds_bucket{le=~"1(\\\\.0)?"}' in text
+    assert 'le="1.0"' not in text
     assert "obslab_publish_processing_seconds_count" in text
     assert "histogram_quantile" not in text
+
+
+def test_bucket_label_spellings():
+    assert names.le_spellings(1.0) == ("1.0", "1") and names.le_matcher(1.0) == 'le=~"1(\\\\.0)?"'
+    assert names.le_spellings(10.0) == ("10.0", "10")
+    assert names.le_spellings(0.25) == ("0.25",) and names.le_matcher(0.25) == 'le="0.25"'
 
 
 def test_latency_threshold_must_be_a_bucket_bound():
@@ -163,6 +172,26 @@ def test_promtool_tests_fail_on_a_wrong_threshold(spec, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0
     assert "publish-success page 1m/5s x14.4" in r.stdout + r.stderr
+
+
+def test_promtool_tests_fail_when_rules_match_only_one_bucket_spelling(spec, tmp_path):
+    """Rules matching le="1.0" alone (Prometheus 2's spelling) fail the Prometheus 3 spelling's test, and
+    only that one."""
+    write_rule_files(spec, "lab", tmp_path)
+    rules = tmp_path / names.RULES_FILE
+    text = rules.read_text()
+    matcher = names.le_matcher(spec.slo("publish-latency").threshold_s)
+    assert matcher in text
+    rules.write_text(text.replace(matcher, 'le="1.0"'))
+    values = yaml.safe_load((tmp_path / names.rule_tests_file("values")).read_text())
+    normalised = [t for t in values["tests"] if 'spelt le="1" (Prometheus 3 normalised)' in t["name"]]
+    assert len(normalised) == 1
+    for name, tests, fails in (("normalised", normalised, True),
+                               ("rest", [t for t in values["tests"] if t not in normalised], False)):
+        (tmp_path / f"{name}.test.yml").write_text(yaml.safe_dump({**values, "tests": tests}))
+        r = subprocess.run([PROMTOOL, "test", "rules", f"{name}.test.yml"], cwd=tmp_path, capture_output=True,
+                           text=True)
+        assert (r.returncode != 0) == fails, (name, r.stdout + r.stderr)
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -248,7 +248,8 @@ def _jaeger_search_url(tags: dict[str, str] | None = None) -> str:
 
 
 def funnel_and_red(spec: SloSpec, profile: str) -> dash.Dashboard:
-    out = f"{spec.slos[0].prometheus.get('counter', 'obslab_publish_outcomes_total')}"
+    # Cohort breakdowns read the cohort-labelled counter; the SLO's own counter has only `outcome`.
+    out = "obslab_publish_outcomes_total"
     b = _board("obslab-publish-funnel", "Publish funnel and RED by cohort",
                "Where attempts drop out of the publish lifecycle, and rate / errors / duration per route and "
                "cohort.", ["funnel", "red"])
@@ -297,7 +298,8 @@ def funnel_and_red(spec: SloSpec, profile: str) -> dash.Dashboard:
 def guardrails(spec: SloSpec, profile: str) -> dash.Dashboard:
     latency = next((s for s in spec.slos if s.kind == "latency"), None)
     hist = latency.prometheus["histogram"] if latency else "obslab_publish_processing_seconds"
-    succeeded = 'sum(rate(obslab_publish_outcomes_total{outcome="succeeded"}[$__rate_interval]))'
+    # The outcome-only counter: every outcome exists from the service's start, so rate() misses no publish.
+    succeeded = 'sum(rate(obslab_slo_publish_outcomes_total{outcome="succeeded"}[$__rate_interval]))'
     unrelated = "|".join(UNRELATED_ROUTES)
     b = _board("obslab-guardrails", "Guardrails", "What a change to publishing must not make worse: tail latency, "
                "unrelated flows, cost per publish, load amplification.", ["guardrails"])

@@ -154,17 +154,6 @@ def _first(values: tuple[str, ...]) -> str:
     return values[0]
 
 
-def _cohort_labels() -> dict[str, str]:
-    return {
-        "region": _first(contract.REGIONS),
-        "app_version": _first(contract.APP_VERSIONS),
-        "network_type": _first(contract.NETWORK_TYPES),
-        "media_size_bucket": _first(contract.MEDIA_SIZE_BUCKETS),
-        "release": _first(contract.FLAGS["release"]),
-        "transcode_mode": _first(contract.FLAGS["transcode_mode"]),
-    }
-
-
 def _counter_values(per_step: list[int]) -> str:
     """promtool expanding notation for a counter starting at 0 with the given per-step increments."""
     out, value, i = ["0"], 0, 0
@@ -179,27 +168,31 @@ def _counter_values(per_step: list[int]) -> str:
     return " ".join(out)
 
 
-def _series(slo: Slo, good_per_step: list[int], total_per_step: list[int]) -> tuple[tuple[str, str], ...]:
-    """Input series for an SLO whose good/total counters grow by the given amounts each step."""
+def _series(slo: Slo, good_per_step: list[int], total_per_step: list[int], le: str | None = None,
+            then: str = "") -> tuple[tuple[str, str], ...]:
+    """Input series for an SLO whose good/total counters grow by the given amounts each step.
+
+    ``le`` spells the threshold bucket's label (default: as prometheus_client writes it); ``then`` is
+    appended to every series' values (e.g. " stale": the target stopped answering)."""
     bad_per_step = [t - g for g, t in zip(good_per_step, total_per_step)]
     if slo.kind == "ratio":
+        # The SLO's outcome-only counter, as the service exports it (every outcome from 0).
         prom = slo.prometheus
         good_outcome = prom["good"][0]
         bad_outcomes = [o for o in prom["total"] if o not in prom["good"]]
-        cohort = _cohort_labels()
-        out = [(names.series_selector(prom["counter"], {prom["outcome_label"]: good_outcome, **cohort}),
-                _counter_values(good_per_step))]
+        out = [(names.series_selector(prom["counter"], {prom["outcome_label"]: good_outcome}),
+                _counter_values(good_per_step) + then)]
         if bad_outcomes:
-            out.append((names.series_selector(prom["counter"], {prom["outcome_label"]: bad_outcomes[0], **cohort}),
-                        _counter_values(bad_per_step)))
+            out.append((names.series_selector(prom["counter"], {prom["outcome_label"]: bad_outcomes[0]}),
+                        _counter_values(bad_per_step) + then))
         return tuple(out)
     hist = slo.prometheus["histogram"]
     labels = {"release": _first(contract.FLAGS["release"]), "transcode_mode": _first(contract.FLAGS["transcode_mode"])}
     return (
-        (names.series_selector(f"{hist}_bucket", {"le": names.le_label(slo.threshold_s), **labels}),
-         _counter_values(good_per_step)),
-        (names.series_selector(f"{hist}_bucket", {"le": "+Inf", **labels}), _counter_values(total_per_step)),
-        (names.series_selector(f"{hist}_count", labels), _counter_values(total_per_step)),
+        (names.series_selector(f"{hist}_bucket", {"le": le or names.le_label(slo.threshold_s), **labels}),
+         _counter_values(good_per_step) + then),
+        (names.series_selector(f"{hist}_bucket", {"le": "+Inf", **labels}), _counter_values(total_per_step) + then),
+        (names.series_selector(f"{hist}_count", labels), _counter_values(total_per_step) + then),
     )
 
 
@@ -415,6 +408,13 @@ def _value_groups(spec: SloSpec, slo: Slo, profile: str, severities: list[str],
         f"({', '.join(format_duration(w) for w in windows)}), budget remaining and current burn rate",
         step_s, _series(slo, half, [PER_STEP_EVENTS] * n), (),
         tuple(_value_checks(spec, slo, profile, n * step_s, 0.5))))
+    if slo.kind == "latency":
+        # The same on Prometheus 3, which normalises bucket labels on ingestion ("1.0" becomes "1").
+        for le in names.le_spellings(slo.threshold_s)[1:]:
+            groups.append(TestGroup(
+                f'{slo.name}: threshold bucket spelt le="{le}" (Prometheus 3 normalised) records error ratio 0.5 '
+                f"in every window too", step_s, _series(slo, half, [PER_STEP_EVENTS] * n, le=le), (),
+                tuple(_value_checks(spec, slo, profile, n * step_s, 0.5))))
     # Series present, no increments: 0/0 must record 0, not NaN, and nothing fires.
     flat = [0] * n
     quiet_alerts = tuple(AlertCheck(n * step_s, names.burn_alert_name(slo.name, s), ()) for s in severities)
@@ -428,6 +428,16 @@ def _value_groups(spec: SloSpec, slo: Slo, profile: str, severities: list[str],
     alertname = names.no_data_alert_name(slo.name)
     eval_step = _values_eval_interval(spec, profile)
     labels = _alert_labels(spec, slo, alertname, "page")
+    # An idle service (series at 0) that then stops answering: its series go stale at the first failed scrape,
+    # and the no-data alert fires `for:` later, not before.
+    stale_s = (n + 1) * step_s
+    groups.append(TestGroup(
+        f"{slo.name}: idle series that go stale at {format_duration(stale_s)} (target down) fire {alertname} "
+        f"{format_duration(for_s)} later, not before",
+        step_s, _series(slo, flat, flat, then=" stale"),
+        (AlertCheck(stale_s - step_s, alertname, ()),
+         AlertCheck(stale_s + for_s - eval_step, alertname, ()),
+         AlertCheck(stale_s + for_s, alertname, (labels,), annotations[alertname])), ()))
     groups.append(TestGroup(
         f"{slo.name}: absent source series fire {alertname} after {format_duration(for_s)}, not before",
         eval_step, (('up{job="unrelated"}', "1+0x10"),),

@@ -14,10 +14,14 @@ Per SLO and profile:
 No traffic is no burn: every ratio divides by a denominator filtered with ``> 0``
 and falls back to ``vector(0)``, so a quiet window records 0, never NaN. That
 fallback would also hide a dead target, which is why the absent-data alert exists.
+It reads the source series themselves, which the service creates at zero when it
+starts (docs/architecture.md): they are absent only when nothing is scraped — the
+target is down, or the metric was renamed — never because the service is idle.
 
 Latency SLOs count good events from the histogram bucket whose bound *is* the
-threshold (``le="1.0"``) against ``_count``; ``histogram_quantile`` interpolates
-inside a bucket and is never used for an SLI.
+threshold against ``_count``; ``histogram_quantile`` interpolates inside a bucket
+and is never used for an SLI. The bucket is matched as prometheus_client writes it
+(``le="1.0"``) and as Prometheus 3 normalises it (``le="1"``): ``le=~"1(\\.0)?"``.
 
 Rules are plain frozen dataclasses; ``rules_document`` turns them into the
 Prometheus rule-file structure, and ``toolkit.slo_files`` writes them.
@@ -129,7 +133,7 @@ def _ratio_selector(slo: Slo, outcomes: tuple[str, ...]) -> str:
 
 
 def _bucket_selector(slo: Slo) -> str:
-    return names.series_selector(f"{slo.prometheus['histogram']}_bucket", {"le": names.le_label(slo.threshold_s)})
+    return f"{slo.prometheus['histogram']}_bucket{{{names.le_matcher(slo.threshold_s)}}}"
 
 
 def _count_selector(slo: Slo) -> str:
@@ -160,7 +164,8 @@ def total_rate_expr(slo: Slo, window: str, fn: str = "rate") -> str:
 def bad_rate_expr(slo: Slo, window: str) -> str:
     """Bad events per second; 0 (not empty) when no bad outcome was ever counted."""
     if slo.kind == "ratio":
-        # A labelled counter child exists only once incremented: no failure yet means no series.
+        # The service creates every outcome at 0, but a spec may name a counter whose children appear only
+        # once incremented: then no failure yet means no series, which must read as 0, not as no data.
         return f"(sum(rate({_ratio_selector(slo, _ratio_outcomes(slo, 'bad'))}[{window}])) or vector(0))"
     # Every bucket and _count exist together, so the difference is never empty while data flows.
     return f"({total_rate_expr(slo, window)} - {good_rate_expr(slo, window)})"
@@ -248,7 +253,9 @@ def _slo_rules(spec: SloSpec, slo: Slo, profile: str) -> RuleGroup:
         (
             ("summary", f"{slo.name}: no SLI data ({profile} profile)"),
             ("description", f"No {source_selector(slo)} series: the target is down or not scraped, or the metric "
-                            f"was renamed. The burn-rate alerts read a missing SLI as no traffic and cannot fire."),
+                            f"was renamed (the service creates them at 0 when it starts, so an idle service "
+                            f"still has them). The burn-rate alerts read a missing SLI as no traffic and cannot "
+                            f"fire."),
         ),
     ))
     return RuleGroup(names.rule_group_name(slo.name), tuple(rules))

@@ -26,6 +26,8 @@ __all__ = [
     "rule_group_name",
     "camel_case",
     "le_label",
+    "le_spellings",
+    "le_matcher",
     "RULES_FILE",
     "rule_tests_file",
     "series_selector",
@@ -79,6 +81,23 @@ def rule_group_name(slo_name: str) -> str:
 def le_label(threshold_s: float) -> str:
     """The ``le`` label value prometheus_client writes for a bucket bound (1.0 -> "1.0", 0.05 -> "0.05")."""
     return floatToGoString(threshold_s)
+
+
+def le_spellings(threshold_s: float) -> tuple[str, ...]:
+    """Every ``le`` value a bucket bound may carry in Prometheus: prometheus_client writes "1.0", Prometheus 3
+    normalises bucket labels on ingestion to "1" (an integral bound loses its ".0"; "0.05" stays as it is)."""
+    written = le_label(threshold_s)
+    normalised = written[:-2] if written.endswith(".0") else written
+    return tuple(dict.fromkeys((written, normalised)))
+
+
+def le_matcher(threshold_s: float) -> str:
+    r"""The label matcher for the threshold's bucket that holds on Prometheus 2 and 3: ``le="0.05"`` or
+    ``le=~"1(\\.0)?"`` (backslash doubled: a PromQL string literal)."""
+    spellings = le_spellings(threshold_s)
+    if len(spellings) == 1:
+        return f'le="{spellings[0]}"'
+    return f'le=~"{spellings[1]}(\\\\.0)?"'
 
 
 def series_selector(metric: str, labels: dict[str, str]) -> str:

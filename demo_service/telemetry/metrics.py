@@ -7,6 +7,13 @@ is injected and read with ``registry.get_sample_value``. Every label value comes
 from a bounded set (``toolkit.contract``), so cardinality is bounded:
 route x method x code for HTTP, 4x4x4x3 cohorts x 2 releases x 2 modes x 3 outcomes for
 publish outcomes (2,304 series at most).
+
+A labelled child exists only from its first ``labels()`` call, and ``rate()`` cannot see the
+increment that creates a series (there is no earlier sample to difference against). So every
+series an SLO rule or alert reads is created at zero when a worker starts: the outcome-only
+``obslab_slo_publish_outcomes_total{outcome}`` (3 series) and the processing-latency histogram
+for each release x transcode mode (4 label sets). The cohort-labelled outcome counter stays lazy
+(pre-creating it would put all 2,304 series in every scrape); it answers *where*, not *how much*.
 """
 
 from __future__ import annotations
@@ -22,15 +29,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from toolkit import contract
+
 # *_created samples add a series per label set and carry nothing the SLIs use.
 prometheus_client.disable_created_metrics()
 
-__all__ = ["SLO_LATENCY_BUCKETS", "HTTP_BUCKETS", "ApiMetrics", "TranscoderMetrics", "NullMetric",
+__all__ = ["SLO_LATENCY_BUCKETS", "HTTP_BUCKETS", "PUBLISH_OUTCOMES", "ApiMetrics", "TranscoderMetrics", "NullMetric",
            "render_metrics", "ProcessSampler", "CONTENT_TYPE_LATEST"]
 
 # 1.0 s is the latency SLO threshold (slo.yaml): a bucket boundary, so the SLI is exact.
 SLO_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Terminal outcomes the service counts (abandoned is only known to the event reader).
+PUBLISH_OUTCOMES = ("succeeded", "failed", "cancelled")
 TRANSCODE_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -78,6 +89,10 @@ class ApiMetrics:
         self.publish_outcomes = make(
             Counter, "obslab_publish_outcomes_total", "Terminal outcomes of publish attempts by cohort.",
             ["outcome", "region", "app_version", "network_type", "media_size_bucket", "release", "transcode_mode"])
+        # What the SLO rules read: outcomes only, every series present (at 0) from the first scrape.
+        self.slo_outcomes = make(Counter, "obslab_slo_publish_outcomes_total",
+                                 "Terminal outcomes of publish attempts (the SLO's counter; all outcomes from 0).",
+                                 ["outcome"])
         self.publish_processing = make(
             Histogram, "obslab_publish_processing_seconds",
             "Processing latency (upload_completed to publish_succeeded) of published videos.",
@@ -96,6 +111,15 @@ class ApiMetrics:
         self.process_memory = make(Gauge, "obslab_process_resident_memory_bytes",
                                    "Resident memory of the service's live worker processes (sum).", ["service"],
                                    multiprocess_mode="livesum")
+        self._create_slo_series()
+
+    def _create_slo_series(self) -> None:
+        """Every series the SLO rules read, at zero (in multiprocess mode: written to this worker's file)."""
+        for outcome in PUBLISH_OUTCOMES:
+            self.slo_outcomes.labels(outcome=outcome)
+        for release in contract.FLAGS["release"]:
+            for mode in contract.FLAGS["transcode_mode"]:
+                self.publish_processing.labels(release=release, transcode_mode=mode)
 
 
 class TranscoderMetrics:
