@@ -10,7 +10,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from toolkit.contract import ALL_EVENTS, SERVICE_VERSIONS, TERMINAL_EVENTS, event_schema
+from demo_service.telemetry.metrics import PUBLISH_OUTCOMES, SLO_LATENCY_BUCKETS
+from toolkit.contract import ALL_EVENTS, FLAGS, SERVICE_VERSIONS, TERMINAL_EVENTS, event_schema
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +79,7 @@ def test_every_event_is_emitted_valid_and_counted_exactly_in_metrics(service):
     outcomes = {"succeeded": "publish_succeeded", "failed": "publish_failed", "cancelled": "upload_cancelled"}
     for outcome, event in outcomes.items():
         assert service.metric("obslab_publish_outcomes_total", outcome=outcome) == counts[event], outcome
+        assert service.metric("obslab_slo_publish_outcomes_total", outcome=outcome) == counts[event], outcome
     assert service.metric("obslab_chunks_total", result="uploaded") == counts["chunk_uploaded"]
     assert service.metric("obslab_chunks_total", result="failed") == counts["chunk_failed"]
     assert service.metric("obslab_chunk_retries_total") == counts["chunk_retry"]
@@ -89,6 +91,29 @@ def test_every_event_is_emitted_valid_and_counted_exactly_in_metrics(service):
     # Every attempt has at most one terminal event.
     terminal = Counter(e["request_id"] for e in events if e["event"] in TERMINAL_EVENTS)
     assert max(terminal.values()) == 1
+
+
+def test_slo_series_exist_at_zero_before_the_first_attempt(fresh_service):
+    """rate() cannot see the increment that creates a series, and absent() pages on a missing one: every
+    series the SLO rules read is in the aggregated /metrics (2 gunicorn workers) at 0 before any traffic."""
+    samples = fresh_service.metric_samples()
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in samples}
+    for outcome in PUBLISH_OUTCOMES:
+        assert values.get(("obslab_slo_publish_outcomes_total", (("outcome", outcome),))) == 0.0, outcome
+    hist = "obslab_publish_processing_seconds"
+    for release in FLAGS["release"]:
+        for mode in FLAGS["transcode_mode"]:
+            labels = (("release", release), ("transcode_mode", mode))
+            assert values.get((f"{hist}_count", labels)) == 0.0, labels
+            for le in (*(str(b) for b in SLO_LATENCY_BUCKETS), "+Inf"):
+                assert values.get((f"{hist}_bucket", tuple(sorted((*labels, ("le", le)))))) == 0.0, (labels, le)
+    # The cohort-labelled counter stays lazy (2,304 possible series): a breakdown, not what the rules read.
+    assert not [s for s in samples if s.name == "obslab_publish_outcomes_total"]
+
+    assert fresh_service.publish(chunk_count=1)["complete_status"] == 200
+    assert fresh_service.metric("obslab_slo_publish_outcomes_total", outcome="succeeded") == 1
+    assert fresh_service.metric("obslab_slo_publish_outcomes_total", outcome="failed") == 0
+    assert fresh_service.metric(f"{hist}_count", release="stable", transcode_mode="sync") == 1
 
 
 def _documented(section: str) -> set[str]:
