@@ -87,7 +87,7 @@ def le_spellings(threshold_s: float) -> tuple[str, ...]:
     """Every ``le`` value a bucket bound may carry in Prometheus: prometheus_client writes "1.0", Prometheus 3
     normalises bucket labels on ingestion to "1" (an integral bound loses its ".0"; "0.05" stays as it is)."""
     written = le_label(threshold_s)
-    normalised = written[:-2] if written.endswith(".0") else written
+    normalised = written.removesuffix(".0")
     return tuple(dict.fromkeys((written, normalised)))
 
 
