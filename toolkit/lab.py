@@ -95,7 +95,10 @@ class LabConfig:
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:
+    """True when a server could not listen on host:port. The probe binds with SO_REUSEADDR, as the
+    lab's servers do, so connections of a lab just stopped (TIME_WAIT) do not count as a user."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
