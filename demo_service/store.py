@@ -78,6 +78,10 @@ CREATE TABLE IF NOT EXISTS transcode_jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON transcode_jobs (state, enqueued_at);
 """
+# One X-Request-ID, one upload. A database from before this rule may hold duplicates: it keeps
+# them (nothing recorded is dropped) and gets a plain index; the API's check still refuses new ones.
+REQUEST_ID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS uploads_request_id ON uploads (request_id)"
+REQUEST_ID_INDEX_LEGACY = "CREATE INDEX IF NOT EXISTS uploads_request_id_legacy ON uploads (request_id)"
 
 TERMINAL_STATUSES = ("published", "failed", "cancelled")
 
@@ -125,6 +129,10 @@ class Store:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.executescript(SCHEMA)
+            try:
+                conn.execute(REQUEST_ID_INDEX)
+            except sqlite3.IntegrityError:
+                conn.execute(REQUEST_ID_INDEX_LEGACY)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
@@ -154,6 +162,10 @@ class Store:
     def get_upload(self, upload_id: str) -> Upload | None:
         row = self.conn.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
         return _upload(row) if row else None
+
+    def upload_id_for_request(self, request_id: str) -> str | None:
+        row = self.conn.execute("SELECT upload_id FROM uploads WHERE request_id = ? LIMIT 1", (request_id,)).fetchone()
+        return row[0] if row else None
 
     def transition(self, upload_id: str, from_statuses: tuple[str, ...], to_status: str, **fields: Any) -> bool:
         """Conditional state change; True when this caller made it (the claim)."""
