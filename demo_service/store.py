@@ -268,6 +268,25 @@ class Store:
         job = self.conn.execute("SELECT * FROM transcode_jobs WHERE upload_id = ?", (row[0],)).fetchone()
         return dict(job)
 
+    def claim_sync(self, upload_id: str, owner: str, now: float) -> bool:
+        """The sync path's claim: ``uploading`` → ``transcoding`` and, in the same transaction, who
+        holds it (a ``sync`` row), so a claim whose worker dies can be found (demo_service/claims.py)."""
+        with self.transaction() as conn:
+            cur = conn.execute("UPDATE uploads SET status = 'transcoding', completed_at = ? "
+                               "WHERE upload_id = ? AND status = 'uploading'", (now, upload_id))
+            if cur.rowcount != 1:
+                return False
+            conn.execute("INSERT OR REPLACE INTO transcode_jobs (upload_id, state, enqueued_at, claimed_at, claimed_by) "
+                         "VALUES (?, 'sync', ?, ?, ?)", (upload_id, now, now, owner))
+            return True
+
+    def sync_claims(self, upload_id: str | None = None) -> list[dict]:
+        """Sync claims still held (their publish has not returned)."""
+        sql = "SELECT upload_id, claimed_at, claimed_by FROM transcode_jobs WHERE state = 'sync'"
+        rows = (self.conn.execute(sql + " AND upload_id = ?", (upload_id,)) if upload_id
+                else self.conn.execute(sql)).fetchall()
+        return [dict(r) for r in rows]
+
     def finish_transcode(self, upload_id: str) -> None:
         self.conn.execute("UPDATE transcode_jobs SET state = 'done' WHERE upload_id = ?", (upload_id,))
 
