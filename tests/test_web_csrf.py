@@ -193,6 +193,12 @@ def test_the_dashboard_page_still_starts_and_stops_a_drill_as_the_dashboard(serv
         removed = service.wait_for_events(lambda e: e["event"] == "flag_changed" and e["change"]["action"] == "delete",
                                           timeout_s=15)
         assert removed and {e["actor"] for e in removed} == {"dashboard"}
+        # Grading writes the report: a POST from the page, through the same guard.
+        page.wait_for_selector("[data-testid=drill-report]", timeout=10000)
+        page.click("[data-testid=drill-report]")
+        page.wait_for_function("() => /score|error|HTTP/i.test(document.querySelector('#drill-output').textContent)",
+                               timeout=120000)
+        assert "score" in page.locator("#drill-output").inner_text(), page.locator("#drill-output").inner_text()
     finally:
         stop_active_drill(Path(service.data_dir))
         dashboard.stop()
