@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from demo_service import admin, api, controls, errors, health, queue, store, telemetry
+from demo_service import admin, api, claims, controls, errors, health, queue, store, telemetry
+from demo_service.body_limit import BoundedBody
 from demo_service.config import ADMIN_TOKEN_FILE, config_from_env, default_config, parse_instrumentation
 from demo_service.transcode_client import TranscodeClient
 
@@ -35,6 +36,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config["ADMIN_TOKEN"] = (data_dir / ADMIN_TOKEN_FILE).read_text().strip() or None
     # Chunks are the largest bodies; anything larger is refused with 413 before a handler runs.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_CHUNK_BYTES"]
+    # ... and so is a body sent without a Content-Length (chunked), which werkzeug would truncate.
+    app.wsgi_app = BoundedBody(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     app.json.sort_keys = False
 
     errors.init_app(app)
@@ -48,6 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     admin.init_app(app)
     app.register_blueprint(health.bp)
     queue.init_app(app)
+    claims.init_app(app)
 
     @app.after_request
     def _served_by(response):

@@ -5,6 +5,13 @@ from __future__ import annotations
 import os
 
 
+def on_starting(server) -> None:
+    """Before the workers fork: gunicorn's own 400/414/431 answers in the API's JSON error shape."""
+    from demo_service.gunicorn_errors import install
+
+    install()
+
+
 def child_exit(server, worker) -> None:
     """A dead worker's live gauges must leave the multiprocess aggregate."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

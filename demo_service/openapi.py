@@ -147,7 +147,9 @@ def openapi_spec() -> dict:
                             "description": "1 marks load-generator traffic."}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CreateUpload")}}},
             "responses": {"201": _json(_ref("Upload"), "Created."),
-                          "400": _error("Malformed JSON or header."), "413": _error("Body too large."),
+                          "400": _error("Malformed JSON or header."),
+                          "409": _error("X-Request-ID already used by another upload."),
+                          "413": _error("Body too large."),
                           "422": _error("A field out of its domain."),
                           "503": _error("Injected unavailability.", True), "504": _error("Injected timeout.", True)}}},
         "/v1/uploads/{upload_id}": {"get": {

@@ -78,6 +78,10 @@ CREATE TABLE IF NOT EXISTS transcode_jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON transcode_jobs (state, enqueued_at);
 """
+# One X-Request-ID, one upload. A database from before this rule may hold duplicates: it keeps
+# them (nothing recorded is dropped) and gets a plain index; the API's check still refuses new ones.
+REQUEST_ID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS uploads_request_id ON uploads (request_id)"
+REQUEST_ID_INDEX_LEGACY = "CREATE INDEX IF NOT EXISTS uploads_request_id_legacy ON uploads (request_id)"
 
 TERMINAL_STATUSES = ("published", "failed", "cancelled")
 
@@ -125,6 +129,10 @@ class Store:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.executescript(SCHEMA)
+            try:
+                conn.execute(REQUEST_ID_INDEX)
+            except sqlite3.IntegrityError:
+                conn.execute(REQUEST_ID_INDEX_LEGACY)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
@@ -154,6 +162,10 @@ class Store:
     def get_upload(self, upload_id: str) -> Upload | None:
         row = self.conn.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
         return _upload(row) if row else None
+
+    def upload_id_for_request(self, request_id: str) -> str | None:
+        row = self.conn.execute("SELECT upload_id FROM uploads WHERE request_id = ? LIMIT 1", (request_id,)).fetchone()
+        return row[0] if row else None
 
     def transition(self, upload_id: str, from_statuses: tuple[str, ...], to_status: str, **fields: Any) -> bool:
         """Conditional state change; True when this caller made it (the claim)."""
@@ -255,6 +267,25 @@ class Store:
             return None
         job = self.conn.execute("SELECT * FROM transcode_jobs WHERE upload_id = ?", (row[0],)).fetchone()
         return dict(job)
+
+    def claim_sync(self, upload_id: str, owner: str, now: float) -> bool:
+        """The sync path's claim: ``uploading`` → ``transcoding`` and, in the same transaction, who
+        holds it (a ``sync`` row), so a claim whose worker dies can be found (demo_service/claims.py)."""
+        with self.transaction() as conn:
+            cur = conn.execute("UPDATE uploads SET status = 'transcoding', completed_at = ? "
+                               "WHERE upload_id = ? AND status = 'uploading'", (now, upload_id))
+            if cur.rowcount != 1:
+                return False
+            conn.execute("INSERT OR REPLACE INTO transcode_jobs (upload_id, state, enqueued_at, claimed_at, claimed_by) "
+                         "VALUES (?, 'sync', ?, ?, ?)", (upload_id, now, now, owner))
+            return True
+
+    def sync_claims(self, upload_id: str | None = None) -> list[dict]:
+        """Sync claims still held (their publish has not returned)."""
+        sql = "SELECT upload_id, claimed_at, claimed_by FROM transcode_jobs WHERE state = 'sync'"
+        rows = (self.conn.execute(sql + " AND upload_id = ?", (upload_id,)) if upload_id
+                else self.conn.execute(sql)).fetchall()
+        return [dict(r) for r in rows]
 
     def finish_transcode(self, upload_id: str) -> None:
         self.conn.execute("UPDATE transcode_jobs SET state = 'done' WHERE upload_id = ?", (upload_id,))

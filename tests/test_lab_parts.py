@@ -28,6 +28,36 @@ def test_port_in_use_sees_a_listening_socket():
     assert not port_in_use(port)
 
 
+def _leave_time_wait_on(port_holder: socket.socket) -> int:
+    """Accept one connection on a listening socket and close it from the server side first: the
+    server's end of it stays in TIME_WAIT on the listening port (as after a lab's Ctrl-C)."""
+    port = port_holder.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = port_holder.accept()
+    conn.close()  # active close: TIME_WAIT is on this side, the listening port
+    time.sleep(0.05)
+    client.close()
+    port_holder.close()
+    return port
+
+
+def test_a_port_left_in_time_wait_is_free_for_a_new_lab():
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as every server of the lab binds
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = _leave_time_wait_on(holder)
+    with socket.socket() as plain:  # the situation is real: a bind without SO_REUSEADDR fails
+        with pytest.raises(OSError):
+            plain.bind(("127.0.0.1", port))
+    assert not port_in_use(port)
+    with socket.socket() as server:  # and a server (SO_REUSEADDR) can indeed listen there
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        assert port_in_use(port)
+
+
 def test_a_busy_port_stops_the_lab_before_it_starts_anything(tmp_path: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

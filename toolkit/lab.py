@@ -95,7 +95,10 @@ class LabConfig:
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:
+    """True when a server could not listen on host:port. The probe binds with SO_REUSEADDR, as the
+    lab's servers do, so connections of a lab just stopped (TIME_WAIT) do not count as a user."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -343,8 +346,11 @@ class Lab:
             for child in self._children:
                 if not child.alive():
                     return f"{child.name} exited on its own (code {child.popen.returncode}); see {child.log_path}"
-            if self._service is not None and not self._service.running():
-                return "the service exited on its own; see its logs in " + str(self.service_dir / "logs")
+            if self._service is not None:
+                # A dead API or transcoder master is restarted (and said so); a crash loop ends the lab.
+                gave_up = self._service.supervise(self.say)
+                if gave_up:
+                    return gave_up
         return None
 
     # ----------------------------------------------------------------- stop

@@ -18,9 +18,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO, Callable, Mapping
 
 import requests
 
@@ -51,6 +52,10 @@ DEFAULT_TRANSCODER_THREADS = 16
 API_APP = "demo_service.app:create_app()"
 TRANSCODER_APP = "demo_service.transcoder:create_transcoder_app()"
 MULTIPROC_SUBDIR = "prometheus-multiproc"
+# A service process that dies is restarted, unless it died this often within the window: then it
+# is crash-looping and restarting it again would only hide that.
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
 
 
 class ServiceStartError(RuntimeError):
@@ -307,6 +312,7 @@ class ServiceProcesses:
             env[ENV_TRACE_SAMPLE_RATIO] = str(trace_sample_ratio)
         self.extra_env = env
         self.processes: list[ManagedProcess] = []
+        self._restarts: dict[str, deque[float]] = {}
 
     @property
     def base_url(self) -> str:
@@ -374,6 +380,40 @@ class ServiceProcesses:
                                   time.monotonic() + 2.0)
         self.processes.clear()
 
+    def supervise(self, say: Callable[[str], None]) -> str | None:
+        """Restart every service process that has died (a gunicorn master SIGKILLed, say): without
+        its transcoder the API fails every publish, and nothing else would bring it back. Returns
+        None when all run (again), or why it gave up: a restart failed, or a crash loop."""
+        for proc in self.processes:
+            if proc.proc is None or proc.proc.poll() is None:
+                continue
+            code = proc.proc.returncode
+            recent = self._restarts.setdefault(proc.name, deque())
+            now = time.monotonic()
+            while recent and now - recent[0] > RESTART_WINDOW_S:
+                recent.popleft()
+            if len(recent) >= MAX_RESTARTS:
+                return (f"{proc.name} exited with code {code}, its {MAX_RESTARTS + 1}th exit within "
+                        f"{RESTART_WINDOW_S:.0f}s: not restarting a crash loop (see {proc.log_path})")
+            recent.append(now)
+            say(f"{proc.name} exited with code {code}; restarting it (see {proc.log_path})")
+            try:
+                self._restart(proc)
+            except ServiceStartError as e:
+                return f"{proc.name} exited with code {code} and did not restart: {str(e).splitlines()[0]}"
+            say(f"{proc.name} restarted (pid {proc.proc.pid})")
+        return None
+
+    def _restart(self, proc: ManagedProcess) -> None:
+        # The dead master's workers may still hold the port: stopping its process group ends them.
+        proc.stop()
+        port = self.port if proc.name == "publish-api" else self.transcoder_port
+        _wait_for_port_closed(self.host, port, time.monotonic() + 5.0)
+        with open(proc.log_path, "ab") as log:
+            log.write(f"--- obslab: {proc.name} died; restarting it ---\n".encode())
+        proc.start()
+        proc.wait_healthy(self.start_timeout_s)
+
     def running(self) -> bool:
         return bool(self.processes) and all(p.proc is not None and p.proc.poll() is None for p in self.processes)
 
@@ -384,8 +424,10 @@ class ServiceProcesses:
         self.stop()
 
 
-def run_until_stopped(processes: ServiceProcesses, poll_s: float = 0.5) -> str:
-    """Block until SIGINT/SIGTERM/SIGHUP or a service process dies; returns why. The caller stops the processes."""
+def run_until_stopped(processes: ServiceProcesses, poll_s: float = 0.5,
+                      say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> str:
+    """Block until SIGINT/SIGTERM/SIGHUP, restarting a service process that dies (and saying so
+    with ``say``) until one cannot be restarted; returns why it stopped. The caller stops the processes."""
     reason: list[str] = []
 
     def _signalled(signum, _frame):
@@ -395,9 +437,9 @@ def run_until_stopped(processes: ServiceProcesses, poll_s: float = 0.5) -> str:
     previous = {s: signal.signal(s, _signalled) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         while not reason:
-            for p in processes.processes:
-                if p.proc is not None and p.proc.poll() is not None:
-                    return f"{p.name} exited with code {p.proc.returncode} (see {p.log_path})"
+            gave_up = processes.supervise(say)
+            if gave_up:
+                return gave_up
             time.sleep(poll_s)
         return reason[0]
     finally:

@@ -158,7 +158,7 @@ def _call_bounds(attempt: ClientAttempt) -> dict[str, Bounds]:
                 add("upload_started", EXACTLY_ONE)
             elif not certain:
                 add("upload_started", MAYBE_ONE)
-            elif 400 <= call.status < 500 and call.status not in (404, 409):
+            elif 400 <= call.status < 500 and call.status != 404:  # 409: X-Request-ID already used
                 add("upload_rejected", MAYBE_ONE)  # an invalid request is recorded, not an attempt
         elif call.kind == "chunk":
             retry = (call.attempt or 1) > 1

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify
 from opentelemetry import propagate
 
 from demo_service.api import apply_api_faults, load_upload
+from demo_service.claims import owner_id, reap_stale_claims
 from demo_service.controls import get_controls
 from demo_service.errors import ApiError
 from demo_service.publishing import Outcome, fail_attempt, transcode_and_publish
@@ -53,6 +54,9 @@ def complete_upload(upload_id: str):
     upload = load_upload(upload_id)
     with telemetry.span("upload.complete", upload.request_id, upload_id=upload_id):
         apply_api_faults("complete", upload.cohort, upload.request_id)
+        if upload.status == "transcoding":
+            # A sync publish whose worker died is failed now, so this retry gets a terminal answer.
+            reap_stale_claims(current_app._get_current_object(), upload_id=upload_id)
         if upload.status != "uploading":
             return outcome_response(*_current_outcome(upload_id))
         received, size = store.chunk_summary(upload_id)
@@ -60,16 +64,26 @@ def complete_upload(upload_id: str):
             fail_attempt(store, telemetry, upload, "chunk_missing", from_statuses=("uploading",))
             return outcome_response(*_current_outcome(upload_id))
         now = time.time()
-        if not store.transition(upload_id, ("uploading",), "transcoding", completed_at=now):
+        sync = upload.flags.get("transcode_mode") != "async"
+        claimed = (store.claim_sync(upload_id, owner_id(), now) if sync
+                   else store.transition(upload_id, ("uploading",), "transcoding", completed_at=now))
+        if not claimed:
             return outcome_response(*_current_outcome(upload_id))  # another request claimed it
         upload = dataclasses.replace(upload, status="transcoding", completed_at=now)
         telemetry.emit("upload_completed", upload, duration_ms=round((now - upload.created_at) * 1000, 3),
                        bytes=size, chunk_count=upload.chunk_count)
-        if upload.flags.get("transcode_mode") == "async":
+        if not sync:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
             store.enqueue_transcode(upload_id, now, carrier.get("traceparent"))
             return outcome_response(upload, Outcome("transcoding"))
-        outcome = transcode_and_publish(store, telemetry, get_controls(), current_app.extensions["obslab.transcoder"],
-                                        upload)
+        try:
+            outcome = transcode_and_publish(store, telemetry, get_controls(),
+                                            current_app.extensions["obslab.transcoder"], upload)
+        except Exception:
+            # The attempt must not stay claimed by a request that is gone: end it here.
+            fail_attempt(store, telemetry, upload, "internal")
+            raise
+        finally:
+            store.finish_transcode(upload_id)
         return outcome_response(upload, outcome)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import sqlite3
 import time
 from typing import Any
 
@@ -22,19 +24,58 @@ MAX_MEDIA_SIZE_BYTES = 16 * 1024 ** 3
 MAX_CHUNK_COUNT = 64
 MAX_USER_ID_CHARS = 128
 MAX_REASON_CHARS = 200
+# Every body of this API is a flat object (a fault's selector is the deepest: 3 levels).
+MAX_JSON_DEPTH = 32
 
 
 def json_object(required: bool = True) -> dict:
-    """The request body as a JSON object; 400 when it is not one."""
+    """The request body as a JSON object of Unicode text; 400 when it is not one, or nested deeper
+    than MAX_JSON_DEPTH; 422 naming the field when a string holds a lone surrogate (``"\\ud800"``
+    is valid JSON but no text: it would break every reader of the event it lands in)."""
     raw = request.get_data(cache=True)
     if not raw.strip():
         if required:
             raise ApiError(400, "invalid_json", "request body must be a JSON object", None)
         return {}
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise ApiError(400, "invalid_json", f"request body is JSON nested deeper than {MAX_JSON_DEPTH} levels",
+                       None) from None
+    except ValueError:
+        body = None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "request body must be a JSON object", None)
+    _check_json_text(body)
     return body
+
+
+def _check_json_text(body: dict) -> None:
+    """Depth and Unicode checks over the parsed body, iteratively (no recursion to exhaust)."""
+    stack: list[tuple[Any, str | None, int]] = [(body, None, 1)]
+    while stack:
+        value, field, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ApiError(400, "invalid_json", f"request body is JSON nested deeper than {MAX_JSON_DEPTH} levels",
+                           field)
+        if isinstance(value, str):
+            _check_text(value, field)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, field)
+                stack.append((item, field or key, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, field, depth + 1) for item in value)
+
+
+def _check_text(text: str, field: str | None) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start]
+        name = field.encode("utf-8", "backslashreplace").decode() if field else "a key of the body"
+        raise ApiError(422, "invalid_field", f"{name} must be Unicode text: it holds a lone surrogate "
+                                             f"(\\u{ord(bad):04x}) at character {e.start}", field if field else None) from None
 
 
 def _validate_create(body: dict) -> dict[str, Any]:
@@ -105,6 +146,12 @@ def create_upload():
     except ApiError as e:
         _reject(e, body, request_id)
         raise
+    if request_id is not None:
+        try:
+            _refuse_reused_request_id(request_id)
+        except ApiError as e:
+            _reject(e, body, request_id)
+            raise
     request_id = request_id or secrets.token_hex(16)
     bucket = media_size_bucket(fields["media_size_bytes"])
     user_hash = telemetry.hash_user(fields["user_id"])
@@ -114,12 +161,20 @@ def create_upload():
                   "network_type": fields["network_type"], "media_size_bucket": bucket, "release": flags["release"]}
         apply_api_faults("create", cohort, request_id)
         upload_id = "up_" + secrets.token_hex(12)
-        get_store().create_upload(
-            upload_id=upload_id, request_id=request_id, user_hash=user_hash, app_version=fields["app_version"],
-            region=fields["region"], network_type=fields["network_type"],
-            media_size_bytes=fields["media_size_bytes"], media_size_bucket=bucket,
-            chunk_count=fields["chunk_count"], synthetic=is_synthetic(), flags=flags, status="uploading",
-            created_at=time.time())
+        try:
+            get_store().create_upload(
+                upload_id=upload_id, request_id=request_id, user_hash=user_hash, app_version=fields["app_version"],
+                region=fields["region"], network_type=fields["network_type"],
+                media_size_bytes=fields["media_size_bytes"], media_size_bucket=bucket,
+                chunk_count=fields["chunk_count"], synthetic=is_synthetic(), flags=flags, status="uploading",
+                created_at=time.time())
+        except sqlite3.IntegrityError:  # a concurrent create with the same X-Request-ID won the race
+            try:
+                _refuse_reused_request_id(request_id)
+            except ApiError as e:
+                _reject(e, body, request_id)
+                raise
+            raise
         upload = get_store().get_upload(upload_id)
         telemetry.emit("upload_started", upload, media_size_bytes=fields["media_size_bytes"],
                        chunk_count=fields["chunk_count"])
@@ -129,6 +184,16 @@ def create_upload():
     response.headers["X-Request-ID"] = request_id
     response.headers["Location"] = f"/v1/uploads/{upload_id}"
     return response
+
+
+def _refuse_reused_request_id(request_id: str) -> None:
+    """One X-Request-ID, one upload: the toolkit keys an attempt by it, so a second upload under
+    the same ID would merge two attempts into one."""
+    existing = get_store().upload_id_for_request(request_id)
+    if existing is not None:
+        raise ApiError(409, "duplicate_request_id",
+                       f"X-Request-ID {request_id} already belongs to upload {existing}; "
+                       f"a new upload needs a new X-Request-ID", "X-Request-ID")
 
 
 def status_body(upload) -> dict:

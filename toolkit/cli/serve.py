@@ -62,7 +62,7 @@ def serve(
             for line in lines + [f"logs          {svc.logs_dir}"]:
                 console.print(line, soft_wrap=True, highlight=False)
             console.print("press Ctrl-C to stop", soft_wrap=True)
-            why = run_until_stopped(svc)
+            why = run_until_stopped(svc, say=lambda line: err_console.print(line, soft_wrap=True, highlight=False))
         finally:
             svc.stop()
         if "exited" in why:

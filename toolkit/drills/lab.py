@@ -29,11 +29,17 @@ __all__ = [
     "fault_body",
     "flag_body",
     "TOKEN_ENV",
+    "ACTOR_ENV",
+    "DEFAULT_ACTOR",
     "DEFAULT_URL",
     "DEFAULT_DATA_DIR",
 ]
 
 TOKEN_ENV = "OBSLAB_ADMIN_TOKEN"
+# Who the service's audit events (fault_changed, flag_changed) name for a drill's changes; the
+# runner passes it on to the drill's scheduler.
+ACTOR_ENV = "OBSLAB_ACTOR"
+DEFAULT_ACTOR = "obslab-drill"
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_DATA_DIR = ".obslab"
 TOKEN_FILE = "admin-token"
@@ -116,13 +122,14 @@ def flag_body(name: str, variant: str, percent: float) -> dict[str, Any]:
 class ControlClient:
     """The lab's admin API: bearer token, JSON in and out."""
 
-    def __init__(self, lab: Lab, session: requests.Session | None = None):
+    def __init__(self, lab: Lab, session: requests.Session | None = None, actor: str = DEFAULT_ACTOR):
         from requests.adapters import HTTPAdapter
         from urllib3.util.retry import Retry
 
         self.lab = lab
         self.session = session or requests.Session()
         self.session.headers["Authorization"] = f"Bearer {lab.token}"
+        self.session.headers["X-Actor"] = actor  # names who changed a fault or flag in the audit event
         # Every control call is idempotent (PUT/DELETE by name, GET), so a pooled keep-alive
         # connection the busy server closed, or a refused connect, is retried rather than fatal.
         retry = Retry(total=4, connect=4, read=2, status=0, backoff_factor=0.3,

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from toolkit.drills.lab import TOKEN_ENV, ControlClient, Lab, LabError, fault_body, flag_body
+from toolkit.drills.lab import (ACTOR_ENV, DEFAULT_ACTOR, TOKEN_ENV, ControlClient, Lab, LabError, fault_body,
+                                flag_body)
 from toolkit.drills.schema import ANSWER_VALUES, Drill, DrillSpecError, find_drill
 from toolkit.drills.state import NoDrillRunning, RunDir, RunState, append_jsonl, current_run, new_run
 
@@ -81,7 +82,9 @@ def _phase(run: RunDir, state: RunState) -> str:
     return "failed"
 
 
-def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.0, auto: bool = False) -> RunDir:
+def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.0, auto: bool = False,
+          actor: str = DEFAULT_ACTOR) -> RunDir:
+    """Start a drill; ``actor`` is who the service's audit events name for its faults and flags."""
     drill = find_drill(drill_id)
     if not speed > 0:
         raise DrillError(f"--speed must be greater than zero, got {speed:g}")
@@ -92,7 +95,7 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
             raise DrillError(f"drill {state.drill_id} is still running (stop it with `obslab drill stop`)")
     except NoDrillRunning:
         pass
-    client = ControlClient(lab)
+    client = ControlClient(lab, actor=actor)
     client.check()  # no lab / wrong token: fail before writing anything
     seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31)
     rng = random.Random(seed)
@@ -114,7 +117,7 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     for i, bg in enumerate(drill.setup.background_faults):
         client.put_fault(background_fault_name(drill, i), fault_body(bg, duration_s=state.duration_s + 30))
         run.log("background_fault_applied", index=i, fault_kind=bg.kind, target=bg.target)
-    env = {**os.environ, TOKEN_ENV: lab.token}
+    env = {**os.environ, TOKEN_ENV: lab.token, ACTOR_ENV: actor}
     with open(run.log_file, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "toolkit.drills.scheduler", str(run.path)], env=env,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

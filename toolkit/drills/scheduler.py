@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from toolkit.drills.lab import TOKEN_ENV, ControlClient, Lab, LabError, fault_body
+from toolkit.drills.lab import ACTOR_ENV, DEFAULT_ACTOR, TOKEN_ENV, ControlClient, Lab, LabError, fault_body
 from toolkit.drills.load import start_load, stop_load
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir, RunState, append_jsonl
@@ -92,7 +92,7 @@ def run_schedule(run: RunDir) -> None:
     drill = find_drill(state.drill_id)
     truth = run.read_truth()
     lab = Lab(Path(state.data_dir), state.url, os.environ[TOKEN_ENV])
-    client = ControlClient(lab)
+    client = ControlClient(lab, actor=os.environ.get(ACTOR_ENV, DEFAULT_ACTOR))
     interval_s = max(0.5, min(2.0, 10.0 / state.speed))
     load = None
     signal.signal(signal.SIGTERM, _on_sigterm)

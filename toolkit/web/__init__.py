@@ -7,6 +7,8 @@
 - ``control``  — ``/api/control/faults|flags[/<name>]``, forwarded to the service's control API
   with the bearer token the browser sends (the token never lives in the dashboard)
 - ``drills``   — ``/api/drills...`` over the drills library, when it is installed
+- ``csrf``     — ``/api/csrf``; every state-changing request must be same-origin and carry that
+  token (or the admin token), see ``toolkit/web/csrf.py``
 
 The page (``static/index.html`` + ``app.js`` + vendored uPlot) is served from the package:
 no CDN, no build step, nothing fetched beyond 127.0.0.1.
@@ -78,8 +80,9 @@ def create_app(config: DashboardConfig, test_config: dict | None = None) -> Flas
     if test_config:
         app.config.update(test_config)
 
-    from toolkit.web import api, control, drills, explorer
+    from toolkit.web import api, control, csrf, drills, explorer
 
+    csrf.init_app(app)  # first: its guard runs before any blueprint's handler
     app.register_blueprint(api.bp)
     app.register_blueprint(explorer.bp)
     app.register_blueprint(control.bp)

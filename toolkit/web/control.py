@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 __all__ = ["bp"]
 
 bp = Blueprint("control", __name__, url_prefix="/api/control")
+DASHBOARD_ACTOR = "dashboard"  # who the service's audit events name for changes made from the page
 
 _KINDS = ("faults", "flags")
 _TIMEOUT_S = 5.0
@@ -36,7 +37,8 @@ def forward(kind: str, name: str | None):
     url = f"{config.api_url.rstrip('/')}/admin/{kind}" + (f"/{name}" if name else "")
     try:
         upstream = requests.request(
-            request.method, url, headers={"Authorization": auth, "Content-Type": "application/json"},
+            request.method, url, headers={"Authorization": auth, "Content-Type": "application/json",
+                                          "X-Actor": DASHBOARD_ACTOR},
             data=request.get_data() if request.method == "PUT" else None, timeout=_TIMEOUT_S)
     except requests.RequestException as e:
         return _error(502, "unreachable", f"control API at {url} did not answer: {e.__class__.__name__}")

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
 
-__all__ = ["bp", "drills_available", "stop_active_drill"]
+__all__ = ["bp", "drills_available", "stop_active_drill", "DASHBOARD_ACTOR"]
 
 bp = Blueprint("drills", __name__, url_prefix="/api/drills")
+# Who the service's audit events name for changes made from the page.
+DASHBOARD_ACTOR = "dashboard"
 
 
 def drills_available() -> bool:
@@ -99,10 +101,29 @@ def start(name: str):
     except (TypeError, ValueError):
         return _error(422, f"speed must be a number, got {body.get('speed')!r}", "speed")
     try:
-        run = runner.start(name, _lab(), speed=speed)
+        run = runner.start(name, _lab(), speed=speed, actor=DASHBOARD_ACTOR)
+        _reap_when_it_exits(run)
     except _user_errors() as e:
         return _error(409, str(e))
     return jsonify(started=name, run=run.path.name, active=_active_json())
+
+
+def _reap_when_it_exits(run) -> None:
+    """The scheduler is a child of this (the lab's) process: wait for it in a thread, so a drill
+    that ends leaves no zombie behind while the lab keeps running."""
+    import os
+    import threading
+
+    pid = run.read_state().scheduler_pid
+
+    def wait() -> None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # already reaped (subprocess's own clean-up got there first)
+            pass
+
+    if pid:
+        threading.Thread(target=wait, name=f"reap-drill-scheduler-{pid}", daemon=True).start()
 
 
 @bp.post("/active/hint")
@@ -133,7 +154,7 @@ def answer():
     return jsonify(text=f"answer {n} recorded for {drill.id}; graded in the report (button Report).")
 
 
-@bp.get("/active/report")
+@bp.post("/active/report")
 def report():
     """Grade and write the current drill's report (as `obslab drill report` does) and return it."""
     import json

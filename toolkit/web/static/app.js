@@ -38,6 +38,24 @@ async function getJSON(path, options = {}) {
   return { ok: resp.ok, status: resp.status, body };
 }
 
+// Every state-changing request carries the dashboard's CSRF token (GET api/csrf; a page on
+// another origin cannot read it). A dashboard restarted meanwhile has a new one: fetch, retry once.
+let csrfToken = null;
+async function fetchCsrfToken() {
+  const r = await getJSON("api/csrf");
+  csrfToken = r.ok ? r.body.token : null;
+  return csrfToken;
+}
+async function changeJSON(path, options) {
+  const send = async () => getJSON(path, { ...options, headers: { ...(options.headers || {}), "X-CSRF-Token": csrfToken || await fetchCsrfToken() || "" } });
+  let r = await send();
+  if (r.status === 403 && r.body && r.body.error && /X-CSRF-Token/.test(r.body.error.message || "")) {
+    await fetchCsrfToken();
+    r = await send();
+  }
+  return r;
+}
+
 // ---------- formatting: every figure says what it is ----------
 const pct = (x, digits = 2) => (x === null || x === undefined) ? "–" : (100 * x).toFixed(digits) + " %";
 const ms = (seconds) => {
@@ -311,7 +329,7 @@ function renderActiveDrill(a) {
 }
 
 async function postJSON(path, body) {
-  return getJSON(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
+  return changeJSON(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
 }
 async function startDrill(name) {
   const r = await postJSON("api/drills/" + encodeURIComponent(name) + "/start", { speed: Number($("#drill-speed").value) });
@@ -329,7 +347,7 @@ async function answerDrill(form) {
   $("#drill-output").replaceChildren(el("pre", { text: r.ok ? (r.body.text || JSON.stringify(r.body, null, 2)) : errText(r) }));
 }
 async function reportDrill() {
-  const r = await getJSON("api/drills/active/report");
+  const r = await postJSON("api/drills/active/report");
   if (!r.ok) { $("#drill-output").replaceChildren(el("div", { class: "error-line", text: errText(r) })); return; }
   const g = r.body.score || {};
   $("#drill-output").replaceChildren(
@@ -400,12 +418,12 @@ async function putNamed(kind, name, text) {
   let body;
   try { body = JSON.parse(text); } catch (e) { $("#control-msg").replaceChildren(el("div", { class: "error-line", text: "not valid JSON: " + e.message })); return; }
   if (!name) { $("#control-msg").replaceChildren(el("div", { class: "error-line", text: "give the fault a name" })); return; }
-  const r = await getJSON(`api/control/${kind}/${encodeURIComponent(name)}`, { method: "PUT", headers: authHeaders(), body: JSON.stringify(body) });
+  const r = await changeJSON(`api/control/${kind}/${encodeURIComponent(name)}`, { method: "PUT", headers: authHeaders(), body: JSON.stringify(body) });
   await loadControl();
   if (!r.ok) $("#control-msg").replaceChildren(el("div", { class: "error-line", text: errText(r) }));
 }
 async function deleteFault(name) {
-  const r = await getJSON(`api/control/faults/${encodeURIComponent(name)}`, { method: "DELETE", headers: authHeaders() });
+  const r = await changeJSON(`api/control/faults/${encodeURIComponent(name)}`, { method: "DELETE", headers: authHeaders() });
   await loadControl();
   if (!r.ok) $("#control-msg").replaceChildren(el("div", { class: "error-line", text: errText(r) }));
 }
