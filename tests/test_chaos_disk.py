@@ -226,6 +226,8 @@ def test_a_full_disk_degrades_the_service_and_it_recovers(small_disk, tmp_path):
         assert load.attempts >= 2, load.attempts_by_outcome
         reconcile = _obslab("reconcile", "--client", str(load.client_record), "--events", str(svc.events_dir))
         assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
+        print(f"after: {load.attempts} attempts {dict(load.attempts_by_outcome)}; "
+              f"validate: {validate.stdout.strip().splitlines()[-1]}; reconcile: {reconcile.stdout.strip().splitlines()[-1]}")
 
 
 def test_a_short_write_is_cut_back_and_the_next_line_starts_clean(small_disk):

@@ -90,6 +90,7 @@ def _value_class(inner_class: type) -> type:
             self._inner: Any = None
             self._held_inc = 0.0
             self._held_set: tuple[float, float | None] | None = None
+            self._is_held = False
             with self._lock:
                 self._attach()
 
@@ -111,20 +112,31 @@ def _value_class(inner_class: type) -> type:
             except OSError as e:
                 self._hold(e)
                 return False
-            with _pending_lock:
-                _pending.discard(self)
+            if self._is_held:
+                self._is_held = False
+                with _pending_lock:
+                    _pending.discard(self)
             return True
 
         def _hold(self, error: OSError) -> None:
             _last_error[:] = [f"{error.filename or os.environ.get('PROMETHEUS_MULTIPROC_DIR')}: "
                               f"{error.strerror or error}", is_no_space(error)]
-            with _pending_lock:
-                _pending.add(self)
+            if not self._is_held:
+                self._is_held = True
+                with _pending_lock:
+                    _pending.add(self)
 
         def inc(self, amount: float) -> None:
             with self._lock:
                 self._held_inc += amount
-                self._attach()
+                if self._is_held or self._inner is None:
+                    self._attach()
+                    return
+                try:  # the hot path: the file is there, nothing held
+                    self._inner.inc(self._held_inc)
+                    self._held_inc = 0.0
+                except OSError as e:
+                    self._hold(e)
 
         def set(self, value: float, timestamp: float | None = None) -> None:
             with self._lock:
