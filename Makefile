@@ -7,13 +7,18 @@ BIN := $(VENV)/bin
 SYSTEM_TOOLS := promtool:prometheus chromium:chromium docker-compose:docker-compose wrk:wrk
 PYTEST_ARGS ?=
 
-.PHONY: lab test venv dev-venv system-tools clean
+.PHONY: lab test chaos venv dev-venv system-tools clean
 
 lab: venv
 	$(BIN)/obslab lab
 
 test: dev-venv system-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault-injection tests alone (full disk, short writes, SIGKILLs; results in docs/reliability.md).
+# `make test` runs them too. The full-disk ones mount a tmpfs: as root, else they skip saying why.
+chaos: dev-venv
+	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
 
 venv: $(VENV)/.installed
 dev-venv: $(VENV)/.installed-dev

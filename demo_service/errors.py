@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from demo_service.diskspace import STORAGE_FULL_RETRY_AFTER_S, is_no_space
+
 __all__ = ["ApiError", "error_response", "init_app"]
 
 
@@ -72,5 +74,9 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception):
+        if is_no_space(e):  # state.db, its WAL or another file of the data disk could not grow
+            app.logger.warning("storage full: %s", e)
+            return error_response(503, "storage_full", "the service's disk is full; retry later",
+                                  retry_after=STORAGE_FULL_RETRY_AFTER_S)
         app.logger.exception("unhandled error")
         return error_response(500, "internal", "internal error")

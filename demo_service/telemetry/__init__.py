@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from flask import Flask, current_app, g, request
 from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
 
+from demo_service.diskspace import DISK_FULL, can_append, is_no_space
 from demo_service.store import Upload
+from demo_service.telemetry import metric_files
 from demo_service.telemetry.events import EVENTS_FILE, EventFile, UserHasher, event_timestamp
 from demo_service.telemetry.metrics import ApiMetrics, ProcessSampler
 from demo_service.telemetry.http_tracing import instrument_flask_lean
@@ -50,6 +53,8 @@ class Telemetry:
         parts = cfg["INSTRUMENTATION"]
         data_dir = Path(cfg["DATA_DIR"])
         self.events_enabled = "events" in parts
+        if cfg["MULTIPROCESS_DIR"] and "metrics" in parts and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            metric_files.install()  # a full disk must not SIGBUS the worker through its metric files
         self.metrics = ApiMetrics(cfg["METRICS_REGISTRY"], cfg["MULTIPROCESS_DIR"], enabled="metrics" in parts)
         self.process_sampler = ProcessSampler(self.metrics, SERVICE_NAME)
         self.events_dir = data_dir / "events"
@@ -70,6 +75,7 @@ class Telemetry:
         self._write_failed_at: float | None = None
         self._write_ok_at: float | None = None
         self._write_error: str | None = None
+        self._write_no_space = False
         self._lost_to_write_errors = 0
 
     def emit(self, event: str, upload: Upload | None = None, *, known: dict | None = None, **fields: Any) -> bool:
@@ -106,19 +112,32 @@ class Telemetry:
             self.metrics.events_lost.labels(reason="write_error").inc()
             self._write_failed_at = time.monotonic()
             self._write_error = e.strerror or str(e)
+            self._write_no_space = is_no_space(e)
             self._lost_to_write_errors += 1
             return False
         self._write_ok_at = time.monotonic()
         self.metrics.events.labels(event=event).inc()
         return True
 
-    def event_sink_problem(self) -> str | None:
-        """Why this worker's event log is failing (its last write failed), or None when it is fine."""
+    # Room the recovery probe reserves past the end of the log: more than any one event line.
+    PROBE_BYTES = 16 * 1024
+
+    def event_sink_problem(self) -> tuple[str, str] | None:
+        """(cause, message) when this worker's event log is failing (its last write failed), else None.
+
+        A worker's next write would tell when the disk has room again, but a worker that gets no
+        traffic would stay unhealthy; so the log is probed: if the next line's blocks can be
+        reserved now (without writing), it is healthy again.
+        """
         failed, ok = self._write_failed_at, self._write_ok_at
         if failed is None or (ok is not None and ok > failed):
             return None
-        return (f"events: cannot write {self.event_file.path}: {self._write_error} "
-                f"({self._lost_to_write_errors} event(s) lost by this worker, see obslab_events_lost_total)")
+        if can_append(self.event_file.fd, self.PROBE_BYTES):
+            self._write_failed_at = None
+            return None
+        cause = DISK_FULL if self._write_no_space else "event_log_unwritable"
+        return cause, (f"events: cannot write {self.event_file.path}: {self._write_error} "
+                       f"({self._lost_to_write_errors} event(s) lost by this worker, see obslab_events_lost_total)")
 
     def span(self, name: str, request_id: str | None = None, **attributes: Any):
         """A manual span for a phase, with ``request_id`` as an attribute."""

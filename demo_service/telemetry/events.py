@@ -7,10 +7,19 @@ under an ``fcntl.flock`` on a lock file next to the log: the first writer that s
 the file past the limit renames ``events.jsonl`` -> ``events.jsonl.1`` (shifting older
 ones), the others notice the inode change and reopen. Readers read
 ``events.jsonl*`` (see ``event_files``).
+
+Writes are all-or-nothing: a full disk can make ``os.write`` store only part of a line
+(a short write). The fragment is cut back before the error is raised, so the next event
+never lands on it and the log stays whole lines. Writers hold a shared ``flock`` on the
+lock file while they append; the repair takes it exclusively, so it sees whether anyone
+appended after the fragment: if not, the file is truncated to where the line began; if
+so, the fragment is overwritten in place with spaces and a newline (a blank line, which
+readers skip). Either way the event counts as lost (``write_line`` raises ``OSError``).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -63,23 +72,54 @@ class EventFile:
         self.backup_count = max(1, backup_count)
         self._lock = threading.Lock()
         self._fd = self._open()
+        # Held shared while appending, exclusively while rotating or cutting back a short write.
+        self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._next_inode_check = time.monotonic() + self.REOPEN_CHECK_S
 
     def _open(self) -> int:
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
+    @property
+    def fd(self) -> int:
+        return self._fd
+
     def write_line(self, line: bytes) -> None:
-        """Append one complete line (must end with ``\\n``); raises OSError on failure."""
+        """Append one complete line (must end with ``\\n``) or nothing; raises OSError on failure."""
         with self._lock:
             now = time.monotonic()
             if now >= self._next_inode_check:
                 self._next_inode_check = now + self.REOPEN_CHECK_S
                 self._reopen_if_rotated()
-            written = os.write(self._fd, line)
-            if written != len(line):  # a torn line would corrupt the log: surface it
-                raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+            try:
+                written = os.write(self._fd, line)  # an OSError here wrote nothing
+                end = os.lseek(self._fd, 0, os.SEEK_CUR) if written != len(line) else 0
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            if written != len(line):
+                how = self._cut_back(end - written, end)
+                raise OSError(errno.ENOSPC, f"No space left on device (short write to {self.path}: "
+                                            f"{written} of {len(line)} bytes, {how})")
             if os.fstat(self._fd).st_size >= self.max_bytes:
                 self._rotate()
+
+    def _cut_back(self, start: int, end: int) -> str:
+        """Remove the fragment [start, end) of a short write: truncate it, or blank it if others appended since."""
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            if os.fstat(self._fd).st_size == end:
+                os.ftruncate(self._fd, start)
+                return "cut back"
+            # Lines follow the fragment: overwrite it in place. Through /proc, the file this descriptor
+            # writes to (even if rotated away meanwhile), without O_APPEND; no new blocks are needed.
+            fd = os.open(f"/proc/self/fd/{self._fd}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.pwrite(fd, b" " * (end - start - 1) + b"\n", start)
+            finally:
+                os.close(fd)
+            return "blanked"
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _reopen_if_rotated(self) -> None:
         try:
@@ -112,6 +152,7 @@ class EventFile:
     def close(self) -> None:
         with self._lock:
             os.close(self._fd)
+            os.close(self._lock_fd)
 
 
 class UserHasher:
