@@ -31,7 +31,7 @@ from toolkit.contract import FLAGS
 from toolkit.durations import DurationError, format_duration, parse_duration
 from toolkit.judge import DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, parse_judge_config
 from toolkit.stats import power_two_proportions
-from toolkit.yaml_file import load_yaml_file
+from toolkit.yaml_file import brief, load_yaml_file
 
 __all__ = [
     "ROLLOUT_SCHEMA",
@@ -119,9 +119,9 @@ DEFAULT_PLAN = RolloutPlan()
 
 def _num(raw: Any, where: str, *, lo: float | None = None, hi: float | None = None) -> float:
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-        raise RolloutPlanError(f"{where}: expected a number, got {raw!r}")
+        raise RolloutPlanError(f"{where}: expected a number, got {brief(raw)}")
     if (lo is not None and raw < lo) or (hi is not None and raw > hi):
-        raise RolloutPlanError(f"{where}: must be between {lo:g} and {hi:g}, got {raw!r}")
+        raise RolloutPlanError(f"{where}: must be between {lo:g} and {hi:g}, got {brief(raw)}")
     return float(raw)
 
 
@@ -153,7 +153,7 @@ def parse_plan(raw: Any, source: str = "<plan>") -> RolloutPlan:
     plan = replace(plan, judge=judge)
     flag = body.get("flag", plan.flag)
     if flag not in FLAGS:
-        raise RolloutPlanError(f"{source}: flag: unknown flag {flag!r} (flags: {', '.join(FLAGS)})")
+        raise RolloutPlanError(f"{source}: flag: unknown flag {brief(flag)} (flags: {', '.join(FLAGS)})")
     variant = body.get("variant", FLAGS[flag][1] if flag != plan.flag else plan.variant)
     control = body.get("control", FLAGS[flag][0])
     if variant not in FLAGS[flag] or control not in FLAGS[flag] or variant == control:
@@ -196,11 +196,11 @@ def parse_plan(raw: Any, source: str = "<plan>") -> RolloutPlan:
             if extra:
                 raise RolloutPlanError(f"{where}: unknown field(s) {', '.join(sorted(extra))}")
             if g["metric"] not in names:
-                raise RolloutPlanError(f"{where}.metric: {g['metric']!r} is not a judge metric "
+                raise RolloutPlanError(f"{where}.metric: {brief(g['metric'])} is not a judge metric "
                                        f"({', '.join(sorted(names))})")
             n = g.get("consecutive_windows", 2)
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise RolloutPlanError(f"{where}.consecutive_windows: expected a positive integer, got {n!r}")
+                raise RolloutPlanError(f"{where}.consecutive_windows: expected a positive integer, got {brief(n)}")
             guards.append(Guardrail(g["metric"], _num(g["max_change"], f"{where}.max_change", lo=0),
                                     n, bool(g.get("require_significant", True))))
         plan = replace(plan, guardrails=tuple(guards))
