@@ -31,6 +31,7 @@ from toolkit.contract import FLAGS
 from toolkit.durations import DurationError, format_duration, parse_duration
 from toolkit.judge import DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, parse_judge_config
 from toolkit.stats import power_two_proportions
+from toolkit.regular_file import NotRegularFileError, read_regular
 from toolkit.yaml_file import brief, load_yaml_file
 
 __all__ = [
@@ -463,9 +464,14 @@ def timeline_from_log(path: str | Path) -> list[tuple[float, datetime, datetime 
     """(percent, start, end) per stage from a decision log written by ``run_rollout``."""
     p = Path(path)
     try:
-        lines = p.read_text().splitlines()
+        lines = read_regular(p).decode("utf-8").splitlines()
     except FileNotFoundError:
         raise RolloutPlanError(f"{p}: no such decision log") from None
+    except OSError as e:
+        raise RolloutPlanError(str(e) if isinstance(e, NotRegularFileError) else f"{p}: cannot read: {e.strerror or e}"
+                               ) from None
+    except UnicodeDecodeError as e:
+        raise RolloutPlanError(f"{p}: not valid UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start})") from None
     starts: list[tuple[float, datetime]] = []
     end_of_last = None
     for i, line in enumerate(lines, 1):
