@@ -153,7 +153,7 @@ def parse_plan(raw: Any, source: str = "<plan>") -> RolloutPlan:
         raise RolloutPlanError(str(e)) from None
     plan = replace(plan, judge=judge)
     flag = body.get("flag", plan.flag)
-    if flag not in FLAGS:
+    if not isinstance(flag, str) or flag not in FLAGS:  # a list would be unhashable: a TypeError
         raise RolloutPlanError(f"{source}: flag: unknown flag {brief(flag)} (flags: {', '.join(FLAGS)})")
     variant = body.get("variant", FLAGS[flag][1] if flag != plan.flag else plan.variant)
     control = body.get("control", FLAGS[flag][0])
@@ -196,7 +196,7 @@ def parse_plan(raw: Any, source: str = "<plan>") -> RolloutPlan:
             extra = set(g) - {"metric", "max_change", "consecutive_windows", "require_significant"}
             if extra:
                 raise RolloutPlanError(f"{where}: unknown field(s) {', '.join(sorted(extra))}")
-            if g["metric"] not in names:
+            if not isinstance(g["metric"], str) or g["metric"] not in names:
                 raise RolloutPlanError(f"{where}.metric: {brief(g['metric'])} is not a judge metric "
                                        f"({', '.join(sorted(names))})")
             n = g.get("consecutive_windows", 2)
