@@ -256,3 +256,13 @@ def test_the_service_tightens_a_loose_token_file_it_reads(tmp_path):
     fresh = tmp_path / "fresh"
     create_app({"DATA_DIR": str(fresh)})
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("name", ["OBSLAB_LOAD_RUN_ID", "OBSLAB_LOAD_MIX"])
+def test_load_settings_errors_quote_a_huge_value_briefly(name):
+    from loadtests.settings import SettingsError, from_env
+
+    with pytest.raises((SettingsError, ValueError)) as e:
+        from_env({name: "{" + "x" * 200_000})
+    assert name in str(e.value) or "cohort" in str(e.value), str(e.value)
+    assert len(str(e.value)) < 400, len(str(e.value))

@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from toolkit.brief import brief
 from toolkit.stats import (DEFAULT_MINIMUMS, SRM_ALPHA, MinimumSamples, ProportionComparison,
                            QuantileComparison, ShiftComparison, SrmResult)
-from toolkit.yaml_file import brief, load_yaml_file
+from toolkit.yaml_file import load_yaml_file
 
 __all__ = [
     "JudgeConfigError",

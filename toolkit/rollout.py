@@ -26,13 +26,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from toolkit.brief import brief
 from toolkit.compare import CohortSelector, CompareResult, Window, _clean, _iso, compare_attempts
 from toolkit.contract import FLAGS
 from toolkit.durations import DurationError, format_duration, parse_duration
 from toolkit.judge import DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, parse_judge_config
-from toolkit.stats import power_two_proportions
 from toolkit.regular_file import NotRegularFileError, read_regular
-from toolkit.yaml_file import brief, load_yaml_file
+from toolkit.stats import power_two_proportions
+from toolkit.yaml_file import load_yaml_file
 
 __all__ = [
     "ROLLOUT_SCHEMA",

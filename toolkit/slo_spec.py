@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
+from toolkit.brief import brief
 from toolkit.durations import DurationError, format_duration, parse_duration
-from toolkit.yaml_file import brief, load_yaml_file
+from toolkit.yaml_file import load_yaml_file
 
 __all__ = [
     "SloSpecError",

@@ -13,7 +13,6 @@ billions of values as soon as anything walks or formats them.
 
 from __future__ import annotations
 
-import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import yaml
 
 from toolkit.regular_file import NotRegularFileError, read_regular
 
-__all__ = ["load_yaml_file", "brief", "MAX_YAML_BYTES"]
+__all__ = ["load_yaml_file", "MAX_YAML_BYTES"]
 
 # Specs are a few kilobytes; this leaves room for generated ones and bounds what one read costs.
 MAX_YAML_BYTES = 1 << 20
@@ -70,19 +69,3 @@ def load_yaml_file(path: Path, error: type[Exception]) -> Any:
         raise error(f"{path}{where}: not valid YAML: {' '.join(str(problem).split())}") from None
     except RecursionError:
         raise error(f"{path}: not valid YAML: nested too deeply") from None
-
-
-_BRIEF = reprlib.Repr()
-_BRIEF.maxlevel = 3
-_BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxset = _BRIEF.maxdict = 4
-_BRIEF.maxstring = 60
-_BRIEF.maxother = 60
-_BRIEF.maxlong = 40
-_BRIEF_CHARS = 120
-
-
-def brief(value: Any) -> str:
-    """``repr(value)`` for an error message, bounded in size and in work (a huge or deeply nested
-    value is shown by its first items, with ``...``)."""
-    text = _BRIEF.repr(value)
-    return text if len(text) <= _BRIEF_CHARS else text[:_BRIEF_CHARS - 3] + "..."
