@@ -84,6 +84,16 @@ def test_error_messages_show_a_huge_value_briefly(tmp_path):
     assert len(r.stderr) < 400, len(r.stderr)
 
 
+def test_a_spec_file_over_the_size_limit_is_refused_unparsed(tmp_path):
+    from toolkit.slo_spec import SloSpecError, load_spec
+    from toolkit.yaml_file import MAX_YAML_BYTES
+
+    f = tmp_path / "slo.yaml"
+    f.write_text("version: 1\n" + "# padding\n" * (MAX_YAML_BYTES // 10 + 1))
+    with pytest.raises(SloSpecError, match=rf"^{f}: larger than {MAX_YAML_BYTES // 1024} KiB: not a spec file$"):
+        load_spec(f)
+
+
 # -- FIFOs and other non-regular files -------------------------------------------------------
 
 def _client_record(tmp_path: Path) -> Path:
