@@ -14,7 +14,7 @@ import os
 import stat
 from typing import BinaryIO
 
-__all__ = ["NotRegularFileError", "open_regular", "read_regular", "check_regular", "kind_of"]
+__all__ = ["NotRegularFileError", "check_regular", "kind_of", "open_regular", "read_regular"]
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),

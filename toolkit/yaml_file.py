@@ -20,7 +20,7 @@ import yaml
 
 from toolkit.regular_file import NotRegularFileError, read_regular
 
-__all__ = ["load_yaml_file", "MAX_YAML_BYTES"]
+__all__ = ["MAX_YAML_BYTES", "load_yaml_file"]
 
 # Specs are a few kilobytes; this leaves room for generated ones and bounds what one read costs.
 MAX_YAML_BYTES = 1 << 20
@@ -56,7 +56,7 @@ def load_yaml_file(path: Path, error: type[Exception]) -> Any:
         line = raw.count(b"\n", 0, e.start) + 1
         raise error(f"{path}:{line}: not valid UTF-8 (byte {raw[e.start]:#04x})") from None
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass: safe
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         if mark is not None:
