@@ -15,7 +15,8 @@ from flask import Flask
 
 from demo_service import admin, api, claims, controls, errors, health, queue, store, telemetry
 from demo_service.body_limit import BoundedBody
-from demo_service.config import ADMIN_TOKEN_FILE, config_from_env, default_config, parse_instrumentation
+from demo_service.config import (ADMIN_TOKEN_FILE, config_from_env, default_config, make_data_dir,
+                                 parse_instrumentation, read_admin_token_file)
 from demo_service.transcode_client import TranscodeClient
 
 __all__ = ["create_app"]
@@ -31,9 +32,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if isinstance(app.config["INSTRUMENTATION"], str):
         app.config["INSTRUMENTATION"] = parse_instrumentation(app.config["INSTRUMENTATION"])
     data_dir = Path(app.config["DATA_DIR"])
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if not app.config["ADMIN_TOKEN"] and (data_dir / ADMIN_TOKEN_FILE).exists():
-        app.config["ADMIN_TOKEN"] = (data_dir / ADMIN_TOKEN_FILE).read_text().strip() or None
+    make_data_dir(data_dir)
+    if not app.config["ADMIN_TOKEN"]:
+        app.config["ADMIN_TOKEN"] = read_admin_token_file(data_dir / ADMIN_TOKEN_FILE)
     # Chunks are the largest bodies; anything larger is refused with 413 before a handler runs.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_CHUNK_BYTES"]
     # ... and so is a body sent without a Content-Length (chunked), which werkzeug would truncate.

@@ -8,6 +8,7 @@ Each config key is documented in ``CONFIG_KEYS``; docs/service.md lists them.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,6 +30,9 @@ __all__ = [
     "INSTRUMENTATION_PARTS",
     "CONFIG_KEYS",
     "ADMIN_TOKEN_FILE",
+    "make_data_dir",
+    "read_admin_token_file",
+    "write_admin_token_file",
     "default_config",
     "config_from_env",
     "parse_instrumentation",
@@ -52,6 +56,50 @@ DEFAULT_TRACE_SAMPLE_RATIO = 0.1
 INSTRUMENTATION_PARTS = ("events", "metrics", "tracing")
 HTTP_TRACING_MODES = ("lean", "flask-instrumentor")
 ADMIN_TOKEN_FILE = "admin-token"
+DATA_DIR_MODE = 0o700  # the admin token, request metadata in events and traces: the owner's only
+ADMIN_TOKEN_MODE = 0o600
+
+
+def make_data_dir(path: str | os.PathLike) -> Path:
+    """Create a data directory owner-only (0700); one that exists already is left as its owner set it."""
+    p = Path(path)
+    p.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+    return p
+
+
+def read_admin_token_file(path: str | os.PathLike) -> str | None:
+    """The token in ``path`` (None when missing or empty), its mode tightened to 0600 first.
+
+    A token file left group- or world-readable (copied in, made by an older obslab) would let any
+    local user drive the control plane; one that is not a regular file, or not ours to tighten,
+    is refused with a ValueError naming it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ValueError(f"admin token file {path}: cannot read: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"admin token file {path}: not a regular file")
+        if st.st_mode & 0o077:
+            try:
+                os.fchmod(fd, ADMIN_TOKEN_MODE)
+            except OSError:
+                raise ValueError(f"admin token file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}) "
+                                 f"and cannot be made 0600: chmod 600 it, or remove it") from None
+        token = f.read(4096).decode("utf-8", errors="replace").strip()
+    return token or None
+
+
+def write_admin_token_file(path: str | os.PathLike, token: str) -> None:
+    """Write ``token`` to ``path``, mode 0600 even if the file existed with a looser one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, ADMIN_TOKEN_MODE)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, ADMIN_TOKEN_MODE)  # O_CREAT's mode applies only to a file it creates
+        f.write(token + "\n")
 
 CONFIG_KEYS: dict[str, str] = {
     "DATA_DIR": "Directory of state.db, events/, traces/ and the user-hash key.",

@@ -11,6 +11,7 @@ import json
 import random
 from dataclasses import dataclass, field
 
+from toolkit.brief import brief
 from toolkit.contract import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS, media_size_bucket
 
 __all__ = [
@@ -86,7 +87,7 @@ class CohortMix:
         for dimension, table in self.weights.items():
             if dimension not in _ALLOWED:
                 raise CohortMixError(
-                    f"unknown cohort dimension {dimension!r}; expected one of {', '.join(_ALLOWED)}")
+                    f"unknown cohort dimension {brief(dimension)}; expected one of {', '.join(_ALLOWED)}")
             unknown = set(table) - set(_ALLOWED[dimension])
             if unknown:
                 raise CohortMixError(
@@ -121,14 +122,14 @@ def parse_mix(text: str) -> CohortMix:
     try:
         override = json.loads(text)
     except json.JSONDecodeError as e:
-        raise CohortMixError(f"cohort mix is not JSON ({e.msg} at column {e.colno}): {text!r}") from None
+        raise CohortMixError(f"cohort mix is not JSON ({e.msg} at column {e.colno}): {brief(text)}") from None
     if not isinstance(override, dict) or not all(isinstance(v, dict) for v in override.values()):
         raise CohortMixError('cohort mix must be {"dimension": {"value": weight, ...}, ...}')
     weights = {**DEFAULT_MIX, **override}
     try:
         weights = {d: {v: float(w) for v, w in table.items()} for d, table in weights.items()}
     except (TypeError, ValueError):
-        raise CohortMixError(f"cohort weights must be numbers: {text!r}") from None
+        raise CohortMixError(f"cohort weights must be numbers: {brief(text)}") from None
     return CohortMix(weights)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from toolkit.brief import brief
 from toolkit.durations import DurationError, parse_duration
 
 __all__ = ["SHAPES", "DEFAULT_SHAPE_DURATION_S", "ShapeError", "Phase", "Profile", "parse_phases", "build_profile"]
@@ -56,7 +57,7 @@ class Profile:
 
     def __post_init__(self) -> None:
         if self.name not in SHAPES:
-            raise ShapeError(f"unknown load shape {self.name!r}; expected one of {', '.join(SHAPES)}")
+            raise ShapeError(f"unknown load shape {brief(self.name)}; expected one of {', '.join(SHAPES)}")
         if self.users < 1:
             raise ShapeError(f"a load shape needs at least 1 user, got {self.users}")
         if self.spawn_rate <= 0:
@@ -127,13 +128,13 @@ def parse_phases(text: str, default_spawn_rate: float = 10.0) -> tuple[Phase, ..
             rate = float(rate_text) if rate_text else default_spawn_rate
         except (ValueError, DurationError) as e:
             raise ShapeError(
-                f"phase {number} {part!r} is not DURATION:USERS[@SPAWN_RATE] (e.g. 2m:40@20): {e}"
+                f"phase {number} {brief(part)} is not DURATION:USERS[@SPAWN_RATE] (e.g. 2m:40@20): {e}"
             ) from None
         if duration <= 0 or users < 0 or rate <= 0:
-            raise ShapeError(f"phase {number} {part!r}: duration and spawn rate must be positive, users >= 0")
+            raise ShapeError(f"phase {number} {brief(part)}: duration and spawn rate must be positive, users >= 0")
         phases.append(Phase(duration, users, rate))
     if not phases:
-        raise ShapeError(f"no phases in {text!r}; expected e.g. 30s:10,2m:40@20,30s:10")
+        raise ShapeError(f"no phases in {brief(text)}; expected e.g. 30s:10,2m:40@20,30s:10")
     return tuple(phases)
 
 

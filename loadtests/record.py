@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from toolkit.regular_file import NotRegularFileError, open_regular
+
 __all__ = [
     "RECORD_FORMAT",
     "OUTCOMES",
@@ -165,8 +167,17 @@ def record_files(path: str | os.PathLike) -> list[Path]:
 
 
 def _iter_file(path: Path) -> Iterator[ClientAttempt]:
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    try:
+        f = open_regular(path)  # a FIFO would block the reader forever
+    except OSError as e:
+        raise RecordError(str(e) if isinstance(e, NotRegularFileError)
+                          else f"client record {path}: cannot read: {e.strerror or e}") from None
+    with f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise RecordError(f"{path}:{number}: not valid UTF-8 (byte {raw[e.start]:#04x})") from None
             if not line.strip():
                 continue
             try:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from toolkit.brief import brief
+
 __all__ = ["RETRY_POLICIES", "RetryPolicy", "RetryPolicyError"]
 
 RETRY_POLICIES = ("none", "immediate", "backoff")
@@ -39,7 +41,7 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.kind not in RETRY_POLICIES:
-            raise RetryPolicyError(f"unknown retry policy {self.kind!r}; expected one of {', '.join(RETRY_POLICIES)}")
+            raise RetryPolicyError(f"unknown retry policy {brief(self.kind)}; expected one of {', '.join(RETRY_POLICIES)}")
         if self.max_attempts < 1:
             raise RetryPolicyError(f"retry attempt cap must be at least 1, got {self.max_attempts}")
         if self.base_s < 0 or self.cap_s < 0:

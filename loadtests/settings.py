@@ -16,6 +16,7 @@ from typing import Mapping
 
 from loadtests.cohorts import CohortMix, CohortMixError, parse_mix
 from loadtests.retry import RetryPolicy, RetryPolicyError
+from toolkit.brief import brief
 from toolkit.durations import DurationError, parse_duration
 
 __all__ = [
@@ -124,10 +125,10 @@ def _number(env, name, default, kind=float, low=None, high=None):
     try:
         value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+        raise SettingsError(f"{name}={brief(raw)} is not {'an integer' if kind is int else 'a number'}") from None
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise SettingsError(f"{name}={raw!r} must be {bounds}")
+        raise SettingsError(f"{name}={brief(raw)} must be {bounds}")
     return value
 
 
@@ -159,9 +160,9 @@ def _think_time(env) -> tuple[float, float]:
         low = _seconds(low_text)
         high = _seconds(high_text) if sep else low
     except DurationError as e:
-        raise SettingsError(f"{THINK_TIME}={raw!r} is not MIN-MAX (e.g. 500ms-2s): {e}") from None
+        raise SettingsError(f"{THINK_TIME}={brief(raw)} is not MIN-MAX (e.g. 500ms-2s): {e}") from None
     if high < low:
-        raise SettingsError(f"{THINK_TIME}={raw!r}: the maximum is below the minimum")
+        raise SettingsError(f"{THINK_TIME}={brief(raw)}: the maximum is below the minimum")
     return low, high
 
 
@@ -172,7 +173,7 @@ def from_env(env: Mapping[str, str] | None = None) -> LoadSettings:
 
     run_id = _get(env, RUN_ID) or secrets.token_hex(4)
     if not _RUN_ID_PATTERN.match(run_id):
-        raise SettingsError(f"{RUN_ID}={run_id!r} must be 1-16 letters or digits")
+        raise SettingsError(f"{RUN_ID}={brief(run_id)} must be 1-16 letters or digits")
     try:
         retry = RetryPolicy(
             kind=_get(env, RETRY_POLICY) or "backoff",
@@ -188,7 +189,7 @@ def from_env(env: Mapping[str, str] | None = None) -> LoadSettings:
         raise SettingsError(f"{MIX}: {e}") from None
     shape = _get(env, SHAPE) or "none"
     if shape not in ("none",) + SHAPES:
-        raise SettingsError(f"{SHAPE}={shape!r}: expected none or one of {', '.join(SHAPES)}")
+        raise SettingsError(f"{SHAPE}={brief(shape)}: expected none or one of {', '.join(SHAPES)}")
     phases = _get(env, PHASES) or ""
     if shape == "phased":
         try:
@@ -197,7 +198,7 @@ def from_env(env: Mapping[str, str] | None = None) -> LoadSettings:
             raise SettingsError(f"{PHASES}: {e}") from None
     on_give_up = _get(env, ON_GIVE_UP) or "complete"
     if on_give_up not in ON_GIVE_UP_CHOICES:
-        raise SettingsError(f"{ON_GIVE_UP}={on_give_up!r}: expected one of {', '.join(ON_GIVE_UP_CHOICES)}")
+        raise SettingsError(f"{ON_GIVE_UP}={brief(on_give_up)}: expected one of {', '.join(ON_GIVE_UP_CHOICES)}")
     creator_weight = _number(env, CREATOR_WEIGHT, 4, int, 0)
     viewer_weight = _number(env, VIEWER_WEIGHT, 1, int, 0)
     if creator_weight + viewer_weight == 0:

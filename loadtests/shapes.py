@@ -10,6 +10,7 @@ from __future__ import annotations
 from locust import LoadTestShape
 
 from loadtests.profiles import SHAPES, Profile, ShapeError, build_profile
+from toolkit.brief import brief
 
 __all__ = ["shape_class", "SteadyShape", "RampShape", "SpikeShape", "DiurnalShape", "PhasedShape"]
 
@@ -82,4 +83,4 @@ def shape_class(name: str) -> type[LoadTestShape]:
     try:
         return _CLASSES[name]
     except KeyError:
-        raise ShapeError(f"unknown load shape {name!r}; expected one of {', '.join(SHAPES)}") from None
+        raise ShapeError(f"unknown load shape {brief(name)}; expected one of {', '.join(SHAPES)}") from None

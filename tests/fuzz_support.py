@@ -3,6 +3,7 @@ YAML readers of the judge config and rollout plan)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -41,25 +42,44 @@ class _Directory:
 
 A_DIRECTORY = _Directory()
 
+
+class _Fifo:
+    """Stands in HOSTILE_FILES for a FIFO (named pipe) with no writer: a reader that opens it blocks."""
+
+    def __repr__(self) -> str:
+        return "a FIFO"
+
+
+A_FIFO = _Fifo()
+
+# "Billion laughs": nine levels of nine aliases, 9**9 strings once expanded, in about 330 bytes.
+# safe_load builds it cheaply (shared references) but anything that walks or repr()s it never ends.
+ALIAS_BOMB = "version: [&a [lol,lol,lol,lol,lol,lol,lol,lol,lol]" + "".join(
+    f",&{n} [" + ",".join([f"*{prev}"] * 9) + "]" for prev, n in zip("abcdefgh", "bcdefghi")) + "]\n"
+
 # Files that have broken YAML readers before: syntax, aliases, nesting, keys, control characters,
-# bytes that are not UTF-8, a directory in the file's place. Each is (content, where, what): the error
+# bytes that are not UTF-8, a directory or a FIFO in the file's place. Each is (content, where, what): the error
 # starts with the path and ``where`` ("" for the file as a whole, ":N" for line N) and says ``what``
 # ("" for whatever the reader finds wrong with the document).
 HOSTILE_FILES = [
     pytest.param("version: 1\nslos: [\n  - a: b\n", ":3", "not valid YAML", id="unclosed-flow-sequence"),
-    pytest.param("a: &x [*x]\n", "", "", id="recursive-alias"),  # valid YAML: a list inside itself
+    pytest.param("a: &x [*x]\n", ":1", "anchors (&x) are not allowed", id="recursive-alias"),  # a list in itself
+    pytest.param(ALIAS_BOMB, ":1", "anchors (&a) are not allowed", id="alias-bomb"),
+    pytest.param("a: *x\n", ":1", "aliases (*x) are not allowed", id="undefined-alias"),
     pytest.param("[" * 1500 + "]" * 1500, "", "not valid YAML", id="nested-past-recursion-limit"),
     pytest.param("[" * 100_000, "", "not valid YAML", id="nested-100000-deep-unclosed"),
     pytest.param("? [a, b]\n: c\n", ":1", "not valid YAML", id="unhashable-key"),
     # a control character is a YAML reader error: a position, no mark
     pytest.param("a: 1\nb: \x00\n", ":2", "not valid YAML", id="control-character"),
     pytest.param(b"a: 1\nb: \xff\xfe\n", ":2", "not valid UTF-8", id="not-utf8"),
-    pytest.param(A_DIRECTORY, "", "cannot read", id="directory"),
+    pytest.param(A_DIRECTORY, "", "not a regular file (a directory)", id="directory"),
+    pytest.param(A_FIFO, "", "not a regular file (a FIFO)", id="fifo"),
 ]
 # The ones that escaped the judge config and rollout plan readers as other exceptions (a traceback in
 # the CLI) before they read through load_yaml_file: what a CLI test of a YAML option feeds the command.
 CLI_HOSTILE_FILES = [p for p in HOSTILE_FILES
-                     if p.id in ("not-utf8", "control-character", "nested-100000-deep-unclosed", "directory")]
+                     if p.id in ("not-utf8", "control-character", "nested-100000-deep-unclosed", "directory",
+                                 "alias-bomb", "fifo")]
 
 
 def paths(node, prefix=()):
@@ -107,6 +127,8 @@ def write_hostile_file(path: Path, content: str | bytes | _Directory) -> Path:
     """Put one HOSTILE_FILES content at ``path``."""
     if content is A_DIRECTORY:
         path.mkdir()
+    elif content is A_FIFO:
+        os.mkfifo(path)
     elif isinstance(content, bytes):
         path.write_bytes(content)
     else:

@@ -42,6 +42,7 @@ from typing import Iterable, Iterator, Sequence
 import duckdb
 
 from toolkit import stored_fold
+from toolkit.regular_file import kind_of
 from toolkit.contract import (
     ALL_EVENTS,
     APP_VERSIONS,
@@ -68,9 +69,12 @@ __all__ = [
     "connect",
     "parse_time",
     "MAX_PROBLEMS",
+    "MAX_LINE_BYTES",
 ]
 
 MAX_PROBLEMS = 20
+# Longest event line validate reads (events are well under 4 KiB); a longer one is a problem, not read.
+MAX_LINE_BYTES = 1 << 20
 # What DuckDB's JSON reader skips as blank (JSON's whitespace plus vertical tab and form feed).
 _JSON_WHITESPACE = " \t\r\x0b\x0c"
 # DuckDB settings for analytics on a small shared machine: bounded memory, spill to disk.
@@ -293,6 +297,8 @@ def resolve_paths(paths: Iterable[str | Path]) -> tuple[Source, ...]:
                 raise EventsError(f"{p}: a stored fold written by obslab events compact, not events; "
                                   "pass the compacted directory instead")
             candidates = [p]
+        elif os.path.exists(p):  # a FIFO would block its reader, a device may never end
+            raise EventsError(f"{p}: not a regular file ({kind_of(os.stat(p).st_mode)})")
         else:
             raise EventsError(f"{p}: no such file or directory")
         for c in candidates:
@@ -683,20 +689,53 @@ def _count_newlines(path: str) -> int:
 
 # -- line-level checks --------------------------------------------------------------
 
-def _iter_lines(path: str) -> Iterator[str]:
-    """Lines of a plain or gzip file, newline kept; a cut final line comes without one."""
-    if not path.endswith(".gz"):
-        # utf-8-sig: a byte-order mark at the start is not part of line 1 (DuckDB skips it too).
-        with open(path, "r", encoding="utf-8-sig", errors="replace", newline="\n") as f:
-            yield from f
-        return
+@dataclass(frozen=True)
+class _LongLine:
+    """A line longer than MAX_LINE_BYTES: skipped unread, only its size is known."""
+    size: int
+    ended: bool  # it had a newline (False: it ran to the end of the file)
+
+
+def _plain_chunks(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            yield chunk
+
+
+def _iter_lines(path: str) -> Iterator[str | _LongLine]:
+    """Lines of a plain or gzip file, newline kept; a cut final line comes without one.
+
+    Read in 1 MiB chunks: memory stays bounded by MAX_LINE_BYTES however long a line is (a file
+    without a single newline included); a longer line comes as a _LongLine, not as text.
+    """
+    chunks = _gzip_chunks(path) if path.endswith(".gz") else _plain_chunks(path)
     pending = b""
-    for chunk in _gzip_chunks(path):
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop()
-        for line in lines:
-            yield line.decode("utf-8", errors="replace") + "\n"
-    if pending:
+    skipped = 0  # bytes of an over-long line seen so far; 0 when not inside one
+    first = True
+    for chunk in chunks:
+        if first:
+            # A byte-order mark at the start is not part of line 1 (DuckDB skips it too).
+            chunk, first = chunk.removeprefix(b"\xef\xbb\xbf"), False
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            piece = chunk[start:end]
+            start = end + 1
+            if skipped or len(pending) + len(piece) > MAX_LINE_BYTES:
+                yield _LongLine(skipped + len(pending) + len(piece), ended=True)
+                pending, skipped = b"", 0
+            else:
+                yield (pending + piece).decode("utf-8", errors="replace") + "\n"
+                pending = b""
+        rest = chunk[start:]
+        if skipped:
+            skipped += len(rest)
+        elif len(pending) + len(rest) > MAX_LINE_BYTES:
+            pending, skipped = b"", len(pending) + len(rest)
+        else:
+            pending += rest
+    if skipped:
+        yield _LongLine(skipped, ended=False)
+    elif pending:
         yield pending.decode("utf-8", errors="replace")
 
 
@@ -715,14 +754,26 @@ def _check_lines(path: str, validator) -> Iterator[tuple[int, str | None, str | 
     """Yield (line number, event name or None, problem or None, is_torn) for every non-blank line."""
     try:
         for lineno, raw in enumerate(_iter_lines(path), start=1):
+            if isinstance(raw, _LongLine):  # not JSON parsed: a reader's memory is bounded per line
+                end = "" if raw.ended else ", no newline before the end of the file"
+                yield (lineno, None, f"line longer than {MAX_LINE_BYTES // (1 << 20)} MiB "
+                                     f"({raw.size} bytes{end}): not read", False)
+                continue
             text = raw.rstrip("\n")
             if not text.strip(_JSON_WHITESPACE):  # str.strip() would also eat \x1c, \x85...: not blank to JSON
                 continue
-            torn = not raw.endswith("\n")
+            # A cut last line is a writer that died mid-write, unless it is all there is: a file with
+            # content and not one newline is no event log.
+            torn = not raw.endswith("\n") and lineno > 1
             try:
                 obj = json.loads(text)
             except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser's stack
-                what = "torn final line (no newline, not JSON): ignored" if torn else f"not valid JSON: {e}"
+                if torn:
+                    what = "torn final line (no newline, not JSON): ignored"
+                elif not raw.endswith("\n"):
+                    what = f"no newline in the whole file ({len(raw.encode())} bytes) and not JSON: not an event log"
+                else:
+                    what = f"not valid JSON: {e}"
                 yield lineno, None, what, torn
                 continue
             try:

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from toolkit.brief import brief
 from toolkit.stats import (DEFAULT_MINIMUMS, SRM_ALPHA, MinimumSamples, ProportionComparison,
                            QuantileComparison, ShiftComparison, SrmResult)
 from toolkit.yaml_file import load_yaml_file
@@ -274,14 +275,14 @@ def _check_metric(raw: Any, where: str) -> MetricSpec:
             raise JudgeConfigError(f"{where}: missing field {req}")
     data = {"description": raw.get("name"), "group": "primary", **raw}
     if data["kind"] not in KINDS:
-        raise JudgeConfigError(f"{where}.kind: must be one of {', '.join(KINDS)}, got {data['kind']!r}")
+        raise JudgeConfigError(f"{where}.kind: must be one of {', '.join(KINDS)}, got {brief(data['kind'])}")
     if data["direction"] not in DIRECTIONS:
-        raise JudgeConfigError(f"{where}.direction: must be one of {', '.join(DIRECTIONS)}, got {data['direction']!r}")
+        raise JudgeConfigError(f"{where}.direction: must be one of {', '.join(DIRECTIONS)}, got {brief(data['direction'])}")
     if data["group"] not in GROUPS:
-        raise JudgeConfigError(f"{where}.group: must be one of {', '.join(GROUPS)}, got {data['group']!r}")
+        raise JudgeConfigError(f"{where}.group: must be one of {', '.join(GROUPS)}, got {brief(data['group'])}")
     for num in ("allowed_change", "weight"):
         if isinstance(data[num], bool) or not isinstance(data[num], (int, float)) or data[num] < 0:
-            raise JudgeConfigError(f"{where}.{num}: must be a non-negative number, got {data[num]!r}")
+            raise JudgeConfigError(f"{where}.{num}: must be a non-negative number, got {brief(data[num])}")
     if data["kind"] == "proportion" and not (data.get("numerator") and data.get("denominator")):
         raise JudgeConfigError(f"{where}: a proportion needs numerator and denominator (SQL predicates)")
     if data["kind"] in ("shift", "quantile") and not (data.get("value") and data.get("population")):
@@ -289,7 +290,7 @@ def _check_metric(raw: Any, where: str) -> MetricSpec:
     if data["kind"] == "quantile":
         q = data.get("quantile")
         if not isinstance(q, (int, float)) or not 0 < q < 1:
-            raise JudgeConfigError(f"{where}.quantile: must be between 0 and 1, got {q!r}")
+            raise JudgeConfigError(f"{where}.quantile: must be between 0 and 1, got {brief(q)}")
     return MetricSpec(**data)
 
 
@@ -317,12 +318,12 @@ def parse_judge_config(raw: Any, source: str = "<config>") -> JudgeConfig:
     for key in ("alpha", "pass_threshold", "marginal_threshold", "srm_threshold"):
         if key in raw:
             if isinstance(raw[key], bool) or not isinstance(raw[key], (int, float)):
-                raise JudgeConfigError(f"{source}: {key}: expected a number, got {raw[key]!r}")
+                raise JudgeConfigError(f"{source}: {key}: expected a number, got {brief(raw[key])}")
             cfg = replace(cfg, **{key: float(raw[key])})
     for key in ("bootstrap_resamples", "seed"):
         if key in raw:
             if isinstance(raw[key], bool) or not isinstance(raw[key], int) or raw[key] < 0:
-                raise JudgeConfigError(f"{source}: {key}: expected a non-negative integer, got {raw[key]!r}")
+                raise JudgeConfigError(f"{source}: {key}: expected a non-negative integer, got {brief(raw[key])}")
             cfg = replace(cfg, **{key: raw[key]})
     if "minimums" in raw:
         m = raw["minimums"]

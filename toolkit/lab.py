@@ -32,6 +32,7 @@ from typing import Callable
 
 import requests
 
+from demo_service.config import make_data_dir
 from toolkit.procgroup import GroupProcess, descendants, start_group_process
 
 __all__ = [
@@ -173,7 +174,7 @@ class Lab:
         cfg = self.config
         if not self.spec_path.is_file():
             raise LabError(f"{self.spec_path}: SLO spec not found (pass --spec, or run from the obslab checkout)")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_data_dir(self.data_dir)
         self._acquire_lock()
         try:
             self._check_ports()

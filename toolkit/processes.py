@@ -26,7 +26,8 @@ from typing import IO, Callable, Mapping
 import requests
 
 from demo_service.config import (ADMIN_TOKEN_FILE, ENV_ADMIN_TOKEN, ENV_DATA_DIR, ENV_INSTRUMENTATION,
-                                 ENV_PROMETHEUS_MULTIPROC_DIR, ENV_TRACE_SAMPLE_RATIO, ENV_TRANSCODER_URL)
+                                 ENV_PROMETHEUS_MULTIPROC_DIR, ENV_TRACE_SAMPLE_RATIO, ENV_TRANSCODER_URL,
+                                 make_data_dir, read_admin_token_file, write_admin_token_file)
 from toolkit.procgroup import die_with_parent
 
 __all__ = [
@@ -189,14 +190,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def ensure_admin_token(data_dir: str | Path) -> tuple[str, Path]:
     """The admin token kept in DATA_DIR/admin-token (mode 0600), created when missing."""
-    path = Path(data_dir) / ADMIN_TOKEN_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.read_text().strip():
-        return path.read_text().strip(), path
+    path = make_data_dir(data_dir) / ADMIN_TOKEN_FILE
+    token = read_admin_token_file(path)  # tightens a loose mode to 0600
+    if token:
+        return token, path
     token = secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    write_admin_token_file(path, token)
     return token, path
 
 
@@ -340,7 +339,7 @@ class ServiceProcesses:
         return transcoder, api
 
     def start(self) -> "ServiceProcesses":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_data_dir(self.data_dir)
         multiproc = self.data_dir / MULTIPROC_SUBDIR
         shutil.rmtree(multiproc, ignore_errors=True)  # stale values of a previous run would be summed in
         multiproc.mkdir(parents=True)

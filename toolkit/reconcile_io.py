@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from loadtests.record import read_attempts
 from toolkit.events_io import EventsError, Source, connect, resolve_paths
 from toolkit.reconcile import AttemptEvents, Counters, Reconciliation, reconcile
+from toolkit.regular_file import NotRegularFileError, open_regular
 
 __all__ = [
     "SourceError",
@@ -58,12 +59,20 @@ def _jsonl_events(path: Path) -> Iterator[dict]:
     """Events of one JSONL file. A torn last line (a writer killed mid-write) is not an event and is
     skipped; any other line that is not a JSON event is an error naming file and line, since a
     reconciliation that silently skipped lines would prove nothing."""
-    opener = gzip.open if path.suffix == ".gz" else open
     pending_error = None
-    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-        for number, line in enumerate(f, start=1):
+    try:
+        raw_file = open_regular(path)  # a FIFO would block the reader forever
+    except OSError as e:
+        raise SourceError(str(e) if isinstance(e, NotRegularFileError) else f"{path}: cannot read: {e.strerror or e}"
+                          ) from None
+    with raw_file, (gzip.open(raw_file) if path.suffix == ".gz" else raw_file) as f:
+        for number, raw in enumerate(f, start=1):
             if pending_error:  # the bad line was not the last one: not a torn write
                 raise SourceError(pending_error)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise SourceError(f"{path}:{number}: not valid UTF-8 (byte {raw[e.start]:#04x})") from None
             if not line.strip():
                 continue
             try:

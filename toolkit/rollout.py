@@ -26,10 +26,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from toolkit.brief import brief
 from toolkit.compare import CohortSelector, CompareResult, Window, _clean, _iso, compare_attempts
 from toolkit.contract import FLAGS
 from toolkit.durations import DurationError, format_duration, parse_duration
 from toolkit.judge import DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, parse_judge_config
+from toolkit.regular_file import NotRegularFileError, read_regular
 from toolkit.stats import power_two_proportions
 from toolkit.yaml_file import load_yaml_file
 
@@ -119,9 +121,9 @@ DEFAULT_PLAN = RolloutPlan()
 
 def _num(raw: Any, where: str, *, lo: float | None = None, hi: float | None = None) -> float:
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-        raise RolloutPlanError(f"{where}: expected a number, got {raw!r}")
+        raise RolloutPlanError(f"{where}: expected a number, got {brief(raw)}")
     if (lo is not None and raw < lo) or (hi is not None and raw > hi):
-        raise RolloutPlanError(f"{where}: must be between {lo:g} and {hi:g}, got {raw!r}")
+        raise RolloutPlanError(f"{where}: must be between {lo:g} and {hi:g}, got {brief(raw)}")
     return float(raw)
 
 
@@ -152,8 +154,8 @@ def parse_plan(raw: Any, source: str = "<plan>") -> RolloutPlan:
         raise RolloutPlanError(str(e)) from None
     plan = replace(plan, judge=judge)
     flag = body.get("flag", plan.flag)
-    if flag not in FLAGS:
-        raise RolloutPlanError(f"{source}: flag: unknown flag {flag!r} (flags: {', '.join(FLAGS)})")
+    if not isinstance(flag, str) or flag not in FLAGS:  # a list would be unhashable: a TypeError
+        raise RolloutPlanError(f"{source}: flag: unknown flag {brief(flag)} (flags: {', '.join(FLAGS)})")
     variant = body.get("variant", FLAGS[flag][1] if flag != plan.flag else plan.variant)
     control = body.get("control", FLAGS[flag][0])
     if variant not in FLAGS[flag] or control not in FLAGS[flag] or variant == control:
@@ -195,12 +197,12 @@ def parse_plan(raw: Any, source: str = "<plan>") -> RolloutPlan:
             extra = set(g) - {"metric", "max_change", "consecutive_windows", "require_significant"}
             if extra:
                 raise RolloutPlanError(f"{where}: unknown field(s) {', '.join(sorted(extra))}")
-            if g["metric"] not in names:
-                raise RolloutPlanError(f"{where}.metric: {g['metric']!r} is not a judge metric "
+            if not isinstance(g["metric"], str) or g["metric"] not in names:
+                raise RolloutPlanError(f"{where}.metric: {brief(g['metric'])} is not a judge metric "
                                        f"({', '.join(sorted(names))})")
             n = g.get("consecutive_windows", 2)
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise RolloutPlanError(f"{where}.consecutive_windows: expected a positive integer, got {n!r}")
+                raise RolloutPlanError(f"{where}.consecutive_windows: expected a positive integer, got {brief(n)}")
             guards.append(Guardrail(g["metric"], _num(g["max_change"], f"{where}.max_change", lo=0),
                                     n, bool(g.get("require_significant", True))))
         plan = replace(plan, guardrails=tuple(guards))
@@ -463,9 +465,14 @@ def timeline_from_log(path: str | Path) -> list[tuple[float, datetime, datetime 
     """(percent, start, end) per stage from a decision log written by ``run_rollout``."""
     p = Path(path)
     try:
-        lines = p.read_text().splitlines()
+        lines = read_regular(p).decode("utf-8").splitlines()
     except FileNotFoundError:
         raise RolloutPlanError(f"{p}: no such decision log") from None
+    except OSError as e:
+        raise RolloutPlanError(str(e) if isinstance(e, NotRegularFileError) else f"{p}: cannot read: {e.strerror or e}"
+                               ) from None
+    except UnicodeDecodeError as e:
+        raise RolloutPlanError(f"{p}: not valid UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start})") from None
     starts: list[tuple[float, datetime]] = []
     end_of_last = None
     for i, line in enumerate(lines, 1):

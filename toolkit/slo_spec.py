@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from toolkit.brief import brief
 from toolkit.durations import DurationError, format_duration, parse_duration
 from toolkit.yaml_file import load_yaml_file
 
@@ -107,7 +108,7 @@ class SloSpec:
             return self.profiles[name]
         except KeyError:
             raise SloSpecError(
-                f"{self.source}: profiles: no profile {name!r} (have: {', '.join(sorted(self.profiles))})"
+                f"{self.source}: profiles: no profile {brief(name)} (have: {', '.join(sorted(self.profiles))})"
             ) from None
 
     def windows_for(self, profile: str) -> tuple[AlertWindow, ...]:
@@ -123,7 +124,7 @@ class SloSpec:
         for s in self.slos:
             if s.name == name:
                 return s
-        raise SloSpecError(f"{self.source}: slos: no SLO named {name!r}")
+        raise SloSpecError(f"{self.source}: slos: no SLO named {brief(name)}")
 
 
 def load_spec(path: str | Path) -> SloSpec:
@@ -139,6 +140,8 @@ class _Checker:
 
     def fail(self, where: str, what: str) -> SloSpecError:
         # A path built from the author's keys may hold a newline or a control character: escape it.
+        if len(where) > 200:  # a huge key: its start names it well enough
+            where = where[:197] + "..."
         where = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in where)
         return SloSpecError(f"{self.source}: {where}: {what}")
 
@@ -156,25 +159,25 @@ class _Checker:
         extra = sorted(set(map(str, m)) - allowed)
         if extra:
             # Quote a key that would not read as a field name (empty, spaces, dots).
-            name = extra[0] if extra[0].isidentifier() else repr(extra[0])
+            name = extra[0] if extra[0].isidentifier() else brief(extra[0])
             loc = f"{where}.{name}" if where else name
             raise self.fail(loc, f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
     def string(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(where, f"expected a non-empty string, got {value!r}")
+            raise self.fail(where, f"expected a non-empty string, got {brief(value)}")
         return value
 
     def number(self, value: Any, where: str, lo: float, hi: float, *, lo_open=False, hi_open=False) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(where, f"expected a number, got {value!r}")
+            raise self.fail(where, f"expected a number, got {brief(value)}")
         v = float(value)
         if not math.isfinite(v):
-            raise self.fail(where, f"expected a finite number, got {value!r}")
+            raise self.fail(where, f"expected a finite number, got {brief(value)}")
         bad = (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi)
         if bad:
             lb, hb = ("(" if lo_open else "["), (")" if hi_open else "]")
-            raise self.fail(where, f"must be in {lb}{lo:g}, {hi:g}{hb}, got {value!r}")
+            raise self.fail(where, f"must be in {lb}{lo:g}, {hi:g}{hb}, got {brief(value)}")
         return v
 
     def duration(self, value: Any, where: str, *, positive=True) -> float:
@@ -183,17 +186,17 @@ class _Checker:
         except DurationError as e:
             raise self.fail(where, str(e)) from None
         if positive and s <= 0:
-            raise self.fail(where, f"must be longer than zero, got {value!r}")
+            raise self.fail(where, f"must be longer than zero, got {brief(value)}")
         return s
 
     def choice(self, value: Any, where: str, choices: tuple[str, ...]) -> str:
         if value not in choices:
-            raise self.fail(where, f"expected one of {', '.join(choices)}, got {value!r}")
+            raise self.fail(where, f"expected one of {', '.join(choices)}, got {brief(value)}")
         return value
 
     def str_list(self, value: Any, where: str, choices: tuple[str, ...]) -> tuple[str, ...]:
         if not isinstance(value, list) or not value:
-            raise self.fail(where, f"expected a non-empty list, got {value!r}")
+            raise self.fail(where, f"expected a non-empty list, got {brief(value)}")
         out = tuple(self.choice(v, f"{where}[{i}]", choices) for i, v in enumerate(value))
         if len(set(out)) != len(out):
             raise self.fail(where, "lists an outcome twice")
@@ -207,7 +210,7 @@ def parse_spec(data: Any, source: str = "slo.yaml") -> SloSpec:
     c.no_extra(top, {"version", "service", "abandon_after", "slos", "alerting", "profiles"}, "")
     version = c.required(top, "version", "")
     if version != SPEC_VERSION:
-        raise c.fail("version", f"unsupported spec version {version!r} (this obslab reads version {SPEC_VERSION})")
+        raise c.fail("version", f"unsupported spec version {brief(version)} (this obslab reads version {SPEC_VERSION})")
     service = c.string(c.required(top, "service", ""), "service")
     abandon_after_s = c.duration(top.get("abandon_after", "10m"), "abandon_after")
 
@@ -218,7 +221,7 @@ def parse_spec(data: Any, source: str = "slo.yaml") -> SloSpec:
     for i, raw in enumerate(raw_slos):
         slo = _parse_slo(c, raw, f"slos[{i}]")
         if slo.name in names:
-            raise c.fail(f"slos[{i}].name", f"duplicate SLO name {slo.name!r}")
+            raise c.fail(f"slos[{i}].name", f"duplicate SLO name {brief(slo.name)}")
         names.add(slo.name)
         slos.append(slo)
 
@@ -236,7 +239,7 @@ def parse_spec(data: Any, source: str = "slo.yaml") -> SloSpec:
     raw_profiles = c.mapping(c.required(top, "profiles", ""), "profiles")
     profiles = {}
     for name, raw in raw_profiles.items():
-        where = f"profiles.{name if str(name).isidentifier() else repr(name)}"
+        where = f"profiles.{name if str(name).isidentifier() else brief(name)}"
         m = c.mapping(raw, where)
         c.no_extra(m, {"time_compression", "scrape_interval"}, where)
         factor = c.number(c.required(m, "time_compression", where), f"{where}.time_compression", 1, 1e6)
@@ -303,14 +306,14 @@ def _parse_buckets(c: _Checker, raw: Any, where: str, threshold_s: float, thresh
     interpolated, which is what the SLO must not depend on.
     """
     if not isinstance(raw, list) or not raw:
-        raise c.fail(where, f"expected a non-empty list of bucket bounds in seconds, got {raw!r}")
+        raise c.fail(where, f"expected a non-empty list of bucket bounds in seconds, got {brief(raw)}")
     bounds = tuple(c.number(v, f"{where}[{i}]", 0, 1e9, lo_open=True) for i, v in enumerate(raw))
     if any(b <= a for a, b in zip(bounds, bounds[1:])):
         raise c.fail(where, "bucket bounds must be strictly increasing")
     if threshold_s not in bounds:
         raise c.fail(
             where.rsplit(".prometheus", 1)[0] + ".threshold",
-            f"{threshold_text!r} ({threshold_s:g}s) is not a bucket boundary of the histogram "
+            f"{brief(threshold_text)} ({threshold_s:g}s) is not a bucket boundary of the histogram "
             f"(buckets: {', '.join(f'{b:g}' for b in bounds)})",
         )
     return bounds

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-__all__ = ["replace_section"]
+__all__ = ["replace_section", "check_target", "TargetError"]
 
 _TITLE = "# Performance\n\nFigures measured by `obslab bench ...`; each section says how it was measured.\n"
 
@@ -22,3 +23,25 @@ def replace_section(path: str | Path, heading: str, body: str) -> None:
         text = text.rstrip() + "\n\n" + section
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(text)
+
+
+class TargetError(ValueError):
+    """A benchmark's output file cannot be written; names the option and the path."""
+
+
+def check_target(path: Path, option: str) -> None:
+    """Raise TargetError unless ``path`` can take a section: a benchmark checks this before its run,
+    not after minutes of measuring (``--write ''`` used to end a whole soak with a traceback)."""
+    if path.is_dir():  # '' arrives as '.'
+        raise TargetError(f"{option} {path}: a directory; give a markdown file to write the section to")
+    if path.exists():
+        if not path.is_file():
+            raise TargetError(f"{option} {path}: not a regular file")
+        if not os.access(path, os.W_OK):
+            raise TargetError(f"{option} {path}: not writable")
+        return
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise TargetError(f"{option} {path}: cannot create it ({ancestor} is not a writable directory)")

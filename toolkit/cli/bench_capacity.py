@@ -9,6 +9,7 @@ import typer
 
 from toolkit.bench.capacity import render_markdown, run_capacity
 from toolkit.bench.overhead import write_section
+from toolkit.bench.perfdoc import TargetError, check_target
 from toolkit.cli.base import UserError, bench_app, console, err_console, user_errors
 from toolkit.durations import DurationError, parse_duration
 from toolkit.load import LoadError
@@ -27,7 +28,7 @@ def capacity(
 ) -> None:
     """Step creator load up against a fresh service; report flows/s, requests/s, p50/p99 and the CPU
     split between Locust and the service."""
-    with user_errors(LoadError, ServiceStartError, DurationError, OSError):
+    with user_errors(LoadError, ServiceStartError, DurationError, OSError, TargetError):
         try:
             steps = [int(u) for u in users.split(",") if u.strip()]
         except ValueError:
@@ -35,6 +36,8 @@ def capacity(
         if not steps or min(steps) < 1:
             raise UserError(f"--users needs at least one step of >= 1 user, got {users!r}")
         step_s = parse_duration(step)
+        if write:
+            check_target(output, "--output")
         report = run_capacity(users_steps=steps, step_s=step_s, workers=workers, threads=threads,
                               processes=processes, progress=lambda m: err_console.print(m, style="dim"))
         command = (f"obslab bench capacity --users {','.join(map(str, steps))} --step {step} --workers {workers} "

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from toolkit.bench.overhead import render_markdown, run_overhead, write_section
+from toolkit.bench.perfdoc import TargetError, check_target
 from toolkit.cli.base import bench_app, console, err_console, user_errors
 from toolkit.processes import ServiceStartError
 
@@ -25,7 +26,9 @@ def overhead(
     write: bool = typer.Option(True, help="Write the section to --output."),
 ) -> None:
     """Run the same service uninstrumented and instrumented (default and 100 % sampling) side by side."""
-    with user_errors(FileNotFoundError, ServiceStartError, RuntimeError, OSError):
+    with user_errors(FileNotFoundError, ServiceStartError, RuntimeError, OSError, TargetError):
+        if write:
+            check_target(output, "--output")
         report = run_overhead(rounds=rounds, duration_s=duration, connections=connections, wrk_threads=wrk_threads,
                               workers=workers, chunk_bytes=chunk_kib * 1024, breakdown=breakdown,
                               progress=lambda m: err_console.print(m, style="dim", soft_wrap=True))

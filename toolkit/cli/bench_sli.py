@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from toolkit.bench.perfdoc import check_target
 from toolkit.bench.sli import TARGETS, run_bench, write_section
 from toolkit.cli.base import bench_app, console, err_console, user_errors
 
@@ -19,10 +20,13 @@ def bench_sli(
     cache_dir: Optional[Path] = typer.Option(None, help="Where generated events are cached "
                                                         "(default $OBSLAB_BENCH_DIR or <tmp>/obslab-bench)."),
     pandas_jsonl: bool = typer.Option(True, help="Also time pandas on JSONL (slow, memory hungry)."),
-    write: Optional[Path] = typer.Option(Path("docs/performance.md"), help="Markdown file to update ('' to skip)."),
+    write: str = typer.Option("docs/performance.md", help="Markdown file to update ('' to skip)."),
 ) -> None:
     """Full SLI report on JSONL, Parquet and a compacted archive, DuckDB side by side with pandas: events/s, peak RSS."""
     with user_errors(OSError, RuntimeError, ValueError):
+        target = Path(write) if write else None  # '' skips writing
+        if target is not None:
+            check_target(target, "--write")
         if events < 1000:
             raise ValueError(f"--events {events}: use at least 1000 events")
         result = run_bench(events, seed=seed, cache_dir=cache_dir,
@@ -50,6 +54,7 @@ def bench_sli(
             console.print(f"vs pandas on the {fmt}: {p.report_s / d.report_s:.1f}× faster", highlight=False)
     console.print("engines agree on the headline figures" if result.agree else
                   "ENGINES DISAGREE: " + "; ".join(result.disagreements), highlight=False)
-    if write and str(write):
-        write_section(result, write, f"obslab bench sli --events {events}")
-        console.print(f"wrote the '## SLI engine' section of {write}", highlight=False)
+    if target is not None:
+        with user_errors(OSError):
+            write_section(result, target, f"obslab bench sli --events {events}")
+        console.print(f"wrote the '## SLI engine' section of {target}", highlight=False)

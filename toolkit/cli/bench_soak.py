@@ -12,7 +12,7 @@ import psutil
 import typer
 from rich.table import Table
 
-from toolkit.bench.perfdoc import replace_section
+from toolkit.bench.perfdoc import check_target, replace_section
 from toolkit.bench.soak import Thresholds, render_markdown, run_soak
 from toolkit.cli.base import bench_app, console, err_console, user_errors
 from toolkit.load import LoadError
@@ -29,11 +29,14 @@ def bench_soak(
     rss_limit: float = typer.Option(Thresholds.rss_mb_per_hour, help="RSS growth per hour (MB) that is a leak."),
     work_dir: Optional[Path] = typer.Option(None, help="Where the service's data and the load output go "
                                                        "(default: a temporary directory, removed afterwards)."),
-    write: Optional[Path] = typer.Option(Path("docs/performance.md"), help="Markdown file to update ('' to skip)."),
+    write: str = typer.Option("docs/performance.md", help="Markdown file to update ('' to skip)."),
 ) -> None:
     """Soak the lab: RSS, open file descriptors and threads of every process sampled under steady load,
     growth fitted per hour with a verdict; exit 1 when something grows."""
     with user_errors(OSError, ValueError, LoadError, ServiceStartError):
+        target = Path(write) if write else None  # '' skips writing
+        if target is not None:
+            check_target(target, "--write")
         if not 0.5 <= minutes <= 24 * 60:
             raise ValueError(f"--minutes {minutes:g}: use between 0.5 and 1440")
         if not 0.5 <= interval <= minutes * 60 / 10:
@@ -63,11 +66,12 @@ def bench_soak(
     console.print(f"load: {', '.join(f'{k} {v:g}' for k, v in report.load.items())} (client side, whole run)",
                   highlight=False)
     console.print(f"verdict: {report.verdict}", highlight=False)
-    if write and str(write):
+    if target is not None:
         machine = (f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.1f} GiB RAM, "
                    f"Python {platform.python_version()}, shared with other work")
         command = f"obslab bench soak --minutes {minutes:g} --users {users} --interval {interval:g}"
-        replace_section(write, "Soak", render_markdown(report, command=command, machine=machine))
-        console.print(f"wrote the '## Soak' section of {write}", highlight=False)
+        with user_errors(OSError):
+            replace_section(target, "Soak", render_markdown(report, command=command, machine=machine))
+        console.print(f"wrote the '## Soak' section of {target}", highlight=False)
     if report.verdict == "growing":
         raise typer.Exit(1)

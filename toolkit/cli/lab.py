@@ -76,7 +76,11 @@ def bench_lab(
     from toolkit.lab_bench import performance_section, run_lab_bench
     from toolkit.perfdoc import replace_section
 
-    with user_errors(RuntimeError, OSError):
+    from toolkit.bench.perfdoc import TargetError, check_target
+
+    with user_errors(RuntimeError, OSError, TargetError):
+        if not no_write:
+            check_target(write, "--write")  # before minutes of measuring, not after
         results = []
         for prometheus in [True] * runs + [False]:
             r = run_lab_bench(spec.resolve(), users=users, settle_s=settle, prometheus=prometheus)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from demo_service.config import ENV_ADMIN_TOKEN
+from demo_service.config import ENV_ADMIN_TOKEN, make_data_dir
 from toolkit.cli.base import app, console, err_console, fail, user_errors
 from toolkit.processes import (DEFAULT_API_WORKERS, ServiceProcesses, ServiceStartError, ensure_admin_token,
                                run_until_stopped)
@@ -29,7 +29,7 @@ def serve(
     """Start the publish API and the transcoder; stop both on Ctrl-C or SIGTERM."""
     with user_errors(OSError, ValueError):
         data_dir = data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_data_dir(data_dir)
         token_note = f"admin token from ${ENV_ADMIN_TOKEN}"
         token = os.environ.get(ENV_ADMIN_TOKEN)
         if not token:

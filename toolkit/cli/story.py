@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from toolkit.cli.base import UserError, app, user_errors
+from toolkit.regular_file import NotRegularFileError, read_regular
 
 
 @app.command()
@@ -22,9 +23,13 @@ def story(
 
     with user_errors(StoryError, OSError):
         try:
-            text = sys.stdin.read() if str(result) == "-" else result.read_text()
+            text = sys.stdin.read() if str(result) == "-" else read_regular(result).decode("utf-8")
         except FileNotFoundError:
             raise UserError(f"{result}: no such file") from None
+        except NotRegularFileError as e:  # a FIFO would block forever
+            raise UserError(str(e)) from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"{result}: not valid UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start})") from None
         try:
             data = json.loads(text)
         except ValueError as e:

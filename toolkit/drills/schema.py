@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from demo_service import faults as service_faults
+from toolkit.brief import brief
 from toolkit.contract import APP_VERSIONS, COHORT_DIMENSIONS, FLAGS, NETWORK_TYPES
 from toolkit.drills.causes import CAUSES
 from toolkit.durations import DurationError, format_duration, parse_duration
@@ -190,6 +191,8 @@ class _Checker:
 
     def fail(self, where: str, what: str) -> DrillSpecError:
         # A path built from the author's keys may hold a newline or a control character: escape it.
+        if len(where) > 200:  # a huge key: its start names it well enough
+            where = where[:197] + "..."
         where = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in where)
         return DrillSpecError(f"{self.source}: {where}: {what}")
 
@@ -211,21 +214,21 @@ class _Checker:
 
     def string(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(where, f"expected a non-empty string, got {value!r}")
+            raise self.fail(where, f"expected a non-empty string, got {brief(value)}")
         return value.strip()
 
     def number(self, value: Any, where: str, lo: float, hi: float) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(where, f"expected a number, got {value!r}")
+            raise self.fail(where, f"expected a number, got {brief(value)}")
         if not lo <= value <= hi:
-            raise self.fail(where, f"must be in [{lo:g}, {hi:g}], got {value!r}")
+            raise self.fail(where, f"must be in [{lo:g}, {hi:g}], got {brief(value)}")
         return float(value)
 
     def integer(self, value: Any, where: str, lo: int, hi: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(where, f"expected an integer, got {value!r}")
+            raise self.fail(where, f"expected an integer, got {brief(value)}")
         if not lo <= value <= hi:
-            raise self.fail(where, f"must be in [{lo}, {hi}], got {value!r}")
+            raise self.fail(where, f"must be in [{lo}, {hi}], got {brief(value)}")
         return value
 
     def duration(self, value: Any, where: str, *, allow_zero: bool = False) -> float:
@@ -234,23 +237,23 @@ class _Checker:
         except DurationError as e:
             raise self.fail(where, str(e)) from None
         if seconds <= 0 and not allow_zero:
-            raise self.fail(where, f"must be longer than zero, got {value!r}")
+            raise self.fail(where, f"must be longer than zero, got {brief(value)}")
         return seconds
 
     def choice(self, value: Any, where: str, choices: tuple[str, ...] | list[str]) -> str:
         if value not in choices:
-            raise self.fail(where, f"expected one of {', '.join(choices)}, got {value!r}")
+            raise self.fail(where, f"expected one of {', '.join(choices)}, got {brief(value)}")
         return value
 
     def string_list(self, value: Any, where: str) -> tuple[str, ...]:
         if not isinstance(value, list) or not value:
-            raise self.fail(where, f"expected a non-empty list, got {value!r}")
+            raise self.fail(where, f"expected a non-empty list, got {brief(value)}")
         return tuple(self.string(v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
 def _join(where: str, key: str) -> str:
     # Quote a key that would not read as a field name (empty, spaces, newlines).
-    key = key if str(key).isidentifier() else repr(key)
+    key = key if str(key).isidentifier() else brief(key)
     return f"{where}.{key}" if where else key
 
 
@@ -262,10 +265,10 @@ def parse_drill(data: Any, source: str = "drill.yaml") -> Drill:
                        "hints", "debrief"})
     drill_id = c.string(top["id"], "id")
     if not _ID.match(drill_id):
-        raise c.fail("id", f"expected lowercase words joined by '-', got {drill_id!r}")
+        raise c.fail("id", f"expected lowercase words joined by '-', got {brief(drill_id)}")
     stem = Path(source).stem
     if source.endswith((".yaml", ".yml")) and stem != drill_id:
-        raise c.fail("id", f"{drill_id!r} does not match the file name {Path(source).name!r}")
+        raise c.fail("id", f"{brief(drill_id)} does not match the file name {brief(Path(source).name)}")
     title = c.string(top["title"], "title")
     difficulty = c.choice(top["difficulty"], "difficulty", DIFFICULTIES)
     briefing = c.string(top["briefing"], "briefing")
@@ -319,7 +322,7 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
         low, sep, high = think_time.partition("-")
         lo_s = c.duration(low, "setup.load.think_time", allow_zero=True)
         if sep and c.duration(high, "setup.load.think_time", allow_zero=True) < lo_s:
-            raise c.fail("setup.load.think_time", f"the maximum is below the minimum in {think_time!r}")
+            raise c.fail("setup.load.think_time", f"the maximum is below the minimum in {brief(think_time)}")
     viewer_weight = None
     if "viewer_weight" in load:
         viewer_weight = c.integer(load["viewer_weight"], "setup.load.viewer_weight", 0, 100)
@@ -335,7 +338,7 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
         flags[name] = (variant, percent)
     raw_bg = m.get("background_faults") or []
     if not isinstance(raw_bg, list):
-        raise c.fail("setup.background_faults", f"expected a list of faults, got {raw_bg!r}")
+        raise c.fail("setup.background_faults", f"expected a list of faults, got {brief(raw_bg)}")
     background = tuple(_parse_background_fault(c, f, f"setup.background_faults[{i}]") for i, f in enumerate(raw_bg))
     return Setup(duration_s, LoadSetup(shape, users, policy, max_attempts, dict(client), mix, think_time,
                                            viewer_weight), flags,
@@ -350,16 +353,16 @@ def _parse_fault(c: _Checker, raw: Any, setup: Setup) -> Fault:
     c.fields(when, "fault.when", {"window", "duration"})
     window = when["window"]
     if not isinstance(window, list) or len(window) != 2:
-        raise c.fail("fault.when.window", f"expected [earliest, latest] start, got {window!r}")
+        raise c.fail("fault.when.window", f"expected [earliest, latest] start, got {brief(window)}")
     lo = c.duration(window[0], "fault.when.window[0]", allow_zero=True)
     hi = c.duration(window[1], "fault.when.window[1]", allow_zero=True)
     if hi < lo:
-        raise c.fail("fault.when.window[1]", f"must not be before window[0] ({window[0]}), got {window[1]!r}")
+        raise c.fail("fault.when.window[1]", f"must not be before window[0] ({window[0]}), got {brief(window[1])}")
     if lo < BASELINE_SHARE * setup.duration_s:
         raise c.fail("fault.when.window[0]",
                      f"the fault must not start before a quarter of the drill "
                      f"({format_duration(BASELINE_SHARE * setup.duration_s)}), so there is a baseline to compare "
-                     f"against; got {window[0]!r}")
+                     f"against; got {brief(window[0])}")
     duration_s = c.duration(when["duration"], "fault.when.duration")
     if hi + duration_s > setup.duration_s:
         raise c.fail("fault.when.duration",
@@ -399,7 +402,7 @@ def _parse_fault_body(c: _Checker, m: dict, base: str) -> tuple:
         where = f"{base}.params.{key}"
         if key not in allowed:
             names = ", ".join(sorted(allowed)) or "none"
-            raise c.fail(where, f"a {kind} fault takes no parameter {key!r} (it takes: {names})")
+            raise c.fail(where, f"a {kind} fault takes no parameter {brief(key)} (it takes: {names})")
         params[key] = c.number(value, where, *allowed[key])
     return kind, target, selector, params, route
 
@@ -411,7 +414,7 @@ def _parse_questions(c: _Checker, raw: Any) -> Questions:
     c.fields(cause, "questions.cause", {"choices"}, {"partial"})
     raw_choices = cause["choices"]
     if not isinstance(raw_choices, list) or len(raw_choices) < 3:
-        raise c.fail("questions.cause.choices", f"expected a list of at least 3 causes, got {raw_choices!r}")
+        raise c.fail("questions.cause.choices", f"expected a list of at least 3 causes, got {brief(raw_choices)}")
     choices = tuple(c.choice(v, f"questions.cause.choices[{i}]", tuple(CAUSES)) for i, v in enumerate(raw_choices))
     if len(set(choices)) != len(choices):
         raise c.fail("questions.cause.choices", "lists a cause twice")
@@ -424,7 +427,7 @@ def _parse_questions(c: _Checker, raw: Any) -> Questions:
     c.fields(cohort, "questions.cohort", {"dimensions"})
     dims = cohort["dimensions"]
     if not isinstance(dims, list) or not dims:
-        raise c.fail("questions.cohort.dimensions", f"expected a non-empty list, got {dims!r}")
+        raise c.fail("questions.cohort.dimensions", f"expected a non-empty list, got {brief(dims)}")
     dimensions = tuple(c.choice(d, f"questions.cohort.dimensions[{i}]", ANSWER_DIMENSIONS)
                        for i, d in enumerate(dims))
     impact = c.mapping(m["impact"], "questions.impact", allow_empty=False)
@@ -440,7 +443,7 @@ def _parse_truth(c: _Checker, raw: Any, questions: Questions) -> Truth:
     c.fields(m, "truth", {"cause", "cohort", "metric", "direction"})
     cause = c.choice(m["cause"], "truth.cause", questions.cause_choices)
     if cause in questions.cause_partial:
-        raise c.fail("questions.cause.partial", f"gives partial credit to the true cause {cause!r}")
+        raise c.fail("questions.cause.partial", f"gives partial credit to the true cause {brief(cause)}")
     cohort: dict[str, str] = {}
     for key, value in c.mapping(m["cohort"], "truth.cohort").items():
         where = _join("truth.cohort", str(key))
@@ -485,5 +488,5 @@ def find_drill(drill_id: str, directory: str | Path | None = None) -> Drill:
     """One drill of the catalogue by id; a DrillSpecError lists the known ids otherwise."""
     drills = load_catalogue(directory)
     if drill_id not in drills:
-        raise DrillSpecError(f"unknown drill {drill_id!r} (known: {', '.join(drills) or 'none'})")
+        raise DrillSpecError(f"unknown drill {brief(drill_id)} (known: {', '.join(drills) or 'none'})")
     return drills[drill_id]
