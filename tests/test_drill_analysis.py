@@ -53,7 +53,7 @@ def test_solver_ranks_the_injected_cause_and_cohort_first(tmp_path, drill_id):
     events_dir, start = _events(tmp_path, case["effect"], **case.get("cfg", {}))
     drill = find_drill(drill_id)
     attempts = read_attempts(events_dir, abandon_after_s=SPEC.abandon_after_s)
-    d = diagnose(drill, attempts, [], start, start + DURATION, SPEC, events=events_dir)
+    d = diagnose(drill, attempts, [], start, start + DURATION, SPEC)
     assert d.cause == drill.truth.cause, d.causes
     assert dict(d.cohort) == drill.truth.cohort, d.cohorts[:3]
     # The incident window found from the data overlaps the injected one.

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from toolkit.drills.measure import (Attempt, MetricSample, Window, measure_impact, percentile,
-                                    read_attempts, read_metric_samples)
+from toolkit.drills.measure import (Attempt, MetricSample, Window, failed_outcomes_in, measure_impact,
+                                    percentile, read_drill_events, read_metric_samples)
 from toolkit.drills.schema import Drill
 from toolkit.slo_spec import SloSpec
 
@@ -41,7 +41,8 @@ __all__ = [
     "score_causes",
     "rank_cohorts",
     "diagnose",
-    "solve_and_answer",
+    "solve",
+    "diagnosis_json",
     "wilson_lower",
 ]
 
@@ -195,15 +196,14 @@ def _feed_p95(samples: Sequence[MetricSample], w: Window) -> float | None:
     return None if value is None or n < _MIN_COUNT else 1000 * value
 
 
-def _signals(attempts: Sequence[Attempt], samples: Sequence[MetricSample], w: Window,
-             failed_events: Callable[[Window], int] | None) -> dict[str, float | None]:
+def _signals(attempts: Sequence[Attempt], samples: Sequence[MetricSample], w: Window) -> dict[str, float | None]:
     inside = [a for a in attempts if a.ended is not None and a.ended in w]
     out = _attempt_signals(inside)
     out["attempt_rate"] = len(inside) / w.length_s if w.length_s > 0 else None
     out.update(_metric_signals(samples, w))
     out["feed_p95_ms"] = _feed_p95(samples, w)
-    if failed_events is not None and out.get("counted_failed") is not None:
-        logged = failed_events(w)
+    if out.get("counted_failed") is not None:
+        logged = failed_outcomes_in(attempts, w)
         out["failure_events_missing"] = max(0.0, out["counted_failed"] - logged)
         out["failure_events_missing_share"] = (out["failure_events_missing"] / out["counted_failed"]
                                                if out["counted_failed"] else 0.0)
@@ -245,8 +245,8 @@ def _moved(name: str, base: float | None, now: float | None) -> bool:
     return now - ref >= absolute and now >= ref * (1 + relative)
 
 
-def find_incident_window(attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float, end: float,
-                         failed_events: Callable[[Window], int] | None = None) -> tuple[Window, Window, tuple[str, ...]]:
+def find_incident_window(attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float,
+                         end: float) -> tuple[Window, Window, tuple[str, ...]]:
     """(baseline, incident, signals that moved).
 
     The time after the baseline is cut into bins; a two-bin window is marked when a signal
@@ -255,12 +255,12 @@ def find_incident_window(attempts: Sequence[Attempt], samples: Sequence[MetricSa
     """
     span = end - start
     baseline = Window(start + WARMUP_SHARE * span, start + BASELINE_SHARE * span)
-    base = _signals(attempts, samples, baseline, failed_events)
+    base = _signals(attempts, samples, baseline)
     width = (end - baseline.end) / _BINS
     windows = [Window(baseline.end + i * width, min(end, baseline.end + (i + 2) * width)) for i in range(_BINS - 1)]
     hits_per_window: list[set[str]] = []
     for w in windows:
-        now = _signals(attempts, samples, w, failed_events)
+        now = _signals(attempts, samples, w)
         hit = {name for name in list(_MATERIAL_RISE) + list(_MATERIAL_DROP)
                if name not in ("memory_mb_growth", "queue_depth_max") and _moved(name, base.get(name), now.get(name))}
         # A rate over few attempts moves by chance: keep it only if unlikely under the baseline rate.
@@ -536,19 +536,11 @@ def _peak_rate_ratio(attempts: Sequence[Attempt], w: Window, bins: int = 10) -> 
 
 
 def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float, end: float,
-             spec: SloSpec, events: str | Path | None = None) -> Diagnosis:
-    failed_events: Callable[[Window], int] | None = None
-    if events is not None:
-        from toolkit.drills.measure import count_events
-
-        def count_failed_events(w: Window) -> int:
-            return count_events(events, ["publish_failed"], w)
-
-        failed_events = count_failed_events
-
-    baseline, incident, moved = find_incident_window(attempts, samples, start, end, failed_events)
-    base_sig = _signals(attempts, samples, baseline, failed_events)
-    inc_sig = _signals(attempts, samples, incident, failed_events)
+             spec: SloSpec) -> Diagnosis:
+    """Answer the drill's questions from its attempts (read once, ``measure.read_drill_events``) and samples."""
+    baseline, incident, moved = find_incident_window(attempts, samples, start, end)
+    base_sig = _signals(attempts, samples, baseline)
+    inc_sig = _signals(attempts, samples, incident)
     values = {k: (base_sig.get(k), inc_sig.get(k)) for k in set(base_sig) | set(inc_sig)}
     values["attempt_rate_peak_ratio"] = (None, _peak_rate_ratio(attempts, Window(baseline.end, end)))
     ev = Evidence(baseline, incident, values, rollout=Window(baseline.end, end))
@@ -567,33 +559,28 @@ def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[Metric
         hurt_by = "no per-attempt signal: the evidence is in service-wide metrics"
     else:
         cohorts = rank_cohorts(attempts, incident, baseline, hurt, drill.questions.cohort_dimensions)
-    impact = measure_impact(attempts, samples, incident, baseline, spec, events=events)
+    impact = measure_impact(attempts, samples, incident, baseline, spec)
     metric = drill.questions.impact.metric
     return Diagnosis(incident, causes, cohorts, hurt_by, metric, impact.value(metric), ev, moved)
 
 
-def solve_and_answer(run) -> Diagnosis:
-    """Diagnose the run's drill from its events and samples, record the answer (by ``auto``)."""
-    from toolkit.drills import runner
-    from toolkit.drills.report import default_spec
+def solve(run, spec: SloSpec) -> Diagnosis:
+    """Diagnose a finished run's drill from its events (read once) and metric samples.
+
+    Analysis only: recording the answer is the runner's job (``runner.record_diagnosis``).
+    """
     from toolkit.drills.schema import find_drill
-    import json
 
     state = run.read_state()
     drill = find_drill(state.drill_id)
     events_dir = Path(state.events_dir or Path(state.data_dir) / "events")
     end = state.started_at + state.duration_s
-    spec = default_spec()
-    attempts = read_attempts(events_dir, Window(state.started_at, end), spec.abandon_after_s)
+    drill_events = read_drill_events(events_dir, Window(state.started_at, end), spec.abandon_after_s, as_of=end)
     samples = read_metric_samples(run.metrics_file)
-    diagnosis = diagnose(drill, attempts, samples, state.started_at, end, spec, events=events_dir)
-    (run.path / "auto.json").write_text(json.dumps(_diagnosis_json(diagnosis), indent=2))
-    runner.answer(Path(state.data_dir) / "drills", diagnosis.cause, diagnosis.cohort,
-                  diagnosis.impact_value if diagnosis.impact_value is not None else 0.0, by="auto")
-    return diagnosis
+    return diagnose(drill, drill_events.attempts, samples, state.started_at, end, spec)
 
 
-def _diagnosis_json(d: Diagnosis) -> dict:
+def diagnosis_json(d: Diagnosis) -> dict:
     return {
         "incident": [d.incident.start, d.incident.end],
         "signals_moved": list(d.signals_moved),

@@ -4,20 +4,20 @@ Every figure carries its definition (``Figure.definition``): statistic, window,
 segment and the count behind it. Attempts come from the SLI engine's attempts
 table (``toolkit.attempts``) and are attributed to a window by their outcome time,
 as ``obslab sli --since/--until`` counts them, so the report and the SLI agree.
-Events are read with DuckDB (``read_events``); the rest is plain Python over small
-per-attempt rows, so the scoring math stays pure and testable.
+Events are read once per question through the engine's reader (``read_drill_events``:
+``toolkit.events_io.load_events`` and the per-attempt fold, as ``obslab sli`` reads them);
+the rest is plain Python over small per-attempt rows, so the scoring math stays pure and testable.
 """
 
 from __future__ import annotations
 
-import glob
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-import duckdb
-
+from toolkit.attempts import attempt_stats_table, outcome_at_sql
+from toolkit.events_io import EventSet, load_events
 from toolkit.slo_spec import SloSpec
 
 __all__ = [
@@ -26,8 +26,10 @@ __all__ = [
     "Figure",
     "Impact",
     "MetricSample",
-    "read_events",
+    "DrillEvents",
+    "read_drill_events",
     "read_attempts",
+    "failed_outcomes_in",
     "read_metric_samples",
     "percentile",
     "success_rate",
@@ -116,12 +118,13 @@ IMPACT_DEFINITIONS = {
                                "publish_succeeded) of publishes in the incident window minus the same before it",
     "p95_e2e_shift_ms": "p95 (exact, nearest-rank) of e2e latency (upload_started → publish_succeeded) of "
                         "publishes in the incident window minus the same before it",
-    "chunk_retries": "chunk_retry events emitted during the incident window",
+    "chunk_retries": "chunk_retry events of the attempts whose outcome fell in the incident window "
+                     "(as obslab sli --since/--until counts them)",
     "requests_per_publish": "API requests (obslab_http_requests_total, /v1/ routes) ÷ successful publishes "
                             "(obslab_publish_outcomes_total{outcome=succeeded}) during the incident window",
     "cancelled_attempts": "attempts that ended upload_cancelled during the incident window",
     "lost_failure_events": "failed outcomes counted by the service (obslab_publish_outcomes_total{outcome=failed}) "
-                           "minus publish_failed events in the log, over the incident window",
+                           "minus attempts whose publish_failed event is in the log, over the incident window",
     "queue_depth_peak": "maximum of obslab_transcode_queue_depth sampled during the incident window",
     "feed_p95_shift_ms": "p95 of GET /v1/feed duration (from obslab_http_request_duration_seconds buckets) in "
                          "the incident window minus the same before it",
@@ -130,67 +133,54 @@ IMPACT_DEFINITIONS = {
 }
 
 
-def _event_files(events: str | Path) -> list[str]:
-    p = Path(events)
-    if p.is_file():
-        return [str(p)]
-    files = sorted(glob.glob(str(p / "*.jsonl*"))) + sorted(glob.glob(str(p / "**" / "*.jsonl*"), recursive=True))
-    return sorted(set(f for f in files if not f.endswith(".tmp")))
+@dataclass(frozen=True)
+class DrillEvents:
+    """A drill's events read once, through the SLI engine's reader and per-attempt fold.
 
-
-_COLUMNS = {
-    "ts": "VARCHAR", "event": "VARCHAR", "request_id": "VARCHAR", "region": "VARCHAR",
-    "app_version": "VARCHAR", "network_type": "VARCHAR", "media_size_bucket": "VARCHAR",
-    "flags": "MAP(VARCHAR, VARCHAR)", "synthetic": "BOOLEAN", "duration_ms": "DOUBLE",
-    "error_class": "VARCHAR", "attempt": "INTEGER",
-}
-
-
-def read_events(events: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with a view ``ev`` over the event files (epoch seconds in ``t``)."""
-    con = con or duckdb.connect()
-    files = _event_files(events)
-    if not files:
-        raise FileNotFoundError(f"no event files under {events}")
-    cols = ", ".join(f"'{k}': '{v}'" for k, v in _COLUMNS.items())
-    file_list = "[" + ", ".join(f"'{f}'" for f in files) + "]"
-    con.execute(f"""
-        CREATE OR REPLACE VIEW ev AS
-        SELECT *, tms / 1000.0 AS t FROM (
-        SELECT *, epoch_ms(strptime(ts, '%Y-%m-%dT%H:%M:%S.%gZ')::TIMESTAMP) AS tms
-        FROM read_json({file_list}, format='newline_delimited', columns={{{cols}}}, ignore_errors=true))
-    """)
-    return con
-
-
-def read_attempts(events: str | Path, window: Window | None = None, abandon_after_s: float = 600.0,
-                  as_of: float | None = None) -> list[Attempt]:
-    """One row per publish attempt, from the SLI engine's attempts table (``toolkit.attempts``).
-
-    With ``window``, only attempts with an event inside it (started, ended or still open in it).
+    ``events`` is the ``EventSet`` (``toolkit.events_io.load_events``: JSONL, rotated and
+    gzipped files, Parquet with its stored folds, the structural check, the memory limit),
+    read as of ``as_of`` (later events ignored, as ``obslab sli --until`` does);
+    ``attempts`` its attempts (``toolkit.attempts``) that have an event in ``window``.
+    Every figure of a drill question comes from these, so nothing rescans the files.
     """
+
+    events: EventSet
+    attempts: tuple[Attempt, ...]
+    window: Window
+    as_of: float | None
+    abandon_after_s: float
+
+
+def _iso(t: float) -> str:
     from datetime import datetime, timezone
 
-    from toolkit.attempts import attempt_stats_table
-    from toolkit.events_io import load_events
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    es = load_events([events])
-    as_of_dt = None if as_of is None else datetime.fromtimestamp(as_of, tz=timezone.utc).replace(tzinfo=None)
+
+def read_drill_events(events: str | Path, window: Window | None = None, abandon_after_s: float = 600.0,
+                      as_of: float | None = None) -> DrillEvents:
+    """Read the event files once (``load_events``) and fold them into attempts.
+
+    With ``as_of``, events after it are ignored and an attempt is abandoned if it has been
+    silent for ``abandon_after_s`` at that time (``obslab sli --until``); without, as of the
+    newest event. With ``window``, only attempts with an event inside it (started, ended or
+    still open in it).
+    """
+    es = load_events([events], until=None if as_of is None else _iso(as_of))
     # The SLI engine's wide per-attempt table: the attempts contract plus mechanism columns (queue wait).
-    attempt_stats_table(es, abandon_after_s=abandon_after_s, as_of=as_of_dt, name="drill_attempts")
+    attempt_stats_table(es, abandon_after_s=abandon_after_s, name="drill_attempts")
     cond = ""
     if window is not None:
-        cond = (f"WHERE epoch(last_event_at) >= {window.start} AND "
-                f"epoch(coalesce(started_at, last_event_at)) < {window.end}")
+        cond = (f"WHERE epoch(last_event_at) >= {window.start!r} AND "
+                f"epoch(coalesce(started_at, last_event_at)) < {window.end!r}")
     rows = es.con.execute(f"""
         SELECT request_id, epoch(coalesce(started_at, last_event_at)), region, app_version, network_type,
                media_size_bucket, release, transcode_mode, outcome,
-               epoch(coalesce(ended_at, CASE WHEN outcome = 'abandoned'
-                                        THEN last_event_at + to_microseconds({int(round(abandon_after_s * 1e6))}) END)),
+               epoch({outcome_at_sql(abandon_after_s)}),
                epoch(last_event_at), processing_ms, e2e_ms, transcode_ms, chunk_retries, chunk_failures,
                error_class, synthetic, queue_wait_ms
         FROM drill_attempts {cond}
-        ORDER BY 2
+        ORDER BY 2, 1
     """).fetchall()
     out = []
     for r in rows:
@@ -199,14 +189,18 @@ def read_attempts(events: str | Path, window: Window | None = None, abandon_afte
         outcome = r[8] if r[8] in ("succeeded", "failed", "cancelled", "abandoned") else None
         out.append(Attempt(r[0], r[1], cohort, outcome, r[9], r[10], r[11], r[12], r[13], int(r[14] or 0),
                            int(r[15] or 0), r[16], bool(r[17]) if r[17] is not None else True, r[18]))
-    return out
+    return DrillEvents(es, tuple(out), window or Window(-math.inf, math.inf), as_of, abandon_after_s)
 
 
-def count_events(events: str | Path, names: Sequence[str], window: Window) -> int:
-    con = read_events(events)
-    in_list = ", ".join(f"'{n}'" for n in names)
-    return con.execute(f"SELECT count(*) FROM ev WHERE event IN ({in_list}) AND t >= ? AND t < ?",
-                       [window.start, window.end]).fetchone()[0]
+def read_attempts(events: str | Path, window: Window | None = None, abandon_after_s: float = 600.0,
+                  as_of: float | None = None) -> list[Attempt]:
+    """One row per publish attempt (``read_drill_events(...).attempts``)."""
+    return list(read_drill_events(events, window, abandon_after_s, as_of).attempts)
+
+
+def failed_outcomes_in(attempts: Iterable[Attempt], w: Window) -> int:
+    """Attempts whose publish_failed event falls in ``w``: the failures the event log recorded there."""
+    return sum(1 for a in attempts if a.outcome == "failed" and a.ended is not None and a.ended in w)
 
 
 def read_metric_samples(path: str | Path) -> list[MetricSample]:
@@ -286,7 +280,7 @@ def _histogram_quantile(samples: Sequence[MetricSample], w: Window, name: str, q
 
 
 def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample], incident: Window,
-                   baseline: Window, spec: SloSpec, *, events: str | Path | None = None) -> Impact:
+                   baseline: Window, spec: SloSpec) -> Impact:
     """Every impact figure a drill can ask about, with its definition and count."""
     slo = spec.slo("publish-success")
     inc, base = _ended_in(attempts, incident), _ended_in(attempts, baseline)
@@ -310,10 +304,7 @@ def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample],
         then_vals = [getattr(a, attr) for a in base if getattr(a, attr) is not None]
         p_now, p_then = percentile(now_vals, q), percentile(then_vals, q)
         add(name, None if p_now is None or p_then is None else p_now - p_then, "ms", len(now_vals))
-    if events is not None:
-        add("chunk_retries", float(count_events(events, ["chunk_retry"], incident)), "events")
-    else:
-        add("chunk_retries", float(sum(a.chunk_retries for a in inc)), "events")
+    add("chunk_retries", float(sum(a.chunk_retries for a in inc)), "events", len(inc))
     add("cancelled_attempts", float(sum(1 for a in inc if a.outcome == "cancelled")), "attempts", len(inc))
     if samples:
         requests, _ = _series_delta(samples, incident, "obslab_http_requests_total", route_prefix="/v1/")
@@ -321,8 +312,8 @@ def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample],
         rpp = requests / published if requests is not None and published else None
         add("requests_per_publish", rpp, "requests per publish", int(published or 0))
         counted_failed, span = _series_delta(samples, incident, "obslab_publish_outcomes_total", outcome="failed")
-        if counted_failed is not None and events is not None:
-            logged = count_events(events, ["publish_failed"], span)
+        if counted_failed is not None:
+            logged = failed_outcomes_in(attempts, span)
             add("lost_failure_events", max(0.0, counted_failed - logged), "failures", int(counted_failed))
         else:
             add("lost_failure_events", None, "failures")

@@ -16,10 +16,12 @@ from typing import Callable, Mapping
 
 from toolkit.drills.causes import cause_label
 from toolkit.drills.grader import Answer, Grade, grade
-from toolkit.drills.measure import (Attempt, Impact, MetricSample, Window, burn_rate_series, first_page,
-                                    measure_impact, percentile, read_attempts, read_metric_samples, success_rate)
+from toolkit.drills.measure import (Attempt, DrillEvents, Impact, MetricSample, Window, burn_rate_series,
+                                    measure_impact, percentile, read_drill_events, read_metric_samples)
+from toolkit.drills.pages import PageVerdict, engine_first_page, page_verdict, prometheus_first_fire
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir
+from toolkit.slo_names import burn_alert_name
 from toolkit.slo_spec import SloSpec, load_spec
 
 __all__ = ["ReportData", "build_report_data", "render_markdown", "write_report", "default_spec", "SPEC_ENV"]
@@ -47,21 +49,26 @@ class ReportData:
     end: float
     fault: Window
     baseline: Window
-    attempts: tuple[Attempt, ...]
+    attempts: tuple[Attempt, ...]  # as of the drill's end
     samples: tuple[MetricSample, ...]
-    impact: Impact
+    impact: Impact  # fault window vs baseline, as of the fault's end
     sli_incident: tuple[int, int]  # good, total of attempts whose outcome fell in the fault window (SLI engine)
     sli_latency: Mapping[str, float | None]  # processing latency p50/p95/p99 over the fault window (SLI engine)
     sli_drill: tuple[int, int]
-    first_page_at: float | None
+    first_page_at: float | None  # only a page the engine and (when running) Prometheus both fired
     first_page_alert: str | None
     grade: Grade
     answers: tuple[dict, ...]
     timeline: tuple[dict, ...]
     spec: SloSpec
+    page: PageVerdict | None = None
+    read_summary: str = ""  # what the engine's reader read (files, events, skipped lines)
 
 
 def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
+    """Every figure from the measurement engine over the run's events, read twice: as of the
+    fault's end (the incident's figures, exactly ``obslab sli --since FAULT_START --until FAULT_END``)
+    and as of the drill's end (the whole drill: plots, burn rates, the page)."""
     spec = spec or default_spec()
     state = run.read_state()
     truth = run.read_truth()
@@ -75,35 +82,37 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     removed = truth.get("fault_removed_at") or min(end, applied + truth["fault_duration_s"])
     fault = Window(applied, removed)
     baseline = Window(start, applied)
-    attempts = tuple(read_attempts(events_dir, Window(start, end), spec.abandon_after_s))
     samples = tuple(read_metric_samples(run.metrics_file))
-    impact = measure_impact(attempts, samples, fault, baseline, spec, events=events_dir)
-    # The SLI over the fault window is the SLI engine's (`obslab sli --since --until`), not a re-derivation.
-    engine = _engine_totals(events_dir, spec, fault)
+    at_fault_end = read_drill_events(events_dir, Window(start, fault.end), spec.abandon_after_s, as_of=fault.end)
+    impact = measure_impact(at_fault_end.attempts, samples, fault, baseline, spec)
+    engine = _engine_totals(at_fault_end, spec, fault)
     sli_incident = (int(engine.primary[0].numerator or 0), int(engine.primary[0].denominator or 0))
     sli_latency = {f.statistic: f.value for f in engine.latency if f.name.startswith("processing_latency_p")}
-    sli_drill = success_rate(a for a in attempts if a.ended is not None and a.ended in Window(start, end))
-    paged = first_page(list(attempts), spec, start, end, step_s=max(0.5, (end - start) / 200))
-    page, page_alert = paged if paged is not None else (None, None)
+    at_end = read_drill_events(events_dir, Window(start, end), spec.abandon_after_s, as_of=end)
+    whole = _engine_totals(at_end, spec, Window(start, end))
+    sli_drill = (int(whole.primary[0].numerator or 0), int(whole.primary[0].denominator or 0))
+    page = page_verdict(engine_first_page(at_end.events, spec, start, end),
+                        prometheus_first_fire(state.prometheus_url, burn_alert_name("publish-success", "page"),
+                                              start, end))
     answers = tuple(run.answers())
     measured = impact.value(drill.questions.impact.metric)
     g = grade(drill, [Answer(a["cause"], a["cohort"], float(a["impact"]), a["at_s"]) for a in answers],
               measured if measured is not None else 0.0, fault.start - start,
-              None if page is None else page - start)
-    return ReportData(drill, state.run_id, state.seed, state.speed, start, end, fault, baseline, attempts, samples,
-                      impact, sli_incident, sli_latency, sli_drill, page, page_alert, g, answers, tuple(timeline),
-                      spec)
+              None if page.at is None else page.at - start)
+    return ReportData(drill, state.run_id, state.seed, state.speed, start, end, fault, baseline, at_end.attempts,
+                      samples, impact, sli_incident, sli_latency, sli_drill, page.at, page.alert, g, answers,
+                      tuple(timeline), spec, page, at_end.events.summary())
 
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _engine_totals(events_dir: Path, spec: SloSpec, window: Window):
-    from toolkit.events_io import load_events
+def _engine_totals(drill_events: DrillEvents, spec: SloSpec, window: Window):
+    """The SLI engine's totals over ``window`` (outcome times in [start, end)), as of the read's as-of time."""
     from toolkit.sli import SliQuery, compute_report
 
-    report = compute_report(load_events([events_dir], until=_iso(window.end)), spec,
+    report = compute_report(drill_events.events, spec,
                             SliQuery(since=_iso(window.start), until=_iso(window.end), window_s=None))
     return report.totals
 
@@ -274,7 +283,10 @@ def _timeline_rows(data: ReportData) -> list[tuple[float, str]]:
         rows.append((e["t"], text))
     if data.first_page_at is not None:
         rows.append((data.first_page_at, f"first page: publish-success {data.first_page_alert}"))
-    return sorted(rows)
+    elif data.page is not None and data.page.engine.at is not None:
+        rows.append((data.page.engine.at, "page condition met in the engine's replay, not counted as fired: "
+                                          + data.page.sentence(data.fault.start)))
+    return sorted(rows, key=lambda r: r[0])
 
 
 def render_markdown(data: ReportData, images: dict[str, str]) -> str:
@@ -326,8 +338,9 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         "## Measured impact",
         "",
         f"Window: the fault window, {fault_len:.1f} s; attempts attributed by their outcome time (as `obslab sli` "
-        f"counts them); "
-        f"baseline: the {data.baseline.length_s:.1f} s before the fault.",
+        f"counts them), as of the fault's end; "
+        f"baseline: the {data.baseline.length_s:.1f} s before the fault. Whole-drill figures are as of the "
+        f"drill's end. Read: {data.read_summary or 'n/a'}.",
         "",
         f"- **Publish success (publish-success SLI)** during the fault: {good_i}/{total_i} = "
         f"{(good_i / total_i if total_i else float('nan')):.2%} (succeeded ÷ succeeded + failed + abandoned; "
@@ -383,10 +396,7 @@ def _star(data: ReportData) -> list[str]:
     spent = imp.value("budget_spent_percent")
     p99 = imp.value("p99_processing_shift_ms")
     asked = imp.figures.get(d.questions.impact.metric)
-    page = (f"the page ({data.first_page_alert}) fired "
-            f"{data.first_page_at - data.fault.start:.1f} s after the fault started"
-            if data.first_page_at is not None and data.first_page_at >= data.fault.start
-            else "no burn-rate page fired")
+    page = data.page.sentence(data.fault.start) if data.page is not None else "no burn-rate page fired"
     cohort = ", ".join(f"{k}={v}" for k, v in d.truth.cohort.items()) or "every cohort"
     return [
         f"- **Situation.** {' '.join(d.briefing.split())} During the {data.fault.length_s:.0f} s incident, "

@@ -42,6 +42,7 @@ class RunState:
     auto: bool = False
     scheduler_pid: int | None = None
     events_dir: str = ""  # the lab's event log directory
+    prometheus_url: str | None = None  # the lab's Prometheus, when one was running at the start
 
 
 class RunDir:
