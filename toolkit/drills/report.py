@@ -449,6 +449,11 @@ def report_json(data: ReportData) -> dict:
         "figures": {k: {"value": f.value, "unit": f.unit, "count": f.count, "definition": f.definition}
                     for k, f in data.impact.figures.items()},
         "first_page_at": data.first_page_at,
+        "page": None if data.page is None else {
+            "fired": data.page.fired, "at": data.page.at, "alert": data.page.alert,
+            "engine_at": data.page.engine.at, "engine_alert": data.page.engine.alert,
+            "prometheus": data.page.prometheus.state, "prometheus_at": data.page.prometheus.at,
+            "prometheus_detail": data.page.prometheus.detail},
         "grade": {"total": data.grade.total, "max": data.grade.max_total, "max_total": data.grade.max_total,
                   "points": {p.part: p.points for p in data.grade.parts},
                   "parts": [{"part": p.part, "points": p.points, "max_points": p.max_points, "credit": p.credit,
