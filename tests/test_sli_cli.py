@@ -72,9 +72,11 @@ def test_budget_json_and_table():
     p = run("budget", str(GOLDEN), "--slo", SLO, "--profile", "lab", "--format", "json")
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
-    assert d["schema"] == "obslab.budget/v1" and d["profile"] == "lab"
+    assert d["schema"] == "obslab.budget/v2" and d["profile"] == "lab"
     assert [s["slo"] for s in d["slos"]] == ["publish-success", "publish-latency"]
-    assert d["slos"][0]["status"]["bad"] == 2 and d["slos"][0]["status"]["total"] == 5
+    assert d["slos"][0]["budget"]["bad"] == 2 and d["slos"][0]["total"] == 5
+    assert d["slos"][0]["budget"]["period"] == "12h" and d["slos"][0]["budget"]["remaining"] == \
+        pytest.approx(1 - d["slos"][0]["budget"]["spent"])
     t = run("budget", str(GOLDEN), "--slo", SLO, "--at", "2026-01-05T10:03:00Z")
     assert t.returncode == 0, t.stderr
     assert "Error budget at 2026-01-05T10:03:00.000Z" in t.stdout and "profile prod" in t.stdout

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from toolkit.lab import read_lab_file
+from toolkit.measures import format_percent
 from toolkit.slo_spec import SloSpec, load_spec
 from toolkit.web import snapshot as snap
 from toolkit.web.api import as_of_now, prometheus_alerts
@@ -56,7 +57,7 @@ def take_snapshot(source: TopSource, now: datetime | None = None) -> dict:
 
 
 def _pct(x: float | None, digits: int = 2) -> str:
-    return "–" if x is None else f"{100 * x:.{digits}f} %"
+    return format_percent(x, digits)
 
 
 def _ms(s: float | None) -> str:
@@ -85,9 +86,11 @@ def render(s: dict) -> Group:
               f"p95 {_ms(la['p95_s'])} · p99 {_ms(la['p99_s'])}\nover {la['count']:,} published\n"
               f"≤ {_ms(la['threshold_s'])}: {_pct(la['good_ratio'])}",
               "green" if la["p95_s"] is None or la["p95_s"] <= la["threshold_s"] else "yellow"),
-        _tile("error budget remaining",
-              " · ".join(_pct(b["remaining"], 1) for b in s["budgets"]),
-              "\n".join(f"{b['slo']}: {b['bad']:,} bad / {b['total']:,} over {b['period']}" for b in s["budgets"]),
+        _tile(f"error budget · {' / '.join(sorted({b['period'] for b in s['budgets']}))} period",
+              "\n".join(f"{b['slo']}: spent {_pct(b['spent'])} · {_pct(b['remaining'])} remaining"
+                        for b in s["budgets"]),
+              "\n".join(f"{b['slo']}: {b['bad']:,} bad / {b['total']:,}; data covers {b['data_covers']}"
+                        for b in s["budgets"]),
               "green" if all((b["remaining"] or 1) > 0.5 for b in s["budgets"]) else "yellow"),
     )
     burn = Table(title=f"burn rates over events · alerts from {s['burn']['source']}", title_justify="left", expand=False)

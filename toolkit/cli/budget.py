@@ -59,10 +59,11 @@ def render(report: BudgetReport, markdown: bool = False) -> None:
     if not markdown:
         console.print(head, highlight=False)
     for s in report.slos:
-        st = s.status
+        b = s.budget
+        allowed = "no data" if b.allowed_bad is None else f"{b.allowed_bad:,.1f}"
         summary = (f"{s.slo} ({s.kind}, objective {s.objective:g}, period {s.period}; data covers {s.data_covers}): "
-                   f"SLI {_pct(st.sli)} over {st.total:,.0f} ({s.definition}); bad {st.bad:,.0f} of "
-                   f"{st.allowed_bad:,.1f} allowed → budget remaining {_pct(st.remaining)}")
+                   f"SLI {_pct(s.sli)} over {s.total:,.0f} ({s.definition}); bad {b.bad:,.0f} of "
+                   f"{allowed} the whole period allows at this traffic rate → {b.describe()}")
         rows = []
         for a, h in zip(s.alerts, s.history):
             first = h.first_fired or "never"
