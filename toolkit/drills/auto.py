@@ -28,6 +28,7 @@ from typing import Callable, Mapping, Sequence
 from toolkit.drills.measure import (Attempt, MetricSample, Window, failed_outcomes_in, measure_impact,
                                     percentile, read_drill_events, read_metric_samples)
 from toolkit.drills.schema import Drill
+from toolkit.measures import DEFAULT_SUCCESS, SliDefinition, sli_ratio, success_definition
 from toolkit.slo_spec import SloSpec
 
 __all__ = [
@@ -125,17 +126,29 @@ def _upload_failed(a: Attempt) -> bool:
     return a.error_class == "chunk_missing" or (a.chunk_failures > 0 and a.error_class in (None, "storage"))
 
 
-def _attempt_signals(attempts: Sequence[Attempt]) -> dict[str, float | None]:
+def _counted(attempts: Sequence[Attempt], definition: SliDefinition) -> tuple[list[Attempt], list[Attempt]]:
+    """(attempts in the SLO's total, those of them bad) — the spec's good/total (``toolkit.measures``)."""
+    total, bad = [], []
+    for a in attempts:
+        good, counted = definition.classify(a.outcome, a.processing_ms, a.e2e_ms)
+        if counted:
+            total.append(a)
+            if not good:
+                bad.append(a)
+    return total, bad
+
+
+def _attempt_signals(attempts: Sequence[Attempt], definition: SliDefinition) -> dict[str, float | None]:
     n = len(attempts)
     if n < _MIN_COUNT:
         return {"attempts": float(n)}
-    ended = [a for a in attempts if a.outcome in ("succeeded", "failed", "abandoned")]
+    ended, bad = _counted(attempts, definition)
     proc = [a.processing_ms for a in attempts if a.processing_ms is not None]
     tc = [a.transcode_ms for a in attempts if a.transcode_ms is not None]
     e2e = [a.e2e_ms for a in attempts if a.e2e_ms is not None]
     return {
         "attempts": float(n),
-        "failure_rate": (sum(a.outcome != "succeeded" for a in ended) / len(ended)) if ended else None,
+        "failure_rate": sli_ratio(len(bad), len(ended)),
         # Failed because chunks could not be stored (the upload never completed whole)...
         "upload_failure_rate": (sum(a.outcome == "failed" and _upload_failed(a) for a in ended) / len(ended))
         if ended else None,
@@ -196,9 +209,10 @@ def _feed_p95(samples: Sequence[MetricSample], w: Window) -> float | None:
     return None if value is None or n < _MIN_COUNT else 1000 * value
 
 
-def _signals(attempts: Sequence[Attempt], samples: Sequence[MetricSample], w: Window) -> dict[str, float | None]:
+def _signals(attempts: Sequence[Attempt], samples: Sequence[MetricSample], w: Window,
+             definition: SliDefinition = DEFAULT_SUCCESS) -> dict[str, float | None]:
     inside = [a for a in attempts if a.ended is not None and a.ended in w]
-    out = _attempt_signals(inside)
+    out = _attempt_signals(inside, definition)
     out["attempt_rate"] = len(inside) / w.length_s if w.length_s > 0 else None
     out.update(_metric_signals(samples, w))
     out["feed_p95_ms"] = _feed_p95(samples, w)
@@ -246,7 +260,8 @@ def _moved(name: str, base: float | None, now: float | None) -> bool:
 
 
 def find_incident_window(attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float,
-                         end: float) -> tuple[Window, Window, tuple[str, ...]]:
+                         end: float, definition: SliDefinition = DEFAULT_SUCCESS
+                         ) -> tuple[Window, Window, tuple[str, ...]]:
     """(baseline, incident, signals that moved).
 
     The time after the baseline is cut into bins; a two-bin window is marked when a signal
@@ -255,12 +270,12 @@ def find_incident_window(attempts: Sequence[Attempt], samples: Sequence[MetricSa
     """
     span = end - start
     baseline = Window(start + WARMUP_SHARE * span, start + BASELINE_SHARE * span)
-    base = _signals(attempts, samples, baseline)
+    base = _signals(attempts, samples, baseline, definition)
     width = (end - baseline.end) / _BINS
     windows = [Window(baseline.end + i * width, min(end, baseline.end + (i + 2) * width)) for i in range(_BINS - 1)]
     hits_per_window: list[set[str]] = []
     for w in windows:
-        now = _signals(attempts, samples, w)
+        now = _signals(attempts, samples, w, definition)
         hit = {name for name in list(_MATERIAL_RISE) + list(_MATERIAL_DROP)
                if name not in ("memory_mb_growth", "queue_depth_max") and _moved(name, base.get(name), now.get(name))}
         # A rate over few attempts moves by chance: keep it only if unlikely under the baseline rate.
@@ -314,16 +329,15 @@ def _clip(x: float, hi: float = 1.0) -> float:
     return max(0.0, min(hi, x))
 
 
-def _canary_evidence(attempts: Sequence[Attempt], w: Window, baseline: Window) -> tuple[float, str]:
+def _canary_evidence(attempts: Sequence[Attempt], w: Window, baseline: Window,
+                     definition: SliDefinition) -> tuple[float, str]:
     """Are the incident's new failures concentrated in the canary beyond its share of traffic? (binomial test)"""
     from scipy.stats import binomtest
 
-    inside = [a for a in attempts if a.ended is not None and a.ended in w
-              and a.outcome in ("succeeded", "failed", "abandoned")]
+    inside, failed = _counted([a for a in attempts if a.ended is not None and a.ended in w], definition)
     canary = [a for a in inside if a.cohort.get("release") == "canary"]
     if len(canary) < 3 or len(canary) == len(inside):
         return 0.0, "no canary traffic to compare"
-    failed = [a for a in inside if a.outcome != "succeeded"]
     failed_canary = sum(1 for a in failed if a.cohort.get("release") == "canary")
     share = len(canary) / len(inside)
     why = (f"{failed_canary} of {len(failed)} failures in the canary, which carries {share:.1%} of attempts "
@@ -335,7 +349,7 @@ def _canary_evidence(attempts: Sequence[Attempt], w: Window, baseline: Window) -
     return _clip((-math.log10(max(p, 1e-300)) - 1.5) / 1.5, 1.5), why
 
 
-def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[float, str]]:
+def _detectors(ev: Evidence, attempts: Sequence[Attempt], definition: SliDefinition) -> dict[str, tuple[float, str]]:
     d: dict[str, tuple[float, str]] = {}
     fail_rise = _rise(ev, "failure_rate")
     storage_rise = _rise(ev, "upload_failure_rate")
@@ -346,7 +360,7 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[flo
     missing = ev.get("failure_events_missing")[1] or 0.0
     # A canary is judged against stable over the whole rollout, not only where global signals moved:
     # a 5 % cohort rarely moves them.
-    canary_score, canary_why = _canary_evidence(attempts, ev.rollout or ev.incident, ev.baseline)
+    canary_score, canary_why = _canary_evidence(attempts, ev.rollout or ev.incident, ev.baseline, definition)
     d["canary_regression"] = (canary_score, canary_why)
     d["storage_outage"] = (_clip((storage_rise - 0.01) / 0.05) * 1.2,
                            f"publishes failing because chunks could not be stored up {storage_rise:+.1%}")
@@ -392,8 +406,9 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[flo
     return d
 
 
-def score_causes(drill: Drill, ev: Evidence, attempts: Sequence[Attempt]) -> tuple[CauseScore, ...]:
-    found = _detectors(ev, attempts)
+def score_causes(drill: Drill, ev: Evidence, attempts: Sequence[Attempt],
+                 definition: SliDefinition = DEFAULT_SUCCESS) -> tuple[CauseScore, ...]:
+    found = _detectors(ev, attempts, definition)
     scores = [CauseScore(c, round(found.get(c, (0.0, "no detector"))[0], 4), found.get(c, (0.0, "no detector"))[1])
               for c in drill.questions.cause_choices]
     return tuple(sorted(scores, key=lambda s: (-s.score, drill.questions.cause_choices.index(s.cause))))
@@ -538,13 +553,14 @@ def _peak_rate_ratio(attempts: Sequence[Attempt], w: Window, bins: int = 10) -> 
 def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float, end: float,
              spec: SloSpec) -> Diagnosis:
     """Answer the drill's questions from its attempts (read once, ``measure.read_drill_events``) and samples."""
-    baseline, incident, moved = find_incident_window(attempts, samples, start, end)
-    base_sig = _signals(attempts, samples, baseline)
-    inc_sig = _signals(attempts, samples, incident)
+    definition = success_definition(spec)
+    baseline, incident, moved = find_incident_window(attempts, samples, start, end, definition)
+    base_sig = _signals(attempts, samples, baseline, definition)
+    inc_sig = _signals(attempts, samples, incident, definition)
     values = {k: (base_sig.get(k), inc_sig.get(k)) for k in set(base_sig) | set(inc_sig)}
     values["attempt_rate_peak_ratio"] = (None, _peak_rate_ratio(attempts, Window(baseline.end, end)))
     ev = Evidence(baseline, incident, values, rollout=Window(baseline.end, end))
-    causes = score_causes(drill, ev, attempts)
+    causes = score_causes(drill, ev, attempts, definition)
     if causes[0].cause == "canary_regression":
         # A canary is judged over the rollout: its cohort is too small to mark a window in global signals.
         incident = ev.rollout

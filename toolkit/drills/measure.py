@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
+
 from toolkit.attempts import attempt_stats_table, outcome_at_sql
 from toolkit.events_io import EventSet, load_events
+from toolkit.measures import Outcomes, SliDefinition, budget_figures, load_outcomes, sli_definition
 from toolkit.slo_spec import SloSpec
 
 __all__ = [
@@ -32,10 +36,9 @@ __all__ = [
     "failed_outcomes_in",
     "read_metric_samples",
     "percentile",
-    "success_rate",
+    "bad_and_total",
+    "drill_outcomes",
     "measure_impact",
-    "burn_rate_series",
-    "first_page",
     "IMPACT_DEFINITIONS",
 ]
 
@@ -111,9 +114,11 @@ class Impact:
 
 
 IMPACT_DEFINITIONS = {
-    "failed_publishes": "publish attempts whose outcome (publish_failed, or abandoned) fell in the incident window",
-    "budget_spent_percent": "bad attempts in the incident window ÷ (error budget × attempts the window's rate "
-                            "would give over the SLO period), as % — publish-success SLO, lab profile period",
+    "failed_publishes": "publish attempts counted bad by the publish-success SLO (in total, not good: "
+                        "failed or abandoned in the shipped slo.yaml) whose outcome fell in the incident window",
+    "budget_spent_percent": "spent, of the engine's error budget figures (toolkit.measures.budget_figures): the "
+                            "incident's bad attempts ÷ the whole lab-profile period's budget at the incident's "
+                            "traffic rate, as % — publish-success SLO",
     "p99_processing_shift_ms": "p99 (exact, nearest-rank) of processing latency (upload_completed → "
                                "publish_succeeded) of publishes in the incident window minus the same before it",
     "p95_e2e_shift_ms": "p95 (exact, nearest-rank) of e2e latency (upload_started → publish_succeeded) of "
@@ -210,22 +215,32 @@ def read_metric_samples(path: str | Path) -> list[MetricSample]:
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """Exact nearest-rank percentile, the SLI engine's method (DuckDB quantile_disc, numpy 'inverted_cdf')."""
-    xs = sorted(v for v in values if v is not None)
+    """Exact nearest-rank percentile, the SLI engine's method (DuckDB quantile_disc = numpy 'inverted_cdf').
+
+    A thin adapter until ``toolkit.measures`` has one (see /work/notes/drills-needs.md).
+    """
+    xs = [v for v in values if v is not None]
     if not xs:
         return None
-    return xs[max(0, math.ceil(q * len(xs)) - 1)]
+    return float(np.quantile(np.asarray(xs, dtype=float), q, method="inverted_cdf"))
 
 
-def success_rate(attempts: Iterable[Attempt]) -> tuple[int, int]:
-    """(good, total) of publish-success: succeeded / (succeeded + failed + abandoned), cancellations excluded."""
-    good = total = 0
+def bad_and_total(attempts: Iterable[Attempt], definition: SliDefinition) -> tuple[int, int]:
+    """(bad, total) of attempts under an SLO's definition (``toolkit.measures.sli_definition``)."""
+    bad = total = 0
     for a in attempts:
-        if a.outcome == "succeeded":
-            good += 1
-        if a.outcome in ("succeeded", "failed", "abandoned"):
-            total += 1
-    return good, total
+        good, counted = definition.classify(a.outcome, a.processing_ms, a.e2e_ms)
+        total += counted
+        bad += counted and not good
+    return bad, total
+
+
+def drill_outcomes(drill_events: DrillEvents, spec: SloSpec, slo_name: str = "publish-success") -> Outcomes:
+    """An SLO's outcomes over every event read (not only the drill's attempts), as of the read's as-of
+    time: what ``obslab budget --at AS_OF``, the dashboard and Prometheus count."""
+    as_of = None if drill_events.as_of is None else datetime.fromtimestamp(drill_events.as_of, tz=timezone.utc)
+    as_of = None if as_of is None else as_of.replace(tzinfo=None)
+    return load_outcomes(drill_events.events, spec, spec.slo(slo_name), as_of=as_of, until=as_of)
 
 
 def _ended_in(attempts: Iterable[Attempt], w: Window) -> list[Attempt]:
@@ -283,22 +298,18 @@ def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample],
                    baseline: Window, spec: SloSpec) -> Impact:
     """Every impact figure a drill can ask about, with its definition and count."""
     slo = spec.slo("publish-success")
+    definition = sli_definition(slo)
     inc, base = _ended_in(attempts, incident), _ended_in(attempts, baseline)
     figures: dict[str, Figure] = {}
 
     def add(name: str, value: float | None, unit: str, count: int | None = None) -> None:
         figures[name] = Figure(name, value, unit, IMPACT_DEFINITIONS[name], count)
 
-    failed = [a for a in inc if a.outcome in ("failed", "abandoned")]
-    good, total = success_rate(inc)
-    add("failed_publishes", float(len(failed)), "attempts", total)
-    period_s = spec.period_for(slo, "lab")
-    if total:
-        error_ratio = (total - good) / total
-        spent = 100.0 * error_ratio / slo.error_budget * incident.length_s / period_s
-    else:
-        spent = 0.0
-    add("budget_spent_percent", spent, "% of budget", total)
+    bad, total = bad_and_total(inc, definition)
+    add("failed_publishes", float(bad), "attempts", total)
+    # The engine's named budget figure: the share of the lab period's budget the incident spent.
+    budget = budget_figures(slo.name, slo.objective, spec.period_for(slo, "lab"), bad, total, incident.length_s)
+    add("budget_spent_percent", 100.0 * budget.spent if budget.spent is not None else 0.0, "% of budget", total)
     for name, attr, q in (("p99_processing_shift_ms", "processing_ms", 0.99), ("p95_e2e_shift_ms", "e2e_ms", 0.95)):
         now_vals = [getattr(a, attr) for a in inc if getattr(a, attr) is not None]
         then_vals = [getattr(a, attr) for a in base if getattr(a, attr) is not None]
@@ -334,58 +345,3 @@ def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample],
                      "memory_growth_mb"):
             add(name, None, "")
     return Impact(incident, baseline, figures)
-
-
-@dataclass(frozen=True)
-class BurnPoint:
-    t: float
-    long_ratio: float | None  # error ratio over the long window
-    short_ratio: float | None
-    burn_long: float | None
-    burn_short: float | None
-
-
-def burn_rate_series(attempts: Sequence[Attempt], spec: SloSpec, start: float, end: float, step_s: float,
-                     severity_index: int = 0, profile: str = "lab") -> list[BurnPoint]:
-    """Publish-success burn rate over one alert window pair, outcomes counted at their terminal event."""
-    slo = spec.slo("publish-success")
-    window = spec.windows_for(profile)[severity_index]
-    ends = sorted((a.ended, a.outcome) for a in attempts
-                  if a.ended is not None and a.outcome in ("succeeded", "failed", "abandoned"))
-    times = [t for t, _ in ends]
-    bad_prefix = [0]
-    for _, outcome in ends:
-        bad_prefix.append(bad_prefix[-1] + (outcome != "succeeded"))
-
-    import bisect
-
-    def ratio(lo: float, hi: float) -> float | None:
-        i, j = bisect.bisect_left(times, lo), bisect.bisect_left(times, hi)
-        n = j - i
-        return None if n == 0 else (bad_prefix[j] - bad_prefix[i]) / n
-
-    points = []
-    t = start + step_s
-    while t <= end + 1e-9:
-        lr, sr = ratio(t - window.long_s, t), ratio(t - window.short_s, t)
-        points.append(BurnPoint(t, lr, sr, None if lr is None else lr / slo.error_budget,
-                                None if sr is None else sr / slo.error_budget))
-        t += step_s
-    return points
-
-
-def first_page(attempts: Sequence[Attempt], spec: SloSpec, start: float, end: float, step_s: float = 1.0,
-               profile: str = "lab") -> tuple[float, str] | None:
-    """(time, which alert) of the first page: a page-severity window pair whose long and short
-    burn rates are both over the factor, evaluated every ``step_s`` as a rule would be."""
-    hits = []
-    for i, w in enumerate(spec.windows_for(profile)):
-        if w.severity != "page":
-            continue
-        for p in burn_rate_series(attempts, spec, start, end, step_s, i, profile):
-            # Strictly over the factor, as the generated rules and toolkit.budget.alert_fires test it.
-            if p.burn_long is not None and p.burn_short is not None and p.burn_long > w.burn_rate \
-                    and p.burn_short > w.burn_rate:
-                hits.append((p.t, f"{w.long}/{w.short} burn rate over {w.burn_rate:g}× ({profile} profile)"))
-                break
-    return min(hits) if hits else None

@@ -10,9 +10,10 @@ it never states a page that the other surfaces did not show.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
-from toolkit.events_io import EventSet, parse_time
+import numpy as np
+
+from toolkit.measures import Outcomes, alert_series, evaluation_times
 from toolkit.slo_spec import SloSpec
 
 __all__ = ["EnginePage", "PrometheusPage", "PageVerdict", "engine_first_page", "prometheus_first_fire",
@@ -69,35 +70,25 @@ class PageVerdict:
                 f"confirm it ({p.detail})")
 
 
-def engine_first_page(events: EventSet, spec: SloSpec, start: float, end: float,
+def engine_first_page(outcomes: Outcomes, spec: SloSpec, start: float, end: float, slo_name: str = "publish-success",
                       profile: str = "lab") -> EnginePage:
-    """The first publish-success page the engine's alert replay fired in [start, end], as of ``end``
-    (what ``obslab budget --profile lab --at END`` reports as first fired)."""
-    from toolkit.budget import compute_budget
-
-    report = compute_budget(events, spec, profile, at=_iso(end))
+    """The first time in (start, end] one of the SLO's page alerts starts firing in the engine's replay
+    (``toolkit.measures.alert_series``), on the rule evaluation grid ``obslab budget --profile PROFILE
+    --at END`` replays: every scrape interval of the profile, anchored at ``end``. An alert already
+    firing when the drill started is not this drill's page."""
+    slo = spec.slo(slo_name)
+    step = spec.profile(profile).scrape_interval_s
+    ends = evaluation_times(start - step, end, step)
     hits = []
-    for slo in report.slos:
-        if slo.slo != "publish-success":
+    for w in spec.windows_for(profile):
+        if w.severity != "page" or len(ends) < 2:
             continue
-        for h in slo.history:
-            if h.severity != "page":
-                continue
-            for span in h.spans:
-                t = _epoch(span.start)
-                if start <= t <= end:
-                    hits.append((t, f"{h.long_window}/{h.short_window} burn rate over {h.factor:g}× "
-                                    f"({profile} profile)"))
-                    break
+        firing = alert_series(outcomes, slo.objective, w, ends).firing
+        starts = np.flatnonzero(firing[1:] & ~firing[:-1]) + 1
+        if len(starts):
+            hits.append((float(ends[starts[0]]), f"{w.long}/{w.short} burn rate over {w.burn_rate:g}× "
+                                                  f"({profile} profile)"))
     return EnginePage(*min(hits)) if hits else EnginePage(None, None)
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _epoch(text: str) -> float:
-    return parse_time(text).replace(tzinfo=timezone.utc).timestamp()
 
 
 def prometheus_first_fire(url: str | None, alertname: str, start: float, end: float) -> PrometheusPage:

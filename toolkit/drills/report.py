@@ -16,11 +16,14 @@ from typing import Callable, Mapping
 
 from toolkit.drills.causes import cause_label
 from toolkit.drills.grader import Answer, Grade, grade
-from toolkit.drills.measure import (Attempt, DrillEvents, Impact, MetricSample, Window, burn_rate_series,
+from toolkit.drills.measure import (Attempt, DrillEvents, Impact, MetricSample, Window, drill_outcomes,
                                     measure_impact, percentile, read_drill_events, read_metric_samples)
 from toolkit.drills.pages import PageVerdict, engine_first_page, page_verdict, prometheus_first_fire
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir
+from toolkit.measures import (BudgetFigures, Outcomes, burn_rate_series, evaluation_times, period_budget,
+                              window_counts)
+from toolkit.durations import format_duration
 from toolkit.slo_names import burn_alert_name
 from toolkit.slo_spec import SloSpec, load_spec
 
@@ -63,6 +66,9 @@ class ReportData:
     spec: SloSpec
     page: PageVerdict | None = None
     read_summary: str = ""  # what the engine's reader read (files, events, skipped lines)
+    outcomes: Outcomes | None = None  # publish-success outcomes of every event read, as of the drill's end
+    budget: BudgetFigures | None = None  # the lab period's budget as of the drill's end (obslab budget --at END)
+    burn_at_end: Mapping[str, float | None] | None = None  # burn rate per alert window length at the drill's end
 
 
 def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
@@ -91,7 +97,14 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     at_end = read_drill_events(events_dir, Window(start, end), spec.abandon_after_s, as_of=end)
     whole = _engine_totals(at_end, spec, Window(start, end))
     sli_drill = (int(whole.primary[0].numerator or 0), int(whole.primary[0].denominator or 0))
-    page = page_verdict(engine_first_page(at_end.events, spec, start, end),
+    outcomes = drill_outcomes(at_end, spec)
+    success = spec.slo("publish-success")
+    budget = period_budget(outcomes, success.name, success.objective, spec.period_for(success, "lab"), end)
+    burn_at_end = {}
+    for w in spec.windows_for("lab"):
+        for length in (w.long_s, w.short_s):
+            burn_at_end[format_duration(length)] = burn_rate_series(outcomes, success.objective, [end], length).values()[0]
+    page = page_verdict(engine_first_page(outcomes, spec, start, end),
                         prometheus_first_fire(state.prometheus_url, burn_alert_name("publish-success", "page"),
                                               start, end))
     answers = tuple(run.answers())
@@ -101,7 +114,7 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
               None if page.at is None else page.at - start)
     return ReportData(drill, state.run_id, state.seed, state.speed, start, end, fault, baseline, at_end.attempts,
                       samples, impact, sli_incident, sli_latency, sli_drill, page.at, page.alert, g, answers,
-                      tuple(timeline), spec, page, at_end.events.summary())
+                      tuple(timeline), spec, page, at_end.events.summary(), outcomes, budget, burn_at_end)
 
 
 def _iso(t: float) -> str:
@@ -137,25 +150,25 @@ def plot_sli_and_burn(data: ReportData, path: Path) -> None:
 
     slo = data.spec.slo("publish-success")
     bins = _bins(data)
-    xs, rates = [], []
-    for w in bins:
-        ended = [a for a in data.attempts if a.ended is not None and a.ended in w and a.outcome in ("succeeded", "failed")]
-        xs.append((w.start + w.end) / 2 - data.start)
-        rates.append(100 * sum(a.outcome == "succeeded" for a in ended) / len(ended) if ended else float("nan"))
+    width = bins[0].length_s
+    ends = [w.end for w in bins]
+    # Per bin (t − width, t], the engine's window convention and its good/total from the spec.
+    good, total = window_counts(data.outcomes, ends, width)
+    xs = [(w.start + w.end) / 2 - data.start for w in bins]
+    rates = [100 * g / t if t else float("nan") for g, t in zip(good, total)]
     window = data.spec.windows_for("lab")[0]
-    step = (data.end - data.start) / 200
-    burn = burn_rate_series(list(data.attempts), data.spec, data.start, data.end, step, 0, "lab")
+    grid = evaluation_times(data.start, data.end, data.spec.profile("lab").scrape_interval_s)
+    long = burn_rate_series(data.outcomes, slo.objective, grid, window.long_s)
+    short = burn_rate_series(data.outcomes, slo.objective, grid, window.short_s)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    ax1.plot(xs, rates, marker=".", label="publish success rate (per bin, by terminal event)")
+    ax1.plot(xs, rates, marker=".", label="publish success rate (per bin, by outcome time)")
     ax1.axhline(100 * slo.objective, color="grey", linestyle="--", label=f"objective {slo.objective:.0%}")
     _mark_fault(ax1, data)
     ax1.set_ylabel("success rate, %")
     ax1.set_title(f"{data.drill.title}: publish success and burn rate (synthetic traffic included)")
     ax1.legend(loc="lower left", fontsize=8)
-    ax2.plot([p.t - data.start for p in burn], [p.burn_long if p.burn_long is not None else float("nan") for p in burn],
-             label=f"burn rate, long window {window.long} (lab profile)")
-    ax2.plot([p.t - data.start for p in burn], [p.burn_short if p.burn_short is not None else float("nan") for p in burn],
-             alpha=0.6, label=f"burn rate, short window {window.short}")
+    ax2.plot(grid - data.start, long.burn, label=f"burn rate, long window {window.long} (lab profile)")
+    ax2.plot(grid - data.start, short.burn, alpha=0.6, label=f"burn rate, short window {window.short}")
     ax2.axhline(window.burn_rate, color="tab:red", linestyle="--", label=f"page at {window.burn_rate:g}×")
     if data.first_page_at is not None:
         ax2.axvline(data.first_page_at - data.start, color="tab:red", label="first page")
@@ -350,6 +363,9 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         f"included): p50 {_fmt(data.sli_latency.get('p50'), 'ms')}, p95 {_fmt(data.sli_latency.get('p95'), 'ms')}, "
         f"p99 {_fmt(data.sli_latency.get('p99'), 'ms')} — as `obslab sli --since {_iso(data.fault.start)} "
         f"--until {_iso(data.fault.end)}` reports them.",
+        f"- **Error budget** (publish-success, lab profile, as of the drill's end, as `obslab budget --profile lab "
+        f"--at {_iso(data.end)}` reports it): {data.budget.describe() if data.budget else 'n/a'}. "
+        f"Burn rates then: " + ", ".join(f"{k} {_fmt(v)}×" for k, v in (data.burn_at_end or {}).items()) + ".",
         "",
         "| figure | value | count behind it | definition |",
         "|---|---:|---:|---|",
@@ -449,6 +465,11 @@ def report_json(data: ReportData) -> dict:
         "figures": {k: {"value": f.value, "unit": f.unit, "count": f.count, "definition": f.definition}
                     for k, f in data.impact.figures.items()},
         "first_page_at": data.first_page_at,
+        "as_of": {"fault_window": data.fault.end, "drill": data.end},
+        "budget": None if data.budget is None else {
+            "slo": data.budget.slo, "period": data.budget.period, "at": data.end, "spent": data.budget.spent,
+            "remaining": data.budget.remaining, "text": data.budget.describe()},
+        "burn_rates": dict(data.burn_at_end or {}),
         "page": None if data.page is None else {
             "fired": data.page.fired, "at": data.page.at, "alert": data.page.alert,
             "engine_at": data.page.engine.at, "engine_alert": data.page.engine.alert,
