@@ -413,16 +413,19 @@ def _star(data: ReportData) -> list[str]:
     p99 = imp.value("p99_processing_shift_ms")
     asked = imp.figures.get(d.questions.impact.metric)
     page = data.page.sentence(data.fault.start) if data.page is not None else "no burn-rate page fired"
+    period = format_duration(data.spec.period_for(data.spec.slo("publish-success"), "lab"))
     cohort = ", ".join(f"{k}={v}" for k, v in d.truth.cohort.items()) or "every cohort"
     return [
-        f"- **Situation.** {' '.join(d.briefing.split())} During the {data.fault.length_s:.0f} s incident, "
+        f"- **Situation.** The briefing: “{' '.join(d.briefing.split())}” During the {data.fault.length_s:.0f} s "
+        f"incident, "
         f"{good_i} of {total_i} publish attempts succeeded "
         f"({(good_i / total_i if total_i else float('nan')):.2%}, publish-success SLI, outcomes in the window).",
         f"- **Task.** Find the cause and who was affected, and size the impact: {d.questions.impact.prompt}",
-        "- **Action.** Evidence path: " + "; ".join(d.debrief.evidence_path) + ". "
-        f"{page[0].upper() + page[1:]}.",
-        f"- **Result.** {d.debrief.what_happened} Measured: {_fmt(failed)} failed publishes, "
-        f"{_fmt(spent)} % of the lab-profile error budget spent, p99 processing latency shift {_fmt(p99, 'ms')}"
+        "- **Action.** The drill's expected evidence path: " + "; ".join(d.debrief.evidence_path) + ". "
+        f"Measured: {page}.",
+        f"- **Result.** What the fault was: {d.debrief.what_happened} Measured: {_fmt(failed)} failed publishes, "
+        f"the incident spent {_fmt(spent)} % of the {period} lab-profile period's error budget, "
+        f"p99 processing latency shift {_fmt(p99, 'ms')}"
         + (f", {asked.name} = {_fmt(asked.value, asked.unit)}" if asked is not None else "")
         + f"; affected: {cohort}. Score {g.total:g}/{g.max_total:g}.",
         "",
