@@ -120,3 +120,15 @@ def test_report_does_not_claim_a_page_prometheus_did_not_fire(tmp_path, promethe
     report = json.loads((run.report_dir / "report.json").read_text())
     assert report["first_page_at"] is None
     assert report["page"]["engine_at"] == data.page.engine.at and report["page"]["prometheus"] == "did not fire"
+
+
+def test_a_drill_knows_its_labs_prometheus_and_spec_from_lab_json(tmp_path):
+    from toolkit.drills.lab import find_lab
+
+    (tmp_path / "lab.json").write_text(json.dumps({"url": "http://127.0.0.1:8123", "prometheus_url":
+                                                   "http://127.0.0.1:9123", "spec": "/somewhere/slo.yaml"}))
+    lab = find_lab(tmp_path, token="t")
+    assert (lab.prometheus_url, lab.slo_spec) == ("http://127.0.0.1:9123", "/somewhere/slo.yaml")
+    # A service named by --url is not that lab: its Prometheus and spec are unknown.
+    other = find_lab(tmp_path, url="http://127.0.0.1:8999", token="t")
+    assert (other.prometheus_url, other.slo_spec) == (None, None)

@@ -53,6 +53,7 @@ class Lab:
     url: str
     token: str
     prometheus_url: str | None = None  # the lab's Prometheus (from lab.json), when it runs one
+    slo_spec: str | None = None  # the SLO spec the lab runs with (from lab.json)
 
     @property
     def service_dir(self) -> Path:
@@ -92,10 +93,10 @@ def find_lab(data_dir: str | Path = DEFAULT_DATA_DIR, url: str | None = None, to
     if not resolved_token:
         raise LabError(f"no admin token: set {TOKEN_ENV} or start the lab with data dir {d} "
                        f"(it writes {d / 'data' / TOKEN_FILE})")
-    # The lab's Prometheus belongs to the lab lab.json describes, not to a service named by --url.
-    prometheus_url = info.get("prometheus_url") if not url or url.rstrip("/") == (info.get("url") or "").rstrip("/") \
-        else None
-    return Lab(d, resolved_url, resolved_token, prometheus_url or None)
+    same_lab = not url or url.rstrip("/") == (info.get("url") or "").rstrip("/")
+    # lab.json's Prometheus and spec belong to the lab it describes, not to a service named by --url.
+    return Lab(d, resolved_url, resolved_token, (info.get("prometheus_url") or None) if same_lab else None,
+               (info.get("spec") or None) if same_lab else None)
 
 
 def fault_name(drill: Drill) -> str:

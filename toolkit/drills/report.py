@@ -20,7 +20,7 @@ from toolkit.drills.measure import (Attempt, DrillEvents, Impact, MetricSample, 
                                     measure_impact, percentile, read_drill_events, read_metric_samples)
 from toolkit.drills.pages import PageVerdict, engine_first_page, page_verdict, prometheus_first_fire
 from toolkit.drills.schema import Drill, find_drill
-from toolkit.drills.state import RunDir
+from toolkit.drills.state import RunDir, RunState
 from toolkit.measures import (BudgetFigures, Outcomes, burn_rate_series, evaluation_times, period_budget,
                               window_counts)
 from toolkit.durations import format_duration
@@ -33,9 +33,12 @@ SPEC_ENV = "OBSLAB_SLO_SPEC"
 _PLOT_BINS = 40
 
 
-def default_spec() -> SloSpec:
-    """The SLO spec: $OBSLAB_SLO_SPEC, else ./slo.yaml, else the one next to the toolkit package."""
-    candidates = [os.environ.get(SPEC_ENV), "slo.yaml", str(Path(__file__).resolve().parents[2] / "slo.yaml")]
+def default_spec(state: RunState | None = None) -> SloSpec:
+    """The SLO spec: the one the run's lab ran with (``lab.json``), else $OBSLAB_SLO_SPEC, else
+    ./slo.yaml, else the one next to the toolkit package — so the report measures what the
+    lab's dashboard and Prometheus rules measure."""
+    candidates = [state.slo_spec if state is not None else None, os.environ.get(SPEC_ENV), "slo.yaml",
+                  str(Path(__file__).resolve().parents[2] / "slo.yaml")]
     for c in candidates:
         if c and Path(c).is_file():
             return load_spec(c)
@@ -75,8 +78,8 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     """Every figure from the measurement engine over the run's events, read twice: as of the
     fault's end (the incident's figures, exactly ``obslab sli --since FAULT_START --until FAULT_END``)
     and as of the drill's end (the whole drill: plots, burn rates, the page)."""
-    spec = spec or default_spec()
     state = run.read_state()
+    spec = spec or default_spec(state)
     truth = run.read_truth()
     drill = find_drill(state.drill_id)
     events_dir = Path(state.events_dir or Path(state.data_dir) / "events")

@@ -107,7 +107,7 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     state = RunState(run_id=run.path.name, drill_id=drill.id, seed=seed, speed=speed, url=lab.url,
                      data_dir=str(lab.data_dir), started_at=started_at,
                      duration_s=drill.setup.duration_s / speed, auto=auto, events_dir=str(lab.events_dir),
-                     prometheus_url=lab.prometheus_url)
+                     prometheus_url=lab.prometheus_url, slo_spec=lab.slo_spec)
     run.write_state(state)
     run.write_truth({"drill_id": drill.id, "cause": drill.truth.cause, "cohort": drill.truth.cohort,
                      "fault_start_s": fault_start_s, "fault_duration_s": drill.fault.duration_s / speed})

@@ -117,7 +117,7 @@ def run_schedule(run: RunDir) -> None:
             from toolkit.drills.report import default_spec, write_report
             from toolkit.drills.runner import record_diagnosis
 
-            spec = default_spec()
+            spec = default_spec(state)
             record_diagnosis(run, solve(run, spec))
             write_report(run, spec)
             run.log("report_written", path=str(run.report_dir))
