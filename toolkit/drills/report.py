@@ -21,9 +21,9 @@ from toolkit.drills.measure import (Attempt, DrillEvents, Impact, MetricSample, 
 from toolkit.drills.pages import PageVerdict, engine_first_page, page_verdict, prometheus_first_fire
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir, RunState
+from toolkit.durations import format_duration
 from toolkit.measures import (BudgetFigures, Outcomes, burn_rate_series, evaluation_times, period_budget,
                               window_counts)
-from toolkit.durations import format_duration
 from toolkit.slo_names import burn_alert_name
 from toolkit.slo_spec import SloSpec, load_spec
 
@@ -95,18 +95,18 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     at_fault_end = read_drill_events(events_dir, Window(start, fault.end), spec.abandon_after_s, as_of=fault.end)
     impact = measure_impact(at_fault_end.attempts, samples, fault, baseline, spec)
     engine = _engine_totals(at_fault_end, spec, fault)
-    sli_incident = (int(engine.primary[0].numerator or 0), int(engine.primary[0].denominator or 0))
+    success_rate = engine.figure("publish_success_rate")
+    sli_incident = (int(success_rate.numerator or 0), int(success_rate.denominator or 0))
     sli_latency = {f.statistic: f.value for f in engine.latency if f.name.startswith("processing_latency_p")}
     at_end = read_drill_events(events_dir, Window(start, end), spec.abandon_after_s, as_of=end)
     whole = _engine_totals(at_end, spec, Window(start, end))
-    sli_drill = (int(whole.primary[0].numerator or 0), int(whole.primary[0].denominator or 0))
+    whole_rate = whole.figure("publish_success_rate")
+    sli_drill = (int(whole_rate.numerator or 0), int(whole_rate.denominator or 0))
     outcomes = drill_outcomes(at_end, spec)
     success = spec.slo("publish-success")
     budget = period_budget(outcomes, success.name, success.objective, spec.period_for(success, "lab"), end)
-    burn_at_end = {}
-    for w in spec.windows_for("lab"):
-        for length in (w.long_s, w.short_s):
-            burn_at_end[format_duration(length)] = burn_rate_series(outcomes, success.objective, [end], length).values()[0]
+    burn_at_end = {format_duration(length): burn_rate_series(outcomes, success.objective, [end], length).values()[0]
+                   for w in spec.windows_for("lab") for length in (w.long_s, w.short_s)}
     page = page_verdict(engine_first_page(outcomes, spec, start, end),
                         prometheus_first_fire(state.prometheus_url, burn_alert_name("publish-success", "page"),
                                               start, end))
