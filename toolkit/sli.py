@@ -65,11 +65,11 @@ def iso(t: datetime | None) -> str | None:
 
 @dataclass(frozen=True)
 class Scope:
-    """What a figure covers: attempts whose outcome time is in [start, end), in a segment."""
+    """What a figure covers: attempts whose outcome time is in (start, end], in a segment."""
 
     start: str | None
     end: str | None
-    window: str  # duration of [start, end), e.g. "5m", or "all" when unbounded
+    window: str  # duration of (start, end], e.g. "5m", or "all" when unbounded
     segment: Mapping[str, str | None]  # dimension → value; {} = all traffic
     synthetic: str  # "included" | "excluded" | "only"
 
@@ -415,9 +415,10 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
     # Totals, series and breakdown in one scan of the scope table: one grouping set each.
     dims = list(query.by)
     w_us = int(round(query.window_s * 1e6)) if query.window_s else None
-    # Windows start at --since, else on round clock times (time_bucket's default origin).
+    # Windows start at --since, else on round clock times (time_bucket's default origin). A window
+    # holds the outcomes in (start, end] (toolkit.measures.WINDOW_EDGES): bucket the instant before.
     origin = f", TIMESTAMP '{since_t.isoformat(sep=' ')}'" if since_t else ""
-    bucket = f"time_bucket(to_microseconds({w_us}), {at}{origin})"
+    bucket = f"time_bucket(to_microseconds({w_us}), {at} - INTERVAL 1 MICROSECOND{origin})"
     keys = (["bucket"] if w_us else []) + dims
     if keys:
         sets = ["()"] + (["(bucket)"] if w_us else []) + ([f"({', '.join(dims)})"] if dims else [])
@@ -436,7 +437,7 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
     dims_at = 3 + (1 if w_us else 0)
     stats_at = 3 + n_keys
 
-    # Totals: the range is [since, until) or, unbounded, the span of outcome times.
+    # Totals: the range is (since, until] or, unbounded, the span of outcome times.
     bounds = total_row[1:3]
     start = since_t or bounds[0]
     end = until_t or (events.as_of if events.as_of and (bounds[1] is None or events.as_of >= bounds[1])

@@ -67,8 +67,10 @@ def _ms(s: float | None) -> str:
 
 
 def _tile(title: str, value: str, detail: str, style: str) -> Panel:
+    # Wide enough that a named figure ("publish-success: spent 0.86 % · 99.14 % remaining") keeps one line.
+    width = max(34, 4 + max(len(line) for line in (value + "\n" + detail).splitlines() or [""]))
     return Panel(Group(Text(value, style=f"bold {style}"), Text(detail, style="dim")), title=title,
-                 title_align="left", border_style=style, width=34)
+                 title_align="left", border_style=style, width=width)
 
 
 def render(s: dict) -> Group:
@@ -94,12 +96,13 @@ def render(s: dict) -> Group:
               "green" if all((b["remaining"] or 1) > 0.5 for b in s["budgets"]) else "yellow"),
     )
     burn = Table(title=f"burn rates over events · alerts from {s['burn']['source']}", title_justify="left", expand=False)
-    for col in ("SLO", "severity", "long window", "short window", "threshold", "over events"):
+    for col in ("SLO", "severity", "long window", "short window", "threshold", "over events", "first fired"):
         burn.add_column(col, justify="left" if col in ("SLO", "severity", "state") else "right")
     fmt = lambda b: "–" if b is None else f"{b:.2f}×"  # noqa: E731
     for w in s["burn"]["windows"]:
         burn.add_row(w["slo"], w["severity"], f"{fmt(w['long_burn'])} / {w['long']}", f"{fmt(w['short_burn'])} / {w['short']}",
-                     f"{w['burn_rate_threshold']:g}×", Text("FIRING", style="bold red") if w["firing"] else Text("ok", style="green"))
+                     f"{w['burn_rate_threshold']:g}×", Text("FIRING", style="bold red") if w["firing"] else Text("ok", style="green"),
+                     w.get("first_fired") or "never")
     alerts = s["burn"]["alerts"]
     alert_line = Text("alerts: " + (", ".join(f"{a['name']} ({a['state']})" for a in alerts) if alerts else "none firing"),
                       style="bold red" if any(a["state"] == "firing" for a in alerts) else "green")

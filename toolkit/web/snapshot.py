@@ -27,7 +27,7 @@ __all__ = ["Window", "LabData", "window_for", "DEFINITIONS", "iso", "parse_ts", 
 # Hover text of each tile: what the number is, over what, and what is left out.
 DEFINITIONS = {
     "success": ("publish success rate = {ratio} (SLO {slo} in the spec) over publish attempts "
-                "whose outcome falls in the window [start, as of). An attempt is one request_id from "
+                "whose outcome falls in the window (start, as of]. An attempt is one request_id from "
                 "upload_started; abandoned = no terminal event {abandon_after} after its last event. Outcomes "
                 "outside the total and rejected requests are excluded; attempts still in flight are not counted yet."),
     "latency": ("processing latency = upload_completed → publish_succeeded (server side), over attempts "
@@ -60,7 +60,7 @@ def parse_ts(text: str) -> datetime:
 @dataclass(frozen=True)
 class Window:
     start: datetime
-    end: datetime  # the as-of time: events with ts <= end; outcomes in [start, end) count
+    end: datetime  # the as-of time: events with ts <= end; outcomes in (start, end] count
     label: str
 
     def to_json(self) -> dict:
