@@ -106,7 +106,7 @@ def test_report_numbers_and_files(tmp_path):
     good, total = es.con.execute(f"""
         SELECT count(*) FILTER (WHERE outcome = 'succeeded'),
                count(*) FILTER (WHERE outcome IN ('succeeded', 'failed', 'abandoned'))
-        FROM attempts WHERE epoch(ended_at) >= {fs} AND epoch(ended_at) < {fe}""").fetchone()
+        FROM attempts WHERE epoch(ended_at) > {fs} AND epoch(ended_at) <= {fe}""").fetchone()
     assert data.sli_incident == (good, total)
     assert data.impact.value("failed_publishes") == total - good
     assert data.first_page_at is not None and fs <= data.first_page_at < fs + 60

@@ -21,7 +21,7 @@ import numpy as np
 
 from toolkit.attempts import attempt_stats_table, outcome_at_sql
 from toolkit.events_io import EventSet, load_events
-from toolkit.measures import Outcomes, SliDefinition, budget_figures, load_outcomes, sli_definition
+from toolkit.measures import Outcomes, SliDefinition, budget_figures, load_outcomes, sli_definition, to_us
 from toolkit.slo_spec import SloSpec
 
 __all__ = [
@@ -45,15 +45,18 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Window:
-    start: float  # Unix seconds, inclusive
-    end: float  # exclusive
+    """(start, end] in Unix seconds: the engine's window edges (``toolkit.measures.WINDOW_EDGES``),
+    compared in whole microseconds as ``obslab sli --since/--until`` compares timestamps."""
+
+    start: float  # exclusive
+    end: float  # inclusive
 
     @property
     def length_s(self) -> float:
         return self.end - self.start
 
     def __contains__(self, t: float) -> bool:
-        return self.start <= t < self.end
+        return to_us(self.start) < to_us(t) <= to_us(self.end)
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ def read_drill_events(events: str | Path, window: Window | None = None, abandon_
     cond = ""
     if window is not None:
         cond = (f"WHERE epoch(last_event_at) >= {window.start!r} AND "
-                f"epoch(coalesce(started_at, last_event_at)) < {window.end!r}")
+                f"epoch(coalesce(started_at, last_event_at)) <= {window.end!r}")
     rows = es.con.execute(f"""
         SELECT request_id, epoch(coalesce(started_at, last_event_at)), region, app_version, network_type,
                media_size_bucket, release, transcode_mode, outcome,
@@ -244,7 +247,7 @@ def drill_outcomes(drill_events: DrillEvents, spec: SloSpec, slo_name: str = "pu
 
 
 def _ended_in(attempts: Iterable[Attempt], w: Window) -> list[Attempt]:
-    """Attempts whose outcome time falls in ``w`` — how ``obslab sli --since/--until`` counts them."""
+    """Attempts whose outcome time falls in ``w``, (start, end] — how ``obslab sli --since/--until`` counts them."""
     return [a for a in attempts if a.ended is not None and a.ended in w]
 
 

@@ -22,8 +22,8 @@ from toolkit.drills.pages import PageVerdict, engine_first_page, page_verdict, p
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir, RunState
 from toolkit.durations import format_duration
-from toolkit.measures import (BudgetFigures, Outcomes, burn_rate_series, evaluation_times, period_budget,
-                              window_counts)
+from toolkit.measures import (BudgetFigures, Outcomes, alert_state, burn_rate_series, evaluation_times,
+                              format_percent, period_budget, sli_ratio, success_definition, window_counts)
 from toolkit.slo_names import burn_alert_name
 from toolkit.slo_spec import SloSpec, load_spec
 
@@ -72,6 +72,8 @@ class ReportData:
     outcomes: Outcomes | None = None  # publish-success outcomes of every event read, as of the drill's end
     budget: BudgetFigures | None = None  # the lab period's budget as of the drill's end (obslab budget --at END)
     burn_at_end: Mapping[str, float | None] | None = None  # burn rate per alert window length at the drill's end
+    alerts_at_end: tuple[dict, ...] = ()  # each lab alert at the drill's end: windows, burn rates, firing
+    sli_drill_latency: Mapping[str, float | None] | None = None  # processing p50/p95/p99 over the whole drill
 
 
 def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
@@ -101,12 +103,19 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     at_end = read_drill_events(events_dir, Window(start, end), spec.abandon_after_s, as_of=end)
     whole = _engine_totals(at_end, spec, Window(start, end))
     whole_rate = whole.figure("publish_success_rate")
+    whole_latency = {f.statistic: f.value for f in whole.latency if f.name.startswith("processing_latency_p")}
     sli_drill = (int(whole_rate.numerator or 0), int(whole_rate.denominator or 0))
     outcomes = drill_outcomes(at_end, spec)
     success = spec.slo("publish-success")
     budget = period_budget(outcomes, success.name, success.objective, spec.period_for(success, "lab"), end)
     burn_at_end = {format_duration(length): burn_rate_series(outcomes, success.objective, [end], length).values()[0]
                    for w in spec.windows_for("lab") for length in (w.long_s, w.short_s)}
+    alerts_at_end = []
+    for w in spec.windows_for("lab"):
+        long, short, firing = alert_state(outcomes, success.objective, w, end)
+        alerts_at_end.append({"slo": success.name, "severity": w.severity, "long": w.long, "short": w.short,
+                              "factor": w.burn_rate, "long_burn": long.burn_rate, "short_burn": short.burn_rate,
+                              "firing": firing})
     page = page_verdict(engine_first_page(outcomes, spec, start, end),
                         prometheus_first_fire(state.prometheus_url, burn_alert_name("publish-success", "page"),
                                               start, end))
@@ -117,7 +126,8 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
               None if page.at is None else page.at - start)
     return ReportData(drill, state.run_id, state.seed, state.speed, start, end, fault, baseline, at_end.attempts,
                       samples, impact, sli_incident, sli_latency, sli_drill, page.at, page.alert, g, answers,
-                      tuple(timeline), spec, page, at_end.events.summary(), outcomes, budget, burn_at_end)
+                      tuple(timeline), spec, page, at_end.events.summary(), outcomes, budget, burn_at_end,
+                      tuple(alerts_at_end), whole_latency)
 
 
 def _iso(t: float) -> str:
@@ -125,7 +135,7 @@ def _iso(t: float) -> str:
 
 
 def _engine_totals(drill_events: DrillEvents, spec: SloSpec, window: Window):
-    """The SLI engine's totals over ``window`` (outcome times in [start, end)), as of the read's as-of time."""
+    """The SLI engine's totals over ``window`` (outcome times in (start, end]), as of the read's as-of time."""
     from toolkit.sli import SliQuery, compute_report
 
     report = compute_report(drill_events.events, spec,
@@ -359,9 +369,8 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         f"drill's end. Read: {data.read_summary or 'n/a'}.",
         "",
         f"- **Publish success (publish-success SLI)** during the fault: {good_i}/{total_i} = "
-        f"{(good_i / total_i if total_i else float('nan')):.2%} (succeeded ÷ succeeded + failed + abandoned; "
-        f"cancellations excluded); whole drill: {good_d}/{total_d} = "
-        f"{(good_d / total_d if total_d else float('nan')):.2%}.",
+        f"{format_percent(sli_ratio(good_i, total_i))} ({success_definition(data.spec).ratio_text()}, from the "
+        f"spec); whole drill: {good_d}/{total_d} = {format_percent(sli_ratio(good_d, total_d))}.",
         f"- **Processing latency** of publishes during the fault (exact nearest-rank, synthetic traffic "
         f"included): p50 {_fmt(data.sli_latency.get('p50'), 'ms')}, p95 {_fmt(data.sli_latency.get('p95'), 'ms')}, "
         f"p99 {_fmt(data.sli_latency.get('p99'), 'ms')} — as `obslab sli --since {_iso(data.fault.start)} "
@@ -422,7 +431,7 @@ def _star(data: ReportData) -> list[str]:
         f"- **Situation.** The briefing: “{' '.join(d.briefing.split())}” During the {data.fault.length_s:.0f} s "
         f"incident, "
         f"{good_i} of {total_i} publish attempts succeeded "
-        f"({(good_i / total_i if total_i else float('nan')):.2%}, publish-success SLI, outcomes in the window).",
+        f"({format_percent(sli_ratio(good_i, total_i))}, publish-success SLI, outcomes in the window).",
         f"- **Task.** Find the cause and who was affected, and size the impact: {d.questions.impact.prompt}",
         "- **Action.** The drill's expected evidence path: " + "; ".join(d.debrief.evidence_path) + ". "
         f"Measured: {page}.",
@@ -467,7 +476,8 @@ def report_json(data: ReportData) -> dict:
         "baseline_window": [data.baseline.start, data.baseline.end],
         "sli_fault_window": {"good": data.sli_incident[0], "total": data.sli_incident[1],
                              "processing_latency_ms": dict(data.sli_latency)},
-        "sli_drill": {"good": data.sli_drill[0], "total": data.sli_drill[1]},
+        "sli_drill": {"good": data.sli_drill[0], "total": data.sli_drill[1],
+                      "processing_latency_ms": dict(data.sli_drill_latency or {})},
         "figures": {k: {"value": f.value, "unit": f.unit, "count": f.count, "definition": f.definition}
                     for k, f in data.impact.figures.items()},
         "first_page_at": data.first_page_at,
@@ -476,6 +486,7 @@ def report_json(data: ReportData) -> dict:
             "slo": data.budget.slo, "period": data.budget.period, "at": data.end, "spent": data.budget.spent,
             "remaining": data.budget.remaining, "text": data.budget.describe()},
         "burn_rates": dict(data.burn_at_end or {}),
+        "alerts": list(data.alerts_at_end),
         "page": None if data.page is None else {
             "fired": data.page.fired, "at": data.page.at, "alert": data.page.alert,
             "engine_at": data.page.engine.at, "engine_alert": data.page.engine.alert,
