@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from toolkit.measures import format_percent
 
 __all__ = ["SurfaceFigures", "figures_from_sli_json", "figures_from_budget_json", "figures_from_snapshot",
-           "figures_from_top_text", "assert_same_figures"]
+           "figures_from_top_text", "figures_from_drill_report", "assert_same_figures"]
 
 
 @dataclass
@@ -137,3 +137,26 @@ def assert_same_figures(*surfaces: SurfaceFigures) -> None:
             for slo, when in first.first_page.items():
                 if when is not None:
                     assert when in t.text, f"{t.surface}: {slo} first page {when}"
+
+
+def figures_from_drill_report(report: Mapping[str, Any]) -> SurfaceFigures:
+    """A drill's ``report.json`` (``toolkit.drills.report.report_json``): its whole-drill figures, as of
+    the drill's end (success rate and latency over the drill, the lab period's budget, each lab alert's
+    burn rates and state, and the first page the report counts)."""
+    from datetime import datetime, timezone
+
+    def iso(t: float | None) -> str | None:
+        if t is None:
+            return None
+        d = datetime.fromtimestamp(round(t * 1e6) / 1e6, tz=timezone.utc)
+        return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+
+    drill = report["sli_drill"]
+    ms = {k: None if v is None else v / 1000.0 for k, v in drill["processing_latency_ms"].items()}
+    budget = report["budget"]
+    burn = {(a["slo"], a["severity"], a["long"], a["short"]): (a["long_burn"], a["short_burn"], a["firing"])
+            for a in report["alerts"]}
+    return SurfaceFigures("drill report", None if not drill["total"] else drill["good"] / drill["total"],
+                          drill["good"], drill["total"], ms["p50"], ms["p95"], ms["p99"],
+                          {budget["slo"]: (budget["spent"], budget["remaining"])}, burn,
+                          {budget["slo"]: iso(report["first_page_at"])})

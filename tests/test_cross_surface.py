@@ -91,3 +91,36 @@ def test_every_surface_shows_the_same_figures(data_dir: Path):
     spent, remaining = budget.budget["publish-success"]
     assert 0 < spent < 1 and remaining == pytest.approx(1 - spent)
     assert any(lb is not None for lb, _, _ in budget.burn.values())
+
+
+def _drill_report(data_dir: Path, as_of: datetime) -> dict:
+    """A drill run over the fixture's traffic (started with it, ended at the as-of time, its fault the
+    fixture's) and its report.json, as `obslab drill report` writes it."""
+    from toolkit.drills.report import write_report
+    from toolkit.drills.state import RunDir, RunState, append_jsonl
+
+    start, end = START.timestamp(), as_of.timestamp()
+    run = RunDir(data_dir / "drills" / "run-cross-surface")
+    run.path.mkdir(parents=True)
+    run.write_state(RunState(run_id="run-cross-surface", drill_id="regional-storage-outage", seed=1, speed=1.0,
+                             url="http://127.0.0.1:1", data_dir=str(data_dir), started_at=start,
+                             duration_s=end - start, events_dir=str(data_dir / "events")))
+    run.write_truth({"fault_start_s": 300.0, "fault_duration_s": 30.0, "fault_applied_at": start + 300,
+                     "fault_removed_at": start + 330})
+    for kind, t in (("drill_started", start), ("drill_finished", end)):
+        append_jsonl(run.timeline_file, {"t": t, "kind": kind})
+    md = write_report(run, load_spec(SPEC))
+    return json.loads((md.parent / "report.json").read_text())
+
+
+def test_a_drill_report_shows_the_same_figures(data_dir: Path):
+    from cross_surface import figures_from_drill_report
+
+    report = figures_from_drill_report(_drill_report(data_dir, AS_OF))
+    sli, budget, snapshot = surfaces_at(data_dir, SPEC, AS_OF)[:3]
+    assert_same_figures(sli, budget, snapshot, report)
+    # Every figure is there to compare: success, latency, budget, burn per window, first page.
+    assert None not in (report.success_rate, report.p50_s, report.p95_s, report.p99_s)
+    assert report.budget["publish-success"] == budget.budget["publish-success"]
+    assert report.burn == {k: v for k, v in budget.burn.items() if k[0] == "publish-success"}
+    assert report.first_page["publish-success"] == budget.first_page["publish-success"] is not None
