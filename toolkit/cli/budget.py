@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from toolkit.budget import BudgetReport, compute_budget
-from toolkit.cli._events_common import find_spec, report_read_problems, synthetic_choice
+from toolkit.cli._events_common import find_spec, report_read_problems, synthetic_choice, synthetic_option
 from toolkit.cli.base import UserError, app, console, user_errors
 from toolkit.events_io import EventsError, load_events
 from toolkit.slo_spec import SloSpecError
@@ -23,7 +23,7 @@ def budget(
     slo: Optional[str] = typer.Option(None, help="SLO spec (default ./slo.yaml)."),
     profile: str = typer.Option("prod", help="Time profile from the spec: prod or lab."),
     at: Optional[str] = typer.Option(None, help="Evaluate at this time (RFC 3339); later events are ignored."),
-    include_synthetic: bool = typer.Option(True, "--include-synthetic/--exclude-synthetic"),
+    synthetic: str = synthetic_option(),
     strict: bool = typer.Option(False, help="Fail on the first invalid event line."),
     fmt: str = typer.Option("table", "--format", help="table | json | markdown"),
 ) -> None:
@@ -35,7 +35,7 @@ def budget(
         spec.profile(profile)
         events = load_events(paths, strict=strict, until=at)
         report_read_problems(events)
-        report = compute_budget(events, spec, profile, at=at, synthetic=synthetic_choice(include_synthetic))
+        report = compute_budget(events, spec, profile, at=at, synthetic=synthetic_choice(synthetic))
     if fmt == "json":
         print(json.dumps(report.to_dict(), indent=2))
     else:
