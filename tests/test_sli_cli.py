@@ -19,7 +19,7 @@ def run(*args):
 
 def test_sli_json_has_the_documented_shape():
     p = run("sli", str(GOLDEN), "--slo", SLO, "--format", "json", "--by", "release,region", "--window", "10m",
-            "--where", "app_version=5.4.0", "--exclude-synthetic")
+            "--where", "app_version=5.4.0", "--synthetic", "exclude")
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
     assert d["schema"] == "obslab.sli/v1"
@@ -82,3 +82,14 @@ def test_budget_json_and_table():
     assert "Error budget at 2026-01-05T10:03:00.000Z" in t.stdout and "profile prod" in t.stdout
     bad = run("budget", str(GOLDEN), "--slo", SLO, "--profile", "staging")
     assert bad.returncode == 2 and "no profile 'staging'" in bad.stderr
+
+
+@pytest.mark.parametrize("command", ["sli", "budget"])
+def test_one_synthetic_vocabulary(command):
+    only = run(command, str(GOLDEN), "--slo", SLO, "--synthetic", "only", "--format", "json")
+    assert only.returncode == 0, only.stderr
+    d = json.loads(only.stdout)
+    assert (d["scope"]["synthetic"] if command == "sli" else d["synthetic"]) == "only"
+    bad = run(command, str(GOLDEN), "--slo", SLO, "--synthetic", "maybe")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "--synthetic 'maybe': expected one of include, exclude, only" in bad.stderr

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
-from toolkit.durations import format_duration
+from toolkit.durations import format_duration, format_seconds
 from toolkit.events_io import EventSet, parse_time
 from toolkit.measures import (BudgetFigures, BurnRate, alert_fires, alert_series, burn_rate, evaluation_times,
                               load_all_outcomes, period_budget, sli_definition, sli_ratio, to_us)
@@ -167,7 +167,7 @@ def compute_budget(events: EventSet, spec, profile: str = "prod", at: str | date
         good = figures.total - figures.bad
         covers = "no data"
         if out.traffic_start_us is not None and figures.covered_s > 0:
-            covers = f"{format_duration(figures.covered_s)} of {format_duration(period_s)}"
+            covers = f"{format_seconds(figures.covered_s)} of {format_duration(period_s)}"
         alerts = []
         for w in windows:
             s = alert_series(out, slo.objective, w, [at_s])

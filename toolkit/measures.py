@@ -394,19 +394,16 @@ class AlertSeries:
         return float(self.ends[hits[0]]) if len(hits) else None
 
     def spans(self) -> tuple[FiringSpan, ...]:
-        """Runs of consecutive firing evaluations; a span ends at the first evaluation that did not fire."""
-        out, n, k = [], len(self.firing), 0
-        while k < n:
-            if not self.firing[k]:
-                k += 1
-                continue
-            j = k
-            while j + 1 < n and self.firing[j + 1]:
-                j += 1
-            end = None if j == n - 1 else float(self.ends[j + 1])
-            dur = (end if end is not None else float(self.ends[j])) - float(self.ends[k])
-            out.append(FiringSpan(float(self.ends[k]), end, dur))
-            k = j + 1
+        """Runs of consecutive firing evaluations; a span ends at the first evaluation that did not fire.
+
+        A span still firing at the last evaluation has ``end=None`` and lasts until that evaluation.
+        """
+        edges = np.diff(np.concatenate([[0], self.firing.astype(np.int8), [0]]))
+        starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        n, ends, out = len(self.firing), self.ends, []
+        for k, j in zip(starts.tolist(), stops.tolist()):
+            end = float(ends[j]) if j < n else None
+            out.append(FiringSpan(float(ends[k]), end, (end if end is not None else float(ends[j - 1])) - float(ends[k])))
         return tuple(out)
 
     def firing_s(self) -> float:
@@ -461,7 +458,7 @@ def evaluation_times(start: float | datetime, end: float | datetime, step_s: flo
     going back no earlier than ``start``; ascending Unix seconds."""
     if step_s <= 0:
         raise ValueError(f"evaluation step must be longer than zero, got {step_s!r}")
-    s_us, e_us, step_us = to_us(start), to_us(end), int(round(step_s * _US))
+    s_us, e_us, step_us = to_us(start), to_us(end), max(1, int(round(step_s * _US)))
     if e_us < s_us:
         return np.array([], dtype=float)
     n = (e_us - s_us) // step_us + 1

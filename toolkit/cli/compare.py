@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
+from toolkit.cli._events_common import parse_synthetic, synthetic_option
 from toolkit.cli.base import app, console, user_errors
 from toolkit.durations import format_duration
 
@@ -86,7 +87,7 @@ def compare(
     until: Optional[str] = typer.Option(None, help="Window end (exclusive)."),
     last: Optional[str] = typer.Option(None, help="Window: the last DURATION of data (e.g. 30m)."),
     expected_split: Optional[str] = typer.Option(None, help="Intended split CONTROL:TREATMENT (e.g. 95:5) for the SRM check."),
-    synthetic: str = typer.Option("include", help="Synthetic traffic: include, exclude or only."),
+    synthetic: str = synthetic_option(),
     config: Optional[Path] = typer.Option(None, help="Judge config YAML (metrics, thresholds); defaults built in."),
     abandon_after: Optional[str] = typer.Option(
         None, help="No terminal event this long after the last event = abandoned (default: the spec's abandon_after)."),
@@ -100,11 +101,9 @@ def compare(
     from toolkit.cli._events_common import find_spec
     from toolkit.judge import load_judge_config, with_spec
 
-    from toolkit.compare import _synthetic_sql
-
     with user_errors(*USER_ERRORS):
         check_format(fmt)
-        _synthetic_sql(synthetic)
+        synthetic = parse_synthetic(synthetic).value
         spec = find_spec(slo)
         cfg = with_spec(load_judge_config(config), spec)
         c_sel = parse_selector(control, "--control")

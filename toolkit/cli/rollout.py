@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
+from toolkit.cli._events_common import parse_synthetic, synthetic_option
 from toolkit.cli.base import UserError, app, console, user_errors
 
 rollout_app = typer.Typer(help="Staged rollout of a flag variant: plan, evaluate from events, run against a lab.",
@@ -105,7 +106,7 @@ def evaluate_cmd(
     log: Optional[Path] = typer.Option(None, help="Decision log of a run (stage times come from it)."),
     stage: Optional[list[str]] = typer.Option(None, help="PERCENT@START/END, repeatable (instead of --log)."),
     plan: Optional[Path] = typer.Option(None, help="Rollout plan YAML."),
-    synthetic: str = typer.Option("include", help="Synthetic traffic: include, exclude or only."),
+    synthetic: str = synthetic_option(),
     abandon_after: Optional[str] = typer.Option(
         None, help="No terminal event this long after the last event = abandoned (default: the spec's abandon_after)."),
     slo: Optional[str] = typer.Option(None, help="SLO spec: defines the success rate's good and total "
@@ -123,7 +124,8 @@ def evaluate_cmd(
         timeline = timeline_from_log(log) if log else [_parse_stage(s) for s in stage]
         the_plan, abandon_after = _with_spec(load_plan(plan), slo, abandon_after)
         rel, _ = load(events, abandon_after)
-        result = evaluate_timeline(rel, the_plan, timeline, synthetic=synthetic, source=source_text(events))
+        result = evaluate_timeline(rel, the_plan, timeline, synthetic=parse_synthetic(synthetic).value,
+                                   source=source_text(events))
         data = result.to_dict()
     emit_json(data, output) if fmt == "json" else print_result(data)
 
@@ -135,7 +137,7 @@ def run_cmd(
     plan: Optional[Path] = typer.Option(None, help="Rollout plan YAML."),
     url: str = typer.Option("http://127.0.0.1:8000", help="The service's base URL."),
     token: Optional[str] = typer.Option(None, help=f"Admin token (default: ${TOKEN_ENV})."),
-    synthetic: str = typer.Option("include", help="Synthetic traffic: include, exclude or only."),
+    synthetic: str = synthetic_option(),
     abandon_after: Optional[str] = typer.Option(
         None, help="No terminal event this long after the last event = abandoned (default: the spec's abandon_after)."),
     slo: Optional[str] = typer.Option(None, help="SLO spec: defines the success rate's good and total "
@@ -166,7 +168,7 @@ def run_cmd(
         try:
             result = run_rollout(the_plan, set_percent=control.set_percent,
                                  load_attempts=lambda: load([events], abandon_after)[0], log=decision_log,
-                                 synthetic=synthetic, on_event=show)
+                                 synthetic=parse_synthetic(synthetic).value, on_event=show)
         finally:
             decision_log.close()
         data = result.to_dict()

@@ -43,8 +43,9 @@ DEFINITIONS = {
              "threshold (SRE Workbook). Windows are the {profile} profile's (compressed {factor:g}×)."),
 }
 SERIES_STEPS_S = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
-# Budget alert history is replayed on a grid; a coarse grid keeps a refresh cheap on a long lab run.
-_MAX_HISTORY_POINTS = 2000
+# Budget alert history is replayed every scrape interval, as `obslab budget` replays it (so the first
+# fire time is the same); only a run too long for that many points gets a coarser grid.
+_MAX_HISTORY_POINTS = 500_000
 
 
 def iso(ts: datetime) -> str:
