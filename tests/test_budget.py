@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.budget import alert_fires, budget_status, burn_rate, compute_budget
+from toolkit.budget import alert_fires, burn_rate, compute_budget
+from toolkit.measures import budget_figures
 from toolkit.events_io import load_events
 from toolkit.slo_spec import load_spec
 from toolkit.synth import Effect, SynthConfig, generate, write_jsonl
@@ -26,18 +27,24 @@ def test_burn_rate_by_hand():
 def test_zero_traffic_is_no_data_not_nan():
     b = burn_rate(0, 0, 0.99)
     assert b.error_rate is None and b.burn_rate is None
-    s = budget_status(0, 0, 0.99)
-    assert s.remaining is None and s.consumed is None and s.sli is None and s.allowed_bad == 0
+    s = budget_figures("x", 0.99, 43200, 0, 0, 600)
+    assert s.remaining is None and s.spent is None and s.allowed_bad is None
     assert not alert_fires(b, burn_rate(5, 5, 0.99), 1.0)
 
 
-def test_budget_status_by_hand():
-    # 1000 events at 99 %: 10 bad allowed; 5 happened → half the budget left.
-    s = budget_status(5, 1000, 0.99)
-    assert s.allowed_bad == pytest.approx(10.0)
-    assert s.consumed == pytest.approx(0.5) and s.remaining == pytest.approx(0.5) and s.sli == 0.995
+def test_budget_figures_by_hand():
+    # A whole period of data, 1000 events at 99 %: 10 bad allowed; 5 happened → half the budget left.
+    s = budget_figures("x", 0.99, 43200, 5, 1000, 43200)
+    assert s.allowed_bad == pytest.approx(10.0) and s.period == "12h"
+    assert s.spent == pytest.approx(0.5) and s.remaining == pytest.approx(0.5)
     # Overspent: 30 bad of 10 allowed → remaining -200 %.
-    assert budget_status(30, 1000, 0.99).remaining == pytest.approx(-2.0)
+    assert budget_figures("x", 0.99, 43200, 30, 1000, 43200).remaining == pytest.approx(-2.0)
+    # Ten minutes of a 12 h period seen, 1000 events: the period will hold 72 000, so 720 bad are
+    # allowed; 30 bad spent 30/720 of it — not the 300 % the error ratio of ten minutes suggests.
+    s = budget_figures("x", 0.99, 43200, 30, 1000, 600)
+    assert s.expected_total == pytest.approx(72000) and s.allowed_bad == pytest.approx(720)
+    assert s.spent == pytest.approx(30 / 720) and s.remaining == pytest.approx(1 - 30 / 720)
+    assert s.describe() == "spent 4.17 % of the 12h period's budget; 95.83 % remaining"
 
 
 @pytest.mark.parametrize("long, short, fires", [
@@ -61,11 +68,13 @@ def test_budget_from_golden_events():
     r = compute_budget(load_events([GOLDEN]), SPEC, "lab")
     ratio, latency = r.slos
     # publish-success: 3 good of 5 (succeeded + failed + abandoned) in the 12 h lab period.
-    assert (ratio.status.total, ratio.status.bad) == (5, 2)
-    assert ratio.status.consumed == pytest.approx(0.4 / 0.01)
+    # Traffic began at 10:00:00.000 and the analysis time is 10:25:00.300: 1500.3 s of the 43 200 s period.
+    assert (ratio.total, ratio.budget.bad) == (5, 2)
+    assert ratio.budget.covered_s == pytest.approx(1500.3)
+    assert ratio.budget.spent == pytest.approx(0.4 / 0.01 * 1500.3 / 43200)
     # publish-latency: 2 of 3 publishes within 1 s; budget 5 %.
-    assert (latency.status.total, latency.status.bad) == (3, 1)
-    assert latency.status.remaining == pytest.approx(1 - (1 / 3) / 0.05)
+    assert (latency.total, latency.budget.bad) == (3, 1)
+    assert latency.budget.remaining == pytest.approx(1 - (1 / 3) / 0.05 * 1500.3 / 43200)
     # At the analysis time (10:25:00.3) nothing finished in the last 72 minutes of lab windows but
     # the 1h12m window holds everything; the 1 m page window has no data.
     page = ratio.alerts[0]
@@ -80,7 +89,7 @@ def test_budget_zero_traffic_segment(tmp_path):
     r = compute_budget(load_events([GOLDEN]), SPEC, "prod", synthetic=True, at="2026-01-05T10:10:00Z")
     # At 10:10 the only synthetic attempt (f) has not started.
     for s in r.slos:
-        assert s.status.remaining is None and all(a.note == "no data" for a in s.alerts)
+        assert s.budget.remaining is None and all(a.note == "no data" for a in s.alerts)
         assert all(h.first_fired is None for h in s.history)
 
 

@@ -53,7 +53,7 @@ def test_solver_ranks_the_injected_cause_and_cohort_first(tmp_path, drill_id):
     events_dir, start = _events(tmp_path, case["effect"], **case.get("cfg", {}))
     drill = find_drill(drill_id)
     attempts = read_attempts(events_dir, abandon_after_s=SPEC.abandon_after_s)
-    d = diagnose(drill, attempts, [], start, start + DURATION, SPEC, events=events_dir)
+    d = diagnose(drill, attempts, [], start, start + DURATION, SPEC)
     assert d.cause == drill.truth.cause, d.causes
     assert dict(d.cohort) == drill.truth.cohort, d.cohorts[:3]
     # The incident window found from the data overlaps the injected one.
@@ -106,7 +106,7 @@ def test_report_numbers_and_files(tmp_path):
     good, total = es.con.execute(f"""
         SELECT count(*) FILTER (WHERE outcome = 'succeeded'),
                count(*) FILTER (WHERE outcome IN ('succeeded', 'failed', 'abandoned'))
-        FROM attempts WHERE epoch(ended_at) >= {fs} AND epoch(ended_at) < {fe}""").fetchone()
+        FROM attempts WHERE epoch(ended_at) > {fs} AND epoch(ended_at) <= {fe}""").fetchone()
     assert data.sli_incident == (good, total)
     assert data.impact.value("failed_publishes") == total - good
     assert data.first_page_at is not None and fs <= data.first_page_at < fs + 60

@@ -19,7 +19,7 @@ def run(*args):
 
 def test_sli_json_has_the_documented_shape():
     p = run("sli", str(GOLDEN), "--slo", SLO, "--format", "json", "--by", "release,region", "--window", "10m",
-            "--where", "app_version=5.4.0", "--exclude-synthetic")
+            "--where", "app_version=5.4.0", "--synthetic", "exclude")
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
     assert d["schema"] == "obslab.sli/v1"
@@ -72,11 +72,24 @@ def test_budget_json_and_table():
     p = run("budget", str(GOLDEN), "--slo", SLO, "--profile", "lab", "--format", "json")
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
-    assert d["schema"] == "obslab.budget/v1" and d["profile"] == "lab"
+    assert d["schema"] == "obslab.budget/v2" and d["profile"] == "lab"
     assert [s["slo"] for s in d["slos"]] == ["publish-success", "publish-latency"]
-    assert d["slos"][0]["status"]["bad"] == 2 and d["slos"][0]["status"]["total"] == 5
+    assert d["slos"][0]["budget"]["bad"] == 2 and d["slos"][0]["total"] == 5
+    assert d["slos"][0]["budget"]["period"] == "12h" and d["slos"][0]["budget"]["remaining"] == \
+        pytest.approx(1 - d["slos"][0]["budget"]["spent"])
     t = run("budget", str(GOLDEN), "--slo", SLO, "--at", "2026-01-05T10:03:00Z")
     assert t.returncode == 0, t.stderr
     assert "Error budget at 2026-01-05T10:03:00.000Z" in t.stdout and "profile prod" in t.stdout
     bad = run("budget", str(GOLDEN), "--slo", SLO, "--profile", "staging")
     assert bad.returncode == 2 and "no profile 'staging'" in bad.stderr
+
+
+@pytest.mark.parametrize("command", ["sli", "budget"])
+def test_one_synthetic_vocabulary(command):
+    only = run(command, str(GOLDEN), "--slo", SLO, "--synthetic", "only", "--format", "json")
+    assert only.returncode == 0, only.stderr
+    d = json.loads(only.stdout)
+    assert (d["scope"]["synthetic"] if command == "sli" else d["synthetic"]) == "only"
+    bad = run(command, str(GOLDEN), "--slo", SLO, "--synthetic", "maybe")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "--synthetic 'maybe': expected one of include, exclude, only" in bad.stderr

@@ -113,9 +113,12 @@ def test_stalled_attempt_is_abandoned_after_abandon_after(data_dir: Path):
     s = _snapshot_at(data_dir, T0 + timedelta(minutes=11))
     su = s["success"]
     assert (su["good"], su["total"], su["abandoned"], su["in_flight"]) == (11, 13, 1, 0)
-    # 2 bad of 13 over the 12 h lab period, objective 0.99: remaining = 1 - (2/13)/0.01.
+    # 2 bad of 13 in the 11 minutes since traffic began, of the 12 h lab period, objective 0.99: the
+    # period's budget is 0.01 × 13 × 720/11 events, so spent = (2/13)/0.01 × 11/720.
     budget = next(b for b in s["budgets"] if b["slo"] == "publish-success")
-    assert budget["remaining"] == pytest.approx(1 - (2 / 13) / 0.01)
+    assert budget["spent"] == pytest.approx((2 / 13) / 0.01 * 660 / 43200)
+    assert budget["remaining"] == pytest.approx(1 - budget["spent"])
+    assert budget["summary"].startswith("spent 23.50 % of the 12h period's budget; 76.50 % remaining")
 
 
 def test_events_after_as_of_are_ignored(data_dir: Path):

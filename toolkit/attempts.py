@@ -169,11 +169,13 @@ def filter_attempts(rel: duckdb.DuckDBPyRelation, *, abandon_after_s: float = 60
                     since: str | datetime | None = None, until: str | datetime | None = None,
                     where: Mapping[str, str | None] | None = None,
                     synthetic: bool | None = None) -> duckdb.DuckDBPyRelation:
-    """Attempts whose outcome time is in [since, until), matching ``where`` (dim → value) and ``synthetic``.
+    """Attempts whose outcome time is in (since, until], matching ``where`` (dim → value) and ``synthetic``.
 
+    The window edges are the definitions layer's (``toolkit.measures.WINDOW_EDGES``): "until T"
+    includes what ended at T, so an attempt that became abandoned exactly at the as-of time counts.
     ``synthetic=None`` keeps all traffic, ``False`` only real users, ``True`` only load.
     With ``since`` or ``until``, in-flight attempts (no outcome time) are kept only if
-    they started before ``until``.
+    they started at or before ``until``.
     """
     conds = _where_sql(where)
     if synthetic is not None:
@@ -181,10 +183,10 @@ def filter_attempts(rel: duckdb.DuckDBPyRelation, *, abandon_after_s: float = 60
     at = outcome_at_sql(abandon_after_s)
     since_t, until_t = parse_time(since), parse_time(until)
     if since_t is not None:
-        conds.append(f"({at} >= {_ts(since_t)} OR outcome = 'in_flight')")
+        conds.append(f"({at} > {_ts(since_t)} OR outcome = 'in_flight')")
     if until_t is not None:
-        conds.append(f"(({at}) < {_ts(until_t)} OR (outcome = 'in_flight' AND coalesce(started_at, last_event_at) "
-                     f"< {_ts(until_t)}))")
+        conds.append(f"(({at}) <= {_ts(until_t)} OR (outcome = 'in_flight' AND coalesce(started_at, last_event_at) "
+                     f"<= {_ts(until_t)}))")
     return rel.filter(" AND ".join(conds)) if conds else rel
 
 

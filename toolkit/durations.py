@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["DurationError", "parse_duration", "format_duration"]
+__all__ = ["DurationError", "parse_duration", "format_duration", "format_seconds"]
 
 # Longer than any SLO period or window makes sense; keeps arithmetic and formatting finite.
 MAX_DURATION_S = 100 * 365 * 86400
@@ -58,3 +58,14 @@ def format_duration(seconds: float) -> str:
             n, ms = divmod(ms, size)
             out.append(f"{n}{unit}")
     return "".join(out)
+
+
+def format_seconds(seconds: float) -> str:
+    """A measured duration, the one way outputs print it: ``49.3 s`` (one decimal, thousands separated).
+
+    ``format_duration`` writes configured durations as the spec and Prometheus do ("5m", "12h");
+    a measured span is rarely round, and "49s320ms" reads worse than "49.3 s".
+    """
+    if seconds < 0:
+        raise DurationError(f"duration must not be negative, got {seconds!r}")
+    return f"{seconds:,.1f} s"

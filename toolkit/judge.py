@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from toolkit.brief import brief
+from toolkit.measures import DEFAULT_SUCCESS, SliDefinition, success_definition
 from toolkit.stats import (DEFAULT_MINIMUMS, SRM_ALPHA, MinimumSamples, ProportionComparison,
                            QuantileComparison, ShiftComparison, SrmResult)
 from toolkit.yaml_file import load_yaml_file
@@ -45,6 +46,8 @@ __all__ = [
     "judge",
     "load_judge_config",
     "parse_judge_config",
+    "success_metric",
+    "with_spec",
     "CLASSES",
     "VERDICTS",
 ]
@@ -89,10 +92,18 @@ class MetricSpec:
 FINISHED = "outcome IN ('succeeded', 'failed', 'abandoned')"
 SUCCEEDED = "outcome = 'succeeded'"
 
+
+def success_metric(definition: SliDefinition) -> MetricSpec:
+    """The primary metric: the publish success rate exactly as the SLO spec defines good and total
+    (``toolkit.measures``), so ``compare``/``rollout`` judge the rate ``obslab sli`` reports."""
+    good, total = definition.sql()
+    return MetricSpec("publish_success_rate", f"publish success rate: {definition.ratio_text()}",
+                      "primary", "proportion", "decrease", 0.005, 40, critical=True,
+                      numerator=good, denominator=total)
+
+
 DEFAULT_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("publish_success_rate", "publish success rate: succeeded / (succeeded + failed + abandoned)",
-               "primary", "proportion", "decrease", 0.005, 40, critical=True,
-               numerator=SUCCEEDED, denominator=FINISHED),
+    success_metric(DEFAULT_SUCCESS),
     MetricSpec("processing_latency_p95", "server-side p95 processing latency (upload_completed → publish_succeeded)",
                "primary", "quantile", "increase", 0.10, 20, quantile=0.95,
                value="processing_ms", population=SUCCEEDED, unit="ms"),
@@ -136,6 +147,20 @@ class JudgeConfig:
 
 
 DEFAULT_CONFIG = JudgeConfig()
+
+
+def with_spec(config: JudgeConfig, spec) -> JudgeConfig:
+    """The config with the built-in success metric defined by ``spec`` (its ratio SLO's good and total).
+
+    A success metric the user wrote into a judge config (different selection) is left as written.
+    """
+    builtin = success_metric(DEFAULT_SUCCESS)
+    ours = success_metric(success_definition(spec))
+    metrics = tuple(replace(ours, allowed_change=m.allowed_change, weight=m.weight, critical=m.critical,
+                            direction=m.direction, group=m.group)
+                    if m.name == builtin.name and (m.numerator, m.denominator) == (builtin.numerator, builtin.denominator)
+                    else m for m in config.metrics)
+    return replace(config, metrics=metrics)
 
 
 @dataclass(frozen=True)

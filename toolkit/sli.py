@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 from toolkit.attempts import DIMENSIONS, attempt_stats_relation, filter_attempts, outcome_at_sql
 from toolkit.durations import format_duration
 from toolkit.events_io import EventSet, parse_time
+from toolkit.measures import DEFAULT_SUCCESS, SliDefinition, sli_definition, success_definition
 from toolkit.slo_spec import SloSpec
 
 __all__ = [
@@ -64,11 +65,11 @@ def iso(t: datetime | None) -> str | None:
 
 @dataclass(frozen=True)
 class Scope:
-    """What a figure covers: attempts whose outcome time is in [start, end), in a segment."""
+    """What a figure covers: attempts whose outcome time is in (start, end], in a segment."""
 
     start: str | None
     end: str | None
-    window: str  # duration of [start, end), e.g. "5m", or "all" when unbounded
+    window: str  # duration of (start, end], e.g. "5m", or "all" when unbounded
     segment: Mapping[str, str | None]  # dimension → value; {} = all traffic
     synthetic: str  # "included" | "excluded" | "only"
 
@@ -168,10 +169,12 @@ def _pct_name(q: float) -> str:
 
 
 def section_from_stats(s: Stats, scope: Scope, *, latency_threshold_ms: float, latency_kind: str = "processing",
-                       window_s: float | None = None) -> Section:
-    """Turn the sums of one group into labelled figures (pure)."""
-    total = s.succeeded + s.failed + s.abandoned
-    attempts = total + s.cancelled + s.in_flight
+                       window_s: float | None = None, success: SliDefinition = DEFAULT_SUCCESS) -> Section:
+    """Turn the sums of one group into labelled figures (pure); ``success`` is the spec's ratio SLO."""
+    counts = {"succeeded": s.succeeded, "failed": s.failed, "cancelled": s.cancelled, "abandoned": s.abandoned}
+    good, total = success.from_counts(counts)
+    attempts = s.succeeded + s.failed + s.abandoned + s.cancelled + s.in_flight
+    excluded = [o for o in ("cancelled", "in-flight") if o.replace("-", "_") not in success.total_outcomes]
 
     def fig(name, value, unit, statistic, definition, count, counted, num=None, den=None, note=None):
         if value is None and note is None:
@@ -179,9 +182,9 @@ def section_from_stats(s: Stats, scope: Scope, *, latency_threshold_ms: float, l
         return Figure(name, value, unit, statistic, definition, int(count), counted, num, den, note, scope)
 
     primary = (
-        fig("publish_success_rate", ratio(s.succeeded, total), "ratio", "ratio",
-            "succeeded / (succeeded + failed + abandoned); cancelled and in-flight attempts excluded",
-            total, "attempts with an outcome (succeeded + failed + abandoned)", s.succeeded, total),
+        fig("publish_success_rate", ratio(good, total), "ratio", "ratio",
+            f"{success.ratio_text()} (SLO {success.slo} in the spec); {' and '.join(excluded)} attempts excluded",
+            total, f"attempts with an outcome ({' + '.join(success.total_outcomes)})", good, total),
     )
     latency: list[Figure] = []
     for kind, n, qs, what in (("processing", s.processing_n, s.processing_q, "upload_completed → publish_succeeded"),
@@ -321,7 +324,7 @@ def _section_dict(s: Section) -> dict:
 
 # -- SQL ------------------------------------------------------------------------------
 
-def _stats_select(threshold_ms: float, latency_col: str) -> str:
+def _stats_select(latency_good_sql: str, latency_total_sql: str) -> str:
     qs = "[" + ", ".join(f"{q}" for q in PERCENTILES) + "]"
     return f"""
         count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded,
@@ -329,8 +332,8 @@ def _stats_select(threshold_ms: float, latency_col: str) -> str:
         count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled,
         count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
         count(*) FILTER (WHERE outcome = 'in_flight') AS in_flight,
-        count(*) FILTER (WHERE outcome = 'succeeded' AND {latency_col} <= {threshold_ms!r}) AS latency_good,
-        count({latency_col}) FILTER (WHERE outcome = 'succeeded') AS latency_n,
+        count(*) FILTER (WHERE {latency_good_sql}) AS latency_good,
+        count(*) FILTER (WHERE {latency_total_sql}) AS latency_n,
         count(processing_ms) AS processing_n,
         quantile_disc(processing_ms, {qs}) AS processing_q,
         count(e2e_ms) AS e2e_n,
@@ -385,9 +388,11 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
         if dim not in DIMENSIONS:
             raise ValueError(f"--by {dim}: unknown dimension (one of {', '.join(DIMENSIONS)})")
     latency_slo = next((s for s in spec.slos if s.kind == "latency"), None)
-    threshold_ms = (latency_slo.threshold_s if latency_slo else 1.0) * 1000.0
+    latency_def = sli_definition(latency_slo) if latency_slo else None
+    threshold_ms = latency_def.threshold_ms if latency_def else 1000.0
     latency_kind = latency_slo.latency if latency_slo else "processing"
-    latency_col = "e2e_ms" if latency_kind == "e2e" else "processing_ms"
+    latency_col = latency_def.latency_column if latency_def else "processing_ms"
+    success = success_definition(spec)
     abandon = spec.abandon_after_s
     con = events.con
     rel = attempt_stats_relation(events, abandon)
@@ -400,16 +405,20 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
     con.execute(f"CREATE OR REPLACE TEMP TABLE _sli_scope AS SELECT {scope_cols}, "
                 f"{outcome_at_sql(abandon)} AS outcome_at FROM ({rel.sql_query()})")
     at = "outcome_at"
-    stats_sql = _stats_select(threshold_ms, latency_col)
+    # The latency SLI's good and total, as the spec defines them (toolkit.measures).
+    latency_good_sql, latency_total_sql = latency_def.sql() if latency_def else (
+        f"outcome = 'succeeded' AND {latency_col} <= {threshold_ms!r}", f"outcome = 'succeeded' AND {latency_col} IS NOT NULL")
+    stats_sql = _stats_select(latency_good_sql, latency_total_sql)
     syn = _synthetic_label(query.synthetic)
     segment = dict(query.where)
 
     # Totals, series and breakdown in one scan of the scope table: one grouping set each.
     dims = list(query.by)
     w_us = int(round(query.window_s * 1e6)) if query.window_s else None
-    # Windows start at --since, else on round clock times (time_bucket's default origin).
+    # Windows start at --since, else on round clock times (time_bucket's default origin). A window
+    # holds the outcomes in (start, end] (toolkit.measures.WINDOW_EDGES): bucket the instant before.
     origin = f", TIMESTAMP '{since_t.isoformat(sep=' ')}'" if since_t else ""
-    bucket = f"time_bucket(to_microseconds({w_us}), {at}{origin})"
+    bucket = f"time_bucket(to_microseconds({w_us}), {at} - INTERVAL 1 MICROSECOND{origin})"
     keys = (["bucket"] if w_us else []) + dims
     if keys:
         sets = ["()"] + (["(bucket)"] if w_us else []) + ([f"({', '.join(dims)})"] if dims else [])
@@ -428,7 +437,7 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
     dims_at = 3 + (1 if w_us else 0)
     stats_at = 3 + n_keys
 
-    # Totals: the range is [since, until) or, unbounded, the span of outcome times.
+    # Totals: the range is (since, until] or, unbounded, the span of outcome times.
     bounds = total_row[1:3]
     start = since_t or bounds[0]
     end = until_t or (events.as_of if events.as_of and (bounds[1] is None or events.as_of >= bounds[1])
@@ -436,7 +445,7 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
     total_window_s = (end - start).total_seconds() if start and end and end > start else None
     scope = Scope(iso(start), iso(end), format_duration(total_window_s) if total_window_s else "all", segment, syn)
     totals = section_from_stats(_stats_from_row(total_row[stats_at:]), scope, latency_threshold_ms=threshold_ms,
-                                latency_kind=latency_kind, window_s=total_window_s)
+                                latency_kind=latency_kind, window_s=total_window_s, success=success)
 
     series: list[Section] = []
     if w_us and start is not None:
@@ -447,7 +456,8 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
             series.append(section_from_stats(
                 _stats_from_row(r[stats_at:]), Scope(iso(b), iso(b_end), format_duration(query.window_s), segment,
                                                      syn),
-                latency_threshold_ms=threshold_ms, latency_kind=latency_kind, window_s=query.window_s))
+                latency_threshold_ms=threshold_ms, latency_kind=latency_kind, window_s=query.window_s,
+                success=success))
 
     breakdown: list[Section] = []
     if dims:
@@ -459,7 +469,7 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
             seg = {**segment, **{d: r[dims_at + i] for i, d in enumerate(dims)}}
             breakdown.append(section_from_stats(
                 _stats_from_row(r[stats_at:]), Scope(scope.start, scope.end, scope.window, seg, syn),
-                latency_threshold_ms=threshold_ms, latency_kind=latency_kind, window_s=total_window_s))
+                latency_threshold_ms=threshold_ms, latency_kind=latency_kind, window_s=total_window_s, success=success))
 
     inputs = {
         "files": [s.path for s in events.sources],

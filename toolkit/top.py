@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from toolkit.lab import read_lab_file
+from toolkit.measures import format_percent
 from toolkit.slo_spec import SloSpec, load_spec
 from toolkit.web import snapshot as snap
 from toolkit.web.api import as_of_now, prometheus_alerts
@@ -56,7 +57,7 @@ def take_snapshot(source: TopSource, now: datetime | None = None) -> dict:
 
 
 def _pct(x: float | None, digits: int = 2) -> str:
-    return "–" if x is None else f"{100 * x:.{digits}f} %"
+    return format_percent(x, digits)
 
 
 def _ms(s: float | None) -> str:
@@ -66,8 +67,10 @@ def _ms(s: float | None) -> str:
 
 
 def _tile(title: str, value: str, detail: str, style: str) -> Panel:
+    # Wide enough that a named figure ("publish-success: spent 0.86 % · 99.14 % remaining") keeps one line.
+    width = max(34, 4 + max(len(line) for line in (value + "\n" + detail).splitlines() or [""]))
     return Panel(Group(Text(value, style=f"bold {style}"), Text(detail, style="dim")), title=title,
-                 title_align="left", border_style=style, width=34)
+                 title_align="left", border_style=style, width=width)
 
 
 def render(s: dict) -> Group:
@@ -85,18 +88,21 @@ def render(s: dict) -> Group:
               f"p95 {_ms(la['p95_s'])} · p99 {_ms(la['p99_s'])}\nover {la['count']:,} published\n"
               f"≤ {_ms(la['threshold_s'])}: {_pct(la['good_ratio'])}",
               "green" if la["p95_s"] is None or la["p95_s"] <= la["threshold_s"] else "yellow"),
-        _tile("error budget remaining",
-              " · ".join(_pct(b["remaining"], 1) for b in s["budgets"]),
-              "\n".join(f"{b['slo']}: {b['bad']:,} bad / {b['total']:,} over {b['period']}" for b in s["budgets"]),
+        _tile(f"error budget · {' / '.join(sorted({b['period'] for b in s['budgets']}))} period",
+              "\n".join(f"{b['slo']}: spent {_pct(b['spent'])} · {_pct(b['remaining'])} remaining"
+                        for b in s["budgets"]),
+              "\n".join(f"{b['slo']}: {b['bad']:,} bad / {b['total']:,}; data covers {b['data_covers']}"
+                        for b in s["budgets"]),
               "green" if all((b["remaining"] or 1) > 0.5 for b in s["budgets"]) else "yellow"),
     )
     burn = Table(title=f"burn rates over events · alerts from {s['burn']['source']}", title_justify="left", expand=False)
-    for col in ("SLO", "severity", "long window", "short window", "threshold", "over events"):
+    for col in ("SLO", "severity", "long window", "short window", "threshold", "over events", "first fired"):
         burn.add_column(col, justify="left" if col in ("SLO", "severity", "state") else "right")
     fmt = lambda b: "–" if b is None else f"{b:.2f}×"  # noqa: E731
     for w in s["burn"]["windows"]:
         burn.add_row(w["slo"], w["severity"], f"{fmt(w['long_burn'])} / {w['long']}", f"{fmt(w['short_burn'])} / {w['short']}",
-                     f"{w['burn_rate_threshold']:g}×", Text("FIRING", style="bold red") if w["firing"] else Text("ok", style="green"))
+                     f"{w['burn_rate_threshold']:g}×", Text("FIRING", style="bold red") if w["firing"] else Text("ok", style="green"),
+                     w.get("first_fired") or "never")
     alerts = s["burn"]["alerts"]
     alert_line = Text("alerts: " + (", ".join(f"{a['name']} ({a['state']})" for a in alerts) if alerts else "none firing"),
                       style="bold red" if any(a["state"] == "firing" for a in alerts) else "green")

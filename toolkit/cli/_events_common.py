@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
+
+import typer
 
 import toolkit
 from toolkit.cli.base import UserError, err_console
 from toolkit.events_io import EventSet
 from toolkit.slo_spec import SloSpec, load_spec
 
-__all__ = ["find_spec", "report_read_problems", "parse_where", "parse_by", "synthetic_choice"]
+__all__ = ["find_spec", "report_read_problems", "parse_where", "parse_by", "synthetic_choice", "SyntheticTraffic",
+           "synthetic_option", "SYNTHETIC_HELP", "SINCE_HELP", "UNTIL_HELP"]
 
 
 def find_spec(path: str | None) -> SloSpec:
@@ -53,6 +57,34 @@ def parse_by(text: str | None) -> tuple[str, ...]:
     return tuple(d.strip() for d in text.split(",") if d.strip())
 
 
-def synthetic_choice(include: bool) -> bool | None:
-    """--include-synthetic keeps all traffic (None); --exclude-synthetic keeps real users only (False)."""
-    return None if include else False
+class SyntheticTraffic(str, Enum):
+    """What every command does with load-generator traffic (events with ``synthetic: true``)."""
+
+    include = "include"  # all traffic
+    exclude = "exclude"  # real users only
+    only = "only"  # load-generator traffic only
+
+
+SYNTHETIC_HELP = "Synthetic (load-generator) traffic: include (default), exclude (real users only) or only."
+# One meaning of --since/--until on every command that reads attempts (docs/metrics.md).
+SINCE_HELP = ("Only attempts whose outcome time (terminal event, or when it became abandoned) is after this "
+              "time (RFC 3339).")
+UNTIL_HELP = ("Only attempts whose outcome time is at or before this time (RFC 3339); later events are ignored.")
+
+
+def synthetic_option():
+    """The one ``--synthetic include|exclude|only`` option (validated by ``parse_synthetic``, one-line errors)."""
+    return typer.Option("include", "--synthetic", help=SYNTHETIC_HELP, metavar="include|exclude|only")
+
+
+def parse_synthetic(text: str) -> SyntheticTraffic:
+    try:
+        return SyntheticTraffic(str(text).strip().lower())
+    except ValueError:
+        raise UserError(f"--synthetic {text!r}: expected one of include, exclude, only") from None
+
+
+def synthetic_choice(mode: str | SyntheticTraffic) -> bool | None:
+    """include keeps all traffic (None); exclude keeps real users only (False); only keeps load only (True)."""
+    return {SyntheticTraffic.include: None, SyntheticTraffic.exclude: False,
+            SyntheticTraffic.only: True}[parse_synthetic(mode.value if isinstance(mode, SyntheticTraffic) else mode)]

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
+from toolkit.cli._events_common import parse_synthetic, synthetic_option
 from toolkit.cli.base import app, console, user_errors
 
 
@@ -49,7 +50,7 @@ def breakdown(
     since: Optional[str] = typer.Option(None, help="Window start (ISO 8601, on attempt start time)."),
     until: Optional[str] = typer.Option(None, help="Window end (exclusive)."),
     last: Optional[str] = typer.Option(None, help="Window: the last DURATION of data."),
-    synthetic: str = typer.Option("include", help="Synthetic traffic: include, exclude or only."),
+    synthetic: str = synthetic_option(),
     chart: Optional[Path] = typer.Option(None, help="Write a PNG chart of the top dimensions here."),
     top: int = typer.Option(15, help="Rows in the table / top_values in the JSON."),
     abandon_after: str = typer.Option("10m", help="No terminal event this long after the last event = abandoned."),
@@ -60,11 +61,9 @@ def breakdown(
     from toolkit.breakdown import breakdown_attempts, render_chart, selection_preset
     from toolkit.compare import parse_selector, parse_window
 
-    from toolkit.compare import _synthetic_sql
-
     with user_errors(*USER_ERRORS):
         check_format(fmt)
-        _synthetic_sql(synthetic)
+        synthetic = parse_synthetic(synthetic).value
         if bins < 2:
             raise ValueError(f"--bins must be at least 2, got {bins}")
         time_range = parse_selector(f"time={time}", "--time") if time else None

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from toolkit.budget import BudgetReport, compute_budget
-from toolkit.cli._events_common import find_spec, report_read_problems, synthetic_choice
+from toolkit.cli._events_common import find_spec, report_read_problems, synthetic_choice, synthetic_option
 from toolkit.cli.base import UserError, app, console, user_errors
+from toolkit.durations import format_seconds
 from toolkit.events_io import EventsError, load_events
 from toolkit.slo_spec import SloSpecError
 
@@ -23,7 +24,7 @@ def budget(
     slo: Optional[str] = typer.Option(None, help="SLO spec (default ./slo.yaml)."),
     profile: str = typer.Option("prod", help="Time profile from the spec: prod or lab."),
     at: Optional[str] = typer.Option(None, help="Evaluate at this time (RFC 3339); later events are ignored."),
-    include_synthetic: bool = typer.Option(True, "--include-synthetic/--exclude-synthetic"),
+    synthetic: str = synthetic_option(),
     strict: bool = typer.Option(False, help="Fail on the first invalid event line."),
     fmt: str = typer.Option("table", "--format", help="table | json | markdown"),
 ) -> None:
@@ -35,7 +36,7 @@ def budget(
         spec.profile(profile)
         events = load_events(paths, strict=strict, until=at)
         report_read_problems(events)
-        report = compute_budget(events, spec, profile, at=at, synthetic=synthetic_choice(include_synthetic))
+        report = compute_budget(events, spec, profile, at=at, synthetic=synthetic_choice(synthetic))
     if fmt == "json":
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -59,10 +60,11 @@ def render(report: BudgetReport, markdown: bool = False) -> None:
     if not markdown:
         console.print(head, highlight=False)
     for s in report.slos:
-        st = s.status
+        b = s.budget
+        allowed = "no data" if b.allowed_bad is None else f"{b.allowed_bad:,.1f}"
         summary = (f"{s.slo} ({s.kind}, objective {s.objective:g}, period {s.period}; data covers {s.data_covers}): "
-                   f"SLI {_pct(st.sli)} over {st.total:,.0f} ({s.definition}); bad {st.bad:,.0f} of "
-                   f"{st.allowed_bad:,.1f} allowed → budget remaining {_pct(st.remaining)}")
+                   f"SLI {_pct(s.sli)} over {s.total:,.0f} ({s.definition}); bad {b.bad:,.0f} of "
+                   f"{allowed} the whole period allows at this traffic rate → {b.describe()}")
         rows = []
         for a, h in zip(s.alerts, s.history):
             first = h.first_fired or "never"
@@ -70,7 +72,7 @@ def render(report: BudgetReport, markdown: bool = False) -> None:
                          f"{_burn(a.long.burn.burn_rate)} ({a.long.burn.bad:,.0f}/{a.long.burn.total:,.0f})",
                          f"{_burn(a.short.burn.burn_rate)} ({a.short.burn.bad:,.0f}/{a.short.burn.total:,.0f})",
                          "FIRING" if a.firing else ("no data" if a.note else "ok"),
-                         first, f"{h.firing_s:g}s in {len(h.spans)} span(s)"])
+                         first, f"{format_seconds(h.firing_s)} in {len(h.spans)} span(s)"])
         cols = ["severity", "long/short", "fires when both burn", "long burn (bad/total)",
                 "short burn (bad/total)", f"at {report.at}", "first fired", "firing over run"]
         if markdown:

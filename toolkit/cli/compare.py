@@ -9,7 +9,9 @@ import typer
 from rich.table import Table
 
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
+from toolkit.cli._events_common import parse_synthetic, synthetic_option
 from toolkit.cli.base import app, console, user_errors
+from toolkit.durations import format_duration
 
 
 def _fmt_value(m: dict, side: str) -> str:
@@ -85,27 +87,30 @@ def compare(
     until: Optional[str] = typer.Option(None, help="Window end (exclusive)."),
     last: Optional[str] = typer.Option(None, help="Window: the last DURATION of data (e.g. 30m)."),
     expected_split: Optional[str] = typer.Option(None, help="Intended split CONTROL:TREATMENT (e.g. 95:5) for the SRM check."),
-    synthetic: str = typer.Option("include", help="Synthetic traffic: include, exclude or only."),
+    synthetic: str = synthetic_option(),
     config: Optional[Path] = typer.Option(None, help="Judge config YAML (metrics, thresholds); defaults built in."),
-    abandon_after: str = typer.Option("10m", help="No terminal event this long after the last event = abandoned."),
+    abandon_after: Optional[str] = typer.Option(
+        None, help="No terminal event this long after the last event = abandoned (default: the spec's abandon_after)."),
+    slo: Optional[str] = typer.Option(None, help="SLO spec: defines the success rate's good and total "
+                                                 "(default ./slo.yaml)."),
     fmt: str = typer.Option("table", "--format", help="table or json (obslab.compare/v1, read by obslab story)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write JSON here instead of stdout."),
 ) -> None:
     """Compare two cohorts (flag variant, app/service version, time range) over the same window."""
     from toolkit.compare import compare_attempts, parse_selector, parse_split, parse_window
-    from toolkit.judge import load_judge_config
-
-    from toolkit.compare import _synthetic_sql
+    from toolkit.cli._events_common import find_spec
+    from toolkit.judge import load_judge_config, with_spec
 
     with user_errors(*USER_ERRORS):
         check_format(fmt)
-        _synthetic_sql(synthetic)
-        cfg = load_judge_config(config)
+        synthetic = parse_synthetic(synthetic).value
+        spec = find_spec(slo)
+        cfg = with_spec(load_judge_config(config), spec)
         c_sel = parse_selector(control, "--control")
         t_sel = parse_selector(treatment, "--treatment")
         window = parse_window(since, until, last)
         split = parse_split(expected_split)
-        rel, _ = load(events, abandon_after)
+        rel, _ = load(events, abandon_after or format_duration(spec.abandon_after_s))
         result = compare_attempts(rel, c_sel, t_sel, window=window, config=cfg, expected_split=split,
                                   synthetic=synthetic, source=source_text(events))
         data = result.to_dict()

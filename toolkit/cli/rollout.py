@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
+from toolkit.cli._events_common import parse_synthetic, synthetic_option
 from toolkit.cli.base import UserError, app, console, user_errors
 
 rollout_app = typer.Typer(help="Staged rollout of a flag variant: plan, evaluate from events, run against a lab.",
@@ -87,14 +88,29 @@ def _parse_stage(text: str) -> tuple[float, datetime, datetime | None]:
     return percent, _parse_ts(start, "--stage"), (_parse_ts(end, "--stage") if end else None)
 
 
+def _with_spec(plan, slo: str | None, abandon_after: str | None):
+    """The plan judged with the spec's success definition, and the abandon-after to read attempts with."""
+    from dataclasses import replace
+
+    from toolkit.cli._events_common import find_spec
+    from toolkit.durations import format_duration
+    from toolkit.judge import with_spec
+
+    spec = find_spec(slo)
+    return replace(plan, judge=with_spec(plan.judge, spec)), abandon_after or format_duration(spec.abandon_after_s)
+
+
 @rollout_app.command("evaluate")
 def evaluate_cmd(
     events: list[Path] = typer.Argument(..., help="Event files, directories or globs."),
     log: Optional[Path] = typer.Option(None, help="Decision log of a run (stage times come from it)."),
     stage: Optional[list[str]] = typer.Option(None, help="PERCENT@START/END, repeatable (instead of --log)."),
     plan: Optional[Path] = typer.Option(None, help="Rollout plan YAML."),
-    synthetic: str = typer.Option("include", help="Synthetic traffic: include, exclude or only."),
-    abandon_after: str = typer.Option("10m", help="No terminal event this long after the last event = abandoned."),
+    synthetic: str = synthetic_option(),
+    abandon_after: Optional[str] = typer.Option(
+        None, help="No terminal event this long after the last event = abandoned (default: the spec's abandon_after)."),
+    slo: Optional[str] = typer.Option(None, help="SLO spec: defines the success rate's good and total "
+                                                 "(default ./slo.yaml)."),
     fmt: str = typer.Option("table", "--format", help="table or json (obslab.rollout/v1)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o"),
 ) -> None:
@@ -106,8 +122,10 @@ def evaluate_cmd(
         if bool(log) == bool(stage):
             raise UserError("give the stage times either with --log DECISIONS.jsonl or with --stage (not both)")
         timeline = timeline_from_log(log) if log else [_parse_stage(s) for s in stage]
+        the_plan, abandon_after = _with_spec(load_plan(plan), slo, abandon_after)
         rel, _ = load(events, abandon_after)
-        result = evaluate_timeline(rel, load_plan(plan), timeline, synthetic=synthetic, source=source_text(events))
+        result = evaluate_timeline(rel, the_plan, timeline, synthetic=parse_synthetic(synthetic).value,
+                                   source=source_text(events))
         data = result.to_dict()
     emit_json(data, output) if fmt == "json" else print_result(data)
 
@@ -119,8 +137,11 @@ def run_cmd(
     plan: Optional[Path] = typer.Option(None, help="Rollout plan YAML."),
     url: str = typer.Option("http://127.0.0.1:8000", help="The service's base URL."),
     token: Optional[str] = typer.Option(None, help=f"Admin token (default: ${TOKEN_ENV})."),
-    synthetic: str = typer.Option("include", help="Synthetic traffic: include, exclude or only."),
-    abandon_after: str = typer.Option("10m", help="No terminal event this long after the last event = abandoned."),
+    synthetic: str = synthetic_option(),
+    abandon_after: Optional[str] = typer.Option(
+        None, help="No terminal event this long after the last event = abandoned (default: the spec's abandon_after)."),
+    slo: Optional[str] = typer.Option(None, help="SLO spec: defines the success rate's good and total "
+                                                 "(default ./slo.yaml)."),
     fmt: str = typer.Option("table", "--format", help="table or json (obslab.rollout/v1)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o"),
 ) -> None:
@@ -129,7 +150,7 @@ def run_cmd(
 
     with user_errors(*USER_ERRORS):
         check_format(fmt)
-        the_plan = load_plan(plan)
+        the_plan, abandon_after = _with_spec(load_plan(plan), slo, abandon_after)
         token = token or os.environ.get(TOKEN_ENV)
         if not token:
             raise UserError(f"no admin token: pass --token or set {TOKEN_ENV}")
@@ -147,7 +168,7 @@ def run_cmd(
         try:
             result = run_rollout(the_plan, set_percent=control.set_percent,
                                  load_attempts=lambda: load([events], abandon_after)[0], log=decision_log,
-                                 synthetic=synthetic, on_event=show)
+                                 synthetic=parse_synthetic(synthetic).value, on_event=show)
         finally:
             decision_log.close()
         data = result.to_dict()

@@ -8,7 +8,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from toolkit.cli._events_common import find_spec, parse_by, parse_where, report_read_problems, synthetic_choice
+from toolkit.cli._events_common import (SINCE_HELP, UNTIL_HELP, find_spec, parse_by, parse_where, report_read_problems,
+                                        synthetic_choice, synthetic_option)
 from toolkit.cli.base import UserError, app, console, user_errors
 from toolkit.durations import DurationError, parse_duration
 from toolkit.events_io import EventsError, load_events
@@ -21,13 +22,13 @@ FORMATS = ("table", "json", "markdown")
 @app.command()
 def sli(
     paths: List[str] = typer.Argument(..., help="Event files, directories or globs (JSONL, .gz, rotated, Parquet)."),
-    since: Optional[str] = typer.Option(None, help="Only attempts whose outcome is at or after this time (RFC 3339)."),
-    until: Optional[str] = typer.Option(None, help="Analyse as of this time: later events are ignored."),
+    since: Optional[str] = typer.Option(None, help=SINCE_HELP),
+    until: Optional[str] = typer.Option(None, help=UNTIL_HELP + " Also the as-of time: an attempt with no "
+                                                    "terminal event is abandoned once abandon_after has passed by it."),
     window: str = typer.Option("5m", help="Time-series window ('0' for none)."),
     by: Optional[str] = typer.Option(None, help="Breakdown dimensions, comma separated (region,release,...)."),
     where: Optional[List[str]] = typer.Option(None, help="Segment filter dim=value; repeatable."),
-    include_synthetic: bool = typer.Option(True, "--include-synthetic/--exclude-synthetic",
-                                           help="Count load-generator traffic (default) or real users only."),
+    synthetic: str = synthetic_option(),
     slo: Optional[str] = typer.Option(None, help="SLO spec (default ./slo.yaml)."),
     strict: bool = typer.Option(False, help="Fail on the first invalid event line instead of skipping it."),
     fmt: str = typer.Option("table", "--format", help="table | json | markdown"),
@@ -42,7 +43,7 @@ def sli(
         events = load_events(paths, strict=strict, until=until, with_ids=False)
         report_read_problems(events)
         query = SliQuery(since=since, until=until, window_s=window_s, by=parse_by(by), where=parse_where(where),
-                         synthetic=synthetic_choice(include_synthetic))
+                         synthetic=synthetic_choice(synthetic))
         report = compute_report(events, spec, query)
     if fmt == "json":
         print(json.dumps(report.to_dict(), indent=2))

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from toolkit.drills.measure import (Attempt, MetricSample, Window, measure_impact, percentile,
-                                    read_attempts, read_metric_samples)
+from toolkit.drills.measure import (Attempt, MetricSample, Window, failed_outcomes_in, measure_impact,
+                                    percentile, read_drill_events, read_metric_samples)
 from toolkit.drills.schema import Drill
+from toolkit.measures import DEFAULT_SUCCESS, SliDefinition, sli_ratio, success_definition
 from toolkit.slo_spec import SloSpec
 
 __all__ = [
@@ -41,7 +42,8 @@ __all__ = [
     "score_causes",
     "rank_cohorts",
     "diagnose",
-    "solve_and_answer",
+    "solve",
+    "diagnosis_json",
     "wilson_lower",
 ]
 
@@ -124,17 +126,29 @@ def _upload_failed(a: Attempt) -> bool:
     return a.error_class == "chunk_missing" or (a.chunk_failures > 0 and a.error_class in (None, "storage"))
 
 
-def _attempt_signals(attempts: Sequence[Attempt]) -> dict[str, float | None]:
+def _counted(attempts: Sequence[Attempt], definition: SliDefinition) -> tuple[list[Attempt], list[Attempt]]:
+    """(attempts in the SLO's total, those of them bad) — the spec's good/total (``toolkit.measures``)."""
+    total, bad = [], []
+    for a in attempts:
+        good, counted = definition.classify(a.outcome, a.processing_ms, a.e2e_ms)
+        if counted:
+            total.append(a)
+            if not good:
+                bad.append(a)
+    return total, bad
+
+
+def _attempt_signals(attempts: Sequence[Attempt], definition: SliDefinition) -> dict[str, float | None]:
     n = len(attempts)
     if n < _MIN_COUNT:
         return {"attempts": float(n)}
-    ended = [a for a in attempts if a.outcome in ("succeeded", "failed", "abandoned")]
+    ended, bad = _counted(attempts, definition)
     proc = [a.processing_ms for a in attempts if a.processing_ms is not None]
     tc = [a.transcode_ms for a in attempts if a.transcode_ms is not None]
     e2e = [a.e2e_ms for a in attempts if a.e2e_ms is not None]
     return {
         "attempts": float(n),
-        "failure_rate": (sum(a.outcome != "succeeded" for a in ended) / len(ended)) if ended else None,
+        "failure_rate": sli_ratio(len(bad), len(ended)),
         # Failed because chunks could not be stored (the upload never completed whole)...
         "upload_failure_rate": (sum(a.outcome == "failed" and _upload_failed(a) for a in ended) / len(ended))
         if ended else None,
@@ -196,14 +210,14 @@ def _feed_p95(samples: Sequence[MetricSample], w: Window) -> float | None:
 
 
 def _signals(attempts: Sequence[Attempt], samples: Sequence[MetricSample], w: Window,
-             failed_events: Callable[[Window], int] | None) -> dict[str, float | None]:
+             definition: SliDefinition = DEFAULT_SUCCESS) -> dict[str, float | None]:
     inside = [a for a in attempts if a.ended is not None and a.ended in w]
-    out = _attempt_signals(inside)
+    out = _attempt_signals(inside, definition)
     out["attempt_rate"] = len(inside) / w.length_s if w.length_s > 0 else None
     out.update(_metric_signals(samples, w))
     out["feed_p95_ms"] = _feed_p95(samples, w)
-    if failed_events is not None and out.get("counted_failed") is not None:
-        logged = failed_events(w)
+    if out.get("counted_failed") is not None:
+        logged = failed_outcomes_in(attempts, w)
         out["failure_events_missing"] = max(0.0, out["counted_failed"] - logged)
         out["failure_events_missing_share"] = (out["failure_events_missing"] / out["counted_failed"]
                                                if out["counted_failed"] else 0.0)
@@ -245,8 +259,9 @@ def _moved(name: str, base: float | None, now: float | None) -> bool:
     return now - ref >= absolute and now >= ref * (1 + relative)
 
 
-def find_incident_window(attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float, end: float,
-                         failed_events: Callable[[Window], int] | None = None) -> tuple[Window, Window, tuple[str, ...]]:
+def find_incident_window(attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float,
+                         end: float, definition: SliDefinition = DEFAULT_SUCCESS
+                         ) -> tuple[Window, Window, tuple[str, ...]]:
     """(baseline, incident, signals that moved).
 
     The time after the baseline is cut into bins; a two-bin window is marked when a signal
@@ -255,12 +270,12 @@ def find_incident_window(attempts: Sequence[Attempt], samples: Sequence[MetricSa
     """
     span = end - start
     baseline = Window(start + WARMUP_SHARE * span, start + BASELINE_SHARE * span)
-    base = _signals(attempts, samples, baseline, failed_events)
+    base = _signals(attempts, samples, baseline, definition)
     width = (end - baseline.end) / _BINS
     windows = [Window(baseline.end + i * width, min(end, baseline.end + (i + 2) * width)) for i in range(_BINS - 1)]
     hits_per_window: list[set[str]] = []
     for w in windows:
-        now = _signals(attempts, samples, w, failed_events)
+        now = _signals(attempts, samples, w, definition)
         hit = {name for name in list(_MATERIAL_RISE) + list(_MATERIAL_DROP)
                if name not in ("memory_mb_growth", "queue_depth_max") and _moved(name, base.get(name), now.get(name))}
         # A rate over few attempts moves by chance: keep it only if unlikely under the baseline rate.
@@ -314,16 +329,15 @@ def _clip(x: float, hi: float = 1.0) -> float:
     return max(0.0, min(hi, x))
 
 
-def _canary_evidence(attempts: Sequence[Attempt], w: Window, baseline: Window) -> tuple[float, str]:
+def _canary_evidence(attempts: Sequence[Attempt], w: Window, baseline: Window,
+                     definition: SliDefinition) -> tuple[float, str]:
     """Are the incident's new failures concentrated in the canary beyond its share of traffic? (binomial test)"""
     from scipy.stats import binomtest
 
-    inside = [a for a in attempts if a.ended is not None and a.ended in w
-              and a.outcome in ("succeeded", "failed", "abandoned")]
+    inside, failed = _counted([a for a in attempts if a.ended is not None and a.ended in w], definition)
     canary = [a for a in inside if a.cohort.get("release") == "canary"]
     if len(canary) < 3 or len(canary) == len(inside):
         return 0.0, "no canary traffic to compare"
-    failed = [a for a in inside if a.outcome != "succeeded"]
     failed_canary = sum(1 for a in failed if a.cohort.get("release") == "canary")
     share = len(canary) / len(inside)
     why = (f"{failed_canary} of {len(failed)} failures in the canary, which carries {share:.1%} of attempts "
@@ -335,7 +349,7 @@ def _canary_evidence(attempts: Sequence[Attempt], w: Window, baseline: Window) -
     return _clip((-math.log10(max(p, 1e-300)) - 1.5) / 1.5, 1.5), why
 
 
-def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[float, str]]:
+def _detectors(ev: Evidence, attempts: Sequence[Attempt], definition: SliDefinition) -> dict[str, tuple[float, str]]:
     d: dict[str, tuple[float, str]] = {}
     fail_rise = _rise(ev, "failure_rate")
     storage_rise = _rise(ev, "upload_failure_rate")
@@ -346,7 +360,7 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[flo
     missing = ev.get("failure_events_missing")[1] or 0.0
     # A canary is judged against stable over the whole rollout, not only where global signals moved:
     # a 5 % cohort rarely moves them.
-    canary_score, canary_why = _canary_evidence(attempts, ev.rollout or ev.incident, ev.baseline)
+    canary_score, canary_why = _canary_evidence(attempts, ev.rollout or ev.incident, ev.baseline, definition)
     d["canary_regression"] = (canary_score, canary_why)
     d["storage_outage"] = (_clip((storage_rise - 0.01) / 0.05) * 1.2,
                            f"publishes failing because chunks could not be stored up {storage_rise:+.1%}")
@@ -392,8 +406,9 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt]) -> dict[str, tuple[flo
     return d
 
 
-def score_causes(drill: Drill, ev: Evidence, attempts: Sequence[Attempt]) -> tuple[CauseScore, ...]:
-    found = _detectors(ev, attempts)
+def score_causes(drill: Drill, ev: Evidence, attempts: Sequence[Attempt],
+                 definition: SliDefinition = DEFAULT_SUCCESS) -> tuple[CauseScore, ...]:
+    found = _detectors(ev, attempts, definition)
     scores = [CauseScore(c, round(found.get(c, (0.0, "no detector"))[0], 4), found.get(c, (0.0, "no detector"))[1])
               for c in drill.questions.cause_choices]
     return tuple(sorted(scores, key=lambda s: (-s.score, drill.questions.cause_choices.index(s.cause))))
@@ -536,23 +551,16 @@ def _peak_rate_ratio(attempts: Sequence[Attempt], w: Window, bins: int = 10) -> 
 
 
 def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float, end: float,
-             spec: SloSpec, events: str | Path | None = None) -> Diagnosis:
-    failed_events: Callable[[Window], int] | None = None
-    if events is not None:
-        from toolkit.drills.measure import count_events
-
-        def count_failed_events(w: Window) -> int:
-            return count_events(events, ["publish_failed"], w)
-
-        failed_events = count_failed_events
-
-    baseline, incident, moved = find_incident_window(attempts, samples, start, end, failed_events)
-    base_sig = _signals(attempts, samples, baseline, failed_events)
-    inc_sig = _signals(attempts, samples, incident, failed_events)
+             spec: SloSpec) -> Diagnosis:
+    """Answer the drill's questions from its attempts (read once, ``measure.read_drill_events``) and samples."""
+    definition = success_definition(spec)
+    baseline, incident, moved = find_incident_window(attempts, samples, start, end, definition)
+    base_sig = _signals(attempts, samples, baseline, definition)
+    inc_sig = _signals(attempts, samples, incident, definition)
     values = {k: (base_sig.get(k), inc_sig.get(k)) for k in set(base_sig) | set(inc_sig)}
     values["attempt_rate_peak_ratio"] = (None, _peak_rate_ratio(attempts, Window(baseline.end, end)))
     ev = Evidence(baseline, incident, values, rollout=Window(baseline.end, end))
-    causes = score_causes(drill, ev, attempts)
+    causes = score_causes(drill, ev, attempts, definition)
     if causes[0].cause == "canary_regression":
         # A canary is judged over the rollout: its cohort is too small to mark a window in global signals.
         incident = ev.rollout
@@ -567,33 +575,28 @@ def diagnose(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[Metric
         hurt_by = "no per-attempt signal: the evidence is in service-wide metrics"
     else:
         cohorts = rank_cohorts(attempts, incident, baseline, hurt, drill.questions.cohort_dimensions)
-    impact = measure_impact(attempts, samples, incident, baseline, spec, events=events)
+    impact = measure_impact(attempts, samples, incident, baseline, spec)
     metric = drill.questions.impact.metric
     return Diagnosis(incident, causes, cohorts, hurt_by, metric, impact.value(metric), ev, moved)
 
 
-def solve_and_answer(run) -> Diagnosis:
-    """Diagnose the run's drill from its events and samples, record the answer (by ``auto``)."""
-    from toolkit.drills import runner
-    from toolkit.drills.report import default_spec
+def solve(run, spec: SloSpec) -> Diagnosis:
+    """Diagnose a finished run's drill from its events (read once) and metric samples.
+
+    Analysis only: recording the answer is the runner's job (``runner.record_diagnosis``).
+    """
     from toolkit.drills.schema import find_drill
-    import json
 
     state = run.read_state()
     drill = find_drill(state.drill_id)
     events_dir = Path(state.events_dir or Path(state.data_dir) / "events")
     end = state.started_at + state.duration_s
-    spec = default_spec()
-    attempts = read_attempts(events_dir, Window(state.started_at, end), spec.abandon_after_s)
+    drill_events = read_drill_events(events_dir, Window(state.started_at, end), spec.abandon_after_s, as_of=end)
     samples = read_metric_samples(run.metrics_file)
-    diagnosis = diagnose(drill, attempts, samples, state.started_at, end, spec, events=events_dir)
-    (run.path / "auto.json").write_text(json.dumps(_diagnosis_json(diagnosis), indent=2))
-    runner.answer(Path(state.data_dir) / "drills", diagnosis.cause, diagnosis.cohort,
-                  diagnosis.impact_value if diagnosis.impact_value is not None else 0.0, by="auto")
-    return diagnosis
+    return diagnose(drill, drill_events.attempts, samples, state.started_at, end, spec)
 
 
-def _diagnosis_json(d: Diagnosis) -> dict:
+def diagnosis_json(d: Diagnosis) -> dict:
     return {
         "incident": [d.incident.start, d.incident.end],
         "signals_moved": list(d.signals_moved),

@@ -19,13 +19,15 @@ from typing import Any
 import requests
 
 from toolkit.contract import FLAGS
-from toolkit.drills.schema import BackgroundFault, Fault
+from toolkit.drills.schema import BackgroundFault, Drill, Fault
 
 __all__ = [
     "LabError",
     "Lab",
     "ControlClient",
     "find_lab",
+    "fault_name",
+    "background_fault_name",
     "fault_body",
     "flag_body",
     "TOKEN_ENV",
@@ -56,6 +58,8 @@ class Lab:
     data_dir: Path
     url: str
     token: str
+    prometheus_url: str | None = None  # the lab's Prometheus (from lab.json), when it runs one
+    slo_spec: str | None = None  # the SLO spec the lab runs with (from lab.json)
 
     @property
     def service_dir(self) -> Path:
@@ -95,7 +99,19 @@ def find_lab(data_dir: str | Path = DEFAULT_DATA_DIR, url: str | None = None, to
     if not resolved_token:
         raise LabError(f"no admin token: set {TOKEN_ENV} or start the lab with data dir {d} "
                        f"(it writes {d / 'data' / TOKEN_FILE})")
-    return Lab(d, resolved_url, resolved_token)
+    same_lab = not url or url.rstrip("/") == (info.get("url") or "").rstrip("/")
+    # lab.json's Prometheus and spec belong to the lab it describes, not to a service named by --url.
+    return Lab(d, resolved_url, resolved_token, (info.get("prometheus_url") or None) if same_lab else None,
+               (info.get("spec") or None) if same_lab else None)
+
+
+def fault_name(drill: Drill) -> str:
+    """The name a drill's fault has in the lab's control API."""
+    return f"drill-{drill.id}"
+
+
+def background_fault_name(drill: Drill, index: int) -> str:
+    return f"drill-{drill.id}-background-{index}"
 
 
 def fault_body(fault: Fault | BackgroundFault, duration_s: float | None = None) -> dict[str, Any]:

@@ -4,20 +4,24 @@ Every figure carries its definition (``Figure.definition``): statistic, window,
 segment and the count behind it. Attempts come from the SLI engine's attempts
 table (``toolkit.attempts``) and are attributed to a window by their outcome time,
 as ``obslab sli --since/--until`` counts them, so the report and the SLI agree.
-Events are read with DuckDB (``read_events``); the rest is plain Python over small
-per-attempt rows, so the scoring math stays pure and testable.
+Events are read once per question through the engine's reader (``read_drill_events``:
+``toolkit.events_io.load_events`` and the per-attempt fold, as ``obslab sli`` reads them);
+the rest is plain Python over small per-attempt rows, so the scoring math stays pure and testable.
 """
 
 from __future__ import annotations
 
-import glob
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-import duckdb
+import numpy as np
 
+from toolkit.attempts import attempt_stats_table, outcome_at_sql
+from toolkit.events_io import EventSet, load_events
+from toolkit.measures import Outcomes, SliDefinition, budget_figures, load_outcomes, sli_definition, to_us
 from toolkit.slo_spec import SloSpec
 
 __all__ = [
@@ -26,29 +30,33 @@ __all__ = [
     "Figure",
     "Impact",
     "MetricSample",
-    "read_events",
+    "DrillEvents",
+    "read_drill_events",
     "read_attempts",
+    "failed_outcomes_in",
     "read_metric_samples",
     "percentile",
-    "success_rate",
+    "bad_and_total",
+    "drill_outcomes",
     "measure_impact",
-    "burn_rate_series",
-    "first_page",
     "IMPACT_DEFINITIONS",
 ]
 
 
 @dataclass(frozen=True)
 class Window:
-    start: float  # Unix seconds, inclusive
-    end: float  # exclusive
+    """(start, end] in Unix seconds: the engine's window edges (``toolkit.measures.WINDOW_EDGES``),
+    compared in whole microseconds as ``obslab sli --since/--until`` compares timestamps."""
+
+    start: float  # exclusive
+    end: float  # inclusive
 
     @property
     def length_s(self) -> float:
         return self.end - self.start
 
     def __contains__(self, t: float) -> bool:
-        return self.start <= t < self.end
+        return to_us(self.start) < to_us(t) <= to_us(self.end)
 
 
 @dataclass(frozen=True)
@@ -109,19 +117,22 @@ class Impact:
 
 
 IMPACT_DEFINITIONS = {
-    "failed_publishes": "publish attempts whose outcome (publish_failed, or abandoned) fell in the incident window",
-    "budget_spent_percent": "bad attempts in the incident window ÷ (error budget × attempts the window's rate "
-                            "would give over the SLO period), as % — publish-success SLO, lab profile period",
+    "failed_publishes": "publish attempts counted bad by the publish-success SLO (in total, not good: "
+                        "failed or abandoned in the shipped slo.yaml) whose outcome fell in the incident window",
+    "budget_spent_percent": "spent, of the engine's error budget figures (toolkit.measures.budget_figures): the "
+                            "incident's bad attempts ÷ the whole lab-profile period's budget at the incident's "
+                            "traffic rate, as % — publish-success SLO",
     "p99_processing_shift_ms": "p99 (exact, nearest-rank) of processing latency (upload_completed → "
                                "publish_succeeded) of publishes in the incident window minus the same before it",
     "p95_e2e_shift_ms": "p95 (exact, nearest-rank) of e2e latency (upload_started → publish_succeeded) of "
                         "publishes in the incident window minus the same before it",
-    "chunk_retries": "chunk_retry events emitted during the incident window",
+    "chunk_retries": "chunk_retry events of the attempts whose outcome fell in the incident window "
+                     "(as obslab sli --since/--until counts them)",
     "requests_per_publish": "API requests (obslab_http_requests_total, /v1/ routes) ÷ successful publishes "
                             "(obslab_publish_outcomes_total{outcome=succeeded}) during the incident window",
     "cancelled_attempts": "attempts that ended upload_cancelled during the incident window",
     "lost_failure_events": "failed outcomes counted by the service (obslab_publish_outcomes_total{outcome=failed}) "
-                           "minus publish_failed events in the log, over the incident window",
+                           "minus attempts whose publish_failed event is in the log, over the incident window",
     "queue_depth_peak": "maximum of obslab_transcode_queue_depth sampled during the incident window",
     "feed_p95_shift_ms": "p95 of GET /v1/feed duration (from obslab_http_request_duration_seconds buckets) in "
                          "the incident window minus the same before it",
@@ -130,67 +141,54 @@ IMPACT_DEFINITIONS = {
 }
 
 
-def _event_files(events: str | Path) -> list[str]:
-    p = Path(events)
-    if p.is_file():
-        return [str(p)]
-    files = sorted(glob.glob(str(p / "*.jsonl*"))) + sorted(glob.glob(str(p / "**" / "*.jsonl*"), recursive=True))
-    return sorted(set(f for f in files if not f.endswith(".tmp")))
+@dataclass(frozen=True)
+class DrillEvents:
+    """A drill's events read once, through the SLI engine's reader and per-attempt fold.
 
-
-_COLUMNS = {
-    "ts": "VARCHAR", "event": "VARCHAR", "request_id": "VARCHAR", "region": "VARCHAR",
-    "app_version": "VARCHAR", "network_type": "VARCHAR", "media_size_bucket": "VARCHAR",
-    "flags": "MAP(VARCHAR, VARCHAR)", "synthetic": "BOOLEAN", "duration_ms": "DOUBLE",
-    "error_class": "VARCHAR", "attempt": "INTEGER",
-}
-
-
-def read_events(events: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with a view ``ev`` over the event files (epoch seconds in ``t``)."""
-    con = con or duckdb.connect()
-    files = _event_files(events)
-    if not files:
-        raise FileNotFoundError(f"no event files under {events}")
-    cols = ", ".join(f"'{k}': '{v}'" for k, v in _COLUMNS.items())
-    file_list = "[" + ", ".join(f"'{f}'" for f in files) + "]"
-    con.execute(f"""
-        CREATE OR REPLACE VIEW ev AS
-        SELECT *, tms / 1000.0 AS t FROM (
-        SELECT *, epoch_ms(strptime(ts, '%Y-%m-%dT%H:%M:%S.%gZ')::TIMESTAMP) AS tms
-        FROM read_json({file_list}, format='newline_delimited', columns={{{cols}}}, ignore_errors=true))
-    """)
-    return con
-
-
-def read_attempts(events: str | Path, window: Window | None = None, abandon_after_s: float = 600.0,
-                  as_of: float | None = None) -> list[Attempt]:
-    """One row per publish attempt, from the SLI engine's attempts table (``toolkit.attempts``).
-
-    With ``window``, only attempts with an event inside it (started, ended or still open in it).
+    ``events`` is the ``EventSet`` (``toolkit.events_io.load_events``: JSONL, rotated and
+    gzipped files, Parquet with its stored folds, the structural check, the memory limit),
+    read as of ``as_of`` (later events ignored, as ``obslab sli --until`` does);
+    ``attempts`` its attempts (``toolkit.attempts``) that have an event in ``window``.
+    Every figure of a drill question comes from these, so nothing rescans the files.
     """
+
+    events: EventSet
+    attempts: tuple[Attempt, ...]
+    window: Window
+    as_of: float | None
+    abandon_after_s: float
+
+
+def _iso(t: float) -> str:
     from datetime import datetime, timezone
 
-    from toolkit.attempts import attempt_stats_table
-    from toolkit.events_io import load_events
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    es = load_events([events])
-    as_of_dt = None if as_of is None else datetime.fromtimestamp(as_of, tz=timezone.utc).replace(tzinfo=None)
+
+def read_drill_events(events: str | Path, window: Window | None = None, abandon_after_s: float = 600.0,
+                      as_of: float | None = None) -> DrillEvents:
+    """Read the event files once (``load_events``) and fold them into attempts.
+
+    With ``as_of``, events after it are ignored and an attempt is abandoned if it has been
+    silent for ``abandon_after_s`` at that time (``obslab sli --until``); without, as of the
+    newest event. With ``window``, only attempts with an event inside it (started, ended or
+    still open in it).
+    """
+    es = load_events([events], until=None if as_of is None else _iso(as_of))
     # The SLI engine's wide per-attempt table: the attempts contract plus mechanism columns (queue wait).
-    attempt_stats_table(es, abandon_after_s=abandon_after_s, as_of=as_of_dt, name="drill_attempts")
+    attempt_stats_table(es, abandon_after_s=abandon_after_s, name="drill_attempts")
     cond = ""
     if window is not None:
-        cond = (f"WHERE epoch(last_event_at) >= {window.start} AND "
-                f"epoch(coalesce(started_at, last_event_at)) < {window.end}")
+        cond = (f"WHERE epoch(last_event_at) >= {window.start!r} AND "
+                f"epoch(coalesce(started_at, last_event_at)) <= {window.end!r}")
     rows = es.con.execute(f"""
         SELECT request_id, epoch(coalesce(started_at, last_event_at)), region, app_version, network_type,
                media_size_bucket, release, transcode_mode, outcome,
-               epoch(coalesce(ended_at, CASE WHEN outcome = 'abandoned'
-                                        THEN last_event_at + to_microseconds({int(round(abandon_after_s * 1e6))}) END)),
+               epoch({outcome_at_sql(abandon_after_s)}),
                epoch(last_event_at), processing_ms, e2e_ms, transcode_ms, chunk_retries, chunk_failures,
                error_class, synthetic, queue_wait_ms
         FROM drill_attempts {cond}
-        ORDER BY 2
+        ORDER BY 2, 1
     """).fetchall()
     out = []
     for r in rows:
@@ -199,14 +197,18 @@ def read_attempts(events: str | Path, window: Window | None = None, abandon_afte
         outcome = r[8] if r[8] in ("succeeded", "failed", "cancelled", "abandoned") else None
         out.append(Attempt(r[0], r[1], cohort, outcome, r[9], r[10], r[11], r[12], r[13], int(r[14] or 0),
                            int(r[15] or 0), r[16], bool(r[17]) if r[17] is not None else True, r[18]))
-    return out
+    return DrillEvents(es, tuple(out), window or Window(-math.inf, math.inf), as_of, abandon_after_s)
 
 
-def count_events(events: str | Path, names: Sequence[str], window: Window) -> int:
-    con = read_events(events)
-    in_list = ", ".join(f"'{n}'" for n in names)
-    return con.execute(f"SELECT count(*) FROM ev WHERE event IN ({in_list}) AND t >= ? AND t < ?",
-                       [window.start, window.end]).fetchone()[0]
+def read_attempts(events: str | Path, window: Window | None = None, abandon_after_s: float = 600.0,
+                  as_of: float | None = None) -> list[Attempt]:
+    """One row per publish attempt (``read_drill_events(...).attempts``)."""
+    return list(read_drill_events(events, window, abandon_after_s, as_of).attempts)
+
+
+def failed_outcomes_in(attempts: Iterable[Attempt], w: Window) -> int:
+    """Attempts whose publish_failed event falls in ``w``: the failures the event log recorded there."""
+    return sum(1 for a in attempts if a.outcome == "failed" and a.ended is not None and a.ended in w)
 
 
 def read_metric_samples(path: str | Path) -> list[MetricSample]:
@@ -216,26 +218,36 @@ def read_metric_samples(path: str | Path) -> list[MetricSample]:
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """Exact nearest-rank percentile, the SLI engine's method (DuckDB quantile_disc, numpy 'inverted_cdf')."""
-    xs = sorted(v for v in values if v is not None)
+    """Exact nearest-rank percentile, the SLI engine's method (DuckDB quantile_disc = numpy 'inverted_cdf').
+
+    A thin adapter until ``toolkit.measures`` has one (see /work/notes/drills-needs.md).
+    """
+    xs = [v for v in values if v is not None]
     if not xs:
         return None
-    return xs[max(0, math.ceil(q * len(xs)) - 1)]
+    return float(np.quantile(np.asarray(xs, dtype=float), q, method="inverted_cdf"))
 
 
-def success_rate(attempts: Iterable[Attempt]) -> tuple[int, int]:
-    """(good, total) of publish-success: succeeded / (succeeded + failed + abandoned), cancellations excluded."""
-    good = total = 0
+def bad_and_total(attempts: Iterable[Attempt], definition: SliDefinition) -> tuple[int, int]:
+    """(bad, total) of attempts under an SLO's definition (``toolkit.measures.sli_definition``)."""
+    bad = total = 0
     for a in attempts:
-        if a.outcome == "succeeded":
-            good += 1
-        if a.outcome in ("succeeded", "failed", "abandoned"):
-            total += 1
-    return good, total
+        good, counted = definition.classify(a.outcome, a.processing_ms, a.e2e_ms)
+        total += counted
+        bad += counted and not good
+    return bad, total
+
+
+def drill_outcomes(drill_events: DrillEvents, spec: SloSpec, slo_name: str = "publish-success") -> Outcomes:
+    """An SLO's outcomes over every event read (not only the drill's attempts), as of the read's as-of
+    time: what ``obslab budget --at AS_OF``, the dashboard and Prometheus count."""
+    as_of = None if drill_events.as_of is None else datetime.fromtimestamp(drill_events.as_of, tz=timezone.utc)
+    as_of = None if as_of is None else as_of.replace(tzinfo=None)
+    return load_outcomes(drill_events.events, spec, spec.slo(slo_name), as_of=as_of, until=as_of)
 
 
 def _ended_in(attempts: Iterable[Attempt], w: Window) -> list[Attempt]:
-    """Attempts whose outcome time falls in ``w`` — how ``obslab sli --since/--until`` counts them."""
+    """Attempts whose outcome time falls in ``w``, (start, end] — how ``obslab sli --since/--until`` counts them."""
     return [a for a in attempts if a.ended is not None and a.ended in w]
 
 
@@ -286,34 +298,27 @@ def _histogram_quantile(samples: Sequence[MetricSample], w: Window, name: str, q
 
 
 def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample], incident: Window,
-                   baseline: Window, spec: SloSpec, *, events: str | Path | None = None) -> Impact:
+                   baseline: Window, spec: SloSpec) -> Impact:
     """Every impact figure a drill can ask about, with its definition and count."""
     slo = spec.slo("publish-success")
+    definition = sli_definition(slo)
     inc, base = _ended_in(attempts, incident), _ended_in(attempts, baseline)
     figures: dict[str, Figure] = {}
 
     def add(name: str, value: float | None, unit: str, count: int | None = None) -> None:
         figures[name] = Figure(name, value, unit, IMPACT_DEFINITIONS[name], count)
 
-    failed = [a for a in inc if a.outcome in ("failed", "abandoned")]
-    good, total = success_rate(inc)
-    add("failed_publishes", float(len(failed)), "attempts", total)
-    period_s = spec.period_for(slo, "lab")
-    if total:
-        error_ratio = (total - good) / total
-        spent = 100.0 * error_ratio / slo.error_budget * incident.length_s / period_s
-    else:
-        spent = 0.0
-    add("budget_spent_percent", spent, "% of budget", total)
+    bad, total = bad_and_total(inc, definition)
+    add("failed_publishes", float(bad), "attempts", total)
+    # The engine's named budget figure: the share of the lab period's budget the incident spent.
+    budget = budget_figures(slo.name, slo.objective, spec.period_for(slo, "lab"), bad, total, incident.length_s)
+    add("budget_spent_percent", 100.0 * budget.spent if budget.spent is not None else 0.0, "% of budget", total)
     for name, attr, q in (("p99_processing_shift_ms", "processing_ms", 0.99), ("p95_e2e_shift_ms", "e2e_ms", 0.95)):
         now_vals = [getattr(a, attr) for a in inc if getattr(a, attr) is not None]
         then_vals = [getattr(a, attr) for a in base if getattr(a, attr) is not None]
         p_now, p_then = percentile(now_vals, q), percentile(then_vals, q)
         add(name, None if p_now is None or p_then is None else p_now - p_then, "ms", len(now_vals))
-    if events is not None:
-        add("chunk_retries", float(count_events(events, ["chunk_retry"], incident)), "events")
-    else:
-        add("chunk_retries", float(sum(a.chunk_retries for a in inc)), "events")
+    add("chunk_retries", float(sum(a.chunk_retries for a in inc)), "events", len(inc))
     add("cancelled_attempts", float(sum(1 for a in inc if a.outcome == "cancelled")), "attempts", len(inc))
     if samples:
         requests, _ = _series_delta(samples, incident, "obslab_http_requests_total", route_prefix="/v1/")
@@ -321,8 +326,8 @@ def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample],
         rpp = requests / published if requests is not None and published else None
         add("requests_per_publish", rpp, "requests per publish", int(published or 0))
         counted_failed, span = _series_delta(samples, incident, "obslab_publish_outcomes_total", outcome="failed")
-        if counted_failed is not None and events is not None:
-            logged = count_events(events, ["publish_failed"], span)
+        if counted_failed is not None:
+            logged = failed_outcomes_in(attempts, span)
             add("lost_failure_events", max(0.0, counted_failed - logged), "failures", int(counted_failed))
         else:
             add("lost_failure_events", None, "failures")
@@ -343,58 +348,3 @@ def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample],
                      "memory_growth_mb"):
             add(name, None, "")
     return Impact(incident, baseline, figures)
-
-
-@dataclass(frozen=True)
-class BurnPoint:
-    t: float
-    long_ratio: float | None  # error ratio over the long window
-    short_ratio: float | None
-    burn_long: float | None
-    burn_short: float | None
-
-
-def burn_rate_series(attempts: Sequence[Attempt], spec: SloSpec, start: float, end: float, step_s: float,
-                     severity_index: int = 0, profile: str = "lab") -> list[BurnPoint]:
-    """Publish-success burn rate over one alert window pair, outcomes counted at their terminal event."""
-    slo = spec.slo("publish-success")
-    window = spec.windows_for(profile)[severity_index]
-    ends = sorted((a.ended, a.outcome) for a in attempts
-                  if a.ended is not None and a.outcome in ("succeeded", "failed", "abandoned"))
-    times = [t for t, _ in ends]
-    bad_prefix = [0]
-    for _, outcome in ends:
-        bad_prefix.append(bad_prefix[-1] + (outcome != "succeeded"))
-
-    import bisect
-
-    def ratio(lo: float, hi: float) -> float | None:
-        i, j = bisect.bisect_left(times, lo), bisect.bisect_left(times, hi)
-        n = j - i
-        return None if n == 0 else (bad_prefix[j] - bad_prefix[i]) / n
-
-    points = []
-    t = start + step_s
-    while t <= end + 1e-9:
-        lr, sr = ratio(t - window.long_s, t), ratio(t - window.short_s, t)
-        points.append(BurnPoint(t, lr, sr, None if lr is None else lr / slo.error_budget,
-                                None if sr is None else sr / slo.error_budget))
-        t += step_s
-    return points
-
-
-def first_page(attempts: Sequence[Attempt], spec: SloSpec, start: float, end: float, step_s: float = 1.0,
-               profile: str = "lab") -> tuple[float, str] | None:
-    """(time, which alert) of the first page: a page-severity window pair whose long and short
-    burn rates are both over the factor, evaluated every ``step_s`` as a rule would be."""
-    hits = []
-    for i, w in enumerate(spec.windows_for(profile)):
-        if w.severity != "page":
-            continue
-        for p in burn_rate_series(attempts, spec, start, end, step_s, i, profile):
-            # Strictly over the factor, as the generated rules and toolkit.budget.alert_fires test it.
-            if p.burn_long is not None and p.burn_short is not None and p.burn_long > w.burn_rate \
-                    and p.burn_short > w.burn_rate:
-                hits.append((p.t, f"{w.long}/{w.short} burn rate over {w.burn_rate:g}× ({profile} profile)"))
-                break
-    return min(hits) if hits else None

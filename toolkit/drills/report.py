@@ -16,10 +16,15 @@ from typing import Callable, Mapping
 
 from toolkit.drills.causes import cause_label
 from toolkit.drills.grader import Answer, Grade, grade
-from toolkit.drills.measure import (Attempt, Impact, MetricSample, Window, burn_rate_series, first_page,
-                                    measure_impact, percentile, read_attempts, read_metric_samples, success_rate)
+from toolkit.drills.measure import (Attempt, DrillEvents, Impact, MetricSample, Window, drill_outcomes,
+                                    measure_impact, percentile, read_drill_events, read_metric_samples)
+from toolkit.drills.pages import PageVerdict, engine_first_page, page_verdict, prometheus_first_fire
 from toolkit.drills.schema import Drill, find_drill
-from toolkit.drills.state import RunDir
+from toolkit.drills.state import RunDir, RunState
+from toolkit.durations import format_duration
+from toolkit.measures import (BudgetFigures, Outcomes, alert_state, burn_rate_series, evaluation_times,
+                              format_percent, period_budget, sli_ratio, success_definition, window_counts)
+from toolkit.slo_names import burn_alert_name
 from toolkit.slo_spec import SloSpec, load_spec
 
 __all__ = ["ReportData", "build_report_data", "render_markdown", "write_report", "default_spec", "SPEC_ENV"]
@@ -28,9 +33,12 @@ SPEC_ENV = "OBSLAB_SLO_SPEC"
 _PLOT_BINS = 40
 
 
-def default_spec() -> SloSpec:
-    """The SLO spec: $OBSLAB_SLO_SPEC, else ./slo.yaml, else the one next to the toolkit package."""
-    candidates = [os.environ.get(SPEC_ENV), "slo.yaml", str(Path(__file__).resolve().parents[2] / "slo.yaml")]
+def default_spec(state: RunState | None = None) -> SloSpec:
+    """The SLO spec: the one the run's lab ran with (``lab.json``), else $OBSLAB_SLO_SPEC, else
+    ./slo.yaml, else the one next to the toolkit package — so the report measures what the
+    lab's dashboard and Prometheus rules measure."""
+    candidates = [state.slo_spec if state is not None else None, os.environ.get(SPEC_ENV), "slo.yaml",
+                  str(Path(__file__).resolve().parents[2] / "slo.yaml")]
     for c in candidates:
         if c and Path(c).is_file():
             return load_spec(c)
@@ -47,23 +55,33 @@ class ReportData:
     end: float
     fault: Window
     baseline: Window
-    attempts: tuple[Attempt, ...]
+    attempts: tuple[Attempt, ...]  # as of the drill's end
     samples: tuple[MetricSample, ...]
-    impact: Impact
+    impact: Impact  # fault window vs baseline, as of the fault's end
     sli_incident: tuple[int, int]  # good, total of attempts whose outcome fell in the fault window (SLI engine)
     sli_latency: Mapping[str, float | None]  # processing latency p50/p95/p99 over the fault window (SLI engine)
     sli_drill: tuple[int, int]
-    first_page_at: float | None
+    first_page_at: float | None  # only a page the engine and (when running) Prometheus both fired
     first_page_alert: str | None
     grade: Grade
     answers: tuple[dict, ...]
     timeline: tuple[dict, ...]
     spec: SloSpec
+    page: PageVerdict | None = None
+    read_summary: str = ""  # what the engine's reader read (files, events, skipped lines)
+    outcomes: Outcomes | None = None  # publish-success outcomes of every event read, as of the drill's end
+    budget: BudgetFigures | None = None  # the lab period's budget as of the drill's end (obslab budget --at END)
+    burn_at_end: Mapping[str, float | None] | None = None  # burn rate per alert window length at the drill's end
+    alerts_at_end: tuple[dict, ...] = ()  # each lab alert at the drill's end: windows, burn rates, firing
+    sli_drill_latency: Mapping[str, float | None] | None = None  # processing p50/p95/p99 over the whole drill
 
 
 def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
-    spec = spec or default_spec()
+    """Every figure from the measurement engine over the run's events, read twice: as of the
+    fault's end (the incident's figures, exactly ``obslab sli --since FAULT_START --until FAULT_END``)
+    and as of the drill's end (the whole drill: plots, burn rates, the page)."""
     state = run.read_state()
+    spec = spec or default_spec(state)
     truth = run.read_truth()
     drill = find_drill(state.drill_id)
     events_dir = Path(state.events_dir or Path(state.data_dir) / "events")
@@ -75,35 +93,52 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     removed = truth.get("fault_removed_at") or min(end, applied + truth["fault_duration_s"])
     fault = Window(applied, removed)
     baseline = Window(start, applied)
-    attempts = tuple(read_attempts(events_dir, Window(start, end), spec.abandon_after_s))
     samples = tuple(read_metric_samples(run.metrics_file))
-    impact = measure_impact(attempts, samples, fault, baseline, spec, events=events_dir)
-    # The SLI over the fault window is the SLI engine's (`obslab sli --since --until`), not a re-derivation.
-    engine = _engine_totals(events_dir, spec, fault)
-    sli_incident = (int(engine.primary[0].numerator or 0), int(engine.primary[0].denominator or 0))
+    at_fault_end = read_drill_events(events_dir, Window(start, fault.end), spec.abandon_after_s, as_of=fault.end)
+    impact = measure_impact(at_fault_end.attempts, samples, fault, baseline, spec)
+    engine = _engine_totals(at_fault_end, spec, fault)
+    success_rate = engine.figure("publish_success_rate")
+    sli_incident = (int(success_rate.numerator or 0), int(success_rate.denominator or 0))
     sli_latency = {f.statistic: f.value for f in engine.latency if f.name.startswith("processing_latency_p")}
-    sli_drill = success_rate(a for a in attempts if a.ended is not None and a.ended in Window(start, end))
-    paged = first_page(list(attempts), spec, start, end, step_s=max(0.5, (end - start) / 200))
-    page, page_alert = paged if paged is not None else (None, None)
+    at_end = read_drill_events(events_dir, Window(start, end), spec.abandon_after_s, as_of=end)
+    whole = _engine_totals(at_end, spec, Window(start, end))
+    whole_rate = whole.figure("publish_success_rate")
+    whole_latency = {f.statistic: f.value for f in whole.latency if f.name.startswith("processing_latency_p")}
+    sli_drill = (int(whole_rate.numerator or 0), int(whole_rate.denominator or 0))
+    outcomes = drill_outcomes(at_end, spec)
+    success = spec.slo("publish-success")
+    budget = period_budget(outcomes, success.name, success.objective, spec.period_for(success, "lab"), end)
+    burn_at_end = {format_duration(length): burn_rate_series(outcomes, success.objective, [end], length).values()[0]
+                   for w in spec.windows_for("lab") for length in (w.long_s, w.short_s)}
+    alerts_at_end = []
+    for w in spec.windows_for("lab"):
+        long, short, firing = alert_state(outcomes, success.objective, w, end)
+        alerts_at_end.append({"slo": success.name, "severity": w.severity, "long": w.long, "short": w.short,
+                              "factor": w.burn_rate, "long_burn": long.burn_rate, "short_burn": short.burn_rate,
+                              "firing": firing})
+    page = page_verdict(engine_first_page(outcomes, spec, start, end),
+                        prometheus_first_fire(state.prometheus_url, burn_alert_name("publish-success", "page"),
+                                              start, end))
     answers = tuple(run.answers())
     measured = impact.value(drill.questions.impact.metric)
     g = grade(drill, [Answer(a["cause"], a["cohort"], float(a["impact"]), a["at_s"]) for a in answers],
               measured if measured is not None else 0.0, fault.start - start,
-              None if page is None else page - start)
-    return ReportData(drill, state.run_id, state.seed, state.speed, start, end, fault, baseline, attempts, samples,
-                      impact, sli_incident, sli_latency, sli_drill, page, page_alert, g, answers, tuple(timeline),
-                      spec)
+              None if page.at is None else page.at - start)
+    return ReportData(drill, state.run_id, state.seed, state.speed, start, end, fault, baseline, at_end.attempts,
+                      samples, impact, sli_incident, sli_latency, sli_drill, page.at, page.alert, g, answers,
+                      tuple(timeline), spec, page, at_end.events.summary(), outcomes, budget, burn_at_end,
+                      tuple(alerts_at_end), whole_latency)
 
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _engine_totals(events_dir: Path, spec: SloSpec, window: Window):
-    from toolkit.events_io import load_events
+def _engine_totals(drill_events: DrillEvents, spec: SloSpec, window: Window):
+    """The SLI engine's totals over ``window`` (outcome times in (start, end]), as of the read's as-of time."""
     from toolkit.sli import SliQuery, compute_report
 
-    report = compute_report(load_events([events_dir], until=_iso(window.end)), spec,
+    report = compute_report(drill_events.events, spec,
                             SliQuery(since=_iso(window.start), until=_iso(window.end), window_s=None))
     return report.totals
 
@@ -128,25 +163,25 @@ def plot_sli_and_burn(data: ReportData, path: Path) -> None:
 
     slo = data.spec.slo("publish-success")
     bins = _bins(data)
-    xs, rates = [], []
-    for w in bins:
-        ended = [a for a in data.attempts if a.ended is not None and a.ended in w and a.outcome in ("succeeded", "failed")]
-        xs.append((w.start + w.end) / 2 - data.start)
-        rates.append(100 * sum(a.outcome == "succeeded" for a in ended) / len(ended) if ended else float("nan"))
+    width = bins[0].length_s
+    ends = [w.end for w in bins]
+    # Per bin (t − width, t], the engine's window convention and its good/total from the spec.
+    good, total = window_counts(data.outcomes, ends, width)
+    xs = [(w.start + w.end) / 2 - data.start for w in bins]
+    rates = [100 * g / t if t else float("nan") for g, t in zip(good, total)]
     window = data.spec.windows_for("lab")[0]
-    step = (data.end - data.start) / 200
-    burn = burn_rate_series(list(data.attempts), data.spec, data.start, data.end, step, 0, "lab")
+    grid = evaluation_times(data.start, data.end, data.spec.profile("lab").scrape_interval_s)
+    long = burn_rate_series(data.outcomes, slo.objective, grid, window.long_s)
+    short = burn_rate_series(data.outcomes, slo.objective, grid, window.short_s)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    ax1.plot(xs, rates, marker=".", label="publish success rate (per bin, by terminal event)")
+    ax1.plot(xs, rates, marker=".", label="publish success rate (per bin, by outcome time)")
     ax1.axhline(100 * slo.objective, color="grey", linestyle="--", label=f"objective {slo.objective:.0%}")
     _mark_fault(ax1, data)
     ax1.set_ylabel("success rate, %")
     ax1.set_title(f"{data.drill.title}: publish success and burn rate (synthetic traffic included)")
     ax1.legend(loc="lower left", fontsize=8)
-    ax2.plot([p.t - data.start for p in burn], [p.burn_long if p.burn_long is not None else float("nan") for p in burn],
-             label=f"burn rate, long window {window.long} (lab profile)")
-    ax2.plot([p.t - data.start for p in burn], [p.burn_short if p.burn_short is not None else float("nan") for p in burn],
-             alpha=0.6, label=f"burn rate, short window {window.short}")
+    ax2.plot(grid - data.start, long.burn, label=f"burn rate, long window {window.long} (lab profile)")
+    ax2.plot(grid - data.start, short.burn, alpha=0.6, label=f"burn rate, short window {window.short}")
     ax2.axhline(window.burn_rate, color="tab:red", linestyle="--", label=f"page at {window.burn_rate:g}×")
     if data.first_page_at is not None:
         ax2.axvline(data.first_page_at - data.start, color="tab:red", label="first page")
@@ -274,7 +309,10 @@ def _timeline_rows(data: ReportData) -> list[tuple[float, str]]:
         rows.append((e["t"], text))
     if data.first_page_at is not None:
         rows.append((data.first_page_at, f"first page: publish-success {data.first_page_alert}"))
-    return sorted(rows)
+    elif data.page is not None and data.page.engine.at is not None:
+        rows.append((data.page.engine.at, "page condition met in the engine's replay, not counted as fired: "
+                                          + data.page.sentence(data.fault.start)))
+    return sorted(rows, key=lambda r: r[0])
 
 
 def render_markdown(data: ReportData, images: dict[str, str]) -> str:
@@ -326,17 +364,20 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         "## Measured impact",
         "",
         f"Window: the fault window, {fault_len:.1f} s; attempts attributed by their outcome time (as `obslab sli` "
-        f"counts them); "
-        f"baseline: the {data.baseline.length_s:.1f} s before the fault.",
+        f"counts them), as of the fault's end; "
+        f"baseline: the {data.baseline.length_s:.1f} s before the fault. Whole-drill figures are as of the "
+        f"drill's end. Read: {data.read_summary or 'n/a'}.",
         "",
         f"- **Publish success (publish-success SLI)** during the fault: {good_i}/{total_i} = "
-        f"{(good_i / total_i if total_i else float('nan')):.2%} (succeeded ÷ succeeded + failed + abandoned; "
-        f"cancellations excluded); whole drill: {good_d}/{total_d} = "
-        f"{(good_d / total_d if total_d else float('nan')):.2%}.",
+        f"{format_percent(sli_ratio(good_i, total_i))} ({success_definition(data.spec).ratio_text()}, from the "
+        f"spec); whole drill: {good_d}/{total_d} = {format_percent(sli_ratio(good_d, total_d))}.",
         f"- **Processing latency** of publishes during the fault (exact nearest-rank, synthetic traffic "
         f"included): p50 {_fmt(data.sli_latency.get('p50'), 'ms')}, p95 {_fmt(data.sli_latency.get('p95'), 'ms')}, "
         f"p99 {_fmt(data.sli_latency.get('p99'), 'ms')} — as `obslab sli --since {_iso(data.fault.start)} "
         f"--until {_iso(data.fault.end)}` reports them.",
+        f"- **Error budget** (publish-success, lab profile, as of the drill's end, as `obslab budget --profile lab "
+        f"--at {_iso(data.end)}` reports it): {data.budget.describe() if data.budget else 'n/a'}. "
+        f"Burn rates then: " + ", ".join(f"{k} {_fmt(v)}×" for k, v in (data.burn_at_end or {}).items()) + ".",
         "",
         "| figure | value | count behind it | definition |",
         "|---|---:|---:|---|",
@@ -383,20 +424,20 @@ def _star(data: ReportData) -> list[str]:
     spent = imp.value("budget_spent_percent")
     p99 = imp.value("p99_processing_shift_ms")
     asked = imp.figures.get(d.questions.impact.metric)
-    page = (f"the page ({data.first_page_alert}) fired "
-            f"{data.first_page_at - data.fault.start:.1f} s after the fault started"
-            if data.first_page_at is not None and data.first_page_at >= data.fault.start
-            else "no burn-rate page fired")
+    page = data.page.sentence(data.fault.start) if data.page is not None else "no burn-rate page fired"
+    period = format_duration(data.spec.period_for(data.spec.slo("publish-success"), "lab"))
     cohort = ", ".join(f"{k}={v}" for k, v in d.truth.cohort.items()) or "every cohort"
     return [
-        f"- **Situation.** {' '.join(d.briefing.split())} During the {data.fault.length_s:.0f} s incident, "
+        f"- **Situation.** The briefing: “{' '.join(d.briefing.split())}” During the {data.fault.length_s:.0f} s "
+        f"incident, "
         f"{good_i} of {total_i} publish attempts succeeded "
-        f"({(good_i / total_i if total_i else float('nan')):.2%}, publish-success SLI, outcomes in the window).",
+        f"({format_percent(sli_ratio(good_i, total_i))}, publish-success SLI, outcomes in the window).",
         f"- **Task.** Find the cause and who was affected, and size the impact: {d.questions.impact.prompt}",
-        "- **Action.** Evidence path: " + "; ".join(d.debrief.evidence_path) + ". "
-        f"{page[0].upper() + page[1:]}.",
-        f"- **Result.** {d.debrief.what_happened} Measured: {_fmt(failed)} failed publishes, "
-        f"{_fmt(spent)} % of the lab-profile error budget spent, p99 processing latency shift {_fmt(p99, 'ms')}"
+        "- **Action.** The drill's expected evidence path: " + "; ".join(d.debrief.evidence_path) + ". "
+        f"Measured: {page}.",
+        f"- **Result.** What the fault was: {d.debrief.what_happened} Measured: {_fmt(failed)} failed publishes, "
+        f"the incident spent {_fmt(spent)} % of the {period} lab-profile period's error budget, "
+        f"p99 processing latency shift {_fmt(p99, 'ms')}"
         + (f", {asked.name} = {_fmt(asked.value, asked.unit)}" if asked is not None else "")
         + f"; affected: {cohort}. Score {g.total:g}/{g.max_total:g}.",
         "",
@@ -435,10 +476,22 @@ def report_json(data: ReportData) -> dict:
         "baseline_window": [data.baseline.start, data.baseline.end],
         "sli_fault_window": {"good": data.sli_incident[0], "total": data.sli_incident[1],
                              "processing_latency_ms": dict(data.sli_latency)},
-        "sli_drill": {"good": data.sli_drill[0], "total": data.sli_drill[1]},
+        "sli_drill": {"good": data.sli_drill[0], "total": data.sli_drill[1],
+                      "processing_latency_ms": dict(data.sli_drill_latency or {})},
         "figures": {k: {"value": f.value, "unit": f.unit, "count": f.count, "definition": f.definition}
                     for k, f in data.impact.figures.items()},
         "first_page_at": data.first_page_at,
+        "as_of": {"fault_window": data.fault.end, "drill": data.end},
+        "budget": None if data.budget is None else {
+            "slo": data.budget.slo, "period": data.budget.period, "at": data.end, "spent": data.budget.spent,
+            "remaining": data.budget.remaining, "text": data.budget.describe()},
+        "burn_rates": dict(data.burn_at_end or {}),
+        "alerts": list(data.alerts_at_end),
+        "page": None if data.page is None else {
+            "fired": data.page.fired, "at": data.page.at, "alert": data.page.alert,
+            "engine_at": data.page.engine.at, "engine_alert": data.page.engine.alert,
+            "prometheus": data.page.prometheus.state, "prometheus_at": data.page.prometheus.at,
+            "prometheus_detail": data.page.prometheus.detail},
         "grade": {"total": data.grade.total, "max": data.grade.max_total, "max_total": data.grade.max_total,
                   "points": {p.part: p.points for p in data.grade.parts},
                   "parts": [{"part": p.part, "points": p.points, "max_points": p.max_points, "credit": p.credit,

@@ -8,6 +8,7 @@ detached scheduler. The other commands read and append to the run's files.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -16,12 +17,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-from toolkit.drills.lab import (ACTOR_ENV, DEFAULT_ACTOR, TOKEN_ENV, ControlClient, Lab, LabError, fault_body,
-                                flag_body)
+from toolkit.drills.lab import (ACTOR_ENV, DEFAULT_ACTOR, TOKEN_ENV, ControlClient, Lab, LabError,
+                                background_fault_name, fault_body, flag_body)
 from toolkit.drills.schema import ANSWER_VALUES, Drill, DrillSpecError, find_drill
 from toolkit.drills.state import NoDrillRunning, RunDir, RunState, append_jsonl, current_run, new_run
+
+if TYPE_CHECKING:
+    from toolkit.drills.auto import Diagnosis
 
 __all__ = [
     "DrillError",
@@ -30,6 +34,7 @@ __all__ = [
     "status",
     "next_hint",
     "answer",
+    "record_diagnosis",
     "stop",
     "parse_cohort",
     "scheduler_alive",
@@ -104,7 +109,8 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     started_at = time.time()
     state = RunState(run_id=run.path.name, drill_id=drill.id, seed=seed, speed=speed, url=lab.url,
                      data_dir=str(lab.data_dir), started_at=started_at,
-                     duration_s=drill.setup.duration_s / speed, auto=auto, events_dir=str(lab.events_dir))
+                     duration_s=drill.setup.duration_s / speed, auto=auto, events_dir=str(lab.events_dir),
+                     prometheus_url=lab.prometheus_url, slo_spec=lab.slo_spec)
     run.write_state(state)
     run.write_truth({"drill_id": drill.id, "cause": drill.truth.cause, "cohort": drill.truth.cohort,
                      "fault_start_s": fault_start_s, "fault_duration_s": drill.fault.duration_s / speed})
@@ -112,8 +118,6 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     for name, (variant, percent) in drill.setup.flags.items():
         client.put_flag(name, flag_body(name, variant, percent))
         run.log("flag_set", flag=name, variant=variant, percent=percent)
-    from toolkit.drills.scheduler import background_fault_name
-
     for i, bg in enumerate(drill.setup.background_faults):
         client.put_fault(background_fault_name(drill, i), fault_body(bg, duration_s=state.duration_s + 30))
         run.log("background_fault_applied", index=i, fault_kind=bg.kind, target=bg.target)
@@ -175,6 +179,11 @@ def answer(drills_dir: Path, cause: str, cohort: Mapping[str, str], impact: floa
            by: str = "learner") -> tuple[Drill, int]:
     """Record an answer; grading happens in the report, so the learner gets no hint from it."""
     run, state, drill = _current(drills_dir)
+    return drill, _record_answer(run, state, drill, cause, cohort, impact, by)
+
+
+def _record_answer(run: RunDir, state: RunState, drill: Drill, cause: str, cohort: Mapping[str, str],
+                   impact: float, by: str) -> int:
     if cause not in drill.questions.cause_choices:
         raise DrillError(f"--cause: {cause!r} is not one of this drill's choices: "
                          f"{', '.join(drill.questions.cause_choices)}")
@@ -185,7 +194,19 @@ def answer(drills_dir: Path, cause: str, cohort: Mapping[str, str], impact: floa
     at_s = time.time() - state.started_at
     append_jsonl(run.answers_file, {"cause": cause, "cohort": dict(cohort), "impact": impact, "at_s": at_s, "by": by})
     run.log("answer", cause=cause, cohort=dict(cohort), impact=impact, by=by)
-    return drill, len(run.answers())
+    return len(run.answers())
+
+
+def record_diagnosis(run: RunDir, diagnosis: Diagnosis) -> int:
+    """Record the solver's diagnosis of ``run`` (``auto.solve``) as its answer, by ``auto``; keep the
+    evidence in ``auto.json``. The analysis only diagnoses; answers are recorded here."""
+    from toolkit.drills.auto import diagnosis_json
+
+    state = run.read_state()
+    drill = find_drill(state.drill_id)
+    (run.path / "auto.json").write_text(json.dumps(diagnosis_json(diagnosis), indent=2))
+    impact = diagnosis.impact_value if diagnosis.impact_value is not None else 0.0
+    return _record_answer(run, state, drill, diagnosis.cause, diagnosis.cohort, impact, by="auto")
 
 
 def stop(drills_dir: Path, timeout_s: float = 30.0) -> RunDir:

@@ -18,20 +18,13 @@ import time
 import traceback
 from pathlib import Path
 
-from toolkit.drills.lab import ACTOR_ENV, DEFAULT_ACTOR, TOKEN_ENV, ControlClient, Lab, LabError, fault_body
+from toolkit.drills.lab import (ACTOR_ENV, DEFAULT_ACTOR, TOKEN_ENV, ControlClient, Lab, LabError,
+                                background_fault_name, fault_body, fault_name)
 from toolkit.drills.load import start_load, stop_load
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir, RunState, append_jsonl
 
 __all__ = ["main", "run_schedule", "sample_metrics", "fault_name", "background_fault_name", "cleanup"]
-
-
-def fault_name(drill: Drill) -> str:
-    return f"drill-{drill.id}"
-
-
-def background_fault_name(drill: Drill, index: int) -> str:
-    return f"drill-{drill.id}-background-{index}"
 
 
 class _Stop(Exception):
@@ -121,11 +114,13 @@ def run_schedule(run: RunDir) -> None:
         load = None
         run.log("drill_finished")
         if state.auto:
-            from toolkit.drills.auto import solve_and_answer
-            from toolkit.drills.report import write_report
+            from toolkit.drills.auto import solve
+            from toolkit.drills.report import default_spec, write_report
+            from toolkit.drills.runner import record_diagnosis
 
-            solve_and_answer(run)
-            write_report(run)
+            spec = default_spec(state)
+            record_diagnosis(run, solve(run, spec))
+            write_report(run, spec)
             run.log("report_written", path=str(run.report_dir))
     except _Stop:
         cleanup(client, drill, run, load)

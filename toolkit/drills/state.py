@@ -42,6 +42,8 @@ class RunState:
     auto: bool = False
     scheduler_pid: int | None = None
     events_dir: str = ""  # the lab's event log directory
+    prometheus_url: str | None = None  # the lab's Prometheus, when one was running at the start
+    slo_spec: str | None = None  # the SLO spec the lab ran with, when it said (lab.json)
 
 
 class RunDir:

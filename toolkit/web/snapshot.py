@@ -18,6 +18,7 @@ from typing import Iterable
 from toolkit.budget import compute_budget
 from toolkit.durations import format_duration, parse_duration
 from toolkit.events_io import EventSet, load_events
+from toolkit.measures import burn_rate_series, load_outcomes, success_definition, to_us
 from toolkit.sli import SliQuery, compute_report
 from toolkit.slo_spec import SloSpec
 
@@ -25,23 +26,26 @@ __all__ = ["Window", "LabData", "window_for", "DEFINITIONS", "iso", "parse_ts", 
 
 # Hover text of each tile: what the number is, over what, and what is left out.
 DEFINITIONS = {
-    "success": ("publish success rate = succeeded / (succeeded + failed + abandoned) over publish attempts "
-                "whose outcome falls in the window [start, as of). An attempt is one request_id from "
-                "upload_started; abandoned = no terminal event {abandon_after} after its last event. User "
-                "cancellations and rejected requests are excluded; attempts still in flight are not counted yet."),
+    "success": ("publish success rate = {ratio} (SLO {slo} in the spec) over publish attempts "
+                "whose outcome falls in the window (start, as of]. An attempt is one request_id from "
+                "upload_started; abandoned = no terminal event {abandon_after} after its last event. Outcomes "
+                "outside the total and rejected requests are excluded; attempts still in flight are not counted yet."),
     "latency": ("processing latency = upload_completed → publish_succeeded (server side), over attempts "
                 "published in the window; percentiles are exact nearest-rank (no histogram interpolation). "
                 "The latency SLI is the share of published attempts with processing latency ≤ {threshold}."),
-    "budget": ("error budget remaining = 1 − (bad / total) / (1 − objective), over the SLO period ending at the "
-               "as-of time ({period} in the {profile} profile, i.e. 30 days compressed {factor:g}×). "
-               "100 % = nothing spent, 0 % = spent, negative = overspent."),
-    "burn": ("burn rate = error rate over a window / (1 − objective): 1× spends the budget exactly over the "
-             "period. A multi-window alert fires when both its long and its short window burn faster than its "
+    "budget": ("error budget spent = bad events so far / the whole period's budget, where the whole period's "
+               "budget = (1 − objective) × the events the period holds at the traffic rate seen so far; "
+               "remaining = 1 − spent. The period is the SLO period ending at the as-of time ({period} in the "
+               "{profile} profile, i.e. 30 days compressed {factor:g}×). 100 % remaining = nothing spent, "
+               "0 % = all spent, negative = overspent."),
+    "burn": ("burn rate = error rate over a window (t − W, t] / (1 − objective): 1× spends the budget exactly "
+             "over the period. A multi-window alert fires when both its long and its short window burn faster than its "
              "threshold (SRE Workbook). Windows are the {profile} profile's (compressed {factor:g}×)."),
 }
 SERIES_STEPS_S = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
-# Budget alert history is replayed on a grid; a coarse grid keeps a refresh cheap on a long lab run.
-_MAX_HISTORY_POINTS = 2000
+# Budget alert history is replayed every scrape interval, as `obslab budget` replays it (so the first
+# fire time is the same); only a run too long for that many points gets a coarser grid.
+_MAX_HISTORY_POINTS = 500_000
 
 
 def iso(ts: datetime) -> str:
@@ -57,7 +61,7 @@ def parse_ts(text: str) -> datetime:
 @dataclass(frozen=True)
 class Window:
     start: datetime
-    end: datetime  # the as-of time: events with ts <= end; outcomes in [start, end) count
+    end: datetime  # the as-of time: events with ts <= end; outcomes in (start, end] count
     label: str
 
     def to_json(self) -> dict:
@@ -146,19 +150,20 @@ class LabData:
         budget = self._budget()
         budgets, windows = [], []
         for b in budget["slos"]:
-            st = b["status"]
+            st, hist = b["budget"], b["history"]
             budgets.append({"slo": b["slo"], "objective": b["objective"], "period": b["period"],
-                            "bad": st["bad"], "total": st["total"], "remaining": st["remaining"],
+                            "bad": st["bad"], "total": st["total"], "spent": st["spent"],
+                            "remaining": st["remaining"], "summary": b["summary"],
                             "data_covers": b["data_covers"], "counts": b["definition"],
                             "definition": DEFINITIONS["budget"].format(period=b["period"], profile=profile,
                                                                        factor=factor)})
-            for a in b["alerts"]:
+            for a, h in zip(b["alerts"], hist or [{}] * len(b["alerts"])):
                 windows.append({"slo": b["slo"], "severity": a["severity"], "long": a["long"]["window"],
                                 "short": a["short"]["window"], "burn_rate_threshold": a["factor"],
                                 "long_burn": a["long"]["burn"]["burn_rate"],
                                 "short_burn": a["short"]["burn"]["burn_rate"],
                                 "long_count": a["long"]["burn"]["total"], "short_count": a["short"]["burn"]["total"],
-                                "firing": a["firing"]})
+                                "firing": a["firing"], "first_fired": h.get("first_fired")})
         if prometheus_alerts is not None:
             alerts, source = prometheus_alerts, "Prometheus (lab rules)"
         else:
@@ -176,6 +181,7 @@ class LabData:
                         "abandoned": counts["abandoned"], "cancelled": counts["cancelled"],
                         "in_flight": counts["in_flight"], "objective": ratio_slo.objective,
                         "definition": DEFINITIONS["success"].format(
+                            ratio=success_definition(spec).ratio_text(), slo=ratio_slo.name,
                             abandon_after=format_duration(spec.abandon_after_s))},
             "latency": {"slo": latency_slo.name, "kind": latency_slo.latency, "count": lat["p50"]["count"],
                         "p50_s": _seconds(lat["p50"]["value"]), "p95_s": _seconds(lat["p95"]["value"]),
@@ -193,8 +199,12 @@ class LabData:
         first = self.events.min_ts
         span_s = (_naive(self.as_of) - first).total_seconds() if first else 0.0
         step = max(self.spec.profile(self.profile).scrape_interval_s, span_s / _MAX_HISTORY_POINTS)
-        return compute_budget(self.events, self.spec, self.profile, at=_naive(self.as_of),
-                              synthetic=self.synthetic, grid_step_s=step).to_dict()
+        report = compute_budget(self.events, self.spec, self.profile, at=_naive(self.as_of),
+                                synthetic=self.synthetic, grid_step_s=step)
+        d = report.to_dict()
+        for out, slo in zip(d["slos"], report.slos):
+            out["summary"] = slo.budget.describe()
+        return d
 
     # ------------------------------------------------------------------ charts
     def series(self, window: Window, max_points: int = 120) -> dict:
@@ -231,32 +241,11 @@ class LabData:
         return out
 
     def _burn_series(self, slo, ends: list[datetime], lengths: tuple[float, ...]) -> list[list[float | None]]:
-        """Burn rate of a ratio SLO over (t - length, t] at each t, as the budget module counts windows."""
-        from toolkit.attempts import attempt_stats_table, outcome_at_sql
-
-        rel = attempt_stats_table(self.events, self.spec.abandon_after_s, as_of=_naive(self.as_of),
-                                  name="_lab_burn")
-        at = outcome_at_sql(self.spec.abandon_after_s)
-        good = ", ".join(f"'{o}'" for o in slo.events_good)
-        total = ", ".join(f"'{o}'" for o in slo.events_total)
-        syn = {None: "true", False: "NOT synthetic", True: "synthetic"}[self.synthetic]
-        ends_sql = ", ".join(f"TIMESTAMP '{_naive(e).isoformat(sep=' ')}'" for e in ends)
-        out = []
-        for length in lengths:
-            # One range join for every window end: (t - length, t].
-            rows = self.events.con.execute(
-                f"SELECT e.t, count(a.outcome) FILTER (WHERE a.outcome IN ({good})), "
-                f"count(a.outcome) FILTER (WHERE a.outcome IN ({total})) "
-                f"FROM unnest([{ends_sql}]) AS e(t) LEFT JOIN (SELECT outcome, {at} AS at FROM {rel.alias} "
-                f"WHERE {syn}) a ON a.at > e.t - to_microseconds({int(round(length * 1e6))}) AND a.at <= e.t "
-                f"GROUP BY e.t").fetchall()
-            by_end = {t: (g, n) for t, g, n in rows}
-            values = []
-            for end in ends:
-                g, t = by_end.get(_naive(end), (0, 0))
-                values.append(None if t == 0 else ((t - g) / t) / slo.error_budget)
-            out.append(values)
-        return out
+        """Burn rate of an SLO over (t − length, t] at each t: ``toolkit.measures.burn_rate_series``."""
+        outcomes = load_outcomes(self.events, self.spec, slo, as_of=_naive(self.as_of), synthetic=self.synthetic,
+                                 until=_naive(self.as_of))
+        at = [to_us(e) / 1e6 for e in ends]
+        return [burn_rate_series(outcomes, slo.objective, at, length).values() for length in lengths]
 
     # ------------------------------------------------------------------ cohorts
     def cohorts(self, window: Window, dimension: str) -> dict:

@@ -113,13 +113,16 @@ function renderSnapshot(s) {
       data: { seconds: v, count: la.count },
     });
   }
-  const budgetLines = s.budgets.map(b => `${b.slo}: ${pct(b.remaining, 1)} left of ${pct(1 - b.objective, 1)} over ${b.period} (${count(b.bad)} bad / ${count(b.total)}; data covers ${b.data_covers})`);
+  // Every budget figure named with its period, the words `obslab budget` and `obslab top` use.
+  const budgetLines = s.budgets.map(b => `${b.slo}: ${b.summary} (${count(b.bad)} bad / ${count(b.total)}; data covers ${b.data_covers})`);
   const worst = s.budgets.reduce((m, b) => (b.remaining !== null && (m === null || b.remaining < m.remaining)) ? b : m, null);
   setTile("tile-budget", {
-    value: worst ? pct(worst.remaining, 1) : "–",
+    value: worst ? `${pct(worst.remaining, 2)} remaining · spent ${pct(worst.spent, 2)} of the ${worst.period} period's budget` : "–",
     detail: budgetLines.concat(worst ? [`(lowest: ${worst.slo})`] : []),
     definition: s.budgets.length ? s.budgets[0].definition : "",
-    data: Object.fromEntries(s.budgets.map(b => [b.slo.replace(/-(.)/g, (m, c) => c.toUpperCase()), b.remaining])),
+    data: Object.assign(
+      Object.fromEntries(s.budgets.map(b => [b.slo.replace(/-(.)/g, (m, c) => c.toUpperCase()), b.remaining])),
+      Object.fromEntries(s.budgets.map(b => [b.slo.replace(/-(.)/g, (m, c) => c.toUpperCase()) + "Spent", b.spent]))),
     status: worst === null ? null : (worst.remaining > 0.5 ? "ok" : worst.remaining > 0 ? "warn" : "bad"),
   });
   renderBurn(s.burn);
