@@ -132,3 +132,26 @@ def test_event_log_file_is_otlp_json_without_an_endpoint(tmp_path):
     assert [r.event_name for r in records] == [e["event"] for e in read_events(tmp_path / "events")]
     assert all(r.trace_id.hex() == TRACE for r in records)
     assert '"traceId":"' + TRACE + '"' in lines[0]  # hex in the file, as OTLP/JSON requires
+
+
+def test_multiprocess_mode_drops_exemplars(tmp_path, monkeypatch):
+    """Why the latency histogram has no trace exemplars (docs/service.md): prometheus_client's multiprocess
+    values do not store them. When a release does, this fails, and exemplars can be added."""
+    from prometheus_client.values import MultiProcessValue
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    value = MultiProcessValue(process_identifier=lambda: 1)("histogram", "h_bucket", "h", ("le",), ("1.0",), "")
+    value.set_exemplar(object())
+    assert value.get_exemplar() is None
+
+
+def test_collector_config_wires_every_pipeline_to_defined_components():
+    config = __import__("yaml").safe_load(
+        (Path(__file__).resolve().parents[1] / "dashboards" / "otel-collector" / "config.yaml").read_text())
+    pipelines = config["service"]["pipelines"]
+    assert set(pipelines) == {"traces", "logs"}
+    assert pipelines["traces"]["exporters"] == ["otlp/jaeger", "file/traces"]  # fan-out: Jaeger and a file
+    for pipeline in pipelines.values():
+        for kind in ("receivers", "processors", "exporters"):
+            assert set(pipeline[kind]) <= set(config[kind]), (kind, pipeline[kind])
+    assert set(config["service"]["extensions"]) <= set(config["extensions"])

@@ -431,8 +431,7 @@ def _prometheus_from_queries(imp: _Importer, good_or_bad: str, good_q: Any, tota
         metric, labels = imp.selector(query, where_good)
         if metric != histogram + "_bucket" or "le" not in labels:
             raise imp.fail(where_good, f"cannot import: expected {histogram}_bucket with an le matcher")
-        op, le = labels["le"]
-        le = re.sub(r"\(\\+\.0\)\?$", "", le)  # obslab's le=~"1(\\.0)?" spelling
+        le = re.sub(r"\(\\+\.0\)\?$", "", labels["le"][1])  # obslab's le=~"1(\\.0)?" spelling
         try:
             threshold = float(le)
         except ValueError:
@@ -540,6 +539,14 @@ def _openslo_period(imp: _Importer, spec: dict, where: str) -> str:
         raise imp.fail(f"{where}.spec.timeWindow[0].duration", str(e)) from None
 
 
+def _openslo_query(imp: _Importer, ratio: dict, part: str, where: str) -> Any:
+    """ratioMetric.<part>.metricSource.spec.query."""
+    src = imp.mapping(imp.get(ratio, part, where), f"{where}.{part}")
+    ms = imp.mapping(imp.get(src, "metricSource", f"{where}.{part}"), f"{where}.{part}.metricSource")
+    return imp.mapping(imp.get(ms, "spec", f"{where}.{part}.metricSource"), f"{where}.{part}.metricSource.spec").get(
+        "query")
+
+
 def import_openslo(text: str, source: str) -> dict:
     """An slo.yaml mapping from OpenSLO v1 ``Service``/``SLO`` documents (inline ratioMetric indicators).
 
@@ -588,12 +595,6 @@ def import_openslo(text: str, source: str) -> dict:
         rw = f"{where}.spec.indicator.spec.ratioMetric"
         which = "good" if "good" in ratio else "bad"
 
-        def query(part: str) -> Any:
-            src = imp.mapping(imp.get(ratio, part, rw), f"{rw}.{part}")
-            ms = imp.mapping(imp.get(src, "metricSource", f"{rw}.{part}"), f"{rw}.{part}.metricSource")
-            return imp.mapping(imp.get(ms, "spec", f"{rw}.{part}.metricSource"),
-                               f"{rw}.{part}.metricSource.spec").get("query")
-
         objectives = spec.get("objectives")
         if not isinstance(objectives, list) or len(objectives) != 1 or not isinstance(objectives[0], dict):
             raise imp.fail(f"{where}.spec.objectives", "expected exactly one objective")
@@ -613,7 +614,8 @@ def import_openslo(text: str, source: str) -> dict:
             extra = {"threshold": ann.get(ANNOTATION_PREFIX + "threshold")}
             events = _annotation_json(imp, ann, "events", where) if kind == "ratio" else None
         else:
-            kind, prom, extra = _prometheus_from_queries(imp, which, query(which), query("total"),
+            kind, prom, extra = _prometheus_from_queries(imp, which, _openslo_query(imp, ratio, which, rw),
+                                                         _openslo_query(imp, ratio, "total", rw),
                                                          f"{rw}.{which}.metricSource.spec.query",
                                                          f"{rw}.total.metricSource.spec.query")
             events = None

@@ -15,7 +15,7 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -40,14 +40,27 @@ ZERO_SPAN_ID = "0" * 16
 _OTLP_ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId"})
 
 
-def _ids(value: Any, convert) -> Any:
-    """``value`` with every ID field rewritten by ``convert`` (recursively: spans, links, log records)."""
-    if isinstance(value, dict):
-        return {k: (convert(v) if k in _OTLP_ID_FIELDS and isinstance(v, str) else _ids(v, convert))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_ids(v, convert) for v in value]
-    return value
+def _ids(document: dict, convert) -> dict:
+    """``document`` (an Export{Trace,Logs}ServiceRequest as a dict) with its span and log record IDs, and those of
+    span links, rewritten in place by ``convert``. Only these places hold IDs: walking just them is what keeps the
+    encoding cheap (a generic recursive walk cost as much as protobuf's own JSON mapping)."""
+    def fix(item: dict) -> None:
+        for key in ("traceId", "spanId", "parentSpanId"):
+            value = item.get(key)
+            if value:
+                item[key] = convert(value)
+
+    for resource_spans in document.get("resourceSpans", ()):
+        for scope_spans in resource_spans.get("scopeSpans", ()):
+            for span in scope_spans.get("spans", ()):
+                fix(span)
+                for link in span.get("links", ()):
+                    fix(link)
+    for resource_logs in document.get("resourceLogs", ()):
+        for scope_logs in resource_logs.get("scopeLogs", ()):
+            for record in scope_logs.get("logRecords", ()):
+                fix(record)
+    return document
 
 
 def otlp_json_line(message: Message) -> bytes:
