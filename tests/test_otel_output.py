@@ -155,3 +155,23 @@ def test_collector_config_wires_every_pipeline_to_defined_components():
         for kind in ("receivers", "processors", "exporters"):
             assert set(pipeline[kind]) <= set(config[kind]), (kind, pipeline[kind])
     assert set(config["service"]["extensions"]) <= set(config["extensions"])
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "otlp"
+
+
+def test_the_specifications_own_examples_read_back():
+    """opentelemetry-proto's OTLP/JSON examples (uppercase hex IDs, an eventName) parse with the same reader, and
+    the explorer reads the trace example: the reader is the format's, not only the writer's mirror."""
+    trace_line = (FIXTURES / "trace.jsonl").read_text()
+    request = parse_otlp_json_line(trace_line, ExportTraceServiceRequest())
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    assert (span.trace_id.hex(), span.parent_span_id.hex()) == ("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b173")
+    explored = list(otlp_spans(json.loads(trace_line)))
+    assert explored == [{"name": "I'm a server span", "trace_id": "5b8efff798038103d269b633813fc60c",
+                         "span_id": "eee19b7ec3c1b174", "parent_span_id": "eee19b7ec3c1b173", "service": "my.service",
+                         "kind": "SERVER", "status": "UNSET", "start_ns": 1544712660000000000,
+                         "end_ns": 1544712661000000000, "attributes": {"my.span.attr": "some value"}}]
+    logs = parse_otlp_json_line((FIXTURES / "events.jsonl").read_text(), ExportLogsServiceRequest())
+    record = logs.resource_logs[0].scope_logs[0].log_records[0]
+    assert record.event_name == "browser.page_view"
