@@ -236,3 +236,22 @@ def test_openslo_export_refuses_a_period_it_cannot_write(spec):
     d["profiles"] = {"prod": {"time_compression": 1, "scrape_interval": "1s"}}
     with pytest.raises(PortableError, match="period: 1m30s is not expressible as an OpenSLO duration"):
         export_spec(parse_spec(d, source="short.yaml"), "openslo")
+
+
+@pytest.mark.parametrize("fmt, field, name, rule", [
+    ("openslo", "slos[0].name", "Publish_Success", "RFC 1123"),
+    ("pyrra", "service", "publish api", "RFC 1123"),
+    ("sloth", "slos[1].name", "latency!", "Sloth names"),
+])
+def test_export_refuses_names_the_format_cannot_hold(tmp_path, fmt, field, name, rule):
+    d = yaml.safe_load((ROOT / "slo.yaml").read_text())
+    if field == "service":
+        d["service"] = name
+    else:
+        d["slos"][int(field[5])]["name"] = name
+    spec_file = tmp_path / "named.yaml"
+    spec_file.write_text(yaml.safe_dump(d))
+    r = CliRunner().invoke(app, ["slo", "export", "--format", fmt, "--slo", str(spec_file)])
+    assert r.exit_code == 2, r.output
+    line = " ".join(r.output.split())
+    assert f"named.yaml: {field}: {name!r} cannot be exported to {fmt}" in line and rule in line

@@ -310,11 +310,32 @@ def export_openslo(spec: SloSpec) -> str:
     return _header(spec, "openslo") + "---\n".join(_dump(d) for d in docs)
 
 
+# Names each format accepts: Sloth's conventions.NameRegexpStr; Kubernetes object names (Pyrra) and OpenSLO's
+# metadata.name, both RFC 1123 labels. slo.yaml allows any non-empty name, so the export checks.
+_NAME_RULES = {
+    "sloth": (re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*[A-Za-z0-9]$"),
+              "Sloth names start and end with a letter or digit and hold only letters, digits, '.', '_' and '-'"),
+    "pyrra": (re.compile(r"^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+              "Kubernetes names are RFC 1123 labels: at most 63 lowercase letters, digits and '-'"),
+    "openslo": (re.compile(r"^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+                "OpenSLO names are RFC 1123 labels: at most 63 lowercase letters, digits and '-'"),
+}
+
+
+def _check_names(spec: SloSpec, fmt: str) -> None:
+    pattern, rule = _NAME_RULES[fmt]
+    named = [("service", spec.service)] + [(f"slos[{i}].name", s.name) for i, s in enumerate(spec.slos)]
+    for where, name in named:
+        if not pattern.match(name):
+            raise PortableError(f"{spec.source}: {where}: {name!r} cannot be exported to {fmt}: {rule}")
+
+
 def export_spec(spec: SloSpec, fmt: str) -> str:
     """The spec in one of EXPORT_FORMATS, as YAML text."""
     exporters = {"sloth": export_sloth, "pyrra": export_pyrra, "openslo": export_openslo}
     if fmt not in exporters:
         raise PortableError(f"--format: expected one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    _check_names(spec, fmt)
     return exporters[fmt](spec)
 
 
