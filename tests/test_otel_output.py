@@ -175,3 +175,23 @@ def test_the_specifications_own_examples_read_back():
     logs = parse_otlp_json_line((FIXTURES / "events.jsonl").read_text(), ExportLogsServiceRequest())
     record = logs.resource_logs[0].scope_logs[0].log_records[0]
     assert record.event_name == "browser.page_view"
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_write_event_log_records_beside_the_jsonl(make_service):
+    """Real processes: two forked gunicorn workers, OBSLAB_OTEL_EVENT_LOGS=1, no endpoint: every event line has its
+    log record in DATA_DIR/logs (flushed at stop), with the same trace ID."""
+    service = make_service(extra_env={"OBSLAB_OTEL_EVENT_LOGS": "1"})
+    from conftest import new_traceparent
+
+    traceparent, trace_id = new_traceparent(sampled=True)
+    assert service.publish(chunk_count=2, traceparent=traceparent)["complete_status"] == 200
+    service.processes.stop()  # SIGTERM: the workers' batch processors flush on exit
+    events = [e for e in service.events() if e["trace_id"] == trace_id]
+    assert [e["event"] for e in events][-1] == "publish_succeeded"
+    records = []
+    for line in (service.data_dir / "logs" / EVENT_LOGS_FILE).read_text().splitlines():
+        request = parse_otlp_json_line(line, ExportLogsServiceRequest())
+        records += [lr for rl in request.resource_logs for sl in rl.scope_logs for lr in sl.log_records
+                    if lr.trace_id.hex() == trace_id]
+    assert sorted(r.event_name for r in records) == sorted(e["event"] for e in events)
