@@ -104,8 +104,18 @@ def test_event_log_records_carry_the_event_name_and_trace(tmp_path):
         assert lr.attributes["event.name"] == e["event"]
         assert lr.attributes["request_id"] == e["request_id"] and lr.attributes["flags.release"] == "stable"
         assert format(lr.trace_id, "032x") == e["trace_id"] == TRACE and format(lr.span_id, "016x") == e["span_id"]
+        assert lr.trace_flags.sampled  # the client's traceparent said sampled (-01)
         assert r.resource.attributes["service.name"] == "publish-api"
         assert not any(v is None for v in lr.attributes.values())
+
+
+def test_event_log_records_of_an_unsampled_trace_say_so(tmp_path):
+    exporter = InMemoryLogRecordExporter()
+    app = _app(tmp_path, OTEL_EVENT_LOGS=True, LOG_EXPORTER=exporter, SPAN_EXPORTER=None)
+    _publish(app.test_client(), f"00-{TRACE}-{'cd' * 8}-00")
+    records = exporter.get_finished_logs()
+    assert records and all(format(r.log_record.trace_id, "032x") == TRACE for r in records)
+    assert not any(r.log_record.trace_flags.sampled for r in records)
 
 
 def test_event_log_records_are_off_by_default(tmp_path):
@@ -180,18 +190,17 @@ def test_the_specifications_own_examples_read_back():
 @pytest.mark.slow
 def test_gunicorn_workers_write_event_log_records_beside_the_jsonl(make_service):
     """Real processes: two forked gunicorn workers, OBSLAB_OTEL_EVENT_LOGS=1, no endpoint: every event line has its
-    log record in DATA_DIR/logs (flushed at stop), with the same trace ID."""
+    log record in DATA_DIR/logs (flushed at stop), with the same name and trace ID."""
     service = make_service(extra_env={"OBSLAB_OTEL_EVENT_LOGS": "1"})
-    from conftest import new_traceparent
-
-    traceparent, trace_id = new_traceparent(sampled=True)
-    assert service.publish(chunk_count=2, traceparent=traceparent)["complete_status"] == 200
+    for _ in range(3):
+        assert service.publish(chunk_count=2)["complete_status"] == 200
     service.processes.stop()  # SIGTERM: the workers' batch processors flush on exit
-    events = [e for e in service.events() if e["trace_id"] == trace_id]
-    assert [e["event"] for e in events][-1] == "publish_succeeded"
+    events = service.events()
+    assert sum(e["event"] == "publish_succeeded" for e in events) == 3
     records = []
     for line in (service.data_dir / "logs" / EVENT_LOGS_FILE).read_text().splitlines():
         request = parse_otlp_json_line(line, ExportLogsServiceRequest())
-        records += [lr for rl in request.resource_logs for sl in rl.scope_logs for lr in sl.log_records
-                    if lr.trace_id.hex() == trace_id]
-    assert sorted(r.event_name for r in records) == sorted(e["event"] for e in events)
+        records += [lr for rl in request.resource_logs for sl in rl.scope_logs for lr in sl.log_records]
+    # An event written outside any span has zero IDs in the JSONL and none on its record.
+    assert sorted((r.event_name, r.trace_id.hex() or "0" * 32) for r in records) == sorted(
+        (e["event"], e["trace_id"]) for e in events)

@@ -19,6 +19,7 @@ from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult,
                                             SimpleLogRecordProcessor)
+from opentelemetry import trace
 from opentelemetry.trace import TraceFlags
 
 from demo_service.telemetry.tracing import OtlpJsonFile, service_resource
@@ -80,13 +81,16 @@ class EventLogEmitter:
 
     def emit(self, record: dict[str, Any]) -> None:
         trace_id, span_id = record.get("trace_id") or "", record.get("span_id") or ""
-        sampled = trace_id not in _ZERO_ID and span_id not in _ZERO_ID
+        in_trace = trace_id not in _ZERO_ID and span_id not in _ZERO_ID
+        # The event's IDs are there also when its trace is not sampled: the flags say which, as the span's do.
+        current = trace.get_current_span().get_span_context()
+        flags = current.trace_flags if in_trace and format(current.trace_id, "032x") == trace_id else TraceFlags(0)
         try:
             self.logger.emit(LogRecord(
                 timestamp=_unix_nanos(record.get("ts", "")),
-                trace_id=int(trace_id, 16) if sampled else None,
-                span_id=int(span_id, 16) if sampled else None,
-                trace_flags=TraceFlags(TraceFlags.SAMPLED) if sampled else None,
+                trace_id=int(trace_id, 16) if in_trace else None,
+                span_id=int(span_id, 16) if in_trace else None,
+                trace_flags=flags if in_trace else None,
                 severity_number=SeverityNumber.INFO,
                 severity_text="INFO",
                 event_name=record["event"],
