@@ -21,6 +21,7 @@ __all__ = [
     "ENV_TRANSCODER_TIMEOUT_S",
     "ENV_INSTRUMENTATION",
     "ENV_OTLP_ENDPOINT",
+    "ENV_OTEL_EVENT_LOGS",
     "ENV_PROMETHEUS_MULTIPROC_DIR",
     "ENV_EVENTS_MAX_BYTES",
     "ENV_ASYNC_WORKERS",
@@ -51,6 +52,7 @@ ENV_PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's
 ENV_EVENTS_MAX_BYTES = "OBSLAB_EVENTS_MAX_BYTES"  # rotate events.jsonl past this size
 ENV_HTTP_TRACING = "OBSLAB_HTTP_TRACING"  # server spans: "lean" (default) | "flask-instrumentor"
 ENV_ASYNC_WORKERS = "OBSLAB_ASYNC_WORKERS"  # async transcode queue consumer threads per worker (0 = none)
+ENV_OTEL_EVENT_LOGS = "OBSLAB_OTEL_EVENT_LOGS"  # "1": also emit lifecycle events as OpenTelemetry log records
 
 DEFAULT_TRACE_SAMPLE_RATIO = 0.1
 INSTRUMENTATION_PARTS = ("events", "metrics", "tracing")
@@ -114,6 +116,8 @@ CONFIG_KEYS: dict[str, str] = {
     "OTLP_ENDPOINT": "OTLP/HTTP endpoint; when None spans go to DATA_DIR/traces/spans.jsonl.",
     "HTTP_TRACING": "Server spans: lean (attributes only on sampled spans) or flask-instrumentor (official).",
     "SPAN_EXPORTER": "A SpanExporter to use instead (tests: InMemorySpanExporter, exported synchronously).",
+    "OTEL_EVENT_LOGS": "Also emit each written event as an OpenTelemetry log record (OTLP, else DATA_DIR/logs/).",
+    "LOG_EXPORTER": "A LogRecordExporter for those records instead (tests: InMemoryLogRecordExporter).",
     "METRICS_REGISTRY": "A prometheus_client CollectorRegistry to register metrics on (tests).",
     "MULTIPROCESS_DIR": "prometheus_client multiprocess directory (gunicorn); None = single process.",
     "EVENTS_MAX_BYTES": "Rotate events.jsonl when it grows past this many bytes.",
@@ -154,6 +158,8 @@ def default_config() -> dict[str, Any]:
         "OTLP_ENDPOINT": None,
         "HTTP_TRACING": "lean",
         "SPAN_EXPORTER": None,
+        "OTEL_EVENT_LOGS": False,
+        "LOG_EXPORTER": None,
         "METRICS_REGISTRY": None,
         "MULTIPROCESS_DIR": None,
         "EVENTS_MAX_BYTES": 256 * 1024 * 1024,
@@ -206,4 +212,9 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         out["HTTP_TRACING"] = mode
     if env.get(ENV_ASYNC_WORKERS):
         out["ASYNC_WORKERS"] = int(env[ENV_ASYNC_WORKERS])
+    if env.get(ENV_OTEL_EVENT_LOGS):
+        flag = env[ENV_OTEL_EVENT_LOGS].strip().lower()
+        if flag not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError(f"{ENV_OTEL_EVENT_LOGS}: expected 1 or 0, got {env[ENV_OTEL_EVENT_LOGS]!r}")
+        out["OTEL_EVENT_LOGS"] = flag in ("1", "true", "yes")
     return out

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import new_traceparent
 from toolkit.contract import ALL_EVENTS, TERMINAL_EVENTS, event_schema
+from toolkit.web.explorer import otlp_spans
 
 pytestmark = pytest.mark.slow
 
@@ -211,7 +212,9 @@ def test_trace_context_crosses_into_the_transcoder(service):
     spans = []
     while time.monotonic() < deadline:
         if spans_file.exists():
-            spans = [json.loads(line) for line in spans_file.read_text().splitlines() if trace_id in line]
+            # OTLP/JSON, one batch per line: the explorer's reader flattens it into spans.
+            spans = [s for line in spans_file.read_text().splitlines() if trace_id in line
+                     for s in otlp_spans(json.loads(line)) if s["trace_id"] == trace_id]
         if {"publish-api", "transcoder"} <= {s["service"] for s in spans} and any(
                 s["name"] == "publish" for s in spans):
             break

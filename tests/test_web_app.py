@@ -71,15 +71,26 @@ def data_dir(tmp_path: Path) -> Path:
     (tmp_path / "events" / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     assert validate_files([tmp_path / "events" / "events.jsonl"]).ok  # the fixture honours the contract
     (tmp_path / "traces").mkdir()
-    spans = [
-        {"name": "POST /v1/uploads", "trace_id": f"{11:032x}", "span_id": "a" * 16, "parent_span_id": None,
-         "service": "publish-api", "kind": "SERVER", "start_unix_nano": 1_000, "end_unix_nano": 5_000, "status": "OK"},
-        {"name": "transcode", "context": {"trace_id": "0x" + f"{11:032x}", "span_id": "0x" + "b" * 16},
-         "parent_id": "0x" + "a" * 16, "resource": {"attributes": {"service.name": "transcoder"}},
-         "start_time": "2026-01-05T12:00:11.300000Z", "end_time": "2026-01-05T12:00:11.700000Z",
-         "status": {"status_code": "ERROR"}},
-        {"name": "other trace", "trace_id": f"{3:032x}", "span_id": "c" * 16, "start_ns": 1, "end_ns": 2},
-    ]
+    # The service writes OTLP/JSON (one ExportTraceServiceRequest per line; hex IDs, enums as integers,
+    # int64 times as strings); a line may hold several services' and traces' spans.
+    def resource(service, *spans):
+        return {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+                "scopeSpans": [{"scope": {"name": "demo_service"}, "spans": list(spans)}]}
+    t11 = int(datetime(2026, 1, 5, 12, 0, 11, tzinfo=timezone.utc).timestamp()) * 10**9
+    otlp = {"resourceSpans": [
+        resource("publish-api", {"traceId": f"{11:032x}", "spanId": "a" * 16, "name": "POST /v1/uploads", "kind": 2,
+                                 "startTimeUnixNano": "1000", "endTimeUnixNano": "5000", "status": {"code": 1},
+                                 "attributes": [{"key": "http.route", "value": {"stringValue": "/v1/uploads"}},
+                                                {"key": "http.status_code", "value": {"intValue": "201"}}]},
+                 {"traceId": f"{3:032x}", "spanId": "d" * 16, "name": "other trace in the same batch",
+                  "startTimeUnixNano": "1", "endTimeUnixNano": "2"}),
+        resource("transcoder", {"traceId": f"{11:032x}", "spanId": "b" * 16, "parentSpanId": "a" * 16,
+                                "name": "transcode", "kind": 1, "startTimeUnixNano": str(t11 + 300_000_000),
+                                "endTimeUnixNano": str(t11 + 700_000_000), "status": {"code": 2}}),
+    ]}
+    # A line of the span shape written before OTLP/JSON, still read from an older data directory.
+    legacy = {"name": "other trace", "trace_id": f"{3:032x}", "span_id": "c" * 16, "start_ns": 1, "end_ns": 2}
+    spans = [otlp, legacy]
     (tmp_path / "traces" / "spans.jsonl").write_text("".join(json.dumps(s) + "\n" for s in spans))
     return tmp_path
 
@@ -188,6 +199,8 @@ def test_request_explorer_returns_events_and_spans_of_one_trace(client):
     assert [s["name"] for s in spans] == ["POST /v1/uploads", "transcode"]
     assert spans[1]["parent_span_id"] == "a" * 16 and spans[1]["service"] == "transcoder"
     assert spans[1]["status"] == "ERROR" and spans[1]["end_ns"] - spans[1]["start_ns"] == 400_000_000
+    assert (spans[0]["kind"], spans[0]["status"], spans[1]["kind"]) == ("SERVER", "OK", "INTERNAL")
+    assert spans[0]["attributes"] == {"http.route": "/v1/uploads", "http.status_code": 201}
     assert client.get("/api/requests/req-unknown").status_code == 404
     assert client.get("/api/requests/bad id!").status_code == 422
     recent = client.get("/api/requests/recent").get_json()["request_ids"]

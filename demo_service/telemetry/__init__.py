@@ -70,6 +70,14 @@ class Telemetry:
             self.tracer = self.tracer_provider.get_tracer("demo_service")
         else:
             self.tracer = trace.NoOpTracer()
+        # Optional copy of each written event as an OpenTelemetry log record; the JSONL stays the contract.
+        self.event_logs = None
+        if self.events_enabled and cfg.get("OTEL_EVENT_LOGS"):
+            from demo_service.telemetry.logs import make_event_log_emitter
+
+            self.event_logs = make_event_log_emitter(
+                service_name=SERVICE_NAME, service_version=SERVICE_VERSIONS["stable"], data_dir=data_dir,
+                otlp_endpoint=cfg["OTLP_ENDPOINT"], exporter=cfg.get("LOG_EXPORTER"))
         self.controls = app.extensions["obslab.controls"]
         # Event sink health of this worker: the last failed and the last good write (monotonic s).
         self._write_failed_at: float | None = None
@@ -117,6 +125,8 @@ class Telemetry:
             return False
         self._write_ok_at = time.monotonic()
         self.metrics.events.labels(event=event).inc()
+        if self.event_logs is not None:
+            self.event_logs.emit(record)
         return True
 
     # Room the recovery probe reserves past the end of the log: more than any one event line.

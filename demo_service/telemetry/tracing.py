@@ -1,28 +1,33 @@
 """OpenTelemetry tracing: resource, parent-based ratio sampling, export, Flask + requests instrumentation.
 
 Spans go to OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else to
-``DATA_DIR/traces/spans.jsonl`` (one compact JSON line per span, batched, one
-``os.write`` per batch). Tests inject an exporter (e.g. ``InMemorySpanExporter``),
+``DATA_DIR/traces/spans.jsonl`` as OTLP/JSON: one ``ExportTraceServiceRequest`` per line and
+per batch (one ``os.write``), encoded by opentelemetry-proto's own encoder, so the file replays into
+any OTLP backend through the Collector's otlpjsonfile receiver. Tests inject an exporter (e.g. ``InMemorySpanExporter``),
 exported synchronously. The provider is per app, never the global one, so several
 apps (tests) can live in one process.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
 from pathlib import Path
 from typing import Sequence
 
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (BatchSpanProcessor, SimpleSpanProcessor, SpanExporter,
                                             SpanExportResult)
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult, TraceIdRatioBased
 
-__all__ = ["JsonlSpanExporter", "make_tracer_provider", "instrument_requests_once", "current_ids", "ZERO_TRACE_ID",
+__all__ = ["OtlpJsonSpanExporter", "OtlpJsonFile", "otlp_json_line", "parse_otlp_json_line", "service_resource", "make_tracer_provider", "instrument_requests_once", "current_ids", "ZERO_TRACE_ID",
            "ZERO_SPAN_ID", "SPANS_FILE"]
 
 SPANS_FILE = "spans.jsonl"
@@ -30,42 +35,84 @@ ZERO_TRACE_ID = "0" * 32
 ZERO_SPAN_ID = "0" * 16
 
 
-class JsonlSpanExporter(SpanExporter):
-    """Appends finished spans as compact JSON lines; safe with several processes (O_APPEND)."""
+# OTLP/JSON differs from protobuf's canonical JSON mapping in one point: trace and span IDs are hex strings,
+# not base64 (OTLP specification, "JSON Protobuf Encoding"). Enums are integers, int64 values strings.
+_OTLP_ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId"})
+
+
+def _ids(document: dict, convert) -> dict:
+    """``document`` (an Export{Trace,Logs}ServiceRequest as a dict) with its span and log record IDs, and those of
+    span links, rewritten in place by ``convert``. Only these places hold IDs: walking just them is what keeps the
+    encoding cheap (a generic recursive walk cost as much as protobuf's own JSON mapping)."""
+    def fix(item: dict) -> None:
+        for key in ("traceId", "spanId", "parentSpanId"):
+            value = item.get(key)
+            if value:
+                item[key] = convert(value)
+
+    for resource_spans in document.get("resourceSpans", ()):
+        for scope_spans in resource_spans.get("scopeSpans", ()):
+            for span in scope_spans.get("spans", ()):
+                fix(span)
+                for link in span.get("links", ()):
+                    fix(link)
+    for resource_logs in document.get("resourceLogs", ()):
+        for scope_logs in resource_logs.get("scopeLogs", ()):
+            for record in scope_logs.get("logRecords", ()):
+                fix(record)
+    return document
+
+
+def otlp_json_line(message: Message) -> bytes:
+    """One OTLP/JSON line of an Export*ServiceRequest: protobuf's JSON mapping, IDs in hex, enums as integers."""
+    document = json_format.MessageToDict(message, use_integers_for_enums=True)
+    document = _ids(document, lambda b64: base64.b64decode(b64).hex())
+    return (json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+
+def parse_otlp_json_line(line: str | bytes, message: Message) -> Message:
+    """Parse one OTLP/JSON line into ``message`` (e.g. an empty ExportTraceServiceRequest) and return it."""
+    document = _ids(json.loads(line), lambda hex_id: base64.b64encode(bytes.fromhex(hex_id)).decode())
+    return json_format.ParseDict(document, message)
+
+
+class OtlpJsonFile:
+    """Appends OTLP/JSON lines; one ``os.write`` per line, safe with several processes (O_APPEND)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = []
-        for s in spans:
-            ctx = s.context
-            lines.append(json.dumps({
-                "trace_id": format(ctx.trace_id, "032x"),
-                "span_id": format(ctx.span_id, "016x"),
-                "parent_span_id": format(s.parent.span_id, "016x") if s.parent else None,
-                "name": s.name,
-                "kind": s.kind.name,
-                "start_unix_nano": s.start_time,
-                "end_unix_nano": s.end_time,
-                "status": s.status.status_code.name,
-                "service": s.resource.attributes.get("service.name"),
-                "attributes": dict(s.attributes or {}),
-                "events": [{"name": e.name, "attributes": dict(e.attributes or {})} for e in s.events],
-            }, separators=(",", ":"), default=str))
+    def write(self, message: Message) -> bool:
         try:
-            os.write(self._fd, ("\n".join(lines) + "\n").encode())
+            os.write(self._fd, otlp_json_line(message))
         except OSError:
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+            return False
+        return True
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         try:
             os.close(self._fd)
         except OSError:
             pass
+
+
+class OtlpJsonSpanExporter(SpanExporter):
+    """Writes each batch of finished spans as one OTLP/JSON ``ExportTraceServiceRequest`` line: the format the
+    OpenTelemetry Collector's file exporter writes and its otlpjsonfile receiver reads."""
+
+    def __init__(self, path: str | Path):
+        self.file = OtlpJsonFile(path)
+        self.path = self.file.path
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
+        return SpanExportResult.SUCCESS if self.file.write(encode_spans(spans)) else SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self.file.close()
 
 
 class SkipPathsSampler(Sampler):
@@ -89,15 +136,20 @@ class SkipPathsSampler(Sampler):
         return f"SkipPaths{{{self.inner.get_description()}}}"
 
 
-def make_tracer_provider(*, service_name: str, service_version: str, sample_ratio: float,
-                         data_dir: str | Path, otlp_endpoint: str | None = None,
-                         exporter: SpanExporter | None = None) -> TracerProvider:
-    resource = Resource.create({
+def service_resource(service_name: str, service_version: str) -> Resource:
+    """The resource of this process's telemetry (spans and, when enabled, event log records)."""
+    return Resource.create({
         "service.name": service_name,
         "service.version": service_version,
         "service.namespace": "obslab",
         "service.instance.id": f"{socket.gethostname()}-{os.getpid()}",
     })
+
+
+def make_tracer_provider(*, service_name: str, service_version: str, sample_ratio: float,
+                         data_dir: str | Path, otlp_endpoint: str | None = None,
+                         exporter: SpanExporter | None = None) -> TracerProvider:
+    resource = service_resource(service_name, service_version)
     provider = TracerProvider(resource=resource, sampler=SkipPathsSampler(ParentBased(TraceIdRatioBased(sample_ratio))))
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -107,7 +159,7 @@ def make_tracer_provider(*, service_name: str, service_version: str, sample_rati
         # OTLPSpanExporter reads OTEL_EXPORTER_OTLP_ENDPOINT itself and appends /v1/traces.
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     else:
-        provider.add_span_processor(BatchSpanProcessor(JsonlSpanExporter(Path(data_dir) / "traces" / SPANS_FILE)))
+        provider.add_span_processor(BatchSpanProcessor(OtlpJsonSpanExporter(Path(data_dir) / "traces" / SPANS_FILE)))
     return provider
 
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "load",
     "reconcile",
     "rules",
+    "slo",
     "dashboards",
     "events",
     "sli",

@@ -1,7 +1,7 @@
 """Request explorer: one publish attempt's events (by request_id) and its trace's spans.
 
 Events come from the lab's JSONL event files, spans from the service's local span files
-(``DATA_DIR/traces/*.jsonl``, written when no OTLP endpoint is set). Both are scanned
+(``DATA_DIR/traces/*.jsonl``, OTLP/JSON, written when no OTLP endpoint is set). Both are scanned
 line by line with a substring pre-filter, so a lookup stays cheap without an index.
 """
 
@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, jsonify
 
 from toolkit.contract import TERMINAL_EVENTS
 
-__all__ = ["bp", "request_events", "request_spans", "recent_request_ids", "normalize_span", "event_files", "span_files"]
+__all__ = ["bp", "request_events", "request_spans", "recent_request_ids", "normalize_span", "otlp_spans", "event_files", "span_files"]
 
 bp = Blueprint("explorer", __name__, url_prefix="/api/requests")
 
@@ -106,17 +106,76 @@ def normalize_span(raw: dict) -> dict:
     }
 
 
+# OTLP enum values (opentelemetry-proto trace.proto): Span.SpanKind and Status.StatusCode.
+_OTLP_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+_OTLP_STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
+
+
+def _any_value(value: dict):
+    """A Python value from an OTLP/JSON AnyValue ({"stringValue": "x"}, {"intValue": "3"}, ...)."""
+    if not isinstance(value, dict) or not value:
+        return None
+    kind, v = next(iter(value.items()))
+    if kind == "intValue":
+        return int(v)
+    if kind == "arrayValue":
+        return [_any_value(x) for x in (v or {}).get("values", [])]
+    if kind == "kvlistValue":
+        return _attributes((v or {}).get("values", []))
+    return v
+
+
+def _attributes(key_values: list) -> dict:
+    return {kv["key"]: _any_value(kv.get("value")) for kv in key_values or [] if isinstance(kv, dict) and "key" in kv}
+
+
+def _enum(value, names: dict[int, str]) -> str:
+    """OTLP/JSON writes enums as integers; a producer may also write the name (SPAN_KIND_SERVER, STATUS_CODE_OK)."""
+    if isinstance(value, int):
+        return names.get(value, str(value))
+    return str(value or "UNSPECIFIED").split("_KIND_")[-1].split("_CODE_")[-1]
+
+
+def otlp_spans(document: dict) -> Iterator[dict]:
+    """The spans of one OTLP/JSON ExportTraceServiceRequest line, in the explorer's shape."""
+    for resource_spans in document.get("resourceSpans") or []:
+        resource = _attributes((resource_spans.get("resource") or {}).get("attributes"))
+        for scope_spans in resource_spans.get("scopeSpans") or []:
+            for s in scope_spans.get("spans") or []:
+                status = s.get("status") or {}
+                yield {
+                    "name": s.get("name", ""),
+                    "trace_id": _hex_id(s.get("traceId")),
+                    "span_id": _hex_id(s.get("spanId")),
+                    "parent_span_id": _hex_id(s.get("parentSpanId") or None),
+                    "service": resource.get("service.name", ""),
+                    "kind": _enum(s.get("kind", 0), _OTLP_KINDS),
+                    "status": _enum(status.get("code", 0), _OTLP_STATUS),
+                    "start_ns": int(s["startTimeUnixNano"]),
+                    "end_ns": int(s["endTimeUnixNano"]),
+                    "attributes": _attributes(s.get("attributes")),
+                }
+
+
+def _spans_of_line(raw: dict) -> Iterator[dict]:
+    if "resourceSpans" in raw:
+        yield from otlp_spans(raw)
+    else:  # a span file written before spans were OTLP/JSON, or OpenTelemetry's Span.to_json() shape
+        yield normalize_span(raw)
+
+
 def request_spans(data_dir: Path, trace_ids: list[str]) -> list[dict]:
-    """Spans of the given traces from the local span files, ordered by start time."""
+    """Spans of the given traces from the local span files (OTLP/JSON, one request per line, several traces
+    per line), ordered by start time."""
     spans: dict[tuple[str, str], dict] = {}
     for trace_id in trace_ids:
         for raw in _matching_lines(span_files(data_dir), trace_id):
             try:
-                span = normalize_span(raw)
-            except (ValueError, TypeError, AttributeError):
+                for span in _spans_of_line(raw):
+                    if span["trace_id"] == trace_id:
+                        spans[(span["trace_id"], span["span_id"])] = span
+            except (ValueError, TypeError, AttributeError, KeyError):
                 continue
-            if span["trace_id"] == trace_id:
-                spans[(span["trace_id"], span["span_id"])] = span
     return sorted(spans.values(), key=lambda s: (s["start_ns"], -s["end_ns"]))
 
 
