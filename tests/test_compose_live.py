@@ -112,14 +112,15 @@ def lab(engine) -> Iterator["ComposeLab"]:
     t0 = time.monotonic()
     # Prometheus's base image builds meanwhile the Python one and the project's images do.
     prometheus_build = subprocess.Popen(["bash", str(DEBIAN_IMAGES), "prometheus"], stdout=subprocess.PIPE, text=True)
-    python_image = subprocess.run(["bash", str(DEBIAN_IMAGES), "python"], stdout=subprocess.PIPE, text=True,
-                                  check=True).stdout.strip().splitlines()[-1]
-    timings["python base image"] = time.monotonic() - t0
     ports = dict(zip(["API", "PROMETHEUS", "LOCUST", "DASHBOARD", "GRAFANA", "JAEGER"], free_ports(6)))
-    env = {**os.environ, "OBSLAB_PYTHON_IMAGE": python_image, "OBSLAB_ADMIN_TOKEN": TOKEN,
+    env = {**os.environ, "OBSLAB_ADMIN_TOKEN": TOKEN,
            **{f"OBSLAB_{name}_PORT": str(port) for name, port in ports.items()}}
     compose = ComposeLab(_compose_argv() + ["-p", f"obslab-live-{uuid.uuid4().hex[:8]}"], env, ports)
     try:
+        python_build = subprocess.run(["bash", str(DEBIAN_IMAGES), "python"], stdout=subprocess.PIPE, text=True)
+        assert python_build.returncode == 0, "compose/debian-images.sh python failed"
+        env["OBSLAB_PYTHON_IMAGE"] = python_build.stdout.strip().splitlines()[-1]
+        timings["python base image"] = time.monotonic() - t0
         t = time.monotonic()
         compose.run("build", *SERVICES, timeout_s=1200)
         timings["project images"] = time.monotonic() - t
@@ -135,6 +136,9 @@ def lab(engine) -> Iterator["ComposeLab"]:
         compose.timings = timings
         yield compose
     finally:
+        if prometheus_build.poll() is None:
+            prometheus_build.kill()
+            prometheus_build.wait()
         compose.stats()
         compose.run("down", "-v", "--remove-orphans", "--timeout", "10", check=False, timeout_s=300)
         say("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
