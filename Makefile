@@ -7,13 +7,28 @@ BIN := $(VENV)/bin
 SYSTEM_TOOLS := promtool:prometheus chromium:chromium docker-compose:docker-compose wrk:wrk
 PYTEST_ARGS ?=
 
-.PHONY: lab test chaos venv dev-venv system-tools clean
+.PHONY: lab test chaos compose-test venv dev-venv system-tools clean
 
 lab: venv
 	$(BIN)/obslab lab
 
 test: dev-venv system-tools
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS) --ignore=tests/test_compose_live.py
+	@$(MAKE) --no-print-directory compose-test
+
+# The compose lab against a real Docker engine (tests/test_compose_live.py, docs/compose.md).
+# Root with apt: installs the engine, mmdebstrap and docker-compose from Debian when missing.
+COMPOSE_TOOLS := dockerd:docker.io mmdebstrap:mmdebstrap docker-compose:docker-compose
+compose-test: dev-venv
+	@if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "compose-test skipped: it needs root and apt-get (installs docker.io, starts dockerd)"; exit 0; fi; \
+	missing=""; for pair in $(COMPOSE_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing for compose-test:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi; \
+	$(BIN)/python -m pytest tests/test_compose_live.py -s -p no:cacheprovider
 
 # The fault-injection tests alone (full disk, short writes, SIGKILLs; results in docs/reliability.md).
 # `make test` runs them too. The full-disk ones mount a tmpfs: as root, else they skip saying why.
@@ -29,7 +44,7 @@ $(VENV)/bin/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml $(VENV)/bin/python
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[toolkit]'
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/bin/python

@@ -1,7 +1,8 @@
 """docker-compose.yml and the Dockerfile: valid, small, healthy, and running the tests' command lines.
 
-Docker cannot run here; `docker-compose config` validates the file, and the command
-lines are compared with toolkit.processes, which the tests and `obslab serve` run.
+`docker-compose config` validates the file without an engine, and the command lines are compared
+with toolkit.processes and toolkit.lab, which the tests, `obslab serve` and `obslab lab` run.
+tests/test_compose_live.py brings the lab up on a real Docker engine.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from toolkit import slo_names as names
+from toolkit.lab import locust_argv
 from toolkit.processes import MULTIPROC_SUBDIR, api_command, transcoder_command
 from toolkit.slo_spec import load_spec
 
@@ -30,7 +32,7 @@ UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 @pytest.fixture(scope="module")
 def resolved() -> dict:
-    """The file as Docker Compose resolves it (anchors, interpolation, defaults)."""
+    """The file as Docker Compose resolves it (anchors, interpolation, .env)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OBSLAB_")}
     r = subprocess.run([DOCKER_COMPOSE, "-f", str(COMPOSE), "config"], capture_output=True, text=True, cwd=ROOT,
                        env=env)
@@ -72,15 +74,14 @@ def _volumes(svc: dict) -> list[tuple[str, str]]:
 
 def _argv(command_line) -> list[str]:
     # In the image, the interpreter is `python` on PATH; everything after it must be identical.
-    argv = list(command_line.argv)
+    argv = list(getattr(command_line, "argv", command_line))
     assert Path(argv[0]).name.startswith("python")
     return ["python", *argv[1:]]
 
 
 def test_compose_file_is_valid_and_small(resolved):
     services = resolved["services"]
-    assert set(services) == {"api", "transcoder", "prometheus", "grafana", "jaeger", "locust-master",
-                             "locust-worker"}
+    assert set(services) == {"api", "transcoder", "prometheus", "grafana", "jaeger", "locust", "dashboard"}
     assert len(services) <= 7
     total = 0
     for name, svc in services.items():
@@ -94,7 +95,8 @@ def test_compose_file_is_valid_and_small(resolved):
             assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond loopback"
     published = {svc_name: {port for _, port in _ports(svc)} for svc_name, svc in services.items()}
     assert published["grafana"] == {3000} and published["prometheus"] == {9090}
-    assert published["jaeger"] == {16686} and published["locust-master"] == {8089}
+    assert published["jaeger"] == {16686} and published["locust"] == {8089} and published["dashboard"] == {8050}
+    assert published["api"] == {8000}
 
 
 def test_service_command_lines_are_the_tests_ones(resolved):
@@ -105,7 +107,8 @@ def test_service_command_lines_are_the_tests_ones(resolved):
     for key, value in api.env.items():
         assert services["api"]["environment"][key] == value
     assert services["api"]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == f"/data/{MULTIPROC_SUBDIR}"
-    assert any(t.startswith(f"/data/{MULTIPROC_SUBDIR}") for t in services["api"]["tmpfs"])
+    # The service runs as uid 10001: a tmpfs left root's 0755 made the API restart forever.
+    assert services["api"]["tmpfs"] == [f"/data/{MULTIPROC_SUBDIR}:uid=10001,mode=1777"]
 
     transcoder = transcoder_command(host="0.0.0.0", port=8001, data_dir="/data")
     assert services["transcoder"]["command"] == _argv(transcoder)
@@ -124,20 +127,87 @@ def test_dockerfile_default_command_is_the_api(resolved):
     api = api_command(host="0.0.0.0", port=8000, data_dir="/data", transcoder_url="http://transcoder:8001",
                       admin_token=None)
     assert json.loads(cmd.group(1)) == _argv(api)
-    assert re.search(r"^FROM python:3\.11", text, re.M)
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", text, re.M)
     assert re.search(rf"mkdir -p /data/{MULTIPROC_SUBDIR}", text)
-    for service in ("api", "transcoder", "locust-master", "locust-worker"):
-        assert resolved["services"][service]["image"] == "obslab:local"
+    for service in ("api", "transcoder", "locust"):
+        assert resolved["services"][service]["image"] == "obslab-service:local"
+        assert resolved["services"][service]["build"]["target"] == "service"
+    assert resolved["services"]["dashboard"]["image"] == "obslab-toolkit:local"
+    assert resolved["services"]["dashboard"]["build"]["target"] == "toolkit"
 
 
-def test_locust_runs_the_packaged_locustfile(resolved):
-    master = resolved["services"]["locust-master"]["command"]
-    worker = resolved["services"]["locust-worker"]["command"]
-    assert master[:3] == ["python", "-m", "locust"] and "--master" in master
-    assert "--worker" in worker and worker[worker.index("--master-host") + 1] == "locust-master"
-    locustfile = master[master.index("-f") + 1]
-    assert locustfile == "/app/loadtests/locustfile.py" and (ROOT / "loadtests" / "locustfile.py").is_file()
-    assert master[master.index("--host") + 1] == "http://api:8000"
+def _stages(text: str) -> dict[str, list[str]]:
+    """Dockerfile instructions (continuation lines joined) by stage name."""
+    stages: dict[str, list[str]] = {}
+    current = None
+    for line in re.sub(r"\\\n\s*", " ", text).splitlines():
+        if m := re.match(r"FROM \S+ AS (\S+)", line):
+            current = stages.setdefault(m.group(1), [line])
+        elif current is not None and line.strip() and not line.startswith("#"):
+            current.append(line)
+    return stages
+
+
+def test_dependencies_install_before_the_source_is_copied():
+    """An edit to the source must not reinstall every dependency: they come from pyproject.toml alone."""
+    import tomllib
+
+    stages = _stages((ROOT / "Dockerfile").read_text())
+    base = stages["base"]
+    copies = [line for line in base if line.startswith("COPY")]
+    assert copies == ["COPY pyproject.toml ./"], copies
+    assert any("pip install -r requirements.txt" in line for line in base)
+    for final in ("service", "toolkit"):
+        installs = [line for line in stages[final] if "pip install" in line]
+        assert installs and all("--no-deps" in line for line in installs), installs
+    toolkit_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["toolkit"]
+    assert {"duckdb>=1.0", "scipy>=1.11", "matplotlib>=3.8"} <= set(toolkit_extra)
+    assert any('["toolkit"]' in line for line in stages["toolkit-deps"])
+    assert not any("toolkit" in line for line in stages["service"] if "pip install" in line)
+
+
+def test_locust_runs_the_labs_load_from_the_start(resolved):
+    """One Locust process (master and worker merged), steady load at a few users, started by itself."""
+    locust = resolved["services"]["locust"]
+    users = int(locust["command"][locust["command"].index("--users") + 1])
+    expected = locust_argv(host="http://api:8000", users=users, web_ui=("0.0.0.0", 8089))
+    expected[expected.index("-f") + 1] = "/app/loadtests/locustfile.py"
+    assert locust["command"] == _argv(expected)
+    assert 1 <= users <= 10 and "--autostart" in locust["command"]
+    assert (ROOT / "loadtests" / "locustfile.py").is_file()
+    assert locust["environment"]["OBSLAB_LOAD_SHAPE"] == "none"
+    # Healthy while load runs: the check asks Locust's state, not whether a process exists.
+    assert "/stats/requests" in " ".join(locust["healthcheck"]["test"]) and "running" in " ".join(
+        locust["healthcheck"]["test"])
+
+
+def test_dashboard_serves_the_shared_data_with_drills(resolved):
+    dash = resolved["services"]["dashboard"]
+    cmd = dash["command"]
+    assert cmd[:2] == ["obslab", "dashboard"]
+    opt = {cmd[i]: cmd[i + 1] for i in range(2, len(cmd) - 1) if cmd[i].startswith("--") and cmd[i] != "--link"}
+    assert opt["--data-dir"] == "/data" and opt["--api-url"] == "http://api:8000"
+    assert opt["--prometheus-url"] == "http://prometheus:9090" and opt["--host"] == "0.0.0.0"
+    assert _volumes(dash) == [("obslab-data", "/data")]
+    assert dash["environment"]["OBSLAB_ADMIN_TOKEN"] == resolved["services"]["api"]["environment"]["OBSLAB_ADMIN_TOKEN"]
+    links = dict(cmd[i + 1].split("=", 1) for i in range(len(cmd)) if cmd[i] == "--link")
+    assert links["Grafana"] == "http://localhost:3000" and links["Jaeger"] == "http://localhost:16686"
+
+
+def test_env_file_overrides_ports_and_pins_versions(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OBSLAB_")}
+    dotenv = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines()
+                  if line and not line.startswith("#"))
+    for key in ("OBSLAB_PROMETHEUS_IMAGE", "OBSLAB_GRAFANA_IMAGE", "OBSLAB_JAEGER_IMAGE", "OBSLAB_PYTHON_IMAGE"):
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+(\.\d+)?(-\w+)?", dotenv[key]), f"{key}={dotenv[key]} is not pinned"
+    assert re.fullmatch(r"prom/prometheus:v3\.\d+\.\d+", dotenv["OBSLAB_PROMETHEUS_IMAGE"])
+    env.update(OBSLAB_DASHBOARD_PORT="18050", OBSLAB_PROMETHEUS_IMAGE="obslab-debian/prometheus:2-bookworm")
+    r = subprocess.run([DOCKER_COMPOSE, "-f", str(COMPOSE), "config"], capture_output=True, text=True, cwd=ROOT,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    services = yaml.safe_load(r.stdout)["services"]
+    assert _ports(services["dashboard"]) == [("127.0.0.1", 18050)]
+    assert services["prometheus"]["image"] == "obslab-debian/prometheus:2-bookworm"
 
 
 def test_prometheus_runs_the_generated_lab_rules(resolved):
@@ -145,7 +215,7 @@ def test_prometheus_runs_the_generated_lab_rules(resolved):
     mounts = dict((target, source) for source, target in _volumes(prom))
     assert Path(mounts["/etc/prometheus"]) == ROOT / "dashboards" / "prometheus"
     assert "--config.file=/etc/prometheus/prometheus.yml" in prom["command"]
-    assert re.fullmatch(r"prom/prometheus:v2\.\d+\.\d+", prom["image"])  # 3.x rewrites le="1.0" to le="1"
+    assert re.fullmatch(r"prom/prometheus:v3\.\d+\.\d+", prom["image"])  # rules match le="1" and le="1.0"
     config = yaml.safe_load((ROOT / "dashboards" / "prometheus" / "prometheus.yml").read_text())
     spec = load_spec(ROOT / "slo.yaml")
     assert config["global"]["scrape_interval"] == "1s" == config["global"]["evaluation_interval"]
@@ -162,6 +232,7 @@ def test_grafana_is_provisioned_anonymous_viewer(resolved):
     grafana = resolved["services"]["grafana"]
     env = grafana["environment"]
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true" and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_USERS_VIEWERS_CAN_EDIT"] == "true"  # Explore for the anonymous viewer
     mounts = {target: Path(source) for source, target in _volumes(grafana)}
     assert mounts["/etc/grafana/provisioning"] == ROOT / "dashboards" / "grafana" / "provisioning"
     dash_dir = mounts["/var/lib/grafana/dashboards/obslab"]

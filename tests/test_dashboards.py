@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 import subprocess
 from pathlib import Path
 
@@ -171,3 +172,61 @@ def test_home_dashboard_file_is_the_slo_overview(boards):
 def test_cli_error_is_one_line(tmp_path):
     r = CliRunner().invoke(app, ["dashboards", "--slo", str(tmp_path / "nope.yaml"), "-o", str(tmp_path)])
     assert r.exit_code == 2 and "nope.yaml: cannot read" in r.output and "Traceback" not in r.output
+
+
+def _jaeger_searches(boards: dict[str, dict]) -> list[tuple[str, str]]:
+    """(board, url) of every Jaeger search link: board links, panel links and data links."""
+    out = []
+    for filename, board in boards.items():
+        links = list(board.get("links") or [])
+        for p in _panels(board):
+            links += (p.get("links") or []) + (p.get("fieldConfig", {}).get("defaults", {}).get("links") or [])
+        out += [(filename, link["url"]) for link in links if "16686/search" in link["url"]]
+    return out
+
+
+def _jaeger_match(span: dict, service: str, operation: str | None, tags: dict[str, str]) -> bool:
+    """Jaeger's search semantics: service and operation, and every tag on the same span
+    (an attribute, or error=true for a span whose status is ERROR)."""
+    span_tags = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in span["attributes"].items()}
+    if span["status"] == "ERROR":
+        span_tags["error"] = "true"
+    return (span["service"] == service and operation in (None, span["name"])
+            and all(span_tags.get(k) == v for k, v in tags.items()))
+
+
+@pytest.mark.slow
+def test_every_jaeger_search_link_finds_the_services_spans(boards, fresh_service):
+    """A link whose tags never meet on one span finds nothing in Jaeger (the region was only on
+    upload.create while error was on the server span): each search must match a span the
+    service really emits for a successful and a failed publish."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    from conftest import DEFAULT_COHORT, new_traceparent
+
+    ok = fresh_service.publish(traceparent=new_traceparent()[0])
+    assert fresh_service.admin("PUT", "/admin/faults/outage", json={"kind": "errors", "target": "transcoder"}
+                               ).status_code == 200
+    time.sleep(1.0)  # the documented bound for a control change to reach every worker
+    failed = fresh_service.publish(traceparent=new_traceparent()[0])
+    assert ok["complete_status"] == 200 and failed["complete_status"] == 503
+    spans_file = fresh_service.data_dir / "traces" / "spans.jsonl"
+    deadline = time.monotonic() + 30
+    while True:
+        spans = [json.loads(line) for line in spans_file.read_text().splitlines()] if spans_file.exists() else []
+        names = {s["name"] for s in spans if s["attributes"].get("request_id") == failed["request_id"]}
+        if {"upload.create", "upload.complete"} <= names or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    values = {"request_id": failed["request_id"], "trace_id": "", "region": DEFAULT_COHORT["region"],
+              "__data.fields.region": DEFAULT_COHORT["region"]}
+    searches = _jaeger_searches(boards)
+    assert len(searches) >= 4, searches
+    for board, url in searches:
+        query = parse_qs(urlsplit(url).query)
+        tags_text = re.sub(r"\$\{([\w.]+)\}|\$(\w+)", lambda m: values[m.group(1) or m.group(2)],
+                           unquote(query.get("tags", ["{}"])[0]))
+        tags = json.loads(tags_text)
+        operation = query.get("operation", [None])[0]
+        assert any(_jaeger_match(s, query["service"][0], operation, tags) for s in spans), \
+            f"{board}: {url} finds no span (operation {operation}, tags {tags}) among {len(spans)} spans"

@@ -239,8 +239,12 @@ _FUNNEL_EVENTS = ("upload_started", "upload_completed", "transcode_started", "tr
                   "publish_succeeded", "publish_failed", "upload_cancelled")
 
 
-def _jaeger_search_url(tags: dict[str, str] | None = None) -> str:
+def _jaeger_search_url(tags: dict[str, str] | None = None, operation: str | None = None) -> str:
+    """A Jaeger search over the dashboard's range. Jaeger matches all the tags on ONE span (its attributes,
+    error=true for an error status), so tags that live on different spans must not be combined."""
     url = f"{JAEGER_UI_URL}/search?service={API_SERVICE}&start=${{__from}}000&end=${{__to}}000&limit=20"
+    if operation:
+        url += "&operation=" + quote(operation, safe="")
     if tags:
         body = "{" + ",".join(f'"{k}":"{v}"' for k, v in tags.items()) + "}"
         url += "&tags=" + quote(body, safe="${}_.:")
@@ -384,21 +388,23 @@ def debugging(spec: SloSpec, profile: str) -> dash.Dashboard:
                  _link("Jaeger: this request's traces",
                        f"{JAEGER_UI_URL}/search?service={API_SERVICE}&limit=20&tags="
                        + quote('{"request_id":"$request_id"}', safe="$_")),
-                 _link("Jaeger: trace by ID", f"{JAEGER_UI_URL}/trace/$trace_id"),
-                 _link("Jaeger: traces of the selected region in this range",
-                       _jaeger_search_url({"region": "$region"}))])
+                 _link("Jaeger: trace by ID", f"{JAEGER_UI_URL}/trace/$trace_id")])
     m = _cohort_matchers()
     b = b.with_row(dash.Row("Narrow by cohort"))
     b = b.with_panel(_series(
         "Failure ratio of the selected cohort", f"failed / (succeeded + failed) for {m}.",
         [(f'(sum(rate({outcomes}{{outcome="failed", {m}}}[{_RI}])) or vector(0)) '
           f'/ sum(rate({outcomes}{{outcome=~"succeeded|failed", {m}}}[{_RI}]))', "failure ratio")],
-        "percentunit", links=[_link("Jaeger: failed publishes in this range",
-                                    _jaeger_search_url({"error": "true", "region": "$region"}))]))
+        # A failed publish answers 5xx from upload.complete, which carries no cohort: all regions.
+        "percentunit", links=[_link("Jaeger: failed publish attempts in this range (all cohorts)",
+                                    _jaeger_search_url({"error": "true"}, operation="upload.complete"))]))
     b = b.with_panel(_targets(
         table.Panel().title("Failures by cohort (over the range)").description(
-            f"Failed attempts per cohort over the dashboard range, largest first ({outcomes}).")
-        .datasource(_PROM).span(12).height(8),
+            f"Failed attempts per cohort over the dashboard range, largest first ({outcomes}). "
+            "A row's link opens the uploads created in its region (only upload.create spans carry the region).")
+        .datasource(_PROM).span(12).height(8)
+        .data_links([_link("Jaeger: uploads created in ${__data.fields.region} in this range",
+                           _jaeger_search_url({"region": "${__data.fields.region}"}, operation="upload.create"))]),
         [(f'sort_desc(sum by (region, app_version, network_type, release, transcode_mode) '
           f'(increase({outcomes}{{outcome=~"failed|succeeded", {m}}}[$__range])))', "")], instant=True))
     b = b.with_row(dash.Row("Mechanism"))

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "version",
     "serve",
     "lab",
+    "dashboard",
     "top",
     "bench_overhead",
     "load",
