@@ -112,7 +112,7 @@ def _wide_select(abandon_after_s: float, as_of: datetime | None, table: str) -> 
                error_class::VARCHAR AS error_class,
                -- mechanism columns (not part of the attempts contract)
                completes, transcodes_started, transcodes_completed, transcode_failures, transcode_started_at,
-               queue_wait_ms, timeout_events, terminal_events, events AS event_count
+               queue_wait_ms, timeout_requests, terminal_events, events AS event_count
         FROM {table}
         WHERE kind = 0 AND request_id IS NOT NULL
     """

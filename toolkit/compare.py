@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from toolkit.contract import TimeError, format_time, parse_time
 from toolkit.judge import DEFAULT_CONFIG, JudgeConfig, MetricResult, MetricSpec, Verdict, classify, judge
 from toolkit.stats import compare_proportions, compare_quantiles, compare_shift, sample_ratio_mismatch
 
@@ -48,13 +49,11 @@ SYNTHETIC_MODES = ("include", "exclude", "only")
 
 
 def _parse_ts(text: str, where: str) -> datetime:
+    """Aware UTC datetime of an RFC 3339 time (``toolkit.contract.parse_time``; naive means UTC)."""
     try:
-        ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{where}: {text!r} is not an ISO 8601 timestamp (e.g. 2026-01-31T12:00:00Z)") from None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc)
+        return parse_time(text, what=where).replace(tzinfo=timezone.utc)
+    except TimeError as e:
+        raise ValueError(str(e)) from None
 
 
 def _sql_ts(ts: datetime) -> str:
@@ -281,9 +280,7 @@ def _synthetic_sql(mode: str) -> str:
 
 
 def _iso(ts: Any) -> str | None:
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return format_time(ts)
 
 
 def run_query(attempts, sql: str, what: str):

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
+from toolkit.contract import format_time
 from toolkit.attempts import DIMENSIONS, attempt_stats_relation, filter_attempts, outcome_at_sql
 from toolkit.durations import format_duration
 from toolkit.events_io import EventSet, parse_time
@@ -56,10 +57,8 @@ PERCENTILE_METHOD = "exact nearest-rank (DuckDB quantile_disc = numpy method='in
 
 
 def iso(t: datetime | None) -> str | None:
-    """RFC 3339 UTC with milliseconds, as events write it."""
-    if t is None:
-        return None
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    """RFC 3339 UTC with milliseconds, as events write it (``toolkit.contract.format_time``)."""
+    return format_time(t)
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,7 @@ class Stats:
     queue_wait_n: int = 0
     queue_wait_total_ms: float = 0.0
     queue_wait_q: tuple[float | None, ...] = (None, None, None)
-    timeout_events: int = 0
+    timeout_requests: int = 0
     api_requests: int = 0
 
 
@@ -216,10 +215,10 @@ def section_from_stats(s: Stats, scope: Scope, *, latency_threshold_ms: float, l
                              f"{_pct_name(q)} of transcode_completed.duration_ms; " + PERCENTILE_METHOD,
                              s.transcode_n, "completed transcodes"))
     secondary += [
-        fig("api_timeout_rate", ratio(s.timeout_events, s.api_requests), "ratio", "ratio",
-            "failure events with error_class=timeout / API requests recorded in events "
-            "(create + chunk uploads + complete + cancel)", s.api_requests, "API requests", s.timeout_events,
-            s.api_requests),
+        fig("api_timeout_rate", ratio(s.timeout_requests, s.api_requests), "ratio", "ratio",
+            "API requests that timed out / API requests recorded in events (create + chunk uploads + complete + "
+            "cancel); a timed-out request counts once, though a complete emits transcode_failed and publish_failed",
+            s.api_requests, "API requests", s.timeout_requests, s.api_requests),
         fig("queue_wait_p95", s.queue_wait_q[1], "ms", "p95",
             "p95 of transcode_started.queue_wait_ms (async mode); " + PERCENTILE_METHOD,
             s.queue_wait_n, "async transcodes"),
@@ -346,7 +345,7 @@ def _stats_select(threshold_ms: float, latency_col: str) -> str:
         -- exact decimal sum: a parallel float sum depends on thread order
         coalesce(sum(queue_wait_ms::DECIMAL(18, 3)), 0)::DOUBLE AS queue_wait_total_ms,
         quantile_disc(queue_wait_ms, {qs}) AS queue_wait_q,
-        coalesce(sum(timeout_events), 0) AS timeout_events,
+        coalesce(sum(timeout_requests), 0) AS timeout_requests,
         coalesce(sum(1 + chunks_uploaded + chunk_failures + completes
                      + CASE WHEN outcome = 'cancelled' THEN 1 ELSE 0 END), 0) AS api_requests
     """
@@ -355,12 +354,12 @@ def _stats_select(threshold_ms: float, latency_col: str) -> str:
 # The per-attempt columns _stats_select reads (breakdown dimensions are added per query).
 _SCOPE_COLUMNS = ("outcome", "processing_ms", "e2e_ms", "chunks_uploaded", "chunk_retries", "chunk_failures",
                   "completes", "transcodes_completed", "transcode_failures", "transcode_ms", "queue_wait_ms",
-                  "timeout_events")
+                  "timeout_requests")
 
 _STAT_FIELDS = ("succeeded", "failed", "cancelled", "abandoned", "in_flight", "latency_good", "latency_n",
                 "processing_n", "processing_q", "e2e_n", "e2e_q", "chunks_uploaded", "chunk_retries",
                 "chunk_failures", "transcodes_completed", "transcode_failures", "transcode_n", "transcode_q",
-                "queue_wait_n", "queue_wait_total_ms", "queue_wait_q", "timeout_events", "api_requests")
+                "queue_wait_n", "queue_wait_total_ms", "queue_wait_q", "timeout_requests", "api_requests")
 
 
 def _stats_from_row(row: Sequence[Any]) -> Stats:
@@ -466,6 +465,8 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
         "formats": sorted({s.format for s in events.sources}),
         "events": events.events,
         "skipped_invalid_lines": events.skipped,
+        "skipped_by_reason": {why: n for why, (n, _) in events.skipped_by_reason.items()},
+        "duplicates_removed": events.duplicates,
         "torn_final_lines": len(events.torn),
         "prefolded_files": events.prefolded_files,
         "rejected_events": events.rejected_events,
