@@ -47,6 +47,7 @@ __all__ = [
     "compute_report",
     "ratio",
     "iso",
+    "check_scope",
 ]
 
 SCHEMA = "obslab.sli/v1"
@@ -251,6 +252,16 @@ def section_from_stats(s: Stats, scope: Scope, *, latency_threshold_ms: float, l
     return Section(scope, counts, primary, tuple(latency), tuple(secondary), guardrails)
 
 
+def check_scope(since: datetime | str | None, until: datetime | str | None) -> tuple[datetime | None, datetime | None]:
+    """``(since, until)`` as naive UTC; a scope [since, until) that is inverted or empty is an error naming both."""
+    since_t, until_t = parse_time(since, "--since"), parse_time(until, "--until")
+    if since_t is not None and until_t is not None and since_t >= until_t:
+        what = "empty (zero length)" if since_t == until_t else "inverted (--since is after --until)"
+        raise ValueError(f"--since {iso(since_t)} / --until {iso(until_t)}: the scope [since, until) is {what}; "
+                         "give a --since before --until")
+    return since_t, until_t
+
+
 @dataclass(frozen=True)
 class SliQuery:
     """What to compute: time range, series window, breakdown dims, segment filter, synthetic traffic."""
@@ -390,7 +401,7 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
     abandon = spec.abandon_after_s
     con = events.con
     rel = attempt_stats_relation(events, abandon)
-    since_t, until_t = parse_time(query.since), parse_time(query.until)
+    since_t, until_t = parse_time(query.since, "--since"), parse_time(query.until, "--until")
     rel = filter_attempts(rel, abandon_after_s=abandon, since=since_t, until=until_t, where=query.where,
                           synthetic=query.synthetic)
     # Materialised once, narrow (only what the figures read, outcome time computed once):

@@ -13,7 +13,7 @@ from toolkit.cli._events_common import (MAX_SKIPPED_HELP, find_spec, parse_by, p
 from toolkit.cli.base import UserError, app, console, user_errors
 from toolkit.durations import DurationError, parse_duration
 from toolkit.events_io import EventsError, load_events
-from toolkit.sli import Section, SliQuery, SliReport, compute_report
+from toolkit.sli import Section, SliQuery, SliReport, check_scope, compute_report
 from toolkit.slo_spec import SloSpecError
 
 FORMATS = ("table", "json", "markdown")
@@ -39,6 +39,7 @@ def sli(
         if fmt not in FORMATS:
             raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
         spec = find_spec(slo)
+        check_scope(since, until)  # before reading: an inverted or empty scope is an error, not an empty report
         # '0' (or any zero duration such as 0s) means no series; parse_duration wants a unit.
         window_s = None if window.strip() == "0" else (parse_duration(window) or None)
         events = load_events(paths, strict=strict, until=until, with_ids=False,
