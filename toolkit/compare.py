@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from toolkit.contract import TimeError, format_time, parse_time
+from toolkit.percentiles import PERCENTILE_METHOD
 from toolkit.judge import DEFAULT_CONFIG, JudgeConfig, MetricResult, MetricSpec, Verdict, classify, judge
 from toolkit.stats import compare_proportions, compare_quantiles, compare_shift, sample_ratio_mismatch
 
@@ -201,6 +202,7 @@ class CompareResult:
             "window": self.window,
             "synthetic": self.synthetic,
             "randomization_unit": "user_id",
+            "percentile_method": PERCENTILE_METHOD,
             "control": self.control.summary(),
             "treatment": self.treatment.summary(),
             "expected_split": ({"control": self.expected_split[0], "treatment": self.expected_split[1]}

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
 from toolkit.contract import format_time
+from toolkit.percentiles import PERCENTILE_METHOD
 from toolkit.attempts import DIMENSIONS, attempt_stats_relation, filter_attempts, outcome_at_sql
 from toolkit.durations import format_duration
 from toolkit.events_io import EventSet, parse_time
@@ -54,7 +55,6 @@ SCHEMA = "obslab.sli/v1"
 PERCENTILES = (0.5, 0.95, 0.99)
 NO_DATA = "no data"
 NOT_DERIVABLE = "not derivable from events"
-PERCENTILE_METHOD = "exact nearest-rank (DuckDB quantile_disc = numpy method='inverted_cdf')"
 
 
 def iso(t: datetime | None) -> str | None:
