@@ -380,3 +380,25 @@ def test_duplicate_events_are_removed_by_identity_and_counted(tmp_path):
     other["span_id"] = "00000000000fffff"
     path.write_text("\n".join(lines + [json.dumps(other)]) + "\n")
     assert load_events([path]).duplicates == 0
+
+
+def test_one_time_parser_and_formatter():
+    from datetime import datetime
+
+    from toolkit import contract
+    from toolkit.contract import TimeError, format_time, parse_time
+    from toolkit.sli import iso
+    from toolkit.web.snapshot import iso as snapshot_iso, parse_ts
+
+    assert contract.event_schema()["properties"]["ts"]["pattern"] == contract.EVENT_TS_PATTERN
+    utc = datetime(2026, 1, 5, 10, 0, 1, 500000)
+    for text in ("2026-01-05T10:00:01.500Z", "2026-01-05T12:00:01.500+02:00", "2026-01-05T07:30:01.500-02:30"):
+        assert parse_time(text, zone_required=True) == utc
+    assert parse_time("2026-01-05T10:00:01.500") == utc  # command line: no zone means UTC
+    with pytest.raises(TimeError, match="no time zone"):
+        parse_time("2026-01-05T10:00:01.500", zone_required=True)
+    assert format_time(utc) == iso(utc) == snapshot_iso(utc) == "2026-01-05T10:00:01.500Z"
+    assert format_time(parse_ts("2026-01-05T12:00:01.500+02:00")) == "2026-01-05T10:00:01.500Z"
+    from demo_service.telemetry.events import event_timestamp
+
+    assert event_timestamp(utc.replace(tzinfo=contract.timezone.utc).timestamp()) == format_time(utc)
