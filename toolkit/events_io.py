@@ -8,9 +8,13 @@ Two readers, one per need:
   a required field missing or of the wrong type, an unknown event name: the
   *structural check*; a cohort value outside its bounded set reads as null) and
   folds the rest into one row per
-  ``request_id`` (see ``toolkit.attempts``). Skipped lines are counted; when there
-  are any, a second pass names them as ``file:line: what is wrong`` (first
-  ``MAX_PROBLEMS``). ``strict=True`` raises ``EventsError`` on the first one. A
+  ``request_id`` (see ``toolkit.attempts``), each event identity once (duplicates
+  counted). Skipped lines are counted by reason in the same scan; when there are
+  any, a second pass through the same check names them as ``file:line: reason``
+  (first ``MAX_PROBLEMS``, and the first of each reason). More than
+  ``max_skipped_share`` skipped (default 1 %) raises ``TooManySkipped``.
+  ``strict=True`` raises ``EventsError`` on the first one. ``ts`` with an offset is
+  converted to UTC; without a zone the line is skipped. A
   torn final line (a writer that crashed mid-line: no trailing newline, not JSON;
   or the cut end of a truncated ``.gz``) is tolerated and reported, never fatal,
   strict or not.
@@ -953,25 +957,6 @@ def _check_lines(path: str, validator) -> Iterator[tuple[int, str | None, str | 
             yield lineno, name if isinstance(name, str) else None, problem, False
     except (OSError, zlib.error) as e:
         raise EventsError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-
-
-def _find_problems(sources: Sequence[Source], limit: int, torn_out: list[Problem] | None = None
-                   ) -> Iterator[Problem]:
-    """Name the first ``limit`` invalid lines; torn final lines (e.g. of a truncated .gz) go to ``torn_out``."""
-    validator = _schema_validator()
-    found = 0
-    for s in sources:
-        if s.format != "jsonl":
-            continue
-        for lineno, _name, problem, torn in _check_lines(s.path, validator):
-            if problem and torn:
-                if torn_out is not None and s.path.endswith(".gz"):
-                    torn_out.append(Problem(s.path, lineno, problem))
-            elif problem:
-                yield Problem(s.path, lineno, problem)
-                found += 1
-                if found >= limit:
-                    return
 
 
 def validate_files(paths: Iterable[str | Path], *, stop_at_first: bool = False) -> ValidationReport:
