@@ -402,3 +402,17 @@ def test_one_time_parser_and_formatter():
     from demo_service.telemetry.events import event_timestamp
 
     assert event_timestamp(utc.replace(tzinfo=contract.timezone.utc).timestamp()) == format_time(utc)
+
+
+def test_lines_after_until_are_ignored_not_named_as_skipped(tmp_path):
+    lines = synth_log(tmp_path).read_text().splitlines()
+    until = json.loads(lines[299])["ts"]
+    late = json.loads(lines[-1])
+    late["service"] = "billing-api"  # unusable, but after --until: ignored like every later line
+    early = json.loads(lines[100])
+    early["service"] = "billing-api"
+    lines[-1], lines[100] = json.dumps(late), json.dumps(early)
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    events = load_events([path], until=until)
+    assert events.skipped == 1 and [p.line for p in events.problems] == [101]

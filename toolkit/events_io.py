@@ -159,7 +159,8 @@ class TooManySkipped(EventsError):
                             for why, (n, first) in events.skipped_by_reason.items())
         super().__init__(
             f"{events.skipped:,} of {events.lines:,} lines ({events.skipped / max(1, events.lines):.1%}) could not "
-            f"be read, more than the {max_share:.2%} allowed (--max-skipped); nothing computed. Reasons: {reasons}. "
+            f"be read, more than the {max_share:.2%} allowed (obslab sli/budget: --max-skipped); nothing computed. "
+            f"Reasons: {reasons}. "
             "obslab events validate lists every line.")
 
 
@@ -674,7 +675,7 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
     if any(n > 0 for n in by_reason.values()):
         # The fast scan has no line numbers: a second pass, through the same check, names the skipped lines.
         named = _name_problems(con, raw, {r for r, n in by_reason.items() if n > 0},
-                               limit=1 if strict else MAX_PROBLEMS)
+                               limit=1 if strict else MAX_PROBLEMS, until=until_t)
         if named.gz_torn:
             # The fast scan cannot tell a truncated archive's last line from a bad one; this pass can.
             es.torn = es.torn + named.gz_torn
@@ -702,12 +703,16 @@ class _Named:
     gz_torn: tuple[Problem, ...]  # cut final lines of truncated .gz archives
 
 
-def _name_problems(con: duckdb.DuckDBPyConnection, sources: Sequence[Source], reasons: set[int], limit: int
-                   ) -> _Named:
+def _name_problems(con: duckdb.DuckDBPyConnection, sources: Sequence[Source], reasons: set[int], limit: int,
+                   until: datetime | None = None) -> _Named:
     """Name skipped lines (``path:line: reason (detail)``) by running the fast path's own check,
     ``_reason_expr`` over ``_scan_sql``, over each file in file order: the first ``limit`` of them
     and the first of each reason in ``reasons``. Rows come out one per non-blank line (DuckDB's
-    JSON reader skips blank lines and yields a row of NULLs for a line it cannot parse)."""
+    JSON reader skips blank lines and yields a row of NULLs for a line it cannot parse). Lines
+    after ``until`` were ignored, not skipped: they are not named."""
+    codes_sql = (f"SELECT {_reason_expr()} AS reason FROM ({{scan}})" if until is None else
+                 f"SELECT CASE WHEN ts > TIMESTAMP '{until.isoformat(sep=' ')}' THEN 0 ELSE {_reason_expr()} END "
+                 f"AS reason FROM ({{scan}})")
     validator = _schema_validator()
     problems: list[Problem] = []
     first: dict[int, Problem] = {}
@@ -719,16 +724,15 @@ def _name_problems(con: duckdb.DuckDBPyConnection, sources: Sequence[Source], re
             if len(problems) >= limit and reasons <= first.keys():
                 break
             try:
-                codes = con.execute(f"SELECT {_reason_expr()} AS reason FROM ({_scan_sql(con, [s], SLI_COLUMNS)})"
-                                    ).fetchnumpy()["reason"]
+                codes = con.execute(codes_sql.format(scan=_scan_sql(con, [s], SLI_COLUMNS))).fetchnumpy()["reason"]
             except duckdb.Error:
                 if not s.path.endswith(".gz"):
                     raise
                 # A truncated archive: its complete lines, numbered as in the archive (the cut line is torn).
                 with tempfile.TemporaryDirectory(prefix="obslab-gz-") as tmp:
                     (copy,), _ = _salvage_truncated_gzip([s], Path(tmp))
-                    codes = con.execute(f"SELECT {_reason_expr()} AS reason FROM "
-                                        f"({_scan_sql(con, [copy], SLI_COLUMNS)})").fetchnumpy()["reason"]
+                    codes = con.execute(codes_sql.format(scan=_scan_sql(con, [copy], SLI_COLUMNS))
+                                        ).fetchnumpy()["reason"]
             bad = [int(i) for i in codes.nonzero()[0]]
             if not bad:
                 continue
