@@ -744,6 +744,8 @@ def _name_problems(con: duckdb.DuckDBPyConnection, sources: Sequence[Source], re
                 continue
             wanted = set(bad[:limit]) | {next(i for i in bad if codes[i] == r) for r in reasons
                                          if r not in first and (codes == r).any()}
+            if s.path.endswith(".gz") and codes[-1] == 1:
+                wanted.add(len(codes) - 1)  # perhaps the cut end of a truncated archive: torn, not skipped
             last_wanted = max(wanted)
             row = -1
             for lineno, raw in enumerate(_iter_lines(s.path), start=1):
