@@ -454,9 +454,11 @@ def _scan_sql(con: duckdb.DuckDBPyConnection, sources: Sequence[Source], columns
 #
 # Duplicates: an event's identity is (request_id, event, ts, span_id, chunk_index, attempt); a
 # line repeating an identity already seen is a duplicate and not counted (docs/events.md).
-# Within a request, each event is one 64-bit code: the identity's hash with its low bits
-# replaced by the event name's code (5 bits) and a timeout flag (bit 5), so the counts per
-# event name are taken over the distinct codes. min/max/any/arg_min ignore duplicates anyway.
+# Within a request, each event is one 64-bit code: the hash of (ts, span_id, chunk_index,
+# attempt) with its low bits replaced by the event name's code (5 bits) and a timeout flag
+# (bit 5), so the counts per event name are taken over the distinct codes. Two different
+# events of one request share a code only if their 58-bit hashes collide (odds ~n²/2⁵⁹).
+# min/max/any/arg_min ignore duplicates anyway.
 KIND_ATTEMPT, KIND_REJECTED, KIND_AUDIT, KIND_INVALID = 0, 1, 2, 3
 _TIMEOUT_BIT = 32
 
@@ -483,7 +485,7 @@ WITH checked AS (
     SELECT
         kind, reason, request_id,
         count(*) AS lines,
-        list(((hash(event, ts, span_id, chunk_index, attempt) >> 6) << 6)
+        list(((hash(ts, span_id, chunk_index, attempt) >> 6) << 6)
              | CASE WHEN error_class = 'timeout' THEN 32 ELSE 0 END
              | (enum_code(event)::UBIGINT)) FILTER (WHERE kind < 2) AS _ids,
         {ids}
