@@ -116,3 +116,24 @@ def test_small_cohort_that_grows_outranks_noise_in_a_big_one():
     assert res.top_values[0].value == "canary"
     big_row = next(v for v in res.top_values if v.value == "5.4.0")
     assert big_row.difference > res.top_values[0].difference  # bigger in pp, yet ranked lower
+
+
+def test_a_mostly_zero_count_column_keeps_the_difference_visible():
+    # chunk_retries: 25 % of the selection retried (1..6 retries), 4 % of the baseline did.
+    rng = np.random.default_rng(3)
+    n_sel, n_base = 400, 4000
+    sel = np.where(rng.random(n_sel) < 0.25, rng.integers(1, 7, n_sel), 0).astype(float)
+    base = np.where(rng.random(n_base) < 0.04, rng.integers(1, 7, n_base), 0).astype(float)
+    sel[:6], base[:6] = np.arange(1, 7), np.arange(1, 7)  # every value present in both
+    values = np.concatenate([sel, base])
+    selected = np.arange(values.size) < n_sel
+    res = breakdown_arrays({"chunk_retries": values}, selected,
+                           selection=Selection("x", "TRUE", "planted"), bins=5)
+    dim = res.dimensions[0]
+    rows = {v.value: v for v in dim.values}
+    assert len(rows) >= 3 and "0" in rows
+    nonzero_sel = sum(v.selection_share for k, v in rows.items() if k != "0")
+    nonzero_base = sum(v.baseline_share for k, v in rows.items() if k != "0")
+    assert nonzero_sel == pytest.approx((sel > 0).mean()) and nonzero_base == pytest.approx((base > 0).mean())
+    assert nonzero_sel > 0.2 and nonzero_base < 0.06
+    assert dim.p_value < 1e-6

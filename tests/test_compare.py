@@ -26,7 +26,7 @@ def test_selector_parsing_and_errors():
     t = C.parse_selector("time=2026-01-05T12:00:00Z/2026-01-05T12:10:00Z")
     assert t.has_time_range and (t.end - t.start).total_seconds() == 600
     for bad, msg in [("colour=red", "unknown key"), ("release", "not key=value"), ("release=x'y", "characters"),
-                     ("time=2026-01-05T12:10:00Z/2026-01-05T12:00:00Z", "ends before"), ("time=yesterday/today", "ISO 8601")]:
+                     ("time=2026-01-05T12:10:00Z/2026-01-05T12:00:00Z", "ends before"), ("time=yesterday/today", "not a time .expected RFC 3339")]:
         with pytest.raises(ValueError, match=msg):
             C.parse_selector(bad, "--control")
 

@@ -61,6 +61,10 @@ def test_sli_window_zero_means_no_series(window):
     (["--format", "xml"], "--format 'xml'"),
     (["--window", "soon"], "expected a duration"),
     (["--until", "yesterday"], "not a time"),
+    (["--since", "2026-01-05T10:20:00Z", "--until", "2026-01-05T10:10:00Z"],
+     "the scope [since, until) is inverted (--since is after --until)"),
+    (["--since", "2026-01-05T10:10:00Z", "--until", "2026-01-05T10:10:00Z"],
+     "the scope [since, until) is empty (zero length)"),
 ])
 def test_sli_user_errors_are_one_line(args, message):
     p = run("sli", str(GOLDEN), "--slo", SLO, *args)

@@ -119,3 +119,17 @@ def test_zero_traffic_is_no_data(spec):
     for f in s.figures():
         assert f.value is None and f.note, f.name
 
+
+
+def test_a_timed_out_complete_request_counts_once_in_api_timeout_rate(spec, tmp_path):
+    # c's complete request timed out in the transcoder: it emits transcode_failed and publish_failed, both
+    # with error_class timeout. One request timed out (plus b's chunk upload): 2 of 21, not 3 of 21.
+    lines = GOLDEN.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if '"request_id": "req_golden_c"' in line and '"error_class"' in line:
+            lines[i] = line.replace('"error_class": "dependency_unavailable"', '"error_class": "timeout"')
+    assert sum('"error_class": "timeout"' in line for line in lines) == 3
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    f = compute_report(load_events([path]), spec, SliQuery()).totals.figure("api_timeout_rate")
+    assert (f.numerator, f.denominator) == (2, 21)

@@ -99,12 +99,23 @@ def test_shift_below_minimum_is_not_enough_data():
     assert not res.enough_data and res.shift is None
 
 
-def test_quantile_point_estimates_are_numpy_quantiles():
+def nearest_rank(x, q, **kw):
+    return np.quantile(x, q, method="inverted_cdf", **kw)
+
+
+def test_quantile_point_estimates_are_nearest_rank_as_the_sli_engine_computes_them():
+    import duckdb
+
     rng = np.random.default_rng(8)
     c, t = rng.lognormal(6, 0.5, 2000), rng.lognormal(6.1, 0.5, 1500)
     res = S.compare_quantiles(c, t, 0.95, n_resamples=2000)
-    assert res.control_value == np.quantile(c, 0.95) and res.treatment_value == np.quantile(t, 0.95)
-    assert res.difference == pytest.approx(np.quantile(t, 0.95) - np.quantile(c, 0.95))
+    assert res.control_value == nearest_rank(c, 0.95) and res.treatment_value == nearest_rank(t, 0.95)
+    assert res.difference == pytest.approx(nearest_rank(t, 0.95) - nearest_rank(c, 0.95))
+    # The SLI engine's SQL (quantile_disc) gives the same value: one method everywhere.
+    sql = duckdb.execute("SELECT quantile_disc(v, 0.95) FROM (SELECT unnest(?) AS v)", [c.tolist()]).fetchone()[0]
+    assert res.control_value == sql and "nearest-rank" in res.method
+    shift = S.compare_shift(c[:100], t[:100])
+    assert shift.control_median == nearest_rank(c[:100], 0.5) and "nearest-rank" in shift.method
 
 
 def test_order_statistic_bootstrap_matches_resampling_bootstrap():
@@ -114,13 +125,13 @@ def test_order_statistic_bootstrap_matches_resampling_bootstrap():
     x = np.sort(rng.lognormal(6, 0.7, 400))
     fast = S._bootstrap_quantiles(x, 0.95, 20_000, np.random.default_rng(1))
     resamples = x[rng.integers(0, x.size, size=(20_000, x.size))]
-    brute = np.quantile(resamples, 0.95, axis=1)
+    brute = nearest_rank(resamples, 0.95, axis=1)
     assert sps.ks_2samp(fast, brute).pvalue > 0.001
     assert np.mean(fast) == pytest.approx(np.mean(brute), rel=0.01)
 
     c, t = rng.lognormal(6, 0.5, 600), rng.lognormal(6.15, 0.5, 500)
     ours = S.compare_quantiles(c, t, 0.95, n_resamples=20_000, seed=3)
-    ref = sps.bootstrap((t, c), lambda a, b, axis: np.quantile(a, 0.95, axis=axis) - np.quantile(b, 0.95, axis=axis),
+    ref = sps.bootstrap((t, c), lambda a, b, axis: nearest_rank(a, 0.95, axis=axis) - nearest_rank(b, 0.95, axis=axis),
                         vectorized=True, paired=False, method="percentile", n_resamples=20_000, batch=500,
                         rng=np.random.default_rng(4)).confidence_interval
     # Monte Carlo error of a 2.5 % quantile of 20k replicates is well under 5 % of the CI width.

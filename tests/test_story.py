@@ -89,3 +89,18 @@ def test_unknown_or_broken_input_is_a_story_error():
         write_story({"schema": "something/v9"})
     with pytest.raises(StoryError, match="missing or has a malformed field"):
         write_story({"schema": "obslab.compare/v1"})
+
+
+def test_compare_and_story_use_and_name_the_sli_engines_percentile_method(canary_compare):
+    rel = relation(attempts_table(40_000, seed=31, latency_mu={"canary": 5.5}, success={"canary": 0.985}))
+    # The SLI engine's p95 of the canary's processing latency (DuckDB quantile_disc, nearest-rank).
+    sli_p95 = rel.query("a", "SELECT quantile_disc(processing_ms, 0.95) FROM a WHERE release = 'canary' "
+                             "AND outcome = 'succeeded'").fetchall()[0][0]
+    p95 = next(m for m in canary_compare["metrics"] if m["name"] == "processing_latency_p95")["comparison"]
+    assert p95["treatment_value"] == pytest.approx(sli_p95, rel=0, abs=1e-9)
+    assert canary_compare["percentile_method"].startswith("nearest-rank")
+    assert "nearest-rank" in p95["method"]
+    md = write_story(canary_compare)
+    line = next(l for l in md.splitlines() if l.startswith("- **processing_latency_p95**"))
+    assert "p95 by nearest-rank" in line
+    assert "every percentile and median nearest-rank" in md

@@ -2,7 +2,8 @@
 
 A selection (failed attempts, slow ones, a time slice, or any SQL predicate) is set against a
 baseline (the rest of the population, or all of it) across every dimension — cohort columns,
-flags, service version and numeric fields cut into quantile bins. Each dimension value gets
+flags, service version and numeric fields cut into bins (a value holding a large share, such
+as the zeros of a count, gets its own bin; the rest are quantile bins). Each dimension value gets
 its count and share in both groups; values are ranked by how much more common they are in the
 selection: by the share difference (selection − baseline, percentage points) divided by its
 standard error (a two-proportion z), so a small cohort that doubles outranks a point of noise in a
@@ -142,26 +143,54 @@ class BreakdownResult:
         })
 
 
+def _number(v: float) -> str:
+    return f"{int(v)}" if float(v).is_integer() else f"{v:.4g}"
+
+
 def _bin_numeric(values: np.ndarray, bins: int) -> np.ndarray:
-    """Labels of quantile bins ("[a, b)"); NaN → "(none)". Integer-valued columns with few
-    distinct values keep their values."""
+    """Labels of informative bins; NaN → "(none)".
+
+    Few distinct values (≤ ``bins``) keep their values. Otherwise a value that alone holds at
+    least 1/``bins`` of the rows (a point mass, e.g. the zeros of a mostly-zero count column)
+    gets a bin of its own, and the other values are cut into quantile bins ("[a, b)"), so a
+    skewed column is not collapsed into one bin that hides who has a non-zero count.
+    """
     labels = np.full(values.shape, NONE_LABEL, dtype=object)
     ok = ~np.isnan(values)
     if not ok.any():
         return labels
     finite = values[ok]
-    distinct = np.unique(finite)
-    if distinct.size <= bins and np.all(distinct == np.round(distinct)):
-        labels[ok] = [f"{int(v)}" for v in finite]
+    distinct, counts = np.unique(finite, return_counts=True)
+    if distinct.size <= bins:
+        names = np.asarray([_number(v) for v in distinct], dtype=object)
+        labels[ok] = names[np.searchsorted(distinct, finite)]
         return labels
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)))
-    if edges.size < 2:
-        labels[ok] = f"{edges[0]:.4g}"
-        return labels
-    idx = np.clip(np.searchsorted(edges, finite, side="right") - 1, 0, edges.size - 2)
-    names = [f"[{edges[i]:.4g}, {edges[i + 1]:.4g}{']' if i == edges.size - 2 else ')'}"
-             for i in range(edges.size - 1)]
-    labels[ok] = np.asarray(names, dtype=object)[idx]
+    heavy = distinct[counts * bins >= finite.size]
+    out = np.empty(finite.shape, dtype=object)
+    is_heavy = np.isin(finite, heavy)
+    for v in heavy:
+        out[finite == v] = _number(v)
+    rest = finite[~is_heavy]
+    if rest.size:
+        left = max(2, bins - heavy.size)
+        rest_distinct = np.unique(rest)
+        if rest_distinct.size <= left:
+            out[~is_heavy] = [_number(v) for v in rest]
+        else:
+            edges = np.unique(np.quantile(rest, np.linspace(0, 1, left + 1), method="inverted_cdf"))
+            if edges.size < 2:
+                out[~is_heavy] = _number(edges[0])
+            else:
+                idx = np.clip(np.searchsorted(edges, rest, side="right") - 1, 0, edges.size - 2)
+                names = []
+                for i in range(edges.size - 1):
+                    lo, hi = edges[i], edges[i + 1]
+                    last = i == edges.size - 2
+                    inside = [h for h in heavy if lo <= h < hi or (last and h == hi)]
+                    names.append(f"[{lo:.4g}, {hi:.4g}{']' if last else ')'}"
+                                 + (f" except {', '.join(_number(h) for h in inside)}" if inside else ""))
+                out[~is_heavy] = np.asarray(names, dtype=object)[idx]
+    labels[ok] = out
     return labels
 
 

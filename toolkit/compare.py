@@ -20,6 +20,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from toolkit.contract import TimeError, format_time, parse_time
+from toolkit.percentiles import PERCENTILE_METHOD
 from toolkit.judge import DEFAULT_CONFIG, JudgeConfig, MetricResult, MetricSpec, Verdict, classify, judge
 from toolkit.stats import compare_proportions, compare_quantiles, compare_shift, sample_ratio_mismatch
 
@@ -48,13 +50,11 @@ SYNTHETIC_MODES = ("include", "exclude", "only")
 
 
 def _parse_ts(text: str, where: str) -> datetime:
+    """Aware UTC datetime of an RFC 3339 time (``toolkit.contract.parse_time``; naive means UTC)."""
     try:
-        ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{where}: {text!r} is not an ISO 8601 timestamp (e.g. 2026-01-31T12:00:00Z)") from None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc)
+        return parse_time(text, what=where).replace(tzinfo=timezone.utc)
+    except TimeError as e:
+        raise ValueError(str(e)) from None
 
 
 def _sql_ts(ts: datetime) -> str:
@@ -202,6 +202,7 @@ class CompareResult:
             "window": self.window,
             "synthetic": self.synthetic,
             "randomization_unit": "user_id",
+            "percentile_method": PERCENTILE_METHOD,
             "control": self.control.summary(),
             "treatment": self.treatment.summary(),
             "expected_split": ({"control": self.expected_split[0], "treatment": self.expected_split[1]}
@@ -281,9 +282,7 @@ def _synthetic_sql(mode: str) -> str:
 
 
 def _iso(ts: Any) -> str | None:
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return format_time(ts)
 
 
 def run_query(attempts, sql: str, what: str):

@@ -8,9 +8,13 @@ Two readers, one per need:
   a required field missing or of the wrong type, an unknown event name: the
   *structural check*; a cohort value outside its bounded set reads as null) and
   folds the rest into one row per
-  ``request_id`` (see ``toolkit.attempts``). Skipped lines are counted; when there
-  are any, a second pass names them as ``file:line: what is wrong`` (first
-  ``MAX_PROBLEMS``). ``strict=True`` raises ``EventsError`` on the first one. A
+  ``request_id`` (see ``toolkit.attempts``), each event identity once (duplicates
+  counted). Skipped lines are counted by reason in the same scan; when there are
+  any, a second pass through the same check names them as ``file:line: reason``
+  (first ``MAX_PROBLEMS``, and the first of each reason). More than
+  ``max_skipped_share`` skipped (default 1 %) raises ``TooManySkipped``.
+  ``strict=True`` raises ``EventsError`` on the first one. ``ts`` with an offset is
+  converted to UTC; without a zone the line is skipped. A
   torn final line (a writer that crashed mid-line: no trailing newline, not JSON;
   or the cut end of a truncated ``.gz``) is tolerated and reported, never fatal,
   strict or not.
@@ -34,14 +38,14 @@ import re
 import tempfile
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import duckdb
 
-from toolkit import stored_fold
+from toolkit import contract, stored_fold
 from toolkit.regular_file import kind_of
 from toolkit.contract import (
     ALL_EVENTS,
@@ -53,6 +57,7 @@ from toolkit.contract import (
     NETWORK_TYPES,
     REGIONS,
     SCHEMA_VERSION,
+    SERVICES,
     event_schema,
 )
 
@@ -70,11 +75,17 @@ __all__ = [
     "parse_time",
     "MAX_PROBLEMS",
     "MAX_LINE_BYTES",
+    "DEFAULT_MAX_SKIPPED_SHARE",
+    "SKIP_REASONS",
+    "TooManySkipped",
 ]
 
 MAX_PROBLEMS = 20
 # Longest event line validate reads (events are well under 4 KiB); a longer one is a problem, not read.
 MAX_LINE_BYTES = 1 << 20
+# Above this share of lines skipped by the structural check, reading fails (--max-skipped):
+# a log from another emitter, or of another schema, must not turn into figures about nothing.
+DEFAULT_MAX_SKIPPED_SHARE = 0.01
 # What DuckDB's JSON reader skips as blank (JSON's whitespace plus vertical tab and form feed).
 _JSON_WHITESPACE = " \t\r\x0b\x0c"
 # DuckDB settings for analytics on a small shared machine: bounded memory, spill to disk.
@@ -101,6 +112,10 @@ SLI_COLUMNS: dict[str, str] = {
     "error_class": "error_class_t",
     "chunk_count": "INTEGER",
     "queue_wait_ms": "DOUBLE",
+    # An event's identity (with request_id, event, ts): duplicates are removed by it.
+    "span_id": "VARCHAR",
+    "chunk_index": "INTEGER",
+    "attempt": "INTEGER",
 }
 # Every field of the schema: the Parquet layout ``compact`` writes.
 ALL_COLUMNS: dict[str, str] = {
@@ -136,6 +151,23 @@ class EventsError(ValueError):
     """Events cannot be read (missing file, bad line under --strict); the message names file and line."""
 
 
+class TooManySkipped(EventsError):
+    """More than the allowed share of lines failed the structural check: the figures would be
+    about some other log than the one given. The message counts each reason and names its first line."""
+
+    def __init__(self, events: "EventSet", max_share: float):
+        self.events = events
+        self.max_share = max_share
+        reasons = "; ".join(f"{why}: {n:,} (first: {first.path}:{first.line})" if first and first.line is not None
+                            else f"{why}: {n:,}" + (f" (first: {first})" if first else "")
+                            for why, (n, first) in events.skipped_by_reason.items())
+        super().__init__(
+            f"{events.skipped:,} of {events.lines:,} lines ({events.skipped / max(1, events.lines):.1%}) could not "
+            f"be read, more than the {max_share:.2%} allowed (obslab sli/budget: --max-skipped); nothing computed. "
+            f"Reasons: {reasons}. "
+            "obslab events validate lists every line.")
+
+
 @dataclass(frozen=True)
 class Problem:
     """One unusable line: ``path:line: message`` (line is None for Parquet rows)."""
@@ -158,8 +190,9 @@ class Source:
 class EventSet:
     """Events loaded from files, folded per request_id in ``con`` (table ``_requests``).
 
-    Counts: ``events`` usable lines, ``skipped`` lines dropped by the structural
-    check (torn final lines excluded), ``torn`` torn final lines (tolerated),
+    Counts: ``events`` usable events (each identity once), ``duplicates`` lines repeating
+    one, ``skipped`` lines dropped by the structural check (torn final lines excluded;
+    ``skipped_by_reason`` counts them by reason with the first line of each), ``torn`` torn final lines (tolerated),
     ``rejected_events`` and ``audit_events`` (not attempts). ``problems`` names the
     first skipped lines. ``until`` is the cut-off applied while reading (events
     after it ignored); ``max_ts`` the newest usable event at or before it.
@@ -171,6 +204,9 @@ class EventSet:
     skipped: int = 0
     torn: tuple[Problem, ...] = ()
     problems: tuple[Problem, ...] = ()
+    # reason → (lines skipped for it, its first line); the same check that skipped them named them
+    skipped_by_reason: dict[str, tuple[int, Problem | None]] = field(default_factory=dict)
+    duplicates: int = 0  # lines repeating an event already read (same identity): not counted
     rejected_events: int = 0
     audit_events: int = 0
     min_ts: datetime | None = None
@@ -181,6 +217,11 @@ class EventSet:
     prefolded_files: int = 0  # Parquet files read through their archive's stored fold (toolkit.stored_fold)
 
     @property
+    def lines(self) -> int:
+        """Lines (or Parquet rows) read, torn final lines aside: usable, duplicate or skipped."""
+        return self.events + self.duplicates + self.skipped
+
+    @property
     def as_of(self) -> datetime | None:
         """The analysis time: ``until`` if given, else the newest event."""
         return self.until or self.max_ts
@@ -188,6 +229,8 @@ class EventSet:
     def summary(self) -> str:
         """One line on what was read, for CLI output."""
         parts = [f"{self.events} events from {len(self.sources)} file(s)"]
+        if self.duplicates:
+            parts.append(f"{self.duplicates} duplicate event(s) removed")
         if self.skipped:
             parts.append(f"{self.skipped} invalid line(s) skipped")
         if self.torn:
@@ -217,22 +260,13 @@ class ValidationReport:
         return self.invalid == 0
 
 
-def parse_time(text: str | datetime | None) -> datetime | None:
-    """A time given on the command line: RFC 3339 / ISO 8601; naive means UTC. Returns naive UTC."""
-    if text is None or isinstance(text, datetime):
-        if isinstance(text, datetime) and text.tzinfo is not None:
-            return text.astimezone(timezone.utc).replace(tzinfo=None)
-        return text
-    s = text.strip()
-    if s.endswith("Z") or s.endswith("z"):
-        s = s[:-1] + "+00:00"
+def parse_time(text: str | datetime | None, what: str = "time") -> datetime | None:
+    """A time given on the command line: RFC 3339 / ISO 8601; naive means UTC. Returns naive UTC
+    (``toolkit.contract.parse_time``, the project's one time parser)."""
     try:
-        t = datetime.fromisoformat(s)
-    except ValueError:
-        raise EventsError(f"not a time: {text!r} (expected RFC 3339, e.g. 2026-01-05T10:30:00Z)") from None
-    if t.tzinfo is not None:
-        t = t.astimezone(timezone.utc).replace(tzinfo=None)
-    return t
+        return contract.parse_time(text, what=what)
+    except contract.TimeError as e:
+        raise EventsError(str(e)) from None
 
 
 def connect(memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -241,6 +275,8 @@ def connect(memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None
     for name, values in _ENUM_TYPES.items():
         con.execute(f"CREATE TYPE {name} AS ENUM ({_sql_list(values)})")
     con.execute("SET enable_progress_bar = false")
+    # TIMESTAMPTZ → TIMESTAMP (an event's ts with an offset) converts to this zone: UTC.
+    con.execute("SET TimeZone = 'UTC'")
     # Results never depend on row order (every query that needs one says ORDER BY); not keeping it
     # lets CREATE TABLE AS and scans run without order-preserving buffers.
     con.execute("SET preserve_insertion_order = false")
@@ -251,7 +287,7 @@ def connect(memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None
 # the contract's set reads as NULL (the fast path's check; `validate` names the line).
 _ENUM_TYPES = {
     "event_name": ALL_EVENTS,
-    "service_t": ("publish-api", "transcoder"),
+    "service_t": SERVICES,
     "region_t": REGIONS,
     "app_version_t": APP_VERSIONS,
     "network_type_t": NETWORK_TYPES,
@@ -322,38 +358,77 @@ def _sql_list(values: Iterable[str]) -> str:
     return ", ".join(_sql_str(v) for v in values)
 
 
-def _valid_expr() -> str:
-    """SQL: the structural check a row must pass to be used.
-
-    Types and bounded sets are enforced by the typed read itself (a wrong type or a
-    value outside an ENUM reads as NULL); this adds the fields that must be present.
-    """
-    parts = [
-        f"schema_version = {SCHEMA_VERSION}",
-        "ts IS NOT NULL",
-        "event IS NOT NULL",
-        "synthetic IS NOT NULL",
-        "service IS NOT NULL",
-        "service_version IS NOT NULL",
-        f"(event IN ({_sql_list(AUDIT_EVENTS)}, 'upload_rejected') "
-        "OR (request_id IS NOT NULL AND upload_id IS NOT NULL))",
+# The structural check, one condition per reason a line is skipped, in the order they are tried:
+# a line is usable when every condition holds, and the first that fails is its reason. The same
+# SQL skips lines in the fast path, counts the reasons in the same scan, and (``_name_problems``)
+# names the skipped lines: the list can only name lines that were skipped.
+# Types and bounded sets come from the typed read (a wrong type reads as NULL), and ts from
+# ``_ts_sql`` (an offset converted to UTC; no zone or an impossible time: NULL).
+def _checks() -> list[tuple[str, str]]:
+    checks = [
+        ("not valid JSON, or no event field in it",
+         "NOT (schema_version IS NULL AND NOT _ts_given AND NOT _event_given AND NOT _service_given)"),
+        (f"schema_version missing or not {SCHEMA_VERSION}", f"schema_version = {SCHEMA_VERSION}"),
+        ("ts missing", "_ts_given"),
+        ("ts not an RFC 3339 time with a zone (Z or +HH:MM)", "ts IS NOT NULL"),
+        ("event missing", "_event_given"),
+        ("event not a known event name", "event IS NOT NULL"),
+        ("service missing", "_service_given"),
+        (f"service not one of {', '.join(SERVICES)}", "service IS NOT NULL"),
+        ("service_version missing", "service_version IS NOT NULL"),
+        ("synthetic missing or not true/false", "synthetic IS NOT NULL"),
+        ("request_id or upload_id missing on an attempt event",
+         f"(event IN ({_sql_list(AUDIT_EVENTS)}, 'upload_rejected') "
+         "OR (request_id IS NOT NULL AND upload_id IS NOT NULL))"),
     ]
     for ev, fields in _REQUIRED_BY_EVENT.items():
         cond = " AND ".join(f"{f} IS NOT NULL" for f in fields)
-        parts.append(f"(event <> {_sql_str(ev)} OR ({cond}))")
-    return " AND ".join(parts)
+        checks.append((f"{ev} without {' or '.join(fields)}", f"(event <> {_sql_str(ev)} OR ({cond}))"))
+    return checks
+
+
+# Reason code → text; code 0 is a usable line.
+SKIP_REASONS: dict[int, str] = {n: text for n, (text, _) in enumerate(_checks(), start=1)}
+
+
+def _reason_expr() -> str:
+    """SQL: 0 for a usable row, else the code of the first check it fails (``SKIP_REASONS``)."""
+    whens = " ".join(f"WHEN NOT coalesce({cond}, false) THEN {n}" for n, (_, cond) in enumerate(_checks(), start=1))
+    return f"(CASE {whens} ELSE 0 END)::UTINYINT"
+
+
+def _valid_expr() -> str:
+    """SQL: the structural check a row must pass to be used (all of ``_checks``)."""
+    return " AND ".join(f"coalesce({cond}, false)" for _, cond in _checks())
+
+
+def _ts_sql(text: str) -> str:
+    """SQL: an event's ts text → TIMESTAMP in UTC. An offset is converted (the session time zone
+    is UTC); a time without a zone or that is not a time gives NULL, so the line is skipped.
+    The same rule as ``toolkit.contract.parse_time(..., zone_required=True)`` and the schema."""
+    return (f"CASE WHEN regexp_matches({text}, '(?:[Zz]|[+-][0-9][0-9]:?[0-9][0-9])$') "
+            f"THEN TRY_CAST({text} AS TIMESTAMPTZ)::TIMESTAMP END")
+
+
+# Read as text, then converted: so a missing value and a value that cannot be used get different reasons.
+_TEXT_READ = {"ts": "VARCHAR", "event": "VARCHAR", "service": "VARCHAR"}
 
 
 def _scan_sql(con: duckdb.DuckDBPyConnection, sources: Sequence[Source], columns: dict[str, str]) -> str:
-    """SQL of one relation over all sources with exactly ``columns`` (typed), plus ``_file``."""
+    """SQL of one relation over all sources with exactly ``columns`` (typed), plus the presence flags
+    ``_ts_given``, ``_event_given``, ``_service_given`` the structural check reads."""
     selects = []
     jsonl = [s.path for s in sources if s.format == "jsonl"]
     parquet = [s.path for s in sources if s.format == "parquet"]
+    flags = ("ts IS NOT NULL AS _ts_given, event IS NOT NULL AS _event_given, "
+             "service IS NOT NULL AS _service_given")
     if jsonl:
-        cols = "{" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in columns.items()) + "}"
-        names = ", ".join(columns)
+        read = {k: _TEXT_READ.get(k, v) for k, v in columns.items()}
+        cols = "{" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in read.items()) + "}"
+        exprs = [f"{_ts_sql('ts')} AS ts" if k == "ts" else f"TRY_CAST({k} AS {v}) AS {k}" if k in _TEXT_READ
+                 else k for k, v in columns.items()]
         selects.append(
-            f"SELECT {names} FROM read_json([{_sql_list(jsonl)}], format='newline_delimited', "
+            f"SELECT {', '.join(exprs)}, {flags} FROM read_json([{_sql_list(jsonl)}], format='newline_delimited', "
             f"columns={cols}, ignore_errors=true, maximum_object_size=1048576)")
     if parquet:
         have = {r[0]: r[1] for r in con.execute(
@@ -362,76 +437,121 @@ def _scan_sql(con: duckdb.DuckDBPyConnection, sources: Sequence[Source], columns
         for name, typ in columns.items():
             if name not in have:
                 exprs.append(f"CAST(NULL AS {typ}) AS {name}")
+            elif name == "ts" and have[name] == "VARCHAR":
+                exprs.append(f"{_ts_sql('ts')} AS ts")
             elif name == "event":
                 exprs.append("TRY_CAST(event AS event_name) AS event")
             elif name == "change":
                 exprs.append("TRY_CAST(change AS JSON) AS change")
             else:
+                # A TIMESTAMPTZ ts becomes UTC (the session time zone); a TIMESTAMP is UTC already.
                 exprs.append(f"TRY_CAST({name} AS {typ}) AS {name}")
-        selects.append(f"SELECT {', '.join(exprs)} FROM read_parquet([{_sql_list(parquet)}], union_by_name=true)")
+        given = ", ".join(f"{n} IS NOT NULL AS _{n}_given" if n in have else f"false AS _{n}_given"
+                          for n in ("ts", "event", "service"))
+        selects.append(f"SELECT {', '.join(exprs)}, {given} "
+                       f"FROM read_parquet([{_sql_list(parquet)}], union_by_name=true)")
     return " UNION ALL ".join(selects)
 
 
-# One pass over all events: fold per (kind, request_id). kind separates attempt events (0)
-# from rejected (1) and audit (2) events and from unusable rows (3), whose counts come
-# out of the same pass. Cohort dimensions ride on every event, so any event gives them.
+# One pass over all events: fold per (kind, reason, request_id). kind separates attempt events (0)
+# from rejected (1) and audit (2) events and from unusable rows (3, grouped by the reason they
+# failed the structural check), whose counts come out of the same pass. Cohort dimensions ride
+# on every event, so any event gives them.
+#
+# Duplicates: an event's identity is (request_id, event, ts, span_id, chunk_index, attempt); a
+# line repeating an identity already seen is a duplicate and not counted (docs/events.md).
+# Within a request, each event is one 64-bit code: the hash of (ts, span_id, chunk_index,
+# attempt) with its low bits replaced by the event name's code (5 bits) and a timeout flag
+# (bit 5), so the counts per event name are taken over the distinct codes. Two different
+# events of one request share a code only if their 58-bit hashes collide (odds ~n²/2⁵⁹).
+# min/max/any/arg_min ignore duplicates anyway.
 KIND_ATTEMPT, KIND_REJECTED, KIND_AUDIT, KIND_INVALID = 0, 1, 2, 3
+_TIMEOUT_BIT = 32
+
+
+def _n(event: str, timeout: bool = False) -> str:
+    """SQL: how many distinct events of this name (and, with ``timeout``, error_class timeout) in ``_d``."""
+    code = ALL_EVENTS.index(event) + (_TIMEOUT_BIT if timeout else 0)
+    mask = 63 if timeout else 31
+    return f"len(list_filter(_d, lambda x: (x & {mask}) = {code}))::BIGINT"
+
+
 _FOLD_SQL = """
-WITH ev AS (
-    SELECT *, CASE WHEN NOT coalesce({valid}, false) THEN 3
-                   WHEN event = 'upload_rejected' THEN 1
-                   WHEN event IN ('fault_changed', 'flag_changed') THEN 2
-                   ELSE 0 END::UTINYINT AS kind
-    FROM ({scan})
+WITH checked AS (
+    SELECT *, {reason} AS reason FROM ({scan})
     {until_filter}
+), ev AS (
+    SELECT * REPLACE (CASE WHEN reason = 0 THEN request_id END AS request_id),
+           CASE WHEN reason <> 0 THEN 3
+                WHEN event = 'upload_rejected' THEN 1
+                WHEN event IN ('fault_changed', 'flag_changed') THEN 2
+                ELSE 0 END::UTINYINT AS kind
+    FROM checked
+), grouped AS (
+    SELECT
+        kind, reason, request_id,
+        count(*) AS lines,
+        list(((hash(ts, span_id, chunk_index, attempt) >> 6) << 6)
+             | CASE WHEN error_class = 'timeout' THEN 32 ELSE 0 END
+             | (enum_code(event)::UBIGINT)) FILTER (WHERE kind < 2) AS _ids,
+        {ids}
+        any_value(region) AS region,
+        any_value(app_version) AS app_version,
+        any_value(network_type) AS network_type,
+        any_value(media_size_bucket) AS media_size_bucket,
+        any_value(flags.release) AS release,
+        any_value(flags.transcode_mode) AS transcode_mode,
+        any_value(service_version) FILTER (WHERE service = 'publish-api') AS service_version,
+        bool_or(synthetic) AS synthetic,
+        min(ts) AS first_event_at,
+        max(ts) AS last_event_at,
+        min(ts) FILTER (WHERE event = 'upload_started') AS started_at,
+        min(ts) FILTER (WHERE event = 'upload_completed') AS completed_at,
+        min(ts) FILTER (WHERE event IN ('publish_succeeded', 'publish_failed', 'upload_cancelled')) AS ended_at,
+        arg_min(event, ts) FILTER (WHERE event IN ('publish_succeeded', 'publish_failed', 'upload_cancelled'))
+            AS terminal_event,
+        arg_min(error_class, ts) FILTER (WHERE event = 'publish_failed') AS error_class,
+        min(ts) FILTER (WHERE event = 'publish_failed') AS failed_at,
+        max(chunk_count) FILTER (WHERE event = 'upload_started') AS chunk_count,
+        min(ts) FILTER (WHERE event = 'transcode_started') AS transcode_started_at,
+        max(queue_wait_ms) FILTER (WHERE event = 'transcode_started') AS queue_wait_ms,
+        max(duration_ms) FILTER (WHERE event = 'transcode_completed') AS transcode_ms,
+        -- the complete request that timed out: one request, though it emits transcode_failed and publish_failed
+        bool_or(event IN ('transcode_failed', 'publish_failed') AND error_class = 'timeout') AS complete_timed_out
+    FROM ev
+    GROUP BY kind, reason, request_id
+), distinct_events AS (
+    SELECT * EXCLUDE (_ids), list_distinct(coalesce(_ids, [])) AS _d FROM grouped
 )
 SELECT
-    kind,
-    request_id,
-    count(*) AS events,
-    {ids}
-    any_value(region) AS region,
-    any_value(app_version) AS app_version,
-    any_value(network_type) AS network_type,
-    any_value(media_size_bucket) AS media_size_bucket,
-    any_value(flags.release) AS release,
-    any_value(flags.transcode_mode) AS transcode_mode,
-    any_value(service_version) FILTER (WHERE service = 'publish-api') AS service_version,
-    bool_or(synthetic) AS synthetic,
-    min(ts) AS first_event_at,
-    max(ts) AS last_event_at,
-    min(ts) FILTER (WHERE event = 'upload_started') AS started_at,
-    min(ts) FILTER (WHERE event = 'upload_completed') AS completed_at,
-    min(ts) FILTER (WHERE event IN ('publish_succeeded', 'publish_failed', 'upload_cancelled')) AS ended_at,
-    arg_min(event, ts) FILTER (WHERE event IN ('publish_succeeded', 'publish_failed', 'upload_cancelled'))
-        AS terminal_event,
-    count(*) FILTER (WHERE event IN ('publish_succeeded', 'publish_failed', 'upload_cancelled'))
-        AS terminal_events,
-    arg_min(error_class, ts) FILTER (WHERE event = 'publish_failed') AS error_class,
-    min(ts) FILTER (WHERE event = 'publish_failed') AS failed_at,
-    max(chunk_count) FILTER (WHERE event = 'upload_started') AS chunk_count,
-    count(*) FILTER (WHERE event = 'chunk_uploaded') AS chunks_uploaded,
-    count(*) FILTER (WHERE event = 'chunk_retry') AS chunk_retries,
-    count(*) FILTER (WHERE event = 'chunk_failed') AS chunk_failures,
-    count(*) FILTER (WHERE event = 'upload_completed') AS completes,
-    count(*) FILTER (WHERE event = 'transcode_started') AS transcodes_started,
-    min(ts) FILTER (WHERE event = 'transcode_started') AS transcode_started_at,
-    max(queue_wait_ms) FILTER (WHERE event = 'transcode_started') AS queue_wait_ms,
-    count(*) FILTER (WHERE event = 'transcode_completed') AS transcodes_completed,
-    count(*) FILTER (WHERE event = 'transcode_failed') AS transcode_failures,
-    max(duration_ms) FILTER (WHERE event = 'transcode_completed') AS transcode_ms,
-    count(*) FILTER (WHERE error_class = 'timeout') AS timeout_events
-FROM ev
-GROUP BY kind, request_id
-"""
+    kind, reason, request_id,
+    CASE WHEN kind < 2 THEN len(_d) ELSE lines END::BIGINT AS events,
+    (lines - CASE WHEN kind < 2 THEN len(_d) ELSE lines END)::BIGINT AS duplicates,
+    * EXCLUDE (kind, reason, request_id, lines, _d, complete_timed_out),
+    ({terminal})::BIGINT AS terminal_events,
+    {chunk_uploaded} AS chunks_uploaded,
+    {chunk_retry} AS chunk_retries,
+    {chunk_failed} AS chunk_failures,
+    {upload_completed} AS completes,
+    {transcode_started} AS transcodes_started,
+    {transcode_completed} AS transcodes_completed,
+    {transcode_failed} AS transcode_failures,
+    ({chunk_timeouts} + CASE WHEN complete_timed_out THEN 1 ELSE 0 END)::BIGINT AS timeout_requests
+FROM distinct_events
+""".replace("{terminal}", " + ".join(_n(e) for e in ('publish_succeeded', 'publish_failed', 'upload_cancelled'))) \
+   .replace("{chunk_timeouts}", _n("chunk_failed", timeout=True)) \
+   .replace("{chunk_uploaded}", _n("chunk_uploaded")).replace("{chunk_retry}", _n("chunk_retry")) \
+   .replace("{chunk_failed}", _n("chunk_failed")).replace("{upload_completed}", _n("upload_completed")) \
+   .replace("{transcode_started}", _n("transcode_started")) \
+   .replace("{transcode_completed}", _n("transcode_completed")).replace("{transcode_failed}", _n("transcode_failed"))
 
 # Folds of disjoint sets of events (a compacted archive's stored fold, files read raw) combine
 # into the fold of their union: every column above is a count, min, max, any_value, bool_or
 # or an arg_min whose key is kept (ended_at for terminal_event, failed_at for error_class).
 _MERGE_SQL = """
 SELECT
-    kind, request_id,
-    sum(events)::BIGINT AS events,
+    kind, reason, request_id,
+    sum(events)::BIGINT AS events, sum(duplicates)::BIGINT AS duplicates,
     any_value(upload_id) AS upload_id, any_value(user_id) AS user_id,
     any_value(region) AS region, any_value(app_version) AS app_version,
     any_value(network_type) AS network_type, any_value(media_size_bucket) AS media_size_bucket,
@@ -450,9 +570,9 @@ SELECT
     max(queue_wait_ms) AS queue_wait_ms,
     sum(transcodes_completed)::BIGINT AS transcodes_completed,
     sum(transcode_failures)::BIGINT AS transcode_failures,
-    max(transcode_ms) AS transcode_ms, sum(timeout_events)::BIGINT AS timeout_events
+    max(transcode_ms) AS transcode_ms, sum(timeout_requests)::BIGINT AS timeout_requests
 FROM ({parts})
-GROUP BY kind, request_id
+GROUP BY kind, reason, request_id
 """
 
 _FOLD_IDS = "any_value(upload_id) AS upload_id, any_value(user_id) AS user_id,"
@@ -460,8 +580,8 @@ _NO_IDS = "NULL::VARCHAR AS upload_id, NULL::VARCHAR AS user_id,"
 
 # Which fold definition a stored fold was made by: a fold from other SQL or other types is not reused.
 FOLD_KEY = hashlib.sha256(json.dumps(
-    [_FOLD_SQL, _MERGE_SQL, _FOLD_IDS, SLI_COLUMNS, {k: list(v) for k, v in _ENUM_TYPES.items()}, _REQUIRED_BY_EVENT,
-     SCHEMA_VERSION]).encode()).hexdigest()[:16]
+    [_FOLD_SQL, _MERGE_SQL, _FOLD_IDS, SLI_COLUMNS, _reason_expr(), _ts_sql("ts"),
+     {k: list(v) for k, v in _ENUM_TYPES.items()}, _REQUIRED_BY_EVENT, SCHEMA_VERSION]).encode()).hexdigest()[:16]
 
 
 def _stored_fold_sql(parquet: str, with_ids: bool) -> str:
@@ -479,7 +599,8 @@ def _merged_sql(parts: Sequence[str]) -> str:
 
 
 def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str | datetime | None = None,
-                con: duckdb.DuckDBPyConnection | None = None, with_ids: bool = True) -> EventSet:
+                con: duckdb.DuckDBPyConnection | None = None, with_ids: bool = True,
+                max_skipped_share: float | None = DEFAULT_MAX_SKIPPED_SHARE) -> EventSet:
     """Read events from files in one DuckDB pass and fold them per request_id.
 
     ``with_ids=False`` leaves each attempt's ``upload_id`` and ``user_id`` NULL: no SLI
@@ -487,13 +608,19 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
     fold's CPU (``toolkit.attempts.attempts`` refuses such a set). Everything else,
     the structural check included, is the same.
 
-    Lines failing the structural check are skipped and counted (``strict`` raises
-    ``EventsError`` naming the first); torn final lines are reported, never fatal.
+    Lines failing the structural check are skipped and counted by reason (``strict`` raises
+    ``EventsError`` naming the first); when more than ``max_skipped_share`` of the lines
+    are skipped, ``TooManySkipped`` (an ``EventsError``) names each reason with its count and
+    first line (``None``: no limit). Torn final lines are reported, never fatal. Duplicate
+    events (same identity) are counted once and reported in ``duplicates``.
     Events after ``until`` are ignored (analysis "as of" that time).
     """
     sources = resolve_paths(paths)
     until_t = parse_time(until)
-    con = con or connect()
+    if con is None:
+        con = connect()
+    else:
+        con.execute("SET TimeZone = 'UTC'")
     folds, prefolded = stored_fold.usable_folds([s.path for s in sources if s.format == "parquet"], FOLD_KEY,
                                                 until_t)
     raw = tuple(s for s in sources if s.path not in prefolded)
@@ -505,7 +632,7 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
     def fold(raw_sources: Sequence[Source]) -> None:
         parts = list(stored_parts)
         if raw_sources:
-            parts.insert(0, _FOLD_SQL.format(valid=_valid_expr(), scan=_scan_sql(con, raw_sources, SLI_COLUMNS),
+            parts.insert(0, _FOLD_SQL.format(reason=_reason_expr(), scan=_scan_sql(con, raw_sources, SLI_COLUMNS),
                                              until_filter=until_filter, ids=ids))
         # A single stored fold is read in place (a view: each query reads only the columns it uses);
         # anything folded here is materialised once.
@@ -530,50 +657,154 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
             except duckdb.Error as e2:
                 raise EventsError(f"cannot read events: {_duck_message(e2)}") from None
     rows = con.execute(
-        "SELECT kind, sum(events)::BIGINT, min(first_event_at), max(last_event_at) FROM _requests GROUP BY kind"
-    ).fetchall()
-    by_kind = {k: (n, lo, hi) for k, n, lo, hi in rows}
-    invalid = by_kind.get(KIND_INVALID, (0, None, None))[0]
-    skipped = max(0, invalid - len(torn))
+        "SELECT kind, sum(events)::BIGINT, min(first_event_at), max(last_event_at), sum(duplicates)::BIGINT "
+        "FROM _requests GROUP BY kind").fetchall()
+    by_kind = {k: (n, lo, hi, d) for k, n, lo, hi, d in rows}
+    by_reason = dict(con.execute(
+        f"SELECT reason, sum(events)::BIGINT FROM _requests WHERE kind = {KIND_INVALID} GROUP BY reason").fetchall())
+    if torn:  # a torn final line failed the first check (not JSON): it is reported as torn, not skipped
+        first = next(iter(SKIP_REASONS))
+        by_reason[first] = max(0, by_reason.get(first, 0) - len(torn))
     usable = [v for k, v in by_kind.items() if k != KIND_INVALID]
     es = EventSet(
         con=con,
         sources=sources,
         events=sum(v[0] for v in usable),
-        skipped=skipped,
         torn=torn,
         rejected_events=by_kind.get(KIND_REJECTED, (0,))[0],
         audit_events=by_kind.get(KIND_AUDIT, (0,))[0],
+        duplicates=sum(v[3] or 0 for v in usable),
         min_ts=min((v[1] for v in usable if v[1] is not None), default=None),
         max_ts=max((v[2] for v in usable if v[2] is not None), default=None),
         until=until_t,
         with_ids=with_ids,
         prefolded_files=len(prefolded),
     )
-    if skipped:
-        # The fast scan has no line numbers: a second pass names the bad lines.
-        gz_torn: list[Problem] = []
-        problems = list(_find_problems(raw, limit=1 if strict else MAX_PROBLEMS, torn_out=gz_torn))
-        if gz_torn:
+    if any(n > 0 for n in by_reason.values()):
+        # The fast scan has no line numbers: a second pass, through the same check, names the skipped lines.
+        named = _name_problems(con, raw, {r for r, n in by_reason.items() if n > 0},
+                               limit=1 if strict else MAX_PROBLEMS, until=until_t)
+        if named.gz_torn:
             # The fast scan cannot tell a truncated archive's last line from a bad one; this pass can.
-            es.torn = es.torn + tuple(gz_torn)
-            es.skipped = skipped = max(0, skipped - len(gz_torn))
-    if skipped:
-        if len(problems) < skipped and any(s.format == "parquet" for s in sources):
-            parquet = [s.path for s in sources if s.format == "parquet"]
-            problems.append(Problem(parquet[0] if len(parquet) == 1 else f"{len(parquet)} Parquet files", None,
-                                    "unusable rows (a required field null or out of its set); "
-                                    "obslab events validate names the rows"))
-        if not problems:
-            # Valid per the schema's patterns yet unusable, e.g. an impossible date like 2026-02-30.
-            problems.append(Problem(sources[0].path if len(sources) == 1 else f"{len(sources)} files", None,
-                                    f"{skipped} line(s) with a value the reader cannot convert "
-                                    "(e.g. an impossible timestamp)"))
-        es.problems = tuple(problems)
+            es.torn = es.torn + named.gz_torn
+            first = next(iter(SKIP_REASONS))
+            by_reason[first] = max(0, by_reason.get(first, 0) - len(named.gz_torn))
+        es.problems = named.problems
+        es.skipped_by_reason = {SKIP_REASONS[r]: (n, named.first.get(r)) for r, n in sorted(by_reason.items())
+                                if n > 0}
+        es.skipped = sum(n for n, _ in es.skipped_by_reason.values())
+    if es.skipped:
+        if not es.problems:
+            es.problems = tuple(p for _, p in es.skipped_by_reason.values() if p)
         if strict:
-            first = problems[0]
+            first = es.problems[0] if es.problems else next(iter(es.skipped_by_reason))
             raise EventsError(f"{first} (--strict: stopping at the first invalid line)")
+        if max_skipped_share is not None and es.skipped > max_skipped_share * es.lines:
+            raise TooManySkipped(es, max_skipped_share)
     return es
+
+
+@dataclass(frozen=True)
+class _Named:
+    problems: tuple[Problem, ...]  # the first skipped lines, in file order
+    first: dict[int, Problem]  # reason code → its first skipped line
+    gz_torn: tuple[Problem, ...]  # cut final lines of truncated .gz archives
+
+
+def _name_problems(con: duckdb.DuckDBPyConnection, sources: Sequence[Source], reasons: set[int], limit: int,
+                   until: datetime | None = None) -> _Named:
+    """Name skipped lines (``path:line: reason (detail)``) by running the fast path's own check,
+    ``_reason_expr`` over ``_scan_sql``, over each file in file order: the first ``limit`` of them
+    and the first of each reason in ``reasons``. Rows come out one per non-blank line (DuckDB's
+    JSON reader skips blank lines and yields a row of NULLs for a line it cannot parse). Lines
+    after ``until`` were ignored, not skipped: they are not named."""
+    codes_sql = (f"SELECT {_reason_expr()} AS reason FROM ({{scan}})" if until is None else
+                 f"SELECT CASE WHEN ts > TIMESTAMP '{until.isoformat(sep=' ')}' THEN 0 ELSE {_reason_expr()} END "
+                 f"AS reason FROM ({{scan}})")
+    validator = _schema_validator()
+    problems: list[Problem] = []
+    first: dict[int, Problem] = {}
+    gz_torn: list[Problem] = []
+    old_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    con.execute("SET preserve_insertion_order = true")  # rows in file order
+    try:
+        for s in sources:
+            if len(problems) >= limit and reasons <= first.keys():
+                break
+            try:
+                codes = con.execute(codes_sql.format(scan=_scan_sql(con, [s], SLI_COLUMNS))).fetchnumpy()["reason"]
+            except duckdb.Error:
+                if not s.path.endswith(".gz"):
+                    raise
+                # A truncated archive: its complete lines, numbered as in the archive (the cut line is torn).
+                with tempfile.TemporaryDirectory(prefix="obslab-gz-") as tmp:
+                    (copy,), _ = _salvage_truncated_gzip([s], Path(tmp))
+                    codes = con.execute(codes_sql.format(scan=_scan_sql(con, [copy], SLI_COLUMNS))
+                                        ).fetchnumpy()["reason"]
+            bad = [int(i) for i in codes.nonzero()[0]]
+            if not bad:
+                continue
+            if s.format == "parquet":
+                for i in bad:
+                    code = int(codes[i])
+                    p = Problem(s.path, None, f"row {i + 1}: {SKIP_REASONS[code]}")
+                    _keep(p, code, problems, first, limit)
+                continue
+            wanted = set(bad[:limit]) | {next(i for i in bad if codes[i] == r) for r in reasons
+                                         if r not in first and (codes == r).any()}
+            if s.path.endswith(".gz") and codes[-1] == 1:
+                wanted.add(len(codes) - 1)  # perhaps the cut end of a truncated archive: torn, not skipped
+            last_wanted = max(wanted)
+            row = -1
+            for lineno, raw in enumerate(_iter_lines(s.path), start=1):
+                text = raw.rstrip("\n")
+                if not text.strip(_JSON_WHITESPACE):
+                    continue  # blank: not a row
+                row += 1
+                if row in wanted:
+                    code = int(codes[row])
+                    if not raw.endswith("\n") and code == 1 and _not_json(text):
+                        if s.path.endswith(".gz"):
+                            gz_torn.append(Problem(s.path, lineno, "torn final line of a truncated gzip archive: "
+                                                                   "ignored"))
+                        continue  # a torn final line: reported as torn, not as skipped
+                    detail = _line_detail(text, validator)
+                    p = Problem(s.path, lineno, SKIP_REASONS[code] + (f" ({detail})" if detail else ""))
+                    _keep(p, code, problems, first, limit)
+                if row >= last_wanted:
+                    break
+    except (OSError, zlib.error) as e:
+        raise EventsError(f"cannot read: {getattr(e, 'strerror', None) or e}") from None
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(old_order).lower()}")
+    return _Named(tuple(problems), first, tuple(gz_torn))
+
+
+def _keep(p: Problem, code: int, problems: list[Problem], first: dict[int, Problem], limit: int) -> None:
+    if len(problems) < limit:
+        problems.append(p)
+    first.setdefault(code, p)
+
+
+def _not_json(text: str) -> bool:
+    try:
+        json.loads(text)
+        return False
+    except (ValueError, RecursionError):
+        return True
+
+
+def _line_detail(text: str, validator) -> str | None:
+    """What the full schema says about a skipped line (a detail: the reason is the structural check's)."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        return f"not valid JSON: {e}"
+    try:
+        err = next(iter(validator.iter_errors(obj)), None)
+    except ValueError as e:
+        return f"cannot validate: {e}"
+    return None if err is None else _error_text(err)
 
 
 def _gzip_chunks(path: str) -> Iterator[bytes]:
@@ -787,25 +1018,6 @@ def _check_lines(path: str, validator) -> Iterator[tuple[int, str | None, str | 
         raise EventsError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
 
 
-def _find_problems(sources: Sequence[Source], limit: int, torn_out: list[Problem] | None = None
-                   ) -> Iterator[Problem]:
-    """Name the first ``limit`` invalid lines; torn final lines (e.g. of a truncated .gz) go to ``torn_out``."""
-    validator = _schema_validator()
-    found = 0
-    for s in sources:
-        if s.format != "jsonl":
-            continue
-        for lineno, _name, problem, torn in _check_lines(s.path, validator):
-            if problem and torn:
-                if torn_out is not None and s.path.endswith(".gz"):
-                    torn_out.append(Problem(s.path, lineno, problem))
-            elif problem:
-                yield Problem(s.path, lineno, problem)
-                found += 1
-                if found >= limit:
-                    return
-
-
 def validate_files(paths: Iterable[str | Path], *, stop_at_first: bool = False) -> ValidationReport:
     """Check every line (JSONL) or row (Parquet) against the full event schema."""
     sources = resolve_paths(paths)
@@ -921,7 +1133,9 @@ def compact(paths: Iterable[str | Path], out_dir: str | Path, *, strict: bool = 
                     f"FROM ({scan})")
         total, ok = con.execute("SELECT count(*), count(*) FILTER (WHERE _ok) FROM _compact_src").fetchone()
         if strict and total - ok - len(torn) > 0:
-            first = next(iter(_find_problems(sources, limit=1)), Problem(sources[0].path, None, "invalid line"))
+            codes = dict(con.execute(f"SELECT {_reason_expr()} AS r, count(*) FROM _compact_src GROUP BY r").fetchall())
+            named = _name_problems(con, sources, {r for r in codes if r}, limit=1)
+            first = next(iter(named.problems), Problem(sources[0].path, None, "invalid line"))
             raise EventsError(f"{first} (--strict: nothing written)")
         days = [d for (d,) in con.execute(
             "SELECT DISTINCT strftime(ts, '%Y-%m-%d') FROM _compact_src WHERE _ok ORDER BY 1").fetchall()]
@@ -949,7 +1163,7 @@ def compact(paths: Iterable[str | Path], out_dir: str | Path, *, strict: bool = 
 def _write_stored_fold(con: duckdb.DuckDBPyConnection, out: Path, run_id: str, files: Sequence[str]) -> None:
     """Fold exactly the files this run wrote and commit the fold with its manifest."""
     parquet = out / stored_fold.FOLD_DIR / f"fold-{run_id}.parquet"
-    fold_sql = _FOLD_SQL.format(valid=_valid_expr(), scan=_scan_sql(con, [Source(f, "parquet") for f in files],
+    fold_sql = _FOLD_SQL.format(reason=_reason_expr(), scan=_scan_sql(con, [Source(f, "parquet") for f in files],
                                                                      SLI_COLUMNS), until_filter="", ids=_FOLD_IDS)
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _compact_fold AS {fold_sql}")

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
+from toolkit.contract import format_time
+from toolkit.percentiles import PERCENTILE_METHOD
 from toolkit.attempts import DIMENSIONS, attempt_stats_relation, filter_attempts, outcome_at_sql
 from toolkit.durations import format_duration
 from toolkit.events_io import EventSet, parse_time
@@ -47,20 +49,18 @@ __all__ = [
     "compute_report",
     "ratio",
     "iso",
+    "check_scope",
 ]
 
 SCHEMA = "obslab.sli/v1"
 PERCENTILES = (0.5, 0.95, 0.99)
 NO_DATA = "no data"
 NOT_DERIVABLE = "not derivable from events"
-PERCENTILE_METHOD = "exact nearest-rank (DuckDB quantile_disc = numpy method='inverted_cdf')"
 
 
 def iso(t: datetime | None) -> str | None:
-    """RFC 3339 UTC with milliseconds, as events write it."""
-    if t is None:
-        return None
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    """RFC 3339 UTC with milliseconds, as events write it (``toolkit.contract.format_time``)."""
+    return format_time(t)
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class Stats:
     queue_wait_n: int = 0
     queue_wait_total_ms: float = 0.0
     queue_wait_q: tuple[float | None, ...] = (None, None, None)
-    timeout_events: int = 0
+    timeout_requests: int = 0
     api_requests: int = 0
 
 
@@ -219,10 +219,10 @@ def section_from_stats(s: Stats, scope: Scope, *, latency_threshold_ms: float, l
                              f"{_pct_name(q)} of transcode_completed.duration_ms; " + PERCENTILE_METHOD,
                              s.transcode_n, "completed transcodes"))
     secondary += [
-        fig("api_timeout_rate", ratio(s.timeout_events, s.api_requests), "ratio", "ratio",
-            "failure events with error_class=timeout / API requests recorded in events "
-            "(create + chunk uploads + complete + cancel)", s.api_requests, "API requests", s.timeout_events,
-            s.api_requests),
+        fig("api_timeout_rate", ratio(s.timeout_requests, s.api_requests), "ratio", "ratio",
+            "API requests that timed out / API requests recorded in events (create + chunk uploads + complete + "
+            "cancel); a timed-out request counts once, though a complete emits transcode_failed and publish_failed",
+            s.api_requests, "API requests", s.timeout_requests, s.api_requests),
         fig("queue_wait_p95", s.queue_wait_q[1], "ms", "p95",
             "p95 of transcode_started.queue_wait_ms (async mode); " + PERCENTILE_METHOD,
             s.queue_wait_n, "async transcodes"),
@@ -253,6 +253,16 @@ def section_from_stats(s: Stats, scope: Scope, *, latency_threshold_ms: float, l
     counts = {"attempts": attempts, "succeeded": s.succeeded, "failed": s.failed, "cancelled": s.cancelled,
               "abandoned": s.abandoned, "in_flight": s.in_flight}
     return Section(scope, counts, primary, tuple(latency), tuple(secondary), guardrails)
+
+
+def check_scope(since: datetime | str | None, until: datetime | str | None) -> tuple[datetime | None, datetime | None]:
+    """``(since, until)`` as naive UTC; a scope [since, until) that is inverted or empty is an error naming both."""
+    since_t, until_t = parse_time(since, "--since"), parse_time(until, "--until")
+    if since_t is not None and until_t is not None and since_t >= until_t:
+        what = "empty (zero length)" if since_t == until_t else "inverted (--since is after --until)"
+        raise ValueError(f"--since {iso(since_t)} / --until {iso(until_t)}: the scope [since, until) is {what}; "
+                         "give a --since before --until")
+    return since_t, until_t
 
 
 @dataclass(frozen=True)
@@ -349,7 +359,7 @@ def _stats_select(latency_good_sql: str, latency_total_sql: str) -> str:
         -- exact decimal sum: a parallel float sum depends on thread order
         coalesce(sum(queue_wait_ms::DECIMAL(18, 3)), 0)::DOUBLE AS queue_wait_total_ms,
         quantile_disc(queue_wait_ms, {qs}) AS queue_wait_q,
-        coalesce(sum(timeout_events), 0) AS timeout_events,
+        coalesce(sum(timeout_requests), 0) AS timeout_requests,
         coalesce(sum(1 + chunks_uploaded + chunk_failures + completes
                      + CASE WHEN outcome = 'cancelled' THEN 1 ELSE 0 END), 0) AS api_requests
     """
@@ -358,12 +368,12 @@ def _stats_select(latency_good_sql: str, latency_total_sql: str) -> str:
 # The per-attempt columns _stats_select reads (breakdown dimensions are added per query).
 _SCOPE_COLUMNS = ("outcome", "processing_ms", "e2e_ms", "chunks_uploaded", "chunk_retries", "chunk_failures",
                   "completes", "transcodes_completed", "transcode_failures", "transcode_ms", "queue_wait_ms",
-                  "timeout_events")
+                  "timeout_requests")
 
 _STAT_FIELDS = ("succeeded", "failed", "cancelled", "abandoned", "in_flight", "latency_good", "latency_n",
                 "processing_n", "processing_q", "e2e_n", "e2e_q", "chunks_uploaded", "chunk_retries",
                 "chunk_failures", "transcodes_completed", "transcode_failures", "transcode_n", "transcode_q",
-                "queue_wait_n", "queue_wait_total_ms", "queue_wait_q", "timeout_events", "api_requests")
+                "queue_wait_n", "queue_wait_total_ms", "queue_wait_q", "timeout_requests", "api_requests")
 
 
 def _stats_from_row(row: Sequence[Any]) -> Stats:
@@ -396,7 +406,7 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
     abandon = spec.abandon_after_s
     con = events.con
     rel = attempt_stats_relation(events, abandon)
-    since_t, until_t = parse_time(query.since), parse_time(query.until)
+    since_t, until_t = parse_time(query.since, "--since"), parse_time(query.until, "--until")
     rel = filter_attempts(rel, abandon_after_s=abandon, since=since_t, until=until_t, where=query.where,
                           synthetic=query.synthetic)
     # Materialised once, narrow (only what the figures read, outcome time computed once):
@@ -476,6 +486,8 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
         "formats": sorted({s.format for s in events.sources}),
         "events": events.events,
         "skipped_invalid_lines": events.skipped,
+        "skipped_by_reason": {why: n for why, (n, _) in events.skipped_by_reason.items()},
+        "duplicates_removed": events.duplicates,
         "torn_final_lines": len(events.torn),
         "prefolded_files": events.prefolded_files,
         "rejected_events": events.rejected_events,

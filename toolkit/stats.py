@@ -13,7 +13,9 @@ Every test here has scipy as its reference (see tests/test_stats*.py):
   bisection on the value with an O(m log n) counting step, then enumerating the few
   differences left in the final bracket — the result is the same order statistic, without
   n·m memory.
-* ``compare_quantiles`` — percentile-bootstrap CI for a difference of quantiles (p95, p99).
+* ``compare_quantiles`` — percentile-bootstrap CI for a difference of quantiles (p95, p99),
+  each quantile (and each cohort's median) by the project's one method, nearest-rank
+  (``toolkit.percentiles``), as the SLI engine computes them.
   Each bootstrap replicate's quantile is drawn directly from the exact distribution of the
   resample's order statistics (the k-th order statistic of n uniform draws is Beta(k, n−k+1)),
   so it equals resampling n values with replacement in distribution at O(1) cost per
@@ -34,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
+
+from toolkit.percentiles import PERCENTILE_METHOD, percentile, rank
 
 __all__ = [
     "MinimumSamples",
@@ -263,7 +267,8 @@ class ShiftComparison:
     enough_data: bool
     reason: str = ""
     ci_method: str = ""
-    method: str = "Mann-Whitney U (scipy, two-sided) with Hodges-Lehmann shift and order-statistic CI"
+    method: str = ("Mann-Whitney U (scipy, two-sided) with Hodges-Lehmann shift and order-statistic CI; "
+                   "medians " + PERCENTILE_METHOD)
 
 
 def compare_shift(control, treatment, alpha: float = 0.05,
@@ -272,8 +277,8 @@ def compare_shift(control, treatment, alpha: float = 0.05,
     """Mann-Whitney U test with the Hodges–Lehmann shift and its (1 − alpha) CI."""
     c = _sorted_finite(control, "control")
     t = _sorted_finite(treatment, "treatment")
-    med_c = float(np.median(c)) if c.size else None
-    med_t = float(np.median(t)) if t.size else None
+    med_c = percentile(c, 0.5)
+    med_t = percentile(t, 0.5)
     base = dict(control_n=int(c.size), treatment_n=int(t.size), control_median=med_c,
                 treatment_median=med_t, alpha=alpha)
     small = min(c.size, t.size)
@@ -304,24 +309,17 @@ def compare_shift(control, treatment, alpha: float = 0.05,
 
 def _bootstrap_quantiles(sorted_values: np.ndarray, q: float, n_resamples: int,
                          rng: np.random.Generator) -> np.ndarray:
-    """``n_resamples`` bootstrap replicates of numpy's 'linear' q-quantile of ``sorted_values``.
+    """``n_resamples`` bootstrap replicates of the nearest-rank q-quantile of ``sorted_values``.
 
-    A resample's k-th order statistic is sorted_values[ceil(n·U_(k)) − 1] with U_(k) the k-th
-    order statistic of n uniforms, U_(k) ~ Beta(k, n−k+1); the next one is
-    U_(k+1) = U_(k) + (1 − U_(k))·Beta(1, n−k). Exact in distribution, O(1) per replicate.
+    A resample's k-th order statistic (k = ceil(q·n), ``toolkit.percentiles.rank``) is
+    sorted_values[ceil(n·U_(k)) − 1] with U_(k) the k-th order statistic of n uniforms,
+    U_(k) ~ Beta(k, n−k+1). Exact in distribution, O(1) per replicate.
     """
     n = sorted_values.size
-    h = q * (n - 1)
-    k = int(math.floor(h)) + 1  # 1-based order of the lower neighbour
-    frac = h - (k - 1)
+    k = rank(q, n)
     u_k = rng.beta(k, n - k + 1, size=n_resamples)
     idx_k = np.clip(np.ceil(n * u_k).astype(np.int64), 1, n) - 1
-    low = sorted_values[idx_k]
-    if k >= n or frac == 0.0:
-        return low
-    u_next = u_k + (1.0 - u_k) * rng.beta(1, n - k, size=n_resamples)
-    idx_next = np.clip(np.ceil(n * u_next).astype(np.int64), 1, n) - 1
-    return low + frac * (sorted_values[idx_next] - low)
+    return sorted_values[idx_k]
 
 
 @dataclass(frozen=True)
@@ -345,7 +343,7 @@ class QuantileComparison:
     enough_data: bool
     reason: str = ""
     method: str = ("percentile bootstrap (resamples drawn from the exact order-statistic "
-                   "distribution); quantiles by linear interpolation (numpy default)")
+                   "distribution); quantiles " + PERCENTILE_METHOD)
 
 
 def compare_quantiles(control, treatment, q: float, alpha: float = 0.05, *,
@@ -356,8 +354,8 @@ def compare_quantiles(control, treatment, q: float, alpha: float = 0.05, *,
         raise ValueError(f"quantile must be between 0 and 1, got {q}")
     c = _sorted_finite(control, "control")
     t = _sorted_finite(treatment, "treatment")
-    val_c = float(np.quantile(c, q)) if c.size else None
-    val_t = float(np.quantile(t, q)) if t.size else None
+    val_c = percentile(c, q)
+    val_t = percentile(t, q)
     base = dict(quantile=q, control_n=int(c.size), treatment_n=int(t.size), control_value=val_c,
                 treatment_value=val_t, n_resamples=n_resamples, seed=seed, alpha=alpha)
     need = minimums.quantile_per_arm(q)
@@ -372,11 +370,11 @@ def compare_quantiles(control, treatment, q: float, alpha: float = 0.05, *,
     boot_c = _bootstrap_quantiles(c, q, n_resamples, rng)
     boot_t = _bootstrap_quantiles(t, q, n_resamples, rng)
     diffs = boot_t - boot_c
-    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    lo, hi = percentile(diffs, alpha / 2), percentile(diffs, 1 - alpha / 2)
     rel = rel_lo = rel_hi = None
     if val_c and np.all(boot_c > 0):
         ratios = boot_t / boot_c - 1.0
-        rel_lo, rel_hi = (float(x) for x in np.quantile(ratios, [alpha / 2, 1 - alpha / 2]))
+        rel_lo, rel_hi = percentile(ratios, alpha / 2), percentile(ratios, 1 - alpha / 2)
         rel = val_t / val_c - 1.0
     return QuantileComparison(**base, difference=val_t - val_c, ci_low=float(lo), ci_high=float(hi),
                               relative_difference=rel, rel_ci_low=rel_lo, rel_ci_high=rel_hi,

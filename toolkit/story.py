@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from toolkit.percentiles import PERCENTILE_METHOD
+
 __all__ = ["StoryError", "write_story", "SUPPORTED_SCHEMAS"]
 
 SUPPORTED_SCHEMAS = ("obslab.compare/v1", "obslab.rollout/v1", "obslab.breakdown/v1", "obslab.drill-result/v1")
@@ -22,6 +24,12 @@ class StoryError(ValueError):
 
 
 # --------------------------------------------------------------------------- number formatting
+
+
+def _method(compare: dict) -> str:
+    """The percentile method the comparison used (named in its JSON), in words."""
+    method = compare.get("percentile_method") or PERCENTILE_METHOD
+    return method.split(" (")[0]
 
 
 def _n(x: int | float | None) -> str:
@@ -92,9 +100,10 @@ def _metric_line(m: Mapping[str, Any], compare: Mapping[str, Any]) -> str:
         body = (f"{q} {_ms(c['control_value'])} ({c_name}, n = {_n(c['control_n'])}) → {_ms(c['treatment_value'])} "
                 f"({t_name}, n = {_n(c['treatment_n'])}): {_ms(c['difference'])} ({_rel(c['relative_difference'])}), "
                 f"{level} [{_ms(c['ci_low'])}, {_ms(c['ci_high'])}] "
-                f"(percentile bootstrap, {_n(c['n_resamples'])} resamples, seed {c['seed']})")
+                f"(percentile bootstrap, {_n(c['n_resamples'])} resamples, seed {c['seed']}; {q} by "
+                f"{_method(compare)})")
     else:
-        body = (f"medians {_ms(c['control_median'])} ({c_name}, n = {_n(c['control_n'])}) and "
+        body = (f"medians ({_method(compare)}) {_ms(c['control_median'])} ({c_name}, n = {_n(c['control_n'])}) and "
                 f"{_ms(c['treatment_median'])} ({t_name}, n = {_n(c['treatment_n'])}); Hodges–Lehmann shift "
                 f"{_ms(c['shift'])} ({_rel(c['relative_shift'])}), {level} [{_ms(c['ci_low'])}, {_ms(c['ci_high'])}], "
                 f"Mann-Whitney U p = {c['p_value']:.2g}")
@@ -190,7 +199,8 @@ def _story_compare(d: Mapping[str, Any]) -> str:
     lines += ["## Action", "",
               "Compared the cohorts metric by metric: rates with a two-proportion z-test and a Newcombe interval "
               "on the difference; latency distributions with Mann-Whitney U and the Hodges–Lehmann shift (the "
-              "approach of Kayenta's judge); tail percentiles with a percentile bootstrap. Each metric was "
+              "approach of Kayenta's judge); tail percentiles with a percentile bootstrap; every percentile and "
+              f"median {_method(d)}. Each metric was "
               "classified Pass / High / Low / NoData against its allowed change and direction, the weighted "
               f"score compared with the pass ({v['pass_threshold']:g}) and marginal ({v['marginal_threshold']:g}) "
               "thresholds, and the verdict taken by the first rule that applies.", ""]

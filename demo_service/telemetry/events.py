@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from toolkit.contract import event_time_text
+
 __all__ = [
     "EVENTS_FILE",
     "EventFile",
@@ -44,19 +46,9 @@ EVENTS_FILE = "events.jsonl"
 USER_KEY_FILE = "user-hash.key"
 
 
-_ts_cache: tuple[int, str] = (-1, "")
-
-
 def event_timestamp(epoch: float | None = None) -> str:
-    """RFC 3339 UTC with milliseconds, e.g. ``2026-01-01T12:00:00.123Z`` (the seconds part is cached)."""
-    global _ts_cache
-    t = time.time() if epoch is None else epoch
-    second = int(t)
-    cached_second, prefix = _ts_cache
-    if cached_second != second:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _ts_cache = (second, prefix)
-    return f"{prefix}.{int((t - second) * 1000):03d}Z"
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-01-01T12:00:00.123Z`` (toolkit.contract.format_time)."""
+    return event_time_text(time.time() if epoch is None else epoch)
 
 
 class EventFile:

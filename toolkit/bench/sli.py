@@ -296,12 +296,17 @@ def _pandas_report(path: str, spec_path: str) -> dict:
                       ("transcode_failed", "tf")):
         a[col] = count(name).reindex(a.index).fillna(0).astype("int64")
     a["transcode_ms"] = df[df["event"] == "transcode_completed"].groupby("request_id")["duration_ms"].max()
-    a["timeouts"] = df[df["error_class"] == "timeout"].groupby("request_id").size().reindex(a.index).fillna(0)
+    # Timed-out API requests: chunk uploads, plus one complete whose transcode or publish timed out.
+    timed_out = df[df["error_class"] == "timeout"]
+    chunk_timeouts = timed_out[timed_out["event"] == "chunk_failed"].groupby("request_id").size()
+    complete_timeouts = timed_out[timed_out["event"].isin(["transcode_failed", "publish_failed"])] \
+        .groupby("request_id").size().clip(upper=1)
+    a["timeouts"] = chunk_timeouts.reindex(a.index).fillna(0) + complete_timeouts.reindex(a.index).fillna(0)
     as_of = df["ts"].max()
     outcome = a["terminal"].map({"publish_succeeded": "succeeded", "publish_failed": "failed",
                                  "upload_cancelled": "cancelled"})
     silent = outcome.isna()
-    outcome[silent] = np.where(a.loc[silent, "last"] + abandon <= as_of, "abandoned", "in_flight")
+    outcome[silent] = np.where(a.loc[silent, "last"] + abandon < as_of, "abandoned", "in_flight")
     a["outcome"] = outcome
     succ = a["outcome"] == "succeeded"
     a["processing_ms"] = np.where(succ, (a["ended"] - a["completed"]).dt.total_seconds() * 1000.0, np.nan)

@@ -13,7 +13,10 @@ from toolkit.events_io import EventSet
 from toolkit.slo_spec import SloSpec, load_spec
 
 __all__ = ["find_spec", "report_read_problems", "parse_where", "parse_by", "synthetic_choice", "SyntheticTraffic",
-           "synthetic_option", "SYNTHETIC_HELP", "SINCE_HELP", "UNTIL_HELP"]
+           "synthetic_option", "SYNTHETIC_HELP", "SINCE_HELP", "UNTIL_HELP", "parse_share", "MAX_SKIPPED_HELP"]
+
+MAX_SKIPPED_HELP = ("Fail when more than this share of lines cannot be read (skipped by the structural check), "
+                    "e.g. 1% (default), 0 or 100%.")
 
 
 def find_spec(path: str | None) -> SloSpec:
@@ -26,13 +29,29 @@ def find_spec(path: str | None) -> SloSpec:
     raise UserError("no slo.yaml in the current directory; pass --slo PATH")
 
 
+def parse_share(text: str, option: str = "--max-skipped") -> float:
+    """``1%`` or ``0.01`` → 0.01 (a share between 0 and 1)."""
+    t = text.strip()
+    try:
+        value = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise UserError(f"{option} {text!r}: expected a share such as 1% or 0.01") from None
+    if not 0.0 <= value <= 1.0:
+        raise UserError(f"{option} {text!r}: expected a share between 0% and 100%")
+    return value
+
+
 def report_read_problems(events: EventSet) -> None:
-    """Say on stderr what was skipped or torn while reading (never silent)."""
+    """Say on stderr what was skipped, torn or removed as a duplicate while reading (never silent)."""
     for p in events.torn:
         err_console.print(f"note: {p}", highlight=False, soft_wrap=True)
+    if events.duplicates:
+        err_console.print(f"note: {events.duplicates} duplicate event(s) removed (same request_id, event, ts, "
+                          "span_id, chunk_index, attempt as an earlier line)", highlight=False, soft_wrap=True)
     if events.skipped:
         err_console.print(
-            f"warning: {events.skipped} invalid line(s) skipped (not --strict); figures exclude them:",
+            f"warning: {events.skipped} invalid line(s) skipped (not --strict); figures exclude them: "
+            + "; ".join(f"{why}: {n}" for why, (n, _) in events.skipped_by_reason.items()) + ". First ones:",
             highlight=False, soft_wrap=True)
         for p in events.problems:
             err_console.print(f"  {p}", highlight=False, soft_wrap=True)

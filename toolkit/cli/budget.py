@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from toolkit.budget import BudgetReport, compute_budget
-from toolkit.cli._events_common import find_spec, report_read_problems, synthetic_choice, synthetic_option
+from toolkit.cli._events_common import (MAX_SKIPPED_HELP, find_spec, parse_share, report_read_problems,
+                                        synthetic_choice, synthetic_option)
 from toolkit.cli.base import UserError, app, console, user_errors
 from toolkit.durations import format_seconds
 from toolkit.events_io import EventsError, load_events
@@ -26,6 +27,7 @@ def budget(
     at: Optional[str] = typer.Option(None, help="Evaluate at this time (RFC 3339); later events are ignored."),
     synthetic: str = synthetic_option(),
     strict: bool = typer.Option(False, help="Fail on the first invalid event line."),
+    max_skipped: str = typer.Option("1%", help=MAX_SKIPPED_HELP),
     fmt: str = typer.Option("table", "--format", help="table | json | markdown"),
 ) -> None:
     """Error budget left, burn rate per alert window, which alerts fire at a time and over the run."""
@@ -34,7 +36,7 @@ def budget(
             raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
         spec = find_spec(slo)
         spec.profile(profile)
-        events = load_events(paths, strict=strict, until=at)
+        events = load_events(paths, strict=strict, until=at, max_skipped_share=parse_share(max_skipped))
         report_read_problems(events)
         report = compute_budget(events, spec, profile, at=at, synthetic=synthetic_choice(synthetic))
     if fmt == "json":

@@ -8,12 +8,12 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from toolkit.cli._events_common import (SINCE_HELP, UNTIL_HELP, find_spec, parse_by, parse_where, report_read_problems,
-                                        synthetic_choice, synthetic_option)
+from toolkit.cli._events_common import (MAX_SKIPPED_HELP, SINCE_HELP, UNTIL_HELP, find_spec, parse_by, parse_share,
+                                        parse_where, report_read_problems, synthetic_choice, synthetic_option)
 from toolkit.cli.base import UserError, app, console, user_errors
 from toolkit.durations import DurationError, parse_duration
 from toolkit.events_io import EventsError, load_events
-from toolkit.sli import Section, SliQuery, SliReport, compute_report
+from toolkit.sli import Section, SliQuery, SliReport, check_scope, compute_report
 from toolkit.slo_spec import SloSpecError
 
 FORMATS = ("table", "json", "markdown")
@@ -31,6 +31,7 @@ def sli(
     synthetic: str = synthetic_option(),
     slo: Optional[str] = typer.Option(None, help="SLO spec (default ./slo.yaml)."),
     strict: bool = typer.Option(False, help="Fail on the first invalid event line instead of skipping it."),
+    max_skipped: str = typer.Option("1%", help=MAX_SKIPPED_HELP),
     fmt: str = typer.Option("table", "--format", help="table | json | markdown"),
 ) -> None:
     """SLIs from events: totals, time series per window, breakdowns; primary, latency, secondary, guardrails."""
@@ -38,9 +39,11 @@ def sli(
         if fmt not in FORMATS:
             raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
         spec = find_spec(slo)
+        check_scope(since, until)  # before reading: an inverted or empty scope is an error, not an empty report
         # '0' (or any zero duration such as 0s) means no series; parse_duration wants a unit.
         window_s = None if window.strip() == "0" else (parse_duration(window) or None)
-        events = load_events(paths, strict=strict, until=until, with_ids=False)
+        events = load_events(paths, strict=strict, until=until, with_ids=False,
+                             max_skipped_share=parse_share(max_skipped))
         report_read_problems(events)
         query = SliQuery(since=since, until=until, window_s=window_s, by=parse_by(by), where=parse_where(where),
                          synthetic=synthetic_choice(synthetic))
@@ -68,6 +71,8 @@ def render_table(report: SliReport) -> None:
                   f"({', '.join(inp['formats'])}{folded}); as of {inp['as_of']}", highlight=False)
     console.print(f"scope: {report.scope.label()}; abandoned after {report.slo['abandon_after']} of silence",
                   highlight=False)
+    console.print(f"duplicates removed: {inp['duplicates_removed']:,} (same event identity, docs/events.md); "
+                  f"invalid lines skipped: {inp['skipped_invalid_lines']:,}", highlight=False)
     t = Table(title="Totals", title_justify="left")
     for col in ("group", "metric", "value", "statistic", "num / den", "count behind it"):
         t.add_column(col, overflow="fold")
@@ -113,7 +118,9 @@ def render_markdown(report: SliReport) -> str:
     inp = report.inputs
     lines = ["## SLIs", "",
              f"{inp['events']:,} events in {len(inp['files'])} file(s); as of {inp['as_of']}. "
-             f"Scope: {report.scope.label()}. Abandoned after {report.slo['abandon_after']}.", "",
+             f"Scope: {report.scope.label()}. Abandoned after {report.slo['abandon_after']}. "
+             f"Duplicates removed: {inp['duplicates_removed']:,}; invalid lines skipped: "
+             f"{inp['skipped_invalid_lines']:,}.", "",
              "| group | metric | value | statistic | num / den | count behind it |",
              "|---|---|---|---|---|---|"]
     s = report.totals

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import timezone
 from pathlib import Path
 from typing import Iterator
 
 from flask import Blueprint, current_app, jsonify
 
-from toolkit.contract import TERMINAL_EVENTS
+from toolkit.contract import TERMINAL_EVENTS, parse_time
 
 __all__ = ["bp", "request_events", "request_spans", "recent_request_ids", "normalize_span", "otlp_spans", "event_files", "span_files"]
 
@@ -76,7 +76,7 @@ def _ns(value) -> int:
     if isinstance(value, (int, float)):
         return int(value)
     if isinstance(value, str):
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1e9)
+        return int(parse_time(value).replace(tzinfo=timezone.utc).timestamp() * 1e9)
     raise ValueError(f"not a timestamp: {value!r}")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from toolkit.budget import compute_budget
+from toolkit.contract import format_time, parse_time
 from toolkit.durations import format_duration, parse_duration
 from toolkit.events_io import EventSet, load_events
 from toolkit.measures import burn_rate_series, load_outcomes, success_definition, to_us
@@ -49,13 +50,12 @@ _MAX_HISTORY_POINTS = 500_000
 
 
 def iso(ts: datetime) -> str:
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_time(ts)
 
 
 def parse_ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """Aware UTC datetime of an RFC 3339 time (``toolkit.contract.parse_time``)."""
+    return parse_time(text).replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
