@@ -124,3 +124,21 @@ def test_a_drill_report_shows_the_same_figures(data_dir: Path):
     assert report.budget["publish-success"] == budget.budget["publish-success"]
     assert report.burn == {k: v for k, v in budget.burn.items() if k[0] == "publish-success"}
     assert report.first_page["publish-success"] == budget.first_page["publish-success"] is not None
+
+
+def test_a_spec_counting_cancellations_moves_every_surface_alike(data_dir: Path, tmp_path: Path):
+    import yaml
+
+    raw = yaml.safe_load(SPEC.read_text())
+    raw["slos"][0]["events"]["total"] = ["succeeded", "failed", "abandoned", "cancelled"]
+    spec = tmp_path / "slo-with-cancellations.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    shipped = surfaces_at(data_dir, SPEC, AS_OF)
+    counting = surfaces_at(data_dir, spec, AS_OF)
+    assert_same_figures(*counting)
+    # The same attempts succeeded; the total grew by the cancellations, on every surface at once.
+    before, after = shipped[0], counting[0]
+    assert after.success_good == before.success_good and after.success_total > before.success_total
+    for a, b in zip(shipped[:4], counting[:4]):
+        assert (b.success_total - a.success_total) == (after.success_total - before.success_total), b.surface
+        assert b.success_rate == b.success_good / b.success_total < a.success_rate, b.surface

@@ -10,14 +10,14 @@ and the replayed history), the dashboard's snapshot and burn chart (``toolkit.we
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import json
-
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,12 +25,10 @@ from test_web_app import T0, _attempt
 from toolkit.budget import compute_budget
 from toolkit.events_io import load_events
 from toolkit.measures import (Outcomes, alert_series, budget_figures, burn_rate_series, evaluation_times,
-                              success_definition, to_us)
+                              success_definition)
 from toolkit.sli import SliQuery, compute_report
 from toolkit.slo_spec import load_spec, parse_spec
 from toolkit.web import snapshot as snap
-
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = load_spec(REPO / "slo.yaml")

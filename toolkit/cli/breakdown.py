@@ -48,7 +48,7 @@ def breakdown(
     dimensions: Optional[str] = typer.Option(None, help="Comma-separated dimensions (default: all)."),
     bins: int = typer.Option(5, help="Quantile bins for numeric fields."),
     since: Optional[str] = typer.Option(None, help="Window start (ISO 8601, on attempt start time)."),
-    until: Optional[str] = typer.Option(None, help="Window end (exclusive)."),
+    until: Optional[str] = typer.Option(None, help="Window end (exclusive, on attempt start time)."),
     last: Optional[str] = typer.Option(None, help="Window: the last DURATION of data."),
     synthetic: str = synthetic_option(),
     chart: Optional[Path] = typer.Option(None, help="Write a PNG chart of the top dimensions here."),

@@ -13,6 +13,7 @@ from toolkit.cli._events_common import (MAX_SKIPPED_HELP, find_spec, parse_share
                                         synthetic_choice, synthetic_option)
 from toolkit.cli.base import UserError, app, console, user_errors
 from toolkit.durations import format_seconds
+from toolkit.measures import format_percent
 from toolkit.events_io import EventsError, load_events
 from toolkit.slo_spec import SloSpecError
 
@@ -46,7 +47,7 @@ def budget(
 
 
 def _pct(v: float | None) -> str:
-    return "no data" if v is None else f"{v * 100:.2f}%"
+    return "no data" if v is None else format_percent(v)
 
 
 def _burn(v: float | None) -> str:
@@ -65,8 +66,8 @@ def render(report: BudgetReport, markdown: bool = False) -> None:
         b = s.budget
         allowed = "no data" if b.allowed_bad is None else f"{b.allowed_bad:,.1f}"
         summary = (f"{s.slo} ({s.kind}, objective {s.objective:g}, period {s.period}; data covers {s.data_covers}): "
-                   f"SLI {_pct(s.sli)} over {s.total:,.0f} ({s.definition}); bad {b.bad:,.0f} of "
-                   f"{allowed} the whole period allows at this traffic rate → {b.describe()}")
+                   f"SLI {_pct(s.sli)} over {s.total:,.0f} ({s.definition}); bad {b.bad:,.0f}, where the whole "
+                   f"period allows {allowed} at this traffic rate → {b.describe()}")
         rows = []
         for a, h in zip(s.alerts, s.history):
             first = h.first_fired or "never"

@@ -84,7 +84,7 @@ def compare(
     control: str = typer.Option(..., "--control", help="Control cohort: key=value[,key=value] or time=START/END."),
     treatment: str = typer.Option(..., "--treatment", help="Treatment cohort, same syntax (e.g. release=canary)."),
     since: Optional[str] = typer.Option(None, help="Window start (ISO 8601, on attempt start time)."),
-    until: Optional[str] = typer.Option(None, help="Window end (exclusive)."),
+    until: Optional[str] = typer.Option(None, help="Window end (exclusive, on attempt start time)."),
     last: Optional[str] = typer.Option(None, help="Window: the last DURATION of data (e.g. 30m)."),
     expected_split: Optional[str] = typer.Option(None, help="Intended split CONTROL:TREATMENT (e.g. 95:5) for the SRM check."),
     synthetic: str = synthetic_option(),

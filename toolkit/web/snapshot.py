@@ -3,8 +3,10 @@
 Shared by the web dashboard and ``obslab top``. The figures are the SLI engine's own:
 ``toolkit.sli.compute_report`` (success rate, latency percentiles, cohorts, series) and
 ``toolkit.budget.compute_budget`` (budgets, burn rates, alert states), over the events with
-``ts <= as_of``. So ``obslab sli --since <window start> --until <as of>`` reproduces the tiles
-exactly, and every tile says its window, its count and its definition.
+``ts <= as_of``; every definition behind them (good/total from the spec, window edges (t − W, t],
+burn rate, alert firing, first fire, budget spent/remaining) is ``toolkit.measures``'s. So
+``obslab sli --since <window start> --until <as of>`` and ``obslab budget --at <as of>`` reproduce the
+tiles exactly, and every tile says its window, its count and its definition.
 """
 
 from __future__ import annotations

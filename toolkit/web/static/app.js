@@ -117,7 +117,7 @@ function renderSnapshot(s) {
   const budgetLines = s.budgets.map(b => `${b.slo}: ${b.summary} (${count(b.bad)} bad / ${count(b.total)}; data covers ${b.data_covers})`);
   const worst = s.budgets.reduce((m, b) => (b.remaining !== null && (m === null || b.remaining < m.remaining)) ? b : m, null);
   setTile("tile-budget", {
-    value: worst ? `${pct(worst.remaining, 2)} remaining · spent ${pct(worst.spent, 2)} of the ${worst.period} period's budget` : "–",
+    value: worst ? `${pct(worst.remaining, 2)} remaining` : "–",
     detail: budgetLines.concat(worst ? [`(lowest: ${worst.slo})`] : []),
     definition: s.budgets.length ? s.budgets[0].definition : "",
     data: Object.assign(
