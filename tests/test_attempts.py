@@ -51,15 +51,13 @@ def test_one_row_per_request_and_outcomes():
 
 def test_abandoned_depends_on_as_of():
     events = load_events([GOLDEN])
-    # Up to 10m after e's last event it is in flight (it becomes abandoned at 10m: after that, it is).
+    # 9m59.999s after e's last event it is still in flight; at 10m it is abandoned.
     early = rows(attempts(events, 600, as_of="2026-01-05T10:14:00.299Z"))
     assert early["req_golden_e"]["outcome"] == "in_flight"
     exact = rows(attempts(events, 600, as_of="2026-01-05T10:14:00.300Z"))
-    assert exact["req_golden_e"]["outcome"] == "in_flight"
-    after = rows(attempts(events, 600, as_of="2026-01-05T10:14:00.301Z"))
-    assert after["req_golden_e"]["outcome"] == "abandoned"
+    assert exact["req_golden_e"]["outcome"] == "abandoned"
     # A shorter abandon_after abandons g too (silent 0 s at the end): not with 1 s.
-    short = rows(attempts(events, 1, as_of="2026-01-05T10:25:01.301Z"))
+    short = rows(attempts(events, 1, as_of="2026-01-05T10:25:01.300Z"))
     assert short["req_golden_g"]["outcome"] == "abandoned"
 
 
@@ -90,7 +88,9 @@ def test_first_terminal_event_wins(tmp_path):
     assert duplicate_terminal_events(events) == 1
 
 
-def test_until_at_the_instant_an_attempt_becomes_abandoned_keeps_it_in_flight():
+def test_until_at_the_instant_an_attempt_becomes_abandoned_counts_it_abandoned():
+    # Scopes are (since, until] by outcome time (docs/slo.md): an attempt whose abandonment falls exactly
+    # on --until is abandoned and inside the scope; it used to fall out of every count.
     from toolkit.sli import SliQuery, compute_report
     from toolkit.slo_spec import load_spec
 
@@ -98,8 +98,9 @@ def test_until_at_the_instant_an_attempt_becomes_abandoned_keeps_it_in_flight():
     # e's last event is 10:04:00.300; abandon_after 10m: it becomes abandoned at 10:14:00.300.
     at = "2026-01-05T10:14:00.300Z"
     counts = compute_report(load_events([GOLDEN], until=at), spec, SliQuery(until=at, window_s=None)).totals.counts
-    after = "2026-01-05T10:14:00.301Z"
-    later = compute_report(load_events([GOLDEN], until=after), spec, SliQuery(until=after, window_s=None)).totals.counts
-    assert counts["attempts"] == later["attempts"] == 5  # a, b, c, d, e (f and g start later)
-    assert (counts["in_flight"], counts["abandoned"]) == (1, 0)
-    assert (later["in_flight"], later["abandoned"]) == (0, 1)
+    before = "2026-01-05T10:14:00.299Z"
+    earlier = compute_report(load_events([GOLDEN], until=before), spec,
+                             SliQuery(until=before, window_s=None)).totals.counts
+    assert counts["attempts"] == earlier["attempts"] == 5  # a, b, c, d, e (f and g start later)
+    assert (counts["in_flight"], counts["abandoned"]) == (0, 1)
+    assert (earlier["in_flight"], earlier["abandoned"]) == (1, 0)

@@ -32,9 +32,8 @@ Columns (exactly these, in this order)::
 Outcome rules: the first terminal event by time decides (the contract allows one;
 duplicates are counted in ``duplicate_terminal_events``). With no terminal event,
 an attempt is *abandoned* when ``abandon_after_s`` has passed since its last event
-strictly before the analysis time ``as_of`` (default: ``events.as_of``, the ``until``
-cut-off or the newest event), else *in flight*: one that becomes abandoned at ``as_of``
-itself is in flight as of then (a scope ``[since, until)`` ends before ``until``).
+at the analysis time ``as_of`` (default: ``events.as_of``, the ``until`` cut-off or
+the newest event), else *in flight*.
 
 Times: an attempt's *outcome time* (``outcome_at_sql``) is its terminal event, or
 ``last_event_at + abandon_after`` for an abandoned one (the moment it became
@@ -86,9 +85,7 @@ def _outcome_sql(abandon_after_s: float, as_of: datetime | None) -> str:
     if as_of is None:
         abandoned = "false"
     else:
-        # Strictly before as_of: an attempt that becomes abandoned at as_of itself is still in flight then,
-        # as scopes end before their end time ([since, until)); with <= it fell out of every count.
-        abandoned = f"last_event_at + to_microseconds({int(round(abandon_after_s * 1e6))}) < {_ts(as_of)}"
+        abandoned = f"last_event_at + to_microseconds({int(round(abandon_after_s * 1e6))}) <= {_ts(as_of)}"
     return (
         "CASE terminal_event WHEN 'publish_succeeded' THEN 'succeeded' WHEN 'publish_failed' THEN 'failed' "
         f"WHEN 'upload_cancelled' THEN 'cancelled' ELSE CASE WHEN {abandoned} THEN 'abandoned' "
