@@ -4,7 +4,7 @@
 #   toolkit  the same plus the `toolkit` extra: the obslab CLI, the web dashboard and drills
 # Dependencies are installed from pyproject.toml alone before any source is copied, so an edit
 # to the source rebuilds only the last, small layer. The command lines are the ones
-# toolkit/processes.py builds for `obslab serve` and the tests (tests/test_compose.py checks).
+# toolkit/lab/processes.py builds for `obslab serve` and the tests (tests/test_compose.py checks).
 # PYTHON_IMAGE: any Debian-based Python 3.11+ with venv (compose/debian-images.sh builds one
 # from Debian packages where Docker Hub cannot be reached).
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -41,7 +41,7 @@ USER obslab
 # DATA_DIR: SQLite state (shared by the API workers and the transcoder), events, traces.
 VOLUME ["/data"]
 EXPOSE 8000 8001 8089
-# The publish API, as toolkit.processes.api_command(host="0.0.0.0", port=8000, ...) builds it.
+# The publish API, as toolkit.lab.processes.api_command(host="0.0.0.0", port=8000, ...) builds it.
 CMD ["python", "-m", "gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--worker-class", "gthread", "--threads", "4", "--no-control-socket", "--graceful-timeout", "5", "--timeout", "60", "--config", "python:demo_service.gunicorn_conf", "demo_service.app:create_app()"]
 
 FROM base AS toolkit-deps

@@ -21,7 +21,7 @@ from demo_service.faults import FaultSpecError, parse_fault
 from demo_service.flags import FlagSpecError, default_spec, parse_flag
 from demo_service.store import get_store
 from demo_service.telemetry import get_telemetry
-from toolkit.contract import FLAGS
+from contract.events import FLAGS
 
 __all__ = ["bp", "init_app", "DEFAULT_ACTOR"]
 

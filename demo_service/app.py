@@ -1,6 +1,6 @@
 """The publish API's app factory (flaskr style): config, then one ``init_app`` per concern.
 
-gunicorn serves it as ``demo_service.app:create_app()`` (see ``toolkit/processes.py``);
+gunicorn serves it as ``demo_service.app:create_app()`` (see ``toolkit/lab/processes.py``);
 tests call ``create_app({...})`` with a tmp data dir, an injected ``CollectorRegistry``
 and an in-memory span exporter.
 """

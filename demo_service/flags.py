@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from toolkit.contract import FLAGS
+from contract.events import FLAGS
 
 __all__ = ["FlagSpecError", "FlagSpec", "parse_flag", "user_bucket", "variant_for", "assign"]
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from demo_service import __version__
 from demo_service.faults import API_ROUTES, KINDS, PARAMS, SELECTOR_VALUES, TARGETS
-from toolkit.contract import APP_VERSIONS, ERROR_CLASSES, FLAGS, NETWORK_TYPES, REGIONS
+from contract.events import APP_VERSIONS, ERROR_CLASSES, FLAGS, NETWORK_TYPES, REGIONS
 
 __all__ = ["openapi_spec"]
 

@@ -27,7 +27,7 @@ from demo_service.errors import ApiError
 from demo_service.store import Store
 from demo_service.telemetry.metrics import CONTENT_TYPE_LATEST, ProcessSampler, TranscoderMetrics, render_metrics
 from demo_service.telemetry.tracing import make_tracer_provider
-from toolkit.contract import APP_VERSIONS, FLAGS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS
+from contract.events import APP_VERSIONS, FLAGS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS
 
 __all__ = ["create_transcoder_app", "WORK_MEDIAN_S", "WORK_SIGMA", "work_seconds", "SERVICE_NAME"]
 

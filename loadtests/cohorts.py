@@ -1,6 +1,6 @@
 """Who the simulated creators are: a weighted mix over the contract's bounded cohort sets.
 
-Every value comes from ``toolkit.contract``, so the load generator cannot invent a label the
+Every value comes from ``contract.events``, so the load generator cannot invent a label the
 service, the SLI engine or the rules do not know. The network type also sets how fast a creator
 uploads (the pause between chunks), so a slow-network cohort really is slower.
 """
@@ -11,8 +11,8 @@ import json
 import random
 from dataclasses import dataclass, field
 
-from toolkit.brief import brief
-from toolkit.contract import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS, media_size_bucket
+from contract.brief import brief
+from contract.events import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS, media_size_bucket
 
 __all__ = [
     "DEFAULT_MIX",

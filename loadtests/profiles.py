@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from toolkit.brief import brief
-from toolkit.durations import DurationError, parse_duration
+from contract.brief import brief
+from contract.durations import DurationError, parse_duration
 
 __all__ = ["SHAPES", "DEFAULT_SHAPE_DURATION_S", "ShapeError", "Phase", "Profile", "parse_phases", "build_profile"]
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from toolkit.regular_file import NotRegularFileError, open_regular
+from contract.regular_file import NotRegularFileError, open_regular
 
 __all__ = [
     "RECORD_FORMAT",

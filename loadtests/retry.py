@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from toolkit.brief import brief
+from contract.brief import brief
 
 __all__ = ["RETRY_POLICIES", "RetryPolicy", "RetryPolicyError"]
 

@@ -16,8 +16,8 @@ from typing import Mapping
 
 from loadtests.cohorts import CohortMix, CohortMixError, parse_mix
 from loadtests.retry import RetryPolicy, RetryPolicyError
-from toolkit.brief import brief
-from toolkit.durations import DurationError, parse_duration
+from contract.brief import brief
+from contract.durations import DurationError, parse_duration
 
 __all__ = [
     "SEED", "RUN_ID", "RETRY_POLICY", "RETRY_MAX_ATTEMPTS", "RETRY_BASE", "RETRY_CAP", "CANCEL_RATE",

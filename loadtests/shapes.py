@@ -10,7 +10,7 @@ from __future__ import annotations
 from locust import LoadTestShape
 
 from loadtests.profiles import SHAPES, Profile, ShapeError, build_profile
-from toolkit.brief import brief
+from contract.brief import brief
 
 __all__ = ["shape_class", "SteadyShape", "RampShape", "SpikeShape", "DiurnalShape", "PhasedShape"]
 

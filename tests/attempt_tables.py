@@ -1,5 +1,5 @@
-"""Attempts tables with planted effects, built directly (columns as toolkit.attempts defines them),
-for tests that need an exact, known truth. Realistic event streams come from toolkit.synth."""
+"""Attempts tables with planted effects, built directly (columns as toolkit.events.attempts defines them),
+for tests that need an exact, known truth. Realistic event streams come from toolkit.events.synth."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from toolkit.contract import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS, SERVICE_VERSIONS
+from contract.events import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS, SERVICE_VERSIONS
 
 START = datetime(2026, 1, 5, 12, 0, 0)
 

@@ -27,7 +27,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from demo_service.telemetry.events import read_events
-from toolkit.processes import ServiceProcesses
+from toolkit.lab.processes import ServiceProcesses
 
 # The machine running tests is shared and can be very busy: give the transcode call room, so a test
 # fails on behaviour, not on a 2 s default timeout (faults that time out use longer hangs).

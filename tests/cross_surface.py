@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from toolkit.measures import format_percent
+from toolkit.measures.definitions import format_percent
 
 __all__ = ["SurfaceFigures", "figures_from_sli_json", "figures_from_budget_json", "figures_from_snapshot",
            "figures_from_top_text", "figures_from_drill_report", "assert_same_figures"]
@@ -87,7 +87,7 @@ def figures_from_top_text(text: str) -> SurfaceFigures:
 
 
 def _ms_text(s: float | None) -> str:
-    from toolkit.top import _ms
+    from toolkit.lab.top import _ms
 
     return _ms(s)
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.attempts import ATTEMPT_COLUMNS, attempts, filter_attempts
-from toolkit.events_io import load_events
+from toolkit.events.attempts import ATTEMPT_COLUMNS, attempts, filter_attempts
+from toolkit.events.io import load_events
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden.jsonl"
 
@@ -82,7 +82,7 @@ def test_first_terminal_event_wins(tmp_path):
         .replace('"error_class": "dependency_unavailable"', '"video_id": "vid_' + "c" * 24 + '"')
     path = tmp_path / "dup.jsonl"
     path.write_text("\n".join(lines + [late_success]) + "\n")
-    from toolkit.attempts import duplicate_terminal_events
+    from toolkit.events.attempts import duplicate_terminal_events
     events = load_events([path])
     assert rows(attempts(events, 600))["req_golden_c"]["outcome"] == "failed"
     assert duplicate_terminal_events(events) == 1
@@ -91,8 +91,8 @@ def test_first_terminal_event_wins(tmp_path):
 def test_until_at_the_instant_an_attempt_becomes_abandoned_counts_it_abandoned():
     # Scopes are (since, until] by outcome time (docs/slo.md): an attempt whose abandonment falls exactly
     # on --until is abandoned and inside the scope; it used to fall out of every count.
-    from toolkit.sli import SliQuery, compute_report
-    from toolkit.slo_spec import load_spec
+    from toolkit.measures.sli import SliQuery, compute_report
+    from toolkit.slo.spec import load_spec
 
     spec = load_spec(GOLDEN.parents[2] / "slo.yaml")
     # e's last event is 10:04:00.300; abandon_after 10m: it becomes abandoned at 10:14:00.300.

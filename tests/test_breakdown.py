@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from toolkit.breakdown import (Selection, breakdown_arrays, breakdown_attempts, render_chart,
+from toolkit.analysis.breakdown import (Selection, breakdown_arrays, breakdown_attempts, render_chart,
                                selection_preset)
-from toolkit.compare import Window, parse_selector
+from toolkit.analysis.compare import Window, parse_selector
 
 from attempt_tables import START, attempts_table, relation
 
@@ -84,7 +84,7 @@ def _obslab(*args):
 def test_cli_breakdown_on_synthetic_events_ranks_the_planted_cohort_first(tmp_path):
     import json
 
-    from toolkit.synth import Effect, SynthConfig, generate, write_jsonl
+    from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
 
     cfg = SynthConfig(attempts=5000, duration_s=1800, users=1500,
                       effects=(Effect(where={"app_version": "5.5.0-beta"}, failure_rate=0.25),))

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.budget import alert_fires, burn_rate, compute_budget
-from toolkit.measures import budget_figures
-from toolkit.events_io import load_events
-from toolkit.slo_spec import load_spec
-from toolkit.synth import Effect, SynthConfig, generate, write_jsonl
+from toolkit.measures.budget import alert_fires, burn_rate, compute_budget
+from toolkit.measures.definitions import budget_figures
+from toolkit.events.io import load_events
+from toolkit.slo.spec import load_spec
+from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "fixtures" / "golden.jsonl"

@@ -29,8 +29,8 @@ import requests
 
 from conftest import TEST_ENV, ServiceHandle
 from demo_service.telemetry.events import EventFile
-from toolkit.load import LoadOptions, run_load
-from toolkit.processes import ServiceProcesses
+from toolkit.lab.load import LoadOptions, run_load
+from toolkit.lab.processes import ServiceProcesses
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from conftest import DEFAULT_COHORT
-from toolkit.events_io import validate_files
-from toolkit.processes import free_ports
+from toolkit.events.io import validate_files
+from toolkit.lab.processes import free_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 OBSLAB = str(Path(sys.executable).parent / "obslab")

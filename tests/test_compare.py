@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import compare as C
-from toolkit.judge import JudgeConfig
+from toolkit.analysis import compare as C
+from toolkit.analysis.judge import JudgeConfig
 
 from attempt_tables import attempts_table, relation
 from fuzz_support import CLI_HOSTILE_FILES, assert_one_line_cli_error, write_hostile_file
@@ -91,7 +91,7 @@ def test_synthetic_exclude_leaves_nothing_in_an_all_synthetic_run():
 
 @pytest.fixture(scope="module")
 def bad_canary_events(tmp_path_factory):
-    from toolkit.synth import Effect, SynthConfig, generate, write_jsonl
+    from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
 
     cfg = SynthConfig(attempts=8000, canary_share=0.2, users=2000, duration_s=1800,
                       effects=(Effect(where={"release": "canary"}, failure_rate=0.06, latency_factor=1.6),))

@@ -1,7 +1,7 @@
 """docker-compose.yml and the Dockerfile: valid, small, healthy, and running the tests' command lines.
 
 `docker-compose config` validates the file without an engine, and the command lines are compared
-with toolkit.processes and toolkit.lab, which the tests, `obslab serve` and `obslab lab` run.
+with toolkit.lab.processes and toolkit.lab.runtime, which the tests, `obslab serve` and `obslab lab` run.
 tests/test_compose_live.py brings the lab up on a real Docker engine.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from toolkit import slo_names as names
-from toolkit.lab import locust_argv
-from toolkit.processes import MULTIPROC_SUBDIR, api_command, transcoder_command
-from toolkit.slo_spec import load_spec
+from toolkit.slo import names
+from toolkit.lab.runtime import locust_argv
+from toolkit.lab.processes import MULTIPROC_SUBDIR, api_command, transcoder_command
+from toolkit.slo.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"

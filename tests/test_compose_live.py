@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import pytest
 import requests
 
-from toolkit.processes import free_ports
+from toolkit.lab.processes import free_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 

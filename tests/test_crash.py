@@ -20,9 +20,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from toolkit.events_io import load_events
-from toolkit.load import LoadOptions, run_load
-from toolkit.reconcile_io import counters_from_metrics, reconcile_run
+from toolkit.events.io import load_events
+from toolkit.lab.load import LoadOptions, run_load
+from toolkit.analysis.reconcile_io import counters_from_metrics, reconcile_run
 
 pytestmark = pytest.mark.slow
 

@@ -19,12 +19,12 @@ from rich.console import Console
 
 from cross_surface import (assert_same_figures, figures_from_budget_json, figures_from_sli_json,
                            figures_from_snapshot, figures_from_top_text)
-from toolkit.events_io import load_events
-from toolkit.measures import load_outcomes, to_us
-from toolkit.slo_spec import load_spec
-from toolkit.synth import Effect, SynthConfig, generate, write_jsonl
-from toolkit.top import TopSource, render, take_snapshot
-from toolkit.web import DashboardConfig, create_app
+from toolkit.events.io import load_events
+from toolkit.measures.definitions import load_outcomes, to_us
+from toolkit.slo.spec import load_spec
+from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
+from toolkit.lab.top import TopSource, render, take_snapshot
+from toolkit.lab.web import DashboardConfig, create_app
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "slo.yaml"

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from toolkit.cli import app
 from toolkit.drills.lab import find_lab
-from toolkit.lab import LabAlreadyRunning
-from toolkit.processes import free_ports
-from toolkit.web.standalone import StandaloneConfig, StandaloneDashboard, parse_link
+from toolkit.lab.runtime import LabAlreadyRunning
+from toolkit.lab.processes import free_ports
+from toolkit.lab.web.standalone import StandaloneConfig, StandaloneDashboard, parse_link
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,12 +13,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from toolkit import slo_names as names
+from toolkit.slo import names
 from toolkit.cli import app
-from toolkit.dashboards import (COHORT_VARIABLES, HOME_DASHBOARD_UID, JAEGER_UID, PROMETHEUS_UID, dashboard_json,
+from toolkit.slo.dashboards import (COHORT_VARIABLES, HOME_DASHBOARD_UID, JAEGER_UID, PROMETHEUS_UID, dashboard_json,
                                 generate_dashboards, prometheus_queries, substitute_variables)
-from toolkit.rules import RecordingRule, generate_rules
-from toolkit.slo_spec import load_spec
+from toolkit.slo.rules import RecordingRule, generate_rules
+from toolkit.slo.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "dashboards" / "grafana" / "dashboards"

@@ -1,4 +1,4 @@
-"""The solver and the report on seeded synthetic events (toolkit.synth) with a known injected effect.
+"""The solver and the report on seeded synthetic events (toolkit.events.synth) with a known injected effect.
 
 These are the pure-analysis checks; the live drills against the real service are in
 test_drill_live.py.
@@ -15,8 +15,8 @@ from toolkit.drills.measure import Window, read_attempts
 from toolkit.drills.report import build_report_data, write_report
 from toolkit.drills.schema import find_drill
 from toolkit.drills.state import RunDir, RunState, append_jsonl
-from toolkit.slo_spec import load_spec
-from toolkit.synth import Effect, SynthConfig, generate, write_jsonl
+from toolkit.slo.spec import load_spec
+from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = load_spec(ROOT / "slo.yaml")
@@ -98,8 +98,8 @@ def test_report_numbers_and_files(tmp_path):
     data = build_report_data(run, SPEC)
     # The report's SLI over the fault window is the same count a direct SQL over the events gives.
     fs, fe = start + FAULT[0], start + FAULT[1]
-    from toolkit.attempts import attempts as attempts_table
-    from toolkit.events_io import load_events
+    from toolkit.events.attempts import attempts as attempts_table
+    from toolkit.events.io import load_events
 
     es = load_events([events_dir])
     attempts_table(es, abandon_after_s=SPEC.abandon_after_s)
@@ -126,7 +126,7 @@ def test_report_numbers_and_files(tmp_path):
     assert summary["drill"]["truth"]["cohort"] == {"region": "eu-west"}
     assert [p["part"] for p in summary["grade"]["parts"]] == ["cause", "cohort", "impact"]
     assert summary["measured_impact"] == data.impact.value("budget_spent_percent")
-    from toolkit.story import write_story
+    from toolkit.analysis.story import write_story
 
     story = write_story(summary)
     assert f"Score {data.grade.total:g}/100" in story and "cohort region=eu-west" in story

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.drills.schema import load_catalogue
-from toolkit.processes import ServiceProcesses
+from toolkit.lab.processes import ServiceProcesses
 
 pytestmark = pytest.mark.slow
 

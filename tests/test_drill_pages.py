@@ -19,8 +19,8 @@ import yaml
 
 from toolkit.drills.pages import EnginePage, PrometheusPage, page_verdict, prometheus_first_fire
 from toolkit.drills.report import build_report_data, write_report
-from toolkit.processes import free_port
-from toolkit.slo_names import burn_alert_name
+from toolkit.lab.processes import free_port
+from toolkit.slo.names import burn_alert_name
 
 from test_drill_analysis import CASES, FAULT, SPEC, _events, _fake_run
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.events_io import EventsError, compact, load_events, resolve_paths, validate_files
-from toolkit.sli import SliQuery, compute_report
-from toolkit.slo_spec import load_spec
+from toolkit.events.io import EventsError, compact, load_events, resolve_paths, validate_files
+from toolkit.measures.sli import SliQuery, compute_report
+from toolkit.slo.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "fixtures" / "golden.jsonl"
@@ -170,7 +170,7 @@ def test_value_the_reader_cannot_convert_is_reported(tmp_path):
         load_events([path], strict=True)
 
 
-# -- stored folds (toolkit.stored_fold) -------------------------------------------------
+# -- stored folds (toolkit.events.stored_fold) -------------------------------------------------
 
 def full_report(paths, **kw):
     events = load_events(paths, **kw)
@@ -251,7 +251,7 @@ def test_compacting_twice_into_one_directory_keeps_both_runs_and_merges_their_fo
     compact([first], partial)
     events, report = full_report([partial, second])
     assert events.prefolded_files == 1 and report == full_report([GOLDEN])[1]
-    from toolkit.attempts import attempts
+    from toolkit.events.attempts import attempts
     merged = attempts(load_events([partial, second])).order("request_id").fetchall()
     assert merged == attempts(load_events([GOLDEN])).order("request_id").fetchall()
 
@@ -259,7 +259,7 @@ def test_compacting_twice_into_one_directory_keeps_both_runs_and_merges_their_fo
 # -- read it right or say so ------------------------------------------------------------
 
 def synth_log(tmp_path, n=600, seed=5):
-    from toolkit.synth import generate, write_jsonl
+    from toolkit.events.synth import generate, write_jsonl
 
     path = tmp_path / "synth.jsonl"
     write_jsonl(generate(events=n, seed=seed), path)
@@ -385,10 +385,10 @@ def test_duplicate_events_are_removed_by_identity_and_counted(tmp_path):
 def test_one_time_parser_and_formatter():
     from datetime import datetime
 
-    from toolkit import contract
-    from toolkit.contract import TimeError, format_time, parse_time
-    from toolkit.sli import iso
-    from toolkit.web.snapshot import iso as snapshot_iso, parse_ts
+    from contract import events as contract
+    from contract.events import TimeError, format_time, parse_time
+    from toolkit.measures.sli import iso
+    from toolkit.lab.web.snapshot import iso as snapshot_iso, parse_ts
 
     assert contract.event_schema()["properties"]["ts"]["pattern"] == contract.EVENT_TS_PATTERN
     utc = datetime(2026, 1, 5, 10, 0, 1, 500000)

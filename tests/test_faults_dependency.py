@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from demo_service.config import default_config
-from toolkit.events_io import load_events
-from toolkit.sli import SliQuery, compute_report
-from toolkit.slo_spec import load_spec
+from toolkit.events.io import load_events
+from toolkit.measures.sli import SliQuery, compute_report
+from toolkit.slo.spec import load_spec
 
 pytestmark = pytest.mark.slow
 

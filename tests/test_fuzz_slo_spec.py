@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from fuzz_support import (FUZZ, HOSTILE_FILES, assert_clear_error, assert_hostile_file_is_reader_error, delete_at,
                           documents, field_path, paths, scalars, set_at)
 
-from toolkit.slo_spec import SloSpec, SloSpecError, load_spec, parse_spec
+from toolkit.slo.spec import SloSpec, SloSpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 VALID = yaml.safe_load((ROOT / "slo.yaml").read_text())

@@ -85,8 +85,8 @@ def test_error_messages_show_a_huge_value_briefly(tmp_path):
 
 
 def test_a_spec_file_over_the_size_limit_is_refused_unparsed(tmp_path):
-    from toolkit.slo_spec import SloSpecError, load_spec
-    from toolkit.yaml_file import MAX_YAML_BYTES
+    from toolkit.slo.spec import SloSpecError, load_spec
+    from toolkit.slo.yaml_file import MAX_YAML_BYTES
 
     f = tmp_path / "slo.yaml"
     f.write_text("version: 1\n" + "# padding\n" * (MAX_YAML_BYTES // 10 + 1))
@@ -179,7 +179,7 @@ def _peak_rss_kib(*args: str) -> tuple[subprocess.CompletedProcess, int]:
 
 
 def test_validate_reads_a_file_without_newline_in_bounded_memory_and_does_not_pass_it(tmp_path):
-    from toolkit.events_io import MAX_LINE_BYTES
+    from toolkit.events.io import MAX_LINE_BYTES
 
     size = 48 << 20
     huge = tmp_path / "huge.jsonl"
@@ -235,7 +235,7 @@ def test_bench_sli_write_empty_skips_writing(tmp_path):
 # -- admin token and data directory modes ------------------------------------------------------
 
 def test_a_new_data_directory_is_owner_only_and_a_loose_token_file_is_tightened(tmp_path):
-    from toolkit.processes import ensure_admin_token
+    from toolkit.lab.processes import ensure_admin_token
 
     data_dir = tmp_path / "data"
     token, path = ensure_admin_token(data_dir)

@@ -7,9 +7,9 @@ import pytest
 from scipy import stats as sps
 
 from fuzz_support import HOSTILE_FILES, assert_hostile_file_is_reader_error
-from toolkit import judge as J
-from toolkit.compare import CohortSample, compare_samples
-from toolkit.stats import (MinimumSamples, compare_proportions, compare_quantiles, compare_shift,
+from toolkit.analysis import judge as J
+from toolkit.analysis.compare import CohortSample, compare_samples
+from toolkit.analysis.stats import (MinimumSamples, compare_proportions, compare_quantiles, compare_shift,
                            sample_ratio_mismatch)
 
 RATE = J.MetricSpec("rate", "success rate", "primary", "proportion", "decrease", 0.005, 50, critical=True,

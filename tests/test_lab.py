@@ -19,7 +19,7 @@ import psutil
 import pytest
 import requests
 
-from toolkit.lab_bench import CHROMIUM, CHROMIUM_ARGS, free_ports, lab_command
+from toolkit.bench.lab import CHROMIUM, CHROMIUM_ARGS, free_ports, lab_command
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.lab import Lab, LabAlreadyRunning, LabConfig, LabError, locust_argv, port_in_use
-from toolkit.lab_prometheus import write_prometheus_config
-from toolkit.perfdoc import replace_section
-from toolkit.procgroup import descendants, start_group_process
+from toolkit.lab.runtime import Lab, LabAlreadyRunning, LabConfig, LabError, locust_argv, port_in_use
+from toolkit.slo.prometheus_config import write_prometheus_config
+from toolkit.bench.perfdoc import replace_section
+from toolkit.lab.procgroup import descendants, start_group_process
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "slo.yaml"
@@ -138,7 +138,7 @@ def test_child_dies_with_its_parent(tmp_path: Path):
 
     script = (
         "import sys, time\n"
-        "from toolkit.procgroup import start_group_process\n"
+        "from toolkit.lab.procgroup import start_group_process\n"
         "p = start_group_process('sleeper', ['sleep', '60'])\n"
         "print(p.pid, flush=True)\n"
         "time.sleep(60)\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from toolkit.lab_bench import free_ports, lab_command
+from toolkit.bench.lab import free_ports, lab_command
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from loadtests.record import read_attempts
-from toolkit.processes import free_port
-from toolkit.reconcile_io import counters_from_metrics, reconcile_run
+from toolkit.lab.processes import free_port
+from toolkit.analysis.reconcile_io import counters_from_metrics, reconcile_run
 
 # The console script of this environment, as a user runs it.
 OBSLAB = [str(Path(sys.executable).with_name("obslab"))]

@@ -7,7 +7,7 @@ import pytest
 from loadtests import LOCUSTFILE
 from loadtests import settings as load_settings
 from toolkit.bench.capacity import CapacityReport, CapacityStep, render_markdown, sustainable
-from toolkit.load import LoadError, LoadOptions, locust_command, locust_environment, read_request_stats, run_duration_s
+from toolkit.lab.load import LoadError, LoadOptions, locust_command, locust_environment, read_request_stats, run_duration_s
 
 
 def test_locust_runs_headless_bounded_with_csv_and_a_stop_timeout(tmp_path):

@@ -11,7 +11,7 @@ from loadtests import settings
 from loadtests.cohorts import DEFAULT_MIX, MEDIA_SIZES, CohortMix, CohortMixError, chunk_pause_s, parse_mix
 from loadtests.identity import traceparent, user_rng
 from loadtests.record import AttemptRecorder, Call, ClientAttempt, RecordError, read_attempts
-from toolkit.contract import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS, media_size_bucket
+from contract.events import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS, media_size_bucket
 
 
 def test_cohorts_follow_the_weights_and_stay_in_the_contract():

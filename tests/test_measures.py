@@ -8,9 +8,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from toolkit.measures import (WINDOW_EDGES, Outcomes, alert_series, budget_figures, evaluation_times, first_page,
+from toolkit.measures.definitions import (WINDOW_EDGES, Outcomes, alert_series, budget_figures, evaluation_times, first_page,
                               sli_definition, window_counts)
-from toolkit.slo_spec import AlertWindow, load_spec
+from toolkit.slo.spec import AlertWindow, load_spec
 
 SPEC = load_spec(Path(__file__).resolve().parents[1] / "slo.yaml")
 

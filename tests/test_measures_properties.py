@@ -4,8 +4,8 @@ brute-force count, and the spec's ``events.total`` moves the success rate on eve
 The oracle here is plain Python over the generated attempts (outcome time = the terminal event,
 or last event + abandon_after once that is at or before the as-of time), counting each window
 (t − W, t] by hand; the callers are ``obslab budget``'s ``compute_budget`` (state at the as-of time
-and the replayed history), the dashboard's snapshot and burn chart (``toolkit.web.snapshot``), and
-``toolkit.measures`` itself.
+and the replayed history), the dashboard's snapshot and burn chart (``toolkit.lab.web.snapshot``), and
+``toolkit.measures.definitions`` itself.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from test_web_app import T0, _attempt
-from toolkit.budget import compute_budget
-from toolkit.events_io import load_events
-from toolkit.measures import (Outcomes, alert_series, budget_figures, burn_rate_series, evaluation_times,
+from toolkit.measures.budget import compute_budget
+from toolkit.events.io import load_events
+from toolkit.measures.definitions import (Outcomes, alert_series, budget_figures, burn_rate_series, evaluation_times,
                               success_definition)
-from toolkit.sli import SliQuery, compute_report
-from toolkit.slo_spec import load_spec, parse_spec
-from toolkit.web import snapshot as snap
+from toolkit.measures.sli import SliQuery, compute_report
+from toolkit.slo.spec import load_spec, parse_spec
+from toolkit.lab.web import snapshot as snap
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = load_spec(REPO / "slo.yaml")
@@ -120,7 +120,7 @@ def test_burn_rates_alerts_and_first_fire_agree_between_callers(case):
     with tempfile.TemporaryDirectory() as d:
         path = _write_log(attempts, Path(d))
         oracle = _oracle_outcomes(attempts, as_of_s)
-        # toolkit.measures directly, from the oracle's outcomes.
+        # toolkit.measures.definitions directly, from the oracle's outcomes.
         direct = Outcomes.from_attempts(success_definition(SPEC), [(_abs(x), o, None, None) for x, o in oracle])
         report = compute_budget(load_events([path], until=naive), SPEC, "lab", at=naive)
         lab = snap.LabData([path], SPEC, "lab", as_of)

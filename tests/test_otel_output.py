@@ -19,7 +19,7 @@ from demo_service.config import config_from_env
 from demo_service.telemetry.events import read_events
 from demo_service.telemetry.logs import EVENT_LOGS_FILE
 from demo_service.telemetry.tracing import SPANS_FILE, parse_otlp_json_line
-from toolkit.web.explorer import otlp_spans
+from toolkit.lab.web.explorer import otlp_spans
 
 TRACE = "ab" * 16
 

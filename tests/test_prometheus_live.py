@@ -39,14 +39,14 @@ import pytest
 import requests
 import yaml
 
-from toolkit import slo_names as names
-from toolkit.budget import compute_budget
-from toolkit.dashboards import prometheus_queries, substitute_variables
-from toolkit.durations import parse_duration
-from toolkit.events_io import load_events, parse_time
-from toolkit.processes import ServiceProcesses, free_port
-from toolkit.rules import no_data_for_s
-from toolkit.slo_spec import load_spec
+from toolkit.slo import names
+from toolkit.measures.budget import compute_budget
+from toolkit.slo.dashboards import prometheus_queries, substitute_variables
+from contract.durations import parse_duration
+from toolkit.events.io import load_events, parse_time
+from toolkit.lab.processes import ServiceProcesses, free_port
+from toolkit.slo.rules import no_data_for_s
+from toolkit.slo.spec import load_spec
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 import pytest
 
 from loadtests.record import Call, ClientAttempt
-from toolkit.reconcile import AttemptEvents, Bounds, Counters, expected_events, reconcile
+from toolkit.analysis.reconcile import AttemptEvents, Bounds, Counters, expected_events, reconcile
 
 PUBLISHED_EVENTS = {"upload_started": 1, "chunk_uploaded": 2, "chunk_failed": 1, "chunk_retry": 1,
                     "upload_completed": 1, "transcode_started": 1, "transcode_completed": 1,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from toolkit.reconcile_io import SourceError, parse_metrics_text, read_event_log
+from toolkit.analysis.reconcile_io import SourceError, parse_metrics_text, read_event_log
 
 
 def line(event, rid, upload="up_" + "a" * 24):

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from toolkit import rollout as R
-from toolkit.judge import JudgeConfig, DEFAULT_CONFIG
+from toolkit.analysis import rollout as R
+from toolkit.analysis.judge import JudgeConfig, DEFAULT_CONFIG
 
 from attempt_tables import START, attempts_table, relation
 from fuzz_support import (CLI_HOSTILE_FILES, HOSTILE_FILES, assert_hostile_file_is_reader_error,
@@ -174,7 +174,7 @@ def test_cli_hostile_plan_is_one_line(tmp_path, content, where, what):
 def test_cli_evaluate_with_stages_on_synthetic_events(tmp_path):
     import json
 
-    from toolkit.synth import Effect, SynthConfig, generate, write_jsonl
+    from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
 
     # 10 % canary whose publishes fail 20 % of the time from minute 10.
     cfg = SynthConfig(attempts=6000, duration_s=1200, users=3000, canary_share=0.5,
@@ -204,7 +204,7 @@ judge:
 def test_cli_run_without_a_service_is_one_line_and_logs_the_abort(tmp_path):
     import json
 
-    from toolkit.processes import free_port
+    from toolkit.lab.processes import free_port
 
     (tmp_path / "events").mkdir()
     log = tmp_path / "decisions.jsonl"

@@ -10,12 +10,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from toolkit import slo_names as names
+from toolkit.slo import names
 from toolkit.cli import app
-from toolkit.rule_tests import generate_rule_tests
-from toolkit.rules import RecordingRule, error_budget, burn_threshold, generate_rules, recorded_windows
-from toolkit.slo_files import write_rule_files
-from toolkit.slo_spec import SloSpecError, load_spec, parse_spec
+from toolkit.slo.rule_tests import generate_rule_tests
+from toolkit.slo.rules import RecordingRule, error_budget, burn_threshold, generate_rules, recorded_windows
+from toolkit.slo.files import write_rule_files
+from toolkit.slo.spec import SloSpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "dashboards" / "prometheus" / "rules"

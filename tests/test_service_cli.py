@@ -13,7 +13,7 @@ import psutil
 import pytest
 import requests
 
-from toolkit.processes import free_port
+from toolkit.lab.processes import free_port
 
 pytestmark = pytest.mark.slow
 OBSLAB = str(Path(sys.executable).parent / "obslab")
@@ -94,7 +94,7 @@ def test_serve_refuses_a_busy_port_in_one_line(tmp_path: Path):
 def test_picked_ports_taken_meanwhile_are_picked_again_and_a_given_one_names_its_holder(tmp_path: Path):
     import socket
 
-    from toolkit.processes import ServiceProcesses, ServiceStartError
+    from toolkit.lab.processes import ServiceProcesses, ServiceStartError
 
     svc = ServiceProcesses(tmp_path / "picked", workers=1)
     taken = svc.port

@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 
 from conftest import new_traceparent
-from toolkit.contract import ALL_EVENTS, TERMINAL_EVENTS, event_schema
-from toolkit.web.explorer import otlp_spans
+from contract.events import ALL_EVENTS, TERMINAL_EVENTS, event_schema
+from toolkit.lab.web.explorer import otlp_spans
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from demo_service.telemetry.metrics import PUBLISH_OUTCOMES, SLO_LATENCY_BUCKETS
-from toolkit.contract import ALL_EVENTS, FLAGS, SERVICE_VERSIONS, TERMINAL_EVENTS, event_schema
+from contract.events import ALL_EVENTS, FLAGS, SERVICE_VERSIONS, TERMINAL_EVENTS, event_schema
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 
 from demo_service.store import Upload
 from demo_service.transcode_client import TranscodeClient
-from toolkit.processes import free_port
+from toolkit.lab.processes import free_port
 
 UPLOAD = Upload(upload_id="up_" + "0" * 24, request_id="req-00000001", user_hash="u_" + "0" * 16,
                 app_version="5.4.0", region="us-east", network_type="wifi", media_size_bytes=10,

@@ -19,7 +19,7 @@ from demo_service.config import parse_instrumentation
 from demo_service.faults import FaultSpecError, matching, parse_fault, selected
 from demo_service.flags import FlagSpecError, parse_flag, user_bucket, variant_for
 from demo_service.telemetry.events import EventFile, UserHasher, event_files, event_timestamp, read_events
-from toolkit.contract import event_schema
+from contract.events import event_schema
 
 VALIDATOR = jsonschema.Draft202012Validator(event_schema())
 COHORT = {"region": "eu-west", "app_version": "5.4.0", "network_type": "4g", "media_size_bucket": "large",

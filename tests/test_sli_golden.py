@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.events_io import load_events
-from toolkit.sli import SCHEMA, SliQuery, compute_report
-from toolkit.slo_spec import load_spec
+from toolkit.events.io import load_events
+from toolkit.measures.sli import SCHEMA, SliQuery, compute_report
+from toolkit.slo.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "fixtures" / "golden.jsonl"

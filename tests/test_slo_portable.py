@@ -16,8 +16,8 @@ import yaml
 from typer.testing import CliRunner
 
 from toolkit.cli import app
-from toolkit.slo_portable import EXPORT_FORMATS, PortableError, export_spec, import_spec
-from toolkit.slo_spec import load_spec, parse_spec
+from toolkit.slo.portable import EXPORT_FORMATS, PortableError, export_spec, import_spec
+from toolkit.slo.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "slo-export"

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from toolkit.slo_spec import SloSpecError, parse_spec
+from toolkit.slo.spec import SloSpecError, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "schemas" / "slo.schema.json"

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from toolkit.durations import DurationError, format_duration, parse_duration
-from toolkit.slo_spec import SloSpecError, load_spec, parse_spec
+from contract.durations import DurationError, format_duration, parse_duration
+from toolkit.slo.spec import SloSpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

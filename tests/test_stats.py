@@ -1,4 +1,4 @@
-"""toolkit.stats against scipy (and brute force) as the reference."""
+"""toolkit.analysis.stats against scipy (and brute force) as the reference."""
 
 import math
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from toolkit import stats as S
-
+from toolkit.analysis import stats as S
 NO_MINIMUMS = S.MinimumSamples(proportion_per_arm=1, shift_per_arm=1, tail_points=1)
 
 

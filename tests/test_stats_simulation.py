@@ -10,8 +10,7 @@ import math
 import numpy as np
 from scipy import stats as sps
 
-from toolkit import stats as S
-
+from toolkit.analysis import stats as S
 ALPHA = 0.05
 RUNS = 400
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pyarrow as pa
 import pytest
 
-from toolkit import compare as C
-from toolkit import rollout as R
-from toolkit.breakdown import breakdown_attempts, selection_preset
-from toolkit.story import StoryError, write_story
+from toolkit.analysis import compare as C
+from toolkit.analysis import rollout as R
+from toolkit.analysis.breakdown import breakdown_attempts, selection_preset
+from toolkit.analysis.story import StoryError, write_story
 
 from attempt_tables import START, attempts_table, relation
 

@@ -5,10 +5,10 @@ from collections import Counter
 
 import jsonschema_rs
 
-from toolkit.contract import event_schema
-from toolkit.events_io import load_events
-from toolkit.attempts import attempts
-from toolkit.synth import Effect, SynthConfig, event_dicts, generate, write_jsonl, write_parquet
+from contract.events import event_schema
+from toolkit.events.io import load_events
+from toolkit.events.attempts import attempts
+from toolkit.events.synth import Effect, SynthConfig, event_dicts, generate, write_jsonl, write_parquet
 
 
 def test_every_event_matches_the_schema(tmp_path):

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from test_web_app import SPEC, T0, data_dir  # noqa: F401  (data_dir is a fixture)
 from toolkit.cli import app
-from toolkit.top import TopSource, take_snapshot
+from toolkit.lab.top import TopSource, take_snapshot
 
 
 def test_top_once_prints_the_tiles_of_the_lab_window(data_dir: Path):  # noqa: F811
@@ -28,7 +28,7 @@ def test_top_once_prints_the_tiles_of_the_lab_window(data_dir: Path):  # noqa: F
 
 
 def test_top_snapshot_equals_the_dashboard_snapshot(data_dir: Path):  # noqa: F811
-    from toolkit.web import DashboardConfig, create_app
+    from toolkit.lab.web import DashboardConfig, create_app
 
     now = T0 + timedelta(seconds=14)
     source = TopSource.from_data_dir(data_dir, SPEC, "lab")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.events_io import validate_files
-from toolkit.slo_spec import load_spec
-from toolkit.web import DashboardConfig, create_app
-from toolkit.web import snapshot as snap
+from toolkit.events.io import validate_files
+from toolkit.slo.spec import load_spec
+from toolkit.lab.web import DashboardConfig, create_app
+from toolkit.lab.web import snapshot as snap
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "slo.yaml"
@@ -217,7 +217,7 @@ def test_control_panel_needs_a_token_and_a_reachable_api(client):
 
 
 def test_the_service_directory_is_found_in_both_layouts(data_dir: Path, tmp_path_factory):
-    from toolkit.web import service_dir_of
+    from toolkit.lab.web import service_dir_of
 
     assert service_dir_of(data_dir) == data_dir  # events/ right in the data directory
     lab_dir = tmp_path_factory.mktemp("lab")

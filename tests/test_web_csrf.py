@@ -18,9 +18,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from toolkit.lab_bench import CHROMIUM, CHROMIUM_ARGS
-from toolkit.processes import free_port
-from toolkit.web import DashboardConfig, create_app
+from toolkit.bench.lab import CHROMIUM, CHROMIUM_ARGS
+from toolkit.lab.processes import free_port
+from toolkit.lab.web import DashboardConfig, create_app
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "slo.yaml"
@@ -104,7 +104,7 @@ def test_the_own_page_and_the_admin_token_pass_the_guard(client):
 
 # --------------------------------------------------------------------------- the real thing
 def _dashboard(service):
-    from toolkit.web.server import DashboardServer
+    from toolkit.lab.web.server import DashboardServer
 
     config = DashboardConfig(data_dir=Path(service.data_dir), spec_path=SPEC, api_url=service.base_url,
                              admin_token_file=Path(service.data_dir) / "admin-token", settle_s=0)
@@ -145,7 +145,7 @@ def browser():
 
 @pytest.mark.slow
 def test_a_cross_origin_form_post_in_a_browser_starts_no_drill(service, browser):
-    from toolkit.web.drills import stop_active_drill
+    from toolkit.lab.web.drills import stop_active_drill
 
     dashboard = _dashboard(service)
     target = dashboard.url.rstrip("/")
@@ -170,7 +170,7 @@ def test_a_cross_origin_form_post_in_a_browser_starts_no_drill(service, browser)
 @pytest.mark.slow
 def test_the_dashboard_page_still_starts_and_stops_a_drill_as_the_dashboard(service, browser):
     from toolkit.drills.state import current_run
-    from toolkit.web.drills import stop_active_drill
+    from toolkit.lab.web.drills import stop_active_drill
 
     dashboard = _dashboard(service)
     try:

@@ -16,7 +16,7 @@ from demo_service.errors import ApiError
 from demo_service.publishing import record_outcome
 from demo_service.store import TERMINAL_STATUSES, get_store
 from demo_service.telemetry import NO_ATTEMPT, get_telemetry
-from toolkit.contract import APP_VERSIONS, NETWORK_TYPES, REGIONS, media_size_bucket
+from contract.events import APP_VERSIONS, NETWORK_TYPES, REGIONS, media_size_bucket
 
 bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")
 

@@ -20,7 +20,7 @@ from demo_service.telemetry.events import EVENTS_FILE, EventFile, UserHasher, ev
 from demo_service.telemetry.metrics import ApiMetrics, ProcessSampler
 from demo_service.telemetry.http_tracing import instrument_flask_lean
 from demo_service.telemetry.tracing import SkipPathsSampler, current_ids, instrument_requests_once, make_tracer_provider
-from toolkit.contract import SCHEMA_VERSION, SERVICE_VERSIONS
+from contract.events import SCHEMA_VERSION, SERVICE_VERSIONS
 
 __all__ = ["Telemetry", "init_app", "get_telemetry", "attempt_fields", "SERVICE_NAME"]
 

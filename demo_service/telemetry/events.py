@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from toolkit.contract import event_time_text
+from contract.events import event_time_text
 
 __all__ = [
     "EVENTS_FILE",
@@ -47,7 +47,7 @@ USER_KEY_FILE = "user-hash.key"
 
 
 def event_timestamp(epoch: float | None = None) -> str:
-    """RFC 3339 UTC with milliseconds, e.g. ``2026-01-01T12:00:00.123Z`` (toolkit.contract.format_time)."""
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-01-01T12:00:00.123Z`` (contract.events.format_time)."""
     return event_time_text(time.time() if epoch is None else epoch)
 
 

@@ -4,7 +4,7 @@ Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` puts prometheus_client in multiproc
 mode: each worker writes its values to mmap files and ``/metrics`` aggregates them
 (gunicorn's ``child_exit`` hook marks dead workers). In tests, a ``CollectorRegistry``
 is injected and read with ``registry.get_sample_value``. Every label value comes
-from a bounded set (``toolkit.contract``), so cardinality is bounded:
+from a bounded set (``contract.events``), so cardinality is bounded:
 route x method x code for HTTP, 4x4x4x3 cohorts x 2 releases x 2 modes x 3 outcomes for
 publish outcomes (2,304 series at most).
 
@@ -29,8 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from toolkit import contract
-
+from contract import events as contract
 # *_created samples add a series per label set and carry nothing the SLIs use.
 prometheus_client.disable_created_metrics()
 

@@ -22,8 +22,8 @@ import psutil
 
 from loadtests import settings as load_settings
 from loadtests.record import read_attempts
-from toolkit.load import LoadOptions, run_load
-from toolkit.processes import ServiceProcesses
+from toolkit.lab.load import LoadOptions, run_load
+from toolkit.lab.processes import ServiceProcesses
 
 __all__ = ["CapacityStep", "CapacityReport", "run_capacity", "render_markdown", "sustainable", "SECTION_TITLE",
            "MAX_FAILURE_SHARE", "MAX_P99_MS"]

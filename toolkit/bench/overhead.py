@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import psutil
 import requests
 
-from toolkit.processes import ServiceProcesses
+from toolkit.lab.processes import ServiceProcesses
 
 __all__ = ["Variant", "DEFAULT_VARIANTS", "BREAKDOWN_VARIANTS", "RoundResult", "VariantSummary", "OverheadReport",
            "run_overhead", "summarize", "render_markdown", "write_section", "wrk_script", "parse_wrk_output",

@@ -1,6 +1,6 @@
 """SLI engine benchmark: the full SLI report from JSONL and Parquet, DuckDB vs a plain pandas version.
 
-``run_bench(events=5_000_000)`` generates a seeded synthetic log (``toolkit.synth``)
+``run_bench(events=5_000_000)`` generates a seeded synthetic log (``toolkit.events.synth``)
 once, as JSONL and Parquet, in a cache directory, and compacts the Parquet file into
 an archive (``obslab events compact``: events by day plus their stored fold, timed
 as its own run); then runs each (engine, input)
@@ -85,7 +85,7 @@ def prepare_data(events: int, seed: int = 20260105, cache_dir: Path | None = Non
     """JSONL and Parquet files of exactly ``events`` synthetic events (reused when cached)."""
     import pyarrow.parquet as pq
 
-    from toolkit.synth import EVENT_ARROW_SCHEMA, SynthConfig, generate, write_jsonl
+    from toolkit.events.synth import EVENT_ARROW_SCHEMA, SynthConfig, generate, write_jsonl
 
     d = (cache_dir or default_cache_dir()) / f"sli-v{DATA_VERSION}-{events}-{seed}"
     jsonl, parquet, done = d / "events.jsonl", d / "events.parquet", d / ".complete"
@@ -133,7 +133,7 @@ def _append_jsonl(table, path: Path, write_jsonl) -> None:
 
 def prepare_archive(parquet: Path, events: int, log=lambda msg: None) -> tuple[Path, BenchRun | None]:
     """``obslab events compact`` of the Parquet file, beside it (reused when cached for this fold definition)."""
-    from toolkit.events_io import FOLD_KEY
+    from toolkit.events.io import FOLD_KEY
 
     archive = parquet.parent / f"archive-{FOLD_KEY}"
     done = archive / ".complete"
@@ -218,9 +218,9 @@ def run_bench(events: int = 5_000_000, *, seed: int = 20260105, cache_dir: Path 
 # -- child side ---------------------------------------------------------------------------
 
 def _duckdb_report(path: str, spec_path: str) -> dict:
-    from toolkit.events_io import load_events
-    from toolkit.sli import SliQuery, compute_report
-    from toolkit.slo_spec import load_spec
+    from toolkit.events.io import load_events
+    from toolkit.measures.sli import SliQuery, compute_report
+    from toolkit.slo.spec import load_spec
 
     spec = load_spec(spec_path)
     t0 = time.perf_counter()
@@ -243,7 +243,7 @@ def _duckdb_report(path: str, spec_path: str) -> dict:
 
 
 def _compact(path: str, archive: str) -> dict:
-    from toolkit.events_io import compact
+    from toolkit.events.io import compact
 
     t0 = time.perf_counter()
     compact([path], archive)
@@ -255,7 +255,7 @@ def _pandas_report(path: str, spec_path: str) -> dict:
     import numpy as np
     import pandas as pd
 
-    from toolkit.slo_spec import load_spec
+    from toolkit.slo.spec import load_spec
 
     spec = load_spec(spec_path)
     abandon = pd.Timedelta(seconds=spec.abandon_after_s)
@@ -372,11 +372,11 @@ def render_section(result: BenchResult, command: str) -> str:
         SECTION_TITLE, "",
         f"Measured by `{command}` on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} "
         f"({result.machine}; a shared machine, other work running). "
-        f"{result.events:,} synthetic events (`toolkit/synth.py`, seeded), the same events three ways: "
+        f"{result.events:,} synthetic events (`toolkit/events/synth.py`, seeded), the same events three ways: "
         f"JSONL {result.jsonl_bytes / 1e6:,.0f} MB; one Parquet file in time order, as a generic writer leaves it, "
         f"{result.parquet_bytes / 1e6:,.0f} MB; and the archive `obslab events compact` makes of that file "
         f"(events by day, ordered by request_id, plus their stored fold: one partial row per attempt, "
-        f"`toolkit/stored_fold.py`), {result.archive_bytes / 1e6:,.0f} MB. "
+        f"`toolkit/events/stored_fold.py`), {result.archive_bytes / 1e6:,.0f} MB. "
         f"The full SLI report = read + structural check + fold per request_id (or read the stored fold) "
         f"+ totals, {int(WINDOW_S // 60)}-minute series and a breakdown by {', '.join(BREAKDOWN)}; each run in its "
         "own process, timed inside it (start-up excluded); peak RSS is that process's VmHWM.", "",

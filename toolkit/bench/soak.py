@@ -289,8 +289,8 @@ def run_soak(*, minutes: float, users: int, interval_s: float, warmup_s: float |
     import threading
     from pathlib import Path
 
-    from toolkit.load import LoadOptions, run_load
-    from toolkit.processes import ServiceProcesses
+    from toolkit.lab.load import LoadOptions, run_load
+    from toolkit.lab.processes import ServiceProcesses
 
     duration_s = minutes * 60.0
     warmup = min(60.0, duration_s * 0.2) if warmup_s is None else warmup_s

@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 
 from toolkit.cli.base import UserError
-from toolkit.durations import parse_duration
+from contract.durations import parse_duration
 
 FORMATS = ("table", "json")
 # Errors a user can cause in these commands: bad files, bad options, bad SQL in --where.
@@ -24,7 +24,7 @@ def check_format(fmt: str) -> str:
 
 
 def load(paths: list[Path], abandon_after: str, until: str | None = None):
-    from toolkit.compare import load_attempts
+    from toolkit.analysis.compare import load_attempts
 
     rel, events = load_attempts(paths, abandon_after_s=parse_duration(abandon_after), until=until)
     return rel, events

@@ -9,8 +9,8 @@ import typer
 
 import toolkit
 from toolkit.cli.base import UserError, err_console
-from toolkit.events_io import EventSet
-from toolkit.slo_spec import SloSpec, load_spec
+from toolkit.events.io import EventSet
+from toolkit.slo.spec import SloSpec, load_spec
 
 __all__ = ["find_spec", "report_read_problems", "parse_where", "parse_by", "synthetic_choice", "SyntheticTraffic",
            "synthetic_option", "SYNTHETIC_HELP", "SINCE_HELP", "UNTIL_HELP", "parse_share", "MAX_SKIPPED_HELP"]

@@ -11,9 +11,9 @@ from toolkit.bench.capacity import render_markdown, run_capacity
 from toolkit.bench.overhead import write_section
 from toolkit.bench.perfdoc import TargetError, check_target
 from toolkit.cli.base import UserError, bench_app, console, err_console, user_errors
-from toolkit.durations import DurationError, parse_duration
-from toolkit.load import LoadError
-from toolkit.processes import ServiceStartError
+from contract.durations import DurationError, parse_duration
+from toolkit.lab.load import LoadError
+from toolkit.lab.processes import ServiceStartError
 
 
 @bench_app.command("capacity")

@@ -10,7 +10,7 @@ import typer
 from toolkit.bench.overhead import render_markdown, run_overhead, write_section
 from toolkit.bench.perfdoc import TargetError, check_target
 from toolkit.cli.base import bench_app, console, err_console, user_errors
-from toolkit.processes import ServiceStartError
+from toolkit.lab.processes import ServiceStartError
 
 
 @bench_app.command("overhead")

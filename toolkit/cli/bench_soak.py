@@ -15,8 +15,8 @@ from rich.table import Table
 from toolkit.bench.perfdoc import check_target, replace_section
 from toolkit.bench.soak import Thresholds, render_markdown, run_soak
 from toolkit.cli.base import bench_app, console, err_console, user_errors
-from toolkit.load import LoadError
-from toolkit.processes import ServiceStartError
+from toolkit.lab.load import LoadError
+from toolkit.lab.processes import ServiceStartError
 
 
 @bench_app.command("soak")

@@ -58,8 +58,8 @@ def breakdown(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write JSON here instead of stdout."),
 ) -> None:
     """Rank every dimension value by how much more common it is in a selection than in the baseline."""
-    from toolkit.breakdown import breakdown_attempts, render_chart, selection_preset
-    from toolkit.compare import parse_selector, parse_window
+    from toolkit.analysis.breakdown import breakdown_attempts, render_chart, selection_preset
+    from toolkit.analysis.compare import parse_selector, parse_window
 
     with user_errors(*USER_ERRORS):
         check_format(fmt)

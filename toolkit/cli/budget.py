@@ -8,14 +8,14 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from toolkit.budget import BudgetReport, compute_budget
+from toolkit.measures.budget import BudgetReport, compute_budget
 from toolkit.cli._events_common import (MAX_SKIPPED_HELP, find_spec, parse_share, report_read_problems,
                                         synthetic_choice, synthetic_option)
 from toolkit.cli.base import UserError, app, console, user_errors
-from toolkit.durations import format_seconds
-from toolkit.measures import format_percent
-from toolkit.events_io import EventsError, load_events
-from toolkit.slo_spec import SloSpecError
+from contract.durations import format_seconds
+from toolkit.measures.definitions import format_percent
+from toolkit.events.io import EventsError, load_events
+from toolkit.slo.spec import SloSpecError
 
 FORMATS = ("table", "json", "markdown")
 

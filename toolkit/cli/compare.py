@@ -11,7 +11,7 @@ from rich.table import Table
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
 from toolkit.cli._events_common import parse_synthetic, synthetic_option
 from toolkit.cli.base import app, console, user_errors
-from toolkit.durations import format_duration
+from contract.durations import format_duration
 
 
 def _fmt_value(m: dict, side: str) -> str:
@@ -97,9 +97,9 @@ def compare(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write JSON here instead of stdout."),
 ) -> None:
     """Compare two cohorts (flag variant, app/service version, time range) over the same window."""
-    from toolkit.compare import compare_attempts, parse_selector, parse_split, parse_window
+    from toolkit.analysis.compare import compare_attempts, parse_selector, parse_split, parse_window
     from toolkit.cli._events_common import find_spec
-    from toolkit.judge import load_judge_config, with_spec
+    from toolkit.analysis.judge import load_judge_config, with_spec
 
     with user_errors(*USER_ERRORS):
         check_format(fmt)

@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 
 from toolkit.cli.base import app, console, user_errors
-from toolkit.lab import LabError
-from toolkit.web.standalone import StandaloneConfig, StandaloneDashboard, parse_link
+from toolkit.lab.runtime import LabError
+from toolkit.lab.web.standalone import StandaloneConfig, StandaloneDashboard, parse_link
 
 
 @app.command()

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from toolkit.cli.base import app, console, user_errors
-from toolkit.slo_files import write_dashboard_files
-from toolkit.slo_spec import SloSpecError, load_spec
+from toolkit.slo.files import write_dashboard_files
+from toolkit.slo.spec import SloSpecError, load_spec
 
 
 @app.command()

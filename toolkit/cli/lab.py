@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from toolkit.cli.base import app, bench_app, console, err_console, user_errors
-from toolkit.lab import Lab, LabConfig, LabError
-from toolkit.slo_spec import SloSpecError
+from toolkit.lab.runtime import Lab, LabConfig, LabError
+from toolkit.slo.spec import SloSpecError
 
 
 @app.command()
@@ -73,8 +73,8 @@ def bench_lab(
     no_write: bool = typer.Option(False, "--no-write", help="Print only."),
 ) -> None:
     """Embedded lab footprint: RSS of the whole process tree and time to the first SLI on the page."""
-    from toolkit.lab_bench import performance_section, run_lab_bench
-    from toolkit.perfdoc import replace_section
+    from toolkit.bench.lab import performance_section, run_lab_bench
+    from toolkit.bench.perfdoc import replace_section
 
     from toolkit.bench.perfdoc import TargetError, check_target
 

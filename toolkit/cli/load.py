@@ -12,8 +12,8 @@ from rich.table import Table
 from loadtests import settings as load_settings
 from loadtests.record import RecordError
 from toolkit.cli.base import UserError, app, console, user_errors
-from toolkit.durations import DurationError, parse_duration
-from toolkit.load import LoadError, LoadOptions, LoadProgress, preflight, run_load
+from contract.durations import DurationError, parse_duration
+from toolkit.lab.load import LoadError, LoadOptions, LoadProgress, preflight, run_load
 
 
 def _settings(pairs: list[str]) -> dict[str, str]:

@@ -11,9 +11,9 @@ import typer
 
 from loadtests.record import RecordError
 from toolkit.cli.base import UserError, app, console, user_errors
-from toolkit.durations import DurationError, parse_duration
-from toolkit.reconcile import MISMATCH_KINDS
-from toolkit.reconcile_io import SourceError, counters_from_metrics, counters_from_prometheus, reconcile_run
+from contract.durations import DurationError, parse_duration
+from toolkit.analysis.reconcile import MISMATCH_KINDS
+from toolkit.analysis.reconcile_io import SourceError, counters_from_metrics, counters_from_prometheus, reconcile_run
 
 
 @app.command()

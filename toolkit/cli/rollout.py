@@ -64,7 +64,7 @@ def plan_cmd(
     output: Optional[Path] = typer.Option(None, "--output", "-o"),
 ) -> None:
     """Show the stages, guardrails and (with --rate) the data each stage will have."""
-    from toolkit.rollout import load_plan, plan_summary
+    from toolkit.analysis.rollout import load_plan, plan_summary
 
     with user_errors(*USER_ERRORS):
         check_format(fmt)
@@ -75,7 +75,7 @@ def plan_cmd(
 
 
 def _parse_stage(text: str) -> tuple[float, datetime, datetime | None]:
-    from toolkit.compare import _parse_ts
+    from toolkit.analysis.compare import _parse_ts
 
     pct, at, span = text.partition("@")
     start, slash, end = span.partition("/")
@@ -93,8 +93,8 @@ def _with_spec(plan, slo: str | None, abandon_after: str | None):
     from dataclasses import replace
 
     from toolkit.cli._events_common import find_spec
-    from toolkit.durations import format_duration
-    from toolkit.judge import with_spec
+    from contract.durations import format_duration
+    from toolkit.analysis.judge import with_spec
 
     spec = find_spec(slo)
     return replace(plan, judge=with_spec(plan.judge, spec)), abandon_after or format_duration(spec.abandon_after_s)
@@ -115,7 +115,7 @@ def evaluate_cmd(
     output: Optional[Path] = typer.Option(None, "--output", "-o"),
 ) -> None:
     """Judge each stage of a rollout from its events: windows, guardrails, stage verdicts."""
-    from toolkit.rollout import evaluate_timeline, load_plan, timeline_from_log
+    from toolkit.analysis.rollout import evaluate_timeline, load_plan, timeline_from_log
 
     with user_errors(*USER_ERRORS):
         check_format(fmt)
@@ -146,7 +146,7 @@ def run_cmd(
     output: Optional[Path] = typer.Option(None, "--output", "-o"),
 ) -> None:
     """Drive the flag stage by stage in a running lab; roll back on a breach, a rollback verdict or an error."""
-    from toolkit.rollout import DecisionLog, FlagControl, load_plan, run_rollout
+    from toolkit.analysis.rollout import DecisionLog, FlagControl, load_plan, run_rollout
 
     with user_errors(*USER_ERRORS):
         check_format(fmt)

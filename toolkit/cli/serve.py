@@ -9,7 +9,7 @@ import typer
 
 from demo_service.config import ENV_ADMIN_TOKEN, make_data_dir
 from toolkit.cli.base import app, console, err_console, fail, user_errors
-from toolkit.processes import (DEFAULT_API_WORKERS, ServiceProcesses, ServiceStartError, ensure_admin_token,
+from toolkit.lab.processes import (DEFAULT_API_WORKERS, ServiceProcesses, ServiceStartError, ensure_admin_token,
                                run_until_stopped)
 
 DEFAULT_DATA_DIR = Path(".obslab") / "data"

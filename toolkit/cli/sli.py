@@ -11,10 +11,10 @@ from rich.table import Table
 from toolkit.cli._events_common import (MAX_SKIPPED_HELP, SINCE_HELP, UNTIL_HELP, find_spec, parse_by, parse_share,
                                         parse_where, report_read_problems, synthetic_choice, synthetic_option)
 from toolkit.cli.base import UserError, app, console, user_errors
-from toolkit.durations import DurationError, parse_duration
-from toolkit.events_io import EventsError, load_events
-from toolkit.sli import Section, SliQuery, SliReport, check_scope, compute_report
-from toolkit.slo_spec import SloSpecError
+from contract.durations import DurationError, parse_duration
+from toolkit.events.io import EventsError, load_events
+from toolkit.measures.sli import Section, SliQuery, SliReport, check_scope, compute_report
+from toolkit.slo.spec import SloSpecError
 
 FORMATS = ("table", "json", "markdown")
 

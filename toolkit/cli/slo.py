@@ -1,4 +1,4 @@
-"""``obslab slo export|import``: slo.yaml to and from Sloth, Pyrra and OpenSLO (toolkit.slo_portable)."""
+"""``obslab slo export|import``: slo.yaml to and from Sloth, Pyrra and OpenSLO (toolkit.slo.portable)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 
 from toolkit.cli.base import UserError, app, console, user_errors
-from toolkit.slo_files import write_text
-from toolkit.slo_portable import EXPORT_FORMATS, IMPORT_FORMATS, PortableError, export_spec, import_spec, \
+from toolkit.slo.files import write_text
+from toolkit.slo.portable import EXPORT_FORMATS, IMPORT_FORMATS, PortableError, export_spec, import_spec, \
     slo_yaml_text
-from toolkit.slo_spec import SloSpecError, load_spec, parse_spec
+from toolkit.slo.spec import SloSpecError, load_spec, parse_spec
 
 slo_app = typer.Typer(help="Portable SLOs: export slo.yaml to Sloth, Pyrra or OpenSLO; import from OpenSLO or Sloth.",
                       no_args_is_help=True)

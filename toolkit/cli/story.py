@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from toolkit.cli.base import UserError, app, user_errors
-from toolkit.regular_file import NotRegularFileError, read_regular
+from contract.regular_file import NotRegularFileError, read_regular
 
 
 @app.command()
@@ -19,7 +19,7 @@ def story(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the markdown here instead of stdout."),
 ) -> None:
     """Write a STAR-shaped impact story with every number defined."""
-    from toolkit.story import StoryError, write_story
+    from toolkit.analysis.story import StoryError, write_story
 
     with user_errors(StoryError, OSError):
         try:

@@ -9,8 +9,8 @@ import typer
 from rich.live import Live
 
 from toolkit.cli.base import UserError, app, console, user_errors
-from toolkit.durations import DurationError
-from toolkit.slo_spec import SloSpecError
+from contract.durations import DurationError
+from toolkit.slo.spec import SloSpecError
 
 
 @app.command()
@@ -22,10 +22,10 @@ def top(
     once: bool = typer.Option(False, "--once", help="Print one frame and exit (for scripts)."),
 ) -> None:
     """Live tiles in the terminal: success rate, latency percentiles, budgets, burn rates and alerts."""
-    from toolkit.top import TopSource, render, take_snapshot  # DuckDB and numpy only when used
+    from toolkit.lab.top import TopSource, render, take_snapshot  # DuckDB and numpy only when used
 
     with user_errors(SloSpecError, DurationError, OSError):
-        from toolkit.web import service_dir_of
+        from toolkit.lab.web import service_dir_of
 
         if not (service_dir_of(data_dir) / "events").is_dir():
             raise UserError(f"{data_dir}: no events/ (nor data/events/) yet (start the lab with `obslab lab`, "

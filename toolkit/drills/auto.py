@@ -28,8 +28,8 @@ from typing import Callable, Mapping, Sequence
 from toolkit.drills.measure import (Attempt, MetricSample, Window, failed_outcomes_in, measure_impact,
                                     percentile, read_drill_events, read_metric_samples)
 from toolkit.drills.schema import Drill
-from toolkit.measures import DEFAULT_SUCCESS, SliDefinition, sli_ratio, success_definition
-from toolkit.slo_spec import SloSpec
+from toolkit.measures.definitions import DEFAULT_SUCCESS, SliDefinition, sli_ratio, success_definition
+from toolkit.slo.spec import SloSpec
 
 __all__ = [
     "Evidence",
@@ -127,7 +127,7 @@ def _upload_failed(a: Attempt) -> bool:
 
 
 def _counted(attempts: Sequence[Attempt], definition: SliDefinition) -> tuple[list[Attempt], list[Attempt]]:
-    """(attempts in the SLO's total, those of them bad) — the spec's good/total (``toolkit.measures``)."""
+    """(attempts in the SLO's total, those of them bad) — the spec's good/total (``toolkit.measures.definitions``)."""
     total, bad = [], []
     for a in attempts:
         good, counted = definition.classify(a.outcome, a.processing_ms, a.e2e_ms)

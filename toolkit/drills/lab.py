@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from toolkit.contract import FLAGS
+from contract.events import FLAGS
 from toolkit.drills.schema import BackgroundFault, Drill, Fault
 
 __all__ = [

@@ -29,7 +29,7 @@ import gevent  # noqa: E402
 from loadtests import creator as _creator  # noqa: E402  (module import: Locust must not see the base class)
 from loadtests.cohorts import chunk_pause_s  # noqa: E402
 from loadtests.shapes import shape_class  # noqa: E402
-from toolkit.durations import parse_duration  # noqa: E402
+from contract.durations import parse_duration  # noqa: E402
 
 AUTO_CANCEL_ENV = "OBSLAB_DRILL_AUTO_CANCEL"
 

@@ -2,10 +2,10 @@
 
 Every figure carries its definition (``Figure.definition``): statistic, window,
 segment and the count behind it. Attempts come from the SLI engine's attempts
-table (``toolkit.attempts``) and are attributed to a window by their outcome time,
+table (``toolkit.events.attempts``) and are attributed to a window by their outcome time,
 as ``obslab sli --since/--until`` counts them, so the report and the SLI agree.
 Events are read once per question through the engine's reader (``read_drill_events``:
-``toolkit.events_io.load_events`` and the per-attempt fold, as ``obslab sli`` reads them);
+``toolkit.events.io.load_events`` and the per-attempt fold, as ``obslab sli`` reads them);
 the rest is plain Python over small per-attempt rows, so the scoring math stays pure and testable.
 """
 
@@ -19,10 +19,10 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from toolkit.attempts import attempt_stats_table, outcome_at_sql
-from toolkit.events_io import EventSet, load_events
-from toolkit.measures import Outcomes, SliDefinition, budget_figures, load_outcomes, sli_definition, to_us
-from toolkit.slo_spec import SloSpec
+from toolkit.events.attempts import attempt_stats_table, outcome_at_sql
+from toolkit.events.io import EventSet, load_events
+from toolkit.measures.definitions import Outcomes, SliDefinition, budget_figures, load_outcomes, sli_definition, to_us
+from toolkit.slo.spec import SloSpec
 
 __all__ = [
     "Attempt",
@@ -45,7 +45,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Window:
-    """(start, end] in Unix seconds: the engine's window edges (``toolkit.measures.WINDOW_EDGES``),
+    """(start, end] in Unix seconds: the engine's window edges (``toolkit.measures.definitions.WINDOW_EDGES``),
     compared in whole microseconds as ``obslab sli --since/--until`` compares timestamps."""
 
     start: float  # exclusive
@@ -119,7 +119,7 @@ class Impact:
 IMPACT_DEFINITIONS = {
     "failed_publishes": "publish attempts counted bad by the publish-success SLO (in total, not good: "
                         "failed or abandoned in the shipped slo.yaml) whose outcome fell in the incident window",
-    "budget_spent_percent": "spent, of the engine's error budget figures (toolkit.measures.budget_figures): the "
+    "budget_spent_percent": "spent, of the engine's error budget figures (toolkit.measures.definitions.budget_figures): the "
                             "incident's bad attempts ÷ the whole lab-profile period's budget at the incident's "
                             "traffic rate, as % — publish-success SLO",
     "p99_processing_shift_ms": "p99 (exact, nearest-rank) of processing latency (upload_completed → "
@@ -145,10 +145,10 @@ IMPACT_DEFINITIONS = {
 class DrillEvents:
     """A drill's events read once, through the SLI engine's reader and per-attempt fold.
 
-    ``events`` is the ``EventSet`` (``toolkit.events_io.load_events``: JSONL, rotated and
+    ``events`` is the ``EventSet`` (``toolkit.events.io.load_events``: JSONL, rotated and
     gzipped files, Parquet with its stored folds, the structural check, the memory limit),
     read as of ``as_of`` (later events ignored, as ``obslab sli --until`` does);
-    ``attempts`` its attempts (``toolkit.attempts``) that have an event in ``window``.
+    ``attempts`` its attempts (``toolkit.events.attempts``) that have an event in ``window``.
     Every figure of a drill question comes from these, so nothing rescans the files.
     """
 
@@ -220,7 +220,7 @@ def read_metric_samples(path: str | Path) -> list[MetricSample]:
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Exact nearest-rank percentile, the SLI engine's method (DuckDB quantile_disc = numpy 'inverted_cdf').
 
-    A thin adapter until ``toolkit.measures`` has one (see /work/notes/drills-needs.md).
+    A thin adapter until ``toolkit.measures.definitions`` has one (see /work/notes/drills-needs.md).
     """
     xs = [v for v in values if v is not None]
     if not xs:
@@ -229,7 +229,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def bad_and_total(attempts: Iterable[Attempt], definition: SliDefinition) -> tuple[int, int]:
-    """(bad, total) of attempts under an SLO's definition (``toolkit.measures.sli_definition``)."""
+    """(bad, total) of attempts under an SLO's definition (``toolkit.measures.definitions.sli_definition``)."""
     bad = total = 0
     for a in attempts:
         good, counted = definition.classify(a.outcome, a.processing_ms, a.e2e_ms)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from toolkit.measures import Outcomes, alert_series, evaluation_times
-from toolkit.slo_spec import SloSpec
+from toolkit.measures.definitions import Outcomes, alert_series, evaluation_times
+from toolkit.slo.spec import SloSpec
 
 __all__ = ["EnginePage", "PrometheusPage", "PageVerdict", "engine_first_page", "prometheus_first_fire",
            "page_verdict"]
@@ -73,7 +73,7 @@ class PageVerdict:
 def engine_first_page(outcomes: Outcomes, spec: SloSpec, start: float, end: float, slo_name: str = "publish-success",
                       profile: str = "lab") -> EnginePage:
     """The first time in (start, end] one of the SLO's page alerts starts firing in the engine's replay
-    (``toolkit.measures.alert_series``), on the rule evaluation grid ``obslab budget --profile PROFILE
+    (``toolkit.measures.definitions.alert_series``), on the rule evaluation grid ``obslab budget --profile PROFILE
     --at END`` replays: every scrape interval of the profile, anchored at ``end``. An alert already
     firing when the drill started is not this drill's page."""
     slo = spec.slo(slo_name)

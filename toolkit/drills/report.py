@@ -21,11 +21,11 @@ from toolkit.drills.measure import (Attempt, DrillEvents, Impact, MetricSample, 
 from toolkit.drills.pages import PageVerdict, engine_first_page, page_verdict, prometheus_first_fire
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir, RunState
-from toolkit.durations import format_duration
-from toolkit.measures import (BudgetFigures, Outcomes, alert_state, burn_rate_series, evaluation_times,
+from contract.durations import format_duration
+from toolkit.measures.definitions import (BudgetFigures, Outcomes, alert_state, burn_rate_series, evaluation_times,
                               format_percent, period_budget, sli_ratio, success_definition, window_counts)
-from toolkit.slo_names import burn_alert_name
-from toolkit.slo_spec import SloSpec, load_spec
+from toolkit.slo.names import burn_alert_name
+from toolkit.slo.spec import SloSpec, load_spec
 
 __all__ = ["ReportData", "build_report_data", "render_markdown", "write_report", "default_spec", "SPEC_ENV"]
 
@@ -136,7 +136,7 @@ def _iso(t: float) -> str:
 
 def _engine_totals(drill_events: DrillEvents, spec: SloSpec, window: Window):
     """The SLI engine's totals over ``window`` (outcome times in (start, end]), as of the read's as-of time."""
-    from toolkit.sli import SliQuery, compute_report
+    from toolkit.measures.sli import SliQuery, compute_report
 
     report = compute_report(drill_events.events, spec,
                             SliQuery(since=_iso(window.start), until=_iso(window.end), window_s=None))

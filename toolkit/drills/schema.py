@@ -16,11 +16,11 @@ from typing import Any
 import yaml
 
 from demo_service import faults as service_faults
-from toolkit.brief import brief
-from toolkit.contract import APP_VERSIONS, COHORT_DIMENSIONS, FLAGS, NETWORK_TYPES
+from contract.brief import brief
+from contract.events import APP_VERSIONS, COHORT_DIMENSIONS, FLAGS, NETWORK_TYPES
 from toolkit.drills.causes import CAUSES
-from toolkit.durations import DurationError, format_duration, parse_duration
-from toolkit.yaml_file import load_yaml_file
+from contract.durations import DurationError, format_duration, parse_duration
+from toolkit.slo.yaml_file import load_yaml_file
 
 __all__ = [
     "DrillSpecError",

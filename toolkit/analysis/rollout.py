@@ -1,0 +1,618 @@
+"""Staged rollout of a flag variant: plan, evaluate from events, and run against a live lab.
+
+A plan is data (YAML, defaults below): the flag and variant, the stages (1 % → 5 % → 25 % →
+100 %), each with a minimum duration and an evaluation window, the guardrails ("roll back if
+p99 processing latency rises more than 20 % over two consecutive windows") and the judge
+config used for each stage's verdict.
+
+* Each *window* compares variant vs control over the attempts started in it (``toolkit.analysis.compare``)
+  and feeds the guardrails: a guardrail is breached when its metric moved in the bad direction
+  by more than ``max_change`` (and, by default, significantly) in ``consecutive_windows``
+  windows in a row; windows without enough data are neutral (they neither count nor reset).
+* At the end of a stage the whole stage is judged; the decision is ``promote`` (next stage),
+  ``rollback``, ``extend`` (hold or not enough data: one more window, up to ``max_extensions``)
+  or ``hold`` (stop and leave the flag where it is for a human).
+
+``decide`` and ``guardrail_breaches`` are pure; ``evaluate_timeline`` judges a past rollout from
+its events; ``run_rollout`` drives the flag through the control API with injected I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from contract.brief import brief
+from toolkit.analysis.compare import CohortSelector, CompareResult, Window, _clean, _iso, compare_attempts
+from contract.events import FLAGS
+from contract.durations import DurationError, format_duration, parse_duration
+from toolkit.analysis.judge import DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, parse_judge_config
+from contract.regular_file import NotRegularFileError, read_regular
+from toolkit.analysis.stats import power_two_proportions
+from toolkit.slo.yaml_file import load_yaml_file
+
+__all__ = [
+    "ROLLOUT_SCHEMA",
+    "RolloutPlanError",
+    "Stage",
+    "Guardrail",
+    "RolloutPlan",
+    "DEFAULT_PLAN",
+    "WindowResult",
+    "StageResult",
+    "RolloutResult",
+    "DecisionLog",
+    "load_plan",
+    "parse_plan",
+    "plan_summary",
+    "guardrail_breaches",
+    "decide",
+    "evaluate_window",
+    "evaluate_timeline",
+    "timeline_from_log",
+    "run_rollout",
+]
+
+ROLLOUT_SCHEMA = "obslab.rollout/v1"
+
+
+class RolloutPlanError(ValueError):
+    """The rollout plan is invalid; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    percent: float
+    duration_s: float = 0.0   # minimum time at this stage before its verdict
+    window_s: float = 0.0     # evaluation window for guardrails
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    metric: str               # a metric of the judge config
+    max_change: float         # absolute for proportions, relative for latencies (0.20 = +20 %)
+    consecutive_windows: int = 2
+    require_significant: bool = True
+
+    def describe(self, config: JudgeConfig) -> str:
+        spec = config.metric(self.metric)
+        if spec.kind == "proportion":
+            amount = f"{self.max_change * 100:g} percentage points"
+        else:
+            amount = f"{self.max_change * 100:g} %"
+        verb = {"increase": "rises", "decrease": "falls", "either": "moves"}[spec.direction]
+        sig = " (significantly)" if self.require_significant else ""
+        return (f"roll back if {spec.description} {verb} more than {amount}{sig} over "
+                f"{self.consecutive_windows} consecutive windows")
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    flag: str = "release"
+    variant: str = "canary"
+    control: str = "stable"
+    stages: tuple[Stage, ...] = (Stage(1, 1800, 300), Stage(5, 1800, 300), Stage(25, 3600, 600), Stage(100))
+    guardrails: tuple[Guardrail, ...] = (Guardrail("processing_latency_p99", 0.20, 2),
+                                         Guardrail("publish_success_rate", 0.01, 2))
+    max_extensions: int = 2
+    settle_s: float = 5.0     # wait after a window ends so its attempts can finish
+    judge: JudgeConfig = DEFAULT_CONFIG
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flag": self.flag, "variant": self.variant, "control": self.control,
+            "stages": [{"percent": s.percent, "duration": format_duration(s.duration_s),
+                        "window": format_duration(s.window_s)} for s in self.stages],
+            "guardrails": [{**asdict(g), "rule": g.describe(self.judge)} for g in self.guardrails],
+            "max_extensions": self.max_extensions, "settle": format_duration(self.settle_s),
+            "judge": {"alpha": self.judge.alpha, "pass_threshold": self.judge.pass_threshold,
+                      "marginal_threshold": self.judge.marginal_threshold,
+                      "metrics": [m.name for m in self.judge.metrics],
+                      "minimums": asdict(self.judge.minimums)},
+        }
+
+
+DEFAULT_PLAN = RolloutPlan()
+
+
+def _num(raw: Any, where: str, *, lo: float | None = None, hi: float | None = None) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+        raise RolloutPlanError(f"{where}: expected a number, got {brief(raw)}")
+    if (lo is not None and raw < lo) or (hi is not None and raw > hi):
+        raise RolloutPlanError(f"{where}: must be between {lo:g} and {hi:g}, got {brief(raw)}")
+    return float(raw)
+
+
+def _dur(raw: Any, where: str) -> float:
+    try:
+        return parse_duration(raw)
+    except DurationError as e:
+        raise RolloutPlanError(f"{where}: {e}") from None
+
+
+def parse_plan(raw: Any, source: str = "<plan>") -> RolloutPlan:
+    """A RolloutPlan from a mapping (top-level key ``rollout``); omitted fields keep the defaults."""
+    if raw is None:
+        return DEFAULT_PLAN
+    if not isinstance(raw, Mapping):
+        raise RolloutPlanError(f"{source}: expected a mapping at the top level")
+    top = raw["rollout"] if isinstance(raw.get("rollout"), Mapping) else raw
+    judge_raw = top.get("judge", raw.get("judge"))
+    body = {k: v for k, v in top.items() if k != "judge"}
+    known = {"flag", "variant", "control", "stages", "guardrails", "max_extensions", "settle"}
+    unknown = set(body) - known
+    if unknown:
+        raise RolloutPlanError(f"{source}: unknown field(s) {', '.join(sorted(unknown))}")
+    plan = DEFAULT_PLAN
+    try:
+        judge = parse_judge_config({"judge": judge_raw} if judge_raw is not None else None, f"{source}: judge")
+    except JudgeConfigError as e:
+        raise RolloutPlanError(str(e)) from None
+    plan = replace(plan, judge=judge)
+    flag = body.get("flag", plan.flag)
+    if not isinstance(flag, str) or flag not in FLAGS:  # a list would be unhashable: a TypeError
+        raise RolloutPlanError(f"{source}: flag: unknown flag {brief(flag)} (flags: {', '.join(FLAGS)})")
+    variant = body.get("variant", FLAGS[flag][1] if flag != plan.flag else plan.variant)
+    control = body.get("control", FLAGS[flag][0])
+    if variant not in FLAGS[flag] or control not in FLAGS[flag] or variant == control:
+        raise RolloutPlanError(f"{source}: variant/control must be two different variants of {flag}: "
+                               f"{', '.join(FLAGS[flag])}")
+    plan = replace(plan, flag=flag, variant=variant, control=control)
+    if "stages" in body:
+        if not isinstance(body["stages"], list) or not body["stages"]:
+            raise RolloutPlanError(f"{source}: stages: expected a non-empty list")
+        stages = []
+        for i, s in enumerate(body["stages"]):
+            where = f"{source}: stages[{i}]"
+            if not isinstance(s, Mapping) or "percent" not in s:
+                raise RolloutPlanError(f"{where}: expected a mapping with percent")
+            extra = set(s) - {"percent", "duration", "window"}
+            if extra:
+                raise RolloutPlanError(f"{where}: unknown field(s) {', '.join(sorted(extra))}")
+            pct = _num(s["percent"], f"{where}.percent", lo=0.01, hi=100)
+            duration = _dur(s.get("duration", 0), f"{where}.duration")
+            window = _dur(s.get("window", duration), f"{where}.window")
+            if pct < 100 and (duration <= 0 or window <= 0):
+                raise RolloutPlanError(f"{where}: a stage below 100 % needs a positive duration and window")
+            if window > duration and pct < 100:
+                raise RolloutPlanError(f"{where}.window: longer than the stage duration")
+            stages.append(Stage(pct, duration, window))
+        pcts = [s.percent for s in stages]
+        if pcts != sorted(set(pcts)):
+            raise RolloutPlanError(f"{source}: stages: percentages must strictly increase, got {pcts}")
+        plan = replace(plan, stages=tuple(stages))
+    if "guardrails" in body:
+        if not isinstance(body["guardrails"], list):
+            raise RolloutPlanError(f"{source}: guardrails: expected a list")
+        guards = []
+        names = {m.name for m in plan.judge.metrics}
+        for i, g in enumerate(body["guardrails"]):
+            where = f"{source}: guardrails[{i}]"
+            if not isinstance(g, Mapping) or "metric" not in g or "max_change" not in g:
+                raise RolloutPlanError(f"{where}: expected a mapping with metric and max_change")
+            extra = set(g) - {"metric", "max_change", "consecutive_windows", "require_significant"}
+            if extra:
+                raise RolloutPlanError(f"{where}: unknown field(s) {', '.join(sorted(extra))}")
+            if not isinstance(g["metric"], str) or g["metric"] not in names:
+                raise RolloutPlanError(f"{where}.metric: {brief(g['metric'])} is not a judge metric "
+                                       f"({', '.join(sorted(names))})")
+            n = g.get("consecutive_windows", 2)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise RolloutPlanError(f"{where}.consecutive_windows: expected a positive integer, got {brief(n)}")
+            guards.append(Guardrail(g["metric"], _num(g["max_change"], f"{where}.max_change", lo=0),
+                                    n, bool(g.get("require_significant", True))))
+        plan = replace(plan, guardrails=tuple(guards))
+    else:
+        names = {m.name for m in plan.judge.metrics}
+        plan = replace(plan, guardrails=tuple(g for g in plan.guardrails if g.metric in names))
+    if "max_extensions" in body:
+        plan = replace(plan, max_extensions=int(_num(body["max_extensions"], f"{source}: max_extensions", lo=0)))
+    if "settle" in body:
+        plan = replace(plan, settle_s=_dur(body["settle"], f"{source}: settle"))
+    return plan
+
+
+def load_plan(path: str | Path | None) -> RolloutPlan:
+    if path is None:
+        return DEFAULT_PLAN
+    p = Path(path)
+    if not p.exists():  # the common slip, in the reader's own words; load_yaml_file names the rest
+        raise RolloutPlanError(f"{p}: no such rollout plan file")
+    return parse_plan(load_yaml_file(p, RolloutPlanError), str(p))
+
+
+def plan_summary(plan: RolloutPlan, rate_per_s: float | None = None, baseline_success: float = 0.99,
+                 detect_drop: float = 0.01) -> dict[str, Any]:
+    """The plan as data, and — given a traffic rate — the attempts each stage will see and the
+    power to detect a ``detect_drop`` fall in success rate over the stage (two-proportion z-test)."""
+    out = {"schema": "obslab.rollout-plan/v1", "plan": plan.to_dict(), "stages": []}
+    mins = plan.judge.minimums
+    for s in plan.stages:
+        row: dict[str, Any] = {"percent": s.percent, "duration": format_duration(s.duration_s),
+                               "window": format_duration(s.window_s)}
+        if rate_per_s and s.percent < 100:
+            share = s.percent / 100
+            per_window = rate_per_s * s.window_s * share
+            per_stage = rate_per_s * s.duration_s * share
+            control_stage = rate_per_s * s.duration_s * (1 - share)
+            row.update({
+                "expected_variant_attempts_per_window": round(per_window, 1),
+                "expected_variant_attempts_per_stage": round(per_stage, 1),
+                "window_has_enough_for_rates": per_window >= mins.proportion_per_arm,
+                "window_has_enough_for_p99": per_window * baseline_success >= mins.quantile_per_arm(0.99),
+                "power_to_detect_success_drop": round(power_two_proportions(
+                    baseline_success, baseline_success - detect_drop, max(1, int(control_stage)),
+                    max(1, int(per_stage)), plan.judge.alpha), 3) if per_stage >= 1 else 0.0,
+            })
+        out["stages"].append(row)
+    if rate_per_s:
+        out["assumptions"] = {"rate_per_s": rate_per_s, "baseline_success": baseline_success,
+                              "detect_drop": detect_drop}
+    return out
+
+
+# --------------------------------------------------------------------------- judging
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    stage_percent: float
+    index: int
+    start: str
+    end: str
+    control_attempts: int
+    variant_attempts: int
+    changes: dict[str, float | None]          # metric → change (None: not enough data)
+    significant: dict[str, bool]
+    verdict: str
+    rule: str
+
+
+@dataclass(frozen=True)
+class StageResult:
+    percent: float
+    start: str
+    end: str | None
+    windows: tuple[WindowResult, ...]
+    decision: str            # promote | rollback | hold | extend | completed
+    rule: str
+    explanation: str
+    compare: dict[str, Any] | None = None   # the stage-level compare (obslab.compare/v1)
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    plan: RolloutPlan
+    stages: tuple[StageResult, ...]
+    outcome: str             # completed | rolled_back | held | in_progress
+    rule: str
+    explanation: str
+    final_percent: float
+    source: str = ""
+    synthetic: str = "include"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean({
+            "schema": ROLLOUT_SCHEMA,
+            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "source": self.source,
+            "plan": self.plan.to_dict(),
+            "stages": [asdict(s) for s in self.stages],
+            "outcome": self.outcome, "rule": self.rule, "explanation": self.explanation,
+            "final_percent": self.final_percent, "synthetic": self.synthetic,
+        })
+
+
+
+def _window_from_compare(stage: float, index: int, start: datetime, end: datetime,
+                         result: CompareResult) -> WindowResult:
+    changes, significant = {}, {}
+    for m in result.verdict.metrics:
+        changes[m.name] = m.change
+        significant[m.name] = bool(m.change_ci and (m.change_ci[0] > 0 or m.change_ci[1] < 0))
+    return WindowResult(stage, index, _iso(start), _iso(end), result.control.attempts, result.treatment.attempts,
+                        changes, significant, result.verdict.verdict, result.verdict.rule)
+
+
+def _selectors(plan: RolloutPlan) -> tuple[CohortSelector, CohortSelector]:
+    return (CohortSelector(f"{plan.flag}={plan.control}", ((plan.flag, plan.control),)),
+            CohortSelector(f"{plan.flag}={plan.variant}", ((plan.flag, plan.variant),)))
+
+
+def _compare(attempts, plan: RolloutPlan, percent: float, start: datetime, end: datetime,
+             synthetic: str) -> CompareResult:
+    control, variant = _selectors(plan)
+    split = (1 - percent / 100, percent / 100) if percent < 100 else None
+    return compare_attempts(attempts, control, variant, window=Window(start, end), config=plan.judge,
+                            expected_split=split, synthetic=synthetic)
+
+
+def evaluate_window(attempts, plan: RolloutPlan, percent: float, index: int, start: datetime, end: datetime,
+                    synthetic: str = "include") -> WindowResult:
+    return _window_from_compare(percent, index, start, end, _compare(attempts, plan, percent, start, end, synthetic))
+
+
+def guardrail_breaches(plan: RolloutPlan, windows: list[WindowResult] | tuple[WindowResult, ...]
+                       ) -> list[tuple[Guardrail, list[WindowResult]]]:
+    """Guardrails whose last ``consecutive_windows`` windows with data all breached. Pure."""
+    out = []
+    for g in plan.guardrails:
+        spec = plan.judge.metric(g.metric)
+        streak: list[WindowResult] = []
+        for w in windows:
+            change = w.changes.get(g.metric)
+            if change is None:
+                continue  # not enough data: neutral
+            bad = (change > g.max_change if spec.direction == "increase" else
+                   change < -g.max_change if spec.direction == "decrease" else abs(change) > g.max_change)
+            if bad and (w.significant.get(g.metric) or not g.require_significant):
+                streak.append(w)
+            else:
+                streak = []
+        if len(streak) >= g.consecutive_windows:
+            out.append((g, streak[-g.consecutive_windows:]))
+    return out
+
+
+def decide(plan: RolloutPlan, windows: list[WindowResult], stage_verdict: str | None, stage_rule: str | None,
+           extensions_used: int) -> tuple[str, str, str]:
+    """(decision, rule, explanation) for a stage given its windows and, at its end, its verdict. Pure.
+
+    ``stage_verdict`` None means the stage is still running: only guardrails can decide then
+    (decision ``continue`` when none is breached)."""
+    breaches = guardrail_breaches(plan, windows)
+    if breaches:
+        g, streak = breaches[0]
+        spec = plan.judge.metric(g.metric)
+        moved = ", ".join(f"{w.changes[g.metric] * 100:+.1f}{' pp' if spec.kind == 'proportion' else ' %'}"
+                          f" in [{w.start}, {w.end})" for w in streak)
+        return "rollback", f"guardrail:{g.metric}", f"{g.describe(plan.judge)}: {moved}"
+    if stage_verdict is None:
+        return "continue", "", "guardrails hold"
+    if stage_verdict == "rollback":
+        return "rollback", stage_rule or "judge", "the stage verdict is rollback"
+    if stage_verdict == "promote":
+        return "promote", stage_rule or "judge", "the stage verdict is promote"
+    if extensions_used < plan.max_extensions:
+        return "extend", stage_rule or "judge", (f"stage verdict {stage_verdict}: extending by one window "
+                                                 f"({extensions_used + 1} of {plan.max_extensions})")
+    return "hold", stage_rule or "judge", (f"stage verdict {stage_verdict} after {plan.max_extensions} "
+                                           f"extensions: holding for a human decision")
+
+
+def _stage_windows(start: datetime, end: datetime, window_s: float) -> list[tuple[datetime, datetime]]:
+    out, t = [], start
+    step = timedelta(seconds=window_s)
+    while t + step <= end + timedelta(microseconds=1):
+        out.append((t, t + step))
+        t += step
+    return out
+
+
+def evaluate_timeline(attempts, plan: RolloutPlan, timeline: list[tuple[float, datetime, datetime | None]], *,
+                      synthetic: str = "include", source: str = "") -> RolloutResult:
+    """Judge a past rollout: ``timeline`` lists (percent, start, end) of the stages as they ran
+    (from a decision log or given by hand). Stops at the first rollback or hold."""
+    results: list[StageResult] = []
+    final = 0.0
+    for percent, start, end in timeline:
+        final = percent
+        if percent >= 100:
+            results.append(StageResult(percent, _iso(start), _iso(end), (), "completed", "",
+                                       f"{plan.variant} at 100 %: no control cohort left to compare"))
+            return RolloutResult(plan, tuple(results), "completed", "", "every stage promoted", 100.0, source, synthetic)
+        stage = next((s for s in plan.stages if s.percent == percent), None)
+        window_s = stage.window_s if stage else (plan.stages[0].window_s or 300.0)
+        if end is None:
+            _, last = _data_end(attempts)
+            end = last or start
+        windows: list[WindowResult] = []
+        decided = None
+        for i, (ws, we) in enumerate(_stage_windows(start, end, window_s)):
+            windows.append(evaluate_window(attempts, plan, percent, i, ws, we, synthetic))
+            d = decide(plan, windows, None, None, 0)
+            if d[0] == "rollback":
+                decided = d
+                break
+        stage_compare = _compare(attempts, plan, percent, start, end, synthetic)
+        if decided is None:
+            v = stage_compare.verdict
+            decided = decide(plan, windows, v.verdict, v.rule, plan.max_extensions)
+            if decided[0] == "promote" and stage and (end - start).total_seconds() + 1e-6 < stage.duration_s:
+                decided = ("hold", "stage-too-short", f"stage ran {(end - start).total_seconds():.0f}s, "
+                           f"less than its minimum {format_duration(stage.duration_s)}")
+        results.append(StageResult(percent, _iso(start), _iso(end), tuple(windows), decided[0], decided[1],
+                                   decided[2], stage_compare.to_dict()))
+        if decided[0] != "promote":
+            outcome = {"rollback": "rolled_back", "hold": "held"}.get(decided[0], decided[0])
+            return RolloutResult(plan, tuple(results), outcome, decided[1], decided[2], percent, source, synthetic)
+    return RolloutResult(plan, tuple(results), "in_progress", "", "the timeline ends before 100 %", final, source,
+                         synthetic)
+
+
+def _data_end(attempts) -> tuple[datetime | None, datetime | None]:
+    from toolkit.analysis.compare import data_window
+
+    return data_window(attempts)
+
+
+# --------------------------------------------------------------------------- decision log & run
+
+
+class DecisionLog:
+    """Append-only JSONL of what the rollout did and why (one object per line, flushed)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def write(self, action: str, at: datetime, **fields: Any) -> dict[str, Any]:
+        entry = {"at": _iso(at), "action": action, **_clean(fields)}
+        self._fh.write(json.dumps(entry, sort_keys=False) + "\n")
+        self._fh.flush()
+        return entry
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def timeline_from_log(path: str | Path) -> list[tuple[float, datetime, datetime | None]]:
+    """(percent, start, end) per stage from a decision log written by ``run_rollout``."""
+    p = Path(path)
+    try:
+        lines = read_regular(p).decode("utf-8").splitlines()
+    except FileNotFoundError:
+        raise RolloutPlanError(f"{p}: no such decision log") from None
+    except OSError as e:
+        raise RolloutPlanError(str(e) if isinstance(e, NotRegularFileError) else f"{p}: cannot read: {e.strerror or e}"
+                               ) from None
+    except UnicodeDecodeError as e:
+        raise RolloutPlanError(f"{p}: not valid UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+    starts: list[tuple[float, datetime]] = []
+    end_of_last = None
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            e = json.loads(line)
+            at = datetime.fromisoformat(e["at"].replace("Z", "+00:00"))
+        except (ValueError, KeyError, AttributeError):
+            raise RolloutPlanError(f"{p}:{i}: not a decision log entry") from None
+        if e.get("action") == "stage_started":
+            starts.append((float(e["percent"]), at))
+        elif e.get("action") in ("rolled_back", "held", "completed", "aborted"):
+            end_of_last = at
+    if not starts:
+        raise RolloutPlanError(f"{p}: no stage_started entries")
+    out = []
+    for i, (pct, at) in enumerate(starts):
+        end = starts[i + 1][1] if i + 1 < len(starts) else end_of_last
+        out.append((pct, at, end))
+    return out
+
+
+def run_rollout(plan: RolloutPlan, *, set_percent: Callable[[float], Any], load_attempts: Callable[[], Any],
+                log: DecisionLog, now: Callable[[], datetime] | None = None,
+                sleep: Callable[[float], None] | None = None, synthetic: str = "include",
+                on_event: Callable[[dict[str, Any]], None] | None = None) -> RolloutResult:
+    """Drive the flag stage by stage; roll back (variant to 0 %) on a guardrail breach, a rollback
+    verdict or any error. Returns what happened; the decision log has every step."""
+    import time as _time
+
+    now = now or (lambda: datetime.now(timezone.utc))
+    sleep = sleep or _time.sleep
+    emit = on_event or (lambda e: None)
+
+    def wait_until(t: datetime) -> None:
+        while (remaining := (t - now()).total_seconds()) > 0:
+            sleep(min(remaining, 1.0))
+
+    def rollback(rule: str, why: str, percent: float, stages: list[StageResult]) -> RolloutResult:
+        set_percent(0.0)
+        emit(log.write("rolled_back", now(), from_percent=percent, rule=rule, explanation=why))
+        return RolloutResult(plan, tuple(stages), "rolled_back", rule, why, 0.0, synthetic=synthetic)
+
+    stages: list[StageResult] = []
+    percent = 0.0
+    emit(log.write("plan", now(), plan=plan.to_dict()))
+    try:
+        for stage in plan.stages:
+            percent = stage.percent
+            set_percent(percent)
+            stage_start = now()
+            emit(log.write("stage_started", stage_start, percent=percent, flag=plan.flag, variant=plan.variant))
+            if percent >= 100:
+                stages.append(StageResult(percent, _iso(stage_start), None, (), "completed", "",
+                                          f"{plan.variant} at 100 %"))
+                emit(log.write("completed", now(), percent=percent))
+                return RolloutResult(plan, tuple(stages), "completed", "", "every stage promoted", 100.0,
+                                         synthetic=synthetic)
+            windows: list[WindowResult] = []
+            target_end = stage_start + timedelta(seconds=stage.duration_s)
+            extensions = 0
+            w_start = stage_start
+            while True:
+                w_end = w_start + timedelta(seconds=stage.window_s)
+                wait_until(w_end + timedelta(seconds=plan.settle_s))
+                attempts = load_attempts()
+                w = evaluate_window(attempts, plan, percent, len(windows), w_start, w_end, synthetic)
+                windows.append(w)
+                emit(log.write("window", now(), **asdict(w)))
+                decision, rule, why = decide(plan, windows, None, None, extensions)
+                if decision == "rollback":
+                    stages.append(StageResult(percent, _iso(stage_start), _iso(w_end), tuple(windows), decision,
+                                              rule, why))
+                    return rollback(rule, why, percent, stages)
+                w_start = w_end
+                if w_end < target_end:
+                    continue
+                result = _compare(attempts, plan, percent, stage_start, w_end, synthetic)
+                v = result.verdict
+                decision, rule, why = decide(plan, windows, v.verdict, v.rule, extensions)
+                emit(log.write("stage_decision", now(), percent=percent, decision=decision, rule=rule,
+                               explanation=why, verdict=v.verdict, verdict_explanation=v.explanation,
+                               score=v.score, variant_attempts=result.treatment.attempts,
+                               control_attempts=result.control.attempts))
+                if decision == "extend":
+                    extensions += 1
+                    target_end = w_end + timedelta(seconds=stage.window_s)
+                    continue
+                stages.append(StageResult(percent, _iso(stage_start), _iso(w_end), tuple(windows), decision, rule,
+                                          f"{why}: {v.explanation}", result.to_dict()))
+                if decision == "rollback":
+                    return rollback(rule, f"{why}: {v.explanation}", percent, stages)
+                if decision == "hold":
+                    emit(log.write("held", now(), percent=percent, rule=rule, explanation=why))
+                    return RolloutResult(plan, tuple(stages), "held", rule, why, percent, synthetic=synthetic)
+                break  # promote: next stage
+        return RolloutResult(plan, tuple(stages), "completed", "", "every stage promoted", percent,
+                             synthetic=synthetic)
+    except BaseException as e:
+        # Never leave a half-rolled-out variant behind an error or an interrupt.
+        rollback_error = None
+        try:
+            set_percent(0.0)
+        except Exception as err:  # the control API may be what failed; say so in the log
+            rollback_error = f"{type(err).__name__}: {err}"
+        log.write("aborted", now(), from_percent=percent, error=f"{type(e).__name__}: {e}",
+                  rolled_back=rollback_error is None, rollback_error=rollback_error)
+        raise
+
+
+class FlagControl:
+    """Sets a flag's rollout percentage through the service's control API (bearer token).
+
+    Body of ``PUT /admin/flags/{flag}``: ``{"default": control, "rollout": {variant: percent}}``
+    (demo_service/flags.py)."""
+
+    def __init__(self, url: str, token: str, plan: RolloutPlan, timeout_s: float = 5.0):
+        import requests
+
+        self.url = url.rstrip("/")
+        self.plan = plan
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.session.headers["X-Actor"] = "obslab-rollout"  # names who changed the flag in the audit event
+
+    def set_percent(self, percent: float) -> dict[str, Any]:
+        import requests
+
+        path = f"/admin/flags/{self.plan.flag}"
+        body = {"default": self.plan.control, "rollout": {self.plan.variant: float(percent)}}
+        try:
+            resp = self.session.put(self.url + path, json=body, timeout=self.timeout_s)
+        except requests.ConnectionError:
+            raise ConnectionError(f"no service answering at {self.url} (is the lab running?)") from None
+        except requests.Timeout:
+            raise ConnectionError(f"{self.url} did not answer PUT {path} within {self.timeout_s:g}s") from None
+        if resp.status_code in (401, 403):
+            raise PermissionError(f"{self.url} refused the admin token (HTTP {resp.status_code}) on PUT {path}")
+        if resp.status_code >= 400:
+            raise ConnectionError(f"PUT {self.url}{path} failed: HTTP {resp.status_code}: {resp.text[:200].strip()}")
+        return resp.json() if resp.content else {}

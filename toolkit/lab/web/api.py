@@ -1,0 +1,110 @@
+"""JSON for the tiles, charts and cohort table: ``/api/info``, ``/api/snapshot``, ``/api/series``, ``/api/cohorts``."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import requests
+from flask import Blueprint, current_app, jsonify, request
+
+from contract.events import COHORT_DIMENSIONS, FLAGS
+from contract.durations import DurationError
+from toolkit.slo.spec import load_spec
+from toolkit.lab.web import snapshot as snap
+from toolkit.lab.web.explorer import event_files
+
+__all__ = ["bp", "as_of_now", "prometheus_alerts"]
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+_cache_lock = threading.Lock()
+
+
+def as_of_now(settle_s: float, now: datetime | None = None) -> datetime:
+    """The as-of time of a refresh: whole seconds, settle_s behind the clock."""
+    now = now or datetime.now(timezone.utc)
+    return (now - timedelta(seconds=settle_s)).replace(microsecond=0)
+
+
+def prometheus_alerts(prometheus_url: str) -> list[dict] | None:
+    """Alerts Prometheus evaluates from the lab rules; None if it does not answer."""
+    try:
+        resp = requests.get(f"{prometheus_url.rstrip('/')}/api/v1/alerts", timeout=2)
+        resp.raise_for_status()
+        alerts = resp.json()["data"]["alerts"]
+    except (requests.RequestException, KeyError, ValueError):
+        return None
+    return [{"name": a["labels"].get("alertname", "?"), "severity": a["labels"].get("severity", ""),
+             "state": a.get("state", ""), "slo": a["labels"].get("slo", "")} for a in alerts]
+
+
+def _compute(fn):
+    """Run fn(config, data, window) on the events as of now; one refresh's requests share one load.
+
+    DuckDB connections are not shared between threads, so figures are computed under one lock.
+    """
+    config = current_app.config["OBSLAB_DASHBOARD"]
+    clock = current_app.config.get("OBSLAB_CLOCK")  # tests pin the clock
+    as_of = as_of_now(config.settle_s, clock() if clock else None)
+    key = request.args.get("window", "lab")
+    cache = current_app.extensions.setdefault("obslab_cache", {})
+    with _cache_lock:
+        data = cache.get("data")
+        if data is None or data.as_of != as_of:
+            if data is not None:
+                data.close()
+            spec = cache.get("spec") or load_spec(config.spec_path)
+            cache["spec"] = spec
+            cache["data"] = data = snap.LabData(event_files(config.files_dir), spec, config.profile, as_of)
+        try:
+            window = snap.window_for(key, as_of, config.started_at, data.first_event_at)
+        except (DurationError, ValueError) as e:
+            raise _BadRequest("window", str(e)) from None
+        return fn(config, data, window)
+
+
+class _BadRequest(Exception):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@bp.errorhandler(_BadRequest)
+def _bad_request(e: _BadRequest):
+    return jsonify(error={"code": "invalid", "field": e.field, "message": str(e)}), 422
+
+
+@bp.get("/info")
+def info():
+    config = current_app.config["OBSLAB_DASHBOARD"]
+    return jsonify(
+        profile=config.profile, spec=str(config.spec_path), events_path=str(config.events_dir),
+        refresh_s=config.refresh_s, settle_s=config.settle_s,
+        started_at=snap.iso(config.started_at) if config.started_at else None,
+        links=[{"name": n, "url": u} for n, u in config.links],
+        admin_token_file=str(config.admin_token_file) if config.admin_token_file else None,
+        alerts_source="Prometheus" if config.prometheus_url else "events (toolkit burn-rate evaluation)",
+        dimensions=list(COHORT_DIMENSIONS) + list(FLAGS),
+    )
+
+
+@bp.get("/snapshot")
+def snapshot():
+    config = current_app.config["OBSLAB_DASHBOARD"]
+    alerts = prometheus_alerts(config.prometheus_url) if config.prometheus_url else None
+    return jsonify(_compute(lambda config, data, window: data.snapshot(window, prometheus_alerts=alerts)))
+
+
+@bp.get("/series")
+def series():
+    return jsonify(_compute(lambda config, data, window: data.series(window)))
+
+
+@bp.get("/cohorts")
+def cohorts():
+    dimension = request.args.get("dimension", "region")
+    allowed = list(COHORT_DIMENSIONS) + list(FLAGS)
+    if dimension not in allowed:
+        raise _BadRequest("dimension", f"dimension {dimension!r} is not one of {', '.join(allowed)}")
+    return jsonify(_compute(lambda config, data, window: data.cohorts(window, dimension)))
