@@ -30,6 +30,7 @@ RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml
 FROM ${PYTHON_IMAGE} AS source
 WORKDIR /app
 COPY pyproject.toml README.md slo.yaml ./
+COPY contract ./contract
 COPY demo_service ./demo_service
 COPY toolkit ./toolkit
 COPY loadtests ./loadtests

@@ -8,10 +8,17 @@ Each config key is documented in ``CONFIG_KEYS``; docs/service.md lists them.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 from typing import Any, Mapping
 
+from contract.env import (ENV_ADMIN_ALLOW_REMOTE, ENV_ADMIN_TOKEN, ENV_ASYNC_WORKERS, ENV_DATA_DIR,
+                          ENV_EVENTS_MAX_BYTES, ENV_HTTP_TRACING, ENV_INSTRUMENTATION, ENV_OTLP_ENDPOINT,
+                          ENV_PROMETHEUS_MULTIPROC_DIR, ENV_TRACE_SAMPLE_RATIO, ENV_TRANSCODER_TIMEOUT_S,
+                          ENV_OTEL_EVENT_LOGS, ENV_TRANSCODER_URL)
+from contract.layout import ADMIN_TOKEN_FILE, make_data_dir, read_admin_token_file, write_admin_token_file
+
+# The environment variables' names and meanings live in contract.env (documented in docs/service.md);
+# they are re-exported here for the service's own modules.
 __all__ = [
     "ENV_DATA_DIR",
     "ENV_ADMIN_TOKEN",
@@ -39,69 +46,10 @@ __all__ = [
     "parse_instrumentation",
 ]
 
-# Environment variables (documented in docs/service.md).
-ENV_DATA_DIR = "OBSLAB_DATA_DIR"  # state.db, events/, traces/, keys; default ./.obslab/data
-ENV_ADMIN_TOKEN = "OBSLAB_ADMIN_TOKEN"  # bearer token of /admin/*; else DATA_DIR/admin-token if present
-ENV_ADMIN_ALLOW_REMOTE = "OBSLAB_ADMIN_ALLOW_REMOTE"  # "1": accept /admin/* from non-loopback (containers)
-ENV_TRANSCODER_URL = "OBSLAB_TRANSCODER_URL"  # base URL of the transcoder service
-ENV_TRANSCODER_TIMEOUT_S = "OBSLAB_TRANSCODER_TIMEOUT_S"  # read timeout of one transcode call (default 2 s)
-ENV_TRACE_SAMPLE_RATIO = "OBSLAB_TRACE_SAMPLE_RATIO"  # head sampling ratio of root spans, 0..1
-ENV_INSTRUMENTATION = "OBSLAB_INSTRUMENTATION"  # "all" | "off" | comma list of events,metrics,tracing
-ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"  # OpenTelemetry's own: OTLP/HTTP export when set
-ENV_PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own: multiprocess mode
-ENV_EVENTS_MAX_BYTES = "OBSLAB_EVENTS_MAX_BYTES"  # rotate events.jsonl past this size
-ENV_HTTP_TRACING = "OBSLAB_HTTP_TRACING"  # server spans: "lean" (default) | "flask-instrumentor"
-ENV_ASYNC_WORKERS = "OBSLAB_ASYNC_WORKERS"  # async transcode queue consumer threads per worker (0 = none)
-ENV_OTEL_EVENT_LOGS = "OBSLAB_OTEL_EVENT_LOGS"  # "1": also emit lifecycle events as OpenTelemetry log records
-
 DEFAULT_TRACE_SAMPLE_RATIO = 0.1
 INSTRUMENTATION_PARTS = ("events", "metrics", "tracing")
 HTTP_TRACING_MODES = ("lean", "flask-instrumentor")
-ADMIN_TOKEN_FILE = "admin-token"
-DATA_DIR_MODE = 0o700  # the admin token, request metadata in events and traces: the owner's only
-ADMIN_TOKEN_MODE = 0o600
 
-
-def make_data_dir(path: str | os.PathLike) -> Path:
-    """Create a data directory owner-only (0700); one that exists already is left as its owner set it."""
-    p = Path(path)
-    p.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
-    return p
-
-
-def read_admin_token_file(path: str | os.PathLike) -> str | None:
-    """The token in ``path`` (None when missing or empty), its mode tightened to 0600 first.
-
-    A token file left group- or world-readable (copied in, made by an older obslab) would let any
-    local user drive the control plane; one that is not a regular file, or not ours to tighten,
-    is refused with a ValueError naming it.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise ValueError(f"admin token file {path}: cannot read: {e.strerror or e}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"admin token file {path}: not a regular file")
-        if st.st_mode & 0o077:
-            try:
-                os.fchmod(fd, ADMIN_TOKEN_MODE)
-            except OSError:
-                raise ValueError(f"admin token file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}) "
-                                 f"and cannot be made 0600: chmod 600 it, or remove it") from None
-        token = f.read(4096).decode("utf-8", errors="replace").strip()
-    return token or None
-
-
-def write_admin_token_file(path: str | os.PathLike, token: str) -> None:
-    """Write ``token`` to ``path``, mode 0600 even if the file existed with a looser one."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, ADMIN_TOKEN_MODE)
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(fd, ADMIN_TOKEN_MODE)  # O_CREAT's mode applies only to a file it creates
-        f.write(token + "\n")
 
 CONFIG_KEYS: dict[str, str] = {
     "DATA_DIR": "Directory of state.db, events/, traces/ and the user-hash key.",

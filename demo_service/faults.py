@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from contract.events import APP_VERSIONS, FLAGS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS
+from contract.faults import API_ROUTES, KIND_TARGETS, KINDS, PARAMS, SELECTOR_VALUES, TARGETS
 
 __all__ = [
     "KINDS",
@@ -28,41 +28,6 @@ __all__ = [
     "matching",
 ]
 
-KINDS = ("latency", "errors", "timeouts", "chunk_failures", "cpu_burn", "memory_growth",
-         "cache_off", "drop_events")
-TARGETS = ("api", "transcoder", "storage", "db", "cache", "event_sink")
-# Route groups of the publish API a fault on target "api" may name (None = all).
-API_ROUTES = ("create", "chunk", "complete", "status", "cancel", "feed")
-# Which kinds make sense on which target.
-KIND_TARGETS: dict[str, tuple[str, ...]] = {
-    "latency": ("api", "transcoder", "storage", "db", "cache"),
-    "errors": ("api", "transcoder", "storage", "db"),
-    "timeouts": ("api", "transcoder"),
-    "chunk_failures": ("storage",),
-    "cpu_burn": ("api", "transcoder"),
-    "memory_growth": ("api", "transcoder"),
-    "cache_off": ("cache",),
-    "drop_events": ("event_sink",),
-}
-SELECTOR_VALUES: dict[str, tuple[str, ...]] = {
-    "region": REGIONS,
-    "app_version": APP_VERSIONS,
-    "network_type": NETWORK_TYPES,
-    "media_size_bucket": MEDIA_SIZE_BUCKETS,
-    # Extension of the brief's selectors: the rollout cohort, so a drill can break only the canary.
-    "release": FLAGS["release"],
-}
-# Parameters per kind: name -> (default, minimum, maximum).
-PARAMS: dict[str, dict[str, tuple[float, float, float]]] = {
-    "latency": {"latency_ms": (500, 0, 60_000)},
-    "errors": {},
-    "timeouts": {"timeout_ms": (5_000, 0, 60_000)},
-    "chunk_failures": {},
-    "cpu_burn": {"cpu_ms": (50, 0, 10_000)},
-    "memory_growth": {"kib_per_request": (256, 0, 64 * 1024), "max_mib": (256, 1, 2048)},
-    "cache_off": {},
-    "drop_events": {},
-}
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 

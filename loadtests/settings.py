@@ -16,6 +16,7 @@ from typing import Mapping
 
 from loadtests.cohorts import CohortMix, CohortMixError, parse_mix
 from loadtests.retry import RetryPolicy, RetryPolicyError
+from contract import env
 from contract.brief import brief
 from contract.durations import DurationError, parse_duration
 
@@ -27,53 +28,30 @@ __all__ = [
     "LoadSettings", "SettingsError", "from_env", "current",
 ]
 
-SEED = "OBSLAB_LOAD_SEED"
-"""Integer seed: every user's random choices derive from it (default 1)."""
-RUN_ID = "OBSLAB_LOAD_RUN_ID"
-"""Prefix of every request_id this run mints (1-16 letters/digits); random per process when unset."""
-RETRY_POLICY = "OBSLAB_LOAD_RETRY_POLICY"
-"""Chunk retry policy: none | immediate | backoff (default backoff)."""
-RETRY_MAX_ATTEMPTS = "OBSLAB_LOAD_RETRY_MAX_ATTEMPTS"
-"""Tries per chunk, the first included (default 4)."""
-RETRY_BASE = "OBSLAB_LOAD_RETRY_BASE"
-"""Backoff base delay (default 50ms)."""
-RETRY_CAP = "OBSLAB_LOAD_RETRY_CAP"
-"""Backoff delay cap (default 1s)."""
-CANCEL_RATE = "OBSLAB_LOAD_CANCEL_RATE"
-"""Share of publish flows the creator cancels part-way, 0..1 (default 0.02)."""
-MIX = "OBSLAB_LOAD_MIX"
-"""Cohort mix override, JSON: {"network_type": {"3g": 1}} (other dimensions keep their defaults)."""
-PACE = "OBSLAB_LOAD_PACE"
-"""Multiplier on the network-dependent pause between chunks; 0 = no pause (default 1)."""
-CHUNK_BYTES = "OBSLAB_LOAD_CHUNK_BYTES"
-"""Bytes sent per chunk, at most the server's max_chunk_bytes (default 16384)."""
-THINK_TIME = "OBSLAB_LOAD_THINK_TIME"
-"""Pause between a creator's publish flows, MIN-MAX (e.g. 500ms-2s) or one duration; 0 = none (default 500ms-2s)."""
-CREATOR_WEIGHT = "OBSLAB_LOAD_CREATOR_WEIGHT"
-"""Relative number of creator users (default 4)."""
-VIEWER_WEIGHT = "OBSLAB_LOAD_VIEWER_WEIGHT"
-"""Relative number of viewer users (default 1; 0 = no viewers)."""
-RECORD_DIR = "OBSLAB_LOAD_RECORD_DIR"
-"""Directory of the client record (one attempts-*.jsonl file per process); unset = no record."""
-SHAPE = "OBSLAB_LOAD_SHAPE"
-"""Load shape: none | steady | ramp | spike | diurnal | phased (default none: Locust's --users)."""
-PHASES = "OBSLAB_LOAD_PHASES"
-"""Phases of the phased shape: DURATION:USERS[@SPAWN_RATE],... e.g. 30s:10,2m:40@20,30s:10."""
-POLL_INTERVAL = "OBSLAB_LOAD_POLL_INTERVAL"
-"""Async transcode mode: pause between status polls (default 200ms)."""
-POLL_TIMEOUT = "OBSLAB_LOAD_POLL_TIMEOUT"
-"""Async transcode mode: how long the creator waits for a terminal status (default 30s)."""
-REQUEST_TIMEOUT = "OBSLAB_LOAD_REQUEST_TIMEOUT"
-"""Client timeout of one HTTP request (default 10s)."""
-ON_GIVE_UP = "OBSLAB_LOAD_ON_GIVE_UP"
-"""When a chunk exhausts its retries: complete (ask the server to finish; it fails the publish)
-or abandon (walk away; the attempt ends abandoned). Default complete."""
-PROGRESS_FILE = "OBSLAB_LOAD_PROGRESS_FILE"
-"""A JSON file the master (or the single process) rewrites every second with live totals; unset = none."""
-TRACE_SAMPLE_RATIO = "OBSLAB_LOAD_TRACE_SAMPLE_RATIO"
-"""Share of flows whose traceparent says 'sampled' (head sampling at the client, by trace ID like the
-service's ratio sampler). Default: the service's OBSLAB_TRACE_SAMPLE_RATIO if set, else 0.1, its default."""
-SERVICE_TRACE_SAMPLE_RATIO = "OBSLAB_TRACE_SAMPLE_RATIO"
+# The variables' names and meanings live in contract.env (one home for every OBSLAB_* name).
+SEED = env.LOAD_SEED
+RUN_ID = env.LOAD_RUN_ID
+RETRY_POLICY = env.LOAD_RETRY_POLICY
+RETRY_MAX_ATTEMPTS = env.LOAD_RETRY_MAX_ATTEMPTS
+RETRY_BASE = env.LOAD_RETRY_BASE
+RETRY_CAP = env.LOAD_RETRY_CAP
+CANCEL_RATE = env.LOAD_CANCEL_RATE
+MIX = env.LOAD_MIX
+PACE = env.LOAD_PACE
+CHUNK_BYTES = env.LOAD_CHUNK_BYTES
+THINK_TIME = env.LOAD_THINK_TIME
+CREATOR_WEIGHT = env.LOAD_CREATOR_WEIGHT
+VIEWER_WEIGHT = env.LOAD_VIEWER_WEIGHT
+RECORD_DIR = env.LOAD_RECORD_DIR
+SHAPE = env.LOAD_SHAPE
+PHASES = env.LOAD_PHASES
+POLL_INTERVAL = env.LOAD_POLL_INTERVAL
+POLL_TIMEOUT = env.LOAD_POLL_TIMEOUT
+REQUEST_TIMEOUT = env.LOAD_REQUEST_TIMEOUT
+ON_GIVE_UP = env.LOAD_ON_GIVE_UP
+PROGRESS_FILE = env.LOAD_PROGRESS_FILE
+TRACE_SAMPLE_RATIO = env.LOAD_TRACE_SAMPLE_RATIO
+SERVICE_TRACE_SAMPLE_RATIO = env.ENV_TRACE_SAMPLE_RATIO
 DEFAULT_TRACE_SAMPLE_RATIO = 0.1
 
 ENV_VARS = (

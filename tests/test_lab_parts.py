@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.lab.runtime import Lab, LabAlreadyRunning, LabConfig, LabError, locust_argv, port_in_use
+from toolkit.lab.load import locust_argv
+from toolkit.lab.runtime import Lab, LabAlreadyRunning, LabConfig, LabError, port_in_use
 from toolkit.slo.prometheus_config import write_prometheus_config
-from toolkit.bench.perfdoc import replace_section
 from toolkit.lab.procgroup import descendants, start_group_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,15 +152,3 @@ def test_child_dies_with_its_parent(tmp_path: Path):
     while psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "child outlived its killed parent"
         time.sleep(0.05)
-
-
-def test_replace_section_keeps_the_other_sections(tmp_path: Path):
-    doc = tmp_path / "performance.md"
-    doc.write_text("# Performance\n\n## SLI engine\n\nfast\n\n## Embedded lab\n\nold\n\n## Load\n\nmany\n")
-    replace_section(doc, "Embedded lab", "## Embedded lab\n\nnew figures\n")
-    text = doc.read_text()
-    assert "new figures" in text and "old" not in text
-    assert text.index("## SLI engine") < text.index("## Embedded lab") < text.index("## Load")
-    assert "fast" in text and "many" in text
-    replace_section(tmp_path / "fresh.md", "Embedded lab", "## Embedded lab\n\nx\n")
-    assert (tmp_path / "fresh.md").read_text().startswith("# Performance\n\n## Embedded lab")

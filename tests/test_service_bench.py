@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from toolkit.bench.overhead import (DEFAULT_VARIANTS, SECTION_TITLE, RoundResult, parse_wrk_output,
-                                    render_markdown, run_overhead, summarize, write_section)
+                                    render_markdown, run_overhead, summarize)
+from toolkit.bench.perfdoc import write_section
 
 
 def _r(variant, rnd, rps, p50=1.0, p99=5.0, cpu=500.0):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from toolkit.bench.sli import SECTION_TITLE, run_bench, write_section
+from toolkit.bench.perfdoc import write_section
+from toolkit.bench.sli import SECTION_TITLE, render_section, run_bench
 
 
 @pytest.mark.slow
@@ -24,7 +25,7 @@ def test_bench_engines_agree_and_section_is_replaced(tmp_path):
     doc = tmp_path / "performance.md"
     doc.write_text("# Performance\n\n## Instrumentation overhead\n\nkeep me\n\n## SLI engine\n\nold figures\n\n"
                    "## Zzz\n\nkeep me too\n")
-    write_section(result, doc, "obslab bench sli --events 4000")
+    write_section(doc, render_section(result, "obslab bench sli --events 4000"))
     text = doc.read_text()
     assert "keep me\n" in text and "keep me too" in text and "old figures" not in text
     assert text.count(SECTION_TITLE) == 1 and "| duckdb | Parquet file |" in text

@@ -10,7 +10,6 @@ import time
 import subprocess
 import sys
 
-from toolkit.bench.perfdoc import replace_section
 from toolkit.bench.soak import ProcessSample, ProcessSampler, Thresholds, analyse, render_markdown
 
 
@@ -91,17 +90,6 @@ def test_sampler_reads_a_real_process_tree():
         root.wait()
     # The root is gone: the sampler skips it instead of failing.
     assert sampler.sample() == []
-
-
-def test_replace_section_keeps_other_sections(tmp_path):
-    doc = tmp_path / "performance.md"
-    doc.write_text("# Performance\n\n## Overhead\n\nx 0.9\n\n## Soak\n\nold\n\n## SLI engine\n\n10 M/s\n")
-    replace_section(doc, "Soak", "new figures")
-    text = doc.read_text()
-    assert "old" not in text and "## Soak\n\nnew figures\n" in text
-    assert "## Overhead\n\nx 0.9" in text and "## SLI engine\n\n10 M/s" in text
-    replace_section(tmp_path / "fresh.md", "Soak", "first")
-    assert "## Soak\n\nfirst" in (tmp_path / "fresh.md").read_text()
 
 
 def test_bench_soak_refuses_bad_options_in_one_line():

@@ -26,7 +26,7 @@ import requests
 from toolkit.lab.processes import ServiceProcesses
 
 __all__ = ["Variant", "DEFAULT_VARIANTS", "BREAKDOWN_VARIANTS", "RoundResult", "VariantSummary", "OverheadReport",
-           "run_overhead", "summarize", "render_markdown", "write_section", "wrk_script", "parse_wrk_output",
+           "run_overhead", "summarize", "render_markdown", "wrk_script", "parse_wrk_output",
            "SECTION_TITLE", "TARGETS"]
 
 SECTION_TITLE = "Instrumentation overhead (obslab bench overhead)"
@@ -307,17 +307,3 @@ def render_markdown(report: OverheadReport, command: str, when: str) -> str:
                             f"{'met' if s.ratio_median >= target else 'NOT met'})")
     lines += ["", "Targets: " + "; ".join(verdicts) + ".", "", HOW_TO_READ]
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, markdown: str, title: str = SECTION_TITLE) -> None:
-    """Replace (or append) the ``## title`` section of a markdown file, keeping every other section."""
-    text = path.read_text() if path.exists() else "# Performance\n\nFigures measured by `obslab bench ...` commands.\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.strip() == f"## {title}"), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + markdown
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "".join(lines[:start]) + markdown + ("\n" if end < len(lines) else "") + "".join(lines[end:])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)

@@ -1,4 +1,8 @@
-"""docs/performance.md is shared: each benchmark replaces only its own ``## <topic>`` section."""
+"""docs/performance.md is shared: each benchmark owns one ``## <heading>`` section and replaces only it.
+
+The one writer of that file: every ``obslab bench`` command and ``obslab lab bench`` call
+``write_section`` with a section that starts with its own ``## heading`` line.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,29 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["replace_section", "check_target", "TargetError"]
+__all__ = ["write_section", "PerfDocError", "check_target", "TargetError"]
 
-_TITLE = "# Performance\n\nFigures measured by `obslab bench ...`; each section says how it was measured.\n"
+TITLE = "# Performance\n\nFigures measured by `obslab bench ...`; each section says how it was measured.\n"
 
 
-def replace_section(path: str | Path, heading: str, body: str) -> None:
-    """Replace the section ``## heading`` (up to the next ``## `` heading) or append it; keep the rest."""
+class PerfDocError(ValueError):
+    """A section that does not start with its ``## heading`` line."""
+
+
+def write_section(path: str | Path, section: str) -> None:
+    """Replace the section whose heading is ``section``'s first line (up to the next ``## ``), or append it."""
+    first, _, _ = section.lstrip("\n").partition("\n")
+    if not first.startswith("## ") or not first[3:].strip():
+        raise PerfDocError(f"a performance section must start with a '## heading' line, got {first[:60]!r}")
+    heading = first[3:].strip()
     p = Path(path)
-    text = p.read_text() if p.exists() else _TITLE
-    section = f"## {heading}\n\n{body.rstrip()}\n"
+    text = p.read_text() if p.exists() else TITLE
+    body = section.strip("\n") + "\n"
     pattern = re.compile(rf"^## {re.escape(heading)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
+        text = pattern.sub(lambda _: body + "\n", text, count=1).rstrip("\n") + "\n"
     else:
-        text = text.rstrip() + "\n\n" + section
+        text = text.rstrip("\n") + "\n\n" + body
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(text)
 

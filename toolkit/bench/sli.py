@@ -11,7 +11,7 @@ separately as wall time). The pandas version computes the same totals, series
 and breakdown with straightforward pandas/numpy code and is checked to agree
 with DuckDB on the headline figures.
 
-``write_section(result, path)`` puts the figures in ``docs/performance.md`` under
+``render_section(result, command)`` is the ``docs/performance.md`` section (toolkit.bench.perfdoc writes it) under
 ``## SLI engine``, leaving other sections alone.
 """
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-__all__ = ["BenchRun", "BenchResult", "run_bench", "prepare_data", "write_section", "SECTION_TITLE", "TARGETS"]
+__all__ = ["BenchRun", "BenchResult", "run_bench", "prepare_data", "render_section", "SECTION_TITLE", "TARGETS"]
 
 SECTION_TITLE = "## SLI engine"
 TARGETS = {"parquet_events_per_s": 10e6, "jsonl_events_per_s": 2.5e6, "peak_rss_mb": 500.0, "speedup_vs_pandas": 10.0}
@@ -445,20 +445,6 @@ def render_section(result: BenchResult, command: str) -> str:
                    "chunk retry rate, series and segment counts)." if result.agree else
                    "**Engines disagree:** " + "; ".join(result.disagreements)), ""]
     return "\n".join(lines)
-
-
-def write_section(result: BenchResult, path: Path, command: str) -> None:
-    """Replace (or append) the ``## SLI engine`` section, keeping the rest of the file."""
-    text = path.read_text() if path.exists() else "# Performance\n\nFigures measured by the `obslab bench` commands.\n"
-    section = render_section(result, command)
-    lines = text.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION_TITLE), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + section.splitlines() + ([""] + lines[end:] if end < len(lines) else []))
-    path.write_text(new.rstrip("\n") + "\n")
 
 
 def _peak_rss_mb() -> float | None:

@@ -8,8 +8,7 @@ from pathlib import Path
 import typer
 
 from toolkit.bench.capacity import render_markdown, run_capacity
-from toolkit.bench.overhead import write_section
-from toolkit.bench.perfdoc import TargetError, check_target
+from toolkit.bench.perfdoc import TargetError, check_target, write_section
 from toolkit.cli.base import UserError, bench_app, console, err_console, user_errors
 from contract.durations import DurationError, parse_duration
 from toolkit.lab.load import LoadError
@@ -45,5 +44,5 @@ def capacity(
         markdown = render_markdown(report, command, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
         console.print(markdown, markup=False, highlight=False, soft_wrap=True)
         if write:
-            write_section(output, markdown, title="Load capacity")
+            write_section(output, markdown)
             err_console.print(f"wrote section to {output}")

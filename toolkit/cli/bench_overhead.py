@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from toolkit.bench.overhead import render_markdown, run_overhead, write_section
-from toolkit.bench.perfdoc import TargetError, check_target
+from toolkit.bench.overhead import render_markdown, run_overhead
+from toolkit.bench.perfdoc import TargetError, check_target, write_section
 from toolkit.cli.base import bench_app, console, err_console, user_errors
 from toolkit.lab.processes import ServiceStartError
 

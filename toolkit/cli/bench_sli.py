@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from toolkit.bench.perfdoc import check_target
-from toolkit.bench.sli import TARGETS, run_bench, write_section
+from toolkit.bench.perfdoc import check_target, write_section
+from toolkit.bench.sli import TARGETS, render_section, run_bench
 from toolkit.cli.base import bench_app, console, err_console, user_errors
 
 
@@ -56,5 +56,5 @@ def bench_sli(
                   "ENGINES DISAGREE: " + "; ".join(result.disagreements), highlight=False)
     if target is not None:
         with user_errors(OSError):
-            write_section(result, target, f"obslab bench sli --events {events}")
+            write_section(target, render_section(result, f"obslab bench sli --events {events}"))
         console.print(f"wrote the '## SLI engine' section of {target}", highlight=False)

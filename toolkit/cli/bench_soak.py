@@ -12,7 +12,7 @@ import psutil
 import typer
 from rich.table import Table
 
-from toolkit.bench.perfdoc import check_target, replace_section
+from toolkit.bench.perfdoc import check_target, write_section
 from toolkit.bench.soak import Thresholds, render_markdown, run_soak
 from toolkit.cli.base import bench_app, console, err_console, user_errors
 from toolkit.lab.load import LoadError
@@ -71,7 +71,7 @@ def bench_soak(
                    f"Python {platform.python_version()}, shared with other work")
         command = f"obslab bench soak --minutes {minutes:g} --users {users} --interval {interval:g}"
         with user_errors(OSError):
-            replace_section(target, "Soak", render_markdown(report, command=command, machine=machine))
+            write_section(target, "## Soak\n\n" + render_markdown(report, command=command, machine=machine))
         console.print(f"wrote the '## Soak' section of {target}", highlight=False)
     if report.verdict == "growing":
         raise typer.Exit(1)

@@ -74,7 +74,7 @@ def bench_lab(
 ) -> None:
     """Embedded lab footprint: RSS of the whole process tree and time to the first SLI on the page."""
     from toolkit.bench.lab import performance_section, run_lab_bench
-    from toolkit.bench.perfdoc import replace_section
+    from toolkit.bench.perfdoc import write_section
 
     from toolkit.bench.perfdoc import TargetError, check_target
 
@@ -96,5 +96,5 @@ def bench_lab(
         if no_write:
             console.print(section, highlight=False)
         else:
-            replace_section(write, "Embedded lab", section)
+            write_section(write, section)
             console.print(f"wrote the 'Embedded lab' section of {write}", highlight=False)

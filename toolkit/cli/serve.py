@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
-from demo_service.config import ENV_ADMIN_TOKEN, make_data_dir
+from contract.env import ENV_ADMIN_ALLOW_REMOTE, ENV_ADMIN_TOKEN
+from contract.exposure import bind_warning
+from contract.layout import make_data_dir
 from toolkit.cli.base import app, console, err_console, fail, user_errors
 from toolkit.lab.processes import (DEFAULT_API_WORKERS, ServiceProcesses, ServiceStartError, ensure_admin_token,
                                run_until_stopped)
@@ -37,9 +39,7 @@ def serve(
             token_note = f"admin token in {token_path}"
         if only not in ("", "api", "transcoder"):
             raise fail(f"--only: expected api or transcoder, got {only!r}")
-        from demo_service.gunicorn_conf import bind_warning
-
-        warning = bind_warning([f"{host}:{port}"], os.environ.get("OBSLAB_ADMIN_ALLOW_REMOTE", "").strip().lower()
+        warning = bind_warning([f"{host}:{port}"], os.environ.get(ENV_ADMIN_ALLOW_REMOTE, "").strip().lower()
                                in ("1", "true", "yes"))
         if warning:
             err_console.print(f"[bold yellow]{warning}[/]", soft_wrap=True, highlight=False)

@@ -12,11 +12,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from toolkit.drills.schema import Drill
 from toolkit.drills.state import RunDir, RunState
+from toolkit.lab.load import locust_argv
 
 __all__ = ["load_env", "load_command", "start_load", "stop_load", "locustfile"]
 
@@ -51,9 +51,8 @@ def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
 
 def load_command(drill: Drill, state: RunState) -> list[str]:
     users = drill.setup.load.users
-    return [sys.executable, "-m", "locust", "-f", str(locustfile()), "--headless", "--host", state.url,
-            "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{max(1, round(state.duration_s))}s",
-            "--stop-timeout", "2", "--only-summary", "--loglevel", "WARNING"]
+    return locust_argv(state.url, users, locustfile=locustfile(), spawn_rate=users, run_time_s=state.duration_s,
+                       stop_timeout_s=2)
 
 
 def start_load(drill: Drill, state: RunState, run: RunDir) -> subprocess.Popen:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from demo_service import faults as service_faults
+from contract import faults as service_faults
 from contract.brief import brief
 from contract.events import APP_VERSIONS, COHORT_DIMENSIONS, FLAGS, NETWORK_TYPES
 from toolkit.drills.causes import CAUSES
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 DIFFICULTIES = ("beginner", "intermediate", "advanced")
-# The fault vocabulary is the demo service's own (demo_service/faults.py), so a drill can
+# The fault vocabulary is the control plane's contract (contract/faults.py), so a drill can
 # name only faults the control API accepts. kind → parameters it takes, name → (minimum, maximum).
 FAULT_KINDS: dict[str, dict[str, tuple[float, float]]] = {
     kind: {name: (lo, hi) for name, (_default, lo, hi) in params.items()}

@@ -40,6 +40,7 @@ __all__ = [
     "RequestStats",
     "check_host",
     "preflight",
+    "locust_argv",
     "locust_command",
     "locust_environment",
     "read_request_stats",
@@ -179,27 +180,37 @@ def locust_environment(options: LoadOptions, run_id: str, record_dir: Path, prog
     return env
 
 
+def locust_argv(host: str, users: int, *, locustfile: str | Path = LOCUSTFILE, spawn_rate: float | None = None,
+                run_time_s: float | None = None, stop_timeout_s: float | None = None,
+                web_ui: tuple[str, int] | None = None, csv_prefix: Path | None = None, logfile: Path | None = None,
+                loglevel: str = "WARNING", processes: int = 1) -> list[str]:
+    """The one Locust command line of obslab (``obslab load``, the lab, drills): headless unless ``web_ui``
+    (host, port) is given; bounded by ``run_time_s`` unless None (the caller stops it)."""
+    argv = [sys.executable, "-m", "locust", "-f", str(locustfile), "--host", host.rstrip("/"),
+            "--users", str(users), "--spawn-rate", f"{spawn_rate if spawn_rate is not None else max(1, users):g}"]
+    if run_time_s is not None:
+        argv += ["--run-time", f"{max(1, round(run_time_s))}s"]
+    if stop_timeout_s is not None:
+        argv += ["--stop-timeout", f"{stop_timeout_s:g}"]
+    if csv_prefix is not None:
+        argv += ["--csv", str(csv_prefix)]
+    # A failed request is data here (faults are injected on purpose), not a failed run.
+    argv += ["--exit-code-on-error", "0", "--loglevel", loglevel]
+    if logfile is not None:
+        argv += ["--logfile", str(logfile)]
+    if processes > 1:
+        argv += ["--processes", str(processes)]
+    if web_ui is None:
+        return argv + ["--headless", "--only-summary"]
+    return argv + ["--web-host", web_ui[0], "--web-port", str(web_ui[1]), "--autostart"]
+
+
 def locust_command(options: LoadOptions, out_dir: Path) -> list[str]:
-    """``locust -f <packaged locustfile> --headless ...`` for these options."""
-    command = [
-        sys.executable, "-m", "locust",
-        "-f", str(LOCUSTFILE),
-        "--headless",
-        "--host", options.host.rstrip("/"),
-        "--users", str(options.users),
-        "--spawn-rate", f"{options.spawn_rate:g}",
-        "--run-time", f"{max(1, round(run_duration_s(options)))}s",
-        "--stop-timeout", str(STOP_TIMEOUT_S),
-        "--csv", str(out_dir / CSV_PREFIX),
-        "--only-summary",
-        # A failed request is data here (faults are injected on purpose), not a failed run.
-        "--exit-code-on-error", "0",
-        "--loglevel", "INFO",
-        "--logfile", str(out_dir / LOG_FILE),
-    ]
-    if options.processes > 1:
-        command += ["--processes", str(options.processes)]
-    return command
+    """``obslab load``'s Locust: headless, bounded by the options' run time, CSV statistics in ``out_dir``."""
+    return locust_argv(options.host, options.users, spawn_rate=options.spawn_rate,
+                       run_time_s=run_duration_s(options), stop_timeout_s=STOP_TIMEOUT_S,
+                       csv_prefix=out_dir / CSV_PREFIX, logfile=out_dir / LOG_FILE, loglevel="INFO",
+                       processes=options.processes)
 
 
 def check_host(host: str) -> None:

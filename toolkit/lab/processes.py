@@ -25,9 +25,9 @@ from typing import IO, Callable, Mapping
 
 import requests
 
-from demo_service.config import (ADMIN_TOKEN_FILE, ENV_ADMIN_TOKEN, ENV_DATA_DIR, ENV_INSTRUMENTATION,
-                                 ENV_PROMETHEUS_MULTIPROC_DIR, ENV_TRACE_SAMPLE_RATIO, ENV_TRANSCODER_URL,
-                                 make_data_dir, read_admin_token_file, write_admin_token_file)
+from contract.env import (ENV_ADMIN_TOKEN, ENV_DATA_DIR, ENV_INSTRUMENTATION, ENV_PROMETHEUS_MULTIPROC_DIR,
+                          ENV_TRACE_SAMPLE_RATIO, ENV_TRANSCODER_URL)
+from contract.layout import ADMIN_TOKEN_FILE, make_data_dir, read_admin_token_file, write_admin_token_file
 from toolkit.lab.procgroup import die_with_parent
 
 __all__ = [

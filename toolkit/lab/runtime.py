@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import socket
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,8 @@ from typing import Callable
 
 import requests
 
-from demo_service.config import make_data_dir
+from contract.layout import make_data_dir
+from toolkit.lab.load import locust_argv
 from toolkit.lab.procgroup import GroupProcess, descendants, start_group_process
 
 __all__ = [
@@ -112,22 +112,6 @@ def read_lab_file(data_dir: Path) -> dict | None:
         return json.loads((Path(data_dir) / LAB_FILE).read_text())
     except (OSError, ValueError):
         return None
-
-
-def locustfile() -> Path:
-    """The load generator's locustfile, from the installed ``loadtests`` package."""
-    import loadtests
-
-    return Path(loadtests.__file__).resolve().parent / "locustfile.py"
-
-
-def locust_argv(host: str, users: int, web_ui: tuple[str, int] | None = None) -> list[str]:
-    """Locust for the lab: creators + viewers at a steady user count, no run time (the lab bounds it)."""
-    argv = [sys.executable, "-m", "locust", "-f", str(locustfile()), "--host", host,
-            "--users", str(users), "--spawn-rate", str(max(1, users)), "--loglevel", "WARNING"]
-    if web_ui is None:
-        return argv + ["--headless", "--only-summary"]
-    return argv + ["--web-host", web_ui[0], "--web-port", str(web_ui[1]), "--autostart"]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -223,7 +207,7 @@ class Lab:
                 raise LabAlreadyRunning(f"port {port} ({name}) on {HOST} is in use: {hint}; choose another with {flag}")
 
     def _other_lab_on(self, port: int) -> str | None:
-        info = read_lab_file(Path(".obslab")) or {}
+        info = read_lab_file(self.data_dir) or {}
         if info.get("pid") and _pid_alive(int(info["pid"])) and port in (info.get("ports") or {}).values():
             return f"pid {info['pid']}, dashboard {info.get('dashboard_url')}"
         return None
@@ -247,7 +231,7 @@ class Lab:
 
     @property
     def admin_token_file(self) -> Path:
-        from demo_service.config import ADMIN_TOKEN_FILE
+        from contract.layout import ADMIN_TOKEN_FILE
 
         return self.service_dir / ADMIN_TOKEN_FILE
 

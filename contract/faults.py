@@ -1,0 +1,47 @@
+"""The fault vocabulary of the control plane: kinds, targets, selectors and parameters.
+
+The contract between the service's /admin/faults API (demo_service.faults validates and matches)
+and whoever injects faults (drills, the dashboard, tests). Data only.
+"""
+
+from __future__ import annotations
+
+from contract.events import APP_VERSIONS, FLAGS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS
+
+__all__ = ["KINDS", "TARGETS", "API_ROUTES", "KIND_TARGETS", "SELECTOR_VALUES", "PARAMS"]
+
+KINDS = ("latency", "errors", "timeouts", "chunk_failures", "cpu_burn", "memory_growth",
+         "cache_off", "drop_events")
+TARGETS = ("api", "transcoder", "storage", "db", "cache", "event_sink")
+# Route groups of the publish API a fault on target "api" may name (None = all).
+API_ROUTES = ("create", "chunk", "complete", "status", "cancel", "feed")
+# Which kinds make sense on which target.
+KIND_TARGETS: dict[str, tuple[str, ...]] = {
+    "latency": ("api", "transcoder", "storage", "db", "cache"),
+    "errors": ("api", "transcoder", "storage", "db"),
+    "timeouts": ("api", "transcoder"),
+    "chunk_failures": ("storage",),
+    "cpu_burn": ("api", "transcoder"),
+    "memory_growth": ("api", "transcoder"),
+    "cache_off": ("cache",),
+    "drop_events": ("event_sink",),
+}
+SELECTOR_VALUES: dict[str, tuple[str, ...]] = {
+    "region": REGIONS,
+    "app_version": APP_VERSIONS,
+    "network_type": NETWORK_TYPES,
+    "media_size_bucket": MEDIA_SIZE_BUCKETS,
+    # Extension of the brief's selectors: the rollout cohort, so a drill can break only the canary.
+    "release": FLAGS["release"],
+}
+# Parameters per kind: name -> (default, minimum, maximum).
+PARAMS: dict[str, dict[str, tuple[float, float, float]]] = {
+    "latency": {"latency_ms": (500, 0, 60_000)},
+    "errors": {},
+    "timeouts": {"timeout_ms": (5_000, 0, 60_000)},
+    "chunk_failures": {},
+    "cpu_burn": {"cpu_ms": (50, 0, 10_000)},
+    "memory_growth": {"kib_per_request": (256, 0, 64 * 1024), "max_mib": (256, 1, 2048)},
+    "cache_off": {},
+    "drop_events": {},
+}
