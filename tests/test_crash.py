@@ -24,7 +24,7 @@ from toolkit.events.io import load_events
 from toolkit.lab.load import LoadOptions, run_load
 from toolkit.analysis.reconcile_io import counters_from_metrics, reconcile_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 LOAD_S = 30
 TERMINAL = ("publish_succeeded", "publish_failed", "upload_cancelled")
