@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from contract.env import ENV_ADMIN_ALLOW_REMOTE
 from contract.exposure import bind_warning
 
 
@@ -24,7 +25,7 @@ def child_exit(server, worker) -> None:
 
 def when_ready(server) -> None:
     """Say it loudly when the service is reachable from other hosts (it injects faults on request)."""
-    allow = os.environ.get("OBSLAB_ADMIN_ALLOW_REMOTE", "").strip().lower() in ("1", "true", "yes")
+    allow = os.environ.get(ENV_ADMIN_ALLOW_REMOTE, "").strip().lower() in ("1", "true", "yes")
     warning = bind_warning(server.cfg.bind, allow)
     if warning:
         server.log.warning(warning)

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import psutil
 import requests
 
+from contract.env import ENV_HTTP_TRACING
 from toolkit.lab.processes import ServiceProcesses
 
 __all__ = ["Variant", "DEFAULT_VARIANTS", "BREAKDOWN_VARIANTS", "RoundResult", "VariantSummary", "OverheadReport",
@@ -54,7 +55,7 @@ BREAKDOWN_VARIANTS = (
     Variant("events+metrics", "events + metrics", "events,metrics"),
     Variant("tracing-default", "tracing only, default sampling", "tracing"),
     Variant("official-flask", "instrumented, default sampling, official FlaskInstrumentor server spans", "all",
-            env=(("OBSLAB_HTTP_TRACING", "flask-instrumentor"),)),
+            env=((ENV_HTTP_TRACING, "flask-instrumentor"),)),
 )
 
 

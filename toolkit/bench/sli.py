@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from contract.env import ENV_BENCH_DIR
+
 __all__ = ["BenchRun", "BenchResult", "run_bench", "prepare_data", "render_section", "SECTION_TITLE", "TARGETS"]
 
 SECTION_TITLE = "## SLI engine"
@@ -77,7 +79,7 @@ class BenchResult:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("OBSLAB_BENCH_DIR", Path(tempfile.gettempdir()) / "obslab-bench"))
+    return Path(os.environ.get(ENV_BENCH_DIR, Path(tempfile.gettempdir()) / "obslab-bench"))
 
 
 def prepare_data(events: int, seed: int = 20260105, cache_dir: Path | None = None,
