@@ -202,6 +202,8 @@ def test_every_jaeger_search_link_finds_the_services_spans(boards, fresh_service
     service really emits for a successful and a failed publish."""
     from urllib.parse import parse_qs, unquote, urlsplit
 
+    from toolkit.lab.web.explorer import otlp_spans
+
     from conftest import DEFAULT_COHORT, new_traceparent
 
     ok = fresh_service.publish(traceparent=new_traceparent()[0])
@@ -213,7 +215,9 @@ def test_every_jaeger_search_link_finds_the_services_spans(boards, fresh_service
     spans_file = fresh_service.data_dir / "traces" / "spans.jsonl"
     deadline = time.monotonic() + 30
     while True:
-        spans = [json.loads(line) for line in spans_file.read_text().splitlines()] if spans_file.exists() else []
+        # The span file is OTLP/JSON (one ExportTraceServiceRequest per line): read it as the explorer does.
+        spans = ([span for line in spans_file.read_text().splitlines() for span in otlp_spans(json.loads(line))]
+                 if spans_file.exists() else [])
         names = {s["name"] for s in spans if s["attributes"].get("request_id") == failed["request_id"]}
         if {"upload.create", "upload.complete"} <= names or time.monotonic() > deadline:
             break
