@@ -22,4 +22,4 @@ def resolve_spec_path(path: str | Path | None) -> tuple[Path, str]:
     local = Path(DEFAULT_SPEC_FILE)
     if local.is_file():
         return local, "./slo.yaml in the current directory"
-    return PACKAGED_SPEC, "the packaged default (no slo.yaml in the current directory)"
+    return PACKAGED_SPEC, "packaged default: no slo.yaml in the current directory"
