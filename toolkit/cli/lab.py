@@ -90,6 +90,9 @@ def bench_lab(
     write: Path = typer.Option(Path("docs/performance.md"), "--write",
                                help="Markdown file whose '## Embedded lab' section is replaced."),
     no_write: bool = typer.Option(False, "--no-write", help="Print only."),
+    fresh_clone: bool = typer.Option(False, "--fresh-clone", help="Instead: clone this checkout's HEAD to a temp dir "
+                                     "and time `make lab` there (fresh venv, empty caches) to the first SLI."),
+    warm_cache: bool = typer.Option(False, "--warm-cache", help="With --fresh-clone: keep the pip/uv caches."),
 ) -> None:
     """Embedded lab footprint: RSS of the whole process tree and time to the first SLI on the page."""
     from toolkit.bench.lab import performance_section, run_lab_bench
@@ -100,6 +103,9 @@ def bench_lab(
     with user_errors(RuntimeError, OSError, TargetError):
         if not no_write:
             check_target(write, "--write")  # before minutes of measuring, not after
+        if fresh_clone:
+            _bench_fresh_clone(write, no_write, cold_cache=not warm_cache)
+            return
         results = []
         for prometheus in [True] * runs + [False]:
             r = run_lab_bench(resolve_spec_path(spec)[0].resolve(), users=users, settle_s=settle, prometheus=prometheus)
@@ -117,3 +123,28 @@ def bench_lab(
         else:
             write_section(write, section)
             console.print(f"wrote the 'Embedded lab' section of {write}", highlight=False)
+
+
+def _bench_fresh_clone(write: Path, no_write: bool, cold_cache: bool) -> None:
+    import subprocess
+
+    from toolkit.bench.lab import fresh_clone_section, run_fresh_clone_bench
+    from toolkit.bench.perfdoc import write_section
+
+    try:
+        repo = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], check=True, capture_output=True,
+                                   text=True).stdout.strip())
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        raise LabError("--fresh-clone runs in an obslab git checkout (it clones its HEAD)") from None
+    console.print(f"cloning {repo} (HEAD) and timing `make lab` there; this takes a few minutes …", highlight=False)
+    r = run_fresh_clone_bench(repo, cold_cache=cold_cache)
+    console.print(f"fresh clone ({r.installer}, {'cold' if cold_cache else 'warm'} cache): first SLI after "
+                  f"{r.first_sli_s:.1f} s; " + ", ".join(f"{w} {t:.1f} s" for w, t in r.phases)
+                  + f"; machine load {r.load_avg[0]:.1f} → {r.load_avg[1]:.1f}", highlight=False)
+    command = "obslab bench lab --fresh-clone" + ("" if cold_cache else " --warm-cache")
+    section = fresh_clone_section(r, command)
+    if no_write:
+        console.print(section, highlight=False)
+    else:
+        write_section(write, section)
+        console.print(f"wrote the '{section.splitlines()[0][3:]}' section of {write}", highlight=False)
