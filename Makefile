@@ -46,13 +46,18 @@ dev-venv: $(VENV)/.installed-dev
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "obslab needs Python 3.11+; set PYTHON=python3.11" >&2; exit 1; }
 	@echo "creating the virtualenv $(VENV) ..."
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --without-pip $(VENV)
 	@echo "installing uv, a fast installer, into $(VENV) (a few seconds) ..."
-	@$(BIN)/python -m pip install -q --disable-pip-version-check uv || echo "uv could not be installed: using pip (slower)"
+	@# The system's pip installs uv into the venv (bootstrapping pip into it costs ~5-15 s); without a
+	@# system pip, the venv gets its own first. Without uv, everything below uses the venv's pip.
+	@$(PYTHON) -m pip --python $(BIN)/python install -q --disable-pip-version-check uv 2>/dev/null \
+	  || { $(BIN)/python -m ensurepip >/dev/null && $(BIN)/python -m pip install -q --disable-pip-version-check uv; } \
+	  || echo "uv could not be installed: using pip (slower)"
 
 # pip_install: uv when the venv has it, else pip (progress shown either way: no -q on the long step).
 pip_install = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install --python $(BIN)/python $(1); \
-	else $(BIN)/python -m pip install --disable-pip-version-check $(1); fi
+	else { $(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null; } && \
+	$(BIN)/python -m pip install --disable-pip-version-check $(1); fi
 
 $(VENV)/.installed: pyproject.toml $(VENV)/bin/python
 	@echo "installing obslab and its dependencies into $(VENV): about 20-40 s with uv, 2-3 min with pip ..."
