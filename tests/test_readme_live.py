@@ -136,3 +136,52 @@ def test_every_readme_step_works_on_the_lab_it_starts(lab):
         assert "Traceback" not in said, context
         if step.startswith("obslab drill show"):
             shown = out.stdout
+
+
+def test_an_installed_obslab_runs_its_whole_lab_from_an_empty_directory(tmp_path):
+    """`pip install` of the project (its files, not this checkout: --target, dependencies from this venv), then
+    `obslab lab` in an empty directory: the packaged spec, locustfile, drills and static files are found."""
+    target, empty = tmp_path / "site", tmp_path / "empty"
+    empty.mkdir()
+    built = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+                            "--target", str(target), str(REPO)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    ports = dict(zip(("api", "transcoder", "web", "prometheus", "locust"), free_ports(5)))
+    argv = [sys.executable, "-c", "from toolkit.cli import main; main()", "lab", "--no-prometheus",
+            "--port", str(ports["api"]), "--port-transcoder", str(ports["transcoder"]),
+            "--port-web", str(ports["web"]), "--port-locust", str(ports["locust"])]
+    log_path = tmp_path / "lab.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, cwd=empty, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, f"the lab exited:\n{log_path.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no outcome within 120 s:\n{log_path.read_text()[-3000:]}"
+            try:
+                snap = requests.get(f"http://127.0.0.1:{ports['web']}/api/snapshot", timeout=5).json()
+                if snap["success"]["value"] is not None:
+                    break
+            except (requests.RequestException, ValueError, KeyError):
+                pass
+            time.sleep(1)
+        banner = log_path.read_text()
+        assert f"SLO spec       {target / 'toolkit' / 'slo' / 'default-slo.yaml'}" in banner, banner
+        assert "packaged default" in banner
+        page = requests.get(f"http://127.0.0.1:{ports['web']}/", timeout=5)
+        assert page.status_code == 200 and "app.js" in page.text
+        assert requests.get(f"http://127.0.0.1:{ports['web']}/static/app.js", timeout=5).status_code == 200
+        drills = subprocess.run([sys.executable, "-c", "from toolkit.cli import main; main()", "drill", "list"],
+                                cwd=empty, env=env, capture_output=True, text=True, timeout=60)
+        assert drills.returncode == 0 and "regional-storage-outage" in drills.stdout, drills.stderr
+        assert sorted(p.name for p in empty.iterdir()) == [".obslab"]  # everything it wrote is in its data dir
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
