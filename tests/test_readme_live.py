@@ -132,7 +132,7 @@ def test_every_readme_step_works_on_the_lab_it_starts(lab):
         context = f"README step {step!r} (ran {command!r}), exit {out.returncode}:\n{said[-3000:]}"
         assert proc.poll() is None, f"the lab exited during {context}\n{log_path.read_text()[-2000:]}"
         assert out.returncode == 0, context
-        assert said, f"README step {step!r} printed nothing"
+        assert said or step.startswith("sleep "), f"README step {step!r} printed nothing"
         assert "Traceback" not in said, context
         if step.startswith("obslab drill show"):
             shown = out.stdout
