@@ -55,8 +55,10 @@ $(VENV)/bin/python:
 	  || echo "uv could not be installed: using pip (slower)"
 
 # pip_install: uv when the venv has it, else pip (progress shown either way: no -q on the long step).
-pip_install = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install --python $(BIN)/python $(1); \
-	else { $(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null; } && \
+# uv does not read pip's configuration (pip.conf index mirrors, find-links): when it fails, pip tries.
+pip_install = if [ -x $(BIN)/uv ] && $(BIN)/uv pip install --python $(BIN)/python $(1); then :; \
+	else { [ ! -x $(BIN)/uv ] || echo "uv failed; installing with pip instead (slower) ..."; } && \
+	{ $(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null; } && \
 	$(BIN)/python -m pip install --disable-pip-version-check $(1); fi
 
 $(VENV)/.installed: pyproject.toml $(VENV)/bin/python
