@@ -6,11 +6,14 @@ BIN := $(VENV)/bin
 # Chromium, docker-compose (to validate docker-compose.yml), wrk (benchmarks).
 SYSTEM_TOOLS := promtool:prometheus chromium:chromium docker-compose:docker-compose wrk:wrk
 PYTEST_ARGS ?=
+# Extra options for `obslab lab`, e.g. make lab LAB_ARGS=--fresh
+LAB_ARGS ?=
 
 .PHONY: lab test chaos compose-test venv dev-venv system-tools clean
 
 lab: venv
-	$(BIN)/obslab lab
+	@echo "starting the lab (first figures on the dashboard about 10 s after its banner) ..."
+	$(BIN)/obslab lab $(LAB_ARGS)
 
 test: dev-venv system-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS) --ignore=tests/test_compose_live.py
@@ -38,17 +41,34 @@ chaos: dev-venv
 venv: $(VENV)/.installed
 dev-venv: $(VENV)/.installed-dev
 
+# uv (from PyPI, into the venv) installs the dependencies in seconds instead of minutes; plain pip
+# is the fallback when uv cannot be installed (no wheel for this platform, an offline mirror).
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "obslab needs Python 3.11+; set PYTHON=python3.11" >&2; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	@echo "creating the virtualenv $(VENV) ..."
+	$(PYTHON) -m venv --without-pip $(VENV)
+	@echo "installing uv, a fast installer, into $(VENV) (a few seconds) ..."
+	@# The system's pip installs uv into the venv (bootstrapping pip into it costs ~5-15 s); without a
+	@# system pip, the venv gets its own first. Without uv, everything below uses the venv's pip.
+	@$(PYTHON) -m pip --python $(BIN)/python install -q --disable-pip-version-check uv 2>/dev/null \
+	  || { $(BIN)/python -m ensurepip >/dev/null && $(BIN)/python -m pip install -q --disable-pip-version-check uv; } \
+	  || echo "uv could not be installed: using pip (slower)"
+
+# pip_install: uv when the venv has it, else pip (progress shown either way: no -q on the long step).
+# uv does not read pip's configuration (pip.conf index mirrors, find-links): when it fails, pip tries.
+pip_install = if [ -x $(BIN)/uv ] && $(BIN)/uv pip install --python $(BIN)/python $(1); then :; \
+	else { [ ! -x $(BIN)/uv ] || echo "uv failed; installing with pip instead (slower) ..."; } && \
+	{ $(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null; } && \
+	$(BIN)/python -m pip install --disable-pip-version-check $(1); fi
 
 $(VENV)/.installed: pyproject.toml $(VENV)/bin/python
-	$(BIN)/python -m pip install -q -e '.[toolkit]'
+	@echo "installing obslab and its dependencies into $(VENV): about 20-40 s with uv, 2-3 min with pip ..."
+	@$(call pip_install,-e '.[toolkit]')
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/bin/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@echo "installing obslab with its test dependencies into $(VENV) ..."
+	@$(call pip_install,-e '.[dev]')
 	@touch $@ $(VENV)/.installed
 
 system-tools:

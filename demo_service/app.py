@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from demo_service import admin, api, claims, controls, errors, health, queue, store, telemetry
+from demo_service import admin, api, claims, controls, errors, health, queue, root, store, telemetry
 from demo_service.body_limit import BoundedBody
 from demo_service.config import (ADMIN_TOKEN_FILE, config_from_env, default_config, make_data_dir,
                                  parse_instrumentation, read_admin_token_file)
@@ -51,6 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register(app)
     admin.init_app(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(root.bp)
     queue.init_app(app)
     claims.init_app(app)
 

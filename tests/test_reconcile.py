@@ -294,3 +294,30 @@ def test_contract_following_servers_reconcile_and_any_lost_certain_event_is_caug
     e = events(a.request_id, fewer)
     result = reconcile([a], {a.request_id: e}, totals(e), counters_for(totals(e)))
     assert not result.ok and result.mismatches[0].event == lost
+
+
+def test_on_a_running_lab_a_recent_unrecorded_attempt_is_in_flight_and_an_old_one_is_extra():
+    done = events("r1.0.0.1", PUBLISHED_EVENTS)
+    running = AttemptEvents("r1.0.0.2", {"upload_started": 1, "chunk_uploaded": 1}, frozenset(), last_ts=1000.0)
+    stale = AttemptEvents("r1.0.0.3", {"upload_started": 1}, frozenset(), last_ts=500.0)
+    log = {e.request_id: e for e in (done, running, stale)}
+    result = reconcile([attempt()], log, totals(done, running, stale), in_flight_after=900.0)
+    assert result.in_flight == 1
+    assert [(m.kind, m.request_id) for m in result.mismatches] == [("extra_events", "r1.0.0.3")]
+    # Without the running-lab rule both are extra, as on a finished run.
+    assert reconcile([attempt()], log, totals(done, running, stale)).in_flight == 0
+    assert len(reconcile([attempt()], log, totals(done, running, stale)).mismatches) == 2
+
+
+def test_counters_read_before_and_after_the_log_bracket_it():
+    e = events("r1.0.0.1", PUBLISHED_EVENTS)
+    log_totals = totals(e)
+    before = counters_for({k: v - 1 if k == "chunk_uploaded" else v for k, v in log_totals.items()})
+    after = counters_for({k: v + 3 if k == "chunk_uploaded" else v for k, v in log_totals.items()})
+    assert reconcile([attempt()], {e.request_id: e}, log_totals, before, after).ok
+    # One instant only: the same counters disagree with the log.
+    (m,) = reconcile([attempt()], {e.request_id: e}, log_totals, before).mismatches
+    assert (m.kind, m.event) == ("counter_drift", "chunk_uploaded")
+    # A log above the later reading is drift even with a bracket.
+    (m,) = reconcile([attempt()], {e.request_id: e}, log_totals, before, before).mismatches
+    assert m.kind == "counter_drift"

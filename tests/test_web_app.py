@@ -227,3 +227,12 @@ def test_the_service_directory_is_found_in_both_layouts(data_dir: Path, tmp_path
     client = create_app(DashboardConfig(data_dir=lab_dir, spec_path=SPEC, started_at=T0, settle_s=0)).test_client()
     assert client.get("/api/snapshot").get_json()["success"]["total"] == 13
     assert client.get("/api/requests/req-000011").status_code == 200
+
+
+def test_budget_tile_says_its_period_and_when_the_data_began(data_dir: Path):
+    s = _snapshot_at(data_dir, T0 + timedelta(minutes=1))
+    for b in s["budgets"]:
+        # The lab profile's period (12 h) ends at the as-of time; the first event is the fixture's first.
+        assert b["period_end"].startswith("2026-01-05T12:01:00")
+        assert b["period_start"].startswith("2026-01-05T00:01:00")
+        assert b["data_began"] == "2026-01-05T12:00:00.000Z"

@@ -95,6 +95,9 @@ class AttemptEvents:
     request_id: str
     counts: Mapping[str, int]
     upload_ids: frozenset[str] = frozenset()
+    # Unix time of its latest event (None: not known, e.g. read from Parquet): tells an attempt still
+    # under way on a running lab from one the client never recorded.
+    last_ts: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,9 @@ class Reconciliation:
     events_of_run: int
     counters_source: str | None
     mismatches: tuple[Mismatch, ...]
+    # Attempts of this run with events but not yet in the client record, whose latest event is recent
+    # enough that they may still be under way (``in_flight_after``): excluded from the check, counted here.
+    in_flight: int = 0
 
     @property
     def ok(self) -> bool:
@@ -254,21 +260,32 @@ def _why(attempt: ClientAttempt, event: str) -> str:
     return f"client {kind} answers: " + (", ".join(f"{a} x{n}" for a, n in sorted(answers.items())) or "none")
 
 
-def check_counters(event_counts: Mapping[str, int], counters: Counters) -> list[Mismatch]:
-    """Rule 4: the whole event log against the service's counters of the same lifetime."""
+def check_counters(event_counts: Mapping[str, int], counters: Counters,
+                   counters_after: Counters | None = None) -> list[Mismatch]:
+    """Rule 4: the whole event log against the service's counters of the same lifetime.
+
+    On a running service the log and the counters cannot be read at one instant: given the counters
+    read before the log (``counters``) and after it (``counters_after``), a count between the two agrees."""
+    after = counters_after or counters
+
+    def agrees(in_log: int, before: float, later: float) -> bool:
+        return before <= in_log <= later if counters_after is not None else in_log == before
+
     problems = []
-    for event in sorted(set(event_counts) | set(counters.events_total)):
+    for event in sorted(set(event_counts) | set(counters.events_total) | set(after.events_total)):
         in_log, counted = event_counts.get(event, 0), counters.events_total.get(event, 0.0)
-        if in_log != counted:
-            problems.append(Mismatch("counter_drift", None, event, f"obslab_events_total{{event=\"{event}\"}} = {counted:g}",
+        later = after.events_total.get(event, 0.0)
+        if not agrees(in_log, counted, later):
+            shown = f"{counted:g}" if later == counted else f"{counted:g} before and {later:g} after reading the log"
+            problems.append(Mismatch("counter_drift", None, event, f"obslab_events_total{{event=\"{event}\"}} = {shown}",
                                      f"{in_log} in the event log", f"{counters.source}"))
     for terminal, outcome in COUNTER_OUTCOMES.items():
         in_log, counted = event_counts.get(terminal, 0), counters.publish_outcomes.get(outcome, 0.0)
-        if in_log != counted:
+        if not agrees(in_log, counted, after.publish_outcomes.get(outcome, 0.0)):
             problems.append(Mismatch("counter_drift", None, terminal,
                                      f"obslab_publish_outcomes_total{{outcome=\"{outcome}\"}} = {counted:g}",
                                      f"{in_log} {terminal} in the event log", f"{counters.source}"))
-    for reason, lost in sorted(counters.events_lost.items()):
+    for reason, lost in sorted(after.events_lost.items()):
         if lost:
             problems.append(Mismatch("lost_events", None, None, "0 events lost",
                                      f"obslab_events_lost_total{{reason=\"{reason}\"}} = {lost:g}",
@@ -281,12 +298,17 @@ def _run_prefixes(attempts: Iterable[ClientAttempt]) -> tuple[str, ...]:
 
 
 def reconcile(attempts: Iterable[ClientAttempt], events: Mapping[str, AttemptEvents],
-              event_counts: Mapping[str, int], counters: Counters | None = None) -> Reconciliation:
+              event_counts: Mapping[str, int], counters: Counters | None = None,
+              counters_after: Counters | None = None, in_flight_after: float | None = None) -> Reconciliation:
     """All four rules. ``events`` maps request_id to its events (at least every request_id of this
-    run); ``event_counts`` counts every event of the whole log by name."""
+    run); ``event_counts`` counts every event of the whole log by name. On a running lab:
+    ``counters_after`` are the counters read after the log (see ``check_counters``), and an attempt
+    the client has not recorded yet whose latest event is after ``in_flight_after`` (Unix time) is
+    in flight: counted in ``in_flight``, not a mismatch."""
     attempts = list(attempts)
     # Whole-log findings first: they summarise; the per-attempt ones can run to thousands.
-    mismatches: list[Mismatch] = check_counters(event_counts, counters) if counters is not None else []
+    mismatches: list[Mismatch] = (check_counters(event_counts, counters, counters_after)
+                                  if counters is not None else [])
     seen: Counter[str] = Counter(a.request_id for a in attempts)
     for request_id, times in sorted(seen.items()):
         if times > 1:
@@ -296,7 +318,10 @@ def reconcile(attempts: Iterable[ClientAttempt], events: Mapping[str, AttemptEve
         mismatches.extend(check_attempt(attempt, events.get(attempt.request_id)))
     run_ids = _run_prefixes(attempts)
     prefixes = tuple(f"{run_id}." for run_id in run_ids)
-    orphans = sorted(rid for rid in events if rid and rid.startswith(prefixes) and rid not in seen)
+    unrecorded = sorted(rid for rid in events if rid and rid.startswith(prefixes) and rid not in seen)
+    in_flight = [rid for rid in unrecorded if in_flight_after is not None and events[rid].last_ts is not None
+                 and events[rid].last_ts > in_flight_after]
+    orphans = [rid for rid in unrecorded if rid not in set(in_flight)]
     for rid in orphans:
         counts = events[rid].counts
         shown = ", ".join(f"{name}×{n}" for name, n in sorted(counts.items()))
@@ -312,4 +337,5 @@ def reconcile(attempts: Iterable[ClientAttempt], events: Mapping[str, AttemptEve
         events_of_run=run_events,
         counters_source=counters.source if counters else None,
         mismatches=tuple(mismatches),
+        in_flight=len(in_flight),
     )

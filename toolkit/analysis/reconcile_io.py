@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 import time
+from datetime import timezone
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -22,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from loadtests.record import read_attempts
 from toolkit.events.io import EventsError, Source, connect, resolve_paths
 from toolkit.analysis.reconcile import AttemptEvents, Counters, Reconciliation, reconcile
+from contract.events import parse_time
 from contract.regular_file import NotRegularFileError, open_regular
 
 __all__ = [
@@ -97,10 +99,22 @@ def _parquet_events(path: Path) -> Iterator[dict]:
         yield {"event": event, "request_id": request_id, "upload_id": upload_id}
 
 
+def _unix_time(ts) -> float | None:
+    """An event's ``ts`` as Unix time; None when absent or unreadable (the schema check is `events validate`'s job)."""
+    if not isinstance(ts, str):
+        return None
+    try:
+        t = parse_time(ts)
+    except ValueError:
+        return None
+    return t.replace(tzinfo=timezone.utc).timestamp() if t is not None else None
+
+
 def read_event_log(directory: str | os.PathLike) -> tuple[dict[str, AttemptEvents], Counter]:
     """Every event in the log: per request_id (counts by name, upload IDs) and totals by name."""
     per_request: dict[str, Counter] = defaultdict(Counter)
     uploads: dict[str, set] = defaultdict(set)
+    latest: dict[str, float] = {}
     totals: Counter = Counter()
     for source in event_files(directory):
         path = Path(source.path)
@@ -112,7 +126,10 @@ def read_event_log(directory: str | os.PathLike) -> tuple[dict[str, AttemptEvent
                 per_request[request_id][name] += 1
                 if event.get("upload_id"):
                     uploads[request_id].add(event["upload_id"])
-    events = {rid: AttemptEvents(rid, dict(counts), frozenset(uploads.get(rid, ()))) for rid, counts in
+                ts = _unix_time(event.get("ts"))
+                if ts is not None and ts > latest.get(request_id, float("-inf")):
+                    latest[request_id] = ts
+    events = {rid: AttemptEvents(rid, dict(counts), frozenset(uploads.get(rid, ())), latest.get(rid)) for rid, counts in
               per_request.items()}
     return events, totals
 
@@ -191,20 +208,33 @@ def counters_from_prometheus(base_url: str) -> Counters:
 
 def reconcile_run(client: str | os.PathLike, events_dir: str | os.PathLike,
                   counters: Callable[[], Counters] | None = None, settle_s: float = 0.0,
-                  poll_s: float = 1.0) -> Reconciliation:
+                  poll_s: float = 1.0, in_flight_s: float = 0.0) -> Reconciliation:
     """Reconcile a client record with an event log and, when given, a counter source.
 
     Prometheus scrapes at intervals, so its counters may trail the log for a scrape or two:
     while only counters disagree, fetch them again for up to ``settle_s`` seconds.
+
+    On a running lab (``in_flight_s`` > 0) nothing can be read at one instant: counters are read
+    before and after the log (a count between the two agrees), and an attempt whose latest event is
+    less than ``in_flight_s`` old but which the client has not recorded yet is in flight (counted,
+    not a mismatch).
     """
+    running = in_flight_s > 0
+    before = counters() if counters and running else None
+    # The client record before the log: the client writes an attempt once it has its outcome, so every
+    # attempt it recorded by then has all its events in the log read next.
     attempts = read_attempts(client)
     if not attempts:
         raise SourceError(f"client record {client} has no attempts")
     events, totals = read_event_log(events_dir)
+    read_at = time.time()
     deadline = time.monotonic() + settle_s
     while True:
-        result = reconcile(attempts, events, totals, counters() if counters else None)
+        after = counters() if counters else None
+        result = reconcile(attempts, events, totals, before or after, after if running else None,
+                           in_flight_after=read_at - in_flight_s if running else None)
         drifting = any(m.kind == "counter_drift" for m in result.mismatches)
         if not drifting or time.monotonic() >= deadline:
             return result
         time.sleep(poll_s)
+

@@ -23,7 +23,8 @@ import psutil
 from toolkit.lab.processes import free_ports
 import requests
 
-__all__ = ["LabBenchResult", "free_ports", "run_lab_bench", "performance_section", "CHROMIUM_ARGS"]
+__all__ = ["LabBenchResult", "free_ports", "run_lab_bench", "performance_section", "CHROMIUM_ARGS",
+           "FreshCloneResult", "run_fresh_clone_bench", "fresh_clone_section"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -107,8 +108,8 @@ def _first_sli_in_browser(url: str, deadline: float) -> bool:
             browser.close()
 
 
-def _first_sli_in_json(url: str, deadline: float) -> bool:
-    while time.monotonic() < deadline:
+def _first_sli_in_json(url: str, deadline: float, proc: subprocess.Popen | None = None) -> bool:
+    while time.monotonic() < deadline and (proc is None or proc.poll() is None):
         try:
             body = requests.get(url + "api/snapshot", timeout=2).json()
             if body["success"]["value"] is not None:
@@ -216,3 +217,97 @@ def performance_section(results: list[LabBenchResult], command: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- fresh clone
+FRESH_CLONE_TARGET_S = 60
+FRESH_CLONE_HEADING = "## First run from a fresh clone"
+# Lines `make lab` prints (Makefile) and the lab's banner: where the time went.
+_PHASE_MARKS = (("installing uv", "venv created"), ("installing obslab", "uv installed"),
+                ("starting the lab", "dependencies installed"), ("obslab lab is running", "lab running"))
+
+
+@dataclass(frozen=True)
+class FreshCloneResult:
+    first_sli_s: float
+    phases: tuple[tuple[str, float], ...]  # (what was done, seconds from the start of `make lab`)
+    installer: str  # "uv" or "pip"
+    cold_cache: bool
+    load_avg: tuple[float, float]
+    commit: str
+    log_tail: str
+
+
+def run_fresh_clone_bench(repo: Path, timeout_s: float = 600.0, cold_cache: bool = True) -> FreshCloneResult:
+    """Clone ``repo`` (its committed HEAD) to a temp dir, run ``make lab`` there with a fresh venv, and time
+    it to the first SLI on the dashboard (its JSON); then stop the lab. ``cold_cache`` gives pip and uv empty
+    caches, so every wheel is downloaded as on a new machine."""
+    ports = dict(zip(("api", "transcoder", "web", "prometheus", "locust"), free_ports(5)))
+    with tempfile.TemporaryDirectory(prefix="obslab-bench-clone-") as tmp:
+        clone = Path(tmp) / "obslab"
+        subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True, timeout=120)
+        commit = subprocess.run(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                      if not p.startswith(str(Path(sys.prefix))))
+        if cold_cache:
+            env.update(UV_CACHE_DIR=str(Path(tmp) / "uv-cache"), PIP_CACHE_DIR=str(Path(tmp) / "pip-cache"))
+        lab_args = (f"--port {ports['api']} --port-transcoder {ports['transcoder']} --port-web {ports['web']} "
+                    f"--port-prometheus {ports['prometheus']} --port-locust {ports['locust']}")
+        load_start = os.getloadavg()[0]
+        t0 = time.monotonic()
+        proc = subprocess.Popen(["make", "lab", f"LAB_ARGS={lab_args}"], cwd=clone, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        lines: list[str] = []
+        phases: list[tuple[str, float]] = []
+        reader = threading.Thread(target=_read_phases, args=(proc, t0, lines, phases), daemon=True)
+        reader.start()
+        try:
+            ok = _first_sli_in_json(f"http://127.0.0.1:{ports['web']}/", t0 + timeout_s, proc)
+            first_sli_s = time.monotonic() - t0
+            if not ok:
+                raise RuntimeError(f"`make lab` in a fresh clone showed no SLI within {timeout_s:.0f} s; its output "
+                                   "ends:\n" + "".join(lines[-15:]))
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+            except ProcessLookupError:
+                pass
+            reader.join(5)
+        installer = "uv" if (clone / ".venv" / "bin" / "uv").exists() else "pip"
+    return FreshCloneResult(first_sli_s, tuple(phases), installer, cold_cache, (load_start, os.getloadavg()[0]),
+                            commit, "".join(lines[-15:]))
+
+
+def _read_phases(proc: subprocess.Popen, t0: float, lines: list[str], phases: list[tuple[str, float]]) -> None:
+    for raw in proc.stdout:
+        line = raw.decode(errors="replace")
+        lines.append(line)
+        for marker, what in _PHASE_MARKS:
+            if marker in line and what not in dict(phases):
+                phases.append((what, time.monotonic() - t0))
+
+
+def fresh_clone_section(r: FreshCloneResult, command: str) -> str:
+    steps = " → ".join(f"{what} {t:.1f} s" for what, t in r.phases)
+    return "\n".join([
+        FRESH_CLONE_HEADING,
+        "",
+        f"Measured with `{command}` on this repository's reference machine (2 cores, shared with other work):",
+        "a `git clone` of the committed HEAD into a temp directory, then `make lab` there with no virtualenv,",
+        f"{'empty pip and uv caches (every wheel downloaded)' if r.cold_cache else 'the pip and uv caches as found'};"
+        " the clock runs from `make lab` until the dashboard's JSON shows the first success rate.",
+        "",
+        "| commit | installer | first SLI on the dashboard | where the time went (from the start of `make lab`) | machine load (1-min avg, start → end) |",
+        "|---|---|---|---|---|",
+        f"| {r.commit} | {r.installer} | {r.first_sli_s:.1f} s (target ≤ {FRESH_CLONE_TARGET_S} s) | {steps} "
+        f"| {r.load_avg[0]:.1f} → {r.load_avg[1]:.1f} |",
+        "",
+        "Measured once: the machine is shared, so the load average beside the figure says how contended it was.",
+        "",
+    ])

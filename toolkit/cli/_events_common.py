@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from enum import Enum
-from pathlib import Path
 
 import typer
 
-import toolkit
 from toolkit.cli.base import UserError, err_console
 from toolkit.events.io import EventSet
+from toolkit.slo.default_spec import resolve_spec_path
 from toolkit.slo.spec import SloSpec, load_spec
 
 __all__ = ["find_spec", "report_read_problems", "parse_where", "parse_by", "synthetic_choice", "SyntheticTraffic",
@@ -20,13 +19,9 @@ MAX_SKIPPED_HELP = ("Fail when more than this share of lines cannot be read (ski
 
 
 def find_spec(path: str | None) -> SloSpec:
-    """The spec at ``path``, else ./slo.yaml, else the repository's slo.yaml."""
-    if path:
-        return load_spec(path)
-    for candidate in (Path("slo.yaml"), Path(toolkit.__file__).resolve().parents[1] / "slo.yaml"):
-        if candidate.is_file():
-            return load_spec(candidate)
-    raise UserError("no slo.yaml in the current directory; pass --slo PATH")
+    """The spec at ``path``, else ./slo.yaml, else the spec the package ships (toolkit/slo/default-slo.yaml)."""
+    spec_path, _ = resolve_spec_path(path)
+    return load_spec(spec_path)
 
 
 def parse_share(text: str, option: str = "--max-skipped") -> float:

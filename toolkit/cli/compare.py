@@ -10,7 +10,7 @@ from rich.table import Table
 
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
 from toolkit.cli._events_common import parse_synthetic, synthetic_option
-from toolkit.cli.base import app, console, user_errors
+from toolkit.cli.base import app, console, err_console, user_errors
 from contract.durations import format_duration
 
 
@@ -116,5 +116,14 @@ def compare(
         data = result.to_dict()
     if fmt == "json":
         emit_json(data, output)
+        if output:  # the JSON went to a file: say what it holds rather than exit in silence
+            console.print(f"wrote {output}: control {control} {data['control']['attempts']} attempts, treatment "
+                          f"{treatment} {data['treatment']['attempts']} attempts; verdict "
+                          f"{data['verdict']['verdict']}", highlight=False, soft_wrap=True)
     else:
         print_compare(data)
+    for side, selector in (("control", control), ("treatment", treatment)):
+        if not data[side]["attempts"]:
+            err_console.print(f"warning: the {side} cohort {selector} has no attempts in the window: nothing to "
+                              "compare it with (for release=canary, roll the canary out first: README, "
+                              "'The toolkit')", highlight=False, soft_wrap=True)

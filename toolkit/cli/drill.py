@@ -12,7 +12,7 @@ from toolkit.cli.base import app, console, user_errors
 from toolkit.drills import runner
 from toolkit.drills.causes import cause_label
 from toolkit.drills.lab import DEFAULT_DATA_DIR, TOKEN_ENV, find_lab
-from toolkit.drills.schema import find_drill, load_catalogue
+from toolkit.drills.schema import DIFFICULTIES, find_drill, load_catalogue
 
 drill_app = typer.Typer(help="Scripted incident drills: start one against the running lab, investigate, answer, "
                              "get a graded report.", no_args_is_help=True)
@@ -30,11 +30,11 @@ def _drills_dir(data_dir: Path) -> Path:
 
 @drill_app.command("list")
 def list_drills() -> None:
-    """The drills in the catalogue."""
+    """The drills in the catalogue, easiest first (beginner, intermediate, advanced; then by id)."""
     with user_errors(*_ERRORS):
         drills = load_catalogue()
-    table = Table("id", "difficulty", "title", title=f"{len(drills)} drills")
-    for d in drills.values():
+    table = Table("id", "difficulty", "title", title=f"{len(drills)} drills, easiest first")
+    for d in sorted(drills.values(), key=lambda d: (DIFFICULTIES.index(d.difficulty), d.id)):
         table.add_row(d.id, d.difficulty, d.title)
     console.print(table)
 

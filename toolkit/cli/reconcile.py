@@ -23,6 +23,9 @@ def reconcile(
     prometheus: Optional[str] = typer.Option(None, "--prometheus", help="Prometheus server URL to read counters from."),
     metrics: List[str] = typer.Option([], "--metrics", help="A /metrics URL to read counters from (repeatable; summed)."),
     settle: str = typer.Option("0s", help="Re-read lagging counters for up to this long (Prometheus scrapes)."),
+    in_flight: str = typer.Option("0s", "--in-flight", help="On a running lab: an attempt with events this recent "
+                                  "that the client has not recorded yet is still under way: excluded and counted "
+                                  "(e.g. 2m); counters are then read before and after the log."),
     limit: int = typer.Option(50, min=0, help="List at most this many mismatches."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the full result as JSON here."),
 ) -> None:
@@ -32,12 +35,13 @@ def reconcile(
         if prometheus and metrics:
             raise UserError("give --prometheus or --metrics, not both")
         settle_s = parse_duration(settle)
+        in_flight_s = parse_duration(in_flight)
         source = None
         if prometheus:
             source = lambda: counters_from_prometheus(prometheus)  # noqa: E731
         elif metrics:
             source = lambda: counters_from_metrics(metrics)  # noqa: E731
-        result = reconcile_run(client, events, source, settle_s=settle_s)
+        result = reconcile_run(client, events, source, settle_s=settle_s, in_flight_s=in_flight_s)
         if json_out:
             json_out.write_text(json.dumps(asdict(result) | {"ok": result.ok}, indent=2) + "\n")
 
@@ -46,6 +50,9 @@ def reconcile(
                   highlight=False)
     console.print(f"event log:     {result.events_of_run} events of this run, {result.events_in_log} in the whole log; "
                   f"{result.attempts_with_events} of {result.attempts} attempts have events", highlight=False)
+    if in_flight_s:
+        console.print(f"in flight:     {result.in_flight} attempts with events in the last {in_flight} not yet in the "
+                      "client record: excluded (still under way)", highlight=False)
     console.print(f"counters:      {result.counters_source or 'not checked (give --metrics or --prometheus)'}",
                   highlight=False)
     if result.ok:

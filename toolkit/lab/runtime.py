@@ -34,6 +34,7 @@ import requests
 from contract.layout import make_data_dir
 from toolkit.lab.load import locust_argv
 from toolkit.lab.procgroup import GroupProcess, descendants, start_group_process
+from toolkit.slo.default_spec import resolve_spec_path
 
 __all__ = [
     "LabConfig",
@@ -44,10 +45,15 @@ __all__ = [
     "LOCK_FILE",
     "read_lab_file",
     "port_in_use",
+    "ARCHIVE_DIR",
+    "archive_lab_data",
+    "reset_data_dir",
 ]
 
 LAB_FILE = "lab.json"
 LOCK_FILE = "lab.lock"
+# Where a fresh start moves the previous data: <data-dir>/archive/<UTC timestamp>/.
+ARCHIVE_DIR = "archive"
 HOST = "127.0.0.1"
 
 
@@ -62,7 +68,8 @@ class LabAlreadyRunning(LabError):
 @dataclass(frozen=True)
 class LabConfig:
     data_dir: Path = Path(".obslab")
-    spec_path: Path = Path("slo.yaml")
+    # None: ./slo.yaml when present, else the spec the package ships (toolkit/slo/default_spec.py).
+    spec_path: Path | None = None
     profile: str = "lab"
     port_api: int = 8000
     port_transcoder: int = 8001
@@ -79,6 +86,9 @@ class LabConfig:
     # (the lab's load is light; the service's default samples 10 %).
     trace_sample_ratio: float = 1.0
     refresh_s: float = 5.0
+    # Archive the previous run's data (events, drills, Prometheus TSDB, load records) before starting,
+    # so old incidents no longer count against the budget; nothing is deleted.
+    fresh: bool = False
 
     def ports(self) -> dict[str, int]:
         ports = {"api": self.port_api, "transcoder": self.port_transcoder, "dashboard": self.port_web}
@@ -114,6 +124,53 @@ def read_lab_file(data_dir: Path) -> dict | None:
         return None
 
 
+def archive_lab_data(data_dir: Path, now: datetime | None = None) -> Path | None:
+    """Move everything in ``data_dir`` but its lock and earlier archives to ``<data-dir>/archive/<UTC time>/``;
+    return that directory (None when there was nothing to move). The caller holds the lab lock."""
+    data_dir = Path(data_dir)
+    keep = {LOCK_FILE, ARCHIVE_DIR}
+    entries = sorted(p for p in data_dir.iterdir() if p.name not in keep) if data_dir.is_dir() else []
+    if not entries:
+        return None
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    target = data_dir / ARCHIVE_DIR / stamp
+    n = 1
+    while target.exists():  # two resets within one second
+        n += 1
+        target = data_dir / ARCHIVE_DIR / f"{stamp}-{n}"
+    target.mkdir(parents=True, mode=0o700)
+    for entry in entries:
+        entry.rename(target / entry.name)
+    return target
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """An exclusive lock on ``<data-dir>/lab.lock`` (its fd); LabAlreadyRunning when a lab holds it."""
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        info = read_lab_file(data_dir) or {}
+        where = f" (pid {info['pid']}, dashboard {info.get('dashboard_url')})" if info.get("pid") else ""
+        raise LabAlreadyRunning(
+            f"a lab is already running on {data_dir}{where}; stop it (Ctrl-C in its terminal) "
+            f"or start this one with another --data-dir and other ports") from None
+    return fd
+
+
+def reset_data_dir(data_dir: Path) -> Path | None:
+    """``obslab reset``: archive a stopped lab's data (refused while a lab runs on it)."""
+    data_dir = Path(data_dir).resolve()
+    if not data_dir.is_dir():
+        return None
+    fd = _lock_data_dir(data_dir)
+    try:
+        return archive_lab_data(data_dir)
+    finally:
+        os.close(fd)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -133,6 +190,9 @@ class LabUrls:
     locust_ui: str | None = None
     admin_token_file: str = ""
     data_dir: str = ""
+    spec: str = ""
+    spec_source: str = ""
+    archived_to: str | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -143,8 +203,11 @@ class Lab:
         self.config = config
         self.say = say
         self.data_dir = Path(config.data_dir).resolve()
-        self.spec_path = Path(config.spec_path).resolve()
+        spec_path, self.spec_source = resolve_spec_path(config.spec_path)
+        self.spec_path = spec_path.resolve()
         self.started_at: datetime | None = None
+        # Where --fresh moved the previous data (None: not asked, or nothing to move).
+        self.archived_to: Path | None = None
         self.urls: LabUrls | None = None
         self._lock_fd: int | None = None
         self._service = None
@@ -157,11 +220,14 @@ class Lab:
     def start(self) -> LabUrls:
         cfg = self.config
         if not self.spec_path.is_file():
-            raise LabError(f"{self.spec_path}: SLO spec not found (pass --spec, or run from the obslab checkout)")
+            raise LabError(f"{self.spec_path}: SLO spec not found (check --spec; without it the lab uses ./slo.yaml "
+                           "or the spec the package ships)")
         make_data_dir(self.data_dir)
         self._acquire_lock()
         try:
             self._check_ports()
+            if cfg.fresh:
+                self.archived_to = archive_lab_data(self.data_dir)
             # Whole seconds: the window start the page states is then exactly the one it used.
             self.started_at = datetime.now(timezone.utc).replace(microsecond=0)
             # Slow starters first and in parallel: Prometheus boots while the service does, and the
@@ -177,7 +243,9 @@ class Lab:
             self.urls = LabUrls(
                 api=self._service.base_url, transcoder=self._service.transcoder_url, dashboard=dashboard_url,
                 prometheus=prometheus_url, locust_ui=locust_url,
-                admin_token_file=str(self.admin_token_file), data_dir=str(self.data_dir))
+                admin_token_file=str(self.admin_token_file), data_dir=str(self.data_dir),
+                spec=str(self.spec_path), spec_source=self.spec_source,
+                archived_to=str(self.archived_to) if self.archived_to else None)
             self._write_lab_file()
             return self.urls
         except BaseException:
@@ -185,17 +253,7 @@ class Lab:
             raise
 
     def _acquire_lock(self) -> None:
-        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            info = read_lab_file(self.data_dir) or {}
-            where = f" (pid {info['pid']}, dashboard {info.get('dashboard_url')})" if info.get("pid") else ""
-            raise LabAlreadyRunning(
-                f"a lab is already running on {self.data_dir}{where}; stop it (Ctrl-C in its terminal) "
-                f"or start this one with another --data-dir and other ports") from None
-        self._lock_fd = fd
+        self._lock_fd = _lock_data_dir(self.data_dir)
 
     def _check_ports(self) -> None:
         for name, port in self.config.ports().items():

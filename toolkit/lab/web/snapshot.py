@@ -157,6 +157,10 @@ class LabData:
                             "bad": st["bad"], "total": st["total"], "spent": st["spent"],
                             "remaining": st["remaining"], "summary": b["summary"],
                             "data_covers": b["data_covers"], "counts": b["definition"],
+                            # Which period the budget covers and when its data began: old incidents
+                            # count until the period moves past them (or `obslab lab --fresh`).
+                            "period_start": b["period_start"], "period_end": b["period_end"],
+                            "data_began": iso(self.first_event_at) if self.first_event_at else None,
                             "definition": DEFINITIONS["budget"].format(period=b["period"], profile=profile,
                                                                        factor=factor)})
             for a, h in zip(b["alerts"], hist or [{}] * len(b["alerts"])):

@@ -118,7 +118,11 @@ function renderSnapshot(s) {
   const worst = s.budgets.reduce((m, b) => (b.remaining !== null && (m === null || b.remaining < m.remaining)) ? b : m, null);
   setTile("tile-budget", {
     value: worst ? `${pct(worst.remaining, 2)} remaining` : "–",
-    detail: budgetLines.concat(worst ? [`(lowest: ${worst.slo})`] : []),
+    detail: budgetLines.concat(worst ? [`(lowest: ${worst.slo})`] : [],
+      // Which period the budget covers and since when there is data: an old incident stays in it until
+      // the period moves past it, or `obslab lab --fresh` starts over.
+      s.budgets.length ? [`period: ${s.budgets[0].period} from ${timeOf(s.budgets[0].period_start)} to ${timeOf(s.budgets[0].period_end)}`,
+                          `data began ${timeOf(s.budgets[0].data_began)} (obslab lab --fresh starts over)`] : []),
     definition: s.budgets.length ? s.budgets[0].definition : "",
     data: Object.assign(
       Object.fromEntries(s.budgets.map(b => [b.slo.replace(/-(.)/g, (m, c) => c.toUpperCase()), b.remaining])),
