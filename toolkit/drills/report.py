@@ -460,6 +460,13 @@ def write_report(run: RunDir, spec: SloSpec | None = None) -> Path:
     return md
 
 
+def _breakdown_json(data: ReportData) -> dict:
+    dim, what, rows = cohort_breakdown(data)
+    return {"dimension": dim, "what": what,
+            "rows": [{"value": v, "during": now, "n_during": n_now, "before": then, "n_before": n_then}
+                     for v, now, n_now, then, n_then in rows]}
+
+
 def report_json(data: ReportData) -> dict:
     """The report's numbers; the ``obslab.drill-result/v1`` shape ``obslab story`` reads."""
     d = data.drill
@@ -474,10 +481,13 @@ def report_json(data: ReportData) -> dict:
         "run_id": data.run_id,
         "fault_window": [data.fault.start, data.fault.end],
         "baseline_window": [data.baseline.start, data.baseline.end],
+        "speed": data.speed,
         "sli_fault_window": {"good": data.sli_incident[0], "total": data.sli_incident[1],
+                             "rate": sli_ratio(*data.sli_incident),
                              "processing_latency_ms": dict(data.sli_latency)},
-        "sli_drill": {"good": data.sli_drill[0], "total": data.sli_drill[1],
+        "sli_drill": {"good": data.sli_drill[0], "total": data.sli_drill[1], "rate": sli_ratio(*data.sli_drill),
                       "processing_latency_ms": dict(data.sli_drill_latency or {})},
+        "cohort_breakdown": _breakdown_json(data),
         "figures": {k: {"value": f.value, "unit": f.unit, "count": f.count, "definition": f.definition}
                     for k, f in data.impact.figures.items()},
         "first_page_at": data.first_page_at,
