@@ -124,6 +124,8 @@ def _redacted(argv: Sequence[str]) -> str:
 
 def record_command(argv: Sequence[str], cwd: Path | None = None, now: float | None = None) -> Path | None:
     """Append the command to the active run's learner path; returns the run directory, or None."""
+    if list(argv[:2]) == ["drill", "note"]:
+        return None  # the note records itself, as a note
     cwd = Path.cwd() if cwd is None else cwd
     now = time.time() if now is None else now
     for drills_dir in drills_dirs_for(argv, cwd):
@@ -141,9 +143,10 @@ def record_view(drills_dir: Path, view: str, now: float | None = None) -> bool:
     run = active_run(drills_dir, now)
     if run is None:
         return False
+    kind = view.split(" ", 1)[0]
     last = None
-    for rec in read_jsonl(_learner_file(run)):
-        if rec.get("source") == "dashboard":
+    for rec in read_jsonl(_learner_file(run)):  # the page polls several views at once: compare like with like
+        if rec.get("source") == "dashboard" and str(rec.get("what", "")).split(" ", 1)[0] == kind:
             last = rec.get("what")
     if last == view:
         return False
@@ -167,7 +170,7 @@ def record_note(drills_dir: Path, text: str, now: float | None = None) -> tuple[
 
 # --------------------------------------------------------------------------- reading the paths
 
-_BROAD = re.compile(r"^obslab (sli|budget|top|drill status)\b|^(snapshot|series)\b")
+_BROAD = re.compile(r"^obslab (sli|budget|top)\b|^(snapshot|series)\b")
 _NARROW = re.compile(r"^obslab (breakdown|compare|sli .*--by)\b|^cohorts\b|--by\b")
 _WHAT = re.compile(r"^obslab (reconcile|events)\b|^request\b|^obslab drill hint\b")
 
@@ -219,7 +222,7 @@ def expert_steps(diagnosis: Mapping[str, Any], state: RunState) -> list[Step]:
         Step(start, "expert", "who", f"broke the hurt attempts ({diagnosis.get('hurt_by', 'hurt')}) down by every "
                                      f"dimension and pair: {cohort} first"),
         Step(end, "expert", "how much", f"measured {impact.get('metric')} over that window: "
-                                        + ("n/a" if value is None else f"{value:g}")),
+                                        + ("n/a" if value is None else f"{value:.3g}")),
     ]
 
 
