@@ -164,3 +164,13 @@ def test_story_of_a_compare_json_still_works(tmp_path):
     assert "# Incident drill: X" in p.stdout
     p = _obslab("story", "-o", str(tmp_path / "o.md"), str(tmp_path / "r.json"), cwd=tmp_path)
     assert p.returncode == 0, p.stderr and (tmp_path / "o.md").is_file()
+
+
+def test_an_unsigned_number_quotes_a_fall_by_its_size(report):
+    shift = report["figures"]["p99_processing_shift_ms"]["value"]
+    figs = measured_figures(report)
+    word = "fell" if shift < 0 else "rose"
+    text = _fill("correct.md", report).replace(
+        "## Tradeoff", f"The p99 processing latency {word} by {abs(shift):.0f} ms against the baseline.\n\n## Tradeoff")
+    found = [n for n in check_story(text, figs).numbers if n.text == f"{abs(shift):.0f} ms"]
+    assert found and found[0].status == "matched" and found[0].figure == "p99 processing shift ms"

@@ -215,6 +215,7 @@ def measured_figures(report: Mapping[str, Any]) -> tuple[Measured, ...]:
         "window", "lasted")
     add("fault window length (scenario time)", fault_s * speed, "s", "scenario seconds the fault was in force",
         "fault", "incident", "window", "lasted")
+    add("speed", speed, "count", "the run's --speed (scenario seconds per wall second)", "speed", "faster")
     grade = report.get("grade") or {}
     for key, label in (("time_to_detect_s", "time to detect"), ("time_to_diagnose_s", "time to diagnose")):
         add(label, grade.get(key), "s", f"{label} from the fault's start (report)", *label.split()[2:], "after")
@@ -380,7 +381,9 @@ def _check_number(section: str, line: int, text: str, value: float, unit: str, a
     best = _relevance(scored[0][0], context)
     named = [c for c in scored if _relevance(c[0], context) == best and best > 0]
     for f, factor in named + [c for c in scored if c not in named]:
-        if _within(abs(value) if f.value >= 0 else value, text, approx, f.value * factor):
+        # "fell by 279 ms" quotes a -279 ms shift: an unsigned number compares with the magnitude.
+        measured = f.value * factor if value < 0 else abs(f.value * factor)
+        if _within(value, text, approx, measured):
             return NumberFinding(section, line, text, value, "matched", f.name, f.shown())
     if named:
         f, factor = named[0]
