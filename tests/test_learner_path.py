@@ -123,3 +123,14 @@ def test_the_model_star_is_first_person_with_tradeoff_reflection_and_the_reports
     result = check_story(body, measured_figures(report))
     checked = [n for n in result.numbers if n.section in ("Situation", "Result")]
     assert checked and all(n.status == "matched" for n in checked), [n for n in checked if n.status != "matched"]
+
+
+def test_an_unattended_run_shows_the_expert_path_alone(tmp_path: Path):
+    run = build_run(tmp_path, auto=True)
+    md = (run.report_dir / "report.md").read_text()
+    report = json.loads((run.report_dir / "report.json").read_text())
+    assert "An unattended run (`--auto`): the expert path alone." in md and "| who |" not in md
+    assert report["paths"] == [] and report["learner_path"] == []
+    assert report["expert"] == json.loads((run.path / "auto.json").read_text())
+    star = md[md.index("## Debrief (STAR)"):]
+    assert "- **Action.** I marked the incident" in star and "This run was unattended" in star

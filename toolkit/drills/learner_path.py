@@ -205,10 +205,10 @@ def learner_steps(run: RunDir) -> list[Step]:
     return sorted(steps, key=lambda s: s.scenario_s)
 
 
-def expert_steps(diagnosis: Mapping[str, Any], state: RunState) -> list[Step]:
+def expert_steps(diagnosis: Mapping[str, Any], started_at: float, speed: float) -> list[Step]:
     """The unattended solver's path (``auto.diagnosis_json``), broad to narrow, in scenario time."""
-    inc = diagnosis.get("incident") or [state.started_at, state.started_at]
-    start, end = scenario_seconds(state, inc[0]), scenario_seconds(state, inc[1])
+    inc = diagnosis.get("incident") or [started_at, started_at]
+    start, end = (inc[0] - started_at) * speed, (inc[1] - started_at) * speed
     moved = ", ".join(diagnosis.get("signals_moved") or ()) or "no signal"
     top = (diagnosis.get("causes") or [{}])[0]
     cohorts = diagnosis.get("cohorts") or []
@@ -241,7 +241,7 @@ def _dims_looked_at(steps: Iterable[Step]) -> set[str]:
 def compare_paths(learner: Sequence[Step], diagnosis: Mapping[str, Any], state: RunState,
                   impact_tolerance: float) -> list[PathStage]:
     """Stage by stage, what the expert did and what the learner did, and whether they diverged."""
-    expert = {s.stage: s for s in expert_steps(diagnosis, state)}
+    expert = {s.stage: s for s in expert_steps(diagnosis, state.started_at, state.speed)}
     answers = [s for s in learner if s.source == "answer"]
     last = answers[-1].text if answers else None
     inc_start = expert["when"].scenario_s

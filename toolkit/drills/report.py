@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 
 from toolkit.drills.causes import cause_label
 from toolkit.drills.grader import Answer, Grade, grade
-from toolkit.drills.learner_path import compare_paths, learner_steps, scenario_seconds
+from toolkit.drills.learner_path import compare_paths, expert_steps, learner_steps
 from toolkit.drills.measure import (Attempt, DrillEvents, Impact, MetricSample, Window, drill_outcomes,
                                     measure_impact, percentile, read_drill_events, read_metric_samples)
 from toolkit.drills.pages import PageVerdict, engine_first_page, page_verdict, prometheus_first_fire
@@ -129,8 +129,9 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
               measured if measured is not None else 0.0, fault.start - start,
               None if page.at is None else page.at - start)
     expert = _expert_diagnosis(run, spec)
-    learner = tuple(learner_steps(run))
-    stages = tuple(compare_paths(learner, expert, state, drill.questions.impact.tolerance))
+    # An unattended run has no learner: its debrief shows the expert path alone.
+    learner = () if state.auto else tuple(learner_steps(run))
+    stages = () if state.auto else tuple(compare_paths(learner, expert, state, drill.questions.impact.tolerance))
     return ReportData(drill, state.run_id, state.seed, state.speed, start, end, fault, baseline, at_end.attempts,
                       samples, impact, sli_incident, sli_latency, sli_drill, page.at, page.alert, g, answers,
                       tuple(timeline), spec, page, at_end.events.summary(), outcomes, budget, burn_at_end,
@@ -488,8 +489,8 @@ def _star(data: ReportData) -> list[str]:
         f"the fault window, synthetic traffic included).",
         f"- **Task.** I had to find the cause and who was affected, and answer: {d.questions.impact.prompt}",
     ]
-    if data.path_stages:
-        steps = {s.stage: s.expert for s in data.path_stages}
+    if data.expert:
+        steps = {s.stage: s.text for s in expert_steps(data.expert, data.start, speed)}
         lines.append("- **Action.** I " + "; then I ".join(steps[k] for k in ("when", "what", "who") if k in steps)
                      + (f"; then I read {asked.name} off the fault window (below)." if asked is not None else "."))
     if asked is not None:
@@ -507,9 +508,10 @@ def _star(data: ReportData) -> list[str]:
     mitigation, cost = _MITIGATION.get(top.get("cause") or d.truth.cause, ("remove the cause", "the change it reverts"))
     lines.append(f"- **Tradeoff.** I would {mitigation}; the price: {cost}.")
     diverged = [s for s in data.path_stages if s.diverged]
-    if not data.learner:
-        reflection = ("no learner steps were recorded for this run (an unattended run, or commands run "
-                      "elsewhere); ")
+    if not data.path_stages:
+        reflection = "this run was unattended, so there is no learner path to compare; "
+    elif not data.learner:
+        reflection = ("no steps of mine were recorded for this run (commands run against another data directory?); ")
     elif diverged:
         reflection = (f"my path left the expert's at “{diverged[0].stage}”: next time I would "
                       f"{_STAGE_ADVICE.get(diverged[0].stage, 'follow the evidence broad to narrow')}; ")
@@ -529,7 +531,12 @@ def _path_section(data: ReportData) -> list[str]:
     lines = ["## Your path and the expert's", "",
              "The expert path is the unattended solver's diagnosis of this run (`toolkit/drills/auto.py`, the same "
              "events and metric samples you had); times are scenario time (seconds of drill time since the start).",
-             "", "| stage | expert | you | |", "|---|---|---|---|"]
+             ""]
+    if not data.path_stages:
+        steps = expert_steps(data.expert, data.start, data.speed or 1.0) if data.expert else []
+        return lines + ["An unattended run (`--auto`): the expert path alone.", ""] + \
+            [f"- t={st.scenario_s:.0f} s, {st.stage}: {st.text}" for st in steps] + [""]
+    lines += ["| stage | expert | you | |", "|---|---|---|---|"]
     for s in data.path_stages:
         mark = "**diverged**" + (f" — {s.note}" if s.note else "") if s.diverged else "same"
         lines.append(f"| {s.stage} | {_cell(s.expert)} | {_cell(s.learner)} | {mark} |")
