@@ -174,3 +174,11 @@ def test_an_unsigned_number_quotes_a_fall_by_its_size(report):
         "## Tradeoff", f"The p99 processing latency {word} by {abs(shift):.0f} ms against the baseline.\n\n## Tradeoff")
     found = [n for n in check_story(text, figs).numbers if n.text == f"{abs(shift):.0f} ms"]
     assert found and found[0].status == "matched" and found[0].figure == "p99 processing shift ms"
+
+
+def test_a_number_is_read_by_the_words_of_its_own_sentence(report):
+    failed = report["figures"]["failed_publishes"]["value"]
+    text = _fill("correct.md", report).replace(
+        "There were", f"About {failed * 1.05:.0f} users wrote to support. There were")
+    found = [n for n in check_story(text, measured_figures(report)).numbers if n.text == f"{failed * 1.05:.0f}"]
+    assert found and found[0].status == "unverifiable", found

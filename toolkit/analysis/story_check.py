@@ -327,7 +327,10 @@ def _numbers(section: str, start_line: int, body: str) -> Iterable[tuple[int, st
             before = line[max(0, m.start() - 60): m.start()].lower()
             approx = bool(m.group("approx")) or any(re.search(rf"(?:^|\W){re.escape(w)}\s*$", before)
                                                     for w in _APPROX_WORDS)
-            context = line[max(0, m.start() - 60): m.end() + 60]
+            # The words that say what a number is are in its own sentence (or clause), not the next one.
+            left = max((b.end() for b in re.finditer(r"[.;!?](?:\s|$)", line[: m.start()])), default=0)
+            right = re.search(r"[.;!?](?:\s|$)", line[m.end():])
+            context = line[max(left, m.start() - 60): m.end() + (right.start() if right else 60)][: 200]
             yield start_line + offset, m.group(0).strip(), value, norm or "", approx, context
 
 
@@ -383,13 +386,14 @@ def _check_number(section: str, line: int, text: str, value: float, unit: str, a
     for f, factor in named + [c for c in scored if c not in named]:
         # "fell by 279 ms" quotes a -279 ms shift: an unsigned number compares with the magnitude.
         measured = f.value * factor if value < 0 else abs(f.value * factor)
-        if _within(value, text, approx, measured):
+        # A number whose words name no figure matches by value alone: "about" does not widen that.
+        if _within(value, text, approx and (f, factor) in named, measured):
             return NumberFinding(section, line, text, value, "matched", f.name, f.shown())
     if named:
         f, factor = named[0]
         return NumberFinding(section, line, text, value, "wrong", f.name, f.shown(),
-                             note=f"the engine measured {f.shown()} ({f.definition})" if f.definition else
-                             f"the engine measured {f.shown()}")
+                             note=f"the engine measured {f.shown()} for {f.name}"
+                             + (f" ({f.definition})" if f.definition else ""))
     return NumberFinding(section, line, text, value, "unverifiable",
                          note="matches no measured figure and its words name none; define it or drop it")
 

@@ -496,6 +496,10 @@ def _star(data: ReportData) -> list[str]:
     if asked is not None:
         lines.append(f"- **Result.** Primary metric — {asked.name}: {_fmt(asked.value, asked.unit)} ({asked.definition}"
                      f"; count behind it: {asked.count if asked.count is not None else 'n/a'}). Affected: {cohort}.")
+    period = format_duration(data.spec.period_for(data.spec.slo("publish-success"), "lab"))
+    lines.append(f"  Over the fault window: {_fmt(imp.value('failed_publishes'))} failed publishes; the incident "
+                 f"spent {_fmt(imp.value('budget_spent_percent'))} % of the {period} lab-profile period's error "
+                 "budget.")
     guard = "p99_processing_shift_ms" if d.questions.impact.metric in ("failed_publishes", "budget_spent_percent") \
         else "failed_publishes"
     gf = imp.figures.get(guard)
