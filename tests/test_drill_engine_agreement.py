@@ -67,7 +67,7 @@ def test_fault_window_figures_are_obslab_sli(drill):
     # The STAR debrief quotes the same figures as the rest of the report.
     star = md.split("## Debrief (STAR)", 1)[1]
     assert f"{success['numerator']} of {success['denominator']} publish attempts succeeded" in star
-    assert f"Measured: {report['figures']['failed_publishes']['value']:,.0f} failed publishes" in star
+    assert f"Over the fault window: {report['figures']['failed_publishes']['value']:,.0f} failed publishes" in star
 
 
 def test_whole_drill_budget_burn_and_page_are_obslab_budget(drill):

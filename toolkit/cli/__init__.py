@@ -43,4 +43,17 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
+    _record_for_the_drill()
     app()
+
+
+def _record_for_the_drill() -> None:
+    """While a drill is active, its debrief shows the commands the learner ran (toolkit.drills.learner_path)."""
+    import sys
+
+    try:
+        from toolkit.drills.learner_path import record_command
+
+        record_command(sys.argv[1:])
+    except Exception:  # noqa: BLE001 - the record is for the debrief; it must never stop the command itself
+        pass

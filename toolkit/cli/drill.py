@@ -160,4 +160,17 @@ def report(data_dir: Path = DataDir) -> None:
     console.print(f"score {g['total']:g}/{g['max']:g}; report: {path}", highlight=False)
 
 
+@drill_app.command("note")
+def note(
+    text: str = typer.Argument(..., help='What you think or did, e.g. "hypothesis: storage is down in eu-west".'),
+    data_dir: Path = DataDir,
+) -> None:
+    """Note a hypothesis (or anything) in the current drill: the debrief shows it on your path."""
+    from toolkit.drills.learner_path import record_note
+
+    with user_errors(*_ERRORS):
+        run, at = record_note(_drills_dir(data_dir), text)
+    console.print(f"noted at t={at:.0f} s (scenario time) in {run.path.name}", highlight=False)
+
+
 __all__ = ["drill_app", "TOKEN_ENV"]

@@ -16,6 +16,7 @@ from typing import Callable, Mapping
 
 from toolkit.drills.causes import cause_label
 from toolkit.drills.grader import Answer, Grade, grade
+from toolkit.drills.learner_path import compare_paths, expert_steps, learner_steps
 from toolkit.drills.measure import (Attempt, DrillEvents, Impact, MetricSample, Window, drill_outcomes,
                                     measure_impact, percentile, read_drill_events, read_metric_samples)
 from toolkit.drills.pages import PageVerdict, engine_first_page, page_verdict, prometheus_first_fire
@@ -74,6 +75,9 @@ class ReportData:
     burn_at_end: Mapping[str, float | None] | None = None  # burn rate per alert window length at the drill's end
     alerts_at_end: tuple[dict, ...] = ()  # each lab alert at the drill's end: windows, burn rates, firing
     sli_drill_latency: Mapping[str, float | None] | None = None  # processing p50/p95/p99 over the whole drill
+    expert: Mapping | None = None  # the unattended solver's diagnosis of this run (auto.diagnosis_json)
+    learner: tuple = ()  # the learner's steps (learner_path.Step), scenario time
+    path_stages: tuple = ()  # learner vs expert, stage by stage (learner_path.PathStage)
 
 
 def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
@@ -124,10 +128,25 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     g = grade(drill, [Answer(a["cause"], a["cohort"], float(a["impact"]), a["at_s"]) for a in answers],
               measured if measured is not None else 0.0, fault.start - start,
               None if page.at is None else page.at - start)
+    expert = _expert_diagnosis(run, spec)
+    # An unattended run has no learner: its debrief shows the expert path alone.
+    learner = () if state.auto else tuple(learner_steps(run))
+    stages = () if state.auto else tuple(compare_paths(learner, expert, state, drill.questions.impact.tolerance))
     return ReportData(drill, state.run_id, state.seed, state.speed, start, end, fault, baseline, at_end.attempts,
                       samples, impact, sli_incident, sli_latency, sli_drill, page.at, page.alert, g, answers,
                       tuple(timeline), spec, page, at_end.events.summary(), outcomes, budget, burn_at_end,
-                      tuple(alerts_at_end), whole_latency)
+                      tuple(alerts_at_end), whole_latency, expert, learner, stages)
+
+
+def _expert_diagnosis(run: RunDir, spec: SloSpec) -> dict:
+    """The expert path: the solver's diagnosis the run recorded (``auto.json``, ``--auto`` runs), else the
+    solver run now over the same events — analysis only, never recorded as an answer."""
+    recorded = run.path / "auto.json"
+    if recorded.is_file():
+        return json.loads(recorded.read_text())
+    from toolkit.drills.auto import diagnosis_json, solve
+
+    return diagnosis_json(solve(run, spec))
 
 
 def _iso(t: float) -> str:
@@ -410,39 +429,134 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         f"{', '.join(f'{k}={v}' for k, v in d.truth.cohort.items()) or 'everyone'}; "
         f"it moves {d.truth.metric} {d.truth.direction}.",
         "",
-        "## Debrief (STAR)",
-        "",
     ]
+    lines += _path_section(data)
+    lines += ["## Debrief (STAR): a model answer", ""]
     lines += _star(data)
     return "\n".join(lines) + "\n"
 
 
+# What I would do about each cause, and what it costs: the model answer's tradeoff.
+_MITIGATION: dict[str, tuple[str, str]] = {
+    "transcoder_slow": ("route the affected media to a spare transcoder pool",
+                        "the pool costs capacity held idle the rest of the time"),
+    "transcoder_errors": ("roll the transcoder back", "the fix it carried waits for the next release"),
+    "chunk_upload_failures": ("have clients retry with capped, jittered backoff",
+                              "uploads in that cohort take longer, but they finish"),
+    "retry_amplification": ("cap client retries with exponential backoff and jitter",
+                            "a few uploads that a fast retry would have saved now fail outright"),
+    "canary_regression": ("roll the canary back to 0 %", "the release's improvements wait for a fixed build"),
+    "storage_outage": ("fail the region's uploads over to another region's storage",
+                       "cross-region latency and transfer cost for that region's creators until storage is back"),
+    "cache_regression": ("turn the feed cache back on", "the change that turned it off is reverted with it"),
+    "database_slow": ("shed non-critical reads from the database", "some pages show staler data"),
+    "instrumentation_loss": ("fix the event sink and page on the service's own counters meanwhile",
+                             "alerts on counters lack the per-attempt detail the events carry"),
+    "client_auto_cancel": ("count client cancellations in a guardrail and fix the client's timeout",
+                           "the success SLI's definition stays as it is, so the guardrail must be watched"),
+    "queue_backlog": ("add transcode workers for the queue-backed path", "more capacity to pay for"),
+    "memory_leak": ("restart the API workers on a memory limit until the leak is fixed",
+                    "each restart drops the requests in flight"),
+    "cpu_saturation": ("scale the API out", "more capacity to pay for"),
+    "traffic_spike": ("scale out for the spike", "capacity that sits idle once it passes"),
+}
+
+_STAGE_ADVICE = {"when": "start broad — the SLI and the burn rate — before narrowing",
+                 "who": "break the hurt attempts down by every dimension before settling on a cohort",
+                 "what": "test my hypothesis against the mechanism signals (error class, retries, phases)",
+                 "how much": "read the impact figure off the measured window with its definition"}
+
+
 def _star(data: ReportData) -> list[str]:
+    """A model answer: first person, every figure one this report states, with a tradeoff and a reflection."""
     d, imp, g = data.drill, data.impact, data.grade
     good_i, total_i = data.sli_incident
-    failed = imp.value("failed_publishes")
-    spent = imp.value("budget_spent_percent")
-    p99 = imp.value("p99_processing_shift_ms")
+    speed = data.speed or 1.0
     asked = imp.figures.get(d.questions.impact.metric)
+    expert = data.expert or {}
+    top = (expert.get("causes") or [{}])[0]
+    cohorts = expert.get("cohorts") or []
+    cohort = ", ".join(f"{k}={v}" for k, v in (cohorts[0]["cohort"] if cohorts else {}).items()) or "everyone"
     page = data.page.sentence(data.fault.start) if data.page is not None else "no burn-rate page fired"
-    period = format_duration(data.spec.period_for(data.spec.slo("publish-success"), "lab"))
-    cohort = ", ".join(f"{k}={v}" for k, v in d.truth.cohort.items()) or "every cohort"
-    return [
-        f"- **Situation.** The briefing: “{' '.join(d.briefing.split())}” During the {data.fault.length_s:.0f} s "
-        f"incident, "
-        f"{good_i} of {total_i} publish attempts succeeded "
-        f"({format_percent(sli_ratio(good_i, total_i))}, publish-success SLI, outcomes in the window).",
-        f"- **Task.** Find the cause and who was affected, and size the impact: {d.questions.impact.prompt}",
-        "- **Action.** The drill's expected evidence path: " + "; ".join(d.debrief.evidence_path) + ". "
-        f"Measured: {page}.",
-        f"- **Result.** What the fault was: {d.debrief.what_happened} Measured: {_fmt(failed)} failed publishes, "
-        f"the incident spent {_fmt(spent)} % of the {period} lab-profile period's error budget, "
-        f"p99 processing latency shift {_fmt(p99, 'ms')}"
-        + (f", {asked.name} = {_fmt(asked.value, asked.unit)}" if asked is not None else "")
-        + f"; affected: {cohort}. Score {g.total:g}/{g.max_total:g}.",
+    rate = format_percent(sli_ratio(good_i, total_i))
+    lines = [
+        "A model answer, written from the expert path (the solver's diagnosis) and the figures above; compare it "
+        "with your own story (`obslab story template`, `obslab story check`, docs/story-rubric.md).",
         "",
-        f"What good looks like: {d.debrief.good_looks_like}",
+        f"- **Situation.** I was on call for the publish flow. Measured: {page}. During the "
+        f"{data.fault.length_s * speed:.0f} s incident (scenario time; {data.fault.length_s:.1f} s of wall time at "
+        f"×{speed:g}), {good_i} of {total_i} publish attempts succeeded ({rate}, publish-success SLI, outcomes in "
+        f"the fault window, synthetic traffic included).",
+        f"- **Task.** I had to find the cause and who was affected, and answer: {d.questions.impact.prompt}",
     ]
+    if data.expert:
+        steps = {s.stage: s.text for s in expert_steps(data.expert, data.start, speed)}
+        lines.append("- **Action.** I " + "; then I ".join(steps[k] for k in ("when", "what", "who") if k in steps)
+                     + (f"; then I read {asked.name} off the fault window (below)." if asked is not None else "."))
+    if asked is not None:
+        lines.append(f"- **Result.** Primary metric — {asked.name}: {_fmt(asked.value, asked.unit)} ({asked.definition}"
+                     f"; count behind it: {asked.count if asked.count is not None else 'n/a'}). Affected: {cohort}.")
+    period = format_duration(data.spec.period_for(data.spec.slo("publish-success"), "lab"))
+    lines.append(f"  Over the fault window: {_fmt(imp.value('failed_publishes'))} failed publishes; the incident "
+                 f"spent {_fmt(imp.value('budget_spent_percent'))} % of the {period} lab-profile period's error "
+                 "budget.")
+    guard = "p99_processing_shift_ms" if d.questions.impact.metric in ("failed_publishes", "budget_spent_percent") \
+        else "failed_publishes"
+    gf = imp.figures.get(guard)
+    if gf is not None:
+        lines.append(f"  Guardrail — {gf.name}: {_fmt(gf.value, gf.unit)} ({gf.definition}).")
+    if top.get("cause") == "instrumentation_loss":
+        lost = imp.value("lost_failure_events")
+        lines.append(f"  Caveat: the SLI over the log ({rate}) is not to be trusted here: the service counted "
+                     f"{_fmt(lost)} failures the log lacks (lost_failure_events).")
+    mitigation, cost = _MITIGATION.get(top.get("cause") or d.truth.cause, ("remove the cause", "the change it reverts"))
+    lines.append(f"- **Tradeoff.** I would {mitigation}; the price: {cost}.")
+    diverged = [s for s in data.path_stages if s.diverged]
+    if not data.path_stages:
+        reflection = "this run was unattended, so there is no learner path to compare; "
+    elif not data.learner:
+        reflection = ("no steps of mine were recorded for this run (commands run against another data directory?); ")
+    elif diverged:
+        reflection = (f"my path left the expert's at “{diverged[0].stage}”: next time I would "
+                      f"{_STAGE_ADVICE.get(diverged[0].stage, 'follow the evidence broad to narrow')}; ")
+    else:
+        reflection = "my path followed the expert's at every stage; "
+    ttd = g.time_to_detect_s
+    reflection += ("detection took " + (f"{ttd * speed:.0f} s of scenario time ({ttd:.1f} s wall) after the fault "
+                                       f"began, by the first {g.detected_by}." if ttd is not None else
+                                       "longer than the drill: nothing detected it."))
+    lines.append(f"- **Reflection.** {reflection[0].upper()}{reflection[1:]}")
+    lines += ["", f"What good looks like: {d.debrief.good_looks_like}"]
+    return lines
+
+
+def _path_section(data: ReportData) -> list[str]:
+    """The learner's path beside the expert's, stage by stage, then every recorded step."""
+    lines = ["## Your path and the expert's", "",
+             "The expert path is the unattended solver's diagnosis of this run (`toolkit/drills/auto.py`, the same "
+             "events and metric samples you had); times are scenario time (seconds of drill time since the start).",
+             ""]
+    if not data.path_stages:
+        steps = expert_steps(data.expert, data.start, data.speed or 1.0) if data.expert else []
+        return lines + ["An unattended run (`--auto`): the expert path alone.", ""] + \
+            [f"- t={st.scenario_s:.0f} s, {st.stage}: {st.text}" for st in steps] + [""]
+    lines += ["| stage | expert | you | |", "|---|---|---|---|"]
+    for s in data.path_stages:
+        mark = "**diverged**" + (f" — {s.note}" if s.note else "") if s.diverged else "same"
+        lines.append(f"| {s.stage} | {_cell(s.expert)} | {_cell(s.learner)} | {mark} |")
+    lines += ["", "Your steps (obslab commands run and dashboard views opened while the drill was active, notes, "
+                  "hints and answers):", ""]
+    if data.learner:
+        lines += ["| t (scenario s) | source | stage | what |", "|---:|---|---|---|"]
+        for st in data.learner:
+            lines.append(f"| {st.scenario_s:.0f} | {st.source} | {st.stage} | {_cell(st.text)} |")
+    else:
+        lines.append("None recorded.")
+    return lines + [""]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def write_report(run: RunDir, spec: SloSpec | None = None) -> Path:
@@ -460,6 +574,13 @@ def write_report(run: RunDir, spec: SloSpec | None = None) -> Path:
     return md
 
 
+def _breakdown_json(data: ReportData) -> dict:
+    dim, what, rows = cohort_breakdown(data)
+    return {"dimension": dim, "what": what,
+            "rows": [{"value": v, "during": now, "n_during": n_now, "before": then, "n_before": n_then}
+                     for v, now, n_now, then, n_then in rows]}
+
+
 def report_json(data: ReportData) -> dict:
     """The report's numbers; the ``obslab.drill-result/v1`` shape ``obslab story`` reads."""
     d = data.drill
@@ -474,13 +595,26 @@ def report_json(data: ReportData) -> dict:
         "run_id": data.run_id,
         "fault_window": [data.fault.start, data.fault.end],
         "baseline_window": [data.baseline.start, data.baseline.end],
+        "speed": data.speed,
         "sli_fault_window": {"good": data.sli_incident[0], "total": data.sli_incident[1],
+                             "rate": sli_ratio(*data.sli_incident),
                              "processing_latency_ms": dict(data.sli_latency)},
-        "sli_drill": {"good": data.sli_drill[0], "total": data.sli_drill[1],
+        "sli_drill": {"good": data.sli_drill[0], "total": data.sli_drill[1], "rate": sli_ratio(*data.sli_drill),
                       "processing_latency_ms": dict(data.sli_drill_latency or {})},
+        "cohort_breakdown": _breakdown_json(data),
         "figures": {k: {"value": f.value, "unit": f.unit, "count": f.count, "definition": f.definition}
                     for k, f in data.impact.figures.items()},
         "first_page_at": data.first_page_at,
+        "scenario": {"fault_s": data.fault.length_s * data.speed,
+                     "time_to_detect_s": None if data.grade.time_to_detect_s is None
+                     else data.grade.time_to_detect_s * data.speed,
+                     "time_to_diagnose_s": None if data.grade.time_to_diagnose_s is None
+                     else data.grade.time_to_diagnose_s * data.speed},
+        "learner_path": [{"scenario_s": st.scenario_s, "source": st.source, "stage": st.stage, "what": st.text}
+                         for st in data.learner],
+        "expert": data.expert,
+        "paths": [{"stage": p.stage, "expert": p.expert, "learner": p.learner, "diverged": p.diverged,
+                   "note": p.note} for p in data.path_stages],
         "as_of": {"fault_window": data.fault.end, "drill": data.end},
         "budget": None if data.budget is None else {
             "slo": data.budget.slo, "period": data.budget.period, "at": data.end, "spent": data.budget.spent,

@@ -1,4 +1,6 @@
-"""Drills panel: list, start, hint, answer, report and stop, over the drills library (``toolkit.drills``).
+"""Drills panel: list, start, hint, answer, report and stop, over the drills library (``toolkit.drills``);
+the learner's own story (template, check) and the report rendered as HTML; and the dashboard views the
+learner opens while a drill is active, recorded for the debrief (``toolkit.drills.learner_path``).
 
 Starting a drill from the page is the same as ``obslab drill start``: the runner checks the lab
 and its token, applies the setup and launches its scheduler, which injects the fault on time.
@@ -154,6 +156,72 @@ def answer():
     return jsonify(text=f"answer {n} recorded for {drill.id}; graded in the report (button Report).")
 
 
+# The API calls that are views a learner chose (the page polls them; a view is recorded when it changes).
+_VIEWS = {"api.snapshot": ("snapshot", ("window",)), "api.series": ("series", ("window",)),
+          "api.cohorts": ("cohorts", ("dimension", "window")), "explorer.show": ("request", ())}
+
+
+@bp.after_app_request
+def _record_view(response):
+    view = _VIEWS.get(request.endpoint or "")
+    if view is None or response.status_code >= 400 or not drills_available():
+        return response
+    name, keys = view
+    what = " ".join([name] + [f"{k}={request.args[k]}" for k in keys if request.args.get(k)]
+                    + [f"{k}={v}" for k, v in (request.view_args or {}).items()])
+    from toolkit.drills.learner_path import record_view
+
+    try:
+        record_view(_drills_dir(), what)
+    except OSError:  # the record is for the debrief; a read-only data directory must not break the page
+        pass
+    return response
+
+
+def render_report_html(markdown_text: str, image_base: str) -> str:
+    """The report's markdown as HTML, sanitised: raw HTML in the markdown is escaped (``html`` off),
+    links are checked by markdown-it's URL validator (no ``javascript:``), and report images point
+    at the image endpoint."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+    tokens = md.parse(markdown_text)
+    for token in tokens:
+        for child in token.children or ():
+            if child.type == "image":
+                src = str(child.attrGet("src") or "")
+                if "/" not in src and src.endswith(".png"):
+                    child.attrSet("src", image_base + src)
+    return md.renderer.render(tokens, md.options, {})
+
+
+@bp.get("/active/story/template")
+def story_template():
+    from toolkit.drills.story_run import StoryRunError, story_template_for
+
+    try:
+        return jsonify(text=story_template_for(current_app.config["OBSLAB_DASHBOARD"].data_dir, "current"))
+    except (StoryRunError, *_user_errors()) as e:
+        return _error(409, str(e))
+
+
+@bp.post("/active/story/check")
+def story_check():
+    from toolkit.analysis.story_check import StoryFormatError, render_feedback
+    from toolkit.drills.story_run import StoryRunError, check_story_for
+
+    text = (request.get_json(silent=True) or {}).get("text")
+    if not isinstance(text, str) or not text.strip():
+        return _error(422, "text: paste or write your story first", "text")
+    try:
+        result = check_story_for(current_app.config["OBSLAB_DASHBOARD"].data_dir, "current", text)
+    except StoryFormatError as e:
+        return _error(422, str(e), "text")
+    except (StoryRunError, *_user_errors()) as e:
+        return _error(409, str(e))
+    return jsonify(result=result.to_dict(), text=render_feedback(result))
+
+
 @bp.post("/active/report")
 def report():
     """Grade and write the current drill's report (as `obslab drill report` does) and return it."""
@@ -175,8 +243,9 @@ def report():
     summary = json.loads((run.report_dir / "report.json").read_text())
     grade = summary.get("grade", {})
     images = sorted(p.name for p in run.report_dir.glob("*.png"))
-    return jsonify(text=Path(path).read_text(), path=str(path), score=grade,
-                   images=[f"api/drills/active/report/{name}" for name in images])
+    text = Path(path).read_text()
+    return jsonify(text=text, html=render_report_html(text, "api/drills/active/report/"), path=str(path),
+                   score=grade, images=[f"api/drills/active/report/{name}" for name in images])
 
 
 @bp.get("/active/report/<name>")

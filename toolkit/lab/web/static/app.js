@@ -332,7 +332,40 @@ function renderActiveDrill(a) {
       el("button", { onclick: reportDrill, "data-testid": "drill-report" }, "Report"), " ",
       el("button", { onclick: stopDrill, "data-testid": "drill-stop" }, "Stop")),
     el("div", { id: "drill-hints" }, ...(a.hints_shown || []).map(h => el("div", { text: "hint: " + h }))),
-    form, el("div", { id: "drill-output", class: "report" }));
+    form, el("div", { id: "drill-output", class: "report" }), renderStoryPanel());
+}
+
+// Your own story of the drill: a skeleton to write in, then every number and metric checked
+// against what the drill measured (obslab story template / check; docs/story-rubric.md).
+function renderStoryPanel() {
+  const text = el("textarea", { id: "story-text", "data-testid": "story-text", rows: 18, cols: 100,
+    placeholder: "Your story: Situation, Task, Action, Result, Tradeoff, Reflection, and the metric definitions" });
+  if (state.storyText) text.value = state.storyText;
+  text.addEventListener("input", () => { state.storyText = text.value; });
+  return el("details", { class: "story", "data-testid": "story-panel", open: state.storyText ? "open" : null },
+    el("summary", { text: "Your impact story (after the drill ends)" }),
+    el("div", {}, el("button", { onclick: storyTemplate, "data-testid": "story-template" }, "Write story"), " ",
+      el("button", { onclick: storyCheck, "data-testid": "story-check" }, "Check story"),
+      el("span", { class: "muted", text: " rubric: docs/story-rubric.md" })),
+    text, el("div", { id: "story-feedback", "data-testid": "story-feedback" }));
+}
+async function storyTemplate() {
+  const r = await getJSON("api/drills/active/story/template");
+  if (!r.ok) { $("#story-feedback").replaceChildren(el("div", { class: "error-line", text: errText(r) })); return; }
+  if (!$("#story-text").value.trim()) { $("#story-text").value = r.body.text; state.storyText = r.body.text; }
+}
+async function storyCheck() {
+  const r = await postJSON("api/drills/active/story/check", { text: $("#story-text").value });
+  if (!r.ok) { $("#story-feedback").replaceChildren(el("div", { class: "error-line", text: errText(r) })); return; }
+  const res = r.body.result;
+  const mark = { matched: "ok", wrong: "wrong", unverifiable: "?" };
+  $("#story-feedback").replaceChildren(
+    el("div", {}, el("b", { text: `story score ${res.score} / ${res.max_score}` })),
+    el("table", { class: "grid story-numbers" }, el("tbody", {}, ...res.numbers.map(n => el("tr", { class: "story-" + n.status },
+      el("td", { text: mark[n.status] }), el("td", { text: "line " + n.line }), el("td", { class: "text", text: n.text }),
+      el("td", { class: "text", text: n.status === "matched" ? `${n.figure} (${n.measured})` : n.note }))))),
+    el("ul", {}, ...res.issues.map(i => el("li", { text: i.message }))),
+    el("pre", { text: r.body.text }));
 }
 
 async function postJSON(path, body) {
@@ -359,8 +392,8 @@ async function reportDrill() {
   const g = r.body.score || {};
   $("#drill-output").replaceChildren(
     el("div", {}, el("b", { text: `score ${g.total ?? "–"} / ${g.max ?? "–"}` }), ` · written to ${r.body.path}`),
-    ...r.body.images.map(src => el("img", { src, style: "max-width: 48%; margin: 4px;", alt: src.split("/").pop() })),
-    el("pre", { text: r.body.text }));
+    // The server renders the markdown with raw HTML disabled and links validated (drills.render_report_html).
+    (() => { const doc = el("div", { class: "report-html", "data-testid": "report-html" }); doc.innerHTML = r.body.html; return doc; })());
 }
 async function stopDrill() {
   const r = await postJSON("api/drills/active/stop");
