@@ -195,10 +195,11 @@ function timeLabels(u, splits, axisIdx, space, incr) {
   });
 }
 
-// The legend shows the latest bucket's values when the cursor is not on the chart (uPlot shows "--").
+// The legend shows the latest bucket's values when the cursor is not on the chart (uPlot shows "--"):
+// the latest bucket where the chart's first series has a value (a bucket with no outcome has no rate).
 function latestIndex(u) {
-  const n = u.data[0] ? u.data[0].length : 0;
-  for (let i = n - 1; i >= 0; i--) if (u.data.slice(1).some(s => s[i] !== null && s[i] !== undefined)) return i;
+  const n = u.data[0] ? u.data[0].length : 0, first = u.data[1] || [];
+  for (let i = n - 1; i >= 0; i--) if (first[i] !== null && first[i] !== undefined) return i;
   return n ? n - 1 : null;
 }
 function showLatestWhenIdle(u) {
