@@ -341,3 +341,41 @@ def test_prometheus_link_opens_its_alerts_page_and_both_alert_sources_show(prome
         _no_overlaps(page, "#tile-burn")
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_drill_answer_count_follows_each_answer_and_each_poll(service, page):
+    """The real service (the drill sets its faults through the control API), the drill started from the page."""
+    from toolkit.drills import runner
+    from toolkit.lab.web.drills import stop_active_drill
+
+    data = Path(service.data_dir)
+    server = _serve(data, api_url=service.base_url, admin_token_file=data / "admin-token")
+    drill = "async-migration"
+    try:
+        page.goto(server.url)
+        page.wait_for_selector(f"[data-drill={drill}]", timeout=15000)
+        page.select_option("[data-testid=drill-speed]", "60")
+        page.click(f"[data-testid=drill-start-{drill}]")
+        count = page.locator("[data-testid=drill-answer-count]")
+        count.wait_for(timeout=30000)
+        assert count.inner_text() == "0 answers recorded"
+        # An answer from the page: the count follows at once, no reload.
+        form = page.locator("[data-testid=drill-answer-form]")
+        form.locator("input[name=cohort]").fill("everyone")
+        form.locator("input[name=impact]").fill("0.5")
+        form.locator("button[type=submit]").click()
+        page.wait_for_function("() => document.querySelector('[data-testid=drill-answer-count]').textContent"
+                               " === '1 answer recorded'", timeout=10000)
+        # An answer from elsewhere (`obslab drill answer`): the next poll shows it; what is typed stays.
+        form.locator("input[name=impact]").fill("0.25")
+        cause = page.eval_on_selector("[data-testid=drill-answer-form] select", "s => s.value")
+        runner.answer(data / "drills", cause, {}, 0.1, by="learner")
+        page.wait_for_function("() => document.querySelector('[data-testid=drill-answer-count]').textContent"
+                               " === '2 answers recorded'", timeout=15000)
+        assert form.locator("input[name=impact]").input_value() == "0.25"
+        _shot(page.locator("#drills-panel"), "drill-active")
+        _no_overlaps(page, "#drills-panel")
+    finally:
+        stop_active_drill(data)
+        server.stop()
