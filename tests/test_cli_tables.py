@@ -39,7 +39,7 @@ def _headers_whole(out: str, headers: list[str]) -> None:
     assert "…" not in out, f"a cell or header cut with an ellipsis:\n{out}"
     # (budget prints each SLO's one-sentence summary soft-wrapped: the terminal wraps it, not rich)
     too_long = [line for line in out.splitlines() if len(line) > 80 and "period allows" not in line]
-    assert not too_long, f"lines wider than 80 columns:\n" + "\n".join(too_long)
+    assert not too_long, "lines wider than 80 columns:\n" + "\n".join(too_long)
     for header in headers:
         for word in header.split():
             assert re.search(rf"(?<!\S){re.escape(word)}(?!\S)", out), f"header word {word!r} of {header!r} " \
