@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from toolkit.cli._tables import fit_table
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
 from toolkit.cli._events_common import parse_synthetic, synthetic_option
 from toolkit.cli.base import app, console, user_errors
@@ -34,7 +35,7 @@ def print_breakdown(d: dict, top: int) -> None:
                       f"{v['difference'] * 100:+.1f} pp", f"{v['lift']:.2f}×" if v["lift"] else "new",
                       f"{v['z']:.1f}",
                       f"{p:.2g}" if p is not None else "—")
-    console.print(table)
+    console.print(fit_table(table, console, droppable=("dimension χ² p", "lift")))
 
 
 @app.command()

@@ -12,6 +12,7 @@ from toolkit.measures.budget import BudgetReport, compute_budget
 from toolkit.cli._events_common import (MAX_SKIPPED_HELP, find_spec, parse_share, report_read_problems,
                                         synthetic_choice, synthetic_option)
 from toolkit.cli.base import UserError, app, console, user_errors
+from toolkit.cli._tables import fit_table
 from contract.durations import format_seconds
 from toolkit.measures.definitions import format_percent
 from toolkit.events.io import EventsError, load_events
@@ -78,6 +79,9 @@ def render(report: BudgetReport, markdown: bool = False) -> None:
                          first, f"{format_seconds(h.firing_s)} in {len(h.spans)} span(s)"])
         cols = ["severity", "long/short", "fires when both burn", "long burn (bad/total)",
                 "short burn (bad/total)", f"at {report.at}", "first fired", "firing over run"]
+        # The terminal table names the as-of column in words (the time is in the line above it): a
+        # timestamp header cannot fold between words.
+        table_cols = cols[:5] + ["at as-of time"] + cols[6:]
         if markdown:
             out += [f"### {s.slo}", "", summary, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
             out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -85,10 +89,10 @@ def render(report: BudgetReport, markdown: bool = False) -> None:
         else:
             console.print(summary, highlight=False, soft_wrap=True)
             t = Table(title=f"{s.slo}: multi-window burn-rate alerts", title_justify="left")
-            for c in cols:
+            for c in table_cols:
                 t.add_column(c)
             for r in rows:
                 t.add_row(*r)
-            console.print(t)
+            console.print(fit_table(t, console, droppable=("firing over run",)))
     if markdown:
         print("\n".join(out))

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
 from toolkit.cli._events_common import parse_synthetic, synthetic_option
+from toolkit.cli._tables import fit_table
 from toolkit.cli.base import app, console, err_console, user_errors
 from contract.durations import format_duration
 
@@ -65,7 +66,7 @@ def print_compare(d: dict) -> None:
         cls = m["classification"] + (" ✗" if m["failed"] else "")
         table.add_row(f"{m['name']}\n({m['group']})", _fmt_value(m, "control"), _fmt_value(m, "treatment"),
                       f"{change}\n{ci}", allowed, cls)
-    console.print(table)
+    console.print(fit_table(table, console, droppable=("allowed",)))
     srm = d.get("srm")
     if srm:
         console.print(f"SRM: {srm.get('unit', 'users')} {srm['observed']} vs expected shares {[round(x, 4) for x in srm['expected_shares']]}: "

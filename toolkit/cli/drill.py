@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from toolkit.cli.base import app, console, user_errors
+from toolkit.cli._tables import fit_table
 from toolkit.drills import runner
 from toolkit.drills.causes import cause_label
 from toolkit.drills.lab import DEFAULT_DATA_DIR, TOKEN_ENV, find_lab
@@ -36,7 +37,7 @@ def list_drills() -> None:
     table = Table("id", "difficulty", "title", title=f"{len(drills)} drills, easiest first")
     for d in sorted(drills.values(), key=lambda d: (DIFFICULTIES.index(d.difficulty), d.id)):
         table.add_row(d.id, d.difficulty, d.title)
-    console.print(table)
+    console.print(fit_table(table, console))
 
 
 @drill_app.command("show")

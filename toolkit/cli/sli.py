@@ -11,6 +11,7 @@ from rich.table import Table
 from toolkit.cli._events_common import (MAX_SKIPPED_HELP, SINCE_HELP, UNTIL_HELP, find_spec, parse_by, parse_share,
                                         parse_where, report_read_problems, synthetic_choice, synthetic_option)
 from toolkit.cli.base import UserError, app, console, user_errors
+from toolkit.cli._tables import fit_table
 from contract.durations import DurationError, parse_duration
 from toolkit.events.io import EventsError, load_events
 from toolkit.measures.sli import Section, SliQuery, SliReport, check_scope, compute_report
@@ -85,7 +86,7 @@ def render_table(report: SliReport) -> None:
                         ("guardrail", s.guardrails)):
         for f in figs:
             t.add_row(group, f.name, f.display(), f.statistic, _num_den(f), f"{f.count:,} {f.counted}")
-    console.print(t)
+    console.print(fit_table(t, console))
     console.print(f"percentiles: {report.slo['percentile_method']}", highlight=False)
     if report.series:
         st = Table(title=f"Time series ({report.series_window} windows by outcome time)", title_justify="left")
@@ -94,7 +95,7 @@ def render_table(report: SliReport) -> None:
             st.add_column(col)
         for p in report.series:
             st.add_row(*_row(p))
-        console.print(st)
+        console.print(fit_table(st, console))
     if report.breakdown:
         bt = Table(title=f"Breakdown by {', '.join(report.breakdown_by)}", title_justify="left")
         for col in ("segment", "attempts", "success rate", "succ / (succ+fail+aband)", "latency SLI",
@@ -104,7 +105,7 @@ def render_table(report: SliReport) -> None:
             row = _row(p)
             seg = ", ".join(f"{k}={v}" for k, v in p.scope.segment.items() if k in report.breakdown_by)
             bt.add_row(seg, *row[1:])
-        console.print(bt)
+        console.print(fit_table(bt, console))
 
 
 def _row(p: Section) -> list[str]:

@@ -9,8 +9,13 @@ import typer
 from rich.live import Live
 
 from toolkit.cli.base import UserError, app, console, user_errors
+from toolkit.cli._tables import fit_table
 from contract.durations import DurationError
 from toolkit.slo.spec import SloSpecError
+
+
+def _fit(table):
+    return fit_table(table, console, droppable=("first fired",))
 
 
 @app.command()
@@ -31,11 +36,11 @@ def top(
             raise UserError(f"{data_dir}: no events/ (nor data/events/) yet (start the lab with `obslab lab`, "
                             f"or pass --data-dir)")
         source = TopSource.from_data_dir(data_dir, spec, window)
-        frame = render(take_snapshot(source))
+        frame = render(take_snapshot(source), console.width, _fit)
         if once:
             console.print(frame)
             return
         with Live(frame, console=console, refresh_per_second=4, screen=False) as live:
             while True:
                 time.sleep(refresh)
-                live.update(render(take_snapshot(source)))
+                live.update(render(take_snapshot(source), console.width, _fit))

@@ -332,13 +332,13 @@ class Lab:
         cfg = self.config
         api_url = f"http://{HOST}:{cfg.port_api}"
         links = [("publish API", api_url + "/openapi.json")]
-        if prometheus_url:
-            links.append(("Prometheus alerts", prometheus_url + "/alerts"))
+        # The Prometheus alerts link is the dashboard's own (/api/info): its path depends on Prometheus's version.
         if cfg.locust_ui:
             links.append(("Locust", f"http://{HOST}:{cfg.port_locust_ui}"))
         dash = DashboardConfig(
             data_dir=self.data_dir, spec_path=self.spec_path, profile=cfg.profile, api_url=api_url,
-            prometheus_url=prometheus_url, admin_token_file=self.admin_token_file, links=tuple(links),
+            prometheus_url=prometheus_url, link_prometheus_alerts=True, admin_token_file=self.admin_token_file,
+            links=tuple(links),
             refresh_s=cfg.refresh_s, started_at=self.started_at, service_dir=self.service_dir)
         self._dashboard = DashboardServer(create_app(dash), HOST, cfg.port_web).start()
         return self._dashboard.url.rstrip("/")

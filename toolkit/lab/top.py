@@ -68,19 +68,19 @@ def _ms(s: float | None) -> str:
 
 def _tile(title: str, value: str, detail: str, style: str) -> Panel:
     # Wide enough that a named figure ("publish-success: spent 0.86 % · 99.14 % remaining") keeps one line.
-    width = max(34, 4 + max(len(line) for line in (value + "\n" + detail).splitlines() or [""]))
+    width = max(34, len(title) + 6, 4 + max(len(line) for line in (value + "\n" + detail).splitlines() or [""]))
     return Panel(Group(Text(value, style=f"bold {style}"), Text(detail, style="dim")), title=title,
                  title_align="left", border_style=style, width=width)
 
 
-def render(s: dict) -> Group:
-    """One frame: header, tiles, burn-rate table."""
+def render(s: dict, width: int | None = None, fit=None) -> Group:
+    """One frame: header, tiles, burn-rate table. ``width``: the console's, the tiles go on as many rows as
+    they need; ``fit``: applied to the burn-rate table (the CLI's narrow-terminal layout)."""
     su, la = s["success"], s["latency"]
     header = Text(f"obslab top · as of {s['as_of']} · window {s['window']['start']} → {s['window']['end']} "
                   f"({s['window']['label']}) · {s['synthetic']}", style="bold")
     ok = "green" if su["value"] is not None and su["value"] >= su["objective"] else ("red" if su["value"] is not None else "white")
-    tiles = Table.grid(padding=(0, 1))
-    tiles.add_row(
+    panels = (
         _tile("publish success rate", _pct(su["value"]),
               f"{su['good']:,} / {su['total']:,} attempts\n{su['failed']:,} failed · {su['abandoned']:,} abandoned\n"
               f"{su['in_flight']:,} in flight · objective {_pct(su['objective'], 1)}", ok),
@@ -95,6 +95,13 @@ def render(s: dict) -> Group:
                         for b in s["budgets"]),
               "green" if all((b["remaining"] or 1) > 0.5 for b in s["budgets"]) else "yellow"),
     )
+    # As many tiles a row as the console holds (a squeezed tile cuts its title and wraps its figures).
+    per_row = len(panels)
+    while width and per_row > 1 and sum(sorted((p.width for p in panels), reverse=True)[:per_row]) + per_row - 1 > width:
+        per_row -= 1
+    tiles = Table.grid(padding=(0, 1))
+    for i in range(0, len(panels), per_row):
+        tiles.add_row(*panels[i:i + per_row])
     burn = Table(title=f"burn rates over events · alerts from {s['burn']['source']}", title_justify="left", expand=False)
     for col in ("SLO", "severity", "long window", "short window", "threshold", "over events", "first fired"):
         burn.add_column(col, justify="left" if col in ("SLO", "severity", "state") else "right")
@@ -103,6 +110,8 @@ def render(s: dict) -> Group:
         burn.add_row(w["slo"], w["severity"], f"{fmt(w['long_burn'])} / {w['long']}", f"{fmt(w['short_burn'])} / {w['short']}",
                      f"{w['burn_rate_threshold']:g}×", Text("FIRING", style="bold red") if w["firing"] else Text("ok", style="green"),
                      w.get("first_fired") or "never")
+    if fit is not None:
+        burn = fit(burn)
     alerts = s["burn"]["alerts"]
     alert_line = Text("alerts: " + (", ".join(f"{a['name']} ({a['state']})" for a in alerts) if alerts else "none firing"),
                       style="bold red" if any(a["state"] == "firing" for a in alerts) else "green")

@@ -48,6 +48,9 @@ class DashboardConfig:
     admin_token_file: Path | None = None
     # (name, url) shown in the page header.
     links: tuple[tuple[str, str], ...] = ()
+    # Add a header link to prometheus_url's alerts page (its path depends on Prometheus's version, so the
+    # dashboard asks Prometheus before it links).
+    link_prometheus_alerts: bool = False
     refresh_s: float = 5.0
     # The tiles are computed over events with ts <= now - settle_s, so an event being written
     # right now cannot land in the window after the page showed it (and obslab sli with the same

@@ -14,7 +14,7 @@ from toolkit.slo.spec import load_spec
 from toolkit.lab.web import snapshot as snap
 from toolkit.lab.web.explorer import event_files
 
-__all__ = ["bp", "as_of_now", "prometheus_alerts"]
+__all__ = ["bp", "as_of_now", "prometheus_alerts", "prometheus_version", "prometheus_alerts_page"]
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -37,6 +37,35 @@ def prometheus_alerts(prometheus_url: str) -> list[dict] | None:
         return None
     return [{"name": a["labels"].get("alertname", "?"), "severity": a["labels"].get("severity", ""),
              "state": a.get("state", ""), "slo": a["labels"].get("slo", "")} for a in alerts]
+
+
+def prometheus_version(prometheus_url: str) -> str | None:
+    """The version Prometheus reports (``/api/v1/status/buildinfo``), e.g. "2.42.0"; None if it does not answer."""
+    try:
+        resp = requests.get(f"{prometheus_url.rstrip('/')}/api/v1/status/buildinfo", timeout=2)
+        resp.raise_for_status()
+        return str(resp.json()["data"]["version"])
+    except (requests.RequestException, KeyError, ValueError, TypeError):
+        return None
+
+
+def prometheus_alerts_page(prometheus_url: str, version: str) -> str:
+    """The alerts page of this Prometheus: ``/classic/alerts`` on 2.x (Debian's 2.x ships only the classic
+    UI, where ``/alerts`` answers 404), ``/alerts`` from 3.0 on (the classic UI is gone)."""
+    major = version.lstrip("v").split(".")[0]
+    path = "/classic/alerts" if major.isdigit() and int(major) < 3 else "/alerts"
+    return prometheus_url.rstrip("/") + path
+
+
+def _prometheus_link(prometheus_url: str) -> tuple[str, str]:
+    """The header link to Prometheus's alerts; its root page while its version is not known yet (asked again
+    at the next page load)."""
+    cache = current_app.extensions.setdefault("obslab_prometheus_version", {})
+    version = cache.get(prometheus_url) or prometheus_version(prometheus_url)
+    if version is None:
+        return "Prometheus", prometheus_url.rstrip("/") + "/"
+    cache[prometheus_url] = version
+    return f"Prometheus {version} alerts", prometheus_alerts_page(prometheus_url, version)
 
 
 def _compute(fn):
@@ -82,7 +111,9 @@ def info():
         profile=config.profile, spec=str(config.spec_path), events_path=str(config.events_dir),
         refresh_s=config.refresh_s, settle_s=config.settle_s,
         started_at=snap.iso(config.started_at) if config.started_at else None,
-        links=[{"name": n, "url": u} for n, u in config.links],
+        links=[{"name": n, "url": u} for n, u in config.links
+               + ((_prometheus_link(config.prometheus_url),)
+                  if config.prometheus_url and config.link_prometheus_alerts else ())],
         admin_token_file=str(config.admin_token_file) if config.admin_token_file else None,
         alerts_source="Prometheus" if config.prometheus_url else "events (toolkit burn-rate evaluation)",
         dimensions=list(COHORT_DIMENSIONS) + list(FLAGS),
@@ -93,7 +124,9 @@ def info():
 def snapshot():
     config = current_app.config["OBSLAB_DASHBOARD"]
     alerts = prometheus_alerts(config.prometheus_url) if config.prometheus_url else None
-    return jsonify(_compute(lambda config, data, window: data.snapshot(window, prometheus_alerts=alerts)))
+    status = "not configured" if not config.prometheus_url else ("unreachable" if alerts is None else "answered")
+    return jsonify(_compute(lambda config, data, window: data.snapshot(window, prometheus_alerts=alerts,
+                                                                       prometheus_status=status)))
 
 
 @bp.get("/series")

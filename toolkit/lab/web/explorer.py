@@ -8,16 +8,18 @@ line by line with a substring pre-filter, so a lookup stays cheap without an ind
 from __future__ import annotations
 
 import json
+import os
 import re
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 from flask import Blueprint, current_app, jsonify
 
-from contract.events import TERMINAL_EVENTS, parse_time
+from contract.events import TERMINAL_EVENTS, format_time, parse_time
 
-__all__ = ["bp", "request_events", "request_spans", "recent_request_ids", "normalize_span", "otlp_spans", "event_files", "span_files"]
+__all__ = ["bp", "request_events", "request_spans", "recent_request_ids", "normalize_span", "otlp_spans", "event_files", "span_files",
+           "spans_status", "export_delay_s"]
 
 bp = Blueprint("explorer", __name__, url_prefix="/api/requests")
 
@@ -228,5 +230,61 @@ def show(request_id: str):
     terminal = [e["event"] for e in events if e.get("event") in TERMINAL_EVENTS]
     outcome = {"publish_succeeded": "succeeded", "publish_failed": "failed", "upload_cancelled": "cancelled"}.get(
         terminal[-1] if terminal else "", None)
+    clock = current_app.config.get("OBSLAB_CLOCK")  # tests pin the clock
+    status = spans_status(events, spans, span_files(config.files_dir), clock() if clock else datetime.now(timezone.utc))
     return jsonify(request_id=request_id, events=events, trace_ids=trace_ids, spans=spans, outcome=outcome,
-                   spans_source=f"local span files in {config.traces_dir}")
+                   spans_source=f"local span files in {config.traces_dir}", spans_status=status)
+
+
+def export_delay_s() -> float:
+    """How long a finished span may wait in the service's BatchSpanProcessor before it is written:
+    OTEL_BSP_SCHEDULE_DELAY (ms, the OpenTelemetry SDK's setting), 5 s by default."""
+    try:
+        return max(0.0, float(os.environ.get("OTEL_BSP_SCHEDULE_DELAY", "5000")) / 1000.0)
+    except ValueError:
+        return 5.0
+
+
+# Beyond the schedule delay, the export itself and the file write take a moment.
+_EXPORT_MARGIN_S = 2.0
+
+
+def _sampled_flag(event: dict) -> bool | None:
+    """The sampled bit of the event's trace flags when the event carries them (W3C: bit 0), else None."""
+    flags = event.get("trace_flags")
+    if flags is None:
+        return None
+    try:
+        return bool(int(flags, 16) & 1) if isinstance(flags, str) else bool(int(flags) & 1)
+    except ValueError:
+        return None
+
+
+def spans_status(events: list[dict], spans: list[dict], files: list[Path], now: datetime) -> dict:
+    """Why the explorer shows the spans it shows: exported, not exported yet (the attempt is younger than the
+    batch export delay: ask again in ``retry_after_s``), not sampled, or not in the local span files."""
+    delay = export_delay_s()
+    if spans:
+        return {"state": "exported", "message": f"{len(spans)} spans from the local span files"}
+    if not any(e.get("trace_id") for e in events):
+        return {"state": "no_trace", "message": "no span: the events carry no trace_id"}
+    if any(_sampled_flag(e) is False for e in events):
+        return {"state": "not_sampled", "message": "no span: the trace was not sampled (its trace flags say so)"}
+    last = max(parse_time(e["ts"]).replace(tzinfo=timezone.utc) for e in events if e.get("ts"))
+    age_s = (now - last).total_seconds()
+    wait_s = delay + _EXPORT_MARGIN_S - age_s
+    if wait_s > 0:
+        return {"state": "pending", "retry_after_s": round(wait_s, 1), "age_s": round(age_s, 1),
+                "message": f"spans not exported yet (batch export every ~{delay:g} s; this attempt's last event "
+                           f"is {age_s:.0f} s old): asking again in {wait_s:.0f} s"}
+    if not files:
+        return {"state": "no_local_spans", "message": "no local span file: the service exports its spans to an "
+                                                       "OTLP endpoint, or has not exported any yet"}
+    written = max((datetime.fromtimestamp(p.stat().st_mtime, timezone.utc) for p in files if p.exists()), default=last)
+    if (written - last).total_seconds() > delay:
+        return {"state": "not_sampled", "message": "no span of this trace: later spans were exported "
+                                                   f"(span file written at {format_time(written)}) but none of "
+                                                   "this trace, so it was not sampled"}
+    return {"state": "pending", "retry_after_s": delay, "age_s": round(age_s, 1),
+            "message": f"spans not exported yet: nothing was written to the span file since this attempt "
+                       f"(batch export every ~{delay:g} s): asking again in {delay:g} s"}

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
+from toolkit.analysis.stats import compare_proportions
 from toolkit.measures.budget import compute_budget
 from contract.events import format_time, parse_time
 from contract.durations import format_duration, parse_duration
@@ -25,7 +26,7 @@ from toolkit.measures.definitions import burn_rate_series, load_outcomes, succes
 from toolkit.measures.sli import SliQuery, compute_report
 from toolkit.slo.spec import SloSpec
 
-__all__ = ["Window", "LabData", "window_for", "DEFINITIONS", "iso", "parse_ts", "SERIES_STEPS_S"]
+__all__ = ["Window", "LabData", "window_for", "worst_cohort", "alert_states", "DEFINITIONS", "iso", "parse_ts", "SERIES_STEPS_S"]
 
 # Hover text of each tile: what the number is, over what, and what is left out.
 DEFINITIONS = {
@@ -139,7 +140,10 @@ class LabData:
         return compute_report(self.events, self.spec, query).to_dict()
 
     # ------------------------------------------------------------------ tiles
-    def snapshot(self, window: Window, prometheus_alerts: list[dict] | None = None) -> dict:
+    def snapshot(self, window: Window, prometheus_alerts: list[dict] | None = None,
+                 prometheus_status: str = "not configured") -> dict:
+        """``prometheus_status``: "not configured", "unreachable" or "answered" (then ``prometheus_alerts``
+        is its list of pending and firing alerts)."""
         spec, profile = self.spec, self.profile
         ratio_slo = next(s for s in spec.slos if s.kind == "ratio")
         latency_slo = next(s for s in spec.slos if s.kind == "latency")
@@ -170,12 +174,14 @@ class LabData:
                                 "short_burn": a["short"]["burn"]["burn_rate"],
                                 "long_count": a["long"]["burn"]["total"], "short_count": a["short"]["burn"]["total"],
                                 "firing": a["firing"], "first_fired": h.get("first_fired")})
+        event_alerts = [{"name": f"{w['slo']} {w['severity']} {w['long']}/{w['short']}", "severity": w["severity"],
+                         "state": "firing", "slo": w["slo"]} for w in windows if w["firing"]]
+        for w in windows:
+            w["prometheus"] = alert_states(prometheus_alerts, w["slo"], w["severity"])
         if prometheus_alerts is not None:
             alerts, source = prometheus_alerts, "Prometheus (lab rules)"
         else:
-            alerts = [{"name": f"{w['slo']} {w['severity']} {w['long']}/{w['short']}", "severity": w["severity"],
-                       "state": "firing", "slo": w["slo"]} for w in windows if w["firing"]]
-            source = "the toolkit's burn-rate evaluation over events"
+            alerts, source = event_alerts, "the toolkit's burn-rate evaluation over events"
         return {
             "schema": "obslab.lab-snapshot/v1",
             "as_of": iso(window.end),
@@ -196,7 +202,10 @@ class LabData:
                         "definition": DEFINITIONS["latency"].format(
                             threshold=format_duration(latency_slo.threshold_s))},
             "budgets": budgets,
-            "burn": {"source": source, "windows": windows, "alerts": alerts,
+            # Both sources side by side: they evaluate the same rules on different inputs (Prometheus on its
+            # scrapes, the toolkit on the events), so they may disagree for a scrape interval or two.
+            "burn": {"source": source, "windows": windows, "alerts": alerts, "event_alerts": event_alerts,
+                     "prometheus_alerts": prometheus_alerts, "prometheus": prometheus_status,
                      "definition": DEFINITIONS["burn"].format(profile=profile, factor=factor)},
             "sli_scope": totals["scope"],
         }
@@ -267,4 +276,46 @@ class LabData:
                          "cancelled": counts["cancelled"], "success_rate": figs["publish_success_rate"]["value"],
                          "p95_s": _seconds(p95["value"]), "latency_count": p95["count"]})
         return {"dimension": dimension, "rows": rows, "window": window.to_json(),
-                "window_label": f"outcomes in {window.label}", "synthetic": self.synthetic_label}
+                "window_label": f"outcomes in {window.label}", "synthetic": self.synthetic_label,
+                "worst": worst_cohort(rows, dimension)}
+
+
+def alert_states(prometheus_alerts: list[dict] | None, slo: str, severity: str) -> dict | None:
+    """Prometheus's alert for one SLO and severity (the lab rules have one per pair): its name and state,
+    "inactive" when Prometheus answered without it; None when Prometheus did not answer."""
+    if prometheus_alerts is None:
+        return None
+    mine = [a for a in prometheus_alerts if a.get("slo") == slo and a.get("severity") == severity]
+    order = {"firing": 0, "pending": 1}
+    mine.sort(key=lambda a: order.get(a.get("state"), 2))
+    return {"name": mine[0]["name"], "state": mine[0]["state"]} if mine else {"name": None, "state": "inactive"}
+
+
+# A cohort is highlighted as the worst only when it is worse beyond noise: at least one failed or
+# abandoned attempt, and a success rate below the other cohorts' pooled rate by a two-proportion test.
+WORST_ALPHA = 0.05
+
+
+def worst_cohort(rows: list[dict], dimension: str, alpha: float = WORST_ALPHA) -> dict:
+    """Which cohort (if any) the table highlights, and why, in words the page shows as they are."""
+    rated = [r for r in rows if r["success_rate"] is not None and r["total"]]
+    if len(rated) < 2:
+        return {"cohort": None, "reason": f"one {dimension} or fewer with outcomes: nothing to compare"}
+    worst = min(rated, key=lambda r: r["success_rate"])
+    bad = worst["total"] - worst["succeeded"]
+    if bad == 0:
+        return {"cohort": None, "reason": f"no {dimension} is worse: every one succeeded on every attempt"}
+    rest_good = sum(r["succeeded"] for r in rated if r is not worst)
+    rest_total = sum(r["total"] for r in rated if r is not worst)
+    test = compare_proportions(rest_good, rest_total, worst["succeeded"], worst["total"], alpha=alpha)
+    name = f"{dimension} {worst['cohort']}"
+    if not test.enough_data:
+        return {"cohort": None, "p_value": None,
+                "reason": f"{name} has {bad:,} failed or abandoned, too few attempts to tell from noise ({test.reason})"}
+    if test.difference >= 0 or test.p_value >= alpha:
+        return {"cohort": None, "p_value": test.p_value,
+                "reason": f"no {dimension} is worse beyond noise: {name} has {bad:,} failed or abandoned "
+                          f"(p = {test.p_value:.2g} against the others, not below {alpha:g})"}
+    return {"cohort": worst["cohort"], "p_value": test.p_value,
+            "reason": f"{name} highlighted: {bad:,} failed or abandoned, worse than the others beyond noise "
+                      f"(p = {test.p_value:.2g} < {alpha:g}, {test.method})"}

@@ -72,12 +72,12 @@ class StandaloneDashboard:
         try:
             if port_in_use(cfg.port, cfg.host):
                 raise LabAlreadyRunning(f"port {cfg.port} on {cfg.host} is in use; choose another with --port")
-            links = cfg.links or ((("publish API", cfg.api_url.rstrip("/") + "/openapi.json"),)
-                                  + ((("Prometheus alerts", cfg.prometheus_url.rstrip("/") + "/alerts"),)
-                                     if cfg.prometheus_url else ()))
+            # With --prometheus-url the dashboard adds the link to its alerts page itself (the path depends
+            # on Prometheus's version).
+            links = cfg.links or (("publish API", cfg.api_url.rstrip("/") + "/openapi.json"),)
             dash = DashboardConfig(data_dir=self.data_dir, spec_path=spec, profile=cfg.profile,
                                    api_url=cfg.api_url.rstrip("/"), prometheus_url=cfg.prometheus_url,
-                                   links=links, refresh_s=cfg.refresh_s)
+                                   links=links, link_prometheus_alerts=not cfg.links, refresh_s=cfg.refresh_s)
             self._server = DashboardServer(create_app(dash), cfg.host, cfg.port).start()
             self._write_lab_file(spec)
             return self.url

@@ -70,7 +70,7 @@ function setTile(id, { value, detail, definition, status, data }) {
   const tile = document.getElementById(id);
   // Exact figures behind the rounded text, for scripts and tests that compare with `obslab sli`.
   for (const [k, v] of Object.entries(data || {})) tile.dataset[k] = v === null || v === undefined ? "" : String(v);
-  $(".value", tile).textContent = value;
+  $(".value", tile).replaceChildren(value instanceof Node ? value : document.createTextNode(value));
   const d = $(".detail", tile);
   d.replaceChildren(...(Array.isArray(detail) ? detail : [detail]).map(x => x instanceof Node ? x : el("div", { text: x })));
   if (definition) {
@@ -132,15 +132,28 @@ function renderSnapshot(s) {
   renderBurn(s.burn);
 }
 
+// Two sources evaluate the same alert rules: the toolkit over the events, Prometheus over its scrapes.
+// Both are shown, each labelled with its source, so a disagreement (a scrape interval or two) is visible
+// instead of one source silently hiding the other.
+function alertSummary(alerts) {
+  const firing = alerts.filter(a => a.state === "firing"), pending = alerts.filter(a => a.state === "pending");
+  return firing.length ? `${firing.length} firing` : (pending.length ? `${pending.length} pending` : "none firing");
+}
+
 function renderBurn(burn) {
-  const firing = burn.alerts.filter(a => a.state === "firing");
-  const pending = burn.alerts.filter(a => a.state === "pending");
-  const from = burn.source.startsWith("Prometheus") ? "Prometheus" : "events";
-  const value = `${from}: ` + (firing.length ? `${firing.length} alert(s) firing` : (pending.length ? `${pending.length} pending` : "no alert firing"));
+  const eventAlerts = burn.event_alerts || [];
+  const prom = burn.prometheus || "not configured";
+  const promAlerts = burn.prometheus_alerts || [];
+  const promText = prom === "answered" ? alertSummary(promAlerts) : prom;
+  const value = el("span", {},
+    el("span", { "data-testid": "burn-events-state" }, `events (toolkit): ${alertSummary(eventAlerts)}`), " · ",
+    el("span", { "data-testid": "burn-prometheus-state" }, `Prometheus: ${promText}`));
+  const all = eventAlerts.concat(promAlerts);
+  const firing = all.filter(a => a.state === "firing"), pending = all.filter(a => a.state === "pending");
   const table = el("table", { class: "grid burn-table", "data-testid": "burn-table" });
   table.append(el("thead", {}, el("tr", {},
     el("th", { text: "SLO · severity" }), el("th", { text: "long window" }), el("th", { text: "short window" }),
-    el("th", { text: "threshold" }), el("th", { text: "over events" }))));
+    el("th", { text: "threshold" }), el("th", { text: "events (toolkit)" }), el("th", { text: "Prometheus alert" }))));
   const tb = el("tbody");
   for (const w of burn.windows) {
     const fmt = (b) => b === null || b === undefined ? "–" : b.toFixed(2) + "×";
@@ -149,27 +162,68 @@ function renderBurn(burn) {
       el("td", { text: `${fmt(w.long_burn)} over ${w.long}` }),
       el("td", { text: `${fmt(w.short_burn)} over ${w.short}` }),
       el("td", { text: `${w.burn_rate_threshold}×` }),
-      el("td", { class: w.firing ? "firing" : "quiet", text: w.firing ? "firing" : "ok" })));
+      el("td", { class: w.firing ? "firing" : "quiet", text: w.firing ? "firing" : "ok" }),
+      promCell(w.prometheus, prom)));
   }
   table.append(tb);
-  const alerts = el("div", {}, `alerts from ${burn.source}: `,
-    ...(burn.alerts.length ? burn.alerts.map(a => el("span", { class: "pill " + a.state, text: `${a.name} ${a.state}` }), " ")
-                          : [el("span", { class: "pill ok", text: "none" })]));
+  const pills = (list) => list.length ? list.flatMap(a => [el("span", { class: "pill " + a.state, text: `${a.name} ${a.state}` }), " "])
+                                      : [el("span", { class: "pill ok", text: "none firing" })];
+  const alerts = el("div", { class: "alert-sources" },
+    el("div", { "data-testid": "alerts-events" }, "events (the toolkit's burn-rate evaluation): ", ...pills(eventAlerts)),
+    el("div", { "data-testid": "alerts-prometheus" }, "Prometheus (lab rules): ",
+      ...(prom === "answered" ? pills(promAlerts) : [el("span", { class: "pill", text: prom })])));
   setTile("tile-burn", {
     value, detail: [table, alerts], definition: burn.definition,
     status: firing.length ? "bad" : (pending.length ? "warn" : "ok"),
   });
 }
 
+function promCell(p, status) {
+  if (!p) return el("td", { class: "muted", text: status === "answered" ? "–" : status });
+  const state = p.state === "inactive" ? "inactive" : p.state;
+  return el("td", { class: p.state === "firing" ? "firing" : (p.state === "pending" ? "pending" : "quiet"),
+                    title: p.name || "", text: p.name ? `${state} (${p.name})` : state });
+}
+
 // ---------- charts ----------
+// Time axis labels in UTC (as the page's other times), as precise as the tick step needs: uPlot's
+// default ("12:05:30pm" plus a date line) is wider than its 50 px tick spacing at a 5-minute window.
+const pad2 = (n) => String(n).padStart(2, "0");
+function timeLabels(u, splits, axisIdx, space, incr) {
+  return splits.map(v => {
+    const d = new Date(v * 1000);
+    const hm = `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}`;
+    if (incr < 60) return `${hm}:${pad2(d.getUTCSeconds())}`;
+    if (incr >= 86400) return `${d.getUTCFullYear()}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}`;
+    return hm;
+  });
+}
+
+// The legend shows the latest bucket's values when the cursor is not on the chart (uPlot shows "--"):
+// the latest bucket where the chart's first series has a value (a bucket with no outcome has no rate).
+function latestIndex(u) {
+  const n = u.data[0] ? u.data[0].length : 0, first = u.data[1] || [];
+  for (let i = n - 1; i >= 0; i--) if (first[i] !== null && first[i] !== undefined) return i;
+  return n ? n - 1 : null;
+}
+function showLatestWhenIdle(u) {
+  if (u.cursor.idx === null || u.cursor.idx === undefined || u.cursor.left < 0) {
+    const idx = latestIndex(u);
+    if (idx !== null) u.setLegend({ idx }, false);
+  }
+}
+
 function chartOpts(title, series, yFormat, height = 200) {
   const width = Math.max(380, (document.getElementById("chart-success").clientWidth || 460) - 10);
   return {
     title, width, height,
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
     scales: { x: { time: true } },
-    series: [{}].concat(series),
-    axes: [{}, { values: (u, vals) => vals.map(yFormat), size: 64 }],
+    series: [{ label: "bucket end (UTC)", value: (u, v) => v === null || v === undefined ? "–" : timeLabels(u, [v], 0, 0, 1)[0] }].concat(series),
+    // space: at least this many pixels between ticks, wider than the widest label ("12:05:30").
+    axes: [{ space: 80, values: timeLabels }, { values: (u, vals) => vals.map(yFormat), size: 64, space: 30 }],
     legend: { live: true },
+    hooks: { ready: [showLatestWhenIdle], setData: [showLatestWhenIdle], setCursor: [showLatestWhenIdle] },
   };
 }
 
@@ -211,16 +265,18 @@ function renderSeries(sr) {
 
 // ---------- cohorts ----------
 function renderCohorts(c) {
-  $("#cohort-caption").textContent = `${c.window_label}, ${c.synthetic}; worst success rate highlighted`;
+  const worstCohort = c.worst ? c.worst.cohort : null;
+  $("#cohort-caption").textContent = `${c.window_label}, ${c.synthetic}`;
+  const why = $("#cohort-worst");
+  why.textContent = c.worst ? c.worst.reason : "";
+  why.classList.toggle("flagged", worstCohort !== null);
   const table = $("#cohort-table");
   $("thead", table).replaceChildren(el("tr", {},
     el("th", { text: c.dimension }), el("th", { text: "attempts" }), el("th", { text: "succeeded" }),
     el("th", { text: "failed" }), el("th", { text: "abandoned" }), el("th", { text: "success rate" }),
     el("th", { text: "p95 processing" }), el("th", { text: "published" })));
   const rows = c.rows;
-  const rated = rows.filter(r => r.success_rate !== null);
-  const worst = rated.length > 1 ? rated.reduce((m, r) => r.success_rate < m.success_rate ? r : m) : null;
-  $("tbody", table).replaceChildren(...rows.map(r => el("tr", { class: r === worst ? "worst" : null },
+  $("tbody", table).replaceChildren(...rows.map(r => el("tr", { class: worstCohort !== null && r.cohort === worstCohort ? "worst" : null },
     el("td", { text: r.cohort }), el("td", { text: count(r.total) }), el("td", { text: count(r.succeeded) }),
     el("td", { text: count(r.failed) }), el("td", { text: count(r.abandoned) }), el("td", { text: pct(r.success_rate) }),
     el("td", { text: ms(r.p95_s) }), el("td", { text: count(r.latency_count) }))));
@@ -234,9 +290,10 @@ async function loadRecent() {
     el("a", { "data-request-id": id, onclick: () => { $("#request-id").value = id; explore(id); } }, id)));
 }
 
-async function explore(requestId) {
+async function explore(requestId, again = false) {
   const out = $("#explorer-result");
-  out.replaceChildren(el("div", { class: "muted", text: "loading…" }));
+  clearTimeout(state.exploreRetry);
+  if (!again) out.replaceChildren(el("div", { class: "muted", text: "loading…" }));
   const r = await getJSON("api/requests/" + encodeURIComponent(requestId));
   if (!r.ok) {
     out.replaceChildren(el("div", { class: "error-line", text: r.body && r.body.error ? r.body.error.message : `HTTP ${r.status}` }));
@@ -266,12 +323,21 @@ async function explore(requestId) {
       ` · upload ${cohort.upload_id || "–"} · ${cohort.region || ""} ${cohort.app_version || ""} ${cohort.network_type || ""} ${cohort.media_size_bucket || ""}`,
       ` · flags ${JSON.stringify(cohort.flags || {})} · outcome `, el("b", { text: d.outcome || "in flight" })),
     el("div", { class: "muted", text: `${d.events.length} events · trace ${d.trace_ids.join(", ") || "–"} · ${d.spans.length} spans (${d.spans_source})` }));
-  out.replaceChildren(header, evTable, renderWaterfall(d.spans));
+  out.replaceChildren(header, evTable, renderWaterfall(d.spans, d.spans_status));
+  // Spans still in the service's batch exporter: ask again once they should be written.
+  const st = d.spans_status || {};
+  if (st.state === "pending" && $("#request-id").value.trim() === requestId) {
+    state.exploreRetry = setTimeout(() => explore(requestId, true), 1000 * Math.max(1, st.retry_after_s || 5));
+  }
 }
 
-function renderWaterfall(spans) {
+function renderWaterfall(spans, status) {
   const box = el("div", { class: "waterfall", "data-testid": "span-waterfall" });
-  if (!spans.length) { box.append(el("div", { class: "muted", text: "no spans recorded for this trace (sampled out, or exported to OTLP)" })); return box; }
+  if (!spans.length) {
+    box.append(el("div", { class: "muted", "data-testid": "spans-status", "data-state": (status || {}).state || "",
+                           text: (status && status.message) || "no spans in the local span files for this trace" }));
+    return box;
+  }
   const start = Math.min(...spans.map(s => s.start_ns));
   const end = Math.max(...spans.map(s => s.end_ns));
   const total = Math.max(1, end - start);
@@ -324,9 +390,10 @@ function renderActiveDrill(a) {
                 : el("input", { name: q.id, size: 30 }))));
   const form = el("form", { "data-testid": "drill-answer-form", onsubmit: (ev) => { ev.preventDefault(); answerDrill(form); } },
     ...answerFields, el("button", { type: "submit" }, "Submit answer"));
-  return el("div", { class: "drill active", "data-testid": "drill-active" },
+  return el("div", { class: "drill active", "data-testid": "drill-active", "data-name": a.name, "data-phase": a.phase },
     el("h3", { text: `${a.phase === "running" ? "Running" : "Drill " + a.phase}: ${a.title || a.name}` }),
-    el("div", { class: "muted", text: `started ${timeOf(a.started_at)} · ${a.answers} answer(s) recorded` }),
+    el("div", { class: "muted" }, `started ${timeOf(a.started_at)} · `,
+      el("span", { "data-testid": "drill-answer-count" }, answersText(a.answers))),
     el("pre", { text: a.briefing || "" }),
     el("div", {}, el("button", { onclick: hintDrill, "data-testid": "drill-hint" }, "Hint"), " ",
       el("button", { onclick: reportDrill, "data-testid": "drill-report" }, "Report"), " ",
@@ -368,6 +435,18 @@ async function storyCheck() {
     el("pre", { text: r.body.text }));
 }
 
+const answersText = (n) => `${n} answer${n === 1 ? "" : "s"} recorded`;
+
+// Each poll (and each answer) updates the running drill's status in place: re-rendering the panel would
+// clear what the learner is typing. A drill started or stopped elsewhere re-renders it.
+async function refreshDrillStatus() {
+  const r = await getJSON("api/drills");
+  if (!r.ok || !r.body.available) return;
+  const a = r.body.active, shown = $("[data-testid=drill-active]");
+  if (!a !== !shown || (a && (shown.dataset.name !== a.name || shown.dataset.phase !== a.phase))) { await loadDrills(); return; }
+  if (a) $("[data-testid=drill-answer-count]").textContent = answersText(a.answers);
+}
+
 async function postJSON(path, body) {
   return changeJSON(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
 }
@@ -385,6 +464,7 @@ async function answerDrill(form) {
   const answers = Object.fromEntries(new FormData(form).entries());
   const r = await postJSON("api/drills/active/answer", { answers });
   $("#drill-output").replaceChildren(el("pre", { text: r.ok ? (r.body.text || JSON.stringify(r.body, null, 2)) : errText(r) }));
+  await refreshDrillStatus();
 }
 async function reportDrill() {
   const r = await postJSON("api/drills/active/report");
@@ -479,6 +559,7 @@ async function refresh() {
     if (series.ok) renderSeries(series.body);
     if (cohorts.ok) renderCohorts(cohorts.body);
     if (!document.getElementById("request-id").value) loadRecent();
+    refreshDrillStatus();
   } catch (e) {
     // The lab stopped or restarted: say so on the page, keep polling.
     $("#asof").classList.add("stale");
