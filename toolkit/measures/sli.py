@@ -256,11 +256,11 @@ def section_from_stats(s: Stats, scope: Scope, *, latency_threshold_ms: float, l
 
 
 def check_scope(since: datetime | str | None, until: datetime | str | None) -> tuple[datetime | None, datetime | None]:
-    """``(since, until)`` as naive UTC; a scope [since, until) that is inverted or empty is an error naming both."""
+    """``(since, until)`` as naive UTC; a scope (since, until] that is inverted or empty is an error naming both."""
     since_t, until_t = parse_time(since, "--since"), parse_time(until, "--until")
     if since_t is not None and until_t is not None and since_t >= until_t:
         what = "empty (zero length)" if since_t == until_t else "inverted (--since is after --until)"
-        raise ValueError(f"--since {iso(since_t)} / --until {iso(until_t)}: the scope [since, until) is {what}; "
+        raise ValueError(f"--since {iso(since_t)} / --until {iso(until_t)}: the scope (since, until] is {what}; "
                          "give a --since before --until")
     return since_t, until_t
 
