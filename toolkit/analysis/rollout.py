@@ -31,7 +31,7 @@ from contract.brief import brief
 from toolkit.analysis.compare import (DEFAULT_ABANDON_AFTER_S, CohortSelector, CompareResult, Window, _clean, _iso,
                                       compare_attempts)
 from contract.events import FLAGS
-from contract.durations import DurationError, format_duration, parse_duration
+from contract.durations import DurationError, format_duration, format_seconds, parse_duration
 from toolkit.analysis.judge import DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, parse_judge_config
 from contract.regular_file import NotRegularFileError, read_regular
 from toolkit.analysis.stats import power_two_proportions
@@ -429,7 +429,7 @@ def evaluate_timeline(attempts, plan: RolloutPlan, timeline: list[tuple[float, d
             v = stage_compare.verdict
             decided = decide(plan, windows, v.verdict, v.rule, plan.max_extensions)
             if decided[0] == "promote" and stage and (end - start).total_seconds() + 1e-6 < stage.duration_s:
-                decided = ("hold", "stage-too-short", f"stage ran {(end - start).total_seconds():.0f}s, "
+                decided = ("hold", "stage-too-short", f"stage ran {format_seconds((end - start).total_seconds())}, "
                            f"less than its minimum {format_duration(stage.duration_s)}")
         results.append(StageResult(percent, _iso(start), _iso(end), tuple(windows), decided[0], decided[1],
                                    decided[2], stage_compare.to_dict()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from contract.durations import format_seconds
 from toolkit.measures.percentiles import PERCENTILE_METHOD
 
 __all__ = ["StoryError", "write_story", "SUPPORTED_SCHEMAS"]
@@ -55,15 +56,10 @@ def _ms(x: float | None) -> str:
 
 
 def _duration(seconds: float | None) -> str:
+    """A measured span, the one way every output prints it (``contract.durations.format_seconds``)."""
     if seconds is None:
         return "an unbounded window"
-    s = float(seconds)
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if s >= size * 0.999:
-            v = s / size
-            v_txt = f"{v:.0f}" if abs(v - round(v)) < 0.05 else f"{v:.1f}"
-            return f"{v_txt} {unit}{'' if v_txt == '1' else 's'}"
-    return f"{s:.0f} seconds"
+    return format_seconds(float(seconds))
 
 
 def _traffic(synthetic: str) -> str:

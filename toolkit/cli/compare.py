@@ -11,7 +11,7 @@ from rich.table import Table
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
 from toolkit.cli._events_common import LAST_HELP, SINCE_HELP, UNTIL_HELP, parse_synthetic, synthetic_option
 from toolkit.cli.base import app, console, user_errors
-from contract.durations import format_duration, parse_duration
+from contract.durations import format_duration, format_seconds, parse_duration
 
 
 def _fmt_value(m: dict, side: str) -> str:
@@ -44,7 +44,8 @@ def print_compare(d: dict) -> None:
     if w.get("kind") == "before/after":
         win = f"before/after: control {w['control']}, treatment {w['treatment']}"
     else:
-        win = f"{w.get('start')} → {w.get('end')} ({w.get('seconds') or 0:.0f} s), same window for both"
+        win = (f"outcome time in ({w.get('start')}, {w.get('end')}] ({format_seconds(w.get('seconds') or 0)}), "
+               "same window for both")
     console.print(f"[bold]compare[/] {d['treatment']['selector']} (treatment) vs {d['control']['selector']} (control)",
                   highlight=False)
     console.print(f"window: {win}; synthetic traffic: {d['synthetic']}; source: {d['source']}", highlight=False)
