@@ -50,7 +50,7 @@ def print_plan(d: dict) -> None:
 
 def print_result(d: dict) -> None:
     for s in d["stages"]:
-        console.print(f"stage {s['percent']:g} % [{s['start']} → {s['end']}]: {len(s['windows'])} window(s) → "
+        console.print(f"stage {s['percent']:g} % ({s['start']}, {s['end']}]: {len(s['windows'])} window(s) → "
                       f"[bold]{s['decision']}[/] {('(' + s['rule'] + ')') if s['rule'] else ''} {s['explanation']}",
                       highlight=False)
     console.print(f"[bold]outcome: {d['outcome']}[/] at {d['final_percent']:g} %"
