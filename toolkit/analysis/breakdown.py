@@ -24,8 +24,8 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import stats as sps
 
-from toolkit.analysis.compare import (DEFAULT_ABANDON_AFTER_S, CohortSelector, Window, _iso, _synthetic_sql, resolve_window,
-                                      run_query, scope_attempts)
+from toolkit.analysis.compare import (DEFAULT_ABANDON_AFTER_S, CohortSelector, Window, _iso, _synthetic_sql,
+                                      resolve_window, run_query, scope_attempts)
 
 __all__ = [
     "BREAKDOWN_SCHEMA",

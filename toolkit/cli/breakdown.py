@@ -20,7 +20,8 @@ def print_breakdown(d: dict, top: int) -> None:
                   f"baseline: {'the rest' if d['baseline'] == 'rest' else 'all attempts'} ({d['baseline_total']}); "
                   f"finished attempts only; synthetic traffic: {d['synthetic']}", highlight=False)
     w = d["window"]
-    scope = (f"outcome time in ({w['start']}, {w['end']}]; " if w.get("start") or w.get("end") else "")
+    scope = (f"outcome time in ({w.get('start') or 'first outcome'}, {w.get('end') or 'last outcome'}]; "
+             if w.get("start") or w.get("end") else "")
     console.print(f"{scope}attempts started {w.get('first_started')} → {w.get('last_started')}; "
                   f"source: {d['source']}", highlight=False)
     table = Table(title="values ranked by z = (share in selection − share in baseline) / standard error",
