@@ -1,4 +1,15 @@
-"""Durations as the spec and Prometheus write them ("90s", "5m", "1h30m", "30d")."""
+"""Durations: two formats, each for one kind of duration.
+
+* ``parse_duration`` / ``format_duration`` — *configured* durations, written as the spec, the CLI
+  options and Prometheus write them ("90s", "5m", "1h30m", "30d"): SLO periods and windows, rule
+  intervals, ``--window 5m``, a rollout stage's "10m". Use ``format_duration`` only to echo or generate
+  such a setting (its output parses back to the same value).
+* ``format_seconds`` — *measured* spans, the one way every output prints them ("49.3 s"): how long a
+  fault lasted, time to detect, time spent firing, how much of a period has data, a scope whose end
+  comes from the data. A measured span is rarely round, and "49s320ms" reads worse than "49.3 s".
+
+Latencies are figures in milliseconds ("812.0 ms"), not durations in this sense.
+"""
 
 from __future__ import annotations
 

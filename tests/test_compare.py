@@ -74,7 +74,17 @@ def test_before_after_by_time_range_and_shared_window():
     after = C.parse_selector("time=2026-01-05T12:10:00Z/2026-01-05T12:20:00Z")
     res = C.compare_attempts(rel, before, after)
     assert res.window["kind"] == "before/after"
-    assert res.control.attempts + res.treatment.attempts == 20_000
+    # Ranges select by outcome time in (start, end], as obslab sli --since/--until: an attempt started
+    # before 12:10 that finished after it belongs to "after"; one finishing after 12:20 to neither.
+    def ended_in(a, b):
+        return rel.query("a", f"SELECT count(*) FROM a WHERE ended_at > TIMESTAMP '{a}' "
+                              f"AND ended_at <= TIMESTAMP '{b}'").fetchall()[0][0]
+    assert res.control.attempts == ended_in("2026-01-05 12:00:00", "2026-01-05 12:10:00")
+    assert res.treatment.attempts == ended_in("2026-01-05 12:10:00", "2026-01-05 12:20:00")
+    straddling = rel.query("a", "SELECT count(*) FROM a WHERE started_at <= TIMESTAMP '2026-01-05 12:10:00' "
+                                "AND ended_at > TIMESTAMP '2026-01-05 12:10:00'").fetchall()[0][0]
+    assert straddling > 0 and res.control.attempts + res.treatment.attempts == 20_000 - ended_in(
+        "2026-01-05 12:20:00", "2026-01-06 00:00:00")
     # --last resolves against the data: the last 5 minutes hold about a quarter of the attempts
     last = C.compare_attempts(rel, C.parse_selector("region=us-east"), C.parse_selector("region=eu-west"),
                               window=C.parse_window(None, None, "5m"))
@@ -133,3 +143,55 @@ def test_cli_hostile_judge_config_is_one_line(tmp_path, content, where, what):
     r = obslab("compare", GOLDEN_EVENTS, "--control", "release=stable", "--treatment", "release=canary",
                "--config", config)
     assert_one_line_cli_error(r, f"{config}{where}:", what)
+
+
+def test_since_until_select_outcome_times_in_since_until_like_sli():
+    """compare's --since/--until is the scope of obslab sli: outcome time in (since, until]."""
+    rel = relation(attempts_table(5000, seed=7, duration_s=600))
+    window = C.parse_window("2026-01-05T12:02:00Z", "2026-01-05T12:05:00Z", None)
+    res = C.compare_attempts(rel, C.parse_selector("release=stable"), C.parse_selector("release=canary"),
+                             window=window)
+    n = rel.query("a", "SELECT count(*) FROM a WHERE ended_at > TIMESTAMP '2026-01-05 12:02:00' "
+                       "AND ended_at <= TIMESTAMP '2026-01-05 12:05:00'").fetchall()[0][0]
+    assert res.control.attempts + res.treatment.attempts == n
+    # the edge: an attempt ending exactly at --until is in, one ending exactly at --since is out
+    last = rel.query("a", "SELECT max(ended_at) FROM a").fetchall()[0][0]
+    at_end = C.compare_attempts(rel, C.parse_selector("release=stable"), C.parse_selector("release=canary"),
+                                window=C.parse_window("2026-01-05T12:00:00Z", last.isoformat(), None))
+    after = C.compare_attempts(rel, C.parse_selector("release=stable"), C.parse_selector("release=canary"),
+                               window=C.parse_window(last.isoformat(), "2026-01-06T00:00:00Z", None))
+    assert at_end.control.attempts + at_end.treatment.attempts == 5000
+    assert after.control.attempts + after.treatment.attempts == 0
+
+
+def test_every_command_says_since_and_until_the_same_way():
+    import typer.main
+
+    from toolkit.cli import app
+    from toolkit.cli._events_common import LAST_HELP, SINCE_HELP, UNTIL_HELP
+
+    root = typer.main.get_command(app)
+    for name in ("sli", "compare", "breakdown"):
+        params = {p.name: p for p in root.commands[name].params}
+        assert params["since"].help == SINCE_HELP, name
+        assert params["until"].help.startswith(UNTIL_HELP), name
+        if "last" in params:
+            assert params["last"].help == LAST_HELP, name
+    assert "outcome time" in SINCE_HELP and "at or before" in UNTIL_HELP
+
+
+@pytest.mark.parametrize("args", [
+    ["compare", "--control", "release=stable", "--treatment", "release=canary",
+     "--since", "2026-01-05T12:10:00Z", "--until", "2026-01-05T12:00:00Z"],
+    ["compare", "--control", "release=stable", "--treatment", "release=canary",
+     "--since", "2026-01-05T12:00:00Z", "--until", "2026-01-05T12:00:00Z"],
+    ["breakdown", "--since", "2026-01-05T12:10:00Z", "--until", "2026-01-05T12:00:00Z"],
+    ["compare", "--control", "release=stable", "--treatment", "release=canary", "--last", "0s"],
+    ["rollout", "evaluate", "--stage", "10@2026-01-05T12:10:00Z/2026-01-05T12:00:00Z"],
+])
+def test_inverted_or_empty_scopes_are_errors_naming_the_options(args):
+    r = obslab(*args[:2 if args[0] == "rollout" else 1], GOLDEN_EVENTS, *args[2 if args[0] == "rollout" else 1:])
+    assert r.returncode != 0
+    opts = [a for a in args if a.startswith("--") and a not in ("--control", "--treatment")]
+    assert all(o in r.stderr for o in opts), r.stderr
+    assert "Traceback" not in r.stderr and ("inverted" in r.stderr or "empty" in r.stderr), r.stderr

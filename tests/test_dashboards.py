@@ -85,6 +85,9 @@ def test_slo_overview_shows_sli_budget_burn_and_alerts(boards, spec):
     board = boards["slo-overview.json"]
     assert board["uid"] == HOME_DASHBOARD_UID
     exprs = [q.expr for q in prometheus_queries(board)]
+    from toolkit.slo.rules import BUDGET_DEFINITION
+    budget_tiles = [p for p in board["panels"] if p.get("title") == "Error budget remaining"]
+    assert len(budget_tiles) == len(spec.slos) and all(BUDGET_DEFINITION in p["description"] for p in budget_tiles)
     text = "\n".join(exprs)
     for slo in spec.slos:
         sel = f'{{slo="{slo.name}"}}'

@@ -322,9 +322,9 @@ SUCCESS_SLO = "publish-success"
 NO_DATA_ALERTS = tuple(names.no_data_alert_name(slo) for slo in ("publish-success", "publish-latency"))
 
 
-def _engine_success_figures(events_dir: Path, spec, at: float) -> tuple[float, float, float | None]:
-    """(bad, total, first page time in epoch seconds or None) of the success SLO over the lab period ending at
-    ``at``, from the events, by the engine every `obslab` command uses (error budget and its alert replay).
+def _engine_success_figures(events_dir: Path, spec, at: float) -> tuple[float, float, float | None, float | None]:
+    """(bad, total, first page time in epoch seconds or None, budget spent) of the success SLO over the lab period
+    ending at ``at``, from the events, by the engine every `obslab` command uses (error budget and its alert replay).
 
     The one call into the engine's budget/alert functions, kept here so a move of them is a one-line change."""
     at_t = datetime.fromtimestamp(at, tz=timezone.utc)
@@ -332,7 +332,7 @@ def _engine_success_figures(events_dir: Path, spec, at: float) -> tuple[float, f
     slo = next(s for s in report.slos if s.slo == SUCCESS_SLO)
     fired = [parse_time(h.first_fired) for h in slo.history if h.severity == "page" and h.first_fired]
     first = min(fired).replace(tzinfo=timezone.utc).timestamp() if fired else None
-    return slo.status.bad, slo.status.total, first
+    return slo.budget.bad, slo.budget.total, first, slo.budget.spent
 
 
 def _active_alerts(prom: Prometheus) -> list[dict]:
@@ -398,13 +398,26 @@ def test_recorded_ratio_and_first_page_agree_with_the_engine(tmp_path):
         time.sleep(scrape_s + eval_s + 2)  # in-flight attempts end; their outcomes scraped and recorded
         end = time.time()
         recorded = float(prom.query(f'{period_metric}{{slo="{SUCCESS_SLO}"}}', at=end)[0]["value"][1])
-        bad, total, engine_fired_at = _engine_success_figures(svc.events_dir, spec, end)
+        bad, total, engine_fired_at, engine_spent = _engine_success_figures(svc.events_dir, spec, end)
+        recorded_spent = float(prom.query(f'{names.BUDGET_SPENT_METRIC}{{slo="{SUCCESS_SLO}"}}', at=end)[0]["value"][1])
+        recorded_remaining = float(prom.query(f'{names.BUDGET_REMAINING_METRIC}{{slo="{SUCCESS_SLO}"}}',
+                                              at=end)[0]["value"][1])
         from_events = bad / total
         engine_page = "no page" if engine_fired_at is None else f"{engine_fired_at - fault_at:.1f}s"
         print(f"\n{period_metric} {recorded:.4f}, engine {from_events:.4f} ({bad:.0f}/{total:.0f}); page "
-              f"{prom_fired_at - fault_at:.1f}s after the fault in Prometheus, engine replay {engine_page}")
+              f"{prom_fired_at - fault_at:.1f}s after the fault in Prometheus, engine replay {engine_page}; budget spent "
+              f"{recorded_spent:.4f} recorded, {engine_spent:.4f} engine")
         assert bad > 0 and total > bad
         assert abs(recorded - from_events) <= ERROR_RATIO_TOLERANCE, (recorded, from_events)
+        # The budget by the engine's definition (share of the whole period's budget spent so far), not the
+        # classic 1 − ratio/budget, which here would read about (ratio/budget − 1) × 100 % overspent.
+        assert engine_spent is not None and abs(recorded_spent - engine_spent) <= ERROR_RATIO_TOLERANCE, \
+            (recorded_spent, engine_spent)
+        assert recorded_remaining == pytest.approx(1 - recorded_spent, abs=1e-9)
+        # A lab run spends well under 1 % of a 12h budget, so also hold the relative error: it comes from the
+        # covered time (Prometheus counts from the first scraped outcome, the engine from the first attempt's
+        # start, a few seconds apart) and the 1-point error-ratio tolerance.
+        assert recorded_spent == pytest.approx(engine_spent, rel=0.25), (recorded_spent, engine_spent)
         assert engine_fired_at is not None and engine_fired_at >= fault_at, "engine: no page, or one before the fault"
         assert abs(prom_fired_at - engine_fired_at) <= scrape_s + eval_s, (prom_fired_at, engine_fired_at)
 

@@ -149,7 +149,7 @@ def test_promtool_check_rules(profile):
     r = subprocess.run([PROMTOOL, "check", "rules", str(COMMITTED / profile / names.RULES_FILE)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 30 rules found" in r.stdout
+    assert "SUCCESS: 34 rules found" in r.stdout
 
 
 @pytest.mark.parametrize("profile, suite", [(p, s) for p in PROFILES for s in ("page", "ticket", "values")])
@@ -200,3 +200,31 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.exit_code == 2 and "missing.yaml: cannot read" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["rules", "--slo", str(ROOT / "slo.yaml"), "--profile", "staging", "-o", str(tmp_path)])
     assert r.exit_code == 2 and "no profile 'staging'" in r.output
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_recorded_budget_is_the_engines_spent_and_remaining(spec, profile):
+    """The promtool expectations for budget spent/remaining are the engine's budget_figures on the same
+    counts (so the rules that pass them record the engine's definition, not 1 − ratio/budget)."""
+    from toolkit.measures.definitions import budget_figures
+    from toolkit.slo.rule_tests import _value_checks
+
+    for slo in spec.slos:
+        period = spec.period_for(slo, profile)
+        eval_s, since_s, ratio = 25.0, 2.5, 0.5
+        checks = {v.expr.split("{")[0]: v.samples for v in _value_checks(spec, slo, profile, eval_s, ratio, since_s)}
+        engine = budget_figures(slo.name, slo.objective, period, 500, 1000, eval_s - since_s)
+        (_, spent), = checks[names.BUDGET_SPENT_METRIC]
+        (_, remaining), = checks[names.BUDGET_REMAINING_METRIC]
+        assert spent == pytest.approx(engine.spent, rel=1e-12) and remaining == pytest.approx(engine.remaining, rel=1e-12)
+        classic = 1 - ratio / float(error_budget(slo))
+        assert remaining != pytest.approx(classic)  # before a full period the two differ
+        # after a full period of data the engine's remaining is the classic formula
+        (_, full), = {v.expr.split("{")[0]: v.samples for v in _value_checks(
+            spec, slo, profile, period + 10.0, ratio, 10.0)}[names.BUDGET_REMAINING_METRIC]
+        assert full == pytest.approx(classic, rel=1e-12)
+        # and the rule says it in PromQL: spent from the period ratio and the covered share, remaining = 1 − spent
+        rules = {r.record: r.expr for r in _all_rules(spec, profile, slo.name) if isinstance(r, RecordingRule)}
+        assert names.DATA_SINCE_METRIC in rules[names.BUDGET_SPENT_METRIC]
+        assert "clamp_max((time() - " in rules[names.BUDGET_SPENT_METRIC]
+        assert rules[names.BUDGET_REMAINING_METRIC] == f'1 - {names.BUDGET_SPENT_METRIC}{{slo="{slo.name}"}}'

@@ -62,9 +62,9 @@ def test_sli_window_zero_means_no_series(window):
     (["--window", "soon"], "expected a duration"),
     (["--until", "yesterday"], "not a time"),
     (["--since", "2026-01-05T10:20:00Z", "--until", "2026-01-05T10:10:00Z"],
-     "the scope [since, until) is inverted (--since is after --until)"),
+     "the scope (since, until] is inverted (--since is after --until)"),
     (["--since", "2026-01-05T10:10:00Z", "--until", "2026-01-05T10:10:00Z"],
-     "the scope [since, until) is empty (zero length)"),
+     "the scope (since, until] is empty (zero length)"),
 ])
 def test_sli_user_errors_are_one_line(args, message):
     p = run("sli", str(GOLDEN), "--slo", SLO, *args)

@@ -35,7 +35,7 @@ def test_compare_story_is_star_shaped_with_defined_numbers(canary_compare):
     assert f"{p95['control_value']:,.0f} ms" in line and f"{p95['treatment_value']:,.0f} ms" in line
     assert f"n = {p95['treatment_n']:,}" in line and "95 % CI" in line and "bootstrap" in line
     assert "5 % release=canary" in md and "95 % release=stable" in md
-    assert "window of 30 minutes" in md
+    assert "window of 1,800.0 s" in md  # a measured span, printed as every output prints one
     for caveat in ("**Sample size**", "**Synthetic traffic**", "**Sample-ratio mismatch**", "**Seasonality**"):
         assert caveat in md
     # faster latency with a (small) success drop: a tradeoff is named
@@ -81,7 +81,7 @@ def test_drill_result_story():
                    "max_total": 100, "time_to_detect_s": 95, "detected_by": "alert", "time_to_diagnose_s": 310},
          "measured_impact": 42, "impact_definition": "failed publishes that started during the incident"}
     md = write_story(d)
-    assert "# Incident drill: Bad canary" in md and "canary_regression" in md and "2 minutes" in md
+    assert "# Incident drill: Bad canary" in md and "canary_regression" in md and "Detected after 95.0 s" in md and "diagnosed after 310.0 s" in md
 
 
 def test_unknown_or_broken_input_is_a_story_error():

@@ -24,7 +24,8 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import stats as sps
 
-from toolkit.analysis.compare import CohortSelector, Window, _iso, _synthetic_sql, resolve_window, run_query
+from toolkit.analysis.compare import (DEFAULT_ABANDON_AFTER_S, CohortSelector, Window, _iso, _synthetic_sql,
+                                      resolve_window, run_query, scope_attempts)
 
 __all__ = [
     "BREAKDOWN_SCHEMA",
@@ -61,7 +62,7 @@ class Selection:
 
 
 def selection_preset(kind: str, *, slow_ms: float = 1000.0, time_range: CohortSelector | None = None,
-                     where: str | None = None) -> Selection:
+                     where: str | None = None, abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> Selection:
     """``failed`` | ``slow`` | ``time`` | ``where``."""
     if kind == "failed":
         return Selection("failed", "outcome IN ('failed', 'abandoned')",
@@ -73,8 +74,8 @@ def selection_preset(kind: str, *, slow_ms: float = 1000.0, time_range: CohortSe
     if kind == "time":
         if time_range is None or not time_range.has_time_range:
             raise ValueError("--select time needs --time START/END")
-        return Selection("time", time_range.sql(),
-                         f"attempts started in [{_iso(time_range.start)}, {_iso(time_range.end)})")
+        return Selection("time", time_range.time_sql(abandon_after_s),
+                         f"attempts with an outcome time in ({_iso(time_range.start)}, {_iso(time_range.end)}]")
     if kind == "where":
         if not where:
             raise ValueError("--select where needs --where 'SQL predicate'")
@@ -252,16 +253,18 @@ def breakdown_arrays(columns: Mapping[str, np.ndarray], selected: np.ndarray, *,
 
 def breakdown_attempts(attempts, selection: Selection, *, baseline: str = "rest", window: Window = Window(),
                        synthetic: str = "include", bins: int = 5, dimensions: tuple[str, ...] | None = None,
-                       top: int = 20, source: str = "") -> BreakdownResult:
-    """Read the population (finished attempts in the window) and break the selection down."""
-    window = resolve_window(attempts, window)
+                       top: int = 20, source: str = "",
+                       abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> BreakdownResult:
+    """Read the population (finished attempts with an outcome time in the window) and break the selection down."""
+    window = resolve_window(attempts, window, abandon_after_s)
+    attempts = scope_attempts(attempts, window.start, window.end, abandon_after_s)
     cats = [d for d in (dimensions or CATEGORICAL_DIMENSIONS) if d in CATEGORICAL_DIMENSIONS]
     nums = [d for d in (dimensions or NUMERIC_DIMENSIONS) if d in NUMERIC_DIMENSIONS]
     unknown = set(dimensions or ()) - set(CATEGORICAL_DIMENSIONS) - set(NUMERIC_DIMENSIONS)
     if unknown:
         raise ValueError(f"--dimensions: unknown {', '.join(sorted(unknown))}; choose from "
                          f"{', '.join(CATEGORICAL_DIMENSIONS + NUMERIC_DIMENSIONS)}")
-    where = " AND ".join(f"({p})" for p in (POPULATION, window.sql(), _synthetic_sql(synthetic)))
+    where = " AND ".join(f"({p})" for p in (POPULATION, _synthetic_sql(synthetic)))
     select = ", ".join([*cats, *(f"{n}::DOUBLE AS {n}" for n in nums),
                         f"coalesce(({selection.predicate}), FALSE) AS __selected", "started_at"])
     data = run_query(attempts, f"SELECT {select} FROM a WHERE {where}",

@@ -21,7 +21,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from contract.events import TimeError, format_time, parse_time
+from toolkit.events.attempts import filter_attempts, outcome_at_sql
 from toolkit.measures.percentiles import PERCENTILE_METHOD
+from toolkit.measures.sli import check_scope
 from toolkit.analysis.judge import DEFAULT_CONFIG, JudgeConfig, MetricResult, MetricSpec, Verdict, classify, judge
 from toolkit.analysis.stats import compare_proportions, compare_quantiles, compare_shift, sample_ratio_mismatch
 
@@ -39,6 +41,8 @@ __all__ = [
     "compare_samples",
     "compare_attempts",
     "data_window",
+    "scope_attempts",
+    "SCOPE_TEXT",
 ]
 
 COMPARE_SCHEMA = "obslab.compare/v1"
@@ -47,6 +51,17 @@ SELECTOR_KEYS = ("region", "app_version", "network_type", "media_size_bucket", "
                  "service_version", "error_class")
 _VALUE = re.compile(r"^[A-Za-z0-9._:+-]{1,64}$")
 SYNTHETIC_MODES = ("include", "exclude", "only")
+# The one scope convention of every command (docs/metrics.md): an attempt is placed at its outcome time
+# (terminal event, or when it became abandoned) and a scope from S to U holds outcome times in (S, U].
+SCOPE_TEXT = "outcome time in (start, end]"
+DEFAULT_ABANDON_AFTER_S = 600.0  # toolkit.events.attempts.attempts' default
+
+
+def scope_attempts(attempts, start: datetime | None, end: datetime | None,
+                   abandon_after_s: float = DEFAULT_ABANDON_AFTER_S):
+    """The attempts whose outcome time is in (start, end]: ``toolkit.events.attempts.filter_attempts``,
+    the same selection as ``obslab sli --since/--until`` and every SLO window."""
+    return filter_attempts(attempts, abandon_after_s=abandon_after_s, since=start, until=end)
 
 
 def _parse_ts(text: str, where: str) -> datetime:
@@ -64,7 +79,7 @@ def _sql_ts(ts: datetime) -> str:
 
 @dataclass(frozen=True)
 class CohortSelector:
-    """``key=value`` conditions (AND) and an optional [start, end) time range on started_at."""
+    """``key=value`` conditions (AND) and an optional time range: outcome time in (start, end]."""
 
     text: str
     conditions: tuple[tuple[str, str], ...] = ()
@@ -76,10 +91,14 @@ class CohortSelector:
         return self.start is not None
 
     def sql(self) -> str:
+        """The ``key=value`` conditions; the time range is applied with ``scope_attempts``."""
         parts = [f"{k} = '{v}'" for k, v in self.conditions]
-        if self.start is not None:
-            parts.append(f"started_at >= {_sql_ts(self.start)} AND started_at < {_sql_ts(self.end)}")
         return " AND ".join(parts) if parts else "TRUE"
+
+    def time_sql(self, abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> str:
+        """The time range alone as a predicate (breakdown's ``--select time``): outcome time in (start, end]."""
+        at = outcome_at_sql(abandon_after_s)
+        return f"({at}) > {_sql_ts(self.start)} AND ({at}) <= {_sql_ts(self.end)}"
 
 
 def parse_selector(text: str, where: str = "selector") -> CohortSelector:
@@ -99,7 +118,8 @@ def parse_selector(text: str, where: str = "selector") -> CohortSelector:
                 raise ValueError(f"{where}: time range must be START/END, got {value!r}")
             start, end = _parse_ts(a, where), _parse_ts(b, where)
             if end <= start:
-                raise ValueError(f"{where}: time range ends before it starts ({value})")
+                raise ValueError(f"{where}: time range {value} is {'empty' if end == start else 'inverted'}: "
+                                 f"it ends before it starts (a range is {SCOPE_TEXT})")
         elif key in SELECTOR_KEYS:
             if not _VALUE.match(value):
                 raise ValueError(f"{where}: {key} value {value!r} has characters outside [A-Za-z0-9._:+-]")
@@ -111,19 +131,11 @@ def parse_selector(text: str, where: str = "selector") -> CohortSelector:
 
 @dataclass(frozen=True)
 class Window:
-    """The shared analysis window on started_at: [start, end)."""
+    """The shared analysis window: attempts whose outcome time is in (start, end] (``scope_attempts``)."""
 
     start: datetime | None = None
     end: datetime | None = None
     last_s: float | None = None  # "the last N seconds of data", resolved against the data
-
-    def sql(self) -> str:
-        parts = []
-        if self.start is not None:
-            parts.append(f"started_at >= {_sql_ts(self.start)}")
-        if self.end is not None:
-            parts.append(f"started_at < {_sql_ts(self.end)}")
-        return " AND ".join(parts) if parts else "TRUE"
 
     @property
     def seconds(self) -> float | None:
@@ -138,12 +150,16 @@ def parse_window(since: str | None, until: str | None, last: str | None) -> Wind
     if last and (since or until):
         raise ValueError("--last cannot be combined with --since/--until")
     if last:
-        return Window(last_s=parse_duration(last))
-    start = _parse_ts(since, "--since") if since else None
-    end = _parse_ts(until, "--until") if until else None
-    if start and end and end <= start:
-        raise ValueError("--until must be after --since")
-    return Window(start, end)
+        last_s = parse_duration(last)
+        if last_s <= 0:
+            raise ValueError(f"--last {last!r}: the scope is empty; give a positive duration such as 30m")
+        return Window(last_s=last_s)
+    try:
+        start, end = check_scope(since, until)  # the same checks and words as obslab sli
+    except TimeError as e:
+        raise ValueError(str(e)) from None
+    utc = (lambda t: t.replace(tzinfo=timezone.utc) if t is not None else None)
+    return Window(utc(start), utc(end))
 
 
 def parse_split(text: str | None) -> tuple[float, float] | None:
@@ -296,28 +312,30 @@ def run_query(attempts, sql: str, what: str):
         raise ValueError(f"{what}: {first}") from None
 
 
-def data_window(attempts) -> tuple[datetime | None, datetime | None]:
-    """First and last started_at in the attempts relation (UTC)."""
-    row = attempts.query("a", "SELECT min(started_at), max(started_at) FROM a").fetchall()[0]
+def data_window(attempts, abandon_after_s: float = DEFAULT_ABANDON_AFTER_S
+                ) -> tuple[datetime | None, datetime | None]:
+    """First and last outcome time in the attempts relation (UTC), the times scopes select on."""
+    at = outcome_at_sql(abandon_after_s)
+    row = attempts.query("a", f"SELECT min({at}), max({at}) FROM a").fetchall()[0]
     conv = (lambda t: t.replace(tzinfo=timezone.utc) if t is not None else None)
     return conv(row[0]), conv(row[1])
 
 
-def resolve_window(attempts, window: Window) -> Window:
-    """Turn ``--last`` into absolute bounds ending just after the last attempt started."""
+def resolve_window(attempts, window: Window, abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> Window:
+    """Turn ``--last`` into absolute bounds (last outcome − DURATION, last outcome]."""
     if window.last_s is None:
         return window
-    _, last = data_window(attempts)
+    _, last = data_window(attempts, abandon_after_s)
     if last is None:
         return Window()
-    end = last + timedelta(milliseconds=1)
-    return Window(end - timedelta(seconds=window.last_s), end)
+    return Window(last - timedelta(seconds=window.last_s), last)
 
 
 def extract_cohort(attempts, label: str, selector: CohortSelector, window: Window, config: JudgeConfig,
-                   synthetic: str = "include") -> CohortSample:
+                   synthetic: str = "include", abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> CohortSample:
     """Counts and values of one cohort from the attempts relation (a DuckDB relation)."""
-    where = _cohort_where(selector, window, synthetic)
+    attempts = _cohort_scope(attempts, selector, window, abandon_after_s)
+    where = _cohort_where(selector, synthetic)
     props = [m for m in config.metrics if m.kind == "proportion"]
     agg = ["count(*)", "count(DISTINCT user_id)", "count(*) FILTER (WHERE synthetic)",
            "min(started_at)", "max(started_at)"]
@@ -342,11 +360,11 @@ def extract_cohort(attempts, label: str, selector: CohortSelector, window: Windo
 def compare_attempts(attempts, control: CohortSelector, treatment: CohortSelector, *,
                      window: Window = Window(), config: JudgeConfig = DEFAULT_CONFIG,
                      expected_split: tuple[float, float] | None = None, synthetic: str = "include",
-                     source: str = "") -> CompareResult:
-    """Extract both cohorts over the same window and compare them."""
-    window = resolve_window(attempts, window)
-    c = extract_cohort(attempts, "control", control, window, config, synthetic)
-    t = extract_cohort(attempts, "treatment", treatment, window, config, synthetic)
+                     source: str = "", abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> CompareResult:
+    """Extract both cohorts over the same window (outcome time in (start, end]) and compare them."""
+    window = resolve_window(attempts, window, abandon_after_s)
+    c = extract_cohort(attempts, "control", control, window, config, synthetic, abandon_after_s)
+    t = extract_cohort(attempts, "treatment", treatment, window, config, synthetic, abandon_after_s)
     if control.has_time_range or treatment.has_time_range:
         win = {"kind": "before/after",
                "control": [_iso(control.start), _iso(control.end)] if control.has_time_range else None,
@@ -361,21 +379,26 @@ def compare_attempts(attempts, control: CohortSelector, treatment: CohortSelecto
             if first and last and win["seconds"] is None:
                 win["seconds"] = (_parse_ts(win["end"], "end") - _parse_ts(win["start"], "start")).total_seconds()
     return compare_samples(c, t, config, expected_split=expected_split, window=win, synthetic=synthetic,
-                           source=source, users_in_both=_users_in_both(attempts, control, treatment, window, synthetic))
+                           source=source, users_in_both=_users_in_both(attempts, control, treatment, window, synthetic,
+                                                                       abandon_after_s))
 
 
-def _cohort_where(selector: CohortSelector, window: Window, synthetic: str) -> str:
-    scope = [selector.sql(), _synthetic_sql(synthetic)]
-    if not selector.has_time_range:
-        scope.append(window.sql())
-    return " AND ".join(f"({p})" for p in scope)
+def _cohort_scope(attempts, selector: CohortSelector, window: Window, abandon_after_s: float):
+    """A cohort's attempts in time: its own range (before/after) or the shared window."""
+    if selector.has_time_range:
+        return scope_attempts(attempts, selector.start, selector.end, abandon_after_s)
+    return scope_attempts(attempts, window.start, window.end, abandon_after_s)
+
+
+def _cohort_where(selector: CohortSelector, synthetic: str) -> str:
+    return " AND ".join(f"({p})" for p in (selector.sql(), _synthetic_sql(synthetic)))
 
 
 def _users_in_both(attempts, control: CohortSelector, treatment: CohortSelector, window: Window,
-                   synthetic: str) -> int:
-    sql = (f"SELECT count(*) FROM (SELECT user_id FROM a WHERE {_cohort_where(control, window, synthetic)} "
-           f"INTERSECT SELECT user_id FROM a WHERE {_cohort_where(treatment, window, synthetic)})")
-    return int(attempts.query("a", sql).fetchall()[0][0])
+                   synthetic: str, abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> int:
+    users = [_cohort_scope(attempts, sel, window, abandon_after_s).filter(_cohort_where(sel, synthetic))
+             .project("user_id") for sel in (control, treatment)]
+    return int(users[0].intersect(users[1]).aggregate("count(*)").fetchall()[0][0])
 
 
 def load_attempts(paths, *, abandon_after_s: float = 600.0, until: str | None = None):

@@ -5,7 +5,8 @@ A plan is data (YAML, defaults below): the flag and variant, the stages (1 % →
 p99 processing latency rises more than 20 % over two consecutive windows") and the judge
 config used for each stage's verdict.
 
-* Each *window* compares variant vs control over the attempts started in it (``toolkit.analysis.compare``)
+* Each *window* compares variant vs control over the attempts whose outcome time is in it, (start, end]
+  (``toolkit.analysis.compare.scope_attempts``, the scope of every command)
   and feeds the guardrails: a guardrail is breached when its metric moved in the bad direction
   by more than ``max_change`` (and, by default, significantly) in ``consecutive_windows``
   windows in a row; windows without enough data are neutral (they neither count nor reset).
@@ -27,9 +28,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from contract.brief import brief
-from toolkit.analysis.compare import CohortSelector, CompareResult, Window, _clean, _iso, compare_attempts
+from toolkit.analysis.compare import (DEFAULT_ABANDON_AFTER_S, CohortSelector, CompareResult, Window, _clean, _iso,
+                                      compare_attempts)
 from contract.events import FLAGS
-from contract.durations import DurationError, format_duration, parse_duration
+from contract.durations import DurationError, format_duration, format_seconds, parse_duration
 from toolkit.analysis.judge import DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, parse_judge_config
 from contract.regular_file import NotRegularFileError, read_regular
 from toolkit.analysis.stats import power_two_proportions
@@ -324,16 +326,18 @@ def _selectors(plan: RolloutPlan) -> tuple[CohortSelector, CohortSelector]:
 
 
 def _compare(attempts, plan: RolloutPlan, percent: float, start: datetime, end: datetime,
-             synthetic: str) -> CompareResult:
+             synthetic: str, abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> CompareResult:
     control, variant = _selectors(plan)
     split = (1 - percent / 100, percent / 100) if percent < 100 else None
     return compare_attempts(attempts, control, variant, window=Window(start, end), config=plan.judge,
-                            expected_split=split, synthetic=synthetic)
+                            expected_split=split, synthetic=synthetic, abandon_after_s=abandon_after_s)
 
 
 def evaluate_window(attempts, plan: RolloutPlan, percent: float, index: int, start: datetime, end: datetime,
-                    synthetic: str = "include") -> WindowResult:
-    return _window_from_compare(percent, index, start, end, _compare(attempts, plan, percent, start, end, synthetic))
+                    synthetic: str = "include", abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> WindowResult:
+    """Variant vs control over the attempts whose outcome time is in (start, end]."""
+    return _window_from_compare(percent, index, start, end,
+                                _compare(attempts, plan, percent, start, end, synthetic, abandon_after_s))
 
 
 def guardrail_breaches(plan: RolloutPlan, windows: list[WindowResult] | tuple[WindowResult, ...]
@@ -369,7 +373,7 @@ def decide(plan: RolloutPlan, windows: list[WindowResult], stage_verdict: str | 
         g, streak = breaches[0]
         spec = plan.judge.metric(g.metric)
         moved = ", ".join(f"{w.changes[g.metric] * 100:+.1f}{' pp' if spec.kind == 'proportion' else ' %'}"
-                          f" in [{w.start}, {w.end})" for w in streak)
+                          f" in ({w.start}, {w.end}]" for w in streak)
         return "rollback", f"guardrail:{g.metric}", f"{g.describe(plan.judge)}: {moved}"
     if stage_verdict is None:
         return "continue", "", "guardrails hold"
@@ -394,9 +398,11 @@ def _stage_windows(start: datetime, end: datetime, window_s: float) -> list[tupl
 
 
 def evaluate_timeline(attempts, plan: RolloutPlan, timeline: list[tuple[float, datetime, datetime | None]], *,
-                      synthetic: str = "include", source: str = "") -> RolloutResult:
+                      synthetic: str = "include", source: str = "",
+                      abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> RolloutResult:
     """Judge a past rollout: ``timeline`` lists (percent, start, end) of the stages as they ran
-    (from a decision log or given by hand). Stops at the first rollback or hold."""
+    (from a decision log or given by hand). Stops at the first rollback or hold. A stage and its
+    windows hold the attempts whose outcome time is in (start, end]."""
     results: list[StageResult] = []
     final = 0.0
     for percent, start, end in timeline:
@@ -408,22 +414,22 @@ def evaluate_timeline(attempts, plan: RolloutPlan, timeline: list[tuple[float, d
         stage = next((s for s in plan.stages if s.percent == percent), None)
         window_s = stage.window_s if stage else (plan.stages[0].window_s or 300.0)
         if end is None:
-            _, last = _data_end(attempts)
+            _, last = _data_end(attempts, abandon_after_s)
             end = last or start
         windows: list[WindowResult] = []
         decided = None
         for i, (ws, we) in enumerate(_stage_windows(start, end, window_s)):
-            windows.append(evaluate_window(attempts, plan, percent, i, ws, we, synthetic))
+            windows.append(evaluate_window(attempts, plan, percent, i, ws, we, synthetic, abandon_after_s))
             d = decide(plan, windows, None, None, 0)
             if d[0] == "rollback":
                 decided = d
                 break
-        stage_compare = _compare(attempts, plan, percent, start, end, synthetic)
+        stage_compare = _compare(attempts, plan, percent, start, end, synthetic, abandon_after_s)
         if decided is None:
             v = stage_compare.verdict
             decided = decide(plan, windows, v.verdict, v.rule, plan.max_extensions)
             if decided[0] == "promote" and stage and (end - start).total_seconds() + 1e-6 < stage.duration_s:
-                decided = ("hold", "stage-too-short", f"stage ran {(end - start).total_seconds():.0f}s, "
+                decided = ("hold", "stage-too-short", f"stage ran {format_seconds((end - start).total_seconds())}, "
                            f"less than its minimum {format_duration(stage.duration_s)}")
         results.append(StageResult(percent, _iso(start), _iso(end), tuple(windows), decided[0], decided[1],
                                    decided[2], stage_compare.to_dict()))
@@ -434,10 +440,10 @@ def evaluate_timeline(attempts, plan: RolloutPlan, timeline: list[tuple[float, d
                          synthetic)
 
 
-def _data_end(attempts) -> tuple[datetime | None, datetime | None]:
+def _data_end(attempts, abandon_after_s: float) -> tuple[datetime | None, datetime | None]:
     from toolkit.analysis.compare import data_window
 
-    return data_window(attempts)
+    return data_window(attempts, abandon_after_s)
 
 
 # --------------------------------------------------------------------------- decision log & run
@@ -499,7 +505,8 @@ def timeline_from_log(path: str | Path) -> list[tuple[float, datetime, datetime 
 def run_rollout(plan: RolloutPlan, *, set_percent: Callable[[float], Any], load_attempts: Callable[[], Any],
                 log: DecisionLog, now: Callable[[], datetime] | None = None,
                 sleep: Callable[[float], None] | None = None, synthetic: str = "include",
-                on_event: Callable[[dict[str, Any]], None] | None = None) -> RolloutResult:
+                on_event: Callable[[dict[str, Any]], None] | None = None,
+                abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> RolloutResult:
     """Drive the flag stage by stage; roll back (variant to 0 %) on a guardrail breach, a rollback
     verdict or any error. Returns what happened; the decision log has every step."""
     import time as _time
@@ -540,7 +547,7 @@ def run_rollout(plan: RolloutPlan, *, set_percent: Callable[[float], Any], load_
                 w_end = w_start + timedelta(seconds=stage.window_s)
                 wait_until(w_end + timedelta(seconds=plan.settle_s))
                 attempts = load_attempts()
-                w = evaluate_window(attempts, plan, percent, len(windows), w_start, w_end, synthetic)
+                w = evaluate_window(attempts, plan, percent, len(windows), w_start, w_end, synthetic, abandon_after_s)
                 windows.append(w)
                 emit(log.write("window", now(), **asdict(w)))
                 decision, rule, why = decide(plan, windows, None, None, extensions)
@@ -551,7 +558,7 @@ def run_rollout(plan: RolloutPlan, *, set_percent: Callable[[float], Any], load_
                 w_start = w_end
                 if w_end < target_end:
                     continue
-                result = _compare(attempts, plan, percent, stage_start, w_end, synthetic)
+                result = _compare(attempts, plan, percent, stage_start, w_end, synthetic, abandon_after_s)
                 v = result.verdict
                 decision, rule, why = decide(plan, windows, v.verdict, v.rule, extensions)
                 emit(log.write("stage_decision", now(), percent=percent, decision=decision, rule=rule,

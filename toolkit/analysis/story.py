@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from contract.durations import format_seconds
 from toolkit.measures.percentiles import PERCENTILE_METHOD
 
 __all__ = ["StoryError", "write_story", "SUPPORTED_SCHEMAS"]
@@ -55,15 +56,10 @@ def _ms(x: float | None) -> str:
 
 
 def _duration(seconds: float | None) -> str:
+    """A measured span, the one way every output prints it (``contract.durations.format_seconds``)."""
     if seconds is None:
         return "an unbounded window"
-    s = float(seconds)
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if s >= size * 0.999:
-            v = s / size
-            v_txt = f"{v:.0f}" if abs(v - round(v)) < 0.05 else f"{v:.1f}"
-            return f"{v_txt} {unit}{'' if v_txt == '1' else 's'}"
-    return f"{s:.0f} seconds"
+    return format_seconds(float(seconds))
 
 
 def _traffic(synthetic: str) -> str:
@@ -174,7 +170,7 @@ def _selector_sql(selector: str) -> str:
     parts = []
     for cond in selector.split(","):
         k, _, v = cond.partition("=")
-        parts.append(f"{k.strip()} = '{v.strip()}'" if k.strip() != "time" else f"<started_at in {v.strip()}>")
+        parts.append(f"{k.strip()} = '{v.strip()}'" if k.strip() != "time" else f"<outcome time in ({v.strip().replace('/', ', ')}]>")
     return " AND ".join(parts)
 
 
@@ -287,8 +283,8 @@ def _story_rollout(d: Mapping[str, Any]) -> str:
         for w in s["windows"]:
             moved = ", ".join(f"{k} {(_pp if k in proportions else _rel)(v)}" for k, v in w["changes"].items()
                               if v is not None and k in watched)
-            lines.append(f"  - window [{w['start']}, {w['end']}): {_n(w['variant_attempts'])} variant vs "
-                         f"{_n(w['control_attempts'])} control attempts started in it"
+            lines.append(f"  - window ({w['start']}, {w['end']}]: {_n(w['variant_attempts'])} variant vs "
+                         f"{_n(w['control_attempts'])} control attempts that finished in it"
                          + (f"; change {moved}" if moved else "; guardrail metrics without enough data"))
     lines += ["", "## Result", "",
               f"Outcome **{d['outcome'].replace('_', ' ')}** at {d['final_percent']:g} %"
@@ -309,7 +305,7 @@ def _story_rollout(d: Mapping[str, Any]) -> str:
     else:
         lines.append(f"- **Traffic**: {_traffic(d.get('synthetic', 'include'))}; the counts per window above are "
                      "the sample behind each change.")
-    lines.append("- **Windows**: changes are variant vs control over the attempts started in each window (latency "
+    lines.append("- **Windows**: changes are variant vs control over the attempts that finished in each window (latency "
                  "changes relative to control, rates in percentage points); a guardrail needs consecutive windows "
                  "with enough data, and at small percentages windows are often NoData, so only the stage-level "
                  "verdict speaks.")

@@ -12,7 +12,7 @@ from toolkit.slo.default_spec import resolve_spec_path
 from toolkit.slo.spec import SloSpec, load_spec
 
 __all__ = ["find_spec", "report_read_problems", "parse_where", "parse_by", "synthetic_choice", "SyntheticTraffic",
-           "synthetic_option", "SYNTHETIC_HELP", "SINCE_HELP", "UNTIL_HELP", "parse_share", "MAX_SKIPPED_HELP"]
+           "synthetic_option", "SYNTHETIC_HELP", "SINCE_HELP", "UNTIL_HELP", "LAST_HELP", "parse_share", "MAX_SKIPPED_HELP"]
 
 MAX_SKIPPED_HELP = ("Fail when more than this share of lines cannot be read (skipped by the structural check), "
                     "e.g. 1% (default), 0 or 100%.")
@@ -80,10 +80,12 @@ class SyntheticTraffic(str, Enum):
 
 
 SYNTHETIC_HELP = "Synthetic (load-generator) traffic: include (default), exclude (real users only) or only."
-# One meaning of --since/--until on every command that reads attempts (docs/metrics.md).
+# One meaning of --since/--until on every command that reads attempts (sli, budget, compare, breakdown;
+# rollout windows too): outcome time in (since, until], the edges of every SLO window (docs/metrics.md).
 SINCE_HELP = ("Only attempts whose outcome time (terminal event, or when it became abandoned) is after this "
               "time (RFC 3339).")
 UNTIL_HELP = ("Only attempts whose outcome time is at or before this time (RFC 3339); later events are ignored.")
+LAST_HELP = "Only attempts whose outcome time is in the last DURATION of data (e.g. 30m), ending at the last outcome."
 
 
 def synthetic_option():

@@ -10,7 +10,8 @@ from rich.table import Table
 
 from toolkit.cli._tables import fit_table
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
-from toolkit.cli._events_common import parse_synthetic, synthetic_option
+from toolkit.cli._events_common import LAST_HELP, SINCE_HELP, UNTIL_HELP, parse_synthetic, synthetic_option
+from contract.durations import parse_duration
 from toolkit.cli.base import app, console, user_errors
 
 
@@ -20,8 +21,10 @@ def print_breakdown(d: dict, top: int) -> None:
                   f"baseline: {'the rest' if d['baseline'] == 'rest' else 'all attempts'} ({d['baseline_total']}); "
                   f"finished attempts only; synthetic traffic: {d['synthetic']}", highlight=False)
     w = d["window"]
-    console.print(f"attempts started {w.get('first_started')} → {w.get('last_started')}; source: {d['source']}",
-                  highlight=False)
+    scope = (f"outcome time in ({w.get('start') or 'first outcome'}, {w.get('end') or 'last outcome'}]; "
+             if w.get("start") or w.get("end") else "")
+    console.print(f"{scope}attempts started {w.get('first_started')} → {w.get('last_started')}; "
+                  f"source: {d['source']}", highlight=False)
     table = Table(title="values ranked by z = (share in selection − share in baseline) / standard error",
                   title_justify="left")
     for col in ("dimension", "value", "selection", "baseline", "difference", "lift", "z", "dimension χ² p"):
@@ -43,14 +46,15 @@ def breakdown(
     events: list[Path] = typer.Argument(..., help="Event files, directories or globs (JSONL or Parquet)."),
     select: str = typer.Option("failed", "--select", help="failed, slow, time or where."),
     slow_ms: float = typer.Option(1000.0, help="With --select slow: processing latency above this (ms)."),
-    time: Optional[str] = typer.Option(None, "--time", help="With --select time: START/END (ISO 8601)."),
+    time: Optional[str] = typer.Option(None, "--time", help="With --select time: START/END (RFC 3339): attempts "
+                                                         "whose outcome time is after START and at or before END."),
     where: Optional[str] = typer.Option(None, help="With --select where: a SQL predicate over attempt columns."),
     baseline: str = typer.Option("rest", help="rest (population minus selection) or all."),
     dimensions: Optional[str] = typer.Option(None, help="Comma-separated dimensions (default: all)."),
     bins: int = typer.Option(5, help="Quantile bins for numeric fields."),
-    since: Optional[str] = typer.Option(None, help="Window start (ISO 8601, on attempt start time)."),
-    until: Optional[str] = typer.Option(None, help="Window end (exclusive, on attempt start time)."),
-    last: Optional[str] = typer.Option(None, help="Window: the last DURATION of data."),
+    since: Optional[str] = typer.Option(None, help=SINCE_HELP),
+    until: Optional[str] = typer.Option(None, help=UNTIL_HELP),
+    last: Optional[str] = typer.Option(None, help=LAST_HELP),
     synthetic: str = synthetic_option(),
     chart: Optional[Path] = typer.Option(None, help="Write a PNG chart of the top dimensions here."),
     top: int = typer.Option(15, help="Rows in the table / top_values in the JSON."),
@@ -68,12 +72,15 @@ def breakdown(
         if bins < 2:
             raise ValueError(f"--bins must be at least 2, got {bins}")
         time_range = parse_selector(f"time={time}", "--time") if time else None
-        selection = selection_preset(select, slow_ms=slow_ms, time_range=time_range, where=where)
+        abandon_s = parse_duration(abandon_after)
+        selection = selection_preset(select, slow_ms=slow_ms, time_range=time_range, where=where,
+                                     abandon_after_s=abandon_s)
         dims = tuple(x.strip() for x in dimensions.split(",") if x.strip()) if dimensions else None
         window = parse_window(since, until, last)
-        rel, _ = load(events, abandon_after)
+        rel, _ = load(events, abandon_after, until=until)
         result = breakdown_attempts(rel, selection, baseline=baseline, window=window, synthetic=synthetic,
-                                    bins=bins, dimensions=dims, top=top, source=source_text(events))
+                                    bins=bins, dimensions=dims, top=top, source=source_text(events),
+                                    abandon_after_s=abandon_s)
         if result.selection_total == 0:
             raise ValueError(f"the selection ({selection.description}) is empty in this window: nothing to break down")
         chart_path = render_chart(result, chart) if chart else None

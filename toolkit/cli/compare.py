@@ -9,10 +9,10 @@ import typer
 from rich.table import Table
 
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
-from toolkit.cli._events_common import parse_synthetic, synthetic_option
+from toolkit.cli._events_common import LAST_HELP, SINCE_HELP, UNTIL_HELP, parse_synthetic, synthetic_option
 from toolkit.cli._tables import fit_table
 from toolkit.cli.base import app, console, err_console, user_errors
-from contract.durations import format_duration
+from contract.durations import format_duration, format_seconds, parse_duration
 
 
 def _fmt_value(m: dict, side: str) -> str:
@@ -45,7 +45,8 @@ def print_compare(d: dict) -> None:
     if w.get("kind") == "before/after":
         win = f"before/after: control {w['control']}, treatment {w['treatment']}"
     else:
-        win = f"{w.get('start')} → {w.get('end')} ({w.get('seconds') or 0:.0f} s), same window for both"
+        win = (f"outcome time in ({w.get('start')}, {w.get('end')}] ({format_seconds(w.get('seconds') or 0)}), "
+               "same window for both")
     console.print(f"[bold]compare[/] {d['treatment']['selector']} (treatment) vs {d['control']['selector']} (control)",
                   highlight=False)
     console.print(f"window: {win}; synthetic traffic: {d['synthetic']}; source: {d['source']}", highlight=False)
@@ -84,9 +85,9 @@ def compare(
     events: list[Path] = typer.Argument(..., help="Event files, directories or globs (JSONL or Parquet)."),
     control: str = typer.Option(..., "--control", help="Control cohort: key=value[,key=value] or time=START/END."),
     treatment: str = typer.Option(..., "--treatment", help="Treatment cohort, same syntax (e.g. release=canary)."),
-    since: Optional[str] = typer.Option(None, help="Window start (ISO 8601, on attempt start time)."),
-    until: Optional[str] = typer.Option(None, help="Window end (exclusive, on attempt start time)."),
-    last: Optional[str] = typer.Option(None, help="Window: the last DURATION of data (e.g. 30m)."),
+    since: Optional[str] = typer.Option(None, help=SINCE_HELP),
+    until: Optional[str] = typer.Option(None, help=UNTIL_HELP),
+    last: Optional[str] = typer.Option(None, help=LAST_HELP),
     expected_split: Optional[str] = typer.Option(None, help="Intended split CONTROL:TREATMENT (e.g. 95:5) for the SRM check."),
     synthetic: str = synthetic_option(),
     config: Optional[Path] = typer.Option(None, help="Judge config YAML (metrics, thresholds); defaults built in."),
@@ -111,9 +112,11 @@ def compare(
         t_sel = parse_selector(treatment, "--treatment")
         window = parse_window(since, until, last)
         split = parse_split(expected_split)
-        rel, _ = load(events, abandon_after or format_duration(spec.abandon_after_s))
+        abandon = abandon_after or format_duration(spec.abandon_after_s)
+        rel, _ = load(events, abandon, until=until)
         result = compare_attempts(rel, c_sel, t_sel, window=window, config=cfg, expected_split=split,
-                                  synthetic=synthetic, source=source_text(events))
+                                  synthetic=synthetic, source=source_text(events),
+                                  abandon_after_s=parse_duration(abandon))
         data = result.to_dict()
     if fmt == "json":
         emit_json(data, output)

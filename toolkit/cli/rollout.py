@@ -13,6 +13,7 @@ from rich.table import Table
 from toolkit.cli._analysis import USER_ERRORS, check_format, emit_json, load, source_text
 from toolkit.cli._events_common import parse_synthetic, synthetic_option
 from toolkit.cli.base import UserError, app, console, user_errors
+from contract.durations import parse_duration
 
 rollout_app = typer.Typer(help="Staged rollout of a flag variant: plan, evaluate from events, run against a lab.",
                           no_args_is_help=True)
@@ -49,7 +50,7 @@ def print_plan(d: dict) -> None:
 
 def print_result(d: dict) -> None:
     for s in d["stages"]:
-        console.print(f"stage {s['percent']:g} % [{s['start']} → {s['end']}]: {len(s['windows'])} window(s) → "
+        console.print(f"stage {s['percent']:g} % ({s['start']}, {s['end']}]: {len(s['windows'])} window(s) → "
                       f"[bold]{s['decision']}[/] {('(' + s['rule'] + ')') if s['rule'] else ''} {s['explanation']}",
                       highlight=False)
     console.print(f"[bold]outcome: {d['outcome']}[/] at {d['final_percent']:g} %"
@@ -85,7 +86,11 @@ def _parse_stage(text: str) -> tuple[float, datetime, datetime | None]:
         percent = float(pct)
     except ValueError:
         raise ValueError(f"--stage: {pct!r} is not a percentage") from None
-    return percent, _parse_ts(start, "--stage"), (_parse_ts(end, "--stage") if end else None)
+    start_t, end_t = _parse_ts(start, "--stage"), (_parse_ts(end, "--stage") if end else None)
+    if end_t is not None and end_t <= start_t:
+        raise ValueError(f"--stage {text!r}: the stage is {'empty' if end_t == start_t else 'inverted'}: "
+                         "END must be after START (a stage holds outcome times in (START, END])")
+    return percent, start_t, end_t
 
 
 def _with_spec(plan, slo: str | None, abandon_after: str | None):
@@ -104,7 +109,9 @@ def _with_spec(plan, slo: str | None, abandon_after: str | None):
 def evaluate_cmd(
     events: list[Path] = typer.Argument(..., help="Event files, directories or globs."),
     log: Optional[Path] = typer.Option(None, help="Decision log of a run (stage times come from it)."),
-    stage: Optional[list[str]] = typer.Option(None, help="PERCENT@START/END, repeatable (instead of --log)."),
+    stage: Optional[list[str]] = typer.Option(None, help="PERCENT@START/END, repeatable (instead of --log); a stage "
+                                                         "and its windows hold the attempts whose outcome time is "
+                                                         "after START and at or before END (as --since/--until)."),
     plan: Optional[Path] = typer.Option(None, help="Rollout plan YAML."),
     synthetic: str = synthetic_option(),
     abandon_after: Optional[str] = typer.Option(
@@ -125,7 +132,7 @@ def evaluate_cmd(
         the_plan, abandon_after = _with_spec(load_plan(plan), slo, abandon_after)
         rel, _ = load(events, abandon_after)
         result = evaluate_timeline(rel, the_plan, timeline, synthetic=parse_synthetic(synthetic).value,
-                                   source=source_text(events))
+                                   source=source_text(events), abandon_after_s=parse_duration(abandon_after))
         data = result.to_dict()
     emit_json(data, output) if fmt == "json" else print_result(data)
 
@@ -168,7 +175,8 @@ def run_cmd(
         try:
             result = run_rollout(the_plan, set_percent=control.set_percent,
                                  load_attempts=lambda: load([events], abandon_after)[0], log=decision_log,
-                                 synthetic=parse_synthetic(synthetic).value, on_event=show)
+                                 synthetic=parse_synthetic(synthetic).value, on_event=show,
+                                 abandon_after_s=parse_duration(abandon_after))
         finally:
             decision_log.close()
         data = result.to_dict()

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 from contract.events import format_time
 from toolkit.measures.percentiles import PERCENTILE_METHOD
 from toolkit.events.attempts import DIMENSIONS, attempt_stats_relation, filter_attempts, outcome_at_sql
-from contract.durations import format_duration
+from contract.durations import format_duration, format_seconds
 from toolkit.events.io import EventSet, parse_time
 from toolkit.measures.definitions import DEFAULT_SUCCESS, SliDefinition, sli_definition, success_definition
 from toolkit.slo.spec import SloSpec
@@ -69,7 +69,7 @@ class Scope:
 
     start: str | None
     end: str | None
-    window: str  # duration of (start, end], e.g. "5m", or "all" when unbounded
+    window: str  # length of (start, end]: "5m" as configured, "49.3 s" when measured from the data, "all"
     segment: Mapping[str, str | None]  # dimension → value; {} = all traffic
     synthetic: str  # "included" | "excluded" | "only"
 
@@ -256,11 +256,11 @@ def section_from_stats(s: Stats, scope: Scope, *, latency_threshold_ms: float, l
 
 
 def check_scope(since: datetime | str | None, until: datetime | str | None) -> tuple[datetime | None, datetime | None]:
-    """``(since, until)`` as naive UTC; a scope [since, until) that is inverted or empty is an error naming both."""
+    """``(since, until)`` as naive UTC; a scope (since, until] that is inverted or empty is an error naming both."""
     since_t, until_t = parse_time(since, "--since"), parse_time(until, "--until")
     if since_t is not None and until_t is not None and since_t >= until_t:
         what = "empty (zero length)" if since_t == until_t else "inverted (--since is after --until)"
-        raise ValueError(f"--since {iso(since_t)} / --until {iso(until_t)}: the scope [since, until) is {what}; "
+        raise ValueError(f"--since {iso(since_t)} / --until {iso(until_t)}: the scope (since, until] is {what}; "
                          "give a --since before --until")
     return since_t, until_t
 
@@ -453,7 +453,10 @@ def compute_report(events: EventSet, spec: SloSpec, query: SliQuery = SliQuery()
     end = until_t or (events.as_of if events.as_of and (bounds[1] is None or events.as_of >= bounds[1])
                       else bounds[1])
     total_window_s = (end - start).total_seconds() if start and end and end > start else None
-    scope = Scope(iso(start), iso(end), format_duration(total_window_s) if total_window_s else "all", segment, syn)
+    # Given --since and --until the span is configured ("18m", as typed); otherwise an end comes from the
+    # data and the span is measured: printed the one way measured spans are ("49.3 s", not "49s320ms").
+    span = (format_duration if since_t and until_t else format_seconds)(total_window_s) if total_window_s else "all"
+    scope = Scope(iso(start), iso(end), span, segment, syn)
     totals = section_from_stats(_stats_from_row(total_row[stats_at:]), scope, latency_threshold_ms=threshold_ms,
                                 latency_kind=latency_kind, window_s=total_window_s, success=success)
 

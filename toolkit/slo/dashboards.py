@@ -40,7 +40,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from contract import events as contract
 from toolkit.slo import names
 from contract.durations import format_duration
-from toolkit.slo.rules import error_budget, good_rate_expr, total_rate_expr
+from toolkit.slo.rules import BUDGET_DEFINITION, error_budget, good_rate_expr, total_rate_expr
 from toolkit.slo.spec import Slo, SloSpec
 
 __all__ = [
@@ -178,8 +178,9 @@ def _slo_row(spec: SloSpec, slo: Slo, profile: str, b: dash.Dashboard) -> dash.D
         [(f"1 - {names.error_ratio_metric(period)}{sel}", "SLI")], "percentunit", decimals=3,
         thresholds=_thresholds((None, "red"), (slo.objective, "green"))))
     b = b.with_panel(_stat(
-        "Error budget remaining", f"1 - (error ratio over {period_txt} / error budget {budget}). 100% untouched, "
-        f"0% spent, negative overspent.", [(f"{names.BUDGET_REMAINING_METRIC}{sel}", "remaining")], "percentunit",
+        "Error budget remaining", f"Of the {period_txt} period's error budget ({budget} of its events), as "
+        f"`obslab budget` and the lab dashboard count it: {BUDGET_DEFINITION}",
+        [(f"{names.BUDGET_REMAINING_METRIC}{sel}", "remaining")], "percentunit",
         decimals=1, thresholds=_thresholds((None, "red"), (0, "orange"), (0.5, "green"))))
     shortest = min(w.short_s for w in windows)
     b = b.with_panel(_stat(

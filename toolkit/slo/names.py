@@ -19,6 +19,8 @@ __all__ = [
     "OBJECTIVE_METRIC",
     "ERROR_BUDGET_METRIC",
     "BUDGET_REMAINING_METRIC",
+    "BUDGET_SPENT_METRIC",
+    "DATA_SINCE_METRIC",
     "CURRENT_BURN_RATE_METRIC",
     "error_ratio_metric",
     "burn_alert_name",
@@ -39,8 +41,14 @@ SEVERITY_LABEL = "severity"
 
 OBJECTIVE_METRIC = "slo:objective:ratio"
 ERROR_BUDGET_METRIC = "slo:error_budget:ratio"
-# 1 - (error ratio over the SLO period / error budget): 1 = untouched, 0 = spent, < 0 = overspent.
+# The engine's budget (toolkit.measures.definitions.budget_figures, docs/slo.md): spent = share of the WHOLE
+# period's budget used so far = (error ratio over the period / error budget) × (covered time / period);
+# remaining = 1 − spent. Covered time runs from DATA_SINCE_METRIC, clamped to the period.
+BUDGET_SPENT_METRIC = "slo:error_budget_spent:ratio"
 BUDGET_REMAINING_METRIC = "slo:error_budget_remaining:ratio"
+# Unix time of the first evaluation at which the SLO's source counters had counted an event (kept by the
+# rule reading its own previous value): where the period's data starts.
+DATA_SINCE_METRIC = "slo:data_since:timestamp"
 # Error ratio over the shortest alert window divided by the error budget.
 CURRENT_BURN_RATE_METRIC = "slo:current_burn_rate:ratio"
 

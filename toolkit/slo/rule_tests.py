@@ -375,17 +375,30 @@ def _recorded_value_labels(spec: SloSpec, slo: Slo, metric: str) -> str:
     return f'{{__name__="{metric}", {names.SERVICE_LABEL}="{spec.service}", {names.SLO_LABEL}="{slo.name}"}}'
 
 
-def _value_checks(spec: SloSpec, slo: Slo, profile: str, eval_s: float, error_ratio: float) -> list[ValueCheck]:
-    """Every recording of one SLO at one instant when every window's error ratio is ``error_ratio``."""
+def _value_checks(spec: SloSpec, slo: Slo, profile: str, eval_s: float, error_ratio: float,
+                  data_since_s: float | None = None) -> list[ValueCheck]:
+    """Every recording of one SLO at one instant when every window's error ratio is ``error_ratio``;
+    ``data_since_s`` is when its counters first counted an event (None: never, so no budget figures)."""
     sel = f'{{{names.SLO_LABEL}="{slo.name}"}}'
     budget = float(error_budget(slo))
+    period_s = spec.period_for(slo, profile)
     out = []
     for w in recorded_windows(spec, slo, profile):
         metric = names.error_ratio_metric(w)
         out.append(ValueCheck(eval_s, metric + sel, ((_recorded_value_labels(spec, slo, metric), error_ratio),)))
-    # The same float operations PromQL performs on exact inputs (IEEE 754 is deterministic).
+    # The same float operations PromQL performs on exact inputs (IEEE 754 is deterministic); time() is the
+    # evaluation's millisecond timestamp / 1000.
+    budget_values: tuple = ()
+    if data_since_s is not None:
+        now_s, since_s = _ms(eval_s) / 1000, _ms(data_since_s) / 1000
+        spent = (error_ratio / budget) * min((now_s - since_s) / float(period_s), 1.0)
+        budget_values = ((names.DATA_SINCE_METRIC, since_s), (names.BUDGET_SPENT_METRIC, spent),
+                         (names.BUDGET_REMAINING_METRIC, 1 - spent))
+    else:
+        for metric in (names.DATA_SINCE_METRIC, names.BUDGET_SPENT_METRIC, names.BUDGET_REMAINING_METRIC):
+            out.append(ValueCheck(eval_s, metric + sel, ()))
     for metric, value in (
-        (names.BUDGET_REMAINING_METRIC, 1 - (error_ratio / budget)),
+        *budget_values,
         (names.CURRENT_BURN_RATE_METRIC, error_ratio / budget),
         (names.OBJECTIVE_METRIC, float(Decimal(repr(slo.objective)))),
         (names.ERROR_BUDGET_METRIC, budget),
@@ -405,21 +418,22 @@ def _value_groups(spec: SloSpec, slo: Slo, profile: str, severities: list[str],
     half = [PER_STEP_EVENTS // 2] * n
     groups.append(TestGroup(
         f"{slo.name}: error share 1/2 records error ratio 0.5 in every window "
-        f"({', '.join(format_duration(w) for w in windows)}), budget remaining and current burn rate",
+        f"({', '.join(format_duration(w) for w in windows)}), current burn rate, and budget spent and remaining "
+        f"over the {format_duration(n * step_s - step_s)} since the first counted event",
         step_s, _series(slo, half, [PER_STEP_EVENTS] * n), (),
-        tuple(_value_checks(spec, slo, profile, n * step_s, 0.5))))
+        tuple(_value_checks(spec, slo, profile, n * step_s, 0.5, data_since_s=step_s))))
     if slo.kind == "latency":
         # The same on Prometheus 3, which normalises bucket labels on ingestion ("1.0" becomes "1").
         for le in names.le_spellings(slo.threshold_s)[1:]:
             groups.append(TestGroup(
                 f'{slo.name}: threshold bucket spelt le="{le}" (Prometheus 3 normalised) records error ratio 0.5 '
                 f"in every window too", step_s, _series(slo, half, [PER_STEP_EVENTS] * n, le=le), (),
-                tuple(_value_checks(spec, slo, profile, n * step_s, 0.5))))
+                tuple(_value_checks(spec, slo, profile, n * step_s, 0.5, data_since_s=step_s))))
     # Series present, no increments: 0/0 must record 0, not NaN, and nothing fires.
     flat = [0] * n
     quiet_alerts = tuple(AlertCheck(n * step_s, names.burn_alert_name(slo.name, s), ()) for s in severities)
     groups.append(TestGroup(
-        f"{slo.name}: no traffic records error ratio 0 (not NaN), budget remaining 1, and fires nothing",
+        f"{slo.name}: no traffic records error ratio 0 (not NaN), no budget figures (no data), and fires nothing",
         step_s, _series(slo, flat, flat),
         quiet_alerts + (AlertCheck(n * step_s, names.no_data_alert_name(slo.name), ()),),
         tuple(_value_checks(spec, slo, profile, n * step_s, 0.0))))

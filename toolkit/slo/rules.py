@@ -4,8 +4,10 @@ Per SLO and profile:
 
 * ``slo:sli_error:ratio_rate<W>`` — the SLI error ratio over every long and short
   alert window of the profile and over the SLO period;
-* ``slo:error_budget_remaining:ratio`` over the period and ``slo:current_burn_rate:ratio``
-  over the shortest alert window, plus the objective and budget as series for dashboards;
+* ``slo:error_budget_spent:ratio`` and ``slo:error_budget_remaining:ratio`` by the engine's definition
+  (``BUDGET_DEFINITION``: share of the *whole* period's budget used so far, covered time counted from
+  ``slo:data_since:timestamp``), ``slo:current_burn_rate:ratio`` over the shortest alert window, plus
+  the objective and budget as series for dashboards;
 * one multi-window multi-burn-rate alert per severity (SRE Workbook ch. 5): a
   window pair fires when the error ratio over *both* its long and its short window
   exceeds ``burn_rate × error_budget``; the pairs of a severity are OR-ed;
@@ -52,7 +54,16 @@ __all__ = [
     "generate_rules",
     "rules_document",
     "no_data_for_s",
+    "BUDGET_DEFINITION",
+    "data_since_expr",
+    "budget_spent_expr",
 ]
+
+# The one wording of the error budget figures, for rule descriptions, dashboard tooltips and docs/slo.md.
+BUDGET_DEFINITION = ("spent = share of the whole period's error budget used so far = (error ratio over the period "
+                     "/ error budget) × (time covered by data / period); remaining = 1 − spent. 100 % remaining "
+                     "is untouched, 0 % spent, negative overspent. Covered time runs from the first counted "
+                     "event, at most the period: after a full period this is 1 − error ratio / error budget.")
 
 
 @dataclass(frozen=True)
@@ -183,6 +194,30 @@ def error_ratio_expr(slo: Slo, window: str) -> str:
     )
 
 
+def source_total_expr(slo: Slo) -> str:
+    """The SLO's counted events so far (raw counter sum, not a rate): > 0 once any event was counted."""
+    return f"sum({source_selector(slo)})"
+
+
+def data_since_expr(slo: Slo) -> str:
+    """When the SLO's data starts: the first evaluation at which its counters had counted an event.
+
+    The rule reads its own previous value, so the time is kept across counter resets and idle spells;
+    before the first event it records nothing (no data: the budget figures are absent, as the engine's
+    are None without events)."""
+    return (f'min({names.DATA_SINCE_METRIC}{{{names.SLO_LABEL}="{slo.name}"}})\n'
+            "or\n"
+            f"(vector(time()) and on() ({source_total_expr(slo)} > 0))")
+
+
+def budget_spent_expr(slo: Slo, period_s: float) -> str:
+    """The engine's spent (``toolkit.measures.definitions.budget_figures``): average burn rate over the
+    covered part of the period × covered / period, covered = time since the data starts, at most the period."""
+    sel = f'{{{names.SLO_LABEL}="{slo.name}"}}'
+    return (f"({names.error_ratio_metric(period_s)}{sel} / {_text(error_budget(slo))})\n"
+            f"* clamp_max((time() - {names.DATA_SINCE_METRIC}{sel}) / {_text(_decimal(period_s))}, 1)")
+
+
 def no_data_for_s(spec: SloSpec, profile: str) -> float:
     """How long the source series must be absent before the no-data alert fires.
 
@@ -208,9 +243,9 @@ def _slo_rules(spec: SloSpec, slo: Slo, profile: str) -> RuleGroup:
         rules.append(RecordingRule(names.error_ratio_metric(w), error_ratio_expr(slo, format_duration(w)), labels))
     rules.append(RecordingRule(names.OBJECTIVE_METRIC, f"vector({_text(_decimal(slo.objective))})", labels))
     rules.append(RecordingRule(names.ERROR_BUDGET_METRIC, f"vector({_text(budget)})", labels))
-    rules.append(RecordingRule(
-        names.BUDGET_REMAINING_METRIC,
-        f"1 - ({names.error_ratio_metric(period_s)}{sel} / {_text(budget)})", labels))
+    rules.append(RecordingRule(names.DATA_SINCE_METRIC, data_since_expr(slo), labels))
+    rules.append(RecordingRule(names.BUDGET_SPENT_METRIC, budget_spent_expr(slo, period_s), labels))
+    rules.append(RecordingRule(names.BUDGET_REMAINING_METRIC, f"1 - {names.BUDGET_SPENT_METRIC}{sel}", labels))
     shortest = min(w.short_s for w in windows)
     rules.append(RecordingRule(
         names.CURRENT_BURN_RATE_METRIC, f"{names.error_ratio_metric(shortest)}{sel} / {_text(budget)}", labels))
