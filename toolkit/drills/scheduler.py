@@ -28,8 +28,9 @@ from toolkit.drills.state import RunDir, RunState, append_jsonl
 __all__ = ["main", "run_schedule", "sample_metrics", "fault_name", "background_fault_name", "cleanup"]
 
 
-class _Stop(Exception):
-    pass
+class _Stop(BaseException):
+    """SIGTERM: a BaseException, so no ``except Exception`` on the way (a missed metrics sample) swallows it
+    and keeps the drill running past its stop."""
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
