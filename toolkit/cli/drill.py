@@ -96,6 +96,8 @@ def start(
         d = find_drill(drill_id)
         console.print(f"drill [bold]{d.id}[/] started (seed {state.seed}, speed ×{speed:g}, "
                       f"{state.duration_s:.0f} s) against {lab.url}", highlight=False)
+        for note in runner.start_notes(run):
+            console.print(f"note: {note}", highlight=False)
         if not auto:
             console.print("\n" + d.briefing.strip(), highlight=False)
             console.print("\nInvestigate, then `obslab drill answer --cause … --cohort … --impact …`; "

@@ -115,30 +115,32 @@ def find_lab(data_dir: str | Path = DEFAULT_DATA_DIR, url: str | None = None, to
 
 
 def pace_prometheus(data_dir: str | Path, api_url: str, prometheus_url: str | None, spec_path: str | None,
-                    profile: str, speed: float) -> bool:
+                    profile: str, speed: float) -> str | None:
     """Set the lab's Prometheus to a scenario's speed: rewrite its rules and scrape interval for the
-    profile run ``speed`` times faster (``toolkit.slo.scenario.at_speed``) and reload it. False when the
-    lab runs no Prometheus of its own (nothing to pace); LabError when it runs one that cannot be paced."""
+    profile run ``speed`` times faster (``toolkit.slo.scenario.at_speed``) and reload it.
+
+    None when done or nothing to do (no Prometheus; speed 1 with no config of ours); else why it could
+    not be paced (a Prometheus this lab does not configure, e.g. docker compose's, or one that refused
+    the reload): the drill still runs, and its report says which surface saw the page."""
     from urllib.parse import urlparse
 
     from toolkit.slo.prometheus_config import (CONFIG_FILE, PrometheusReloadError, reload_prometheus,
                                                write_prometheus_config)
 
     if not prometheus_url:
-        return False
+        return None
     prom_dir = Path(data_dir) / "prometheus"
     if not (prom_dir / CONFIG_FILE).is_file() or not spec_path:
         if speed == 1:
-            return False
-        raise LabError(f"the lab's Prometheus ({prometheus_url}) cannot run at speed ×{speed:g}: no "
-                       f"{prom_dir / CONFIG_FILE} or SLO spec to rewrite (run the drill at --speed 1, or in "
-                       f"a lab started by `obslab lab`)")
+            return None
+        return (f"the lab's Prometheus ({prometheus_url}) keeps its speed-1 rules: this lab does not configure "
+                f"it (no {prom_dir / CONFIG_FILE}), so its alerts may not fire at speed ×{speed:g}")
     write_prometheus_config(prom_dir, Path(spec_path), profile, urlparse(api_url).netloc, speed=speed)
     try:
         reload_prometheus(prometheus_url)
     except PrometheusReloadError as e:
-        raise LabError(str(e)) from None
-    return True
+        return str(e)
+    return None
 
 
 def fault_name(run_id: str) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "stop",
     "pause",
     "resume",
+    "start_notes",
     "solution",
     "questions",
     "hint_cost",
@@ -125,7 +126,7 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     client = ControlClient(lab, actor=actor)
     client.check()  # no lab / wrong token: fail before writing anything
     # The lab's Prometheus evaluates the alerts in the scenario's time (windows / speed), as the engine does.
-    paced = pace_prometheus(lab.data_dir, lab.url, lab.prometheus_url, lab.slo_spec, lab.profile, speed)
+    not_paced = pace_prometheus(lab.data_dir, lab.url, lab.prometheus_url, lab.slo_spec, lab.profile, speed)
     seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31)
     rng = random.Random(seed)
     fault_start_s = drill.fault.start_at(rng.random()) / speed
@@ -138,7 +139,9 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     run.write_state(state)
     run.write_truth({"drill_id": drill.id, "cause": drill.truth.cause, "cohort": drill.truth.cohort,
                      "fault_start_s": fault_start_s, "fault_duration_s": drill.fault.duration_s / speed})
-    run.log("drill_started", drill=drill.id, seed=seed, speed=speed, auto=auto, prometheus_paced=paced)
+    run.log("drill_started", drill=drill.id, seed=seed, speed=speed, auto=auto)
+    if not_paced:
+        run.log("prometheus_not_paced", reason=not_paced)
     for name, (variant, percent) in drill.setup.flags.items():
         client.put_flag(name, flag_body(name, variant, percent))
         run.log("flag_set", flag=name, variant=variant, percent=percent)
@@ -152,6 +155,11 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
                                 start_new_session=True, close_fds=True)
     run.write_state(RunState(**{**state.__dict__, "scheduler_pid": proc.pid}))
     return run
+
+
+def start_notes(run: RunDir) -> list[str]:
+    """What the learner should know about how the run started (e.g. a Prometheus left at speed 1)."""
+    return [e["reason"] for e in run.timeline() if e["kind"] == "prometheus_not_paced"]
 
 
 def _current(lab_or_dir: Lab | Path) -> tuple[RunDir, RunState, Drill]:

@@ -62,10 +62,9 @@ def cleanup(client: ControlClient, drill: Drill, run: RunDir, load: subprocess.P
     state = run.read_state()
     if state.speed != 1:
         # Back to the lab's own pace; what Prometheus recorded during the drill stays queryable.
-        try:
-            pace_prometheus(state.data_dir, state.url, state.prometheus_url, state.slo_spec, state.profile, 1.0)
-        except LabError as e:
-            print(f"cleanup: {e}", file=sys.stderr)
+        not_paced = pace_prometheus(state.data_dir, state.url, state.prometheus_url, state.slo_spec, state.profile, 1.0)
+        if not_paced:
+            print(f"cleanup: {not_paced}", file=sys.stderr)
     truth = run.read_truth()
     if truth.get("fault_applied_at") and not truth.get("fault_removed_at"):
         _remove_fault(client, drill, run, truth)
