@@ -8,7 +8,9 @@ on the rules generated for the speed.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import shutil
 import subprocess
 import time
@@ -158,3 +160,50 @@ def test_speed_above_the_maximum_is_refused(tmp_path):
 
     with pytest.raises(DrillError, match=f"at most {MAX_SPEED:g}"):
         runner.start("retry-storm", Lab(tmp_path, "http://127.0.0.1:9", "t"), speed=MAX_SPEED * 2)
+
+
+# -- a real Prometheus, paced and reloaded -----------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed")
+def test_a_drill_paces_the_labs_prometheus_and_sets_it_back(tmp_path):
+    """The lab's Prometheus command line (`--web.enable-lifecycle`) takes a drill's rules for ×10 on
+    /-/reload: scrape and evaluation every 100 ms, the page's windows 6s/500ms; then speed 1 again."""
+    import requests
+
+    from toolkit.drills.lab import pace_prometheus
+    from toolkit.lab.processes import free_ports
+    from toolkit.slo.prometheus_config import write_prometheus_config
+
+    port, api = free_ports(2)
+    prom_dir = tmp_path / "prometheus"
+    config = write_prometheus_config(prom_dir, ROOT / "slo.yaml", "lab", f"127.0.0.1:{api}")
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([shutil.which("prometheus"), f"--config.file={config}",
+                             f"--storage.tsdb.path={prom_dir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+                             "--web.enable-lifecycle", "--log.level=warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+
+        def loaded() -> tuple[str, str]:
+            cfg = requests.get(f"{url}/api/v1/status/config", timeout=5).json()["data"]["yaml"]
+            rules = json.dumps(requests.get(f"{url}/api/v1/rules", timeout=5).json()["data"])
+            return cfg, rules
+
+        assert pace_prometheus(tmp_path, f"http://127.0.0.1:{api}", url, str(ROOT / "slo.yaml"), "lab", 10) is None
+        cfg, rules = loaded()
+        assert "scrape_interval: 100ms" in cfg and "[500ms]" in rules and "[6s]" in rules
+        assert pace_prometheus(tmp_path, f"http://127.0.0.1:{api}", url, str(ROOT / "slo.yaml"), "lab", 1) is None
+        cfg, rules = loaded()
+        assert "scrape_interval: 1s" in cfg and "[5s]" in rules and "[500ms]" not in rules
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
