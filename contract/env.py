@@ -108,7 +108,7 @@ ENV_SLO_SPEC = "OBSLAB_SLO_SPEC"
 ENV_BENCH_DIR = "OBSLAB_BENCH_DIR"
 """Where `obslab bench sli` keeps its generated data (default: the system temp dir/obslab-bench)."""
 ENV_ACTOR = "OBSLAB_ACTOR"
-"""Who a drill's control-plane calls are audited as (the dashboard sets `dashboard`; default `obslab-drill`)."""
+"""Who a drill's control-plane calls are audited as (the dashboard sets `dashboard`; default `release-bot`, naming no drill)."""
 ENV_DRILL_AUTO_CANCEL = "OBSLAB_DRILL_AUTO_CANCEL"
 """Drill load only: APP_VERSION:NET1|NET2:AFTER cancels matching flows (the cancellation-trap drill)."""
 

@@ -2,7 +2,9 @@
 
 Every change is stored in the shared state (reaching every worker within a second)
 and recorded as an audit event (``fault_changed`` / ``flag_changed``) naming the actor,
-never the token.
+never the token — except a fault change sent with ``X-Obslab-Audit: private``: a drill's
+injected fault is not something a real system would log, so it stays out of the event log
+and the drill keeps its own record (its run directory).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ __all__ = ["bp", "init_app", "DEFAULT_ACTOR"]
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 DEFAULT_ACTOR = "admin-api"
+# A fault change with this header set to "private" is not written to the event log (a drill's record).
+PRIVATE_AUDIT_HEADER = "X-Obslab-Audit"
 _ACTOR_RE = re.compile(r"^[A-Za-z0-9 ._@:/-]{1,100}$")
 
 
@@ -60,6 +64,7 @@ def _www_authenticate(response):
 
 
 def _actor() -> str:
+    _private()  # a bad audit header is refused before anything changes
     actor = request.headers.get("X-Actor", DEFAULT_ACTOR)
     if not _ACTOR_RE.match(actor):
         raise ApiError(400, "invalid_header", "X-Actor must be 1-100 characters of letters, digits and ._@:/- ",
@@ -68,8 +73,18 @@ def _actor() -> str:
 
 
 def _audit(event: str, actor: str, action: str, name: str, old, new) -> None:
-    get_telemetry().emit(event, actor=actor, change={"action": action, "name": name, "old": old, "new": new})
+    if not (event == "fault_changed" and _private()):
+        get_telemetry().emit(event, actor=actor, change={"action": action, "name": name, "old": old, "new": new})
     get_controls().invalidate()
+
+
+def _private() -> bool:
+    value = request.headers.get(PRIVATE_AUDIT_HEADER)
+    if value is None:
+        return False
+    if value != "private":
+        raise ApiError(400, "invalid_header", f"{PRIVATE_AUDIT_HEADER} must be 'private'", PRIVATE_AUDIT_HEADER)
+    return True
 
 
 # --- faults ------------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ def test_report_numbers_and_files(tmp_path):
         assert f"({png})" in md
     assert f"{good}/{total}" in md
     assert "## Debrief (STAR)" in md and "**Situation.**" in md and "**Result.**" in md
-    assert re.search(r"Time to detect .*: \d+\.\d s \(by the first alert\)", md)
+    assert re.search(r"Time to detect .*: \d+\.\d s of scenario time \(by the first alert\)", md)
     summary = json.loads((path.parent / "report.json").read_text())
     assert summary["schema"] == "obslab.drill-result/v1"  # what `obslab story` tells
     assert summary["drill"]["truth"]["cohort"] == {"region": "eu-west"}

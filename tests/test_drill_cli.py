@@ -15,7 +15,8 @@ def obslab(*args, env=None, cwd=None):
     full_env = {k: v for k, v in os.environ.items() if k != "OBSLAB_ADMIN_TOKEN"}
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-c", "from toolkit.cli import main; main()", *args],
-                          capture_output=True, text=True, env=full_env, cwd=cwd, timeout=60)
+                          capture_output=True, text=True, env=full_env, cwd=cwd, timeout=60,
+                          stdin=subprocess.DEVNULL)
 
 
 def _one_line_error(proc, fragment):
@@ -104,7 +105,9 @@ def test_learner_flow_start_hint_answer_stop_report(service):
         assert _rollout(service, "transcode_mode") == {"async": 50.0}  # the setup is in force
         status = obslab("drill", "status", *common)
         assert status.returncode == 0 and "running" in status.stdout
-        hints = [obslab("drill", "hint", *common).stdout for _ in range(4)]
+        refused = obslab("drill", "hint", *common)  # no --yes, nobody to confirm: no hint taken
+        assert refused.returncode != 0 and "costs 5 points" in refused.stderr + refused.stdout
+        hints = [obslab("drill", "hint", "--yes", *common).stdout for _ in range(4)]
         assert hints[0].startswith("hint 1/3") and hints[2].startswith("hint 3/3") and hints[3].startswith("hint 3/3")
         bad = obslab("drill", "answer", "--cause", "memory_leak", "--cohort", "everyone", "--impact", "1", *common)
         _one_line_error(bad, "'memory_leak' is not one of this drill's choices")
@@ -118,7 +121,7 @@ def test_learner_flow_start_hint_answer_stop_report(service):
     finally:
         stopped = obslab("drill", "stop", *common)
     assert stopped.returncode == 0, stopped.stderr
-    assert "drill-" not in json.dumps(service.admin("GET", "/admin/faults").json())
+    assert service.admin("GET", "/admin/faults").json()["faults"] == []
     assert _rollout(service, "transcode_mode") == {}
     report = obslab("drill", "report", *common)
     assert report.returncode == 0, report.stderr

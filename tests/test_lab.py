@@ -240,18 +240,24 @@ def test_drill_started_from_the_page_changes_the_services_faults(lab: RunningLab
     page.click("#token-form button")
     page.wait_for_selector("[data-testid=faults-table]", timeout=10000)
     page.wait_for_selector("[data-drill=regional-storage-outage]", timeout=10000)
-    page.select_option("[data-testid=drill-speed]", "60")
+    page.select_option("[data-testid=drill-speed]", "10")
     page.click("[data-testid=drill-start-regional-storage-outage]")
     page.wait_for_selector("[data-testid=drill-active]", timeout=15000)
-    # At 60x the fault window [3m, 4m] becomes [3 s, 4 s] after the start.
+    # Nothing preselected: the cause list starts on an empty choice.
+    assert page.locator("[data-testid=drill-answer-form] select[name=cause]").input_value() == ""
+    # At 10x the fault window [3m, 4m] becomes [18 s, 24 s] after the start.
     faults = _wait(lambda: (lambda f: f if f != faults_before else None)(
-        requests.get(f"{lab.api}/admin/faults", headers=headers, timeout=5).json()), 30, "the drill's fault", lab)
+        requests.get(f"{lab.api}/admin/faults", headers=headers, timeout=5).json()), 45, "the drill's fault", lab)
     assert "storage" in json.dumps(faults)
     page.click("#token-form button")  # refresh the faults panel
     page.wait_for_selector("[data-testid=faults-table] tr[data-fault]", timeout=10000)
     _screenshot(page, "lab-drill.png")
+    dialogs = []
+    page.once("dialog", lambda d: (dialogs.append(d.message), d.accept()))
     page.click("[data-testid=drill-hint]")
     page.wait_for_selector("#drill-hints div", timeout=10000)
+    assert dialogs and "costs 5 points" in dialogs[0]  # the cost is stated before the hint is shown
+    page.select_option("[data-testid=drill-answer-form] select[name=cause]", "storage_outage")
     page.fill("[data-testid=drill-answer-form] input[name=cohort]", "region=eu-west")
     page.fill("[data-testid=drill-answer-form] input[name=impact]", "5")
     page.click("[data-testid=drill-answer-form] button")

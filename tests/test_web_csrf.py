@@ -178,7 +178,7 @@ def test_the_dashboard_page_still_starts_and_stops_a_drill_as_the_dashboard(serv
         page = browser.new_page()
         page.goto(dashboard.url)
         page.wait_for_selector(f"[data-drill={DRILL}]", timeout=15000)
-        page.select_option("[data-testid=drill-speed]", "60")
+        page.select_option("[data-testid=drill-speed]", "10")
         page.click(f"[data-testid=drill-start-{DRILL}]")
         page.wait_for_selector("[data-testid=drill-active]", timeout=30000)
         audit = service.wait_for_events(lambda e: e["event"] == "flag_changed", timeout_s=15)

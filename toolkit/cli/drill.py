@@ -12,8 +12,10 @@ from toolkit.cli.base import app, console, user_errors
 from toolkit.cli._tables import fit_table
 from toolkit.drills import runner
 from toolkit.drills.causes import cause_label
+from toolkit.drills.grader import HINT_COST
 from toolkit.drills.lab import DEFAULT_DATA_DIR, TOKEN_ENV, find_lab
 from toolkit.drills.schema import DIFFICULTIES, find_drill, load_catalogue
+from toolkit.slo.scenario import MAX_SPEED
 
 drill_app = typer.Typer(help="Scripted incident drills: start one against the running lab, investigate, answer, "
                              "get a graded report.", no_args_is_help=True)
@@ -40,28 +42,48 @@ def list_drills() -> None:
     console.print(fit_table(table, console))
 
 
+def _shown_questions(d, data_dir: Path):
+    """The questions in the current run's order when it is a run of this drill; else in a fresh random
+    order (never the catalogue's, where the true cause is often first)."""
+    import random
+
+    from toolkit.drills.state import NoDrillRunning
+
+    try:
+        st = runner.status(_drills_dir(data_dir))
+        if st.drill.id == d.id and st.questions is not None:
+            return st.questions
+    except (NoDrillRunning, *runner.USER_ERRORS, OSError, ValueError):
+        pass
+    return d.questions.shuffled(random.SystemRandom().random())
+
+
 @drill_app.command("show")
-def show(drill_id: str = typer.Argument(..., help="Drill id (see `obslab drill list`).")) -> None:
-    """A drill's briefing and questions (no spoilers)."""
+def show(drill_id: str = typer.Argument(..., help="Drill id (see `obslab drill list`)."),
+         data_dir: Path = DataDir) -> None:
+    """A drill's briefing and questions (no spoilers: the choices come in a shuffled order)."""
     with user_errors(*_ERRORS):
         d = find_drill(drill_id)
+        q = _shown_questions(d, data_dir)
     console.print(f"[bold]{d.title}[/] ({d.id}, {d.difficulty}, {d.setup.duration_s / 60:g} min)\n")
     console.print(d.briefing.strip() + "\n", highlight=False)
     console.print("[bold]Questions[/]")
     console.print("  cause, one of:", highlight=False)
-    for c in d.questions.cause_choices:
+    for c in q.cause_choices:
         console.print(f"    {c:24} {cause_label(c)}", highlight=False)
-    console.print(f"  cohort: everyone, or dim=value[,dim=value] over {', '.join(d.questions.cohort_dimensions)}",
+    console.print(f"  cohort: everyone, or dim=value[,dim=value] over {', '.join(q.cohort_dimensions)}",
                   highlight=False)
     console.print(f"  impact: {d.questions.impact.prompt}", highlight=False)
-    console.print(f"\n{len(d.hints)} hints available (`obslab drill hint`).", highlight=False)
+    console.print(f"\n{len(d.hints)} hints available (`obslab drill hint`), {HINT_COST:g} points each.",
+                  highlight=False)
 
 
 @drill_app.command("start")
 def start(
     drill_id: str = typer.Argument(..., help="Drill id (see `obslab drill list`)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the fault's start time and the load (random if unset)."),
-    speed: float = typer.Option(1.0, "--speed", help="Compress the drill's time by this factor (10: a 10-minute drill in 1 minute)."),
+    speed: float = typer.Option(1.0, "--speed", help=f"Compress the drill's time by this factor, at most {MAX_SPEED:g} "
+                                                     "(10: a 10-minute drill in 1 minute; alert windows shrink alike)."),
     auto: bool = typer.Option(False, "--auto", help="Run unattended: the toolkit answers and writes the report."),
     data_dir: Path = DataDir,
     url: Optional[str] = Url,
@@ -75,6 +97,8 @@ def start(
         d = find_drill(drill_id)
         console.print(f"drill [bold]{d.id}[/] started (seed {state.seed}, speed ×{speed:g}, "
                       f"{state.duration_s:.0f} s) against {lab.url}", highlight=False)
+        for note in runner.start_notes(run):
+            console.print(f"note: {note}", highlight=False)
         if not auto:
             console.print("\n" + d.briefing.strip(), highlight=False)
             console.print("\nInvestigate, then `obslab drill answer --cause … --cohort … --impact …`; "
@@ -102,22 +126,65 @@ def _print_auto_result(run, st: runner.Status) -> None:
 
 @drill_app.command("status")
 def status(data_dir: Path = DataDir) -> None:
-    """The current drill: phase, time, hints and answers so far."""
+    """The current drill: phase, scenario time, hints and answers so far, the cause choices."""
     with user_errors(*_ERRORS):
         st = runner.status(_drills_dir(data_dir))
-    remaining = max(0.0, st.state.duration_s - st.elapsed_s)
-    console.print(f"drill {st.drill.id} ({st.drill.title}): {st.phase}; "
-                  f"{min(st.elapsed_s, st.state.duration_s):.0f} s of {st.state.duration_s:.0f} s"
-                  f"{f', {remaining:.0f} s left' if st.phase == 'running' else ''}; "
-                  f"hints {st.hints_shown}/{len(st.drill.hints)}; answers {st.answers}", highlight=False)
+    phase = "paused" if st.paused and st.phase == "running" else st.phase
+    console.print(f"drill {st.drill.id} ({st.drill.title}): {phase}; scenario time "
+                  f"{st.elapsed_s:.0f} s of {st.duration_s:.0f} s"
+                  f"{f', {st.remaining_s:.0f} s left' if st.phase == 'running' else ''}"
+                  f" (speed ×{st.state.speed:g}); hints {st.hints_shown}/{len(st.drill.hints)}; answers {st.answers}",
+                  highlight=False)
+    console.print(f"cause choices: {', '.join(st.questions.cause_choices)}", highlight=False)
 
 
 @drill_app.command("hint")
-def hint(data_dir: Path = DataDir) -> None:
-    """The next hint of the current drill."""
+def hint(data_dir: Path = DataDir,
+         yes: bool = typer.Option(False, "--yes", "-y", help="Take the hint without being asked (it costs points).")) -> None:
+    """The next hint of the current drill; each new hint costs points off the grade (asked first)."""
     with user_errors(*_ERRORS):
+        n, total, cost = runner.hint_cost(_drills_dir(data_dir))
+        if n and not yes:
+            if not typer.confirm(f"Hint {n}/{total} costs {cost:g} points off your score. Take it?", default=False,
+                                 err=True):
+                console.print("no hint taken", highlight=False)
+                raise typer.Exit(1)
         n, total, text = runner.next_hint(_drills_dir(data_dir))
-    console.print(f"hint {n}/{total}: {text}", highlight=False)
+    console.print(f"hint {n}/{total}{f' (−{cost:g} points)' if cost else ''}: {text}", highlight=False)
+
+
+@drill_app.command("pause")
+def pause(data_dir: Path = DataDir) -> None:
+    """Pause the scenario clock while you investigate: the fault stays as it is, the time left freezes."""
+    with user_errors(*_ERRORS):
+        runner.pause(_drills_dir(data_dir))
+        st = runner.status(_drills_dir(data_dir))
+    console.print(f"drill {st.drill.id} paused at scenario time {st.elapsed_s:.0f} s "
+                  f"({st.remaining_s:.0f} s left); `obslab drill resume` to go on", highlight=False)
+
+
+@drill_app.command("resume")
+def resume(data_dir: Path = DataDir) -> None:
+    """Resume the scenario clock."""
+    with user_errors(*_ERRORS):
+        runner.resume(_drills_dir(data_dir))
+        st = runner.status(_drills_dir(data_dir))
+    console.print(f"drill {st.drill.id} resumed ({st.remaining_s:.0f} s of scenario time left)", highlight=False)
+
+
+@drill_app.command("solution")
+def solution(drill_id: str = typer.Argument(..., help="Drill id."), data_dir: Path = DataDir) -> None:
+    """A drill's solution (cause, cohort, what happened), once a run of it has ended in this lab."""
+    with user_errors(*_ERRORS):
+        d = runner.solution(drill_id, _drills_dir(data_dir))
+    cohort = ", ".join(f"{k}={v}" for k, v in d.truth.cohort.items()) or "everyone"
+    console.print(f"[bold]{d.title}[/] ({d.id}): solution\n", highlight=False)
+    console.print(f"cause: {d.truth.cause} ({cause_label(d.truth.cause)})", highlight=False)
+    console.print(f"cohort: {cohort}", highlight=False)
+    console.print(f"the signal: {d.truth.metric}, {d.truth.direction}", highlight=False)
+    console.print(f"\nwhat happened: {' '.join(d.debrief.what_happened.split())}", highlight=False)
+    console.print("evidence path: " + "; ".join(d.debrief.evidence_path), highlight=False)
+    console.print(f"good looks like: {' '.join(d.debrief.good_looks_like.split())}", highlight=False)
 
 
 @drill_app.command("answer")

@@ -10,6 +10,9 @@ Points: cause 50, cohort 30, impact 20. Each part earns partial credit:
 - impact: full within the drill's relative tolerance of the measured value, then
   falling linearly to nothing at 100 % relative error.
 
+Hints cost points: ``HINT_COST`` each, taken off the total (never below zero); the CLI and
+the dashboard state the cost before a hint is shown.
+
 Time to detect is from the fault's start to the first alert or the first answer,
 whichever came first; time to diagnose is to the first answer that got both the
 cause and the cohort fully right.
@@ -22,9 +25,11 @@ from typing import Mapping, Sequence
 
 from toolkit.drills.schema import Drill
 
-__all__ = ["Answer", "PartScore", "Grade", "POINTS", "score_cause", "score_cohort", "score_impact", "grade"]
+__all__ = ["Answer", "PartScore", "Grade", "POINTS", "HINT_COST", "score_cause", "score_cohort", "score_impact", "grade"]
 
 POINTS = {"cause": 50.0, "cohort": 30.0, "impact": 20.0}
+# Points each hint costs: enough that hints are a choice, not a free walk-through.
+HINT_COST = 5.0
 # Credit for naming the right dimension with the wrong value, as a share of one pair.
 _SAME_DIMENSION_CREDIT = 0.25
 
@@ -55,6 +60,8 @@ class Grade:
     detected_by: str | None  # "alert" | "answer"
     time_to_diagnose_s: float | None
     answers: int
+    hints_taken: int = 0
+    hint_penalty: float = 0.0  # points taken off the parts' sum for the hints
 
     @property
     def percent(self) -> float:
@@ -106,12 +113,14 @@ def _cohort_text(cohort: Mapping[str, str]) -> str:
 
 
 def grade(drill: Drill, answers: Sequence[Answer], measured_impact: float, fault_start_s: float,
-          first_alert_s: float | None) -> Grade:
-    """Grade the last answer; times come from every answer and the first alert."""
+          first_alert_s: float | None, hints_taken: int = 0) -> Grade:
+    """Grade the last answer, less ``HINT_COST`` per hint taken; times come from every answer and the
+    first alert (all in the same clock: scenario seconds since the drill started)."""
+    penalty = HINT_COST * hints_taken
     if not answers:
         parts = tuple(PartScore(p, 0.0, 0.0, mx, "not answered") for p, mx in POINTS.items())
         ttd, by = _detection(None, first_alert_s, fault_start_s)
-        return Grade(parts, 0.0, sum(POINTS.values()), ttd, by, None, 0)
+        return Grade(parts, 0.0, sum(POINTS.values()), ttd, by, None, 0, hints_taken, 0.0)
     last = answers[-1]
     q, truth = drill.questions, drill.truth
     scored = {
@@ -126,8 +135,10 @@ def grade(drill: Drill, answers: Sequence[Answer], measured_impact: float, fault
     diagnosed = [a.at_s for a in answers
                  if a.cause == truth.cause and score_cohort(a.cohort, truth.cohort)[0] == 1.0]
     ttdiag = max(0.0, min(diagnosed) - fault_start_s) if diagnosed else None
-    return Grade(parts, round(sum(p.points for p in parts), 2), sum(POINTS.values()), ttd, by, ttdiag,
-                 len(answers))
+    earned = sum(p.points for p in parts)
+    taken = min(penalty, earned)
+    return Grade(parts, round(earned - taken, 2), sum(POINTS.values()), ttd, by, ttdiag,
+                 len(answers), hints_taken, round(taken, 2))
 
 
 def _detection(first_answer_s: float | None, first_alert_s: float | None,

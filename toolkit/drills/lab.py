@@ -10,6 +10,7 @@ Every failure is a ``LabError`` whose message is one line naming what is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -29,19 +30,26 @@ __all__ = [
     "fault_name",
     "background_fault_name",
     "fault_body",
+    "pace_prometheus",
     "flag_body",
     "TOKEN_ENV",
     "ACTOR_ENV",
     "DEFAULT_ACTOR",
+    "PRIVATE_AUDIT_HEADER",
+    "PRIVATE_AUDIT_VALUE",
     "DEFAULT_URL",
     "DEFAULT_DATA_DIR",
 ]
 
 TOKEN_ENV = "OBSLAB_ADMIN_TOKEN"
-# Who the service's audit events (fault_changed, flag_changed) name for a drill's changes; the
-# runner passes it on to the drill's scheduler.
+# Who the service's audit events name for a drill's visible changes (flag rollouts, as a real
+# release tool would); the runner passes it on to the drill's scheduler. It names no drill.
 ACTOR_ENV = "OBSLAB_ACTOR"
-DEFAULT_ACTOR = "obslab-drill"
+DEFAULT_ACTOR = "release-bot"
+# Header asking the service to keep a fault change out of its event log: a drill's injected fault
+# is not something a real system logs; the drill keeps its own record in its run directory.
+PRIVATE_AUDIT_HEADER = "X-Obslab-Audit"
+PRIVATE_AUDIT_VALUE = "private"
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_DATA_DIR = ".obslab"
 TOKEN_FILE = "admin-token"
@@ -60,6 +68,7 @@ class Lab:
     token: str
     prometheus_url: str | None = None  # the lab's Prometheus (from lab.json), when it runs one
     slo_spec: str | None = None  # the SLO spec the lab runs with (from lab.json)
+    profile: str = "lab"  # the profile the lab's Prometheus rules are generated for (from lab.json)
 
     @property
     def service_dir(self) -> Path:
@@ -102,16 +111,46 @@ def find_lab(data_dir: str | Path = DEFAULT_DATA_DIR, url: str | None = None, to
     same_lab = not url or url.rstrip("/") == (info.get("url") or "").rstrip("/")
     # lab.json's Prometheus and spec belong to the lab it describes, not to a service named by --url.
     return Lab(d, resolved_url, resolved_token, (info.get("prometheus_url") or None) if same_lab else None,
-               (info.get("spec") or None) if same_lab else None)
+               (info.get("spec") or None) if same_lab else None, str(info.get("profile") or "lab"))
 
 
-def fault_name(drill: Drill) -> str:
-    """The name a drill's fault has in the lab's control API."""
-    return f"drill-{drill.id}"
+def pace_prometheus(data_dir: str | Path, api_url: str, prometheus_url: str | None, spec_path: str | None,
+                    profile: str, speed: float) -> str | None:
+    """Set the lab's Prometheus to a scenario's speed: rewrite its rules and scrape interval for the
+    profile run ``speed`` times faster (``toolkit.slo.scenario.at_speed``) and reload it.
+
+    None when done or nothing to do (no Prometheus; speed 1 with no config of ours); else why it could
+    not be paced (a Prometheus this lab does not configure, e.g. docker compose's, or one that refused
+    the reload): the drill still runs, and its report says which surface saw the page."""
+    from urllib.parse import urlparse
+
+    from toolkit.slo.prometheus_config import (CONFIG_FILE, PrometheusReloadError, reload_prometheus,
+                                               write_prometheus_config)
+
+    if not prometheus_url:
+        return None
+    prom_dir = Path(data_dir) / "prometheus"
+    if not (prom_dir / CONFIG_FILE).is_file() or not spec_path:
+        if speed == 1:
+            return None
+        return (f"the lab's Prometheus ({prometheus_url}) keeps its speed-1 rules: this lab does not configure "
+                f"it (no {prom_dir / CONFIG_FILE}), so its alerts may not fire at speed ×{speed:g}")
+    write_prometheus_config(prom_dir, Path(spec_path), profile, urlparse(api_url).netloc, speed=speed)
+    try:
+        reload_prometheus(prometheus_url)
+    except PrometheusReloadError as e:
+        return str(e)
+    return None
 
 
-def background_fault_name(drill: Drill, index: int) -> str:
-    return f"drill-{drill.id}-background-{index}"
+def fault_name(run_id: str) -> str:
+    """The name a drill's fault has in the lab's control API: derived from the run, naming neither the
+    drill nor the fault (the name reaches the admin request's span as its URL path)."""
+    return f"x{hashlib.blake2b(run_id.encode(), digest_size=5).hexdigest()}"
+
+
+def background_fault_name(run_id: str, index: int) -> str:
+    return f"{fault_name(run_id)}-{index + 1}"
 
 
 def fault_body(fault: Fault | BackgroundFault, duration_s: float | None = None) -> dict[str, Any]:
@@ -152,10 +191,11 @@ class ControlClient:
                       allowed_methods=frozenset({"GET", "PUT", "DELETE"}), raise_on_status=False)
         self.session.mount("http://", HTTPAdapter(max_retries=retry))
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
+    def _call(self, method: str, path: str, body: dict | None = None, private: bool = False) -> Any:
         url = f"{self.lab.url}{path}"
+        headers = {PRIVATE_AUDIT_HEADER: PRIVATE_AUDIT_VALUE} if private else None
         try:
-            resp = self.session.request(method, url, json=body, timeout=_TIMEOUT_S)
+            resp = self.session.request(method, url, json=body, headers=headers, timeout=_TIMEOUT_S)
         except requests.ConnectionError:
             raise LabError(f"no lab running at {self.lab.url} (start one with `obslab lab` or pass --url)") from None
         except requests.Timeout:
@@ -180,11 +220,11 @@ class ControlClient:
         return self._call("GET", "/admin/faults")
 
     def put_fault(self, name: str, body: dict[str, Any]) -> Any:
-        return self._call("PUT", f"/admin/faults/{name}", body)
+        return self._call("PUT", f"/admin/faults/{name}", body, private=True)
 
     def delete_fault(self, name: str) -> None:
         try:
-            self._call("DELETE", f"/admin/faults/{name}")
+            self._call("DELETE", f"/admin/faults/{name}", private=True)
         except LabError as e:
             if "HTTP 404" not in str(e):
                 raise

@@ -14,11 +14,16 @@ import signal
 import subprocess
 from pathlib import Path
 
+from toolkit.drills.clock import PAUSE_BUDGET_S
 from toolkit.drills.schema import Drill
 from toolkit.drills.state import RunDir, RunState
 from toolkit.lab.load import locust_argv
 
-__all__ = ["load_env", "load_command", "start_load", "stop_load", "locustfile"]
+__all__ = ["load_env", "load_command", "start_load", "stop_load", "stop_load_group", "locustfile", "LOAD_PID_FILE"]
+
+# The Locust process group's id, written when the load starts: whoever stops the drill (the scheduler,
+# `obslab drill stop`, the lab's shutdown) can stop it even if the scheduler died first.
+LOAD_PID_FILE = "load.pid"
 
 
 def locustfile() -> Path:
@@ -51,17 +56,20 @@ def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
 
 def load_command(drill: Drill, state: RunState) -> list[str]:
     users = drill.setup.load.users
-    return locust_argv(state.url, users, locustfile=locustfile(), spawn_rate=users, run_time_s=state.duration_s,
-                       stop_timeout_s=2)
+    # Bounded by the drill's wall length plus the pauses it may take; the scheduler stops it at the end.
+    return locust_argv(state.url, users, locustfile=locustfile(), spawn_rate=users,
+                       run_time_s=state.duration_s + PAUSE_BUDGET_S, stop_timeout_s=2)
 
 
 def start_load(drill: Drill, state: RunState, run: RunDir) -> subprocess.Popen:
     """Locust in its own process group, so stopping the drill stops every Locust process."""
     (run.path / "client").mkdir(exist_ok=True)
     env = {**os.environ, **load_env(drill, state, run)}
-    log = open(run.path / "load.log", "ab")
-    return subprocess.Popen(load_command(drill, state), env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    with open(run.path / "load.log", "ab") as log:
+        proc = subprocess.Popen(load_command(drill, state), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    (run.path / LOAD_PID_FILE).write_text(str(proc.pid))
+    return proc
 
 
 def stop_load(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
@@ -75,3 +83,31 @@ def stop_load(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
         proc.wait()
     except ProcessLookupError:
         pass
+
+
+def stop_load_group(run: RunDir, timeout_s: float = 10.0) -> bool:
+    """Stop the run's Locust process group if any of it is still alive (TERM, then KILL); True if it was."""
+    import time
+
+    try:
+        pgid = int((run.path / LOAD_PID_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+
+    def signal_group(sig: int) -> bool:
+        try:
+            os.killpg(pgid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+
+    if not signal_group(0):
+        return False
+    signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not signal_group(0):
+            return True
+        time.sleep(0.1)
+    signal_group(signal.SIGKILL)
+    return True

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from toolkit.drills.causes import cause_label
-from toolkit.drills.grader import Answer, Grade, grade
+from toolkit.drills.grader import HINT_COST, Answer, Grade, grade
 from toolkit.drills.learner_path import compare_paths, expert_steps, learner_steps
 from toolkit.drills.measure import (Attempt, DrillEvents, Impact, MetricSample, Window, drill_outcomes,
                                     measure_impact, percentile, read_drill_events, read_metric_samples)
@@ -26,6 +26,7 @@ from contract.durations import format_duration
 from toolkit.measures.definitions import (BudgetFigures, Outcomes, alert_state, burn_rate_series, evaluation_times,
                               format_percent, period_budget, sli_ratio, success_definition, window_counts)
 from toolkit.slo.names import burn_alert_name
+from toolkit.slo.scenario import at_speed
 from toolkit.slo.spec import SloSpec, load_spec
 
 __all__ = ["ReportData", "build_report_data", "render_markdown", "write_report", "default_spec", "SPEC_ENV"]
@@ -42,7 +43,8 @@ def default_spec(state: RunState | None = None) -> SloSpec:
                   str(Path(__file__).resolve().parents[2] / "slo.yaml")]
     for c in candidates:
         if c and Path(c).is_file():
-            return load_spec(c)
+            # The lab profile at the run's speed: the windows the drill's scenario time runs on.
+            return at_speed(load_spec(c), state.speed if state is not None else 1.0)
     raise FileNotFoundError(f"no SLO spec found (set {SPEC_ENV} or run from the repository)")
 
 
@@ -92,7 +94,9 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     start = state.started_at
     timeline = run.timeline()
     finished = [e["t"] for e in timeline if e["kind"] in ("drill_finished", "drill_stopped")]
-    end = min(finished[0], start + state.duration_s) if finished else start + state.duration_s
+    clock = run.clock()
+    scheduled_end = clock.wall_at(state.duration_s, finished[0] if finished else start + state.duration_s)
+    end = min(finished[0], scheduled_end) if finished else scheduled_end
     applied = truth.get("fault_applied_at") or (start + truth["fault_start_s"])
     removed = truth.get("fault_removed_at") or min(end, applied + truth["fault_duration_s"])
     fault = Window(applied, removed)
@@ -125,9 +129,12 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
                                               start, end))
     answers = tuple(run.answers())
     measured = impact.value(drill.questions.impact.metric)
-    g = grade(drill, [Answer(a["cause"], a["cohort"], float(a["impact"]), a["at_s"]) for a in answers],
-              measured if measured is not None else 0.0, fault.start - start,
-              None if page.at is None else page.at - start)
+    # Graded times are scenario seconds (the drill's own clock: pauses excluded, times the speed).
+    g = grade(drill, [Answer(a["cause"], a["cohort"], float(a["impact"]), clock.scenario_s(start + a["at_s"]))
+                      for a in answers],
+              measured if measured is not None else 0.0, clock.scenario_s(fault.start),
+              None if page.at is None else clock.scenario_s(page.at),
+              hints_taken=sum(1 for e in timeline if e["kind"] == "hint_shown"))
     expert = _expert_diagnosis(run, spec)
     # An unattended run has no learner: its debrief shows the expert path alone.
     learner = () if state.auto else tuple(learner_steps(run))
@@ -419,8 +426,11 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
     ]
     for p in g.parts:
         lines.append(f"| {p.part} | {p.points:g} | {p.max_points:g} | {p.note} |")
-    ttd = "not detected" if g.time_to_detect_s is None else f"{g.time_to_detect_s:.1f} s (by the first {g.detected_by})"
-    ttdiag = "not diagnosed" if g.time_to_diagnose_s is None else f"{g.time_to_diagnose_s:.1f} s"
+    if g.hints_taken:
+        lines.append(f"| hints | −{g.hint_penalty:g} | | {g.hints_taken} hint(s) taken, {HINT_COST:g} points each |")
+    ttd = ("not detected" if g.time_to_detect_s is None
+           else f"{g.time_to_detect_s:.1f} s of scenario time (by the first {g.detected_by})")
+    ttdiag = "not diagnosed" if g.time_to_diagnose_s is None else f"{g.time_to_diagnose_s:.1f} s of scenario time"
     lines += [
         "",
         f"- Time to detect (fault start → first alert or first answer): {ttd}.",
@@ -631,5 +641,6 @@ def report_json(data: ReportData) -> dict:
                   "parts": [{"part": p.part, "points": p.points, "max_points": p.max_points, "credit": p.credit,
                              "note": p.note} for p in data.grade.parts],
                   "time_to_detect_s": data.grade.time_to_detect_s, "detected_by": data.grade.detected_by,
-                  "time_to_diagnose_s": data.grade.time_to_diagnose_s},
+                  "time_to_diagnose_s": data.grade.time_to_diagnose_s, "times_in": "scenario seconds",
+                  "hints_taken": data.grade.hints_taken, "hint_penalty": data.grade.hint_penalty},
     }

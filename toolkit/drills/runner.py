@@ -19,10 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from toolkit.drills.clock import PAUSE_BUDGET_S
+from toolkit.drills.grader import HINT_COST
 from toolkit.drills.lab import (ACTOR_ENV, DEFAULT_ACTOR, TOKEN_ENV, ControlClient, Lab, LabError,
-                                background_fault_name, fault_body, flag_body)
-from toolkit.drills.schema import ANSWER_VALUES, Drill, DrillSpecError, find_drill
+                                background_fault_name, fault_body, flag_body, pace_prometheus)
+from toolkit.drills.load import stop_load_group
+from toolkit.drills.schema import ANSWER_VALUES, Drill, DrillSpecError, Questions, find_drill
 from toolkit.drills.state import NoDrillRunning, RunDir, RunState, append_jsonl, current_run, new_run
+from toolkit.slo.scenario import MAX_SPEED
 
 if TYPE_CHECKING:
     from toolkit.drills.auto import Diagnosis
@@ -36,6 +40,12 @@ __all__ = [
     "answer",
     "record_diagnosis",
     "stop",
+    "pause",
+    "resume",
+    "start_notes",
+    "solution",
+    "questions",
+    "hint_cost",
     "parse_cohort",
     "scheduler_alive",
     "wait_finished",
@@ -52,9 +62,21 @@ class Status:
     drill: Drill
     state: RunState
     phase: str  # running | finished | stopped | failed
-    elapsed_s: float
+    elapsed_s: float  # scenario seconds since the start (pauses excluded)
     hints_shown: int
     answers: int
+    paused: bool = False
+    duration_s: float = 0.0  # the drill's length in scenario seconds
+    questions: Questions | None = None  # in this run's order
+
+    @property
+    def remaining_s(self) -> float:
+        return max(0.0, self.duration_s - self.elapsed_s)
+
+
+def questions(drill: Drill, state: RunState) -> Questions:
+    """The drill's questions in the order this run shows them (shuffled by the run's seed)."""
+    return drill.questions.shuffled(f"{state.run_id}:{state.seed}")
 
 
 def scheduler_alive(state: RunState) -> bool:
@@ -91,8 +113,9 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
           actor: str = DEFAULT_ACTOR) -> RunDir:
     """Start a drill; ``actor`` is who the service's audit events name for its faults and flags."""
     drill = find_drill(drill_id)
-    if not speed > 0:
-        raise DrillError(f"--speed must be greater than zero, got {speed:g}")
+    if not 0 < speed <= MAX_SPEED:
+        raise DrillError(f"--speed must be more than 0 and at most {MAX_SPEED:g} (the fastest the lab's alert "
+                         f"windows can be compressed), got {speed:g}")
     try:
         existing = current_run(lab.drills_dir)
         state = existing.read_state()
@@ -102,6 +125,8 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
         pass
     client = ControlClient(lab, actor=actor)
     client.check()  # no lab / wrong token: fail before writing anything
+    # The lab's Prometheus evaluates the alerts in the scenario's time (windows / speed), as the engine does.
+    not_paced = pace_prometheus(lab.data_dir, lab.url, lab.prometheus_url, lab.slo_spec, lab.profile, speed)
     seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31)
     rng = random.Random(seed)
     fault_start_s = drill.fault.start_at(rng.random()) / speed
@@ -110,16 +135,18 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     state = RunState(run_id=run.path.name, drill_id=drill.id, seed=seed, speed=speed, url=lab.url,
                      data_dir=str(lab.data_dir), started_at=started_at,
                      duration_s=drill.setup.duration_s / speed, auto=auto, events_dir=str(lab.events_dir),
-                     prometheus_url=lab.prometheus_url, slo_spec=lab.slo_spec)
+                     prometheus_url=lab.prometheus_url, slo_spec=lab.slo_spec, profile=lab.profile)
     run.write_state(state)
     run.write_truth({"drill_id": drill.id, "cause": drill.truth.cause, "cohort": drill.truth.cohort,
                      "fault_start_s": fault_start_s, "fault_duration_s": drill.fault.duration_s / speed})
     run.log("drill_started", drill=drill.id, seed=seed, speed=speed, auto=auto)
+    if not_paced:
+        run.log("prometheus_not_paced", reason=not_paced)
     for name, (variant, percent) in drill.setup.flags.items():
         client.put_flag(name, flag_body(name, variant, percent))
         run.log("flag_set", flag=name, variant=variant, percent=percent)
     for i, bg in enumerate(drill.setup.background_faults):
-        client.put_fault(background_fault_name(drill, i), fault_body(bg, duration_s=state.duration_s + 30))
+        client.put_fault(background_fault_name(run.path.name, i), fault_body(bg, duration_s=state.duration_s + 30))
         run.log("background_fault_applied", index=i, fault_kind=bg.kind, target=bg.target)
     env = {**os.environ, TOKEN_ENV: lab.token, ACTOR_ENV: actor}
     with open(run.log_file, "ab") as log:
@@ -128,6 +155,11 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
                                 start_new_session=True, close_fds=True)
     run.write_state(RunState(**{**state.__dict__, "scheduler_pid": proc.pid}))
     return run
+
+
+def start_notes(run: RunDir) -> list[str]:
+    """What the learner should know about how the run started (e.g. a Prometheus left at speed 1)."""
+    return [e["reason"] for e in run.timeline() if e["kind"] == "prometheus_not_paced"]
 
 
 def _current(lab_or_dir: Lab | Path) -> tuple[RunDir, RunState, Drill]:
@@ -140,18 +172,78 @@ def _current(lab_or_dir: Lab | Path) -> tuple[RunDir, RunState, Drill]:
 def status(drills_dir: Path) -> Status:
     run, state, drill = _current(drills_dir)
     timeline = run.timeline()
-    return Status(drill, state, _phase(run, state), time.time() - state.started_at,
-                  sum(1 for e in timeline if e["kind"] == "hint_shown"), len(run.answers()))
+    clock = run.clock()
+    duration = drill.setup.duration_s
+    return Status(drill, state, _phase(run, state), min(clock.scenario_s(time.time()), duration),
+                  sum(1 for e in timeline if e["kind"] == "hint_shown"), len(run.answers()), clock.paused,
+                  duration, questions(drill, state))
+
+
+def hint_cost(drills_dir: Path) -> tuple[int, int, float]:
+    """What the next hint would be and cost, without taking it: (number, of, points); number 0 when all
+    hints are out (seeing one again is free)."""
+    run, state, drill = _current(drills_dir)
+    shown = sum(1 for e in run.timeline() if e["kind"] == "hint_shown")
+    if shown >= len(drill.hints):
+        return 0, len(drill.hints), 0.0
+    return shown + 1, len(drill.hints), HINT_COST
 
 
 def next_hint(drills_dir: Path) -> tuple[int, int, str]:
-    """The next hint not shown yet (the last one again once all are out): (number, of, text)."""
+    """Take the next hint not shown yet (it costs ``HINT_COST`` points in the grade; the last one again,
+    free, once all are out): (number, of, text)."""
     run, state, drill = _current(drills_dir)
     shown = sum(1 for e in run.timeline() if e["kind"] == "hint_shown")
     index = min(shown, len(drill.hints) - 1)
     if shown < len(drill.hints):
-        run.log("hint_shown", number=index + 1)
+        run.log("hint_shown", number=index + 1, cost=HINT_COST)
     return index + 1, len(drill.hints), drill.hints[index]
+
+
+def pause(drills_dir: Path) -> RunDir:
+    """Pause the scenario clock: the scheduler stops advancing (the fault stays as it is, the load
+    goes on), the time left freezes. At most ``PAUSE_BUDGET_S`` wall seconds of pauses per run."""
+    run, state, drill = _current(drills_dir)
+    if _phase(run, state) != "running":
+        raise DrillError(f"drill {drill.id} is not running: nothing to pause")
+    clock = run.clock()
+    if clock.paused:
+        raise DrillError(f"drill {drill.id} is already paused (`obslab drill resume`)")
+    if clock.paused_s(time.time()) >= PAUSE_BUDGET_S:
+        raise DrillError(f"drill {drill.id} has used its {PAUSE_BUDGET_S:g} s of pauses")
+    run.log("clock_paused", at_scenario_s=round(clock.scenario_s(time.time()), 3))
+    return run
+
+
+def resume(drills_dir: Path) -> RunDir:
+    """Resume a paused scenario clock."""
+    run, state, drill = _current(drills_dir)
+    if not run.clock().paused:
+        raise DrillError(f"drill {drill.id} is not paused")
+    run.log("clock_resumed")
+    return run
+
+
+def solution(drill_id: str, drills_dir: Path) -> Drill:
+    """The drill, for its solution — only once a run of it in this lab has ended (finished or stopped),
+    so the answer can never be read before or during the run it would give away."""
+    drill = find_drill(drill_id)
+    ended = False
+    if drills_dir.is_dir():
+        for run_json in drills_dir.glob("*/run.json"):
+            run = RunDir(run_json.parent)
+            try:
+                state = run.read_state()
+            except (OSError, ValueError, TypeError):
+                continue
+            if state.drill_id == drill.id and _phase(run, state) in ("finished", "stopped", "failed"):
+                ended = True
+                break
+    if not ended:
+        raise DrillError(f"no run of {drill.id} has ended in {drills_dir.parent}: the solution is shown only after "
+                         f"you ran the drill (`obslab drill start {drill.id}`, then let it finish or "
+                         f"`obslab drill stop`)")
+    return drill
 
 
 def parse_cohort(text: str) -> dict[str, str]:
@@ -184,15 +276,18 @@ def answer(drills_dir: Path, cause: str, cohort: Mapping[str, str], impact: floa
 
 def _record_answer(run: RunDir, state: RunState, drill: Drill, cause: str, cohort: Mapping[str, str],
                    impact: float, by: str) -> int:
-    if cause not in drill.questions.cause_choices:
+    shown = questions(drill, state)
+    if cause not in shown.cause_choices:
         raise DrillError(f"--cause: {cause!r} is not one of this drill's choices: "
-                         f"{', '.join(drill.questions.cause_choices)}")
-    bad_dims = sorted(set(cohort) - set(drill.questions.cohort_dimensions))
+                         f"{', '.join(shown.cause_choices)}")
+    bad_dims = sorted(set(cohort) - set(shown.cohort_dimensions))
     if bad_dims:
-        raise DrillError(f"--cohort: this drill asks about {', '.join(drill.questions.cohort_dimensions)}, "
+        raise DrillError(f"--cohort: this drill asks about {', '.join(shown.cohort_dimensions)}, "
                          f"not {bad_dims[0]}")
-    at_s = time.time() - state.started_at
-    append_jsonl(run.answers_file, {"cause": cause, "cohort": dict(cohort), "impact": impact, "at_s": at_s, "by": by})
+    now = time.time()
+    at_s = now - state.started_at
+    append_jsonl(run.answers_file, {"cause": cause, "cohort": dict(cohort), "impact": impact, "at_s": at_s,
+                                    "at_scenario_s": round(run.clock().scenario_s(now), 3), "by": by})
     run.log("answer", cause=cause, cohort=dict(cohort), impact=impact, by=by)
     return len(run.answers())
 
@@ -210,7 +305,8 @@ def record_diagnosis(run: RunDir, diagnosis: Diagnosis) -> int:
 
 
 def stop(drills_dir: Path, timeout_s: float = 30.0) -> RunDir:
-    """Stop the scheduler (it removes the fault, flags and load) and wait for it."""
+    """Stop the scheduler (it removes the fault, flags and load) and wait for it; then make sure nothing
+    the drill started is left: its scheduler's and its Locust's process groups (each its own session)."""
     run, state, drill = _current(drills_dir)
     if scheduler_alive(state):
         try:
@@ -221,9 +317,14 @@ def stop(drills_dir: Path, timeout_s: float = 30.0) -> RunDir:
         while scheduler_alive(state) and time.time() < deadline:
             time.sleep(0.1)
         if scheduler_alive(state):
-            os.killpg(state.scheduler_pid, signal.SIGKILL)
-    elif "drill_finished" not in {e["kind"] for e in run.timeline()}:
+            try:
+                os.killpg(state.scheduler_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    elif not {"drill_finished", "drill_stopped"} & {e["kind"] for e in run.timeline()}:
         run.log("drill_stopped")
+    # A scheduler killed (or dead) before it stopped its load leaves Locust in its own group.
+    stop_load_group(run)
     return run
 
 

@@ -18,8 +18,9 @@ import time
 import traceback
 from pathlib import Path
 
+from toolkit.drills.clock import PAUSE_BUDGET_S
 from toolkit.drills.lab import (ACTOR_ENV, DEFAULT_ACTOR, TOKEN_ENV, ControlClient, Lab, LabError,
-                                background_fault_name, fault_body, fault_name)
+                                background_fault_name, fault_body, fault_name, pace_prometheus)
 from toolkit.drills.load import start_load, stop_load
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir, RunState, append_jsonl
@@ -27,8 +28,9 @@ from toolkit.drills.state import RunDir, RunState, append_jsonl
 __all__ = ["main", "run_schedule", "sample_metrics", "fault_name", "background_fault_name", "cleanup"]
 
 
-class _Stop(Exception):
-    pass
+class _Stop(BaseException):
+    """SIGTERM: a BaseException, so no ``except Exception`` on the way (a missed metrics sample) swallows it
+    and keeps the drill running past its stop."""
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
@@ -57,11 +59,18 @@ def cleanup(client: ControlClient, drill: Drill, run: RunDir, load: subprocess.P
     if load is not None:
         stop_load(load)
         run.log("load_stopped")
+    state = run.read_state()
+    if state.speed != 1:
+        # Back to the lab's own pace; what Prometheus recorded during the drill stays queryable.
+        not_paced = pace_prometheus(state.data_dir, state.url, state.prometheus_url, state.slo_spec, state.profile, 1.0)
+        if not_paced:
+            print(f"cleanup: {not_paced}", file=sys.stderr)
     truth = run.read_truth()
     if truth.get("fault_applied_at") and not truth.get("fault_removed_at"):
         _remove_fault(client, drill, run, truth)
+    run_id = run.path.name
     for i, _ in enumerate(drill.setup.background_faults):
-        _quietly(client.delete_fault, background_fault_name(drill, i))
+        _quietly(client.delete_fault, background_fault_name(run_id, i))
     for name in drill.setup.flags:
         _quietly(client.delete_flag, name)
 
@@ -74,7 +83,7 @@ def _quietly(fn, *args) -> None:
 
 
 def _remove_fault(client: ControlClient, drill: Drill, run: RunDir, truth: dict) -> None:
-    _quietly(client.delete_fault, fault_name(drill))
+    _quietly(client.delete_fault, fault_name(run.path.name))
     truth["fault_removed_at"] = time.time()
     run.write_truth(truth)
     run.log("fault_removed")
@@ -90,25 +99,39 @@ def run_schedule(run: RunDir) -> None:
     load = None
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        load = start_load(drill, state, run)
+        # A SIGTERM between Locust's start and `load` naming it would leave Locust running: hold it off.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            load = start_load(drill, state, run)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         run.log("load_started", users=drill.setup.load.users, shape=drill.setup.load.shape)
-        start = state.started_at
-        fault_start = start + truth["fault_start_s"]
+        # Times are on the run's clock (wall seconds it ran, pauses excluded): a paused drill does not advance.
+        fault_start = truth["fault_start_s"]
         fault_end = fault_start + truth["fault_duration_s"]
-        end = start + state.duration_s
-        while (now := time.time()) < end:
-            if not truth.get("fault_applied_at") and now >= fault_start:
-                client.put_fault(fault_name(drill), fault_body(drill.fault))
-                truth["fault_applied_at"] = time.time()
-                run.write_truth(truth)
-                run.log("fault_applied")
-            if truth.get("fault_applied_at") and not truth.get("fault_removed_at") and now >= fault_end:
-                _remove_fault(client, drill, run, truth)
+        while True:
+            now = time.time()
+            clock = run.clock()
+            if clock.paused and clock.paused_s(now) >= PAUSE_BUDGET_S:
+                run.log("clock_resumed", by="scheduler", reason=f"the run's {PAUSE_BUDGET_S:g} s of pauses are used")
+                continue
+            active = clock.active_s(now)
+            if active >= state.duration_s:
+                break
+            if not clock.paused:
+                if not truth.get("fault_applied_at") and active >= fault_start:
+                    client.put_fault(fault_name(state.run_id), fault_body(drill.fault))
+                    truth["fault_applied_at"] = time.time()
+                    run.write_truth(truth)
+                    run.log("fault_applied")
+                if truth.get("fault_applied_at") and not truth.get("fault_removed_at") and active >= fault_end:
+                    _remove_fault(client, drill, run, truth)
             sample_metrics(client, run)
             if load is not None and load.poll() is not None:
                 run.log("load_exited", returncode=load.returncode)
                 load = None
-            time.sleep(max(0.0, min(interval_s, end - time.time())))
+            left = interval_s if clock.paused else state.duration_s - clock.active_s(time.time())
+            time.sleep(max(0.0, min(interval_s, left)))
         sample_metrics(client, run)
         cleanup(client, drill, run, load)
         load = None

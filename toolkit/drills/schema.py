@@ -7,6 +7,7 @@ so an author fixes a drill without reading this module.
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -157,10 +158,20 @@ class ImpactQuestion:
 
 @dataclass(frozen=True)
 class Questions:
-    cause_choices: tuple[str, ...]
+    cause_choices: tuple[str, ...]  # as the catalogue lists them: never shown in this order
     cause_partial: dict[str, float]  # a near-miss cause → share of the cause points
     cohort_dimensions: tuple[str, ...]
     impact: ImpactQuestion
+
+    def shuffled(self, seed: int | str) -> "Questions":
+        """The choices and dimensions in the order a run shows them: shuffled by the run's seed, so a
+        catalogue's order (the true cause is often written first) tells the learner nothing, and one run
+        always shows one order."""
+        rng = random.Random(f"obslab-drill-choices:{seed}")
+        causes, dims = sorted(self.cause_choices), sorted(self.cohort_dimensions)
+        rng.shuffle(causes)
+        rng.shuffle(dims)
+        return Questions(tuple(causes), self.cause_partial, tuple(dims), self.impact)
 
 
 @dataclass(frozen=True)

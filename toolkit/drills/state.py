@@ -9,6 +9,9 @@
   hints shown, answers), one JSON object a line, ``t`` in Unix seconds;
 - ``metrics.jsonl``: the scheduler's samples of the service's ``/metrics``;
 - ``answers.jsonl``: every answer, graded at report time.
+
+Everything here is the drill's private record: nothing of it reaches the lab's event log, metrics
+or traces (the fault is applied with a neutral name and kept out of the service's audit events).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from toolkit.drills.clock import ScenarioClock, clock_from
 __all__ = ["RunState", "RunDir", "NoDrillRunning", "current_run", "new_run", "append_jsonl", "read_jsonl"]
 
 CURRENT = "current.json"
@@ -38,12 +42,13 @@ class RunState:
     url: str
     data_dir: str
     started_at: float  # Unix seconds
-    duration_s: float  # real seconds (drill duration / speed)
+    duration_s: float  # wall seconds the clock runs (drill duration / speed), pauses excluded
     auto: bool = False
     scheduler_pid: int | None = None
     events_dir: str = ""  # the lab's event log directory
     prometheus_url: str | None = None  # the lab's Prometheus, when one was running at the start
     slo_spec: str | None = None  # the SLO spec the lab ran with, when it said (lab.json)
+    profile: str = "lab"  # the profile of the lab's Prometheus rules (paced to ``speed`` during the run)
 
 
 class RunDir:
@@ -98,6 +103,11 @@ class RunDir:
 
     def answers(self) -> list[dict[str, Any]]:
         return list(read_jsonl(self.answers_file))
+
+    def clock(self) -> ScenarioClock:
+        """The run's scenario clock (speed and pauses so far)."""
+        state = self.read_state()
+        return clock_from(state.started_at, state.speed, self.timeline())
 
 
 def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:

@@ -303,7 +303,8 @@ class Lab:
         argv = [shutil.which(cfg.prometheus_binary) or cfg.prometheus_binary,
                 f"--config.file={config_path}", f"--storage.tsdb.path={prom_dir / 'tsdb'}",
                 f"--web.listen-address={HOST}:{cfg.port_prometheus}", "--storage.tsdb.retention.time=2d",
-                "--log.level=warn"]
+                # A drill at --speed s rewrites the rules for its scenario time and reloads them (/-/reload).
+                "--web.enable-lifecycle", "--log.level=warn"]
         self._children.append(start_group_process("prometheus", argv, log_path=self.data_dir / "logs" / "prometheus.log"))
         return f"http://{HOST}:{cfg.port_prometheus}"
 

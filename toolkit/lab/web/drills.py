@@ -61,16 +61,21 @@ def _active_json() -> dict | None:
         st = runner.status(_drills_dir())
     except NoDrillRunning:
         return None
+    from toolkit.drills.grader import HINT_COST
+
     drill = st.drill
+    shown = st.questions  # this run's shuffled order; the page preselects none of them
     questions = [
-        {"id": "cause", "text": "cause", "choices": list(drill.questions.cause_choices)},
+        {"id": "cause", "text": "cause", "choices": list(shown.cause_choices)},
         {"id": "cohort", "text": "cohort (everyone or dim=value[,dim=value]; dims: "
-                                 + ", ".join(drill.questions.cohort_dimensions) + ")"},
+                                 + ", ".join(shown.cohort_dimensions) + ")"},
         {"id": "impact", "text": drill.questions.impact.prompt},
     ]
     return {"name": drill.id, "title": drill.title, "phase": st.phase, "elapsed_s": round(st.elapsed_s, 1),
+            "remaining_s": round(st.remaining_s, 1), "paused": st.paused, "speed": st.state.speed,
             "started_at": _iso(st.state.started_at), "briefing": drill.briefing, "questions": questions,
-            "hints_shown": list(drill.hints[: st.hints_shown]), "answers": st.answers}
+            "hints_shown": list(drill.hints[: st.hints_shown]), "hints_total": len(drill.hints),
+            "hint_cost": HINT_COST, "answers": st.answers}
 
 
 def _iso(epoch: float) -> str:
@@ -130,13 +135,40 @@ def _reap_when_it_exits(run) -> None:
 
 @bp.post("/active/hint")
 def hint():
+    """The next hint, which costs points: only with ``{"accept_cost": true}`` (the page asks first)."""
     from toolkit.drills import runner
 
     try:
+        number, of, cost = runner.hint_cost(_drills_dir())
+        if number and (request.get_json(silent=True) or {}).get("accept_cost") is not True:
+            return _error(409, f"hint {number}/{of} costs {cost:g} points off the score: confirm to take it",
+                          "accept_cost")
         number, of, text = runner.next_hint(_drills_dir())
     except _user_errors() as e:
         return _error(409, str(e))
-    return jsonify(hint=f"({number}/{of}) {text}")
+    return jsonify(hint=f"({number}/{of}) {text}", cost=cost)
+
+
+@bp.post("/active/pause")
+def pause():
+    from toolkit.drills import runner
+
+    try:
+        runner.pause(_drills_dir())
+    except _user_errors() as e:
+        return _error(409, str(e))
+    return jsonify(active=_active_json())
+
+
+@bp.post("/active/resume")
+def resume():
+    from toolkit.drills import runner
+
+    try:
+        runner.resume(_drills_dir())
+    except _user_errors() as e:
+        return _error(409, str(e))
+    return jsonify(active=_active_json())
 
 
 @bp.post("/active/answer")

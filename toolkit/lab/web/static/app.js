@@ -369,8 +369,8 @@ async function loadDrills() {
   $("#drills-caption").textContent = d.active ? `${d.active.phase}: ${d.active.name}` : `${d.drills.length} drills`;
   const speed = el("select", { id: "drill-speed", "data-testid": "drill-speed" },
     el("option", { value: "1", text: "real time (as scripted)" }),
-    el("option", { value: "10", text: "10× faster" }),
-    el("option", { value: "60", text: "60× faster (demo)" }));
+    el("option", { value: "5", text: "5× faster" }),
+    el("option", { value: "10", text: "10× faster (alert windows shrink alike)" }));
   if (state.drillSpeed) speed.value = state.drillSpeed;
   speed.addEventListener("change", () => { state.drillSpeed = speed.value; });
   const items = d.drills.map(dr => el("div", { class: "drill", "data-drill": dr.name },
@@ -386,16 +386,24 @@ async function loadDrills() {
 function renderActiveDrill(a) {
   const answerFields = (a.questions || []).map((q, i) => el("div", {},
     el("label", {}, q.text || q.prompt || q.id, " ",
-      q.choices ? el("select", { name: q.id }, ...q.choices.map(c => el("option", { value: c, text: c })))
+      // No choice is preselected: an empty first option, the run's shuffled choices after it.
+      q.choices ? el("select", { name: q.id, required: "required" },
+                     el("option", { value: "", text: "— choose —", selected: "selected" }),
+                     ...q.choices.map(c => el("option", { value: c, text: c })))
                 : el("input", { name: q.id, size: 30 }))));
   const form = el("form", { "data-testid": "drill-answer-form", onsubmit: (ev) => { ev.preventDefault(); answerDrill(form); } },
     ...answerFields, el("button", { type: "submit" }, "Submit answer"));
   return el("div", { class: "drill active", "data-testid": "drill-active", "data-name": a.name, "data-phase": a.phase },
     el("h3", { text: `${a.phase === "running" ? "Running" : "Drill " + a.phase}: ${a.title || a.name}` }),
-    el("div", { class: "muted" }, `started ${timeOf(a.started_at)} · `,
+    el("div", { class: "muted", "data-testid": "drill-clock" },
+      `started ${timeOf(a.started_at)} · speed ×${a.speed} · scenario time ${Math.round(a.elapsed_s)} s, `
+        + `${Math.round(a.remaining_s)} s left${a.paused ? " (paused)" : ""} · `,
       el("span", { "data-testid": "drill-answer-count" }, answersText(a.answers))),
     el("pre", { text: a.briefing || "" }),
-    el("div", {}, el("button", { onclick: hintDrill, "data-testid": "drill-hint" }, "Hint"), " ",
+    el("div", {}, el("button", { onclick: () => hintDrill(a), "data-testid": "drill-hint",
+                                 title: `each new hint costs ${a.hint_cost} points` }, `Hint (−${a.hint_cost} points)`), " ",
+      a.phase === "running" ? el("button", { onclick: () => pauseDrill(!a.paused), "data-testid": "drill-pause" },
+                                 a.paused ? "Resume clock" : "Pause clock") : "", " ",
       el("button", { onclick: reportDrill, "data-testid": "drill-report" }, "Report"), " ",
       el("button", { onclick: stopDrill, "data-testid": "drill-stop" }, "Stop")),
     el("div", { id: "drill-hints" }, ...(a.hints_shown || []).map(h => el("div", { text: "hint: " + h }))),
@@ -455,10 +463,20 @@ async function startDrill(name) {
   if (!r.ok) alertLine("#drills", r);
   await loadDrills();
 }
-async function hintDrill() {
-  const r = await postJSON("api/drills/active/hint");
-  if (r.ok) $("#drill-hints").append(el("div", { text: "hint: " + r.body.hint }));
+async function hintDrill(a) {
+  const taken = (a.hints_shown || []).length;
+  if (taken < a.hints_total && !window.confirm(`Hint ${taken + 1}/${a.hints_total} costs ${a.hint_cost} points off your score. Take it?`)) return;
+  const r = await postJSON("api/drills/active/hint", { accept_cost: true });
+  if (r.ok) {
+    a.hints_shown = [...(a.hints_shown || []), r.body.hint];
+    $("#drill-hints").append(el("div", { text: "hint: " + r.body.hint }));
+  }
   else alertLine("#drill-hints", r);
+}
+async function pauseDrill(pause) {
+  const r = await postJSON("api/drills/active/" + (pause ? "pause" : "resume"));
+  if (!r.ok) alertLine("#drills", r);
+  await loadDrills();
 }
 async function answerDrill(form) {
   const answers = Object.fromEntries(new FormData(form).entries());

@@ -1,0 +1,175 @@
+"""No giveaways: a drill's choices come in a per-run shuffled order, hints cost points, the solution waits
+for the run to end, and nothing a drill injects names itself in the learner's data (events, metrics, traces).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.cli.base import app
+from toolkit.drills import runner
+from toolkit.drills.grader import HINT_COST, Answer, grade
+from toolkit.drills.lab import Lab, fault_name
+from toolkit.drills.runner import DrillError
+from toolkit.drills.schema import load_catalogue
+from toolkit.drills.state import RunDir, RunState
+
+SEEDS = range(40)
+
+
+def _state(run_id: str, seed: int, drill_id: str = "retry-storm", **kw) -> RunState:
+    return RunState(run_id=run_id, drill_id=drill_id, seed=seed, speed=1.0, url="http://127.0.0.1:1",
+                    data_dir="/nonexistent", started_at=time.time(), duration_s=600.0, **kw)
+
+
+@pytest.mark.parametrize("drill_id", sorted(load_catalogue()))
+def test_no_true_cause_in_a_fixed_position_over_seeds(drill_id):
+    drill = load_catalogue()[drill_id]
+    positions = Counter()
+    for seed in SEEDS:
+        state = _state(f"20260101T000000-{drill_id}", seed, drill_id)
+        shown = runner.questions(drill, state)
+        assert shown == runner.questions(drill, state)  # one run shows one order
+        assert sorted(shown.cause_choices) == sorted(drill.questions.cause_choices)
+        assert sorted(shown.cohort_dimensions) == sorted(drill.questions.cohort_dimensions)
+        positions[shown.cause_choices.index(drill.truth.cause)] += 1
+    n = len(drill.questions.cause_choices)
+    assert len(positions) == n, positions  # every position occurs
+    assert max(positions.values()) <= len(SEEDS) / 2, positions  # none dominates
+
+
+def test_drill_show_lists_the_choices_in_no_fixed_order(tmp_path):
+    cli = CliRunner()
+    firsts = set()
+    for _ in range(12):
+        out = cli.invoke(app, ["drill", "show", "bad-canary", "--data-dir", str(tmp_path)])
+        assert out.exit_code == 0, out.output
+        lines = out.output.split("cause, one of:", 1)[1].splitlines()
+        firsts.add(lines[1].split()[0])
+        assert f"{HINT_COST:g} points each" in out.output
+    assert len(firsts) > 1
+
+
+def test_hints_cost_points_in_the_grade():
+    drill = load_catalogue()["retry-storm"]
+    right = [Answer(drill.truth.cause, drill.truth.cohort, 1.0, 300.0)]
+    free = grade(drill, right, 1.0, 100.0, None)
+    two = grade(drill, right, 1.0, 100.0, None, hints_taken=2)
+    assert free.total == 100 and two.total == 100 - 2 * HINT_COST
+    assert two.hint_penalty == 2 * HINT_COST and two.hints_taken == 2
+    nothing = grade(drill, [Answer("traffic_spike", {"region": "eu-west"}, 99.0, 300.0)], 1.0, 100.0, None,
+                    hints_taken=3)
+    assert nothing.total == 0  # never below zero
+
+
+def _fake_running_run(tmp_path: Path, drill_id: str = "retry-storm", alive: bool = True) -> Path:
+    drills = tmp_path / "drills"
+    run = RunDir(drills / f"20260101T000000-{drill_id}")
+    run.path.mkdir(parents=True)
+    (drills / "current.json").write_text(json.dumps({"run_dir": run.path.name}))
+    run.write_state(_state(run.path.name, 4, drill_id, scheduler_pid=os.getpid() if alive else None))
+    run.write_truth({"cause": "hidden"})
+    return drills
+
+
+def test_hint_asks_first_and_states_the_cost(tmp_path):
+    drills = _fake_running_run(tmp_path)
+    cli = CliRunner()
+    declined = cli.invoke(app, ["drill", "hint", "--data-dir", str(tmp_path)], input="n\n")
+    assert declined.exit_code != 0 and f"costs {HINT_COST:g} points" in declined.output
+    assert runner.status(drills).hints_shown == 0
+    taken = cli.invoke(app, ["drill", "hint", "--yes", "--data-dir", str(tmp_path)])
+    assert taken.exit_code == 0 and taken.output.startswith(f"hint 1/") and f"−{HINT_COST:g} points" in taken.output
+    assert runner.status(drills).hints_shown == 1
+
+
+def test_status_shows_the_runs_order_and_scenario_time(tmp_path):
+    drills = _fake_running_run(tmp_path)
+    out = CliRunner().invoke(app, ["drill", "status", "--data-dir", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    st = runner.status(drills)
+    assert f"cause choices: {', '.join(st.questions.cause_choices)}" in " ".join(out.output.split())
+    assert "scenario time" in out.output
+
+
+def test_solution_only_after_a_run_of_that_drill_ended(tmp_path):
+    cli = CliRunner()
+    refused = cli.invoke(app, ["drill", "solution", "retry-storm", "--data-dir", str(tmp_path)])
+    assert refused.exit_code != 0 and "no run of retry-storm has ended" in refused.output
+    drills = _fake_running_run(tmp_path)
+    with pytest.raises(DrillError, match="has ended"):
+        runner.solution("retry-storm", drills)  # still running
+    run = RunDir(next(drills.glob("*-retry-storm")))
+    run.log("drill_finished")
+    run.write_state(_state(run.path.name, 4, scheduler_pid=None))
+    shown = cli.invoke(app, ["drill", "solution", "retry-storm", "--data-dir", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    truth = load_catalogue()["retry-storm"].truth
+    assert f"cause: {truth.cause}" in shown.output
+    other = cli.invoke(app, ["drill", "solution", "bad-canary", "--data-dir", str(tmp_path)])
+    assert other.exit_code != 0  # a run of another drill does not unlock this one
+
+
+def test_docs_list_no_solution():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "drills.md").read_text()
+    for drill in load_catalogue().values():
+        cohort = ", ".join(f"{k}={v}" for k, v in drill.truth.cohort.items())
+        assert f"--cause {drill.truth.cause} --cohort {cohort or 'everyone'}" not in text
+        assert f"| {drill.id} |" not in text  # the catalogue table with every drill's fault is gone
+
+
+# -- a real drill against the real service ---------------------------------------------------------
+
+def _wait(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_a_drill_run_leaves_no_drill_identifying_string_in_events_metrics_or_traces(make_service):
+    """A real drill (scheduler, Locust, the fault through the admin API) at ×10 until its fault has been
+    in force a few seconds, then stopped; every file the service wrote and its /metrics are searched.
+    Every request is traced, the admin calls included."""
+    service = make_service(trace_sample_ratio=1.0)
+    lab = Lab(service.data_dir, service.base_url, service.admin_token)
+    drill = load_catalogue()["regional-storage-outage"]
+    run = runner.start(drill.id, lab, seed=2, speed=10)
+    try:
+        _wait(lambda: any(e["kind"] == "fault_applied" for e in run.timeline()), 40, "the fault")
+        time.sleep(3)
+        metrics = service.http.get(service.url("/metrics"), timeout=30).text
+    finally:
+        runner.stop(lab.drills_dir)
+    assert any(e["kind"] == "fault_removed" for e in run.timeline())
+    # The service's span export is batched: wait for the admin calls' spans to be written.
+    traces = service.data_dir / "traces"
+    _wait(lambda: traces.is_dir() and "/admin/faults/" in "".join(p.read_text() for p in traces.rglob("*")
+                                                                  if p.is_file()), 20, "the admin spans")
+    root = str(Path(__file__).resolve().parents[1])  # stack traces name the source tree, not the drill
+    learner_visible = {str(p): p.read_text(errors="replace").replace(root, "<repo>")
+                       for p in service.data_dir.rglob("*")
+                       if p.is_file() and lab.drills_dir not in p.parents and p.name != "admin-token"
+                       and p.suffix in (".jsonl", ".log", ".json", ".txt", "")}
+    learner_visible["/metrics"] = metrics
+    assert any("events" in name for name in learner_visible)
+    events_text = "".join(t for n, t in learner_visible.items() if "/events/" in n)
+    assert "chunk_failed" in events_text  # the outage is visible as what a real on-call would see
+    # The fault's neutral name may appear (the admin call's span has it in its URL path); nothing else may.
+    assert any(fault_name(run.path.name) in text for text in learner_visible.values())
+    forbidden = [drill.id, "drill", run.path.name, "fault_changed", '"selector"',
+                 '"kind":"errors"', '"kind": "errors"', "obslab-drill", '"region":["eu-west"]',
+                 '"region": ["eu-west"]']
+    leaks = {(name, word) for name, text in learner_visible.items() for word in forbidden if word in text}
+    assert not leaks, sorted(leaks)

@@ -1,0 +1,209 @@
+"""Scenario time: at `--speed s` the lab's alert windows shrink by `s` in the engine and in Prometheus,
+so the page a briefing promises fires at every allowed speed; the scenario clock pauses and resumes.
+
+The engine side replays synthetic events shaped like regional-storage-outage (its window, its fault's
+length, about the lab's traffic) compressed by the speed; the Prometheus side runs `promtool test rules`
+on the rules generated for the speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from toolkit.drills import runner
+from toolkit.drills.clock import ScenarioClock, clock_from
+from toolkit.drills.measure import Window, drill_outcomes, read_drill_events
+from toolkit.drills.pages import engine_first_page
+from toolkit.drills.runner import DrillError
+from toolkit.drills.schema import find_drill
+from toolkit.drills.state import RunDir, RunState
+from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
+from toolkit.slo import names
+from toolkit.slo.files import write_rule_files
+from toolkit.slo.scenario import MAX_SPEED, at_speed
+from toolkit.slo.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = load_spec(ROOT / "slo.yaml")
+PROMTOOL = shutil.which("promtool")
+# About the lab's publish traffic during a drill (123 attempts in 18 s at 12 users).
+ATTEMPTS_PER_S = 7.0
+# The lab was running before the drill started: its traffic fills the alert windows.
+LEAD_S = 120.0
+
+
+def _outage_run(tmp_path: Path, speed: float, seed: int = 3):
+    """Events of regional-storage-outage as its script runs at ``speed``: every eu-west publish fails from
+    the fault's start for its duration. Returns (outcomes reader, start, end, fault start)."""
+    drill = find_drill("regional-storage-outage")
+    duration = drill.setup.duration_s / speed
+    fault_start = drill.fault.start_at(0.5) / speed
+    fault_end = fault_start + drill.fault.duration_s / speed
+    config = SynthConfig(attempts=int(ATTEMPTS_PER_S * (LEAD_S + duration)), duration_s=LEAD_S + duration,
+                         synthetic_share=1.0, region_weights=(0.3, 0.25, 0.25, 0.2),
+                         effects=(Effect(start_s=LEAD_S + fault_start, end_s=LEAD_S + fault_end,
+                                         where={"region": "eu-west"}, failure_rate=1.0, error_class="chunk_missing"),))
+    events = tmp_path / f"events-{speed:g}"
+    events.mkdir()
+    write_jsonl(generate(config, seed=seed), events / "events.jsonl")
+    start = config.start.timestamp() + LEAD_S
+    end = start + duration
+    return events, start, end, start + fault_start
+
+
+def _first_page(events: Path, start: float, end: float, spec) -> float | None:
+    read = read_drill_events(events, Window(start, end), spec.abandon_after_s, as_of=end)
+    return engine_first_page(drill_outcomes(read, spec), spec, start, end).at
+
+
+@pytest.mark.parametrize("speed", [1.0, MAX_SPEED])
+def test_the_promised_page_fires_in_the_engine_at_every_allowed_speed(tmp_path, speed):
+    events, start, end, fault_start = _outage_run(tmp_path, speed)
+    paged = _first_page(events, start, end, at_speed(SPEC, speed))
+    assert paged is not None, f"no page at speed ×{speed:g}"
+    # Within the scenario's first few minutes of the outage, whatever the speed.
+    assert 0 <= (paged - fault_start) * speed <= 120
+
+
+def test_without_pacing_the_page_never_fires_at_speed_10(tmp_path):
+    """What the lab did before: lab-profile windows at ×10 speed — the 18 s outage never fills the 1 m window."""
+    events, start, end, _ = _outage_run(tmp_path, MAX_SPEED)
+    assert _first_page(events, start, end, SPEC) is None
+
+
+def test_the_paced_profile_keeps_every_window_in_step():
+    fast = at_speed(SPEC, 10)
+    lab, paced = SPEC.profile("lab"), fast.profile("lab")
+    assert paced.time_compression == lab.time_compression * 10
+    assert paced.scrape_interval_s == pytest.approx(lab.scrape_interval_s / 10)
+    assert [w.short_s for w in fast.windows_for("lab")] == pytest.approx([w.short_s / 10 for w in SPEC.windows_for("lab")])
+    assert fast.profile("prod") == SPEC.profile("prod")
+    assert at_speed(SPEC, 1) is SPEC
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
+@pytest.mark.parametrize("speed", [1.0, MAX_SPEED])
+def test_prometheus_rules_for_the_speed_fire_the_page(tmp_path, speed):
+    """`promtool test rules` on the rules the lab loads for a drill at this speed: the page fires for an
+    outage at the boundary the reference model computes (toolkit.slo.rule_tests)."""
+    write_rule_files(at_speed(SPEC, speed), "lab", tmp_path)
+    text = (tmp_path / names.RULES_FILE).read_text()
+    short = SPEC.windows_for("lab")[0].short_s / speed
+    assert f"[{_prom_duration(short)}]" in text  # the page's short window, compressed
+    r = subprocess.run([PROMTOOL, "test", "rules", names.rule_tests_file("page")], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS" in r.stdout
+
+
+def _prom_duration(seconds: float) -> str:
+    from contract.durations import format_duration
+
+    return format_duration(seconds)
+
+
+# -- the scenario clock --------------------------------------------------------------------------
+
+def test_clock_excludes_pauses_and_scales_by_speed():
+    clock = ScenarioClock(1000.0, 10.0, ((1010.0, 1030.0), (1040.0, None)))
+    assert clock.active_s(1005.0) == 5.0 and clock.scenario_s(1005.0) == 50.0
+    assert clock.active_s(1020.0) == 10.0  # frozen during the first pause
+    assert clock.active_s(1035.0) == 15.0
+    assert clock.active_s(1100.0) == 20.0 and clock.paused  # the open pause freezes it
+    assert clock.wall_at(25.0, now=1100.0) == 1000.0 + 25 + 20 + 60
+    replay = clock_from(1000.0, 10.0, [{"kind": "clock_paused", "t": 1010.0}, {"kind": "clock_resumed", "t": 1030.0},
+                                       {"kind": "clock_paused", "t": 1040.0}, {"kind": "clock_paused", "t": 1050.0}])
+    assert replay == clock
+
+
+def _running_run(tmp_path: Path, speed: float = 5.0) -> Path:
+    """A run whose 'scheduler' is this very process (alive), so the run is running."""
+    drills = tmp_path / "drills"
+    run = RunDir(drills / "run-clock")
+    run.path.mkdir(parents=True)
+    (drills / "current.json").write_text('{"run_dir": "run-clock"}')
+    run.write_state(RunState(run_id="run-clock", drill_id="retry-storm", seed=1, speed=speed,
+                             url="http://127.0.0.1:1", data_dir=str(tmp_path), started_at=time.time() - 2.0,
+                             duration_s=120.0, scheduler_pid=os.getpid()))
+    run.write_truth({"cause": "x"})
+    return drills
+
+
+def test_pause_freezes_the_time_left_and_resume_goes_on(tmp_path):
+    drills = _running_run(tmp_path)
+    runner.pause(drills)
+    paused = runner.status(drills)
+    assert paused.paused and paused.elapsed_s == pytest.approx(10.0, abs=1.5)  # 2 s wall × speed 5
+    with pytest.raises(DrillError, match="already paused"):
+        runner.pause(drills)
+    time.sleep(0.6)
+    still = runner.status(drills)
+    assert still.elapsed_s == paused.elapsed_s and still.remaining_s == paused.remaining_s
+    runner.resume(drills)
+    time.sleep(0.4)
+    resumed = runner.status(drills)
+    assert not resumed.paused and resumed.elapsed_s == pytest.approx(paused.elapsed_s + 2.0, abs=1.0)
+    with pytest.raises(DrillError, match="not paused"):
+        runner.resume(drills)
+
+
+def test_speed_above_the_maximum_is_refused(tmp_path):
+    from toolkit.drills.lab import Lab
+
+    with pytest.raises(DrillError, match=f"at most {MAX_SPEED:g}"):
+        runner.start("retry-storm", Lab(tmp_path, "http://127.0.0.1:9", "t"), speed=MAX_SPEED * 2)
+
+
+# -- a real Prometheus, paced and reloaded -----------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed")
+def test_a_drill_paces_the_labs_prometheus_and_sets_it_back(tmp_path):
+    """The lab's Prometheus command line (`--web.enable-lifecycle`) takes a drill's rules for ×10 on
+    /-/reload: scrape and evaluation every 100 ms, the page's windows 6s/500ms; then speed 1 again."""
+    import requests
+
+    from toolkit.drills.lab import pace_prometheus
+    from toolkit.lab.processes import free_ports
+    from toolkit.slo.prometheus_config import write_prometheus_config
+
+    port, api = free_ports(2)
+    prom_dir = tmp_path / "prometheus"
+    config = write_prometheus_config(prom_dir, ROOT / "slo.yaml", "lab", f"127.0.0.1:{api}")
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([shutil.which("prometheus"), f"--config.file={config}",
+                             f"--storage.tsdb.path={prom_dir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+                             "--web.enable-lifecycle", "--log.level=warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+
+        def loaded() -> tuple[str, str]:
+            cfg = requests.get(f"{url}/api/v1/status/config", timeout=5).json()["data"]["yaml"]
+            rules = json.dumps(requests.get(f"{url}/api/v1/rules", timeout=5).json()["data"])
+            return cfg, rules
+
+        assert pace_prometheus(tmp_path, f"http://127.0.0.1:{api}", url, str(ROOT / "slo.yaml"), "lab", 10) is None
+        cfg, rules = loaded()
+        assert "scrape_interval: 100ms" in cfg and "[500ms]" in rules and "[6s]" in rules
+        assert pace_prometheus(tmp_path, f"http://127.0.0.1:{api}", url, str(ROOT / "slo.yaml"), "lab", 1) is None
+        cfg, rules = loaded()
+        assert "scrape_interval: 1s" in cfg and "[5s]" in rules and "[500ms]" not in rules
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)

@@ -1,0 +1,102 @@
+"""Stopping the lab during a drill stops everything the drill started (real processes).
+
+A real `obslab lab` (no Prometheus, to stay short), a real drill started with `obslab drill start`
+(its detached scheduler and its Locust, each in its own session), then Ctrl-C as a terminal sends it:
+SIGINT to the lab's whole process group, with the scheduler unable to answer (stopped). No process
+of the drill may be left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from toolkit.bench.lab import free_ports, lab_command
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "slo.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def _wait(predicate, timeout_s: float, what: str, proc: subprocess.Popen, log: Path):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the lab exited while waiting for {what}:\n{log.read_text()[-3000:]}")
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (OSError, ValueError, requests.RequestException):
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return out
+
+
+def test_ctrl_c_on_the_lab_during_a_drill_leaves_no_drill_process(tmp_path):
+    ports = dict(zip(("api", "transcoder", "web", "prometheus", "locust"), free_ports(5)))
+    data = tmp_path / "data"
+    log = tmp_path / "lab.log"
+    with open(log, "wb") as out:
+        lab = subprocess.Popen(lab_command(data, ports, users=1, prometheus=False, spec=SPEC), cwd=tmp_path,
+                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    leftovers: list[int] = []
+    try:
+        _wait(lambda: (data / "lab.json").is_file() and
+              requests.get(f"http://127.0.0.1:{ports['api']}/healthz", timeout=2).status_code < 500,
+              40, "the lab", lab, log)
+        env = {k: v for k, v in os.environ.items() if k != "OBSLAB_ADMIN_TOKEN"}
+        started = subprocess.run([sys.executable, "-c", "from toolkit.cli import main; main()", "drill", "start",
+                                  "retry-storm", "--speed", "2", "--seed", "1", "--data-dir", str(data)],
+                                 capture_output=True, text=True, env=env, timeout=60)
+        assert started.returncode == 0, started.stderr
+        run_dir = next((data / "drills").glob("*-retry-storm"))
+        scheduler = json.loads((run_dir / "run.json").read_text())["scheduler_pid"]
+        locust = _wait(lambda: next((c.pid for c in psutil.Process(scheduler).children()
+                                     if "locust" in " ".join(c.cmdline())), None), 20, "the drill's Locust", lab, log)
+        leftovers = [scheduler, locust]
+        _wait(lambda: _alive(locust) and _alive(scheduler), 10, "the drill's processes", lab, log)
+        assert os.getpgid(locust) != os.getpgid(lab.pid) != os.getpgid(scheduler)  # their own groups
+        # The worst case: a scheduler that does not answer SIGTERM (hung in a call to a dying service, or
+        # stopped) and is killed by the lab after its grace period; its Locust must not survive it.
+        os.kill(scheduler, signal.SIGSTOP)
+        os.killpg(lab.pid, signal.SIGINT)  # Ctrl-C in the lab's terminal
+        lab.wait(45)
+        left = [p for pgid in (scheduler, locust) for p in _group_members(pgid)]
+        assert left == [], [p.cmdline() for p in left]
+    finally:
+        if lab.poll() is None:
+            os.killpg(lab.pid, signal.SIGKILL)
+        for pgid in leftovers:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
