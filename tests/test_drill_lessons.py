@@ -150,8 +150,9 @@ def tail_latency(m: Measured) -> Lesson:
     p50 = (percentile(before, 0.5), percentile(during, 0.5))
     p99 = (percentile(before, 0.99), percentile(during, 0.99))
     mean = (statistics.fmean(before), statistics.fmean(during))
-    # Briefing: "the median processing latency has not moved" — a p50 shift far below the p99's.
-    lesson.claims["median barely moved (|Δp50| < 10 % of Δp99)"] = abs(p50[1] - p50[0]) < 0.1 * (p99[1] - p99[0])
+    # Briefing: "the median rose only by some tens of milliseconds" — and far less than the p99.
+    shift50, shift99 = p50[1] - p50[0], p99[1] - p99[0]
+    lesson.claims["median rose by < 100 ms and < 10 % of Δp99"] = abs(shift50) < 100 and abs(shift50) < 0.1 * shift99
     lesson.notes = (f"p50 {p50[0]:.0f} → {p50[1]:.0f} ms, mean {mean[0]:.0f} → {mean[1]:.0f} ms "
                     f"(+{100 * (mean[1] / mean[0] - 1):.0f} %), p99 {p99[0]:.0f} → {p99[1]:.0f} ms")
     return lesson
@@ -185,7 +186,7 @@ def cellular(m: Measured) -> Lesson:
 
 def retry_storm(m: Measured) -> Lesson:
     lesson = chunk_retries(m)
-    # Briefing: "requests per published video rose by more than half, and CPU on the API is climbing".
+    # Briefing: "requests per published video rose by more than half" (CPU is noted, not claimed).
     def rates(w):
         requests = m.counter_delta(w, "obslab_http_requests_total", route_prefix="/v1/")
         published = m.counter_delta(w, "obslab_publish_outcomes_total", outcome="succeeded")
@@ -193,7 +194,6 @@ def retry_storm(m: Measured) -> Lesson:
         return (requests / published if published else float("nan")), cpu / w.length_s
     (rpp_before, cpu_before), (rpp_during, cpu_during) = rates(m.baseline), rates(m.fault)
     lesson.claims["requests per publish up by more than half"] = rpp_during >= 1.5 * rpp_before
-    lesson.claims["publish-api CPU up"] = cpu_during > cpu_before
     lesson.notes = (f"requests per publish {rpp_before:.1f} → {rpp_during:.1f}; "
                     f"publish-api CPU {cpu_before:.2f} → {cpu_during:.2f} s/s")
     return lesson
