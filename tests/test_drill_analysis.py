@@ -141,3 +141,21 @@ def test_report_without_answers_scores_zero(tmp_path):
     assert data.impact.value("p99_processing_shift_ms") > 500
     md = write_report(run, SPEC).read_text()
     assert "not diagnosed" in md
+
+
+def test_feed_p95_shift_is_measured_when_the_baseline_starts_with_the_drill():
+    # The scheduler's first /metrics sample comes after the drill's start, so the baseline window
+    # (start, fault) has no sample before it; the shift used to be None (cache-regression at --speed 10).
+    from toolkit.drills.measure import MetricSample, measure_impact
+
+    def sample(t, fast, slow):
+        route = 'route="/v1/feed"'
+        return MetricSample(t, {f'obslab_http_request_duration_seconds_bucket{{le="0.005",{route}}}': fast,
+                                f'obslab_http_request_duration_seconds_bucket{{le="0.05",{route}}}': fast + slow,
+                                f'obslab_http_request_duration_seconds_bucket{{le="+Inf",{route}}}': fast + slow})
+    samples = [sample(101.0, 10, 0), sample(150.0, 110, 0), sample(200.0, 120, 100)]
+    spec = load_spec(Path(__file__).resolve().parents[1] / "slo.yaml")
+    impact = measure_impact([], samples, Window(150.0, 200.0), Window(100.0, 150.0), spec)
+    # baseline: all 100 requests in (0, 5 ms] → p95 4.75 ms; fault: 100 of 110 in (5, 50 ms] → p95 ≈ 47.7 ms.
+    assert impact.value("feed_p95_shift_ms") == pytest.approx(1000 * (0.005 + 0.045 * (0.95 * 110 - 10) / 100)
+                                                               - 4.75)

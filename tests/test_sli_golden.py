@@ -53,6 +53,14 @@ def test_latency_percentiles_and_sli(spec):
     assert v["processing_latency_p99"] == 1500  # guardrail repeats it
 
 
+def test_mean_next_to_the_percentiles(spec):
+    s = report(spec).totals
+    # mean of processing [500, 1000, 1500] and e2e [1000, 1200, 2800], over the same succeeded publishes.
+    for name, mean in (("processing_latency_mean", 1000), ("e2e_latency_mean", 5000 / 3)):
+        f = s.figure(name)
+        assert (f.value, f.statistic, f.count, f.counted) == (pytest.approx(mean), "mean", 3, "succeeded publishes")
+
+
 def test_secondary_and_guardrails(spec):
     s = report(spec).totals
     v = values(s)

@@ -1,4 +1,9 @@
-"""A feed of recent videos, cached per worker for a short time: hits and misses are real."""
+"""A feed of recent videos, cached per worker for a while: hits and misses are real, and so is a miss's cost.
+
+A miss runs the feed query and then waits ``FEED_QUERY_MS``: the time a ranking query takes on a
+real database primary, which the lab's embedded SQLite (microseconds) would otherwise hide. Without
+it a cache regression moves nothing a viewer feels (feed p95 4.83 → 4.75 ms with the cache off).
+"""
 
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ def feed():
         videos, result = entry[1], "hit"
     else:
         videos, result = get_store().recent_videos(limit), "miss"
+        time.sleep(current_app.config["FEED_QUERY_MS"] / 1000.0)
         if not cache_off:
             with _cache_lock:
                 _cache[limit] = (now + current_app.config["FEED_CACHE_TTL_S"], videos)

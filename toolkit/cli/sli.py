@@ -91,7 +91,7 @@ def render_table(report: SliReport) -> None:
     if report.series:
         st = Table(title=f"Time series ({report.series_window} windows by outcome time)", title_justify="left")
         for col in ("window start", "attempts", "success rate", "succ / (succ+fail+aband)", "latency SLI",
-                    "p95 processing", "p99 processing"):
+                    "mean processing", "p95 processing", "p99 processing"):
             st.add_column(col)
         for p in report.series:
             st.add_row(*_row(p))
@@ -99,7 +99,7 @@ def render_table(report: SliReport) -> None:
     if report.breakdown:
         bt = Table(title=f"Breakdown by {', '.join(report.breakdown_by)}", title_justify="left")
         for col in ("segment", "attempts", "success rate", "succ / (succ+fail+aband)", "latency SLI",
-                    "p95 processing", "p99 processing"):
+                    "mean processing", "p95 processing", "p99 processing"):
             bt.add_column(col)
         for p in report.breakdown:
             row = _row(p)
@@ -111,7 +111,8 @@ def render_table(report: SliReport) -> None:
 def _row(p: Section) -> list[str]:
     sr = p.figure("publish_success_rate")
     return [p.scope.start or "", f"{p.counts['attempts']:,}", sr.display(), _num_den(sr),
-            p.figure("latency_sli").display(), p.figure("processing_latency_p95").display(),
+            p.figure("latency_sli").display(), p.figure("processing_latency_mean").display(),
+            p.figure("processing_latency_p95").display(),
             p.figure("processing_latency_p99").display()]
 
 
@@ -136,8 +137,8 @@ def render_markdown(report: SliReport) -> str:
         if not rows:
             continue
         lines += ["", f"### {title}", "",
-                  f"| {first} | attempts | success rate | succ / (succ+fail+aband) | latency SLI | p95 processing "
-                  f"| p99 processing |", "|---|---|---|---|---|---|---|"]
+                  f"| {first} | attempts | success rate | succ / (succ+fail+aband) | latency SLI | mean processing "
+                  f"| p95 processing | p99 processing |", "|---|---|---|---|---|---|---|---|"]
         for p in rows:
             row = _row(p)
             if first == "segment":

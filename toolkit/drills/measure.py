@@ -268,8 +268,11 @@ def _series_delta(samples: Sequence[MetricSample], w: Window, name: str, route_p
 
 def _histogram_quantile(samples: Sequence[MetricSample], w: Window, name: str, q: float,
                         match: str) -> tuple[float | None, int]:
-    """Quantile (Prometheus histogram_quantile interpolation) of a histogram's increase over ``w``."""
-    before = [s for s in samples if s.t <= w.start]
+    """Quantile (Prometheus histogram_quantile interpolation) of a histogram's increase over ``w``.
+
+    A baseline that starts with the drill has no sample before it: it then counts from the first sample
+    inside it (without this, feed_p95_shift_ms was never measurable at --speed 10)."""
+    before = [s for s in samples if s.t <= w.start] or [s for s in samples[:1] if s.t < w.end]
     after = [s for s in samples if s.t >= w.end] or samples[-1:]
     if not before or not after:
         return None, 0

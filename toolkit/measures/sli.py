@@ -134,6 +134,8 @@ class Stats:
     queue_wait_q: tuple[float | None, ...] = (None, None, None)
     timeout_requests: int = 0
     api_requests: int = 0
+    processing_mean: float | None = None  # arithmetic mean, next to the percentiles: a mean hides tails
+    e2e_mean: float | None = None
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
@@ -187,12 +189,17 @@ def section_from_stats(s: Stats, scope: Scope, *, latency_threshold_ms: float, l
             total, f"attempts with an outcome ({' + '.join(success.total_outcomes)})", good, total),
     )
     latency: list[Figure] = []
-    for kind, n, qs, what in (("processing", s.processing_n, s.processing_q, "upload_completed → publish_succeeded"),
-                              ("e2e", s.e2e_n, s.e2e_q, "upload_started → publish_succeeded")):
+    for kind, n, qs, mean, what in (
+            ("processing", s.processing_n, s.processing_q, s.processing_mean, "upload_completed → publish_succeeded"),
+            ("e2e", s.e2e_n, s.e2e_q, s.e2e_mean, "upload_started → publish_succeeded")):
         for q, v in zip(PERCENTILES, qs):
             latency.append(fig(f"{kind}_latency_{_pct_name(q)}", v, "ms", _pct_name(q),
                                f"{_pct_name(q)} of {kind} latency ({what}) over succeeded publishes; "
                                + PERCENTILE_METHOD, n, "succeeded publishes"))
+        latency.append(fig(f"{kind}_latency_mean", mean, "ms", "mean",
+                           f"arithmetic mean of {kind} latency ({what}) over succeeded publishes; shown next to "
+                           "the percentiles because a mean hides a tail that only a few publishes carry",
+                           n, "succeeded publishes"))
     latency.append(fig(
         "latency_sli", ratio(s.latency_good, s.latency_n), "ratio", "ratio",
         f"share of succeeded publishes with {latency_kind} latency <= {latency_threshold_ms:g} ms (SLO threshold)",
@@ -361,7 +368,9 @@ def _stats_select(latency_good_sql: str, latency_total_sql: str) -> str:
         quantile_disc(queue_wait_ms, {qs}) AS queue_wait_q,
         coalesce(sum(timeout_requests), 0) AS timeout_requests,
         coalesce(sum(1 + chunks_uploaded + chunk_failures + completes
-                     + CASE WHEN outcome = 'cancelled' THEN 1 ELSE 0 END), 0) AS api_requests
+                     + CASE WHEN outcome = 'cancelled' THEN 1 ELSE 0 END), 0) AS api_requests,
+        avg(processing_ms::DOUBLE) AS processing_mean,
+        avg(e2e_ms::DOUBLE) AS e2e_mean
     """
 
 
@@ -373,7 +382,8 @@ _SCOPE_COLUMNS = ("outcome", "processing_ms", "e2e_ms", "chunks_uploaded", "chun
 _STAT_FIELDS = ("succeeded", "failed", "cancelled", "abandoned", "in_flight", "latency_good", "latency_n",
                 "processing_n", "processing_q", "e2e_n", "e2e_q", "chunks_uploaded", "chunk_retries",
                 "chunk_failures", "transcodes_completed", "transcode_failures", "transcode_n", "transcode_q",
-                "queue_wait_n", "queue_wait_total_ms", "queue_wait_q", "timeout_requests", "api_requests")
+                "queue_wait_n", "queue_wait_total_ms", "queue_wait_q", "timeout_requests", "api_requests",
+                "processing_mean", "e2e_mean")
 
 
 def _stats_from_row(row: Sequence[Any]) -> Stats:
@@ -383,6 +393,8 @@ def _stats_from_row(row: Sequence[Any]) -> Stats:
             values[name] = tuple(None if x is None else float(x) for x in (v or (None, None, None)))
         elif name == "queue_wait_total_ms":
             values[name] = float(v or 0.0)
+        elif name.endswith("_mean"):
+            values[name] = None if v is None else float(v)
         else:
             values[name] = int(v or 0)
     return Stats(**values)

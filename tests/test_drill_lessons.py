@@ -1,0 +1,363 @@
+"""Every catalogue drill shows its lesson: its key figure moves far beyond noise, the asked impact is measurable,
+and its briefing's claims hold on the data.
+
+Each drill runs for real (`obslab drill start ID --auto --speed S --seed N`, gunicorn API + transcoder on free
+loopback ports, the drill's own load, its faults through the admin API), several at a time. The key figure
+of each drill is then measured with the engine's reader and fold (``toolkit.drills.measure``: the events as
+of the fault's end, the metric samples the scheduler took) over the fault window against the baseline
+before it, and turned into a z-score from the counts behind it: a two-proportion z for shares (pooled
+standard error), Welch's z for the memory samples. The test requires z >= 5 in the lesson's direction, a
+measured, non-zero impact figure for the drill's question, and the briefing's own claims.
+
+Nothing here knows the answer: the figures come from what the service logged and exported under load.
+`OBSLAB_DRILL_LESSON_SPEED` (default 10), `OBSLAB_DRILL_LESSON_SEEDS` (comma-separated, default one seed),
+`OBSLAB_DRILL_LESSON_PARALLEL` (default 5) and `OBSLAB_DRILL_TEST_ONLY=id,id` adjust it;
+`OBSLAB_DRILL_LESSON_TABLE=FILE` writes the measured table (markdown) there, as in docs/drills.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from toolkit.drills.measure import (Window, bad_and_total, percentile, read_drill_events, read_metric_samples)
+from toolkit.drills.schema import load_catalogue
+from toolkit.lab.processes import ServiceProcesses
+from toolkit.measures.definitions import sli_definition
+from toolkit.slo.spec import load_spec
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = load_spec(ROOT / "slo.yaml")
+DRILLS = sorted(load_catalogue())
+SPEED = float(os.environ.get("OBSLAB_DRILL_LESSON_SPEED", "10"))
+SEEDS = [int(s) for s in os.environ.get("OBSLAB_DRILL_LESSON_SEEDS", "20261130").split(",")]
+PARALLEL = int(os.environ.get("OBSLAB_DRILL_LESSON_PARALLEL", "5"))
+MIN_Z = 5.0
+
+
+@dataclass
+class Lesson:
+    """One run's key figure: before and during the fault, the counts behind them, and the z-score."""
+
+    figure: str
+    before: float
+    during: float
+    z: float
+    counts: str
+    impact: float | None = None
+    claims: dict[str, bool] = field(default_factory=dict)
+    notes: str = ""
+
+
+def two_proportion_z(x_during: int, n_during: int, x_before: int, n_before: int) -> float:
+    """z of (share during − share before), pooled standard error; 0 when either side has no data."""
+    if not n_during or not n_before:
+        return 0.0
+    pooled = (x_during + x_before) / (n_during + n_before)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_during + 1 / n_before))
+    diff = x_during / n_during - x_before / n_before
+    return diff / se if se > 0 else (math.inf if diff > 0 else -math.inf if diff < 0 else 0.0)
+
+
+def share(x: int, n: int) -> float:
+    return x / n if n else float("nan")
+
+
+@dataclass
+class Run:
+    drill_id: str
+    seed: int
+    returncode: int
+    stderr: str
+    run_dir: Path | None
+    events_dir: Path
+
+
+def _run_one(base: Path, drill_id: str, seed: int) -> Run:
+    data_dir = base / f"{drill_id}-{seed}"
+    with ServiceProcesses(data_dir / "data", workers=2) as svc:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from toolkit.cli import main; main()", "drill", "start", drill_id, "--auto",
+             "--speed", str(SPEED), "--seed", str(seed), "--data-dir", str(data_dir), "--url", svc.base_url],
+            capture_output=True, text=True, timeout=600, env={**os.environ, "OBSLAB_ADMIN_TOKEN": svc.admin_token})
+        runs = sorted((data_dir / "drills").glob("*-" + drill_id))
+        return Run(drill_id, seed, proc.returncode, proc.stderr + proc.stdout, runs[-1] if runs else None,
+                   svc.events_dir)
+
+
+# -- the key figure of each drill ---------------------------------------------------------------
+
+class Measured:
+    """A finished run read once: its attempts as of the fault's end, its metric samples, its windows."""
+
+    def __init__(self, run: Run):
+        self.report = json.loads((run.run_dir / "report" / "report.json").read_text())
+        self.fault = Window(*self.report["fault_window"])
+        self.baseline = Window(*self.report["baseline_window"])
+        read = read_drill_events(run.events_dir, Window(self.baseline.start, self.fault.end), SPEC.abandon_after_s,
+                                 as_of=self.fault.end)
+        self.attempts = read.attempts
+        self.samples = read_metric_samples(run.run_dir / "metrics.jsonl")
+        self.success = sli_definition(SPEC.slo("publish-success"))
+
+    def ended(self, w: Window, **cohort: str) -> list:
+        return [a for a in self.attempts if a.ended is not None and a.ended in w
+                and all(a.cohort.get(k) == v for k, v in cohort.items())]
+
+    def bad(self, w: Window, **cohort: str) -> tuple[int, int]:
+        return bad_and_total(self.ended(w, **cohort), self.success)
+
+    def latencies(self, w: Window, attr: str = "processing_ms", **cohort: str) -> list[float]:
+        return [getattr(a, attr) for a in self.ended(w, **cohort) if getattr(a, attr) is not None]
+
+    def counter_delta(self, w: Window, name: str, route_prefix: str | None = None, **labels: str) -> float:
+        """Increase of a counter (or histogram bucket) between the samples bracketing ``w``."""
+        before = [s for s in self.samples if s.t <= w.start]
+        after = [s for s in self.samples if s.t >= w.end] or self.samples[-1:]
+        a = before[-1].total(name, route_prefix, **labels) if before else None
+        b = after[0].total(name, route_prefix, **labels)
+        return max(0.0, (b or 0.0) - (a or 0.0))
+
+    def gauge(self, w: Window, name: str, **labels: str) -> list[float]:
+        return [v for s in self.samples if s.t in w and (v := s.total(name, **labels)) is not None]
+
+
+def _slower_than_baseline(m: Measured, q: float, what: str, **cohort: str) -> Lesson:
+    """Share of publishes slower than the baseline's q-quantile, before and during."""
+    before, during = m.latencies(m.baseline, **cohort), m.latencies(m.fault, **cohort)
+    limit = percentile(before, q)
+    xb, xd = sum(v > limit for v in before), sum(v > limit for v in during)
+    lesson = Lesson(f"share of {what} slower than the baseline p{q * 100:g} ({limit:.0f} ms)", share(xb, len(before)),
+                    share(xd, len(during)), two_proportion_z(xd, len(during), xb, len(before)),
+                    f"{xb}/{len(before)} → {xd}/{len(during)}")
+    return lesson
+
+
+def tail_latency(m: Measured) -> Lesson:
+    lesson = _slower_than_baseline(m, 0.99, "publishes")
+    before, during = m.latencies(m.baseline), m.latencies(m.fault)
+    p50 = (percentile(before, 0.5), percentile(during, 0.5))
+    p99 = (percentile(before, 0.99), percentile(during, 0.99))
+    mean = (statistics.fmean(before), statistics.fmean(during))
+    # Briefing: "the median rose only by some tens of milliseconds" — and far less than the p99.
+    shift50, shift99 = p50[1] - p50[0], p99[1] - p99[0]
+    lesson.claims["median rose by < 100 ms and < 10 % of Δp99"] = abs(shift50) < 100 and abs(shift50) < 0.1 * shift99
+    lesson.notes = (f"p50 {p50[0]:.0f} → {p50[1]:.0f} ms, mean {mean[0]:.0f} → {mean[1]:.0f} ms "
+                    f"(+{100 * (mean[1] / mean[0] - 1):.0f} %), p99 {p99[0]:.0f} → {p99[1]:.0f} ms")
+    return lesson
+
+
+def _chunk_retry_share(m: Measured, **cohort: str) -> tuple[int, int, int, int]:
+    def counts(w):
+        got = m.ended(w, **cohort)
+        return sum(a.chunk_retries for a in got), len(got)
+    return (*counts(m.fault), *counts(m.baseline))
+
+
+def chunk_retries(m: Measured, **cohort: str) -> Lesson:
+    # Retries per attempt; a binomial approximation is conservative for retries counted per attempt
+    # (a Poisson count's variance is its mean, which 1 − p only shrinks).
+    xd, nd, xb, nb = _chunk_retry_share(m, **cohort)
+    z = (xd / nd - xb / nb) / math.sqrt((xd + xb) / (nd + nb) * (1 / nd + 1 / nb)) if nd and nb and xd + xb else 0.0
+    where = ", ".join(f"{k}={v}" for k, v in cohort.items()) or "all"
+    return Lesson(f"chunk retries per attempt ({where})", share(xb, nb), share(xd, nd), z, f"{xb}/{nb} → {xd}/{nd}")
+
+
+def cellular(m: Measured) -> Lesson:
+    lesson = chunk_retries(m, network_type="4g")
+    bb, nb = m.bad(m.baseline)
+    bd, nd = m.bad(m.fault)
+    # Briefing: "the publish success rate has hardly moved".
+    lesson.claims["success rate hardly moved (< 2 points)"] = abs(share(bd, nd) - share(bb, nb)) < 0.02
+    lesson.notes = f"bad share {bb}/{nb} → {bd}/{nd}"
+    return lesson
+
+
+def retry_storm(m: Measured) -> Lesson:
+    lesson = chunk_retries(m)
+    # Briefing: "requests per published video rose by more than half" (CPU is noted, not claimed).
+    def rates(w):
+        requests = m.counter_delta(w, "obslab_http_requests_total", route_prefix="/v1/")
+        published = m.counter_delta(w, "obslab_publish_outcomes_total", outcome="succeeded")
+        cpu = m.counter_delta(w, "obslab_process_cpu_seconds_total", service="publish-api")
+        return (requests / published if published else float("nan")), cpu / w.length_s
+    (rpp_before, cpu_before), (rpp_during, cpu_during) = rates(m.baseline), rates(m.fault)
+    lesson.claims["requests per publish up by more than half"] = rpp_during >= 1.5 * rpp_before
+    lesson.notes = (f"requests per publish {rpp_before:.1f} → {rpp_during:.1f}; "
+                    f"publish-api CPU {cpu_before:.2f} → {cpu_during:.2f} s/s")
+    return lesson
+
+
+def bad_share(m: Measured, figure: str = "bad share of publishes (publish-success SLO)", **cohort: str) -> Lesson:
+    bb, nb = m.bad(m.baseline, **cohort)
+    bd, nd = m.bad(m.fault, **cohort)
+    return Lesson(figure, share(bb, nb), share(bd, nd), two_proportion_z(bd, nd, bb, nb), f"{bb}/{nb} → {bd}/{nd}")
+
+
+def canary(m: Measured) -> Lesson:
+    # Canary against stable over the same fault window (not against its own past).
+    cb, cn = m.bad(m.fault, release="canary")
+    sb, sn = m.bad(m.fault, release="stable")
+    lesson = Lesson("bad share, canary vs stable during the fault", share(sb, sn), share(cb, cn),
+                    two_proportion_z(cb, cn, sb, sn), f"stable {sb}/{sn}, canary {cb}/{cn}")
+    gb, gn = m.bad(m.fault)
+    # Briefing: "the global success rate dipped by a few points, not enough to page anyone" (the page
+    # needs a 14.4× burn of a 1 % budget, a 14.4 % bad share; "a few points" is under 8).
+    lesson.claims["global bad share under 8 %"] = share(gb, gn) < 0.08
+    lesson.notes = f"global bad share {gb}/{gn}"
+    return lesson
+
+
+def cache(m: Measured) -> Lesson:
+    def slow(w):
+        within = m.counter_delta(w, "obslab_http_request_duration_seconds_bucket", route_prefix="/v1/feed", le="0.01")
+        total = m.counter_delta(w, "obslab_http_request_duration_seconds_count", route_prefix="/v1/feed")
+        return int(round(total - within)), int(round(total))
+    xb, nb = slow(m.baseline)
+    xd, nd = slow(m.fault)
+    lesson = Lesson("share of GET /v1/feed slower than 10 ms (histogram buckets)", share(xb, nb), share(xd, nd),
+                    two_proportion_z(xd, nd, xb, nb), f"{xb}/{nb} → {xd}/{nd}")
+
+    def misses(w):
+        miss = m.counter_delta(w, "obslab_feed_cache_requests_total", result="miss")
+        return miss / max(1e-9, miss + m.counter_delta(w, "obslab_feed_cache_requests_total", result="hit"))
+    bb, bn = m.bad(m.baseline)
+    bd, dn = m.bad(m.fault)
+    # Briefing: "the publish SLOs are green" and the database's query load (feed misses) rose sharply.
+    lesson.claims["feed cache miss share at least 5× up"] = misses(m.fault) >= 5 * misses(m.baseline)
+    lesson.claims["publish success ≥ 99 % during the fault"] = share(bd, dn) <= 0.01
+    lesson.notes = f"cache miss share {misses(m.baseline):.1%} → {misses(m.fault):.1%}"
+    return lesson
+
+
+def silent_loss(m: Measured) -> Lesson:
+    lesson = bad_share(m, "bad share of publishes in the event log (the SLI 'improves')")
+    lesson.z = -lesson.z  # the lesson's direction is down
+    return lesson
+
+
+def cancellations(m: Measured) -> Lesson:
+    # The app version the briefing names (its forum complains), not the answer's network type.
+    def counts(w):
+        got = m.ended(w, app_version="5.5.0-beta")
+        return sum(a.outcome == "cancelled" for a in got), len(got)
+    xb, nb = counts(m.baseline)
+    xd, nd = counts(m.fault)
+    lesson = Lesson("cancelled share of 5.5.0-beta attempts", share(xb, nb), share(xd, nd),
+                    two_proportion_z(xd, nd, xb, nb), f"{xb}/{nb} → {xd}/{nd}")
+    bb, bn = m.bad(m.baseline)
+    bd, dn = m.bad(m.fault)
+    # Briefing: "the publish success rate is perfect" (cancellations are excluded by definition).
+    lesson.claims["success rate ≥ 99 % during the fault"] = share(bd, dn) <= 0.01
+    return lesson
+
+
+def async_backlog(m: Measured) -> Lesson:
+    return _slower_than_baseline(m, 0.95, "async publishes", transcode_mode="async")
+
+
+def memory(m: Measured) -> Lesson:
+    mib = 1024 * 1024
+    before = [v / mib for v in m.gauge(m.baseline, "obslab_process_resident_memory_bytes", service="publish-api")]
+    late = Window(m.fault.start + m.fault.length_s / 2, m.fault.end)  # the leak has had time to show
+    during = [v / mib for v in m.gauge(late, "obslab_process_resident_memory_bytes", service="publish-api")]
+    se = math.sqrt(statistics.pvariance(before) / len(before) + statistics.pvariance(during) / len(during))
+    diff = statistics.fmean(during) - statistics.fmean(before)
+    return Lesson("publish-api resident memory, MiB (baseline vs the fault's second half)", statistics.fmean(before),
+                  statistics.fmean(during), diff / se if se else math.inf,
+                  f"{len(before)} → {len(during)} samples")
+
+
+KEY_FIGURES = {
+    "transcoder-tail-latency": tail_latency,
+    "cellular-chunk-failures": cellular,
+    "retry-storm": retry_storm,
+    "bad-canary": canary,
+    "regional-storage-outage": lambda m: bad_share(m, region="eu-west"),
+    "cache-regression": cache,
+    "silent-instrumentation-loss": silent_loss,
+    "cancellation-definition-trap": cancellations,
+    "async-migration": async_backlog,
+    "memory-growth": memory,
+}
+
+
+def _wanted() -> list[str]:
+    only = os.environ.get("OBSLAB_DRILL_TEST_ONLY")
+    return [d for d in DRILLS if not only or d in only.split(",")]
+
+
+@pytest.fixture(scope="module")
+def lessons(tmp_path_factory) -> dict[tuple[str, int], Lesson | str]:
+    base = tmp_path_factory.mktemp("lessons")
+    jobs = [(d, s) for s in SEEDS for d in _wanted()]
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        runs = list(pool.map(lambda job: _run_one(base, *job), jobs))
+    out: dict[tuple[str, int], Lesson | str] = {}
+    for run in runs:
+        if run.returncode != 0 or run.run_dir is None:
+            out[(run.drill_id, run.seed)] = f"drill failed: {run.stderr[-2000:]}"
+            continue
+        m = Measured(run)
+        lesson = KEY_FIGURES[run.drill_id](m)
+        lesson.impact = m.report["measured_impact"]
+        out[(run.drill_id, run.seed)] = lesson
+    _write_table(out)
+    return out
+
+
+def _write_table(out) -> None:
+    lines = [f"Measured at --speed {SPEED:g}, seeds {', '.join(map(str, SEEDS))} (tests/test_drill_lessons.py).", "",
+             "| drill | seed | key figure | before → during | counts | z | asked impact | also |",
+             "|---|---:|---|---|---|---:|---:|---|"]
+    for (drill_id, seed), lesson in sorted(out.items()):
+        if isinstance(lesson, str):
+            lines.append(f"| {drill_id} | {seed} | (run failed) | | | | | |")
+            continue
+        impact = "—" if lesson.impact is None else f"{lesson.impact:,.3g}"
+        lines.append(f"| {drill_id} | {seed} | {lesson.figure} | {lesson.before:.3g} → {lesson.during:.3g} | "
+                     f"{lesson.counts} | {lesson.z:.1f} | {impact} | {lesson.notes} |")
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    if os.environ.get("OBSLAB_DRILL_LESSON_TABLE"):
+        Path(os.environ["OBSLAB_DRILL_LESSON_TABLE"]).write_text(text)
+
+
+def _get(lessons, drill_id, seed) -> Lesson:
+    if (drill_id, seed) not in lessons:
+        pytest.skip(f"{drill_id} not selected by OBSLAB_DRILL_TEST_ONLY")
+    lesson = lessons[(drill_id, seed)]
+    assert not isinstance(lesson, str), lesson
+    return lesson
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("drill_id", DRILLS)
+def test_the_key_figure_moves_far_beyond_noise(lessons, drill_id, seed):
+    lesson = _get(lessons, drill_id, seed)
+    assert lesson.z >= MIN_Z, f"{drill_id}: {lesson.figure} {lesson.counts}, z = {lesson.z:.2f} < {MIN_Z}"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("drill_id", DRILLS)
+def test_the_asked_impact_is_measurable(lessons, drill_id, seed):
+    lesson = _get(lessons, drill_id, seed)
+    assert lesson.impact is not None and lesson.impact > 0, f"{drill_id}: asked impact {lesson.impact}"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("drill_id", DRILLS)
+def test_the_briefing_claims_hold(lessons, drill_id, seed):
+    lesson = _get(lessons, drill_id, seed)
+    assert all(lesson.claims.values()), f"{drill_id}: {lesson.claims} ({lesson.notes})"
