@@ -9,7 +9,7 @@ import typer
 
 import toolkit
 from toolkit.cli.base import UserError, err_console
-from toolkit.events.io import EventSet
+from toolkit.events import EventSet
 from toolkit.slo.spec import SloSpec, load_spec
 
 __all__ = ["find_spec", "report_read_problems", "parse_where", "parse_by", "synthetic_choice", "SyntheticTraffic",

@@ -14,7 +14,7 @@ from toolkit.cli._events_common import (MAX_SKIPPED_HELP, find_spec, parse_share
 from toolkit.cli.base import UserError, app, console, user_errors
 from contract.durations import format_seconds
 from toolkit.measures.definitions import format_percent
-from toolkit.events.io import EventsError, load_events
+from toolkit.events import EventsError, load_events
 from toolkit.slo.spec import SloSpecError
 
 FORMATS = ("table", "json", "markdown")

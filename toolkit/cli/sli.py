@@ -12,7 +12,7 @@ from toolkit.cli._events_common import (MAX_SKIPPED_HELP, SINCE_HELP, UNTIL_HELP
                                         parse_where, report_read_problems, synthetic_choice, synthetic_option)
 from toolkit.cli.base import UserError, app, console, user_errors
 from contract.durations import DurationError, parse_duration
-from toolkit.events.io import EventsError, load_events
+from toolkit.events import EventsError, load_events
 from toolkit.measures.sli import Section, SliQuery, SliReport, check_scope, compute_report
 from toolkit.slo.spec import SloSpecError
 
