@@ -20,11 +20,16 @@ The public API, by job:
   partitioned by day (``day=YYYY-MM-DD/``) with their stored fold (``stored_fold``); reading that
   directory gives the same reports.
 
+Cohort dimensions (region, app_version, network_type, media_size_bucket, the flags) are open
+strings, so any log that follows the event contract's structure can be read; a dimension with
+more than ``DEFAULT_MAX_COHORT_VALUES`` distinct values raises ``TooManyCohortValues`` (``cohorts``).
+
 Paths may be files, directories (searched for ``*.jsonl``, ``*.jsonl.N``, ``*.jsonl.gz``,
 ``*.parquet``) or glob patterns (``sources.resolve_paths``). ``connect`` opens the DuckDB
 connection every reader uses (``duck``); ``parse_time`` reads a command-line time.
 """
 
+from toolkit.events.cohorts import DEFAULT_MAX_COHORT_VALUES, TooManyCohortValues
 from toolkit.events.compact import CompactResult, compact
 from toolkit.events.check import SKIP_REASONS
 from toolkit.events.duck import connect
@@ -47,6 +52,7 @@ from toolkit.events.validate import validate_files
 __all__ = [
     "EventsError",
     "TooManySkipped",
+    "TooManyCohortValues",
     "Problem",
     "Source",
     "EventSet",
@@ -61,5 +67,6 @@ __all__ = [
     "MAX_PROBLEMS",
     "MAX_LINE_BYTES",
     "DEFAULT_MAX_SKIPPED_SHARE",
+    "DEFAULT_MAX_COHORT_VALUES",
     "SKIP_REASONS",
 ]

@@ -86,6 +86,8 @@ class EventSet:
     requests_table: str = "_requests"
     with_ids: bool = True  # upload_id / user_id folded (False: NULL, see load_events)
     prefolded_files: int = 0  # Parquet files read through their archive's stored fold (toolkit.events.stored_fold)
+    # cohort dimension → distinct values among the attempts (toolkit.events.cohorts)
+    cohort_values: dict[str, int] = field(default_factory=dict)
 
     @property
     def lines(self) -> int:

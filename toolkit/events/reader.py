@@ -16,13 +16,14 @@ from typing import Iterable, Sequence
 
 import duckdb
 
-from toolkit.events import stored_fold
+from toolkit.events import cohorts, stored_fold
 from toolkit.events.check import SKIP_REASONS, reason_expr, scan_sql
 from toolkit.events.duck import SLI_COLUMNS, connect, duck_message
 from toolkit.events.fold import (
     FOLD_IDS,
     FOLD_KEY,
     FOLD_SQL,
+    KIND_ATTEMPT,
     KIND_AUDIT,
     KIND_INVALID,
     KIND_REJECTED,
@@ -48,7 +49,8 @@ __all__ = ["load_events"]
 
 def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str | datetime | None = None,
                 con: duckdb.DuckDBPyConnection | None = None, with_ids: bool = True,
-                max_skipped_share: float | None = DEFAULT_MAX_SKIPPED_SHARE) -> EventSet:
+                max_skipped_share: float | None = DEFAULT_MAX_SKIPPED_SHARE,
+                max_cohort_values: int | None = None) -> EventSet:
     """Read events from files in one DuckDB pass and fold them per request_id.
 
     ``with_ids=False`` leaves each attempt's ``upload_id`` and ``user_id`` NULL: no SLI
@@ -62,9 +64,15 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
     first line (``None``: no limit). Torn final lines are reported, never fatal. Duplicate
     events (same identity) are counted once and reported in ``duplicates``.
     Events after ``until`` are ignored (analysis "as of" that time).
+
+    Cohort dimensions are open strings; when one has more distinct values among the attempts
+    than ``max_cohort_values`` (``None``: ``OBSLAB_MAX_COHORT_VALUES``, default 1000; ``0``: no
+    limit), ``TooManyCohortValues`` (an ``EventsError``) names it and its count
+    (``toolkit.events.cohorts``). ``EventSet.cohort_values`` holds each dimension's count.
     """
     sources = resolve_paths(paths)
     until_t = parse_time(until)
+    cohort_limit = cohorts.max_cohort_values() if max_cohort_values is None else (max_cohort_values or None)
     if con is None:
         con = connect()
     else:
@@ -149,6 +157,7 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
             raise EventsError(f"{first} (--strict: stopping at the first invalid line)")
         if max_skipped_share is not None and es.skipped > max_skipped_share * es.lines:
             raise TooManySkipped(es, max_skipped_share)
+    es.cohort_values = cohorts.check_cardinality(con, "_requests", cohort_limit, where=f"kind = {KIND_ATTEMPT}")
     return es
 
 
