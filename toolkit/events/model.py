@@ -86,6 +86,7 @@ class EventSet:
     requests_table: str = "_requests"
     with_ids: bool = True  # upload_id / user_id folded (False: NULL, see load_events)
     prefolded_files: int = 0  # Parquet files read through their archive's stored fold (toolkit.events.stored_fold)
+    pruned_files: int = 0  # files of day partitions outside the time scope, not read (sources.prune_days)
     # cohort dimension → distinct values among the attempts (toolkit.events.cohorts)
     cohort_values: dict[str, int] = field(default_factory=dict)
 
@@ -110,6 +111,8 @@ class EventSet:
             parts.append(f"{len(self.torn)} torn final line(s) ignored")
         if self.rejected_events:
             parts.append(f"{self.rejected_events} upload_rejected (not attempts)")
+        if self.pruned_files:
+            parts.append(f"{self.pruned_files} file(s) of days outside the scope not read")
         if self.prefolded_files:
             parts.append(f"{self.prefolded_files} compacted file(s) read through their stored fold")
         return "; ".join(parts)

@@ -42,7 +42,7 @@ from toolkit.events.model import (
     TooManySkipped,
     parse_time,
 )
-from toolkit.events.sources import resolve_paths
+from toolkit.events.sources import prune_days, resolve_paths
 from toolkit.events.validate import error_text, schema_validator
 
 __all__ = ["load_events"]
@@ -50,7 +50,7 @@ __all__ = ["load_events"]
 def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str | datetime | None = None,
                 con: duckdb.DuckDBPyConnection | None = None, with_ids: bool = True,
                 max_skipped_share: float | None = DEFAULT_MAX_SKIPPED_SHARE,
-                max_cohort_values: int | None = None) -> EventSet:
+                max_cohort_values: int | None = None, since: str | datetime | None = None) -> EventSet:
     """Read events from files in one DuckDB pass and fold them per request_id.
 
     ``with_ids=False`` leaves each attempt's ``upload_id`` and ``user_id`` NULL: no SLI
@@ -65,13 +65,22 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
     events (same identity) are counted once and reported in ``duplicates``.
     Events after ``until`` are ignored (analysis "as of" that time).
 
+    ``since`` and ``until`` prune a compacted archive's day partitions (``day=YYYY-MM-DD/``):
+    days after ``until`` and days ending more than a day before ``since`` are not read
+    (``sources.prune_days``; ``EventSet.pruned_files`` counts them). ``since`` filters nothing
+    else: the report's scope does.
+
     Cohort dimensions are open strings; when one has more distinct values among the attempts
     than ``max_cohort_values`` (``None``: ``OBSLAB_MAX_COHORT_VALUES``, default 1000; ``0``: no
     limit), ``TooManyCohortValues`` (an ``EventsError``) names it and its count
     (``toolkit.events.cohorts``). ``EventSet.cohort_values`` holds each dimension's count.
     """
-    sources = resolve_paths(paths)
+    all_sources = resolve_paths(paths)
     until_t = parse_time(until)
+    sources = prune_days(all_sources, since=parse_time(since, "since"), until=until_t)
+    if not sources:
+        raise EventsError(f"no event file in the time scope: the {len(all_sources)} file(s) given are all in "
+                          "day partitions outside it")
     cohort_limit = cohorts.max_cohort_values() if max_cohort_values is None else (max_cohort_values or None)
     if con is None:
         con = connect()
@@ -135,6 +144,7 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
         until=until_t,
         with_ids=with_ids,
         prefolded_files=len(prefolded),
+        pruned_files=len(all_sources) - len(sources),
     )
     if any(n > 0 for n in by_reason.values()):
         # The fast scan has no line numbers: a second pass, through the same check, names the skipped lines.

@@ -1,12 +1,14 @@
-"""Where events come from: files, directories and globs resolved into ``Source``s."""
+"""Where events come from: files, directories and globs resolved into ``Source``s, and the
+day partitions of a compacted archive pruned to a time scope."""
 
 from __future__ import annotations
 
 import glob
 import os
 import re
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from contract.regular_file import kind_of
 from toolkit.events import stored_fold
@@ -58,3 +60,42 @@ def resolve_paths(paths: Iterable[str | Path]) -> tuple[Source, ...]:
                 out.append(Source(c, fmt))
     # Rotated files hold older events; order does not change results but keeps reports stable.
     return tuple(out)
+
+
+# -- Hive partitions -------------------------------------------------------------------------
+#
+# ``compact`` writes ``day=YYYY-MM-DD/`` directories (UTC day of each event's ts), the Hive layout
+# DuckDB, Spark, Athena or BigQuery read as a ``day`` column. A scope in time needs only the days
+# it touches: the files of other days are not opened at all.
+
+_DAY_DIR = re.compile(r"^day=(\d{4}-\d{2}-\d{2})$")
+# How far before ``since`` events are still read: an attempt counted in the scope (by its outcome
+# time) may have started earlier; its first events are needed for its latency.
+DEFAULT_SINCE_LOOKBACK = timedelta(days=1)
+
+
+def partition_day(path: str) -> date | None:
+    """The day of a file in a ``day=YYYY-MM-DD/`` partition, else None."""
+    m = _DAY_DIR.match(Path(path).parent.name)
+    if not m:
+        return None
+    try:
+        return date.fromisoformat(m.group(1))
+    except ValueError:
+        return None
+
+
+def prune_days(sources: Sequence[Source], *, since: datetime | None = None, until: datetime | None = None,
+               lookback: timedelta = DEFAULT_SINCE_LOOKBACK) -> tuple[Source, ...]:
+    """Sources without the day partitions that hold no event of interest: days after ``until`` (its
+    events would be ignored) and days ending before ``since - lookback``. Files outside a
+    ``day=`` partition are always kept."""
+    first = (since - lookback).date() if since is not None else None
+    last = until.date() if until is not None else None
+    kept = []
+    for s in sources:
+        day = partition_day(s.path)
+        if day is not None and ((first is not None and day < first) or (last is not None and day > last)):
+            continue
+        kept.append(s)
+    return tuple(kept)
