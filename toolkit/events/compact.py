@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import duckdb
 
-from toolkit.events import stored_fold
+from toolkit.events import remote, stored_fold
 from toolkit.events.check import reason_expr, scan_sql, valid_expr
 from toolkit.events.duck import ALL_COLUMNS, PARQUET_ORDER, SLI_COLUMNS, connect, duck_message, sql_str
 from toolkit.events.fold import FOLD_IDS, FOLD_KEY, FOLD_SQL
@@ -41,8 +41,16 @@ def compact(paths: Iterable[str | Path], out_dir: str | Path, *, strict: bool = 
 
     Within a day, rows are ordered by request_id, then time (audit events, which have none, last).
     Each run writes new files named after the run: compacting into a directory that already
-    holds an archive adds to it and never overwrites what is there.
+    holds an archive adds to it and never overwrites what is there. Inputs may be http(s) URLs (``toolkit.events.remote``).
     """
+    with remote.localized(paths) as (local, names):
+        result = _compact_local(local, out_dir, strict=strict, con=con)
+    return replace(result, torn=tuple(replace(p, path=names.get(p.path, p.path)) for p in result.torn))
+
+
+def _compact_local(paths: Iterable[str | Path], out_dir: str | Path, *, strict: bool = False,
+            con: duckdb.DuckDBPyConnection | None = None) -> CompactResult:
+    """``compact`` of local paths."""
     paths = [str(p) for p in paths]
     sources = resolve_paths(paths)
     out = Path(out_dir)

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 import duckdb
 
-from toolkit.events import cohorts, stored_fold
+from toolkit.events import cohorts, remote, stored_fold
 from toolkit.events.check import SKIP_REASONS, reason_expr, scan_sql
 from toolkit.events.duck import SLI_COLUMNS, connect, duck_message
 from toolkit.events.fold import (
@@ -47,6 +47,7 @@ from toolkit.events.validate import error_text, schema_validator
 
 __all__ = ["load_events"]
 
+
 def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str | datetime | None = None,
                 con: duckdb.DuckDBPyConnection | None = None, with_ids: bool = True,
                 max_skipped_share: float | None = DEFAULT_MAX_SKIPPED_SHARE,
@@ -70,11 +71,25 @@ def load_events(paths: Iterable[str | Path], *, strict: bool = False, until: str
     (``sources.prune_days``; ``EventSet.pruned_files`` counts them). ``since`` filters nothing
     else: the report's scope does.
 
+    Paths may be http(s) URLs (``toolkit.events.remote``: downloaded, then read; named by URL).
+
     Cohort dimensions are open strings; when one has more distinct values among the attempts
     than ``max_cohort_values`` (``None``: ``OBSLAB_MAX_COHORT_VALUES``, default 1000; ``0``: no
     limit), ``TooManyCohortValues`` (an ``EventsError``) names it and its count
     (``toolkit.events.cohorts``). ``EventSet.cohort_values`` holds each dimension's count.
     """
+    with remote.localized(paths) as (local, names):
+        return remote.relabel_events(
+            _load_local(local, strict=strict, until=until, con=con, with_ids=with_ids,
+                        max_skipped_share=max_skipped_share, max_cohort_values=max_cohort_values, since=since),
+            names)
+
+
+def _load_local(paths: Iterable[str | Path], *, strict: bool = False, until: str | datetime | None = None,
+                con: duckdb.DuckDBPyConnection | None = None, with_ids: bool = True,
+                max_skipped_share: float | None = DEFAULT_MAX_SKIPPED_SHARE,
+                max_cohort_values: int | None = None, since: str | datetime | None = None) -> EventSet:
+    """``load_events`` of local paths."""
     all_sources = resolve_paths(paths)
     until_t = parse_time(until)
     sources = prune_days(all_sources, since=parse_time(since, "since"), until=until_t)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from contract.events import event_schema
+from toolkit.events import remote
 from toolkit.events.duck import ALL_COLUMNS, PARQUET_ORDER
 from toolkit.events.lines import JSON_WHITESPACE, MAX_LINE_BYTES, LongLine, iter_lines
 from toolkit.events.model import MAX_PROBLEMS, EventsError, Problem, ValidationReport
@@ -65,7 +66,12 @@ def _check_lines(path: str, validator) -> Iterator[tuple[int, str | None, str | 
 
 
 def validate_files(paths: Iterable[str | Path], *, stop_at_first: bool = False) -> ValidationReport:
-    """Check every line (JSONL) or row (Parquet) against the full event schema."""
+    """Check every line (JSONL) or row (Parquet) against the full event schema (paths may be http(s) URLs)."""
+    with remote.localized(paths) as (local, names):
+        return remote.relabel_report(_validate_local(local, stop_at_first=stop_at_first), names)
+
+
+def _validate_local(paths: list[str], *, stop_at_first: bool) -> ValidationReport:
     sources = resolve_paths(paths)
     validator = schema_validator()
     lines = valid = invalid = 0
