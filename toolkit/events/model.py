@@ -87,7 +87,7 @@ class EventSet:
     with_ids: bool = True  # upload_id / user_id folded (False: NULL, see load_events)
     prefolded_files: int = 0  # Parquet files read through their archive's stored fold (toolkit.events.stored_fold)
     pruned_files: int = 0  # files of day partitions outside the time scope, not read (sources.prune_days)
-    # cohort dimension → distinct values among the attempts (toolkit.events.cohorts)
+    # cohort dimension → distinct values among the attempts (approximate; exact near the limit: toolkit.events.cohorts)
     cohort_values: dict[str, int] = field(default_factory=dict)
 
     @property

@@ -137,9 +137,10 @@ def _load_local(paths: Iterable[str | Path], *, strict: bool = False, until: str
             except duckdb.Error as e2:
                 raise EventsError(f"cannot read events: {duck_message(e2)}") from None
     rows = con.execute(
-        "SELECT kind, sum(events)::BIGINT, min(first_event_at), max(last_event_at), sum(duplicates)::BIGINT "
-        "FROM _requests GROUP BY kind").fetchall()
-    by_kind = {k: (n, lo, hi, d) for k, n, lo, hi, d in rows}
+        "SELECT kind, sum(events)::BIGINT, min(first_event_at), max(last_event_at), sum(duplicates)::BIGINT, "
+        f"{cohorts.approx_sql()} FROM _requests GROUP BY kind").fetchall()
+    by_kind = {r[0]: r[1:5] for r in rows}
+    approx_cohorts = next((dict(zip(cohorts.COHORT_COLUMNS, r[5:])) for r in rows if r[0] == KIND_ATTEMPT), {})
     by_reason = dict(con.execute(
         f"SELECT reason, sum(events)::BIGINT FROM _requests WHERE kind = {KIND_INVALID} GROUP BY reason").fetchall())
     if torn:  # a torn final line failed the first check (not JSON): it is reported as torn, not skipped
@@ -182,7 +183,8 @@ def _load_local(paths: Iterable[str | Path], *, strict: bool = False, until: str
             raise EventsError(f"{first} (--strict: stopping at the first invalid line)")
         if max_skipped_share is not None and es.skipped > max_skipped_share * es.lines:
             raise TooManySkipped(es, max_skipped_share)
-    es.cohort_values = cohorts.check_cardinality(con, "_requests", cohort_limit, where=f"kind = {KIND_ATTEMPT}")
+    es.cohort_values = cohorts.check_cardinality(con, "_requests", approx_cohorts, cohort_limit,
+                                                 where=f"kind = {KIND_ATTEMPT}")
     return es
 
 
