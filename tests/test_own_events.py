@@ -91,7 +91,13 @@ def test_a_dimension_that_explodes_is_refused_by_name(tmp_path, monkeypatch):
 
 
 def test_schema_keeps_the_lab_values_as_examples():
-    from contract.events import APP_VERSIONS, FLAGS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS
+    from contract.events import (
+        APP_VERSIONS,
+        FLAGS,
+        MEDIA_SIZE_BUCKETS,
+        NETWORK_TYPES,
+        REGIONS,
+    )
 
     props = event_schema()["properties"]
     for field, lab in (("region", REGIONS), ("app_version", APP_VERSIONS), ("network_type", NETWORK_TYPES),

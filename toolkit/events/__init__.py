@@ -29,16 +29,16 @@ Paths may be files, directories (searched for ``*.jsonl``, ``*.jsonl.N``, ``*.js
 connection every reader uses (``duck``); ``parse_time`` reads a command-line time.
 """
 
+from toolkit.events.check import SKIP_REASONS
 from toolkit.events.cohorts import DEFAULT_MAX_COHORT_VALUES, TooManyCohortValues
 from toolkit.events.compact import CompactResult, compact
-from toolkit.events.check import SKIP_REASONS
 from toolkit.events.duck import connect
 from toolkit.events.model import (
     DEFAULT_MAX_SKIPPED_SHARE,
     MAX_LINE_BYTES,
     MAX_PROBLEMS,
-    EventSet,
     EventsError,
+    EventSet,
     Problem,
     Source,
     TooManySkipped,

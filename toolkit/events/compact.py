@@ -14,7 +14,14 @@ import duckdb
 
 from toolkit.events import remote, stored_fold
 from toolkit.events.check import reason_expr, scan_sql, valid_expr
-from toolkit.events.duck import ALL_COLUMNS, PARQUET_ORDER, SLI_COLUMNS, connect, duck_message, sql_str
+from toolkit.events.duck import (
+    ALL_COLUMNS,
+    PARQUET_ORDER,
+    SLI_COLUMNS,
+    connect,
+    duck_message,
+    sql_str,
+)
 from toolkit.events.fold import FOLD_IDS, FOLD_KEY, FOLD_SQL
 from toolkit.events.lines import torn_final_line
 from toolkit.events.model import EventsError, Problem, Source

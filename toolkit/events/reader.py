@@ -31,12 +31,18 @@ from toolkit.events.fold import (
     merged_sql,
     stored_fold_sql,
 )
-from toolkit.events.lines import JSON_WHITESPACE, iter_lines, not_json, salvage_truncated_gzip, torn_final_line
+from toolkit.events.lines import (
+    JSON_WHITESPACE,
+    iter_lines,
+    not_json,
+    salvage_truncated_gzip,
+    torn_final_line,
+)
 from toolkit.events.model import (
     DEFAULT_MAX_SKIPPED_SHARE,
     MAX_PROBLEMS,
-    EventSet,
     EventsError,
+    EventSet,
     Problem,
     Source,
     TooManySkipped,

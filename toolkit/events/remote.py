@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
-from toolkit.events.model import EventSet, EventsError, Problem, ValidationReport
+from toolkit.events.model import EventsError, EventSet, Problem, ValidationReport
 
 __all__ = ["is_url", "localized", "relabel_events", "relabel_report", "TIMEOUT_S"]
 

@@ -109,8 +109,11 @@ def _validate_local(paths: list[str], *, stop_at_first: bool) -> ValidationRepor
 
 def _validate_parquet(path: str, validator, problems: list[Problem], counts: dict[str, int]) -> tuple[int, int]:
     """Rows of a compacted Parquet file, rebuilt as JSON objects and checked like lines."""
-    from toolkit.events.synth import event_dicts  # same row → JSON object mapping as the writer
     import pyarrow.parquet as pq
+
+    from toolkit.events.synth import (
+        event_dicts,  # same row → JSON object mapping as the writer
+    )
 
     total = ok = 0
     table = pq.read_table(path)
