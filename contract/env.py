@@ -20,7 +20,7 @@ __all__ = [
     "LOAD_POLL_INTERVAL", "LOAD_POLL_TIMEOUT", "LOAD_REQUEST_TIMEOUT", "LOAD_ON_GIVE_UP",
     "LOAD_PROGRESS_FILE", "LOAD_TRACE_SAMPLE_RATIO", "LOAD_PREFIX",
     # toolkit
-    "ENV_DUCKDB_MEMORY_LIMIT", "ENV_SLO_SPEC", "ENV_BENCH_DIR", "ENV_DRILL_AUTO_CANCEL",
+    "ENV_DUCKDB_MEMORY_LIMIT", "ENV_MAX_COHORT_VALUES", "ENV_PROMETHEUS_REMOTE_WRITE_URL", "ENV_SLO_SPEC", "ENV_BENCH_DIR", "ENV_DRILL_AUTO_CANCEL",
     "ALL",
 ]
 
@@ -103,6 +103,10 @@ LOAD_TRACE_SAMPLE_RATIO = "OBSLAB_LOAD_TRACE_SAMPLE_RATIO"
 # -- the toolkit --------------------------------------------------------------------------------
 ENV_DUCKDB_MEMORY_LIMIT = "OBSLAB_DUCKDB_MEMORY_LIMIT"
 """DuckDB memory limit of the event readers (default 350MB); larger inputs spill to disk."""
+ENV_MAX_COHORT_VALUES = "OBSLAB_MAX_COHORT_VALUES"
+"""Most distinct values one cohort dimension may have in an event log (default 1000; 0 = no limit)."""
+ENV_PROMETHEUS_REMOTE_WRITE_URL = "OBSLAB_PROMETHEUS_REMOTE_WRITE_URL"
+"""The lab's Prometheus also sends every sample to this remote-write endpoint (a long-term store); unset: none."""
 ENV_SLO_SPEC = "OBSLAB_SLO_SPEC"
 """SLO spec a drill report uses when none is passed (default: ./slo.yaml, else the packaged one)."""
 ENV_BENCH_DIR = "OBSLAB_BENCH_DIR"

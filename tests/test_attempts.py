@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.events.attempts import ATTEMPT_COLUMNS, attempts, filter_attempts
-from toolkit.events.io import load_events
+from toolkit.events import load_events
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden.jsonl"
 

@@ -6,7 +6,7 @@ import pytest
 
 from toolkit.measures.budget import alert_fires, burn_rate, compute_budget
 from toolkit.measures.definitions import budget_figures
-from toolkit.events.io import load_events
+from toolkit.events import load_events
 from toolkit.slo.spec import load_spec
 from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
 

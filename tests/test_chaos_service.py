@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from conftest import DEFAULT_COHORT
-from toolkit.events.io import validate_files
+from toolkit.events import validate_files
 from toolkit.lab.processes import free_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]

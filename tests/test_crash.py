@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from toolkit.events.io import load_events
+from toolkit.events import load_events
 from toolkit.lab.load import LoadOptions, run_load
 from toolkit.analysis.reconcile_io import counters_from_metrics, reconcile_run
 

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from cross_surface import (assert_same_figures, figures_from_budget_json, figures_from_sli_json,
                            figures_from_snapshot, figures_from_top_text)
-from toolkit.events.io import load_events
+from toolkit.events import load_events
 from toolkit.measures.definitions import load_outcomes, to_us
 from toolkit.slo.spec import load_spec
 from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl

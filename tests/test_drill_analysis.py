@@ -99,7 +99,7 @@ def test_report_numbers_and_files(tmp_path):
     # The report's SLI over the fault window is the same count a direct SQL over the events gives.
     fs, fe = start + FAULT[0], start + FAULT[1]
     from toolkit.events.attempts import attempts as attempts_table
-    from toolkit.events.io import load_events
+    from toolkit.events import load_events
 
     es = load_events([events_dir])
     attempts_table(es, abandon_after_s=SPEC.abandon_after_s)

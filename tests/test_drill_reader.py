@@ -14,7 +14,7 @@ import pytest
 from toolkit.drills import auto, runner
 from toolkit.drills.report import build_report_data
 from toolkit.drills.state import CURRENT, append_jsonl
-from toolkit.events.io import compact
+from toolkit.events import compact
 
 from test_drill_analysis import CASES, DURATION, SPEC, _events, _fake_run
 

@@ -30,7 +30,7 @@ def test_format_duration_is_for_configured_durations_and_round_trips():
 
 
 def test_sli_scope_of_an_unbounded_report_is_a_measured_span():
-    from toolkit.events.io import load_events
+    from toolkit.events import load_events
     from toolkit.measures.sli import SliQuery, compute_report
     from toolkit.slo.spec import load_spec
 
@@ -89,7 +89,7 @@ def test_story_prints_measured_spans_one_way():
 
 
 def test_budget_data_covers_is_a_measured_span():
-    from toolkit.events.io import load_events
+    from toolkit.events import load_events
     from toolkit.measures.budget import compute_budget
     from toolkit.slo.spec import load_spec
 

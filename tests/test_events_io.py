@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.events.io import EventsError, compact, load_events, resolve_paths, validate_files
+from toolkit.events import EventsError, compact, load_events, resolve_paths, validate_files
 from toolkit.measures.sli import SliQuery, compute_report
 from toolkit.slo.spec import load_spec
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from demo_service.config import default_config
-from toolkit.events.io import load_events
+from toolkit.events import load_events
 from toolkit.measures.sli import SliQuery, compute_report
 from toolkit.slo.spec import load_spec
 

@@ -1,4 +1,4 @@
-"""Fuzz the event JSONL readers (toolkit.events.io): whatever the bytes, the toolkit ends
+"""Fuzz the event JSONL readers (toolkit.events): whatever the bytes, the toolkit ends
 with counts and problems naming file and line, or EventsError naming them — never another
 exception. A torn last line (a writer killed mid-line) is reported, never fatal, and no
 other line is lost."""
@@ -16,7 +16,7 @@ from hypothesis import settings
 
 from fuzz_support import FUZZ
 from contract.events import event_schema
-from toolkit.events.io import EventsError, connect, load_events, validate_files
+from toolkit.events import EventsError, connect, load_events, validate_files
 
 VALID_EVENT = {
     "schema_version": 1, "ts": "2026-01-05T10:30:00.123Z", "event": "upload_started",

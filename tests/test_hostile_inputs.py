@@ -179,7 +179,7 @@ def _peak_rss_kib(*args: str) -> tuple[subprocess.CompletedProcess, int]:
 
 
 def test_validate_reads_a_file_without_newline_in_bounded_memory_and_does_not_pass_it(tmp_path):
-    from toolkit.events.io import MAX_LINE_BYTES
+    from toolkit.events import MAX_LINE_BYTES
 
     size = 48 << 20
     huge = tmp_path / "huge.jsonl"

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from test_web_app import T0, _attempt
 from toolkit.measures.budget import compute_budget
-from toolkit.events.io import load_events
+from toolkit.events import load_events
 from toolkit.measures.definitions import (Outcomes, alert_series, budget_figures, burn_rate_series, evaluation_times,
                               success_definition)
 from toolkit.measures.sli import SliQuery, compute_report

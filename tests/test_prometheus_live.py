@@ -43,7 +43,7 @@ from toolkit.slo import names
 from toolkit.measures.budget import compute_budget
 from toolkit.slo.dashboards import prometheus_queries, substitute_variables
 from contract.durations import parse_duration
-from toolkit.events.io import load_events, parse_time
+from toolkit.events import load_events, parse_time
 from toolkit.lab.processes import ServiceProcesses, free_port
 from toolkit.slo.rules import no_data_for_s
 from toolkit.slo.spec import load_spec

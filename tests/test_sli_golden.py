@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.events.io import load_events
+from toolkit.events import load_events
 from toolkit.measures.sli import SCHEMA, SliQuery, compute_report
 from toolkit.slo.spec import load_spec
 

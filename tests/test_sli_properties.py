@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from toolkit.events.attempts import attempts
-from toolkit.events.io import load_events
+from toolkit.events import load_events
 from toolkit.measures.sli import PERCENTILES, SliQuery, compute_report
 from toolkit.slo.spec import load_spec
 from toolkit.events.synth import SynthConfig, generate, write_jsonl, write_parquet
@@ -151,7 +151,7 @@ def test_stored_folds_merge_to_the_report_of_all_events(tmp_path, cfg, seed, cut
     # stored fold), the second compacted into the same archive or left as raw JSON lines.
     import tempfile
 
-    from toolkit.events.io import compact
+    from toolkit.events import compact
     table = generate(cfg, seed=seed)
     until = until_after(table)
     query = dict(by=("release", "region"), window_s=300)

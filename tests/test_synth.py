@@ -6,7 +6,7 @@ from collections import Counter
 import jsonschema_rs
 
 from contract.events import event_schema
-from toolkit.events.io import load_events
+from toolkit.events import load_events
 from toolkit.events.attempts import attempts
 from toolkit.events.synth import Effect, SynthConfig, event_dicts, generate, write_jsonl, write_parquet
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.events.io import validate_files
+from toolkit.events import validate_files
 from toolkit.slo.spec import load_spec
 from toolkit.lab.web import DashboardConfig, create_app
 from toolkit.lab.web import snapshot as snap

@@ -402,9 +402,9 @@ def _users_in_both(attempts, control: CohortSelector, treatment: CohortSelector,
 
 
 def load_attempts(paths, *, abandon_after_s: float = 600.0, until: str | None = None):
-    """(attempts relation, EventSet) from event files, through toolkit.events.io/attempts."""
+    """(attempts relation, EventSet) from event files, through toolkit.events and its attempts."""
     from toolkit.events.attempts import attempts as build_attempts
-    from toolkit.events.io import load_events
+    from toolkit.events import load_events
 
     events = load_events([str(p) for p in paths], until=until)
     return build_attempts(events, abandon_after_s=abandon_after_s), events

@@ -21,7 +21,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.record import read_attempts
-from toolkit.events.io import EventsError, Source, connect, resolve_paths
+from toolkit.events import EventsError, Source, connect, resolve_paths
 from toolkit.analysis.reconcile import AttemptEvents, Counters, Reconciliation, reconcile
 from contract.events import parse_time
 from contract.regular_file import NotRegularFileError, open_regular
@@ -50,7 +50,7 @@ class SourceError(ValueError):
 
 
 def event_files(directory: str | os.PathLike) -> tuple[Source, ...]:
-    """The event log under ``directory`` (or one file), found as ``toolkit.events.io`` finds it."""
+    """The event log under ``directory`` (or one file), found as ``toolkit.events`` finds it."""
     try:
         return resolve_paths([directory])
     except EventsError as e:

@@ -135,7 +135,7 @@ def _append_jsonl(table, path: Path, write_jsonl) -> None:
 
 def prepare_archive(parquet: Path, events: int, log=lambda msg: None) -> tuple[Path, BenchRun | None]:
     """``obslab events compact`` of the Parquet file, beside it (reused when cached for this fold definition)."""
-    from toolkit.events.io import FOLD_KEY
+    from toolkit.events.fold import FOLD_KEY
 
     archive = parquet.parent / f"archive-{FOLD_KEY}"
     done = archive / ".complete"
@@ -220,7 +220,7 @@ def run_bench(events: int = 5_000_000, *, seed: int = 20260105, cache_dir: Path 
 # -- child side ---------------------------------------------------------------------------
 
 def _duckdb_report(path: str, spec_path: str) -> dict:
-    from toolkit.events.io import load_events
+    from toolkit.events import load_events
     from toolkit.measures.sli import SliQuery, compute_report
     from toolkit.slo.spec import load_spec
 
@@ -245,7 +245,7 @@ def _duckdb_report(path: str, spec_path: str) -> dict:
 
 
 def _compact(path: str, archive: str) -> dict:
-    from toolkit.events.io import compact
+    from toolkit.events import compact
 
     t0 = time.perf_counter()
     compact([path], archive)

@@ -7,7 +7,7 @@ from enum import Enum
 import typer
 
 from toolkit.cli.base import UserError, err_console
-from toolkit.events.io import EventSet
+from toolkit.events import EventSet
 from toolkit.slo.default_spec import resolve_spec_path
 from toolkit.slo.spec import SloSpec, load_spec
 

@@ -15,7 +15,7 @@ from toolkit.cli.base import UserError, app, console, user_errors
 from toolkit.cli._tables import fit_table
 from contract.durations import format_seconds
 from toolkit.measures.definitions import format_percent
-from toolkit.events.io import EventsError, load_events
+from toolkit.events import EventsError, load_events
 from toolkit.slo.spec import SloSpecError
 
 FORMATS = ("table", "json", "markdown")

@@ -7,7 +7,7 @@ from typing import List
 import typer
 
 from toolkit.cli.base import app, console, err_console, fail, user_errors
-from toolkit.events.io import EventsError, compact, validate_files
+from toolkit.events import EventsError, compact, validate_files
 
 events_app = typer.Typer(help="Event files: validate against the schema, compact to Parquet.", no_args_is_help=True)
 app.add_typer(events_app, name="events")

@@ -13,7 +13,7 @@ from toolkit.cli._events_common import (MAX_SKIPPED_HELP, SINCE_HELP, UNTIL_HELP
 from toolkit.cli.base import UserError, app, console, user_errors
 from toolkit.cli._tables import fit_table
 from contract.durations import DurationError, parse_duration
-from toolkit.events.io import EventsError, load_events
+from toolkit.events import EventsError, load_events
 from toolkit.measures.sli import Section, SliQuery, SliReport, check_scope, compute_report
 from toolkit.slo.spec import SloSpecError
 
@@ -43,7 +43,7 @@ def sli(
         check_scope(since, until)  # before reading: an inverted or empty scope is an error, not an empty report
         # '0' (or any zero duration such as 0s) means no series; parse_duration wants a unit.
         window_s = None if window.strip() == "0" else (parse_duration(window) or None)
-        events = load_events(paths, strict=strict, until=until, with_ids=False,
+        events = load_events(paths, strict=strict, since=since, until=until, with_ids=False,
                              max_skipped_share=parse_share(max_skipped))
         report_read_problems(events)
         query = SliQuery(since=since, until=until, window_s=window_s, by=parse_by(by), where=parse_where(where),

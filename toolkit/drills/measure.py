@@ -5,7 +5,7 @@ segment and the count behind it. Attempts come from the SLI engine's attempts
 table (``toolkit.events.attempts``) and are attributed to a window by their outcome time,
 as ``obslab sli --since/--until`` counts them, so the report and the SLI agree.
 Events are read once per question through the engine's reader (``read_drill_events``:
-``toolkit.events.io.load_events`` and the per-attempt fold, as ``obslab sli`` reads them);
+``toolkit.events.load_events`` and the per-attempt fold, as ``obslab sli`` reads them);
 the rest is plain Python over small per-attempt rows, so the scoring math stays pure and testable.
 """
 
@@ -20,7 +20,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from toolkit.events.attempts import attempt_stats_table, outcome_at_sql
-from toolkit.events.io import EventSet, load_events
+from toolkit.events import EventSet, load_events
 from toolkit.measures.definitions import Outcomes, SliDefinition, budget_figures, load_outcomes, sli_definition, to_us
 from toolkit.slo.spec import SloSpec
 
@@ -145,7 +145,7 @@ IMPACT_DEFINITIONS = {
 class DrillEvents:
     """A drill's events read once, through the SLI engine's reader and per-attempt fold.
 
-    ``events`` is the ``EventSet`` (``toolkit.events.io.load_events``: JSONL, rotated and
+    ``events`` is the ``EventSet`` (``toolkit.events.load_events``: JSONL, rotated and
     gzipped files, Parquet with its stored folds, the structural check, the memory limit),
     read as of ``as_of`` (later events ignored, as ``obslab sli --until`` does);
     ``attempts`` its attempts (``toolkit.events.attempts``) that have an event in ``window``.

@@ -3,7 +3,7 @@
 ``upload_rejected`` and audit events (``fault_changed``, ``flag_changed``) are not
 attempts and are left out. Usage::
 
-    from toolkit.events.io import load_events
+    from toolkit.events import load_events
     from toolkit.events.attempts import attempts, filter_attempts
 
     events = load_events(["data/events/"])                    # EventSet (counts skipped / torn lines)
@@ -48,7 +48,7 @@ from typing import Mapping
 
 import duckdb
 
-from toolkit.events.io import EventSet, parse_time
+from toolkit.events.model import EventSet, parse_time
 
 __all__ = [
     "ATTEMPT_COLUMNS",

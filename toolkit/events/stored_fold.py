@@ -14,7 +14,7 @@ fold definition (``fold_key``), and no ``until`` cut-off falls before its newest
 Anything else — a file added, rewritten or left out, a damaged manifest — falls back to the
 raw scan, so a stored fold changes how fast a report comes, never what it says.
 
-Folds of disjoint event sets merge (see ``toolkit.events.io._MERGE_SQL``), so several runs
+Folds of disjoint event sets merge (see ``toolkit.events.fold.MERGE_SQL``), so several runs
 into one directory, or an archive plus a live JSONL file, still read in one pass.
 """
 

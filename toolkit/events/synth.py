@@ -61,7 +61,7 @@ CHUNK_BYTES = 256 * 1024
 # Client gives up on a chunk after this many failed tries (the attempt is then abandoned).
 MAX_CHUNK_TRIES = 3
 
-# Arrow schema of one event: the columns of the Parquet form (see toolkit.events.io).
+# Arrow schema of one event: the columns of the Parquet form (see toolkit.events.duck).
 EVENT_ARROW_SCHEMA = pa.schema([
     ("schema_version", pa.int32()),
     ("ts", pa.timestamp("ms")),

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from contract.durations import format_duration, format_seconds
-from toolkit.events.io import EventSet, parse_time
+from toolkit.events import EventSet, parse_time
 from toolkit.measures.definitions import (BudgetFigures, BurnRate, alert_fires, alert_series, burn_rate, evaluation_times,
                               load_all_outcomes, period_budget, sli_definition, sli_ratio, to_us)
 from toolkit.measures.sli import iso

@@ -43,7 +43,7 @@ from contract.durations import format_duration
 from toolkit.slo.spec import AlertWindow, Slo, SloSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from toolkit.events.io import EventSet
+    from toolkit.events import EventSet
 
 __all__ = [
     "WINDOW_EDGES",

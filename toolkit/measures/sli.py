@@ -1,11 +1,11 @@
 """SLIs from events: primary, latency, secondary and guardrail metrics, each with its definition.
 
-Pipeline: ``load_events`` (toolkit.events.io) → ``attempt_stats_relation`` (toolkit.events.attempts),
+Pipeline: ``load_events`` (toolkit.events) → ``attempt_stats_relation`` (toolkit.events.attempts),
 filtered and materialised once as a narrow scope table → one SQL aggregation per grouping (totals,
 time windows, breakdown segments) → ``section_from_stats`` (pure: numbers in, frozen dataclasses out). ::
 
     from toolkit.slo.spec import load_spec
-    from toolkit.events.io import load_events
+    from toolkit.events import load_events
     from toolkit.measures.sli import SliQuery, compute_report
 
     spec = load_spec("slo.yaml")
@@ -32,7 +32,7 @@ from contract.events import format_time
 from toolkit.measures.percentiles import PERCENTILE_METHOD
 from toolkit.events.attempts import DIMENSIONS, attempt_stats_relation, filter_attempts, outcome_at_sql
 from contract.durations import format_duration, format_seconds
-from toolkit.events.io import EventSet, parse_time
+from toolkit.events import EventSet, parse_time
 from toolkit.measures.definitions import DEFAULT_SUCCESS, SliDefinition, sli_definition, success_definition
 from toolkit.slo.spec import SloSpec
 

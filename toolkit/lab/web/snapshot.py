@@ -21,7 +21,7 @@ from toolkit.analysis.stats import compare_proportions
 from toolkit.measures.budget import compute_budget
 from contract.events import format_time, parse_time
 from contract.durations import format_duration, parse_duration
-from toolkit.events.io import EventSet, load_events
+from toolkit.events import EventSet, load_events
 from toolkit.measures.definitions import burn_rate_series, load_outcomes, success_definition, to_us
 from toolkit.measures.sli import SliQuery, compute_report
 from toolkit.slo.spec import SloSpec
