@@ -9,7 +9,6 @@ check next. Input is the JSON the other commands write with ``--format json``.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 from contract.durations import format_seconds

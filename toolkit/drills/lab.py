@@ -20,7 +20,7 @@ from typing import Any
 import requests
 
 from contract.events import FLAGS
-from toolkit.drills.schema import BackgroundFault, Drill, Fault
+from toolkit.drills.schema import BackgroundFault, Fault
 
 __all__ = [
     "LabError",

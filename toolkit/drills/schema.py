@@ -14,7 +14,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from contract import faults as service_faults
 from contract.brief import brief

@@ -37,7 +37,6 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from contract import events as contract
 from toolkit.slo import names
 from contract.durations import format_duration
 from toolkit.slo.rules import BUDGET_DEFINITION, error_budget, good_rate_expr, total_rate_expr

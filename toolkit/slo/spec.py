@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from contract.brief import brief
 from contract.durations import DurationError, format_duration, parse_duration
