@@ -110,3 +110,21 @@ def test_reset_refuses_while_a_lab_holds_the_lock(tmp_path):
     result = CliRunner().invoke(cli, ["reset", "--data-dir", str(data_dir)])
     assert result.exit_code == 0 and "archive" in result.output
     assert not (data_dir / "data").exists() and len(list((data_dir / "archive").iterdir())) == 1
+
+
+def test_spec_commands_run_outside_the_checkout_on_the_packaged_spec(tmp_path):
+    # `obslab rules`, `dashboards` and `slo export` used to need ./slo.yaml: outside the checkout they stopped.
+    import subprocess
+    import sys
+
+    obslab = [sys.executable, "-c", "from toolkit.entry import main; main()"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for argv, made in ((["rules", "--profile", "lab", "-o", "rules"], "rules/slo.rules.yml"),
+                       (["dashboards", "-o", "boards"], "boards/slo-overview.json")):
+        r = subprocess.run(obslab + argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / made).is_file()
+    r = subprocess.run(obslab + ["slo", "export", "--format", "sloth"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "slos:" in r.stdout, r.stderr
+    assert not (tmp_path / "slo.yaml").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -11,6 +12,7 @@ from toolkit.cli.base import UserError, app, console, user_errors
 from toolkit.slo.files import write_text
 from toolkit.slo.portable import EXPORT_FORMATS, IMPORT_FORMATS, PortableError, export_spec, import_spec, \
     slo_yaml_text
+from toolkit.slo.default_spec import resolve_spec_path
 from toolkit.slo.spec import SloSpecError, load_spec, parse_spec
 
 slo_app = typer.Typer(help="Portable SLOs: export slo.yaml to Sloth, Pyrra or OpenSLO; import from OpenSLO or Sloth.",
@@ -37,14 +39,14 @@ def _write_or_print(text: str, out: Path | None, force: bool) -> None:
 @slo_app.command("export")
 def export(
     fmt: str = typer.Option(..., "--format", help=f"Target format: {', '.join(EXPORT_FORMATS)}."),
-    slo: Path = typer.Option(Path("slo.yaml"), "--slo", help="SLO spec file."),
+    slo: Optional[Path] = typer.Option(None, "--slo", help="SLO spec file (default ./slo.yaml, else the packaged one)."),
     out: Path = typer.Option(None, "-o", "--out", help="File to write (default: standard output)."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
 ) -> None:
     """Export the ratio and latency SLOs; what the format cannot say is listed in its comments."""
     with user_errors(SloSpecError, PortableError, OSError):
         fmt = _format(fmt, EXPORT_FORMATS)
-        text = export_spec(load_spec(slo), fmt)
+        text = export_spec(load_spec(resolve_spec_path(slo)[0]), fmt)
         _write_or_print(text, out, force)
 
 
