@@ -59,12 +59,15 @@ def fit_table(table: Table, console: Console, droppable: Sequence[str] = ()) -> 
     """``table`` made to fit ``console.width`` (changed in place and returned)."""
     width = console.width
     for column in table.columns:
-        # Whole header words always; whole cell words up to a length (a timestamp may fold).
+        # Whole header words always; whole cell words up to a length (a timestamp may fold). A column the
+        # caller marked no_wrap holds identifiers (a drill id): its words stay whole whatever their length.
+        keep_whole = bool(column.no_wrap)
         words = _header_text(column).split() or [""]
         cell_words = [w for cell in column.cells for w in str(getattr(cell, "plain", cell)).split()]
+        longest = max((len(w) for w in cell_words), default=0)
         column.min_width = max(column.min_width or 0, max(len(w) for w in words),
-                               min(_LONGEST_KEPT_WORD, max((len(w) for w in cell_words), default=0)))
-        column.no_wrap = False
+                               longest if keep_whole else min(_LONGEST_KEPT_WORD, longest))
+        column.no_wrap = keep_whole
         column.overflow = "fold"
     if _measure(table, console).maximum <= width:
         return table
@@ -77,7 +80,8 @@ def fit_table(table: Table, console: Console, droppable: Sequence[str] = ()) -> 
     if widths is None:
         # Too narrow for whole cell words: cells fold, header words stay whole.
         for column in table.columns:
-            column.min_width = max(len(w) for w in (_header_text(column).split() or [""]))
+            if not column.no_wrap:
+                column.min_width = max(len(w) for w in (_header_text(column).split() or [""]))
         widths = _widths(table, console, width)
     dropped = []
     for name in reversed(list(droppable)):

@@ -36,7 +36,10 @@ def list_drills() -> None:
     """The drills in the catalogue, easiest first (beginner, intermediate, advanced; then by id)."""
     with user_errors(*_ERRORS):
         drills = load_catalogue()
-    table = Table("id", "difficulty", "title", title=f"{len(drills)} drills, easiest first")
+    table = Table(title=f"{len(drills)} drills, easiest first")
+    table.add_column("id", no_wrap=True)  # an id is typed back: never folded
+    table.add_column("difficulty")
+    table.add_column("title")
     for d in sorted(drills.values(), key=lambda d: (DIFFICULTIES.index(d.difficulty), d.id)):
         table.add_row(d.id, d.difficulty, d.title)
     console.print(fit_table(table, console))
