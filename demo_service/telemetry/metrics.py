@@ -18,6 +18,7 @@ for each release x transcode mode (4 label sets). The cohort-labelled outcome co
 
 from __future__ import annotations
 
+import glob
 import os
 import resource
 
@@ -184,7 +185,7 @@ def render_metrics(metrics: Any, queue_depth: Callable[[], int] | None = None) -
     """The /metrics body: aggregated over workers in multiprocess mode, else the injected registry."""
     if metrics.multiprocess_dir:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=metrics.multiprocess_dir)
+        _SettledFilesCollector(registry, path=metrics.multiprocess_dir)
     else:
         registry = CollectorRegistry()
         registry.register(_RegistryProxy(metrics.registry))
@@ -199,3 +200,22 @@ class _RegistryProxy:
 
     def collect(self):
         return self.registry.collect()
+
+
+class _SettledFilesCollector(MultiProcessCollector):
+    """The multiprocess aggregate over the files a worker has finished creating.
+
+    A worker creates its file, then sizes it; on a full disk the sizing fails and the file is removed
+    again (demo_service/telemetry/metric_files.py). A scrape in another worker that reads the file in
+    between finds no header and fails whole: a file shorter than its 8-byte header is not a worker's
+    values yet, so it is left out of this scrape."""
+
+    def collect(self):
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(path) >= 8:
+                    files.append(path)
+            except OSError:  # removed since the glob: nothing to read
+                continue
+        return self.merge(files, accumulate=True)
