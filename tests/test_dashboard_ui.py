@@ -355,13 +355,14 @@ def test_drill_answer_count_follows_each_answer_and_each_poll(service, page):
     try:
         page.goto(server.url)
         page.wait_for_selector(f"[data-drill={drill}]", timeout=15000)
-        page.select_option("[data-testid=drill-speed]", "60")
+        page.select_option("[data-testid=drill-speed]", "10")
         page.click(f"[data-testid=drill-start-{drill}]")
         count = page.locator("[data-testid=drill-answer-count]")
         count.wait_for(timeout=30000)
         assert count.inner_text() == "0 answers recorded"
         # An answer from the page: the count follows at once, no reload.
         form = page.locator("[data-testid=drill-answer-form]")
+        form.locator("select").first.select_option(index=1)  # nothing is preselected: choose a cause
         form.locator("input[name=cohort]").fill("everyone")
         form.locator("input[name=impact]").fill("0.5")
         form.locator("button[type=submit]").click()
