@@ -115,8 +115,9 @@ def test_report_does_not_claim_a_page_prometheus_did_not_fire(tmp_path, promethe
     md = write_report(run, SPEC).read_text()
     assert "no page is counted" in md and "did not fire" in md
     assert "by the first alert" not in md and "first page:" not in md
-    action = next(line for line in md.splitlines() if line.startswith("- **Action.**"))
-    assert "Measured: no page is counted" in action
+    # The model STAR (first person) states the measured page once, in its Situation, and no line claims one.
+    situation = next(line for line in md.splitlines() if line.startswith("- **Situation.**"))
+    assert "Measured: no page is counted" in situation
     report = json.loads((run.report_dir / "report.json").read_text())
     assert report["first_page_at"] is None
     assert report["page"]["engine_at"] == data.page.engine.at and report["page"]["prometheus"] == "did not fire"
