@@ -205,6 +205,12 @@ def openapi_spec() -> dict:
                                                                         "problems": {"type": "array",
                                                                                      "items": {"type": "string"}}}},
                                                         "Degraded: e.g. events cannot be written (lost).")}}},
+        "/": {"get": {"summary": "Where to go: links to this document, /metrics, /healthz and the lab's dashboard.",
+                      "operationId": "root",
+                      "responses": {"200": {"description": "A small HTML page, or JSON links when the client asks "
+                                                           "for application/json.",
+                                            "content": {"text/html": {"schema": {"type": "string"}},
+                                                        "application/json": {"schema": {"type": "object"}}}}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics.", "operationId": "metrics", "responses": {
             "200": {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {"summary": "This document.", "operationId": "openapi",
