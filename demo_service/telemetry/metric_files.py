@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -170,6 +171,24 @@ def install() -> None:
         return
     values.MmapedDict = PreallocatedMmapedDict  # the name MultiProcessValue opens its files with
     values.ValueClass = _value_class(values.MultiProcessValue())
+    # Held values are retried on every update and /healthz, and once a second here: a worker that gets
+    # no request after space returns still writes what it held, so a scrape sees every increment.
+    threading.Thread(target=_retry_held_values, name="metric-files-retry", daemon=True).start()
+
+
+RETRY_INTERVAL_S = 1.0
+
+
+def _retry_held_values() -> None:
+    while True:
+        time.sleep(RETRY_INTERVAL_S)
+        with _pending_lock:
+            waiting = bool(_pending)
+        if waiting:
+            try:
+                flush_pending()
+            except Exception:  # a retry must never end the loop; the next one tries again
+                pass
 
 
 def installed() -> bool:
