@@ -357,8 +357,6 @@ def test_the_key_figure_moves_far_beyond_noise(lessons, drill_id, seed):
     assert lesson.z >= MIN_Z, f"{drill_id}: {lesson.figure} {lesson.counts}, z = {lesson.z:.2f} < {MIN_Z}"
 
 
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("drill_id", _KNOWN_MISSES)
 def test_the_asked_impact_is_measurable(lessons, drill_id, seed):
