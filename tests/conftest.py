@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import requests
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from prometheus_client.parser import text_string_to_metric_families
 
 from demo_service.telemetry.events import read_events
@@ -41,6 +42,18 @@ def new_traceparent(sampled: bool = True) -> tuple[str, str]:
     return f"00-{trace_id}-{secrets.token_hex(8)}-{'01' if sampled else '00'}", trace_id
 
 
+class UninstrumentedSession(requests.Session):
+    """The test client's own HTTP session, never traced by this process.
+
+    An in-process ``create_app`` (Flask test-client tests) instruments ``requests`` for the whole pytest
+    process; an instrumented client then injects a new ``traceparent`` of its own over the one a test sends,
+    so the service would see a different trace than the test asserts on."""
+
+    def send(self, request, **kwargs):
+        with suppress_http_instrumentation():
+            return super().send(request, **kwargs)
+
+
 class ServiceHandle:
     """A running service plus helpers to drive it and read what it emitted."""
 
@@ -51,7 +64,7 @@ class ServiceHandle:
         self.admin_token = processes.admin_token
         self.data_dir = processes.data_dir
         self.events_dir = processes.events_dir
-        self.http = requests.Session()
+        self.http = UninstrumentedSession()
 
     def url(self, path: str) -> str:
         return self.base_url + path
