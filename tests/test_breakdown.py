@@ -137,3 +137,24 @@ def test_a_mostly_zero_count_column_keeps_the_difference_visible():
     assert nonzero_sel == pytest.approx((sel > 0).mean()) and nonzero_base == pytest.approx((base > 0).mean())
     assert nonzero_sel > 0.2 and nonzero_base < 0.06
     assert dim.p_value < 1e-6
+
+
+def test_cli_breakdown_of_an_empty_selection_says_so_and_succeeds(tmp_path):
+    """Zero failures is an answer (the README runs breakdown before a drill's fault may have begun)."""
+    import json
+
+    from toolkit.events.synth import SynthConfig, generate, write_jsonl
+
+    events = write_jsonl(generate(SynthConfig(attempts=300, duration_s=600, users=100), seed=8), tmp_path / "e.jsonl")
+    # A latency threshold nothing exceeds: an empty selection on a populated log.
+    r = _obslab("breakdown", events, "--select", "slow", "--slow-ms", "1e12")
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stdout.split())  # rich wraps at the terminal's width
+    assert "nothing to break down" in said and "; 300 finished attempts looked at" in said, said
+    out = tmp_path / "b.json"
+    j = _obslab("breakdown", events, "--select", "slow", "--slow-ms", "1e12", "--format", "json", "-o", out)
+    assert j.returncode == 0, j.stderr
+    d = json.loads(out.read_text())
+    assert d["selection_total"] == 0 and d["baseline_total"] == 300
+    story = _obslab("story", out)
+    assert "Traceback" not in story.stderr, story.stderr

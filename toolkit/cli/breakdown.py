@@ -81,13 +81,16 @@ def breakdown(
         result = breakdown_attempts(rel, selection, baseline=baseline, window=window, synthetic=synthetic,
                                     bins=bins, dimensions=dims, top=top, source=source_text(events),
                                     abandon_after_s=abandon_s)
-        if result.selection_total == 0:
-            raise ValueError(f"the selection ({selection.description}) is empty in this window: nothing to break down")
-        chart_path = render_chart(result, chart) if chart else None
+        chart_path = render_chart(result, chart) if chart and result.selection_total else None
         data = result.to_dict()
         data["chart"] = str(chart_path) if chart_path else None
     if fmt == "json":
         emit_json(data, output)
+    elif result.selection_total == 0:
+        # Zero failures is an answer, not an error: say it, and how many attempts it was measured on.
+        console.print(f"nothing to break down: no attempt in this window matches the selection "
+                      f"({selection.description}); {result.baseline_total} finished attempts looked at; "
+                      f"source: {data['source']}", highlight=False)
     else:
         print_breakdown(data, top)
         if chart_path:
