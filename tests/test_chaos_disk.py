@@ -13,6 +13,7 @@ Mounting needs root: without it these tests are skipped, saying so.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -20,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,6 +67,25 @@ class SmallDisk:
 
     def free(self) -> None:
         self.ballast.unlink()
+
+    @contextlib.contextmanager
+    def kept_full(self, every_s: float = 0.002):
+        """Refill every few milliseconds while the block runs: space a dying process frees (gunicorn's
+        child_exit removes a dead worker's live-gauge files) is taken back long before a replacement
+        worker has imported enough to allocate anything."""
+        stop = threading.Event()
+
+        def refill() -> None:
+            while not stop.wait(every_s):
+                self.fill()
+
+        filler = threading.Thread(target=refill, name="ballast-refill", daemon=True)
+        filler.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            filler.join()
 
 
 @pytest.fixture
@@ -145,9 +166,11 @@ def test_a_full_disk_degrades_the_service_and_it_recovers(small_disk, tmp_path):
         # A worker recycled while the disk is full (max-requests, a timeout, an OOM kill): the new
         # one must come up and serve, not die on its first metric write.
         old = _api_workers(processes)
-        os.kill(sorted(old)[0], signal.SIGTERM)
-        workers = _wait_for_workers(processes, 2, {sorted(old)[0]})
-        ballast = small_disk.fill()  # the dead worker's files were freed: full again
+        with small_disk.kept_full():
+            os.kill(sorted(old)[0], signal.SIGTERM)
+            workers = _wait_for_workers(processes, 2, {sorted(old)[0]})
+            time.sleep(1)  # the new worker past its imports: it has tried to allocate its metric files
+        ballast = small_disk.fill()
 
         health, creates, chunks, cancels, scrapes = [], [], [], [], []
         started = time.monotonic()
