@@ -15,7 +15,7 @@ __all__ = [
     "ENV_OTEL_EVENT_LOGS", "ENV_ACTOR",
     # load generator
     "LOAD_SEED", "LOAD_RUN_ID", "LOAD_RETRY_POLICY", "LOAD_RETRY_MAX_ATTEMPTS", "LOAD_RETRY_BASE",
-    "LOAD_RETRY_CAP", "LOAD_CANCEL_RATE", "LOAD_MIX", "LOAD_PACE", "LOAD_CHUNK_BYTES", "LOAD_THINK_TIME",
+    "LOAD_RETRY_CAP", "LOAD_CANCEL_RATE", "LOAD_MIX", "LOAD_MIX_BY_RELEASE", "LOAD_PACE", "LOAD_CHUNK_BYTES", "LOAD_THINK_TIME",
     "LOAD_CREATOR_WEIGHT", "LOAD_VIEWER_WEIGHT", "LOAD_RECORD_DIR", "LOAD_SHAPE", "LOAD_PHASES",
     "LOAD_POLL_INTERVAL", "LOAD_POLL_TIMEOUT", "LOAD_REQUEST_TIMEOUT", "LOAD_ON_GIVE_UP",
     "LOAD_PROGRESS_FILE", "LOAD_TRACE_SAMPLE_RATIO", "LOAD_PREFIX",
@@ -71,6 +71,9 @@ LOAD_CANCEL_RATE = "OBSLAB_LOAD_CANCEL_RATE"
 """Share of publish flows the creator cancels part-way, 0..1 (default 0.02)."""
 LOAD_MIX = "OBSLAB_LOAD_MIX"
 """Cohort mix override, JSON: {"network_type": {"3g": 1}} (other dimensions keep their defaults)."""
+LOAD_MIX_BY_RELEASE = "OBSLAB_LOAD_MIX_BY_RELEASE"
+"""Cohort mix per release variant, JSON: {"canary": {"network_type": {"3g": 1}}}: a creator the service put in
+that variant draws its next publishes from the mix with these dimensions replaced (an uneven rollout)."""
 LOAD_PACE = "OBSLAB_LOAD_PACE"
 """Multiplier on the network-dependent pause between chunks; 0 = no pause (default 1)."""
 LOAD_CHUNK_BYTES = "OBSLAB_LOAD_CHUNK_BYTES"

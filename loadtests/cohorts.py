@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 
 from contract.brief import brief
-from contract.events import APP_VERSIONS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS, media_size_bucket
+from contract.events import APP_VERSIONS, FLAGS, MEDIA_SIZE_BUCKETS, NETWORK_TYPES, REGIONS, media_size_bucket
 
 __all__ = [
     "DEFAULT_MIX",
@@ -22,6 +22,7 @@ __all__ = [
     "Cohort",
     "CohortMixError",
     "parse_mix",
+    "parse_mix_by_release",
     "chunk_pause_s",
 ]
 
@@ -131,6 +132,36 @@ def parse_mix(text: str) -> CohortMix:
     except (TypeError, ValueError):
         raise CohortMixError(f"cohort weights must be numbers: {brief(text)}") from None
     return CohortMix(weights)
+
+
+def parse_mix_by_release(text: str, base: CohortMix) -> dict[str, CohortMix]:
+    """``{"canary": {"network_type": {"3g": 1}}}`` → release variant → ``base`` with those dimensions replaced.
+
+    Models an uneven rollout: the variant's creators are not drawn from the same traffic as the rest."""
+    if not text.strip():
+        return {}
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CohortMixError(f"mix by release is not JSON ({e.msg} at column {e.colno}): {brief(text)}") from None
+    if not isinstance(raw, dict):
+        raise CohortMixError('mix by release must be {"variant": {"dimension": {"value": weight}}}')
+    out: dict[str, CohortMix] = {}
+    for variant, override in raw.items():
+        if variant not in FLAGS["release"]:
+            raise CohortMixError(f"unknown release variant {brief(variant)}; expected one of "
+                                 f"{', '.join(FLAGS['release'])}")
+        if not isinstance(override, dict) or not all(isinstance(v, dict) for v in override.values()):
+            raise CohortMixError(f'{variant}: expected {{"dimension": {{"value": weight, ...}}}}, got {brief(override)}')
+        try:
+            weights = {d: {v: float(w) for v, w in table.items()} for d, table in {**base.weights, **override}.items()}
+        except (TypeError, ValueError):
+            raise CohortMixError(f"{variant}: cohort weights must be numbers: {brief(override)}") from None
+        try:
+            out[variant] = CohortMix(weights)
+        except CohortMixError as e:
+            raise CohortMixError(f"{variant}: {e}") from None
+    return out
 
 
 def chunk_pause_s(network_type: str, chunk_bytes: int, pace: float, rng: random.Random) -> float:

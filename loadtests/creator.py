@@ -94,13 +94,15 @@ class CreatorUser(FastHttpUser):
         # A raw, stable creator identity; the service hashes it (sticky flag rollout by user).
         self.user_id = f"creator-{SETTINGS.seed}-{self.user_key}"
         self.flows = 0
+        self.release: str | None = None  # the release variant the service last put this creator in
 
     # -- one publish flow -------------------------------------------------------------------------
 
     @task
     def publish(self) -> None:
         self.flows += 1
-        cohort = SETTINGS.mix.draw(self.rng)
+        # The service assigns the release per user (sticky); its answer tells which variant this creator is in.
+        cohort = settings_module.mix_for(SETTINGS, self.release).draw(self.rng)
         # Drawn up front, in a fixed order, so the choices do not depend on server answers.
         cancel_before_chunk = (self.rng.randrange(cohort.chunk_count)
                                if self.rng.random() < SETTINGS.cancel_rate else None)
@@ -190,6 +192,7 @@ class CreatorUser(FastHttpUser):
             raise FlowOver("error" if status == TRANSPORT_ERROR else "failed", f"create: HTTP {status}")
         attempt.upload_id = answer["upload_id"]
         attempt.transcode_mode = (answer.get("flags") or {}).get("transcode_mode")
+        self.release = (answer.get("flags") or {}).get("release")
         self.max_chunk_bytes = int(answer.get("max_chunk_bytes") or settings_module.MAX_CHUNK_BYTES)
 
     def _send_chunk(self, attempt: ClientAttempt, index: int, chunk_bytes: int) -> bool:

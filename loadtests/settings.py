@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
-from loadtests.cohorts import CohortMix, CohortMixError, parse_mix
+from loadtests.cohorts import CohortMix, CohortMixError, parse_mix, parse_mix_by_release
 from loadtests.retry import RetryPolicy, RetryPolicyError
 from contract import env
 from contract.brief import brief
@@ -22,10 +22,10 @@ from contract.durations import DurationError, parse_duration
 
 __all__ = [
     "SEED", "RUN_ID", "RETRY_POLICY", "RETRY_MAX_ATTEMPTS", "RETRY_BASE", "RETRY_CAP", "CANCEL_RATE",
-    "MIX", "PACE", "CHUNK_BYTES", "THINK_TIME", "CREATOR_WEIGHT", "VIEWER_WEIGHT", "RECORD_DIR",
+    "MIX", "MIX_BY_RELEASE", "PACE", "CHUNK_BYTES", "THINK_TIME", "CREATOR_WEIGHT", "VIEWER_WEIGHT", "RECORD_DIR",
     "SHAPE", "PHASES", "POLL_INTERVAL", "POLL_TIMEOUT", "REQUEST_TIMEOUT", "ON_GIVE_UP",
     "TRACE_SAMPLE_RATIO", "PROGRESS_FILE", "ENV_VARS", "ON_GIVE_UP_CHOICES",
-    "LoadSettings", "SettingsError", "from_env", "current",
+    "LoadSettings", "SettingsError", "from_env", "current", "mix_for",
 ]
 
 # The variables' names and meanings live in contract.env (one home for every OBSLAB_* name).
@@ -37,6 +37,7 @@ RETRY_BASE = env.LOAD_RETRY_BASE
 RETRY_CAP = env.LOAD_RETRY_CAP
 CANCEL_RATE = env.LOAD_CANCEL_RATE
 MIX = env.LOAD_MIX
+MIX_BY_RELEASE = env.LOAD_MIX_BY_RELEASE
 PACE = env.LOAD_PACE
 CHUNK_BYTES = env.LOAD_CHUNK_BYTES
 THINK_TIME = env.LOAD_THINK_TIME
@@ -55,7 +56,7 @@ SERVICE_TRACE_SAMPLE_RATIO = env.ENV_TRACE_SAMPLE_RATIO
 DEFAULT_TRACE_SAMPLE_RATIO = 0.1
 
 ENV_VARS = (
-    SEED, RUN_ID, RETRY_POLICY, RETRY_MAX_ATTEMPTS, RETRY_BASE, RETRY_CAP, CANCEL_RATE, MIX, PACE,
+    SEED, RUN_ID, RETRY_POLICY, RETRY_MAX_ATTEMPTS, RETRY_BASE, RETRY_CAP, CANCEL_RATE, MIX, MIX_BY_RELEASE, PACE,
     CHUNK_BYTES, THINK_TIME, CREATOR_WEIGHT, VIEWER_WEIGHT, RECORD_DIR, SHAPE, PHASES, POLL_INTERVAL,
     POLL_TIMEOUT, REQUEST_TIMEOUT, ON_GIVE_UP, TRACE_SAMPLE_RATIO, PROGRESS_FILE,
 )
@@ -75,6 +76,8 @@ class LoadSettings:
     retry: RetryPolicy = RetryPolicy()
     cancel_rate: float = 0.02
     mix: CohortMix = CohortMix()
+    # Release variant → the mix a creator in that variant draws from (an uneven rollout); others use ``mix``.
+    mix_by_release: Mapping[str, CohortMix] = field(default_factory=dict)
     pace: float = 1.0
     chunk_bytes: int = 16384
     think_time_s: tuple[float, float] = (0.5, 2.0)
@@ -165,6 +168,10 @@ def from_env(env: Mapping[str, str] | None = None) -> LoadSettings:
         mix = parse_mix(env.get(MIX, ""))
     except CohortMixError as e:
         raise SettingsError(f"{MIX}: {e}") from None
+    try:
+        mix_by_release = parse_mix_by_release(env.get(MIX_BY_RELEASE, ""), mix)
+    except CohortMixError as e:
+        raise SettingsError(f"{MIX_BY_RELEASE}: {e}") from None
     shape = _get(env, SHAPE) or "none"
     if shape not in ("none",) + SHAPES:
         raise SettingsError(f"{SHAPE}={brief(shape)}: expected none or one of {', '.join(SHAPES)}")
@@ -187,6 +194,7 @@ def from_env(env: Mapping[str, str] | None = None) -> LoadSettings:
         retry=retry,
         cancel_rate=_number(env, CANCEL_RATE, 0.02, float, 0.0, 1.0),
         mix=mix,
+        mix_by_release=mix_by_release,
         pace=_number(env, PACE, 1.0, float, 0.0),
         chunk_bytes=_number(env, CHUNK_BYTES, 16384, int, 1, MAX_CHUNK_BYTES),
         think_time_s=_think_time(env),
@@ -207,6 +215,11 @@ def from_env(env: Mapping[str, str] | None = None) -> LoadSettings:
 
 
 _current: LoadSettings | None = None
+
+
+def mix_for(settings: LoadSettings, release: str | None) -> CohortMix:
+    """The mix a creator draws from: its release variant's, when the settings give one, else the run's."""
+    return settings.mix_by_release.get(release or "", settings.mix)
 
 
 def current() -> LoadSettings:
