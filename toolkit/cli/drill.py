@@ -15,6 +15,7 @@ from toolkit.drills.causes import cause_label
 from toolkit.drills.grader import HINT_COST
 from toolkit.drills.lab import DEFAULT_DATA_DIR, TOKEN_ENV, find_lab
 from toolkit.drills.schema import DIFFICULTIES, find_drill, load_catalogue
+from toolkit.drills.verdicts import evidence_label, verdict_label
 from toolkit.slo.scenario import MAX_SPEED
 
 drill_app = typer.Typer(help="Scripted incident drills: start one against the running lab, investigate, answer, "
@@ -35,13 +36,14 @@ def _drills_dir(data_dir: Path) -> Path:
 def list_drills() -> None:
     """The drills in the catalogue, easiest first (beginner, intermediate, advanced; then by id)."""
     with user_errors(*_ERRORS):
-        drills = load_catalogue()
+        drills = load_catalogue(kind=None)
     table = Table(title=f"{len(drills)} drills, easiest first")
     table.add_column("id", no_wrap=True)  # an id is typed back: never folded
     table.add_column("difficulty")
+    table.add_column("kind")
     table.add_column("title")
     for d in sorted(drills.values(), key=lambda d: (DIFFICULTIES.index(d.difficulty), d.id)):
-        table.add_row(d.id, d.difficulty, d.title)
+        table.add_row(d.id, d.difficulty, d.kind, d.title)
     console.print(fit_table(table, console))
 
 
@@ -71,12 +73,28 @@ def show(drill_id: str = typer.Argument(..., help="Drill id (see `obslab drill l
     console.print(f"[bold]{d.title}[/] ({d.id}, {d.difficulty}, {d.setup.duration_s / 60:g} min)\n")
     console.print(d.briefing.strip() + "\n", highlight=False)
     console.print("[bold]Questions[/]")
+    if d.kind == "experiment":
+        _show_experiment_questions(d, q)
+        return
     console.print("  cause, one of:", highlight=False)
     for c in q.cause_choices:
         console.print(f"    {c:24} {cause_label(c)}", highlight=False)
     console.print(f"  cohort: everyone, or dim=value[,dim=value] over {', '.join(q.cohort_dimensions)}",
                   highlight=False)
     console.print(f"  impact: {d.questions.impact.prompt}", highlight=False)
+    console.print(f"\n{len(d.hints)} hints available (`obslab drill hint`), {HINT_COST:g} points each.",
+                  highlight=False)
+
+
+def _show_experiment_questions(d, q) -> None:
+    console.print(f"  {q.prompt}", highlight=False)
+    console.print("  verdict, one of:", highlight=False)
+    for v in q.verdict_choices:
+        console.print(f"    {v:28} {verdict_label(v)}", highlight=False)
+    console.print("  evidence (what the verdict rests on), one of:", highlight=False)
+    for e in q.evidence_choices:
+        console.print(f"    {e:28} {evidence_label(e)}", highlight=False)
+    console.print("  answer: obslab drill answer --verdict VERDICT --evidence EVIDENCE", highlight=False)
     console.print(f"\n{len(d.hints)} hints available (`obslab drill hint`), {HINT_COST:g} points each.",
                   highlight=False)
 
@@ -104,7 +122,8 @@ def start(
             console.print(f"note: {note}", highlight=False)
         if not auto:
             console.print("\n" + d.briefing.strip(), highlight=False)
-            console.print("\nInvestigate, then `obslab drill answer --cause … --cohort … --impact …`; "
+            how = ("--verdict … --evidence …" if d.kind == "experiment" else "--cause … --cohort … --impact …")
+            console.print(f"\nInvestigate, then `obslab drill answer {how}`; "
                           "`obslab drill hint` if stuck.", highlight=False)
             return
         st = runner.wait_finished(_drills_dir(data_dir), timeout_s=state.duration_s + 300)
@@ -117,6 +136,13 @@ def _print_auto_result(run, st: runner.Status) -> None:
     if st.phase != "finished":
         raise runner.DrillError(f"drill {st.drill.id} ended {st.phase}; see {run.log_file}")
     auto = json.loads((run.path / "auto.json").read_text())
+    if auto.get("kind") == "experiment":
+        console.print(f"auto answer: verdict {auto['verdict']}, evidence {auto['evidence']} ({auto['why']})",
+                      highlight=False)
+        report = json.loads((run.report_dir / "report.json").read_text())
+        console.print(f"score {report['grade']['total']:g}/{report['grade']['max']:g}; report: "
+                      f"{run.report_dir / 'report.md'}", highlight=False)
+        return
     top = auto["causes"][0]
     cohort = auto["cohorts"][0]["cohort"] if auto["cohorts"] else {}
     console.print(f"auto answer: cause {top['cause']} ({top['why']}); cohort "
@@ -138,7 +164,11 @@ def status(data_dir: Path = DataDir) -> None:
                   f"{f', {st.remaining_s:.0f} s left' if st.phase == 'running' else ''}"
                   f" (speed ×{st.state.speed:g}); hints {st.hints_shown}/{len(st.drill.hints)}; answers {st.answers}",
                   highlight=False)
-    console.print(f"cause choices: {', '.join(st.questions.cause_choices)}", highlight=False)
+    if st.drill.kind == "experiment":
+        console.print(f"verdict choices: {', '.join(st.questions.verdict_choices)}; evidence choices: "
+                      f"{', '.join(st.questions.evidence_choices)}", highlight=False)
+    else:
+        console.print(f"cause choices: {', '.join(st.questions.cause_choices)}", highlight=False)
 
 
 @drill_app.command("hint")
@@ -180,6 +210,14 @@ def solution(drill_id: str = typer.Argument(..., help="Drill id."), data_dir: Pa
     """A drill's solution (cause, cohort, what happened), once a run of it has ended in this lab."""
     with user_errors(*_ERRORS):
         d = runner.solution(drill_id, _drills_dir(data_dir))
+    if d.kind == "experiment":
+        console.print(f"[bold]{d.title}[/] ({d.id}): solution\n", highlight=False)
+        console.print(f"verdict: {d.truth.verdict} ({verdict_label(d.truth.verdict)})", highlight=False)
+        console.print(f"evidence: {d.truth.evidence} ({evidence_label(d.truth.evidence)})", highlight=False)
+        console.print(f"\nwhat happened: {' '.join(d.debrief.what_happened.split())}", highlight=False)
+        console.print("evidence path: " + "; ".join(d.debrief.evidence_path), highlight=False)
+        console.print(f"good looks like: {' '.join(d.debrief.good_looks_like.split())}", highlight=False)
+        return
     cohort = ", ".join(f"{k}={v}" for k, v in d.truth.cohort.items()) or "everyone"
     console.print(f"[bold]{d.title}[/] ({d.id}): solution\n", highlight=False)
     console.print(f"cause: {d.truth.cause} ({cause_label(d.truth.cause)})", highlight=False)
@@ -192,15 +230,37 @@ def solution(drill_id: str = typer.Argument(..., help="Drill id."), data_dir: Pa
 
 @drill_app.command("answer")
 def answer(
-    cause: str = typer.Option(..., "--cause", help="One of the drill's cause choices (`obslab drill show ID`)."),
-    cohort: str = typer.Option(..., "--cohort", help="everyone, or dim=value[,dim=value]."),
-    impact: float = typer.Option(..., "--impact", help="Your estimate of the drill's impact question."),
+    cause: Optional[str] = typer.Option(None, "--cause", help="Incident drills: one of the drill's cause choices "
+                                                              "(`obslab drill show ID`)."),
+    cohort: Optional[str] = typer.Option(None, "--cohort", help="Incident drills: everyone, or dim=value[,dim=value]."),
+    impact: Optional[float] = typer.Option(None, "--impact", help="Incident drills: your estimate of the drill's "
+                                                                  "impact question."),
+    verdict: Optional[str] = typer.Option(None, "--verdict", help="Experiment drills: one of the drill's verdict "
+                                                                  "choices."),
+    evidence: Optional[str] = typer.Option(None, "--evidence", help="Experiment drills: what the verdict rests on, "
+                                                                    "one of the drill's evidence choices."),
     data_dir: Path = DataDir,
 ) -> None:
-    """Answer the current drill (graded in the report; you may answer again)."""
+    """Answer the current drill (graded in the report; you may answer again): an incident drill with --cause,
+    --cohort and --impact, an experiment drill with --verdict and --evidence."""
     with user_errors(*_ERRORS):
-        parsed = runner.parse_cohort(cohort)
-        d, n = runner.answer(_drills_dir(data_dir), cause, parsed, impact)
+        incident = {"--cause": cause, "--cohort": cohort, "--impact": impact}
+        if verdict is not None or evidence is not None:
+            given = [k for k, v in incident.items() if v is not None]
+            if given:
+                raise runner.DrillError(f"{given[0]} answers an incident drill; an experiment drill takes only "
+                                        "--verdict and --evidence")
+            if verdict is None or evidence is None:
+                raise runner.DrillError(f"missing {'--verdict' if verdict is None else '--evidence'}: an "
+                                        "experiment drill is answered with both --verdict and --evidence")
+            d, n = runner.answer_verdict(_drills_dir(data_dir), verdict, evidence)
+        else:
+            missing = [k for k, v in incident.items() if v is None]
+            if missing:
+                raise runner.DrillError(f"missing {', '.join(missing)}: an incident drill is answered with --cause, "
+                                        "--cohort and --impact (an experiment drill with --verdict and --evidence)")
+            parsed = runner.parse_cohort(cohort)
+            d, n = runner.answer(_drills_dir(data_dir), cause, parsed, impact)
     console.print(f"answer {n} recorded for {d.id}; `obslab drill report` grades the last one.", highlight=False)
 
 

@@ -27,7 +27,7 @@ from typing import Callable, Mapping, Sequence
 
 from toolkit.drills.measure import (Attempt, MetricSample, Window, failed_outcomes_in, measure_impact,
                                     percentile, read_drill_events, read_metric_samples)
-from toolkit.drills.schema import Drill
+from toolkit.drills.schema import ANSWER_DIMENSIONS, Drill
 from toolkit.measures.definitions import DEFAULT_SUCCESS, SliDefinition, sli_ratio, success_definition
 from toolkit.slo.spec import SloSpec
 
@@ -45,6 +45,9 @@ __all__ = [
     "solve",
     "diagnosis_json",
     "wilson_lower",
+    "ExperimentDiagnosis",
+    "diagnose_experiment",
+    "solve_experiment",
 ]
 
 # The baseline: from a warm-up (load starting) to a quarter of the drill; a drill's fault never
@@ -607,3 +610,131 @@ def diagnosis_json(d: Diagnosis) -> dict:
         "impact": {"metric": d.impact_metric, "value": d.impact_value},
         "evidence": {k: list(v) for k, v in d.evidence.values.items()},
     }
+
+
+# -- experiment drills: did the change cause the movement, and can the comparison be trusted? -------------
+
+# How far beyond noise a difference must be before the solver calls it (in standard errors), and how close
+# to nothing a stratified difference must be to call the arms "flat" within cohorts.
+_EXPERIMENT_Z = 3.0
+_FLAT_Z = 2.0
+# A cohort mix this unlikely under "both arms serve the same traffic" is a shift (chi-square test).
+_MIX_ALPHA = 1e-3
+
+
+@dataclass(frozen=True)
+class ExperimentDiagnosis:
+    """The solver's verdict on an experiment drill's comparison, with every check it ran."""
+
+    verdict: str
+    evidence: str
+    why: str
+    checks: Mapping[str, object]
+
+    def to_json(self) -> dict:
+        return {"kind": "experiment", "verdict": self.verdict, "evidence": self.evidence, "why": self.why,
+                "checks": dict(self.checks)}
+
+
+def _expected_split(drill: Drill) -> tuple[float, float] | None:
+    """The split the rollout intended (control, treatment), from the drill's flag rollout (the service logs it as
+    a flag_changed event, so a learner sees it too) when the arms are a flag's variants."""
+    exp = drill.experiment
+    for flag, (variant, percent) in drill.setup.flags.items():
+        if exp.treatment == {flag: variant} and set(exp.control) == {flag} and 0 < percent < 100:
+            return (100.0 - percent) / 100.0, percent / 100.0
+    return None
+
+
+def _compare_command(events, drill: Drill, window: Window, spec: SloSpec) -> dict | None:
+    """What `obslab compare --control … --treatment … --expected-split …` says over the same window: the judge's
+    naive verdict and its sample-ratio check on users."""
+    from datetime import datetime, timezone
+
+    from toolkit.analysis.compare import Window as CompareWindow, compare_attempts, parse_selector
+    from toolkit.analysis.judge import DEFAULT_CONFIG, with_spec
+    from toolkit.events.attempts import attempts as attempts_table
+
+    exp = drill.experiment
+    sel = {arm: parse_selector(",".join(f"{k}={v}" for k, v in s.items()), arm)
+           for arm, s in (("control", exp.control), ("treatment", exp.treatment))}
+    utc = (lambda t: datetime.fromtimestamp(t, tz=timezone.utc))
+    rel = attempts_table(events, abandon_after_s=spec.abandon_after_s, name="experiment_attempts")
+    result = compare_attempts(rel, sel["control"], sel["treatment"],
+                              window=CompareWindow(utc(window.start), utc(window.end)),
+                              config=with_spec(DEFAULT_CONFIG, spec), expected_split=_expected_split(drill),
+                              abandon_after_s=spec.abandon_after_s).to_dict()
+    return {"verdict": result["verdict"], "srm": result["srm"],
+            "users": [result["control"]["users"], result["treatment"]["users"]]}
+
+
+def diagnose_experiment(drill: Drill, attempts: Sequence[Attempt], samples: Sequence[MetricSample], start: float,
+                        end: float, spec: SloSpec, events=None) -> ExperimentDiagnosis:
+    """Broad to narrow, as an analyst should: first whether the arms can be compared at all (their sizes against
+    the intended split and against the service's own counters), then whether they serve the same traffic (the
+    cohort mix, and the comparison within each cohort), then the tail beside the mean, and only then the
+    overall difference."""
+    from toolkit.drills import experiment as ex
+
+    exp = drill.experiment
+    definition = success_definition(spec)
+    window = ex.analysis_window(samples, start, end)
+    control, treatment = ex.split_arms(attempts, exp, window)
+    naive = ex.effect(control, treatment, exp.metric, definition)
+    checks: dict[str, object] = {"window": [window.start, window.end], "metric": exp.metric,
+                                 "naive": naive.to_json()}
+    compare = _compare_command(events, drill, window, spec) if events is not None else None
+    checks["compare"] = compare
+    counters = ex.counter_check(control, treatment, samples, exp, window, definition)
+    checks["counters"] = None if counters is None else counters.to_json()
+    user_srm = bool(compare and compare.get("srm") and compare["srm"].get("mismatch"))
+    if (counters is not None and counters.srm is not None and counters.srm.mismatch) or user_srm:
+        why = (f"the log holds {counters.logged[0]} control and {counters.logged[1]} treatment attempts where the "
+               f"service counted {counters.counted[0]} and {counters.counted[1]} (chi-square p = "
+               f"{counters.srm.p_value:.2g})" if counters is not None and counters.srm is not None
+               and counters.srm.mismatch else f"the arms' users are not the intended split ({compare['srm']})")
+        return ExperimentDiagnosis("invalid_sample_ratio", "sample_ratio", why, checks)
+    arm_dims = set(exp.control) | set(exp.treatment)
+    shifts = [m for m in ex.mix_shifts(control, treatment, [d for d in ANSWER_DIMENSIONS if d not in arm_dims])
+              if m.p_value < _MIX_ALPHA]
+    checks["mix_shifts"] = [m.to_json() for m in shifts]
+    for shift in shifts:
+        within = ex.stratified_effect(control, treatment, shift.dimension, exp.metric, definition)
+        checks.setdefault("stratified", {})[shift.dimension] = within.to_json()
+        nz, wz = naive.harm_z, within.harm_z
+        if nz is None or wz is None or abs(nz) < _EXPERIMENT_Z:
+            continue
+        if nz * wz < 0 or abs(wz) < _FLAT_Z:
+            why = (f"{shift.dimension} mix differs between the arms (chi-square p = {shift.p_value:.2g}); overall "
+                   f"the treatment looks {'worse' if nz > 0 else 'better'} (z = {nz:+.1f} towards harm), within each "
+                   f"{shift.dimension} it is {'flat' if abs(wz) < _FLAT_Z else ('worse' if wz > 0 else 'better')} "
+                   f"(z = {wz:+.1f})")
+            return ExperimentDiagnosis("invalid_mix_shift", "cohort_mix", why, checks)
+    tail = ex.tail_check(control, treatment, exp.metric, definition)
+    checks["tail"] = None if tail is None else tail.to_json()
+    if tail is not None and (tail.mean.harm_z or 0.0) <= -_EXPERIMENT_Z and tail.tail_worse:
+        why = (f"the mean improved ({tail.mean.difference:+.0f} ms, z = {tail.mean.z:+.1f}) but p{tail.quantile * 100:g} "
+               f"worsened by {tail.p_difference:+.0f} ms (95 % bootstrap interval {tail.p_ci[0]:+.0f} to "
+               f"{tail.p_ci[1]:+.0f} ms)")
+        return ExperimentDiagnosis("treatment_worse", "tail_percentiles", why, checks)
+    nz = naive.harm_z
+    if nz is not None and nz >= _EXPERIMENT_Z:
+        return ExperimentDiagnosis("treatment_worse", "aggregate_rate", f"worse overall (z = {nz:+.1f})", checks)
+    if nz is not None and nz <= -_EXPERIMENT_Z:
+        return ExperimentDiagnosis("treatment_better", "aggregate_rate", f"better overall (z = {nz:+.1f})", checks)
+    return ExperimentDiagnosis("no_real_difference", "aggregate_rate",
+                               f"no difference beyond noise (z = {nz if nz is not None else float('nan'):+.1f})", checks)
+
+
+def solve_experiment(run, spec: SloSpec) -> ExperimentDiagnosis:
+    """Judge a finished experiment drill's comparison from its events (read once) and metric samples."""
+    from toolkit.drills.schema import find_drill
+
+    state = run.read_state()
+    drill = find_drill(state.drill_id)
+    events_dir = Path(state.events_dir or Path(state.data_dir) / "events")
+    end = state.started_at + state.duration_s
+    drill_events = read_drill_events(events_dir, Window(state.started_at, end), spec.abandon_after_s, as_of=end)
+    samples = read_metric_samples(run.metrics_file)
+    return diagnose_experiment(drill, drill_events.attempts, samples, state.started_at, end, spec,
+                               drill_events.events)

@@ -25,7 +25,8 @@ from typing import Mapping, Sequence
 
 from toolkit.drills.schema import Drill
 
-__all__ = ["Answer", "PartScore", "Grade", "POINTS", "HINT_COST", "score_cause", "score_cohort", "score_impact", "grade"]
+__all__ = ["Answer", "PartScore", "Grade", "POINTS", "HINT_COST", "score_cause", "score_cohort", "score_impact", "grade",
+           "VerdictAnswer", "VERDICT_POINTS", "score_verdict", "grade_verdict"]
 
 POINTS = {"cause": 50.0, "cohort": 30.0, "impact": 20.0}
 # Points each hint costs: enough that hints are a choice, not a free walk-through.
@@ -150,3 +151,48 @@ def _detection(first_answer_s: float | None, first_alert_s: float | None,
         return None, None
     t, by = min(candidates)
     return max(0.0, t - fault_start_s), by
+
+
+# -- experiment drills: a verdict on a comparison and the evidence it rests on ------------------------
+
+# The verdict is the decision (ship, roll back, or distrust the data); the evidence is why.
+VERDICT_POINTS = {"verdict": 70.0, "evidence": 30.0}
+
+
+@dataclass(frozen=True)
+class VerdictAnswer:
+    verdict: str
+    evidence: str
+    at_s: float  # scenario seconds since the drill started
+
+
+def score_verdict(answer: str, truth: str, partial: Mapping[str, float]) -> tuple[float, str]:
+    if answer == truth:
+        return 1.0, "the right verdict"
+    if answer in partial:
+        return partial[answer], f"half right (the verdict: {truth})"
+    return 0.0, f"wrong (the verdict: {truth})"
+
+
+def grade_verdict(drill: Drill, answers: Sequence[VerdictAnswer], hints_taken: int = 0) -> Grade:
+    """Grade the last answer of an experiment drill, less ``HINT_COST`` per hint taken. Time to diagnose is to
+    the first answer with the right verdict and evidence (scenario seconds since the start: the comparison
+    exists from the start); there is nothing to detect."""
+    total = sum(VERDICT_POINTS.values())
+    if not answers:
+        parts = tuple(PartScore(p, 0.0, 0.0, mx, "not answered") for p, mx in VERDICT_POINTS.items())
+        return Grade(parts, 0.0, total, None, None, None, 0, hints_taken, 0.0)
+    last = answers[-1]
+    q, truth = drill.questions, drill.truth
+    scored = {
+        "verdict": score_verdict(last.verdict, truth.verdict, q.verdict_partial),
+        "evidence": (1.0, "the evidence that shows it") if last.evidence == truth.evidence
+        else (0.0, f"wrong (the evidence: {truth.evidence})"),
+    }
+    parts = tuple(PartScore(name, credit, round(credit * VERDICT_POINTS[name], 2), VERDICT_POINTS[name], note)
+                  for name, (credit, note) in scored.items())
+    right = [a.at_s for a in answers if a.verdict == truth.verdict and a.evidence == truth.evidence]
+    earned = sum(p.points for p in parts)
+    taken = min(HINT_COST * hints_taken, earned)
+    return Grade(parts, round(earned - taken, 2), total, None, None, min(right) if right else None, len(answers),
+                 hints_taken, round(taken, 2))

@@ -29,7 +29,7 @@ from toolkit.drills.state import NoDrillRunning, RunDir, RunState, append_jsonl,
 from toolkit.slo.scenario import MAX_SPEED
 
 if TYPE_CHECKING:
-    from toolkit.drills.auto import Diagnosis
+    from toolkit.drills.auto import Diagnosis, ExperimentDiagnosis
 
 __all__ = [
     "DrillError",
@@ -39,6 +39,8 @@ __all__ = [
     "next_hint",
     "answer",
     "record_diagnosis",
+    "answer_verdict",
+    "record_verdict",
     "stop",
     "pause",
     "resume",
@@ -129,7 +131,8 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     not_paced = pace_prometheus(lab.data_dir, lab.url, lab.prometheus_url, lab.slo_spec, lab.profile, speed)
     seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31)
     rng = random.Random(seed)
-    fault_start_s = drill.fault.start_at(rng.random()) / speed
+    # An experiment drill may have no timed fault: its scenario (flags, faults, load mix) runs from the start.
+    fault_start_s = drill.fault.start_at(rng.random()) / speed if drill.fault is not None else None
     run = new_run(lab.drills_dir, drill.id)
     started_at = time.time()
     state = RunState(run_id=run.path.name, drill_id=drill.id, seed=seed, speed=speed, url=lab.url,
@@ -137,8 +140,13 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
                      duration_s=drill.setup.duration_s / speed, auto=auto, events_dir=str(lab.events_dir),
                      prometheus_url=lab.prometheus_url, slo_spec=lab.slo_spec, profile=lab.profile)
     run.write_state(state)
-    run.write_truth({"drill_id": drill.id, "cause": drill.truth.cause, "cohort": drill.truth.cohort,
-                     "fault_start_s": fault_start_s, "fault_duration_s": drill.fault.duration_s / speed})
+    fault_duration_s = drill.fault.duration_s / speed if drill.fault is not None else None
+    if drill.kind == "experiment":
+        truth_fields = {"verdict": drill.truth.verdict, "evidence": drill.truth.evidence}
+    else:
+        truth_fields = {"cause": drill.truth.cause, "cohort": drill.truth.cohort}
+    run.write_truth({"drill_id": drill.id, "kind": drill.kind, **truth_fields,
+                     "fault_start_s": fault_start_s, "fault_duration_s": fault_duration_s})
     run.log("drill_started", drill=drill.id, seed=seed, speed=speed, auto=auto)
     if not_paced:
         run.log("prometheus_not_paced", reason=not_paced)
@@ -276,6 +284,9 @@ def answer(drills_dir: Path, cause: str, cohort: Mapping[str, str], impact: floa
 
 def _record_answer(run: RunDir, state: RunState, drill: Drill, cause: str, cohort: Mapping[str, str],
                    impact: float, by: str) -> int:
+    if drill.kind == "experiment":
+        raise DrillError(f"{drill.id} is an experiment drill: answer with --verdict and --evidence "
+                         f"(`obslab drill show {drill.id}` lists the choices)")
     shown = questions(drill, state)
     if cause not in shown.cause_choices:
         raise DrillError(f"--cause: {cause!r} is not one of this drill's choices: "
@@ -290,6 +301,38 @@ def _record_answer(run: RunDir, state: RunState, drill: Drill, cause: str, cohor
                                     "at_scenario_s": round(run.clock().scenario_s(now), 3), "by": by})
     run.log("answer", cause=cause, cohort=dict(cohort), impact=impact, by=by)
     return len(run.answers())
+
+
+def answer_verdict(drills_dir: Path, verdict: str, evidence: str, by: str = "learner") -> tuple[Drill, int]:
+    """Record an experiment drill's answer: a verdict on the comparison and the evidence it rests on."""
+    run, state, drill = _current(drills_dir)
+    return drill, _record_verdict(run, state, drill, verdict, evidence, by)
+
+
+def _record_verdict(run: RunDir, state: RunState, drill: Drill, verdict: str, evidence: str, by: str) -> int:
+    if drill.kind != "experiment":
+        raise DrillError(f"{drill.id} is an incident drill: answer with --cause, --cohort and --impact")
+    shown = questions(drill, state)
+    if verdict not in shown.verdict_choices:
+        raise DrillError(f"--verdict: {verdict!r} is not one of this drill's choices: "
+                         f"{', '.join(shown.verdict_choices)}")
+    if evidence not in shown.evidence_choices:
+        raise DrillError(f"--evidence: {evidence!r} is not one of this drill's choices: "
+                         f"{', '.join(shown.evidence_choices)}")
+    now = time.time()
+    append_jsonl(run.answers_file, {"verdict": verdict, "evidence": evidence, "at_s": now - state.started_at,
+                                    "at_scenario_s": round(run.clock().scenario_s(now), 3), "by": by})
+    run.log("answer", verdict=verdict, evidence=evidence, by=by)
+    return len(run.answers())
+
+
+def record_verdict(run: RunDir, diagnosis: ExperimentDiagnosis) -> int:
+    """Record the solver's verdict on an experiment drill (``auto.solve_experiment``) as its answer, by ``auto``;
+    keep the evidence in ``auto.json``."""
+    state = run.read_state()
+    drill = find_drill(state.drill_id)
+    (run.path / "auto.json").write_text(json.dumps(diagnosis.to_json(), indent=2))
+    return _record_verdict(run, state, drill, diagnosis.verdict, diagnosis.evidence, by="auto")
 
 
 def record_diagnosis(run: RunDir, diagnosis: Diagnosis) -> int:

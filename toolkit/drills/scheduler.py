@@ -107,8 +107,9 @@ def run_schedule(run: RunDir) -> None:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         run.log("load_started", users=drill.setup.load.users, shape=drill.setup.load.shape)
         # Times are on the run's clock (wall seconds it ran, pauses excluded): a paused drill does not advance.
-        fault_start = truth["fault_start_s"]
-        fault_end = fault_start + truth["fault_duration_s"]
+        # An experiment drill without a timed fault: nothing to apply (its scenario is in its setup).
+        fault_start = truth["fault_start_s"] if truth.get("fault_start_s") is not None else float("inf")
+        fault_end = fault_start + (truth.get("fault_duration_s") or 0.0)
         while True:
             now = time.time()
             clock = run.clock()
@@ -142,7 +143,13 @@ def run_schedule(run: RunDir) -> None:
             from toolkit.drills.runner import record_diagnosis
 
             spec = default_spec(state)
-            record_diagnosis(run, solve(run, spec))
+            if drill.kind == "experiment":
+                from toolkit.drills.auto import solve_experiment
+                from toolkit.drills.runner import record_verdict
+
+                record_verdict(run, solve_experiment(run, spec))
+            else:
+                record_diagnosis(run, solve(run, spec))
             write_report(run, spec)
             run.log("report_written", path=str(run.report_dir))
     except _Stop:

@@ -19,6 +19,7 @@ from contract import faults as service_faults
 from contract.brief import brief
 from contract.events import APP_VERSIONS, COHORT_DIMENSIONS, FLAGS, NETWORK_TYPES
 from toolkit.drills.causes import CAUSES
+from toolkit.drills.verdicts import EVIDENCE, VERDICTS
 from contract.durations import DurationError, format_duration, parse_duration
 from toolkit.slo.yaml_file import load_yaml_file
 
@@ -33,6 +34,11 @@ __all__ = [
     "Questions",
     "ImpactQuestion",
     "Debrief",
+    "Experiment",
+    "ExperimentTruth",
+    "ExperimentQuestions",
+    "KINDS",
+    "EXPERIMENT_METRICS",
     "DIFFICULTIES",
     "FAULT_KINDS",
     "FAULT_TARGETS",
@@ -51,6 +57,11 @@ __all__ = [
 ]
 
 DIFFICULTIES = ("beginner", "intermediate", "advanced")
+# incident: "what broke?" (cause, cohort, impact); experiment: "did the change cause the movement, and can
+# the comparison be trusted?" (a verdict and the evidence it rests on).
+KINDS = ("incident", "experiment")
+# The figure an experiment's movement is about (the briefing names it); ``toolkit.drills.experiment`` measures it.
+EXPERIMENT_METRICS = ("success_rate", "e2e_latency_mean", "processing_latency_mean")
 # The fault vocabulary is the control plane's contract (contract/faults.py), so a drill can
 # name only faults the control API accepts. kind → parameters it takes, name → (minimum, maximum).
 FAULT_KINDS: dict[str, dict[str, tuple[float, float]]] = {
@@ -103,6 +114,8 @@ class LoadSetup:
     mix: dict[str, dict[str, float]] = field(default_factory=dict)
     think_time: str | None = None  # "MIN-MAX" pause between a creator's flows
     viewer_weight: int | None = None  # viewers per 4 creators (feed traffic)
+    # Release variant → mix override for that variant's creators (an uneven rollout, OBSLAB_LOAD_MIX_BY_RELEASE).
+    mix_by_release: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -174,6 +187,37 @@ class Questions:
 
 
 @dataclass(frozen=True)
+class ExperimentTruth:
+    verdict: str  # one of the verdict choices
+    evidence: str  # one of the evidence choices
+
+
+@dataclass(frozen=True)
+class ExperimentQuestions:
+    verdict_choices: tuple[str, ...]  # as the catalogue lists them: never shown in this order
+    verdict_partial: dict[str, float]  # a near-miss verdict → share of the verdict points
+    evidence_choices: tuple[str, ...]
+    prompt: str
+
+    def shuffled(self, seed: int | str) -> "ExperimentQuestions":
+        """The choices in the order a run shows them (see ``Questions.shuffled``)."""
+        rng = random.Random(f"obslab-drill-choices:{seed}")
+        verdicts, evidence = sorted(self.verdict_choices), sorted(self.evidence_choices)
+        rng.shuffle(verdicts)
+        rng.shuffle(evidence)
+        return ExperimentQuestions(tuple(verdicts), self.verdict_partial, tuple(evidence), self.prompt)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The comparison an experiment drill is about: two arms (cohort selectors) and the metric that moved."""
+
+    control: dict[str, str]
+    treatment: dict[str, str]
+    metric: str
+
+
+@dataclass(frozen=True)
 class Debrief:
     what_happened: str
     evidence_path: tuple[str, ...]
@@ -187,12 +231,14 @@ class Drill:
     difficulty: str
     briefing: str
     setup: Setup
-    fault: Fault
-    truth: Truth
-    questions: Questions
+    fault: Fault | None  # None only for an experiment drill whose scenario is all in its setup
+    truth: Truth | ExperimentTruth  # ExperimentTruth when kind is experiment
+    questions: Questions | ExperimentQuestions
     hints: tuple[str, ...]
     debrief: Debrief
     source: str = ""
+    kind: str = "incident"
+    experiment: Experiment | None = None
 
 
 class _Checker:
@@ -271,17 +317,12 @@ def parse_drill(data: Any, source: str = "drill.yaml") -> Drill:
     """Validate a parsed drill document; raise DrillSpecError naming the first bad field."""
     c = _Checker(source)
     top = c.mapping(data, "(document)", allow_empty=False)
+    kind = c.choice(top.get("kind", "incident"), "kind", KINDS)
+    if kind == "experiment":
+        return _parse_experiment_drill(c, top, source)
     c.fields(top, "", {"id", "title", "difficulty", "briefing", "setup", "fault", "truth", "questions",
-                       "hints", "debrief"})
-    drill_id = c.string(top["id"], "id")
-    if not _ID.match(drill_id):
-        raise c.fail("id", f"expected lowercase words joined by '-', got {brief(drill_id)}")
-    stem = Path(source).stem
-    if source.endswith((".yaml", ".yml")) and stem != drill_id:
-        raise c.fail("id", f"{brief(drill_id)} does not match the file name {brief(Path(source).name)}")
-    title = c.string(top["title"], "title")
-    difficulty = c.choice(top["difficulty"], "difficulty", DIFFICULTIES)
-    briefing = c.string(top["briefing"], "briefing")
+                       "hints", "debrief"}, {"kind"})
+    drill_id, title, difficulty, briefing = _parse_head(c, top, source)
     setup = _parse_setup(c, top["setup"])
     fault = _parse_fault(c, top["fault"], setup)
     questions = _parse_questions(c, top["questions"])
@@ -291,12 +332,80 @@ def parse_drill(data: Any, source: str = "drill.yaml") -> Drill:
     return Drill(drill_id, title, difficulty, briefing, setup, fault, truth, questions, hints, debrief, source)
 
 
+def _parse_head(c: _Checker, top: dict, source: str) -> tuple[str, str, str, str]:
+    drill_id = c.string(top["id"], "id")
+    if not _ID.match(drill_id):
+        raise c.fail("id", f"expected lowercase words joined by '-', got {brief(drill_id)}")
+    stem = Path(source).stem
+    if source.endswith((".yaml", ".yml")) and stem != drill_id:
+        raise c.fail("id", f"{brief(drill_id)} does not match the file name {brief(Path(source).name)}")
+    return (drill_id, c.string(top["title"], "title"), c.choice(top["difficulty"], "difficulty", DIFFICULTIES),
+            c.string(top["briefing"], "briefing"))
+
+
+def _parse_experiment_drill(c: _Checker, top: dict, source: str) -> Drill:
+    """An experiment trap: the setup (flags, faults, load mix) is the scenario; the learner judges a comparison."""
+    c.fields(top, "", {"id", "kind", "title", "difficulty", "briefing", "setup", "experiment", "truth", "questions",
+                       "hints", "debrief"}, {"fault"})
+    drill_id, title, difficulty, briefing = _parse_head(c, top, source)
+    setup = _parse_setup(c, top["setup"])
+    fault = _parse_fault(c, top["fault"], setup) if "fault" in top else None
+    m = c.mapping(top["experiment"], "experiment", allow_empty=False)
+    c.fields(m, "experiment", {"control", "treatment", "metric"})
+    arms = {}
+    for arm in ("control", "treatment"):
+        sel = c.mapping(m[arm], f"experiment.{arm}", allow_empty=False)
+        arms[arm] = {}
+        for key, value in sel.items():
+            where = _join(f"experiment.{arm}", str(key))
+            c.choice(key, where, ANSWER_DIMENSIONS)
+            arms[arm][key] = c.choice(value, where, ANSWER_VALUES[key])
+    if arms["control"] == arms["treatment"]:
+        raise c.fail("experiment.treatment", "must select other attempts than experiment.control")
+    experiment = Experiment(arms["control"], arms["treatment"],
+                            c.choice(m["metric"], "experiment.metric", EXPERIMENT_METRICS))
+    q = c.mapping(top["questions"], "questions", allow_empty=False)
+    c.fields(q, "questions", {"verdict", "evidence", "prompt"})
+    verdict = c.mapping(q["verdict"], "questions.verdict", allow_empty=False)
+    c.fields(verdict, "questions.verdict", {"choices"}, {"partial"})
+    verdicts = _choice_list(c, verdict["choices"], "questions.verdict.choices", tuple(VERDICTS))
+    partial: dict[str, float] = {}
+    for key, value in c.mapping(verdict.get("partial"), "questions.verdict.partial").items():
+        where = _join("questions.verdict.partial", str(key))
+        c.choice(key, where, verdicts)
+        partial[key] = c.number(value, where, 0, 1)
+    evidence = c.mapping(q["evidence"], "questions.evidence", allow_empty=False)
+    c.fields(evidence, "questions.evidence", {"choices"})
+    evidences = _choice_list(c, evidence["choices"], "questions.evidence.choices", tuple(EVIDENCE))
+    questions = ExperimentQuestions(verdicts, partial, evidences, c.string(q["prompt"], "questions.prompt"))
+    t = c.mapping(top["truth"], "truth", allow_empty=False)
+    c.fields(t, "truth", {"verdict", "evidence"})
+    truth = ExperimentTruth(c.choice(t["verdict"], "truth.verdict", verdicts),
+                            c.choice(t["evidence"], "truth.evidence", evidences))
+    if truth.verdict in partial:
+        raise c.fail("questions.verdict.partial", f"gives partial credit to the true verdict {brief(truth.verdict)}")
+    hints = c.string_list(top["hints"], "hints")
+    debrief = _parse_debrief(c, top["debrief"])
+    return Drill(drill_id, title, difficulty, briefing, setup, fault, truth, questions, hints, debrief, source,
+                 "experiment", experiment)
+
+
+def _choice_list(c: _Checker, raw: Any, where: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    if not isinstance(raw, list) or len(raw) < 3:
+        raise c.fail(where, f"expected a list of at least 3 choices, got {brief(raw)}")
+    out = tuple(c.choice(v, f"{where}[{i}]", known) for i, v in enumerate(raw))
+    if len(set(out)) != len(out):
+        raise c.fail(where, "lists a choice twice")
+    return out
+
+
 def _parse_setup(c: _Checker, raw: Any) -> Setup:
     m = c.mapping(raw, "setup", allow_empty=False)
     c.fields(m, "setup", {"duration", "load"}, {"flags", "background_faults"})
     duration_s = c.duration(m["duration"], "setup.duration")
     load = c.mapping(m["load"], "setup.load", allow_empty=False)
-    c.fields(load, "setup.load", {"shape", "users"}, {"retry", "client", "mix", "think_time", "viewer_weight"})
+    c.fields(load, "setup.load", {"shape", "users"}, {"retry", "client", "mix", "think_time", "viewer_weight",
+                                                      "mix_by_release"})
     shape = c.choice(load["shape"], "setup.load.shape", LOAD_SHAPES)
     users = c.integer(load["users"], "setup.load.users", 1, 500)
     retry = c.mapping(load.get("retry"), "setup.load.retry")
@@ -315,17 +424,12 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
             nets = ac["network_type"] if isinstance(ac["network_type"], list) else [ac["network_type"]]
             for i, n in enumerate(nets):
                 c.choice(n, f"{where}.network_type[{i}]", NETWORK_TYPES)
-    mix: dict[str, dict[str, float]] = {}
-    for dim, table in c.mapping(load.get("mix"), "setup.load.mix").items():
-        where = f"setup.load.mix.{dim}"
-        c.choice(dim, where, COHORT_DIMENSIONS)
-        weights = c.mapping(table, where, allow_empty=False)
-        mix[dim] = {}
-        for value, weight in weights.items():
-            c.choice(value, f"{where}.{value}", SELECTOR_VALUES[dim])
-            mix[dim][value] = c.number(weight, f"{where}.{value}", 0, 1e6)
-        if sum(mix[dim].values()) <= 0:
-            raise c.fail(where, "weights must add up to more than zero")
+    mix = _parse_mix(c, load.get("mix"), "setup.load.mix")
+    mix_by_release = {}
+    for variant, table in c.mapping(load.get("mix_by_release"), "setup.load.mix_by_release").items():
+        where = _join("setup.load.mix_by_release", str(variant))
+        c.choice(variant, where, FLAGS["release"])
+        mix_by_release[variant] = _parse_mix(c, table, where)
     think_time = None
     if "think_time" in load:
         think_time = str(load["think_time"])
@@ -351,8 +455,23 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
         raise c.fail("setup.background_faults", f"expected a list of faults, got {brief(raw_bg)}")
     background = tuple(_parse_background_fault(c, f, f"setup.background_faults[{i}]") for i, f in enumerate(raw_bg))
     return Setup(duration_s, LoadSetup(shape, users, policy, max_attempts, dict(client), mix, think_time,
-                                           viewer_weight), flags,
+                                           viewer_weight, mix_by_release), flags,
                  background)
+
+
+def _parse_mix(c: _Checker, raw: Any, base: str) -> dict[str, dict[str, float]]:
+    mix: dict[str, dict[str, float]] = {}
+    for dim, table in c.mapping(raw, base).items():
+        where = f"{base}.{dim}"
+        c.choice(dim, where, COHORT_DIMENSIONS)
+        weights = c.mapping(table, where, allow_empty=False)
+        mix[dim] = {}
+        for value, weight in weights.items():
+            c.choice(value, f"{where}.{value}", SELECTOR_VALUES[dim])
+            mix[dim][value] = c.number(weight, f"{where}.{value}", 0, 1e6)
+        if sum(mix[dim].values()) <= 0:
+            raise c.fail(where, "weights must add up to more than zero")
+    return mix
 
 
 def _parse_fault(c: _Checker, raw: Any, setup: Setup) -> Fault:
@@ -484,19 +603,22 @@ def catalogue_dir() -> Path:
     return Path(str(resources.files("toolkit.drills").joinpath("catalogue")))
 
 
-def load_catalogue(directory: str | Path | None = None) -> dict[str, Drill]:
-    """Every drill in a directory (default: the shipped catalogue), by id, in file-name order."""
+def load_catalogue(directory: str | Path | None = None, kind: str | None = "incident") -> dict[str, Drill]:
+    """Every drill of ``kind`` (None: every kind) in a directory (default: the shipped catalogue), by id, in
+    file-name order. Incident drills by default: callers that read a drill's cause and cohort get only drills
+    that have them; ``drill list`` and ``find_drill`` ask for every kind."""
     d = Path(directory) if directory is not None else catalogue_dir()
     drills: dict[str, Drill] = {}
     for path in sorted(d.glob("*.yaml")):
         drill = load_drill(path)
-        drills[drill.id] = drill
+        if kind is None or drill.kind == kind:
+            drills[drill.id] = drill
     return drills
 
 
 def find_drill(drill_id: str, directory: str | Path | None = None) -> Drill:
-    """One drill of the catalogue by id; a DrillSpecError lists the known ids otherwise."""
-    drills = load_catalogue(directory)
+    """One drill of the catalogue (any kind) by id; a DrillSpecError lists the known ids otherwise."""
+    drills = load_catalogue(directory, kind=None)
     if drill_id not in drills:
         raise DrillSpecError(f"unknown drill {brief(drill_id)} (known: {', '.join(drills) or 'none'})")
     return drills[drill_id]

@@ -1,0 +1,293 @@
+"""What an experiment drill's comparison shows, naive and done right: pure functions over a run's attempts.
+
+An experiment drill compares two arms (``Experiment.control`` / ``treatment``, cohort selectors such as
+``release=stable`` / ``release=canary``) on one metric. The naive reading compares the arms' overall
+figures; the checks that decide whether that reading can be trusted are
+
+- **sample ratio**: are the arms the sizes they should be? The log's attempts per arm against the
+  service's own outcome counters per arm (``obslab_publish_outcomes_total``, another source for the same
+  attempts), a chi-square goodness-of-fit test (``toolkit.analysis.stats.sample_ratio_mismatch``);
+- **cohort mix**: does each arm serve the same traffic? A chi-square test of arm × cohort value per
+  dimension, and the comparison within each cohort value (stratified: the per-value differences weighted
+  by the value's share of both arms);
+- **tail**: the mean and the p99 side by side (the p99 difference with a bootstrap interval,
+  ``toolkit.analysis.stats.compare_quantiles``).
+
+Success counts come from the SLO's good/total (``toolkit.measures.definitions``), percentiles from the
+engine's nearest-rank method. Every effect is oriented so that ``harm`` > 0 means the treatment is worse.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from toolkit.analysis.stats import SrmResult, compare_quantiles, sample_ratio_mismatch
+from toolkit.drills.measure import Attempt, MetricSample, Window
+from toolkit.drills.schema import ANSWER_DIMENSIONS, Experiment
+from toolkit.measures.definitions import SliDefinition, sli_ratio
+
+__all__ = [
+    "Effect",
+    "MixShift",
+    "CounterCheck",
+    "TailCheck",
+    "METRIC_TEXT",
+    "arm_of",
+    "split_arms",
+    "effect",
+    "stratified_effect",
+    "mix_shift",
+    "counter_check",
+    "tail_check",
+    "analysis_window",
+]
+
+METRIC_TEXT = {
+    "success_rate": "publish success rate (the publish-success SLO's good / total, by arm)",
+    "e2e_latency_mean": "mean end-to-end publish latency, ms (upload_started → publish_succeeded, published attempts)",
+    "processing_latency_mean": "mean processing latency, ms (upload_completed → publish_succeeded, published "
+                               "attempts)",
+}
+# Counter outcomes that are terminal attempts (what the log's terminal events are).
+_COUNTED_OUTCOMES = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Effect:
+    """treatment − control on ``metric``; ``harm`` > 0 when the treatment is worse; ``z`` = difference / se."""
+
+    metric: str
+    control: float | None
+    treatment: float | None
+    difference: float | None
+    se: float | None
+    n_control: int
+    n_treatment: int
+    scope: str = "all attempts"
+
+    @property
+    def z(self) -> float | None:
+        if self.difference is None or not self.se:
+            return None
+        return self.difference / self.se
+
+    @property
+    def harm_z(self) -> float | None:
+        """z oriented so that positive means the treatment is worse."""
+        z = self.z
+        return None if z is None else (-z if self.metric == "success_rate" else z)
+
+    def to_json(self) -> dict:
+        return {"metric": self.metric, "scope": self.scope, "control": self.control, "treatment": self.treatment,
+                "difference": self.difference, "se": self.se, "z": self.z, "harm_z": self.harm_z,
+                "n_control": self.n_control, "n_treatment": self.n_treatment}
+
+
+@dataclass(frozen=True)
+class MixShift:
+    dimension: str
+    chi2: float
+    p_value: float
+    control_shares: Mapping[str, float]
+    treatment_shares: Mapping[str, float]
+
+    def to_json(self) -> dict:
+        return {"dimension": self.dimension, "chi2": self.chi2, "p_value": self.p_value,
+                "control_shares": dict(self.control_shares), "treatment_shares": dict(self.treatment_shares)}
+
+
+@dataclass(frozen=True)
+class CounterCheck:
+    """The log's terminal attempts per arm against the service's outcome counters per arm."""
+
+    logged: tuple[int, int]  # control, treatment
+    counted: tuple[int, int]
+    counted_failed: tuple[int, int]
+    srm: SrmResult | None  # logged split against the counted split
+    counted_effect: Effect | None  # success rate from the counters (failed / counted), not from the log
+
+    def to_json(self) -> dict:
+        return {"logged": list(self.logged), "counted": list(self.counted), "counted_failed": list(self.counted_failed),
+                "srm": None if self.srm is None else {"chi2": self.srm.chi2, "p_value": self.srm.p_value,
+                                                      "mismatch": self.srm.mismatch, "threshold": self.srm.threshold,
+                                                      "expected_shares": list(self.srm.expected_shares)},
+                "counted_effect": None if self.counted_effect is None else self.counted_effect.to_json()}
+
+
+@dataclass(frozen=True)
+class TailCheck:
+    mean: Effect
+    quantile: float
+    control_p: float | None
+    treatment_p: float | None
+    p_difference: float | None
+    p_ci: tuple[float | None, float | None]
+
+    @property
+    def tail_worse(self) -> bool:
+        """The treatment's tail is worse: the whole interval of the percentile's difference is above zero."""
+        return self.p_ci[0] is not None and self.p_ci[0] > 0
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean.to_json(), "quantile": self.quantile, "control": self.control_p,
+                "treatment": self.treatment_p, "difference": self.p_difference, "ci": list(self.p_ci),
+                "tail_worse": self.tail_worse}
+
+
+def arm_of(a: Attempt, experiment: Experiment) -> str | None:
+    for arm, selector in (("control", experiment.control), ("treatment", experiment.treatment)):
+        if all(a.cohort.get(k) == v for k, v in selector.items()):
+            return arm
+    return None
+
+
+def analysis_window(samples: Sequence[MetricSample], start: float, end: float) -> Window:
+    """Where the log and the counters can be set side by side: from the first metric sample to the last (the
+    counters' deltas), else the whole drill."""
+    inside = [s.t for s in samples if start <= s.t <= end + 5]
+    if len(inside) >= 2:
+        return Window(inside[0], inside[-1])
+    return Window(start, end)
+
+
+def split_arms(attempts: Sequence[Attempt], experiment: Experiment, window: Window
+               ) -> tuple[list[Attempt], list[Attempt]]:
+    """The terminal attempts of each arm whose outcome time is in ``window`` (the engine's (start, end])."""
+    control, treatment = [], []
+    for a in attempts:
+        if a.ended is None or a.outcome not in _COUNTED_OUTCOMES or a.ended not in window:
+            continue
+        arm = arm_of(a, experiment)
+        if arm == "control":
+            control.append(a)
+        elif arm == "treatment":
+            treatment.append(a)
+    return control, treatment
+
+
+def _values(attempts: Sequence[Attempt], metric: str) -> np.ndarray:
+    field = "e2e_ms" if metric == "e2e_latency_mean" else "processing_ms"
+    return np.asarray([getattr(a, field) for a in attempts if getattr(a, field) is not None], dtype=float)
+
+
+def _good_total(attempts: Sequence[Attempt], definition: SliDefinition) -> tuple[int, int]:
+    good = total = 0
+    for a in attempts:
+        ok, counted = definition.classify(a.outcome, a.processing_ms, a.e2e_ms)
+        if counted:
+            total += 1
+            good += 1 if ok else 0
+    return good, total
+
+
+def _proportion_effect(good_c: int, n_c: int, good_t: int, n_t: int, scope: str) -> Effect:
+    rc, rt = sli_ratio(good_c, n_c), sli_ratio(good_t, n_t)
+    if rc is None or rt is None:
+        return Effect("success_rate", rc, rt, None, None, n_c, n_t, scope)
+    pooled = (good_c + good_t) / (n_c + n_t)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_c + 1 / n_t))
+    return Effect("success_rate", rc, rt, rt - rc, se or None, n_c, n_t, scope)
+
+
+def effect(control: Sequence[Attempt], treatment: Sequence[Attempt], metric: str, definition: SliDefinition,
+           scope: str = "all attempts") -> Effect:
+    """The arms' overall difference: two proportions (pooled standard error) or two means (Welch)."""
+    if metric == "success_rate":
+        return _proportion_effect(*_good_total(control, definition), *_good_total(treatment, definition), scope)
+    c, t = _values(control, metric), _values(treatment, metric)
+    if c.size < 2 or t.size < 2:
+        return Effect(metric, float(c.mean()) if c.size else None, float(t.mean()) if t.size else None, None, None,
+                      int(c.size), int(t.size), scope)
+    se = math.sqrt(c.var(ddof=1) / c.size + t.var(ddof=1) / t.size)
+    return Effect(metric, float(c.mean()), float(t.mean()), float(t.mean() - c.mean()), se or None, int(c.size),
+                  int(t.size), scope)
+
+
+def stratified_effect(control: Sequence[Attempt], treatment: Sequence[Attempt], dimension: str, metric: str,
+                      definition: SliDefinition) -> Effect:
+    """The difference within each value of ``dimension``, weighted by the value's share of both arms together:
+    what the comparison says once both arms are given the same cohort mix."""
+    values = sorted({a.cohort.get(dimension) for a in [*control, *treatment]} - {None})
+    parts = []
+    for v in values:
+        e = effect([a for a in control if a.cohort.get(dimension) == v],
+                   [a for a in treatment if a.cohort.get(dimension) == v], metric, definition)
+        if e.difference is not None and e.se is not None:
+            parts.append((e.n_control + e.n_treatment, e))
+    total = sum(n for n, _ in parts)
+    if not total:
+        return Effect(metric, None, None, None, None, 0, 0, f"within each {dimension}")
+    diff = sum(n / total * e.difference for n, e in parts)
+    se = math.sqrt(sum((n / total * e.se) ** 2 for n, e in parts))
+    ctrl = sum(n / total * e.control for n, e in parts)
+    return Effect(metric, ctrl, ctrl + diff, diff, se or None, sum(e.n_control for _, e in parts),
+                  sum(e.n_treatment for _, e in parts), f"within each {dimension} (weighted by its share)")
+
+
+def mix_shift(control: Sequence[Attempt], treatment: Sequence[Attempt], dimension: str) -> MixShift | None:
+    """Chi-square test of independence of arm × value of ``dimension``; None if it cannot be tested."""
+    from scipy.stats import chi2_contingency
+
+    values = sorted({a.cohort.get(dimension) for a in [*control, *treatment]} - {None})
+    if len(values) < 2 or not control or not treatment:
+        return None
+    table = np.asarray([[sum(1 for a in arm if a.cohort.get(dimension) == v) for v in values]
+                        for arm in (control, treatment)], dtype=float)
+    keep = table.sum(axis=0) > 0
+    if keep.sum() < 2:
+        return None
+    chi2, p, _, _ = chi2_contingency(table[:, keep])
+    return MixShift(dimension, float(chi2), float(p),
+                    {v: float(table[0, i] / table[0].sum()) for i, v in enumerate(values)},
+                    {v: float(table[1, i] / table[1].sum()) for i, v in enumerate(values)})
+
+
+def mix_shifts(control: Sequence[Attempt], treatment: Sequence[Attempt],
+               dimensions: Sequence[str] = ANSWER_DIMENSIONS) -> list[MixShift]:
+    """Every dimension's mix test (not the arms' own selector dimensions), most shifted first."""
+    out = [m for d in dimensions if (m := mix_shift(control, treatment, d)) is not None]
+    return sorted(out, key=lambda m: -m.chi2)
+
+
+def _counter(sample: MetricSample, selector: Mapping[str, str], outcome: str | None = None) -> float:
+    labels = dict(selector)
+    outcomes = (outcome,) if outcome else _COUNTED_OUTCOMES
+    return sum(sample.total("obslab_publish_outcomes_total", outcome=o, **labels) or 0.0 for o in outcomes)
+
+
+def counter_check(control: Sequence[Attempt], treatment: Sequence[Attempt], samples: Sequence[MetricSample],
+                  experiment: Experiment, window: Window, definition: SliDefinition) -> CounterCheck | None:
+    """Set the log's terminal attempts per arm beside the service's outcome counters over the same window."""
+    first = [s for s in samples if s.t <= window.start + 1e-6][-1:] or samples[:1]
+    last = [s for s in samples if s.t >= window.end - 1e-6][:1] or samples[-1:]
+    if not first or not last or last[0].t <= first[0].t:
+        return None
+    a, b = first[0], last[0]
+    counted = tuple(max(0, round(_counter(b, sel) - _counter(a, sel)))
+                    for sel in (experiment.control, experiment.treatment))
+    failed = tuple(max(0, round(_counter(b, sel, "failed") - _counter(a, sel, "failed")))
+                   for sel in (experiment.control, experiment.treatment))
+    logged = (len(control), len(treatment))
+    srm = sample_ratio_mismatch(list(logged), list(counted)) if min(counted) > 0 else None
+    eff = None
+    if min(counted) > 0:
+        # The SLO's good / total from the counters' outcomes (``SliDefinition.from_counts``), not from the log.
+        by_arm = [definition.from_counts({o: round(_counter(b, sel, o) - _counter(a, sel, o)) for o in _COUNTED_OUTCOMES})
+                  for sel in (experiment.control, experiment.treatment)]
+        eff = _proportion_effect(by_arm[0][0], by_arm[0][1], by_arm[1][0], by_arm[1][1],
+                                 "the service's outcome counters (obslab_publish_outcomes_total)")
+    return CounterCheck(logged, counted, failed, srm, eff)
+
+
+def tail_check(control: Sequence[Attempt], treatment: Sequence[Attempt], metric: str, definition: SliDefinition,
+               quantile: float = 0.99, seed: int = 0) -> TailCheck | None:
+    """The mean (Welch) and the ``quantile`` (bootstrap interval) of a latency metric, side by side."""
+    if metric == "success_rate":
+        return None
+    mean = effect(control, treatment, metric, definition)
+    q = compare_quantiles(_values(control, metric), _values(treatment, metric), quantile, n_resamples=2000, seed=seed)
+    return TailCheck(mean, quantile, q.control_value, q.treatment_value, q.difference, (q.ci_low, q.ci_high))
