@@ -1,0 +1,94 @@
+"""Experiment-trap drills, each run for real and unattended at --speed 10, one at a time.
+
+Each test starts its own service (gunicorn API + transcoder on free loopback ports), runs
+``obslab drill start ID --auto --speed 10`` with the drill's own load, flags and faults through the admin
+API, and checks on the run's data that the trap is there — the naive comparison moves one way, the
+correct analysis the other, far beyond noise — and that the solver's answer grades full. The figures come
+from the solver's own checks (``auto.json``), which the report prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolkit.lab.processes import ServiceProcesses
+
+pytestmark = pytest.mark.slow
+
+SPEED = os.environ.get("OBSLAB_DRILL_TEST_SPEED", "10")
+SEED = os.environ.get("OBSLAB_DRILL_TEST_SEED", "20261130")
+
+
+def _run(tmp_path: Path, drill_id: str) -> tuple[dict, dict, str]:
+    only = os.environ.get("OBSLAB_DRILL_TEST_ONLY")
+    if only and drill_id not in only.split(","):
+        pytest.skip(f"{drill_id} not selected by OBSLAB_DRILL_TEST_ONLY")
+    with ServiceProcesses(tmp_path / "data", workers=2) as svc:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from toolkit.cli import main; main()", "drill", "start", drill_id, "--auto",
+             "--speed", SPEED, "--seed", SEED, "--data-dir", str(tmp_path), "--url", svc.base_url],
+            capture_output=True, text=True, timeout=900, env={**os.environ, "OBSLAB_ADMIN_TOKEN": svc.admin_token})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = sorted((tmp_path / "drills").glob("*-" + drill_id))[-1]
+    auto = json.loads((run / "auto.json").read_text())
+    report = json.loads((run / "report" / "report.json").read_text())
+    # Figures for the record (pytest -s shows them).
+    print(drill_id, json.dumps({k: auto["checks"].get(k) for k in ("naive", "counters", "stratified", "tail")},
+                               default=str))
+    return auto, report, (run / "report" / "report.md").read_text()
+
+
+def _graded_full(auto: dict, report: dict) -> None:
+    truth = report["drill"]["truth"]
+    assert (auto["verdict"], auto["evidence"]) == (truth["verdict"], truth["evidence"]), auto["why"]
+    assert report["grade"]["total"] == report["grade"]["max"] == 100
+
+
+def test_sample_ratio_mismatch_hides_the_canary_failures(tmp_path):
+    auto, report, md = _run(tmp_path, "canary-success-win")
+    c = auto["checks"]
+    # The naive comparison over the log: the canary looks better, far beyond noise...
+    assert c["naive"]["harm_z"] <= -3, c["naive"]
+    # ...and `obslab compare` would not stop the rollout on it.
+    assert c["compare"]["verdict"]["verdict"] != "rollback", c["compare"]
+    # The service's own counters, which saw every attempt: the canary is worse, far beyond noise.
+    counted = c["counters"]["counted_effect"]
+    assert counted["harm_z"] >= 5, counted
+    # The arms in the log are not the split the counters say they should be.
+    assert c["counters"]["srm"]["mismatch"] and c["counters"]["srm"]["p_value"] < 1e-6, c["counters"]
+    assert c["counters"]["logged"][1] < 0.85 * c["counters"]["counted"][1]
+    assert abs(c["counters"]["logged"][0] - c["counters"]["counted"][0]) <= 0.02 * c["counters"]["counted"][0] + 3
+    _graded_full(auto, report)
+    assert "Sample ratio" in md
+
+
+def test_simpsons_paradox_the_mix_moves_the_aggregate(tmp_path):
+    auto, report, md = _run(tmp_path, "canary-slower-success")
+    c = auto["checks"]
+    # The arms see the same traffic volume honestly (no lost events): the log matches the counters.
+    assert not c["counters"]["srm"]["mismatch"], c["counters"]
+    assert c["naive"]["harm_z"] >= 3, c["naive"]  # overall the canary looks worse
+    shift = next(m for m in c["mix_shifts"] if m["dimension"] == "network_type")
+    assert shift["treatment_shares"]["3g"] > 3 * shift["control_shares"]["3g"], shift
+    within = c["stratified"]["network_type"]
+    assert within["harm_z"] <= -5, within  # within each network type it is better
+    _graded_full(auto, report)
+    assert "within each network_type" in md
+
+
+def test_mean_improves_while_p99_worsens(tmp_path):
+    auto, report, md = _run(tmp_path, "canary-latency-win")
+    c = auto["checks"]
+    assert not c["counters"]["srm"]["mismatch"] and not c["mix_shifts"], c
+    tail = c["tail"]
+    assert tail["mean"]["harm_z"] <= -5, tail["mean"]  # the mean: the canary is much faster
+    assert tail["ci"][0] is not None and tail["ci"][0] > 0, tail  # p99: worse, the whole interval above zero
+    assert tail["treatment"] >= 1.5 * tail["control"], tail
+    _graded_full(auto, report)
+    assert "p99" in md
