@@ -264,3 +264,35 @@ def test_no_trap_no_invalid_verdict():
                             ("canary", "wifi"): (800, 0.12), ("canary", "3g"): (200, 0.12)})
     d = diagnose_experiment(drill, attempts, [], T0, T0 + 600, _spec())
     assert (d.verdict, d.evidence) == ("treatment_worse", "aggregate_rate"), d.why
+
+
+def test_the_dashboard_lists_shows_and_takes_an_experiment_answer(tmp_path):
+    from toolkit.lab.web import DashboardConfig, create_app
+
+    run = _run_dir(tmp_path, "canary-success-win")
+    client = create_app(DashboardConfig(data_dir=tmp_path, spec_path=REPO / "slo.yaml", api_url="http://127.0.0.1:1",
+                                        settle_s=0)).test_client()
+    body = client.get("/api/drills").get_json()
+    assert "canary-success-win" in {d["name"] for d in body["drills"]}
+    questions = {q["id"]: q for q in body["active"]["questions"]}
+    assert set(questions) == {"verdict", "evidence"}
+    shown = runner.questions(find_drill("canary-success-win"), run.read_state())
+    assert questions["verdict"]["choices"] == list(shown.verdict_choices)  # the run's shuffled order
+    csrf = {"X-CSRF-Token": client.get("/api/csrf").get_json()["token"]}
+    bad = client.post("/api/drills/active/answer", json={"answers": {"verdict": "invalid_sample_ratio"}},
+                      headers=csrf)
+    assert bad.status_code == 422 and "--evidence" in bad.get_json()["error"]["message"]
+    ok = client.post("/api/drills/active/answer",
+                     json={"answers": {"verdict": "invalid_sample_ratio", "evidence": "sample_ratio"}}, headers=csrf)
+    assert ok.status_code == 200, ok.get_json()
+    assert [(a["verdict"], a["by"]) for a in run.answers()] == [("invalid_sample_ratio", "dashboard")]
+
+
+def test_docs_list_no_experiment_solution():
+    text = (REPO / "docs" / "drills.md").read_text()
+    for drill_id in EXPERIMENTS:
+        d = find_drill(drill_id)
+        assert f"--verdict {d.truth.verdict} --evidence {d.truth.evidence}" not in text
+        for line in text.splitlines():
+            if f"| {drill_id} |" in line:
+                assert d.truth.verdict not in line and d.truth.evidence not in line, line

@@ -65,12 +65,18 @@ def _active_json() -> dict | None:
 
     drill = st.drill
     shown = st.questions  # this run's shuffled order; the page preselects none of them
-    questions = [
-        {"id": "cause", "text": "cause", "choices": list(shown.cause_choices)},
-        {"id": "cohort", "text": "cohort (everyone or dim=value[,dim=value]; dims: "
-                                 + ", ".join(shown.cohort_dimensions) + ")"},
-        {"id": "impact", "text": drill.questions.impact.prompt},
-    ]
+    if drill.kind == "experiment":
+        questions = [
+            {"id": "verdict", "text": f"{shown.prompt} verdict", "choices": list(shown.verdict_choices)},
+            {"id": "evidence", "text": "evidence (what the verdict rests on)", "choices": list(shown.evidence_choices)},
+        ]
+    else:
+        questions = [
+            {"id": "cause", "text": "cause", "choices": list(shown.cause_choices)},
+            {"id": "cohort", "text": "cohort (everyone or dim=value[,dim=value]; dims: "
+                                     + ", ".join(shown.cohort_dimensions) + ")"},
+            {"id": "impact", "text": drill.questions.impact.prompt},
+        ]
     return {"name": drill.id, "title": drill.title, "phase": st.phase, "elapsed_s": round(st.elapsed_s, 1),
             "remaining_s": round(st.remaining_s, 1), "paused": st.paused, "speed": st.state.speed,
             "started_at": _iso(st.state.started_at), "briefing": drill.briefing, "questions": questions,
@@ -95,7 +101,7 @@ def index():
     if active is not None and active["phase"] != "running":
         # A finished drill stays answerable and reportable, but does not block starting another.
         active["finished"] = True
-    return jsonify(available=True, drills=[_drill_json(d) for d in load_catalogue().values()], active=active)
+    return jsonify(available=True, drills=[_drill_json(d) for d in load_catalogue(kind=None).values()], active=active)
 
 
 @bp.post("/<name>/start")
@@ -176,6 +182,13 @@ def answer():
     from toolkit.drills import runner
 
     answers = (request.get_json(silent=True) or {}).get("answers") or {}
+    if "verdict" in answers or "evidence" in answers:  # an experiment drill's answer
+        try:
+            drill, n = runner.answer_verdict(_drills_dir(), str(answers.get("verdict", "")),
+                                             str(answers.get("evidence", "")), by="dashboard")
+        except _user_errors() as e:
+            return _error(422, str(e))
+        return jsonify(text=f"answer {n} recorded for {drill.id}; graded in the report (button Report).")
     try:
         impact = float(answers.get("impact", ""))
     except ValueError:
