@@ -296,3 +296,13 @@ def test_docs_list_no_experiment_solution():
         for line in text.splitlines():
             if f"| {drill_id} |" in line:
                 assert d.truth.verdict not in line and d.truth.evidence not in line, line
+
+
+def test_story_commands_say_they_cover_incident_drills(tmp_path):
+    from toolkit.drills.story_run import StoryRunError, check_story_for, story_template_for
+
+    _run_dir(tmp_path, "canary-latency-win")
+    with pytest.raises(StoryRunError, match="is an experiment drill"):
+        story_template_for(tmp_path, "current")
+    with pytest.raises(StoryRunError, match="is an experiment drill"):
+        check_story_for(tmp_path, "current", "# my story")

@@ -64,8 +64,18 @@ def story_template_for(data_dir: Path, run: str) -> str:
     r = find_run(data_dir, run)
     state = r.read_state()
     drill = find_drill(state.drill_id)
+    _incident_only(drill, r)
     return story_template(drill.title, r.path.name, drill.questions.impact.prompt)
 
 
+def _incident_only(drill, run: RunDir) -> None:
+    if drill.kind != "incident":
+        raise StoryRunError(f"drill run {run.path.name} is an experiment drill ({drill.id}): the story template and "
+                            "check cover incident drills; its report (`obslab drill report`) holds the comparison "
+                            "and the checks")
+
+
 def check_story_for(data_dir: Path, run: str, text: str) -> StoryCheck:
-    return check_story(text, measured_figures(run_report(find_run(data_dir, run))))
+    r = find_run(data_dir, run)
+    _incident_only(find_drill(r.read_state().drill_id), r)
+    return check_story(text, measured_figures(run_report(r)))
