@@ -161,3 +161,17 @@ def make_service(tmp_path: Path) -> Iterator[Callable[..., ServiceHandle]]:
     yield start
     for processes in reversed(started):
         processes.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's) through Playwright, one per test module; skips saying what is missing."""
+    from toolkit.bench.lab import CHROMIUM, CHROMIUM_ARGS
+
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

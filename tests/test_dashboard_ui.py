@@ -20,7 +20,6 @@ from shutil import which
 import pytest
 import requests
 
-from toolkit.bench.lab import CHROMIUM
 from toolkit.lab.processes import free_port
 from toolkit.lab.web import DashboardConfig, create_app
 from toolkit.lab.web.server import DashboardServer
@@ -29,7 +28,6 @@ from toolkit.lab.web.snapshot import worst_cohort
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "slo.yaml"
 ARTIFACTS = REPO / "test-artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 REGIONS = ("us-east", "us-west", "eu-west", "ap-south")
 
 
@@ -74,17 +72,6 @@ def _span_line(trace_id: str, n: int, t: datetime) -> str:
     return json.dumps({"resourceSpans": [{"resource": {"attributes": [
         {"key": "service.name", "value": {"stringValue": "publish-api"}}]},
         "scopeSpans": [{"scope": {"name": "demo_service"}, "spans": spans}]}]}) + "\n"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def _serve(data_dir: Path, **config) -> DashboardServer:

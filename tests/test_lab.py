@@ -19,7 +19,7 @@ import psutil
 import pytest
 import requests
 
-from toolkit.bench.lab import CHROMIUM, CHROMIUM_ARGS, free_ports, lab_command
+from toolkit.bench.lab import free_ports, lab_command
 
 pytestmark = pytest.mark.slow
 
@@ -96,17 +96,6 @@ def lab(tmp_path_factory) -> RunningLab:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture()
