@@ -268,8 +268,12 @@ def _duration_figure(name: str, values: list[float], compression: float, definit
                    scaled_mean=None if mean is None else mean * compression)
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def _t(t: float | None) -> str | None:
-    return None if t is None else format_time(t)
+    """Unix seconds → RFC 3339 through whole microseconds (a float's 0.29999… stays .300)."""
+    return None if t is None else format_time(_EPOCH + timedelta(microseconds=round(t * 1e6)))
 
 
 def _naive(t: datetime) -> datetime:
@@ -301,17 +305,19 @@ def compute_oncall(events: EventSet, spec: SloSpec, profile: str = "lab", *,
     base = {"schema": SCHEMA, "profile": profile, "time_compression": c, "as_of": _t(to_us(as_of_dt) / 1e6)
             if as_of_dt else None, "synthetic": {None: "included", False: "excluded", True: "only"}[synthetic],
             "inputs": inputs}
-    if as_of_dt is None:
+    if as_of_dt is None or first_dt is None:
         return {**base, **_empty(c, change_window_s)}
     as_of = to_us(as_of_dt) / 1e6
+    first = to_us(first_dt) / 1e6
+    # The observed time is what the events cover: a scope reaching back before the first event starts at it.
     if last_s is not None:
         if last_s <= 0:
             raise ValueError(f"--last must be longer than zero, got {last_s!r}")
-        scope_start = as_of - last_s
+        scope_start = max(first, as_of - last_s)
     elif since is not None:
-        scope_start = to_us(_naive(since)) / 1e6
+        scope_start = max(first, to_us(_naive(since)) / 1e6)
     else:
-        scope_start = to_us(first_dt) / 1e6
+        scope_start = first
     if scope_start >= as_of:
         raise ValueError(f"the scope ({_t(scope_start)}, {_t(as_of)}] is empty: its start is not before the "
                          "as-of time")
