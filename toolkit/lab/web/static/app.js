@@ -301,33 +301,34 @@ function renderOncall(r) {
   $("thead", table).replaceChildren(el("tr", {}, el("th", { text: "figure" }), el("th", { text: "value" }),
     el("th", { text: "lab-scaled" }), el("th", { class: "text", text: "behind it" })));
   const rows = [], defs = [];
-  const row = (key, name, value, scaled, behind, definition) => {
+  // The exact value in data-value (for scripts and tests), the rounded one with its unit in the cell.
+  const row = (key, name, value, shown, scaled, behind, definition) => {
     rows.push(el("tr", { "data-oncall": key, "data-value": value === null || value === undefined ? "" : String(value), title: definition },
-      el("td", { text: name }), el("td", { text: value === null || value === undefined ? "–" : (typeof value === "number" && !Number.isInteger(value) ? value.toFixed(2) : String(value)) }),
+      el("td", { text: name }), el("td", { text: shown }),
       el("td", { text: scaled }), el("td", { class: "text", text: behind })));
     defs.push(el("div", {}, el("b", { text: name + ": " }), definition));
   };
   for (const key of ["pages", "tickets"]) {
     const f = r[key].per_week;
-    row(key + "_per_week", `${key} per week`, f.value, "(scaled)",
+    row(key + "_per_week", `${key} per week`, f.value, f.value === null ? "–" : f.value.toFixed(2), "(scaled)",
         `${f.numerator} ${key} (${r[key].open} open) in ${f.denominator.toPrecision(3)} scaled weeks`, r[key].definition + ". " + f.definition);
   }
   for (const f of Object.values(r.response)) {
-    row(f.name, f.name.replace(/_/g, " ") + " (median)", f.value, scaledText(f.scaled_value),
+    row(f.name, f.name.replace(/_/g, " ") + " (median)", f.value, secs(f.value), scaledText(f.scaled_value),
         `${f.n} incident(s); mean ${secs(f.mean)}`, f.definition);
   }
   const d = r.delivery;
-  row("changes", "changes", d.changes.value, "", "", d.changes.definition);
-  row("rollbacks", "rollbacks", d.rollbacks.value, "", "", d.rollbacks.definition);
+  row("changes", "changes", d.changes.value, count(d.changes.value), "", "", d.changes.definition);
+  row("rollbacks", "rollbacks", d.rollbacks.value, count(d.rollbacks.value), "", "", d.rollbacks.definition);
   for (const key of ["change_failure_rate", "rollback_rate"]) {
     const f = d[key];
-    row(key, key.replace(/_/g, " "), f.value, "", `${f.numerator} / ${f.denominator}`, f.definition);
+    row(key, key.replace(/_/g, " "), f.value, pct(f.value, 1), "", `${f.numerator} / ${f.denominator}`, f.definition);
   }
   $("tbody", table).replaceChildren(...rows);
   const inc = $("#oncall-incidents");
   if (!r.incidents.length) inc.replaceChildren(el("div", { class: "muted", text: "no page started in the scope" }));
   else inc.replaceChildren(el("table", { class: "grid" },
-    el("thead", {}, el("tr", {}, ...["page start", "page end", "cause", "detect", "mitigate", "resolve"].map(h => el("th", { text: h })))),
+    el("thead", {}, el("tr", {}, ...["page start", "page end", "cause", "detect", "mitigate", "resolve"].map(h => el("th", { class: h === "cause" ? "text" : null, text: h })))),
     el("tbody", {}, ...r.incidents.map(i => el("tr", { "data-incident": i.page.start },
       el("td", { text: timeOf(i.page.start) }), el("td", { text: i.page.end ? timeOf(i.page.end) : "open" }),
       el("td", { class: "text", text: i.cause || "unknown" }), el("td", { text: secs(i.time_to_detect_s) }),
