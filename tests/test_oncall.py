@@ -33,6 +33,7 @@ from toolkit.analysis.oncall import (Interval, KnownFault, audit_faults, classif
 from toolkit.drills.history import drill_faults
 from toolkit.events import load_events
 from toolkit.events.audit import AuditEvent, read_audit_events
+from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
 from toolkit.lab.web import DashboardConfig, create_app
 from toolkit.slo.spec import load_spec
 
@@ -224,6 +225,25 @@ def test_a_scope_after_the_page_has_no_page_and_fewer_changes(events):
     assert r["delivery"]["changes"]["value"] == 1  # transcode_mode at 200 s
     assert r["delivery"]["change_failure_rate"]["value"] is None  # its window is still open
     assert r["pages"]["per_week"]["denominator"] == pytest.approx(140 * 60 / WEEK)
+
+
+def test_a_synthetic_outage_pages_once_and_joins_its_fault(tmp_path):
+    """Seeded synthetic traffic (toolkit/events/synth.py) with an outage planted from 400 to 460 s: 80 % of the
+    attempts started in it fail. At ~3.3 attempts/s the 1m/5s page needs 15 % of a minute's ~200 outcomes to
+    fail, which 80 % failures reach within seconds of the outage's first outcomes."""
+    cfg = SynthConfig(attempts=3000, duration_s=900, start=START, audit_events=0, cancel_rate=0.0, abandon_rate=0.0,
+                      effects=(Effect(start_s=400, end_s=460, failure_rate=0.8),))
+    write_jsonl(generate(cfg, seed=11), tmp_path / "events.jsonl")
+    ev = load_events([str(tmp_path / "events.jsonl")])
+    r = compute_oncall(ev, SPEC, "lab", faults=[KnownFault(T0 + 400, T0 + 460, "planted outage", "drill")])
+    assert r["pages"]["count"] == 1
+    (incident,) = r["incidents"]
+    assert incident["cause"] == "planted outage [drill]"
+    assert 0 < incident["time_to_detect_s"] < 30
+    page_start = incident["time_to_detect_s"] + 400
+    assert incident["time_to_mitigate_s"] == pytest.approx(460 - page_start)
+    assert incident["time_to_resolve_s"] > incident["time_to_mitigate_s"]  # the burn falls back after the fix
+    assert r["delivery"]["changes"]["value"] == 0 and r["delivery"]["change_failure_rate"]["value"] is None
 
 
 # -- the command and the dashboard ------------------------------------------------------------
