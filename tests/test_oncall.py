@@ -264,6 +264,15 @@ def test_the_command_reads_a_lab_directory(lab_dir):
     assert "pages per week" in table.stdout and "change failure rate" in table.stdout
 
 
+def test_the_command_answers_on_a_lab_with_one_event(tmp_path):
+    """A lab that just started (the README runs the command on one): zero observed time is an answer, not an error."""
+    (tmp_path / "data" / "events").mkdir(parents=True)
+    (tmp_path / "data" / "events" / "events.jsonl").write_text(json.dumps(planted_events()[0]) + "\n")
+    p = _obslab("oncall", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert "pages per week" in p.stdout and "Nothing observed yet" in p.stdout
+
+
 def test_the_command_refuses_bad_options_in_one_line(lab_dir):
     p = _obslab("oncall", str(lab_dir), "--last", "5m", "--since", _ts(10))
     assert p.returncode == 2 and "--last cannot be combined with --since" in p.stderr

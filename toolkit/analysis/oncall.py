@@ -318,7 +318,8 @@ def compute_oncall(events: EventSet, spec: SloSpec, profile: str = "lab", *,
         scope_start = max(first, to_us(_naive(since)) / 1e6)
     else:
         scope_start = first
-    if scope_start >= as_of:
+    if since is not None and to_us(_naive(since)) / 1e6 >= as_of:
+        scope_start = to_us(_naive(since)) / 1e6
         raise ValueError(f"the scope ({_t(scope_start)}, {_t(as_of)}] is empty: its start is not before the "
                          "as-of time")
 
@@ -352,8 +353,8 @@ def compute_oncall(events: EventSet, spec: SloSpec, profile: str = "lab", *,
     weeks = scaled_s / WEEK_S
 
     def per_week(n: int, what: str) -> dict[str, Any]:
-        note = "" if weeks >= 1 else (f" Less than one scaled week observed ({format_duration(round(scaled_s))}): "
-                                      "an extrapolation.")
+        note = "" if weeks >= 1 else " Nothing observed yet." if weeks == 0 else (
+            f" Less than one scaled week observed ({format_duration(round(scaled_s))}): an extrapolation.")
         return _figure(f"{what}_per_week", n / weeks if weeks > 0 else None, f"{what} per week (lab-scaled)",
                        f"{what} starting in the scope ÷ (observed lab time {format_duration(round(observed_s))} "
                        f"× {c:g} ÷ 7d = {weeks:.3g} scaled weeks).{note}", numerator=n, denominator=weeks)
