@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "breakdown",
     "rollout",
     "story",
+    "oncall",
 )
 
 for _name in COMMAND_MODULES:

@@ -1,4 +1,5 @@
-"""JSON for the tiles, charts and cohort table: ``/api/info``, ``/api/snapshot``, ``/api/series``, ``/api/cohorts``."""
+"""JSON for the tiles, charts and cohort table: ``/api/info``, ``/api/snapshot``, ``/api/series``, ``/api/cohorts``;
+the on-call panel: ``/api/oncall``."""
 
 from __future__ import annotations
 
@@ -141,3 +142,20 @@ def cohorts():
     if dimension not in allowed:
         raise _BadRequest("dimension", f"dimension {dimension!r} is not one of {', '.join(allowed)}")
     return jsonify(_compute(lambda config, data, window: data.cohorts(window, dimension)))
+
+
+@bp.get("/oncall")
+def oncall():
+    """On-call and delivery figures (``toolkit.analysis.oncall.compute_oncall``, what ``obslab oncall`` prints) of
+    the events as of now; the scope is the page's window (``lab``: all history, as ``obslab oncall`` without
+    --since; ``5m``: as ``--last 5m``)."""
+    from toolkit.analysis.oncall import compute_oncall
+    from toolkit.drills.history import drill_faults
+
+    def figures(config, data, window):
+        if data.first_event_at is None or window.start >= window.end:
+            return compute_oncall(data.events, data.spec, config.profile, synthetic=data.synthetic)  # nothing yet
+        return compute_oncall(data.events, data.spec, config.profile, faults=drill_faults(config.data_dir / "drills"),
+                              since=window.start, synthetic=data.synthetic)
+
+    return jsonify(_compute(figures))
