@@ -28,7 +28,7 @@ from toolkit.drills.state import NoDrillRunning, RunDir, RunState, append_jsonl,
 
 __all__ = ["LEARNER_FILE", "ACTIVE_AFTER_END_S", "Step", "PathStage", "scenario_seconds", "active_run",
            "record_command", "record_view", "record_note", "learner_steps", "expert_steps", "compare_paths",
-           "drills_dirs_for"]
+           "drills_dirs_for", "drills_dir_above"]
 
 LEARNER_FILE = "learner.jsonl"
 ACTIVE_AFTER_END_S = 6 * 3600.0
@@ -89,11 +89,9 @@ def drills_dirs_for(argv: Sequence[str], cwd: Path) -> list[Path]:
     for word in argv:
         if word.startswith("-") or "/" not in word:
             continue
-        p = (cwd / word).resolve()
-        for parent in [p, *p.parents][:5]:
-            if (parent / "drills" / "current.json").is_file():
-                out.append(parent / "drills")
-                break
+        found = drills_dir_above(cwd / word)
+        if found is not None:
+            out.append(found)
     out.append(cwd / ".obslab" / "drills")
     seen, unique = set(), []
     for d in out:
@@ -102,6 +100,16 @@ def drills_dirs_for(argv: Sequence[str], cwd: Path) -> list[Path]:
             seen.add(key)
             unique.append(d)
     return unique
+
+
+def drills_dir_above(path: Path) -> Path | None:
+    """The drills directory of the data directory a path lies in (``.obslab/data/events`` →
+    ``.obslab/drills``), looking up to five levels up; None when it lies in none."""
+    p = Path(path).resolve()
+    for parent in [p, *p.parents][:5]:
+        if (parent / "drills" / "current.json").is_file():
+            return parent / "drills"
+    return None
 
 
 def _redacted(argv: Sequence[str]) -> str:
