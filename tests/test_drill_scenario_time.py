@@ -332,3 +332,48 @@ def test_obslab_budget_finds_the_running_drills_speed_from_the_events_path(tmp_p
     assert own["speed"] == 1 and next(h for h in own["slos"][0]["history"] if h["severity"] == "page")["first_fired"] is None
     bad = runner_.invoke(app, [*args, "--speed", "0"])
     assert bad.exit_code != 0 and "--speed 0" in bad.stderr
+
+
+# -- the report: every time in scenario time ---------------------------------------------------------
+
+def test_the_report_states_every_time_in_scenario_time_pauses_excluded(tmp_path):
+    """A run at ×10 paused for 20 s of wall time while the fault was in force: the fault lasted 60 s of wall
+    time but 400 s of scenario time; the report, its JSON and its model STAR say so, and time to detect is
+    never multiplied by the speed twice."""
+    from drill_runs import FAULT, build_run
+    from toolkit.analysis.story_check import check_story, measured_figures
+    from toolkit.drills.report import write_report
+    from toolkit.drills.state import append_jsonl
+
+    answer = {"cause": "storage_outage", "cohort": {"region": "eu-west"}, "impact": 5.0, "at_s": 400.0}
+    run = build_run(tmp_path, speed=MAX_SPEED, answers=[answer], write=False)
+    start = run.read_state().started_at
+    append_jsonl(run.timeline_file, {"t": start + 320.0, "kind": "clock_paused"})
+    append_jsonl(run.timeline_file, {"t": start + 340.0, "kind": "clock_resumed"})
+    md = write_report(run, SPEC).read_text()  # a spec as loaded: the report paces it to the run's speed
+    report = json.loads((run.report_dir / "report.json").read_text())
+    scen = report["scenario"]
+    assert scen["fault_s"] == pytest.approx(400.0) and scen["wall"]["fault_s"] == pytest.approx(60.0)
+    assert report["fault_window_scenario_s"] == pytest.approx([FAULT[0] * MAX_SPEED, FAULT[0] * MAX_SPEED + 400.0])
+    # Detection by the answer at wall 400 s at the latest: (400 − 20) × 10 − 3000 = 800 scenario s after the fault began.
+    ttd = report["grade"]["time_to_detect_s"]
+    assert ttd is not None and ttd <= 800.0 + 1e-6
+    assert scen["time_to_detect_s"] == ttd
+    assert scen["wall"]["time_to_detect_s"] == pytest.approx(ttd / MAX_SPEED + (20.0 if ttd > 200 else 0.0), abs=0.01)
+    assert "| t (scenario s) | t (wall s) |" in md
+    assert "400.0 s of scenario time (60.0 s wall)" in md.split("## Evidence")[0]  # the fault sentence
+    assert "Window: the fault window, 400.0 s of scenario time (60.0 s wall)" in md
+    # Alert windows as the briefing names them (scenario time), the wall windows beside them.
+    assert set(report["burn_rates"]) >= {"1m", "5s"} and "1m (6s wall)" in md
+    page = next(a for a in report["alerts"] if a["severity"] == "page")
+    assert (page["long"], page["short"], page["long_wall"], page["short_wall"]) == ("1m", "5s", "6s", "500ms")
+    assert "--speed 10 --at" in md and "12h period of scenario time" in md
+    star = md[md.index("## Debrief (STAR)"):]
+    assert "The incident lasted 400.0 s of scenario time (60.0 s wall) at ×10" in star
+    assert f"detection took {ttd:.1f} s of scenario time" in star
+    # Every number of the model answer's Situation, Result and Reflection is one the report measured.
+    body = "\n".join(f"## {line.split('**')[1].rstrip('.')}\n{line.split('**', 2)[2]}" for line in star.splitlines()
+                     if line.startswith("- **"))
+    checked = [n for n in check_story(body, measured_figures(report)).numbers
+               if n.section in ("Situation", "Result", "Reflection")]
+    assert checked and all(n.status == "matched" for n in checked), [n for n in checked if n.status != "matched"]

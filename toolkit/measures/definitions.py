@@ -498,9 +498,9 @@ class AlertTiming:
         """The SLO period under the profile at this speed, wall seconds."""
         return self.spec.period_for(slo, self.profile)
 
-    def scenario_s(self, wall_s: float) -> float:
-        """Scenario seconds of a wall duration measured while the clock ran at this speed."""
-        return wall_s * self.speed
+    def scenario_period_s(self, slo: Slo) -> float:
+        """The SLO period under the profile as the spec writes it: the period in scenario time."""
+        return at_speed(self.spec, 1.0, self.profile).period_for(slo, self.profile)
 
     def window_text(self, i: int) -> str:
         """``1m/5s`` at speed 1; ``1m/5s of scenario time (6s/500ms wall at ×10)`` faster."""
