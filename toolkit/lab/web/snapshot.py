@@ -186,7 +186,8 @@ class LabData:
                                 "short_burn": a["short"]["burn"]["burn_rate"],
                                 "long_count": a["long"]["burn"]["total"], "short_count": a["short"]["burn"]["total"],
                                 "firing": a["firing"], "first_fired": h.get("first_fired")})
-        event_alerts = [{"name": f"{w['slo']} {w['severity']} {w['long']}/{w['short']}", "severity": w["severity"],
+        event_alerts = [{"name": f"{w['slo']} {w['severity']} {w['scenario_long']}/{w['scenario_short']}",
+                         "severity": w["severity"],
                          "state": "firing", "slo": w["slo"]} for w in windows if w["firing"]]
         for w in windows:
             w["prometheus"] = alert_states(prometheus_alerts, w["slo"], w["severity"])

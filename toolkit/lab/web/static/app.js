@@ -176,7 +176,7 @@ function renderBurn(burn, scenario) {
     el("div", { "data-testid": "alerts-prometheus" }, "Prometheus (lab rules): ",
       ...(prom === "answered" ? pills(promAlerts) : [el("span", { class: "pill", text: prom })])));
   const timing = inScenario ? [el("div", { class: "scenario-time", "data-testid": "burn-scenario" },
-    `scenario time ×${scenario.speed}: ${scenario.text}`)] : [];
+    scenario.text)] : [];
   setTile("tile-burn", {
     value, detail: [...timing, table, alerts], definition: burn.definition,
     status: firing.length ? "bad" : (pending.length ? "warn" : "ok"),
