@@ -377,3 +377,32 @@ def test_the_report_states_every_time_in_scenario_time_pauses_excluded(tmp_path)
     checked = [n for n in check_story(body, measured_figures(report)).numbers
                if n.section in ("Situation", "Result", "Reflection")]
     assert checked and all(n.status == "matched" for n in checked), [n for n in checked if n.status != "matched"]
+
+
+def test_the_report_at_speed_is_obslab_budget_at_that_speed(tmp_path):
+    """One engine at every speed: a ×10 run's report (budget spent, burn rates at the end, first page) is
+    exactly `obslab budget --profile lab --speed 10 --at END` over its events."""
+    from datetime import datetime, timezone
+
+    from typer.testing import CliRunner
+
+    from drill_runs import build_run
+    from toolkit.cli import app
+
+    run = build_run(tmp_path, speed=MAX_SPEED)
+    report = json.loads((run.report_dir / "report.json").read_text())
+    end = report["as_of"]["drill"]
+    at = datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    out = CliRunner().invoke(app, ["budget", run.read_state().events_dir, "--slo", str(ROOT / "slo.yaml"),
+                                   "--profile", "lab", "--speed", "10", "--at", at, "--format", "json"])
+    assert out.exit_code == 0, out.output
+    slo = next(s for s in json.loads(out.stdout)["slos"] if s["slo"] == "publish-success")
+    assert report["budget"]["spent"] == pytest.approx(slo["budget"]["spent"], rel=1e-12)
+    assert report["budget"]["period"] == slo["period"] == "1h12m"
+    for alert, hist in zip(slo["alerts"], slo["history"]):
+        for side in ("long", "short"):
+            assert report["burn_rates"][hist[f"scenario_{side}_window"]] == alert[side]["burn"]["burn_rate"]
+    pages = [h["first_fired"] for h in slo["history"] if h["severity"] == "page" and h["first_fired"]]
+    assert pages, "the outage pages at ×10 in scenario time"
+    first = min(datetime.fromisoformat(p.replace("Z", "+00:00")).timestamp() for p in pages)
+    assert report["page"]["engine_at"] == pytest.approx(first, abs=1e-3)
