@@ -297,6 +297,16 @@ def test_the_dashboard_burn_panel_runs_in_the_drills_scenario_time(tmp_path):
     assert snap["budgets"][0]["period"] == "1h12m"
     series = client.get("/api/series").get_json()
     assert "1m window (scenario; 6s wall)" in series["burn"]
+    # `obslab top` reads the same snapshot, and names the windows the same way.
+    from rich.console import Console
+
+    from toolkit.lab.top import TopSource, render, take_snapshot
+
+    top = take_snapshot(TopSource(data_dir, SPEC, settle_s=0), now=at)
+    assert top["scenario"]["speed"] == MAX_SPEED
+    console = Console(width=220, record=True)
+    console.print(render(top, width=220))
+    assert "1m (6s wall)" in console.export_text()
     # The drill over (its scheduler cleaned up): the lab's own windows again, in which this outage never paged.
     RunDir(data_dir / "drills" / "run-fast").log("drill_finished")
     after = client.get("/api/snapshot").get_json()
