@@ -367,3 +367,38 @@ def test_drill_answer_count_follows_each_answer_and_each_poll(service, page):
     finally:
         stop_active_drill(data)
         server.stop()
+
+
+def test_burn_panel_says_it_is_in_a_running_drills_scenario_time(tmp_path, page):
+    """While a drill runs at ×10 the burn tile says so and names each window in scenario time with its wall
+    length beside it, without painting over itself (the snapshot's figures: tests/test_drill_scenario_time.py)."""
+    import os
+
+    from toolkit.drills.state import RunDir, RunState
+
+    now = datetime.now(timezone.utc)
+    events = []
+    for i in range(40):
+        events += _attempt(i, now - timedelta(seconds=60 - i), "failed" if i % 5 == 0 else "succeeded", REGIONS[i % 4])
+    _write_events(tmp_path / "events", events)
+    run = RunDir(tmp_path / "drills" / "run-ui")
+    run.path.mkdir(parents=True)
+    (tmp_path / "drills" / "current.json").write_text('{"run_dir": "run-ui"}')
+    # Its 'scheduler' is this very process, so the drill counts as running.
+    run.write_state(RunState(run_id="run-ui", drill_id="regional-storage-outage", seed=1, speed=10.0,
+                             url="http://127.0.0.1:1", data_dir=str(tmp_path), started_at=now.timestamp() - 30,
+                             duration_s=60.0, scheduler_pid=os.getpid()))
+    run.log("drill_started", drill="regional-storage-outage", seed=1, speed=10.0, auto=False)
+    server = _serve(tmp_path, started_at=now - timedelta(seconds=70))
+    try:
+        page.goto(server.url)
+        _wait_for_figures(page)
+        page.wait_for_selector("[data-testid=burn-scenario]", timeout=20000)
+        _shot(page.locator("#tile-burn"), "burn-scenario-time")
+        assert "scenario time at ×10" in page.inner_text("[data-testid=burn-scenario]")
+        table = page.inner_text("[data-testid=burn-table] tbody")
+        assert "over 1m (6s wall)" in table and "over 5s (500ms wall)" in table, table
+        _no_overlaps(page, "#tile-burn")
+        assert not page.errors, page.errors
+    finally:
+        server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import requests
 from flask import Blueprint, current_app, jsonify, request
@@ -15,7 +16,7 @@ from toolkit.slo.spec import load_spec
 from toolkit.lab.web import snapshot as snap
 from toolkit.lab.web.explorer import event_files
 
-__all__ = ["bp", "as_of_now", "prometheus_alerts", "prometheus_version", "prometheus_alerts_page"]
+__all__ = ["bp", "as_of_now", "drill_speed", "prometheus_alerts", "prometheus_version", "prometheus_alerts_page"]
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -69,6 +70,19 @@ def _prometheus_link(prometheus_url: str) -> tuple[str, str]:
     return f"Prometheus {version} alerts", prometheus_alerts_page(prometheus_url, version)
 
 
+def drill_speed(data_dir, profile: str) -> float:
+    """The scenario speed of a drill running in the lab's data directory, when it paces this profile; else 1.
+    While it runs, the lab's alert windows (Prometheus's rules and these views alike) are in its time."""
+    from toolkit.lab.web.drills import drills_available
+
+    if not drills_available():
+        return 1.0
+    from toolkit.drills.runner import running_drill
+
+    state = running_drill(Path(data_dir) / "drills")
+    return float(state.speed) if state is not None and state.profile == profile else 1.0
+
+
 def _compute(fn):
     """Run fn(config, data, window) on the events as of now; one refresh's requests share one load.
 
@@ -79,14 +93,16 @@ def _compute(fn):
     as_of = as_of_now(config.settle_s, clock() if clock else None)
     key = request.args.get("window", "lab")
     cache = current_app.extensions.setdefault("obslab_cache", {})
+    speed = drill_speed(config.data_dir, config.profile)
     with _cache_lock:
         data = cache.get("data")
-        if data is None or data.as_of != as_of:
+        if data is None or data.as_of != as_of or data.speed != speed:
             if data is not None:
                 data.close()
             spec = cache.get("spec") or load_spec(config.spec_path)
             cache["spec"] = spec
-            cache["data"] = data = snap.LabData(event_files(config.files_dir), spec, config.profile, as_of)
+            cache["data"] = data = snap.LabData(event_files(config.files_dir), spec, config.profile, as_of,
+                                                speed=speed)
         try:
             window = snap.window_for(key, as_of, config.started_at, data.first_event_at)
         except (DurationError, ValueError) as e:

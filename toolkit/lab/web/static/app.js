@@ -129,7 +129,7 @@ function renderSnapshot(s) {
       Object.fromEntries(s.budgets.map(b => [b.slo.replace(/-(.)/g, (m, c) => c.toUpperCase()) + "Spent", b.spent]))),
     status: worst === null ? null : (worst.remaining > 0.5 ? "ok" : worst.remaining > 0 ? "warn" : "bad"),
   });
-  renderBurn(s.burn);
+  renderBurn(s.burn, s.scenario);
 }
 
 // Two sources evaluate the same alert rules: the toolkit over the events, Prometheus over its scrapes.
@@ -140,8 +140,11 @@ function alertSummary(alerts) {
   return firing.length ? `${firing.length} firing` : (pending.length ? `${pending.length} pending` : "none firing");
 }
 
-function renderBurn(burn) {
+function renderBurn(burn, scenario) {
   const eventAlerts = burn.event_alerts || [];
+  // While a drill runs at a speed, the windows are in its scenario time: each shows its wall length beside it.
+  const inScenario = scenario && scenario.speed !== 1;
+  const span = (w, side) => inScenario ? `${w["scenario_" + side]} (${w[side]} wall)` : w[side];
   const prom = burn.prometheus || "not configured";
   const promAlerts = burn.prometheus_alerts || [];
   const promText = prom === "answered" ? alertSummary(promAlerts) : prom;
@@ -159,8 +162,8 @@ function renderBurn(burn) {
     const fmt = (b) => b === null || b === undefined ? "–" : b.toFixed(2) + "×";
     tb.append(el("tr", {},
       el("td", { text: `${w.slo} · ${w.severity}` }),
-      el("td", { text: `${fmt(w.long_burn)} over ${w.long}` }),
-      el("td", { text: `${fmt(w.short_burn)} over ${w.short}` }),
+      el("td", { text: `${fmt(w.long_burn)} over ${span(w, "long")}` }),
+      el("td", { text: `${fmt(w.short_burn)} over ${span(w, "short")}` }),
       el("td", { text: `${w.burn_rate_threshold}×` }),
       el("td", { class: w.firing ? "firing" : "quiet", text: w.firing ? "firing" : "ok" }),
       promCell(w.prometheus, prom)));
@@ -172,8 +175,10 @@ function renderBurn(burn) {
     el("div", { "data-testid": "alerts-events" }, "events (the toolkit's burn-rate evaluation): ", ...pills(eventAlerts)),
     el("div", { "data-testid": "alerts-prometheus" }, "Prometheus (lab rules): ",
       ...(prom === "answered" ? pills(promAlerts) : [el("span", { class: "pill", text: prom })])));
+  const timing = inScenario ? [el("div", { class: "scenario-time", "data-testid": "burn-scenario" },
+    scenario.text)] : [];
   setTile("tile-burn", {
-    value, detail: [table, alerts], definition: burn.definition,
+    value, detail: [...timing, table, alerts], definition: burn.definition,
     status: firing.length ? "bad" : (pending.length ? "warn" : "ok"),
   });
 }
