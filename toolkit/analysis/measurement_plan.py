@@ -272,6 +272,15 @@ class _Checker:
                                                            f"(expected one of: {', '.join(choices)})")
         return None
 
+    def event(self, value: Any, path: tuple) -> str | None:
+        """An event name of the contract (the list is long: name the page that has it, not every name)."""
+        if value in ALL_EVENTS:
+            return value
+        hint = _did_you_mean(value, ALL_EVENTS) if isinstance(value, str) else ""
+        self.add(path, "unknown_event", f"{brief(value)} is not an event of the event contract{hint}: nothing "
+                                        "emits it, so nothing can compute a metric from it (events: docs/events.md)")
+        return None
+
 
 def _where(path: tuple) -> str:
     text = ""
@@ -393,7 +402,7 @@ def _selector(c: _Checker, raw: Any, path: tuple, *, denominator: bool) -> Selec
         names = _name_list(c, m["events"], path + ("events",))
         good = []
         for i, name in enumerate(names):
-            if c.choice(name, path + ("events", i), ALL_EVENTS, "event in the event contract") is None:
+            if c.event(name, path + ("events", i)) is None:
                 continue
             if denominator and name == "upload_rejected":
                 c.add(path + ("events", i), "rejected_in_denominator",
@@ -440,7 +449,7 @@ def _name_list(c: _Checker, raw: Any, path: tuple) -> list:
 
 
 def _attempt_event(c: _Checker, raw: Any, path: tuple) -> str | None:
-    name = c.choice(raw, path, ALL_EVENTS, "event in the event contract")
+    name = c.event(raw, path)
     if name is None:
         return None
     if name in AUDIT_EVENTS or name == "upload_rejected":
@@ -591,7 +600,7 @@ def _value(c: _Checker, raw: Any, path: tuple) -> tuple[str, str] | None:
             c.add(path + (key,), "missing", "required field is missing")
     if "event" not in m or "field" not in m:
         return None
-    event = c.choice(m["event"], path + ("event",), ALL_EVENTS, "event in the event contract")
+    event = c.event(m["event"], path + ("event",))
     if event is None:
         return None
     fields = event_fields(event)
@@ -770,7 +779,7 @@ def _events(c: _Checker, raw: Any, metrics: list[Metric]) -> dict[str, tuple[str
         if "event" not in m:
             c.add(path + ("event",), "missing", "required field is missing")
             continue
-        name = c.choice(m["event"], path + ("event",), ALL_EVENTS, "event in the event contract")
+        name = c.event(m["event"], path + ("event",))
         if name is None:
             continue
         fields: list[str] = []
