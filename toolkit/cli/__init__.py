@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "breakdown",
     "rollout",
     "story",
+    "plan",
 )
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,83 @@
+"""``obslab plan``: measurement plans for launch exercises (docs/plans.md).
+
+- ``obslab plan template BRIEF``: a plan skeleton for a launch brief (its id or file), no answer filled in;
+- ``obslab plan check PLAN``: every metric checked against the event contract, vague definitions
+  flagged, each problem with its file and line; exit 1 when there is any.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from toolkit.cli.base import UserError, app, console, user_errors
+
+plan_app = typer.Typer(no_args_is_help=True,
+                       help="Measurement plans for launches: `template` a plan for a launch brief, `check` it "
+                            "against the event contract.")
+app.add_typer(plan_app, name="plan")
+
+_STYLE = {"error": "bold red", "vague": "yellow", "note": "dim"}
+
+
+@plan_app.command("check")
+def check(
+    plan: Path = typer.Argument(..., help="The plan (YAML, as `obslab plan template` lays it out)."),
+    fmt: str = typer.Option("text", "--format", help="text or json."),
+) -> None:
+    """Check a plan: is every metric computable from the events, and defined rather than only named?
+
+    Exit 0 when the plan has no problem (notes do not count), 1 when it has any, 2 when it cannot be read."""
+    from toolkit.analysis.measurement_plan import PlanFileError, check_plan_file
+
+    if fmt not in ("text", "json"):
+        raise UserError(f"--format: expected text or json, got {fmt!r}")
+    with user_errors(PlanFileError):
+        result = check_plan_file(plan)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        for problem in result.problems:
+            console.print(f"[{_STYLE[problem.kind]}]{escape(problem.render(result.source))}[/]", highlight=False,
+                          soft_wrap=True)
+        counts = result.counts()
+        metrics = len(result.plan.metrics)
+        if result.ok:
+            console.print(f"[green]ok[/]: {metrics} metrics, each computable from the events and defined"
+                          + (f" ({counts['note']} note{'s' if counts['note'] != 1 else ''})" if counts["note"] else ""), highlight=False)
+        else:
+            console.print(f"{counts['error']} errors, {counts['vague']} vague definitions, {counts['note']} notes "
+                          f"in {escape(result.source)} ({metrics} metrics read; docs/plans.md)", highlight=False,
+                          soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@plan_app.command("template")
+def template(
+    brief: str = typer.Argument(..., help="The launch brief: its id in the catalogue, or its YAML file."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the skeleton here instead of stdout."),
+) -> None:
+    """A plan skeleton for a launch brief: its briefing and change, every field to fill, no answer."""
+    from toolkit.analysis.measurement_plan import plan_template
+    from toolkit.drills.launch import find_launch
+    from toolkit.drills.schema import DrillSpecError
+
+    with user_errors(DrillSpecError, OSError):
+        launch = find_launch(brief)
+        text = plan_template(launch.id, launch.change["flag"], launch.change["variant"], launch.change["control"],
+                             launch.briefing)
+        if output is None:
+            sys.stdout.write(text)
+            return
+        if output.exists():
+            raise UserError(f"{output} exists; not overwriting your plan (choose another -o)")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+    console.print(f"plan skeleton written to {escape(str(output))}; then `obslab plan check {escape(str(output))}`",
+                  highlight=False, soft_wrap=True)
