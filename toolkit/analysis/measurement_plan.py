@@ -605,6 +605,9 @@ def _value(c: _Checker, raw: Any, path: tuple) -> tuple[str, str] | None:
         return None
     fields = event_fields(event)
     name = m["field"]
+    if not isinstance(name, str):
+        c.add(path + ("field",), "not_a_string", f"expected a field name, got {brief(name)}")
+        return None
     if name not in fields:
         own = sorted(f for f in fields if f in numeric_fields())
         hint = _did_you_mean(str(name), own)
@@ -677,11 +680,14 @@ def _baseline(c: _Checker, raw: Any, path: tuple, change: dict[str, str]) -> Bas
         return Baseline("control")
     if isinstance(raw, dict) and "before" in raw:
         m = c.mapping(raw, path, ("before",))
-        seconds = c.duration(m["before"], path + ("before",)) if m else None
+        seconds = c.duration(m["before"], path + ("before",)) if m and "before" in m else None
         return Baseline("before", before_s=seconds) if seconds is not None else None
     if isinstance(raw, dict) and "value" in raw:
         m = c.mapping(raw, path, ("value", "unit"))
         if m is None:
+            return None
+        if "value" not in m:
+            c.add(path + ("value",), "missing", "required field is missing: the baseline's number")
             return None
         number = c.number(m["value"], path + ("value",))
         if "unit" not in m:
@@ -788,7 +794,9 @@ def _events(c: _Checker, raw: Any, metrics: list[Metric]) -> dict[str, tuple[str
             c.add(path + ("fields",), "not_a_list", f"expected a list of field names, got {brief(raw_fields)}")
             raw_fields = []
         for j, f in enumerate(raw_fields):
-            if f not in event_fields(name):
+            if not isinstance(f, str):
+                c.add(path + ("fields", j), "not_a_string", f"expected a field name, got {brief(f)}")
+            elif f not in event_fields(name):
                 own = sorted(event_fields(name) - event_fields("flag_changed")) or ["(the common fields only)"]
                 c.add(path + ("fields", j), "field_not_on_event",
                       f"{name} carries no field {brief(f)}{_did_you_mean(str(f), sorted(event_fields(name)))} "
