@@ -34,6 +34,7 @@ __all__ = [
     "media_size_bucket",
     "event_schema",
     "OPTIONAL_EVENT_FIELDS",
+    "DURATION_STARTS",
     "event_fields",
     "numeric_fields",
     "TimeError",
@@ -117,6 +118,17 @@ def event_schema() -> dict:
 OPTIONAL_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "transcode_started": ("queue_wait_ms",),
     "upload_cancelled": ("duration_ms",),
+}
+
+# The phase a ``duration_ms`` measures: event → the event the phase starts at (docs/events.md), so
+# ``publish_succeeded.duration_ms`` is the latency upload_completed → publish_succeeded.
+DURATION_STARTS: dict[str, str] = {
+    "upload_completed": "upload_started",
+    "transcode_completed": "transcode_started",
+    "transcode_failed": "transcode_started",
+    "publish_succeeded": "upload_completed",
+    "publish_failed": "upload_completed",
+    "upload_cancelled": "upload_started",
 }
 
 

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from contract.brief import brief
-from contract.events import ALL_EVENTS, FLAGS, LIFECYCLE_EVENTS, event_fields, numeric_fields
+from contract.events import ALL_EVENTS, DURATION_STARTS, FLAGS, LIFECYCLE_EVENTS, event_fields, numeric_fields
 from toolkit.drills.schema import (DIFFICULTIES, DrillSpecError, Setup, _Checker, _ID, _parse_fault_body,
                                    _parse_setup)
 from toolkit.slo.spec import RATIO_OUTCOMES
 from toolkit.slo.yaml_file import load_yaml_file
 
-__all__ = ["Signal", "Regression", "LaunchBrief", "parse_launch", "load_launch", "launches_dir", "load_launches",
-           "find_launch"]
+__all__ = ["Signal", "Regression", "LaunchBrief", "SignalCoverage", "parse_launch", "load_launch", "launches_dir",
+           "load_launches", "find_launch", "plan_coverage"]
 
 KIND = "launch"
 
@@ -195,3 +195,48 @@ def find_launch(ref: str) -> LaunchBrief:
     if ref not in launches:
         raise DrillSpecError(f"unknown launch brief {brief(ref)} (known: {', '.join(launches) or 'none'})")
     return launches[ref]
+
+
+# --------------------------------------------------------------------------- the plan against the launch
+
+
+@dataclass(frozen=True)
+class SignalCoverage:
+    """How a plan watches one signal of the launch's regression."""
+
+    signal: str
+    watched_by: tuple[tuple[str, str], ...]   # (metric name, role) of every plan metric that reads it
+    rolls_back: tuple[str, ...]                # those of them whose breach rolls the launch back
+
+    @property
+    def verdict(self) -> str:
+        """caught (a rollback guardrail watches it) | seen (only watched) | missed (no metric reads it)."""
+        return "caught" if self.rolls_back else "seen" if self.watched_by else "missed"
+
+
+def _watches(metric: Any, signal: Signal) -> bool:
+    """Whether a plan metric reads what the signal is about (the same latency, value or counted events)."""
+    if signal.latency is not None:
+        if metric.latency == signal.latency:
+            return True
+        start, end = signal.latency
+        return metric.value == (end, "duration_ms") and DURATION_STARTS.get(end) == start
+    if signal.value is not None:
+        return metric.value == signal.value
+    counted = [s for s in (metric.numerator, metric.count) if s is not None]
+    if signal.events:
+        return any(set(signal.events) & set(s.events) for s in counted)
+    return any(set(signal.outcomes) & set(s.outcomes) for s in counted)
+
+
+def plan_coverage(plan: Any, launch: LaunchBrief) -> tuple[SignalCoverage, ...]:
+    """For every signal of the launch's regression, the plan's metrics that watch it and which of them roll
+    back: the plan's side of "what the plan caught and what it missed". Shown only after the launch ran
+    (the signals are the exercise's answer). ``plan`` is a ``toolkit.analysis.measurement_plan.Plan``."""
+    out = []
+    for signal in launch.signals:
+        watching = [m for m in plan.metrics if _watches(m, signal)]
+        rolls_back = tuple(m.name for m in watching
+                           if m.role == "guardrail" and m.threshold is not None and m.name in plan.rollback_when)
+        out.append(SignalCoverage(signal.name, tuple((m.name, m.role) for m in watching), rolls_back))
+    return tuple(out)

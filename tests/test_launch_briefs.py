@@ -1,0 +1,89 @@
+"""Launch briefs (kind: launch, docs/plans.md): the shipped ones are valid and keep their answer out of the
+briefing; bad ones name the file and field; a plan's coverage of a launch's signals."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from toolkit.analysis.measurement_plan import check_plan_file
+from toolkit.drills.launch import launches_dir, load_launch, load_launches, parse_launch, plan_coverage
+from toolkit.drills.schema import DrillSpecError, load_catalogue
+
+PLANS = Path(__file__).parent / "fixtures" / "plans"
+BRIEFS = sorted(launches_dir().glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", BRIEFS, ids=lambda p: p.stem)
+def test_every_shipped_launch_brief_is_valid_and_keeps_its_answer_out_of_the_briefing(path):
+    launch = load_launch(path)
+    assert launch.id == path.stem and launch.signals and launch.stronger_plan
+    assert launch.stages[-1][0] == 100
+    words = set(re.findall(r"[a-z_]+", launch.briefing.lower()))
+    for signal in launch.signals:
+        for name in (signal.latency or ()) + (signal.value or ()) + signal.events + signal.outcomes:
+            assert name not in words, (name, "the briefing names a signal of the regression")
+    # The component a launch changes is in its brief (the transcoder, the storage client); what goes wrong is not.
+    assert launch.regression.kind not in words
+
+
+def test_launch_briefs_are_not_incident_drills():
+    assert len(BRIEFS) >= 2
+    assert not set(load_launches()) & set(load_catalogue())
+
+
+def _doc() -> dict:
+    return yaml.safe_load((launches_dir() / "async-transcode-launch.yaml").read_text())
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("change", "control"), "async", "change.control: must differ from the variant"),
+    (("kind",), "incident", "kind: expected one of launch, got 'incident'"),
+    (("signals", 0, "latency", "to"), "upload_started",
+     "signals[0].latency.to: must come after upload_completed in an attempt"),
+    (("signals", 1, "value", "field"), "queue_depth",
+     "signals[1].value.field: expected one of queue_wait_ms, got 'queue_depth'"),
+    (("regression", "duration"), "7m", "regression.duration: the regression would outlast the launch (setup.duration)"),
+    (("rollout", 1, "percent"), 5, "rollout[1]: stages must grow in percent and come later in time"),
+])
+def test_a_bad_launch_brief_names_the_file_and_field(path, value, message):
+    doc = _doc()
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(DrillSpecError) as e:
+        parse_launch(doc, source="async-transcode-launch.yaml")
+    assert str(e.value) == f"async-transcode-launch.yaml: {message}"
+
+
+def test_coverage_says_which_guardrail_catches_the_regression_and_what_only_a_secondary_sees():
+    plan = check_plan_file(PLANS / "good.yaml").plan
+    coverage = {c.signal: c for c in plan_coverage(plan, load_launches()["async-transcode-launch"])}
+    latency = coverage["processing latency to publish (upload_completed → publish_succeeded)"]
+    assert latency.verdict == "caught" and latency.rolls_back == ("p99 processing latency",)
+    queue = coverage["time a transcode job waits in the queue"]
+    assert queue.verdict == "seen" and queue.watched_by == (("p95 transcode queue wait", "secondary"),)
+    other = plan_coverage(plan, load_launches()["storage-client-launch"])
+    assert [c.verdict for c in other] == ["missed", "missed", "missed"]
+
+
+def test_a_duration_field_watches_the_latency_of_its_phase(tmp_path):
+    text = (PLANS / "good.yaml").read_text().replace(
+        "    latency: {from: upload_completed, to: publish_succeeded}\n",
+        "    value: {event: publish_succeeded, field: duration_ms}\n")
+    f = tmp_path / "plan.yaml"
+    f.write_text(text)
+    result = check_plan_file(f)
+    assert result.ok, result.lines()
+    coverage = plan_coverage(result.plan, load_launches()["async-transcode-launch"])
+    assert coverage[0].rolls_back == ("p99 processing latency",)
+    # upload_completed.duration_ms is the upload phase, not processing: it does not watch this signal.
+    g = tmp_path / "other.yaml"
+    g.write_text(text.replace("value: {event: publish_succeeded, field: duration_ms}",
+                              "value: {event: upload_completed, field: duration_ms}"))
+    assert plan_coverage(check_plan_file(g).plan, load_launches()["async-transcode-launch"])[0].verdict == "missed"
