@@ -299,3 +299,12 @@ def test_cli_template_writes_a_skeleton_then_refuses_to_overwrite_it(tmp_path):
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == ("error: unknown launch brief 'nope' (known: async-transcode-launch, "
                                       "storage-client-launch)")
+
+
+def test_the_example_plan_of_docs_plans_md_passes_the_check(tmp_path):
+    text = (ROOT / "docs" / "plans.md").read_text()
+    example = next(b for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S) if b.startswith("version: 1"))
+    f = tmp_path / "plan.yaml"
+    f.write_text(example)
+    result = check_plan_file(f)
+    assert result.ok and not result.problems, result.lines()
