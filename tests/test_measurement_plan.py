@@ -308,3 +308,27 @@ def test_the_example_plan_of_docs_plans_md_passes_the_check(tmp_path):
     f.write_text(example)
     result = check_plan_file(f)
     assert result.ok and not result.problems, result.lines()
+
+
+def test_a_plan_for_a_known_brief_must_plan_that_brief_s_change(tmp_path):
+    launches = {"async-transcode-launch": {"flag": "transcode_mode", "variant": "async", "control": "sync"}}
+    assert check_plan_file(PLANS / "good.yaml", launches=launches).ok
+    f = tmp_path / "plan.yaml"
+    text = (PLANS / "good.yaml").read_text()
+    f.write_text(text.replace("change: {flag: transcode_mode, variant: async, control: sync}",
+                              "change: {flag: transcode_mode, variant: sync, control: async}"))
+    assert [p.render("plan.yaml") for p in check_plan_file(f, launches=launches).problems if p.kind == "error"] == [
+        "plan.yaml:4: change.control: the brief async-transcode-launch changes transcode_mode (async against sync): "
+        "control is 'sync', not 'async'",
+        "plan.yaml:4: change.variant: the brief async-transcode-launch changes transcode_mode (async against sync): "
+        "variant is 'async', not 'sync'"]
+    f.write_text(text.replace("launch: async-transcode-launch", "launch: async-transcode"))
+    assert [p.render("plan.yaml") for p in check_plan_file(f, launches=launches).problems if p.kind == "error"] == [
+        "plan.yaml:3: launch: no launch brief 'async-transcode' (did you mean 'async-transcode-launch'?) (the briefs: "
+        "async-transcode-launch)"]
+
+
+def test_cli_lists_the_launch_briefs():
+    r = obslab("plan", "list")
+    assert r.returncode == 0, r.stderr
+    assert "async-transcode-launch" in r.stdout and "transcode_mode: async (control sync)" in r.stdout

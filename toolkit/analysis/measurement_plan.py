@@ -28,7 +28,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from contract.brief import brief
 from contract.durations import DurationError, format_duration, parse_duration
@@ -301,14 +301,18 @@ def _did_you_mean(value: str, choices: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def check_plan_file(path: str | Path) -> PlanCheck:
+def check_plan_file(path: str | Path, launches: Mapping[str, Mapping[str, str]] | None = None) -> PlanCheck:
     """Read ``path`` with the guarded YAML reader and check it; PlanFileError when it cannot be read."""
     p = Path(path)
-    return check_plan(load_yaml_file_located(p, PlanFileError), source=str(p))
+    return check_plan(load_yaml_file_located(p, PlanFileError), source=str(p), launches=launches)
 
 
-def check_plan(doc: Located, source: str = "plan.yaml") -> PlanCheck:
-    """Every problem of a plan document, each with its line; the plan as far as it could be read."""
+def check_plan(doc: Located, source: str = "plan.yaml",
+               launches: Mapping[str, Mapping[str, str]] | None = None) -> PlanCheck:
+    """Every problem of a plan document, each with its line; the plan as far as it could be read.
+
+    ``launches`` (launch id → its change: flag, variant, control) lets the plan's ``launch`` and
+    ``change`` be checked against the brief they are for."""
     c = _Checker(doc)
     for path, _line in doc.duplicate_keys:
         c.add(path, "duplicate_key", f"{_where(path)} is written twice; YAML keeps only the last one")
@@ -324,6 +328,8 @@ def check_plan(doc: Located, source: str = "plan.yaml") -> PlanCheck:
         c.add(("version",), "bad_version", f"expected {PLAN_VERSION}, got {brief(top['version'])}")
     launch = c.string(top["launch"], ("launch",)) if "launch" in top else None
     change = _change(c, top.get("change"))
+    if launch is not None and launches is not None:
+        _launch_matches(c, launch, change, launches)
     metrics: list[Metric] = []
     for role, key in _ROLE_KEYS.items():
         raw = top.get(key)
@@ -362,6 +368,20 @@ def check_plan(doc: Located, source: str = "plan.yaml") -> PlanCheck:
     plan = Plan(launch, change, tuple(metrics), events, stages, rollback_when, consecutive)
     problems = sorted(c.problems, key=lambda p: (p.line, p.where))
     return PlanCheck(source, plan, tuple(problems))
+
+
+def _launch_matches(c: _Checker, launch: str, change: dict[str, str],
+                    launches: Mapping[str, Mapping[str, str]]) -> None:
+    if launch not in launches:
+        c.add(("launch",), "unknown_launch", f"no launch brief {brief(launch)}{_did_you_mean(launch, list(launches))} "
+                                             f"(the briefs: {', '.join(launches) or 'none'})")
+        return
+    expected = launches[launch]
+    for key in ("flag", "variant", "control"):
+        if key in change and change[key] != expected.get(key):
+            c.add(("change", key), "not_the_launch", f"the brief {launch} changes {expected['flag']} "
+                                                    f"({expected['variant']} against {expected['control']}): "
+                                                    f"{key} is {expected.get(key)!r}, not {change[key]!r}")
 
 
 def _change(c: _Checker, raw: Any) -> dict[str, str]:

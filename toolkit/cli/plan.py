@@ -34,11 +34,14 @@ def check(
 
     Exit 0 when the plan has no problem (notes do not count), 1 when it has any, 2 when it cannot be read."""
     from toolkit.analysis.measurement_plan import PlanFileError, check_plan_file
+    from toolkit.drills.launch import load_launches
+    from toolkit.drills.schema import DrillSpecError
 
     if fmt not in ("text", "json"):
         raise UserError(f"--format: expected text or json, got {fmt!r}")
-    with user_errors(PlanFileError):
-        result = check_plan_file(plan)
+    with user_errors(PlanFileError, DrillSpecError):
+        launches = {launch.id: launch.change for launch in load_launches().values()}
+        result = check_plan_file(plan, launches=launches)
     if fmt == "json":
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
@@ -56,6 +59,23 @@ def check(
                           soft_wrap=True)
     if not result.ok:
         raise typer.Exit(1)
+
+
+@plan_app.command("list")
+def list_briefs() -> None:
+    """The launch briefs to plan for (id, difficulty, title, the change)."""
+    from rich.table import Table
+
+    from toolkit.drills.launch import load_launches
+    from toolkit.drills.schema import DIFFICULTIES, DrillSpecError
+
+    with user_errors(DrillSpecError):
+        launches = sorted(load_launches().values(), key=lambda b: (DIFFICULTIES.index(b.difficulty), b.id))
+    table = Table("id", "difficulty", "title", "change", title="Launch briefs: `obslab plan template ID -o plan.yaml`")
+    for b in launches:
+        table.add_row(b.id, b.difficulty, b.title,
+                      f"{b.change['flag']}: {b.change['variant']} (control {b.change['control']})")
+    console.print(table)
 
 
 @plan_app.command("template")
