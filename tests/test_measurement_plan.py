@@ -332,3 +332,15 @@ def test_cli_lists_the_launch_briefs():
     r = obslab("plan", "list")
     assert r.returncode == 0, r.stderr
     assert "async-transcode-launch" in r.stdout and "transcode_mode: async (control sync)" in r.stdout
+
+
+def test_a_segment_that_keeps_only_the_variant_leaves_the_control_baseline_without_traffic(tmp_path):
+    f = tmp_path / "plan.yaml"
+    f.write_text((PLANS / "good.yaml").read_text().replace(
+        "    latency: {from: upload_completed, to: publish_succeeded}\n    window: 5m\n    segment: all\n",
+        "    latency: {from: upload_completed, to: publish_succeeded}\n    window: 5m\n"
+        "    segment: {flags.transcode_mode: async}\n"))
+    assert [p.render("plan.yaml") for p in check_plan_file(f).problems if p.kind == "error"] == [
+        "plan.yaml:38: guardrails[0].segment.'flags.transcode_mode': the segment keeps only transcode_mode='async', "
+        "so the control arm (sync) has no traffic in it: baseline `control` compares the arms by itself, leave the "
+        "flag out of the segment"]

@@ -590,8 +590,13 @@ def _metric(c: _Checker, raw: Any, path: tuple, role: str, change: dict[str, str
                                     "({change|limit: NUMBER, unit: UNIT})", "vague")
     if baseline is not None and baseline.kind == "value" and baseline.unit is not None and kind_of_value:
         _unit_fits(c, path + ("baseline", "unit"), "limit", baseline.unit, kind_of_value)
-    if threshold is not None and threshold.kind == "change" and baseline is None and "baseline" in m:
-        pass  # the baseline's own problem is reported already
+    if baseline is not None and baseline.kind == "control" and segment and change.get("flag"):
+        pinned = segment.get(f"flags.{change['flag']}")
+        if pinned is not None:
+            c.add(path + ("segment", f"flags.{change['flag']}"), "segment_excludes_control",
+                  f"the segment keeps only {change['flag']}={brief(pinned)}, so the control arm "
+                  f"({change.get('control')}) has no traffic in it: baseline `control` compares the arms by itself, "
+                  "leave the flag out of the segment")
     if value is not None and value[1] in OPTIONAL_EVENT_FIELDS.get(value[0], ()):
         c.add(path + ("value", "field"), "optional_field",
               f"{value[1]} is on only some {value[0]} events (docs/events.md): the segment and the baseline must be "
