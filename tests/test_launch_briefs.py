@@ -87,3 +87,14 @@ def test_a_duration_field_watches_the_latency_of_its_phase(tmp_path):
     g.write_text(text.replace("value: {event: publish_succeeded, field: duration_ms}",
                               "value: {event: upload_completed, field: duration_ms}"))
     assert plan_coverage(check_plan_file(g).plan, load_launches()["async-transcode-launch"])[0].verdict == "missed"
+
+
+def test_starting_a_launch_brief_as_an_incident_drill_points_to_its_plan():
+    from toolkit.drills.schema import find_drill
+
+    with pytest.raises(DrillSpecError) as e:
+        find_drill("async-transcode-launch")
+    assert str(e.value) == ("async-transcode-launch is a launch exercise, not an incident drill: write its "
+                            "measurement plan with `obslab plan template async-transcode-launch` (docs/plans.md)")
+    with pytest.raises(DrillSpecError, match=r"unknown drill 'nope'"):
+        find_drill("nope")
