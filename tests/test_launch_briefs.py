@@ -98,3 +98,34 @@ def test_starting_a_launch_brief_as_an_incident_drill_points_to_its_plan():
                             "measurement plan with `obslab plan template async-transcode-launch` (docs/plans.md)")
     with pytest.raises(DrillSpecError, match=r"unknown drill 'nope'"):
         find_drill("nope")
+
+
+def test_the_launch_report_sets_the_plan_s_verdicts_beside_the_engine_s_figures_per_stage(tmp_path):
+    from datetime import timedelta
+
+    from toolkit.analysis.compare import load_attempts
+    from toolkit.drills.launch_report import StageWindow, launch_report, render_launch_report
+    from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
+
+    # Half the attempts async; from minute 10 the async arm's processing is three times slower.
+    cfg = SynthConfig(attempts=4000, duration_s=1200, async_share=0.5, synthetic_share=1.0,
+                      effects=(Effect(where={"transcode_mode": "async"}, start_s=600, latency_factor=3.0),))
+    events = write_jsonl(generate(cfg, seed=3), tmp_path / "events.jsonl")
+    attempts, _ = load_attempts([events])
+    t0 = cfg.start.replace(tzinfo=None)
+    stages = [StageWindow(25, t0, t0 + timedelta(seconds=600)),
+              StageWindow(100, t0 + timedelta(seconds=600), t0 + timedelta(seconds=1200))]
+    plan = check_plan_file(PLANS / "good.yaml").plan
+    report = launch_report(attempts, load_launches()["async-transcode-launch"], plan, stages, source=str(events))
+    latency, queue = report["signals"]
+    assert latency["verdict"] == "caught" and latency["rolls_back"] == ["p99 processing latency"]
+    p95 = {f["stage_percent"]: f for f in latency["figures"] if f["metric"] == "processing_latency_p95"}
+    assert not p95[25]["failed"] and p95[100]["failed"] and latency["moved"]
+    assert p95[100]["reason"].startswith("+") and "rose beyond the allowed" in p95[100]["reason"]
+    assert queue["verdict"] == "seen" and queue["engine_metrics"] == [] and queue["figures"] == []
+    assert [s["percent"] for s in report["stages"]] == [25, 100]
+    assert all(s["control_attempts"] > 500 and s["treatment_attempts"] > 500 for s in report["stages"])
+    md = render_launch_report(report)
+    assert "**caught: a rollback guardrail watches it**" in md
+    assert "the engine computes no figure for this signal yet" in md
+    assert "## What a stronger plan watches" in md
