@@ -120,7 +120,7 @@ def test_the_launch_report_sets_the_plan_s_verdicts_beside_the_engine_s_figures_
     latency, queue = report["signals"]
     assert latency["verdict"] == "caught" and latency["rolls_back"] == ["p99 processing latency"]
     p95 = {f["stage_percent"]: f for f in latency["figures"] if f["metric"] == "processing_latency_p95"}
-    assert not p95[25]["failed"] and p95[100]["failed"] and latency["moved"]
+    assert not p95[25]["failed"] and p95[100]["failed"] and latency["moved"] and latency["judged"]
     assert p95[100]["reason"].startswith("+") and "rose beyond the allowed" in p95[100]["reason"]
     assert queue["verdict"] == "seen" and queue["engine_metrics"] == [] and queue["figures"] == []
     assert [s["percent"] for s in report["stages"]] == [25, 100]
@@ -128,4 +128,42 @@ def test_the_launch_report_sets_the_plan_s_verdicts_beside_the_engine_s_figures_
     md = render_launch_report(report)
     assert "**caught: a rollback guardrail watches it**" in md
     assert "the engine computes no figure for this signal yet" in md
+    assert "no stage had enough data" not in md
     assert "## What a stronger plan watches" in md
+
+
+@pytest.mark.slow
+def test_a_launch_runs_against_the_real_service_and_reports_what_the_plan_caught(service, tmp_path):
+    """`obslab plan run` end to end: the flag moves through the brief's stages, the regression is applied
+    and removed without an audit event, and the report quotes the engine's figures per stage."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    obslab = str(Path(sys.executable).parent / "obslab")
+    proc = subprocess.run([obslab, "plan", "run", str(PLANS / "good.yaml"), "--data-dir", str(service.data_dir),
+                           "--url", service.base_url, "--speed", "10", "--seed", "3"],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "# Launch report: Moving transcoding onto a queue" in proc.stdout
+    run_dir = next((service.data_dir / "launches").glob("*-async-transcode-launch"))
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    assert [s["percent"] for s in report["stages"]] == [5, 25, 100]
+    assert sum(s["treatment_attempts"] for s in report["stages"]) > 0
+    assert [s["verdict"] for s in report["signals"]] == ["caught", "seen"]
+    latency = report["signals"][0]
+    assert latency["figures"], "the engine's processing-latency figures, stage by stage"
+    md = (run_dir / "report" / "report.md").read_text()
+    # At the lab's traffic a stage may be too small to judge: the report says so rather than a verdict.
+    assert latency["judged"] or "no stage had enough data for the engine to judge it" in md
+    assert oct((run_dir / "truth.json").stat().st_mode & 0o777) == "0o600"
+    # Everything the launch set is gone; its flag changes are audited, its regression is not.
+    assert service.admin("GET", "/admin/faults").json()["faults"] == []
+    flags = {f["name"]: f for f in service.admin("GET", "/admin/flags").json()["flags"]}
+    assert flags["transcode_mode"]["rollout"] == {}
+    audit = service.events(lambda e: e["event"] in ("fault_changed", "flag_changed"))
+    assert not [e for e in audit if e["event"] == "fault_changed"]
+    assert [e["change"]["new"]["rollout"] for e in audit if e["event"] == "flag_changed"
+            and e["change"]["action"] == "put"][:3] == [{"async": 5.0}, {"async": 25.0}, {"async": 100.0}]

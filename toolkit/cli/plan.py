@@ -2,7 +2,9 @@
 
 - ``obslab plan template BRIEF``: a plan skeleton for a launch brief (its id or file), no answer filled in;
 - ``obslab plan check PLAN``: every metric checked against the event contract, vague definitions
-  flagged, each problem with its file and line; exit 1 when there is any.
+  flagged, each problem with its file and line; exit 1 when there is any;
+- ``obslab plan run PLAN``: the plan's launch run against the running lab (foreground, bounded by the
+  launch's duration), then its report: what the plan caught, what it missed, what a stronger plan watches.
 """
 
 from __future__ import annotations
@@ -101,3 +103,40 @@ def template(
         output.write_text(text)
     console.print(f"plan skeleton written to {escape(str(output))}; then `obslab plan check {escape(str(output))}`",
                   highlight=False, soft_wrap=True)
+
+
+@plan_app.command("run")
+def run(
+    plan: Path = typer.Argument(..., help="Your plan: it must pass `obslab plan check` and name its launch."),
+    data_dir: Path = typer.Option(Path(".obslab"), "--data-dir", help="The lab's data directory."),
+    url: Optional[str] = typer.Option(None, "--url", help="The lab's API (default: <data-dir>/lab.json, else "
+                                                          "http://127.0.0.1:8000)."),
+    speed: float = typer.Option(1.0, "--speed", help="Compress the launch's time by this factor (at most 10)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the load (random if unset)."),
+) -> None:
+    """Run the launch your plan is for against the lab, then report what the plan caught and missed."""
+    import random
+
+    from toolkit.analysis.measurement_plan import PlanFileError, check_plan_file
+    from toolkit.drills.lab import LabError, find_lab
+    from toolkit.drills.launch import load_launches
+    from toolkit.drills.launch_run import LaunchRunError, run_launch, write_launch_report
+    from toolkit.drills.schema import DrillSpecError
+
+    with user_errors(PlanFileError, DrillSpecError, LabError, LaunchRunError, OSError):
+        launches = load_launches()
+        result = check_plan_file(plan, launches={b.id: b.change for b in launches.values()})
+        if not result.ok:
+            for line in result.lines():
+                console.print(escape(line), highlight=False, soft_wrap=True)
+            raise UserError(f"{plan} does not pass `obslab plan check`: fix it before the launch", exit_code=1)
+        if result.plan.launch is None:
+            raise UserError(f"{plan}: name the launch it is for (launch: ID; `obslab plan list`)")
+        launch = launches[result.plan.launch]
+        lab = find_lab(data_dir, url)
+        console.print(f"launch [bold]{launch.id}[/]: {escape(launch.title)} (speed ×{speed:g})", highlight=False)
+        done = run_launch(launch, plan.read_text(), lab, seed=random.randrange(1 << 31) if seed is None else seed,
+                          speed=speed, say=lambda m: console.print(escape(m), highlight=False))
+        md = write_launch_report(done, launch, result.plan)
+    sys.stdout.write(md)
+    console.print(f"report: {escape(str(done.report_dir / 'report.md'))}", highlight=False, soft_wrap=True)

@@ -89,6 +89,8 @@ def launch_report(attempts: Any, launch: LaunchBrief, plan: Any, stages: list[St
             "engine_metrics": list(names),
             "figures": figures,
             "moved": any(f["failed"] for f in figures),
+            # Whether any stage had enough data for the engine to judge the signal at all.
+            "judged": any(f["classification"] != "NoData" for f in figures),
         })
     return {
         "schema": LAUNCH_REPORT_SCHEMA,
@@ -133,6 +135,9 @@ def render_launch_report(report: dict[str, Any]) -> str:
         if not sig["engine_metrics"]:
             lines.append("- the engine computes no figure for this signal yet (no judge metric reads it): "
                          "look at it with `obslab breakdown` or the events")
+        elif not sig["judged"]:
+            lines.append("- no stage had enough data for the engine to judge it: at this traffic no guardrail on "
+                         "it could have fired, whatever the plan says (the counts are below)")
         for f in sig["figures"]:
             mark = "moved" if f["failed"] else f["classification"]
             lines.append(f"- {f['stage_percent']:g} % stage, {f['description']}: {f['reason']} [{mark}]")
