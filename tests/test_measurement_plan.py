@@ -344,3 +344,12 @@ def test_a_segment_that_keeps_only_the_variant_leaves_the_control_baseline_witho
         "plan.yaml:38: guardrails[0].segment.'flags.transcode_mode': the segment keeps only transcode_mode='async', "
         "so the control arm (sync) has no traffic in it: baseline `control` compares the arms by itself, leave the "
         "flag out of the segment"]
+
+
+def test_cli_run_refuses_a_plan_that_does_not_pass_the_check_before_touching_the_lab(tmp_path):
+    r = obslab("plan", "run", PLANS / "vague.yaml", "--data-dir", tmp_path, "--url", "http://127.0.0.1:9")
+    assert r.returncode == 1
+    assert f"{PLANS / 'vague.yaml'}:6: primary: vague: 'latency'" in r.stdout
+    assert r.stderr.strip() == (f"error: {PLANS / 'vague.yaml'} does not pass `obslab plan check`: fix it before "
+                                "the launch")
+    assert not (tmp_path / "launches").exists()
