@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "rollout",
     "story",
     "oncall",
+    "plan",
 )
 
 for _name in COMMAND_MODULES:

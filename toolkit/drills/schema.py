@@ -497,6 +497,9 @@ def load_catalogue(directory: str | Path | None = None) -> dict[str, Drill]:
 def find_drill(drill_id: str, directory: str | Path | None = None) -> Drill:
     """One drill of the catalogue by id; a DrillSpecError lists the known ids otherwise."""
     drills = load_catalogue(directory)
+    if drill_id not in drills and directory is None and (catalogue_dir() / "launches" / f"{drill_id}.yaml").is_file():
+        raise DrillSpecError(f"{drill_id} is a launch exercise, not an incident drill: write its measurement plan "
+                             f"with `obslab plan template {drill_id}` (docs/plans.md)")
     if drill_id not in drills:
         raise DrillSpecError(f"unknown drill {brief(drill_id)} (known: {', '.join(drills) or 'none'})")
     return drills[drill_id]
