@@ -16,7 +16,7 @@ lab: venv
 	$(BIN)/obslab lab $(LAB_ARGS)
 
 test: dev-venv system-tools
-	$(BIN)/python -m pytest $(PYTEST_ARGS) --ignore=tests/test_compose_live.py
+	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS) --ignore=tests/test_compose_live.py
 	@$(MAKE) --no-print-directory compose-test
 
 # The compose lab against a real Docker engine (tests/test_compose_live.py, docs/compose.md).

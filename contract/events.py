@@ -33,6 +33,10 @@ __all__ = [
     "SERVICE_VERSIONS",
     "media_size_bucket",
     "event_schema",
+    "OPTIONAL_EVENT_FIELDS",
+    "DURATION_STARTS",
+    "event_fields",
+    "numeric_fields",
     "TimeError",
     "parse_time",
     "format_time",
@@ -106,6 +110,47 @@ def event_schema() -> dict:
     """The JSON Schema (draft 2020-12) of one event line."""
     text = resources.files("contract.schemas").joinpath("event-v1.schema.json").read_text()
     return json.loads(text)
+
+
+# Fields an event carries only sometimes, so the schema cannot require them: the queue wait exists
+# only in async mode; a cancellation's duration is written by the service but not required of
+# other emitters. docs/events.md lists them with the event; a test holds the three together.
+OPTIONAL_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "transcode_started": ("queue_wait_ms",),
+    "upload_cancelled": ("duration_ms",),
+}
+
+# The phase a ``duration_ms`` measures: event → the event the phase starts at (docs/events.md), so
+# ``publish_succeeded.duration_ms`` is the latency upload_completed → publish_succeeded.
+DURATION_STARTS: dict[str, str] = {
+    "upload_completed": "upload_started",
+    "transcode_completed": "transcode_started",
+    "transcode_failed": "transcode_started",
+    "publish_succeeded": "upload_completed",
+    "publish_failed": "upload_completed",
+    "upload_cancelled": "upload_started",
+}
+
+
+@lru_cache(maxsize=None)
+def event_fields(event: str) -> frozenset[str]:
+    """Every field an ``event`` line may carry: the fields of all events, those the schema requires of
+    this event, and its ``OPTIONAL_EVENT_FIELDS``. Empty for a name the contract does not know."""
+    schema = event_schema()
+    if event not in schema["properties"]["event"]["enum"]:
+        return frozenset()
+    own: set[str] = set(OPTIONAL_EVENT_FIELDS.get(event, ()))
+    for rule in schema.get("allOf", ()):
+        if rule.get("if", {}).get("properties", {}).get("event", {}).get("const") == event:
+            own.update(rule.get("then", {}).get("required", ()))
+    return frozenset(schema["required"]) | frozenset(own)
+
+
+@lru_cache(maxsize=1)
+def numeric_fields() -> frozenset[str]:
+    """Fields whose values are numbers (a metric can take a percentile or a mean of them)."""
+    props = event_schema()["properties"]
+    return frozenset(name for name, p in props.items() if p.get("type") in ("number", "integer"))
 
 
 # -- time: the one parser and formatter of the project ------------------------------

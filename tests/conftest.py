@@ -17,11 +17,15 @@ groups) afterwards, even when the test fails. Both yield a ``ServiceHandle``:
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import psutil
 import pytest
 import requests
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
@@ -161,3 +165,37 @@ def make_service(tmp_path: Path) -> Iterator[Callable[..., ServiceHandle]]:
     yield start
     for processes in reversed(started):
         processes.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's) through Playwright, one per test module; skips saying what is missing."""
+    from toolkit.bench.lab import CHROMIUM, CHROMIUM_ARGS
+
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def stop_lab(proc: subprocess.Popen, grace_s: float = 60) -> None:
+    """Stop an ``obslab lab``/``serve`` started by a test as a user would (Ctrl-C), then SIGKILL whatever of its
+    process tree is left: a failed test must never leave a lab behind."""
+    if proc.poll() is not None:
+        return
+    pids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    for pid in pids + [proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if proc.poll() is None:
+        proc.wait(10)

@@ -68,19 +68,6 @@ def test_markdown_cannot_smuggle_html_or_script_links():
     assert 'href="javascript:' not in html and 'src="img/a.png"' in html
 
 
-@pytest.fixture()
-def browser():
-    from toolkit.bench.lab import CHROMIUM, CHROMIUM_ARGS
-
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 def test_the_page_renders_the_report_as_html_and_checks_a_story(lab: Path, browser):
     from toolkit.lab.processes import free_port
     from toolkit.lab.web.server import DashboardServer

@@ -20,7 +20,6 @@ from shutil import which
 import pytest
 import requests
 
-from toolkit.bench.lab import CHROMIUM
 from toolkit.lab.processes import free_port
 from toolkit.lab.web import DashboardConfig, create_app
 from toolkit.lab.web.server import DashboardServer
@@ -29,7 +28,6 @@ from toolkit.lab.web.snapshot import worst_cohort
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "slo.yaml"
 ARTIFACTS = REPO / "test-artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 REGIONS = ("us-east", "us-west", "eu-west", "ap-south")
 
 
@@ -74,17 +72,6 @@ def _span_line(trace_id: str, n: int, t: datetime) -> str:
     return json.dumps({"resourceSpans": [{"resource": {"attributes": [
         {"key": "service.name", "value": {"stringValue": "publish-api"}}]},
         "scopeSpans": [{"scope": {"name": "demo_service"}, "spans": spans}]}]}) + "\n"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def _serve(data_dir: Path, **config) -> DashboardServer:
@@ -379,4 +366,39 @@ def test_drill_answer_count_follows_each_answer_and_each_poll(service, page):
         _no_overlaps(page, "#drills-panel")
     finally:
         stop_active_drill(data)
+        server.stop()
+
+
+def test_burn_panel_says_it_is_in_a_running_drills_scenario_time(tmp_path, page):
+    """While a drill runs at ×10 the burn tile says so and names each window in scenario time with its wall
+    length beside it, without painting over itself (the snapshot's figures: tests/test_drill_scenario_time.py)."""
+    import os
+
+    from toolkit.drills.state import RunDir, RunState
+
+    now = datetime.now(timezone.utc)
+    events = []
+    for i in range(40):
+        events += _attempt(i, now - timedelta(seconds=60 - i), "failed" if i % 5 == 0 else "succeeded", REGIONS[i % 4])
+    _write_events(tmp_path / "events", events)
+    run = RunDir(tmp_path / "drills" / "run-ui")
+    run.path.mkdir(parents=True)
+    (tmp_path / "drills" / "current.json").write_text('{"run_dir": "run-ui"}')
+    # Its 'scheduler' is this very process, so the drill counts as running.
+    run.write_state(RunState(run_id="run-ui", drill_id="regional-storage-outage", seed=1, speed=10.0,
+                             url="http://127.0.0.1:1", data_dir=str(tmp_path), started_at=now.timestamp() - 30,
+                             duration_s=60.0, scheduler_pid=os.getpid()))
+    run.log("drill_started", drill="regional-storage-outage", seed=1, speed=10.0, auto=False)
+    server = _serve(tmp_path, started_at=now - timedelta(seconds=70))
+    try:
+        page.goto(server.url)
+        _wait_for_figures(page)
+        page.wait_for_selector("[data-testid=burn-scenario]", timeout=20000)
+        _shot(page.locator("#tile-burn"), "burn-scenario-time")
+        assert "scenario time at ×10" in page.inner_text("[data-testid=burn-scenario]")
+        table = page.inner_text("[data-testid=burn-table] tbody")
+        assert "over 1m (6s wall)" in table and "over 5s (500ms wall)" in table, table
+        _no_overlaps(page, "#tile-burn")
+        assert not page.errors, page.errors
+    finally:
         server.stop()

@@ -7,7 +7,6 @@ that nothing is left behind. Screenshots go to ``test-artifacts/`` (gitignored).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,8 @@ import psutil
 import pytest
 import requests
 
-from toolkit.bench.lab import CHROMIUM, CHROMIUM_ARGS, free_ports, lab_command
+from conftest import stop_lab
+from toolkit.bench.lab import free_ports, lab_command
 
 pytestmark = pytest.mark.slow
 
@@ -84,29 +84,7 @@ def lab(tmp_path_factory) -> RunningLab:
               120, "20 publish outcomes on the dashboard", running)
         yield running
     finally:
-        if proc.poll() is None:  # a test failed before the shutdown test: never leave the lab behind
-            pids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                pass
-            for pid in pids + [proc.pid]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+        stop_lab(proc)  # a test failed before the shutdown test: never leave the lab behind
 
 
 @pytest.fixture()

@@ -13,16 +13,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
+from conftest import stop_lab
 from toolkit.bench.lab import free_ports
 
 pytestmark = pytest.mark.slow
@@ -81,18 +80,7 @@ def lab(tmp_path_factory):
             time.sleep(1)
         yield cwd, ports, proc, log_path
     finally:
-        pids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)] if proc.poll() is None else []
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                pass
-        for pid in pids + [proc.pid]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_lab(proc)
 
 
 def _on_lab(line: str, ports: dict[str, int]) -> str:
@@ -182,10 +170,4 @@ def test_an_installed_obslab_runs_its_whole_lab_from_an_empty_directory(tmp_path
         assert drills.returncode == 0 and "regional-storage-outage" in drills.stdout, drills.stderr
         assert sorted(p.name for p in empty.iterdir()) == [".obslab"]  # everything it wrote is in its data dir
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_lab(proc)

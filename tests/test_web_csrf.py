@@ -9,7 +9,6 @@ real service.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +17,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from toolkit.bench.lab import CHROMIUM, CHROMIUM_ARGS
 from toolkit.lab.processes import free_port
 from toolkit.lab.web import DashboardConfig, create_app
 
@@ -139,17 +137,6 @@ class _AttackerPage(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-@pytest.fixture()
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.mark.slow

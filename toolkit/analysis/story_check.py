@@ -213,14 +213,18 @@ def measured_figures(report: Mapping[str, Any]) -> tuple[Measured, ...]:
             "threshold", "threshold", "page", "burn")
     add("fault window length", fault_s, "s", "wall-clock seconds the fault was in force", "fault", "incident",
         "window", "lasted")
-    add("fault window length (scenario time)", fault_s * speed, "s", "scenario seconds the fault was in force",
-        "fault", "incident", "window", "lasted")
+    scenario = report.get("scenario") or {}
+    # Scenario seconds exclude the pauses: the report's own figure, not the wall length × the speed.
+    add("fault window length (scenario time)", scenario.get("fault_s", fault_s * speed), "s",
+        "scenario seconds the fault was in force", "fault", "incident", "window", "lasted")
     add("speed", speed, "count", "the run's --speed (scenario seconds per wall second)", "speed", "faster")
     grade = report.get("grade") or {}
     for key, label in (("time_to_detect_s", "time to detect"), ("time_to_diagnose_s", "time to diagnose")):
         add(label, grade.get(key), "s", f"{label} from the fault's start (report)", *label.split()[2:], "after")
-        scen = (report.get("scenario") or {}).get(key)
+        scen = scenario.get(key)
         add(f"{label} (scenario time)", scen, "s", f"{label}, scenario seconds", *label.split()[2:], "after")
+        wall = (scenario.get("wall") or {}).get(key)
+        add(f"{label} (wall time)", wall, "s", f"{label}, wall seconds", *label.split()[2:], "after", "wall")
     add("score", grade.get("total"), "count", "the drill's grade", "score", "points", "grade")
     breakdown = report.get("cohort_breakdown") or {}
     for row in breakdown.get("rows") or ():

@@ -36,6 +36,8 @@ COMMAND_MODULES = (
     "breakdown",
     "rollout",
     "story",
+    "oncall",
+    "plan",
 )
 
 for _name in COMMAND_MODULES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -11,7 +12,7 @@ from rich.table import Table
 from toolkit.measures.budget import BudgetReport, compute_budget
 from toolkit.cli._events_common import (MAX_SKIPPED_HELP, find_spec, parse_share, report_read_problems,
                                         synthetic_choice, synthetic_option)
-from toolkit.cli.base import UserError, app, console, user_errors
+from toolkit.cli.base import UserError, app, console, err_console, user_errors
 from toolkit.cli._tables import fit_table
 from contract.durations import format_seconds
 from toolkit.measures.definitions import format_percent
@@ -31,20 +32,47 @@ def budget(
     strict: bool = typer.Option(False, help="Fail on the first invalid event line."),
     max_skipped: str = typer.Option("1%", help=MAX_SKIPPED_HELP),
     fmt: str = typer.Option("table", "--format", help="table | json | markdown"),
+    speed: Optional[float] = typer.Option(
+        None, help="Scenario speed the profile runs at (a drill's --speed: every window and the period that many "
+                   "times shorter). Default: the speed of a drill running in the data directory the events lie in, "
+                   "else 1."),
 ) -> None:
     """Error budget left, burn rate per alert window, which alerts fire at a time and over the run."""
     with user_errors(EventsError, SloSpecError, ValueError, OSError):
         if fmt not in FORMATS:
             raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        if speed is not None and not speed > 0:
+            raise UserError(f"--speed {speed:g}: expected a number more than 0 (a drill's --speed, 1 = real pace)")
         spec = find_spec(slo)
         spec.profile(profile)
+        if speed is None:
+            speed = _running_drill_speed(paths, profile)
         events = load_events(paths, strict=strict, until=at, max_skipped_share=parse_share(max_skipped))
         report_read_problems(events)
-        report = compute_budget(events, spec, profile, at=at, synthetic=synthetic_choice(synthetic))
+        report = compute_budget(events, spec, profile, at=at, synthetic=synthetic_choice(synthetic), speed=speed)
     if fmt == "json":
         print(json.dumps(report.to_dict(), indent=2))
     else:
         render(report, markdown=fmt == "markdown")
+
+
+def _running_drill_speed(paths: List[str], profile: str) -> float | None:
+    """The speed of a drill running in the data directory the events lie in, when it paces this profile:
+    the lab's alerts then run in the drill's scenario time, and so do these figures."""
+    try:
+        from toolkit.drills.learner_path import drills_dir_above
+        from toolkit.drills.runner import running_drill
+    except ImportError:  # a build without the drills
+        return None
+    for path in paths:
+        drills_dir = drills_dir_above(Path(path))
+        state = running_drill(drills_dir) if drills_dir is not None else None
+        if state is not None and state.profile == profile and state.speed != 1:
+            err_console.print(f"note: a drill is running at ×{state.speed:g} ({drills_dir.parent}): burn rates, "
+                              f"alerts and the budget are in its scenario time (--speed 1 for the spec's own "
+                              "windows)", highlight=False, soft_wrap=True)
+            return state.speed
+    return None
 
 
 def _pct(v: float | None) -> str:
@@ -58,8 +86,7 @@ def _burn(v: float | None) -> str:
 def render(report: BudgetReport, markdown: bool = False) -> None:
     replay = (f"alerts replayed every {report.grid_step} from {report.grid_start} to {report.grid_end}"
               if report.grid_start else "no outcomes to replay alerts over")
-    head = (f"Error budget at {report.at or 'no data'} · profile {report.profile} "
-            f"(time ÷ {report.time_compression:g}) · synthetic {report.synthetic} · {replay}")
+    head = (f"Error budget at {report.at or 'no data'} · {report.timing} · synthetic {report.synthetic} · {replay}")
     out: list[str] = ["## Error budget", "", head, ""] if markdown else []
     if not markdown:
         console.print(head, highlight=False)
@@ -72,7 +99,10 @@ def render(report: BudgetReport, markdown: bool = False) -> None:
         rows = []
         for a, h in zip(s.alerts, s.history):
             first = h.first_fired or "never"
-            rows.append([a.severity, f"{a.long.window}/{a.short.window}", f"> {a.factor:g}×",
+            windows = f"{a.long.window}/{a.short.window}"
+            if report.speed != 1:  # measured over wall windows; the briefing's alert is the scenario one
+                windows = f"{h.scenario_long_window}/{h.scenario_short_window} ({windows} wall)"
+            rows.append([a.severity, windows, f"> {a.factor:g}×",
                          f"{_burn(a.long.burn.burn_rate)} ({a.long.burn.bad:,.0f}/{a.long.burn.total:,.0f})",
                          f"{_burn(a.short.burn.burn_rate)} ({a.short.burn.bad:,.0f}/{a.short.burn.total:,.0f})",
                          "FIRING" if a.firing else ("no data" if a.note else "ok"),

@@ -116,8 +116,12 @@ def start(
         run = runner.start(drill_id, lab, seed=seed, speed=speed, auto=auto)
         state = run.read_state()
         d = find_drill(drill_id)
+        wall = f", {state.duration_s:.0f} s wall" if speed != 1 else ""
         console.print(f"drill [bold]{d.id}[/] started (seed {state.seed}, speed ×{speed:g}, "
-                      f"{state.duration_s:.0f} s) against {lab.url}", highlight=False)
+                      f"{d.setup.duration_s:.0f} s of scenario time{wall}) against {lab.url}", highlight=False)
+        if speed != 1:
+            console.print(f"the lab's alert windows run in scenario time while it lasts: ×{speed:g} shorter in "
+                          "wall time in Prometheus, obslab budget, obslab top and the dashboard", highlight=False)
         for note in runner.start_notes(run):
             console.print(f"note: {note}", highlight=False)
         if not auto:

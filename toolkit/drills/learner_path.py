@@ -4,7 +4,8 @@ The recorder appends one JSON line per step to the active run's ``learner.jsonl`
 commands run while the drill is active (``record_command``, called by the CLI's entry), the
 dashboard views opened (``record_view``, called by the dashboard for the API calls that are views)
 and the hypotheses noted (``obslab drill note``). Each step carries its wall time and its
-**scenario time** (seconds of drill time since the start: wall seconds × the run's speed).
+**scenario time** (seconds of drill time since the start: wall seconds less the pauses, × the run's
+speed — the run's scenario clock, ``toolkit.drills.clock``).
 
 A run is active from its start until its report is written, for at most ``ACTIVE_AFTER_END_S``
 after its scheduled end: the investigation goes on after the fault ends, but a command the
@@ -22,13 +23,13 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from toolkit.drills.state import NoDrillRunning, RunDir, RunState, append_jsonl, current_run, read_jsonl
 
 __all__ = ["LEARNER_FILE", "ACTIVE_AFTER_END_S", "Step", "PathStage", "scenario_seconds", "active_run",
            "record_command", "record_view", "record_note", "learner_steps", "expert_steps", "compare_paths",
-           "drills_dirs_for"]
+           "drills_dirs_for", "drills_dir_above"]
 
 LEARNER_FILE = "learner.jsonl"
 ACTIVE_AFTER_END_S = 6 * 3600.0
@@ -52,9 +53,9 @@ class PathStage:
     note: str = ""
 
 
-def scenario_seconds(state: RunState, t: float) -> float:
-    """Seconds of drill (scenario) time at wall time ``t``."""
-    return (t - state.started_at) * state.speed
+def scenario_seconds(run: RunDir, t: float) -> float:
+    """Seconds of drill (scenario) time at wall time ``t``: the run's clock, pauses excluded."""
+    return run.clock().scenario_s(t)
 
 
 def _learner_file(run: RunDir) -> Path:
@@ -89,11 +90,9 @@ def drills_dirs_for(argv: Sequence[str], cwd: Path) -> list[Path]:
     for word in argv:
         if word.startswith("-") or "/" not in word:
             continue
-        p = (cwd / word).resolve()
-        for parent in [p, *p.parents][:5]:
-            if (parent / "drills" / "current.json").is_file():
-                out.append(parent / "drills")
-                break
+        found = drills_dir_above(cwd / word)
+        if found is not None:
+            out.append(found)
     out.append(cwd / ".obslab" / "drills")
     seen, unique = set(), []
     for d in out:
@@ -102,6 +101,16 @@ def drills_dirs_for(argv: Sequence[str], cwd: Path) -> list[Path]:
             seen.add(key)
             unique.append(d)
     return unique
+
+
+def drills_dir_above(path: Path) -> Path | None:
+    """The drills directory of the data directory a path lies in (``.obslab/data/events`` →
+    ``.obslab/drills``), looking up to five levels up; None when it lies in none."""
+    p = Path(path).resolve()
+    for parent in [p, *p.parents][:5]:
+        if (parent / "drills" / "current.json").is_file():
+            return parent / "drills"
+    return None
 
 
 def _redacted(argv: Sequence[str]) -> str:
@@ -131,8 +140,7 @@ def record_command(argv: Sequence[str], cwd: Path | None = None, now: float | No
     for drills_dir in drills_dirs_for(argv, cwd):
         run = active_run(drills_dir, now)
         if run is not None:
-            state = run.read_state()
-            append_jsonl(_learner_file(run), {"t": now, "scenario_s": round(scenario_seconds(state, now), 3),
+            append_jsonl(_learner_file(run), {"t": now, "scenario_s": round(scenario_seconds(run, now), 3),
                                               "source": "cli", "what": _redacted(argv)})
             return run.path
     return None
@@ -151,7 +159,7 @@ def record_view(drills_dir: Path, view: str, now: float | None = None) -> bool:
     if last == view:
         return False
     now = time.time() if now is None else now
-    append_jsonl(_learner_file(run), {"t": now, "scenario_s": round(scenario_seconds(run.read_state(), now), 3),
+    append_jsonl(_learner_file(run), {"t": now, "scenario_s": round(scenario_seconds(run, now), 3),
                                       "source": "dashboard", "what": view})
     return True
 
@@ -163,7 +171,7 @@ def record_note(drills_dir: Path, text: str, now: float | None = None) -> tuple[
         raise ValueError("drill note: the note is empty (e.g. obslab drill note \"hypothesis: storage in eu-west\")")
     run = current_run(drills_dir)
     now = time.time() if now is None else now
-    scen = scenario_seconds(run.read_state(), now)
+    scen = scenario_seconds(run, now)
     append_jsonl(_learner_file(run), {"t": now, "scenario_s": round(scen, 3), "source": "note", "what": text})
     return run, scen
 
@@ -190,6 +198,7 @@ def _stage_of(source: str, what: str) -> str:
 def learner_steps(run: RunDir) -> list[Step]:
     """The learner's recorded steps and answers, in scenario-time order."""
     state = run.read_state()
+    clock = run.clock()
     steps = [Step(float(r.get("scenario_s", 0.0)), str(r.get("source", "cli")),
                   _stage_of(str(r.get("source", "")), str(r.get("what", ""))), str(r.get("what", "")))
              for r in read_jsonl(_learner_file(run))]
@@ -197,18 +206,24 @@ def learner_steps(run: RunDir) -> list[Step]:
         if a.get("by", "learner") == "auto":
             continue
         cohort = ", ".join(f"{k}={v}" for k, v in (a.get("cohort") or {}).items()) or "everyone"
-        steps.append(Step(float(a.get("at_s", 0.0)) * state.speed, "answer", "answer",
+        at = a.get("at_scenario_s")  # recorded by the runner; else from the wall time since the start
+        at = float(at) if at is not None else clock.scenario_s(state.started_at + float(a.get("at_s", 0.0)))
+        steps.append(Step(at, "answer", "answer",
                           f"answered cause {a.get('cause')}, cohort {cohort}, impact {a.get('impact'):g}"))
     for e in run.timeline():
         if e.get("kind") == "hint_shown":
-            steps.append(Step(scenario_seconds(state, e["t"]), "hint", "what", f"took hint {e.get('number')}"))
+            steps.append(Step(clock.scenario_s(e["t"]), "hint", "what", f"took hint {e.get('number')}"))
     return sorted(steps, key=lambda s: s.scenario_s)
 
 
-def expert_steps(diagnosis: Mapping[str, Any], started_at: float, speed: float) -> list[Step]:
-    """The unattended solver's path (``auto.diagnosis_json``), broad to narrow, in scenario time."""
+def expert_steps(diagnosis: Mapping[str, Any], started_at: float, speed: float,
+                 scenario: Callable[[float], float] | None = None) -> list[Step]:
+    """The unattended solver's path (``auto.diagnosis_json``), broad to narrow, in scenario time:
+    ``scenario`` maps a wall time to the run's scenario seconds (its clock, pauses excluded); without it,
+    wall seconds since the start × ``speed``."""
     inc = diagnosis.get("incident") or [started_at, started_at]
-    start, end = (inc[0] - started_at) * speed, (inc[1] - started_at) * speed
+    to_scenario = scenario or (lambda t: (t - started_at) * speed)
+    start, end = to_scenario(inc[0]), to_scenario(inc[1])
     moved = ", ".join(diagnosis.get("signals_moved") or ()) or "no signal"
     top = (diagnosis.get("causes") or [{}])[0]
     cohorts = diagnosis.get("cohorts") or []
@@ -239,9 +254,9 @@ def _dims_looked_at(steps: Iterable[Step]) -> set[str]:
 
 
 def compare_paths(learner: Sequence[Step], diagnosis: Mapping[str, Any], state: RunState,
-                  impact_tolerance: float) -> list[PathStage]:
+                  impact_tolerance: float, scenario: Callable[[float], float] | None = None) -> list[PathStage]:
     """Stage by stage, what the expert did and what the learner did, and whether they diverged."""
-    expert = {s.stage: s for s in expert_steps(diagnosis, state.started_at, state.speed)}
+    expert = {s.stage: s for s in expert_steps(diagnosis, state.started_at, state.speed, scenario)}
     answers = [s for s in learner if s.source == "answer"]
     last = answers[-1].text if answers else None
     inc_start = expert["when"].scenario_s

@@ -21,7 +21,8 @@ import numpy as np
 
 from toolkit.events.attempts import attempt_stats_table, outcome_at_sql
 from toolkit.events import EventSet, load_events
-from toolkit.measures.definitions import Outcomes, SliDefinition, budget_figures, load_outcomes, sli_definition, to_us
+from toolkit.measures.definitions import (Outcomes, SliDefinition, alert_timing, budget_figures, load_outcomes,
+                                         sli_definition, to_us)
 from toolkit.slo.spec import SloSpec
 
 __all__ = [
@@ -314,7 +315,8 @@ def measure_impact(attempts: Sequence[Attempt], samples: Sequence[MetricSample],
     bad, total = bad_and_total(inc, definition)
     add("failed_publishes", float(bad), "attempts", total)
     # The engine's named budget figure: the share of the lab period's budget the incident spent.
-    budget = budget_figures(slo.name, slo.objective, spec.period_for(slo, "lab"), bad, total, incident.length_s)
+    budget = budget_figures(slo.name, slo.objective, alert_timing(spec, "lab").period_s(slo), bad, total,
+                            incident.length_s)
     add("budget_spent_percent", 100.0 * budget.spent if budget.spent is not None else 0.0, "% of budget", total)
     for name, attr, q in (("p99_processing_shift_ms", "processing_ms", 0.99), ("p95_e2e_shift_ms", "e2e_ms", 0.95)):
         now_vals = [getattr(a, attr) for a in inc if getattr(a, attr) is not None]

@@ -10,10 +10,11 @@ it never states a page that the other surfaces did not show.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from toolkit.measures.definitions import Outcomes, alert_series, evaluation_times
+from toolkit.measures.definitions import Outcomes, alert_series, alert_timing, evaluation_times
 from toolkit.slo.spec import SloSpec
 
 __all__ = ["EnginePage", "PrometheusPage", "PageVerdict", "engine_first_page", "prometheus_first_fire",
@@ -46,28 +47,42 @@ class PageVerdict:
     engine: EnginePage
     prometheus: PrometheusPage
 
-    def sentence(self, fault_start: float) -> str:
-        """What the report says about the page, with every source named."""
+    def sentence(self, fault_start: float, scenario: Callable[[float], float] | None = None) -> str:
+        """What the report says about the page, with every source named. ``scenario`` maps a wall time to
+        the drill's scenario seconds (its clock): times are said in scenario time, wall time in brackets."""
         e, p = self.engine, self.prometheus
+
+        def after(t: float) -> str:
+            return _after(fault_start, t, scenario)
+
         if self.fired:
-            text = f"the page ({self.alert}) fired {self.at - fault_start:.1f} s after the fault started"
+            text = f"the page ({self.alert}) fired {after(self.at)} after the fault started"
             if p.state == "fired":
-                text += f" (Prometheus fired it {p.at - fault_start:.1f} s after)"
+                text += f" (Prometheus fired it {after(p.at)} after)"
             return text
         if e.at is None and p.state in ("not running", "did not fire"):
             return "no burn-rate page fired (the engine's replay of the events" + (
                 " and Prometheus agree)" if p.state == "did not fire" else ")")
         if e.at is None:  # Prometheus fired or could not be asked
             if p.state == "fired":
-                return (f"no page is counted: Prometheus fired one {p.at - fault_start:.1f} s after the fault "
+                return (f"no page is counted: Prometheus fired one {after(p.at)} after the fault "
                         "started, but the engine's replay of the events never met the page condition")
             return "no burn-rate page fired (the engine's replay of the events)"
         if p.state == "did not fire":
             return (f"no page is counted: the engine's replay met the page condition ({e.alert}) "
-                    f"{e.at - fault_start:.1f} s after the fault started, but Prometheus ({p.detail}) did not fire it")
+                    f"{after(e.at)} after the fault started, but Prometheus ({p.detail}) did not fire it")
         return (f"no page is counted: the engine's replay met the page condition ({e.alert}) "
-                f"{e.at - fault_start:.1f} s after the fault started, but the lab's Prometheus could not "
+                f"{after(e.at)} after the fault started, but the lab's Prometheus could not "
                 f"confirm it ({p.detail})")
+
+
+def _after(fault_start: float, t: float, scenario: Callable[[float], float] | None) -> str:
+    """``12.0 s of scenario time (1.2 s wall)`` from the fault's start to ``t``; plain seconds without a clock."""
+    wall = t - fault_start
+    if scenario is None:
+        return f"{wall:.1f} s"
+    scen = scenario(t) - scenario(fault_start)
+    return f"{scen:.1f} s of scenario time" + (f" ({wall:.1f} s wall)" if abs(scen - wall) >= 0.05 else "")
 
 
 def engine_first_page(outcomes: Outcomes, spec: SloSpec, start: float, end: float, slo_name: str = "publish-success",
@@ -77,17 +92,21 @@ def engine_first_page(outcomes: Outcomes, spec: SloSpec, start: float, end: floa
     --at END`` replays: every scrape interval of the profile, anchored at ``end``. An alert already
     firing when the drill started is not this drill's page."""
     slo = spec.slo(slo_name)
-    step = spec.profile(profile).scrape_interval_s
+    timing = alert_timing(spec, profile)  # the spec is paced to the drill's speed: its windows, wall seconds
+    step = timing.step_s
     ends = evaluation_times(start - step, end, step)
     hits = []
-    for w in spec.windows_for(profile):
+    for i, w in enumerate(timing.windows):
         if w.severity != "page" or len(ends) < 2:
             continue
         firing = alert_series(outcomes, slo.objective, w, ends).firing
         starts = np.flatnonzero(firing[1:] & ~firing[:-1]) + 1
         if len(starts):
-            hits.append((float(ends[starts[0]]), f"{w.long}/{w.short} burn rate over {w.burn_rate:g}× "
-                                                  f"({profile} profile)"))
+            # Named as the briefing names it: the scenario windows, the wall ones beside them at a speed.
+            sw = timing.scenario_windows[i]
+            wall = f"; {w.long}/{w.short} wall at ×{timing.speed:g}" if timing.speed != 1 else ""
+            hits.append((float(ends[starts[0]]), f"{sw.long}/{sw.short} burn rate over {w.burn_rate:g}× "
+                                                  f"({profile} profile{wall})"))
     return EnginePage(*min(hits)) if hits else EnginePage(None, None)
 
 

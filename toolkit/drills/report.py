@@ -2,7 +2,10 @@
 
 Everything in it is measured from the run's events and metric samples over the
 fault's actual window (from ``truth.json``); each figure states its statistic,
-window, segment and count.
+window, segment and count. Every time and duration is in the run's **scenario time** (its
+clock: wall seconds since the start less the pauses, × the speed), labelled so, with the wall
+time in brackets where it differs; the alert windows are the lab profile's at the run's speed
+(``toolkit.measures.definitions.alert_timing``), named as the briefing names them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from toolkit.drills.causes import cause_label
+from toolkit.drills.clock import ScenarioClock
 from toolkit.drills.grader import HINT_COST, Answer, Grade, grade
 from toolkit.drills.learner_path import compare_paths, expert_steps, learner_steps
 from toolkit.drills.measure import (Attempt, DrillEvents, Impact, MetricSample, Window, drill_outcomes,
@@ -23,8 +27,9 @@ from toolkit.drills.pages import PageVerdict, engine_first_page, page_verdict, p
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir, RunState
 from contract.durations import format_duration
-from toolkit.measures.definitions import (BudgetFigures, Outcomes, alert_state, burn_rate_series, evaluation_times,
-                              format_percent, period_budget, sli_ratio, success_definition, window_counts)
+from toolkit.measures.definitions import (AlertTiming, BudgetFigures, Outcomes, alert_state, alert_timing,
+                                         burn_rate_series, evaluation_times, format_percent, period_budget, sli_ratio,
+                                         success_definition, window_counts)
 from toolkit.slo.names import burn_alert_name
 from toolkit.slo.scenario import at_speed
 from toolkit.slo.spec import SloSpec, load_spec
@@ -80,6 +85,28 @@ class ReportData:
     expert: Mapping | None = None  # the unattended solver's diagnosis of this run (auto.diagnosis_json)
     learner: tuple = ()  # the learner's steps (learner_path.Step), scenario time
     path_stages: tuple = ()  # learner vs expert, stage by stage (learner_path.PathStage)
+    clock: ScenarioClock | None = None  # the run's scenario clock (pauses, speed)
+    timing: AlertTiming | None = None  # the lab profile's windows at the run's speed
+
+    def scenario_s(self, t: float) -> float:
+        """Scenario seconds since the drill started at wall time ``t``."""
+        return self.clock.scenario_s(t) if self.clock is not None else (t - self.start) * (self.speed or 1.0)
+
+    def duration(self, t0: float, t1: float) -> str:
+        """``400.0 s of scenario time (60.0 s wall)`` from ``t0`` to ``t1``; the wall part only where it differs."""
+        return _duration(self.scenario_s(t1) - self.scenario_s(t0), t1 - t0)
+
+    def wall_after(self, t0: float, scenario_s: float) -> float:
+        """Wall seconds from ``t0`` until ``scenario_s`` more of scenario time had run (pauses included)."""
+        if self.clock is None:
+            return scenario_s / (self.speed or 1.0)
+        active = (self.scenario_s(t0) + scenario_s) / self.clock.speed
+        return self.clock.wall_at(active, self.end) - t0
+
+
+def _duration(scenario_s: float, wall_s: float) -> str:
+    return f"{scenario_s:.1f} s of scenario time" + (f" ({wall_s:.1f} s wall)" if abs(scenario_s - wall_s) >= 0.05
+                                                       else "")
 
 
 def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
@@ -87,7 +114,9 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     fault's end (the incident's figures, exactly ``obslab sli --since FAULT_START --until FAULT_END``)
     and as of the drill's end (the whole drill: plots, burn rates, the page)."""
     state = run.read_state()
-    spec = spec or default_spec(state)
+    # The lab profile at the run's speed (a spec already paced to it stays as it is: never compressed twice).
+    spec = at_speed(spec or default_spec(state), state.speed)
+    timing = alert_timing(spec, "lab")
     truth = run.read_truth()
     drill = find_drill(state.drill_id)
     events_dir = Path(state.events_dir or Path(state.data_dir) / "events")
@@ -115,13 +144,16 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     sli_drill = (int(whole_rate.numerator or 0), int(whole_rate.denominator or 0))
     outcomes = drill_outcomes(at_end, spec)
     success = spec.slo("publish-success")
-    budget = period_budget(outcomes, success.name, success.objective, spec.period_for(success, "lab"), end)
-    burn_at_end = {format_duration(length): burn_rate_series(outcomes, success.objective, [end], length).values()[0]
-                   for w in spec.windows_for("lab") for length in (w.long_s, w.short_s)}
+    budget = period_budget(outcomes, success.name, success.objective, timing.period_s(success), end)
+    # Keyed by the window in scenario time (as the briefing names it); measured over its wall length.
+    burn_at_end = {format_duration(scen): burn_rate_series(outcomes, success.objective, [end], length).values()[0]
+                   for w, sw in zip(timing.windows, timing.scenario_windows)
+                   for length, scen in ((w.long_s, sw.long_s), (w.short_s, sw.short_s))}
     alerts_at_end = []
-    for w in spec.windows_for("lab"):
+    for w, sw in zip(timing.windows, timing.scenario_windows):
         long, short, firing = alert_state(outcomes, success.objective, w, end)
-        alerts_at_end.append({"slo": success.name, "severity": w.severity, "long": w.long, "short": w.short,
+        alerts_at_end.append({"slo": success.name, "severity": w.severity, "long": sw.long, "short": sw.short,
+                              "long_wall": w.long, "short_wall": w.short,
                               "factor": w.burn_rate, "long_burn": long.burn_rate, "short_burn": short.burn_rate,
                               "firing": firing})
     page = page_verdict(engine_first_page(outcomes, spec, start, end),
@@ -138,11 +170,12 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
     expert = _expert_diagnosis(run, spec)
     # An unattended run has no learner: its debrief shows the expert path alone.
     learner = () if state.auto else tuple(learner_steps(run))
-    stages = () if state.auto else tuple(compare_paths(learner, expert, state, drill.questions.impact.tolerance))
+    stages = () if state.auto else tuple(compare_paths(learner, expert, state, drill.questions.impact.tolerance,
+                                                       clock.scenario_s))
     return ReportData(drill, state.run_id, state.seed, state.speed, start, end, fault, baseline, at_end.attempts,
                       samples, impact, sli_incident, sli_latency, sli_drill, page.at, page.alert, g, answers,
                       tuple(timeline), spec, page, at_end.events.summary(), outcomes, budget, burn_at_end,
-                      tuple(alerts_at_end), whole_latency, expert, learner, stages)
+                      tuple(alerts_at_end), whole_latency, expert, learner, stages, clock, timing)
 
 
 def _expert_diagnosis(run: RunDir, spec: SloSpec) -> dict:
@@ -177,8 +210,11 @@ def _bins(data: ReportData) -> list[Window]:
 
 
 def _mark_fault(ax, data: ReportData) -> None:
-    ax.axvspan(data.fault.start - data.start, data.fault.end - data.start, color="tab:red", alpha=0.12,
+    ax.axvspan(data.scenario_s(data.fault.start), data.scenario_s(data.fault.end), color="tab:red", alpha=0.12,
                label="fault in force")
+
+
+_X_LABEL = "scenario seconds since the drill started"
 
 
 def plot_sli_and_burn(data: ReportData, path: Path) -> None:
@@ -193,10 +229,12 @@ def plot_sli_and_burn(data: ReportData, path: Path) -> None:
     ends = [w.end for w in bins]
     # Per bin (t − width, t], the engine's window convention and its good/total from the spec.
     good, total = window_counts(data.outcomes, ends, width)
-    xs = [(w.start + w.end) / 2 - data.start for w in bins]
+    xs = [data.scenario_s((w.start + w.end) / 2) for w in bins]
     rates = [100 * g / t if t else float("nan") for g, t in zip(good, total)]
-    window = data.spec.windows_for("lab")[0]
-    grid = evaluation_times(data.start, data.end, data.spec.profile("lab").scrape_interval_s)
+    timing = data.timing or alert_timing(data.spec, "lab")
+    window, scenario_window = timing.windows[0], timing.scenario_windows[0]
+    grid = evaluation_times(data.start, data.end, timing.step_s)
+    grid_x = [data.scenario_s(t) for t in grid]
     long = burn_rate_series(data.outcomes, slo.objective, grid, window.long_s)
     short = burn_rate_series(data.outcomes, slo.objective, grid, window.short_s)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
@@ -206,14 +244,14 @@ def plot_sli_and_burn(data: ReportData, path: Path) -> None:
     ax1.set_ylabel("success rate, %")
     ax1.set_title(f"{data.drill.title}: publish success and burn rate (synthetic traffic included)")
     ax1.legend(loc="lower left", fontsize=8)
-    ax2.plot(grid - data.start, long.burn, label=f"burn rate, long window {window.long} (lab profile)")
-    ax2.plot(grid - data.start, short.burn, alpha=0.6, label=f"burn rate, short window {window.short}")
+    ax2.plot(grid_x, long.burn, label=f"burn rate, long window {scenario_window.long} (lab profile, scenario time)")
+    ax2.plot(grid_x, short.burn, alpha=0.6, label=f"burn rate, short window {scenario_window.short}")
     ax2.axhline(window.burn_rate, color="tab:red", linestyle="--", label=f"page at {window.burn_rate:g}×")
     if data.first_page_at is not None:
-        ax2.axvline(data.first_page_at - data.start, color="tab:red", label="first page")
+        ax2.axvline(data.scenario_s(data.first_page_at), color="tab:red", label="first page")
     _mark_fault(ax2, data)
     ax2.set_ylabel("burn rate (× budget)")
-    ax2.set_xlabel("seconds since the drill started")
+    ax2.set_xlabel(_X_LABEL)
     ax2.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -231,7 +269,7 @@ def plot_latency(data: ReportData, path: Path) -> None:
     for w in bins:
         vals = [a.processing_ms for a in data.attempts if a.ended is not None and a.ended in w
                 and a.processing_ms is not None]
-        xs.append((w.start + w.end) / 2 - data.start)
+        xs.append(data.scenario_s((w.start + w.end) / 2))
         p50.append(percentile(vals, 0.5) if vals else float("nan"))
         p99.append(percentile(vals, 0.99) if vals else float("nan"))
     fig, ax = plt.subplots(figsize=(9, 3.5))
@@ -242,7 +280,7 @@ def plot_latency(data: ReportData, path: Path) -> None:
         ax.axhline(threshold * 1000, color="grey", linestyle="--", label=f"latency SLI threshold {threshold:g}s")
     _mark_fault(ax, data)
     ax.set_ylabel("ms (publishes by bin)")
-    ax.set_xlabel("seconds since the drill started")
+    ax.set_xlabel(_X_LABEL)
     ax.set_title("processing latency (upload_completed → publish_succeeded)")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -337,7 +375,7 @@ def _timeline_rows(data: ReportData) -> list[tuple[float, str]]:
         rows.append((data.first_page_at, f"first page: publish-success {data.first_page_alert}"))
     elif data.page is not None and data.page.engine.at is not None:
         rows.append((data.page.engine.at, "page condition met in the engine's replay, not counted as fired: "
-                                          + data.page.sentence(data.fault.start)))
+                                          + data.page.sentence(data.fault.start, data.scenario_s)))
     return sorted(rows, key=lambda r: r[0])
 
 
@@ -345,13 +383,18 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
     d, g, imp = data.drill, data.grade, data.impact
     good_i, total_i = data.sli_incident
     good_d, total_d = data.sli_drill
-    fault_len = data.fault.length_s
+    fault_len = data.duration(data.fault.start, data.fault.end)
+    timing = data.timing or alert_timing(data.spec, "lab")
     lines = [
         f"# Drill report: {d.title}",
         "",
         f"Drill `{d.id}` ({d.difficulty}), run `{data.run_id}`, seed {data.seed}, speed ×{data.speed:g} "
-        f"(drill time {d.setup.duration_s / 60:g} min ran in {(data.end - data.start):.0f} s). "
-        "Traffic: the lab's load generator (synthetic traffic, included in every figure).",
+        f"(drill time {d.setup.duration_s / 60:g} min of scenario time ran in {(data.end - data.start):.0f} s wall, "
+        "pauses included). Traffic: the lab's load generator (synthetic traffic, included in every figure).",
+        "",
+        "Times are **scenario time**: seconds of drill time since the start (wall seconds less the pauses, "
+        f"× {data.speed:g}), wall time in brackets where it differs. Alert windows are named in scenario time, "
+        f"as the briefing names them: the {timing.describe()}.",
         "",
         "## Briefing",
         "",
@@ -359,17 +402,17 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         "",
         "## Timeline",
         "",
-        "| t (s) | UTC | what |",
-        "|---:|---|---|",
+        "| t (scenario s) | t (wall s) | UTC | what |",
+        "|---:|---:|---|---|",
     ]
     for t, text in _timeline_rows(data):
-        lines.append(f"| {t - data.start:.1f} | {_clock(t)} | {text} |")
+        lines.append(f"| {data.scenario_s(t):.1f} | {t - data.start:.1f} | {_clock(t)} | {text} |")
     lines += [
         "",
         f"The fault ({d.fault.kind} on {d.fault.target}"
         f"{', ' + ', '.join(f'{k}={v}' for k, v in d.fault.selector.items()) if d.fault.selector else ''}) "
-        f"was in force from t={data.fault.start - data.start:.1f} s to t={data.fault.end - data.start:.1f} s "
-        f"({fault_len:.1f} s).",
+        f"was in force from t={data.scenario_s(data.fault.start):.1f} s to t={data.scenario_s(data.fault.end):.1f} s "
+        f"of scenario time since the start ({fault_len}).",
         "",
         "## Evidence",
         "",
@@ -389,10 +432,10 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         "",
         "## Measured impact",
         "",
-        f"Window: the fault window, {fault_len:.1f} s; attempts attributed by their outcome time (as `obslab sli` "
+        f"Window: the fault window, {fault_len}; attempts attributed by their outcome time (as `obslab sli` "
         f"counts them), as of the fault's end; "
-        f"baseline: the {data.baseline.length_s:.1f} s before the fault. Whole-drill figures are as of the "
-        f"drill's end. Read: {data.read_summary or 'n/a'}.",
+        f"baseline: the {data.duration(data.baseline.start, data.baseline.end)} before the fault. Whole-drill "
+        f"figures are as of the drill's end. Read: {data.read_summary or 'n/a'}.",
         "",
         f"- **Publish success (publish-success SLI)** during the fault: {good_i}/{total_i} = "
         f"{format_percent(sli_ratio(good_i, total_i))} ({success_definition(data.spec).ratio_text()}, from the "
@@ -402,8 +445,13 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         f"p99 {_fmt(data.sli_latency.get('p99'), 'ms')} — as `obslab sli --since {_iso(data.fault.start)} "
         f"--until {_iso(data.fault.end)}` reports them.",
         f"- **Error budget** (publish-success, lab profile, as of the drill's end, as `obslab budget --profile lab "
-        f"--at {_iso(data.end)}` reports it): {data.budget.describe() if data.budget else 'n/a'}. "
-        f"Burn rates then: " + ", ".join(f"{k} {_fmt(v)}×" for k, v in (data.burn_at_end or {}).items()) + ".",
+        + (f"--speed {data.speed:g} " if timing.speed != 1 else "")
+        + f"--at {_iso(data.end)}` reports it): {data.budget.describe() if data.budget else 'n/a'}"
+        + (f" (the lab profile's {format_duration(timing.scenario_period_s(data.spec.slo('publish-success')))} "
+           f"period of scenario time, {data.budget.period} wall at ×{timing.speed:g})"
+           if data.budget and timing.speed != 1 else "") + ". "
+        f"Burn rates then: " + ", ".join(f"{k}{_wall_window(timing, k)} {_fmt(v)}×"
+                                         for k, v in (data.burn_at_end or {}).items()) + ".",
         "",
         "| figure | value | count behind it | definition |",
         "|---|---:|---:|---|",
@@ -428,9 +476,9 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         lines.append(f"| {p.part} | {p.points:g} | {p.max_points:g} | {p.note} |")
     if g.hints_taken:
         lines.append(f"| hints | −{g.hint_penalty:g} | | {g.hints_taken} hint(s) taken, {HINT_COST:g} points each |")
-    ttd = ("not detected" if g.time_to_detect_s is None
-           else f"{g.time_to_detect_s:.1f} s of scenario time (by the first {g.detected_by})")
-    ttdiag = "not diagnosed" if g.time_to_diagnose_s is None else f"{g.time_to_diagnose_s:.1f} s of scenario time"
+    ttd = "not detected" if g.time_to_detect_s is None else _after_fault(data, g.time_to_detect_s,
+                                                                          f"by the first {g.detected_by}")
+    ttdiag = "not diagnosed" if g.time_to_diagnose_s is None else _after_fault(data, g.time_to_diagnose_s)
     lines += [
         "",
         f"- Time to detect (fault start → first alert or first answer): {ttd}.",
@@ -444,6 +492,25 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
     lines += ["## Debrief (STAR): a model answer", ""]
     lines += _star(data)
     return "\n".join(lines) + "\n"
+
+
+def _after_fault(data: ReportData, scenario_s: float, note: str = "") -> str:
+    """A time after the fault's start: scenario seconds, the wall seconds in brackets where they differ."""
+    wall = data.wall_after(data.fault.start, scenario_s)
+    inner = [f"{wall:.1f} s wall"] if abs(wall - scenario_s) >= 0.05 else []
+    inner += [note] if note else []
+    return f"{scenario_s:.1f} s of scenario time" + (f" ({'; '.join(inner)})" if inner else "")
+
+
+def _wall_window(timing: AlertTiming, scenario_label: str) -> str:
+    """`` (6s wall)`` beside a window named in scenario time, at a speed; nothing at speed 1."""
+    if timing.speed == 1:
+        return ""
+    for w, sw in zip(timing.windows, timing.scenario_windows):
+        for wall, scen in ((w.long, sw.long), (w.short, sw.short)):
+            if scen == scenario_label:
+                return f" ({wall} wall)"
+    return ""
 
 
 # What I would do about each cause, and what it costs: the model answer's tradeoff.
@@ -482,34 +549,36 @@ def _star(data: ReportData) -> list[str]:
     d, imp, g = data.drill, data.impact, data.grade
     good_i, total_i = data.sli_incident
     speed = data.speed or 1.0
+    timing = data.timing or alert_timing(data.spec, "lab")
     asked = imp.figures.get(d.questions.impact.metric)
     expert = data.expert or {}
     top = (expert.get("causes") or [{}])[0]
     cohorts = expert.get("cohorts") or []
     cohort = ", ".join(f"{k}={v}" for k, v in (cohorts[0]["cohort"] if cohorts else {}).items()) or "everyone"
-    page = data.page.sentence(data.fault.start) if data.page is not None else "no burn-rate page fired"
+    page = data.page.sentence(data.fault.start, data.scenario_s) if data.page is not None else \
+        "no burn-rate page fired"
     rate = format_percent(sli_ratio(good_i, total_i))
     lines = [
         "A model answer, written from the expert path (the solver's diagnosis) and the figures above; compare it "
         "with your own story (`obslab story template`, `obslab story check`, docs/story-rubric.md).",
         "",
-        f"- **Situation.** I was on call for the publish flow. Measured: {page}. During the "
-        f"{data.fault.length_s * speed:.0f} s incident (scenario time; {data.fault.length_s:.1f} s of wall time at "
-        f"×{speed:g}), {good_i} of {total_i} publish attempts succeeded ({rate}, publish-success SLI, outcomes in "
-        f"the fault window, synthetic traffic included).",
+        f"- **Situation.** I was on call for the publish flow. Measured: {page}. The incident lasted "
+        f"{data.duration(data.fault.start, data.fault.end)}" + (f" at ×{speed:g}" if speed != 1 else "")
+        + f"; during it, {good_i} of {total_i} publish attempts succeeded ({rate}, publish-success SLI, outcomes "
+        f"in the fault window, synthetic traffic included).",
         f"- **Task.** I had to find the cause and who was affected, and answer: {d.questions.impact.prompt}",
     ]
     if data.expert:
-        steps = {s.stage: s.text for s in expert_steps(data.expert, data.start, speed)}
+        steps = {s.stage: s.text for s in expert_steps(data.expert, data.start, speed, data.scenario_s)}
         lines.append("- **Action.** I " + "; then I ".join(steps[k] for k in ("when", "what", "who") if k in steps)
                      + (f"; then I read {asked.name} off the fault window (below)." if asked is not None else "."))
     if asked is not None:
         lines.append(f"- **Result.** Primary metric — {asked.name}: {_fmt(asked.value, asked.unit)} ({asked.definition}"
                      f"; count behind it: {asked.count if asked.count is not None else 'n/a'}). Affected: {cohort}.")
-    period = format_duration(data.spec.period_for(data.spec.slo("publish-success"), "lab"))
+    period = format_duration(timing.scenario_period_s(data.spec.slo("publish-success")))
     lines.append(f"  Over the fault window: {_fmt(imp.value('failed_publishes'))} failed publishes; the incident "
                  f"spent {_fmt(imp.value('budget_spent_percent'))} % of the {period} lab-profile period's error "
-                 "budget.")
+                 "budget" + (" (scenario time)." if timing.speed != 1 else "."))
     guard = "p99_processing_shift_ms" if d.questions.impact.metric in ("failed_publishes", "budget_spent_percent") \
         else "failed_publishes"
     gf = imp.figures.get(guard)
@@ -532,8 +601,8 @@ def _star(data: ReportData) -> list[str]:
     else:
         reflection = "my path followed the expert's at every stage; "
     ttd = g.time_to_detect_s
-    reflection += ("detection took " + (f"{ttd * speed:.0f} s of scenario time ({ttd:.1f} s wall) after the fault "
-                                       f"began, by the first {g.detected_by}." if ttd is not None else
+    reflection += ("detection took " + (f"{_after_fault(data, ttd)} after the fault began, by the first "
+                                       f"{g.detected_by}." if ttd is not None else
                                        "longer than the drill: nothing detected it."))
     lines.append(f"- **Reflection.** {reflection[0].upper()}{reflection[1:]}")
     lines += ["", f"What good looks like: {d.debrief.good_looks_like}"]
@@ -547,7 +616,7 @@ def _path_section(data: ReportData) -> list[str]:
              "events and metric samples you had); times are scenario time (seconds of drill time since the start).",
              ""]
     if not data.path_stages:
-        steps = expert_steps(data.expert, data.start, data.speed or 1.0) if data.expert else []
+        steps = expert_steps(data.expert, data.start, data.speed or 1.0, data.scenario_s) if data.expert else []
         return lines + ["An unattended run (`--auto`): the expert path alone.", ""] + \
             [f"- t={st.scenario_s:.0f} s, {st.stage}: {st.text}" for st in steps] + [""]
     lines += ["| stage | expert | you | |", "|---|---|---|---|"]
@@ -609,6 +678,7 @@ def report_json(data: ReportData) -> dict:
         "impact_definition": f"{d.questions.impact.metric}: {asked.definition}" if asked is not None else None,
         "run_id": data.run_id,
         "fault_window": [data.fault.start, data.fault.end],
+        "fault_window_scenario_s": [data.scenario_s(data.fault.start), data.scenario_s(data.fault.end)],
         "baseline_window": [data.baseline.start, data.baseline.end],
         "speed": data.speed,
         "sli_fault_window": {"good": data.sli_incident[0], "total": data.sli_incident[1],
@@ -620,11 +690,20 @@ def report_json(data: ReportData) -> dict:
         "figures": {k: {"value": f.value, "unit": f.unit, "count": f.count, "definition": f.definition}
                     for k, f in data.impact.figures.items()},
         "first_page_at": data.first_page_at,
-        "scenario": {"fault_s": data.fault.length_s * data.speed,
-                     "time_to_detect_s": None if data.grade.time_to_detect_s is None
-                     else data.grade.time_to_detect_s * data.speed,
-                     "time_to_diagnose_s": None if data.grade.time_to_diagnose_s is None
-                     else data.grade.time_to_diagnose_s * data.speed},
+        # Every time in scenario seconds (the run's clock: pauses excluded, × the speed); wall seconds apart.
+        "scenario": {"speed": data.speed, "times_in": "scenario seconds",
+                     "fault_s": data.scenario_s(data.fault.end) - data.scenario_s(data.fault.start),
+                     "baseline_s": data.scenario_s(data.baseline.end) - data.scenario_s(data.baseline.start),
+                     "drill_s": data.scenario_s(data.end),
+                     "first_page_s": None if data.first_page_at is None else data.scenario_s(data.first_page_at),
+                     "time_to_detect_s": data.grade.time_to_detect_s,
+                     "time_to_diagnose_s": data.grade.time_to_diagnose_s,
+                     "wall": {"fault_s": data.fault.length_s, "baseline_s": data.baseline.length_s,
+                              "drill_s": data.end - data.start,
+                              "time_to_detect_s": None if data.grade.time_to_detect_s is None
+                              else data.wall_after(data.fault.start, data.grade.time_to_detect_s),
+                              "time_to_diagnose_s": None if data.grade.time_to_diagnose_s is None
+                              else data.wall_after(data.fault.start, data.grade.time_to_diagnose_s)}},
         "learner_path": [{"scenario_s": st.scenario_s, "source": st.source, "stage": st.stage, "what": st.text}
                          for st in data.learner],
         "expert": data.expert,

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from toolkit.drills.auto import Diagnosis, ExperimentDiagnosis
 
 __all__ = [
+    "running_drill",
     "DrillError",
     "Status",
     "start",
@@ -96,6 +97,23 @@ def scheduler_alive(state: RunState) -> bool:
             return f.read().split(") ", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def running_drill(drills_dir: Path) -> RunState | None:
+    """The drill running in this data directory now (its speed, its profile), or None when none runs.
+
+    While a drill runs, the lab's alert windows are paced to its speed (Prometheus's rules from its
+    start until its scheduler cleans up), so the lab's own surfaces (``obslab budget``, the dashboard,
+    ``obslab top``) evaluate the burn rates in the same scenario time."""
+    try:
+        run = current_run(drills_dir)
+        state = run.read_state()
+        kinds = {e.get("kind") for e in run.timeline()}
+    except (NoDrillRunning, OSError, ValueError, TypeError, KeyError):
+        return None
+    if kinds & {"drill_finished", "drill_stopped", "scheduler_error"} or not scheduler_alive(state):
+        return None
+    return state
 
 
 def _phase(run: RunDir, state: RunState) -> str:

@@ -56,6 +56,16 @@ def sample_metrics(client: ControlClient, run: RunDir) -> None:
 
 
 def cleanup(client: ControlClient, drill: Drill, run: RunDir, load: subprocess.Popen | None) -> None:
+    # The service first (fault, background faults, flags): they are what users feel, and they must be gone
+    # even if what follows (Locust's graceful stop, Prometheus re-paced) runs out of the stopper's patience.
+    truth = run.read_truth()
+    if truth.get("fault_applied_at") and not truth.get("fault_removed_at"):
+        _remove_fault(client, drill, run, truth)
+    run_id = run.path.name
+    for i, _ in enumerate(drill.setup.background_faults):
+        _quietly(client.delete_fault, background_fault_name(run_id, i))
+    for name in drill.setup.flags:
+        _quietly(client.delete_flag, name)
     if load is not None:
         stop_load(load)
         run.log("load_stopped")
@@ -65,14 +75,6 @@ def cleanup(client: ControlClient, drill: Drill, run: RunDir, load: subprocess.P
         not_paced = pace_prometheus(state.data_dir, state.url, state.prometheus_url, state.slo_spec, state.profile, 1.0)
         if not_paced:
             print(f"cleanup: {not_paced}", file=sys.stderr)
-    truth = run.read_truth()
-    if truth.get("fault_applied_at") and not truth.get("fault_removed_at"):
-        _remove_fault(client, drill, run, truth)
-    run_id = run.path.name
-    for i, _ in enumerate(drill.setup.background_faults):
-        _quietly(client.delete_fault, background_fault_name(run_id, i))
-    for name in drill.setup.flags:
-        _quietly(client.delete_flag, name)
 
 
 def _quietly(fn, *args) -> None:

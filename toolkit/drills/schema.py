@@ -619,6 +619,9 @@ def load_catalogue(directory: str | Path | None = None, kind: str | None = "inci
 def find_drill(drill_id: str, directory: str | Path | None = None) -> Drill:
     """One drill of the catalogue (any kind) by id; a DrillSpecError lists the known ids otherwise."""
     drills = load_catalogue(directory, kind=None)
+    if drill_id not in drills and directory is None and (catalogue_dir() / "launches" / f"{drill_id}.yaml").is_file():
+        raise DrillSpecError(f"{drill_id} is a launch exercise, not an incident drill: write its measurement plan "
+                             f"with `obslab plan template {drill_id}` (docs/plans.md)")
     if drill_id not in drills:
         raise DrillSpecError(f"unknown drill {brief(drill_id)} (known: {', '.join(drills) or 'none'})")
     return drills[drill_id]

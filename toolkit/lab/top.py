@@ -19,7 +19,7 @@ from toolkit.lab.runtime import read_lab_file
 from toolkit.measures.definitions import format_percent
 from toolkit.slo.spec import SloSpec, load_spec
 from toolkit.lab.web import snapshot as snap
-from toolkit.lab.web.api import as_of_now, prometheus_alerts
+from toolkit.lab.web.api import as_of_now, drill_speed, prometheus_alerts
 from toolkit.lab.web import service_dir_of
 from toolkit.lab.web.explorer import event_files
 
@@ -47,7 +47,8 @@ class TopSource:
 
 def take_snapshot(source: TopSource, now: datetime | None = None) -> dict:
     as_of = as_of_now(source.settle_s, now)
-    data = snap.LabData(event_files(service_dir_of(source.data_dir)), source.spec, source.profile, as_of)
+    data = snap.LabData(event_files(service_dir_of(source.data_dir)), source.spec, source.profile, as_of,
+                        speed=drill_speed(source.data_dir, source.profile))
     try:
         window = snap.window_for(source.window, as_of, source.started_at, data.first_event_at)
         alerts = prometheus_alerts(source.prometheus_url) if source.prometheus_url else None
@@ -102,12 +103,18 @@ def render(s: dict, width: int | None = None, fit=None) -> Group:
     tiles = Table.grid(padding=(0, 1))
     for i in range(0, len(panels), per_row):
         tiles.add_row(*panels[i:i + per_row])
-    burn = Table(title=f"burn rates over events · alerts from {s['burn']['source']}", title_justify="left", expand=False)
+    scenario = s.get("scenario") or {}
+    in_scenario = (scenario.get("speed") or 1) != 1
+    burn = Table(title=f"burn rates over events · alerts from {s['burn']['source']}"
+                 + (f" · {scenario['text']}" if in_scenario else ""), title_justify="left", expand=False)
     for col in ("SLO", "severity", "long window", "short window", "threshold", "over events", "first fired"):
         burn.add_column(col, justify="left" if col in ("SLO", "severity", "state") else "right")
     fmt = lambda b: "–" if b is None else f"{b:.2f}×"  # noqa: E731
     for w in s["burn"]["windows"]:
-        burn.add_row(w["slo"], w["severity"], f"{fmt(w['long_burn'])} / {w['long']}", f"{fmt(w['short_burn'])} / {w['short']}",
+        # At a drill's speed, each window in scenario time with its wall length beside it.
+        long, short = ((f"{w['scenario_long']} ({w['long']} wall)", f"{w['scenario_short']} ({w['short']} wall)")
+                       if in_scenario else (w["long"], w["short"]))
+        burn.add_row(w["slo"], w["severity"], f"{fmt(w['long_burn'])} / {long}", f"{fmt(w['short_burn'])} / {short}",
                      f"{w['burn_rate_threshold']:g}×", Text("FIRING", style="bold red") if w["firing"] else Text("ok", style="green"),
                      w.get("first_fired") or "never")
     if fit is not None:

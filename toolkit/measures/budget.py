@@ -9,7 +9,10 @@ and shapes the report ``obslab budget`` prints (schema ``obslab.budget/v2``).
 outcome time, see ``toolkit.events.attempts``) over the SLO period and every alert window ending at
 ``at`` — windows (t − W, t], ``toolkit.measures.definitions.WINDOW_EDGES`` — and replays the alert
 conditions every scrape interval of the profile, anchored at ``at``, to find when each alert
-first fired and for how long. Windows come from ``spec.windows_for(profile)``.
+first fired and for how long. Windows, period and step come from
+``toolkit.measures.definitions.alert_timing(spec, profile, speed)``: while a drill runs at ``--speed s``
+the profile runs in scenario time, every window and the period ``s`` times shorter in wall time, as the
+lab's Prometheus rules are for the drill.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from typing import Any, Mapping
 
 from contract.durations import format_duration, format_seconds
 from toolkit.events import EventSet, parse_time
-from toolkit.measures.definitions import (BudgetFigures, BurnRate, alert_fires, alert_series, burn_rate, evaluation_times,
-                              load_all_outcomes, period_budget, sli_definition, sli_ratio, to_us)
+from toolkit.measures.definitions import (BudgetFigures, BurnRate, alert_fires, alert_series, alert_timing, burn_rate,
+                                         evaluation_times, load_all_outcomes, period_budget, sli_definition, sli_ratio,
+                                         to_us)
 from toolkit.measures.sli import iso
 
 __all__ = [
@@ -79,7 +83,9 @@ class AlertHistory:
     factor: float
     first_fired: str | None
     spans: tuple[FiringSpan, ...]
-    firing_s: float
+    firing_s: float  # wall seconds
+    scenario_long_window: str = ""  # the same windows in scenario time (differ from long/short only at a speed)
+    scenario_short_window: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,8 @@ class BudgetReport:
     synthetic: str
     inputs: Mapping[str, Any]
     slos: tuple[SloBudget, ...]
+    speed: float = 1.0  # the scenario speed the profile ran at (a drill's --speed; 1 = as the spec writes it)
+    timing: str = ""  # what time the figures are in, in words
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -138,12 +146,14 @@ def _iso_us(t_s: float | None) -> str | None:
 
 
 def compute_budget(events: EventSet, spec, profile: str = "prod", at: str | datetime | None = None,
-                   synthetic: bool | None = None, grid_step_s: float | None = None) -> BudgetReport:
-    """Budget, burn rates and alert states at ``at`` (default: the analysis time) and over the run."""
-    prof = spec.profile(profile)
-    windows = spec.windows_for(profile)
+                   synthetic: bool | None = None, grid_step_s: float | None = None,
+                   speed: float | None = None) -> BudgetReport:
+    """Budget, burn rates and alert states at ``at`` (default: the analysis time) and over the run.
+    ``speed``: the scenario speed the profile runs at (a running drill's ``--speed``); None = the spec's."""
+    timing = alert_timing(spec, profile, speed)
+    windows = timing.windows
     at_t = parse_time(at) or events.as_of
-    step = grid_step_s or prof.scrape_interval_s
+    step = grid_step_s or timing.step_s
     slos = []
     grid_start = grid_end = None
     outcomes = load_all_outcomes(events, spec, as_of=at_t, synthetic=synthetic, until=at_t) if at_t else {}
@@ -154,7 +164,7 @@ def compute_budget(events: EventSet, spec, profile: str = "prod", at: str | date
         grid_start, grid_end = _iso_us(float(grid[0])), _iso_us(float(grid[-1]))
     for slo in spec.slos:
         definition = sli_definition(slo).text()
-        period_s = spec.period_for(slo, profile)
+        period_s = timing.period_s(slo)
         if at_t is None:
             empty = period_budget_empty(slo, period_s)
             slos.append(SloBudget(slo.name, slo.kind, slo.objective, definition, format_duration(period_s),
@@ -178,23 +188,24 @@ def compute_budget(events: EventSet, spec, profile: str = "prod", at: str | date
                                      bool(s.firing[0]), "no data" if no_data else None))
         if grid is not None:
             hist = []
-            for w in windows:
+            for w, sw in zip(windows, timing.scenario_windows):
                 series = alert_series(out, slo.objective, w, grid)
                 spans = tuple(FiringSpan(_iso_us(sp.start), _iso_us(sp.end), sp.duration_s) for sp in series.spans())
                 hist.append(AlertHistory(w.severity, w.long, w.short, w.burn_rate, _iso_us(series.first_fire),
-                                         spans, series.firing_s()))
+                                         spans, series.firing_s(), sw.long, sw.short))
             history = tuple(hist)
         else:
-            history = tuple(AlertHistory(w.severity, w.long, w.short, w.burn_rate, None, (), 0.0) for w in windows)
+            history = tuple(AlertHistory(w.severity, w.long, w.short, w.burn_rate, None, (), 0.0, sw.long, sw.short)
+                            for w, sw in zip(windows, timing.scenario_windows))
         slos.append(SloBudget(slo.name, slo.kind, slo.objective, definition, format_duration(period_s),
                               iso(p_start), iso(at_t), covers, sli_ratio(good, figures.total), good, figures.total,
                               figures, tuple(alerts), history))
     inputs = {"files": [s.path for s in events.sources], "events": events.events,
               "skipped_invalid_lines": events.skipped, "torn_final_lines": len(events.torn),
               "prefolded_files": events.prefolded_files}
-    return BudgetReport(SCHEMA, profile, prof.time_compression, iso(at_t), format_duration(step),
+    return BudgetReport(SCHEMA, profile, timing.time_compression, iso(at_t), format_duration(step),
                         grid_start, grid_end, {None: "included", False: "excluded", True: "only"}[synthetic],
-                        inputs, tuple(slos))
+                        inputs, tuple(slos), timing.speed, timing.describe())
 
 
 def period_budget_empty(slo, period_s: float) -> BudgetFigures:

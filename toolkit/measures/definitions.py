@@ -19,6 +19,10 @@ as-of time give the same number everywhere.
   ``burn_rate_series``); an **alert** fires when its long and its short window both burn
   strictly faster than its factor (``alert_fires``, ``alert_series``, ``alert_state``);
   its **first-fire time** is the first evaluation time at which it fires (``first_fire``).
+* **Alert timing** (``alert_timing``): which windows, period and evaluation step a profile runs at
+  a scenario speed. A drill at ``--speed s`` compresses the profile ``s`` times more
+  (``toolkit.slo.scenario.at_speed``, the same derivation the lab's Prometheus rules are generated
+  from), so every surface asks here with the speed as a parameter and none recomputes a window.
 * **Error budget** (``budget_figures``, ``period_budget``): two named figures over one SLO
   period. *spent* = bad events so far ÷ the budget of the whole period, where the whole
   period's budget is (1 − objective) × the events the period will hold at the traffic
@@ -40,6 +44,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 import numpy as np
 
 from contract.durations import format_duration
+from toolkit.slo.scenario import at_speed
 from toolkit.slo.spec import AlertWindow, Slo, SloSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,6 +76,8 @@ __all__ = [
     "first_fire",
     "first_page",
     "evaluation_times",
+    "AlertTiming",
+    "alert_timing",
     "BudgetFigures",
     "budget_figures",
     "period_budget",
@@ -466,6 +473,59 @@ def evaluation_times(start: float | datetime, end: float | datetime, step_s: flo
         raise ValueError(f"evaluating every {format_duration(step_s)} over {format_duration((e_us - s_us) / _US)} "
                          f"needs {n} points (more than {max_points}); pass a larger step")
     return (e_us - np.arange(n - 1, -1, -1, dtype=np.int64) * step_us) / _US
+
+
+# -- alert timing: a profile at a scenario speed ----------------------------------------
+
+@dataclass(frozen=True)
+class AlertTiming:
+    """The windows a surface evaluates a profile's alerts over, at a scenario speed.
+
+    ``windows`` are what is measured (wall seconds); ``scenario_windows`` are the same alerts in
+    scenario time (the profile as the spec writes it): at speed 10 the lab profile's 1m/5s page is
+    measured over 6s/500ms of wall time. At speed 1 the two are the same.
+    """
+
+    profile: str
+    speed: float
+    time_compression: float  # the profile's compression at this speed (the spec's × speed)
+    step_s: float  # rule evaluation / scrape interval, wall seconds
+    windows: tuple[AlertWindow, ...]
+    scenario_windows: tuple[AlertWindow, ...]
+    spec: SloSpec  # the spec with the profile paced to ``speed``: what the Prometheus rules are generated from
+
+    def period_s(self, slo: Slo) -> float:
+        """The SLO period under the profile at this speed, wall seconds."""
+        return self.spec.period_for(slo, self.profile)
+
+    def scenario_period_s(self, slo: Slo) -> float:
+        """The SLO period under the profile as the spec writes it: the period in scenario time."""
+        return at_speed(self.spec, 1.0, self.profile).period_for(slo, self.profile)
+
+    def window_text(self, i: int) -> str:
+        """``1m/5s`` at speed 1; ``1m/5s of scenario time (6s/500ms wall at ×10)`` faster."""
+        w, sw = self.windows[i], self.scenario_windows[i]
+        if self.speed == 1:
+            return f"{w.long}/{w.short}"
+        return f"{sw.long}/{sw.short} of scenario time ({w.long}/{w.short} wall at ×{self.speed:g})"
+
+    def describe(self) -> str:
+        """What time the figures are in, for every surface's header."""
+        if self.speed == 1:
+            return f"{self.profile} profile (time ÷ {self.time_compression:g})"
+        return (f"{self.profile} profile in scenario time at ×{self.speed:g} (time ÷ {self.time_compression:g}: "
+                f"a drill runs {self.speed:g}× faster, so every window and the period are {self.speed:g}× shorter "
+                f"in wall time)")
+
+
+def alert_timing(spec: SloSpec, profile: str, speed: float | None = None) -> AlertTiming:
+    """A profile's alert windows, period and evaluation step at scenario ``speed`` (None: the speed the
+    spec's profile already runs at, 1 for a spec as loaded)."""
+    paced = spec if speed is None else at_speed(spec, speed, profile)
+    prof = paced.profile(profile)
+    written = at_speed(paced, 1.0, profile)
+    return AlertTiming(profile, prof.speed, prof.time_compression, prof.scrape_interval_s,
+                       paced.windows_for(profile), written.windows_for(profile), paced)
 
 
 # -- error budget -----------------------------------------------------------------------

@@ -26,12 +26,15 @@ class SpeedError(ValueError):
 
 
 def at_speed(spec: SloSpec, speed: float, profile: str = "lab") -> SloSpec:
-    """``spec`` with ``profile`` compressed ``speed`` times more (same name, so every consumer of the
-    profile — rules, alert names, reports — reads it unchanged). ``speed`` 1 returns ``spec``."""
+    """``spec`` with ``profile`` run at scenario speed ``speed``: compressed ``speed`` times more than the
+    spec writes it (same name, so every consumer of the profile — rules, alert names, reports — reads it
+    unchanged). The speed is absolute, so pacing a spec already paced gives the same spec, never a
+    double compression; ``spec`` itself when its profile already runs at ``speed``."""
     if not speed > 0:  # MAX_SPEED bounds what a drill may start at; a report of any run still reads
         raise SpeedError(f"speed must be more than 0, got {speed:g}")
-    if speed == 1:
+    current = spec.profile(profile)
+    if current.speed == speed:
         return spec
-    base = spec.profile(profile)
-    derived = Profile(base.name, base.time_compression * speed, base.scrape_interval_s / speed)
+    derived = Profile(current.name, current.time_compression / current.speed * speed,
+                      current.scrape_interval_s * current.speed / speed, float(speed))
     return replace(spec, profiles={**spec.profiles, profile: derived})

@@ -67,6 +67,9 @@ class Profile:
     name: str
     time_compression: float
     scrape_interval_s: float
+    # The scenario speed this profile runs at (``toolkit.slo.scenario.at_speed``): 1 = as the spec
+    # writes it; a drill at ``--speed s`` runs it at s, with the compression and the scrape interval paced.
+    speed: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
-"""JSON for the tiles, charts and cohort table: ``/api/info``, ``/api/snapshot``, ``/api/series``, ``/api/cohorts``."""
+"""JSON for the tiles, charts and cohort table: ``/api/info``, ``/api/snapshot``, ``/api/series``, ``/api/cohorts``;
+the on-call panel: ``/api/oncall``."""
 
 from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import requests
 from flask import Blueprint, current_app, jsonify, request
@@ -14,7 +16,7 @@ from toolkit.slo.spec import load_spec
 from toolkit.lab.web import snapshot as snap
 from toolkit.lab.web.explorer import event_files
 
-__all__ = ["bp", "as_of_now", "prometheus_alerts", "prometheus_version", "prometheus_alerts_page"]
+__all__ = ["bp", "as_of_now", "drill_speed", "prometheus_alerts", "prometheus_version", "prometheus_alerts_page"]
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -68,6 +70,19 @@ def _prometheus_link(prometheus_url: str) -> tuple[str, str]:
     return f"Prometheus {version} alerts", prometheus_alerts_page(prometheus_url, version)
 
 
+def drill_speed(data_dir, profile: str) -> float:
+    """The scenario speed of a drill running in the lab's data directory, when it paces this profile; else 1.
+    While it runs, the lab's alert windows (Prometheus's rules and these views alike) are in its time."""
+    from toolkit.lab.web.drills import drills_available
+
+    if not drills_available():
+        return 1.0
+    from toolkit.drills.runner import running_drill
+
+    state = running_drill(Path(data_dir) / "drills")
+    return float(state.speed) if state is not None and state.profile == profile else 1.0
+
+
 def _compute(fn):
     """Run fn(config, data, window) on the events as of now; one refresh's requests share one load.
 
@@ -78,14 +93,16 @@ def _compute(fn):
     as_of = as_of_now(config.settle_s, clock() if clock else None)
     key = request.args.get("window", "lab")
     cache = current_app.extensions.setdefault("obslab_cache", {})
+    speed = drill_speed(config.data_dir, config.profile)
     with _cache_lock:
         data = cache.get("data")
-        if data is None or data.as_of != as_of:
+        if data is None or data.as_of != as_of or data.speed != speed:
             if data is not None:
                 data.close()
             spec = cache.get("spec") or load_spec(config.spec_path)
             cache["spec"] = spec
-            cache["data"] = data = snap.LabData(event_files(config.files_dir), spec, config.profile, as_of)
+            cache["data"] = data = snap.LabData(event_files(config.files_dir), spec, config.profile, as_of,
+                                                speed=speed)
         try:
             window = snap.window_for(key, as_of, config.started_at, data.first_event_at)
         except (DurationError, ValueError) as e:
@@ -141,3 +158,20 @@ def cohorts():
     if dimension not in allowed:
         raise _BadRequest("dimension", f"dimension {dimension!r} is not one of {', '.join(allowed)}")
     return jsonify(_compute(lambda config, data, window: data.cohorts(window, dimension)))
+
+
+@bp.get("/oncall")
+def oncall():
+    """On-call and delivery figures (``toolkit.analysis.oncall.compute_oncall``, what ``obslab oncall`` prints) of
+    the events as of now; the scope is the page's window (``lab``: all history, as ``obslab oncall`` without
+    --since; ``5m``: as ``--last 5m``)."""
+    from toolkit.analysis.oncall import compute_oncall
+    from toolkit.drills.history import drill_faults
+
+    def figures(config, data, window):
+        if data.first_event_at is None or window.start >= window.end:
+            return compute_oncall(data.events, data.spec, config.profile, synthetic=data.synthetic)  # nothing yet
+        return compute_oncall(data.events, data.spec, config.profile, faults=drill_faults(config.data_dir / "drills"),
+                              since=window.start, synthetic=data.synthetic)
+
+    return jsonify(_compute(figures))

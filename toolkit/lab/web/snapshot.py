@@ -7,6 +7,11 @@ Shared by the web dashboard and ``obslab top``. The figures are the SLI engine's
 burn rate, alert firing, first fire, budget spent/remaining) is ``toolkit.measures.definitions``'s. So
 ``obslab sli --since <window start> --until <as of>`` and ``obslab budget --at <as of>`` reproduce the
 tiles exactly, and every tile says its window, its count and its definition.
+
+While a drill runs at ``--speed s`` the lab's alerts run in its scenario time (the drill paces the lab's
+Prometheus rules the same way): ``LabData(..., speed=s)`` evaluates the burn-rate windows and the budget
+period ``s`` times shorter (``toolkit.measures.definitions.alert_timing``), as ``obslab budget --speed s``
+does, and the snapshot says so (``scenario``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from toolkit.measures.budget import compute_budget
 from contract.events import format_time, parse_time
 from contract.durations import format_duration, parse_duration
 from toolkit.events import EventSet, load_events
-from toolkit.measures.definitions import burn_rate_series, load_outcomes, success_definition, to_us
+from toolkit.measures.definitions import alert_timing, burn_rate_series, load_outcomes, success_definition, to_us
 from toolkit.measures.sli import SliQuery, compute_report
 from toolkit.slo.spec import SloSpec
 
@@ -45,6 +50,9 @@ DEFINITIONS = {
     "burn": ("burn rate = error rate over a window (t − W, t] / (1 − objective): 1× spends the budget exactly "
              "over the period. A multi-window alert fires when both its long and its short window burn faster than its "
              "threshold (SRE Workbook). Windows are the {profile} profile's (compressed {factor:g}×)."),
+    "scenario": (" A drill is running at ×{speed:g}: the windows and the period are in its scenario time, {speed:g}× "
+                 "shorter in wall time (the {profile} profile compressed {factor:g}×), as the lab's Prometheus rules "
+                 "are while it runs; `obslab budget --profile {profile} --speed {speed:g}` shows the same."),
 }
 SERIES_STEPS_S = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
 # Budget alert history is replayed every scrape interval, as `obslab budget` replays it (so the first
@@ -113,11 +121,13 @@ class LabData:
     """The lab's events as of one time, and the figures the views show. Not thread-safe: one user at a time."""
 
     def __init__(self, paths: Iterable[Path], spec: SloSpec, profile: str, as_of: datetime,
-                 synthetic: bool | None = None):
+                 synthetic: bool | None = None, speed: float = 1.0):
         self.spec = spec
         self.profile = profile
         self.as_of = as_of
         self.synthetic = synthetic
+        self.speed = speed  # a running drill's scenario speed: the alert windows run in its time
+        self.timing = alert_timing(spec, profile, speed)
         files = [str(p) for p in paths] or [str(_empty_events_file())]
         self.events: EventSet = load_events(files, until=_naive(as_of))
 
@@ -147,7 +157,8 @@ class LabData:
         spec, profile = self.spec, self.profile
         ratio_slo = next(s for s in spec.slos if s.kind == "ratio")
         latency_slo = next(s for s in spec.slos if s.kind == "latency")
-        factor = spec.profile(profile).time_compression
+        timing = self.timing
+        factor = timing.time_compression
         report = self._report(window)
         totals = report["totals"]
         figs, counts = _figures(totals), totals["counts"]
@@ -167,14 +178,16 @@ class LabData:
                             "data_began": iso(self.first_event_at) if self.first_event_at else None,
                             "definition": DEFINITIONS["budget"].format(period=b["period"], profile=profile,
                                                                        factor=factor)})
-            for a, h in zip(b["alerts"], hist or [{}] * len(b["alerts"])):
+            for a, h, sw in zip(b["alerts"], hist or [{}] * len(b["alerts"]), timing.scenario_windows):
                 windows.append({"slo": b["slo"], "severity": a["severity"], "long": a["long"]["window"],
-                                "short": a["short"]["window"], "burn_rate_threshold": a["factor"],
+                                "short": a["short"]["window"], "scenario_long": sw.long, "scenario_short": sw.short,
+                                "burn_rate_threshold": a["factor"],
                                 "long_burn": a["long"]["burn"]["burn_rate"],
                                 "short_burn": a["short"]["burn"]["burn_rate"],
                                 "long_count": a["long"]["burn"]["total"], "short_count": a["short"]["burn"]["total"],
                                 "firing": a["firing"], "first_fired": h.get("first_fired")})
-        event_alerts = [{"name": f"{w['slo']} {w['severity']} {w['long']}/{w['short']}", "severity": w["severity"],
+        event_alerts = [{"name": f"{w['slo']} {w['severity']} {w['scenario_long']}/{w['scenario_short']}",
+                         "severity": w["severity"],
                          "state": "firing", "slo": w["slo"]} for w in windows if w["firing"]]
         for w in windows:
             w["prometheus"] = alert_states(prometheus_alerts, w["slo"], w["severity"])
@@ -201,21 +214,30 @@ class LabData:
                         "good_ratio": figs["latency_sli"]["value"], "objective": latency_slo.objective,
                         "definition": DEFINITIONS["latency"].format(
                             threshold=format_duration(latency_slo.threshold_s))},
+            "scenario": self._scenario_json(),
             "budgets": budgets,
             # Both sources side by side: they evaluate the same rules on different inputs (Prometheus on its
             # scrapes, the toolkit on the events), so they may disagree for a scrape interval or two.
             "burn": {"source": source, "windows": windows, "alerts": alerts, "event_alerts": event_alerts,
                      "prometheus_alerts": prometheus_alerts, "prometheus": prometheus_status,
-                     "definition": DEFINITIONS["burn"].format(profile=profile, factor=factor)},
+                     "definition": DEFINITIONS["burn"].format(profile=profile, factor=factor)
+                     + (DEFINITIONS["scenario"].format(speed=timing.speed, profile=profile, factor=factor)
+                        if timing.speed != 1 else "")},
             "sli_scope": totals["scope"],
         }
+
+    def _scenario_json(self) -> dict:
+        """What time the burn rates and the budget are in: the spec's, or a running drill's scenario time."""
+        t = self.timing
+        return {"speed": t.speed, "time_compression": t.time_compression, "text": t.describe(),
+                "windows": [t.window_text(i) for i in range(len(t.windows))]}
 
     def _budget(self) -> dict:
         first = self.events.min_ts
         span_s = (_naive(self.as_of) - first).total_seconds() if first else 0.0
-        step = max(self.spec.profile(self.profile).scrape_interval_s, span_s / _MAX_HISTORY_POINTS)
+        step = max(self.timing.step_s, span_s / _MAX_HISTORY_POINTS)
         report = compute_budget(self.events, self.spec, self.profile, at=_naive(self.as_of),
-                                synthetic=self.synthetic, grid_step_s=step)
+                                synthetic=self.synthetic, grid_step_s=step, speed=self.speed)
         d = report.to_dict()
         for out, slo in zip(d["slos"], report.slos):
             out["summary"] = slo.budget.describe()
@@ -246,13 +268,17 @@ class LabData:
                 out[k].append(counts.get(k, 0))
             for q in ("p50", "p95", "p99"):
                 out[f"{q}_s"].append(_seconds(figs[f"{latency_slo.latency}_latency_{q}"]["value"]) if p else None)
-        page = spec.windows_for(profile)[0]
+        page, scenario_page = self.timing.windows[0], self.timing.scenario_windows[0]
         burn = self._burn_series(ratio_slo, [datetime.fromtimestamp(t, timezone.utc) for t in out["t"]],
                                  (page.long_s, page.short_s))
+        # At a drill's speed the chart names the windows in scenario time, the wall length beside it.
+        names = [f"{page.long} window", f"{page.short} window"] if self.timing.speed == 1 else \
+            [f"{scenario} window (scenario; {wall} wall)" for scenario, wall in
+             ((scenario_page.long, page.long), (scenario_page.short, page.short))]
         out.update(step_s=step_s, objective=ratio_slo.objective, threshold_s=latency_slo.threshold_s,
                    burn_slo=ratio_slo.name, synthetic=self.synthetic_label, window=window.to_json(),
-                   burn={f"{page.long} window": burn[0], f"{page.short} window": burn[1],
-                         "page threshold": [page.burn_rate] * n})
+                   scenario=self._scenario_json(),
+                   burn={names[0]: burn[0], names[1]: burn[1], "page threshold": [page.burn_rate] * n})
         return out
 
     def _burn_series(self, slo, ends: list[datetime], lengths: tuple[float, ...]) -> list[list[float | None]]:

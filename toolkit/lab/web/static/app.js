@@ -129,7 +129,7 @@ function renderSnapshot(s) {
       Object.fromEntries(s.budgets.map(b => [b.slo.replace(/-(.)/g, (m, c) => c.toUpperCase()) + "Spent", b.spent]))),
     status: worst === null ? null : (worst.remaining > 0.5 ? "ok" : worst.remaining > 0 ? "warn" : "bad"),
   });
-  renderBurn(s.burn);
+  renderBurn(s.burn, s.scenario);
 }
 
 // Two sources evaluate the same alert rules: the toolkit over the events, Prometheus over its scrapes.
@@ -140,8 +140,11 @@ function alertSummary(alerts) {
   return firing.length ? `${firing.length} firing` : (pending.length ? `${pending.length} pending` : "none firing");
 }
 
-function renderBurn(burn) {
+function renderBurn(burn, scenario) {
   const eventAlerts = burn.event_alerts || [];
+  // While a drill runs at a speed, the windows are in its scenario time: each shows its wall length beside it.
+  const inScenario = scenario && scenario.speed !== 1;
+  const span = (w, side) => inScenario ? `${w["scenario_" + side]} (${w[side]} wall)` : w[side];
   const prom = burn.prometheus || "not configured";
   const promAlerts = burn.prometheus_alerts || [];
   const promText = prom === "answered" ? alertSummary(promAlerts) : prom;
@@ -159,8 +162,8 @@ function renderBurn(burn) {
     const fmt = (b) => b === null || b === undefined ? "–" : b.toFixed(2) + "×";
     tb.append(el("tr", {},
       el("td", { text: `${w.slo} · ${w.severity}` }),
-      el("td", { text: `${fmt(w.long_burn)} over ${w.long}` }),
-      el("td", { text: `${fmt(w.short_burn)} over ${w.short}` }),
+      el("td", { text: `${fmt(w.long_burn)} over ${span(w, "long")}` }),
+      el("td", { text: `${fmt(w.short_burn)} over ${span(w, "short")}` }),
       el("td", { text: `${w.burn_rate_threshold}×` }),
       el("td", { class: w.firing ? "firing" : "quiet", text: w.firing ? "firing" : "ok" }),
       promCell(w.prometheus, prom)));
@@ -172,8 +175,10 @@ function renderBurn(burn) {
     el("div", { "data-testid": "alerts-events" }, "events (the toolkit's burn-rate evaluation): ", ...pills(eventAlerts)),
     el("div", { "data-testid": "alerts-prometheus" }, "Prometheus (lab rules): ",
       ...(prom === "answered" ? pills(promAlerts) : [el("span", { class: "pill", text: prom })])));
+  const timing = inScenario ? [el("div", { class: "scenario-time", "data-testid": "burn-scenario" },
+    scenario.text)] : [];
   setTile("tile-burn", {
-    value, detail: [table, alerts], definition: burn.definition,
+    value, detail: [...timing, table, alerts], definition: burn.definition,
     status: firing.length ? "bad" : (pending.length ? "warn" : "ok"),
   });
 }
@@ -280,6 +285,67 @@ function renderCohorts(c) {
     el("td", { text: r.cohort }), el("td", { text: count(r.total) }), el("td", { text: count(r.succeeded) }),
     el("td", { text: count(r.failed) }), el("td", { text: count(r.abandoned) }), el("td", { text: pct(r.success_rate) }),
     el("td", { text: ms(r.p95_s) }), el("td", { text: count(r.latency_count) }))));
+}
+
+// ---------- on-call and delivery (the figures `obslab oncall` prints, from the same function) ----------
+const secs = (v) => (v === null || v === undefined) ? "–" : v.toFixed(1) + " s";
+function scaledText(v) {
+  if (v === null || v === undefined) return "–";
+  const a = Math.abs(v), sign = v < 0 ? "−" : "";
+  return sign + (a >= 3600 ? (a / 3600).toFixed(1) + " h" : a >= 60 ? (a / 60).toFixed(1) + " min" : a.toFixed(0) + " s");
+}
+function renderOncall(r) {
+  const table = $("#oncall-table");
+  if (!r.scope) {
+    $("#oncall-caption").textContent = "no events yet";
+    $("tbody", table).replaceChildren();
+    return;
+  }
+  $("#oncall-caption").textContent = `scope ${timeOf(r.scope.start)} → ${timeOf(r.scope.end)} · ${r.profile} profile, `
+    + `1 lab s = ${r.time_compression} s lab-scaled · ${r.synthetic === "included" ? "synthetic traffic included" : "synthetic " + r.synthetic}`;
+  $("thead", table).replaceChildren(el("tr", {}, el("th", { text: "figure" }), el("th", { text: "value" }),
+    el("th", { text: "lab-scaled" }), el("th", { class: "text", text: "behind it" })));
+  const rows = [], defs = [];
+  // The exact value in data-value (for scripts and tests), the rounded one with its unit in the cell.
+  const row = (key, name, value, shown, scaled, behind, definition) => {
+    rows.push(el("tr", { "data-oncall": key, "data-value": value === null || value === undefined ? "" : String(value), title: definition },
+      el("td", { text: name }), el("td", { text: shown }),
+      el("td", { text: scaled }), el("td", { class: "text", text: behind })));
+    defs.push(el("div", {}, el("b", { text: name + ": " }), definition));
+  };
+  for (const key of ["pages", "tickets"]) {
+    const f = r[key].per_week;
+    row(key + "_per_week", `${key} per week`, f.value, f.value === null ? "–" : f.value.toFixed(2), "(scaled)",
+        `${f.numerator} ${key} (${r[key].open} open) in ${f.denominator.toPrecision(3)} scaled weeks`, r[key].definition + ". " + f.definition);
+  }
+  for (const f of Object.values(r.response)) {
+    row(f.name, f.name.replace(/_/g, " ") + " (median)", f.value, secs(f.value), scaledText(f.scaled_value),
+        `${f.n} incident(s); mean ${secs(f.mean)}`, f.definition);
+  }
+  const d = r.delivery;
+  row("changes", "changes", d.changes.value, count(d.changes.value), "", "", d.changes.definition);
+  row("rollbacks", "rollbacks", d.rollbacks.value, count(d.rollbacks.value), "", "", d.rollbacks.definition);
+  for (const key of ["change_failure_rate", "rollback_rate"]) {
+    const f = d[key];
+    row(key, key.replace(/_/g, " "), f.value, pct(f.value, 1), "", `${f.numerator} / ${f.denominator}`, f.definition);
+  }
+  $("tbody", table).replaceChildren(...rows);
+  const inc = $("#oncall-incidents");
+  if (!r.incidents.length) inc.replaceChildren(el("div", { class: "muted", text: "no page started in the scope" }));
+  else inc.replaceChildren(el("table", { class: "grid" },
+    el("thead", {}, el("tr", {}, ...["page start", "page end", "cause", "detect", "mitigate", "resolve"].map(h => el("th", { class: h === "cause" ? "text" : null, text: h })))),
+    el("tbody", {}, ...r.incidents.map(i => el("tr", { "data-incident": i.page.start },
+      el("td", { text: timeOf(i.page.start) }), el("td", { text: i.page.end ? timeOf(i.page.end) : "open" }),
+      el("td", { class: "text", text: i.cause || "unknown" }), el("td", { text: secs(i.time_to_detect_s) }),
+      el("td", { text: secs(i.time_to_mitigate_s) }), el("td", { text: secs(i.time_to_resolve_s) }))))));
+  defs.push(el("div", {}, el("b", { text: "incident cause: " }), r.incident_join.definition));
+  $("#oncall-definitions").replaceChildren(...defs);
+}
+
+async function loadOncall(w) {
+  const r = await getJSON("api/oncall?window=" + w);
+  if (r.ok) renderOncall(r.body);
+  else $("#oncall-caption").textContent = "on-call figures failed: " + errText(r);
 }
 
 // ---------- request explorer ----------
@@ -576,6 +642,7 @@ async function refresh() {
     if (snap.ok) renderSnapshot(snap.body); else $("#asof").textContent = "snapshot failed: " + errText(snap);
     if (series.ok) renderSeries(series.body);
     if (cohorts.ok) renderCohorts(cohorts.body);
+    loadOncall(w);  // not awaited: the tiles do not wait for the history's replay
     if (!document.getElementById("request-id").value) loadRecent();
     refreshDrillStatus();
   } catch (e) {
