@@ -11,7 +11,7 @@ from contract.events import APP_VERSIONS, FLAGS, MEDIA_SIZE_BUCKETS, NETWORK_TYP
 __all__ = ["KINDS", "TARGETS", "API_ROUTES", "KIND_TARGETS", "SELECTOR_VALUES", "PARAMS"]
 
 KINDS = ("latency", "errors", "timeouts", "chunk_failures", "cpu_burn", "memory_growth",
-         "cache_off", "drop_events")
+         "cache_off", "drop_events", "cancel_as_failure")
 TARGETS = ("api", "transcoder", "storage", "db", "cache", "event_sink")
 # Route groups of the publish API a fault on target "api" may name (None = all).
 API_ROUTES = ("create", "chunk", "complete", "status", "cancel", "feed")
@@ -25,6 +25,8 @@ KIND_TARGETS: dict[str, tuple[str, ...]] = {
     "memory_growth": ("api", "transcoder"),
     "cache_off": ("cache",),
     "drop_events": ("event_sink",),
+    # A build that ends a user's cancelled upload as a failed publish (a definition change, not an outage).
+    "cancel_as_failure": ("api",),
 }
 SELECTOR_VALUES: dict[str, tuple[str, ...]] = {
     "region": REGIONS,
@@ -44,4 +46,5 @@ PARAMS: dict[str, dict[str, tuple[float, float, float]]] = {
     "memory_growth": {"kib_per_request": (256, 0, 64 * 1024), "max_mib": (256, 1, 2048)},
     "cache_off": {},
     "drop_events": {},
+    "cancel_as_failure": {},
 }

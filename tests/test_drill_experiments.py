@@ -8,6 +8,7 @@ import json
 import random
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ EXPERIMENTS = sorted(load_catalogue(kind="experiment"))
 
 
 def test_the_catalogue_has_the_experiment_traps_apart_from_the_incidents():
-    assert {"canary-success-win", "canary-slower-success", "canary-latency-win"} <= set(EXPERIMENTS)
+    assert {"canary-success-win", "canary-slower-success", "canary-latency-win", "canary-cancel-cleanup"} <= set(EXPERIMENTS)
     assert not set(EXPERIMENTS) & set(load_catalogue())  # the default is incident drills only
     assert set(EXPERIMENTS) | set(load_catalogue()) == set(load_catalogue(kind=None))
     for drill_id in EXPERIMENTS:
@@ -233,6 +234,7 @@ def _spec():
     ("canary-success-win", "invalid_sample_ratio", "sample_ratio"),
     ("canary-slower-success", "invalid_mix_shift", "cohort_mix"),
     ("canary-latency-win", "treatment_worse", "tail_percentiles"),
+    ("canary-cancel-cleanup", "invalid_metric_definition", "metric_definition"),
 ])
 def test_the_solver_reaches_each_traps_verdict(drill_id, verdict, evidence):
     drill = find_drill(drill_id)
@@ -247,6 +249,13 @@ def test_the_solver_reaches_each_traps_verdict(drill_id, verdict, evidence):
     elif drill_id == "canary-slower-success":
         attempts = _population({("stable", "wifi"): (900, 0.10), ("stable", "3g"): (100, 0.55),
                                 ("canary", "wifi"): (300, 0.00), ("canary", "3g"): (700, 0.40)})
+        samples = []
+    elif drill_id == "canary-cancel-cleanup":
+        # Stable's users cancel 15 % of uploads; the canary ends the same cancels as failures.
+        attempts = [_attempt(i, "stable", "wifi", True) for i in range(1000)]
+        attempts = [replace(a, outcome="cancelled", processing_ms=None, e2e_ms=None) if rng.random() < 0.15 else a
+                    for a in attempts]
+        attempts += [_attempt(2000 + i, "canary", "wifi", rng.random() >= 0.15) for i in range(1000)]
         samples = []
     else:
         attempts = [_attempt(i, "stable", "wifi", True, 400 + rng.uniform(0, 300)) for i in range(1500)]

@@ -39,7 +39,7 @@ def _run(tmp_path: Path, drill_id: str) -> tuple[dict, dict, str]:
     auto = json.loads((run / "auto.json").read_text())
     report = json.loads((run / "report" / "report.json").read_text())
     # Figures for the record (pytest -s shows them).
-    print(drill_id, json.dumps({k: auto["checks"].get(k) for k in ("naive", "counters", "stratified", "tail")},
+    print(drill_id, json.dumps({k: auto["checks"].get(k) for k in ("naive", "counters", "stratified", "outcome_shares", "tail")},
                                default=str))
     return auto, report, (run / "report" / "report.md").read_text()
 
@@ -92,3 +92,15 @@ def test_mean_improves_while_p99_worsens(tmp_path):
     assert tail["treatment"] >= 1.5 * tail["control"], tail
     _graded_full(auto, report)
     assert "p99" in md
+
+
+def test_cancellations_counted_as_failures_move_the_rate_not_the_product(tmp_path):
+    auto, report, md = _run(tmp_path, "canary-cancel-cleanup")
+    c = auto["checks"]
+    assert not c["counters"]["srm"]["mismatch"] and not c["mix_shifts"], c
+    assert c["naive"]["harm_z"] >= 5, c["naive"]  # the rate says the canary is worse...
+    shares = c["outcome_shares"]
+    assert shares["cancelled_share"]["z"] <= -5 and shares["failed_share"]["z"] >= 5, shares
+    assert abs(shares["not_published_share"]["z"]) < 2, shares  # ...users published as often in both arms
+    _graded_full(auto, report)
+    assert "Outcome categories" in md

@@ -237,3 +237,27 @@ def test_openapi_describes_every_route(app_parts):
         path = rule.rule.replace("<int:n>", "{n}").replace("<upload_id>", "{upload_id}").replace("<name>", "{name}")
         served |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
     assert described == served
+
+
+def test_cancel_as_failure_fault_ends_a_cancel_as_a_failed_publish(app_parts):
+    app, client, registry, _, events_dir = app_parts
+    auth = {"Authorization": "Bearer secret-token"}
+    r = client.put("/admin/faults/definition", json={"kind": "cancel_as_failure", "target": "api", "route": "cancel",
+                                                     "selector": {"region": ["us-west"]}}, headers=auth)
+    assert r.status_code == 200, r.json
+    body = {"media_size_bytes": 5, "chunk_count": 2, "app_version": "5.2.0", "region": "us-west",
+            "network_type": "wifi", "user_id": "erin"}
+    uid = client.post("/v1/uploads", json=body).json["upload_id"]
+    r = client.post(f"/v1/uploads/{uid}/cancel", json={"reason": "user_cancelled"})
+    assert r.status_code == 200 and r.json["status"] == "failed"
+    assert client.get(f"/v1/uploads/{uid}").json["status"] == "failed"
+    assert client.post(f"/v1/uploads/{uid}/cancel", json={}).status_code == 409  # already terminal
+    events = [e for e in read_events(events_dir) if e.get("upload_id") == uid]
+    assert [e["event"] for e in events] == ["upload_started", "publish_failed"]
+    assert events[-1]["error_class"] == "internal"
+    assert registry.get_sample_value("obslab_publish_outcomes_total", {
+        "outcome": "failed", "region": "us-west", "app_version": "5.2.0", "network_type": "wifi",
+        "media_size_bucket": "small", "release": "stable", "transcode_mode": "sync"}) == 1
+    # Another cohort's cancel is a cancel.
+    other = client.post("/v1/uploads", json={**body, "region": "eu-west"}).json["upload_id"]
+    assert client.post(f"/v1/uploads/{other}/cancel", json={}).json["status"] == "cancelled"

@@ -46,6 +46,14 @@ def register(app: Flask) -> None:
         app.register_blueprint(module.bp)
 
 
+def cancel_counts_as_failure(cohort: dict, key: str) -> bool:
+    """A ``cancel_as_failure`` fault (target api) matches this cancel: end it as a failed publish."""
+    from demo_service.controls import get_controls
+
+    return bool(get_controls().match(target="api", cohort=cohort, key=f"cancel|{key}", route="cancel",
+                                     kinds=("cancel_as_failure",)))
+
+
 def apply_api_faults(route: str, cohort: dict, key: str) -> None:
     """Faults on target ``api`` for this route: delay, burn, grow, then fail (503) or time out (504)."""
     from demo_service.controls import apply_resource_faults, get_controls, sleep_for

@@ -10,10 +10,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from demo_service.api import apply_api_faults, header_request_id, is_synthetic, load_upload
+from demo_service.api import apply_api_faults, cancel_counts_as_failure, header_request_id, is_synthetic, load_upload
 from demo_service.controls import get_controls
 from demo_service.errors import ApiError
-from demo_service.publishing import record_outcome
+from demo_service.publishing import fail_attempt, record_outcome
 from demo_service.store import TERMINAL_STATUSES, get_store
 from demo_service.telemetry import NO_ATTEMPT, get_telemetry
 from contract.events import APP_VERSIONS, NETWORK_TYPES, REGIONS, media_size_bucket
@@ -222,6 +222,13 @@ def cancel_upload(upload_id: str):
         raise ApiError(422, "invalid_field", f"reason must be a string of 1-{MAX_REASON_CHARS} characters", "reason")
     with telemetry.span("upload.cancel", upload.request_id, upload_id=upload_id):
         apply_api_faults("cancel", upload.cohort, upload.request_id)
+        if cancel_counts_as_failure(upload.cohort, upload.request_id):
+            # This build ends a cancelled upload as a failed publish: the user sees the same, the SLI does not.
+            outcome = fail_attempt(get_store(), telemetry, upload, "internal", ("uploading", "transcoding"))
+            if upload.status not in ("uploading", "transcoding") or outcome.status != "failed":
+                raise ApiError(409, "already_terminal", f"upload is already {outcome.status}", None,
+                               extra={"status": outcome.status})
+            return jsonify({"upload_id": upload_id, "status": "failed"})
         now = time.time()
         if not get_store().transition(upload_id, ("uploading", "transcoding"), "cancelled", finished_at=now):
             current = get_store().get_upload(upload_id)

@@ -710,6 +710,20 @@ def diagnose_experiment(drill: Drill, attempts: Sequence[Attempt], samples: Sequ
                    f"{shift.dimension} it is {'flat' if abs(wz) < _FLAT_Z else ('worse' if wz > 0 else 'better')} "
                    f"(z = {wz:+.1f})")
             return ExperimentDiagnosis("invalid_mix_shift", "cohort_mix", why, checks)
+    if exp.metric == "success_rate":
+        # Did attempts move between outcome categories (one the rate counts, one it leaves out) rather than
+        # users getting fewer publishes? Then the rate's definition moved, not the product.
+        shares = ex.outcome_shares(control, treatment)
+        checks["outcome_shares"] = {k: e.to_json() for k, e in shares.items()}
+        moved, cancelled, lost = (shares["failed_share"].z, shares["cancelled_share"].z,
+                                  shares["not_published_share"].z)
+        if (naive.harm_z is not None and abs(naive.harm_z) >= _EXPERIMENT_Z and moved is not None
+                and cancelled is not None and lost is not None and abs(moved) >= _EXPERIMENT_Z
+                and abs(cancelled) >= _EXPERIMENT_Z and moved * cancelled < 0 and abs(lost) < _FLAT_Z):
+            why = (f"the treatment's failed share moved {shares['failed_share'].difference:+.1%} (z = {moved:+.1f}) "
+                   f"and its cancelled share {shares['cancelled_share'].difference:+.1%} (z = {cancelled:+.1f}), "
+                   f"while the share of attempts that did not publish stayed put (z = {lost:+.1f})")
+            return ExperimentDiagnosis("invalid_metric_definition", "metric_definition", why, checks)
     tail = ex.tail_check(control, treatment, exp.metric, definition)
     checks["tail"] = None if tail is None else tail.to_json()
     if tail is not None and (tail.mean.harm_z or 0.0) <= -_EXPERIMENT_Z and tail.tail_worse:

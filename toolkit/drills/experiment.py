@@ -44,6 +44,7 @@ __all__ = [
     "counter_check",
     "tail_check",
     "analysis_window",
+    "outcome_shares",
 ]
 
 METRIC_TEXT = {
@@ -291,3 +292,16 @@ def tail_check(control: Sequence[Attempt], treatment: Sequence[Attempt], metric:
     mean = effect(control, treatment, metric, definition)
     q = compare_quantiles(_values(control, metric), _values(treatment, metric), quantile, n_resamples=2000, seed=seed)
     return TailCheck(mean, quantile, q.control_value, q.treatment_value, q.difference, (q.ci_low, q.ci_high))
+
+
+def outcome_shares(control: Sequence[Attempt], treatment: Sequence[Attempt]) -> dict[str, Effect]:
+    """Each arm's share of terminal attempts that ended failed, cancelled, and either (not published): a change
+    that moves attempts from one category to the other moves the success rate without changing what users got.
+    Effects are named by the share (``metric`` is the share's name; z = difference / pooled standard error)."""
+    out = {}
+    for name, ended in (("failed_share", ("failed",)), ("cancelled_share", ("cancelled",)),
+                        ("not_published_share", ("failed", "cancelled"))):
+        e = _proportion_effect(sum(a.outcome in ended for a in control), len(control),
+                               sum(a.outcome in ended for a in treatment), len(treatment), "all terminal attempts")
+        out[name] = Effect(name, e.control, e.treatment, e.difference, e.se, e.n_control, e.n_treatment, e.scope)
+    return out

@@ -105,6 +105,12 @@ def render_experiment_markdown(drill: Drill, run_id: str, speed: float, checks: 
                            for v in m["control_shares"])
         lines.append(f"- **Cohort mix, {m['dimension']}** (control vs treatment): {shares}; chi-square p = "
                      f"{m['p_value']:.3g}.")
+    shares = c.get("outcome_shares")
+    if shares:
+        lines.append("- **Outcome categories** (share of terminal attempts, control vs treatment): " + "; ".join(
+            f"{name.replace('_', ' ')} {_num(e['control'], '%')} vs {_num(e['treatment'], '%')} "
+            f"(z = {e['z']:+.1f})" if e["z"] is not None else f"{name.replace('_', ' ')} n/a"
+            for name, e in shares.items()) + ".")
     tail = c.get("tail")
     if tail:
         lo, hi = tail["ci"]

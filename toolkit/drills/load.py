@@ -44,6 +44,8 @@ def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
         env["OBSLAB_LOAD_MIX"] = json.dumps(load.mix)
     if load.mix_by_release:
         env["OBSLAB_LOAD_MIX_BY_RELEASE"] = json.dumps(load.mix_by_release)
+    if load.cancel_rate is not None:
+        env["OBSLAB_LOAD_CANCEL_RATE"] = str(load.cancel_rate)
     if load.think_time is not None:
         env["OBSLAB_LOAD_THINK_TIME"] = load.think_time
     auto_cancel = load.client.get("auto_cancel")

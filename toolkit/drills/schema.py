@@ -116,6 +116,7 @@ class LoadSetup:
     viewer_weight: int | None = None  # viewers per 4 creators (feed traffic)
     # Release variant → mix override for that variant's creators (an uneven rollout, OBSLAB_LOAD_MIX_BY_RELEASE).
     mix_by_release: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    cancel_rate: float | None = None  # share of publishes a creator cancels part-way (OBSLAB_LOAD_CANCEL_RATE)
 
 
 @dataclass(frozen=True)
@@ -405,7 +406,7 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
     duration_s = c.duration(m["duration"], "setup.duration")
     load = c.mapping(m["load"], "setup.load", allow_empty=False)
     c.fields(load, "setup.load", {"shape", "users"}, {"retry", "client", "mix", "think_time", "viewer_weight",
-                                                      "mix_by_release"})
+                                                      "mix_by_release", "cancel_rate"})
     shape = c.choice(load["shape"], "setup.load.shape", LOAD_SHAPES)
     users = c.integer(load["users"], "setup.load.users", 1, 500)
     retry = c.mapping(load.get("retry"), "setup.load.retry")
@@ -437,6 +438,9 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
         lo_s = c.duration(low, "setup.load.think_time", allow_zero=True)
         if sep and c.duration(high, "setup.load.think_time", allow_zero=True) < lo_s:
             raise c.fail("setup.load.think_time", f"the maximum is below the minimum in {brief(think_time)}")
+    cancel_rate = None
+    if "cancel_rate" in load:
+        cancel_rate = c.number(load["cancel_rate"], "setup.load.cancel_rate", 0, 1)
     viewer_weight = None
     if "viewer_weight" in load:
         viewer_weight = c.integer(load["viewer_weight"], "setup.load.viewer_weight", 0, 100)
@@ -455,7 +459,7 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
         raise c.fail("setup.background_faults", f"expected a list of faults, got {brief(raw_bg)}")
     background = tuple(_parse_background_fault(c, f, f"setup.background_faults[{i}]") for i, f in enumerate(raw_bg))
     return Setup(duration_s, LoadSetup(shape, users, policy, max_attempts, dict(client), mix, think_time,
-                                           viewer_weight, mix_by_release), flags,
+                                           viewer_weight, mix_by_release, cancel_rate), flags,
                  background)
 
 
