@@ -391,7 +391,8 @@ def extract_cohort(attempts, label: str, selector: CohortSelector, window: Windo
 def compare_attempts(attempts, control: CohortSelector, treatment: CohortSelector, *,
                      window: Window = Window(), config: JudgeConfig = DEFAULT_CONFIG,
                      expected_split: tuple[float, float] | None = None, synthetic: str = "include",
-                     source: str = "", abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> CompareResult:
+                     source: str = "", abandon_after_s: float = DEFAULT_ABANDON_AFTER_S,
+                     decision_alpha: float | None = None, look: str = "") -> CompareResult:
     """Extract both cohorts over the same window (outcome time in (start, end]) and compare them."""
     window = resolve_window(attempts, window, abandon_after_s)
     c = extract_cohort(attempts, "control", control, window, config, synthetic, abandon_after_s)
@@ -410,7 +411,7 @@ def compare_attempts(attempts, control: CohortSelector, treatment: CohortSelecto
             if first and last and win["seconds"] is None:
                 win["seconds"] = (_parse_ts(win["end"], "end") - _parse_ts(win["start"], "start")).total_seconds()
     return compare_samples(c, t, config, expected_split=expected_split, window=win, synthetic=synthetic,
-                           source=source, users_in_both=_users_in_both(attempts, control, treatment, window, synthetic,
+                           source=source, decision_alpha=decision_alpha, look=look, users_in_both=_users_in_both(attempts, control, treatment, window, synthetic,
                                                                        abandon_after_s))
 
 
