@@ -152,7 +152,10 @@ def indicator_design_effect(values, users, threshold: float) -> float:
         raise ValueError(f"user codes ({u.size}) and values ({v.size}) differ in length")
     if v.size == 0:
         return 1.0
-    _, codes = np.unique(u, return_inverse=True)
+    if u.dtype.kind in "iu" and u.min() >= 0 and u.max() < 4 * u.size + 1024:
+        codes = u  # already small user codes: count directly (users without values drop out below)
+    else:
+        _, codes = np.unique(u, return_inverse=True)
     return design_effect(np.bincount(codes, weights=(v > threshold).astype(float)), np.bincount(codes))
 
 
