@@ -335,8 +335,9 @@ def classify(spec: MetricSpec, comparison: ProportionComparison | ShiftCompariso
         p = comparison.p_value
         n_c = comparison.effective_control_total or comparison.control_total
         n_t = comparison.effective_treatment_total or comparison.treatment_total
-        power = power_noninferiority_two_proportions(comparison.control_rate, n_c, n_t, spec.allowed_change,
-                                                     comparison.alpha)
+        pooled = ((comparison.control_successes + comparison.treatment_successes)
+                  / (comparison.control_total + comparison.treatment_total))
+        power = power_noninferiority_two_proportions(pooled, n_c, n_t, spec.allowed_change, comparison.alpha)
     elif isinstance(comparison, ShiftComparison):
         med = comparison.control_median
         if not med:
