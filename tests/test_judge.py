@@ -97,6 +97,8 @@ judge:
      "metrics[0].quantile"),
     ("judge: {pass_threshold: 50, marginal_threshold: 80}", "thresholds"),
     ("judge: {colour: red}", "unknown field"),
+    ("judge: {metrics: [{name: x, kind: proportion, direction: decrease, allowed_change: 0.01, weight: 1, "
+     "numerator: a, denominator: b, absolute_limit: 5}]}", "metrics[0].absolute_limit"),
     ("judge: [", "not valid YAML"),
 ])
 def test_config_errors_name_the_field(tmp_path, text, message):
