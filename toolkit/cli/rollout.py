@@ -29,23 +29,28 @@ def print_plan(d: dict) -> None:
     cols = ["percent", "min duration", "window"]
     extra = "expected_variant_attempts_per_window" in (d["stages"][0] if d["stages"] else {})
     if extra:
-        cols += ["variant attempts/window", "variant attempts/stage", "power: −1 pp success"]
+        cols += ["variant attempts/window", "variant attempts/stage", "power: −1 pp success",
+                 "power: show non-inferior"]
     for c in cols:
         table.add_column(c)
     for s in d["stages"]:
         row = [f"{s['percent']:g} %", s["duration"], s["window"]]
         if extra:
             row += [f"{s.get('expected_variant_attempts_per_window', '—')}", f"{s.get('expected_variant_attempts_per_stage', '—')}",
-                    f"{s['power_to_detect_success_drop']:.2f}" if "power_to_detect_success_drop" in s else "—"]
+                    f"{s['power_to_detect_success_drop']:.2f}" if "power_to_detect_success_drop" in s else "—",
+                    f"{s['power_to_show_non_inferiority']:.2f}" if "power_to_show_non_inferiority" in s else "—"]
         table.add_row(*row)
     console.print(table)
     for g in plan["guardrails"]:
         console.print(f"guardrail: {g['rule']}", highlight=False)
+    if "looks" in d:
+        console.print(f"looks: {d['looks']['rule']}: each at α = {d['looks']['look_alpha']:.3g}", highlight=False)
     if "assumptions" in d:
         a = d["assumptions"]
         console.print(f"assuming {a['rate_per_s']:g} attempts/s, baseline success {a['baseline_success'] * 100:g} %; "
-                      f"power of a two-proportion z-test over a whole stage at α={plan['judge']['alpha']:g}",
-                      highlight=False)
+                      f"power of a two-proportion z-test over a whole stage at the look α={a['detect_alpha']:.3g}; "
+                      f"power to show the success rate within {a['non_inferiority_margin'] * 100:g} pp (non-inferior, "
+                      f"what a promote needs) if nothing changed", highlight=False)
 
 
 def print_result(d: dict) -> None:
