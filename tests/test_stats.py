@@ -254,3 +254,21 @@ def test_property_selection_equals_sorted_pairwise_differences(control, treatmen
     for bracket in (1, 7, 10**6):  # full bisection, partial, enumeration only
         got = S.pairwise_difference_order_statistic(control, treatment, k, materialise_limit=0, bracket=bracket)
         assert got == pytest.approx(diffs[k - 1], rel=1e-9, abs=1e-9)
+
+
+def test_latency_statistics_widen_for_clustered_users_and_not_for_independent_ones():
+    rng = np.random.default_rng(13)
+    users_c, users_t = rng.integers(0, 40, 2000), rng.integers(0, 20, 600)
+    effect_c, effect_t = rng.normal(0, 0.6, 40), rng.normal(0, 0.6, 20)   # each user's own speed
+    c = np.exp(6 + effect_c[users_c] + rng.normal(0, 0.3, 2000))
+    t = np.exp(6 + effect_t[users_t] + rng.normal(0, 0.3, 600))
+    plain, clustered = S.compare_shift(c, t), S.compare_shift(c, t, control_users=users_c, treatment_users=users_t)
+    assert clustered.design_effect_treatment > 5 and clustered.p_value > plain.p_value
+    assert clustered.ci_high - clustered.ci_low > 2 * (plain.ci_high - plain.ci_low)
+    q_plain = S.compare_quantiles(c, t, 0.95, n_resamples=4000)
+    q_clustered = S.compare_quantiles(c, t, 0.95, n_resamples=4000, control_users=users_c, treatment_users=users_t)
+    assert q_clustered.ci_high - q_clustered.ci_low > 1.5 * (q_plain.ci_high - q_plain.ci_low)
+    # one value per user: nothing changes (the design effect is 1 up to noise, and never below 1)
+    solo = S.compare_shift(c, t, control_users=np.arange(2000), treatment_users=np.arange(600))
+    assert solo.design_effect_control == pytest.approx(1.0, abs=0.15)
+    assert solo.p_value == pytest.approx(plain.p_value, rel=0.2)
