@@ -45,3 +45,20 @@ def test_the_summary_is_published_as_a_table():
     lo, hi = s.rollback_ci
     assert 0 <= lo <= s.rollback_rate <= hi <= 1
     assert not math.isnan(s.look_alpha)
+
+
+def test_cli_simulate_json_and_bad_input():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).parent / "obslab")
+    r = subprocess.run([exe, "rollout", "simulate", "--runs", "2", "--success-drop", "0.05", "--format", "json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["schema"] == "obslab.rollout-simulation/v1" and d["scenarios"][0]["runs"] == 2
+    assert d["scenarios"][0]["max_looks"] == 33 and d["metrics"] == list(sim.SIMULATION_METRICS)
+    bad = subprocess.run([exe, "rollout", "simulate", "--runs", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--runs" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
