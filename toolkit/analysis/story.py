@@ -102,7 +102,8 @@ def _metric_line(m: Mapping[str, Any], compare: Mapping[str, Any]) -> str:
                 f"({t_name}, n = {_n(c['treatment_n'])}): {_ms(c['difference'])} ({_rel(c['relative_difference'])}), "
                 f"{level} [{_ms(c['ci_low'])}, {_ms(c['ci_high'])}] "
                 f"(percentile bootstrap, {_n(c['n_resamples'])} resamples, seed {c['seed']}; {q} by "
-                f"{_method(compare)})")
+                f"{_method(compare)})"
+                + (f", bootstrap-SE p = {c['p_value']:.2g}" if c.get("p_value") is not None else ""))
     else:
         body = (f"medians ({_method(compare)}) {_ms(c['control_median'])} ({c_name}, n = {_n(c['control_n'])}) and "
                 f"{_ms(c['treatment_median'])} ({t_name}, n = {_n(c['treatment_n'])}); Hodges–Lehmann shift "
