@@ -195,12 +195,12 @@ def test_absolute_fallback_when_the_guardrail_has_too_few_values():
     bad = J.classify(spec, compare_quantiles(rng.lognormal(6, 0.3, 5000), slow, 0.99), treatment=slow)
     assert bad.failed and bad.classification == "High" and bad.fallback["bad"] == 10
     assert bad.p_value == pytest.approx(sps.binomtest(10, 80, 0.01, alternative="greater").pvalue)
-    v = J.judge([J.classify(RATE, compare_proportions(9900, 10000, 79, 80)), bad])
+    v = J.judge([J.classify(RATE, compare_proportions(9900, 10000, 79, 80, minimums=J.DEFAULT_CONFIG.minimums)), bad])
     assert (v.verdict, v.rule) == ("rollback", "critical:p99") and "absolute fallback" in v.explanation
 
 
 def test_promote_needs_the_harm_bound_inside_the_margin():
-    thin = J.classify(RATE, compare_proportions(9900, 10000, 198, 200))   # same rate, 200 attempts
+    thin = J.classify(RATE, compare_proportions(9900, 10000, 198, 200))   # same rate, 200 attempts (≥ 100)
     assert thin.classification == "Pass" and thin.non_inferior is False and thin.power < 0.5
     v = J.judge([thin])
     assert (v.verdict, v.rule) == ("not_enough_data", "not-non-inferior") and "power" in v.explanation

@@ -7,6 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from toolkit.analysis import stats as S
+from toolkit.analysis.judge import DEFAULT_CONFIG as JUDGE_DEFAULT
 NO_MINIMUMS = S.MinimumSamples(proportion_per_arm=1, shift_per_arm=1, tail_points=1)
 
 
@@ -42,14 +43,17 @@ def test_newcombe_interval_is_built_from_scipy_wilson_intervals():
 
 def test_small_counts_get_fishers_exact_test_not_a_fixed_minimum():
     # The canary: 15 of 56 attempts failed against 0 of 1,378 on stable.
-    res = S.compare_proportions(1378, 1378, 41, 56)
+    res = S.compare_proportions(1378, 1378, 41, 56, minimums=S.JUDGE_MINIMUMS)
     ref = sps.fisher_exact([[41, 15], [1378, 0]])
     assert res.enough_data and res.test == "fisher" and "Fisher" in res.method
     assert res.p_value == pytest.approx(ref.pvalue, rel=1e-9) and res.p_value < 1e-15
     assert res.ci_high < -0.15  # the whole interval is a large drop
-    small = S.compare_proportions(5, 10, 9, 10)
+    small = S.compare_proportions(5, 10, 9, 10, minimums=S.JUDGE_MINIMUMS)
     assert small.p_value == pytest.approx(sps.fisher_exact([[9, 1], [5, 5]]).pvalue)
-    empty = S.compare_proportions(5, 10, 0, 0)
+    # ad hoc callers keep the floor of 100 unless they ask for the judge's minimums
+    assert not S.compare_proportions(5, 10, 9, 10).enough_data
+    assert JUDGE_DEFAULT.minimums.proportion_per_arm == 1  # the judge's own default: no floor
+    empty = S.compare_proportions(5, 10, 0, 0, minimums=S.JUDGE_MINIMUMS)
     assert not empty.enough_data and empty.p_value is None and "not enough data" in empty.reason
 
 

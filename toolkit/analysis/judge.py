@@ -45,7 +45,7 @@ from contract.brief import brief
 from toolkit.measures.definitions import DEFAULT_SUCCESS, SliDefinition, success_definition
 import numpy as np
 
-from toolkit.analysis.stats import (DEFAULT_MINIMUMS, SRM_ALPHA, MinimumSamples, ProportionComparison,
+from toolkit.analysis.stats import (JUDGE_MINIMUMS, SRM_ALPHA, MinimumSamples, ProportionComparison,
                            QuantileComparison, ShiftComparison, SrmResult, exceedance_test, holm,
                            power_noninferiority_two_proportions)
 from toolkit.slo.yaml_file import load_yaml_file
@@ -160,7 +160,7 @@ class JudgeConfig:
     pass_threshold: float = 95.0
     marginal_threshold: float = 75.0
     srm_threshold: float = SRM_ALPHA
-    minimums: MinimumSamples = DEFAULT_MINIMUMS
+    minimums: MinimumSamples = JUDGE_MINIMUMS
     bootstrap_resamples: int = 10_000
     seed: int = 0
 
@@ -529,7 +529,7 @@ def parse_judge_config(raw: Any, source: str = "<config>") -> JudgeConfig:
         if not isinstance(m, Mapping) or set(m) - set(MinimumSamples.__dataclass_fields__):
             raise JudgeConfigError(f"{source}: minimums: expected keys among "
                                    f"{', '.join(MinimumSamples.__dataclass_fields__)}")
-        cfg = replace(cfg, minimums=replace(DEFAULT_MINIMUMS, **{k: int(v) for k, v in m.items()}))
+        cfg = replace(cfg, minimums=replace(JUDGE_MINIMUMS, **{k: int(v) for k, v in m.items()}))
     if not 0 < cfg.alpha < 1:
         raise JudgeConfigError(f"{source}: alpha: must be between 0 and 1, got {cfg.alpha}")
     if not 0 <= cfg.marginal_threshold <= cfg.pass_threshold <= 100:

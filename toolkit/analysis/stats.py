@@ -54,6 +54,7 @@ from toolkit.measures.percentiles import PERCENTILE_METHOD, percentile, rank
 __all__ = [
     "MinimumSamples",
     "DEFAULT_MINIMUMS",
+    "JUDGE_MINIMUMS",
     "ProportionComparison",
     "ShiftComparison",
     "QuantileComparison",
@@ -90,14 +91,15 @@ _SELECTION_BRACKET = 200_000
 class MinimumSamples:
     """Below these counts a comparison reports "not enough data" instead of a result.
 
-    ``proportion_per_arm``: attempts per cohort for a rate; 1 by default, because a rate needs
-    no fixed minimum: small counts get an exact test, and whether the data suffice to call a
+    ``proportion_per_arm``: attempts per cohort for a rate. 100 here, for ad hoc callers that
+    want a floor; the judge's own default is 1 (``JUDGE_MINIMUMS``), because a rate needs no
+    fixed minimum there: small counts get an exact test, and whether the data suffice to call a
     change safe is the power/non-inferiority question the judge answers. ``shift_per_arm``: values per
     cohort for Mann-Whitney/HL. ``tail_points``: values beyond the quantile per cohort for a
     quantile bootstrap, so p95 needs 10 / 0.05 = 200 values and p99 needs 1000.
     """
 
-    proportion_per_arm: int = 1
+    proportion_per_arm: int = 100
     shift_per_arm: int = 30
     tail_points: int = 10
 
@@ -106,6 +108,8 @@ class MinimumSamples:
 
 
 DEFAULT_MINIMUMS = MinimumSamples()
+# The judge's defaults: no fixed minimum for a rate (Fisher's exact test covers small counts).
+JUDGE_MINIMUMS = MinimumSamples(proportion_per_arm=1)
 
 
 def _z(alpha: float) -> float:
