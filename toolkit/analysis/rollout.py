@@ -124,6 +124,7 @@ class RolloutPlan:
                       "marginal_threshold": self.judge.marginal_threshold,
                       "metrics": [m.name for m in self.judge.metrics],
                       "minimums": asdict(self.judge.minimums)},
+            "looks": {"max_looks": max_looks(self), "look_alpha": look_alpha(self)},
         }
 
 
