@@ -66,6 +66,7 @@ __all__ = [
     "run_rollout",
     "max_looks",
     "look_alpha",
+    "promote_alpha",
 ]
 
 ROLLOUT_SCHEMA = "obslab.rollout/v1"
@@ -124,7 +125,8 @@ class RolloutPlan:
                       "marginal_threshold": self.judge.marginal_threshold,
                       "metrics": [m.name for m in self.judge.metrics],
                       "minimums": asdict(self.judge.minimums)},
-            "looks": {"max_looks": max_looks(self), "look_alpha": look_alpha(self)},
+            "looks": {"max_looks": max_looks(self), "look_alpha": look_alpha(self),
+                      "promote_alpha": promote_alpha(self)},
         }
 
 
@@ -146,9 +148,17 @@ def look_alpha(plan: RolloutPlan) -> float:
     return plan.judge.alpha / max_looks(plan)
 
 
+def promote_alpha(plan: RolloutPlan) -> float:
+    """The level of the intervals a stage's promote rests on: a stage verdict is taken up to
+    1 + max_extensions times, each a chance to show non-inferiority, so α is shared among them
+    (Bonferroni) and a harmful variant at the margin is promoted in at most α of its stages."""
+    return plan.judge.alpha / (1 + plan.max_extensions)
+
+
 def _look_text(plan: RolloutPlan) -> str:
     return (f"rollout alpha spending: {plan.judge.alpha:g} shared by {max_looks(plan)} planned looks "
-            f"(windows and stage verdicts, extensions included)")
+            f"(windows and stage verdicts, extensions included); intervals for a promote at "
+            f"{(1 - promote_alpha(plan)) * 100:.4g} % ({1 + plan.max_extensions} verdict looks a stage)")
 
 
 def _num(raw: Any, where: str, *, lo: float | None = None, hi: float | None = None) -> float:
@@ -264,7 +274,8 @@ def plan_summary(plan: RolloutPlan, rate_per_s: float | None = None, baseline_su
     at the per-look alpha) and the power to show the rate non-inferior (within the success
     metric's allowed change) when nothing changed, which a promote needs."""
     out = {"schema": "obslab.rollout-plan/v1", "plan": plan.to_dict(), "stages": [],
-           "looks": {"max_looks": max_looks(plan), "look_alpha": look_alpha(plan), "rule": _look_text(plan)}}
+           "looks": {"max_looks": max_looks(plan), "look_alpha": look_alpha(plan),
+                     "promote_alpha": promote_alpha(plan), "rule": _look_text(plan)}}
     mins = plan.judge.minimums
     try:
         success_margin = plan.judge.metric("publish_success_rate").allowed_change
@@ -287,7 +298,7 @@ def plan_summary(plan: RolloutPlan, rate_per_s: float | None = None, baseline_su
                     baseline_success, baseline_success - detect_drop, max(1, int(control_stage)),
                     max(1, int(per_stage)), look_alpha(plan)), 3) if per_stage >= 1 else 0.0,
                 "power_to_show_non_inferiority": round(power_noninferiority_two_proportions(
-                    baseline_success, control_stage, per_stage, success_margin, plan.judge.alpha), 3)
+                    baseline_success, control_stage, per_stage, success_margin, promote_alpha(plan)), 3)
                     if per_stage >= 1 else 0.0,
             })
         out["stages"].append(row)
@@ -365,6 +376,11 @@ def _window_from_compare(stage: float, index: int, start: datetime, end: datetim
                         changes, significant, result.verdict.verdict, result.verdict.rule, fallback)
 
 
+def _stage_judge(plan: RolloutPlan) -> JudgeConfig:
+    """The judge config of a rollout's looks: intervals at ``promote_alpha``."""
+    return replace(plan.judge, alpha=promote_alpha(plan))
+
+
 def _selectors(plan: RolloutPlan) -> tuple[CohortSelector, CohortSelector]:
     return (CohortSelector(f"{plan.flag}={plan.control}", ((plan.flag, plan.control),)),
             CohortSelector(f"{plan.flag}={plan.variant}", ((plan.flag, plan.variant),)))
@@ -374,7 +390,7 @@ def _compare(attempts, plan: RolloutPlan, percent: float, start: datetime, end: 
              synthetic: str, abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> CompareResult:
     control, variant = _selectors(plan)
     split = (1 - percent / 100, percent / 100) if percent < 100 else None
-    return compare_attempts(attempts, control, variant, window=Window(start, end), config=plan.judge,
+    return compare_attempts(attempts, control, variant, window=Window(start, end), config=_stage_judge(plan),
                             expected_split=split, synthetic=synthetic, abandon_after_s=abandon_after_s,
                             decision_alpha=look_alpha(plan), look=_look_text(plan))
 

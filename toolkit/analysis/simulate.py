@@ -25,8 +25,8 @@ import numpy as np
 from scipy import stats as sps
 
 from toolkit.analysis.compare import CohortSample, compare_samples
-from toolkit.analysis.rollout import (DEFAULT_PLAN, RolloutPlan, _look_text, _window_from_compare, _windows_in,
-                                      decide, look_alpha, max_looks)
+from toolkit.analysis.rollout import (DEFAULT_PLAN, RolloutPlan, _look_text, _stage_judge, _window_from_compare,
+                                      _windows_in, decide, look_alpha, max_looks)
 
 __all__ = ["HEAVY_USERS", "summary_table", "Traffic", "Regression", "SimulationSummary", "simulate_rollout", "simulate_rollouts",
            "SIMULATION_METRICS", "simulation_plan", "STANDARD_SCENARIOS", "standard_scenarios", "LAB_RATE_PER_S"]
@@ -167,7 +167,7 @@ def _cohort(label: str, mask: np.ndarray, ok: np.ndarray, lat: np.ndarray, users
 def _compare(plan: RolloutPlan, percent: float, data: list[tuple[np.ndarray, ...]]):
     variant, ok, lat, users = (np.concatenate(x) for x in zip(*data))
     return compare_samples(_cohort("control", ~variant, ok, lat, users), _cohort("variant", variant, ok, lat, users),
-                           plan.judge, expected_split=(1 - percent / 100, percent / 100),
+                           _stage_judge(plan), expected_split=(1 - percent / 100, percent / 100),
                            decision_alpha=look_alpha(plan), look=_look_text(plan))
 
 
