@@ -97,6 +97,7 @@ def test_plan_summary_states_sample_sizes_and_power():
     assert twentyfive["power_to_show_non_inferiority"] > one["power_to_show_non_inferiority"]
     # 3 stages × (6 windows + 2·2 extension looks + 1 verdict) = 33 looks sharing α = 0.05
     assert s["looks"]["max_looks"] == 33 and s["looks"]["look_alpha"] == pytest.approx(0.05 / 33)
+    assert s["looks"]["promote_alpha"] == pytest.approx(0.05 / 3)  # 1 verdict + 2 extensions a stage
 
 
 def test_guardrail_absolute_fallback_breach_counts_and_is_explained():
