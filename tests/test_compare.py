@@ -61,11 +61,29 @@ def test_wrong_expected_split_is_a_sample_ratio_mismatch():
     assert (res.verdict.verdict, res.verdict.rule) == ("hold", "srm")
 
 
-def test_tiny_cohort_is_not_enough_data():
+def test_tiny_healthy_cohort_is_not_enough_data_and_says_what_power_it_had():
     rel = relation(attempts_table(3000, seed=4, canary_share=0.01))
     res = C.compare_attempts(rel, C.parse_selector("release=stable"), C.parse_selector("release=canary"))
     assert res.verdict.verdict == "not_enough_data"
-    assert all(m.classification == "NoData" for m in res.verdict.metrics if m.group == "primary")
+    rate = next(m for m in res.verdict.metrics if m.name == "publish_success_rate")
+    # No fixed minimum for a rate any more: it is judged, and found too thin to show it is safe.
+    assert rate.classification == "Pass" and rate.non_inferior is False and rate.power < 0.2
+    assert next(m for m in res.verdict.metrics if m.name == "processing_latency_p95").classification == "NoData"
+
+
+def test_small_canary_with_overwhelming_failures_is_a_significant_regression():
+    """The issue's case: a canary with about a quarter of 56 attempts failing against none on
+    stable was answered not_enough_data (fixed minimum 100); it is a clear rollback."""
+    rel = relation(attempts_table(1500, seed=14, canary_share=0.04, success={"stable": 1.0, "canary": 0.73}))
+    res = C.compare_attempts(rel, C.parse_selector("release=stable"), C.parse_selector("release=canary"),
+                             expected_split=(0.96, 0.04))
+    rate = next(m for m in res.verdict.metrics if m.name == "publish_success_rate")
+    assert rate.comparison["treatment_total"] < 100 and rate.comparison["control_successes"] == rate.comparison["control_total"]
+    assert rate.comparison["test"] == "fisher" and rate.p_adjusted < 1e-6 and rate.failed
+    assert (res.verdict.verdict, res.verdict.rule) == ("rollback", "critical:publish_success_rate")
+    d = res.to_dict()
+    assert "Holm" in d["verdict"]["multiplicity"] and d["verdict"]["decision_alpha"] == 0.05
+    json.dumps(d)
 
 
 def test_before_after_by_time_range_and_shared_window():

@@ -65,7 +65,13 @@ def test_rollout_stage_too_short_says_how_long_it_ran_as_a_measured_span():
 
     rel = relation(attempts_table(6000, seed=21, canary_share=0.10, duration_s=600))
     plan = R.parse_plan({"rollout": {"stages": [{"percent": 10, "duration": "10m", "window": "2m"}, {"percent": 100}],
-                                     "guardrails": []}, "judge": {"minimums": {"tail_points": 5}}})
+                                     "guardrails": []},
+                          # a margin ~250 canary attempts can show non-inferior, so the verdict is promote
+                          "judge": {"minimums": {"tail_points": 5}, "metrics": [
+                              {"name": "publish_success_rate", "kind": "proportion", "direction": "decrease",
+                               "allowed_change": 0.05, "weight": 1, "critical": True,
+                               "numerator": "outcome = 'succeeded'",
+                               "denominator": "outcome IN ('succeeded', 'failed', 'abandoned')"}]}})
     from datetime import timezone
     t0 = START.replace(tzinfo=timezone.utc)
     res = R.evaluate_timeline(rel, plan, [(10, t0, t0 + timedelta(seconds=249.32))])

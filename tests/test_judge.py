@@ -1,6 +1,7 @@
 """Metric classification, the verdict rules, the config file, and judge-level simulations."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,6 +97,8 @@ judge:
      "metrics[0].quantile"),
     ("judge: {pass_threshold: 50, marginal_threshold: 80}", "thresholds"),
     ("judge: {colour: red}", "unknown field"),
+    ("judge: {metrics: [{name: x, kind: proportion, direction: decrease, allowed_change: 0.01, weight: 1, "
+     "numerator: a, denominator: b, absolute_limit: 5}]}", "metrics[0].absolute_limit"),
     ("judge: [", "not valid YAML"),
 ])
 def test_config_errors_name_the_field(tmp_path, text, message):
@@ -146,7 +149,63 @@ def test_aa_judge_rarely_rolls_back():
                                 SIM_CONFIG).verdict.verdict for _ in range(runs)]
     rollback_rate = verdicts.count("rollback") / runs
     assert rollback_rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs)
+    # 1 200 canary attempts cannot show a 0.5 pp non-inferiority margin most of the time (power
+    # 0.33 for the rate alone): the honest answer is mostly not_enough_data, never a promote by
+    # absence of evidence.
+    assert verdicts.count("promote") / runs < 0.5
+    assert verdicts.count("hold") / runs <= 0.05
+
+
+def test_aa_judge_promotes_when_the_sample_can_show_non_inferiority():
+    """20 000 vs 6 000 attempts: the success rate's non-inferiority power at 0.5 pp is 0.93
+    (normal approximation), the p95/p99 margins are wide at this size; promote ≥ 0.8."""
+    from toolkit.analysis.stats import power_noninferiority_two_proportions
+
+    assert power_noninferiority_two_proportions(0.99, 20_000, 6_000, 0.005) > 0.9
+    cfg = J.JudgeConfig(metrics=tuple(J.DEFAULT_CONFIG.metric(n) for n in
+                                      ("publish_success_rate", "processing_latency_p95", "processing_latency_p99")),
+                        bootstrap_resamples=2000)
+    rng = np.random.default_rng(202)
+    runs = 100
+    verdicts = [compare_samples(_cohort(rng, "control", 20_000, 0.99, 6.0), _cohort(rng, "canary", 6000, 0.99, 6.0),
+                                cfg).verdict.verdict for _ in range(runs)]
     assert verdicts.count("promote") / runs >= 0.8
+    assert verdicts.count("rollback") / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs)
+
+
+def test_holm_is_stated_and_changes_a_borderline_decision():
+    """Two independent metrics each at p ≈ 0.03: alone each is significant at 0.05; together, Holm
+    needs the smaller below 0.025, so neither is."""
+    a = J.classify(RATE, compare_proportions(9900, 10000, 9870, 10000))
+    assert 0.025 < a.p_value < 0.05 and a.significant
+    adjusted = J.apply_holm([a, J.classify(replace(RATE, name="rate2"), compare_proportions(9900, 10000, 9870, 10000))],
+                            None, 0.05)
+    assert all(not r.significant and r.p_adjusted == pytest.approx(2 * a.p_value) for r in adjusted)
+    assert "Holm-adjusted" in adjusted[0].reason
+
+
+def test_absolute_fallback_when_the_guardrail_has_too_few_values():
+    rng = np.random.default_rng(7)
+    spec = replace(P99, absolute_limit=2500.0, critical=True)
+    fast = rng.lognormal(6, 0.3, 80)  # about 400 ms: too few for a p99 comparison (needs 1 000)
+    slow = np.concatenate([fast[:70], np.full(10, 4000.0)])  # 12 % above 2.5 s
+    ok = J.classify(spec, compare_quantiles(rng.lognormal(6, 0.3, 5000), fast, 0.99), treatment=fast)
+    assert ok.classification == "NoData" and not ok.failed and ok.fallback["bad"] == 0
+    assert "absolute fallback" in ok.reason and "need 1000" in ok.reason
+    bad = J.classify(spec, compare_quantiles(rng.lognormal(6, 0.3, 5000), slow, 0.99), treatment=slow)
+    assert bad.failed and bad.classification == "High" and bad.fallback["bad"] == 10
+    assert bad.p_value == pytest.approx(sps.binomtest(10, 80, 0.01, alternative="greater").pvalue)
+    v = J.judge([J.classify(RATE, compare_proportions(9900, 10000, 79, 80, minimums=J.DEFAULT_CONFIG.minimums)), bad])
+    assert (v.verdict, v.rule) == ("rollback", "critical:p99") and "absolute fallback" in v.explanation
+
+
+def test_promote_needs_the_harm_bound_inside_the_margin():
+    thin = J.classify(RATE, compare_proportions(9900, 10000, 198, 200))   # same rate, 200 attempts (≥ 100)
+    assert thin.classification == "Pass" and thin.non_inferior is False and thin.power < 0.5
+    v = J.judge([thin])
+    assert (v.verdict, v.rule) == ("not_enough_data", "not-non-inferior") and "power" in v.explanation
+    wide = J.classify(RATE, compare_proportions(99000, 100000, 49500, 50000))
+    assert wide.non_inferior and J.judge([wide]).verdict == "promote"
 
 
 def test_known_regression_rolls_back_at_the_expected_power():

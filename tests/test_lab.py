@@ -245,9 +245,12 @@ def test_drill_started_from_the_page_changes_the_services_faults(lab: RunningLab
     # The scheduler removes the drill's fault when it stops.
     _wait(lambda: "storage" not in json.dumps(requests.get(f"{lab.api}/admin/faults", headers=headers,
                                                            timeout=5).json()), 30, "the fault to be removed", lab)
-    page.wait_for_selector("[data-testid=drill-report]", timeout=10000)
+    # Stopping ends with Locust's graceful stop (the fault and flags go first): report once the panel says stopped.
+    page.wait_for_selector("[data-testid=drill-active][data-phase=stopped] [data-testid=drill-report]", timeout=60000)
     page.click("[data-testid=drill-report]")
-    page.wait_for_function("() => /score/.test(document.querySelector('#drill-output').textContent)", timeout=90000)
+    page.wait_for_function("() => /score|error|HTTP/i.test(document.querySelector('#drill-output').textContent)",
+                           timeout=90000)
+    assert "score" in page.locator("#drill-output").inner_text(), page.locator("#drill-output").inner_text()
     assert page.locator("#drill-output img").count() >= 1
     _screenshot(page, "lab-drill-report.png")
     assert page.console_errors == []

@@ -94,6 +94,21 @@ def test_plan_summary_states_sample_sizes_and_power():
     assert one["expected_variant_attempts_per_window"] == pytest.approx(20 * 300 * 0.01)
     assert not one["window_has_enough_for_p99"]
     assert twentyfive["power_to_detect_success_drop"] > one["power_to_detect_success_drop"]
+    assert twentyfive["power_to_show_non_inferiority"] > one["power_to_show_non_inferiority"]
+    # 3 stages × (6 windows + 2·2 extension looks + 1 verdict) = 33 looks sharing α = 0.05
+    assert s["looks"]["max_looks"] == 33 and s["looks"]["look_alpha"] == pytest.approx(0.05 / 33)
+    assert s["looks"]["promote_alpha"] == pytest.approx(0.05 / 3)  # 1 verdict + 2 extensions a stage
+
+
+def test_guardrail_absolute_fallback_breach_counts_and_is_explained():
+    plan = R.DEFAULT_PLAN
+    thin = [R.WindowResult(1, i, f"w{i}", f"w{i + 1}", 1000, 12, {"processing_latency_p99": None},
+                           {"processing_latency_p99": False}, "not_enough_data", "not-enough-data",
+                           {"processing_latency_p99": True}) for i in range(2)]
+    (g, streak), = R.guardrail_breaches(plan, thin)
+    assert g.metric == "processing_latency_p99" and len(streak) == 2
+    decision, rule, why = R.decide(plan, thin, None, None, 0)
+    assert (decision, rule) == ("rollback", "guardrail:processing_latency_p99") and "absolute fallback" in why
 
 
 def _timeline_table():
@@ -108,7 +123,15 @@ FAST_PLAN = R.parse_plan({"rollout": {
     "stages": [{"percent": 10, "duration": "10m", "window": "2m"}, {"percent": 50, "duration": "10m", "window": "2m"},
                {"percent": 100}],
     "guardrails": [{"metric": "processing_latency_p95", "max_change": 0.2, "consecutive_windows": 2}]},
-    "judge": {"minimums": {"tail_points": 5}}})
+    # ~600 canary attempts per stage can show a 2.5 pp / 30 % non-inferiority margin, not the
+    # defaults' 0.5 pp: margins a stage of this size can afford (power: obslab rollout plan).
+    "judge": {"minimums": {"tail_points": 5}, "metrics": [
+        {"name": "publish_success_rate", "group": "primary", "kind": "proportion", "direction": "decrease",
+         "allowed_change": 0.025, "weight": 60, "critical": True, "numerator": "outcome = 'succeeded'",
+         "denominator": "outcome IN ('succeeded', 'failed', 'abandoned')"},
+        {"name": "processing_latency_p95", "group": "primary", "kind": "quantile", "quantile": 0.95,
+         "direction": "increase", "allowed_change": 0.3, "weight": 40, "value": "processing_ms",
+         "population": "outcome = 'succeeded'"}]}})
 
 
 def test_evaluate_timeline_promotes_the_healthy_stage_and_rolls_back_on_the_guardrail():
@@ -197,6 +220,12 @@ rollout:
   guardrails: [{metric: publish_success_rate, max_change: 0.05}]
 judge:
   minimums: {tail_points: 3}
+  metrics:   # margins ~1 500 attempts a stage can show non-inferior
+    - {name: publish_success_rate, group: primary, kind: proportion, direction: decrease, allowed_change: 0.03,
+       weight: 60, critical: true, numerator: "outcome = 'succeeded'",
+       denominator: "outcome IN ('succeeded', 'failed', 'abandoned')"}
+    - {name: processing_latency_p95, group: primary, kind: quantile, quantile: 0.95, direction: increase,
+       allowed_change: 0.3, weight: 40, value: processing_ms, population: "outcome = 'succeeded'"}
 """)
     return p
 

@@ -1,8 +1,9 @@
 """`obslab rollout run` against the real service (gunicorn API + transcoder), with load from a
 small bounded Python loop (the `load` branch's Locust runner is not merged here).
 
-Stages are a few seconds each; the judge's minimum sample sizes are lowered in the plan to
-fit the lab's traffic (and said so in the plan)."""
+Stages are a few seconds each; the judge's minimum sample sizes are lowered and its
+non-inferiority margins widened in the plan to fit the lab's traffic (a few dozen attempts a
+stage can show a 30 pp margin, not 0.5 pp; said so in the plan)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ rollout:
 judge:
   minimums: {proportion_per_arm: 10, shift_per_arm: 8}
   metrics:
-    - {name: publish_success_rate, group: primary, kind: proportion, direction: decrease, allowed_change: 0.1,
+    - {name: publish_success_rate, group: primary, kind: proportion, direction: decrease, allowed_change: 0.3,
        weight: 60, critical: true, numerator: "outcome = 'succeeded'",
        denominator: "outcome IN ('succeeded', 'failed', 'abandoned')"}
     - {name: processing_latency_shift, group: primary, kind: shift, direction: increase, allowed_change: 2.0,

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from toolkit.bench.overhead import (DEFAULT_VARIANTS, SECTION_TITLE, RoundResult, parse_wrk_output,
+from toolkit.bench.overhead import (DEFAULT_VARIANTS, SECTION_TITLE, OverheadReport, RoundResult, parse_wrk_output,
                                     render_markdown, run_overhead, summarize)
 from toolkit.bench.perfdoc import write_section
 
@@ -22,6 +22,22 @@ def test_summary_pairs_each_round_with_its_baseline():
     assert off.ratio_median is None and off.rps_median == 800
     assert default.ratio_median == pytest.approx(0.9)  # median of 0.9, 0.8, 0.9 (paired), not 720/800
     assert default.p50_delta_ms == pytest.approx(0.5)
+
+
+def test_report_shows_every_round_and_judges_the_worst_and_the_cpu_added():
+    results = []
+    for rnd, (rps, cpu) in enumerate([(950, 650), (800, 720), (900, 690)]):
+        results += [_r("off", rnd, 1000, cpu=600), _r("default", rnd, rps, cpu=cpu), _r("full", rnd, 700, cpu=900)]
+    summaries = summarize(results, DEFAULT_VARIANTS)
+    default = summaries[1]
+    assert default.round_ratios == pytest.approx((0.95, 0.8, 0.9))  # in round order, each paired with its round
+    assert default.round_cpu_deltas == pytest.approx((50, 120, 90)) and default.cpu_us_delta == pytest.approx(90)
+    report = OverheadReport(summaries, 3, 3.0, 8, 1, 2, 4, 65536, 2, tuple(results), 0.4, 1.5)
+    text = render_markdown(report, "obslab bench overhead", "now")
+    assert "0.95, 0.80, 0.90" in text and "+50, +120, +90" in text
+    assert "every round: worst 0.80x (target >= 0.85x: NOT met)" in text  # the median (0.90x) would hide it
+    assert "CPU added per request at default sampling: +90 µs (target < 100 µs: met)" in text
+    assert "load average (1 min): 0.4 when the rounds began, 1.5 when they ended" in text
 
 
 def test_write_section_replaces_only_its_own_section(tmp_path):

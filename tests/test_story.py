@@ -58,7 +58,16 @@ def test_rollout_and_breakdown_stories():
     rel = relation(pa.concat_tables([healthy, bad]))
     plan = R.parse_plan({"rollout": {"stages": [{"percent": 10, "duration": "10m", "window": "2m"},
                                                 {"percent": 50, "duration": "10m", "window": "2m"}, {"percent": 100}],
-                                     "guardrails": [{"metric": "processing_latency_p95", "max_change": 0.2}]}})
+                                     "guardrails": [{"metric": "processing_latency_p95", "max_change": 0.2}]},
+                          # margins ~600 canary attempts can show non-inferior, so the healthy stage promotes
+                          "judge": {"metrics": [
+                              {"name": "publish_success_rate", "kind": "proportion", "direction": "decrease",
+                               "allowed_change": 0.025, "weight": 60, "critical": True,
+                               "numerator": "outcome = 'succeeded'",
+                               "denominator": "outcome IN ('succeeded', 'failed', 'abandoned')"},
+                              {"name": "processing_latency_p95", "kind": "quantile", "quantile": 0.95,
+                               "direction": "increase", "allowed_change": 0.3, "weight": 40,
+                               "value": "processing_ms", "population": "outcome = 'succeeded'"}]}})
     t0 = START.replace(tzinfo=__import__("datetime").timezone.utc)
     res = R.evaluate_timeline(rel, plan, [(10, t0, t0 + timedelta(seconds=600)),
                                           (50, t0 + timedelta(seconds=600), t0 + timedelta(seconds=1200))])
@@ -104,3 +113,25 @@ def test_compare_and_story_use_and_name_the_sli_engines_percentile_method(canary
     line = next(l for l in md.splitlines() if l.startswith("- **processing_latency_p95**"))
     assert "p95 by nearest-rank" in line
     assert "every percentile and median nearest-rank" in md
+
+
+def test_small_overwhelming_regression_story_names_the_exact_test_and_holm():
+    rel = relation(attempts_table(1500, seed=14, canary_share=0.04, success={"stable": 1.0, "canary": 0.73}))
+    d = json.loads(json.dumps(C.compare_attempts(rel, C.parse_selector("release=stable"),
+                                                 C.parse_selector("release=canary"),
+                                                 expected_split=(0.96, 0.04)).to_dict()))
+    md = write_story(d)
+    rate_line = next(line for line in md.splitlines() if line.startswith("- **publish_success_rate**"))
+    assert "Verdict **rollback**" in md and "no claim either way" not in rate_line
+    assert "Fisher's exact test (small expected counts) p = " in rate_line and "Holm step-down" in md
+    assert "held against its absolute limit" in md  # the p99 guardrail, too thin to compare
+
+
+def test_thin_healthy_canary_story_says_not_shown_safe_with_the_power():
+    rel = relation(attempts_table(3000, seed=4, canary_share=0.05))
+    d = json.loads(json.dumps(C.compare_attempts(rel, C.parse_selector("release=stable"),
+                                                 C.parse_selector("release=canary")).to_dict()))
+    md = write_story(d)
+    if d["verdict"]["rule"] == "not-non-inferior":
+        assert "absence of evidence is not a promote" in md
+    assert "not shown to be safe (power to show it at this sample: 0." in md

@@ -43,6 +43,9 @@ def attempt_fields(upload: Upload) -> dict[str, Any]:
     }
 
 
+# One encoder for every line (json.dumps with separators builds a new one per call); same output.
+_encode_event = json.JSONEncoder(separators=(",", ":")).encode
+
 NO_ATTEMPT = {"request_id": None, "upload_id": None, "user_id": None, "app_version": None, "region": None,
               "network_type": None, "media_size_bucket": None, "flags": {}, "synthetic": False}
 
@@ -104,7 +107,9 @@ class Telemetry:
                                                     SERVICE_VERSIONS["stable"]),
             **fields,
         }
-        if base["request_id"] is not None:  # audit events are never dropped: they record the fault itself
+        # Audit events (no request_id) are never dropped: they record the fault itself. The key and cohort
+        # are built only when some fault is in force (the hot path has none).
+        if base["request_id"] is not None and self.controls.faults:
             key = f"{base['request_id']}|{event}|{fields.get('chunk_index', '')}|{fields.get('attempt', '')}"
             cohort = {"region": base["region"], "app_version": base["app_version"],
                       "network_type": base["network_type"], "media_size_bucket": base["media_size_bucket"],
@@ -112,7 +117,7 @@ class Telemetry:
             if self.controls.match(target="event_sink", cohort=cohort, key=key, kinds=("drop_events",)):
                 self.metrics.events_lost.labels(reason="dropped_fault").inc()
                 return False
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        line = (_encode_event(record) + "\n").encode()
         try:
             self.event_file.write_line(line)
         except OSError as e:
@@ -186,11 +191,11 @@ def init_app(app: Flask) -> None:
     def _red_metrics(response):
         started = g.get("obslab_start")
         if started is not None and telemetry.metrics.enabled:
-            route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-            telemetry.metrics.http_requests.labels(route=route, method=request.method,
-                                                   code=str(response.status_code)).inc()
-            telemetry.metrics.http_duration.labels(route=route, method=request.method).observe(
-                time.perf_counter() - started)
+            req = request._get_current_object()  # one context lookup, not one per attribute
+            route = req.url_rule.rule if req.url_rule is not None else "<unmatched>"
+            method = req.method
+            telemetry.metrics.http_requests.labels(route=route, method=method, code=str(response.status_code)).inc()
+            telemetry.metrics.http_duration.labels(route=route, method=method).observe(time.perf_counter() - started)
             telemetry.process_sampler.maybe_sample()
         return response
 

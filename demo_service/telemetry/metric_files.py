@@ -128,16 +128,21 @@ def _value_class(inner_class: type) -> type:
                     _pending.add(self)
 
         def inc(self, amount: float) -> None:
+            inner = self._inner
+            if inner is not None and not self._is_held:
+                # The hot path: the file is there, nothing held. The inner value is thread-safe on its own,
+                # so this value's lock is not taken: an increment either lands in the file or is held below.
+                try:
+                    inner.inc(amount)
+                    return
+                except OSError as e:
+                    with self._lock:
+                        self._held_inc += amount
+                        self._hold(e)
+                    return
             with self._lock:
                 self._held_inc += amount
-                if self._is_held or self._inner is None:
-                    self._attach()
-                    return
-                try:  # the hot path: the file is there, nothing held
-                    self._inner.inc(self._held_inc)
-                    self._held_inc = 0.0
-                except OSError as e:
-                    self._hold(e)
+                self._attach()
 
         def set(self, value: float, timestamp: float | None = None) -> None:
             with self._lock:
@@ -165,12 +170,28 @@ def _value_class(inner_class: type) -> type:
     return DiskSafeValue
 
 
+# MultiProcessValue asks for the process identifier on every update, to notice a fork; os.getpid() is a
+# system call each time. The pid is kept here instead and renewed in the child of every fork.
+_pid = [os.getpid()]
+
+
+def _process_identifier() -> int:
+    return _pid[0]
+
+
+def _renew_pid() -> None:
+    _pid[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_renew_pid)
+
+
 def install() -> None:
     """Make this process's multiprocess metric values full-disk safe (idempotent; before any value exists)."""
     if installed():
         return
     values.MmapedDict = PreallocatedMmapedDict  # the name MultiProcessValue opens its files with
-    values.ValueClass = _value_class(values.MultiProcessValue())
+    values.ValueClass = _value_class(values.MultiProcessValue(_process_identifier))
     # Held values are retried on every update and /healthz, and once a second here: a worker that gets
     # no request after space returns still writes what it held, so a scrape sees every increment.
     threading.Thread(target=_retry_held_values, name="metric-files-retry", daemon=True).start()

@@ -26,7 +26,7 @@ import prometheus_client
 import time
 from typing import Any, Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -43,6 +43,54 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Terminal outcomes the service counts (abandoned is only known to the event reader).
 PUBLISH_OUTCOMES = ("succeeded", "failed", "cancelled")
 TRANSCODE_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _MemoLabels:
+    """``labels()`` with a memo of the children already made, keyed by the call's own label values.
+
+    prometheus_client's ``labels()`` checks the names, converts every value to ``str`` and takes the
+    metric's lock on every call: a few µs per update on the hot path, where the same few children are
+    asked for again and again. The memo hands back the very child ``labels()`` made (so nothing is
+    measured differently)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self._children: dict[tuple, Any] = {}
+        super().__init__(*args, **kwargs)
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Any:
+        key = labelvalues or tuple(labelkwargs.items())
+        try:
+            return self._children[key]
+        except (KeyError, TypeError):  # not made yet, or unhashable values
+            child = super().labels(*labelvalues, **labelkwargs)
+        # Only str values are memoised: 1, 1.0 and True are equal keys but distinct label values.
+        if all(type(v) is str for v in (labelvalues or labelkwargs.values())):
+            self._children[key] = child
+        return child
+
+    def remove(self, *labelvalues: Any) -> None:
+        super().remove(*labelvalues)
+        self._children = {}
+
+    def remove_by_labels(self, labels: dict[str, str]) -> None:
+        super().remove_by_labels(labels)
+        self._children = {}
+
+    def clear(self) -> None:
+        super().clear()
+        self._children = {}
+
+
+class Counter(_MemoLabels, prometheus_client.Counter):
+    pass
+
+
+class Gauge(_MemoLabels, prometheus_client.Gauge):
+    pass
+
+
+class Histogram(_MemoLabels, prometheus_client.Histogram):
+    pass
 
 
 class NullMetric:

@@ -2,8 +2,9 @@
 
 Spans go to OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else to
 ``DATA_DIR/traces/spans.jsonl`` as OTLP/JSON: one ``ExportTraceServiceRequest`` per line and
-per batch (one ``os.write``), encoded by opentelemetry-proto's own encoder, so the file replays into
-any OTLP backend through the Collector's otlpjsonfile receiver. Tests inject an exporter (e.g. ``InMemorySpanExporter``),
+per batch (one ``os.write``), written straight from the SDK spans (``otlp_spans``: the same document
+opentelemetry-proto's encoder and protobuf's JSON mapping make, at a fraction of their cost), so the
+file replays into any OTLP backend through the Collector's otlpjsonfile receiver. Tests inject an exporter (e.g. ``InMemorySpanExporter``),
 exported synchronously. The provider is per app, never the global one, so several
 apps (tests) can live in one process.
 """
@@ -20,12 +21,13 @@ from typing import Sequence
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (BatchSpanProcessor, SimpleSpanProcessor, SpanExporter,
                                             SpanExportResult)
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult, TraceIdRatioBased
+
+from demo_service.telemetry.otlp_spans import encode_spans_json
 
 __all__ = ["OtlpJsonSpanExporter", "OtlpJsonFile", "otlp_json_line", "parse_otlp_json_line", "service_resource", "make_tracer_provider", "instrument_requests_once", "current_ids", "ZERO_TRACE_ID",
            "ZERO_SPAN_ID", "SPANS_FILE"]
@@ -85,8 +87,12 @@ class OtlpJsonFile:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def write(self, message: Message) -> bool:
+        return self.write_line(otlp_json_line(message))
+
+    def write_line(self, line: bytes) -> bool:
+        """Append one encoded line (ending in a newline); False when the write failed."""
         try:
-            os.write(self._fd, otlp_json_line(message))
+            os.write(self._fd, line)
         except OSError:
             return False
         return True
@@ -105,11 +111,16 @@ class OtlpJsonSpanExporter(SpanExporter):
     def __init__(self, path: str | Path):
         self.file = OtlpJsonFile(path)
         self.path = self.file.path
+        self._resources: dict = {}  # encoded once per resource (a process has one)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
-        return SpanExportResult.SUCCESS if self.file.write(encode_spans(spans)) else SpanExportResult.FAILURE
+        if len(self._resources) > 16:
+            self._resources.clear()
+        document = encode_spans_json(spans, self._resources)
+        line = (json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        return SpanExportResult.SUCCESS if self.file.write_line(line) else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
         self.file.close()

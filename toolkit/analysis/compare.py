@@ -24,7 +24,8 @@ from contract.events import TimeError, format_time, parse_time
 from toolkit.events.attempts import filter_attempts, outcome_at_sql
 from toolkit.measures.percentiles import PERCENTILE_METHOD
 from toolkit.measures.sli import check_scope
-from toolkit.analysis.judge import DEFAULT_CONFIG, JudgeConfig, MetricResult, MetricSpec, Verdict, classify, judge
+from toolkit.analysis.judge import (DEFAULT_CONFIG, JudgeConfig, MetricResult, MetricSpec, Verdict, apply_holm,
+                                    classify, judge)
 from toolkit.analysis.stats import compare_proportions, compare_quantiles, compare_shift, sample_ratio_mismatch
 
 __all__ = [
@@ -189,6 +190,11 @@ class CohortSample:
     last_started: str | None
     proportions: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     values: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # Per user, for user-level variance: metric → (numerators, denominators) arrays, one entry per
+    # user; metric → one user code per value (aligned with ``values``). Optional: without them
+    # attempts are treated as independent.
+    user_proportions: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    value_users: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {"label": self.label, "selector": self.selector, "attempts": self.attempts, "users": self.users,
@@ -226,7 +232,8 @@ class CompareResult:
             "srm": v.srm,
             "metrics": [_metric_dict(r, self.config.metric(r.name)) for r in v.metrics],
             "verdict": {"verdict": v.verdict, "rule": v.rule, "explanation": v.explanation, "score": v.score,
-                        "pass_threshold": v.pass_threshold, "marginal_threshold": v.marginal_threshold},
+                        "pass_threshold": v.pass_threshold, "marginal_threshold": v.marginal_threshold,
+                        "multiplicity": v.multiplicity, "decision_alpha": v.decision_alpha},
             "config": {"alpha": self.config.alpha, "bootstrap_resamples": self.config.bootstrap_resamples,
                        "seed": self.config.seed, "minimums": asdict(self.config.minimums)},
         }
@@ -254,23 +261,37 @@ def _metric_dict(r: MetricResult, spec: MetricSpec) -> dict[str, Any]:
 
 def compare_samples(control: CohortSample, treatment: CohortSample, config: JudgeConfig = DEFAULT_CONFIG, *,
                     expected_split: tuple[float, float] | None = None, window: dict[str, Any] | None = None,
-                    synthetic: str = "include", source: str = "", users_in_both: int = 0) -> CompareResult:
-    """Run every configured metric's statistic, classify it, and judge. Pure."""
+                    synthetic: str = "include", source: str = "", users_in_both: int = 0,
+                    decision_alpha: float | None = None, look: str = "") -> CompareResult:
+    """Run every configured metric's statistic, classify it, correct for multiplicity (Holm at
+    ``decision_alpha``, default the config's alpha; a rollout passes its per-look share of alpha,
+    described by ``look``), and judge. Pure."""
+    alpha_d = config.alpha if decision_alpha is None else decision_alpha
     results = []
     for spec in config.metrics:
         if spec.kind == "proportion":
             s_c, n_c = control.proportions.get(spec.name, (0, 0))
             s_t, n_t = treatment.proportions.get(spec.name, (0, 0))
-            comp = compare_proportions(s_c, n_c, s_t, n_t, alpha=config.alpha, minimums=config.minimums)
+            comp = compare_proportions(s_c, n_c, s_t, n_t, alpha=config.alpha, minimums=config.minimums,
+                                       control_users=control.user_proportions.get(spec.name),
+                                       treatment_users=treatment.user_proportions.get(spec.name))
+            t_data = (s_t, n_t)
         else:
             c = control.values.get(spec.name, np.empty(0))
             t = treatment.values.get(spec.name, np.empty(0))
+            users = dict(control_users=control.value_users.get(spec.name),
+                         treatment_users=treatment.value_users.get(spec.name))
             if spec.kind == "shift":
-                comp = compare_shift(c, t, alpha=config.alpha, minimums=config.minimums)
+                comp = compare_shift(c, t, alpha=config.alpha, minimums=config.minimums, **users)
             else:
                 comp = compare_quantiles(c, t, spec.quantile, alpha=config.alpha, minimums=config.minimums,
-                                         n_resamples=config.bootstrap_resamples, seed=config.seed)
-        results.append(classify(spec, comp))
+                                         n_resamples=config.bootstrap_resamples, seed=config.seed, **users)
+            t_data = t
+        results.append(classify(spec, comp, alpha_d, t_data))
+    results = apply_holm(results, {m.name: m for m in config.metrics}, alpha_d)
+    tested = sum(r.p_value is not None for r in results)
+    multiplicity = (f"Holm step-down over the {tested} metric test(s) with a p-value, family-wise α = {alpha_d:.3g}"
+                    + (f" ({look})" if look else ""))
     srm = None
     srm_unit = "users"
     if expected_split is not None and control.attempts + treatment.attempts > 0:
@@ -282,7 +303,7 @@ def compare_samples(control: CohortSample, treatment: CohortSample, config: Judg
         else:
             observed = [control.users, treatment.users]
         srm = sample_ratio_mismatch(observed, expected_split, threshold=config.srm_threshold)
-    verdict = judge(results, config, srm)
+    verdict = judge(results, config, srm, multiplicity)
     if verdict.srm is not None:
         verdict = replace(verdict, srm={**verdict.srm, "unit": srm_unit, "users_in_both": users_in_both})
     return CompareResult(control, treatment, window or {}, synthetic, expected_split, verdict, config, source)
@@ -345,22 +366,33 @@ def extract_cohort(attempts, label: str, selector: CohortSelector, window: Windo
     row = run_query(attempts, f"SELECT {', '.join(agg)} FROM a WHERE {where}",
                     "judge config (a proportion metric's numerator/denominator)").fetchall()[0]
     proportions = {m.name: (int(row[5 + 2 * i]), int(row[6 + 2 * i])) for i, m in enumerate(props)}
+    user_proportions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if props:  # per-user sums: the user-level variance of each rate (stats.design_effect)
+        per_user = run_query(attempts, f"SELECT {', '.join(agg[5:])} FROM a WHERE {where} GROUP BY user_id",
+                             "judge config (a proportion metric's numerator/denominator)").fetchall()
+        arr = np.asarray(per_user, dtype=float).reshape(len(per_user), 2 * len(props))
+        user_proportions = {m.name: (arr[:, 2 * i], arr[:, 2 * i + 1]) for i, m in enumerate(props)}
     values: dict[str, np.ndarray] = {}
+    value_users: dict[str, np.ndarray] = {}
     for m in config.metrics:
         if m.kind == "proportion":
             continue
         col = m.value
-        res = run_query(attempts, f"SELECT {col}::DOUBLE AS v FROM a WHERE {where} AND ({m.population}) "
+        res = run_query(attempts, f"SELECT {col}::DOUBLE AS v, user_id AS u FROM a WHERE {where} AND ({m.population}) "
                                   f"AND {col} IS NOT NULL", f"judge config metric {m.name}").fetchnumpy()
         values[m.name] = np.asarray(res["v"], dtype=float)
+        users = np.asarray(res["u"], dtype=object)
+        value_users[m.name] = (np.unique(users.astype(str), return_inverse=True)[1] if users.size
+                               else np.empty(0, dtype=np.int64))
     return CohortSample(label, selector.text, int(row[0]), int(row[1]), int(row[2]), _iso(row[3]), _iso(row[4]),
-                        proportions, values)
+                        proportions, values, user_proportions, value_users)
 
 
 def compare_attempts(attempts, control: CohortSelector, treatment: CohortSelector, *,
                      window: Window = Window(), config: JudgeConfig = DEFAULT_CONFIG,
                      expected_split: tuple[float, float] | None = None, synthetic: str = "include",
-                     source: str = "", abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> CompareResult:
+                     source: str = "", abandon_after_s: float = DEFAULT_ABANDON_AFTER_S,
+                     decision_alpha: float | None = None, look: str = "") -> CompareResult:
     """Extract both cohorts over the same window (outcome time in (start, end]) and compare them."""
     window = resolve_window(attempts, window, abandon_after_s)
     c = extract_cohort(attempts, "control", control, window, config, synthetic, abandon_after_s)
@@ -379,7 +411,7 @@ def compare_attempts(attempts, control: CohortSelector, treatment: CohortSelecto
             if first and last and win["seconds"] is None:
                 win["seconds"] = (_parse_ts(win["end"], "end") - _parse_ts(win["start"], "start")).total_seconds()
     return compare_samples(c, t, config, expected_split=expected_split, window=win, synthetic=synthetic,
-                           source=source, users_in_both=_users_in_both(attempts, control, treatment, window, synthetic,
+                           source=source, decision_alpha=decision_alpha, look=look, users_in_both=_users_in_both(attempts, control, treatment, window, synthetic,
                                                                        abandon_after_s))
 
 

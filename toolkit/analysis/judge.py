@@ -2,13 +2,19 @@
 
 Data-driven, after Kayenta's judge: every metric has a kind (``proportion``, ``shift`` or
 ``quantile``), a direction that is bad (``increase``, ``decrease``, ``either``), an allowed
-change, a weight and a group (primary, secondary, guardrail). A metric is
+change (the non-inferiority margin), a weight and a group (primary, secondary, guardrail).
+Every metric with data has a p-value; the family of all of them is corrected with Holm's
+step-down method at the decision alpha (``apply_holm``), so "significant" below means "after
+Holm". A metric is
 
-* ``NoData`` when either cohort is below its minimum sample size;
-* ``High`` / ``Low`` when the confidence interval of the change excludes zero AND the point
-  estimate moved by more than the allowed change (absolute for proportions, relative to the
-  control for latencies);
-* ``Pass`` otherwise.
+* ``NoData`` when either cohort is below its minimum sample size — unless it has an absolute
+  limit (``absolute_limit``): then the treatment alone is tested against it (exact binomial
+  test of the share beyond the limit), a breach is ``High``/``Low`` and fails, and the result
+  says it is an absolute fallback;
+* ``High`` / ``Low`` when the change is significant AND the point estimate moved by more than
+  the allowed change (absolute for proportions, relative to the control for latencies);
+* ``Pass`` otherwise. ``non_inferior`` says whether the harm end of its interval is inside the
+  allowed change: only that is evidence of no harm.
 
 A High or Low in a direction the metric does not care about is reported but is not a failure.
 The score is 100 × (weight of metrics not failing) / (weight of metrics with data). The verdict
@@ -18,7 +24,14 @@ is taken by the first rule that applies, and names it:
 2. ``critical:<metric>`` — a critical metric failed → ``rollback``.
 3. ``not-enough-data`` — any primary metric is NoData → ``not_enough_data`` (never a verdict on
    partial evidence; guardrails and secondary metrics without data are reported, not blocking).
-4. ``score>=pass`` → ``promote``; ``score>=marginal`` → ``hold``; ``score<marginal`` → ``rollback``.
+4. ``score<marginal`` → ``rollback``; ``score<pass`` → ``hold``.
+5. ``not-non-inferior`` — a primary or critical metric's harm bound is beyond its allowed
+   change: nothing is shown to be worse, but nor is it shown to be safe → ``not_enough_data``
+   (with the power the data had to show it).
+6. ``non-inferior`` → ``promote``.
+
+Promotion is an intersection-union test (every required metric must be shown non-inferior), so
+it needs no multiplicity correction; rollbacks are a union of harm tests, hence Holm.
 """
 
 from __future__ import annotations
@@ -30,8 +43,11 @@ from typing import Any, Mapping
 
 from contract.brief import brief
 from toolkit.measures.definitions import DEFAULT_SUCCESS, SliDefinition, success_definition
-from toolkit.analysis.stats import (DEFAULT_MINIMUMS, SRM_ALPHA, MinimumSamples, ProportionComparison,
-                           QuantileComparison, ShiftComparison, SrmResult)
+import numpy as np
+
+from toolkit.analysis.stats import (JUDGE_MINIMUMS, SRM_ALPHA, MinimumSamples, ProportionComparison,
+                           QuantileComparison, ShiftComparison, SrmResult, exceedance_test, holm,
+                           power_noninferiority_two_proportions)
 from toolkit.slo.yaml_file import load_yaml_file
 
 __all__ = [
@@ -43,6 +59,7 @@ __all__ = [
     "DEFAULT_METRICS",
     "DEFAULT_CONFIG",
     "classify",
+    "apply_holm",
     "judge",
     "load_judge_config",
     "parse_judge_config",
@@ -87,9 +104,17 @@ class MetricSpec:
     value: str | None = None
     population: str | None = None
     unit: str = ""
+    # Checked when a comparison has too little data: a latency limit in the value's unit (at most
+    # 1 − q of values above it; q = 0.5 for a shift), or for a proportion the floor (decrease) or
+    # ceiling (increase) of the treatment's rate.
+    absolute_limit: float | None = None
 
 
 FINISHED = "outcome IN ('succeeded', 'failed', 'abandoned')"
+# The p99 guardrail's absolute fallback when a canary is too thin for a p99 comparison: no more
+# than 1 % of its publishes above 2.5 s, the latency histogram's bucket after the SLO's 1 s
+# threshold (slo.yaml). A default, not a law: set absolute_limit per metric in the judge config.
+P99_ABSOLUTE_LIMIT_MS = 2500.0
 SUCCEEDED = "outcome = 'succeeded'"
 
 
@@ -124,7 +149,7 @@ DEFAULT_METRICS: tuple[MetricSpec, ...] = (
                numerator="error_class = 'timeout'", denominator=FINISHED),
     MetricSpec("processing_latency_p99", "server-side p99 processing latency (upload_completed → publish_succeeded)",
                "guardrail", "quantile", "increase", 0.20, 10, critical=True, quantile=0.99,
-               value="processing_ms", population=SUCCEEDED, unit="ms"),
+               value="processing_ms", population=SUCCEEDED, unit="ms", absolute_limit=P99_ABSOLUTE_LIMIT_MS),
 )
 
 
@@ -135,7 +160,7 @@ class JudgeConfig:
     pass_threshold: float = 95.0
     marginal_threshold: float = 75.0
     srm_threshold: float = SRM_ALPHA
-    minimums: MinimumSamples = DEFAULT_MINIMUMS
+    minimums: MinimumSamples = JUDGE_MINIMUMS
     bootstrap_resamples: int = 10_000
     seed: int = 0
 
@@ -179,6 +204,14 @@ class MetricResult:
     critical: bool
     reason: str
     comparison: dict[str, Any] = field(default_factory=dict)
+    p_value: float | None = None      # the metric's own test (or its absolute fallback's)
+    p_adjusted: float | None = None   # Holm-adjusted over the metrics judged together
+    significant: bool = False         # p_adjusted < decision_alpha
+    decision_alpha: float | None = None
+    harm_bound: float | None = None   # the interval's end in the bad direction
+    non_inferior: bool | None = None  # harm bound inside the allowed change (None: no data)
+    power: float | None = None        # proportions: power to show non-inferiority if nothing changed
+    fallback: dict[str, Any] | None = None  # the absolute-limit check used instead of a comparison
 
 
 @dataclass(frozen=True)
@@ -191,6 +224,8 @@ class Verdict:
     marginal_threshold: float
     metrics: tuple[MetricResult, ...]
     srm: dict[str, Any] | None = None
+    multiplicity: str = ""  # how the metrics' p-values were corrected, in words
+    decision_alpha: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,29 +237,16 @@ def _fmt_change(kind: str, x: float) -> str:
     return f"{x * 100:+.1f} %"
 
 
-def classify(spec: MetricSpec, comparison: ProportionComparison | ShiftComparison | QuantileComparison,
-             ) -> MetricResult:
-    """Pass / High / Low / NoData for one metric, with the reason in words."""
-    base = dict(name=spec.name, description=spec.description, group=spec.group, kind=spec.kind,
-                direction=spec.direction, allowed_change=spec.allowed_change, weight=spec.weight,
-                critical=spec.critical, comparison=asdict(comparison))
-    if not comparison.enough_data:
-        return MetricResult(**base, classification="NoData", failed=False, change=None, change_ci=None,
-                            reason=comparison.reason)
-    if isinstance(comparison, ProportionComparison):
-        change, lo, hi = comparison.difference, comparison.ci_low, comparison.ci_high
-    elif isinstance(comparison, ShiftComparison):
-        med = comparison.control_median
-        if not med:
-            return MetricResult(**base, classification="NoData", failed=False, change=None, change_ci=None,
-                                reason="control median is zero: a relative shift is undefined")
-        change, lo, hi = comparison.relative_shift, comparison.ci_low / med, comparison.ci_high / med
-    else:
-        if comparison.relative_difference is None:
-            return MetricResult(**base, classification="NoData", failed=False, change=None, change_ci=None,
-                                reason="control quantile is zero: a relative change is undefined")
-        change, lo, hi = comparison.relative_difference, comparison.rel_ci_low, comparison.rel_ci_high
-    significant = lo > 0 or hi < 0
+def _harm_bound(direction: str, lo: float, hi: float, allowed: float) -> tuple[float, bool]:
+    if direction == "increase":
+        return hi, hi <= allowed
+    if direction == "decrease":
+        return lo, lo >= -allowed
+    worst = hi if abs(hi) >= abs(lo) else lo
+    return worst, -allowed <= lo and hi <= allowed
+
+
+def _classification(spec: MetricSpec, change: float, significant: bool) -> tuple[str, bool]:
     if significant and change > spec.allowed_change:
         cls = "High"
     elif significant and change < -spec.allowed_change:
@@ -233,21 +255,145 @@ def classify(spec: MetricSpec, comparison: ProportionComparison | ShiftCompariso
         cls = "Pass"
     failed = (cls == "High" and spec.direction in ("increase", "either")) or \
              (cls == "Low" and spec.direction in ("decrease", "either"))
-    ci_text = f"95 % CI [{_fmt_change(spec.kind, lo)}, {_fmt_change(spec.kind, hi)}]" if math.isfinite(lo) \
-        else "CI unbounded"
-    ci_text = ci_text.replace("95 %", f"{(1 - comparison.alpha) * 100:g} %")
+    return cls, failed
+
+
+def _reason(spec: MetricSpec, r: MetricResult, alpha: float) -> str:
+    if r.fallback is not None:
+        f = r.fallback
+        verdict = "breached" if r.failed else "not breached"
+        return (f"{r.fallback['why']}; absolute fallback: {f['bad']} of {f['n']} {f['what']} "
+                f"(allowed share {f['allowed_share']:.3g}), exact binomial p = {r.p_value:.2g}"
+                f"{'' if r.p_adjusted is None else f', Holm-adjusted {r.p_adjusted:.2g}'} at α = {alpha:.3g}: {verdict}")
+    lo, hi = r.change_ci
+    ci_text = (f"{(1 - r.comparison.get('alpha', 0.05)) * 100:g} % CI [{_fmt_change(spec.kind, lo)}, "
+               f"{_fmt_change(spec.kind, hi)}]" if math.isfinite(lo) and math.isfinite(hi) else "CI unbounded")
     allowed = _fmt_change(spec.kind, spec.allowed_change).lstrip("+")
-    if cls == "Pass":
-        why = "no significant change" if not significant else f"significant but within ±{allowed}"
+    p_text = "" if r.p_value is None else f"p = {r.p_value:.2g}" + (
+        "" if r.p_adjusted is None or r.p_adjusted == r.p_value else f" (Holm-adjusted {r.p_adjusted:.2g})")
+    if r.classification == "Pass":
+        why = ("no significant change" if not r.significant else f"significant but within ±{allowed}")
     else:
-        why = f"{'rose' if cls == 'High' else 'fell'} beyond the allowed {allowed}"
-        why += " (bad direction)" if failed else " (good direction, not a failure)"
-    return MetricResult(**base, classification=cls, failed=failed, change=change, change_ci=(lo, hi),
-                        reason=f"{_fmt_change(spec.kind, change)}, {ci_text}: {why}")
+        why = f"{'rose' if r.classification == 'High' else 'fell'} beyond the allowed {allowed}"
+        why += " (bad direction)" if r.failed else " (good direction, not a failure)"
+    if r.non_inferior is not None:
+        why += (f"; harm bound {_fmt_change(spec.kind, r.harm_bound)} "
+                + ("inside" if r.non_inferior else "beyond") + f" the margin {allowed}")
+    return f"{_fmt_change(spec.kind, r.change)}, {ci_text}, {p_text} at α = {alpha:.3g}: {why}"
+
+
+def _fallback(spec: MetricSpec, treatment, why: str, alpha: float):
+    """The absolute-limit check of a metric without enough data for a comparison, or None."""
+    if spec.absolute_limit is None or treatment is None:
+        return None
+    limit = spec.absolute_limit
+    if spec.kind == "proportion":
+        successes, total = treatment
+        if spec.direction == "increase":
+            bad, allowed, what = successes, limit, f"treatment attempts counted (ceiling {limit:.4g})"
+        else:
+            bad, allowed, what = total - successes, 1 - limit, f"treatment attempts not counted (floor {limit:.4g})"
+        n = total
+    else:
+        values = np.asarray(treatment, dtype=float)
+        values = values[~np.isnan(values)]
+        q = spec.quantile if spec.kind == "quantile" else 0.5
+        n, bad, allowed = values.size, int((values > limit).sum()), 1 - q
+        what = f"treatment values above {limit:g} {spec.unit}".rstrip()
+    if n == 0 or not 0 < allowed < 1:
+        return None
+    test = exceedance_test(int(bad), int(n), allowed, alpha)
+    return {"why": why, "limit": limit, "n": test.n, "bad": test.bad, "what": what,
+            "allowed_share": allowed, "p_value": test.p_value, "method": test.method}
+
+
+def classify(spec: MetricSpec, comparison: ProportionComparison | ShiftComparison | QuantileComparison,
+             decision_alpha: float | None = None, treatment=None) -> MetricResult:
+    """Pass / High / Low / NoData for one metric alone, with the reason in words.
+
+    ``decision_alpha`` (default: the comparison's alpha) is the level at which a change counts as
+    significant; ``apply_holm`` re-decides it over a family of metrics. ``treatment``: the
+    treatment's (successes, total) or values, for the absolute fallback when data are too thin."""
+    alpha = comparison.alpha if decision_alpha is None else decision_alpha
+    base = dict(name=spec.name, description=spec.description, group=spec.group, kind=spec.kind,
+                direction=spec.direction, allowed_change=spec.allowed_change, weight=spec.weight,
+                critical=spec.critical, comparison=asdict(comparison), decision_alpha=alpha)
+
+    def nodata(reason: str) -> MetricResult:
+        fb = _fallback(spec, treatment, reason, alpha)
+        if fb is None:
+            return MetricResult(**base, classification="NoData", failed=False, change=None, change_ci=None,
+                                reason=reason)
+        r = MetricResult(**base, classification="NoData", failed=False, change=None, change_ci=None, reason="",
+                         p_value=fb["p_value"], fallback=fb)
+        return _decide(spec, r, alpha, fb["p_value"])
+
+    if not comparison.enough_data:
+        return nodata(comparison.reason)
+    if isinstance(comparison, ProportionComparison):
+        change, lo, hi = comparison.difference, comparison.ci_low, comparison.ci_high
+        p = comparison.p_value
+        n_c = comparison.effective_control_total or comparison.control_total
+        n_t = comparison.effective_treatment_total or comparison.treatment_total
+        pooled = ((comparison.control_successes + comparison.treatment_successes)
+                  / (comparison.control_total + comparison.treatment_total))
+        power = power_noninferiority_two_proportions(pooled, n_c, n_t, spec.allowed_change, comparison.alpha)
+    elif isinstance(comparison, ShiftComparison):
+        med = comparison.control_median
+        if not med:
+            return nodata("control median is zero: a relative shift is undefined")
+        change, lo, hi = comparison.relative_shift, comparison.ci_low / med, comparison.ci_high / med
+        p, power = comparison.p_value, None
+    else:
+        if comparison.relative_difference is None:
+            return nodata("control quantile is zero: a relative change is undefined")
+        change, lo, hi = comparison.relative_difference, comparison.rel_ci_low, comparison.rel_ci_high
+        p, power = comparison.p_value, None
+        if p is None:  # a comparison built without a p-value: fall back on its interval
+            p = 0.0 if (lo > 0 or hi < 0) else 1.0
+    harm, ok = _harm_bound(spec.direction, lo, hi, spec.allowed_change)
+    r = MetricResult(**base, classification="Pass", failed=False, change=change, change_ci=(lo, hi), reason="",
+                     p_value=p, harm_bound=harm, non_inferior=ok, power=power)
+    return _decide(spec, r, alpha, p)
+
+
+def _decide(spec: MetricSpec, r: MetricResult, alpha: float, p_for_decision: float | None,
+            p_adjusted: float | None = None) -> MetricResult:
+    significant = p_for_decision is not None and p_for_decision < alpha
+    if r.fallback is not None:
+        cls = "NoData"
+        failed = significant
+        if failed:
+            cls = "High" if spec.direction == "increase" or spec.kind != "proportion" else "Low"
+    else:
+        cls, failed = _classification(spec, r.change, significant)
+    r = replace(r, classification=cls, failed=failed, significant=significant, p_adjusted=p_adjusted,
+                decision_alpha=alpha)
+    return replace(r, reason=_reason(spec, r, alpha))
+
+
+def apply_holm(results, specs: Mapping[str, MetricSpec] | None, alpha: float) -> tuple[MetricResult, ...]:
+    """Re-decide every metric with a p-value on its Holm-adjusted p-value at ``alpha``: the
+    family-wise chance of any false "significant" across the metrics stays within alpha."""
+    results = tuple(results)
+    tested = [i for i, r in enumerate(results) if r.p_value is not None]
+    adjusted = holm([results[i].p_value for i in tested])
+    out = list(results)
+    for i, p_adj in zip(tested, adjusted):
+        r = results[i]
+        spec = (specs or {}).get(r.name) or MetricSpec(r.name, r.description, r.group, r.kind, r.direction,
+                                                       r.allowed_change, r.weight, r.critical)
+        out[i] = _decide(spec, r, alpha, float(p_adj), float(p_adj))
+    return tuple(out)
+
+
+def _required(r: MetricResult) -> bool:
+    """Metrics whose harm bound must lie inside their margin before a promote."""
+    return r.group == "primary" or r.critical
 
 
 def judge(results: tuple[MetricResult, ...] | list[MetricResult], config: JudgeConfig = DEFAULT_CONFIG,
-          srm: SrmResult | None = None) -> Verdict:
+          srm: SrmResult | None = None, multiplicity: str = "") -> Verdict:
     """Score the classified metrics and apply the verdict rules in order."""
     results = tuple(results)
     with_data = [r for r in results if r.classification != "NoData"]
@@ -255,7 +401,8 @@ def judge(results: tuple[MetricResult, ...] | list[MetricResult], config: JudgeC
     score = 100.0 * sum(r.weight for r in with_data if not r.failed) / total_weight if total_weight else None
     common = dict(score=score, pass_threshold=config.pass_threshold,
                   marginal_threshold=config.marginal_threshold, metrics=results,
-                  srm=asdict(srm) if srm else None)
+                  srm=asdict(srm) if srm else None, multiplicity=multiplicity,
+                  decision_alpha=next((r.decision_alpha for r in results if r.decision_alpha is not None), None))
     if srm is not None and srm.mismatch:
         shares = ", ".join(f"{o}" for o in srm.observed)
         return Verdict("hold", "srm", f"sample ratio mismatch: cohort sizes {shares} vs expected shares "
@@ -274,14 +421,34 @@ def judge(results: tuple[MetricResult, ...] | list[MetricResult], config: JudgeC
         return Verdict("not_enough_data", "not-enough-data",
                        f"{len(missing)} of {len(primaries)} primary metrics lack data ({reasons})", **common)
     failed_names = ", ".join(r.name for r in with_data if r.failed) or "none"
-    if score >= config.pass_threshold:
-        return Verdict("promote", "score>=pass", f"score {score:.0f} ≥ pass threshold {config.pass_threshold:g} "
-                       f"(failed: {failed_names})", **common)
-    if score >= config.marginal_threshold:
+    if score < config.marginal_threshold:
+        return Verdict("rollback", "score<marginal", f"score {score:.0f} < marginal threshold "
+                       f"{config.marginal_threshold:g} (failed: {failed_names})", **common)
+    if score < config.pass_threshold:
         return Verdict("hold", "score>=marginal", f"score {score:.0f} is marginal: ≥ {config.marginal_threshold:g} "
                        f"but < {config.pass_threshold:g} (failed: {failed_names})", **common)
-    return Verdict("rollback", "score<marginal", f"score {score:.0f} < marginal threshold "
-                   f"{config.marginal_threshold:g} (failed: {failed_names})", **common)
+    unshown = [r for r in results if _required(r) and r.non_inferior is False]
+    if unshown:
+        parts = []
+        for r in unshown:
+            part = (f"{r.name}: harm bound {_fmt_change(r.kind, r.harm_bound)} beyond the margin "
+                    f"{_fmt_change(r.kind, r.allowed_change).lstrip('+')}")
+            if r.power is not None:
+                part += f" (power to show it at this sample: {r.power:.2f})"
+            parts.append(part)
+        return Verdict("not_enough_data", "not-non-inferior",
+                       f"score {score:.0f}, nothing shown to be worse, but not shown to be safe either: "
+                       + "; ".join(parts), **common)
+    notes = []
+    fallbacks = [r.name for r in results if r.fallback is not None]
+    if fallbacks:
+        notes.append(f"too little data to compare {', '.join(fallbacks)}: checked against absolute limits instead")
+    blind = [r.name for r in results if r.critical and r.classification == "NoData" and r.fallback is None]
+    if blind:
+        notes.append(f"no data and no absolute limit for {', '.join(blind)}: not judged")
+    return Verdict("promote", "score>=pass", f"score {score:.0f} ≥ pass threshold {config.pass_threshold:g} and "
+                   f"every primary and critical metric non-inferior (harm bound inside its margin)"
+                   + (f"; {'; '.join(notes)}" if notes else ""), **common)
 
 
 # --------------------------------------------------------------------------- config file
@@ -312,6 +479,13 @@ def _check_metric(raw: Any, where: str) -> MetricSpec:
         raise JudgeConfigError(f"{where}: a proportion needs numerator and denominator (SQL predicates)")
     if data["kind"] in ("shift", "quantile") and not (data.get("value") and data.get("population")):
         raise JudgeConfigError(f"{where}: a {data['kind']} metric needs value (a column) and population (SQL predicate)")
+    lim = data.get("absolute_limit")
+    if lim is not None:
+        if isinstance(lim, bool) or not isinstance(lim, (int, float)) or not math.isfinite(lim) or lim < 0:
+            raise JudgeConfigError(f"{where}.absolute_limit: must be a non-negative number, got {brief(lim)}")
+        if data["kind"] == "proportion" and not 0 < lim < 1:
+            raise JudgeConfigError(f"{where}.absolute_limit: a proportion's limit is a rate between 0 and 1, "
+                                   f"got {brief(lim)}")
     if data["kind"] == "quantile":
         q = data.get("quantile")
         if not isinstance(q, (int, float)) or not 0 < q < 1:
@@ -355,7 +529,7 @@ def parse_judge_config(raw: Any, source: str = "<config>") -> JudgeConfig:
         if not isinstance(m, Mapping) or set(m) - set(MinimumSamples.__dataclass_fields__):
             raise JudgeConfigError(f"{source}: minimums: expected keys among "
                                    f"{', '.join(MinimumSamples.__dataclass_fields__)}")
-        cfg = replace(cfg, minimums=replace(DEFAULT_MINIMUMS, **{k: int(v) for k, v in m.items()}))
+        cfg = replace(cfg, minimums=replace(JUDGE_MINIMUMS, **{k: int(v) for k, v in m.items()}))
     if not 0 < cfg.alpha < 1:
         raise JudgeConfigError(f"{source}: alpha: must be between 0 and 1, got {cfg.alpha}")
     if not 0 <= cfg.marginal_threshold <= cfg.pass_threshold <= 100:

@@ -14,6 +14,13 @@ config used for each stage's verdict.
   ``rollback``, ``extend`` (hold or not enough data: one more window, up to ``max_extensions``)
   or ``hold`` (stop and leave the flag where it is for a human).
 
+Repeated looks: every window and every stage verdict is a look at the data, and each may roll
+back. The plan fixes the most looks it can take (``max_looks``: windows and stage verdicts,
+extensions included), and each look tests at ``look_alpha`` = judge alpha / max_looks (Bonferroni
+alpha spending; Holm across the metrics within a look), so an unchanged variant is rolled back
+in at most alpha of rollouts however often it is looked at (measured: docs/analysis.md,
+``toolkit.analysis.simulate``).
+
 ``decide`` and ``guardrail_breaches`` are pure; ``evaluate_timeline`` judges a past rollout from
 its events; ``run_rollout`` drives the flag through the control API with injected I/O.
 """
@@ -22,7 +29,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -34,7 +41,7 @@ from contract.events import FLAGS
 from contract.durations import DurationError, format_duration, format_seconds, parse_duration
 from toolkit.analysis.judge import DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, parse_judge_config
 from contract.regular_file import NotRegularFileError, read_regular
-from toolkit.analysis.stats import power_two_proportions
+from toolkit.analysis.stats import power_noninferiority_two_proportions, power_two_proportions
 from toolkit.slo.yaml_file import load_yaml_file
 
 __all__ = [
@@ -57,6 +64,9 @@ __all__ = [
     "evaluate_timeline",
     "timeline_from_log",
     "run_rollout",
+    "max_looks",
+    "look_alpha",
+    "promote_alpha",
 ]
 
 ROLLOUT_SCHEMA = "obslab.rollout/v1"
@@ -115,10 +125,40 @@ class RolloutPlan:
                       "marginal_threshold": self.judge.marginal_threshold,
                       "metrics": [m.name for m in self.judge.metrics],
                       "minimums": asdict(self.judge.minimums)},
+            "looks": {"max_looks": max_looks(self), "look_alpha": look_alpha(self),
+                      "promote_alpha": promote_alpha(self)},
         }
 
 
 DEFAULT_PLAN = RolloutPlan()
+
+
+def _windows_in(stage: Stage) -> int:
+    return max(1, int(math.floor(stage.duration_s / stage.window_s + 1e-9))) if stage.window_s > 0 else 1
+
+
+def max_looks(plan: RolloutPlan) -> int:
+    """The most looks that may roll back: per stage below 100 %, its windows plus one per extension,
+    and its verdict at the end plus one per extension."""
+    return sum(_windows_in(s) + 2 * plan.max_extensions + 1 for s in plan.stages if s.percent < 100) or 1
+
+
+def look_alpha(plan: RolloutPlan) -> float:
+    """The alpha each look spends: the judge's alpha shared equally by every planned look."""
+    return plan.judge.alpha / max_looks(plan)
+
+
+def promote_alpha(plan: RolloutPlan) -> float:
+    """The level of the intervals a stage's promote rests on: a stage verdict is taken up to
+    1 + max_extensions times, each a chance to show non-inferiority, so α is shared among them
+    (Bonferroni) and a harmful variant at the margin is promoted in at most α of its stages."""
+    return plan.judge.alpha / (1 + plan.max_extensions)
+
+
+def _look_text(plan: RolloutPlan) -> str:
+    return (f"rollout alpha spending: {plan.judge.alpha:g} shared by {max_looks(plan)} planned looks "
+            f"(windows and stage verdicts, extensions included); intervals for a promote at "
+            f"{(1 - promote_alpha(plan)) * 100:.4g} % ({1 + plan.max_extensions} verdict looks a stage)")
 
 
 def _num(raw: Any, where: str, *, lo: float | None = None, hi: float | None = None) -> float:
@@ -229,10 +269,18 @@ def load_plan(path: str | Path | None) -> RolloutPlan:
 
 def plan_summary(plan: RolloutPlan, rate_per_s: float | None = None, baseline_success: float = 0.99,
                  detect_drop: float = 0.01) -> dict[str, Any]:
-    """The plan as data, and — given a traffic rate — the attempts each stage will see and the
-    power to detect a ``detect_drop`` fall in success rate over the stage (two-proportion z-test)."""
-    out = {"schema": "obslab.rollout-plan/v1", "plan": plan.to_dict(), "stages": []}
+    """The plan as data, and — given a traffic rate — the attempts each stage will see, the
+    power to detect a ``detect_drop`` fall in success rate over the stage (two-proportion z-test
+    at the per-look alpha) and the power to show the rate non-inferior (within the success
+    metric's allowed change) when nothing changed, which a promote needs."""
+    out = {"schema": "obslab.rollout-plan/v1", "plan": plan.to_dict(), "stages": [],
+           "looks": {"max_looks": max_looks(plan), "look_alpha": look_alpha(plan),
+                     "promote_alpha": promote_alpha(plan), "rule": _look_text(plan)}}
     mins = plan.judge.minimums
+    try:
+        success_margin = plan.judge.metric("publish_success_rate").allowed_change
+    except KeyError:
+        success_margin = detect_drop / 2
     for s in plan.stages:
         row: dict[str, Any] = {"percent": s.percent, "duration": format_duration(s.duration_s),
                                "window": format_duration(s.window_s)}
@@ -248,12 +296,16 @@ def plan_summary(plan: RolloutPlan, rate_per_s: float | None = None, baseline_su
                 "window_has_enough_for_p99": per_window * baseline_success >= mins.quantile_per_arm(0.99),
                 "power_to_detect_success_drop": round(power_two_proportions(
                     baseline_success, baseline_success - detect_drop, max(1, int(control_stage)),
-                    max(1, int(per_stage)), plan.judge.alpha), 3) if per_stage >= 1 else 0.0,
+                    max(1, int(per_stage)), look_alpha(plan)), 3) if per_stage >= 1 else 0.0,
+                "power_to_show_non_inferiority": round(power_noninferiority_two_proportions(
+                    baseline_success, control_stage, per_stage, success_margin, promote_alpha(plan)), 3)
+                    if per_stage >= 1 else 0.0,
             })
         out["stages"].append(row)
     if rate_per_s:
         out["assumptions"] = {"rate_per_s": rate_per_s, "baseline_success": baseline_success,
-                              "detect_drop": detect_drop}
+                              "detect_drop": detect_drop, "non_inferiority_margin": success_margin,
+                              "detect_alpha": look_alpha(plan)}
     return out
 
 
@@ -272,6 +324,8 @@ class WindowResult:
     significant: dict[str, bool]
     verdict: str
     rule: str
+    # metric → True when too thin for a comparison but beyond its absolute limit (judge fallback)
+    fallback_breached: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -312,12 +366,19 @@ class RolloutResult:
 
 def _window_from_compare(stage: float, index: int, start: datetime, end: datetime,
                          result: CompareResult) -> WindowResult:
-    changes, significant = {}, {}
+    changes, significant, fallback = {}, {}, {}
     for m in result.verdict.metrics:
         changes[m.name] = m.change
-        significant[m.name] = bool(m.change_ci and (m.change_ci[0] > 0 or m.change_ci[1] < 0))
+        significant[m.name] = bool(m.significant)  # Holm-adjusted at the look's alpha
+        if m.fallback is not None:
+            fallback[m.name] = bool(m.failed)
     return WindowResult(stage, index, _iso(start), _iso(end), result.control.attempts, result.treatment.attempts,
-                        changes, significant, result.verdict.verdict, result.verdict.rule)
+                        changes, significant, result.verdict.verdict, result.verdict.rule, fallback)
+
+
+def _stage_judge(plan: RolloutPlan) -> JudgeConfig:
+    """The judge config of a rollout's looks: intervals at ``promote_alpha``."""
+    return replace(plan.judge, alpha=promote_alpha(plan))
 
 
 def _selectors(plan: RolloutPlan) -> tuple[CohortSelector, CohortSelector]:
@@ -329,8 +390,9 @@ def _compare(attempts, plan: RolloutPlan, percent: float, start: datetime, end: 
              synthetic: str, abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> CompareResult:
     control, variant = _selectors(plan)
     split = (1 - percent / 100, percent / 100) if percent < 100 else None
-    return compare_attempts(attempts, control, variant, window=Window(start, end), config=plan.judge,
-                            expected_split=split, synthetic=synthetic, abandon_after_s=abandon_after_s)
+    return compare_attempts(attempts, control, variant, window=Window(start, end), config=_stage_judge(plan),
+                            expected_split=split, synthetic=synthetic, abandon_after_s=abandon_after_s,
+                            decision_alpha=look_alpha(plan), look=_look_text(plan))
 
 
 def evaluate_window(attempts, plan: RolloutPlan, percent: float, index: int, start: datetime, end: datetime,
@@ -350,7 +412,9 @@ def guardrail_breaches(plan: RolloutPlan, windows: list[WindowResult] | tuple[Wi
         for w in windows:
             change = w.changes.get(g.metric)
             if change is None:
-                continue  # not enough data: neutral
+                if w.fallback_breached.get(g.metric):
+                    streak.append(w)  # too thin to compare, but beyond the metric's absolute limit
+                continue  # not enough data and no absolute breach: neutral
             bad = (change > g.max_change if spec.direction == "increase" else
                    change < -g.max_change if spec.direction == "decrease" else abs(change) > g.max_change)
             if bad and (w.significant.get(g.metric) or not g.require_significant):
@@ -372,8 +436,11 @@ def decide(plan: RolloutPlan, windows: list[WindowResult], stage_verdict: str | 
     if breaches:
         g, streak = breaches[0]
         spec = plan.judge.metric(g.metric)
-        moved = ", ".join(f"{w.changes[g.metric] * 100:+.1f}{' pp' if spec.kind == 'proportion' else ' %'}"
-                          f" in ({w.start}, {w.end}]" for w in streak)
+        moved = ", ".join((f"{w.changes[g.metric] * 100:+.1f}{' pp' if spec.kind == 'proportion' else ' %'}"
+                           if w.changes.get(g.metric) is not None else
+                           f"too few values to compare, beyond the absolute limit {spec.absolute_limit:g} {spec.unit}".rstrip()
+                           + " (absolute fallback)")
+                          + f" in ({w.start}, {w.end}]" for w in streak)
         return "rollback", f"guardrail:{g.metric}", f"{g.describe(plan.judge)}: {moved}"
     if stage_verdict is None:
         return "continue", "", "guardrails hold"

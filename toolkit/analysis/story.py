@@ -83,20 +83,27 @@ def _metric_line(m: Mapping[str, Any], compare: Mapping[str, Any]) -> str:
     level = f"{(1 - alpha) * 100:g} % CI"
     t_name, c_name = compare["treatment"]["selector"], compare["control"]["selector"]
     head = f"**{m['name']}** — {m['description']}"
+    if m.get("fallback"):  # too thin to compare, judged against an absolute limit instead
+        return f"{head}: {m['reason']}. Classified **{m['classification']}**" + (" — a failure." if m.get("failed") else ".")
     if m["classification"] == "NoData":
         return f"{head}: {c.get('reason') or m['reason']}; no claim either way."
     if m["kind"] == "proportion":
+        test = ("Fisher's exact test (small expected counts)" if c.get("test") == "fisher"
+                else "two-proportion z-test")
+        deff = max(c.get("design_effect_control", 1.0) or 1.0, c.get("design_effect_treatment", 1.0) or 1.0)
         body = (f"{_pct(c['control_rate'])} ({_n(c['control_successes'])}/{_n(c['control_total'])}, {c_name}) → "
                 f"{_pct(c['treatment_rate'])} ({_n(c['treatment_successes'])}/{_n(c['treatment_total'])}, {t_name}): "
-                f"{_pp(c['difference'])}, {level} [{_pp(c['ci_low'])}, {_pp(c['ci_high'])}] (Newcombe), "
-                f"two-proportion z-test p = {c['p_value']:.2g}")
+                f"{_pp(c['difference'])}, {level} [{_pp(c['ci_low'])}, {_pp(c['ci_high'])}] (Newcombe"
+                + (f", widened for users' repeated attempts: design effect up to {deff:.2f}" if deff > 1 else "")
+                + f"), {test} p = {c['p_value']:.2g}")
     elif m["kind"] == "quantile":
         q = f"p{c['quantile'] * 100:g}"
         body = (f"{q} {_ms(c['control_value'])} ({c_name}, n = {_n(c['control_n'])}) → {_ms(c['treatment_value'])} "
                 f"({t_name}, n = {_n(c['treatment_n'])}): {_ms(c['difference'])} ({_rel(c['relative_difference'])}), "
                 f"{level} [{_ms(c['ci_low'])}, {_ms(c['ci_high'])}] "
                 f"(percentile bootstrap, {_n(c['n_resamples'])} resamples, seed {c['seed']}; {q} by "
-                f"{_method(compare)})")
+                f"{_method(compare)})"
+                + (f", bootstrap-SE p = {c['p_value']:.2g}" if c.get("p_value") is not None else ""))
     else:
         body = (f"medians ({_method(compare)}) {_ms(c['control_median'])} ({c_name}, n = {_n(c['control_n'])}) and "
                 f"{_ms(c['treatment_median'])} ({t_name}, n = {_n(c['treatment_n'])}); Hodges–Lehmann shift "
@@ -106,7 +113,15 @@ def _metric_line(m: Mapping[str, Any], compare: Mapping[str, Any]) -> str:
                else _rel(m["allowed_change"]).lstrip("+"))
     bad = {"increase": "a rise", "decrease": "a fall", "either": "a change"}[m["direction"]]
     verdict = m["classification"] + (" — a failure" if m.get("failed") else "")
-    return f"{head}: {body}. Allowed: {bad} of up to {allowed}. Classified **{verdict}**."
+    if m.get("p_adjusted") is not None and m.get("p_adjusted") != m.get("p_value"):
+        body += f" (Holm-adjusted p = {m['p_adjusted']:.2g})"
+    shown = ""
+    if m.get("non_inferior") is not None and m.get("harm_bound") is not None and not m.get("failed"):
+        harm = _pp(m["harm_bound"]) if m["kind"] == "proportion" else _rel(m["harm_bound"])
+        shown = (f" Harm bound {harm}: " + ("inside the allowance, shown non-inferior." if m["non_inferior"] else
+                 "beyond the allowance, so not shown to be safe"
+                 + (f" (power to show it at this sample: {m['power']:.2f})." if m.get("power") is not None else ".")))
+    return f"{head}: {body}. Allowed: {bad} of up to {allowed}. Classified **{verdict}**.{shown}"
 
 
 def _window_text(compare: Mapping[str, Any]) -> str:
@@ -152,8 +167,15 @@ def _caveats_compare(compare: Mapping[str, Any]) -> list[str]:
                    "traffic-mix effects hit both alike; the result still only speaks for this window.")
     k = len(compare["metrics"]) - len(nodata)
     alpha = compare.get("config", {}).get("alpha", 0.05)
-    out.append(f"**Multiple comparisons**: {k} metrics were tested at α = {alpha:g} each; a single marginal "
-               f"result among them is weak evidence on its own.")
+    multiplicity = (compare.get("verdict") or {}).get("multiplicity")
+    if multiplicity:
+        out.append(f"**Multiple comparisons**: {multiplicity}: a metric counts as significantly changed only "
+                   f"if its Holm-adjusted p-value is below that α. Intervals are each at {(1 - alpha) * 100:g} %; a "
+                   f"promote needs every primary and critical metric's harm bound inside its allowance, which "
+                   f"needs no correction (all must hold).")
+    else:
+        out.append(f"**Multiple comparisons**: {k} metrics were tested at α = {alpha:g} each; a single marginal "
+                   f"result among them is weak evidence on its own.")
     return out
 
 
@@ -192,8 +214,9 @@ def _story_compare(d: Mapping[str, Any]) -> str:
               f"Decide whether {t['selector']} is safe to promote, on the primary metrics: {allowed}; with "
               f"secondary metrics to explain the mechanism and guardrails that must not regress.", ""]
     lines += ["## Action", "",
-              "Compared the cohorts metric by metric: rates with a two-proportion z-test and a Newcombe interval "
-              "on the difference; latency distributions with Mann-Whitney U and the Hodges–Lehmann shift (the "
+              "Compared the cohorts metric by metric: rates with a two-proportion z-test (Fisher's exact test "
+              "when counts are small) and a Newcombe interval on the difference, each widened by the users' "
+              "design effect where a user made many attempts; latency distributions with Mann-Whitney U and the Hodges–Lehmann shift (the "
               "approach of Kayenta's judge); tail percentiles with a percentile bootstrap; every percentile and "
               f"median {_method(d)}. Each metric was "
               "classified Pass / High / Low / NoData against its allowed change and direction, the weighted "
@@ -202,6 +225,9 @@ def _story_compare(d: Mapping[str, Any]) -> str:
     score = "n/a" if v["score"] is None else f"{v['score']:.0f}"
     lines += ["## Result", "",
               f"Verdict **{v['verdict']}** (rule `{v['rule']}`, score {score}/100): {v['explanation']}.", ""]
+    if v["rule"] == "not-non-inferior":
+        lines += ["Nothing was shown to be worse, and nothing was shown to be safe: absence of evidence is not a "
+                  "promote. More traffic (or a wider, justified allowance) is what would decide it.", ""]
     for group, ms in (("Primary", primary), ("Secondary", secondary), ("Guardrails", guard)):
         if ms:
             lines.append(f"{group}:")
@@ -221,6 +247,7 @@ def _story_compare(d: Mapping[str, Any]) -> str:
     for m in guard:
         lines.append(f"- Guardrail {m['name']}: {m['classification']}"
                      + (" (breached)" if m["failed"] else " (held)" if m["classification"] != "NoData" else
+                        " (too little data to compare; held against its absolute limit)" if m.get("fallback") else
                         " (not enough data to watch it)"))
     lines += ["", "## Caveats", ""] + [f"- {x}" for x in _caveats_compare(d)]
     lines += ["", "## What to check next", ""] + [f"- {x}" for x in _next_compare(d)]
@@ -240,8 +267,9 @@ def _next_compare(d: Mapping[str, Any]) -> list[str]:
                    f"\"({_selector_sql(t)}) AND {'outcome IN (' + chr(39) + 'failed' + chr(39) + ', ' + chr(39) + 'abandoned' + chr(39) + ')' if sel == 'failed' else 'processing_ms > 1000'}\"` "
                    f"(or `{how}` over everything), then compare the cohort it points to.")
     if v == "not_enough_data" or any(m["classification"] == "NoData" for m in d["metrics"]):
-        out.append("Collect more traffic: `obslab rollout plan --rate R` shows how long each stage needs for the "
-                   "minimum sample sizes and the power to see a 1-point success drop.")
+        out.append("Collect more traffic: `obslab rollout plan --rate R` shows how many attempts each stage gets, "
+                   "the power to see a 1-point success drop and the power to show the rate non-inferior "
+                   "(which a promote needs).")
     if v == "promote":
         out.append("Move to the next stage and keep watching the guardrails window by window (`obslab rollout evaluate`).")
     if (d.get("srm") or {}).get("mismatch"):
@@ -265,8 +293,10 @@ def _story_rollout(d: Mapping[str, Any]) -> str:
     lines += ["## Situation", "",
               f"A staged rollout of {flag} against {plan['flag']}={plan['control']} on the planned ladder {ladder}, "
               f"each stage judged on its own events (variant vs control over the same stage window).", ""]
-    lines += ["## Task", "", "Promote only while the variant is no worse than control, and roll back automatically "
-              "on a guardrail breach:", ""] + [f"- {g['rule']}" for g in plan["guardrails"]] + [""]
+    lines += ["## Task", "", "Promote only once the variant is shown no worse than control (every primary and "
+              "critical metric's harm bound inside its allowance), and roll back automatically on a guardrail "
+              "breach, each look tested at its share of α so that repeated looks do not inflate false rollbacks:",
+              ""] + [f"- {g['rule']}" for g in plan["guardrails"]] + [""]
     lines += ["## Action", ""]
     watched = {g["metric"] for g in plan["guardrails"]}
     proportions = {g["metric"] for g in plan["guardrails"] if "percentage points" in g["rule"]}

@@ -75,6 +75,8 @@ def print_compare(d: dict) -> None:
     else:
         console.print("SRM: not checked (pass --expected-split CONTROL:TREATMENT)", highlight=False)
     v = d["verdict"]
+    if v.get("multiplicity"):
+        console.print(f"multiplicity: {v['multiplicity']}", highlight=False)
     score = "n/a" if v["score"] is None else f"{v['score']:.0f}"
     console.print(f"[bold]verdict: {v['verdict']}[/] (rule {v['rule']}, score {score}): {v['explanation']}",
                   highlight=False)

@@ -29,23 +29,28 @@ def print_plan(d: dict) -> None:
     cols = ["percent", "min duration", "window"]
     extra = "expected_variant_attempts_per_window" in (d["stages"][0] if d["stages"] else {})
     if extra:
-        cols += ["variant attempts/window", "variant attempts/stage", "power: −1 pp success"]
+        cols += ["variant attempts/window", "variant attempts/stage", "power: −1 pp success",
+                 "power: show non-inferior"]
     for c in cols:
         table.add_column(c)
     for s in d["stages"]:
         row = [f"{s['percent']:g} %", s["duration"], s["window"]]
         if extra:
             row += [f"{s.get('expected_variant_attempts_per_window', '—')}", f"{s.get('expected_variant_attempts_per_stage', '—')}",
-                    f"{s['power_to_detect_success_drop']:.2f}" if "power_to_detect_success_drop" in s else "—"]
+                    f"{s['power_to_detect_success_drop']:.2f}" if "power_to_detect_success_drop" in s else "—",
+                    f"{s['power_to_show_non_inferiority']:.2f}" if "power_to_show_non_inferiority" in s else "—"]
         table.add_row(*row)
     console.print(table)
     for g in plan["guardrails"]:
         console.print(f"guardrail: {g['rule']}", highlight=False)
+    if "looks" in d:
+        console.print(f"looks: {d['looks']['rule']}: each at α = {d['looks']['look_alpha']:.3g}", highlight=False)
     if "assumptions" in d:
         a = d["assumptions"]
         console.print(f"assuming {a['rate_per_s']:g} attempts/s, baseline success {a['baseline_success'] * 100:g} %; "
-                      f"power of a two-proportion z-test over a whole stage at α={plan['judge']['alpha']:g}",
-                      highlight=False)
+                      f"power of a two-proportion z-test over a whole stage at the look α={a['detect_alpha']:.3g}; "
+                      f"power to show the success rate within {a['non_inferiority_margin'] * 100:g} pp (non-inferior, "
+                      f"what a promote needs) if nothing changed", highlight=False)
 
 
 def print_result(d: dict) -> None:
@@ -183,3 +188,53 @@ def run_cmd(
         data["source"] = str(events)
         data["decision_log"] = str(log)
     emit_json(data, output) if fmt == "json" else print_result(data)
+
+
+@rollout_app.command("simulate")
+def simulate_cmd(
+    plan: Optional[Path] = typer.Option(None, help="Rollout plan YAML (default: the default ladder)."),
+    runs: int = typer.Option(200, help="Simulated rollouts per scenario."),
+    seed: int = typer.Option(0, help="Seed of the first scenario (scenario i uses seed + i)."),
+    rate: float = typer.Option(15.0, help="Attempts per second (15 ≈ the lab under load)."),
+    standard: bool = typer.Option(False, "--standard", help="Run the scenarios published in docs/analysis.md."),
+    success_drop: float = typer.Option(0.0, help="Absolute fall of the variant's success probability (0.01 = 1 pp)."),
+    latency_factor: float = typer.Option(1.0, help="Variant latencies × this (1.2 = p95 +20 %)."),
+    heavy_users: bool = typer.Option(False, "--heavy-users", help="Sticky heavy-tailed users (Pareto 1.5 activity, "
+                                                                  "per-user success and latency) instead of a new "
+                                                                  "user per attempt."),
+    continue_on_hold: bool = typer.Option(False, "--continue-on-hold",
+                                          help="A held stage goes on to the next (every look is taken)."),
+    fmt: str = typer.Option("table", "--format", help="table (markdown) or json."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o"),
+) -> None:
+    """Simulate rollouts of an unchanged (A/A) or regressed variant under the plan's rules, in-process:
+    the false-rollback rate over repeated looks and the power to catch regressions."""
+    from toolkit.analysis import simulate as sim
+    from toolkit.analysis.rollout import load_plan
+
+    with user_errors(*USER_ERRORS):
+        check_format(fmt)
+        if runs < 1 or rate <= 0:
+            raise UserError(f"--runs must be ≥ 1 and --rate positive, got {runs} and {rate}")
+        if not 0 <= success_drop < 1 or latency_factor <= 0:
+            raise UserError("--success-drop must be in [0, 1) and --latency-factor positive")
+        the_plan = sim.simulation_plan(load_plan(plan))
+        if standard:
+            summaries = sim.standard_scenarios(runs, seed, rate, the_plan, continue_on_hold)
+        else:
+            traffic = sim.Traffic(rate_per_s=rate, **(sim.HEAVY_USERS if heavy_users else {}))
+            summaries = [sim.simulate_rollouts(the_plan, traffic, sim.Regression(success_drop, latency_factor), runs,
+                                               seed, "custom", continue_on_hold)]
+        data = {"schema": "obslab.rollout-simulation/v1", "metrics": list(sim.SIMULATION_METRICS),
+                "continue_on_hold": continue_on_hold, "scenarios": [s.to_dict() for s in summaries]}
+    if fmt == "json":
+        emit_json(data, output)
+        return
+    first = summaries[0]
+    text = (f"{first.max_looks} looks at α = {first.look_alpha:.4g} each, {rate:g} attempts/s, "
+            f"{'held stages continue' if continue_on_hold else 'a hold stops the rollout'}\n\n"
+            + sim.summary_table(summaries) + "\n")
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+    typer.echo(text)  # markdown as is: no rich wrapping of the table rows
