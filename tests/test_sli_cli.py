@@ -83,7 +83,7 @@ def test_budget_json_and_table():
         pytest.approx(1 - d["slos"][0]["budget"]["spent"])
     t = run("budget", str(GOLDEN), "--slo", SLO, "--at", "2026-01-05T10:03:00Z")
     assert t.returncode == 0, t.stderr
-    assert "Error budget at 2026-01-05T10:03:00.000Z" in t.stdout and "profile prod" in t.stdout
+    assert "Error budget at 2026-01-05T10:03:00.000Z" in t.stdout and "prod profile (time ÷ 1)" in t.stdout
     bad = run("budget", str(GOLDEN), "--slo", SLO, "--profile", "staging")
     assert bad.returncode == 2 and "no profile 'staging'" in bad.stderr
 
