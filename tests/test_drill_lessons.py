@@ -264,7 +264,14 @@ def cancellations(m: Measured) -> Lesson:
 
 
 def async_backlog(m: Measured) -> Lesson:
-    return _slower_than_baseline(m, 0.95, "async publishes", transcode_mode="async")
+    lesson = _slower_than_baseline(m, 0.95, "async publishes", transcode_mode="async")
+    # The mechanism the drill teaches: the queue backs up during the spike (none before it).
+    depth = "obslab_transcode_queue_depth"
+    before, during = m.gauge(m.baseline, depth), m.gauge(m.fault, depth)
+    lesson.claims["queue depth peaks at >= 5 during the fault, <= 1 before"] = (
+        bool(during) and max(during) >= 5 and max(before, default=0) <= 1)
+    lesson.notes = f"queue depth peak {max(before, default=0):g} → {max(during, default=0):g}"
+    return lesson
 
 
 def memory(m: Measured) -> Lesson:
@@ -342,23 +349,15 @@ def _get(lessons, drill_id, seed) -> Lesson:
     return lesson
 
 
-# Known regression, open (same as tests/test_drill_live.py): async-migration's queue never backs up at
-# --speed 10 since the merges of this session, so its key figure and the impact it asks for
-# (the queue's peak) fall short of what it teaches.
-_IMPACT_KNOWN_MISSES = {"async-migration": "queue never backs up at --speed 10 (open regression)"}
-_KNOWN_MISSES = [pytest.param(d, marks=pytest.mark.xfail(reason=_IMPACT_KNOWN_MISSES[d], strict=False))
-                 if d in _IMPACT_KNOWN_MISSES else d for d in DRILLS]
-
-
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("drill_id", _KNOWN_MISSES)
+@pytest.mark.parametrize("drill_id", DRILLS)
 def test_the_key_figure_moves_far_beyond_noise(lessons, drill_id, seed):
     lesson = _get(lessons, drill_id, seed)
     assert lesson.z >= MIN_Z, f"{drill_id}: {lesson.figure} {lesson.counts}, z = {lesson.z:.2f} < {MIN_Z}"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("drill_id", _KNOWN_MISSES)
+@pytest.mark.parametrize("drill_id", DRILLS)
 def test_the_asked_impact_is_measurable(lessons, drill_id, seed):
     lesson = _get(lessons, drill_id, seed)
     assert lesson.impact is not None and lesson.impact > 0, f"{drill_id}: asked impact {lesson.impact}"

@@ -75,12 +75,7 @@ def _get(live_runs, drill_id) -> LiveRun:
     return run
 
 
-# Known regression, open: at --speed 10 the async-migration drill's queue never backs up on this
-# machine (queue depth stays 0: ~40 async attempts, one consumer per worker keeps up), so the solver
-# ranks transcoder_slow above queue_backlog. Its lesson (async publishes slower) still stands
-# (tests/test_drill_lessons.py); the drill needs more async traffic during its spike.
 _SOLVER_KNOWN_MISSES = {
-    "async-migration": "queue never backs up at --speed 10 (open regression)",
     # Seen once in four fresh-clone runs: at x10 the solver can rank the whole beta above beta on 3g
     # (the pair must beat its parent by a margin; with 3g a minority of the beta, that is near noise).
     "cancellation-definition-trap": "cohort pair vs parent within the solver's margin at --speed 10 (flaky, open)",
