@@ -260,7 +260,27 @@ def cancellations(m: Measured) -> Lesson:
     bd, dn = m.bad(m.fault)
     # Briefing: "the publish success rate is perfect" (cancellations are excluded by definition).
     lesson.claims["success rate ≥ 99 % during the fault"] = share(bd, dn) <= 0.01
+    # The cohort is a pair: within each of its parents (one dimension dropped), the pair's cancelled share
+    # must stand far out of the parent's remainder, or the parent alone explains the cancels as well.
+    splits = _pair_splits(m, m.fault, lambda a: a.outcome == "cancelled",
+                          load_catalogue()["cancellation-definition-trap"].truth.cohort)
+    lesson.claims[f"the pair stands >= {MIN_Z:g} SE out of each parent"] = all(z >= MIN_Z for z, _ in splits)
+    lesson.notes = "pair vs parent's remainder: " + "; ".join(f"{counts}, z {z:.1f}" for z, counts in splits)
     return lesson
+
+
+def _pair_splits(m: Measured, w: Window, hurt, cohort: dict[str, str]) -> list[tuple[float, str]]:
+    """For each dimension of a two-dimension cohort: within the parent (the other dimension's value), the
+    hurt share of the pair against the rest of the parent — (z, counts)."""
+    out = []
+    for dim, value in cohort.items():
+        parent = {k: v for k, v in cohort.items() if k != dim}
+        got = m.ended(w, **parent)
+        pair = [a for a in got if a.cohort.get(dim) == value]
+        rest = [a for a in got if a.cohort.get(dim) != value]
+        xp, xr = sum(map(hurt, pair)), sum(map(hurt, rest))
+        out.append((two_proportion_z(xp, len(pair), xr, len(rest)), f"{xp}/{len(pair)} vs {xr}/{len(rest)}"))
+    return out
 
 
 def async_backlog(m: Measured) -> Lesson:
