@@ -11,6 +11,7 @@ measured, non-zero impact figure for the drill's question, and the briefing's ow
 
 Nothing here knows the answer: the figures come from what the service logged and exported under load.
 `OBSLAB_DRILL_LESSON_SPEED` (default 10), `OBSLAB_DRILL_LESSON_SEEDS` (comma-separated, default one seed),
+`OBSLAB_DRILL_LESSON_SECOND_SEED` (the extra seed of the drills closest to noise, ``CLOSEST_TO_NOISE``),
 `OBSLAB_DRILL_LESSON_PARALLEL` (default 5) and `OBSLAB_DRILL_TEST_ONLY=id,id` adjust it;
 `OBSLAB_DRILL_LESSON_TABLE=FILE` writes the measured table (markdown) there, as in docs/drills.md.
 """
@@ -42,6 +43,12 @@ SPEC = load_spec(ROOT / "slo.yaml")
 DRILLS = sorted(load_catalogue())
 SPEED = float(os.environ.get("OBSLAB_DRILL_LESSON_SPEED", "10"))
 SEEDS = [int(s) for s in os.environ.get("OBSLAB_DRILL_LESSON_SEEDS", "20261130").split(",")]
+# One seed is one draw of the fault's start and of the users' cohorts. Every drill at its default
+# speed over several seeds would take hours of real lab time; the drills whose key figure stood
+# closest to the 5 SE bar (z < 10 at one seed, docs/drills.md) run a second seed.
+SECOND_SEED = int(os.environ.get("OBSLAB_DRILL_LESSON_SECOND_SEED", "20261201"))
+CLOSEST_TO_NOISE = ("async-migration", "bad-canary", "cancellation-definition-trap", "silent-instrumentation-loss",
+                    "transcoder-tail-latency")
 PARALLEL = int(os.environ.get("OBSLAB_DRILL_LESSON_PARALLEL", "5"))
 MIN_Z = 5.0
 
@@ -320,6 +327,14 @@ KEY_FIGURES = {
 }
 
 
+def _seeds(drill_id: str) -> list[int]:
+    extra = [SECOND_SEED] if drill_id in CLOSEST_TO_NOISE and SECOND_SEED not in SEEDS else []
+    return SEEDS + extra
+
+
+JOBS = [(d, s) for d in DRILLS for s in _seeds(d)]
+
+
 def _wanted() -> list[str]:
     only = os.environ.get("OBSLAB_DRILL_TEST_ONLY")
     return [d for d in DRILLS if not only or d in only.split(",")]
@@ -328,7 +343,7 @@ def _wanted() -> list[str]:
 @pytest.fixture(scope="module")
 def lessons(tmp_path_factory) -> dict[tuple[str, int], Lesson | str]:
     base = tmp_path_factory.mktemp("lessons")
-    jobs = [(d, s) for s in SEEDS for d in _wanted()]
+    jobs = [(d, s) for d, s in JOBS if d in _wanted()]
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         runs = list(pool.map(lambda job: _run_one(base, *job), jobs))
     out: dict[tuple[str, int], Lesson | str] = {}
@@ -345,7 +360,8 @@ def lessons(tmp_path_factory) -> dict[tuple[str, int], Lesson | str]:
 
 
 def _write_table(out) -> None:
-    lines = [f"Measured at --speed {SPEED:g}, seeds {', '.join(map(str, SEEDS))} (tests/test_drill_lessons.py).", "",
+    seeds = sorted({s for _, s in out})
+    lines = [f"Measured at --speed {SPEED:g}, seeds {', '.join(map(str, seeds))} (tests/test_drill_lessons.py).", "",
              "| drill | seed | key figure | before → during | counts | z | asked impact | also |",
              "|---|---:|---|---|---|---:|---:|---|"]
     for (drill_id, seed), lesson in sorted(out.items()):
@@ -369,22 +385,19 @@ def _get(lessons, drill_id, seed) -> Lesson:
     return lesson
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("drill_id", DRILLS)
+@pytest.mark.parametrize("drill_id,seed", JOBS)
 def test_the_key_figure_moves_far_beyond_noise(lessons, drill_id, seed):
     lesson = _get(lessons, drill_id, seed)
     assert lesson.z >= MIN_Z, f"{drill_id}: {lesson.figure} {lesson.counts}, z = {lesson.z:.2f} < {MIN_Z}"
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("drill_id", DRILLS)
+@pytest.mark.parametrize("drill_id,seed", JOBS)
 def test_the_asked_impact_is_measurable(lessons, drill_id, seed):
     lesson = _get(lessons, drill_id, seed)
     assert lesson.impact is not None and lesson.impact > 0, f"{drill_id}: asked impact {lesson.impact}"
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("drill_id", DRILLS)
+@pytest.mark.parametrize("drill_id,seed", JOBS)
 def test_the_briefing_claims_hold(lessons, drill_id, seed):
     lesson = _get(lessons, drill_id, seed)
     assert all(lesson.claims.values()), f"{drill_id}: {lesson.claims} ({lesson.notes})"
