@@ -36,7 +36,8 @@ from toolkit.lab.processes import ServiceProcesses
 from toolkit.measures.definitions import sli_definition
 from toolkit.slo.spec import load_spec
 
-pytestmark = pytest.mark.slow
+# Several real drill runs in one module fixture: longer than the suite's 600 s per-test default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = load_spec(ROOT / "slo.yaml")
