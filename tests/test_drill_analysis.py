@@ -159,3 +159,44 @@ def test_feed_p95_shift_is_measured_when_the_baseline_starts_with_the_drill():
     # baseline: all 100 requests in (0, 5 ms] → p95 4.75 ms; fault: 100 of 110 in (5, 50 ms] → p95 ≈ 47.7 ms.
     assert impact.value("feed_p95_shift_ms") == pytest.approx(1000 * (0.005 + 0.045 * (0.95 * 110 - 10) / 100)
                                                                - 4.75)
+
+
+def _cancel_attempts(start: float, cells: dict[tuple[str, str], tuple[int, int]], at: float) -> list:
+    """Attempts ending at ``at``: per (app_version, network_type), (cancelled, total)."""
+    from toolkit.drills.measure import Attempt
+
+    out = []
+    for (app, net), (cancelled, total) in cells.items():
+        for i in range(total):
+            out.append(Attempt(request_id=f"{app}-{net}-{at}-{i}", started=start + at - 5, last_event=start + at,
+                               cohort={"app_version": app, "network_type": net, "release": "stable"},
+                               outcome="cancelled" if i < cancelled else "succeeded", ended=start + at,
+                               processing_ms=None, e2e_ms=None, transcode_ms=None, chunk_retries=0,
+                               chunk_failures=0, error_class=None))
+    return out
+
+
+def _cancel_ranking(during: dict) -> list:
+    start = 1_800_000_000.0
+    baseline = {("5.5.0-beta", "3g"): (1, 50), ("5.5.0-beta", "wifi"): (1, 90), ("5.4.0", "3g"): (0, 20),
+                ("5.4.0", "wifi"): (1, 40)}
+    attempts = _cancel_attempts(start, baseline, 100.0) + _cancel_attempts(start, during, 300.0)
+    return list(rank_cohorts(attempts, Window(start + 200, start + 400), Window(start, start + 200),
+                             lambda a: a.outcome == "cancelled", ["app_version", "network_type", "release"]))
+
+
+def test_a_pair_that_both_of_its_dimensions_explain_wins_clearly_over_either_parent():
+    # The cancellation trap's counts at x10 (a real run): 3g is mostly beta, so the whole of 3g has a
+    # rate close to the pair's; the fixed pair penalty left the pair ahead by 9 % only.
+    scores = _cancel_ranking({("5.5.0-beta", "3g"): (50, 61), ("5.4.0", "3g"): (0, 19),
+                              ("5.5.0-beta", "wifi"): (12, 114), ("5.4.0", "wifi"): (0, 56)})
+    assert scores[0].cohort == {"app_version": "5.5.0-beta", "network_type": "3g"}, scores[:3]
+    parents = [s.score for s in scores if s.cohort in ({"app_version": "5.5.0-beta"}, {"network_type": "3g"})]
+    assert scores[0].score >= 1.25 * max(parents), scores[:4]
+
+
+def test_a_pair_whose_second_dimension_does_not_matter_stays_behind_its_parent():
+    # All of 3g is hurt alike, beta or not: the pair refines nothing.
+    scores = _cancel_ranking({("5.5.0-beta", "3g"): (45, 61), ("5.4.0", "3g"): (14, 19),
+                              ("5.5.0-beta", "wifi"): (2, 114), ("5.4.0", "wifi"): (1, 56)})
+    assert scores[0].cohort == {"network_type": "3g"}, scores[:3]

@@ -11,6 +11,7 @@ measured, non-zero impact figure for the drill's question, and the briefing's ow
 
 Nothing here knows the answer: the figures come from what the service logged and exported under load.
 `OBSLAB_DRILL_LESSON_SPEED` (default 10), `OBSLAB_DRILL_LESSON_SEEDS` (comma-separated, default one seed),
+`OBSLAB_DRILL_LESSON_SECOND_SEED` (the extra seed of the drills closest to noise, ``CLOSEST_TO_NOISE``),
 `OBSLAB_DRILL_LESSON_PARALLEL` (default 5) and `OBSLAB_DRILL_TEST_ONLY=id,id` adjust it;
 `OBSLAB_DRILL_LESSON_TABLE=FILE` writes the measured table (markdown) there, as in docs/drills.md.
 """
@@ -35,13 +36,20 @@ from toolkit.lab.processes import ServiceProcesses
 from toolkit.measures.definitions import sli_definition
 from toolkit.slo.spec import load_spec
 
-pytestmark = pytest.mark.slow
+# Several real drill runs in one module fixture: longer than the suite's 600 s per-test default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = load_spec(ROOT / "slo.yaml")
 DRILLS = sorted(load_catalogue())
 SPEED = float(os.environ.get("OBSLAB_DRILL_LESSON_SPEED", "10"))
 SEEDS = [int(s) for s in os.environ.get("OBSLAB_DRILL_LESSON_SEEDS", "20261130").split(",")]
+# One seed is one draw of the fault's start and of the users' cohorts. Every drill at its default
+# speed over several seeds would take hours of real lab time; the drills whose key figure stood
+# closest to the 5 SE bar (z < 10 at one seed, docs/drills.md) run a second seed.
+SECOND_SEED = int(os.environ.get("OBSLAB_DRILL_LESSON_SECOND_SEED", "20261201"))
+CLOSEST_TO_NOISE = ("async-migration", "bad-canary", "cancellation-definition-trap", "cellular-chunk-failures",
+                    "silent-instrumentation-loss", "transcoder-tail-latency")
 PARALLEL = int(os.environ.get("OBSLAB_DRILL_LESSON_PARALLEL", "5"))
 MIN_Z = 5.0
 
@@ -260,11 +268,38 @@ def cancellations(m: Measured) -> Lesson:
     bd, dn = m.bad(m.fault)
     # Briefing: "the publish success rate is perfect" (cancellations are excluded by definition).
     lesson.claims["success rate ≥ 99 % during the fault"] = share(bd, dn) <= 0.01
+    # The cohort is a pair: within each of its parents (one dimension dropped), the pair's cancelled share
+    # must stand far out of the parent's remainder, or the parent alone explains the cancels as well.
+    splits = _pair_splits(m, m.fault, lambda a: a.outcome == "cancelled",
+                          load_catalogue()["cancellation-definition-trap"].truth.cohort)
+    lesson.claims[f"the pair stands >= {MIN_Z:g} SE out of each parent"] = all(z >= MIN_Z for z, _ in splits)
+    lesson.notes = "pair vs parent's remainder: " + "; ".join(f"{counts}, z {z:.1f}" for z, counts in splits)
     return lesson
 
 
+def _pair_splits(m: Measured, w: Window, hurt, cohort: dict[str, str]) -> list[tuple[float, str]]:
+    """For each dimension of a two-dimension cohort: within the parent (the other dimension's value), the
+    hurt share of the pair against the rest of the parent — (z, counts)."""
+    out = []
+    for dim, value in cohort.items():
+        parent = {k: v for k, v in cohort.items() if k != dim}
+        got = m.ended(w, **parent)
+        pair = [a for a in got if a.cohort.get(dim) == value]
+        rest = [a for a in got if a.cohort.get(dim) != value]
+        xp, xr = sum(map(hurt, pair)), sum(map(hurt, rest))
+        out.append((two_proportion_z(xp, len(pair), xr, len(rest)), f"{xp}/{len(pair)} vs {xr}/{len(rest)}"))
+    return out
+
+
 def async_backlog(m: Measured) -> Lesson:
-    return _slower_than_baseline(m, 0.95, "async publishes", transcode_mode="async")
+    lesson = _slower_than_baseline(m, 0.95, "async publishes", transcode_mode="async")
+    # The mechanism the drill teaches: the queue backs up during the spike (none before it).
+    depth = "obslab_transcode_queue_depth"
+    before, during = m.gauge(m.baseline, depth), m.gauge(m.fault, depth)
+    lesson.claims["queue depth peaks at >= 5 during the fault, <= 1 before"] = (
+        bool(during) and max(during) >= 5 and max(before, default=0) <= 1)
+    lesson.notes = f"queue depth peak {max(before, default=0):g} → {max(during, default=0):g}"
+    return lesson
 
 
 def memory(m: Measured) -> Lesson:
@@ -293,6 +328,14 @@ KEY_FIGURES = {
 }
 
 
+def _seeds(drill_id: str) -> list[int]:
+    extra = [SECOND_SEED] if drill_id in CLOSEST_TO_NOISE and SECOND_SEED not in SEEDS else []
+    return SEEDS + extra
+
+
+JOBS = [(d, s) for d in DRILLS for s in _seeds(d)]
+
+
 def _wanted() -> list[str]:
     only = os.environ.get("OBSLAB_DRILL_TEST_ONLY")
     return [d for d in DRILLS if not only or d in only.split(",")]
@@ -301,7 +344,7 @@ def _wanted() -> list[str]:
 @pytest.fixture(scope="module")
 def lessons(tmp_path_factory) -> dict[tuple[str, int], Lesson | str]:
     base = tmp_path_factory.mktemp("lessons")
-    jobs = [(d, s) for s in SEEDS for d in _wanted()]
+    jobs = [(d, s) for d, s in JOBS if d in _wanted()]
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         runs = list(pool.map(lambda job: _run_one(base, *job), jobs))
     out: dict[tuple[str, int], Lesson | str] = {}
@@ -318,7 +361,8 @@ def lessons(tmp_path_factory) -> dict[tuple[str, int], Lesson | str]:
 
 
 def _write_table(out) -> None:
-    lines = [f"Measured at --speed {SPEED:g}, seeds {', '.join(map(str, SEEDS))} (tests/test_drill_lessons.py).", "",
+    seeds = sorted({s for _, s in out})
+    lines = [f"Measured at --speed {SPEED:g}, seeds {', '.join(map(str, seeds))} (tests/test_drill_lessons.py).", "",
              "| drill | seed | key figure | before → during | counts | z | asked impact | also |",
              "|---|---:|---|---|---|---:|---:|---|"]
     for (drill_id, seed), lesson in sorted(out.items()):
@@ -342,30 +386,19 @@ def _get(lessons, drill_id, seed) -> Lesson:
     return lesson
 
 
-# Known regression, open (same as tests/test_drill_live.py): async-migration's queue never backs up at
-# --speed 10 since the merges of this session, so its key figure and the impact it asks for
-# (the queue's peak) fall short of what it teaches.
-_IMPACT_KNOWN_MISSES = {"async-migration": "queue never backs up at --speed 10 (open regression)"}
-_KNOWN_MISSES = [pytest.param(d, marks=pytest.mark.xfail(reason=_IMPACT_KNOWN_MISSES[d], strict=False))
-                 if d in _IMPACT_KNOWN_MISSES else d for d in DRILLS]
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("drill_id", _KNOWN_MISSES)
+@pytest.mark.parametrize("drill_id,seed", JOBS)
 def test_the_key_figure_moves_far_beyond_noise(lessons, drill_id, seed):
     lesson = _get(lessons, drill_id, seed)
     assert lesson.z >= MIN_Z, f"{drill_id}: {lesson.figure} {lesson.counts}, z = {lesson.z:.2f} < {MIN_Z}"
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("drill_id", _KNOWN_MISSES)
+@pytest.mark.parametrize("drill_id,seed", JOBS)
 def test_the_asked_impact_is_measurable(lessons, drill_id, seed):
     lesson = _get(lessons, drill_id, seed)
     assert lesson.impact is not None and lesson.impact > 0, f"{drill_id}: asked impact {lesson.impact}"
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("drill_id", DRILLS)
+@pytest.mark.parametrize("drill_id,seed", JOBS)
 def test_the_briefing_claims_hold(lessons, drill_id, seed):
     lesson = _get(lessons, drill_id, seed)
     assert all(lesson.claims.values()), f"{drill_id}: {lesson.claims} ({lesson.notes})"

@@ -75,20 +75,7 @@ def _get(live_runs, drill_id) -> LiveRun:
     return run
 
 
-# Known regression, open: at --speed 10 the async-migration drill's queue never backs up on this
-# machine (queue depth stays 0: ~40 async attempts, one consumer per worker keeps up), so the solver
-# ranks transcoder_slow above queue_backlog. Its lesson (async publishes slower) still stands
-# (tests/test_drill_lessons.py); the drill needs more async traffic during its spike.
-_SOLVER_KNOWN_MISSES = {
-    "async-migration": "queue never backs up at --speed 10 (open regression)",
-    # Seen once in four fresh-clone runs: at x10 the solver can rank the whole beta above beta on 3g
-    # (the pair must beat its parent by a margin; with 3g a minority of the beta, that is near noise).
-    "cancellation-definition-trap": "cohort pair vs parent within the solver's margin at --speed 10 (flaky, open)",
-}
-
-
-@pytest.mark.parametrize("drill_id", [pytest.param(d, marks=pytest.mark.xfail(reason=_SOLVER_KNOWN_MISSES[d], strict=False))
-                                      if d in _SOLVER_KNOWN_MISSES else d for d in DRILLS])
+@pytest.mark.parametrize("drill_id", DRILLS)
 def test_auto_finds_the_injected_cause_and_cohort_first(live_runs, drill_id):
     run = _get(live_runs, drill_id)
     drill = load_catalogue()[drill_id]

@@ -11,7 +11,8 @@ the lab's events and the scheduler's metric samples. It works broad to narrow:
 3. **Who**: the attempts the top cause marks as hurt (failed, slow, retried,
    cancelled) are broken down by every cohort dimension and pairs of them; a cohort
    scores by the share of hurt attempts it covers times how far its hurt rate
-   (Wilson lower bound) exceeds both the rest of the traffic and its own baseline.
+   (Wilson lower bound) exceeds both the rest of the traffic and its own baseline; a pair
+   is discounted against its parents unless both of its dimensions matter (an interaction).
    "Everyone" scores by the overall rise against the baseline.
 4. **How much**: the impact figure the question asks for, from ``measure``.
 """
@@ -61,6 +62,11 @@ _MIN_COUNT = 8
 # with a few dozen attempts, chance alone lets a pair edge past its parent by ~10 % (seen in
 # CI: app_version=5.4.0 x large over large), while a real interaction wins by ~2x.
 _PAIR_PENALTY = 0.75
+# ...unless the pair is an interaction: inside each of its two parents (one dimension dropped) it is
+# hurt far more than the rest of that parent (two-proportion z, pooled SE). Then the parent's own rate
+# is the pair's diluted by the parent's unhurt rest, and the fixed penalty would let a parent that is
+# mostly the pair tie with it (cancellation trap: 3g mostly beta, pair 0.38 vs 3g 0.35).
+_INTERACTION_Z = 3.0
 _Z = 1.96
 
 
@@ -453,6 +459,24 @@ def _cohort_counts(attempts: Sequence[Attempt], hurt: Callable[[Attempt], bool],
     return counts
 
 
+def _split_z(b_in: int, n_in: int, b_out: int, n_out: int) -> float:
+    """z of (hurt rate inside − hurt rate outside), pooled standard error; 0 without both sides."""
+    if not n_in or not n_out:
+        return 0.0
+    pooled = (b_in + b_out) / (n_in + n_out)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_in + 1 / n_out))
+    return (b_in / n_in - b_out / n_out) / se if se > 0 else 0.0
+
+
+def _interaction(key: tuple, n_c: int, b_c: int, counts: Mapping[tuple, Sequence[int]]) -> bool:
+    """A pair hurt far more than the rest of each of its parents (both dimensions matter)."""
+    for item in key:
+        n_p, b_p = counts.get((item,), (0, 0))
+        if _split_z(b_c, n_c, b_p - b_c, n_p - n_c) < _INTERACTION_Z:
+            return False
+    return True
+
+
 def rank_cohorts(attempts: Sequence[Attempt], incident: Window, baseline: Window, hurt: Callable[[Attempt], bool],
                  dimensions: Sequence[str], top: int = 10) -> tuple[CohortScore, ...]:
     inside = [a for a in attempts if a.ended is not None and a.ended in incident]
@@ -475,7 +499,8 @@ def rank_cohorts(attempts: Sequence[Attempt], incident: Window, baseline: Window
         coverage = b_c / b_all
         score = coverage * (wilson_lower(b_c, n_c) - max(r_rest, r_was))
         # A narrower cohort must explain clearly more than the broader one it refines.
-        score *= _PAIR_PENALTY ** (len(key) - 1)
+        if len(key) > 1 and not _interaction(key, n_c, b_c, now_counts):
+            score *= _PAIR_PENALTY ** (len(key) - 1)
         scores.append(CohortScore(dict(key), round(score, 4), b_c, n_c, b_c / n_c))
     scores.sort(key=lambda s: (-s.score, len(s.cohort)))
     return tuple(scores[:top])

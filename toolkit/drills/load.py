@@ -14,12 +14,14 @@ import signal
 import subprocess
 from pathlib import Path
 
+from loadtests.profiles import SPIKE_BASE_SHARE, SPIKE_WINDOW
 from toolkit.drills.clock import PAUSE_BUDGET_S
 from toolkit.drills.schema import Drill
 from toolkit.drills.state import RunDir, RunState
 from toolkit.lab.load import locust_argv
 
-__all__ = ["load_env", "load_command", "start_load", "stop_load", "stop_load_group", "locustfile", "LOAD_PID_FILE"]
+__all__ = ["load_env", "load_command", "shape_phases", "start_load", "stop_load", "stop_load_group", "locustfile",
+           "LOAD_PID_FILE"]
 
 # The Locust process group's id, written when the load starts: whoever stops the drill (the scheduler,
 # `obslab drill stop`, the lab's shutdown) can stop it even if the scheduler died first.
@@ -31,15 +33,33 @@ def locustfile() -> Path:
     return Path(__file__).resolve().parent / "locustfile.py"
 
 
+def shape_phases(shape: str, users: int, duration_s: float) -> str | None:
+    """A curved shape as explicit phases over the drill's wall duration (``OBSLAB_LOAD_PHASES``), or None for
+    a flat one. Locust stretches a named curve over its ``--run-time``, which for a drill is the duration plus
+    the pause budget: a spike at 40-60 % of that fell after the drill had ended. The last phase holds the base
+    load through the pause budget, so the load stays bounded by the same time as before."""
+    if shape != "spike":
+        return None
+    low, high = SPIKE_WINDOW
+    base = max(1, round(users * SPIKE_BASE_SHARE))
+    # A spike arrives at once: every phase spawns (and stops) users at the peak's count per second.
+    phases = [(low * duration_s, base), ((high - low) * duration_s, users),
+              ((1 - high) * duration_s + PAUSE_BUDGET_S, base)]
+    return ",".join(f"{length:.3f}s:{n}@{users}" for length, n in phases)
+
+
 def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
     load = drill.setup.load
+    phases = shape_phases(load.shape, load.users, state.duration_s)
     env = {
         "OBSLAB_LOAD_SEED": str(state.seed),
-        "OBSLAB_LOAD_SHAPE": load.shape,
+        "OBSLAB_LOAD_SHAPE": "phased" if phases else load.shape,
         "OBSLAB_LOAD_RETRY_POLICY": load.retry_policy,
         "OBSLAB_LOAD_RETRY_MAX_ATTEMPTS": str(load.max_attempts),
         "OBSLAB_LOAD_RECORD_DIR": str(run.path / "client"),
     }
+    if phases:
+        env["OBSLAB_LOAD_PHASES"] = phases
     if load.mix:
         env["OBSLAB_LOAD_MIX"] = json.dumps(load.mix)
     if load.mix_by_release:
