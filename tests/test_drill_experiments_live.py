@@ -1,4 +1,4 @@
-"""Experiment-trap drills, each run for real and unattended at --speed 10, one at a time.
+"""Experiment-trap drills, each run for real and unattended at --speed 10, two at a time.
 
 Each test starts its own service (gunicorn API + transcoder on free loopback ports), runs
 ``obslab drill start ID --auto --speed 10`` with the drill's own load, flags and faults through the admin
@@ -25,17 +25,27 @@ SPEED = os.environ.get("OBSLAB_DRILL_TEST_SPEED", "10")
 SEED = os.environ.get("OBSLAB_DRILL_TEST_SEED", "20261130")
 
 
-def _run(tmp_path: Path, drill_id: str) -> tuple[dict, dict, str]:
+DRILLS = ("canary-success-win", "canary-slower-success", "canary-latency-win", "canary-cancel-cleanup")
+# Two drills at a time, each with its own service: the four take about 5 minutes instead of 10 on the 2-core
+# CI machine, and two labs side by side still leave every trap far beyond noise (the figures printed below).
+PARALLEL = int(os.environ.get("OBSLAB_DRILL_TEST_PARALLEL", "2"))
+
+
+def _selected() -> list[str]:
     only = os.environ.get("OBSLAB_DRILL_TEST_ONLY")
-    if only and drill_id not in only.split(","):
-        pytest.skip(f"{drill_id} not selected by OBSLAB_DRILL_TEST_ONLY")
-    with ServiceProcesses(tmp_path / "data", workers=2) as svc:
+    return [d for d in DRILLS if not only or d in only.split(",")]
+
+
+def _drive(base: Path, drill_id: str) -> tuple[dict, dict, str] | str:
+    """Run one drill unattended on a service of its own; its results, or the failure as text."""
+    with ServiceProcesses(base / "data", workers=2) as svc:
         proc = subprocess.run(
             [sys.executable, "-c", "from toolkit.cli import main; main()", "drill", "start", drill_id, "--auto",
-             "--speed", SPEED, "--seed", SEED, "--data-dir", str(tmp_path), "--url", svc.base_url],
+             "--speed", SPEED, "--seed", SEED, "--data-dir", str(base), "--url", svc.base_url],
             capture_output=True, text=True, timeout=900, env={**os.environ, "OBSLAB_ADMIN_TOKEN": svc.admin_token})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run = sorted((tmp_path / "drills").glob("*-" + drill_id))[-1]
+    if proc.returncode != 0:
+        return proc.stdout + proc.stderr
+    run = sorted((base / "drills").glob("*-" + drill_id))[-1]
     auto = json.loads((run / "auto.json").read_text())
     report = json.loads((run / "report" / "report.json").read_text())
     # Figures for the record (pytest -s shows them).
@@ -44,14 +54,32 @@ def _run(tmp_path: Path, drill_id: str) -> tuple[dict, dict, str]:
     return auto, report, (run / "report" / "report.md").read_text()
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = _selected()
+    with ThreadPoolExecutor(max_workers=max(1, PARALLEL)) as pool:
+        futures = {d: pool.submit(_drive, tmp_path_factory.mktemp(d), d) for d in wanted}
+        return {d: f.result() for d, f in futures.items()}
+
+
+def _run(runs: dict, drill_id: str) -> tuple[dict, dict, str]:
+    if drill_id not in runs:
+        pytest.skip(f"{drill_id} not selected by OBSLAB_DRILL_TEST_ONLY")
+    result = runs[drill_id]
+    assert not isinstance(result, str), result
+    return result
+
+
 def _graded_full(auto: dict, report: dict) -> None:
     truth = report["drill"]["truth"]
     assert (auto["verdict"], auto["evidence"]) == (truth["verdict"], truth["evidence"]), auto["why"]
     assert report["grade"]["total"] == report["grade"]["max"] == 100
 
 
-def test_sample_ratio_mismatch_hides_the_canary_failures(tmp_path):
-    auto, report, md = _run(tmp_path, "canary-success-win")
+def test_sample_ratio_mismatch_hides_the_canary_failures(runs):
+    auto, report, md = _run(runs, "canary-success-win")
     c = auto["checks"]
     # The naive comparison over the log: the canary looks better, far beyond noise...
     assert c["naive"]["harm_z"] <= -3, c["naive"]
@@ -68,8 +96,8 @@ def test_sample_ratio_mismatch_hides_the_canary_failures(tmp_path):
     assert "Sample ratio" in md
 
 
-def test_simpsons_paradox_the_mix_moves_the_aggregate(tmp_path):
-    auto, report, md = _run(tmp_path, "canary-slower-success")
+def test_simpsons_paradox_the_mix_moves_the_aggregate(runs):
+    auto, report, md = _run(runs, "canary-slower-success")
     c = auto["checks"]
     # The arms see the same traffic volume honestly (no lost events): the log matches the counters.
     assert not c["counters"]["srm"]["mismatch"], c["counters"]
@@ -82,8 +110,8 @@ def test_simpsons_paradox_the_mix_moves_the_aggregate(tmp_path):
     assert "within each network_type" in md
 
 
-def test_mean_improves_while_p99_worsens(tmp_path):
-    auto, report, md = _run(tmp_path, "canary-latency-win")
+def test_mean_improves_while_p99_worsens(runs):
+    auto, report, md = _run(runs, "canary-latency-win")
     c = auto["checks"]
     assert not c["counters"]["srm"]["mismatch"] and not c["mix_shifts"], c
     tail = c["tail"]
@@ -94,8 +122,8 @@ def test_mean_improves_while_p99_worsens(tmp_path):
     assert "p99" in md
 
 
-def test_cancellations_counted_as_failures_move_the_rate_not_the_product(tmp_path):
-    auto, report, md = _run(tmp_path, "canary-cancel-cleanup")
+def test_cancellations_counted_as_failures_move_the_rate_not_the_product(runs):
+    auto, report, md = _run(runs, "canary-cancel-cleanup")
     c = auto["checks"]
     assert not c["counters"]["srm"]["mismatch"] and not c["mix_shifts"], c
     assert c["naive"]["harm_z"] >= 5, c["naive"]  # the rate says the canary is worse...
