@@ -74,6 +74,14 @@ def test_drill_list_table():
     _headers_whole(out, ["id", "difficulty", "title"])
 
 
+def test_plan_list_table_keeps_every_id_whole():
+    from toolkit.drills.launch import load_launches
+
+    out = _run("plan", "list")
+    _headers_whole(out, ["id", "difficulty", "title", "change"])
+    assert all(launch_id in out for launch_id in load_launches()), out
+
+
 def test_top_frame(events, tmp_path):
     data = tmp_path / "lab"
     (data / "data" / "events").mkdir(parents=True)

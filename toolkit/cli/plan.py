@@ -17,6 +17,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
+from toolkit.cli._tables import fit_table
 from toolkit.cli.base import UserError, app, console, user_errors
 
 plan_app = typer.Typer(no_args_is_help=True,
@@ -73,11 +74,14 @@ def list_briefs() -> None:
 
     with user_errors(DrillSpecError):
         launches = sorted(load_launches().values(), key=lambda b: (DIFFICULTIES.index(b.difficulty), b.id))
-    table = Table("id", "difficulty", "title", "change", title="Launch briefs: `obslab plan template ID -o plan.yaml`")
+    table = Table(title="Launch briefs: `obslab plan template ID -o plan.yaml`", title_justify="left")
+    table.add_column("id", no_wrap=True)  # typed back by the learner: never cut
+    for col in ("difficulty", "title", "change"):
+        table.add_column(col)
     for b in launches:
         table.add_row(b.id, b.difficulty, b.title,
                       f"{b.change['flag']}: {b.change['variant']} (control {b.change['control']})")
-    console.print(table)
+    console.print(fit_table(table, console))
 
 
 @plan_app.command("template")
