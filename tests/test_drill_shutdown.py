@@ -100,3 +100,50 @@ def test_ctrl_c_on_the_lab_during_a_drill_leaves_no_drill_process(tmp_path):
                 os.killpg(pgid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _flags(service) -> dict:
+    r = service.admin("GET", "/admin/flags")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_stop_during_the_schedulers_start_up_still_removes_the_drills_flag(make_service):
+    """The runner sets the drill's flags, then spawns its scheduler; a stop that lands while the scheduler is
+    still importing (before its SIGTERM handler exists) used to kill it outright, leaving the flag set."""
+    from toolkit.drills import runner
+    from toolkit.drills.lab import Lab
+
+    service = make_service(workers=1)
+    lab = Lab(service.data_dir, service.base_url, service.admin_token)
+    before = _flags(service)
+    run = runner.start("async-migration", lab, seed=3, speed=10)  # sets transcode_mode as it starts
+    assert _flags(service) != before
+    runner.stop(lab.drills_dir)  # at once: the scheduler has not even imported its modules yet
+    assert _flags(service) == before, _flags(service)
+    kinds = [e["kind"] for e in run.timeline()]
+    assert "drill_stopped" in kinds and "load_started" not in kinds, kinds
+
+
+def test_the_drills_locust_can_be_stopped_with_sigterm(make_service):
+    """Locust inherits the scheduler's signal mask: with SIGTERM blocked there, every stop of the drill's load
+    waited 10 s for a SIGKILL (and Locust never wrote its final records)."""
+    from toolkit.drills import runner
+    from toolkit.drills.lab import Lab
+    from toolkit.drills.load import LOAD_PID_FILE
+
+    service = make_service(workers=1)
+    lab = Lab(service.data_dir, service.base_url, service.admin_token)
+    run = runner.start("regional-storage-outage", lab, seed=3, speed=10)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run.path / LOAD_PID_FILE).exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        locust = psutil.Process(int((run.path / LOAD_PID_FILE).read_text()))
+        for proc in [locust] + locust.children(recursive=True):
+            blocked = next(line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                           if line.startswith("SigBlk:"))
+            assert not int(blocked.split()[1], 16) & (1 << (signal.SIGTERM - 1)), (proc.cmdline(), blocked)
+    finally:
+        runner.stop(lab.drills_dir)
+    assert "load_stopped" in [e["kind"] for e in run.timeline()]

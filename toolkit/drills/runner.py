@@ -175,10 +175,17 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
         client.put_fault(background_fault_name(run.path.name, i), fault_body(bg, duration_s=state.duration_s + 30))
         run.log("background_fault_applied", index=i, fault_kind=bg.kind, target=bg.target)
     env = {**os.environ, TOKEN_ENV: lab.token, ACTOR_ENV: actor}
-    with open(run.log_file, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "toolkit.drills.scheduler", str(run.path)], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, close_fds=True)
+    # The scheduler starts with SIGTERM blocked (a child inherits this thread's mask) and unblocks it once its
+    # handler is in place: a stop during its start-up is then delivered, not fatal before the drill's flags and
+    # background faults (set above) could be removed.
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        with open(run.log_file, "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "toolkit.drills.scheduler", str(run.path)], env=env,
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, close_fds=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     run.write_state(RunState(**{**state.__dict__, "scheduler_pid": proc.pid}))
     return run
 

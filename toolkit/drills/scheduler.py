@@ -33,8 +33,25 @@ class _Stop(BaseException):
     and keeps the drill running past its stop."""
 
 
+# Until Locust is started and named, a SIGTERM is only recorded (raising then could leave Locust running
+# unnamed); it is acted on right after. Deferring in the handler rather than blocking the signal keeps the
+# mask clear: a blocked SIGTERM is inherited by Locust, which then ignored every stop until SIGKILL.
+_deferring = True
+_stop_requested = False
+
+
 def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise _Stop()
+    global _stop_requested
+    _stop_requested = True
+    if not _deferring:
+        raise _Stop()
+
+
+def _stop_if_requested() -> None:
+    global _deferring
+    _deferring = False
+    if _stop_requested:
+        raise _Stop()
 
 
 def sample_metrics(client: ControlClient, run: RunDir) -> None:
@@ -100,14 +117,14 @@ def run_schedule(run: RunDir) -> None:
     interval_s = max(0.5, min(2.0, 10.0 / state.speed))
     load = None
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # The runner starts this process with SIGTERM blocked, so a stop sent while it was still importing is
+    # pending, not fatal: it arrives now, to the handler, and the drill is cleaned up (its flags are set already).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     try:
-        # A SIGTERM between Locust's start and `load` naming it would leave Locust running: hold it off.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        try:
+        if not _stop_requested:
             load = start_load(drill, state, run)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-        run.log("load_started", users=drill.setup.load.users, shape=drill.setup.load.shape)
+            run.log("load_started", users=drill.setup.load.users, shape=drill.setup.load.shape)
+        _stop_if_requested()
         # Times are on the run's clock (wall seconds it ran, pauses excluded): a paused drill does not advance.
         # An experiment drill without a timed fault: nothing to apply (its scenario is in its setup).
         fault_start = truth["fault_start_s"] if truth.get("fault_start_s") is not None else float("inf")
