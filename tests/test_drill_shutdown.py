@@ -147,3 +147,24 @@ def test_the_drills_locust_can_be_stopped_with_sigterm(make_service):
     finally:
         runner.stop(lab.drills_dir)
     assert "load_stopped" in [e["kind"] for e in run.timeline()]
+
+
+def test_a_stop_after_the_scheduler_was_killed_still_removes_the_drills_flag(make_service):
+    """A scheduler killed outright (OOM killer, SIGKILL after the stopper's patience) never runs its cleanup;
+    `drill stop` then removes the drill's flags itself, found from the data dir alone (no token passed)."""
+    from toolkit.drills import runner
+    from toolkit.drills.lab import Lab
+
+    service = make_service(workers=1)
+    lab = Lab(service.data_dir, service.base_url, service.admin_token)
+    before = _flags(service)
+    run = runner.start("async-migration", lab, seed=3, speed=10)
+    pid = run.read_state().scheduler_pid
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _flags(service) != before  # the kill left the flag set
+    runner.stop(lab.drills_dir)
+    assert _flags(service) == before, _flags(service)
+    assert "service_restored" in [e["kind"] for e in run.timeline()]

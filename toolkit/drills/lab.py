@@ -61,6 +61,10 @@ class LabError(RuntimeError):
     """The lab cannot be reached or refused a request; one line for the user."""
 
 
+class LabUnreachable(LabError):
+    """Nothing answers at the lab's URL (connection refused): retrying does not help."""
+
+
 @dataclass(frozen=True)
 class Lab:
     data_dir: Path
@@ -197,7 +201,7 @@ class ControlClient:
         try:
             resp = self.session.request(method, url, json=body, headers=headers, timeout=_TIMEOUT_S)
         except requests.ConnectionError:
-            raise LabError(f"no lab running at {self.lab.url} (start one with `obslab lab` or pass --url)") from None
+            raise LabUnreachable(f"no lab running at {self.lab.url} (start one with `obslab lab` or pass --url)") from None
         except requests.Timeout:
             raise LabError(f"the lab at {self.lab.url} did not answer {method} {path} within {_TIMEOUT_S:g}s") from None
         if resp.status_code in (401, 403):

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Mapping
 from toolkit.drills.clock import PAUSE_BUDGET_S
 from toolkit.drills.grader import HINT_COST
 from toolkit.drills.lab import (ACTOR_ENV, DEFAULT_ACTOR, TOKEN_ENV, ControlClient, Lab, LabError,
-                                background_fault_name, fault_body, flag_body, pace_prometheus)
+                                background_fault_name, fault_body, find_lab, flag_body, pace_prometheus)
 from toolkit.drills.load import stop_load_group
+from toolkit.drills.restore import restore_service
 from toolkit.drills.schema import ANSWER_VALUES, Drill, DrillSpecError, Questions, find_drill
 from toolkit.drills.state import NoDrillRunning, RunDir, RunState, append_jsonl, current_run, new_run
 from toolkit.slo.scenario import MAX_SPEED
@@ -372,7 +373,7 @@ def record_diagnosis(run: RunDir, diagnosis: Diagnosis) -> int:
     return _record_answer(run, state, drill, diagnosis.cause, diagnosis.cohort, impact, by="auto")
 
 
-def stop(drills_dir: Path, timeout_s: float = 30.0) -> RunDir:
+def stop(drills_dir: Path, timeout_s: float = 30.0, lab: Lab | None = None) -> RunDir:
     """Stop the scheduler (it removes the fault, flags and load) and wait for it; then make sure nothing
     the drill started is left: its scheduler's and its Locust's process groups (each its own session)."""
     run, state, drill = _current(drills_dir)
@@ -393,6 +394,13 @@ def stop(drills_dir: Path, timeout_s: float = 30.0) -> RunDir:
         run.log("drill_stopped")
     # A scheduler killed (or dead) before it stopped its load leaves Locust in its own group.
     stop_load_group(run)
+    if "service_restored" not in {e["kind"] for e in run.timeline()}:
+        # The scheduler was killed, or the busy service refused its removals: the drill's flags and faults
+        # must not outlive it, so the stopper removes them itself (each removal is idempotent).
+        try:
+            restore_service(ControlClient(lab or find_lab(state.data_dir, state.url)), drill, run)
+        except LabError as e:
+            raise DrillError(f"drill stopped, but {e}") from None
     return run
 
 

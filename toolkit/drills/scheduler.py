@@ -22,6 +22,7 @@ from toolkit.drills.clock import PAUSE_BUDGET_S
 from toolkit.drills.lab import (ACTOR_ENV, DEFAULT_ACTOR, TOKEN_ENV, ControlClient, Lab, LabError,
                                 background_fault_name, fault_body, fault_name, pace_prometheus)
 from toolkit.drills.load import start_load, stop_load
+from toolkit.drills.restore import restore_service
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir, RunState, append_jsonl
 
@@ -75,14 +76,10 @@ def sample_metrics(client: ControlClient, run: RunDir) -> None:
 def cleanup(client: ControlClient, drill: Drill, run: RunDir, load: subprocess.Popen | None) -> None:
     # The service first (fault, background faults, flags): they are what users feel, and they must be gone
     # even if what follows (Locust's graceful stop, Prometheus re-paced) runs out of the stopper's patience.
-    truth = run.read_truth()
-    if truth.get("fault_applied_at") and not truth.get("fault_removed_at"):
-        _remove_fault(client, drill, run, truth)
-    run_id = run.path.name
-    for i, _ in enumerate(drill.setup.background_faults):
-        _quietly(client.delete_fault, background_fault_name(run_id, i))
-    for name in drill.setup.flags:
-        _quietly(client.delete_flag, name)
+    try:
+        restore_service(client, drill, run)
+    except LabError as e:
+        print(f"cleanup: {e}", file=sys.stderr)  # the stopper tries again (runner.stop)
     if load is not None:
         stop_load(load)
         run.log("load_stopped")

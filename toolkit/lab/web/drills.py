@@ -10,6 +10,7 @@ The dashboard reads the token from the lab's token file, as the CLI does; the pa
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
@@ -327,4 +328,7 @@ def stop_active_drill(data_dir: Path) -> None:
     except (NoDrillRunning, *runner.USER_ERRORS):
         return
     if runner.scheduler_alive(st.state):
-        runner.stop(Path(data_dir) / "drills", timeout_s=15)
+        try:
+            runner.stop(Path(data_dir) / "drills", timeout_s=15)
+        except runner.USER_ERRORS as e:  # the lab is stopping anyway: say what is left, do not hang its exit
+            print(f"obslab: {e}", file=sys.stderr)

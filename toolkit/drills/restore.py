@@ -1,0 +1,50 @@
+"""Take a drill's changes off the service: its fault, background faults and flags.
+
+The scheduler calls ``restore_service`` first in its cleanup; ``obslab drill stop`` calls it again when
+the run's timeline has no ``service_restored`` (a scheduler killed before its cleanup, or a service too
+busy to answer it), so a drill's flag never outlives the drill.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from toolkit.drills.lab import ControlClient, LabError, LabUnreachable, background_fault_name, fault_name
+from toolkit.drills.schema import Drill
+from toolkit.drills.state import RunDir
+
+__all__ = ["restore_service"]
+
+
+def restore_service(client: ControlClient, drill: Drill, run: RunDir, patience_s: float = 20.0) -> None:
+    """Remove what the drill set on the service (its fault, background faults and flags), retrying each
+    removal until ``patience_s``: a busy service that times out one DELETE must not keep a drill's flag set.
+    Logs ``service_restored`` once all is gone; raises LabError naming what is left otherwise. Idempotent:
+    ``obslab drill stop`` calls it again when a killed scheduler did not log it."""
+    truth = run.read_truth()
+    run_id = run.path.name
+    removals = [(f"fault {fault_name(run_id)}", client.delete_fault, fault_name(run_id))]
+    removals += [(f"fault {background_fault_name(run_id, i)}", client.delete_fault, background_fault_name(run_id, i))
+                 for i, _ in enumerate(drill.setup.background_faults)]
+    removals += [(f"flag {name}", client.delete_flag, name) for name in drill.setup.flags]
+    deadline = time.monotonic() + patience_s
+    left: list[str] = []
+    for what, remove, name in removals:
+        while True:
+            try:
+                remove(name)
+                break
+            except LabError as e:
+                if isinstance(e, LabUnreachable) or time.monotonic() >= deadline:
+                    print(f"cleanup: {e}", file=sys.stderr)
+                    left.append(what)
+                    break
+                time.sleep(0.5)
+    if truth.get("fault_applied_at") and not truth.get("fault_removed_at") and f"fault {fault_name(run_id)}" not in left:
+        truth["fault_removed_at"] = time.time()
+        run.write_truth(truth)
+        run.log("fault_removed")
+    if left:
+        raise LabError(f"could not remove the drill's {', '.join(left)} from {client.lab.url}")
+    run.log("service_restored")
