@@ -241,6 +241,13 @@ class _Checker:
         # A field left blank (the template's `window:`) is a field not written yet: treat it as missing.
         return {str(k): v for k, v in value.items() if v is not None and v != [] and v != {}}
 
+    def required(self, m: dict, keys: tuple[str, ...], path: tuple) -> bool:
+        """Whether every one of ``keys`` is in ``m``; each missing one is a problem at ``path`` + key."""
+        missing = [key for key in keys if key not in m]
+        for key in missing:
+            self.add(path + (key,), "missing", "required field is missing")
+        return not missing
+
     def string(self, value: Any, path: tuple) -> str | None:
         if not isinstance(value, str) or not value.strip():
             self.add(path, "not_a_string", f"expected a non-empty string, got {brief(value)}")
@@ -393,9 +400,7 @@ def _change(c: _Checker, raw: Any) -> dict[str, str]:
     if m is None:
         return {}
     out: dict[str, str] = {}
-    for key in ("flag", "variant", "control"):
-        if key not in m:
-            c.add(("change", key), "missing", "required field is missing")
+    c.required(m, ("flag", "variant", "control"), ("change",))
     flag = c.choice(m["flag"], ("change", "flag"), tuple(FLAGS), "flag") if "flag" in m else None
     if flag is None:
         return out
@@ -620,10 +625,7 @@ def _value(c: _Checker, raw: Any, path: tuple) -> tuple[str, str] | None:
     m = c.mapping(raw, path, ("event", "field"))
     if m is None:
         return None
-    for key in ("event", "field"):
-        if key not in m:
-            c.add(path + (key,), "missing", "required field is missing")
-    if "event" not in m or "field" not in m:
+    if not c.required(m, ("event", "field"), path):
         return None
     event = c.event(m["event"], path + ("event",))
     if event is None:
@@ -807,8 +809,7 @@ def _events(c: _Checker, raw: Any, metrics: list[Metric]) -> dict[str, tuple[str
         m = c.mapping(item, path, ("event", "fields"))
         if m is None:
             continue
-        if "event" not in m:
-            c.add(path + ("event",), "missing", "required field is missing")
+        if not c.required(m, ("event",), path):
             continue
         name = c.event(m["event"], path + ("event",))
         if name is None:
@@ -858,9 +859,7 @@ def _slo(c: _Checker, raw: Any, metrics: list[Metric]) -> None:
         m = c.mapping(item, path, ("metric", "objective", "period", "latency_threshold"))
         if m is None:
             continue
-        for key in ("metric", "objective", "period"):
-            if key not in m:
-                c.add(path + (key,), "missing", "required field is missing")
+        c.required(m, ("metric", "objective", "period"), path)
         metric = None
         if "metric" in m:
             if m["metric"] in names:
@@ -912,9 +911,7 @@ def _alerts(c: _Checker, raw: Any, metrics: list[Metric]) -> None:
         m = c.mapping(item, path, ("name", "severity", "metric", "burn_rate", "threshold", "for"))
         if m is None:
             continue
-        for key in ("name", "severity", "metric"):
-            if key not in m:
-                c.add(path + (key,), "missing", "required field is missing")
+        c.required(m, ("name", "severity", "metric"), path)
         if "severity" in m:
             c.choice(m["severity"], path + ("severity",), SEVERITIES, "severity")
         metric = None
@@ -932,9 +929,7 @@ def _alerts(c: _Checker, raw: Any, metrics: list[Metric]) -> None:
             b = c.mapping(m["burn_rate"], path + ("burn_rate",), ("factor", "long", "short"))
             if b is None:
                 continue
-            for key in ("factor", "long", "short"):
-                if key not in b:
-                    c.add(path + ("burn_rate", key), "missing", "required field is missing")
+            c.required(b, ("factor", "long", "short"), path + ("burn_rate",))
             if "factor" in b:
                 f = c.number(b["factor"], path + ("burn_rate", "factor"))
                 if f is not None and f <= 0:
@@ -986,8 +981,7 @@ def _rollout(c: _Checker, raw: Any, metrics: list[Metric]) -> tuple[tuple[Stage,
         s = c.mapping(item, path, ("percent", "duration"))
         if s is None:
             continue
-        if "percent" not in s:
-            c.add(path + ("percent",), "missing", "required field is missing")
+        if not c.required(s, ("percent",), path):
             continue
         pct = c.number(s["percent"], path + ("percent",))
         if pct is None:
