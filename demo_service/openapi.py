@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from demo_service import __version__
+from demo_service.admin import PRIVATE_AUDIT_HEADER
 from demo_service.faults import API_ROUTES, KINDS, PARAMS, SELECTOR_VALUES, TARGETS
 from contract.events import APP_VERSIONS, ERROR_CLASSES, FLAGS, NETWORK_TYPES, REGIONS
 
@@ -139,6 +140,9 @@ def openapi_spec() -> dict:
     actor = {"name": "X-Actor", "in": "header", "required": False,
              "schema": {"type": "string", "pattern": "^[A-Za-z0-9 ._@:/-]{1,100}$"},
              "description": "Who makes the change (recorded in the audit event)."}
+    private_audit = {"name": PRIVATE_AUDIT_HEADER, "in": "header", "required": False, "schema": {"enum": ["private"]},
+                     "description": "`private`: no fault_changed audit event (a drill's injected fault, which a real "
+                                    "system would not log; the drill keeps its own record)."}
     paths = {
         "/v1/uploads": {"post": {
             "summary": "Create an upload (starts a publish attempt).", "operationId": "createUpload",
@@ -218,8 +222,8 @@ def openapi_spec() -> dict:
         "/admin/faults": {
             "get": _admin("Faults in force.", "listFaults", {"200": _json(_ref("FaultList"), "Faults.")}),
             "delete": _admin("Remove every fault.", "clearFaults",
-                             {"200": _json(_ref("Deleted"), "Removed."), "400": _error("Bad X-Actor.")},
-                             parameters=[actor])},
+                             {"200": _json(_ref("Deleted"), "Removed."), "400": _error("Bad X-Actor or X-Obslab-Audit.")},
+                             parameters=[actor, private_audit])},
         "/admin/faults/{name}": {
             "get": _admin("One fault.", "getFault",
                           {"200": _json(_ref("Fault"), "The fault."), "404": _error("No such fault.")},
@@ -227,11 +231,11 @@ def openapi_spec() -> dict:
             "put": _admin("Set a fault.", "putFault",
                           {"200": _json(_ref("Fault"), "Stored."), "400": _error("Malformed JSON or header."),
                            "422": _error("Invalid fault spec.")},
-                          parameters=[fault_name, actor], body="FaultSpec"),
+                          parameters=[fault_name, actor, private_audit], body="FaultSpec"),
             "delete": _admin("Remove a fault.", "deleteFault",
-                             {"200": _json(_ref("Deleted"), "Removed."), "400": _error("Bad X-Actor."),
+                             {"200": _json(_ref("Deleted"), "Removed."), "400": _error("Bad X-Actor or X-Obslab-Audit."),
                               "404": _error("No such fault.")},
-                             parameters=[fault_name, actor])},
+                             parameters=[fault_name, actor, private_audit])},
         "/admin/flags": {"get": _admin("Flags and their rollout.", "listFlags",
                                        {"200": _json(_ref("FlagList"), "Flags.")})},
         "/admin/flags/{name}": {

@@ -239,6 +239,21 @@ def test_openapi_describes_every_route(app_parts):
     assert described == served
 
 
+
+def test_openapi_describes_the_private_audit_header_the_fault_routes_act_on(app_parts):
+    _, client, *_ = app_parts
+    auth = {"Authorization": "Bearer secret-token"}
+    refused = client.put("/admin/faults/quiet", json={"kind": "errors", "target": "transcoder"},
+                         headers={**auth, "X-Obslab-Audit": "loud"})
+    assert refused.status_code == 400 and "X-Obslab-Audit" in refused.json["error"]["message"]
+    spec = client.get("/openapi.json").json
+    for path, method in (("/admin/faults", "delete"), ("/admin/faults/{name}", "put"),
+                         ("/admin/faults/{name}", "delete")):
+        op = spec["paths"][path][method]
+        header = next(p for p in op["parameters"] if p["name"] == "X-Obslab-Audit")
+        assert header["in"] == "header" and header["schema"] == {"enum": ["private"]}, (path, method)
+        assert "X-Obslab-Audit" in op["responses"]["400"]["description"] or method == "put", (path, method)
+
 def test_cancel_as_failure_fault_ends_a_cancel_as_a_failed_publish(app_parts):
     app, client, registry, _, events_dir = app_parts
     auth = {"Authorization": "Bearer secret-token"}
