@@ -81,7 +81,7 @@ def cleanup(client: ControlClient, drill: Drill, run: RunDir, load: subprocess.P
     run_id = run.path.name
     for i, _ in enumerate(drill.setup.background_faults):
         _quietly(client.delete_fault, background_fault_name(run_id, i))
-    for name in drill.setup.flags:
+    for name in {*drill.setup.flags, *((drill.rollout.flag,) if drill.rollout is not None else ())}:
         _quietly(client.delete_flag, name)
     if load is not None:
         stop_load(load)
@@ -146,6 +146,11 @@ def run_schedule(run: RunDir) -> None:
                     run.log("fault_applied")
                 if truth.get("fault_applied_at") and not truth.get("fault_removed_at") and active >= fault_end:
                     _remove_fault(client, drill, run, truth)
+                if drill.kind == "rollout":
+                    from toolkit.drills.rollout_drill import tick
+
+                    if tick(drill, run, client, active, state.speed):
+                        break
             sample_metrics(client, run)
             if load is not None and load.poll() is not None:
                 run.log("load_exited", returncode=load.returncode)
@@ -162,7 +167,9 @@ def run_schedule(run: RunDir) -> None:
             from toolkit.drills.runner import record_diagnosis
 
             spec = default_spec(state)
-            if drill.kind == "experiment":
+            if drill.kind == "rollout":
+                pass  # a rollout drill's calls are the learner's: nothing to answer unattended
+            elif drill.kind == "experiment":
                 from toolkit.drills.auto import solve_experiment
                 from toolkit.drills.runner import record_verdict
 
