@@ -18,7 +18,7 @@ regression's guardrail failed), else continue (hold is as good: nobody could hav
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -26,7 +26,7 @@ from toolkit.drills.schema import Drill, RolloutSpec
 from toolkit.drills.state import RunDir, append_jsonl
 
 __all__ = ["CALLS", "Position", "Step", "position", "next_step", "record_call", "harmful_at", "right_call",
-           "call_credit", "CallGrade", "grade_calls", "decision_points", "DecisionPoint"]
+           "call_credit", "CallGrade", "rollout_plan", "grade_calls", "decision_points", "DecisionPoint"]
 
 CALLS = ("continue", "hold", "rollback")
 # Credit for a hold instead of the right call: it costs a window (and, on a harmful change, users' time on it).
@@ -259,6 +259,17 @@ PLANNING_SUCCESS = 0.99
 DETECT_DROP = 0.02
 
 
+def rollout_plan(drill: Drill, spec=None):
+    """The ``toolkit.analysis.rollout`` plan the drill's stages amount to: its looks, alpha and guardrails."""
+    from toolkit.analysis.judge import with_spec
+    from toolkit.analysis.rollout import DEFAULT_PLAN, Stage
+
+    r = drill.rollout
+    plan = replace(DEFAULT_PLAN, flag=r.flag, variant=r.variant, control=r.control,
+                   stages=tuple(Stage(p, r.window_s, r.window_s) for p in r.stages), max_extensions=r.max_holds)
+    return replace(plan, judge=with_spec(plan.judge, spec)) if spec is not None else plan
+
+
 def outcome_counts(run: RunDir, flag: str) -> dict[str, float]:
     """Terminal publish outcomes the service has counted so far by the flag's variant, from the scheduler's last
     sample of ``/metrics`` (``obslab_publish_outcomes_total``): how much data a stage has, cheaply."""
@@ -288,7 +299,6 @@ def stage_power(drill: Drill, timeline: list[Mapping], counted_now: Mapping[str,
     per-look alpha (``toolkit.analysis.rollout.look_alpha`` of the plan the drill's stages amount to)."""
     from toolkit.analysis.rollout import look_alpha
     from toolkit.analysis.stats import power_two_proportions
-    from toolkit.drills.rollout_report import rollout_plan
 
     spec = drill.rollout
     start = next((e.get("counted") or {} for e in reversed(timeline) if e.get("kind") == "rollout_stage"

@@ -18,27 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.drills.grader import HINT_COST
-from toolkit.drills.rollout_drill import DETECT_DROP, decision_points, grade_calls, harmful_at, position
+from toolkit.drills.rollout_drill import DETECT_DROP, decision_points, grade_calls, harmful_at, position, rollout_plan
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir
 from toolkit.slo.spec import SloSpec
 
-__all__ = ["ROLLOUT_DRILL_REPORT_SCHEMA", "DETECT_DROP", "rollout_plan", "stage_evidence", "rollout_report",
+__all__ = ["ROLLOUT_DRILL_REPORT_SCHEMA", "stage_evidence", "rollout_report",
            "render_rollout_markdown", "write_rollout_report"]
 
 ROLLOUT_DRILL_REPORT_SCHEMA = "obslab.rollout-drill-report/v1"
 _GUARDRAILS = ("publish_success_rate", "processing_latency_p99")
-
-
-def rollout_plan(drill: Drill, spec: SloSpec | None = None):
-    """The ``toolkit.analysis.rollout`` plan the drill's stages amount to: its looks, alpha and guardrails."""
-    from toolkit.analysis.judge import with_spec
-    from toolkit.analysis.rollout import DEFAULT_PLAN, Stage
-
-    r = drill.rollout
-    plan = replace(DEFAULT_PLAN, flag=r.flag, variant=r.variant, control=r.control,
-                   stages=tuple(Stage(p, r.window_s, r.window_s) for p in r.stages), max_extensions=r.max_holds)
-    return replace(plan, judge=with_spec(plan.judge, spec)) if spec is not None else plan
 
 
 def _utc(epoch: float) -> datetime:
