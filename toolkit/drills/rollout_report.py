@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.drills.grader import HINT_COST
-from toolkit.drills.rollout_drill import DETECT_DROP, decision_points, grade_calls, harmful_at, position, rollout_plan
+from toolkit.drills.rollout_drill import DETECT_DROP, PLANNING_SUCCESS, decision_points, grade_calls, harmful_at, position, rollout_plan
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir
 from toolkit.slo.spec import SloSpec
@@ -37,11 +37,11 @@ def _utc(epoch: float) -> datetime:
 def stage_evidence(attempts, plan, percent: float, start: float, end: float,
                    cohort: dict[str, str] | None = None) -> dict[str, Any]:
     """The rollout judge on variant vs control over outcome time (start, end] (wall epochs), within ``cohort``;
-    with the stage's power: to detect a ``DETECT_DROP`` success drop at the look's alpha, and the judge's own
-    power to show the success rate non-inferior."""
+    with the stage's power at its counts (a ``PLANNING_SUCCESS`` success rate assumed): to detect a
+    ``DETECT_DROP`` drop at the look's alpha, and to show an unchanged rate non-inferior (the promote's test)."""
     from toolkit.analysis.compare import CohortSelector, Window, compare_attempts
     from toolkit.analysis.rollout import look_alpha, promote_alpha
-    from toolkit.analysis.stats import power_two_proportions
+    from toolkit.analysis.stats import power_noninferiority_two_proportions, power_two_proportions
 
     extra = tuple(sorted((cohort or {}).items()))
     where = "".join(f",{k}={v}" for k, v in extra)
@@ -51,13 +51,14 @@ def stage_evidence(attempts, plan, percent: float, start: float, end: float,
                               config=replace(plan.judge, alpha=promote_alpha(plan)),
                               expected_split=(1 - percent / 100, percent / 100) if percent < 100 else None,
                               decision_alpha=look_alpha(plan)).to_dict()
-    metrics = {m["name"]: m for m in result["verdict"]["metrics"]}
-    success = metrics.get("publish_success_rate") or {}
-    comp = success.get("comparison") or {}
-    n_c, n_v = comp.get("control_total") or 0, comp.get("treatment_total") or 0
-    p_c = comp.get("control_rate")
-    detect = (power_two_proportions(p_c, max(0.0, p_c - DETECT_DROP), n_c, n_v, look_alpha(plan))
-              if n_c and n_v and p_c is not None and 0 < p_c < 1 else 0.0)
+    metrics = {m["name"]: m for m in result["metrics"]}
+    n_c, n_v = result["control"]["attempts"], result["treatment"]["attempts"]
+    # At the planning baseline, as each call's status states it (``rollout_drill.stage_power``): the lab's own
+    # success rate is often 100 % over a stage, where a power computed from it is degenerate.
+    margin = plan.judge.metric("publish_success_rate").allowed_change
+    detect = (power_two_proportions(PLANNING_SUCCESS, PLANNING_SUCCESS - DETECT_DROP, n_c, n_v, look_alpha(plan))
+              if n_c and n_v else 0.0)
+    non_inferior = power_noninferiority_two_proportions(PLANNING_SUCCESS, n_c, n_v, margin, promote_alpha(plan))
     return {
         "scope": f"{plan.flag}={plan.control} vs {plan.flag}={plan.variant}" + (f" within {where[1:]}" if extra else ""),
         "control_attempts": result["control"]["attempts"], "variant_attempts": result["treatment"]["attempts"],
@@ -68,8 +69,9 @@ def stage_evidence(attempts, plan, percent: float, start: float, end: float,
                        for name in _GUARDRAILS if name in metrics},
         "metrics": {name: {"failed": m["failed"], "classification": m["classification"]} for name, m in metrics.items()},
         "power": {"detect_success_drop": round(detect, 3), "detect_drop_pp": DETECT_DROP * 100,
-                  "alpha": look_alpha(plan),
-                  "show_success_non_inferior": None if success.get("power") is None else round(success["power"], 3)},
+                  "alpha": look_alpha(plan), "baseline_success": PLANNING_SUCCESS,
+                  "show_success_non_inferior": round(non_inferior, 3), "non_inferiority_margin_pp": margin * 100,
+                  "non_inferiority_alpha": promote_alpha(plan)},
     }
 
 
@@ -125,8 +127,10 @@ def _evidence_lines(ev: dict[str, Any], label: str) -> list[str]:
     ni = pw["show_success_non_inferior"]
     lines = [f"- {label} ({ev['scope']}): {ev['control_attempts']:,} control and {ev['variant_attempts']:,} variant "
              f"attempts; judge **{ev['verdict']}** ({ev['rule']}): {ev['explanation']}",
-             f"  - power: {pw['detect_success_drop']:.2f} to detect a {pw['detect_drop_pp']:g} pp success-rate drop "
-             f"at α = {pw['alpha']:.3g}" + ("" if ni is None else f"; {ni:.2f} to show the success rate non-inferior")]
+             f"  - power at these counts (success rate {pw['baseline_success']:.0%} assumed): {pw['detect_success_drop']:.2f} "
+             f"to detect a {pw['detect_drop_pp']:g} pp drop at the per-look α = {pw['alpha']:.3g}; {ni:.2f} to show "
+             f"an unchanged rate non-inferior (margin {pw['non_inferiority_margin_pp']:g} pp, α = "
+             f"{pw['non_inferiority_alpha']:.3g})"]
     for name, gr in ev["guardrails"].items():
         tag = "failed" if gr["failed"] else gr["classification"]
         lines.append(f"  - {name}{' (absolute fallback)' if gr['fallback'] else ''}: {gr['reason']} [{tag}]")
