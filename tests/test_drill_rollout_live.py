@@ -10,7 +10,6 @@ evidence and the power at each stage. About 60 s wall on the 2-core CI machine.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
@@ -105,4 +104,3 @@ def test_a_rollout_drill_runs_stage_by_stage_on_the_learners_calls(tmp_path, mon
            "verdict": c["evidence"]["overall"]["verdict"], "power": c["evidence"]["overall"]["power"]}
         for c in calls], "grade": data["grade"]}, indent=1))
     assert wall < 90, wall
-    del os
