@@ -320,3 +320,15 @@ def test_rollout_drills_run_only_with_the_learner(tmp_path):
 def test_truth_file_is_private(tmp_path):
     run = _fake_run(tmp_path)
     assert stat.S_IMODE(run.truth_file.stat().st_mode) == 0o600
+
+
+def test_the_solution_of_a_rollout_drill_waits_for_its_end(tmp_path):
+    cli = CliRunner()
+    refused = cli.invoke(app, ["drill", "solution", "rollout-cohort-tail", "--data-dir", str(tmp_path)])
+    assert refused.exit_code != 0 and "no run of rollout-cohort-tail has ended" in refused.output
+    run = _fake_run(tmp_path, "rollout-cohort-tail", alive=False)
+    run.log("drill_finished")
+    shown = cli.invoke(app, ["drill", "solution", "rollout-cohort-tail", "--data-dir", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert "network_type=3g" in text and "processing_latency_p99" in text and "from the 1 % stage" in text

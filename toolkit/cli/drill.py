@@ -278,6 +278,22 @@ def solution(drill_id: str = typer.Argument(..., help="Drill id."), data_dir: Pa
     """A drill's solution (cause, cohort, what happened), once a run of it has ended in this lab."""
     with user_errors(*_ERRORS):
         d = runner.solution(drill_id, _drills_dir(data_dir))
+    if d.kind == "rollout":
+        reg = d.truth.regression
+        console.print(f"[bold]{d.title}[/] ({d.id}): solution\n", highlight=False)
+        if reg is None:
+            console.print("the change: good (no regression): continue at every stage", highlight=False)
+        else:
+            where = ", ".join(f"{k}={v}" for k, v in reg.cohort.items()) or "every cohort"
+            params = ", ".join(f"{k} {v:g}" for k, v in reg.fault.params.items())
+            console.print(f"the change: {reg.fault.kind} on {reg.fault.target}{f' ({params})' if params else ''} for "
+                          f"{d.rollout.variant} users in {where}, from the {reg.from_percent:g} % stage; it shows in "
+                          f"{reg.shows_in}. Roll back at the first stage whose data show it; before that, continue.",
+                          highlight=False)
+        console.print(f"\nwhat happened: {' '.join(d.debrief.what_happened.split())}", highlight=False)
+        console.print("evidence path: " + "; ".join(d.debrief.evidence_path), highlight=False)
+        console.print(f"good looks like: {' '.join(d.debrief.good_looks_like.split())}", highlight=False)
+        return
     if d.kind == "experiment":
         console.print(f"[bold]{d.title}[/] ({d.id}): solution\n", highlight=False)
         console.print(f"verdict: {d.truth.verdict} ({verdict_label(d.truth.verdict)})", highlight=False)
