@@ -7,6 +7,7 @@ so an author fixes a drill without reading this module.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass, field
@@ -708,6 +709,13 @@ def load_drill(path: str | Path) -> Drill:
     return parse_drill(data, source=str(p))
 
 
+@functools.lru_cache(maxsize=512)
+def _load_unchanged(path: str, mtime_ns: int, size: int) -> Drill:  # noqa: ARG001 - the cache key
+    """A drill file parsed once while it is unchanged: every drill command looks its drill up in the whole
+    catalogue (``find_drill``), and ``drill status`` is polled by the dashboard."""
+    return load_drill(path)
+
+
 def catalogue_dir() -> Path:
     """The directory of the drills shipped with obslab."""
     return Path(str(resources.files("toolkit.drills").joinpath("catalogue")))
@@ -720,7 +728,8 @@ def load_catalogue(directory: str | Path | None = None, kind: str | None = "inci
     d = Path(directory) if directory is not None else catalogue_dir()
     drills: dict[str, Drill] = {}
     for path in sorted(d.glob("*.yaml")):
-        drill = load_drill(path)
+        st = path.stat()
+        drill = _load_unchanged(str(path), st.st_mtime_ns, st.st_size)
         if kind is None or drill.kind == kind:
             drills[drill.id] = drill
     return drills
