@@ -47,9 +47,11 @@ def stage_evidence(attempts, plan, percent: float, start: float, end: float,
     where = "".join(f",{k}={v}" for k, v in extra)
     control = CohortSelector(f"{plan.flag}={plan.control}{where}", ((plan.flag, plan.control),) + extra)
     variant = CohortSelector(f"{plan.flag}={plan.variant}{where}", ((plan.flag, plan.variant),) + extra)
+    # No sample-ratio check: a stage's first attempts were assigned under the previous stage's percent (the flag
+    # is read when an upload is created), so the users who just moved to the variant sit in both arms and the
+    # check falls back to attempts, where it flags every stage of a lab with a few dozen users.
     result = compare_attempts(attempts, control, variant, window=Window(_utc(start), _utc(end)),
                               config=replace(plan.judge, alpha=promote_alpha(plan)),
-                              expected_split=(1 - percent / 100, percent / 100) if percent < 100 else None,
                               decision_alpha=look_alpha(plan)).to_dict()
     metrics = {m["name"]: m for m in result["metrics"]}
     n_c, n_v = result["control"]["attempts"], result["treatment"]["attempts"]
@@ -159,7 +161,8 @@ def render_rollout_markdown(report: dict[str, Any]) -> str:
                      f"{c['credit']:g} | {shown} |")
     lines += ["", "## The judge's evidence at each call", "",
               "Attempts whose outcome time falls between the stage's start and the call; the rollout judge's per-look "
-              "alpha (`obslab rollout`, docs/analysis.md).", ""]
+              "alpha (`obslab rollout`, docs/analysis.md). No sample-ratio check: a stage's first attempts were "
+              "assigned under the previous stage's percent, so its arms are never exactly the stage's split.", ""]
     for c in report["calls"]:
         lines.append(f"### {c['stage_percent']:g} %, round {c['round'] + 1} ({c['window_s']:g} s wall of data)")
         lines.append("")
