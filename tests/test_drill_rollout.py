@@ -332,3 +332,11 @@ def test_the_solution_of_a_rollout_drill_waits_for_its_end(tmp_path):
     assert shown.exit_code == 0, shown.output
     text = " ".join(shown.output.split())
     assert "network_type=3g" in text and "processing_latency_p99" in text and "from the 1 % stage" in text
+
+
+def test_story_commands_say_they_cover_incident_drills(tmp_path):
+    from toolkit.drills.story_run import StoryRunError, story_template_for
+
+    _fake_run(tmp_path, "rollout-good-change")
+    with pytest.raises(StoryRunError, match="is a rollout drill"):
+        story_template_for(tmp_path, "current")
