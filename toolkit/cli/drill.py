@@ -220,7 +220,8 @@ def _print_rollout_status(data_dir: Path) -> None:
         if due:
             console.print(f"  this stage so far (the service's counters): {due['control_outcomes']:,} "
                           f"{r.control} and {due['variant_outcomes']:,} {r.variant} publishes ended; power to "
-                          f"detect a {DETECT_DROP * 100:g} pp success-rate drop (from {PLANNING_SUCCESS:.0%}) at the rollout's per-look "
+                          f"detect a {DETECT_DROP * 100:g} pp success-rate drop (from {PLANNING_SUCCESS:.0%}) at "
+                          f"the rollout's per-look "
                           f"α = {due['power_alpha']:.3g}: {due['power_detect_drop']:.2f}", highlight=False)
     else:
         console.print(f"{head}: the rollout has ended ({rs.ended.replace('_', ' ')})", highlight=False)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.drills.grader import HINT_COST
-from toolkit.drills.rollout_drill import DETECT_DROP, PLANNING_SUCCESS, decision_points, grade_calls, harmful_at, position, rollout_plan
+from toolkit.drills.rollout_drill import (DETECT_DROP, PLANNING_SUCCESS, decision_points, grade_calls, harmful_at,
+                                          position, rollout_plan)
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir
 from toolkit.slo.spec import SloSpec
@@ -62,14 +63,16 @@ def stage_evidence(attempts, plan, percent: float, start: float, end: float,
               if n_c and n_v else 0.0)
     non_inferior = power_noninferiority_two_proportions(PLANNING_SUCCESS, n_c, n_v, margin, promote_alpha(plan))
     return {
-        "scope": f"{plan.flag}={plan.control} vs {plan.flag}={plan.variant}" + (f" within {where[1:]}" if extra else ""),
+        "scope": (f"{plan.flag}={plan.control} vs {plan.flag}={plan.variant}"
+                  + (f" within {where[1:]}" if extra else "")),
         "control_attempts": result["control"]["attempts"], "variant_attempts": result["treatment"]["attempts"],
         "verdict": result["verdict"]["verdict"], "rule": result["verdict"]["rule"],
         "explanation": result["verdict"]["explanation"],
         "guardrails": {name: {"classification": metrics[name]["classification"], "failed": metrics[name]["failed"],
                               "reason": metrics[name]["reason"], "fallback": metrics[name]["fallback"] is not None}
                        for name in _GUARDRAILS if name in metrics},
-        "metrics": {name: {"failed": m["failed"], "classification": m["classification"]} for name, m in metrics.items()},
+        "metrics": {name: {"failed": m["failed"], "classification": m["classification"]}
+                    for name, m in metrics.items()},
         "power": {"detect_success_drop": round(detect, 3), "detect_drop_pp": DETECT_DROP * 100,
                   "alpha": look_alpha(plan), "baseline_success": PLANNING_SUCCESS,
                   "show_success_non_inferior": round(non_inferior, 3), "non_inferiority_margin_pp": margin * 100,
@@ -129,8 +132,8 @@ def _evidence_lines(ev: dict[str, Any], label: str) -> list[str]:
     ni = pw["show_success_non_inferior"]
     lines = [f"- {label} ({ev['scope']}): {ev['control_attempts']:,} control and {ev['variant_attempts']:,} variant "
              f"attempts; judge **{ev['verdict']}** ({ev['rule']}): {ev['explanation']}",
-             f"  - power at these counts (success rate {pw['baseline_success']:.0%} assumed): {pw['detect_success_drop']:.2f} "
-             f"to detect a {pw['detect_drop_pp']:g} pp drop at the per-look α = {pw['alpha']:.3g}; {ni:.2f} to show "
+             f"  - power at these counts (success rate {pw['baseline_success']:.0%} assumed): "
+             f"{pw['detect_success_drop']:.2f} to detect a {pw['detect_drop_pp']:g} pp drop at the per-look α = {pw['alpha']:.3g}; {ni:.2f} to show "
              f"an unchanged rate non-inferior (margin {pw['non_inferiority_margin_pp']:g} pp, α = "
              f"{pw['non_inferiority_alpha']:.3g})"]
     for name, gr in ev["guardrails"].items():

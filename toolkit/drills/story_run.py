@@ -73,8 +73,8 @@ def _incident_only(drill, run: RunDir) -> None:
         holds = "each call beside the right call and the judge's evidence" if drill.kind == "rollout" else \
             "the comparison and the checks"
         article = "an" if drill.kind[0] in "aeiou" else "a"
-        raise StoryRunError(f"drill run {run.path.name} is {article} {drill.kind} drill ({drill.id}): the story template and "
-                            f"check cover incident drills; its report (`obslab drill report`) holds {holds}")
+        raise StoryRunError(f"drill run {run.path.name} is {article} {drill.kind} drill ({drill.id}): the story "
+                            f"template and check cover incident drills; its report (`obslab drill report`) holds {holds}")
 
 
 def check_story_for(data_dir: Path, run: str, text: str) -> StoryCheck:
