@@ -340,3 +340,31 @@ def test_story_commands_say_they_cover_incident_drills(tmp_path):
     _fake_run(tmp_path, "rollout-good-change")
     with pytest.raises(StoryRunError, match="is a rollout drill"):
         story_template_for(tmp_path, "current")
+
+
+def test_the_report_renders_each_call_beside_the_right_one():
+    from toolkit.drills.rollout_report import render_rollout_markdown
+
+    ev = {"scope": "release=stable vs release=canary", "control_attempts": 900, "variant_attempts": 10,
+          "verdict": "not_enough_data", "rule": "not-enough-data", "explanation": "too few",
+          "guardrails": {"publish_success_rate": {"classification": "Pass", "failed": False, "reason": "+0.00 pp",
+                                                  "fallback": False}},
+          "metrics": {}, "power": {"detect_success_drop": 0.11, "detect_drop_pp": 2.0, "alpha": 0.0042,
+                                   "baseline_success": 0.99, "show_success_non_inferior": 0.02,
+                                   "non_inferiority_margin_pp": 0.5, "non_inferiority_alpha": 0.025}}
+    report = {"title": "T", "run": "r", "speed": 10.0, "ended": "rolled_back", "stages_reached": [1.0, 5.0],
+              "flag": {"name": "release", "variant": "canary", "control": "stable"},
+              "calls": [{"stage_percent": 1.0, "round": 0, "call": "continue", "right_call": "continue",
+                         "accepted": ["continue"], "credit": 1.0, "harmful": False, "shown": False, "window_s": 12.0,
+                         "evidence": {"overall": ev, "cohort": None}},
+                        {"stage_percent": 5.0, "round": 0, "call": "rollback", "right_call": "continue",
+                         "accepted": ["continue"], "credit": 0.0, "harmful": False, "shown": False, "window_s": 12.0,
+                         "evidence": {"overall": ev, "cohort": ev}}],
+              "grade": {"total": 33.33, "max": 100.0, "points": 3, "unreached": 1, "hints_taken": 0,
+                        "hint_penalty": 0.0},
+              "debrief": {"what_happened": "x", "evidence_path": ["y"], "good_looks_like": "z"}}
+    md = render_rollout_markdown(report)
+    assert "| 5 % | 1 | rollback | continue | 0 | no harm at this stage |" in md
+    assert "of which 1 never reached after a rollback the data did not call for" in md
+    assert "0.11 to detect a 2 pp drop at the per-look α = 0.0042" in md
+    assert md.count("within the harmed cohort") == 1 and "the rollout rolled back" in md
