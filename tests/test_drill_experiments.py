@@ -34,7 +34,7 @@ EXPERIMENTS = sorted(load_catalogue(kind="experiment"))
 def test_the_catalogue_has_the_experiment_traps_apart_from_the_incidents():
     assert {"canary-success-win", "canary-slower-success", "canary-latency-win", "canary-cancel-cleanup"} <= set(EXPERIMENTS)
     assert not set(EXPERIMENTS) & set(load_catalogue())  # the default is incident drills only
-    assert set(EXPERIMENTS) | set(load_catalogue()) == set(load_catalogue(kind=None))
+    assert set(EXPERIMENTS) | set(load_catalogue()) | set(load_catalogue(kind="rollout")) == set(load_catalogue(kind=None))
     for drill_id in EXPERIMENTS:
         d = find_drill(drill_id)
         assert d.kind == "experiment" and d.experiment is not None

@@ -177,3 +177,29 @@ def test_a_drill_run_leaves_no_drill_identifying_string_in_events_metrics_or_tra
                  '"region": ["eu-west"]']
     leaks = {(name, word) for name, text in learner_visible.items() for word in forbidden if word in text}
     assert not leaks, sorted(leaks)
+
+
+# -- rollout call drills: nothing the learner reads before the end says where the harm is or when ----------
+
+@pytest.mark.parametrize("drill_id", sorted(load_catalogue(kind="rollout")))
+def test_a_rollout_drill_gives_nothing_away(tmp_path, drill_id):
+    drill = load_catalogue(kind="rollout")[drill_id]
+    cli = CliRunner()
+    shown = cli.invoke(app, ["drill", "show", drill_id, "--data-dir", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    drills = _fake_running_run(tmp_path, drill_id)
+    run = RunDir(next(drills.glob(f"*-{drill_id}")))
+    run.log("rollout_stage", stage=0, round=0, percent=1.0, at_active_s=0.0, counted={})
+    run.log("call_due", stage=0, round=0, percent=1.0, at_active_s=1.0, control_outcomes=100, variant_outcomes=1,
+            power_detect_drop=0.01, power_alpha=0.004)
+    status = cli.invoke(app, ["drill", "status", "--data-dir", str(tmp_path)])
+    assert status.exit_code == 0 and "call due" in status.output, status.output
+    read = " ".join([drill.briefing, drill.title, drill.questions.prompt, *drill.hints, shown.output, status.output])
+    read = " ".join(read.split()).lower()
+    reg = drill.truth.regression
+    forbidden = ["roll back at", "rollback at", "continue at", "the right call", drill.debrief.what_happened[:40].lower()]
+    if reg is not None:
+        forbidden += [str(v).lower() for v in reg.cohort.values()]
+        forbidden += [f"{v:g} ms" for v in reg.fault.params.values()] + [f"{reg.from_percent:g} % on", "from 25 %"]
+    leaks = [word for word in forbidden if word in read]
+    assert not leaks, leaks

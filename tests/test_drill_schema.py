@@ -28,6 +28,10 @@ def test_every_catalogue_drill_is_valid(path):
     if drill.kind == "experiment":  # a verdict and its evidence, not a cause (tests/test_drill_experiments.py)
         assert drill.truth.verdict in drill.questions.verdict_choices and drill.hints and drill.debrief.evidence_path
         return
+    if drill.kind == "rollout":  # a call at each stage (tests/test_drill_rollout.py)
+        assert drill.rollout.stages[-1] == 100 and drill.hints and drill.debrief.evidence_path
+        assert drill.setup.duration_s == drill.rollout.bound_s()
+        return
     assert drill.truth.cause in drill.questions.cause_choices
     assert set(drill.truth.cohort) <= set(drill.questions.cohort_dimensions)
     assert drill.hints and drill.debrief.evidence_path

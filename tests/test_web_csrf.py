@@ -53,7 +53,7 @@ def _refused(r, words: str) -> None:
 
 
 STATE_CHANGING = [("POST", f"/api/drills/{DRILL}/start"), ("POST", "/api/drills/active/stop"),
-                  ("POST", "/api/drills/active/hint"), ("POST", "/api/drills/active/answer"),
+                  ("POST", "/api/drills/active/hint"), ("POST", "/api/drills/active/answer"), ("POST", "/api/drills/active/decide"),
                   ("POST", "/api/drills/active/report"), ("POST", "/api/drills/active/story/check"),
                   ("PUT", "/api/control/faults/x"),
                   ("DELETE", "/api/control/faults/x"), ("PUT", "/api/control/flags/release")]

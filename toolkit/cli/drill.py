@@ -72,6 +72,9 @@ def show(drill_id: str = typer.Argument(..., help="Drill id (see `obslab drill l
         q = _shown_questions(d, data_dir)
     console.print(f"[bold]{d.title}[/] ({d.id}, {d.difficulty}, {d.setup.duration_s / 60:g} min)\n")
     console.print(d.briefing.strip() + "\n", highlight=False)
+    if d.kind == "rollout":
+        _show_rollout(d)
+        return
     console.print("[bold]Questions[/]")
     if d.kind == "experiment":
         _show_experiment_questions(d, q)
@@ -82,6 +85,19 @@ def show(drill_id: str = typer.Argument(..., help="Drill id (see `obslab drill l
     console.print(f"  cohort: everyone, or dim=value[,dim=value] over {', '.join(q.cohort_dimensions)}",
                   highlight=False)
     console.print(f"  impact: {d.questions.impact.prompt}", highlight=False)
+    console.print(f"\n{len(d.hints)} hints available (`obslab drill hint`), {HINT_COST:g} points each.",
+                  highlight=False)
+
+
+def _show_rollout(d) -> None:
+    r = d.rollout
+    console.print("[bold]The rollout[/]")
+    console.print(f"  {r.flag}={r.variant} to {' → '.join(f'{p:g} %' for p in r.stages)} of users; each stage "
+                  f"collects {r.window_s / 60:g} min of data, then its call is due within {r.decide_within_s / 60:g} "
+                  f"min (a stage may be held {r.max_holds} time(s))", highlight=False)
+    console.print(f"  {d.questions.prompt}", highlight=False)
+    console.print("  call: obslab drill decide continue|hold|rollback  (status: obslab drill status; each call due "
+                  "states the stage's data and its power)", highlight=False)
     console.print(f"\n{len(d.hints)} hints available (`obslab drill hint`), {HINT_COST:g} points each.",
                   highlight=False)
 
@@ -126,6 +142,11 @@ def start(
             console.print(f"note: {note}", highlight=False)
         if not auto:
             console.print("\n" + d.briefing.strip(), highlight=False)
+            if d.kind == "rollout":
+                console.print(f"\n{d.questions.prompt} At the end of each stage's window: `obslab drill decide "
+                              "continue|hold|rollback` (`obslab drill status` says when a call is due); "
+                              "`obslab drill hint` if stuck.", highlight=False)
+                return
             how = ("--verdict … --evidence …" if d.kind == "experiment" else "--cause … --cohort … --impact …")
             console.print(f"\nInvestigate, then `obslab drill answer {how}`; "
                           "`obslab drill hint` if stuck.", highlight=False)
@@ -168,11 +189,55 @@ def status(data_dir: Path = DataDir) -> None:
                   f"{f', {st.remaining_s:.0f} s left' if st.phase == 'running' else ''}"
                   f" (speed ×{st.state.speed:g}); hints {st.hints_shown}/{len(st.drill.hints)}; answers {st.answers}",
                   highlight=False)
-    if st.drill.kind == "experiment":
+    if st.drill.kind == "rollout":
+        _print_rollout_status(data_dir)
+    elif st.drill.kind == "experiment":
         console.print(f"verdict choices: {', '.join(st.questions.verdict_choices)}; evidence choices: "
                       f"{', '.join(st.questions.evidence_choices)}", highlight=False)
     else:
         console.print(f"cause choices: {', '.join(st.questions.cause_choices)}", highlight=False)
+
+
+def _print_rollout_status(data_dir: Path) -> None:
+    from contract.events import format_time
+    from toolkit.drills.rollout_drill import DETECT_DROP, PLANNING_SUCCESS
+
+    rs = runner.rollout_status(_drills_dir(data_dir))
+    st = runner.status(_drills_dir(data_dir))
+    r = st.drill.rollout
+    if rs.percent is None:
+        console.print(f"rollout of {r.flag}={r.variant}: not started yet", highlight=False)
+        return
+    since = format_time(rs.stage_started_at)
+    head = f"rollout of {r.flag}={r.variant}: stage {rs.percent:g} % since {since}"
+    if rs.phase == "collecting":
+        console.print(f"{head} (round {rs.round + 1}); collecting data, the call is due in {rs.seconds_left:.0f} s "
+                      "(wall)", highlight=False)
+    elif rs.phase == "call_due":
+        console.print(f"{head}: [bold]call due[/], {rs.seconds_left:.0f} s (wall) left: obslab drill decide "
+                      f"continue|hold|rollback ({rs.holds_left} hold(s) left at this stage)", highlight=False)
+        due = rs.due or {}
+        if due:
+            console.print(f"  this stage so far (the service's counters): {due['control_outcomes']:,} "
+                          f"{r.control} and {due['variant_outcomes']:,} {r.variant} publishes ended; power to "
+                          f"detect a {DETECT_DROP * 100:g} pp success-rate drop (from {PLANNING_SUCCESS:.0%}) at "
+                          f"the rollout's per-look "
+                          f"α = {due['power_alpha']:.3g}: {due['power_detect_drop']:.2f}", highlight=False)
+    else:
+        console.print(f"{head}: the rollout has ended ({rs.ended.replace('_', ' ')})", highlight=False)
+    if rs.calls:
+        console.print("  calls: " + ", ".join(f"{c['percent']:g} %: {c['call']}" for c in rs.calls), highlight=False)
+
+
+@drill_app.command("decide")
+def decide(call: str = typer.Argument(..., help="continue (next stage), hold (one more window at this stage) or "
+                                                "rollback (the flag back to 0 %)."),
+           data_dir: Path = DataDir) -> None:
+    """Make the call of a rollout drill's stage whose call is due: continue, hold or rollback."""
+    with user_errors(*_ERRORS):
+        d, percent = runner.decide(_drills_dir(data_dir), call.strip().lower())
+    console.print(f"{call.strip().lower()} recorded for the {percent:g} % stage of {d.id}; `obslab drill report` "
+                  "grades every call once the drill ends.", highlight=False)
 
 
 @drill_app.command("hint")
@@ -214,6 +279,22 @@ def solution(drill_id: str = typer.Argument(..., help="Drill id."), data_dir: Pa
     """A drill's solution (cause, cohort, what happened), once a run of it has ended in this lab."""
     with user_errors(*_ERRORS):
         d = runner.solution(drill_id, _drills_dir(data_dir))
+    if d.kind == "rollout":
+        reg = d.truth.regression
+        console.print(f"[bold]{d.title}[/] ({d.id}): solution\n", highlight=False)
+        if reg is None:
+            console.print("the change: good (no regression): continue at every stage", highlight=False)
+        else:
+            where = ", ".join(f"{k}={v}" for k, v in reg.cohort.items()) or "every cohort"
+            params = ", ".join(f"{k} {v:g}" for k, v in reg.fault.params.items())
+            console.print(f"the change: {reg.fault.kind} on {reg.fault.target}{f' ({params})' if params else ''} for "
+                          f"{d.rollout.variant} users in {where}, from the {reg.from_percent:g} % stage; it shows in "
+                          f"{reg.shows_in}. Roll back at the first stage whose data show it; before that, continue.",
+                          highlight=False)
+        console.print(f"\nwhat happened: {' '.join(d.debrief.what_happened.split())}", highlight=False)
+        console.print("evidence path: " + "; ".join(d.debrief.evidence_path), highlight=False)
+        console.print(f"good looks like: {' '.join(d.debrief.good_looks_like.split())}", highlight=False)
+        return
     if d.kind == "experiment":
         console.print(f"[bold]{d.title}[/] ({d.id}): solution\n", highlight=False)
         console.print(f"verdict: {d.truth.verdict} ({verdict_label(d.truth.verdict)})", highlight=False)

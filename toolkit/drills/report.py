@@ -641,10 +641,15 @@ def _cell(text: str) -> str:
 def write_report(run: RunDir, spec: SloSpec | None = None) -> Path:
     """Write report.md and its PNGs into the run's report directory; return the markdown's path."""
     state = run.read_state()
-    if find_drill(state.drill_id).kind == "experiment":
+    kind = find_drill(state.drill_id).kind
+    if kind == "experiment":
         from toolkit.drills.experiment_report import write_experiment_report
 
         return write_experiment_report(run, spec or default_spec(state))
+    if kind == "rollout":
+        from toolkit.drills.rollout_report import write_rollout_report
+
+        return write_rollout_report(run, spec or default_spec(state))
     data = build_report_data(run, spec)
     out = run.report_dir
     out.mkdir(exist_ok=True)

@@ -27,7 +27,8 @@ def restore_service(client: ControlClient, drill: Drill, run: RunDir, patience_s
     removals = [(f"fault {fault_name(run_id)}", client.delete_fault, fault_name(run_id))]
     removals += [(f"fault {background_fault_name(run_id, i)}", client.delete_fault, background_fault_name(run_id, i))
                  for i, _ in enumerate(drill.setup.background_faults)]
-    removals += [(f"flag {name}", client.delete_flag, name) for name in drill.setup.flags]
+    flags = {*drill.setup.flags, *((drill.rollout.flag,) if drill.rollout is not None else ())}
+    removals += [(f"flag {name}", client.delete_flag, name) for name in sorted(flags)]
     deadline = time.monotonic() + patience_s
     left: list[str] = []
     for what, remove, name in removals:

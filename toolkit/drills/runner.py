@@ -42,6 +42,9 @@ __all__ = [
     "answer",
     "record_diagnosis",
     "answer_verdict",
+    "decide",
+    "RolloutStatus",
+    "rollout_status",
     "record_verdict",
     "stop",
     "pause",
@@ -134,6 +137,9 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
           actor: str = DEFAULT_ACTOR) -> RunDir:
     """Start a drill; ``actor`` is who the service's audit events name for its faults and flags."""
     drill = find_drill(drill_id)
+    if auto and drill.kind == "rollout":
+        raise DrillError(f"{drill.id} is a rollout drill: its calls are yours to make (`obslab drill decide`), "
+                         "so it runs without --auto")
     if not 0 < speed <= MAX_SPEED:
         raise DrillError(f"--speed must be more than 0 and at most {MAX_SPEED:g} (the fastest the lab's alert "
                          f"windows can be compressed), got {speed:g}")
@@ -162,6 +168,13 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     fault_duration_s = drill.fault.duration_s / speed if drill.fault is not None else None
     if drill.kind == "experiment":
         truth_fields = {"verdict": drill.truth.verdict, "evidence": drill.truth.evidence}
+    elif drill.kind == "rollout":
+        # The right call at each stage follows from this and from what the stage's data show (the report's judge).
+        reg = drill.truth.regression
+        truth_fields = {"regression": None if reg is None else {
+            "kind": reg.fault.kind, "target": reg.fault.target, "selector": reg.fault.selector,
+            "params": reg.fault.params, "from_percent": reg.from_percent, "shows_in": reg.shows_in,
+            "cohort": reg.cohort}}
     else:
         truth_fields = {"cause": drill.truth.cause, "cohort": drill.truth.cohort}
     run.write_truth({"drill_id": drill.id, "kind": drill.kind, **truth_fields,
@@ -310,6 +323,9 @@ def answer(drills_dir: Path, cause: str, cohort: Mapping[str, str], impact: floa
 
 def _record_answer(run: RunDir, state: RunState, drill: Drill, cause: str, cohort: Mapping[str, str],
                    impact: float, by: str) -> int:
+    if drill.kind == "rollout":
+        raise DrillError(f"{drill.id} is a rollout drill: make each stage's call with `obslab drill decide "
+                         "continue|hold|rollback`")
     if drill.kind == "experiment":
         raise DrillError(f"{drill.id} is an experiment drill: answer with --verdict and --evidence "
                          f"(`obslab drill show {drill.id}` lists the choices)")
@@ -336,6 +352,9 @@ def answer_verdict(drills_dir: Path, verdict: str, evidence: str, by: str = "lea
 
 
 def _record_verdict(run: RunDir, state: RunState, drill: Drill, verdict: str, evidence: str, by: str) -> int:
+    if drill.kind == "rollout":
+        raise DrillError(f"{drill.id} is a rollout drill: make each stage's call with `obslab drill decide "
+                         "continue|hold|rollback`")
     if drill.kind != "experiment":
         raise DrillError(f"{drill.id} is an incident drill: answer with --cause, --cohort and --impact")
     shown = questions(drill, state)
@@ -350,6 +369,69 @@ def _record_verdict(run: RunDir, state: RunState, drill: Drill, verdict: str, ev
                                     "at_scenario_s": round(run.clock().scenario_s(now), 3), "by": by})
     run.log("answer", verdict=verdict, evidence=evidence, by=by)
     return len(run.answers())
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    """Where a rollout drill stands, as the learner may see it (nothing of the truth)."""
+
+    percent: float | None  # None: not started yet
+    round: int
+    phase: str  # waiting | collecting | call_due | ended
+    stage_started_at: float | None  # wall time the current percent was set
+    seconds_left: float | None  # wall seconds until the call is due (collecting) or its time runs out (call_due)
+    ended: str
+    calls: tuple[dict, ...]
+    holds_left: int
+    due: dict | None = None  # a call due: the stage's counted outcomes and the power they give (scheduler's)
+
+
+def rollout_status(drills_dir: Path, now: float | None = None) -> RolloutStatus:
+    from toolkit.drills.rollout_drill import position
+
+    run, state, drill = _current(drills_dir)
+    if drill.kind != "rollout":
+        raise DrillError(f"{drill.id} is an {drill.kind} drill, not a rollout drill")
+    now = time.time() if now is None else now
+    timeline = run.timeline()
+    spec = drill.rollout
+    pos = position(spec, timeline)
+    calls = tuple({"percent": e["percent"], "round": e["round"], "call": e["call"]}
+                  for e in timeline if e.get("kind") == "call")
+    if pos is None:
+        return RolloutStatus(None, 0, "waiting", None, None, "", calls, spec.max_holds)
+    started = next(e["t"] for e in timeline if e.get("kind") == "rollout_stage" and e["stage"] == pos.stage
+                   and e["round"] == 0)
+    active = run.clock().active_s(now)
+    left, due = None, None
+    if pos.phase == "collecting":
+        left = max(0.0, pos.since_s + spec.window_s / state.speed - active)
+    elif pos.phase == "call_due":
+        left = max(0.0, pos.since_s + spec.decide_within_s / state.speed - active)
+        event = next(e for e in reversed(timeline) if e.get("kind") == "call_due")
+        due = {k: event.get(k) for k in ("control_outcomes", "variant_outcomes", "power_detect_drop", "power_alpha")}
+    return RolloutStatus(pos.percent, pos.round, pos.phase, started, left, pos.ended, calls,
+                         spec.max_holds - pos.round, due)
+
+
+def decide(drills_dir: Path, call: str, by: str = "learner") -> tuple[Drill, float]:
+    """Record the call (continue, hold, rollback) for the stage of the current rollout drill whose call is due;
+    the scheduler acts on it. The percent of the stage called."""
+    from toolkit.drills.rollout_drill import CALLS, record_call
+
+    run, state, drill = _current(drills_dir)
+    if call not in CALLS:
+        raise DrillError(f"unknown call {call!r}: one of {', '.join(CALLS)}")
+    if drill.kind != "rollout":
+        raise DrillError(f"{drill.id} is an {drill.kind} drill: `obslab drill decide` is for rollout drills "
+                         "(answer this one with `obslab drill answer`)")
+    if _phase(run, state) != "running":
+        raise DrillError(f"drill {drill.id} is not running: no call to make")
+    try:
+        pos = record_call(run, drill, call, run.clock().active_s(time.time()), by)
+    except ValueError as e:
+        raise DrillError(str(e)) from None
+    return drill, pos.percent
 
 
 def record_verdict(run: RunDir, diagnosis: ExperimentDiagnosis) -> int:

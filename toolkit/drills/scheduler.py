@@ -143,6 +143,11 @@ def run_schedule(run: RunDir) -> None:
                     run.log("fault_applied")
                 if truth.get("fault_applied_at") and not truth.get("fault_removed_at") and active >= fault_end:
                     _remove_fault(client, drill, run, truth)
+                if drill.kind == "rollout":
+                    from toolkit.drills.rollout_drill import tick
+
+                    if tick(drill, run, client, active, state.speed):
+                        break
             sample_metrics(client, run)
             if load is not None and load.poll() is not None:
                 run.log("load_exited", returncode=load.returncode)
@@ -159,7 +164,9 @@ def run_schedule(run: RunDir) -> None:
             from toolkit.drills.runner import record_diagnosis
 
             spec = default_spec(state)
-            if drill.kind == "experiment":
+            if drill.kind == "rollout":
+                pass  # a rollout drill's calls are the learner's: nothing to answer unattended
+            elif drill.kind == "experiment":
                 from toolkit.drills.auto import solve_experiment
                 from toolkit.drills.runner import record_verdict
 

@@ -7,6 +7,7 @@ so an author fixes a drill without reading this module.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass, field
@@ -37,6 +38,10 @@ __all__ = [
     "Experiment",
     "ExperimentTruth",
     "ExperimentQuestions",
+    "RolloutSpec",
+    "RolloutRegression",
+    "RolloutTruth",
+    "RolloutQuestions",
     "KINDS",
     "EXPERIMENT_METRICS",
     "DIFFICULTIES",
@@ -58,8 +63,12 @@ __all__ = [
 
 DIFFICULTIES = ("beginner", "intermediate", "advanced")
 # incident: "what broke?" (cause, cohort, impact); experiment: "did the change cause the movement, and can
-# the comparison be trusted?" (a verdict and the evidence it rests on).
-KINDS = ("incident", "experiment")
+# the comparison be trusted?" (a verdict and the evidence it rests on); rollout: "continue, hold or roll back?" at
+# each stage of a flag's rollout (``toolkit.drills.rollout_drill``).
+KINDS = ("incident", "experiment", "rollout")
+# The judge metrics a rollout drill's regression may show in (toolkit.analysis.judge.DEFAULT_METRICS).
+ROLLOUT_GUARDRAILS = ("publish_success_rate", "processing_latency_p95", "processing_latency_p99",
+                      "processing_latency_shift", "e2e_latency_p95", "timeout_share", "chunk_retry_share")
 # The figure an experiment's movement is about (the briefing names it); ``toolkit.drills.experiment`` measures it.
 EXPERIMENT_METRICS = ("success_rate", "e2e_latency_mean", "processing_latency_mean")
 # The fault vocabulary is the control plane's contract (contract/faults.py), so a drill can
@@ -219,6 +228,52 @@ class Experiment:
 
 
 @dataclass(frozen=True)
+class RolloutSpec:
+    """How a rollout drill moves its flag: the stages, the data each stage collects before its call is due, how long
+    the call may take, how many times a stage may be held (each hold: one more window at the same percent)."""
+
+    flag: str
+    variant: str
+    control: str
+    stages: tuple[float, ...]  # percent of users, strictly increasing, the last 100
+    window_s: float  # scenario seconds of data before a call is due
+    decide_within_s: float  # scenario seconds the call may take once due
+    max_holds: int  # holds a stage may take
+
+    def bound_s(self) -> float:
+        """The longest the rollout can run (scenario seconds): every stage held as often as it may, every call
+        taken at its deadline, the last stage's window."""
+        below = [p for p in self.stages if p < 100]
+        return len(below) * (1 + self.max_holds) * (self.window_s + self.decide_within_s) + self.window_s
+
+
+@dataclass(frozen=True)
+class RolloutRegression:
+    """What the change really does wrong (hidden): a fault on the variant's users, in force from the first stage
+    at ``from_percent`` or more; ``shows_in`` is the judge metric it moves, within ``cohort`` (empty: everyone)."""
+
+    fault: BackgroundFault
+    from_percent: float
+    shows_in: str
+    cohort: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RolloutTruth:
+    regression: RolloutRegression | None  # None: a good change
+
+
+@dataclass(frozen=True)
+class RolloutQuestions:
+    """A rollout drill asks one question at each stage: continue, hold or roll back."""
+
+    prompt: str
+
+    def shuffled(self, seed: int | str) -> "RolloutQuestions":  # noqa: ARG002 - nothing to shuffle
+        return self
+
+
+@dataclass(frozen=True)
 class Debrief:
     what_happened: str
     evidence_path: tuple[str, ...]
@@ -232,14 +287,15 @@ class Drill:
     difficulty: str
     briefing: str
     setup: Setup
-    fault: Fault | None  # None only for an experiment drill whose scenario is all in its setup
-    truth: Truth | ExperimentTruth  # ExperimentTruth when kind is experiment
-    questions: Questions | ExperimentQuestions
+    fault: Fault | None  # None for a rollout drill, and an experiment drill whose scenario is all in its setup
+    truth: Truth | ExperimentTruth | RolloutTruth  # by kind
+    questions: Questions | ExperimentQuestions | RolloutQuestions
     hints: tuple[str, ...]
     debrief: Debrief
     source: str = ""
     kind: str = "incident"
     experiment: Experiment | None = None
+    rollout: RolloutSpec | None = None
 
 
 class _Checker:
@@ -321,6 +377,8 @@ def parse_drill(data: Any, source: str = "drill.yaml") -> Drill:
     kind = c.choice(top.get("kind", "incident"), "kind", KINDS)
     if kind == "experiment":
         return _parse_experiment_drill(c, top, source)
+    if kind == "rollout":
+        return _parse_rollout_drill(c, top, source)
     c.fields(top, "", {"id", "title", "difficulty", "briefing", "setup", "fault", "truth", "questions",
                        "hints", "debrief"}, {"kind"})
     drill_id, title, difficulty, briefing = _parse_head(c, top, source)
@@ -389,6 +447,55 @@ def _parse_experiment_drill(c: _Checker, top: dict, source: str) -> Drill:
     debrief = _parse_debrief(c, top["debrief"])
     return Drill(drill_id, title, difficulty, briefing, setup, fault, truth, questions, hints, debrief, source,
                  "experiment", experiment)
+
+
+def _parse_rollout_drill(c: _Checker, top: dict, source: str) -> Drill:
+    """A rollout call drill: the flag moves stage by stage; the learner calls continue, hold or roll back at each."""
+    c.fields(top, "", {"id", "kind", "title", "difficulty", "briefing", "setup", "rollout", "hints", "debrief",
+                       "prompt"}, {"regression"})
+    drill_id, title, difficulty, briefing = _parse_head(c, top, source)
+    m = c.mapping(top["rollout"], "rollout", allow_empty=False)
+    c.fields(m, "rollout", {"stages", "window", "decide_within"}, {"flag", "variant", "max_holds"})
+    flag = c.choice(m.get("flag", "release"), "rollout.flag", tuple(FLAGS))
+    variant = c.choice(m.get("variant", FLAGS[flag][1]), "rollout.variant", FLAGS[flag][1:])
+    raw = m["stages"]
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise c.fail("rollout.stages", f"expected a list of at least 2 percentages ending at 100, got {brief(raw)}")
+    stages = tuple(c.number(v, f"rollout.stages[{i}]", 0.01, 100) for i, v in enumerate(raw))
+    if list(stages) != sorted(set(stages)):
+        raise c.fail("rollout.stages", f"percentages must strictly increase, got {brief(raw)}")
+    if stages[-1] != 100:
+        raise c.fail("rollout.stages", f"the last stage must be 100, got {brief(raw[-1])}")
+    spec = RolloutSpec(flag, variant, FLAGS[flag][0], stages, c.duration(m["window"], "rollout.window"),
+                       c.duration(m["decide_within"], "rollout.decide_within"),
+                       c.integer(m.get("max_holds", 1), "rollout.max_holds", 0, 3))
+    raw_setup = c.mapping(top["setup"], "setup", allow_empty=False)
+    if "duration" in raw_setup:
+        raise c.fail("setup.duration", "a rollout drill's length follows from its rollout (stages, window, "
+                                       "decide_within, max_holds): leave it out")
+    if "flags" in raw_setup and flag in (raw_setup["flags"] or {}):
+        raise c.fail(f"setup.flags.{flag}", "the rollout moves this flag: the setup must not set it")
+    setup = _parse_setup(c, {**raw_setup, "duration": f"{spec.bound_s():g}s"})
+    regression = None
+    if "regression" in top:
+        r = c.mapping(top["regression"], "regression", allow_empty=False)
+        c.fields(r, "regression", {"kind", "target", "shows_in"}, {"selector", "params", "route", "from_percent"})
+        body = {k: v for k, v in r.items() if k in ("kind", "target", "selector", "params", "route")}
+        fault = BackgroundFault(*_parse_fault_body(c, body, "regression"))
+        if fault.selector.get(flag) != variant:
+            raise c.fail(f"regression.selector.{flag}", f"the regression is the change's: it must select "
+                                                        f"{flag}: {variant}")
+        from_percent = c.number(r.get("from_percent", stages[0]), "regression.from_percent", 0.01, 100)
+        if from_percent not in stages:
+            raise c.fail("regression.from_percent", f"must be one of the stages {brief(list(raw))}, "
+                                                    f"got {brief(r['from_percent'])}")
+        cohort = {k: v for k, v in fault.selector.items() if k not in (flag, "percentage")}
+        regression = RolloutRegression(fault, from_percent, c.choice(r["shows_in"], "regression.shows_in",
+                                                                     ROLLOUT_GUARDRAILS), cohort)
+    hints = c.string_list(top["hints"], "hints")
+    debrief = _parse_debrief(c, top["debrief"])
+    return Drill(drill_id, title, difficulty, briefing, setup, None, RolloutTruth(regression),
+                 RolloutQuestions(c.string(top["prompt"], "prompt")), hints, debrief, source, "rollout", rollout=spec)
 
 
 def _choice_list(c: _Checker, raw: Any, where: str, known: tuple[str, ...]) -> tuple[str, ...]:
@@ -602,6 +709,13 @@ def load_drill(path: str | Path) -> Drill:
     return parse_drill(data, source=str(p))
 
 
+@functools.lru_cache(maxsize=512)
+def _load_unchanged(path: str, mtime_ns: int, size: int) -> Drill:  # noqa: ARG001 - the cache key
+    """A drill file parsed once while it is unchanged: every drill command looks its drill up in the whole
+    catalogue (``find_drill``), and ``drill status`` is polled by the dashboard."""
+    return load_drill(path)
+
+
 def catalogue_dir() -> Path:
     """The directory of the drills shipped with obslab."""
     return Path(str(resources.files("toolkit.drills").joinpath("catalogue")))
@@ -614,7 +728,8 @@ def load_catalogue(directory: str | Path | None = None, kind: str | None = "inci
     d = Path(directory) if directory is not None else catalogue_dir()
     drills: dict[str, Drill] = {}
     for path in sorted(d.glob("*.yaml")):
-        drill = load_drill(path)
+        st = path.stat()
+        drill = _load_unchanged(str(path), st.st_mtime_ns, st.st_size)
         if kind is None or drill.kind == kind:
             drills[drill.id] = drill
     return drills

@@ -70,9 +70,11 @@ def story_template_for(data_dir: Path, run: str) -> str:
 
 def _incident_only(drill, run: RunDir) -> None:
     if drill.kind != "incident":
-        raise StoryRunError(f"drill run {run.path.name} is an experiment drill ({drill.id}): the story template and "
-                            "check cover incident drills; its report (`obslab drill report`) holds the comparison "
-                            "and the checks")
+        holds = "each call beside the right call and the judge's evidence" if drill.kind == "rollout" else \
+            "the comparison and the checks"
+        article = "an" if drill.kind[0] in "aeiou" else "a"
+        raise StoryRunError(f"drill run {run.path.name} is {article} {drill.kind} drill ({drill.id}): the story "
+                            f"template and check cover incident drills; its report (`obslab drill report`) holds {holds}")
 
 
 def check_story_for(data_dir: Path, run: str, text: str) -> StoryCheck:

@@ -66,7 +66,11 @@ def _active_json() -> dict | None:
 
     drill = st.drill
     shown = st.questions  # this run's shuffled order; the page preselects none of them
-    if drill.kind == "experiment":
+    rollout = None
+    if drill.kind == "rollout":
+        questions = []  # one call a stage, by the buttons of the rollout box
+        rollout = _rollout_json()
+    elif drill.kind == "experiment":
         questions = [
             {"id": "verdict", "text": f"{shown.prompt} verdict", "choices": list(shown.verdict_choices)},
             {"id": "evidence", "text": "evidence (what the verdict rests on)", "choices": list(shown.evidence_choices)},
@@ -82,7 +86,18 @@ def _active_json() -> dict | None:
             "remaining_s": round(st.remaining_s, 1), "paused": st.paused, "speed": st.state.speed,
             "started_at": _iso(st.state.started_at), "briefing": drill.briefing, "questions": questions,
             "hints_shown": list(drill.hints[: st.hints_shown]), "hints_total": len(drill.hints),
-            "hint_cost": HINT_COST, "answers": st.answers}
+            "hint_cost": HINT_COST, "answers": st.answers, "kind": drill.kind, "rollout": rollout}
+
+
+def _rollout_json() -> dict:
+    """Where a rollout drill stands, for its Continue / Hold / Roll back buttons (nothing of the truth)."""
+    from toolkit.drills import runner
+
+    rs = runner.rollout_status(_drills_dir())
+    return {"percent": rs.percent, "round": rs.round, "phase": rs.phase,
+            "stage_started_at": _iso(rs.stage_started_at) if rs.stage_started_at else None,
+            "seconds_left": None if rs.seconds_left is None else round(rs.seconds_left, 1), "ended": rs.ended,
+            "calls": list(rs.calls), "holds_left": rs.holds_left, "due": rs.due}
 
 
 def _iso(epoch: float) -> str:
@@ -200,6 +215,22 @@ def answer():
     except _user_errors() as e:
         return _error(422, str(e))
     return jsonify(text=f"answer {n} recorded for {drill.id}; graded in the report (button Report).")
+
+
+@bp.post("/active/decide")
+def decide():
+    """A rollout drill's call for the stage whose call is due: ``{"call": "continue"|"hold"|"rollback"}``."""
+    from toolkit.drills import runner
+
+    call = (request.get_json(silent=True) or {}).get("call")
+    if not isinstance(call, str):
+        return _error(422, f"call must be one of continue, hold, rollback, got {call!r}", "call")
+    try:
+        drill, percent = runner.decide(_drills_dir(), call, by="dashboard")
+    except _user_errors() as e:
+        return _error(409, str(e), "call")
+    return jsonify(text=f"{call} recorded for the {percent:g} % stage of {drill.id}; graded in the report.",
+                   active=_active_json())
 
 
 # The API calls that are views a learner chose (the page polls them; a view is recorded when it changes).

@@ -457,8 +457,9 @@ function renderActiveDrill(a) {
                      el("option", { value: "", text: "— choose —", selected: "selected" }),
                      ...q.choices.map(c => el("option", { value: c, text: c })))
                 : el("input", { name: q.id, size: 30 }))));
-  const form = el("form", { "data-testid": "drill-answer-form", onsubmit: (ev) => { ev.preventDefault(); answerDrill(form); } },
-    ...answerFields, el("button", { type: "submit" }, "Submit answer"));
+  const form = a.kind === "rollout" ? renderRolloutBox(a.rollout)
+    : el("form", { "data-testid": "drill-answer-form", onsubmit: (ev) => { ev.preventDefault(); answerDrill(form); } },
+      ...answerFields, el("button", { type: "submit" }, "Submit answer"));
   return el("div", { class: "drill active", "data-testid": "drill-active", "data-name": a.name, "data-phase": a.phase },
     el("h3", { text: `${a.phase === "running" ? "Running" : "Drill " + a.phase}: ${a.title || a.name}` }),
     el("div", { class: "muted", "data-testid": "drill-clock" },
@@ -474,6 +475,32 @@ function renderActiveDrill(a) {
       el("button", { onclick: stopDrill, "data-testid": "drill-stop" }, "Stop")),
     el("div", { id: "drill-hints" }, ...(a.hints_shown || []).map(h => el("div", { text: "hint: " + h }))),
     form, el("div", { id: "drill-output", class: "report" }), renderStoryPanel());
+}
+
+// A rollout drill: where the rollout stands, and the stage's call once it is due (obslab drill decide).
+function rolloutText(r) {
+  if (!r || r.percent === null) return "rollout: not started yet";
+  const calls = (r.calls || []).map(c => `${c.percent} %: ${c.call}`).join(", ");
+  const where = `stage ${r.percent} % since ${timeOf(r.stage_started_at)} (round ${r.round + 1})`;
+  const what = r.phase === "collecting" ? `collecting data, call due in ${Math.round(r.seconds_left)} s`
+    : r.phase === "call_due" ? `call due: ${Math.round(r.seconds_left)} s left, ${r.holds_left} hold(s) left`
+      + (r.due && r.due.variant_outcomes !== undefined ? ` · this stage: ${r.due.control_outcomes} control and `
+        + `${r.due.variant_outcomes} variant publishes ended, power ${r.due.power_detect_drop} to detect a 2 pp drop` : "")
+    : `rollout ended (${(r.ended || "").replace("_", " ")})`;
+  return `${where}: ${what}` + (calls ? ` · calls: ${calls}` : "");
+}
+function renderRolloutBox(r) {
+  const due = r && r.phase === "call_due";
+  const button = (call, label) => el("button", { onclick: () => decideDrill(call), "data-testid": "drill-decide-" + call,
+                                                 disabled: due ? null : "disabled" }, label);
+  return el("div", { "data-testid": "drill-rollout" },
+    el("div", { "data-testid": "drill-rollout-status", text: rolloutText(r) }),
+    el("div", {}, button("continue", "Continue"), " ", button("hold", "Hold"), " ", button("rollback", "Roll back")));
+}
+async function decideDrill(call) {
+  const r = await postJSON("api/drills/active/decide", { call });
+  $("#drill-output").replaceChildren(el("pre", { text: r.ok ? r.body.text : errText(r) }));
+  await loadDrills();
 }
 
 // Your own story of the drill: a skeleton to write in, then every number and metric checked
@@ -519,6 +546,10 @@ async function refreshDrillStatus() {
   const a = r.body.active, shown = $("[data-testid=drill-active]");
   if (!a !== !shown || (a && (shown.dataset.name !== a.name || shown.dataset.phase !== a.phase))) { await loadDrills(); return; }
   if (a) $("[data-testid=drill-answer-count]").textContent = answersText(a.answers);
+  if (a && a.kind === "rollout") {
+    const box = $("[data-testid=drill-rollout]");
+    if (box) box.replaceWith(renderRolloutBox(a.rollout));
+  }
 }
 
 async function postJSON(path, body) {
