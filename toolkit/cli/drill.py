@@ -333,15 +333,17 @@ def mitigate(
     action: List[str] = typer.Argument(..., help="One of the drill's mitigation choices, e.g. `rollback release` "
                                                  "or `retry-policy backoff:8` (`obslab drill show ID` lists them)."),
     data_dir: Path = DataDir,
-    url: Optional[str] = Url,
+    url: Optional[str] = typer.Option(None, "--url", help="The lab's publish API (default: the one the drill "
+                                                          "runs against)."),
 ) -> None:
     """Mitigate the current drill's incident: one action a run, applied to the lab at once (graded in the
     report); then show the recovery with `obslab drill recovery`."""
     from toolkit.drills import mitigate as mitigation
 
     with user_errors(*_ERRORS):
-        runner.status(_drills_dir(data_dir))  # no drill here: say so before looking for a lab
-        done = mitigation.mitigate(find_lab(data_dir, url), " ".join(action))
+        st = runner.status(_drills_dir(data_dir))  # no drill here: say so before looking for a lab
+        # The lab the drill runs against, unless told otherwise.
+        done = mitigation.mitigate(find_lab(data_dir, url or st.state.url), " ".join(action))
     console.print(f"mitigation {done.action} applied at t={done.at_scenario_s:.0f} s (scenario time) in {done.drill.id}. "
                   f"Show the recovery: measure the publish success rate since then with `obslab sli "
                   f"{data_dir / 'events'} --since {done.since}` and report it with `obslab drill recovery "

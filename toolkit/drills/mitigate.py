@@ -164,6 +164,7 @@ class MitigationResult:
     after: RateFigure | None  # mitigation → fault end
     claimed: float | None
     claim_window: RateFigure | None
+    recovered: RateFigure | None  # the learner's window cut at the fault's end
     objective: float
     grade: MitigationGrade
     right: str
@@ -192,7 +193,7 @@ def mitigation_result(run: RunDir, spec: SloSpec, fault: Window, end: float, sce
     claims = list(read_jsonl(run.path / RECOVERY_FILE))
     claim = claims[-1] if claims else None
     if done is None:
-        return MitigationResult(None, None, None, None, "none", None, None, None, None, None, objective,
+        return MitigationResult(None, None, None, None, "none", None, None, None, None, None, None, objective,
                                 grade_mitigation(drill.mitigations, None, "none", None, None, None, 0, objective),
                                 drill.mitigations.right)
     at = float(done["at"])
@@ -202,12 +203,15 @@ def mitigation_result(run: RunDir, spec: SloSpec, fault: Window, end: float, sce
     before = _rate(events, spec, Window(fault.start, at)) if when == "during" else None
     after = _rate(events, spec, Window(at, fault.end)) if when == "during" else None
     claim_window = _rate(events, spec, Window(claim["since"], min(claim["until"], end))) if claim else None
+    # Recovery the mitigation made: the learner's window while the fault was still on.
+    recovered = (_rate(events, spec, Window(claim["since"], min(claim["until"], fault.end)))
+                 if claim and when == "during" and claim["since"] < fault.end else None)
     g = grade_mitigation(drill.mitigations, done["action"], when, claim["value"] if claim else None,
-                         claim_window.rate if claim_window else None, after.rate if after else None,
-                         after.total if after else 0, objective)
+                         claim_window.rate if claim_window else None, recovered.rate if recovered else None,
+                         recovered.total if recovered else 0, objective)
     ttm = max(0.0, scenario_s(at) - scenario_s(fault.start)) if when == "during" else None
     return MitigationResult(done["action"], done.get("by"), at, float(done["at_scenario_s"]), when, ttm, before,
-                            after, claim["value"] if claim else None, claim_window, objective, g,
+                            after, claim["value"] if claim else None, claim_window, recovered, objective, g,
                             drill.mitigations.right)
 
 
@@ -235,6 +239,8 @@ def render_mitigation_markdown(r: MitigationResult, scenario_s) -> str:
                   + ("none reported" if r.claimed is None else
                      f"{r.claimed:.4f}; the engine over your window: {_figure_text(r.claim_window, scenario_s)}")
                   + ".",
+                  f"- Your window while the fault was still on (graded as the recovery): "
+                  f"{_figure_text(r.recovered, scenario_s)}.",
                   f"- Definition: {r.after.definition if r.after else (r.claim_window.definition if r.claim_window else RECOVERY_FIGURE)}; "
                   f"recovered means at or above the objective {r.objective:g}.",
                   ""]
@@ -260,6 +266,7 @@ def mitigation_json(r: MitigationResult, scenario_s) -> dict:
             "figure": RECOVERY_FIGURE, "objective": r.objective,
             "before": _figure_json(r.before, scenario_s), "after": _figure_json(r.after, scenario_s),
             "claimed": r.claimed, "claim_window": _figure_json(r.claim_window, scenario_s),
+            "recovered_window": _figure_json(r.recovered, scenario_s),
             "grade": {"total": r.grade.total, "max": r.grade.max_total,
                       "parts": [{"part": p.part, "points": p.points, "max_points": p.max_points, "note": p.note}
                                 for p in r.grade.parts]}}

@@ -171,9 +171,11 @@ def grade_mitigation(spec: Mitigations, action: str | None, when: str, claimed: 
       ``after`` the fault earns nothing: there was nothing to mitigate);
     - recovery_figure: the success rate the learner reported (``claimed``) against the engine's over the
       learner's own window (``measured``), within the drill's tolerance;
-    - recovered: the engine's success rate from the mitigation to the fault's end (``recovery_rate`` over
-      ``recovery_total`` attempts with an outcome) at or above the SLO's objective: recovery the
-      mitigation made, not the fault's own end.
+    - recovered: the engine's success rate over the learner's window cut at the fault's end
+      (``recovery_rate`` over ``recovery_total`` attempts with an outcome; None when the window begins after
+      the fault's end) at or above the SLO's objective: recovery the mitigation made, not the fault's own end.
+      The learner may start the window a little after the mitigation, once the attempts already on the
+      faulty path have ended, as one waits for a rollback to complete.
     """
     p = MITIGATION_POINTS
     if action is None:
@@ -197,18 +199,21 @@ def grade_mitigation(spec: Mitigations, action: str | None, when: str, claimed: 
         figure = MitigationPart("recovery_figure", p["recovery_figure"] if ok else 0.0, p["recovery_figure"],
                                 f"reported {claimed:.4f}, measured {measured:.4f} over your window "
                                 f"({'within' if ok else 'outside'} ±{spec.tolerance:g})")
+    where = "in your window while the fault was still on"
     if when != "during":
         recovered = MitigationPart("recovered", 0.0, p["recovered"], f"the mitigation came {when} the fault")
-    elif recovery_rate is None or recovery_total < MIN_RECOVERY_ATTEMPTS:
+    elif claimed is None:
+        recovered = MitigationPart("recovered", 0.0, p["recovered"], "no recovery window reported")
+    elif recovery_total < MIN_RECOVERY_ATTEMPTS or recovery_rate is None:
         recovered = MitigationPart("recovered", 0.0, p["recovered"],
-                                   f"{recovery_total} attempts from the mitigation to the fault's end: fewer than "
-                                   f"{MIN_RECOVERY_ATTEMPTS} show nothing either way")
+                                   f"{recovery_total} attempts {where}: fewer than {MIN_RECOVERY_ATTEMPTS} show "
+                                   "nothing either way (a window after the fault's end shows its end, not yours)")
     elif recovery_rate >= objective:
         recovered = MitigationPart("recovered", p["recovered"], p["recovered"],
-                                   f"{recovery_rate:.4f} over {recovery_total} attempts from the mitigation to the "
-                                   f"fault's end: at or above the objective {objective:g}")
+                                   f"{recovery_rate:.4f} over {recovery_total} attempts {where}: at or above the "
+                                   f"objective {objective:g}")
     else:
         recovered = MitigationPart("recovered", 0.0, p["recovered"],
-                                   f"{recovery_rate:.4f} over {recovery_total} attempts from the mitigation to the "
-                                   f"fault's end: still below the objective {objective:g}")
+                                   f"{recovery_rate:.4f} over {recovery_total} attempts {where}: still below the "
+                                   f"objective {objective:g}")
     return MitigationGrade((act, figure, recovered))
