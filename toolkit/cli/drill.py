@@ -103,11 +103,11 @@ def _show_mitigations(d, data_dir: Path) -> None:
             shown = mitigation.choices(d, st.state)
     except (NoDrillRunning, *runner.USER_ERRORS, OSError, ValueError):
         pass
-    console.print("  mitigation (once, while the fault is on: `obslab drill mitigate ACTION`), one of:",
-                  highlight=False)
+    console.print("  mitigation (`obslab drill mitigate ACTION`), one of:", highlight=False)
     for a in shown:
         console.print(f"    {a}", highlight=False)
-    console.print("  then the recovery: the publish success rate after it (`obslab drill recovery`)", highlight=False)
+    console.print("  once a run, while the fault is on; then the recovery: the publish success rate after it "
+                  "(`obslab drill recovery`)", highlight=False)
 
 
 def _show_experiment_questions(d, q) -> None:
