@@ -114,5 +114,5 @@ def test_rollback_mitigates_bad_canary_and_the_report_grades_the_recovery(servic
     assert any(a.cohort.get("release") == "canary" for a in attempts if a.started < mitigated_at)
     later = [a for a in attempts if a.started > mitigated_at + 2]
     assert later and all(a.cohort.get("release") == "stable" for a in later)
-    assert "## Mitigation" in md and "rollback release" in md and "Time to mitigate" in md
+    assert "## Mitigation" in md and "mitigation (learner): rollback release" in md and "Time to mitigate" in md
     assert elapsed < 90

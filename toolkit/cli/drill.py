@@ -346,7 +346,7 @@ def mitigate(
         done = mitigation.mitigate(find_lab(data_dir, url or st.state.url), " ".join(action))
     console.print(f"mitigation {done.action} applied at t={done.at_scenario_s:.0f} s (scenario time) in {done.drill.id}. "
                   f"Show the recovery: measure the publish success rate since then with `obslab sli "
-                  f"{data_dir / 'events'} --since {done.since}` and report it with `obslab drill recovery "
+                  f"{st.state.events_dir or data_dir / 'events'} --since {done.since}` and report it with `obslab drill recovery "
                   f"--success-rate RATE --since {done.since} [--until T]`.", highlight=False)
 
 

@@ -368,6 +368,8 @@ def _timeline_rows(data: ReportData) -> list[tuple[float, str]]:
             text = f"hint {e['number']} shown"
         elif kind == "flag_set":
             text = f"flag {e['flag']} → {e['variant']} for {e['percent']:g} % of users"
+        elif kind == "mitigation":
+            text = f"mitigation ({e.get('by', 'learner')}): {e['action']}"
         else:
             text = kind.replace("_", " ")
         rows.append((e["t"], text))
