@@ -295,3 +295,102 @@ print(lf.apply_remote_config({str(config)!r}), creator.SETTINGS.retry.kind)
     lines = proc.stdout.splitlines()
     assert lines == ['["immediate", 5]', "False", "True False", '["backoff", 8]', "False backoff"], proc.stdout
     assert "remote config" in proc.stderr and "ignored" in proc.stderr  # a bad file is reported, not applied
+
+
+# -- the report's figures, over seeded synthetic events --------------------------------------------------
+
+def _synthetic_bad_canary_run(data_dir: Path, heals_at_s: float) -> RunDir:
+    """A finished bad-canary run over seeded events: the canary fails from 200 s until ``heals_at_s`` (the
+    fault is in force 200-600 s); the learner rolled the release back at 350 s."""
+    from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
+
+    start_dt = datetime(2026, 1, 5, 10, 0, 0, tzinfo=timezone.utc)
+    cfg = SynthConfig(attempts=3000, duration_s=700.0, start=start_dt, cancel_rate=0.0, abandon_rate=0.0,
+                      transcode_failure_rate=0.0, canary_share=0.3,
+                      effects=(Effect(where={"release": "canary"}, start_s=200.0, end_s=heals_at_s, failure_rate=0.9,
+                                      error_class="internal"),))
+    events = data_dir / "events"
+    events.mkdir(parents=True)
+    write_jsonl(generate(cfg, seed=5), events / "events.jsonl")
+    start = start_dt.timestamp()
+    run_id = "20260105T100000-bad-canary"
+    run = RunDir(data_dir / "drills" / run_id)
+    run.path.mkdir(parents=True)
+    (data_dir / "drills" / CURRENT).write_text(json.dumps({"run_dir": run_id}))
+    run.write_state(RunState(run_id=run_id, drill_id="bad-canary", seed=3, speed=1.0, url="http://127.0.0.1:1",
+                             data_dir=str(data_dir), started_at=start, duration_s=700.0, events_dir=str(events)))
+    run.write_truth({"fault_start_s": 200.0, "fault_duration_s": 400.0, "fault_applied_at": start + 200,
+                     "fault_removed_at": start + 600})
+    append_jsonl(run.timeline_file, {"t": start, "kind": "drill_started"})
+    (run.path / mitigate.MITIGATION_FILE).write_text(json.dumps(
+        {"action": "rollback release", "at": start + 350, "at_scenario_s": 350.0, "by": "learner"}))
+    append_jsonl(run.timeline_file, {"t": start + 350, "kind": "mitigation", "action": "rollback release",
+                                     "by": "learner"})
+    append_jsonl(run.timeline_file, {"t": start + 700, "kind": "drill_finished"})
+    return run
+
+
+def _result(run: RunDir, claim: tuple[float, float, float] | None):
+    from toolkit.drills.measure import Window
+    from toolkit.drills.report import default_spec
+
+    state = run.read_state()
+    start = state.started_at
+    if claim is not None:
+        value, since_s, until_s = claim
+        append_jsonl(run.path / mitigate.RECOVERY_FILE, {"value": value, "since": start + since_s,
+                                                          "until": start + until_s, "at": start + until_s})
+    return mitigate.mitigation_result(run, default_spec(state), Window(start + 200, start + 600), start + 700,
+                                      lambda t: t - start)
+
+
+def _engine_rate(run: RunDir, since_s: float, until_s: float) -> float:
+    from toolkit.events import load_events
+    from toolkit.measures.sli import SliQuery, compute_report
+    from toolkit.slo.spec import load_spec
+
+    start = run.read_state().started_at
+    events = load_events([str(Path(run.read_state().events_dir))])
+    totals = compute_report(events, load_spec(REPO / "slo.yaml"),
+                            SliQuery(since=_iso(start + since_s), until=_iso(start + until_s), window_s=None)).totals
+    return totals.figure("publish_success_rate").value
+
+
+def test_the_report_measures_before_after_and_the_learners_window_with_the_engine(tmp_path):
+    run = _synthetic_bad_canary_run(tmp_path, heals_at_s=352.0)  # the rollback took the traffic off the canary
+    claimed = _engine_rate(run, 360, 590)  # what `obslab sli --since … --until …` prints
+    r = _result(run, (claimed, 360, 590))
+    assert r.when == "during" and r.time_to_mitigate_s == pytest.approx(150.0)
+    assert r.before.rate < 0.9 < 0.99 <= r.after.rate  # the canary failed, then stopped failing
+    assert r.claim_window.rate == pytest.approx(claimed) and r.recovered.rate == pytest.approx(claimed)
+    assert {p.part: p.points for p in r.grade.parts} == {"action": 50, "recovery_figure": 25, "recovered": 25}
+    md = mitigate.render_mitigation_markdown(r, lambda t: t - run.read_state().started_at)
+    assert "## Mitigation" in md and "Time to mitigate (fault start → mitigation): 150.0 s" in md
+    assert f"--since {_iso(run.read_state().started_at + 200)}" in md  # the command that reproduces "before"
+
+
+def test_a_window_that_shows_the_fault_s_own_end_earns_no_recovery(tmp_path):
+    run = _synthetic_bad_canary_run(tmp_path, heals_at_s=600.0)  # nothing the learner did helped
+    r = _result(run, (1.0, 605, 690))  # after the fault's end: all healthy, but not thanks to the mitigation
+    parts = {p.part: p for p in r.grade.parts}
+    assert r.recovered is None and parts["recovered"].points == 0, parts["recovered"]
+    assert r.after.rate < 0.99  # from the mitigation to the fault's end it kept failing
+
+
+def test_a_learner_window_still_in_the_fault_shows_no_recovery_when_there_was_none(tmp_path):
+    run = _synthetic_bad_canary_run(tmp_path, heals_at_s=600.0)
+    claimed = _engine_rate(run, 360, 590)
+    r = _result(run, (claimed, 360, 590))
+    parts = {p.part: p.points for p in r.grade.parts}
+    assert parts == {"action": 50, "recovery_figure": 25, "recovered": 0}  # an honest figure, no recovery
+
+
+def test_the_written_report_has_the_mitigation_section_and_json(tmp_path):
+    from toolkit.drills.report import write_report
+
+    run = _synthetic_bad_canary_run(tmp_path, heals_at_s=352.0)
+    md = write_report(run).read_text()
+    assert "## Mitigation" in md and "mitigation (learner): rollback release" in md
+    m = json.loads((run.report_dir / "report.json").read_text())["mitigation"]
+    assert m["action"] == "rollback release" and m["claimed"] is None
+    assert [p["points"] for p in m["grade"]["parts"]] == [50, 0, 0]
