@@ -129,6 +129,73 @@ def test_docs_list_no_solution():
                 assert drill.truth.cause not in rest and not any(str(v) in rest for v in drill.truth.cohort.values()), line
 
 
+# -- the mitigation step: its choices are shuffled, its answer is graded only in the report ---------------
+
+MITIGABLE = sorted(d.id for d in load_catalogue().values() if d.mitigations is not None)
+
+
+@pytest.mark.parametrize("drill_id", MITIGABLE)
+def test_no_right_mitigation_in_a_fixed_position_over_seeds(drill_id):
+    from toolkit.drills import mitigate
+
+    drill = load_catalogue()[drill_id]
+    positions = Counter()
+    for seed in SEEDS:
+        state = _state(f"20260101T000000-{drill_id}", seed, drill_id)
+        shown = mitigate.choices(drill, state)
+        assert shown == mitigate.choices(drill, state) and sorted(shown) == sorted(drill.mitigations.choices)
+        positions[shown.index(drill.mitigations.right)] += 1
+    assert len(positions) == len(drill.mitigations.choices), positions
+    assert max(positions.values()) <= len(SEEDS) / 2, positions
+
+
+@pytest.mark.parametrize("drill_id", MITIGABLE)
+def test_drill_show_lists_the_mitigations_in_no_fixed_order_and_marks_none(tmp_path, drill_id):
+    cli = CliRunner()
+    firsts = set()
+    for _ in range(12):
+        out = cli.invoke(app, ["drill", "show", drill_id, "--data-dir", str(tmp_path)])
+        assert out.exit_code == 0, out.output
+        block = out.output.split("drill mitigate ACTION`), one of:", 1)[1].split("once a run", 1)[0].splitlines()[1:]
+        assert sorted(line.strip() for line in block if line.strip()) == sorted(
+            load_catalogue()[drill_id].mitigations.choices)
+        firsts.add(block[0].strip())
+    assert len(firsts) > 1
+
+
+@pytest.mark.parametrize("drill_id", MITIGABLE)
+def test_mitigate_answers_a_right_and_a_wrong_action_alike(tmp_path, drill_id):
+    """The command's output and the run's public record read the same whichever choice is taken: only the report
+    grades it. (Choices that need no lab: the retry-policy ones; a rollback's output is the same line.)"""
+    import re
+
+    drill = load_catalogue()[drill_id]
+    outputs = {}
+    for action in drill.mitigations.choices:
+        if not action.startswith("retry-policy"):
+            continue
+        data = tmp_path / action.replace(" ", "_").replace(":", "_")
+        _fake_running_run(data, drill_id)
+        out = CliRunner().invoke(app, ["drill", "mitigate", *action.split(), "--data-dir", str(data)],
+                                 env={"OBSLAB_ADMIN_TOKEN": "t"})
+        assert out.exit_code == 0, out.output
+        # Whitespace dropped: the console wraps lines where the paths' lengths put them.
+        text = "".join(out.output.split()).replace("".join(action.split()), "ACTION").replace(str(data), "DATA")
+        outputs[action] = re.sub(r"t=\d+s", "t=Ns", re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z", "TIME", text))
+        status = CliRunner().invoke(app, ["drill", "status", "--data-dir", str(data)])
+        assert "right" not in status.output.lower() and "wrong" not in status.output.lower()
+    assert len(set(outputs.values())) == 1, outputs
+    assert not any(word in text.lower() for text in outputs.values() for word in ("right", "wrong", "correct"))
+
+
+def test_docs_name_no_right_mitigation():
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "drills.md").read_text() + (root / "README.md").read_text()
+    for drill_id in MITIGABLE:
+        right = load_catalogue()[drill_id].mitigations.right
+        assert f"mitigate {right}" not in text and f"`{right}`" not in text, right
+
+
 # -- a real drill against the real service ---------------------------------------------------------
 
 def _wait(predicate, timeout_s: float, what: str):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
@@ -85,6 +85,7 @@ def show(drill_id: str = typer.Argument(..., help="Drill id (see `obslab drill l
     console.print(f"  cohort: everyone, or dim=value[,dim=value] over {', '.join(q.cohort_dimensions)}",
                   highlight=False)
     console.print(f"  impact: {d.questions.impact.prompt}", highlight=False)
+    _show_mitigations(d, data_dir)
     console.print(f"\n{len(d.hints)} hints available (`obslab drill hint`), {HINT_COST:g} points each.",
                   highlight=False)
 
@@ -100,6 +101,29 @@ def _show_rollout(d) -> None:
                   "states the stage's data and its power)", highlight=False)
     console.print(f"\n{len(d.hints)} hints available (`obslab drill hint`), {HINT_COST:g} points each.",
                   highlight=False)
+
+
+def _show_mitigations(d, data_dir: Path) -> None:
+    """A drill's mitigation choices: in the current run's order when it is a run of this drill, else shuffled."""
+    import random
+
+    if d.mitigations is None:
+        return
+    from toolkit.drills import mitigate as mitigation
+    from toolkit.drills.state import NoDrillRunning
+
+    shown = d.mitigations.shuffled(random.SystemRandom().random())
+    try:
+        st = runner.status(_drills_dir(data_dir))
+        if st.drill.id == d.id:
+            shown = mitigation.choices(d, st.state)
+    except (NoDrillRunning, *runner.USER_ERRORS, OSError, ValueError):
+        pass
+    console.print("  mitigation (`obslab drill mitigate ACTION`), one of:", highlight=False)
+    for a in shown:
+        console.print(f"    {a}", highlight=False)
+    console.print("  once a run, while the fault is on; then the recovery: the publish success rate after it "
+                  "(`obslab drill recovery`)", highlight=False)
 
 
 def _show_experiment_questions(d, q) -> None:
@@ -196,6 +220,13 @@ def status(data_dir: Path = DataDir) -> None:
                       f"{', '.join(st.questions.evidence_choices)}", highlight=False)
     else:
         console.print(f"cause choices: {', '.join(st.questions.cause_choices)}", highlight=False)
+    if st.drill.mitigations is not None:
+        from toolkit.drills import mitigate as mitigation
+        from toolkit.drills.state import current_run
+
+        done = mitigation.taken(current_run(_drills_dir(data_dir)))
+        console.print(f"mitigation taken: {done['action']} at t={done['at_scenario_s']:.0f} s" if done else
+                      f"mitigation choices: {', '.join(mitigation.choices(st.drill, st.state))}", highlight=False)
 
 
 def _print_rollout_status(data_dir: Path) -> None:
@@ -308,6 +339,8 @@ def solution(drill_id: str = typer.Argument(..., help="Drill id."), data_dir: Pa
     console.print(f"cause: {d.truth.cause} ({cause_label(d.truth.cause)})", highlight=False)
     console.print(f"cohort: {cohort}", highlight=False)
     console.print(f"the signal: {d.truth.metric}, {d.truth.direction}", highlight=False)
+    if d.mitigations is not None:
+        console.print(f"mitigation: {d.mitigations.right}", highlight=False)
     console.print(f"\nwhat happened: {' '.join(d.debrief.what_happened.split())}", highlight=False)
     console.print("evidence path: " + "; ".join(d.debrief.evidence_path), highlight=False)
     console.print(f"good looks like: {' '.join(d.debrief.good_looks_like.split())}", highlight=False)
@@ -374,6 +407,46 @@ def report(data_dir: Path = DataDir) -> None:
         summary = json.loads((run.report_dir / "report.json").read_text())
     g = summary["grade"]
     console.print(f"score {g['total']:g}/{g['max']:g}; report: {path}", highlight=False)
+
+
+@drill_app.command("mitigate")
+def mitigate(
+    action: List[str] = typer.Argument(..., help="One of the drill's mitigation choices, e.g. `rollback release` "
+                                                 "or `retry-policy backoff:8` (`obslab drill show ID` lists them)."),
+    data_dir: Path = DataDir,
+    url: Optional[str] = typer.Option(None, "--url", help="The lab's publish API (default: the one the drill "
+                                                          "runs against)."),
+) -> None:
+    """Mitigate the current drill's incident: one action a run, applied to the lab at once (graded in the
+    report); then show the recovery with `obslab drill recovery`."""
+    from toolkit.drills import mitigate as mitigation
+
+    with user_errors(*_ERRORS):
+        st = runner.status(_drills_dir(data_dir))  # no drill here: say so before looking for a lab
+        # The lab the drill runs against, unless told otherwise.
+        done = mitigation.mitigate(find_lab(data_dir, url or st.state.url), " ".join(action))
+    console.print(f"mitigation {done.action} applied at t={done.at_scenario_s:.0f} s (scenario time) in {done.drill.id}. "
+                  f"Show the recovery: measure the publish success rate since then with `obslab sli "
+                  f"{st.state.events_dir or data_dir / 'events'} --since {done.since}` and report it with `obslab drill recovery "
+                  f"--success-rate RATE --since {done.since} [--until T]`.", highlight=False)
+
+
+@drill_app.command("recovery")
+def recovery(
+    success_rate: float = typer.Option(..., "--success-rate", help="The publish success rate you measured after "
+                                                                   "the mitigation, a ratio in [0, 1]."),
+    since: str = typer.Option(..., "--since", help="Start of your window (RFC 3339), at or after the mitigation."),
+    until: Optional[str] = typer.Option(None, "--until", help="End of your window (RFC 3339); default: now."),
+    data_dir: Path = DataDir,
+) -> None:
+    """Report the recovery the mitigation made, with the metric that showed the incident (graded in the report
+    against the SLI engine over the same window; you may report again, the last one counts)."""
+    from toolkit.drills import mitigate as mitigation
+
+    with user_errors(*_ERRORS):
+        d, n = mitigation.record_recovery(_drills_dir(data_dir), success_rate, since, until)
+    console.print(f"recovery figure {n} recorded for {d.id}; `obslab drill report` grades the last one.",
+                  highlight=False)
 
 
 @drill_app.command("note")

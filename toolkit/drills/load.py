@@ -21,11 +21,13 @@ from toolkit.drills.state import RunDir, RunState
 from toolkit.lab.load import locust_argv
 
 __all__ = ["load_env", "load_command", "shape_phases", "start_load", "stop_load", "stop_load_group", "locustfile",
-           "LOAD_PID_FILE"]
+           "LOAD_PID_FILE", "REMOTE_CONFIG_FILE"]
 
 # The Locust process group's id, written when the load starts: whoever stops the drill (the scheduler,
 # `obslab drill stop`, the lab's shutdown) can stop it even if the scheduler died first.
 LOAD_PID_FILE = "load.pid"
+# The clients' remote config in the run directory (a retry policy switched mid-drill, toolkit.drills.mitigate).
+REMOTE_CONFIG_FILE = "remote-config.json"
 
 
 def locustfile() -> Path:
@@ -57,6 +59,7 @@ def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
         "OBSLAB_LOAD_RETRY_POLICY": load.retry_policy,
         "OBSLAB_LOAD_RETRY_MAX_ATTEMPTS": str(load.max_attempts),
         "OBSLAB_LOAD_RECORD_DIR": str(run.path / "client"),
+        "OBSLAB_DRILL_REMOTE_CONFIG": str(run.path / REMOTE_CONFIG_FILE),
     }
     if phases:
         env["OBSLAB_LOAD_PHASES"] = phases

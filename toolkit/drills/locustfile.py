@@ -4,9 +4,16 @@ behaviours a drill emulates that the standard users do not have.
 ``OBSLAB_DRILL_AUTO_CANCEL=APP_VERSION:NET|NET:AFTER`` (e.g. ``5.5.0-beta:3g|4g:2s``): creators on
 that app version and network cancel their own upload once it has run longer than AFTER — a
 client bug, not a user's choice, which the publish-success SLI nonetheless excludes as a
-cancellation. Everything else is configured by the ``OBSLAB_LOAD_*`` variables (docs/load.md).
+cancellation.
+
+``OBSLAB_DRILL_REMOTE_CONFIG=PATH``: the clients' remote config, a JSON file the drill writes when the
+learner switches the retry policy (``obslab drill mitigate retry-policy …``); each creator picks it up
+before its next publish attempt, as an app picks up a config change. Everything else is configured by the
+``OBSLAB_LOAD_*`` variables (docs/load.md).
 """
 
+import dataclasses
+import json
 import os
 import sys
 import time
@@ -43,12 +50,43 @@ def parse_auto_cancel(text: str | None) -> tuple[str, frozenset[str], float] | N
 
 AUTO_CANCEL = parse_auto_cancel(os.environ.get(AUTO_CANCEL_ENV))
 
+REMOTE_CONFIG_ENV = "OBSLAB_DRILL_REMOTE_CONFIG"
+_remote_seen: dict[str, object] = {"mtime": None}
+
+
+def apply_remote_config(path: str | None = os.environ.get(REMOTE_CONFIG_ENV)) -> bool:
+    """Switch the clients' retry policy to the remote config's when it changed since the last look; True if
+    it did. A file that cannot be read or holds a bad policy is reported and ignored (the clients keep theirs)."""
+    from loadtests.retry import RetryPolicy, RetryPolicyError
+
+    if not path:
+        return False
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return False
+    if mtime == _remote_seen["mtime"]:
+        return False
+    _remote_seen["mtime"] = mtime
+    current = _creator.SETTINGS.retry
+    try:
+        config = json.loads(Path(path).read_text())
+        retry = RetryPolicy(kind=config["retry_policy"], max_attempts=int(config.get("max_attempts") or
+                                                                          current.max_attempts),
+                            base_s=current.base_s, cap_s=current.cap_s)
+    except (OSError, ValueError, TypeError, KeyError, RetryPolicyError) as error:
+        print(f"remote config {path}: ignored ({error})", file=sys.stderr)
+        return False
+    _creator.SETTINGS = dataclasses.replace(_creator.SETTINGS, retry=retry)
+    return True
+
 
 if _settings.creator_weight:
     class DrillCreatorUser(_creator.CreatorUser):
         """A creator whose app may cancel a slow upload by itself (see AUTO_CANCEL_ENV)."""
 
         def _run_flow(self, attempt, cohort, cancel_before_chunk):
+            apply_remote_config()
             rule = AUTO_CANCEL
             if rule is None or cohort.app_version != rule[0] or (rule[1] and cohort.network_type not in rule[1]):
                 return super()._run_flow(attempt, cohort, cancel_before_chunk)

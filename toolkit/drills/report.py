@@ -368,6 +368,8 @@ def _timeline_rows(data: ReportData) -> list[tuple[float, str]]:
             text = f"hint {e['number']} shown"
         elif kind == "flag_set":
             text = f"flag {e['flag']} → {e['variant']} for {e['percent']:g} % of users"
+        elif kind == "mitigation":
+            text = f"mitigation ({e.get('by', 'learner')}): {e['action']}"
         else:
             text = kind.replace("_", " ")
         rows.append((e["t"], text))
@@ -658,8 +660,15 @@ def write_report(run: RunDir, spec: SloSpec | None = None) -> Path:
     plot_latency(data, out / images["latency"])
     plot_cohorts(data, out / images["cohorts"])
     md = out / "report.md"
-    md.write_text(render_markdown(data, images))
-    (out / "report.json").write_text(json.dumps(report_json(data), indent=2))
+    text, summary = render_markdown(data, images), report_json(data)
+    if data.drill.mitigations is not None:
+        from toolkit.drills.mitigate import mitigation_json, mitigation_result, render_mitigation_markdown
+
+        mitigation = mitigation_result(run, data.spec, data.fault, data.end, data.scenario_s)
+        text += render_mitigation_markdown(mitigation, data.scenario_s)
+        summary["mitigation"] = mitigation_json(mitigation, data.scenario_s)
+    md.write_text(text)
+    (out / "report.json").write_text(json.dumps(summary, indent=2))
     return md
 
 

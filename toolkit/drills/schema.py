@@ -20,6 +20,7 @@ from contract import faults as service_faults
 from contract.brief import brief
 from contract.events import APP_VERSIONS, COHORT_DIMENSIONS, FLAGS, NETWORK_TYPES
 from toolkit.drills.causes import CAUSES
+from toolkit.drills.mitigation import Mitigations, parse_mitigations
 from toolkit.drills.verdicts import EVIDENCE, VERDICTS
 from contract.durations import DurationError, format_duration, parse_duration
 from toolkit.slo.yaml_file import load_yaml_file
@@ -296,6 +297,7 @@ class Drill:
     kind: str = "incident"
     experiment: Experiment | None = None
     rollout: RolloutSpec | None = None
+    mitigations: Mitigations | None = None  # incident drills that offer a mitigation step (toolkit.drills.mitigation)
 
 
 class _Checker:
@@ -380,7 +382,7 @@ def parse_drill(data: Any, source: str = "drill.yaml") -> Drill:
     if kind == "rollout":
         return _parse_rollout_drill(c, top, source)
     c.fields(top, "", {"id", "title", "difficulty", "briefing", "setup", "fault", "truth", "questions",
-                       "hints", "debrief"}, {"kind"})
+                       "hints", "debrief"}, {"kind", "mitigations"})
     drill_id, title, difficulty, briefing = _parse_head(c, top, source)
     setup = _parse_setup(c, top["setup"])
     fault = _parse_fault(c, top["fault"], setup)
@@ -388,7 +390,10 @@ def parse_drill(data: Any, source: str = "drill.yaml") -> Drill:
     truth = _parse_truth(c, top["truth"], questions)
     hints = c.string_list(top["hints"], "hints")
     debrief = _parse_debrief(c, top["debrief"])
-    return Drill(drill_id, title, difficulty, briefing, setup, fault, truth, questions, hints, debrief, source)
+    mitigations = (parse_mitigations(top["mitigations"], c.fail, tuple(setup.flags))
+                   if "mitigations" in top else None)
+    return Drill(drill_id, title, difficulty, briefing, setup, fault, truth, questions, hints, debrief, source,
+                 mitigations=mitigations)
 
 
 def _parse_head(c: _Checker, top: dict, source: str) -> tuple[str, str, str, str]:

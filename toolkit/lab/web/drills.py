@@ -347,6 +347,73 @@ def stop():
     return jsonify(stopped=run.path.name)
 
 
+@bp.get("/active/mitigation")
+def mitigation_status():
+    """The current drill's mitigation step: its choices in this run's order and the one taken, if any (whether
+    it was right shows only in the report)."""
+    from toolkit.drills import mitigate, runner
+    from toolkit.drills.state import current_run
+
+    try:
+        st = runner.status(_drills_dir())
+        run = current_run(_drills_dir())
+    except _user_errors() as e:
+        return _error(409, str(e))
+    if st.drill.mitigations is None:
+        return jsonify(available=False, choices=[], taken=None)
+    done = mitigate.taken(run)
+    return jsonify(available=True, choices=list(mitigate.choices(st.drill, st.state)), phase=st.phase,
+                   taken=None if done is None else {"action": done["action"], "at_scenario_s": done["at_scenario_s"],
+                                                    "since": _iso_precise(done["at"])})
+
+
+def _iso_precise(epoch: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@bp.post("/active/mitigate")
+def mitigate_drill():
+    """Take one of the current drill's mitigation choices (``{"action": "rollback release"}``), as
+    ``obslab drill mitigate`` does: applied to the lab at once, once a run."""
+    from toolkit.drills import mitigate
+
+    action = (request.get_json(silent=True) or {}).get("action")
+    if not isinstance(action, str) or not action.strip():
+        return _error(422, "action must be one of the drill's mitigation choices", "action")
+    try:
+        done = mitigate.mitigate(_lab(), action, by="dashboard", actor=DASHBOARD_ACTOR)
+    except _user_errors() as e:
+        return _error(422, str(e), "action")
+    return jsonify(text=f"mitigation {done.action} applied at t={done.at_scenario_s:.0f} s (scenario time); show the "
+                        f"recovery: the publish success rate since {done.since}.", since=done.since)
+
+
+@bp.post("/active/recovery")
+def recovery():
+    """Record the recovery figure (``{"success_rate": 0.997, "since": ISO, "until": ISO or null}``), as
+    ``obslab drill recovery`` does."""
+    from toolkit.drills import mitigate
+
+    body = request.get_json(silent=True) or {}
+    rate = body.get("success_rate")
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        return _error(422, f"success_rate must be a ratio in [0, 1], got {rate!r}", "success_rate")
+    since, until = body.get("since"), body.get("until") or None
+    if not isinstance(since, str) or not since.strip():
+        return _error(422, "since must be the start of your window (RFC 3339), at or after the mitigation", "since")
+    if until is not None and not isinstance(until, str):
+        return _error(422, "until must be an RFC 3339 time or empty (now)", "until")
+    try:
+        drill, n = mitigate.record_recovery(_drills_dir(), rate, since, until, by="dashboard")
+    except _user_errors() as e:
+        return _error(422, str(e))
+    return jsonify(text=f"recovery figure {n} recorded for {drill.id}; graded in the report (button Report).")
+
+
 def stop_active_drill(data_dir: Path) -> None:
     """Called when the lab stops: a drill's scheduler must not outlive the lab it drives."""
     if not drills_available():

@@ -447,6 +447,47 @@ async function loadDrills() {
   const active = d.active ? renderActiveDrill(d.active) : null;
   box.replaceChildren(...(active ? [active] : []), el("div", { class: "drill-pace" }, "pace: ", speed),
     el("div", { class: "drill-list" }, ...items));
+  if (active) await loadMitigation();
+}
+
+// The mitigation step (drills that have one): one action a run, then the recovery figure with its window.
+// The choices come in the run's shuffled order; whether the action was right shows only in the report.
+async function loadMitigation() {
+  const box = $("#drill-mitigation");
+  if (!box) return;
+  const r = await getJSON("api/drills/active/mitigation");
+  if (!r.ok || !r.body.available) { box.replaceChildren(); return; }
+  const m = r.body;
+  const out = el("div", { "data-testid": "drill-mitigation-output" });
+  if (!m.taken) {
+    const action = el("select", { name: "action", required: "required", "data-testid": "drill-mitigation-action" },
+      el("option", { value: "", text: "— choose —", selected: "selected" }),
+      ...m.choices.map(c => el("option", { value: c, text: c })));
+    const form = el("form", { onsubmit: async (ev) => {
+        ev.preventDefault();
+        const res = await postJSON("api/drills/active/mitigate", { action: action.value });
+        if (!res.ok) { out.replaceChildren(el("div", { class: "error-line", text: errText(res) })); return; }
+        await loadMitigation();
+        $("[data-testid=drill-mitigation-output]").replaceChildren(el("div", { text: res.body.text }));
+      } },
+      el("label", {}, "mitigation (one a run) ", action), " ",
+      el("button", { type: "submit", "data-testid": "drill-mitigate", disabled: m.phase === "running" ? null : "disabled" }, "Mitigate"));
+    box.replaceChildren(form, out);
+    return;
+  }
+  const rate = el("input", { name: "success_rate", size: 8, placeholder: "0.997", "data-testid": "drill-recovery-rate" });
+  const since = el("input", { name: "since", size: 28, value: m.taken.since });
+  const until = el("input", { name: "until", size: 28, placeholder: "(now)" });
+  const form = el("form", { onsubmit: async (ev) => {
+      ev.preventDefault();
+      const res = await postJSON("api/drills/active/recovery", { success_rate: rate.value, since: since.value, until: until.value });
+      out.replaceChildren(res.ok ? el("div", { text: res.body.text }) : el("div", { class: "error-line", text: errText(res) }));
+    } },
+    el("div", { class: "muted", text: `mitigation taken: ${m.taken.action} at t=${Math.round(m.taken.at_scenario_s)} s. `
+                                      + "Show the recovery: the publish success rate over a window after it (obslab sli --since …)." }),
+    el("label", {}, "success rate ", rate), " ", el("label", {}, "since ", since), " ", el("label", {}, "until ", until), " ",
+    el("button", { type: "submit", "data-testid": "drill-recovery" }, "Report recovery"));
+  box.replaceChildren(form, out);
 }
 
 function renderActiveDrill(a) {
@@ -474,7 +515,8 @@ function renderActiveDrill(a) {
       el("button", { onclick: reportDrill, "data-testid": "drill-report" }, "Report"), " ",
       el("button", { onclick: stopDrill, "data-testid": "drill-stop" }, "Stop")),
     el("div", { id: "drill-hints" }, ...(a.hints_shown || []).map(h => el("div", { text: "hint: " + h }))),
-    form, el("div", { id: "drill-output", class: "report" }), renderStoryPanel());
+    form, el("div", { id: "drill-mitigation", "data-testid": "drill-mitigation" }),
+    el("div", { id: "drill-output", class: "report" }), renderStoryPanel());
 }
 
 // A rollout drill: where the rollout stands, and the stage's call once it is due (obslab drill decide).

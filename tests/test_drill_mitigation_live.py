@@ -1,0 +1,118 @@
+"""A drill's mitigation step end to end against the real service: bad-canary at ×10, the learner rolls the release
+flag back while the fault is on, measures the recovery with `obslab sli`, reports it, and the report grades it.
+
+Nothing tells the fault to stop: it stays in the service (its selector names release=canary) and stops hurting
+because rolling the flag back moves every new upload to the stable build.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.test_drill_cli import _rollout
+from toolkit.cli.base import app
+from toolkit.drills.measure import read_drill_events
+
+pytestmark = pytest.mark.slow
+
+
+def obslab(*args):
+    """The CLI in-process (the lab it drives is the real service): a subprocess a command costs seconds of
+    imports on a loaded machine, and the drill runs at ×10."""
+    return CliRunner().invoke(app, list(args), env={"OBSLAB_ADMIN_TOKEN": None}, catch_exceptions=False)
+
+
+def _one_line_error(result, fragment):
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.output
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_rollback_mitigates_bad_canary_and_the_report_grades_the_recovery(service):
+    t0 = time.monotonic()
+    common = ["--data-dir", str(service.data_dir)]
+    started = obslab("drill", "start", "bad-canary", "--speed", "10", "--seed", "11", *common,
+                     "--url", service.base_url)
+    assert started.exit_code == 0, started.output
+    run_dir = next((service.data_dir / "drills").glob("*-bad-canary"))
+    try:
+        shown = obslab("drill", "show", "bad-canary", *common)
+        assert "rollback release" in shown.output and "retry-policy none" in shown.output
+        assert "right" not in shown.output.lower()  # the choices, never which one is right
+        truth = lambda: json.loads((run_dir / "truth.json").read_text()).get("fault_applied_at")  # noqa: E731
+        fault_at = _wait_for(truth, 40, "the fault")
+        time.sleep(max(0.0, fault_at + 6 - time.time()))  # let the canary fail for a while (60 s of scenario time)
+        assert _rollout(service, "release") == {"canary": 10.0}
+        wrong = obslab("drill", "mitigate", "rollback", "transcode_mode", *common)
+        _one_line_error(wrong, "not one of this drill's choices")
+        done = obslab("drill", "mitigate", "rollback", "release", *common)
+        assert done.exit_code == 0, done.output
+        assert "right" not in done.output.lower() and "wrong" not in done.output.lower()
+        # The lab itself changed (each API worker re-reads the flags within half a second).
+        _wait_for(lambda: _rollout(service, "release") == {}, 5, "the release flag rolled back")
+        assert any(f["kind"] == "errors" for f in service.admin("GET", "/admin/faults").json()["faults"])  # the fault did not
+        again = obslab("drill", "mitigate", "retry-policy", "none", *common)
+        _one_line_error(again, "already took its mitigation")
+        mitigated_at = json.loads((run_dir / "mitigation.json").read_text())["at"]
+        # Uploads begun on the canary before the rollback finish on it: start the window once they have.
+        since, until = mitigated_at + 4, mitigated_at + 14
+        time.sleep(max(0.0, until + 1 - time.time()))
+        sli = obslab("sli", str(service.events_dir), "--since", _iso(since), "--until", _iso(until), "--window", "0",
+                     "--format", "json")
+        assert sli.exit_code == 0, sli.output
+        totals = json.loads(sli.output)["totals"]
+        rate = next(f for f in totals["primary"] if f["name"] == "publish_success_rate")["value"]
+        early = obslab("drill", "recovery", "--success-rate", str(rate), "--since", _iso(mitigated_at - 5), *common)
+        _one_line_error(early, "at or after the mitigation")
+        shown_rate = obslab("drill", "recovery", "--success-rate", str(rate), "--since", _iso(since),
+                            "--until", _iso(until), *common)
+        assert shown_rate.exit_code == 0, shown_rate.output
+    finally:
+        stopped = obslab("drill", "stop", *common)
+    assert stopped.exit_code == 0, stopped.output
+    report = obslab("drill", "report", *common)
+    assert report.exit_code == 0, report.output
+    m = json.loads((run_dir / "report" / "report.json").read_text())["mitigation"]
+    md = (run_dir / "report" / "report.md").read_text()
+    elapsed = time.monotonic() - t0
+    print(f"\nmitigation: {m['action']} {m['time_to_mitigate_s']:.1f} s of scenario time after the fault's start; "
+          f"before {m['before']['good']}/{m['before']['total']} = {m['before']['rate']}, after "
+          f"{m['after']['good']}/{m['after']['total']} = {m['after']['rate']}, your window "
+          f"{m['claim_window']['good']}/{m['claim_window']['total']} = {m['claim_window']['rate']} (reported {rate}); "
+          f"score {m['grade']['total']}/{m['grade']['max']}; test {elapsed:.0f} s wall")
+    assert m["action"] == "rollback release" and m["when"] == "during"
+    assert 55 <= m["time_to_mitigate_s"] <= 110  # 6 s wall at ×10, and the commands' own time
+    # The before figure is measured (a 10 % canary's large uploads: a few failures in 60 s, maybe none).
+    assert m["before"]["total"] > 0 and m["before"]["good"] <= m["before"]["total"]
+    parts = {p["part"]: p for p in m["grade"]["parts"]}
+    assert parts["action"]["points"] == 50, parts
+    assert parts["recovery_figure"]["points"] == 25, parts  # the figure `obslab sli` printed is the engine's
+    assert m["claim_window"]["rate"] == pytest.approx(rate, abs=1e-9)
+    assert m["recovered_window"]["total"] >= 30 and m["recovered_window"]["rate"] >= 0.99, m["recovered_window"]
+    assert parts["recovered"]["points"] == 25, parts
+    # The traffic left the canary: uploads begun after the rollback (the workers' flag cache aside) are stable.
+    attempts = read_drill_events(service.events_dir).attempts
+    assert any(a.cohort.get("release") == "canary" for a in attempts if a.started < mitigated_at)
+    later = [a for a in attempts if a.started > mitigated_at + 2]
+    assert later and all(a.cohort.get("release") == "stable" for a in later)
+    assert "## Mitigation" in md and "mitigation (learner): rollback release" in md and "Time to mitigate" in md
+    assert elapsed < 90

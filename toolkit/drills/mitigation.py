@@ -1,0 +1,219 @@
+"""Mitigation in incident drills, as pure logic: the actions a drill offers, which one is right, and how the
+mitigation and the recovery the learner shows are scored. No I/O (``toolkit.drills.mitigate`` applies and records).
+
+A drill declares::
+
+    mitigations:
+      choices: [rollback release, retry-policy none, retry-policy immediate:8]
+      right: rollback release
+      recovery: {tolerance: 0.01}
+
+An action is ``VERB ARG``:
+
+- ``rollback FLAG``: the flag back to its default for everyone (the service's own flag store), so traffic
+  leaves the variant the drill rolled out, and with it any fault whose selector names that variant;
+- ``retry-policy POLICY[:MAX_ATTEMPTS]``: the clients' chunk retry policy switched by remote config (the
+  drill's load generator reads it before each new publish attempt).
+
+A right mitigation needs no special case: it changes the lab, and the fault stops hurting because nothing
+goes through it any more. The learner then shows the recovery with the SLI that showed the incident, the
+publish success rate, over a window after the mitigation (``obslab sli --since …``); the report recomputes it
+with the same engine over the same window.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+from contract.events import FLAGS
+from loadtests.retry import RETRY_POLICIES
+
+__all__ = ["VERBS", "Action", "Mitigations", "parse_action", "parse_mitigations", "MITIGATION_POINTS",
+           "MIN_RECOVERY_ATTEMPTS", "MitigationPart", "MitigationGrade", "grade_mitigation", "RECOVERY_FIGURE",
+           "MAX_RETRY_ATTEMPTS"]
+
+VERBS = ("rollback", "retry-policy")
+MAX_RETRY_ATTEMPTS = 20
+# The figure a learner reports to show recovery: the publish-success SLI, as `obslab sli` names it.
+RECOVERY_FIGURE = "publish_success_rate"
+# Points of the mitigation score, apart from the diagnosis score (docs/drills.md).
+MITIGATION_POINTS = {"action": 50.0, "recovery_figure": 25.0, "recovered": 25.0}
+# Fewer attempts than this after the mitigation show nothing either way.
+MIN_RECOVERY_ATTEMPTS = 30
+
+
+class ActionError(ValueError):
+    """An action text that is not ``VERB ARG`` of the vocabulary; the message names the bad part."""
+
+
+@dataclass(frozen=True)
+class Action:
+    verb: str
+    arg: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.verb} {self.arg}"
+
+    @property
+    def retry_policy(self) -> tuple[str, int | None]:
+        """(policy, max attempts or None for the policy's default) of a ``retry-policy`` action."""
+        policy, _, attempts = self.arg.partition(":")
+        return policy, int(attempts) if attempts else None
+
+
+def parse_action(text: str) -> Action:
+    """``rollback release`` / ``retry-policy backoff:8`` → Action; ActionError names what is wrong."""
+    parts = str(text).split()
+    if len(parts) != 2:
+        raise ActionError(f"expected VERB ARG (e.g. 'rollback release', 'retry-policy backoff:8'), got {text!r}")
+    verb, arg = parts
+    if verb not in VERBS:
+        raise ActionError(f"unknown action {verb!r} (one of {', '.join(VERBS)})")
+    if verb == "rollback":
+        if arg not in FLAGS:
+            raise ActionError(f"rollback: unknown flag {arg!r} (one of {', '.join(FLAGS)})")
+    else:
+        policy, sep, attempts = arg.partition(":")
+        if policy not in RETRY_POLICIES:
+            raise ActionError(f"retry-policy: unknown policy {policy!r} (one of {', '.join(RETRY_POLICIES)})")
+        if sep:
+            if not attempts.isdigit() or not 1 <= int(attempts) <= MAX_RETRY_ATTEMPTS:
+                raise ActionError(f"retry-policy: the attempt cap after ':' must be an integer in "
+                                  f"[1, {MAX_RETRY_ATTEMPTS}], got {attempts!r}")
+            if policy == "none" and int(attempts) != 1:
+                raise ActionError("retry-policy: none means one try; give no attempt cap")
+    return Action(verb, arg)
+
+
+@dataclass(frozen=True)
+class Mitigations:
+    choices: tuple[str, ...]  # as the catalogue lists them: never shown in this order
+    right: str
+    tolerance: float = 0.01  # absolute, on the recovery figure (a ratio)
+
+    def shuffled(self, seed: int | str) -> tuple[str, ...]:
+        """The choices in the order a run shows them (by the run's seed, as the cause choices)."""
+        rng = random.Random(f"obslab-drill-mitigations:{seed}")
+        choices = sorted(self.choices)
+        rng.shuffle(choices)
+        return tuple(choices)
+
+
+def parse_mitigations(raw, fail: Callable[[str, str], Exception], flags_set: tuple[str, ...]) -> Mitigations:
+    """Validate a drill's ``mitigations`` block; ``fail(where, what)`` builds the error naming the field.
+    A rollback must name a flag the drill's setup sets (rolling back anything else changes nothing)."""
+    if not isinstance(raw, dict):
+        raise fail("mitigations", f"expected a mapping, got {type(raw).__name__}")
+    extra = sorted(set(map(str, raw)) - {"choices", "right", "recovery"})
+    if extra:
+        raise fail(f"mitigations.{extra[0]}", "unknown field (allowed: choices, recovery, right)")
+    for key in ("choices", "right"):
+        if key not in raw:
+            raise fail(f"mitigations.{key}", "required field is missing")
+    choices = raw["choices"]
+    if not isinstance(choices, list) or len(choices) < 2:
+        raise fail("mitigations.choices", "expected a list of at least two actions")
+    parsed: list[str] = []
+    for i, text in enumerate(choices):
+        where = f"mitigations.choices[{i}]"
+        try:
+            action = parse_action(text)
+        except ActionError as e:
+            raise fail(where, str(e)) from None
+        if action.verb == "rollback" and action.arg not in flags_set:
+            raise fail(where, f"rollback {action.arg}: the drill's setup sets no flag {action.arg} "
+                              f"(it sets: {', '.join(flags_set) or 'none'})")
+        if action.text in parsed:
+            raise fail(where, f"{action.text!r} is listed twice")
+        parsed.append(action.text)
+    right = " ".join(str(raw["right"]).split())
+    if right not in parsed:
+        raise fail("mitigations.right", f"must be one of the choices ({', '.join(parsed)}), got {raw['right']!r}")
+    recovery = raw.get("recovery") or {}
+    if not isinstance(recovery, dict) or set(recovery) - {"tolerance"}:
+        raise fail("mitigations.recovery", "expected a mapping with only tolerance")
+    tolerance = recovery.get("tolerance", 0.01)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance <= 0.5:
+        raise fail("mitigations.recovery.tolerance", f"must be a number in (0, 0.5], got {tolerance!r}")
+    return Mitigations(tuple(parsed), right, float(tolerance))
+
+
+@dataclass(frozen=True)
+class MitigationPart:
+    part: str
+    points: float
+    max_points: float
+    note: str
+
+
+@dataclass(frozen=True)
+class MitigationGrade:
+    parts: tuple[MitigationPart, ...]
+
+    @property
+    def total(self) -> float:
+        return round(sum(p.points for p in self.parts), 2)
+
+    @property
+    def max_total(self) -> float:
+        return sum(MITIGATION_POINTS.values())
+
+
+def grade_mitigation(spec: Mitigations, action: str | None, when: str, claimed: float | None,
+                     measured: float | None, recovery_rate: float | None, recovery_total: int,
+                     objective: float) -> MitigationGrade:
+    """Score a mitigation, apart from the diagnosis:
+
+    - action: the right one, taken while the fault was in force (``when`` is ``during``; ``before`` or
+      ``after`` the fault earns nothing: there was nothing to mitigate);
+    - recovery_figure: the success rate the learner reported (``claimed``) against the engine's over the
+      learner's own window (``measured``), within the drill's tolerance;
+    - recovered: the engine's success rate over the learner's window cut at the fault's end
+      (``recovery_rate`` over ``recovery_total`` attempts with an outcome; None when the window begins after
+      the fault's end) at or above the SLO's objective: recovery the mitigation made, not the fault's own end.
+      The learner may start the window a little after the mitigation, once the attempts already on the
+      faulty path have ended, as one waits for a rollback to complete.
+    """
+    p = MITIGATION_POINTS
+    if action is None:
+        note = "no mitigation taken"
+        return MitigationGrade(tuple(MitigationPart(k, 0.0, v, note) for k, v in p.items()))
+    if when != "during":
+        act = MitigationPart("action", 0.0, p["action"], f"{action} was taken {when} the fault: nothing to "
+                                                         f"mitigate then (the right mitigation: {spec.right})")
+    elif action == spec.right:
+        act = MitigationPart("action", p["action"], p["action"], f"{action}: the right mitigation")
+    else:
+        act = MitigationPart("action", 0.0, p["action"], f"{action}: does not remove the cause "
+                                                         f"(the right mitigation: {spec.right})")
+    if claimed is None:
+        figure = MitigationPart("recovery_figure", 0.0, p["recovery_figure"], "no recovery figure reported")
+    elif measured is None:
+        figure = MitigationPart("recovery_figure", 0.0, p["recovery_figure"],
+                                f"reported {claimed:.4f}; your window holds no attempt with an outcome")
+    else:
+        ok = abs(claimed - measured) <= spec.tolerance
+        figure = MitigationPart("recovery_figure", p["recovery_figure"] if ok else 0.0, p["recovery_figure"],
+                                f"reported {claimed:.4f}, measured {measured:.4f} over your window "
+                                f"({'within' if ok else 'outside'} ±{spec.tolerance:g})")
+    where = "in your window while the fault was still on"
+    if when != "during":
+        recovered = MitigationPart("recovered", 0.0, p["recovered"], f"the mitigation came {when} the fault")
+    elif claimed is None:
+        recovered = MitigationPart("recovered", 0.0, p["recovered"], "no recovery window reported")
+    elif recovery_total < MIN_RECOVERY_ATTEMPTS or recovery_rate is None:
+        recovered = MitigationPart("recovered", 0.0, p["recovered"],
+                                   f"{recovery_total} attempts {where}: fewer than {MIN_RECOVERY_ATTEMPTS} show "
+                                   "nothing either way (a window after the fault's end shows its end, not yours)")
+    elif recovery_rate >= objective:
+        recovered = MitigationPart("recovered", p["recovered"], p["recovered"],
+                                   f"{recovery_rate:.4f} over {recovery_total} attempts {where}: at or above the "
+                                   f"objective {objective:g}")
+    else:
+        recovered = MitigationPart("recovered", 0.0, p["recovered"],
+                                   f"{recovery_rate:.4f} over {recovery_total} attempts {where}: still below the "
+                                   f"objective {objective:g}")
+    return MitigationGrade((act, figure, recovered))
