@@ -33,7 +33,7 @@ EXPERIMENTS = sorted(load_catalogue(kind="experiment"))
 
 def test_the_catalogue_has_the_experiment_traps_apart_from_the_incidents():
     assert {"canary-success-win", "canary-slower-success", "canary-latency-win", "canary-cancel-cleanup",
-            "canary-watched-closely", "release-on-campaign-day"} <= set(EXPERIMENTS)
+            "canary-watched-closely", "release-without-canary"} <= set(EXPERIMENTS)
     assert not set(EXPERIMENTS) & set(load_catalogue())  # the default is incident drills only
     assert set(EXPERIMENTS) | set(load_catalogue()) == set(load_catalogue(kind=None))
     for drill_id in EXPERIMENTS:
@@ -115,7 +115,7 @@ def test_grade_full_partial_wrong_and_hints():
 
 
 def test_a_flag_set_mid_drill_is_not_set_at_the_start():
-    d = find_drill("release-on-campaign-day")
+    d = find_drill("release-without-canary")
     assert d.setup.flags["release"] == ("canary", 100.0) and d.setup.flag_at == {"release": 600.0}
     assert find_drill("canary-slower-success").setup.flag_at == {}
 
@@ -399,7 +399,7 @@ def _before_after(concurrent: bool) -> list[Attempt]:
 
 
 def test_before_after_with_a_traffic_change_is_not_a_concurrent_comparison():
-    drill = find_drill("release-on-campaign-day")
+    drill = find_drill("release-without-canary")
     d = diagnose_experiment(drill, _before_after(concurrent=False), [], T0, T0 + 600, _spec())
     assert (d.verdict, d.evidence) == ("invalid_before_after", "cohort_mix"), d.why
     assert d.checks["time_overlap"]["overlap_share"] < 0.05

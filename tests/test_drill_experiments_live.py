@@ -26,7 +26,7 @@ SEED = os.environ.get("OBSLAB_DRILL_TEST_SEED", "20261130")
 
 
 DRILLS = ("canary-success-win", "canary-slower-success", "canary-latency-win", "canary-cancel-cleanup",
-          "canary-watched-closely", "release-on-campaign-day")
+          "canary-watched-closely", "release-without-canary")
 # Two drills at a time, each with its own service: the four take about 5 minutes instead of 10 on the 2-core
 # CI machine, and two labs side by side still leave every trap far beyond noise (the figures printed below).
 PARALLEL = int(os.environ.get("OBSLAB_DRILL_TEST_PARALLEL", "2"))
@@ -156,7 +156,7 @@ def test_a_peeker_is_fooled_by_an_unchanged_canary(runs):
 
 
 def test_before_after_confounded_by_a_traffic_change(runs):
-    auto, report, md = _run(runs, "release-on-campaign-day")
+    auto, report, md = _run(runs, "release-without-canary")
     c = auto["checks"]
     assert not c["counters"]["srm"]["mismatch"], c["counters"]
     # The arms ran one after the other: the release went to everyone at one moment.
