@@ -406,3 +406,9 @@ def test_before_after_with_a_traffic_change_is_not_a_concurrent_comparison():
     # The same arms run side by side: a cohort mix shift between concurrent arms (Simpson), not a before/after.
     d = diagnose_experiment(drill, _before_after(concurrent=True), [], T0, T0 + 600, _spec())
     assert (d.verdict, d.evidence) == ("invalid_mix_shift", "cohort_mix"), d.why
+
+
+def test_the_docs_catalogue_table_lists_every_drill_with_its_kind():
+    text = (REPO / "docs" / "drills.md").read_text()
+    for drill in load_catalogue(kind=None).values():
+        assert f"| {drill.id} | {drill.kind} | {drill.difficulty} |" in text, drill.id

@@ -426,7 +426,8 @@ def peeking_check(control: Sequence[Attempt], treatment: Sequence[Attempt], wind
         tested = [m for m, v in p.items() if v is not None]
         adjusted = dict(zip(tested, holm([p[m] for m in tested]).tolist())) if tested else {}
         out.append(Look(i + 1, w.start, w.end, len(c), len(t), p, {m: adjusted.get(m) for m in p}))
-    return PeekingCheck(tuple(out), NAIVE_ALPHA, look_alpha(plan), max_looks(plan), _look_text(plan))
+    # The rule as the rollout states it, without its promote intervals (a watched experiment only looks).
+    return PeekingCheck(tuple(out), NAIVE_ALPHA, look_alpha(plan), max_looks(plan), _look_text(plan).split(";")[0])
 
 
 @dataclass(frozen=True)
