@@ -116,7 +116,7 @@ def test_grade_full_partial_wrong_and_hints():
 
 def test_a_flag_set_mid_drill_is_not_set_at_the_start():
     d = find_drill("release-without-canary")
-    assert d.setup.flags["release"] == ("canary", 100.0) and d.setup.flag_at == {"release": 600.0}
+    assert d.setup.flags["release"] == ("canary", 100.0) and d.setup.flag_at == {"release": 450.0}
     assert find_drill("canary-slower-success").setup.flag_at == {}
 
 
