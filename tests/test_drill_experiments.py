@@ -32,7 +32,8 @@ EXPERIMENTS = sorted(load_catalogue(kind="experiment"))
 
 
 def test_the_catalogue_has_the_experiment_traps_apart_from_the_incidents():
-    assert {"canary-success-win", "canary-slower-success", "canary-latency-win", "canary-cancel-cleanup"} <= set(EXPERIMENTS)
+    assert {"canary-success-win", "canary-slower-success", "canary-latency-win", "canary-cancel-cleanup",
+            "canary-watched-closely", "release-without-canary"} <= set(EXPERIMENTS)
     assert not set(EXPERIMENTS) & set(load_catalogue())  # the default is incident drills only
     assert set(EXPERIMENTS) | set(load_catalogue()) | set(load_catalogue(kind="rollout")) == set(load_catalogue(kind=None))
     for drill_id in EXPERIMENTS:
@@ -58,6 +59,9 @@ def _doc(drill_id="canary-latency-win") -> dict:
     (("questions", "verdict", "choices"), ["treatment_worse", "treatment_better"], "at least 3 choices"),
     (("kind",), "quiz", "kind: expected one of incident, experiment"),
     (("setup", "load", "mix_by_release"), {"beta": {"network_type": {"3g": 1}}}, "mix_by_release.beta"),
+    (("setup", "flags", "release", "at"), "30m", "setup.flags.release.at: must be before the drill ends"),
+    (("setup", "flags", "release", "at"), "soon", "setup.flags.release.at:"),
+    (("experiment", "looks"), 1, r"experiment.looks: must be in \[2, 500\]"),
 ])
 def test_a_bad_experiment_drill_names_the_field(path, value, message):
     doc = _doc()
@@ -108,6 +112,12 @@ def test_grade_full_partial_wrong_and_hints():
     hinted = grade_verdict(d, [VerdictAnswer("invalid_sample_ratio", "sample_ratio", 5)], hints_taken=2)
     assert hinted.total == 100 - 2 * HINT_COST
     assert grade_verdict(d, []).total == 0
+
+
+def test_a_flag_set_mid_drill_is_not_set_at_the_start():
+    d = find_drill("release-without-canary")
+    assert d.setup.flags["release"] == ("canary", 100.0) and d.setup.flag_at == {"release": 450.0}
+    assert find_drill("canary-slower-success").setup.flag_at == {}
 
 
 def test_the_load_gets_the_mix_by_release(tmp_path):
@@ -180,11 +190,11 @@ def _attempt(i: int, release: str, network: str, ok: bool, processing_ms: float 
 def _population(spec: dict[tuple[str, str], tuple[int, float]], seed: int = 1) -> list[Attempt]:
     """(release, network) → (attempts, failure rate)."""
     rng = random.Random(seed)
-    out = []
-    for (release, network), (n, fail) in spec.items():
-        for _ in range(n):
-            out.append(_attempt(len(out), release, network, rng.random() >= fail))
-    return out
+    # Interleaved, as concurrent arms are: attempts are numbered (and timed) in a shuffled order.
+    drawn = [(release, network, rng.random() >= fail) for (release, network), (n, fail) in spec.items()
+             for _ in range(n)]
+    rng.shuffle(drawn)
+    return [_attempt(i, release, network, ok) for i, (release, network, ok) in enumerate(drawn)]
 
 
 EXP = find_drill("canary-slower-success").experiment
@@ -315,3 +325,90 @@ def test_story_commands_say_they_cover_incident_drills(tmp_path):
         story_template_for(tmp_path, "current")
     with pytest.raises(StoryRunError, match="is an experiment drill"):
         check_story_for(tmp_path, "current", "# my story")
+
+
+# -- repeated looks (A/A with peeking) and before / after ------------------------------------------------
+
+def _spread(attempts: list[Attempt], start: float, end: float, rng: random.Random) -> list[Attempt]:
+    """The attempts with outcome times drawn uniformly over (start, end]."""
+    out = []
+    for a in attempts:
+        t = rng.uniform(start, end)
+        out.append(replace(a, started=t - 1, ended=t))
+    return out
+
+
+def _aa(seed: int, n: int = 3000, harm: float = 0.0) -> list[Attempt]:
+    """Two arms of the same behaviour (10 % failures, the same latency), or a treatment ``harm`` worse."""
+    rng = random.Random(seed)
+    attempts = []
+    for i in range(n):
+        release = "canary" if rng.random() < 0.5 else "stable"
+        fail = 0.10 + (harm if release == "canary" else 0.0)
+        attempts.append(_attempt(i, release, "wifi", rng.random() >= fail, 300 + rng.expovariate(1 / 200)))
+    return _spread(attempts, T0 + 1, T0 + 599, rng)
+
+
+def test_a_peeker_is_fooled_where_the_rollout_rule_is_not():
+    drill = find_drill("canary-watched-closely")
+    attempts = _aa(11)
+    control, treatment = ex.split_arms(attempts, drill.experiment, WINDOW)
+    peek = ex.peeking_check(control, treatment, WINDOW, 60, drill.experiment, 50, DEFAULT_SUCCESS)
+    assert len(peek.looks) == 60 and peek.tests == 180
+    # The rollout's rule: alpha 0.05 shared by the 60 windows and the stage's verdict.
+    assert peek.planned_looks == 61 and peek.look_alpha == pytest.approx(0.05 / 61)
+    assert peek.naive_hits and not peek.corrected_hits, peek.to_json()["first_naive_hit"]
+    d = diagnose_experiment(drill, attempts, [], T0, T0 + 600, _spec())
+    assert (d.verdict, d.evidence) == ("no_real_difference", "repeated_looks"), d.why
+    assert d.checks["looks"]["naive_hits"] == len(peek.naive_hits)
+
+
+def test_repeated_looks_fool_a_peeker_far_more_often_than_the_rule():
+    """Over 60 A/A runs of 30 looks each (90 tests a run): how often a peeker stops on a false effect, against
+    how often the rollout's alpha spending does."""
+    exp = find_drill("canary-watched-closely").experiment
+    fooled = crossed = 0
+    runs = 60
+    for seed in range(runs):
+        control, treatment = ex.split_arms(_aa(100 + seed, n=1500), exp, WINDOW)
+        peek = ex.peeking_check(control, treatment, WINDOW, 30, exp, 50, DEFAULT_SUCCESS)
+        fooled += bool(peek.naive_hits)
+        crossed += bool(peek.corrected_hits)
+    # Measured: 48 of these 60 runs fool a peeker (the two latency means are correlated, the rate test is exact and
+    # conservative on small counts), none crosses the rule (Bonferroni: at most 5 % by construction).
+    assert fooled >= 0.7 * runs and crossed <= 0.1 * runs, (fooled, crossed)
+
+
+def test_a_real_effect_is_not_explained_away_by_looks():
+    drill = find_drill("canary-watched-closely")
+    d = diagnose_experiment(drill, _aa(12, harm=0.08), [], T0, T0 + 600, _spec())
+    assert (d.verdict, d.evidence) == ("treatment_worse", "aggregate_rate"), d.why
+
+
+def _before_after(concurrent: bool) -> list[Attempt]:
+    """Stable until the middle, then the canary for everyone; the canary's traffic is mostly 3g, where every
+    release fails more, and within each network the canary fails no more than stable."""
+    rng = random.Random(5)
+    attempts = _population({("stable", "wifi"): (900, 0.05), ("stable", "3g"): (100, 0.40),
+                            ("canary", "wifi"): (300, 0.05), ("canary", "3g"): (700, 0.40)})
+    if concurrent:
+        return _spread(attempts, T0 + 1, T0 + 599, rng)
+    stable = [a for a in attempts if a.cohort["release"] == "stable"]
+    canary = [a for a in attempts if a.cohort["release"] == "canary"]
+    return _spread(stable, T0 + 1, T0 + 300, rng) + _spread(canary, T0 + 301, T0 + 599, rng)
+
+
+def test_before_after_with_a_traffic_change_is_not_a_concurrent_comparison():
+    drill = find_drill("release-without-canary")
+    d = diagnose_experiment(drill, _before_after(concurrent=False), [], T0, T0 + 600, _spec())
+    assert (d.verdict, d.evidence) == ("invalid_before_after", "cohort_mix"), d.why
+    assert d.checks["time_overlap"]["overlap_share"] < 0.05
+    # The same arms run side by side: a cohort mix shift between concurrent arms (Simpson), not a before/after.
+    d = diagnose_experiment(drill, _before_after(concurrent=True), [], T0, T0 + 600, _spec())
+    assert (d.verdict, d.evidence) == ("invalid_mix_shift", "cohort_mix"), d.why
+
+
+def test_the_docs_catalogue_table_lists_every_drill_with_its_kind():
+    text = (REPO / "docs" / "drills.md").read_text()
+    for drill in load_catalogue(kind=None).values():
+        assert f"| {drill.id} | {drill.kind} | {drill.difficulty} |" in text, drill.id

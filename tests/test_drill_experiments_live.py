@@ -25,7 +25,8 @@ SPEED = os.environ.get("OBSLAB_DRILL_TEST_SPEED", "10")
 SEED = os.environ.get("OBSLAB_DRILL_TEST_SEED", "20261130")
 
 
-DRILLS = ("canary-success-win", "canary-slower-success", "canary-latency-win", "canary-cancel-cleanup")
+DRILLS = ("canary-success-win", "canary-slower-success", "canary-latency-win", "canary-cancel-cleanup",
+          "canary-watched-closely", "release-without-canary")
 # Two drills at a time, each with its own service: the four take about 5 minutes instead of 10 on the 2-core
 # CI machine, and two labs side by side still leave every trap far beyond noise (the figures printed below).
 PARALLEL = int(os.environ.get("OBSLAB_DRILL_TEST_PARALLEL", "2"))
@@ -49,8 +50,11 @@ def _drive(base: Path, drill_id: str) -> tuple[dict, dict, str] | str:
     auto = json.loads((run / "auto.json").read_text())
     report = json.loads((run / "report" / "report.json").read_text())
     # Figures for the record (pytest -s shows them).
-    print(drill_id, json.dumps({k: auto["checks"].get(k) for k in ("naive", "counters", "stratified", "outcome_shares", "tail")},
-                               default=str))
+    figures = {k: auto["checks"].get(k) for k in ("naive", "counters", "stratified", "outcome_shares", "tail",
+                                                  "time_overlap")}
+    if auto["checks"].get("looks"):
+        figures["looks"] = {k: v for k, v in auto["checks"]["looks"].items() if k != "per_look"}
+    print(drill_id, json.dumps(figures, default=str))
     return auto, report, (run / "report" / "report.md").read_text()
 
 
@@ -132,3 +136,37 @@ def test_cancellations_counted_as_failures_move_the_rate_not_the_product(runs):
     assert abs(shares["not_published_share"]["z"]) < 2, shares  # ...users published as often in both arms
     _graded_full(auto, report)
     assert "Outcome categories" in md
+
+
+def test_a_peeker_is_fooled_by_an_unchanged_canary(runs):
+    auto, report, md = _run(runs, "canary-watched-closely")
+    c = auto["checks"]
+    assert not c["counters"]["srm"]["mismatch"] and not c["mix_shifts"], c
+    looks = c["looks"]
+    # The peeker: every window's three tests at p < 0.05, uncorrected, stops on a 'significant' one...
+    assert looks["looks"] == 60 and looks["tests"] >= 150 and looks["naive_hits"] >= 1, looks["first_naive_hit"]
+    # ...where the rollout's alpha spending over the same looks finds nothing, and the whole run shows no effect.
+    assert looks["corrected_hits"] == 0, looks["smallest_p_holm"]
+    assert abs(c["naive"]["z"]) < 3, c["naive"]
+    print("peeking margin:", looks["naive_hits"], "naive hits of", looks["tests"], "tests (",
+          round(looks["expected_by_chance"], 1), "by chance ); smallest Holm p", looks["smallest_p_holm"],
+          "against", looks["look_alpha"], "; whole run z", round(c["naive"]["z"], 2))
+    _graded_full(auto, report)
+    assert "Repeated looks" in md
+
+
+def test_before_after_confounded_by_a_traffic_change(runs):
+    auto, report, md = _run(runs, "release-without-canary")
+    c = auto["checks"]
+    assert not c["counters"]["srm"]["mismatch"], c["counters"]
+    # The arms ran one after the other: the release went to everyone at one moment.
+    assert c["time_overlap"]["overlap_share"] < 0.2, c["time_overlap"]
+    assert c["naive"]["harm_z"] >= 3, c["naive"]  # after the release the rate is lower than before...
+    shift = next(m for m in c["mix_shifts"] if m["dimension"] == "network_type")
+    assert shift["treatment_shares"]["3g"] > 3 * shift["control_shares"]["3g"], shift  # ...the traffic changed...
+    within = c["stratified"]["network_type"]
+    assert within["harm_z"] <= -2, within  # ...and within each network type it is better
+    print("before/after margin: naive harm z", round(c["naive"]["harm_z"], 1), "within each network_type",
+          round(within["harm_z"], 1))
+    _graded_full(auto, report)
+    assert "before / after comparison" in md

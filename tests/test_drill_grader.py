@@ -71,3 +71,16 @@ def test_alert_before_fault_is_not_a_detection():
     drill = find_drill("regional-storage-outage")
     g = grade(drill, [], measured_impact=1.0, fault_start_s=200.0, first_alert_s=100.0)
     assert g.total == 0 and g.time_to_detect_s is None and g.detected_by is None
+
+
+def test_the_red_herring_earns_no_cause_points():
+    """campaign-spike-failures: the traffic burst is real and alarming, but naming it as the cause is wrong."""
+    drill = find_drill("campaign-spike-failures")
+    assert drill.truth.cause != "traffic_spike" and "traffic_spike" in drill.questions.cause_choices
+    assert "traffic_spike" not in drill.questions.cause_partial
+    herring = grade(drill, [Answer("traffic_spike", {}, 100, at_s=400.0)], measured_impact=100,
+                    fault_start_s=150.0, first_alert_s=None)
+    right = grade(drill, [Answer(drill.truth.cause, dict(drill.truth.cohort), 100, at_s=400.0)], measured_impact=100,
+                  fault_start_s=150.0, first_alert_s=None)
+    assert {p.part: p.points for p in herring.parts}["cause"] == 0
+    assert right.total == 100

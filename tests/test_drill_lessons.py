@@ -314,6 +314,31 @@ def memory(m: Measured) -> Lesson:
                   f"{len(before)} → {len(during)} samples")
 
 
+def campaign_spike(m: Measured) -> Lesson:
+    lesson = bad_share(m, region="ap-south")
+    # Briefing: "traffic to the publish flow jumps several-fold" (the red herring is real)...
+    def rate(w):
+        return len(m.ended(w)) / w.length_s if w.length_s > 0 else 0.0
+    spike = _busiest(m, m.fault)
+    lesson.claims["attempts per second at least 3x the baseline's during the burst"] = (
+        rate(spike) >= 3 * rate(m.baseline))
+    # ...and harmless: outside the hurt region the bad share stays at its baseline during the burst.
+    def outside(w):
+        return bad_and_total([a for a in m.ended(w) if a.cohort.get("region") != "ap-south"], m.success)
+    (bb, nb), (bd, nd) = outside(m.baseline), outside(spike)
+    lesson.claims["outside ap-south the bad share stays under 3 % during the burst"] = share(bd, nd) < 0.03
+    lesson.notes = (f"attempts/s {rate(m.baseline):.1f} → {rate(spike):.1f} at the burst; bad share outside ap-south "
+                    f"{bb}/{nb} → {bd}/{nd}")
+    return lesson
+
+
+def _busiest(m: Measured, w: Window, bins: int = 10) -> Window:
+    """The busiest tenth of ``w`` by attempts ended (the burst of traffic)."""
+    width = w.length_s / bins
+    slices = [Window(w.start + i * width, w.start + (i + 1) * width) for i in range(bins)]
+    return max(slices, key=lambda s: len(m.ended(s)))
+
+
 KEY_FIGURES = {
     "transcoder-tail-latency": tail_latency,
     "cellular-chunk-failures": cellular,
@@ -325,6 +350,7 @@ KEY_FIGURES = {
     "cancellation-definition-trap": cancellations,
     "async-migration": async_backlog,
     "memory-growth": memory,
+    "campaign-spike-failures": campaign_spike,
 }
 
 

@@ -645,6 +645,8 @@ _EXPERIMENT_Z = 3.0
 _FLAT_Z = 2.0
 # A cohort mix this unlikely under "both arms serve the same traffic" is a shift (chi-square test).
 _MIX_ALPHA = 1e-3
+# Arms whose outcome times share less than this part of the shorter arm's span ran one after the other.
+_CONCURRENT_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -723,12 +725,23 @@ def diagnose_experiment(drill: Drill, attempts: Sequence[Attempt], samples: Sequ
     shifts = [m for m in ex.mix_shifts(control, treatment, [d for d in ANSWER_DIMENSIONS if d not in arm_dims])
               if m.p_value < _MIX_ALPHA]
     checks["mix_shifts"] = [m.to_json() for m in shifts]
+    # Arms that ran one after the other (a change shipped to everyone at one moment): no concurrent control.
+    overlap = ex.time_overlap(control, treatment)
+    checks["time_overlap"] = None if overlap is None else overlap.to_json()
+    before_after = overlap is not None and overlap.overlap_share < _CONCURRENT_SHARE
     for shift in shifts:
         within = ex.stratified_effect(control, treatment, shift.dimension, exp.metric, definition)
         checks.setdefault("stratified", {})[shift.dimension] = within.to_json()
         nz, wz = naive.harm_z, within.harm_z
         if nz is None or wz is None or abs(nz) < _EXPERIMENT_Z:
             continue
+        if (nz * wz < 0 or abs(wz) < _FLAT_Z) and before_after:
+            why = (f"the arms ran one after the other (they share {overlap.overlap_share:.0%} of their time span), "
+                   f"and the {shift.dimension} mix changed at that moment (chi-square p = {shift.p_value:.2g}); "
+                   f"before against after the treatment looks {'worse' if nz > 0 else 'better'} (z = {nz:+.1f} "
+                   f"towards harm), within each {shift.dimension} it is "
+                   f"{'flat' if abs(wz) < _FLAT_Z else ('worse' if wz > 0 else 'better')} (z = {wz:+.1f})")
+            return ExperimentDiagnosis("invalid_before_after", "cohort_mix", why, checks)
         if nz * wz < 0 or abs(wz) < _FLAT_Z:
             why = (f"{shift.dimension} mix differs between the arms (chi-square p = {shift.p_value:.2g}); overall "
                    f"the treatment looks {'worse' if nz > 0 else 'better'} (z = {nz:+.1f} towards harm), within each "
@@ -757,6 +770,21 @@ def diagnose_experiment(drill: Drill, attempts: Sequence[Attempt], samples: Sequ
                f"{tail.p_ci[1]:+.0f} ms)")
         return ExperimentDiagnosis("treatment_worse", "tail_percentiles", why, checks)
     nz = naive.harm_z
+    peek = None
+    if exp.looks:
+        split = _expected_split(drill)
+        peek = ex.peeking_check(control, treatment, window, exp.looks, exp, 100 * (split[1] if split else 0.5),
+                                definition)
+        checks["looks"] = peek.to_json()
+    if peek is not None and peek.naive_hits and (nz is None or abs(nz) < _EXPERIMENT_Z):
+        look, metric, p = peek.naive_hits[0]
+        why = (f"a peeker testing {len(peek.looks)} windows ({peek.tests} tests at p < {peek.naive_alpha:g}) finds "
+               f"{len(peek.naive_hits)} 'significant' (about {peek.naive_alpha * peek.tests:.0f} expected by chance), "
+               f"the first at look {look} ({metric}, p = {p:.2g}); with the rollout's alpha spending "
+               f"({peek.look_alpha:.2g} per look, Holm across the metrics) {len(peek.corrected_hits)} look(s) cross; "
+               f"over the whole run z = {nz if nz is not None else float('nan'):+.1f}")
+        if not peek.corrected_hits:
+            return ExperimentDiagnosis("no_real_difference", "repeated_looks", why, checks)
     if nz is not None and nz >= _EXPERIMENT_Z:
         return ExperimentDiagnosis("treatment_worse", "aggregate_rate", f"worse overall (z = {nz:+.1f})", checks)
     if nz is not None and nz <= -_EXPERIMENT_Z:

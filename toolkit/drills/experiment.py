@@ -11,7 +11,13 @@ figures; the checks that decide whether that reading can be trusted are
   dimension, and the comparison within each cohort value (stratified: the per-value differences weighted
   by the value's share of both arms);
 - **tail**: the mean and the p99 side by side (the p99 difference with a bootstrap interval,
-  ``toolkit.analysis.stats.compare_quantiles``).
+  ``toolkit.analysis.stats.compare_quantiles``);
+- **repeated looks**: an experiment someone watches is compared window after window. A peeker tests every
+  window's success rate and mean latencies at p < 0.05 and stops at the first "significant" one; the
+  rollout's rule (``toolkit.analysis.rollout``: alpha shared by every planned look, Holm across the metrics
+  within a look, ``toolkit.analysis.stats.holm``) tests the same looks at ``look_alpha``;
+- **before / after**: arms that do not run at the same time (one ends where the other starts) have no
+  concurrent control: anything else that changed at that moment moves the comparison too.
 
 Success counts come from the SLO's good/total (``toolkit.measures.definitions``), percentiles from the
 engine's nearest-rank method. Every effect is oriented so that ``harm`` > 0 means the treatment is worse.
@@ -45,6 +51,12 @@ __all__ = [
     "tail_check",
     "analysis_window",
     "outcome_shares",
+    "PEEK_METRICS",
+    "Look",
+    "PeekingCheck",
+    "peeking_check",
+    "TimeOverlap",
+    "time_overlap",
 ]
 
 METRIC_TEXT = {
@@ -53,6 +65,10 @@ METRIC_TEXT = {
     "processing_latency_mean": "mean processing latency, ms (upload_completed → publish_succeeded, published "
                                "attempts)",
 }
+# What a team's experiment dashboard shows for each arm, look after look.
+PEEK_METRICS = ("success_rate", "processing_latency_mean", "e2e_latency_mean")
+# The level a peeker tests each look at, uncorrected.
+NAIVE_ALPHA = 0.05
 # Counter outcomes that are terminal attempts (what the log's terminal events are).
 _COUNTED_OUTCOMES = ("succeeded", "failed", "cancelled")
 
@@ -305,3 +321,138 @@ def outcome_shares(control: Sequence[Attempt], treatment: Sequence[Attempt]) -> 
                                sum(a.outcome in ended for a in treatment), len(treatment), "all terminal attempts")
         out[name] = Effect(name, e.control, e.treatment, e.difference, e.se, e.n_control, e.n_treatment, e.scope)
     return out
+
+
+@dataclass(frozen=True)
+class Look:
+    """One window of a watched comparison: each metric's p-value, and Holm-adjusted across the metrics."""
+
+    index: int  # 1-based
+    start: float
+    end: float
+    n_control: int
+    n_treatment: int
+    p_values: Mapping[str, float | None]
+    p_holm: Mapping[str, float | None]
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "start": self.start, "end": self.end, "n_control": self.n_control,
+                "n_treatment": self.n_treatment, "p_values": dict(self.p_values), "p_holm": dict(self.p_holm)}
+
+
+@dataclass(frozen=True)
+class PeekingCheck:
+    """The same looks read two ways: a peeker's (every test at ``naive_alpha``, stop at the first hit) and the
+    rollout's alpha spending (``look_alpha`` per look, Holm across the metrics within it)."""
+
+    looks: tuple[Look, ...]
+    naive_alpha: float
+    look_alpha: float
+    planned_looks: int
+    rule: str
+
+    @property
+    def tests(self) -> int:
+        return sum(1 for look in self.looks for p in look.p_values.values() if p is not None)
+
+    @property
+    def naive_hits(self) -> list[tuple[int, str, float]]:
+        """(look, metric, p) of every test a peeker would call significant, in look order."""
+        return [(look.index, m, p) for look in self.looks for m, p in look.p_values.items()
+                if p is not None and p < self.naive_alpha]
+
+    @property
+    def corrected_hits(self) -> list[tuple[int, str, float]]:
+        return [(look.index, m, p) for look in self.looks for m, p in look.p_holm.items()
+                if p is not None and p < self.look_alpha]
+
+    @property
+    def smallest_p(self) -> tuple[int, str, float] | None:
+        found = [(look.index, m, p) for look in self.looks for m, p in look.p_holm.items() if p is not None]
+        return min(found, key=lambda x: x[2]) if found else None
+
+    def to_json(self) -> dict:
+        first = self.naive_hits[:1]
+        return {"looks": len(self.looks), "tests": self.tests, "metrics": list(PEEK_METRICS),
+                "naive_alpha": self.naive_alpha, "naive_hits": len(self.naive_hits),
+                "expected_by_chance": self.naive_alpha * self.tests,
+                "first_naive_hit": ({"look": first[0][0], "metric": first[0][1], "p_value": first[0][2]}
+                                    if first else None),
+                "look_alpha": self.look_alpha, "planned_looks": self.planned_looks, "rule": self.rule,
+                "corrected_hits": len(self.corrected_hits),
+                "smallest_p_holm": (None if self.smallest_p is None else
+                                    {"look": self.smallest_p[0], "metric": self.smallest_p[1],
+                                     "p_value": self.smallest_p[2]}),
+                "per_look": [look.to_json() for look in self.looks]}
+
+
+def _look_p_values(control: Sequence[Attempt], treatment: Sequence[Attempt], definition: SliDefinition
+                   ) -> dict[str, float | None]:
+    from scipy.stats import ttest_ind
+
+    from toolkit.analysis.stats import JUDGE_MINIMUMS, compare_proportions
+
+    out: dict[str, float | None] = {}
+    (gc, nc), (gt, nt) = _good_total(control, definition), _good_total(treatment, definition)
+    # The judge's rate test: Fisher's exact test where counts are small, else the pooled z-test.
+    out["success_rate"] = (compare_proportions(gc, nc, gt, nt, minimums=JUDGE_MINIMUMS).p_value
+                           if nc and nt else None)
+    for metric in PEEK_METRICS[1:]:
+        c, t = _values(control, metric), _values(treatment, metric)
+        out[metric] = (float(ttest_ind(c, t, equal_var=False).pvalue)
+                       if c.size >= 3 and t.size >= 3 and (c.var() > 0 or t.var() > 0) else None)
+    return out
+
+
+def peeking_check(control: Sequence[Attempt], treatment: Sequence[Attempt], window: Window, looks: int,
+                  experiment: Experiment, treatment_percent: float, definition: SliDefinition) -> PeekingCheck:
+    """Cut ``window`` into ``looks`` equal windows and test the arms in each (attempts by outcome time, the
+    engine's (start, end]): what a peeker sees, and what the rollout's rule for repeated looks says of the same
+    data. The rule is ``toolkit.analysis.rollout``'s: a plan of one stage at the treatment's share whose windows
+    are the looks (plus the stage's verdict, one more planned look) spends the judge's alpha equally over them."""
+    from toolkit.analysis.rollout import RolloutPlan, Stage, _look_text, look_alpha, max_looks
+    from toolkit.analysis.stats import holm
+
+    width = window.length_s / looks
+    flag = next(iter(experiment.treatment))
+    plan = RolloutPlan(flag=flag, variant=experiment.treatment[flag], control=experiment.control.get(flag, ""),
+                       stages=(Stage(treatment_percent, width * looks, width), Stage(100)), max_extensions=0)
+    out = []
+    for i in range(looks):
+        w = Window(window.start + i * width, window.start + (i + 1) * width)
+        c = [a for a in control if a.ended in w]
+        t = [a for a in treatment if a.ended in w]
+        p = _look_p_values(c, t, definition)
+        tested = [m for m, v in p.items() if v is not None]
+        adjusted = dict(zip(tested, holm([p[m] for m in tested]).tolist())) if tested else {}
+        out.append(Look(i + 1, w.start, w.end, len(c), len(t), p, {m: adjusted.get(m) for m in p}))
+    # The rule as the rollout states it, without its promote intervals (a watched experiment only looks).
+    return PeekingCheck(tuple(out), NAIVE_ALPHA, look_alpha(plan), max_looks(plan), _look_text(plan).split(";")[0])
+
+
+@dataclass(frozen=True)
+class TimeOverlap:
+    """When each arm's attempts ended: arms that do not overlap in time are a before / after comparison."""
+
+    control: tuple[float, float]
+    treatment: tuple[float, float]
+    overlap_share: float  # the shared time span over the shorter arm's span
+
+    def to_json(self) -> dict:
+        return {"control": list(self.control), "treatment": list(self.treatment),
+                "overlap_share": self.overlap_share}
+
+
+def time_overlap(control: Sequence[Attempt], treatment: Sequence[Attempt]) -> TimeOverlap | None:
+    """Each arm's span of outcome times (its 1st to 99th percentile, so a straggler does not stretch it) and the
+    share of the shorter span the two have in common."""
+    if len(control) < 10 or len(treatment) < 10:
+        return None
+    spans = []
+    for arm in (control, treatment):
+        ends = np.sort(np.asarray([a.ended for a in arm], dtype=float))
+        spans.append((float(np.quantile(ends, 0.01)), float(np.quantile(ends, 0.99))))
+    (c0, c1), (t0, t1) = spans
+    shared = max(0.0, min(c1, t1) - max(c0, t0))
+    shorter = max(1e-9, min(c1 - c0, t1 - t0))
+    return TimeOverlap(spans[0], spans[1], min(1.0, shared / shorter))

@@ -119,6 +119,27 @@ def render_experiment_markdown(drill: Drill, run_id: str, speed: float, checks: 
                      f"p{100 * tail['quantile']:g} {_num(tail['control'], 'ms', 0)} vs "
                      f"{_num(tail['treatment'], 'ms', 0)} (difference 95 % bootstrap interval "
                      f"{_num(lo, 'ms', 0)} to {_num(hi, 'ms', 0)}).")
+    overlap = c.get("time_overlap")
+    if overlap and overlap["overlap_share"] < 0.2:
+        lines.append(f"- **When the arms ran.** Control's attempts ended over {overlap['control'][1] - overlap['control'][0]:.0f} s "
+                     f"and treatment's over {overlap['treatment'][1] - overlap['treatment'][0]:.0f} s (wall), sharing "
+                     f"{100 * overlap['overlap_share']:.0f} % of the shorter span: a before / after comparison, "
+                     "with no concurrent control.")
+    looks = c.get("looks")
+    if looks:
+        first = looks.get("first_naive_hit")
+        smallest = looks.get("smallest_p_holm") or {}
+        lines.append(
+            f"- **Repeated looks.** A peeker comparing the arms in each of {looks['looks']} equal windows "
+            f"({', '.join(looks['metrics'])}; {looks['tests']} tests, each at p < {looks['naive_alpha']:g}, "
+            f"uncorrected) sees {looks['naive_hits']} 'significant' result(s), about "
+            f"{looks['expected_by_chance']:.1f} expected by chance if nothing differs"
+            + (f"; one who stops at the first stops at look {first['look']} ({first['metric']}, p = "
+               f"{first['p_value']:.2g})" if first else "")
+            + f". The rollout's rule for repeated looks ({looks['rule']}: {looks['look_alpha']:.2g} per look, Holm "
+            f"across the metrics within a look) over the same windows: {looks['corrected_hits']} look(s) cross"
+            + (f" (smallest Holm-adjusted p = {smallest['p_value']:.2g}, look {smallest['look']}, "
+               f"{smallest['metric']})" if smallest else "") + ".")
     lines += ["", "Reproduce with the lab's commands: `obslab compare --control "
               + ",".join(f"{k}={v}" for k, v in exp.control.items()) + " --treatment "
               + ",".join(f"{k}={v}" for k, v in exp.treatment.items())

@@ -95,6 +95,8 @@ def parse_launch(data: Any, source: str = "launch.yaml") -> LaunchBrief:
     setup = _parse_setup(c, top["setup"])
     if flag in setup.flags:
         raise c.fail(f"setup.flags.{flag}", "the launch's own flag is set by `rollout`, not by the setup")
+    for name in setup.flag_at:  # a launch's setup flags are set when it starts (launch_run): no mid-run change
+        raise c.fail(f"setup.flags.{name}.at", "a launch exercise sets its setup flags at the start")
     stages = _parse_stages(c, top["rollout"], setup)
     regression = _parse_regression(c, top["regression"], setup)
     raw_signals = top["signals"]

@@ -183,6 +183,8 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     if not_paced:
         run.log("prometheus_not_paced", reason=not_paced)
     for name, (variant, percent) in drill.setup.flags.items():
+        if name in drill.setup.flag_at:
+            continue  # set mid-drill by the scheduler
         client.put_flag(name, flag_body(name, variant, percent))
         run.log("flag_set", flag=name, variant=variant, percent=percent)
     for i, bg in enumerate(drill.setup.background_faults):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from toolkit.drills.clock import PAUSE_BUDGET_S
 from toolkit.drills.lab import (ACTOR_ENV, DEFAULT_ACTOR, TOKEN_ENV, ControlClient, Lab, LabError,
-                                background_fault_name, fault_body, fault_name, pace_prometheus)
+                                background_fault_name, fault_body, fault_name, flag_body, pace_prometheus)
 from toolkit.drills.load import start_load, stop_load
 from toolkit.drills.restore import restore_service
 from toolkit.drills.schema import Drill, find_drill
@@ -105,6 +105,18 @@ def _remove_fault(client: ControlClient, drill: Drill, run: RunDir, truth: dict)
     run.log("fault_removed")
 
 
+def _set_due_flags(client: ControlClient, drill: Drill, run: RunDir, state: RunState, active_s: float) -> None:
+    """Set each flag the drill changes mid-way (``setup.flags.<name>.at``, drill time) once its time has come."""
+    if not drill.setup.flag_at:
+        return
+    done = {e.get("flag") for e in run.timeline() if e["kind"] == "flag_set"}
+    for name, at_s in drill.setup.flag_at.items():
+        if name not in done and active_s >= at_s / state.speed:
+            variant, percent = drill.setup.flags[name]
+            client.put_flag(name, flag_body(name, variant, percent))
+            run.log("flag_set", flag=name, variant=variant, percent=percent)
+
+
 def run_schedule(run: RunDir) -> None:
     state: RunState = run.read_state()
     drill = find_drill(state.drill_id)
@@ -143,6 +155,7 @@ def run_schedule(run: RunDir) -> None:
                     run.log("fault_applied")
                 if truth.get("fault_applied_at") and not truth.get("fault_removed_at") and active >= fault_end:
                     _remove_fault(client, drill, run, truth)
+                _set_due_flags(client, drill, run, state, active)
                 if drill.kind == "rollout":
                     from toolkit.drills.rollout_drill import tick
 

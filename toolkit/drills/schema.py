@@ -137,6 +137,9 @@ class Setup:
     flags: dict[str, tuple[str, float]] = field(default_factory=dict)
     # Faults in force for the whole drill (e.g. a steady error rate an instrumentation bug then hides).
     background_faults: tuple["BackgroundFault", ...] = ()
+    # flag name → drill seconds at which it is set (a change shipped mid-drill); a flag not named here is set
+    # at the start.
+    flag_at: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,9 @@ class Experiment:
     control: dict[str, str]
     treatment: dict[str, str]
     metric: str
+    # How many equal windows the team's dashboard compares the arms over, one look each (an experiment
+    # someone watches, ``toolkit.drills.experiment.peeking_check``); None: the comparison is read once.
+    looks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -415,7 +421,7 @@ def _parse_experiment_drill(c: _Checker, top: dict, source: str) -> Drill:
     setup = _parse_setup(c, top["setup"])
     fault = _parse_fault(c, top["fault"], setup) if "fault" in top else None
     m = c.mapping(top["experiment"], "experiment", allow_empty=False)
-    c.fields(m, "experiment", {"control", "treatment", "metric"})
+    c.fields(m, "experiment", {"control", "treatment", "metric"}, {"looks"})
     arms = {}
     for arm in ("control", "treatment"):
         sel = c.mapping(m[arm], f"experiment.{arm}", allow_empty=False)
@@ -426,8 +432,9 @@ def _parse_experiment_drill(c: _Checker, top: dict, source: str) -> Drill:
             arms[arm][key] = c.choice(value, where, ANSWER_VALUES[key])
     if arms["control"] == arms["treatment"]:
         raise c.fail("experiment.treatment", "must select other attempts than experiment.control")
+    looks = c.integer(m["looks"], "experiment.looks", 2, 500) if "looks" in m else None
     experiment = Experiment(arms["control"], arms["treatment"],
-                            c.choice(m["metric"], "experiment.metric", EXPERIMENT_METRICS))
+                            c.choice(m["metric"], "experiment.metric", EXPERIMENT_METRICS), looks)
     q = c.mapping(top["questions"], "questions", allow_empty=False)
     c.fields(q, "questions", {"verdict", "evidence", "prompt"})
     verdict = c.mapping(q["verdict"], "questions.verdict", allow_empty=False)
@@ -557,22 +564,29 @@ def _parse_setup(c: _Checker, raw: Any) -> Setup:
     if "viewer_weight" in load:
         viewer_weight = c.integer(load["viewer_weight"], "setup.load.viewer_weight", 0, 100)
     flags: dict[str, tuple[str, float]] = {}
+    flag_at: dict[str, float] = {}
     raw_flags = c.mapping(m.get("flags"), "setup.flags")
     for name, spec in raw_flags.items():
         where = _join("setup.flags", str(name))
         c.choice(name, where, tuple(FLAGS))
         f = c.mapping(spec, where, allow_empty=False)
-        c.fields(f, where, {"variant"}, {"percent"})
+        c.fields(f, where, {"variant"}, {"percent", "at"})
         variant = c.choice(f["variant"], f"{where}.variant", FLAGS[name])
         percent = c.number(f.get("percent", 100), f"{where}.percent", 0, 100)
         flags[name] = (variant, percent)
+        if "at" in f:
+            at = c.duration(f["at"], f"{where}.at")
+            if at >= duration_s:
+                raise c.fail(f"{where}.at", f"must be before the drill ends (setup.duration "
+                                            f"{format_duration(duration_s)}), got {brief(f['at'])}")
+            flag_at[name] = at
     raw_bg = m.get("background_faults") or []
     if not isinstance(raw_bg, list):
         raise c.fail("setup.background_faults", f"expected a list of faults, got {brief(raw_bg)}")
     background = tuple(_parse_background_fault(c, f, f"setup.background_faults[{i}]") for i, f in enumerate(raw_bg))
     return Setup(duration_s, LoadSetup(shape, users, policy, max_attempts, dict(client), mix, think_time,
                                            viewer_weight, mix_by_release, cancel_rate), flags,
-                 background)
+                 background, flag_at)
 
 
 def _parse_mix(c: _Checker, raw: Any, base: str) -> dict[str, dict[str, float]]:

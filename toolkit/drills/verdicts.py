@@ -18,6 +18,8 @@ VERDICTS: dict[str, str] = {
                             "(data lost or assignment skewed)",
     "invalid_mix_shift": "Comparison invalid: the arms serve different traffic (the cohort mix differs)",
     "invalid_metric_definition": "Comparison invalid: the metric's definition (its denominator) changed",
+    "invalid_before_after": "Comparison invalid: something else changed at the same moment as the change "
+                            "(a before/after comparison has no concurrent control)",
 }
 
 # What the verdict rests on: the check that shows it.
@@ -27,6 +29,8 @@ EVIDENCE: dict[str, str] = {
     "cohort_mix": "The comparison within each cohort, and each arm's cohort mix",
     "tail_percentiles": "The tail percentiles (p95/p99) beside the mean",
     "metric_definition": "What the metric counts: its numerator and denominator",
+    "repeated_looks": "How many times the comparison was looked at, and the test corrected for those looks "
+                      "(alpha spending)",
 }
 
 
