@@ -21,6 +21,7 @@ __all__ = [
     "LOAD_PROGRESS_FILE", "LOAD_TRACE_SAMPLE_RATIO", "LOAD_PREFIX",
     # toolkit
     "ENV_DUCKDB_MEMORY_LIMIT", "ENV_MAX_COHORT_VALUES", "ENV_PROMETHEUS_REMOTE_WRITE_URL", "ENV_SLO_SPEC", "ENV_BENCH_DIR", "ENV_DRILL_AUTO_CANCEL",
+    "ENV_DRILL_REMOTE_CONFIG",
     "ALL",
 ]
 
@@ -118,6 +119,8 @@ ENV_ACTOR = "OBSLAB_ACTOR"
 """Who a drill's control-plane calls are audited as (the dashboard sets `dashboard`; default `release-bot`, naming no drill)."""
 ENV_DRILL_AUTO_CANCEL = "OBSLAB_DRILL_AUTO_CANCEL"
 """Drill load only: APP_VERSION:NET1|NET2:AFTER cancels matching flows (the cancellation-trap drill)."""
+ENV_DRILL_REMOTE_CONFIG = "OBSLAB_DRILL_REMOTE_CONFIG"
+"""Drill load only: path of the clients' remote config (JSON) a drill's mitigation writes, e.g. a retry policy."""
 
 ALL: tuple[str, ...] = tuple(v for k, v in sorted(globals().items())
                              if (k.startswith("ENV_") or k.startswith("LOAD_")) and k != "LOAD_PREFIX"
