@@ -99,6 +99,20 @@ def test_users_flipping_both_ways_make_attempts_the_unit():
     assert tuple(srm["observed"]) == (res.control.attempts, res.treatment.attempts)
 
 
+def test_srm_units_tolerates_a_few_flippers_and_counts_by_latest_attempt():
+    """Pure: up to 1 % of the smaller cohort's users may flip (users stay the unit, each counted once where their
+    latest attempt was); more, or cohorts that are time ranges, make attempts the unit."""
+    c = C.CohortSample("control", "release=stable", 9000, 900, 0, None, None)
+    t = C.CohortSample("treatment", "release=canary", 2100, 210, 0, None, None)
+    unit, observed, f = C.srm_units(c, t, C.UsersInBoth(total=12, moved=10, latest_in_treatment=11))
+    assert (unit, observed, f["users_flipping"]) == ("users", [889, 209], 2)  # 11 → canary, 1 → stable
+    unit, observed, f = C.srm_units(c, t, C.UsersInBoth(total=12, moved=9, latest_in_treatment=11))
+    assert (unit, observed) == ("attempts", [9000, 2100]) and "3 of the 12 users" in f["unit_reason"]
+    unit, observed, f = C.srm_units(c, t, C.UsersInBoth(total=12, moved=12, latest_in_treatment=12, ordered=False))
+    assert unit == "attempts" and "time ranges" in f["unit_reason"] and f["users_moved"] == 0
+    assert C.srm_units(c, t, C.UsersInBoth())[:2] == ("users", [900, 210])
+
+
 def test_tiny_healthy_cohort_is_not_enough_data_and_says_what_power_it_had():
     rel = relation(attempts_table(3000, seed=4, canary_share=0.01))
     res = C.compare_attempts(rel, C.parse_selector("release=stable"), C.parse_selector("release=canary"))

@@ -298,7 +298,7 @@ def srm_units(control: CohortSample, treatment: CohortSample, both: UsersInBoth
                f"{both.flipping} of the {both.total} users in both cohorts have a control attempt after a treatment "
                f"attempt: assignment is per attempt, so attempts are the unit")
         return "attempts", [control.attempts, treatment.attempts], {"unit": "attempts", **fields, "unit_reason": why}
-    in_treatment = both.latest_in_treatment if both.ordered else 0
+    in_treatment = both.latest_in_treatment
     observed = [control.users - in_treatment, treatment.users - (both.total - in_treatment)]
     why = "sticky assignment by user hash: users are the unit"
     if both.total:
@@ -345,7 +345,7 @@ def compare_samples(control: CohortSample, treatment: CohortSample, config: Judg
     srm = None
     srm_fields: dict[str, Any] = {}
     if expected_split is not None and control.attempts + treatment.attempts > 0:
-        unit, observed, srm_fields = srm_units(control, treatment, users_in_both or UsersInBoth())
+        _unit, observed, srm_fields = srm_units(control, treatment, users_in_both or UsersInBoth())
         srm = sample_ratio_mismatch(observed, expected_split, threshold=config.srm_threshold)
     verdict = judge(results, config, srm, multiplicity)
     if verdict.srm is not None:
