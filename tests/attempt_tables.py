@@ -84,3 +84,39 @@ def attempts_table(n: int = 20_000, *, seed: int = 0, canary_share: float = 0.05
 def relation(table: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyRelation:
     con = con or duckdb.connect()
     return con.from_arrow(table)
+
+
+def rollout_step_table(users: int = 1000, n: int = 20_000, *, seed: int = 0, before: float = 5.0,
+                       after: float = 20.0, step_s: float = 600.0, duration_s: float = 1800.0,
+                       upload_median_s: float = 20.0, per_attempt: bool = False, lose_variant_users: float = 0.0,
+                       start: datetime = START) -> pa.Table:
+    """A sticky per-user rollout of ``release=canary`` stepping from ``before`` % to ``after`` % at ``step_s``:
+    each user has a fixed bucket (the flag's user hash) and an attempt is in the canary if its user's bucket is
+    under the percent when the attempt started, so users only ever move from stable to canary. Users' activity
+    is skewed (lognormal), so attempts cluster by user. ``per_attempt``: every attempt draws its release afresh
+    instead (users flip both ways). ``lose_variant_users``: that share of the users in the canary after the
+    step lose every attempt (a real sample-ratio mismatch). Other columns as ``attempts_table``."""
+    rng = np.random.default_rng(seed + 7919)
+    base = attempts_table(n, seed=seed, canary_share=0.0, users=users, duration_s=duration_s, start=start)
+    bucket = rng.random(users)
+    activity = rng.lognormal(0.0, 1.0, users)
+    user_idx = rng.choice(users, n, p=activity / activity.sum())
+    started_s = np.sort(rng.uniform(0, duration_s, n))
+    share = np.where(started_s < step_s, before, after) / 100
+    canary = (rng.random(n) if per_attempt else bucket[user_idx]) < share
+    started = np.datetime64(start, "us") + (started_s * 1e6).astype("timedelta64[us]")
+    completed = started + (rng.lognormal(np.log(upload_median_s), 0.5, n) * 1e6).astype("timedelta64[us]")
+    ended = completed + (base.column("ended_at").to_numpy() - base.column("completed_at").to_numpy())
+    release = np.where(canary, "canary", "stable")
+    new = {"user_id": pa.array([f"user{u:06d}" for u in user_idx], pa.string()),
+           "started_at": pa.array(started, pa.timestamp("us")), "completed_at": pa.array(completed, pa.timestamp("us")),
+           "ended_at": pa.array(ended, pa.timestamp("us")), "last_event_at": pa.array(ended, pa.timestamp("us")),
+           "release": pa.array(release, pa.string()),
+           "service_version": pa.array(np.where(canary, SERVICE_VERSIONS["canary"], SERVICE_VERSIONS["stable"]),
+                                       pa.string())}
+    for name, col in new.items():
+        base = base.set_column(base.schema.get_field_index(name), name, col)
+    if lose_variant_users:
+        lost = (bucket < after / 100) & (rng.random(users) < lose_variant_users)
+        base = base.filter(pa.array(~lost[user_idx]))
+    return base

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from toolkit.analysis import compare as C
 from toolkit.analysis.judge import JudgeConfig
 
-from attempt_tables import attempts_table, relation
+from attempt_tables import START, attempts_table, relation, rollout_step_table
 from fuzz_support import CLI_HOSTILE_FILES, assert_one_line_cli_error, write_hostile_file
 
 GOLDEN_EVENTS = Path(__file__).parent / "fixtures" / "golden.jsonl"
@@ -59,6 +60,57 @@ def test_wrong_expected_split_is_a_sample_ratio_mismatch():
     res = C.compare_attempts(rel, C.parse_selector("release=stable"), C.parse_selector("release=canary"),
                              expected_split=(0.95, 0.05))
     assert (res.verdict.verdict, res.verdict.rule) == ("hold", "srm")
+
+
+def _after_the_step(table, split=(0.8, 0.2)):
+    """Stable against canary over the outcome times after ``rollout_step_table``'s step (600 s in)."""
+    step = START.replace(tzinfo=timezone.utc) + timedelta(seconds=600)
+    return C.compare_attempts(relation(table), C.parse_selector("release=stable"), C.parse_selector("release=canary"),
+                              window=C.Window(step, None), expected_split=split)
+
+
+def test_users_who_moved_forward_at_a_rollout_step_count_once_in_the_variant():
+    """5 % → 20 %: attempts started before the step and ending after it carry the old assignment, so the users
+    who just moved sit in both arms. They count once, in the arm of their latest attempt: users stay the unit and
+    a correct split is no mismatch (attempts, clustered by user, used to be the unit here)."""
+    res = _after_the_step(rollout_step_table(seed=0))
+    srm = res.verdict.srm
+    assert srm["unit"] == "users" and srm["users_in_both"] > 10 and srm["users_moved"] == srm["users_in_both"]
+    assert srm["users_flipping"] == 0 and "moved from control to treatment" in srm["unit_reason"]
+    assert not srm["mismatch"] and res.verdict.rule != "srm"
+    # each user once: a moved user leaves the control's count and stays in the canary's
+    assert tuple(srm["observed"]) == (res.control.users - srm["users_in_both"], res.treatment.users)
+
+
+def test_a_variant_short_of_users_after_a_rollout_step_is_a_mismatch():
+    """The same step with 40 % of the canary's users lost (logging, a crash on the variant): a real SRM."""
+    v = _after_the_step(rollout_step_table(seed=0, lose_variant_users=0.4)).verdict
+    assert v.srm["unit"] == "users" and v.srm["users_moved"] > 0
+    assert v.srm["mismatch"] and (v.verdict, v.rule) == ("hold", "srm")
+
+
+def test_users_flipping_both_ways_make_attempts_the_unit():
+    """Assignment per attempt (each attempt draws its release): users go back and forth, so the check counts
+    attempts and says why."""
+    res = _after_the_step(rollout_step_table(seed=0, before=20.0, per_attempt=True))
+    srm = res.verdict.srm
+    assert srm["unit"] == "attempts" and srm["users_flipping"] > 0.5 * srm["users_in_both"] > 0
+    assert "per attempt" in srm["unit_reason"] and not srm["mismatch"]
+    assert tuple(srm["observed"]) == (res.control.attempts, res.treatment.attempts)
+
+
+def test_srm_units_tolerates_a_few_flippers_and_counts_by_latest_attempt():
+    """Pure: up to 1 % of the smaller cohort's users may flip (users stay the unit, each counted once where their
+    latest attempt was); more, or cohorts that are time ranges, make attempts the unit."""
+    c = C.CohortSample("control", "release=stable", 9000, 900, 0, None, None)
+    t = C.CohortSample("treatment", "release=canary", 2100, 210, 0, None, None)
+    unit, observed, f = C.srm_units(c, t, C.UsersInBoth(total=12, moved=10, latest_in_treatment=11))
+    assert (unit, observed, f["users_flipping"]) == ("users", [889, 209], 2)  # 11 → canary, 1 → stable
+    unit, observed, f = C.srm_units(c, t, C.UsersInBoth(total=12, moved=9, latest_in_treatment=11))
+    assert (unit, observed) == ("attempts", [9000, 2100]) and "3 of the 12 users" in f["unit_reason"]
+    unit, observed, f = C.srm_units(c, t, C.UsersInBoth(total=12, moved=12, latest_in_treatment=12, ordered=False))
+    assert unit == "attempts" and "time ranges" in f["unit_reason"] and f["users_moved"] == 0
+    assert C.srm_units(c, t, C.UsersInBoth())[:2] == ("users", [900, 210])
 
 
 def test_tiny_healthy_cohort_is_not_enough_data_and_says_what_power_it_had():

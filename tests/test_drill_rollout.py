@@ -368,3 +368,30 @@ def test_the_report_renders_each_call_beside_the_right_one():
     assert "of which 1 never reached after a rollback the data did not call for" in md
     assert "0.11 to detect a 2 pp drop at the per-look α = 0.0042" in md
     assert md.count("within the harmed cohort") == 1 and "the rollout rolled back" in md
+
+
+def test_a_stage_s_evidence_checks_the_sample_ratio_on_users_after_the_step():
+    """A lab-sized stage (80 users, 20 attempts a second) just after 5 % → 25 %: attempts in flight at the step
+    carry the old assignment, so the users who moved sit in both arms. The check counts them once, in the
+    variant, and a correct split is no mismatch; the report shows the check."""
+    from datetime import timezone
+
+    from attempt_tables import START, relation, rollout_step_table
+    from toolkit.drills.rollout_drill import rollout_plan
+    from toolkit.drills.rollout_report import _evidence_lines, stage_evidence
+
+    plan = rollout_plan(find_drill("rollout-good-change"))
+    t0 = START.replace(tzinfo=timezone.utc).timestamp()
+    table = rollout_step_table(80, 14_400, seed=0, before=5.0, after=25.0, step_s=600.0, duration_s=720.0,
+                               upload_median_s=3.0)
+    ev = stage_evidence(relation(table), plan, 25.0, t0 + 600, t0 + 720)
+    srm = ev["srm"]
+    assert tuple(srm["expected_shares"]) == (0.75, 0.25)
+    assert srm["unit"] == "users" and srm["users_moved"] == srm["users_in_both"] > 0 and sum(srm["observed"]) <= 80
+    assert not srm["mismatch"] and ev["rule"] != "srm"
+    assert any(line.startswith("  - sample ratio: users") and "no mismatch" in line
+               for line in _evidence_lines(ev, "variant vs control"))
+    # The same data judged as a 50 % stage (the service assigned 25 %): a real mismatch, on users too.
+    wrong = stage_evidence(relation(table), plan, 50.0, t0 + 600, t0 + 720)
+    assert wrong["srm"]["unit"] == "users" and wrong["srm"]["mismatch"]
+    assert (wrong["verdict"], wrong["rule"]) == ("hold", "srm")

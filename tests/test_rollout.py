@@ -8,7 +8,7 @@ import pytest
 from toolkit.analysis import rollout as R
 from toolkit.analysis.judge import JudgeConfig, DEFAULT_CONFIG
 
-from attempt_tables import START, attempts_table, relation
+from attempt_tables import START, attempts_table, relation, rollout_step_table
 from fuzz_support import (CLI_HOSTILE_FILES, HOSTILE_FILES, assert_hostile_file_is_reader_error,
                           assert_one_line_cli_error, write_hostile_file)
 
@@ -144,6 +144,19 @@ def test_evaluate_timeline_promotes_the_healthy_stage_and_rolls_back_on_the_guar
     assert len(res.stages[1].windows) == 2  # decided at the second consecutive bad window
     d = res.to_dict()
     assert d["schema"] == R.ROLLOUT_SCHEMA and d["stages"][0]["compare"]["schema"] == "obslab.compare/v1"
+
+
+def test_a_stage_after_a_step_checks_its_sample_ratio_on_users():
+    """10 % → 50 %: the second stage's first attempts were assigned at 10 %, so the users who moved sit in both
+    arms. Its SRM check counts them once, in the canary: users stay the unit and the split is no mismatch."""
+    rel = relation(rollout_step_table(seed=3, before=10.0, after=50.0, step_s=600.0, duration_s=1200.0))
+    timeline = [(10, UTC_START, UTC_START + timedelta(seconds=600)),
+                (50, UTC_START + timedelta(seconds=600), UTC_START + timedelta(seconds=1200))]
+    res = R.evaluate_timeline(rel, FAST_PLAN, timeline)
+    srm = res.stages[1].compare["srm"]
+    assert srm["unit"] == "users" and srm["users_moved"] == srm["users_in_both"] > 0
+    assert tuple(srm["expected_shares"]) == (0.5, 0.5) and not srm["mismatch"]
+    assert [s.decision for s in res.stages] == ["promote", "promote"] and res.stages[1].rule != "srm"
 
 
 def test_run_rollout_with_an_injected_clock_writes_the_decision_log(tmp_path):

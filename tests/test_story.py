@@ -2,7 +2,7 @@
 
 import json
 import re
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pyarrow as pa
 import pytest
@@ -12,7 +12,7 @@ from toolkit.analysis import rollout as R
 from toolkit.analysis.breakdown import breakdown_attempts, selection_preset
 from toolkit.analysis.story import StoryError, write_story
 
-from attempt_tables import START, attempts_table, relation
+from attempt_tables import START, attempts_table, relation, rollout_step_table
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,21 @@ def test_compare_story_is_star_shaped_with_defined_numbers(canary_compare):
         assert caveat in md
     # faster latency with a (small) success drop: a tradeoff is named
     assert "Tradeoff" in md or "Improved" in md
+
+
+def test_a_story_after_a_rollout_step_counts_users_and_says_who_moved():
+    """5 % → 20 %: the users who moved at the step are in both cohorts; the story's SRM caveat and its unit
+    sentence count them once, in the treatment, and find no mismatch."""
+    step = START.replace(tzinfo=timezone.utc) + timedelta(seconds=600)
+    d = json.loads(json.dumps(C.compare_attempts(
+        relation(rollout_step_table(seed=0)), C.parse_selector("release=stable"), C.parse_selector("release=canary"),
+        window=C.Window(step, None), expected_split=(0.8, 0.2)).to_dict()))
+    md = write_story(d)
+    caveat = next(line for line in md.splitlines() if "**Sample-ratio mismatch**" in line)
+    moved = d["srm"]["users_moved"]
+    assert caveat.startswith("- **Sample-ratio mismatch**: users per cohort") and f"{moved} moved from control" in caveat
+    assert "no mismatch" in caveat
+    assert f"the {moved} who moved to the treatment in the window count once, in the treatment" in md
 
 
 def test_nodata_metrics_make_no_claim():

@@ -35,6 +35,8 @@ __all__ = [
     "Window",
     "CohortSample",
     "CompareResult",
+    "UsersInBoth",
+    "srm_units",
     "parse_selector",
     "parse_window",
     "parse_split",
@@ -259,13 +261,61 @@ def _metric_dict(r: MetricResult, spec: MetricSpec) -> dict[str, Any]:
     return _clean(d)
 
 
+@dataclass(frozen=True)
+class UsersInBoth:
+    """Users with attempts in both cohorts over the window, and how each one's attempts are ordered by start time."""
+
+    total: int = 0
+    # Every treatment attempt started after every control attempt: a sticky per-user rollout's forward move
+    # (the percent grew and the user's hash fell into the new share; the flag is read when an upload starts).
+    moved: int = 0
+    # Their latest attempt is in the treatment (every moved user, and any other whose last attempt was there).
+    latest_in_treatment: int = 0
+    # False when the cohorts are time ranges (before/after): the order of a user's attempts says nothing then.
+    ordered: bool = True
+
+    @property
+    def flipping(self) -> int:
+        """Users in both not explained by a forward move: a control attempt after a treatment attempt."""
+        return self.total - self.moved if self.ordered else self.total
+
+
+def srm_units(control: CohortSample, treatment: CohortSample, both: UsersInBoth
+              ) -> tuple[str, list[int], dict[str, Any]]:
+    """The sample-ratio check's unit, observed counts per cohort, and the fields saying which and why. Pure.
+
+    The flag assigns by user hash, sticky, so users are the unit, each counted once, in the cohort of their
+    latest attempt in the window (their current assignment): after a rollout step the users who just moved
+    from control to the variant have attempts in both, and a sticky rollout only moves users forward. Only
+    if more than 1 % of the smaller cohort's users are in both cohorts *without* a forward move (a control
+    attempt after a treatment attempt: assignment per attempt) — or the cohorts are time ranges and overlap
+    that much — are attempts the unit instead."""
+    fields: dict[str, Any] = {"users_in_both": both.total, "users_moved": both.moved if both.ordered else 0,
+                              "users_flipping": both.flipping}
+    if both.flipping > 0.01 * max(1, min(control.users, treatment.users)):
+        why = (f"{both.total} users appear in both cohorts, which are time ranges: attempts are the unit"
+               if not both.ordered else
+               f"{both.flipping} of the {both.total} users in both cohorts have a control attempt after a treatment "
+               f"attempt: assignment is per attempt, so attempts are the unit")
+        return "attempts", [control.attempts, treatment.attempts], {"unit": "attempts", **fields, "unit_reason": why}
+    in_treatment = both.latest_in_treatment
+    observed = [control.users - in_treatment, treatment.users - (both.total - in_treatment)]
+    why = "sticky assignment by user hash: users are the unit"
+    if both.total:
+        why += (f"; the {both.total} users in both cohorts count once, in the cohort of their latest attempt"
+                + (f" ({both.moved} moved from control to treatment in the window, as a rollout step moves them)"
+                   if both.moved else ""))
+    return "users", observed, {"unit": "users", **fields, "unit_reason": why}
+
+
 def compare_samples(control: CohortSample, treatment: CohortSample, config: JudgeConfig = DEFAULT_CONFIG, *,
                     expected_split: tuple[float, float] | None = None, window: dict[str, Any] | None = None,
-                    synthetic: str = "include", source: str = "", users_in_both: int = 0,
+                    synthetic: str = "include", source: str = "", users_in_both: UsersInBoth | None = None,
                     decision_alpha: float | None = None, look: str = "") -> CompareResult:
     """Run every configured metric's statistic, classify it, correct for multiplicity (Holm at
     ``decision_alpha``, default the config's alpha; a rollout passes its per-look share of alpha,
-    described by ``look``), and judge. Pure."""
+    described by ``look``), and judge; the sample-ratio check (``expected_split``) counts as ``srm_units``
+    says, from ``users_in_both`` (none when omitted). Pure."""
     alpha_d = config.alpha if decision_alpha is None else decision_alpha
     results = []
     for spec in config.metrics:
@@ -293,19 +343,13 @@ def compare_samples(control: CohortSample, treatment: CohortSample, config: Judg
     multiplicity = (f"Holm step-down over the {tested} metric test(s) with a p-value, family-wise α = {alpha_d:.3g}"
                     + (f" ({look})" if look else ""))
     srm = None
-    srm_unit = "users"
+    srm_fields: dict[str, Any] = {}
     if expected_split is not None and control.attempts + treatment.attempts > 0:
-        # Sticky assignment puts each user in one cohort, so users are the unit. If many users
-        # sit in both cohorts, assignment is per attempt and attempts are the unit instead.
-        if users_in_both > 0.01 * max(1, min(control.users, treatment.users)):
-            srm_unit = "attempts"
-            observed = [control.attempts, treatment.attempts]
-        else:
-            observed = [control.users, treatment.users]
+        _unit, observed, srm_fields = srm_units(control, treatment, users_in_both or UsersInBoth())
         srm = sample_ratio_mismatch(observed, expected_split, threshold=config.srm_threshold)
     verdict = judge(results, config, srm, multiplicity)
     if verdict.srm is not None:
-        verdict = replace(verdict, srm={**verdict.srm, "unit": srm_unit, "users_in_both": users_in_both})
+        verdict = replace(verdict, srm={**verdict.srm, **srm_fields})
     return CompareResult(control, treatment, window or {}, synthetic, expected_split, verdict, config, source)
 
 
@@ -411,8 +455,8 @@ def compare_attempts(attempts, control: CohortSelector, treatment: CohortSelecto
             if first and last and win["seconds"] is None:
                 win["seconds"] = (_parse_ts(win["end"], "end") - _parse_ts(win["start"], "start")).total_seconds()
     return compare_samples(c, t, config, expected_split=expected_split, window=win, synthetic=synthetic,
-                           source=source, decision_alpha=decision_alpha, look=look, users_in_both=_users_in_both(attempts, control, treatment, window, synthetic,
-                                                                       abandon_after_s))
+                           source=source, decision_alpha=decision_alpha, look=look,
+                           users_in_both=_users_in_both(attempts, control, treatment, window, synthetic, abandon_after_s))
 
 
 def _cohort_scope(attempts, selector: CohortSelector, window: Window, abandon_after_s: float):
@@ -427,10 +471,17 @@ def _cohort_where(selector: CohortSelector, synthetic: str) -> str:
 
 
 def _users_in_both(attempts, control: CohortSelector, treatment: CohortSelector, window: Window,
-                   synthetic: str, abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> int:
-    users = [_cohort_scope(attempts, sel, window, abandon_after_s).filter(_cohort_where(sel, synthetic))
-             .project("user_id") for sel in (control, treatment)]
-    return int(users[0].intersect(users[1]).aggregate("count(*)").fetchall()[0][0])
+                   synthetic: str, abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> UsersInBoth:
+    """Users in both cohorts, and whether each moved forward (every treatment attempt started after every
+    control attempt; an attempt without its start event is placed at its last event)."""
+    at = "coalesce(started_at, last_event_at)"
+    arms = [_cohort_scope(attempts, sel, window, abandon_after_s).filter(_cohort_where(sel, synthetic))
+            .aggregate(f"user_id AS {p}_user, min({at}) AS {p}_first, max({at}) AS {p}_last", "user_id")
+            .set_alias(f"{p}_arm") for sel, p in ((control, "c"), (treatment, "t"))]
+    total, moved, latest_t = arms[0].join(arms[1], "c_user = t_user").aggregate(
+        "count(*), count(*) FILTER (WHERE t_first > c_last), count(*) FILTER (WHERE t_last > c_last)").fetchall()[0]
+    return UsersInBoth(int(total), int(moved or 0), int(latest_t or 0),
+                       ordered=not (control.has_time_range or treatment.has_time_range))
 
 
 def load_attempts(paths, *, abandon_after_s: float = 600.0, until: str | None = None):

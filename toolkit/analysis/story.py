@@ -151,8 +151,9 @@ def _caveats_compare(compare: Mapping[str, Any]) -> list[str]:
     srm = compare.get("srm")
     if srm:
         unit = srm.get("unit", "users")
-        note = (f" ({srm.get('users_in_both')} users appear in both cohorts, so assignment is per attempt and "
-                f"attempts are the unit)" if unit == "attempts" else "")
+        note = f" ({srm['unit_reason']})" if srm.get("users_in_both") and srm.get("unit_reason") else (
+            f" ({srm.get('users_in_both')} users appear in both cohorts, so assignment is per attempt and "
+            f"attempts are the unit)" if unit == "attempts" else "")
         out.append(f"**Sample-ratio mismatch**: {unit} per cohort {srm['observed']}{note} against expected shares "
                    f"{[round(s, 4) for s in srm['expected_shares']]}: chi-square p = {srm['p_value']:.2g} "
                    + ("— **mismatch**: assignment or logging is broken; do not trust the deltas."
@@ -182,8 +183,13 @@ def _caveats_compare(compare: Mapping[str, Any]) -> list[str]:
 def _unit_text(d: Mapping[str, Any]) -> str:
     srm = d.get("srm") or {}
     if srm.get("unit") == "attempts":
+        if srm.get("unit_reason"):
+            return srm["unit_reason"][0].upper() + srm["unit_reason"][1:] + "."
         return (f"{_n(srm.get('users_in_both'))} users appear in both cohorts, so assignment was per attempt and "
                 f"attempts are the unit of the split.")
+    if srm.get("users_moved"):
+        return (f"Users are the randomization unit (sticky assignment by user hash); the {_n(srm['users_moved'])} "
+                f"who moved to the treatment in the window count once, in the treatment.")
     return "Users are the randomization unit (sticky assignment by user hash)."
 
 

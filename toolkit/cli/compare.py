@@ -71,7 +71,9 @@ def print_compare(d: dict) -> None:
     srm = d.get("srm")
     if srm:
         console.print(f"SRM: {srm.get('unit', 'users')} {srm['observed']} vs expected shares {[round(x, 4) for x in srm['expected_shares']]}: "
-                      f"chi-square p={srm['p_value']:.3g} → {'MISMATCH' if srm['mismatch'] else 'ok'}", highlight=False)
+                      f"chi-square p={srm['p_value']:.3g} → {'MISMATCH' if srm['mismatch'] else 'ok'}"
+                      + (f" ({srm['unit_reason']})" if srm.get("users_in_both") and srm.get("unit_reason") else ""),
+                      highlight=False)
     else:
         console.print("SRM: not checked (pass --expected-split CONTROL:TREATMENT)", highlight=False)
     v = d["verdict"]

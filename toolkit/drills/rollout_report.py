@@ -48,11 +48,9 @@ def stage_evidence(attempts, plan, percent: float, start: float, end: float,
     where = "".join(f",{k}={v}" for k, v in extra)
     control = CohortSelector(f"{plan.flag}={plan.control}{where}", ((plan.flag, plan.control),) + extra)
     variant = CohortSelector(f"{plan.flag}={plan.variant}{where}", ((plan.flag, plan.variant),) + extra)
-    # No sample-ratio check: a stage's first attempts were assigned under the previous stage's percent (the flag
-    # is read when an upload is created), so the users who just moved to the variant sit in both arms and the
-    # check falls back to attempts, where it flags every stage of a lab with a few dozen users.
     result = compare_attempts(attempts, control, variant, window=Window(_utc(start), _utc(end)),
                               config=replace(plan.judge, alpha=promote_alpha(plan)),
+                              expected_split=(1 - percent / 100, percent / 100) if percent < 100 else None,
                               decision_alpha=look_alpha(plan)).to_dict()
     metrics = {m["name"]: m for m in result["metrics"]}
     n_c, n_v = result["control"]["attempts"], result["treatment"]["attempts"]
@@ -67,7 +65,7 @@ def stage_evidence(attempts, plan, percent: float, start: float, end: float,
                   + (f" within {where[1:]}" if extra else "")),
         "control_attempts": result["control"]["attempts"], "variant_attempts": result["treatment"]["attempts"],
         "verdict": result["verdict"]["verdict"], "rule": result["verdict"]["rule"],
-        "explanation": result["verdict"]["explanation"],
+        "explanation": result["verdict"]["explanation"], "srm": result["srm"],
         "guardrails": {name: {"classification": metrics[name]["classification"], "failed": metrics[name]["failed"],
                               "reason": metrics[name]["reason"], "fallback": metrics[name]["fallback"] is not None}
                        for name in _GUARDRAILS if name in metrics},
@@ -136,6 +134,11 @@ def _evidence_lines(ev: dict[str, Any], label: str) -> list[str]:
              f"{pw['detect_success_drop']:.2f} to detect a {pw['detect_drop_pp']:g} pp drop at the per-look α = {pw['alpha']:.3g}; {ni:.2f} to show "
              f"an unchanged rate non-inferior (margin {pw['non_inferiority_margin_pp']:g} pp, α = "
              f"{pw['non_inferiority_alpha']:.3g})"]
+    srm = ev.get("srm")
+    if srm:
+        lines.append(f"  - sample ratio: {srm['unit']} {srm['observed'][0]:,} control, {srm['observed'][1]:,} variant "
+                     f"against {srm['expected_shares'][1]:.0%} variant: p = {srm['p_value']:.2g}, "
+                     f"{'**mismatch**' if srm['mismatch'] else 'no mismatch'} ({srm.get('unit_reason', '')})")
     for name, gr in ev["guardrails"].items():
         tag = "failed" if gr["failed"] else gr["classification"]
         lines.append(f"  - {name}{' (absolute fallback)' if gr['fallback'] else ''}: {gr['reason']} [{tag}]")
@@ -164,8 +167,7 @@ def render_rollout_markdown(report: dict[str, Any]) -> str:
                      f"{c['credit']:g} | {shown} |")
     lines += ["", "## The judge's evidence at each call", "",
               "Attempts whose outcome time falls between the stage's start and the call; the rollout judge's per-look "
-              "alpha (`obslab rollout`, docs/analysis.md). No sample-ratio check: a stage's first attempts were "
-              "assigned under the previous stage's percent, so its arms are never exactly the stage's split.", ""]
+              "alpha (`obslab rollout`, docs/analysis.md), with the sample-ratio check against the stage's percent.", ""]
     for c in report["calls"]:
         lines.append(f"### {c['stage_percent']:g} %, round {c['round'] + 1} ({c['window_s']:g} s wall of data)")
         lines.append("")
