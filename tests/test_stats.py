@@ -232,6 +232,16 @@ def test_srm_equals_scipy_chisquare():
     assert not S.sample_ratio_mismatch([505, 9495], [0.05, 0.95]).mismatch
 
 
+
+def test_srm_with_an_expected_count_below_five_is_the_exact_binomial_test():
+    """A 1 % stage of an 80-user lab expects 0.8 users: 4 there is chance (p ≈ 0.009), which the chi-square
+    approximation called a mismatch (p ≈ 0.0003)."""
+    res = S.sample_ratio_mismatch([76, 4], [0.99, 0.01])
+    assert res.p_value == pytest.approx(sps.binomtest(4, 80, 0.01).pvalue) and not res.mismatch
+    assert sps.chisquare([76, 4], f_exp=[79.2, 0.8]).pvalue < S.SRM_ALPHA
+    assert "binomial" in res.method
+    assert S.sample_ratio_mismatch([70, 10], [0.99, 0.01]).mismatch  # 10 of 80 in a 1 % arm is not chance
+
 def test_srm_rejects_bad_shares():
     with pytest.raises(ValueError):
         S.sample_ratio_mismatch([1, 2], [1, 0])
