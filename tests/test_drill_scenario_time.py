@@ -423,3 +423,23 @@ def test_the_report_at_speed_is_obslab_budget_at_that_speed(tmp_path):
     assert pages, "the outage pages at ×10 in scenario time"
     first = min(datetime.fromisoformat(p.replace("Z", "+00:00")).timestamp() for p in pages)
     assert report["page"]["engine_at"] == pytest.approx(first, abs=1e-3)
+
+
+def test_a_drill_whose_stop_is_under_way_is_stopping_and_holds_the_lab(tmp_path):
+    """Between `drill stop` and its scheduler's exit the drill is "stopping": not yet reportable (its
+    cleanup is still removing the fault and flags), no other drill starts, no pause, no solution."""
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    drills = _running_run(tmp_path)
+    RunDir(drills / "run-clock").log("stop_requested")  # what runner.stop logs before its SIGTERM
+    assert runner.status(drills).phase == "stopping"
+    with pytest.raises(DrillError, match="not running"):
+        runner.pause(drills)
+    with pytest.raises(DrillError):
+        runner.solution("retry-storm", drills)
+    result = CliRunner().invoke(app, ["drill", "report", "--data-dir", str(tmp_path)])
+    assert result.exit_code != 0 and "is still stopping" in result.output, result.output
+    RunDir(drills / "run-clock").log("drill_stopped")  # the scheduler's last word
+    assert runner.status(drills).phase == "stopped"

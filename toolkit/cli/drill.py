@@ -398,8 +398,9 @@ def report(data_dir: Path = DataDir) -> None:
 
     with user_errors(*_ERRORS):
         st = runner.status(_drills_dir(data_dir))
-        if st.phase == "running":
-            raise runner.DrillError(f"drill {st.drill.id} is still running; wait for it or `obslab drill stop`")
+        if st.phase in runner.ACTIVE_PHASES:
+            raise runner.DrillError(f"drill {st.drill.id} is still {st.phase}; wait for it"
+                                    + (" or `obslab drill stop`" if st.phase == "running" else ""))
         from toolkit.drills.state import current_run
 
         run = current_run(_drills_dir(data_dir))

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from toolkit.drills.auto import Diagnosis, ExperimentDiagnosis
 
 __all__ = [
+    "ACTIVE_PHASES",
     "running_drill",
     "DrillError",
     "Status",
@@ -120,10 +121,16 @@ def running_drill(drills_dir: Path) -> RunState | None:
     return state
 
 
+# A drill in one of these phases still holds the lab: no other drill starts and no report is written yet.
+ACTIVE_PHASES = ("running", "stopping")
+
+
 def _phase(run: RunDir, state: RunState) -> str:
     kinds = {e["kind"] for e in run.timeline()}
     if "drill_stopped" in kinds:
         return "stopped"
+    if "stop_requested" in kinds and scheduler_alive(state):
+        return "stopping"  # its scheduler is removing the fault and flags and stopping the load
     if "scheduler_error" in kinds:
         return "failed"
     if "drill_finished" in kinds:
@@ -146,8 +153,10 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     try:
         existing = current_run(lab.drills_dir)
         state = existing.read_state()
-        if scheduler_alive(state) and _phase(existing, state) == "running":
-            raise DrillError(f"drill {state.drill_id} is still running (stop it with `obslab drill stop`)")
+        phase = _phase(existing, state)
+        if scheduler_alive(state) and phase in ACTIVE_PHASES:
+            raise DrillError(f"drill {state.drill_id} is still {phase}" +
+                             (" (stop it with `obslab drill stop`)" if phase == "running" else ""))
     except NoDrillRunning:
         pass
     client = ControlClient(lab, actor=actor)
@@ -462,6 +471,7 @@ def stop(drills_dir: Path, timeout_s: float = 30.0, lab: Lab | None = None) -> R
     the drill started is left: its scheduler's and its Locust's process groups (each its own session)."""
     run, state, drill = _current(drills_dir)
     if scheduler_alive(state):
+        run.log("stop_requested")
         try:
             os.killpg(state.scheduler_pid, signal.SIGTERM)
         except ProcessLookupError:

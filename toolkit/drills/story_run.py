@@ -38,10 +38,10 @@ def find_run(data_dir: Path, run: str) -> RunDir:
 
 
 def _finished(run: RunDir) -> bool:
-    from toolkit.drills.runner import _phase
+    from toolkit.drills.runner import ACTIVE_PHASES, _phase
 
     state = run.read_state()
-    return _phase(run, state) != "running"
+    return _phase(run, state) not in ACTIVE_PHASES
 
 
 def run_report(run: RunDir) -> dict:

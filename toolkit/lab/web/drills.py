@@ -114,7 +114,7 @@ def index():
     from toolkit.drills.schema import load_catalogue
 
     active = _active_json()
-    if active is not None and active["phase"] != "running":
+    if active is not None and active["phase"] not in ("running", "stopping"):
         # A finished drill stays answerable and reportable, but does not block starting another.
         active["finished"] = True
     return jsonify(available=True, drills=[_drill_json(d) for d in load_catalogue(kind=None).values()], active=active)
@@ -310,9 +310,9 @@ def report():
 
     try:
         st = runner.status(_drills_dir())
-        if st.phase == "running":
-            return _error(409, f"drill {st.drill.id} is still running: the report grades a finished drill "
-                               f"(wait for it, or press Stop)")
+        if st.phase in runner.ACTIVE_PHASES:
+            return _error(409, f"drill {st.drill.id} is still {st.phase}: the report grades a finished drill "
+                               + ("(wait for it, or press Stop)" if st.phase == "running" else "(a moment)"))
         run = current_run(_drills_dir())
         path = write_report(run)
     except _user_errors() as e:
