@@ -51,6 +51,9 @@ SECOND_SEED = int(os.environ.get("OBSLAB_DRILL_LESSON_SECOND_SEED", "20261201"))
 CLOSEST_TO_NOISE = ("async-migration", "bad-canary", "cancellation-definition-trap", "cellular-chunk-failures",
                     "silent-instrumentation-loss", "transcoder-tail-latency")
 PARALLEL = int(os.environ.get("OBSLAB_DRILL_LESSON_PARALLEL", "5"))
+# Runs alone, after the others: its 50-user burst starved the drills beside it on a 2-core machine (in CI their
+# seed-1 claims failed: a cellular success dip of 2.5 points, a cancellation pair at z 4.7).
+ALONE = ("campaign-spike-failures",)
 MIN_Z = 5.0
 
 
@@ -296,8 +299,10 @@ def async_backlog(m: Measured) -> Lesson:
     # The mechanism the drill teaches: the queue backs up during the spike (none before it).
     depth = "obslab_transcode_queue_depth"
     before, during = m.gauge(m.baseline, depth), m.gauge(m.fault, depth)
-    lesson.claims["queue depth peaks at >= 5 during the fault, <= 1 before"] = (
-        bool(during) and max(during) >= 5 and max(before, default=0) <= 1)
+    # Before, a publish or two may wait on a busy machine (a peak of 2 in one CI run); the spike's backlog is a
+    # different order: at least 5 and at least 3x the peak before.
+    lesson.claims["queue depth peaks at >= 5 and >= 3x the peak before"] = (
+        bool(during) and max(during) >= max(5, 3 * max(before, default=0)))
     lesson.notes = f"queue depth peak {max(before, default=0):g} → {max(during, default=0):g}"
     return lesson
 
@@ -372,7 +377,8 @@ def lessons(tmp_path_factory) -> dict[tuple[str, int], Lesson | str]:
     base = tmp_path_factory.mktemp("lessons")
     jobs = [(d, s) for d, s in JOBS if d in _wanted()]
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        runs = list(pool.map(lambda job: _run_one(base, *job), jobs))
+        runs = list(pool.map(lambda job: _run_one(base, *job), [j for j in jobs if j[0] not in ALONE]))
+    runs += [_run_one(base, *job) for job in jobs if job[0] in ALONE]
     out: dict[tuple[str, int], Lesson | str] = {}
     for run in runs:
         if run.returncode != 0 or run.run_dir is None:
