@@ -14,9 +14,9 @@ rewritten to this test's loopback ports) and the generated lab-profile rules, an
   its first firing. Then the service is stopped and the no-data alerts must fire.
   Against series created at their first increment, the recorded ratio and the page
   lag the events by far more (issue 13); the raw-sum comparison below cannot see that.
-* ``test_lab_rules_page_on_outage_and_dashboards_have_data`` (about 3 minutes): the
+* ``test_lab_rules_page_on_outage_and_dashboards_have_data`` (about 2 minutes): the
   page fires within 2 minutes of a full outage and resolves after the fault is removed,
-  while traffic still flows. Then every Prometheus query of every generated dashboard
+  while traffic still flows; the load is stopped a few seconds later. Then every Prometheus query of every generated dashboard
   must return data, and the success rate from events (`obslab sli --format json`) and
   from Prometheus counters must agree within 0.5 percentage points. The
   histogram_quantile estimate is compared with the exact percentile from events
@@ -57,6 +57,7 @@ LOAD_DURATION_S = 150
 HEALTHY_BEFORE_FAULT_S = 25
 DETECT_WITHIN_S = 120
 RESOLVE_WITHIN_S = 90
+HEALTHY_AFTER_RESOLVE_S = 10
 OBSLAB = (sys.executable, "-c", "from toolkit.cli import main; main()")
 PAGE_ALERT = names.burn_alert_name("publish-success", "page")
 # The compose targets the test rewrites, and nothing else.
@@ -144,10 +145,10 @@ class Prometheus:
         self.log.close()
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
+def _stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
     if proc.poll() is None:
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, sig)
             proc.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             try:
@@ -222,7 +223,11 @@ def test_lab_rules_page_on_outage_and_dashboards_have_data(tmp_path):
             print(f"\nfull outage: {PAGE_ALERT} fired {detected_s:.1f}s after the fault (outage lasted "
                   f"{outage_s:.1f}s), resolved {resolved_s:.1f}s after it was removed")
 
-            assert load.wait(timeout=LOAD_DURATION_S + 120) == 0, (tmp_path / "load.log").read_text()[-3000:]
+            # A few healthy seconds after the page resolved, then stop the load: waiting out its run time
+            # proves nothing more (about a minute of CI). Stopped, not failed: it was still running above.
+            time.sleep(HEALTHY_AFTER_RESOLVE_S)
+            _stop_group(load, signal.SIGINT)
+            assert load.returncode == 130, (tmp_path / "load.log").read_text()[-3000:]  # obslab's "interrupted"
             time.sleep(3)  # a few more scrapes: the counters' final values
             end = time.time()
             run_s = end - load_start
