@@ -1,7 +1,7 @@
 """The solver and the report on seeded synthetic events (toolkit.events.synth) with a known injected effect.
 
 These are the pure-analysis checks; the live drills against the real service are in
-test_drill_live.py.
+test_drill_lessons.py.
 """
 
 import json

@@ -9,8 +9,12 @@ before it, and turned into a z-score from the counts behind it: a two-proportion
 standard error), Welch's z for the memory samples. The test requires z >= 5 in the lesson's direction, a
 measured, non-zero impact figure for the drill's question, and the briefing's own claims.
 
+The same runs also prove the unattended solver (`--auto`) ranks the injected cause and cohort first, and
+that each report's numbers are what `obslab sli` computes over the same events and window (these were a
+separate module that ran every drill a second time).
+
 Nothing here knows the answer: the figures come from what the service logged and exported under load.
-`OBSLAB_DRILL_LESSON_SPEED` (default 10), `OBSLAB_DRILL_LESSON_SEEDS` (comma-separated, default one seed),
+`OBSLAB_DRILL_LESSON_SPEED` (default 10; bad-canary at half of it), `OBSLAB_DRILL_LESSON_SEEDS` (comma-separated, default one seed),
 `OBSLAB_DRILL_LESSON_SECOND_SEED` (the extra seed of the drills closest to noise, ``CLOSEST_TO_NOISE``),
 `OBSLAB_DRILL_LESSON_PARALLEL` (default 5) and `OBSLAB_DRILL_TEST_ONLY=id,id` adjust it;
 `OBSLAB_DRILL_LESSON_TABLE=FILE` writes the measured table (markdown) there, as in docs/drills.md.
@@ -43,6 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = load_spec(ROOT / "slo.yaml")
 DRILLS = sorted(load_catalogue())
 SPEED = float(os.environ.get("OBSLAB_DRILL_LESSON_SPEED", "10"))
+# A 10 % canary collects canary failures slowly: at half the speed the unattended solver has enough to judge
+# (and the lesson more data).
+SPEEDS = {"bad-canary": SPEED / 2}
 SEEDS = [int(s) for s in os.environ.get("OBSLAB_DRILL_LESSON_SEEDS", "20261130").split(",")]
 # One seed is one draw of the fault's start and of the users' cohorts. Every drill at its default
 # speed over several seeds would take hours of real lab time; the drills whose key figure stood
@@ -95,12 +102,17 @@ class Run:
     events_dir: Path
 
 
+def _speed(drill_id: str) -> float:
+    return SPEEDS.get(drill_id, SPEED)
+
+
 def _run_one(base: Path, drill_id: str, seed: int) -> Run:
     data_dir = base / f"{drill_id}-{seed}"
     with ServiceProcesses(data_dir / "data", workers=2) as svc:
         proc = subprocess.run(
             [sys.executable, "-c", "from toolkit.cli import main; main()", "drill", "start", drill_id, "--auto",
-             "--speed", str(SPEED), "--seed", str(seed), "--data-dir", str(data_dir), "--url", svc.base_url],
+             "--speed", str(_speed(drill_id)), "--seed", str(seed), "--data-dir", str(data_dir),
+             "--url", svc.base_url],
             capture_output=True, text=True, timeout=600, env={**os.environ, "OBSLAB_ADMIN_TOKEN": svc.admin_token})
         runs = sorted((data_dir / "drills").glob("*-" + drill_id))
         return Run(drill_id, seed, proc.returncode, proc.stderr + proc.stdout, runs[-1] if runs else None,
@@ -373,14 +385,20 @@ def _wanted() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def lessons(tmp_path_factory) -> dict[tuple[str, int], Lesson | str]:
+def runs(tmp_path_factory) -> dict[tuple[str, int], Run]:
+    """Every selected (drill, seed), run for real; the slowest drills start first."""
     base = tmp_path_factory.mktemp("lessons")
-    jobs = [(d, s) for d, s in JOBS if d in _wanted()]
+    jobs = sorted(((d, s) for d, s in JOBS if d in _wanted()), key=lambda job: _speed(job[0]))
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        runs = list(pool.map(lambda job: _run_one(base, *job), [j for j in jobs if j[0] not in ALONE]))
-    runs += [_run_one(base, *job) for job in jobs if job[0] in ALONE]
+        done = list(pool.map(lambda job: _run_one(base, *job), [j for j in jobs if j[0] not in ALONE]))
+    done += [_run_one(base, *job) for job in jobs if job[0] in ALONE]
+    return {(run.drill_id, run.seed): run for run in done}
+
+
+@pytest.fixture(scope="module")
+def lessons(runs) -> dict[tuple[str, int], Lesson | str]:
     out: dict[tuple[str, int], Lesson | str] = {}
-    for run in runs:
+    for run in runs.values():
         if run.returncode != 0 or run.run_dir is None:
             out[(run.drill_id, run.seed)] = f"drill failed: {run.stderr[-2000:]}"
             continue
@@ -394,7 +412,9 @@ def lessons(tmp_path_factory) -> dict[tuple[str, int], Lesson | str]:
 
 def _write_table(out) -> None:
     seeds = sorted({s for _, s in out})
-    lines = [f"Measured at --speed {SPEED:g}, seeds {', '.join(map(str, seeds))} (tests/test_drill_lessons.py).", "",
+    slower = "".join(f", {d} at {v:g}" for d, v in sorted(SPEEDS.items()))
+    lines = [f"Measured at --speed {SPEED:g}{slower}, seeds {', '.join(map(str, seeds))} "
+             "(tests/test_drill_lessons.py).", "",
              "| drill | seed | key figure | before → during | counts | z | asked impact | also |",
              "|---|---:|---|---|---|---:|---:|---|"]
     for (drill_id, seed), lesson in sorted(out.items()):
@@ -434,3 +454,53 @@ def test_the_asked_impact_is_measurable(lessons, drill_id, seed):
 def test_the_briefing_claims_hold(lessons, drill_id, seed):
     lesson = _get(lessons, drill_id, seed)
     assert all(lesson.claims.values()), f"{drill_id}: {lesson.claims} ({lesson.notes})"
+
+
+# -- the unattended solver and the report on the same runs -------------------------------------------
+
+def _finished(runs, drill_id, seed) -> Run:
+    if (drill_id, seed) not in runs:
+        pytest.skip(f"{drill_id} not selected by OBSLAB_DRILL_TEST_ONLY")
+    run = runs[(drill_id, seed)]
+    assert run.returncode == 0 and run.run_dir is not None, f"{drill_id}: {run.stderr[-3000:]}"
+    return run
+
+
+@pytest.mark.parametrize("drill_id,seed", JOBS)
+def test_auto_finds_the_injected_cause_and_cohort_first(runs, drill_id, seed):
+    run = _finished(runs, drill_id, seed)
+    drill = load_catalogue()[drill_id]
+    auto = json.loads((run.run_dir / "auto.json").read_text())
+    assert auto["causes"][0]["cause"] == drill.truth.cause, json.dumps(auto["causes"], indent=1)
+    assert auto["cohorts"][0]["cohort"] == drill.truth.cohort, json.dumps(auto["cohorts"][:3], indent=1)
+    report = json.loads((run.run_dir / "report" / "report.json").read_text())
+    assert report["grade"]["points"]["cause"] == 50 and report["grade"]["points"]["cohort"] == 30
+
+
+@pytest.mark.parametrize("drill_id,seed", JOBS)
+def test_report_numbers_are_what_obslab_sli_computes(runs, drill_id, seed):
+    from datetime import datetime, timezone
+
+    run = _finished(runs, drill_id, seed)
+    report = json.loads((run.run_dir / "report" / "report.json").read_text())
+    start, end = report["fault_window"]
+
+    def iso(t):
+        return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    proc = subprocess.run([sys.executable, "-c", "from toolkit.cli import main; main()", "sli", str(run.events_dir),
+                           "--since", iso(start), "--until", iso(end), "--format", "json"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    sli = json.loads(proc.stdout)["totals"]
+    success = next(f for f in sli["primary"] if f["name"] == "publish_success_rate")
+    assert report["sli_fault_window"]["good"] == success["numerator"]
+    assert report["sli_fault_window"]["total"] == success["denominator"]
+    counts = sli["counts"]
+    assert report["figures"]["failed_publishes"]["value"] == counts["failed"] + counts["abandoned"]
+    latency = {f["statistic"]: f["value"] for f in sli["latency"] if f["name"].startswith("processing_latency_p")}
+    assert report["sli_fault_window"]["processing_latency_ms"] == latency
+    md = (run.run_dir / "report" / "report.md").read_text()
+    assert f"{success['numerator']}/{success['denominator']}" in md
+    for png in ("sli-burn.png", "latency.png", "cohorts.png"):
+        assert (run.run_dir / "report" / png).stat().st_size > 10_000
