@@ -20,6 +20,7 @@ import psutil
 import pytest
 import requests
 
+from drill_runs import start_drill
 from toolkit.bench.lab import free_ports, lab_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,12 +113,10 @@ def test_a_stop_during_the_schedulers_start_up_still_removes_the_drills_flag(mak
     """The runner sets the drill's flags, then spawns its scheduler; a stop that lands while the scheduler is
     still importing (before its SIGTERM handler exists) used to kill it outright, leaving the flag set."""
     from toolkit.drills import runner
-    from toolkit.drills.lab import Lab
 
     service = make_service(workers=1)
-    lab = Lab(service.data_dir, service.base_url, service.admin_token)
     before = _flags(service)
-    run = runner.start("async-migration", lab, seed=3, speed=10)  # sets transcode_mode as it starts
+    lab, run = start_drill(service, "async-migration", seed=3)  # sets transcode_mode as it starts
     assert _flags(service) != before
     runner.stop(lab.drills_dir)  # at once: the scheduler has not even imported its modules yet
     assert _flags(service) == before, _flags(service)
@@ -129,12 +128,10 @@ def test_the_drills_locust_can_be_stopped_with_sigterm(make_service):
     """Locust inherits the scheduler's signal mask: with SIGTERM blocked there, every stop of the drill's load
     waited 10 s for a SIGKILL (and Locust never wrote its final records)."""
     from toolkit.drills import runner
-    from toolkit.drills.lab import Lab
     from toolkit.drills.load import LOAD_PID_FILE
 
     service = make_service(workers=1)
-    lab = Lab(service.data_dir, service.base_url, service.admin_token)
-    run = runner.start("regional-storage-outage", lab, seed=3, speed=10)
+    lab, run = start_drill(service, "regional-storage-outage", seed=3)
     try:
         deadline = time.monotonic() + 60
         while not (run.path / LOAD_PID_FILE).exists() and time.monotonic() < deadline:
@@ -153,12 +150,10 @@ def test_a_stop_after_the_scheduler_was_killed_still_removes_the_drills_flag(mak
     """A scheduler killed outright (OOM killer, SIGKILL after the stopper's patience) never runs its cleanup;
     `drill stop` then removes the drill's flags itself, found from the data dir alone (no token passed)."""
     from toolkit.drills import runner
-    from toolkit.drills.lab import Lab
 
     service = make_service(workers=1)
-    lab = Lab(service.data_dir, service.base_url, service.admin_token)
     before = _flags(service)
-    run = runner.start("async-migration", lab, seed=3, speed=10)
+    lab, run = start_drill(service, "async-migration", seed=3)
     pid = run.read_state().scheduler_pid
     os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -168,3 +163,4 @@ def test_a_stop_after_the_scheduler_was_killed_still_removes_the_drills_flag(mak
     runner.stop(lab.drills_dir)
     assert _flags(service) == before, _flags(service)
     assert "service_restored" in [e["kind"] for e in run.timeline()]
+
