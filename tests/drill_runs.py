@@ -3,13 +3,15 @@
 - ``build_run``: a finished drill run built over seeded synthetic events, its report written by the real
   report writer (``toolkit.drills.report.write_report``): the fixture the story and debrief tests read;
 - ``start_drill`` and ``wait_for``: a real drill started on a running service (conftest's ``service``
-  fixtures), and waiting on what it does.
+  fixtures), and waiting on what it does;
+- ``CountingRun``: a run directory that counts how often its files are read.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -93,3 +95,23 @@ def fault_applied_at(run: RunDir, timeout_s: float = 40) -> float:
     """Wall time the scheduler applied the run's fault, once it has."""
     return wait_for(lambda: run.read_truth().get("fault_applied_at"), timeout_s, "the fault")
 
+
+class CountingRun(RunDir):
+    """A run directory that counts the reads of its timeline, state and truth (``reads``): what a scheduler
+    tick may read is part of its contract."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.reads: Counter[str] = Counter()
+
+    def timeline(self) -> list[dict[str, Any]]:
+        self.reads["timeline"] += 1
+        return super().timeline()
+
+    def read_state(self) -> RunState:
+        self.reads["state"] += 1
+        return super().read_state()
+
+    def read_truth(self) -> dict[str, Any]:
+        self.reads["truth"] += 1
+        return super().read_truth()

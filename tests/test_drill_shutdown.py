@@ -164,3 +164,61 @@ def test_a_stop_after_the_scheduler_was_killed_still_removes_the_drills_flag(mak
     assert _flags(service) == before, _flags(service)
     assert "service_restored" in [e["kind"] for e in run.timeline()]
 
+
+# -- the scheduler's own steps on the service: the fault's end, a flag set mid-drill -------------------------
+
+def test_the_main_fault_is_removed_and_recorded_once_by_whichever_step_comes_first(make_service, tmp_path):
+    """The scheduler removes the fault at its end and the cleanup removes it again (idempotent): one step
+    (``restore.remove_fault``) does both and records the removal once, and only when the service removed it."""
+    from toolkit.drills.lab import ControlClient, Lab, fault_body, fault_name
+    from toolkit.drills.restore import remove_fault, restore_service
+    from toolkit.drills.schema import find_drill
+    from toolkit.drills.state import RunDir
+
+    service = make_service(workers=1)
+    lab = Lab(service.data_dir, service.base_url, service.admin_token)
+    client = ControlClient(lab)
+    drill = find_drill("regional-storage-outage")
+    run = RunDir(tmp_path / "drills" / "20260101T000000-regional-storage-outage")
+    run.path.mkdir(parents=True)
+    client.put_fault(fault_name(run.path.name), fault_body(drill.fault))
+    truth = {"fault_applied_at": time.time()}
+    run.write_truth(truth)
+    assert len(service.admin("GET", "/admin/faults").json()["faults"]) == 1
+    # Unreachable service: nothing recorded (the scheduler tries again next tick).
+    gone = ControlClient(Lab(service.data_dir, f"http://127.0.0.1:{free_ports(1)[0]}", service.admin_token))
+    assert not remove_fault(gone, run, truth) and "fault_removed_at" not in run.read_truth()
+    assert remove_fault(client, run, truth)  # the scheduler, at the fault's end
+    assert service.admin("GET", "/admin/faults").json()["faults"] == []
+    removed_at = run.read_truth()["fault_removed_at"]
+    assert truth["fault_removed_at"] == removed_at
+    restore_service(client, drill, run)  # the cleanup: the fault already gone, its removal already recorded
+    assert run.read_truth()["fault_removed_at"] == removed_at
+    kinds = [e["kind"] for e in run.timeline()]
+    assert kinds == ["fault_removed", "service_restored"], kinds
+
+
+def test_a_mid_drill_flag_is_set_once_when_due_and_no_tick_reads_the_timeline(make_service, tmp_path):
+    from drill_runs import CountingRun
+    from tests.test_drill_cli import _rollout
+    from toolkit.drills.lab import ControlClient, Lab
+    from toolkit.drills.scheduler import _set_due_flags
+    from toolkit.drills.schema import find_drill
+    from toolkit.drills.state import RunDir, RunState
+
+    service = make_service(workers=1)
+    client = ControlClient(Lab(service.data_dir, service.base_url, service.admin_token))
+    drill = find_drill("release-without-canary")
+    run = CountingRun(tmp_path / "run")
+    run.path.mkdir()
+    state = RunState(run_id="run", drill_id=drill.id, seed=1, speed=10.0, url=service.base_url,
+                     data_dir=str(service.data_dir), started_at=time.time(), duration_s=drill.setup.duration_s / 10)
+    due = drill.setup.flag_at["release"] / state.speed
+    done: set[str] = set()
+    _set_due_flags(client, drill, run, state, due - 0.1, done)
+    assert _rollout(service, "release") == {} and not done
+    for active_s in (due, due + 1, due + 2):
+        _set_due_flags(client, drill, run, state, active_s, done)
+    assert _rollout(service, "release") == {"canary": 100.0} and done == {"release"}
+    assert [e["kind"] for e in RunDir(run.path).timeline()] == ["flag_set"]
+    assert not run.reads, run.reads
