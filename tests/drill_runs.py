@@ -1,12 +1,24 @@
-"""A finished drill run built over seeded synthetic events, its report written by the real report
-writer (``toolkit.drills.report.write_report``): the fixture the story and debrief tests read."""
+"""Drill runs for tests.
+
+- ``build_run``: a finished drill run built over seeded synthetic events, its report written by the real
+  report writer (``toolkit.drills.report.write_report``): the fixture the story and debrief tests read;
+- ``start_drill`` and ``wait_for``: a real drill started on a running service (conftest's ``service``
+  fixtures), and waiting on what it does;
+- ``CountingRun``: a run directory that counts how often its files are read.
+"""
 
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
 
+import pytest
+
+from toolkit.drills.lab import Lab
 from toolkit.drills.state import CURRENT, RunDir, RunState, append_jsonl
 from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
 
@@ -56,3 +68,50 @@ def build_run(data_dir: Path, *, speed: float = 1.0, learner: list[dict] | None 
 
         write_report(run, load_spec(SPEC))
     return run
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """The predicate's first truthy value, polled every 0.2 s; the test fails naming ``what`` if none comes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def start_drill(service, drill_id: str, *, seed: int, speed: float = 10) -> tuple[Lab, RunDir]:
+    """A real drill on a running service (``tests/conftest.py``'s handle), as ``obslab drill start`` starts it:
+    its flags set, its detached scheduler and Locust running. The lab (its ``drills_dir`` for ``runner.stop``)
+    and the run."""
+    from toolkit.drills import runner
+
+    lab = Lab(service.data_dir, service.base_url, service.admin_token)
+    return lab, runner.start(drill_id, lab, seed=seed, speed=speed)
+
+
+def fault_applied_at(run: RunDir, timeout_s: float = 40) -> float:
+    """Wall time the scheduler applied the run's fault, once it has."""
+    return wait_for(lambda: run.read_truth().get("fault_applied_at"), timeout_s, "the fault")
+
+
+class CountingRun(RunDir):
+    """A run directory that counts the reads of its timeline, state and truth (``reads``): what a scheduler
+    tick may read is part of its contract."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.reads: Counter[str] = Counter()
+
+    def timeline(self) -> list[dict[str, Any]]:
+        self.reads["timeline"] += 1
+        return super().timeline()
+
+    def read_state(self) -> RunState:
+        self.reads["state"] += 1
+        return super().read_state()
+
+    def read_truth(self) -> dict[str, Any]:
+        self.reads["truth"] += 1
+        return super().read_truth()

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from drill_runs import fault_applied_at, start_drill, wait_for
 from toolkit.cli.base import app
 from toolkit.drills import runner
 from toolkit.drills.grader import HINT_COST, Answer, grade
-from toolkit.drills.lab import Lab, fault_name
+from toolkit.drills.lab import fault_name
 from toolkit.drills.runner import DrillError
 from toolkit.drills.schema import load_catalogue
 from toolkit.drills.state import RunDir, RunState
@@ -198,27 +199,16 @@ def test_docs_name_no_right_mitigation():
 
 # -- a real drill against the real service ---------------------------------------------------------
 
-def _wait(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 @pytest.mark.slow
 def test_a_drill_run_leaves_no_drill_identifying_string_in_events_metrics_or_traces(make_service):
     """A real drill (scheduler, Locust, the fault through the admin API) at ×10 until its fault has been
     in force a few seconds, then stopped; every file the service wrote and its /metrics are searched.
     Every request is traced, the admin calls included."""
     service = make_service(trace_sample_ratio=1.0)
-    lab = Lab(service.data_dir, service.base_url, service.admin_token)
     drill = load_catalogue()["regional-storage-outage"]
-    run = runner.start(drill.id, lab, seed=2, speed=10)
+    lab, run = start_drill(service, drill.id, seed=2)
     try:
-        _wait(lambda: any(e["kind"] == "fault_applied" for e in run.timeline()), 40, "the fault")
+        fault_applied_at(run)
         time.sleep(3)
         metrics = service.http.get(service.url("/metrics"), timeout=30).text
     finally:
@@ -226,7 +216,7 @@ def test_a_drill_run_leaves_no_drill_identifying_string_in_events_metrics_or_tra
     assert any(e["kind"] == "fault_removed" for e in run.timeline())
     # The service's span export is batched: wait for the admin calls' spans to be written.
     traces = service.data_dir / "traces"
-    _wait(lambda: traces.is_dir() and "/admin/faults/" in "".join(p.read_text() for p in traces.rglob("*")
+    wait_for(lambda: traces.is_dir() and "/admin/faults/" in "".join(p.read_text() for p in traces.rglob("*")
                                                                   if p.is_file()), 20, "the admin spans")
     root = str(Path(__file__).resolve().parents[1])  # stack traces name the source tree, not the drill
     learner_visible = {str(p): p.read_text(errors="replace").replace(root, "<repo>")

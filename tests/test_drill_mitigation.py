@@ -133,6 +133,18 @@ def test_no_mitigation_and_no_figure_earn_nothing():
     assert _points(g) == {"action": 50, "recovery_figure": 0, "recovered": 0}
 
 
+def test_the_mitigation_score_is_a_grade_of_part_scores_as_the_diagnosis_score_is():
+    from toolkit.drills.grader import Grade, PartScore
+
+    g = grade_mitigation(SPEC, "retry-policy none", "during", 0.95, 0.95, 0.95, 150, 0.99)
+    assert isinstance(g, Grade) and all(isinstance(p, PartScore) for p in g.parts)
+    assert [(p.part, p.credit, p.max_points) for p in g.parts] == [
+        ("action", 0.0, 50), ("recovery_figure", 1.0, 25), ("recovered", 0.0, 25)]
+    assert (g.total, g.max_total, g.percent, g.answers, g.hint_penalty) == (25, 100, 25, 1, 0)
+    none = grade_mitigation(SPEC, None, "none", None, None, None, 0, 0.99)
+    assert none.answers == 0 and {p.note for p in none.parts} == {"no mitigation taken"}
+
+
 # -- the CLI, without a lab ----------------------------------------------------------------------------
 
 def _running_run(data_dir: Path, drill_id: str = "bad-canary", seed: int = 5) -> RunDir:

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 import pytest
 from typer.testing import CliRunner
 
+from drill_runs import fault_applied_at, start_drill, wait_for
 from tests.test_drill_cli import _rollout
 from toolkit.cli.base import app
 from toolkit.drills.measure import read_drill_events
@@ -37,29 +38,16 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_rollback_mitigates_bad_canary_and_the_report_grades_the_recovery(service):
     t0 = time.monotonic()
     common = ["--data-dir", str(service.data_dir)]
-    started = obslab("drill", "start", "bad-canary", "--speed", "10", "--seed", "11", *common,
-                     "--url", service.base_url)
-    assert started.exit_code == 0, started.output
-    run_dir = next((service.data_dir / "drills").glob("*-bad-canary"))
+    _, run = start_drill(service, "bad-canary", seed=11)
+    run_dir = run.path
     try:
         shown = obslab("drill", "show", "bad-canary", *common)
         assert "rollback release" in shown.output and "retry-policy none" in shown.output
         assert "right" not in shown.output.lower()  # the choices, never which one is right
-        truth = lambda: json.loads((run_dir / "truth.json").read_text()).get("fault_applied_at")  # noqa: E731
-        fault_at = _wait_for(truth, 40, "the fault")
+        fault_at = fault_applied_at(run)
         time.sleep(max(0.0, fault_at + 6 - time.time()))  # let the canary fail for a while (60 s of scenario time)
         assert _rollout(service, "release") == {"canary": 10.0}
         wrong = obslab("drill", "mitigate", "rollback", "transcode_mode", *common)
@@ -68,7 +56,7 @@ def test_rollback_mitigates_bad_canary_and_the_report_grades_the_recovery(servic
         assert done.exit_code == 0, done.output
         assert "right" not in done.output.lower() and "wrong" not in done.output.lower()
         # The lab itself changed (each API worker re-reads the flags within half a second).
-        _wait_for(lambda: _rollout(service, "release") == {}, 5, "the release flag rolled back")
+        wait_for(lambda: _rollout(service, "release") == {}, 5, "the release flag rolled back")
         assert any(f["kind"] == "errors" for f in service.admin("GET", "/admin/faults").json()["faults"])  # the fault did not
         again = obslab("drill", "mitigate", "retry-policy", "none", *common)
         _one_line_error(again, "already took its mitigation")

@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from toolkit.cli.base import app
 from toolkit.drills import runner
+from drill_runs import CountingRun
 from toolkit.drills.rollout_drill import (DecisionPoint, call_credit, decision_points, grade_calls, next_step,
-                                          position, record_call, right_call, stage_power)
+                                          position, record_call, right_call, stage_power, tick)
 from toolkit.drills.schema import DrillSpecError, catalogue_dir, find_drill, load_catalogue, parse_drill
 from toolkit.drills.state import RunDir, RunState, append_jsonl
 
@@ -190,8 +191,28 @@ def test_a_call_is_taken_only_when_due(tmp_path):
     runner.decide(drills, "continue")
     assert [(a["call"], a["percent"], a["round"]) for a in run.answers()] == [("hold", 1, 0), ("continue", 1, 1)]
     _log(run, "rollout_ended", reason="rolled_back", stage=0, at_active_s=30.0)
+    counting = CountingRun(run.path)
     with pytest.raises(ValueError, match="has ended"):
-        record_call(run, drill, "continue", 31.0)
+        record_call(counting, drill, "continue", 31.0)
+    assert counting.reads == {"timeline": 1, "state": 1}
+
+
+def test_a_scheduler_tick_reads_no_file_and_acts_on_what_it_logged(tmp_path):
+    """The scheduler reads the timeline once a tick and passes it down with its state and truth: a tick reads none
+    of the run's files again, and a step it takes is in the timeline the next step sees (no step twice)."""
+    run = _fake_run(tmp_path)
+    drill = find_drill("rollout-capacity-cliff")
+    state = run.read_state()
+    _log(run, "rollout_stage", stage=0, round=0, percent=1, at_active_s=0.0, counted={})
+    window, decide = drill.rollout.window_s / state.speed, drill.rollout.decide_within_s / state.speed
+    counting = CountingRun(run.path)
+    # The stage's window is over: its call comes due (a step that needs no lab call, so no lab here).
+    assert not tick(drill, counting, None, state, {}, run.timeline(), window)
+    assert [e["kind"] for e in run.timeline()].count("call_due") == 1
+    assert not tick(drill, counting, None, state, {}, run.timeline(), window + decide - 0.01)
+    assert tick(drill, counting, None, state, {}, run.timeline(), window + decide)  # no call in time: it ends
+    assert [e["kind"] for e in run.timeline()][-3:] == ["call_due", "call_missed", "rollout_ended"]
+    assert not counting.reads, counting.reads
 
 
 def test_decide_errors_are_one_line_on_the_cli(tmp_path):

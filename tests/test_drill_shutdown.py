@@ -20,6 +20,7 @@ import psutil
 import pytest
 import requests
 
+from drill_runs import start_drill
 from toolkit.bench.lab import free_ports, lab_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,12 +113,10 @@ def test_a_stop_during_the_schedulers_start_up_still_removes_the_drills_flag(mak
     """The runner sets the drill's flags, then spawns its scheduler; a stop that lands while the scheduler is
     still importing (before its SIGTERM handler exists) used to kill it outright, leaving the flag set."""
     from toolkit.drills import runner
-    from toolkit.drills.lab import Lab
 
     service = make_service(workers=1)
-    lab = Lab(service.data_dir, service.base_url, service.admin_token)
     before = _flags(service)
-    run = runner.start("async-migration", lab, seed=3, speed=10)  # sets transcode_mode as it starts
+    lab, run = start_drill(service, "async-migration", seed=3)  # sets transcode_mode as it starts
     assert _flags(service) != before
     runner.stop(lab.drills_dir)  # at once: the scheduler has not even imported its modules yet
     assert _flags(service) == before, _flags(service)
@@ -129,12 +128,10 @@ def test_the_drills_locust_can_be_stopped_with_sigterm(make_service):
     """Locust inherits the scheduler's signal mask: with SIGTERM blocked there, every stop of the drill's load
     waited 10 s for a SIGKILL (and Locust never wrote its final records)."""
     from toolkit.drills import runner
-    from toolkit.drills.lab import Lab
     from toolkit.drills.load import LOAD_PID_FILE
 
     service = make_service(workers=1)
-    lab = Lab(service.data_dir, service.base_url, service.admin_token)
-    run = runner.start("regional-storage-outage", lab, seed=3, speed=10)
+    lab, run = start_drill(service, "regional-storage-outage", seed=3)
     try:
         deadline = time.monotonic() + 60
         while not (run.path / LOAD_PID_FILE).exists() and time.monotonic() < deadline:
@@ -153,12 +150,10 @@ def test_a_stop_after_the_scheduler_was_killed_still_removes_the_drills_flag(mak
     """A scheduler killed outright (OOM killer, SIGKILL after the stopper's patience) never runs its cleanup;
     `drill stop` then removes the drill's flags itself, found from the data dir alone (no token passed)."""
     from toolkit.drills import runner
-    from toolkit.drills.lab import Lab
 
     service = make_service(workers=1)
-    lab = Lab(service.data_dir, service.base_url, service.admin_token)
     before = _flags(service)
-    run = runner.start("async-migration", lab, seed=3, speed=10)
+    lab, run = start_drill(service, "async-migration", seed=3)
     pid = run.read_state().scheduler_pid
     os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -168,3 +163,62 @@ def test_a_stop_after_the_scheduler_was_killed_still_removes_the_drills_flag(mak
     runner.stop(lab.drills_dir)
     assert _flags(service) == before, _flags(service)
     assert "service_restored" in [e["kind"] for e in run.timeline()]
+
+
+# -- the scheduler's own steps on the service: the fault's end, a flag set mid-drill -------------------------
+
+def test_the_main_fault_is_removed_and_recorded_once_by_whichever_step_comes_first(make_service, tmp_path):
+    """The scheduler removes the fault at its end and the cleanup removes it again (idempotent): one step
+    (``restore.remove_fault``) does both and records the removal once, and only when the service removed it."""
+    from toolkit.drills.lab import ControlClient, Lab, fault_body, fault_name
+    from toolkit.drills.restore import remove_fault, restore_service
+    from toolkit.drills.schema import find_drill
+    from toolkit.drills.state import RunDir
+
+    service = make_service(workers=1)
+    lab = Lab(service.data_dir, service.base_url, service.admin_token)
+    client = ControlClient(lab)
+    drill = find_drill("regional-storage-outage")
+    run = RunDir(tmp_path / "drills" / "20260101T000000-regional-storage-outage")
+    run.path.mkdir(parents=True)
+    client.put_fault(fault_name(run.path.name), fault_body(drill.fault))
+    truth = {"fault_applied_at": time.time()}
+    run.write_truth(truth)
+    assert len(service.admin("GET", "/admin/faults").json()["faults"]) == 1
+    # Unreachable service: nothing recorded (the scheduler tries again next tick).
+    gone = ControlClient(Lab(service.data_dir, f"http://127.0.0.1:{free_ports(1)[0]}", service.admin_token))
+    assert not remove_fault(gone, run, truth) and "fault_removed_at" not in run.read_truth()
+    assert remove_fault(client, run, truth)  # the scheduler, at the fault's end
+    assert service.admin("GET", "/admin/faults").json()["faults"] == []
+    removed_at = run.read_truth()["fault_removed_at"]
+    assert truth["fault_removed_at"] == removed_at
+    restore_service(client, drill, run)  # the cleanup: the fault already gone, its removal already recorded
+    assert run.read_truth()["fault_removed_at"] == removed_at
+    kinds = [e["kind"] for e in run.timeline()]
+    assert kinds == ["fault_removed", "service_restored"], kinds
+
+
+def test_a_mid_drill_flag_is_set_once_when_due_and_no_tick_reads_the_timeline(make_service, tmp_path):
+    from drill_runs import CountingRun
+    from tests.test_drill_cli import _rollout
+    from toolkit.drills.lab import ControlClient, Lab
+    from toolkit.drills.scheduler import _set_due_flags
+    from toolkit.drills.schema import find_drill
+    from toolkit.drills.state import RunDir, RunState
+
+    service = make_service(workers=1)
+    client = ControlClient(Lab(service.data_dir, service.base_url, service.admin_token))
+    drill = find_drill("release-without-canary")
+    run = CountingRun(tmp_path / "run")
+    run.path.mkdir()
+    state = RunState(run_id="run", drill_id=drill.id, seed=1, speed=10.0, url=service.base_url,
+                     data_dir=str(service.data_dir), started_at=time.time(), duration_s=drill.setup.duration_s / 10)
+    due = drill.setup.flag_at["release"] / state.speed
+    done: set[str] = set()
+    _set_due_flags(client, drill, run, state, due - 0.1, done)
+    assert _rollout(service, "release") == {} and not done
+    for active_s in (due, due + 1, due + 2):
+        _set_due_flags(client, drill, run, state, active_s, done)
+    assert _rollout(service, "release") == {"canary": 100.0} and done == {"release"}
+    assert [e["kind"] for e in RunDir(run.path).timeline()] == ["flag_set"]
+    assert not run.reads, run.reads

@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from toolkit.drills.schema import Drill
+from toolkit.drills.score import HINT_COST, Grade, PartScore, graded, part_scores
 
 __all__ = ["Answer", "PartScore", "Grade", "POINTS", "HINT_COST", "score_cause", "score_cohort", "score_impact", "grade",
            "VerdictAnswer", "VERDICT_POINTS", "score_verdict", "grade_verdict"]
 
 POINTS = {"cause": 50.0, "cohort": 30.0, "impact": 20.0}
-# Points each hint costs: enough that hints are a choice, not a free walk-through.
-HINT_COST = 5.0
 # Credit for naming the right dimension with the wrong value, as a share of one pair.
 _SAME_DIMENSION_CREDIT = 0.25
 
@@ -41,32 +40,6 @@ class Answer:
     cohort: Mapping[str, str]  # empty: everyone
     impact: float
     at_s: float  # seconds since the drill started
-
-
-@dataclass(frozen=True)
-class PartScore:
-    part: str
-    credit: float  # 0..1
-    points: float
-    max_points: float
-    note: str
-
-
-@dataclass(frozen=True)
-class Grade:
-    parts: tuple[PartScore, ...]
-    total: float
-    max_total: float
-    time_to_detect_s: float | None
-    detected_by: str | None  # "alert" | "answer"
-    time_to_diagnose_s: float | None
-    answers: int
-    hints_taken: int = 0
-    hint_penalty: float = 0.0  # points taken off the parts' sum for the hints
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.total / self.max_total
 
 
 def score_cause(answer: str, truth: str, partial: Mapping[str, float]) -> tuple[float, str]:
@@ -117,11 +90,10 @@ def grade(drill: Drill, answers: Sequence[Answer], measured_impact: float, fault
           first_alert_s: float | None, hints_taken: int = 0) -> Grade:
     """Grade the last answer, less ``HINT_COST`` per hint taken; times come from every answer and the
     first alert (all in the same clock: scenario seconds since the drill started)."""
-    penalty = HINT_COST * hints_taken
     if not answers:
-        parts = tuple(PartScore(p, 0.0, 0.0, mx, "not answered") for p, mx in POINTS.items())
         ttd, by = _detection(None, first_alert_s, fault_start_s)
-        return Grade(parts, 0.0, sum(POINTS.values()), ttd, by, None, 0, hints_taken, 0.0)
+        return graded(part_scores(POINTS, {p: (0.0, "not answered") for p in POINTS}), sum(POINTS.values()), 0,
+                      hints_taken, ttd, by)
     last = answers[-1]
     q, truth = drill.questions, drill.truth
     scored = {
@@ -129,17 +101,12 @@ def grade(drill: Drill, answers: Sequence[Answer], measured_impact: float, fault
         "cohort": score_cohort(last.cohort, truth.cohort),
         "impact": score_impact(last.impact, measured_impact, q.impact.tolerance),
     }
-    parts = tuple(PartScore(name, credit, round(credit * POINTS[name], 2), POINTS[name], note)
-                  for name, (credit, note) in scored.items())
     first_answer_s = min(a.at_s for a in answers)
     ttd, by = _detection(first_answer_s, first_alert_s, fault_start_s)
     diagnosed = [a.at_s for a in answers
                  if a.cause == truth.cause and score_cohort(a.cohort, truth.cohort)[0] == 1.0]
     ttdiag = max(0.0, min(diagnosed) - fault_start_s) if diagnosed else None
-    earned = sum(p.points for p in parts)
-    taken = min(penalty, earned)
-    return Grade(parts, round(earned - taken, 2), sum(POINTS.values()), ttd, by, ttdiag,
-                 len(answers), hints_taken, round(taken, 2))
+    return graded(part_scores(POINTS, scored), sum(POINTS.values()), len(answers), hints_taken, ttd, by, ttdiag)
 
 
 def _detection(first_answer_s: float | None, first_alert_s: float | None,
@@ -180,8 +147,8 @@ def grade_verdict(drill: Drill, answers: Sequence[VerdictAnswer], hints_taken: i
     exists from the start); there is nothing to detect."""
     total = sum(VERDICT_POINTS.values())
     if not answers:
-        parts = tuple(PartScore(p, 0.0, 0.0, mx, "not answered") for p, mx in VERDICT_POINTS.items())
-        return Grade(parts, 0.0, total, None, None, None, 0, hints_taken, 0.0)
+        return graded(part_scores(VERDICT_POINTS, {p: (0.0, "not answered") for p in VERDICT_POINTS}), total, 0,
+                      hints_taken)
     last = answers[-1]
     q, truth = drill.questions, drill.truth
     scored = {
@@ -189,10 +156,6 @@ def grade_verdict(drill: Drill, answers: Sequence[VerdictAnswer], hints_taken: i
         "evidence": (1.0, "the evidence that shows it") if last.evidence == truth.evidence
         else (0.0, f"wrong (the evidence: {truth.evidence})"),
     }
-    parts = tuple(PartScore(name, credit, round(credit * VERDICT_POINTS[name], 2), VERDICT_POINTS[name], note)
-                  for name, (credit, note) in scored.items())
     right = [a.at_s for a in answers if a.verdict == truth.verdict and a.evidence == truth.evidence]
-    earned = sum(p.points for p in parts)
-    taken = min(HINT_COST * hints_taken, earned)
-    return Grade(parts, round(earned - taken, 2), total, None, None, min(right) if right else None, len(answers),
-                 hints_taken, round(taken, 2))
+    return graded(part_scores(VERDICT_POINTS, scored), total, len(answers), hints_taken,
+                  time_to_diagnose_s=min(right) if right else None)

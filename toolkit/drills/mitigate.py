@@ -21,10 +21,10 @@ from contract.events import TimeError, parse_time
 from toolkit.drills.lab import DEFAULT_ACTOR, ControlClient, Lab
 from toolkit.drills.load import REMOTE_CONFIG_FILE
 from toolkit.drills.measure import Window, read_drill_events
-from toolkit.drills.mitigation import (RECOVERY_FIGURE, ActionError, MitigationGrade, grade_mitigation,
-                                       parse_action)
+from toolkit.drills.mitigation import RECOVERY_FIGURE, ActionError, grade_mitigation, parse_action
 from toolkit.drills.runner import DrillError, _current, _phase
 from toolkit.drills.schema import Drill
+from toolkit.drills.score import Grade
 from toolkit.drills.state import RunDir, RunState, append_jsonl, current_run, read_jsonl
 from toolkit.slo.spec import SloSpec
 
@@ -166,7 +166,7 @@ class MitigationResult:
     claim_window: RateFigure | None
     recovered: RateFigure | None  # the learner's window cut at the fault's end
     objective: float
-    grade: MitigationGrade
+    grade: Grade  # toolkit.drills.score: the mitigation's parts and total
     right: str
 
 

@@ -29,9 +29,10 @@ from typing import Callable
 
 from contract.events import FLAGS
 from loadtests.retry import RETRY_POLICIES
+from toolkit.drills.score import Grade, graded, part_scores
 
 __all__ = ["VERBS", "Action", "Mitigations", "parse_action", "parse_mitigations", "MITIGATION_POINTS",
-           "MIN_RECOVERY_ATTEMPTS", "MitigationPart", "MitigationGrade", "grade_mitigation", "RECOVERY_FIGURE",
+           "MIN_RECOVERY_ATTEMPTS", "grade_mitigation", "RECOVERY_FIGURE",
            "MAX_RETRY_ATTEMPTS"]
 
 VERBS = ("rollback", "retry-policy")
@@ -141,31 +142,11 @@ def parse_mitigations(raw, fail: Callable[[str, str], Exception], flags_set: tup
     return Mitigations(tuple(parsed), right, float(tolerance))
 
 
-@dataclass(frozen=True)
-class MitigationPart:
-    part: str
-    points: float
-    max_points: float
-    note: str
-
-
-@dataclass(frozen=True)
-class MitigationGrade:
-    parts: tuple[MitigationPart, ...]
-
-    @property
-    def total(self) -> float:
-        return round(sum(p.points for p in self.parts), 2)
-
-    @property
-    def max_total(self) -> float:
-        return sum(MITIGATION_POINTS.values())
-
-
 def grade_mitigation(spec: Mitigations, action: str | None, when: str, claimed: float | None,
                      measured: float | None, recovery_rate: float | None, recovery_total: int,
-                     objective: float) -> MitigationGrade:
-    """Score a mitigation, apart from the diagnosis:
+                     objective: float) -> Grade:
+    """Score a mitigation, apart from the diagnosis (a ``Grade`` of ``MITIGATION_POINTS``' parts; no hint costs
+    anything here, and ``answers`` is 1 once a mitigation was taken):
 
     - action: the right one, taken while the fault was in force (``when`` is ``during``; ``before`` or
       ``after`` the fault earns nothing: there was nothing to mitigate);
@@ -179,41 +160,34 @@ def grade_mitigation(spec: Mitigations, action: str | None, when: str, claimed: 
     """
     p = MITIGATION_POINTS
     if action is None:
-        note = "no mitigation taken"
-        return MitigationGrade(tuple(MitigationPart(k, 0.0, v, note) for k, v in p.items()))
+        return graded(part_scores(p, {k: (0.0, "no mitigation taken") for k in p}), sum(p.values()), 0)
     if when != "during":
-        act = MitigationPart("action", 0.0, p["action"], f"{action} was taken {when} the fault: nothing to "
-                                                         f"mitigate then (the right mitigation: {spec.right})")
+        act = 0.0, f"{action} was taken {when} the fault: nothing to mitigate then (the right mitigation: {spec.right})"
     elif action == spec.right:
-        act = MitigationPart("action", p["action"], p["action"], f"{action}: the right mitigation")
+        act = 1.0, f"{action}: the right mitigation"
     else:
-        act = MitigationPart("action", 0.0, p["action"], f"{action}: does not remove the cause "
-                                                         f"(the right mitigation: {spec.right})")
+        act = 0.0, f"{action}: does not remove the cause (the right mitigation: {spec.right})"
     if claimed is None:
-        figure = MitigationPart("recovery_figure", 0.0, p["recovery_figure"], "no recovery figure reported")
+        figure = 0.0, "no recovery figure reported"
     elif measured is None:
-        figure = MitigationPart("recovery_figure", 0.0, p["recovery_figure"],
-                                f"reported {claimed:.4f}; your window holds no attempt with an outcome")
+        figure = 0.0, f"reported {claimed:.4f}; your window holds no attempt with an outcome"
     else:
         ok = abs(claimed - measured) <= spec.tolerance
-        figure = MitigationPart("recovery_figure", p["recovery_figure"] if ok else 0.0, p["recovery_figure"],
-                                f"reported {claimed:.4f}, measured {measured:.4f} over your window "
-                                f"({'within' if ok else 'outside'} ±{spec.tolerance:g})")
+        figure = (1.0 if ok else 0.0, f"reported {claimed:.4f}, measured {measured:.4f} over your window "
+                                      f"({'within' if ok else 'outside'} ±{spec.tolerance:g})")
     where = "in your window while the fault was still on"
     if when != "during":
-        recovered = MitigationPart("recovered", 0.0, p["recovered"], f"the mitigation came {when} the fault")
+        recovered = 0.0, f"the mitigation came {when} the fault"
     elif claimed is None:
-        recovered = MitigationPart("recovered", 0.0, p["recovered"], "no recovery window reported")
+        recovered = 0.0, "no recovery window reported"
     elif recovery_total < MIN_RECOVERY_ATTEMPTS or recovery_rate is None:
-        recovered = MitigationPart("recovered", 0.0, p["recovered"],
-                                   f"{recovery_total} attempts {where}: fewer than {MIN_RECOVERY_ATTEMPTS} show "
-                                   "nothing either way (a window after the fault's end shows its end, not yours)")
+        recovered = 0.0, (f"{recovery_total} attempts {where}: fewer than {MIN_RECOVERY_ATTEMPTS} show nothing "
+                          "either way (a window after the fault's end shows its end, not yours)")
     elif recovery_rate >= objective:
-        recovered = MitigationPart("recovered", p["recovered"], p["recovered"],
-                                   f"{recovery_rate:.4f} over {recovery_total} attempts {where}: at or above the "
-                                   f"objective {objective:g}")
+        recovered = 1.0, (f"{recovery_rate:.4f} over {recovery_total} attempts {where}: at or above the objective "
+                          f"{objective:g}")
     else:
-        recovered = MitigationPart("recovered", 0.0, p["recovered"],
-                                   f"{recovery_rate:.4f} over {recovery_total} attempts {where}: still below the "
-                                   f"objective {objective:g}")
-    return MitigationGrade((act, figure, recovered))
+        recovered = 0.0, (f"{recovery_rate:.4f} over {recovery_total} attempts {where}: still below the objective "
+                          f"{objective:g}")
+    scored = {"action": act, "recovery_figure": figure, "recovered": recovered}
+    return graded(part_scores(p, scored), sum(p.values()), 1)

@@ -2,7 +2,8 @@
 
 The scheduler calls ``restore_service`` first in its cleanup; ``obslab drill stop`` calls it again when
 the run's timeline has no ``service_restored`` (a scheduler killed before its cleanup, or a service too
-busy to answer it), so a drill's flag never outlives the drill.
+busy to answer it), so a drill's flag never outlives the drill. ``remove_fault`` is the one step that
+removes the drill's main fault and records when: the scheduler's at the fault's end, and the cleanup's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,33 @@ from toolkit.drills.lab import ControlClient, LabError, LabUnreachable, backgrou
 from toolkit.drills.schema import Drill
 from toolkit.drills.state import RunDir
 
-__all__ = ["restore_service"]
+__all__ = ["restore_service", "remove_fault"]
+
+
+def _remove(remove, name: str, deadline: float) -> bool:
+    """Call ``remove(name)`` until it succeeds or ``deadline`` (monotonic) passes; False, said on stderr, if not."""
+    while True:
+        try:
+            remove(name)
+            return True
+        except LabError as e:
+            if isinstance(e, LabUnreachable) or time.monotonic() >= deadline:
+                print(f"cleanup: {e}", file=sys.stderr)
+                return False
+            time.sleep(0.5)
+
+
+def remove_fault(client: ControlClient, run: RunDir, truth: dict, patience_s: float = 0.0) -> bool:
+    """Remove the drill's main fault from the service, retrying until ``patience_s``, and record its removal once
+    (``fault_removed_at`` in ``truth``, written to truth.json, and ``fault_removed`` on the timeline) if it was
+    applied. False, with nothing recorded, when the service did not remove it: the caller tries again later."""
+    if not _remove(client.delete_fault, fault_name(run.path.name), time.monotonic() + patience_s):
+        return False
+    if truth.get("fault_applied_at") and not truth.get("fault_removed_at"):
+        truth["fault_removed_at"] = time.time()
+        run.write_truth(truth)
+        run.log("fault_removed")
+    return True
 
 
 def restore_service(client: ControlClient, drill: Drill, run: RunDir, patience_s: float = 20.0) -> None:
@@ -22,30 +49,14 @@ def restore_service(client: ControlClient, drill: Drill, run: RunDir, patience_s
     removal until ``patience_s``: a busy service that times out one DELETE must not keep a drill's flag set.
     Logs ``service_restored`` once all is gone; raises LabError naming what is left otherwise. Idempotent:
     ``obslab drill stop`` calls it again when a killed scheduler did not log it."""
-    truth = run.read_truth()
     run_id = run.path.name
-    removals = [(f"fault {fault_name(run_id)}", client.delete_fault, fault_name(run_id))]
-    removals += [(f"fault {background_fault_name(run_id, i)}", client.delete_fault, background_fault_name(run_id, i))
-                 for i, _ in enumerate(drill.setup.background_faults)]
+    deadline = time.monotonic() + patience_s
+    left = [] if remove_fault(client, run, run.read_truth(), patience_s) else [f"fault {fault_name(run_id)}"]
+    removals = [(f"fault {background_fault_name(run_id, i)}", client.delete_fault, background_fault_name(run_id, i))
+                for i, _ in enumerate(drill.setup.background_faults)]
     flags = {*drill.setup.flags, *((drill.rollout.flag,) if drill.rollout is not None else ())}
     removals += [(f"flag {name}", client.delete_flag, name) for name in sorted(flags)]
-    deadline = time.monotonic() + patience_s
-    left: list[str] = []
-    for what, remove, name in removals:
-        while True:
-            try:
-                remove(name)
-                break
-            except LabError as e:
-                if isinstance(e, LabUnreachable) or time.monotonic() >= deadline:
-                    print(f"cleanup: {e}", file=sys.stderr)
-                    left.append(what)
-                    break
-                time.sleep(0.5)
-    if truth.get("fault_applied_at") and not truth.get("fault_removed_at") and f"fault {fault_name(run_id)}" not in left:
-        truth["fault_removed_at"] = time.time()
-        run.write_truth(truth)
-        run.log("fault_removed")
+    left += [what for what, remove, name in removals if not _remove(remove, name, deadline)]
     if left:
         raise LabError(f"could not remove the drill's {', '.join(left)} from {client.lab.url}")
     run.log("service_restored")

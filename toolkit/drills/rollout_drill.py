@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from toolkit.drills.schema import Drill, RolloutSpec
-from toolkit.drills.state import RunDir, append_jsonl
+from toolkit.drills.state import RunDir, RunState, append_jsonl
 
 __all__ = ["CALLS", "Position", "Step", "position", "next_step", "record_call", "harmful_at", "right_call",
            "call_credit", "CallGrade", "rollout_plan", "grade_calls", "decision_points", "DecisionPoint"]
@@ -105,7 +105,7 @@ def record_call(run: RunDir, drill: Drill, call: str, active_s: float, by: str =
     if call not in CALLS:
         raise ValueError(f"unknown call {call!r}: one of {', '.join(CALLS)}")
     spec = drill.rollout
-    timeline = run.timeline()
+    timeline, state = run.timeline(), run.read_state()
     pos = position(spec, timeline)
     if pos is None or pos.phase == "ended":
         raise ValueError("no stage is waiting for a call: the rollout "
@@ -113,7 +113,7 @@ def record_call(run: RunDir, drill: Drill, call: str, active_s: float, by: str =
     if pos.phase == "collecting":
         if pos.percent >= 100:
             raise ValueError("the rollout is at 100 %: there is no call to make")
-        left = max(0.0, pos.since_s + spec.window_s / run.read_state().speed - active_s)
+        left = max(0.0, pos.since_s + spec.window_s / state.speed - active_s)
         raise ValueError(f"stage {pos.percent:g} % is still collecting data: its call is due in {left:.0f} s (wall)")
     if call == "hold" and pos.round >= spec.max_holds:
         raise ValueError(f"stage {pos.percent:g} % has been held {spec.max_holds} time(s) already: continue or "
@@ -122,7 +122,7 @@ def record_call(run: RunDir, drill: Drill, call: str, active_s: float, by: str =
         raise ValueError(f"the call for stage {pos.percent:g} % is already recorded")
     now = time.time()
     record = {"call": call, "stage": pos.stage, "round": pos.round, "percent": pos.percent,
-              "at_s": now - run.read_state().started_at, "by": by}
+              "at_s": now - state.started_at, "by": by}
     append_jsonl(run.answers_file, record)
     run.log("call", call=call, stage=pos.stage, round=pos.round, percent=pos.percent, by=by)
     return pos
@@ -222,35 +222,38 @@ def grade_calls(drill: Drill, points: list[DecisionPoint], shown: list[bool], en
 # -- the scheduler's side --------------------------------------------------------------------------------
 
 
-def apply_step(step: Step, drill: Drill, run: RunDir, client, active_s: float) -> None:
-    """Carry out one step against the lab (``client``: a ``toolkit.drills.lab.ControlClient``) and log it."""
+def apply_step(step: Step, drill: Drill, run: RunDir, client, state: RunState, truth: dict[str, Any],
+               timeline: list[Mapping], active_s: float) -> list[dict[str, Any]]:
+    """Carry out one step against the lab (``client``: a ``toolkit.drills.lab.ControlClient``) and log it; the
+    records logged. ``state``, ``truth`` (updated and written when the regression is applied) and ``timeline``
+    are the scheduler's, read once a tick."""
     from toolkit.drills.lab import fault_body, fault_name, flag_body
 
     spec = drill.rollout
+    logged = []
     if step.action == "stage":
         percent = spec.stages[step.stage]
         client.put_flag(spec.flag, flag_body(spec.flag, spec.variant, percent))
         reg = drill.truth.regression
-        truth = run.read_truth()
         if reg is not None and percent >= reg.from_percent and not truth.get("fault_applied_at"):
-            state = run.read_state()
             # Expires by itself shortly after the drill's bound, should the scheduler die.
             client.put_fault(fault_name(run.path.name), fault_body(reg.fault, duration_s=state.duration_s + 30))
             truth["fault_applied_at"] = time.time()
             run.write_truth(truth)
-            run.log("fault_applied")
-        run.log("rollout_stage", stage=step.stage, round=step.round, percent=percent, at_active_s=round(active_s, 3),
-                counted=outcome_counts(run, spec.flag))
+            logged.append(run.log("fault_applied"))
+        logged.append(run.log("rollout_stage", stage=step.stage, round=step.round, percent=percent,
+                              at_active_s=round(active_s, 3), counted=outcome_counts(run, spec.flag)))
     elif step.action == "call_due":
-        run.log("call_due", stage=step.stage, round=step.round, percent=spec.stages[step.stage],
-                at_active_s=round(active_s, 3), **stage_power(drill, run.timeline(), outcome_counts(run, spec.flag),
-                                                             spec.stages[step.stage]))
+        logged.append(run.log("call_due", stage=step.stage, round=step.round, percent=spec.stages[step.stage],
+                              at_active_s=round(active_s, 3),
+                              **stage_power(drill, timeline, outcome_counts(run, spec.flag), spec.stages[step.stage])))
     else:
         if step.reason == "rolled_back":
             client.put_flag(spec.flag, flag_body(spec.flag, spec.variant, 0.0))
         if step.reason == "no_call":
-            run.log("call_missed", stage=step.stage, round=step.round, percent=spec.stages[step.stage])
-        run.log("rollout_ended", reason=step.reason, stage=step.stage, at_active_s=round(active_s, 3))
+            logged.append(run.log("call_missed", stage=step.stage, round=step.round, percent=spec.stages[step.stage]))
+        logged.append(run.log("rollout_ended", reason=step.reason, stage=step.stage, at_active_s=round(active_s, 3)))
+    return logged
 
 
 # The planning baseline of the power each call states (as ``toolkit.analysis.rollout.plan_summary`` assumes):
@@ -312,12 +315,15 @@ def stage_power(drill: Drill, timeline: list[Mapping], counted_now: Mapping[str,
             "power_alpha": alpha}
 
 
-def tick(drill: Drill, run: RunDir, client, active_s: float, speed: float) -> bool:
-    """Take every step due now; True once the rollout has ended."""
+def tick(drill: Drill, run: RunDir, client, state: RunState, truth: dict[str, Any], timeline: list[Mapping],
+         active_s: float) -> bool:
+    """Take every step due now; True once the rollout has ended. ``timeline`` is the run's as the scheduler read it
+    this tick (the learner's calls in it); what the steps log is added to a copy, so nothing is read again."""
+    timeline = list(timeline)
     for _ in range(4):  # a call may make two steps due at once (a call, then the next stage)
-        step = next_step(drill.rollout, run.timeline(), active_s, speed)
+        step = next_step(drill.rollout, timeline, active_s, state.speed)
         if step is None:
             break
-        apply_step(step, drill, run, client, active_s)
-    pos = position(drill.rollout, run.timeline())
+        timeline += apply_step(step, drill, run, client, state, truth, timeline, active_s)
+    pos = position(drill.rollout, timeline)
     return pos is not None and pos.phase == "ended"

@@ -18,11 +18,11 @@ import time
 import traceback
 from pathlib import Path
 
-from toolkit.drills.clock import PAUSE_BUDGET_S
+from toolkit.drills.clock import PAUSE_BUDGET_S, clock_from
 from toolkit.drills.lab import (ACTOR_ENV, DEFAULT_ACTOR, TOKEN_ENV, ControlClient, Lab, LabError,
                                 background_fault_name, fault_body, fault_name, flag_body, pace_prometheus)
 from toolkit.drills.load import start_load, stop_load
-from toolkit.drills.restore import restore_service
+from toolkit.drills.restore import remove_fault, restore_service
 from toolkit.drills.schema import Drill, find_drill
 from toolkit.drills.state import RunDir, RunState, append_jsonl
 
@@ -91,30 +91,17 @@ def cleanup(client: ControlClient, drill: Drill, run: RunDir, load: subprocess.P
             print(f"cleanup: {not_paced}", file=sys.stderr)
 
 
-def _quietly(fn, *args) -> None:
-    try:
-        fn(*args)
-    except LabError as e:
-        print(f"cleanup: {e}", file=sys.stderr)
-
-
-def _remove_fault(client: ControlClient, drill: Drill, run: RunDir, truth: dict) -> None:
-    _quietly(client.delete_fault, fault_name(run.path.name))
-    truth["fault_removed_at"] = time.time()
-    run.write_truth(truth)
-    run.log("fault_removed")
-
-
-def _set_due_flags(client: ControlClient, drill: Drill, run: RunDir, state: RunState, active_s: float) -> None:
-    """Set each flag the drill changes mid-way (``setup.flags.<name>.at``, drill time) once its time has come."""
-    if not drill.setup.flag_at:
-        return
-    done = {e.get("flag") for e in run.timeline() if e["kind"] == "flag_set"}
+def _set_due_flags(client: ControlClient, drill: Drill, run: RunDir, state: RunState, active_s: float,
+                   done: set[str]) -> None:
+    """Set each flag the drill changes mid-way (``setup.flags.<name>.at``, drill time) once its time has come.
+    ``done``: the ones set so far, kept by the caller (this process is the only one that sets them), so a tick
+    reads nothing."""
     for name, at_s in drill.setup.flag_at.items():
         if name not in done and active_s >= at_s / state.speed:
             variant, percent = drill.setup.flags[name]
             client.put_flag(name, flag_body(name, variant, percent))
             run.log("flag_set", flag=name, variant=variant, percent=percent)
+            done.add(name)
 
 
 def run_schedule(run: RunDir) -> None:
@@ -138,9 +125,11 @@ def run_schedule(run: RunDir) -> None:
         # An experiment drill without a timed fault: nothing to apply (its scenario is in its setup).
         fault_start = truth["fault_start_s"] if truth.get("fault_start_s") is not None else float("inf")
         fault_end = fault_start + (truth.get("fault_duration_s") or 0.0)
+        flags_set: set[str] = set()
         while True:
             now = time.time()
-            clock = run.clock()
+            timeline = run.timeline()  # once a tick: the pauses, the learner's calls
+            clock = clock_from(state.started_at, state.speed, timeline)
             if clock.paused and clock.paused_s(now) >= PAUSE_BUDGET_S:
                 run.log("clock_resumed", by="scheduler", reason=f"the run's {PAUSE_BUDGET_S:g} s of pauses are used")
                 continue
@@ -154,12 +143,12 @@ def run_schedule(run: RunDir) -> None:
                     run.write_truth(truth)
                     run.log("fault_applied")
                 if truth.get("fault_applied_at") and not truth.get("fault_removed_at") and active >= fault_end:
-                    _remove_fault(client, drill, run, truth)
-                _set_due_flags(client, drill, run, state, active)
+                    remove_fault(client, run, truth)  # not removed (said on stderr): tried again next tick
+                _set_due_flags(client, drill, run, state, active, flags_set)
                 if drill.kind == "rollout":
                     from toolkit.drills.rollout_drill import tick
 
-                    if tick(drill, run, client, active, state.speed):
+                    if tick(drill, run, client, state, truth, timeline, active):
                         break
             sample_metrics(client, run)
             if load is not None and load.poll() is not None:

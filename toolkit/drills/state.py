@@ -95,8 +95,11 @@ class RunDir:
     def read_truth(self) -> dict[str, Any]:
         return json.loads(self.truth_file.read_text())
 
-    def log(self, kind: str, **fields: Any) -> None:
-        append_jsonl(self.timeline_file, {"t": time.time(), "kind": kind, **fields})
+    def log(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Append a record to the timeline; the record, for a caller that keeps the timeline in memory."""
+        record = {"t": time.time(), "kind": kind, **fields}
+        append_jsonl(self.timeline_file, record)
+        return record
 
     def timeline(self) -> list[dict[str, Any]]:
         return list(read_jsonl(self.timeline_file))
