@@ -117,6 +117,24 @@ def _set_due_flags(client: ControlClient, drill: Drill, run: RunDir, state: RunS
             run.log("flag_set", flag=name, variant=variant, percent=percent)
 
 
+def _auto_mitigator(run: RunDir, state: RunState, drill: Drill, lab: Lab):
+    """The solver's mitigation step of an ``--auto --auto-mitigate`` run (``toolkit.drills.auto_mitigate``)."""
+    if not (state.auto and state.auto_mitigate and drill.mitigations is not None):
+        return None
+    from toolkit.drills.auto_mitigate import AutoMitigator
+    from toolkit.drills.report import default_spec
+
+    return AutoMitigator(run, lab, drill, default_spec(state), os.environ.get(ACTOR_ENV, DEFAULT_ACTOR))
+
+
+def _auto_mitigation_step(run: RunDir, step) -> None:
+    # A look that fails (a half-written event line, a lab slow to answer) is logged; the drill goes on.
+    try:
+        step(time.time())
+    except Exception as e:  # noqa: BLE001 - the log is the only place a detached process can report to
+        run.log("auto_mitigation_error", error=str(e))
+
+
 def run_schedule(run: RunDir) -> None:
     state: RunState = run.read_state()
     drill = find_drill(state.drill_id)
@@ -138,6 +156,7 @@ def run_schedule(run: RunDir) -> None:
         # An experiment drill without a timed fault: nothing to apply (its scenario is in its setup).
         fault_start = truth["fault_start_s"] if truth.get("fault_start_s") is not None else float("inf")
         fault_end = fault_start + (truth.get("fault_duration_s") or 0.0)
+        mitigator = _auto_mitigator(run, state, drill, lab)
         while True:
             now = time.time()
             clock = run.clock()
@@ -161,6 +180,8 @@ def run_schedule(run: RunDir) -> None:
 
                     if tick(drill, run, client, active, state.speed):
                         break
+                if mitigator is not None:
+                    _auto_mitigation_step(run, mitigator.step)
             sample_metrics(client, run)
             if load is not None and load.poll() is not None:
                 run.log("load_exited", returncode=load.returncode)
@@ -168,6 +189,8 @@ def run_schedule(run: RunDir) -> None:
             left = interval_s if clock.paused else state.duration_s - clock.active_s(time.time())
             time.sleep(max(0.0, min(interval_s, left)))
         sample_metrics(client, run)
+        if mitigator is not None:
+            _auto_mitigation_step(run, mitigator.finish)
         cleanup(client, drill, run, load)
         load = None
         run.log("drill_finished")
