@@ -200,5 +200,8 @@ def test_mitigation_and_recovery_through_the_page_change_the_lab_and_are_scored(
     timeline = [json.loads(line) for line in (run / "timeline.jsonl").read_text().splitlines()]
     assert [e.get("by") for e in timeline if e["kind"] in ("mitigation", "recovery_reported")] == \
         ["dashboard", "dashboard"]
+    # The debrief sets the page's mitigation beside the expert path's.
+    paths = {p["stage"]: p for p in json.loads((run / "report" / "report.json").read_text())["paths"]}
+    assert paths["mitigate"]["learner"].startswith("mitigated: retry-policy backoff:8; reported recovery"), paths
     assert not page.errors, page.errors
     assert wall < 100, wall
