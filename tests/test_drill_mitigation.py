@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -406,3 +407,126 @@ def test_the_written_report_has_the_mitigation_section_and_json(tmp_path):
     m = json.loads((run.report_dir / "report.json").read_text())["mitigation"]
     assert m["action"] == "rollback release" and m["claimed"] is None
     assert [p["points"] for p in m["grade"]["parts"]] == [50, 0, 0]
+
+
+def test_a_learners_debrief_sets_their_mitigation_beside_the_one_the_experts_diagnosis_points_to(tmp_path):
+    from toolkit.drills.report import write_report
+
+    run = _synthetic_bad_canary_run(tmp_path, heals_at_s=352.0)
+    write_report(run)
+    report = json.loads((run.report_dir / "report.json").read_text())
+    expert = report["expert"]["mitigation"]
+    # The solver found the canary failing and points to rolling its flag back; it took nothing in this run.
+    assert (expert["action"], expert["taken"]) == ("rollback release", False), expert
+    paths = {p["stage"]: p for p in report["paths"]}
+    assert "would mitigate with rollback release" in paths["mitigate"]["expert"]
+    assert paths["mitigate"]["learner"] == "mitigated: rollback release" and not paths["mitigate"]["diverged"]
+    assert any(s["stage"] == "mitigate" and s["source"] == "mitigation" for s in report["learner_path"])
+    md = (run.report_dir / "report.md").read_text()
+    assert "| mitigate | would mitigate with rollback release" in md
+
+
+# -- the unattended solver's mitigation (--auto --auto-mitigate) -------------------------------------------
+
+@pytest.mark.parametrize("cause, cohort, choices, want", [
+    ("canary_regression", {"release": "canary", "media_size_bucket": "large"},
+     ["retry-policy none", "rollback release", "retry-policy immediate:8"], "rollback release"),
+    ("chunk_upload_failures", {"network_type": "4g"},
+     ["retry-policy none", "retry-policy immediate:5", "retry-policy backoff:8", "retry-policy backoff:3"],
+     "retry-policy backoff:8"),
+    ("retry_amplification", {}, ["retry-policy immediate:8", "retry-policy backoff:3", "retry-policy backoff:6"],
+     "retry-policy backoff:3"),
+    ("storage_outage", {"region": "eu-west"}, ["rollback release", "retry-policy none"], None),
+    ("chunk_upload_failures", {}, ["retry-policy none", "retry-policy immediate:5"], None),
+])
+def test_the_solver_takes_the_choice_its_diagnosis_points_to(cause, cohort, choices, want):
+    from toolkit.drills.auto import choose_mitigation
+
+    diagnosis = {"causes": [{"cause": cause}], "cohorts": [{"cohort": cohort}]}
+    got = choose_mitigation(choices, diagnosis)
+    assert (got[0] if got else None) == want
+    assert choose_mitigation(list(reversed(choices)), diagnosis) == got  # not the order shown
+
+
+def _synthetic_cellular_run(data_dir: Path) -> RunDir:
+    """A cellular-chunk-failures run going on now (this process stands in for its scheduler), 300 s in: chunk
+    writes fail half the time since 180 s (seeded events, stamped from now back)."""
+    from toolkit.events.synth import Effect, SynthConfig, generate, write_jsonl
+
+    start = time.time() - 300
+    cfg = SynthConfig(attempts=3000, duration_s=600.0, start=datetime.fromtimestamp(start, timezone.utc),
+                      cancel_rate=0.0, abandon_rate=0.0,
+                      effects=(Effect(start_s=180.0, end_s=420.0, chunk_failure_rate=0.5),))
+    events = data_dir / "events"
+    events.mkdir(parents=True)
+    write_jsonl(generate(cfg, seed=5), events / "events.jsonl")
+    run_id = "20260105T100000-cellular-chunk-failures"
+    run = RunDir(data_dir / "drills" / run_id)
+    run.path.mkdir(parents=True)
+    (data_dir / "drills" / CURRENT).write_text(json.dumps({"run_dir": run_id}))
+    run.write_state(RunState(run_id=run_id, drill_id="cellular-chunk-failures", seed=3, speed=1.0,
+                             url="http://127.0.0.1:1", data_dir=str(data_dir), started_at=start, duration_s=600.0,
+                             events_dir=str(events), auto=True, auto_mitigate=True, scheduler_pid=os.getpid()))
+    run.write_truth({"drill_id": "cellular-chunk-failures", "fault_start_s": 180.0, "fault_duration_s": 240.0,
+                     "fault_applied_at": start + 180})
+    append_jsonl(run.timeline_file, {"t": start, "kind": "drill_started"})
+    return run
+
+
+def test_auto_mitigate_acts_through_the_learners_mitigate_and_reports_the_engines_recovery(tmp_path, monkeypatch):
+    from toolkit.drills import auto_mitigate
+    from toolkit.drills.lab import Lab
+    from toolkit.drills.report import default_spec, write_report
+    from toolkit.drills.schema import find_drill
+
+    run = _synthetic_cellular_run(tmp_path)
+    m = auto_mitigate.AutoMitigator(run, Lab(tmp_path, "http://127.0.0.1:1", "t"),
+                                    find_drill("cellular-chunk-failures"), default_spec(run.read_state()), "test")
+    m.step(time.time())
+    assert [c for _, c in m.looks] == ["retry-policy backoff:8"]
+    assert mitigate.taken(run) is None  # one look is not enough to act on
+    m.step(time.time())
+    assert len(m.looks) == 1  # the next look waits LOOK_EVERY_S of scenario time
+    m.next_look_at = 0.0
+    m.step(time.time())
+    done = mitigate.taken(run)
+    assert (done["action"], done["by"]) == ("retry-policy backoff:8", "auto")
+    # The lab changed as a learner's mitigation changes it: the clients' remote config.
+    assert json.loads((run.path / "remote-config.json").read_text()) == {"retry_policy": "backoff",
+                                                                         "max_attempts": 8}
+    assert "chunk tries fail" in json.loads((run.path / mitigate.REASONING_FILE).read_text())["why"]
+    with pytest.raises(runner_error()):  # once a run, for the solver as for a learner
+        mitigate.mitigate(m.lab, "retry-policy none", by="auto")
+    monkeypatch.setattr(auto_mitigate, "SETTLE_S", 0.5)
+    monkeypatch.setattr(auto_mitigate, "RECOVERY_WINDOW_S", 3.0)
+    m.step(time.time())
+    assert not (run.path / mitigate.RECOVERY_FILE).exists()  # its window has not passed yet
+    time.sleep(max(0.0, done["at"] + 3.6 - time.time()))
+    m.step(time.time())
+    [claim] = [json.loads(line) for line in (run.path / mitigate.RECOVERY_FILE).read_text().splitlines()]
+    assert claim["by"] == "auto" and claim["since"] == pytest.approx(done["at"] + 0.5)
+    # The figure is the one `obslab sli --since … --until …` prints over the same window.
+    assert claim["value"] == pytest.approx(_engine_rate(run, claim["since"] - run.read_state().started_at,
+                                                        claim["until"] - run.read_state().started_at))
+    # The debrief of the unattended run shows the expert path with the mitigation it took and its recovery.
+    append_jsonl(run.timeline_file, {"t": time.time(), "kind": "drill_finished"})
+    md = write_report(run).read_text()
+    report = json.loads((run.report_dir / "report.json").read_text())
+    assert report["expert"]["mitigation"]["taken"] and report["expert"]["mitigation"]["action"] == done["action"]
+    assert re.search(r"mitigate: mitigated with retry-policy backoff:8 at t=30\d s \(chunk tries fail", md), md
+    assert f"showed recovery: publish success rate {claim['value']:.4f}" in md
+    assert report["mitigation"]["by"] == "auto" and report["mitigation"]["action"] == "retry-policy backoff:8"
+
+
+def runner_error():
+    from toolkit.drills.runner import DrillError
+
+    return DrillError
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["cellular-chunk-failures", "--auto-mitigate"], "--auto-mitigate goes with --auto"),
+    (["memory-growth", "--auto", "--auto-mitigate"], "memory-growth has no mitigation step"),
+])
+def test_auto_mitigate_needs_auto_and_a_drill_with_a_mitigation_step(tmp_path, args, fragment):
+    _one_line(_invoke("drill", "start", *args, "--data-dir", str(tmp_path)), fragment)

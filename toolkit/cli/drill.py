@@ -146,14 +146,18 @@ def start(
     speed: float = typer.Option(1.0, "--speed", help=f"Compress the drill's time by this factor, at most {MAX_SPEED:g} "
                                                      "(10: a 10-minute drill in 1 minute; alert windows shrink alike)."),
     auto: bool = typer.Option(False, "--auto", help="Run unattended: the toolkit answers and writes the report."),
+    auto_mitigate: bool = typer.Option(False, "--auto-mitigate",
+                                       help="With --auto, on a drill with a mitigation step: the toolkit also "
+                                            "mitigates once its diagnosis of the drill so far points to an action, "
+                                            "then reports the recovery (it cuts the incident short)."),
     data_dir: Path = DataDir,
     url: Optional[str] = Url,
 ) -> None:
     """Start a drill against the running lab."""
     with user_errors(*_ERRORS):
-        find_drill(drill_id)  # an unknown drill is the first thing to report
+        runner.check_auto_mitigate(find_drill(drill_id), auto, auto_mitigate)  # an unknown drill is the first thing to report
         lab = find_lab(data_dir, url)
-        run = runner.start(drill_id, lab, seed=seed, speed=speed, auto=auto)
+        run = runner.start(drill_id, lab, seed=seed, speed=speed, auto=auto, auto_mitigate=auto_mitigate)
         state = run.read_state()
         d = find_drill(drill_id)
         wall = f", {state.duration_s:.0f} s wall" if speed != 1 else ""

@@ -49,6 +49,7 @@ __all__ = [
     "ExperimentDiagnosis",
     "diagnose_experiment",
     "solve_experiment",
+    "choose_mitigation",
 ]
 
 # The baseline: from a warm-up (load starting) to a quarter of the drill; a drill's fault never
@@ -635,6 +636,41 @@ def diagnosis_json(d: Diagnosis) -> dict:
         "impact": {"metric": d.impact_metric, "value": d.impact_value},
         "evidence": {k: list(v) for k, v in d.evidence.values.items()},
     }
+
+
+def choose_mitigation(choices: Sequence[str], diagnosis: Mapping) -> tuple[str, str] | None:
+    """The mitigation a diagnosis (``diagnosis_json``) points to among a drill's choices, and why; None when none
+    follows from it. From the diagnosed cause and hurt cohort alone, never from the drill's answer:
+
+    - a canary regression: roll back the flag the hurt cohort names (``release=canary`` → ``rollback release``),
+      or the only flag offered: traffic leaves the variant, and the failures with it;
+    - chunk upload failures: each try of a chunk fails on its own, so more tries spaced by backoff make a
+      chunk's failure rare (the backoff choice with the highest cap; immediate retries change the timing only);
+    - retry amplification: fewer, spaced tries (the backoff choice with the lowest cap, else no retries).
+    """
+    from toolkit.drills.mitigation import parse_action
+
+    cause = (diagnosis.get("causes") or [{}])[0].get("cause")
+    cohorts = diagnosis.get("cohorts") or []
+    cohort = dict(cohorts[0]["cohort"]) if cohorts else {}
+    actions = [parse_action(c) for c in choices]
+    if cause == "canary_regression":
+        rollbacks = [a for a in actions if a.verb == "rollback"]
+        named = [a for a in rollbacks if a.arg in cohort] or (rollbacks if len(rollbacks) == 1 else [])
+        if named:
+            a = named[0]
+            where = f"{a.arg}={cohort[a.arg]}" if a.arg in cohort else f"the {a.arg} flag's variant"
+            return a.text, f"the failures are in {where}: rolling the flag back moves new traffic off it"
+    backoff = sorted((a for a in actions if a.verb == "retry-policy" and a.retry_policy[0] == "backoff"),
+                     key=lambda a: a.retry_policy[1] or 0)
+    if cause == "chunk_upload_failures" and backoff:
+        return backoff[-1].text, ("chunk tries fail one by one and retries succeed: more tries, spaced by jittered "
+                                  "backoff, make a chunk's failure rare for little extra load")
+    if cause == "retry_amplification":
+        fewer = backoff[:1] or [a for a in actions if a.text == "retry-policy none"]
+        if fewer:
+            return fewer[0].text, "the clients' retries multiply the load: fewer tries, spaced by backoff"
+    return None
 
 
 # -- experiment drills: did the change cause the movement, and can the comparison be trusted? -------------

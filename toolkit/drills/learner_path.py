@@ -39,8 +39,8 @@ _SECRET_OPTION = re.compile(r"token|password|secret", re.I)
 @dataclass(frozen=True)
 class Step:
     scenario_s: float
-    source: str  # cli | dashboard | note | answer | hint | expert
-    stage: str  # when | who | what | how much | answer | other
+    source: str  # cli | dashboard | note | answer | hint | mitigation | expert
+    stage: str  # when | who | what | how much | mitigate | answer | other
     text: str
 
 
@@ -213,6 +213,11 @@ def learner_steps(run: RunDir) -> list[Step]:
     for e in run.timeline():
         if e.get("kind") == "hint_shown":
             steps.append(Step(clock.scenario_s(e["t"]), "hint", "what", f"took hint {e.get('number')}"))
+        elif e.get("kind") == "mitigation" and e.get("by") != "auto":
+            steps.append(Step(clock.scenario_s(e["t"]), "mitigation", "mitigate", f"mitigated: {e.get('action')}"))
+        elif e.get("kind") == "recovery_reported" and e.get("by") != "auto":
+            steps.append(Step(clock.scenario_s(e["t"]), "mitigation", "mitigate",
+                              f"reported recovery: publish success rate {float(e.get('value', 0.0)):.4f}"))
     return sorted(steps, key=lambda s: s.scenario_s)
 
 
@@ -230,6 +235,7 @@ def expert_steps(diagnosis: Mapping[str, Any], started_at: float, speed: float,
     cohort = ", ".join(f"{k}={v}" for k, v in (cohorts[0]["cohort"] if cohorts else {}).items()) or "everyone"
     impact = diagnosis.get("impact") or {}
     value = impact.get("value")
+    mitigation = _expert_mitigation_step(diagnosis.get("mitigation"), start, to_scenario)
     return [
         Step(start, "expert", "when", f"marked the incident from t={start:.0f} s to t={end:.0f} s (scenario time) "
                                       f"where {moved} moved against the baseline"),
@@ -238,7 +244,26 @@ def expert_steps(diagnosis: Mapping[str, Any], started_at: float, speed: float,
                                      f"dimension and pair: {cohort} first"),
         Step(end, "expert", "how much", f"measured {impact.get('metric')} over that window: "
                                         + ("n/a" if value is None else f"{value:.3g}")),
-    ]
+    ] + ([mitigation] if mitigation is not None else [])
+
+
+def _expert_mitigation_step(m: Mapping[str, Any] | None, incident_start: float,
+                            to_scenario: Callable[[float], float]) -> Step | None:
+    """The expert's mitigation (``mitigate.expert_mitigation``): taken in an ``--auto --auto-mitigate`` run, with
+    the recovery it showed; else the action its diagnosis points to."""
+    if not m:
+        return None
+    if not m.get("action"):
+        return Step(incident_start, "expert", "mitigate", f"took no mitigation: {m.get('why')}")
+    if not m.get("taken"):
+        return Step(incident_start, "expert", "mitigate", f"would mitigate with {m['action']} ({m.get('why')})")
+    at = to_scenario(float(m["at"]))
+    text = f"mitigated with {m['action']} at t={at:.0f} s" + (f" ({m['why']})" if m.get("why") else "")
+    rec = m.get("recovery")
+    text += (f"; showed recovery: publish success rate {float(rec['value']):.4f} over "
+             f"t={to_scenario(float(rec['since'])):.0f}..{to_scenario(float(rec['until'])):.0f} s (obslab sli)"
+             if rec else "; reported no recovery figure")
+    return Step(at, "expert", "mitigate", text)
 
 
 def _dims_looked_at(steps: Iterable[Step]) -> set[str]:
@@ -297,4 +322,12 @@ def compare_paths(learner: Sequence[Step], diagnosis: Mapping[str, Any], state: 
         rel = abs(answered_impact - value) / abs(value) if value else abs(answered_impact)
         diverged, much = rel > impact_tolerance, f"answered {answered_impact:g}"
     stages.append(PathStage("how much", expert["how much"].text, much, diverged))
+    if "mitigate" in expert:
+        want_action = (diagnosis.get("mitigation") or {}).get("action")
+        mine = [s.text for s in learner if s.source == "mitigation"]
+        took = next((t.removeprefix("mitigated: ") for t in mine if t.startswith("mitigated: ")), None)
+        stages.append(PathStage("mitigate", expert["mitigate"].text,
+                                "; ".join(mine) if mine else "no mitigation taken", took != want_action,
+                                f"the expert's diagnosis points to {want_action}" if want_action and took != want_action
+                                else ""))
     return stages

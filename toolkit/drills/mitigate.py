@@ -29,10 +29,12 @@ from toolkit.drills.state import RunDir, RunState, append_jsonl, current_run, re
 from toolkit.slo.spec import SloSpec
 
 __all__ = ["choices", "mitigate", "record_recovery", "taken", "Mitigated", "MitigationResult",
-           "mitigation_result", "render_mitigation_markdown", "mitigation_json", "MITIGATION_FILE", "RECOVERY_FILE"]
+           "mitigation_result", "render_mitigation_markdown", "mitigation_json", "MITIGATION_FILE", "RECOVERY_FILE",
+           "expert_mitigation", "REASONING_FILE"]
 
 MITIGATION_FILE = "mitigation.json"
 RECOVERY_FILE = "recovery.jsonl"
+REASONING_FILE = "auto-mitigation.json"  # why the unattended solver took its action (toolkit.drills.auto_mitigate)
 
 
 def choices(drill: Drill, state: RunState) -> tuple[str, ...]:
@@ -139,6 +141,27 @@ def record_recovery(drills_dir: Path, value: float, since: str, until: str | Non
 
 def _epoch(t: datetime) -> float:
     return t.replace(tzinfo=timezone.utc).timestamp()
+
+
+def expert_mitigation(run: RunDir, drill: Drill, diagnosis: dict) -> dict | None:
+    """The expert path's mitigation step: in an ``--auto --auto-mitigate`` run, the action the solver took and the
+    recovery it reported (``toolkit.drills.auto_mitigate``); in any other run, the choice the solver's diagnosis
+    points to (``auto.choose_mitigation``), not taken. None for a drill without a mitigation step."""
+    if drill.mitigations is None:
+        return None
+    from toolkit.drills.auto import choose_mitigation
+
+    done = taken(run)
+    if done is not None and done.get("by") == "auto":
+        reasoning = run.path / REASONING_FILE
+        why = json.loads(reasoning.read_text()).get("why") if reasoning.is_file() else None
+        claims = [c for c in read_jsonl(run.path / RECOVERY_FILE) if c.get("by") == "auto"]
+        return {"action": done["action"], "why": why, "taken": True, "at": done["at"],
+                "recovery": claims[-1] if claims else None}
+    choice = choose_mitigation(choices(drill, run.read_state()), diagnosis)
+    return {"action": choice[0] if choice else None,
+            "why": choice[1] if choice else "no choice follows from the diagnosis", "taken": False, "at": None,
+            "recovery": None}
 
 
 # -- the report's Mitigation section ----------------------------------------------------------------------

@@ -168,6 +168,10 @@ def build_report_data(run: RunDir, spec: SloSpec | None = None) -> ReportData:
               None if page.at is None else clock.scenario_s(page.at),
               hints_taken=sum(1 for e in timeline if e["kind"] == "hint_shown"))
     expert = _expert_diagnosis(run, spec)
+    if drill.mitigations is not None:
+        from toolkit.drills.mitigate import expert_mitigation
+
+        expert = {**expert, "mitigation": expert_mitigation(run, drill, expert)}
     # An unattended run has no learner: its debrief shows the expert path alone.
     learner = () if state.auto else tuple(learner_steps(run))
     stages = () if state.auto else tuple(compare_paths(learner, expert, state, drill.questions.impact.tolerance,
@@ -543,7 +547,8 @@ _MITIGATION: dict[str, tuple[str, str]] = {
 _STAGE_ADVICE = {"when": "start broad — the SLI and the burn rate — before narrowing",
                  "who": "break the hurt attempts down by every dimension before settling on a cohort",
                  "what": "test my hypothesis against the mechanism signals (error class, retries, phases)",
-                 "how much": "read the impact figure off the measured window with its definition"}
+                 "how much": "read the impact figure off the measured window with its definition",
+                 "mitigate": "take the action that removes the diagnosed cause, then show the recovery with the SLI"}
 
 
 def _star(data: ReportData) -> list[str]:

@@ -38,6 +38,7 @@ __all__ = [
     "DrillError",
     "Status",
     "start",
+    "check_auto_mitigate",
     "status",
     "next_hint",
     "answer",
@@ -140,10 +141,23 @@ def _phase(run: RunDir, state: RunState) -> str:
     return "failed"
 
 
+def check_auto_mitigate(drill: Drill, auto: bool, auto_mitigate: bool) -> None:
+    """--auto-mitigate goes with --auto, on a drill that has a mitigation step; DrillError says which is wrong."""
+    if auto_mitigate and not auto:
+        raise DrillError("--auto-mitigate goes with --auto: unattended, the solver takes the mitigation step "
+                         "(on your own run, `obslab drill mitigate ACTION` is yours)")
+    if auto_mitigate and drill.mitigations is None:
+        raise DrillError(f"--auto-mitigate: {drill.id} has no mitigation step (drills with one: see docs/drills.md, "
+                         "Mitigation)")
+
+
 def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.0, auto: bool = False,
-          actor: str = DEFAULT_ACTOR) -> RunDir:
-    """Start a drill; ``actor`` is who the service's audit events name for its faults and flags."""
+          actor: str = DEFAULT_ACTOR, auto_mitigate: bool = False) -> RunDir:
+    """Start a drill; ``actor`` is who the service's audit events name for its faults and flags. With
+    ``auto_mitigate`` (only with ``auto``), the solver also takes the drill's mitigation step while it runs
+    (``toolkit.drills.auto_mitigate``)."""
     drill = find_drill(drill_id)
+    check_auto_mitigate(drill, auto, auto_mitigate)
     if auto and drill.kind == "rollout":
         raise DrillError(f"{drill.id} is a rollout drill: its calls are yours to make (`obslab drill decide`), "
                          "so it runs without --auto")
@@ -172,7 +186,8 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
     state = RunState(run_id=run.path.name, drill_id=drill.id, seed=seed, speed=speed, url=lab.url,
                      data_dir=str(lab.data_dir), started_at=started_at,
                      duration_s=drill.setup.duration_s / speed, auto=auto, events_dir=str(lab.events_dir),
-                     prometheus_url=lab.prometheus_url, slo_spec=lab.slo_spec, profile=lab.profile)
+                     prometheus_url=lab.prometheus_url, slo_spec=lab.slo_spec, profile=lab.profile,
+                     auto_mitigate=auto_mitigate)
     run.write_state(state)
     fault_duration_s = drill.fault.duration_s / speed if drill.fault is not None else None
     if drill.kind == "experiment":
@@ -188,7 +203,8 @@ def start(drill_id: str, lab: Lab, *, seed: int | None = None, speed: float = 1.
         truth_fields = {"cause": drill.truth.cause, "cohort": drill.truth.cohort}
     run.write_truth({"drill_id": drill.id, "kind": drill.kind, **truth_fields,
                      "fault_start_s": fault_start_s, "fault_duration_s": fault_duration_s})
-    run.log("drill_started", drill=drill.id, seed=seed, speed=speed, auto=auto)
+    run.log("drill_started", drill=drill.id, seed=seed, speed=speed, auto=auto,
+            **({"auto_mitigate": True} if auto_mitigate else {}))
     if not_paced:
         run.log("prometheus_not_paced", reason=not_paced)
     for name, (variant, percent) in drill.setup.flags.items():

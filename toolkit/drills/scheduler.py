@@ -104,6 +104,24 @@ def _set_due_flags(client: ControlClient, drill: Drill, run: RunDir, state: RunS
             done.add(name)
 
 
+def _auto_mitigator(run: RunDir, state: RunState, drill: Drill, lab: Lab):
+    """The solver's mitigation step of an ``--auto --auto-mitigate`` run (``toolkit.drills.auto_mitigate``)."""
+    if not (state.auto and state.auto_mitigate and drill.mitigations is not None):
+        return None
+    from toolkit.drills.auto_mitigate import AutoMitigator
+    from toolkit.drills.report import default_spec
+
+    return AutoMitigator(run, lab, drill, default_spec(state), os.environ.get(ACTOR_ENV, DEFAULT_ACTOR))
+
+
+def _auto_mitigation_step(run: RunDir, step) -> None:
+    # A look that fails (a half-written event line, a lab slow to answer) is logged; the drill goes on.
+    try:
+        step(time.time())
+    except Exception as e:  # noqa: BLE001 - the log is the only place a detached process can report to
+        run.log("auto_mitigation_error", error=str(e))
+
+
 def run_schedule(run: RunDir) -> None:
     state: RunState = run.read_state()
     drill = find_drill(state.drill_id)
@@ -126,6 +144,7 @@ def run_schedule(run: RunDir) -> None:
         fault_start = truth["fault_start_s"] if truth.get("fault_start_s") is not None else float("inf")
         fault_end = fault_start + (truth.get("fault_duration_s") or 0.0)
         flags_set: set[str] = set()
+        mitigator = _auto_mitigator(run, state, drill, lab)
         while True:
             now = time.time()
             timeline = run.timeline()  # once a tick: the pauses, the learner's calls
@@ -150,6 +169,8 @@ def run_schedule(run: RunDir) -> None:
 
                     if tick(drill, run, client, state, truth, timeline, active):
                         break
+                if mitigator is not None:
+                    _auto_mitigation_step(run, mitigator.step)
             sample_metrics(client, run)
             if load is not None and load.poll() is not None:
                 run.log("load_exited", returncode=load.returncode)
@@ -157,6 +178,8 @@ def run_schedule(run: RunDir) -> None:
             left = interval_s if clock.paused else state.duration_s - clock.active_s(time.time())
             time.sleep(max(0.0, min(interval_s, left)))
         sample_metrics(client, run)
+        if mitigator is not None:
+            _auto_mitigation_step(run, mitigator.finish)
         cleanup(client, drill, run, load)
         load = None
         run.log("drill_finished")

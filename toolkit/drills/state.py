@@ -49,6 +49,7 @@ class RunState:
     prometheus_url: str | None = None  # the lab's Prometheus, when one was running at the start
     slo_spec: str | None = None  # the SLO spec the lab ran with, when it said (lab.json)
     profile: str = "lab"  # the profile of the lab's Prometheus rules (paced to ``speed`` during the run)
+    auto_mitigate: bool = False  # --auto-mitigate: the solver also takes the mitigation step while the drill runs
 
 
 class RunDir:
