@@ -25,7 +25,7 @@ from toolkit.drills.mitigation import RECOVERY_FIGURE, ActionError, grade_mitiga
 from toolkit.drills.runner import DrillError, _current, _phase
 from toolkit.drills.schema import Drill
 from toolkit.drills.score import Grade
-from toolkit.drills.state import RunDir, RunState, append_jsonl, current_run, read_jsonl
+from toolkit.drills.state import RunDir, RunState, append_jsonl, read_jsonl
 from toolkit.slo.spec import SloSpec
 
 __all__ = ["choices", "mitigate", "record_recovery", "taken", "Mitigated", "MitigationResult",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from toolkit.drills.schema import Drill, RolloutSpec

@@ -20,7 +20,7 @@ from typing import Any
 from toolkit.drills.grader import HINT_COST
 from toolkit.drills.rollout_drill import (DETECT_DROP, PLANNING_SUCCESS, decision_points, grade_calls, harmful_at,
                                           position, rollout_plan)
-from toolkit.drills.schema import Drill, find_drill
+from toolkit.drills.schema import find_drill
 from toolkit.drills.state import RunDir
 from toolkit.slo.spec import SloSpec
 
