@@ -8,6 +8,9 @@ because rolling the flag back moves every new upload to the stable build.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 
@@ -104,3 +107,39 @@ def test_rollback_mitigates_bad_canary_and_the_report_grades_the_recovery(servic
     assert later and all(a.cohort.get("release") == "stable" for a in later)
     assert "## Mitigation" in md and "mitigation (learner): rollback release" in md and "Time to mitigate" in md
     assert elapsed < 90
+
+
+def test_the_unattended_solver_mitigates_from_its_own_diagnosis_and_shows_the_recovery(fresh_service):
+    """`drill start --auto --auto-mitigate` through the CLI, cellular-chunk-failures at ×10: the detached scheduler's
+    solver diagnoses the drill so far, switches the clients' retry policy, measures the recovery with the engine and
+    reports it; the report scores it like a learner's."""
+    t0 = time.monotonic()
+    data_dir = fresh_service.data_dir
+    proc = subprocess.run(
+        [sys.executable, "-c", "from toolkit.cli import main; main()", "drill", "start", "cellular-chunk-failures",
+         "--auto", "--auto-mitigate", "--speed", "10", "--seed", "7", "--data-dir", str(data_dir),
+         "--url", fresh_service.base_url],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OBSLAB_ADMIN_TOKEN": fresh_service.admin_token})
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    run_dir = sorted((data_dir / "drills").glob("*-cellular-chunk-failures"))[-1]
+    why = json.loads((run_dir / "auto-mitigation.json").read_text())
+    action = why["action"]
+    assert action.startswith("retry-policy backoff:"), why
+    # The lab changed: the remote config the drill's Locust clients read before each attempt.
+    assert json.loads((run_dir / "remote-config.json").read_text()) == {
+        "retry_policy": "backoff", "max_attempts": int(action.rsplit(":", 1)[1])}
+    timeline = [json.loads(line) for line in (run_dir / "timeline.jsonl").read_text().splitlines()]
+    assert [e.get("by") for e in timeline if e["kind"] in ("mitigation", "recovery_reported")] == ["auto", "auto"]
+    assert not [e for e in timeline if e["kind"] == "auto_mitigation_error"], timeline
+    m = json.loads((run_dir / "report" / "report.json").read_text())["mitigation"]
+    parts = {p["part"]: p for p in m["grade"]["parts"]}
+    print(f"\nauto mitigation: {m['action']} {m['time_to_mitigate_s']:.1f} s of scenario time after the fault's start "
+          f"({why['looks']} looks); its window {m['claim_window']['good']}/{m['claim_window']['total']}; recovered "
+          f"{m['recovered_window']}; score {m['grade']['total']}/{m['grade']['max']}; "
+          f"{time.monotonic() - t0:.0f} s wall")
+    assert m["by"] == "auto" and m["when"] == "during" and m["action"] == action
+    assert parts["action"]["points"] == 50, parts
+    assert parts["recovery_figure"]["points"] == 25, parts  # the solver reported the engine's figure
+    assert m["recovered_window"]["total"] >= 30 and m["recovered_window"]["rate"] >= m["objective"], m
+    assert f"mitigation (auto): {action}" in (run_dir / "report" / "report.md").read_text()
