@@ -7,12 +7,17 @@ primary metric and rollback guardrails need (the judge's minimum sample for a pe
 a ratio with a threshold, the sample that detects that threshold with ``TARGET_POWER``), capped at what
 the lab carries. The brief's own shape still runs wherever it asks for more users than the floor.
 
-The cap and the rates are measured, not assumed: on the 2-core lab machine (2 API workers, the drills'
-locustfile at its default think time, 15 s steady runs) 6/30/60/120/200 users gave 3.7/17.8/33.3/58.6/68.1
-attempts per second: 0.49 per user up to about 120 users, then saturated near 68. Users above 120 add few
-attempts but they add *distinct users*, and the flag's rollout is sticky per user: a 5 % stage of 120 users
-has about 6 variant users (a binomial draw, the user-hash key is random per data dir), of 200 about 10.
-So the cap is 200 users, the most measured that the lab still carries.
+The flag's rollout is sticky per user, so a stage needs distinct *users* in the variant as much as attempts:
+a 5 % stage of 120 users has about 6 variant users (a binomial draw: the user-hash key is random per data
+dir), and 3 of them gave the variant 28 values in an 18 s window, short of the shift's 30. A raised load
+therefore runs many users with a longer think time (``RAISED_THINK_TIME``): as many attempts per second,
+from more people. The brief's own shape is scaled up by the ratio of the per-user rates, so it keeps its
+traffic in attempts per second under the longer think time.
+
+The cap and the rates are measured, not assumed, on the 2-core lab machine (2 API workers, the drills'
+locustfile, 15 s steady runs): at the default think time (0.5-2 s) 6/30/60/120/200 users gave
+3.7/17.8/33.3/58.6/68.1 attempts per second (0.49 per user, saturated near 68); at 3-6 s, 400 users gave
+60.8 (0.152 per user). 400 users is the cap: the lab still carries them, at the saturated rate.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from typing import Any
 from loadtests.profiles import SPIKE_WINDOW, Profile
 from toolkit.analysis.stats import JUDGE_MINIMUMS, MinimumSamples, sample_size_two_proportions
 
-__all__ = ["LAB_USER_CAP", "ATTEMPTS_PER_USER_S", "LAB_ATTEMPTS_PER_S", "expected_rate", "TARGET_POWER", "StageLoad", "values_needed", "stage_loads",
+__all__ = ["LAB_USER_CAP", "ATTEMPTS_PER_USER_S", "RAISED_THINK_TIME", "RAISED_PER_USER_S", "LAB_ATTEMPTS_PER_S", "expected_rate", "TARGET_POWER", "StageLoad", "values_needed", "stage_loads",
            "load_phases", "planning_rates"]
 
-LAB_USER_CAP = 200
-ATTEMPTS_PER_USER_S = 0.49
-LAB_ATTEMPTS_PER_S = 68.0   # the saturated throughput
+LAB_USER_CAP = 400
+ATTEMPTS_PER_USER_S = 0.49          # at the load generator's default think time
+RAISED_THINK_TIME = "3s-6s"
+RAISED_PER_USER_S = 0.152           # at RAISED_THINK_TIME
+LAB_ATTEMPTS_PER_S = 68.0           # the saturated throughput
 TARGET_POWER = 0.8
 # The planning baseline a ratio's threshold is set against (as the rollout drill's stated power assumes):
 # a success rate of 99 %, so a failure-like rate of 1 %.
@@ -49,7 +56,7 @@ class StageLoad:
     capped: bool            # the floor was cut to LAB_USER_CAP: the stage cannot reach ``needed``
 
 
-def expected_rate(users: int, per_user_s: float = ATTEMPTS_PER_USER_S, most: float = LAB_ATTEMPTS_PER_S) -> float:
+def expected_rate(users: int, per_user_s: float = RAISED_PER_USER_S, most: float = LAB_ATTEMPTS_PER_S) -> float:
     """Attempts per second the lab gives at ``users`` (linear, then saturated)."""
     return min(users * per_user_s, most)
 
@@ -80,7 +87,7 @@ def values_needed(metric: Any, share: float, alpha: float, minimums: MinimumSamp
 
 
 def stage_loads(stages: tuple[tuple[float, float], ...], duration_s: float, plan: Any, speed: float,
-                alpha: float, cap: int = LAB_USER_CAP, per_user_s: float = ATTEMPTS_PER_USER_S) -> tuple[StageLoad, ...]:
+                alpha: float, cap: int = LAB_USER_CAP, per_user_s: float = RAISED_PER_USER_S) -> tuple[StageLoad, ...]:
     """The floor of users for each of a launch's stages (``(percent, at)`` on the launch clock) so that the plan's
     primary metric and rollback guardrails get their values, capped at ``cap``. The 100 % stage has no control
     arm to compare with and keeps the brief's own load."""
@@ -104,9 +111,11 @@ def stage_loads(stages: tuple[tuple[float, float], ...], duration_s: float, plan
     return tuple(out)
 
 
-def load_phases(shape: Profile, loads: tuple[StageLoad, ...], tail_s: float) -> tuple[str, int]:
-    """``OBSLAB_LOAD_PHASES`` for the launch: at every second the brief's shape's users or the stage's floor,
-    whichever is more, and the last level held ``tail_s`` more (the load is bounded by the same time as the
+def load_phases(shape: Profile, loads: tuple[StageLoad, ...], tail_s: float,
+                scale: float = ATTEMPTS_PER_USER_S / RAISED_PER_USER_S, cap: int = LAB_USER_CAP) -> tuple[str, int]:
+    """``OBSLAB_LOAD_PHASES`` for the launch at ``RAISED_THINK_TIME``: at every second the brief's shape's users
+    times ``scale`` (the same attempts per second at the longer think time) or the stage's floor, whichever is
+    more, at most ``cap``; the last level held ``tail_s`` more (the load is bounded by the same time as the
     brief's); with the peak user count (Locust's ``--users``)."""
     total = shape.duration_s
     bounds = sorted({0.0, total, *(s.start_s for s in loads), *(s.end_s for s in loads)}
@@ -117,7 +126,7 @@ def load_phases(shape: Profile, loads: tuple[StageLoad, ...], tail_s: float) -> 
         if b - a <= 1e-9:
             continue
         floor = max((s.users for s in loads if s.start_s <= a < s.end_s), default=0)
-        users = max(shape.users_at(a) or 1, floor)
+        users = min(cap, max(math.ceil((shape.users_at(a) or 1) * scale), floor))
         if segments and segments[-1][1] == users:
             segments[-1] = (segments[-1][0] + b - a, users)
         else:

@@ -20,7 +20,7 @@ from typing import Callable
 
 from toolkit.drills.lab import ControlClient, Lab, LabError, background_fault_name, fault_body, fault_name, flag_body
 from toolkit.drills.launch import LaunchBrief
-from toolkit.drills.launch_load import StageLoad, load_phases, stage_loads
+from toolkit.drills.launch_load import RAISED_THINK_TIME, StageLoad, load_phases, stage_loads
 from toolkit.drills.launch_report import StageWindow, launch_report, render_launch_report
 from toolkit.drills.clock import PAUSE_BUDGET_S
 from toolkit.drills.load import start_load, stop_load
@@ -74,14 +74,18 @@ def run_launch(launch: LaunchBrief, plan_text: str, lab: Lab, *, seed: int, spee
             client.put_fault(background_fault_name(run.path.name, i), fault_body(bg))
         loads = _stage_loads(launch, plan, speed)
         phases = load_phases(_shape(launch, state), loads, PAUSE_BUDGET_S) if any(s.users for s in loads) else None
-        load = start_load(launch, state, run, phases)  # the brief's setup has the shape start_load reads
+        # the brief's setup has the shape start_load reads
+        load = start_load(launch, state, run, phases, RAISED_THINK_TIME if phases else None)
         run.log("load_started", users=launch.setup.load.users, shape=launch.setup.load.shape,
-                phases=phases[0] if phases else None,
+                phases=phases[0] if phases else None, think_time=RAISED_THINK_TIME if phases else None,
                 stage_loads=[{"percent": s.percent, "users": s.users, "needed": s.needed, "needed_by": s.needed_by,
                               "expected_variant": s.expected_variant, "expected_variant_users": s.expected_variant_users,
                               "capped": s.capped} for s in loads])
         say(f"load started: {launch.setup.load.users} users, {launch.setup.load.shape}; the launch runs "
             f"{state.duration_s:.0f} s")
+        if phases:
+            say(f"raised load: up to {phases[1]} users at {RAISED_THINK_TIME} think time (the brief's shape scaled "
+                f"to the same attempts per second)")
         for s in loads:
             if s.users:
                 say(f"stage {s.percent:g} %: at least {s.users} users ({s.needed_by} needs {s.needed} variant values;"

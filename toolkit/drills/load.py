@@ -50,8 +50,10 @@ def shape_phases(shape: str, users: int, duration_s: float) -> str | None:
     return ",".join(f"{length:.3f}s:{n}@{users}" for length, n in phases)
 
 
-def load_env(drill: Drill, state: RunState, run: RunDir, phases: str | None = None) -> dict[str, str]:
-    """``phases``: explicit phases instead of the drill's shape (a launch's stage floors, toolkit.drills.launch_load)."""
+def load_env(drill: Drill, state: RunState, run: RunDir, phases: str | None = None,
+             think_time: str | None = None) -> dict[str, str]:
+    """``phases``, ``think_time``: instead of the drill's shape and think time (a launch's raised load,
+    toolkit.drills.launch_load)."""
     load = drill.setup.load
     phases = phases or shape_phases(load.shape, load.users, state.duration_s)
     env = {
@@ -70,8 +72,8 @@ def load_env(drill: Drill, state: RunState, run: RunDir, phases: str | None = No
         env["OBSLAB_LOAD_MIX_BY_RELEASE"] = json.dumps(load.mix_by_release)
     if load.cancel_rate is not None:
         env["OBSLAB_LOAD_CANCEL_RATE"] = str(load.cancel_rate)
-    if load.think_time is not None:
-        env["OBSLAB_LOAD_THINK_TIME"] = load.think_time
+    if think_time or load.think_time is not None:
+        env["OBSLAB_LOAD_THINK_TIME"] = think_time or load.think_time
     auto_cancel = load.client.get("auto_cancel")
     if auto_cancel:
         nets = auto_cancel.get("network_type") or []
@@ -89,11 +91,12 @@ def load_command(drill: Drill, state: RunState, users: int | None = None) -> lis
                        run_time_s=state.duration_s + PAUSE_BUDGET_S, stop_timeout_s=2)
 
 
-def start_load(drill: Drill, state: RunState, run: RunDir, phases: tuple[str, int] | None = None) -> subprocess.Popen:
+def start_load(drill: Drill, state: RunState, run: RunDir, phases: tuple[str, int] | None = None,
+               think_time: str | None = None) -> subprocess.Popen:
     """Locust in its own process group, so stopping the drill stops every Locust process. ``phases``:
     (``OBSLAB_LOAD_PHASES``, peak users) to run instead of the drill's shape, bounded by the same time."""
     (run.path / "client").mkdir(exist_ok=True)
-    env = {**os.environ, **load_env(drill, state, run, phases[0] if phases else None)}
+    env = {**os.environ, **load_env(drill, state, run, phases[0] if phases else None, think_time)}
     with open(run.path / "load.log", "ab") as log:
         proc = subprocess.Popen(load_command(drill, state, phases[1] if phases else None), env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
