@@ -49,7 +49,8 @@ def test_stages_below_100_get_the_floor_their_guardrails_need_capped_at_what_the
     assert (five.needed_by, five.users, five.capped) == ("publish timeout rate", LAB_USER_CAP, True)
     assert five.expected_variant < five.needed and five.expected_variant_users == LAB_USER_CAP * 0.05
     assert twenty_five.start_s == five.end_s == ASYNC.stages[1][1] / 10
-    assert hundred.users == 0 and hundred.needed == 0  # no control arm left to compare with
+    # No control arm is assigned at 100 %: the stage asks for nothing of its own and holds the floor before.
+    assert hundred.needed == 0 and hundred.users == twenty_five.users and not hundred.capped
 
 
 def test_a_stage_that_needs_little_gets_just_enough_users(tmp_path):
@@ -71,6 +72,10 @@ def test_the_phases_hold_each_floor_keep_the_brief_s_shape_elsewhere_and_end_wit
     phases = parse_phases(text)
     assert sum(p.duration_s for p in phases) == pytest.approx(duration + 5)
     assert peak == LAB_USER_CAP == max(p.users for p in phases)
-    # The floors cover the stages below 100 % (0-30 s); then the spike's base (6 users) scaled by 2.
-    assert phases[0].users == LAB_USER_CAP and phases[0].duration_s == pytest.approx(loads[1].end_s)
-    assert phases[-1].users == 12 and all(p.spawn_rate == peak for p in phases)
+    # The floor holds through the launch: the brief's spike (30 users, scaled by 2) stays below it.
+    assert [p.users for p in phases] == [LAB_USER_CAP] and all(p.spawn_rate == peak for p in phases)
+    # Without a floor the brief's shape runs, scaled: the spike's base of 6 users, its peak of 30.
+    bare = parse_phases(load_phases(shape, (), tail_s=5, scale=2.0)[0])
+    assert [p.users for p in bare] == [12, 60, 12]
+    assert [round(p.duration_s, 3) for p in bare] == [round(0.4 * duration, 3), round(0.2 * duration, 3),
+                                                     round(0.4 * duration + 5, 3)]

@@ -90,15 +90,22 @@ def stage_loads(stages: tuple[tuple[float, float], ...], duration_s: float, plan
                 alpha: float, cap: int = LAB_USER_CAP, per_user_s: float = RAISED_PER_USER_S) -> tuple[StageLoad, ...]:
     """The floor of users for each of a launch's stages (``(percent, at)`` on the launch clock) so that the plan's
     primary metric and rollback guardrails get their values, capped at ``cap``. The 100 % stage has no control
-    arm to compare with and keeps the brief's own load."""
+    arm assigned any more: it holds the floor of the stage before (0 users: the brief's own shape)."""
     watched = [m for m in plan.metrics
                if m.role == "primary" or (m.role == "guardrail" and m.name in plan.rollback_when)]
     out = []
     for i, (pct, at) in enumerate(stages):
         start, end = at / speed, (stages[i + 1][1] if i + 1 < len(stages) else duration_s) / speed
         share = pct / 100
-        if share >= 1 or not watched:
+        if not watched:
             out.append(StageLoad(pct, start, end, 0, "", 0, 0.0, 0.0, False))
+            continue
+        if share >= 1:
+            # No control arm is assigned any more, only the attempts still finishing: the floor before is held,
+            # so that comparison (and the variant's own figures under the brief's regression) still has data.
+            users = out[-1].users if out else 0
+            out.append(StageLoad(pct, start, end, 0, "", users,
+                                 round(expected_rate(users, per_user_s) * (end - start), 1), float(users), False))
             continue
         needs = [(values_needed(m, share, alpha), m.name) for m in watched]
         needed, by = max(needs)

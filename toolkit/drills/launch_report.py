@@ -200,11 +200,14 @@ def render_launch_report(report: dict[str, Any]) -> str:
               "Whether the judge could evaluate each metric of your plan with the stage's data, and for a rollback "
               "guardrail the power to detect its threshold at those counts. The load was raised for each stage "
               "below 100 % to what the plan's primary metric and rollback guardrails need, up to what the lab "
-              "carries; the 100 % stage has no control arm left to compare with.", ""]
+              "carries, and held through the 100 % stage, where only the control attempts still finishing are "
+              "left to compare with.", ""]
     for s in report["stages"]:
         load = s.get("load") or {}
         head = f"**{s['percent']:g} % stage**"
-        if load.get("users"):
+        if load.get("users") and not load.get("needed"):
+            head += f": at least {load['users']} users, held from the stage before"
+        elif load.get("users"):
             head += (f": at least {load['users']} users, for {load['needed_by']} ({load['needed']:,} variant values"
                      f" needed, about {load['expected_variant']:g} expected from about"
                      f" {load.get('expected_variant_users', 0):g} variant users (sticky per user)"
