@@ -11,7 +11,7 @@ from loadtests.profiles import Profile, parse_phases
 from toolkit.analysis.measurement_plan import check_plan_file
 from toolkit.analysis.stats import JUDGE_MINIMUMS, power_two_proportions
 from toolkit.drills.launch import load_launches
-from toolkit.drills.launch_load import (LAB_USER_CAP, RAISED_PER_USER_S, load_phases, stage_loads, values_needed)
+from toolkit.drills.launch_load import LAB_USER_CAP, RAISED_PER_USER_S, load_phases, stage_loads, values_needed
 
 PLANS = Path(__file__).parent / "fixtures" / "plans"
 ASYNC = load_launches()["async-transcode-launch"]

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from loadtests.profiles import SPIKE_WINDOW, Profile
 from toolkit.analysis.stats import JUDGE_MINIMUMS, MinimumSamples, sample_size_two_proportions
 
-__all__ = ["LAB_USER_CAP", "ATTEMPTS_PER_USER_S", "RAISED_THINK_TIME", "RAISED_PER_USER_S", "LAB_ATTEMPTS_PER_S", "expected_rate", "TARGET_POWER", "StageLoad", "values_needed", "stage_loads",
-           "load_phases", "planning_rates"]
+__all__ = ["ATTEMPTS_PER_USER_S", "LAB_ATTEMPTS_PER_S", "LAB_USER_CAP", "RAISED_PER_USER_S", "RAISED_THINK_TIME",
+           "TARGET_POWER", "StageLoad", "expected_rate", "load_phases", "planning_rates", "stage_loads", "values_needed"]
 
 LAB_USER_CAP = 400
 ATTEMPTS_PER_USER_S = 0.49          # at the load generator's default think time
@@ -129,7 +130,7 @@ def load_phases(shape: Profile, loads: tuple[StageLoad, ...], tail_s: float,
                     | {b * total for b in _shape_breaks(shape)})
     bounds = [b for b in bounds if 0 <= b <= total]
     segments: list[tuple[float, int]] = []
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in pairwise(bounds):
         if b - a <= 1e-9:
             continue
         floor = max((s.users for s in loads if s.start_s <= a < s.end_s), default=0)

@@ -18,11 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from toolkit.drills.clock import PAUSE_BUDGET_S
 from toolkit.drills.lab import ControlClient, Lab, LabError, background_fault_name, fault_body, fault_name, flag_body
 from toolkit.drills.launch import LaunchBrief
 from toolkit.drills.launch_load import RAISED_THINK_TIME, StageLoad, load_phases, stage_loads
 from toolkit.drills.launch_report import StageWindow, launch_report, render_launch_report
-from toolkit.drills.clock import PAUSE_BUDGET_S
 from toolkit.drills.load import start_load, stop_load
 from toolkit.drills.state import RunDir, RunState, new_run
 from toolkit.slo.scenario import MAX_SPEED
