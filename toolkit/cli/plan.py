@@ -140,7 +140,7 @@ def run(
         lab = find_lab(data_dir, url)
         console.print(f"launch [bold]{launch.id}[/]: {escape(launch.title)} (speed ×{speed:g})", highlight=False)
         done = run_launch(launch, plan.read_text(), lab, seed=random.randrange(1 << 31) if seed is None else seed,
-                          speed=speed, say=lambda m: console.print(escape(m), highlight=False))
+                          speed=speed, say=lambda m: console.print(escape(m), highlight=False), plan=result.plan)
         md = write_launch_report(done, launch, result.plan)
     sys.stdout.write(md)
     console.print(f"report: {escape(str(done.report_dir / 'report.md'))}", highlight=False, soft_wrap=True)

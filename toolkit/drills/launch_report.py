@@ -17,7 +17,9 @@ from typing import Any
 
 from contract.events import format_time
 from toolkit.analysis.compare import Window, compare_attempts, parse_selector
+from toolkit.analysis.stats import JUDGE_MINIMUMS, power_two_proportions
 from toolkit.drills.launch import LaunchBrief, Signal, plan_coverage
+from toolkit.drills.launch_load import planning_rates, values_needed
 
 __all__ = ["LAUNCH_REPORT_SCHEMA", "StageWindow", "engine_metrics_for", "launch_report", "render_launch_report"]
 
@@ -58,6 +60,49 @@ class StageWindow:
     percent: float
     start: datetime   # naive UTC
     end: datetime
+    load: dict[str, Any] | None = None  # the stage's floor of users (launch_run's ``stage_loads``), if raised
+
+
+def _plan_signal(metric: Any) -> Signal:
+    """What a plan metric reads, as a launch signal, so the judge metrics that measure it can be found."""
+    counted = metric.numerator or metric.count
+    return Signal(metric.name, latency=metric.latency, value=metric.value,
+                  events=counted.events if counted else (), outcomes=counted.outcomes if counted else ())
+
+
+def _judge_metrics_of(metric: Any) -> tuple[str, ...]:
+    """The judge metrics that measure a plan metric; for a percentile, the judge's same percentile if it has one."""
+    names = engine_metrics_for(_plan_signal(metric))
+    same = tuple(n for n in names if metric.statistic and n.endswith("_" + metric.statistic))
+    return same or names
+
+
+def _plan_metric_at_stage(metric: Any, rolls_back: bool, metrics: dict[str, Any], result: dict[str, Any],
+                          percent: float) -> dict[str, Any]:
+    """Whether a plan metric could be evaluated at a stage, by which judge metric, with which fallback, and for
+    a rollback guardrail the power to detect its threshold at the stage's counts."""
+    names = [n for n in _judge_metrics_of(metric) if n in metrics]
+    fallback = [n for n in names if metrics[n].get("fallback")]
+    judged = [n for n in names if metrics[n]["classification"] != "NoData" and n not in fallback]
+    n_c, n_v = result["control"]["attempts"], result["treatment"]["attempts"]
+    alpha = result["config"]["alpha"]
+    row: dict[str, Any] = {"metric": metric.name, "role": metric.role, "rolls_back": rolls_back,
+                           "judge_metrics": names, "evaluable": bool(judged), "judged_by": judged,
+                           "fallback": fallback, "power": None, "power_note": ""}
+    if not names or not rolls_back:
+        return row
+    elif (rates := planning_rates(metric)) is not None:
+        row["power"] = round(power_two_proportions(rates[0], rates[1], n_c, n_v, alpha), 3) if n_c and n_v else 0.0
+        row["power_note"] = (f"power to detect {rates[0]:.1%} → {rates[1]:.1%} (its threshold from the planning "
+                             f"baseline) with {n_v:,} variant and {n_c:,} control attempts at α = {alpha:g}")
+    else:
+        need = values_needed(metric, percent / 100, alpha, JUDGE_MINIMUMS)
+        has = {metrics[n]["comparison"].get("treatment_n") for n in names} - {None}
+        row["power_note"] = (f"a {metric.statistic or 'value'} comparison needs {need:,} values per arm"
+                             + (f" (the variant had {max(has):,})" if has else "")
+                             + ("; checked against the judge's absolute limit instead" if fallback and not judged
+                                else "" if judged else "; no absolute limit to fall back on: not judged"))
+    return row
 
 
 def launch_report(attempts: Any, launch: LaunchBrief, plan: Any, stages: list[StageWindow], *,
@@ -71,6 +116,10 @@ def launch_report(attempts: Any, launch: LaunchBrief, plan: Any, stages: list[St
         result = compare_attempts(attempts, control_sel, treatment_sel, window=Window(stage.start, stage.end),
                                   source=source, abandon_after_s=abandon_after_s).to_dict()
         compared.append((stage, {m["name"]: m for m in result["metrics"]}, result))
+    rollback = set(getattr(plan, "rollback_when", ()))
+    plan_rows = [[_plan_metric_at_stage(m, m.role == "guardrail" and m.threshold is not None and m.name in rollback,
+                                        metrics, result, stage.percent) for m in plan.metrics]
+                 for stage, metrics, result in compared]
     signals = []
     for signal, coverage in zip(launch.signals, plan_coverage(plan, launch)):
         names = engine_metrics_for(signal)
@@ -81,7 +130,8 @@ def launch_report(attempts: Any, launch: LaunchBrief, plan: Any, stages: list[St
                 if m is None:
                     continue
                 figures.append({"stage_percent": stage.percent, "metric": name, "description": m["description"],
-                                "classification": m["classification"], "failed": m["failed"], "reason": m["reason"]})
+                                "classification": m["classification"], "failed": m["failed"], "reason": m["reason"],
+                                "fallback": bool(m.get("fallback"))})
         signals.append({
             "signal": signal.name, "verdict": coverage.verdict,
             "watched_by": [{"metric": n, "role": r} for n, r in coverage.watched_by],
@@ -91,6 +141,9 @@ def launch_report(attempts: Any, launch: LaunchBrief, plan: Any, stages: list[St
             "moved": any(f["failed"] for f in figures),
             # Whether any stage had enough data for the engine to judge the signal at all.
             "judged": any(f["classification"] != "NoData" for f in figures),
+            # The stages at which a comparison judged it (an absolute-limit fallback is not a comparison).
+            "judged_stages": sorted({f["stage_percent"] for f in figures
+                                     if f["classification"] != "NoData" and not f["fallback"]}),
         })
     return {
         "schema": LAUNCH_REPORT_SCHEMA,
@@ -101,8 +154,10 @@ def launch_report(attempts: Any, launch: LaunchBrief, plan: Any, stages: list[St
         "stages": [{"percent": stage.percent, "start": format_time(stage.start), "end": format_time(stage.end),
                     "control_attempts": result["control"]["attempts"],
                     "treatment_attempts": result["treatment"]["attempts"],
+                    "control_users": result["control"]["users"], "treatment_users": result["treatment"]["users"],
+                    "load": stage.load, "plan_metrics": rows,
                     "verdict": result["verdict"]["verdict"], "rule": result["verdict"]["rule"]}
-                   for stage, _m, result in compared],
+                   for (stage, _m, result), rows in zip(compared, plan_rows)],
         "signals": signals,
         "what_happened": launch.what_happened,
         "stronger_plan": list(launch.stronger_plan),
@@ -116,17 +171,53 @@ _VERDICT_TEXT = {
 }
 
 
+def _evaluable_text(row: dict[str, Any]) -> str:
+    if not row["judge_metrics"]:
+        return "not evaluable (the engine computes no figure for it yet)"
+    if row["evaluable"]:
+        return "evaluable (" + ", ".join(row["judged_by"]) + ")"
+    if row["fallback"]:
+        return ("not enough data for a comparison: absolute-threshold fallback ("
+                + ", ".join(row["fallback"]) + ")")
+    return "not enough data: not judged (" + ", ".join(row["judge_metrics"]) + ")"
+
+
 def render_launch_report(report: dict[str, Any]) -> str:
     """The report as markdown: stages, then each signal with the plan's verdict and the engine's figures."""
     change = report["change"]
     lines = [f"# Launch report: {report['title']}", "",
              f"`{change['flag']}`: {change['variant']} against {change['control']} (launch `{report['launch']}`).",
              "", "## Stages", "",
-             "| stage | window (outcome time) | control attempts | variant attempts | judge |",
-             "|---|---|---|---|---|"]
+             "| stage | window (outcome time) | load floor | control attempts (users) | variant attempts (users) | judge |",
+             "|---|---|---|---|---|---|"]
     for s in report["stages"]:
-        lines.append(f"| {s['percent']:g} % | {s['start']} → {s['end']} | {s['control_attempts']:,} | "
-                     f"{s['treatment_attempts']:,} | {s['verdict']} ({s['rule']}) |")
+        load = s.get("load") or {}
+        floor = (f"{load['users']} users" + (" (capped)" if load.get("capped") else "")) if load.get("users") else "—"
+        lines.append(f"| {s['percent']:g} % | {s['start']} → {s['end']} | {floor} | {s['control_attempts']:,} "
+                     f"({s['control_users']:,}) | {s['treatment_attempts']:,} ({s['treatment_users']:,}) | "
+                     f"{s['verdict']} ({s['rule']}) |")
+    lines += ["", "## Your plan's metrics at each stage", "",
+              "Whether the judge could evaluate each metric of your plan with the stage's data, and for a rollback "
+              "guardrail the power to detect its threshold at those counts. The load was raised for each stage "
+              "below 100 % to what the plan's primary metric and rollback guardrails need, up to what the lab "
+              "carries, and held through the 100 % stage, where only the control attempts still finishing are "
+              "left to compare with.", ""]
+    for s in report["stages"]:
+        load = s.get("load") or {}
+        head = f"**{s['percent']:g} % stage**"
+        if load.get("users") and not load.get("needed"):
+            head += f": at least {load['users']} users, held from the stage before"
+        elif load.get("users"):
+            head += (f": at least {load['users']} users, for {load['needed_by']} ({load['needed']:,} variant values"
+                     f" needed, about {load['expected_variant']:g} expected from about"
+                     f" {load.get('expected_variant_users', 0):g} variant users (sticky per user)"
+                     + (", capped at what the lab carries)" if load.get("capped") else ")"))
+        lines += [head, ""]
+        for row in s["plan_metrics"]:
+            lines.append(f"- {row['metric']} ({row['role']}{', rolls back' if row['rolls_back'] else ''}): "
+                         + _evaluable_text(row) + (f"; {row['power_note']}" if row["power_note"] else "")
+                         + (f": power {row['power']:.0%}" if row["power"] is not None else ""))
+        lines.append("")
     lines += ["", "## What the regression showed in, and what your plan did with it", ""]
     for sig in report["signals"]:
         lines += [f"### {sig['signal']}", "", f"- **{_VERDICT_TEXT[sig['verdict']]}**"]

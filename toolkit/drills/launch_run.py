@@ -18,8 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from toolkit.drills.clock import PAUSE_BUDGET_S
 from toolkit.drills.lab import ControlClient, Lab, LabError, background_fault_name, fault_body, fault_name, flag_body
 from toolkit.drills.launch import LaunchBrief
+from toolkit.drills.launch_load import RAISED_THINK_TIME, StageLoad, load_phases, stage_loads
 from toolkit.drills.launch_report import StageWindow, launch_report, render_launch_report
 from toolkit.drills.load import start_load, stop_load
 from toolkit.drills.state import RunDir, RunState, new_run
@@ -38,8 +40,13 @@ class LaunchRunError(RuntimeError):
 
 def run_launch(launch: LaunchBrief, plan_text: str, lab: Lab, *, seed: int, speed: float = 1.0,
                client: ControlClient | None = None, say: Callable[[str], None] = lambda _m: None,
-               sleep: Callable[[float], None] = time.sleep, now: Callable[[], float] = time.time) -> RunDir:
-    """Run ``launch`` against ``lab`` until its end (``setup.duration / speed`` wall seconds); the run's dir."""
+               sleep: Callable[[float], None] = time.sleep, now: Callable[[], float] = time.time,
+               plan=None) -> RunDir:
+    """Run ``launch`` against ``lab`` until its end (``setup.duration / speed`` wall seconds); the run's dir.
+
+    With the checked ``plan`` (``measurement_plan.Plan``) each stage below 100 % gets the floor of users its
+    primary metric and rollback guardrails need (``toolkit.drills.launch_load``, capped at what the lab carries);
+    without it the brief's load alone runs."""
     if not 0 < speed <= MAX_SPEED:
         raise LaunchRunError(f"--speed must be more than 0 and at most {MAX_SPEED:g}, got {speed:g}")
     client = client or ControlClient(lab)
@@ -65,10 +72,25 @@ def run_launch(launch: LaunchBrief, plan_text: str, lab: Lab, *, seed: int, spee
             client.put_flag(name, flag_body(name, v, pct))
         for i, bg in enumerate(launch.setup.background_faults):
             client.put_fault(background_fault_name(run.path.name, i), fault_body(bg))
-        load = start_load(launch, state, run)  # the brief's setup has the shape start_load reads
-        run.log("load_started", users=launch.setup.load.users, shape=launch.setup.load.shape)
+        loads = _stage_loads(launch, plan, speed)
+        phases = load_phases(_shape(launch, state), loads, PAUSE_BUDGET_S) if any(s.users for s in loads) else None
+        # the brief's setup has the shape start_load reads
+        load = start_load(launch, state, run, phases, RAISED_THINK_TIME if phases else None)
+        run.log("load_started", users=launch.setup.load.users, shape=launch.setup.load.shape,
+                phases=phases[0] if phases else None, think_time=RAISED_THINK_TIME if phases else None,
+                stage_loads=[{"percent": s.percent, "users": s.users, "needed": s.needed, "needed_by": s.needed_by,
+                              "expected_variant": s.expected_variant, "expected_variant_users": s.expected_variant_users,
+                              "capped": s.capped} for s in loads])
         say(f"load started: {launch.setup.load.users} users, {launch.setup.load.shape}; the launch runs "
             f"{state.duration_s:.0f} s")
+        if phases:
+            say(f"raised load: up to {phases[1]} users at {RAISED_THINK_TIME} think time (the brief's shape scaled "
+                f"to the same attempts per second)")
+        for s in loads:
+            if s.users:
+                say(f"stage {s.percent:g} %: at least {s.users} users ({s.needed_by} needs {s.needed} variant values;"
+                    f" about {s.expected_variant:g} expected from about {s.expected_variant_users:g} variant users"
+                    f"{', capped at what the lab carries' if s.capped else ''})")
         for offset, _order, what in actions:
             _wait_until(started + offset, sleep, now)
             if what.startswith("stage:"):
@@ -99,6 +121,22 @@ def run_launch(launch: LaunchBrief, plan_text: str, lab: Lab, *, seed: int, spee
     return run
 
 
+def _stage_loads(launch: LaunchBrief, plan, speed: float) -> tuple[StageLoad, ...]:
+    if plan is None:
+        return ()
+    from toolkit.analysis.judge import DEFAULT_CONFIG
+
+    return stage_loads(launch.stages, launch.setup.duration_s, plan, speed, DEFAULT_CONFIG.alpha)
+
+
+def _shape(launch: LaunchBrief, state):
+    from loadtests.profiles import Profile
+
+    load = launch.setup.load
+    # A setup "phased" with no phases of its own runs flat (the drills' loader gives it none).
+    return Profile("steady" if load.shape == "phased" else load.shape, load.users, float(load.users), state.duration_s)
+
+
 def _wait_until(t: float, sleep: Callable[[float], None], now: Callable[[], float]) -> None:
     while (left := t - now()) > 0:
         sleep(min(left, 1.0))
@@ -116,12 +154,14 @@ def stage_windows(run: RunDir) -> list[StageWindow]:
     state = run.read_state()
     timeline = run.timeline()
     changes = [(e["t"], float(e["percent"])) for e in timeline if e.get("kind") == "stage"]
+    started = next((e for e in timeline if e.get("kind") == "load_started"), {})
+    floors = {float(s["percent"]): s for s in started.get("stage_loads") or ()}
     end = next((e["t"] for e in timeline if e.get("kind") in ("launch_finished", "launch_stopped")),
                state.started_at + state.duration_s)
     out = []
     for i, (t, pct) in enumerate(changes):
         stop = changes[i + 1][0] if i + 1 < len(changes) else end
-        out.append(StageWindow(pct, _utc(t), _utc(stop)))
+        out.append(StageWindow(pct, _utc(t), _utc(stop), floors.get(pct)))
     return out
 
 

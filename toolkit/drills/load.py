@@ -50,9 +50,12 @@ def shape_phases(shape: str, users: int, duration_s: float) -> str | None:
     return ",".join(f"{length:.3f}s:{n}@{users}" for length, n in phases)
 
 
-def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
+def load_env(drill: Drill, state: RunState, run: RunDir, phases: str | None = None,
+             think_time: str | None = None) -> dict[str, str]:
+    """``phases``, ``think_time``: instead of the drill's shape and think time (a launch's raised load,
+    toolkit.drills.launch_load)."""
     load = drill.setup.load
-    phases = shape_phases(load.shape, load.users, state.duration_s)
+    phases = phases or shape_phases(load.shape, load.users, state.duration_s)
     env = {
         "OBSLAB_LOAD_SEED": str(state.seed),
         "OBSLAB_LOAD_SHAPE": "phased" if phases else load.shape,
@@ -69,8 +72,8 @@ def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
         env["OBSLAB_LOAD_MIX_BY_RELEASE"] = json.dumps(load.mix_by_release)
     if load.cancel_rate is not None:
         env["OBSLAB_LOAD_CANCEL_RATE"] = str(load.cancel_rate)
-    if load.think_time is not None:
-        env["OBSLAB_LOAD_THINK_TIME"] = load.think_time
+    if think_time or load.think_time is not None:
+        env["OBSLAB_LOAD_THINK_TIME"] = think_time or load.think_time
     auto_cancel = load.client.get("auto_cancel")
     if auto_cancel:
         nets = auto_cancel.get("network_type") or []
@@ -81,19 +84,21 @@ def load_env(drill: Drill, state: RunState, run: RunDir) -> dict[str, str]:
     return env
 
 
-def load_command(drill: Drill, state: RunState) -> list[str]:
-    users = drill.setup.load.users
+def load_command(drill: Drill, state: RunState, users: int | None = None) -> list[str]:
+    users = users or drill.setup.load.users
     # Bounded by the drill's wall length plus the pauses it may take; the scheduler stops it at the end.
     return locust_argv(state.url, users, locustfile=locustfile(), spawn_rate=users,
                        run_time_s=state.duration_s + PAUSE_BUDGET_S, stop_timeout_s=2)
 
 
-def start_load(drill: Drill, state: RunState, run: RunDir) -> subprocess.Popen:
-    """Locust in its own process group, so stopping the drill stops every Locust process."""
+def start_load(drill: Drill, state: RunState, run: RunDir, phases: tuple[str, int] | None = None,
+               think_time: str | None = None) -> subprocess.Popen:
+    """Locust in its own process group, so stopping the drill stops every Locust process. ``phases``:
+    (``OBSLAB_LOAD_PHASES``, peak users) to run instead of the drill's shape, bounded by the same time."""
     (run.path / "client").mkdir(exist_ok=True)
-    env = {**os.environ, **load_env(drill, state, run)}
+    env = {**os.environ, **load_env(drill, state, run, phases[0] if phases else None, think_time)}
     with open(run.path / "load.log", "ab") as log:
-        proc = subprocess.Popen(load_command(drill, state), env=env, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(load_command(drill, state, phases[1] if phases else None), env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     (run.path / LOAD_PID_FILE).write_text(str(proc.pid))
     return proc
