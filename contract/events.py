@@ -65,7 +65,7 @@ LIFECYCLE_EVENTS = (
 TERMINAL_EVENTS = ("publish_succeeded", "publish_failed", "upload_cancelled")
 FAILURE_EVENTS = ("chunk_failed", "transcode_failed", "publish_failed")
 # Changes made through the control plane; they carry no attempt.
-AUDIT_EVENTS = ("fault_changed", "flag_changed")
+AUDIT_EVENTS = ("fault_changed", "flag_changed", "shed_changed")
 ALL_EVENTS = LIFECYCLE_EVENTS + AUDIT_EVENTS
 
 # Services that emit events.

@@ -1,7 +1,7 @@
-"""Control plane: ``/admin/faults`` and ``/admin/flags`` behind a bearer token, loopback-only by default.
+"""Control plane: ``/admin/faults``, ``/admin/flags`` and ``/admin/shed`` behind a bearer token, loopback-only by default.
 
 Every change is stored in the shared state (reaching every worker within a second)
-and recorded as an audit event (``fault_changed`` / ``flag_changed``) naming the actor,
+and recorded as an audit event (``fault_changed`` / ``flag_changed`` / ``shed_changed``) naming the actor,
 never the token — except a fault change sent with ``X-Obslab-Audit: private``: a drill's
 injected fault is not something a real system would log, so it stays out of the event log
 and the drill keeps its own record (its run directory).
@@ -21,6 +21,7 @@ from demo_service.controls import get_controls
 from demo_service.errors import ApiError
 from demo_service.faults import FaultSpecError, parse_fault
 from demo_service.flags import FlagSpecError, default_spec, parse_flag
+from demo_service.shedding import SHED_CLASSES, ShedSpecError, parse_shed
 from demo_service.store import get_store
 from demo_service.telemetry import get_telemetry
 from contract.events import FLAGS
@@ -191,6 +192,46 @@ def delete_flag(name: str):
         raise ApiError(404, "not_found", f"flag {name!r} is already at its default", "name")
     _audit("flag_changed", actor, "delete", name, old, None)
     return jsonify(default_spec(name).to_json() | {"variants": list(FLAGS[name])})
+
+
+# --- load shedding ------------------------------------------------------------------------------
+def _shed_class(name: str) -> str:
+    if name not in SHED_CLASSES:
+        raise ApiError(404, "not_found", f"no request class {name!r} to shed; classes: {sorted(SHED_CLASSES)}",
+                       "class")
+    return name
+
+
+@bp.get("/shed")
+def list_shed():
+    specs = get_controls().shed_specs
+    return jsonify({"shed": [specs[n].to_json() for n in sorted(specs)],
+                    "classes": dict(SHED_CLASSES)})
+
+
+@bp.put("/shed/<name>")
+def put_shed(name: str):
+    _shed_class(name)
+    actor = _actor()
+    body = json_object(required=False)
+    try:
+        spec = parse_shed(name, body)
+    except ShedSpecError as e:
+        raise ApiError(422, "invalid_shed", str(e), e.field) from None
+    old = get_store().put_control("shed", name, spec.stored(), time.time())
+    _audit("shed_changed", actor, "put", name, old, spec.stored())
+    return jsonify(spec.to_json())
+
+
+@bp.delete("/shed/<name>")
+def delete_shed(name: str):
+    _shed_class(name)
+    actor = _actor()
+    old = get_store().delete_control("shed", name)
+    if old is None:
+        raise ApiError(404, "not_found", f"{name!r} requests are not being shed", "class")
+    _audit("shed_changed", actor, "delete", name, old, None)
+    return jsonify({"deleted": [name]})
 
 
 def init_app(app: Flask) -> None:

@@ -16,6 +16,7 @@ from flask import Flask, current_app
 
 from demo_service.faults import Fault, FaultSpecError, matching, parse_fault
 from demo_service.flags import FlagSpec, assign, parse_flag
+from demo_service.shedding import ShedSpec, ShedSpecError, parse_shed
 from demo_service.store import Store
 
 __all__ = ["Controls", "init_app", "get_controls", "sleep_for", "burn_cpu", "grow_memory", "apply_resource_faults"]
@@ -30,6 +31,7 @@ class Controls:
         self._next_check = 0.0
         self._faults: tuple[Fault, ...] = ()
         self._flags: dict[str, FlagSpec] = {}
+        self._shed: dict[str, ShedSpec] = {}
 
     def _refresh(self) -> None:
         now = time.monotonic()
@@ -54,7 +56,13 @@ class Controls:
                     flags[name] = parse_flag(name, spec)
                 except ValueError:
                     continue
-            self._faults, self._flags, self._version = tuple(faults), flags, version
+            shed = {}
+            for name, spec in controls.get("shed", {}).items():
+                try:
+                    shed[name] = parse_shed(name, spec)
+                except ShedSpecError:
+                    continue
+            self._faults, self._flags, self._shed, self._version = tuple(faults), flags, shed, version
 
     def invalidate(self) -> None:
         """Re-read on next use (the worker that made a change sees it at once)."""
@@ -69,6 +77,12 @@ class Controls:
     def flag_specs(self) -> dict[str, FlagSpec]:
         self._refresh()
         return self._flags
+
+    @property
+    def shed_specs(self) -> dict[str, ShedSpec]:
+        """The request classes being shed (``/admin/shed``), by class."""
+        self._refresh()
+        return self._shed
 
     def assign_flags(self, user_hash: str) -> dict[str, str]:
         return assign(self.flag_specs, user_hash)

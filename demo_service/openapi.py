@@ -12,6 +12,7 @@ from demo_service import __version__
 from demo_service.admin import PRIVATE_AUDIT_HEADER
 from demo_service.faults import API_ROUTES, KINDS, PARAMS, SELECTOR_VALUES, TARGETS
 from contract.events import APP_VERSIONS, ERROR_CLASSES, FLAGS, NETWORK_TYPES, REGIONS
+from contract.faults import SHED_CLASSES, SHED_PARAMS
 
 __all__ = ["openapi_spec"]
 
@@ -131,12 +132,25 @@ def openapi_spec() -> dict:
         "Flag": {"type": "object", "required": ["name", "default", "rollout", "variants"], "properties": {
             "name": {"enum": list(FLAGS)}, "default": {"type": "string"}, "rollout": {"type": "object"},
             "variants": {"type": "array", "items": {"type": "string"}}}},
+        "ShedSpec": {"type": "object", "additionalProperties": False, "properties": {
+            name: {"type": "integer" if name == "retry_after_s" else "number", "minimum": lo, "maximum": hi,
+                   "default": default}
+            for name, (default, lo, hi) in SHED_PARAMS.items()},
+            "description": "percent: share of the class's requests rejected; retry_after_s: their Retry-After."},
+        "Shed": {"type": "object", "required": ["class", "route", "percent", "retry_after_s"], "properties": {
+            "class": {"enum": list(SHED_CLASSES)}, "route": {"type": "string"}, "percent": {"type": "number"},
+            "retry_after_s": {"type": "integer"}}},
+        "ShedList": {"type": "object", "required": ["shed", "classes"], "properties": {
+            "shed": {"type": "array", "items": _ref("Shed")},
+            "classes": {"type": "object", "description": "class -> the route it names"}}},
         "FlagList": {"type": "object", "required": ["flags"],
                      "properties": {"flags": {"type": "array", "items": _ref("Flag")}}},
     }
     fault_name = {"name": "name", "in": "path", "required": True,
                   "schema": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}}
     flag_name = {"name": "name", "in": "path", "required": True, "schema": {"enum": list(FLAGS)}}
+    shed_class = {"name": "name", "in": "path", "required": True, "schema": {"enum": list(SHED_CLASSES)},
+                  "description": "The low-priority request class."}
     actor = {"name": "X-Actor", "in": "header", "required": False,
              "schema": {"type": "string", "pattern": "^[A-Za-z0-9 ._@:/-]{1,100}$"},
              "description": "Who makes the change (recorded in the audit event)."}
@@ -160,7 +174,9 @@ def openapi_spec() -> dict:
             "summary": "Status of an upload.", "operationId": "getUpload", "parameters": [_UPLOAD_ID,
                                                                                         _REQUEST_ID_HEADER],
             "responses": {"200": _json(_ref("UploadStatus"), "The upload."), "400": _error("Malformed id."),
-                          "404": _error("Unknown upload."), "503": _error("Injected unavailability.", True),
+                          "404": _error("Unknown upload."),
+                          "503": _error("Shed (load_shed), the database at capacity, or injected unavailability.",
+                                        True),
                           "504": _error("Injected timeout.", True)}}},
         "/v1/uploads/{upload_id}/chunks/{n}": {"put": {
             "summary": "Put chunk n (raw bytes).", "operationId": "putChunk",
@@ -200,7 +216,8 @@ def openapi_spec() -> dict:
             "parameters": [{"name": "limit", "in": "query", "required": False,
                             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}],
             "responses": {"200": _json(_ref("Feed"), "Recent videos."), "422": _error("Bad limit."),
-                          "503": _error("Injected unavailability.", True), "504": _error("Injected timeout.", True)}}},
+                          "503": _error("Shed (load_shed), the database at capacity, or injected unavailability.",
+                                        True), "504": _error("Injected timeout.", True)}}},
         "/healthz": {"get": {"summary": "Liveness (and the shared state is reachable).", "operationId": "healthz",
                              "responses": {"200": _json({"type": "object", "properties": {"status": {"const": "ok"}}},
                                                         "Healthy."),
@@ -250,6 +267,18 @@ def openapi_spec() -> dict:
                              {"200": _json(_ref("Flag"), "Reset."), "400": _error("Bad X-Actor."),
                               "404": _error("Already at default.")},
                              parameters=[flag_name, actor])},
+        "/admin/shed": {"get": _admin("Request classes being shed, and the classes there are.", "listShed",
+                                      {"200": _json(_ref("ShedList"), "Shedding.")})},
+        "/admin/shed/{name}": {
+            "put": _admin("Shed a low-priority request class: 503 load_shed + Retry-After before the database.",
+                          "putShed",
+                          {"200": _json(_ref("Shed"), "Stored."), "400": _error("Malformed JSON or header."),
+                           "404": _error("No such request class."), "422": _error("Invalid shed spec.")},
+                          parameters=[shed_class, actor], body="ShedSpec"),
+            "delete": _admin("Let a request class through again.", "deleteShed",
+                             {"200": _json(_ref("Deleted"), "Removed."), "400": _error("Bad X-Actor."),
+                              "404": _error("The class is not being shed.")},
+                             parameters=[shed_class, actor])},
     }
     return {
         "openapi": "3.1.0",

@@ -12,6 +12,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from demo_service.capacity import primary_query
 from demo_service.controls import Controls, sleep_for
 from demo_service.store import Store, Upload
 from demo_service.telemetry import Telemetry
@@ -70,6 +71,9 @@ def transcode_and_publish(store: Store, telemetry: Telemetry, controls: Controls
         faults = controls.match(target="db", cohort=upload.cohort, key=upload.request_id)
         sleep_for(faults)
         if any(f.kind == "errors" for f in faults):
+            return fail_attempt(store, telemetry, upload, "storage")
+        if not primary_query(faults):  # no connection slot came free in time (a capacity fault)
+            telemetry.metrics.db_slot_timeouts.labels(operation="publish").inc()
             return fail_attempt(store, telemetry, upload, "storage")
         video_id = "vid_" + secrets.token_hex(12)
         now = time.time()

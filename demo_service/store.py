@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS videos (
 );
 CREATE INDEX IF NOT EXISTS videos_published ON videos (published_at DESC);
 CREATE TABLE IF NOT EXISTS controls (
-    kind TEXT NOT NULL,          -- 'fault' | 'flag'
+    kind TEXT NOT NULL,          -- 'fault' | 'flag' | 'shed'
     name TEXT NOT NULL,
     spec TEXT NOT NULL,          -- JSON
     updated_at REAL NOT NULL,
@@ -219,7 +219,7 @@ class Store:
         with self.transaction() as conn:
             version = int(conn.execute("SELECT value FROM meta WHERE key = 'controls_version'").fetchone()[0])
             rows = conn.execute("SELECT kind, name, spec FROM controls").fetchall()
-        out: dict[str, dict[str, dict]] = {"fault": {}, "flag": {}}
+        out: dict[str, dict[str, dict]] = {"fault": {}, "flag": {}, "shed": {}}
         for r in rows:
             out[r["kind"]][r["name"]] = json.loads(r["spec"])
         return version, out

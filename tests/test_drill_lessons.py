@@ -349,6 +349,24 @@ def campaign_spike(m: Measured) -> Lesson:
     return lesson
 
 
+def peak_hour(m: Measured) -> Lesson:
+    lesson = bad_share(m)
+    # The fault is in force from before the peak: its first 15 % (36 s of scenario time) ends before the traffic
+    # rises, and there the same fault fails (almost) nothing — a failure that depends on the load.
+    early = Window(m.fault.start, m.fault.start + 0.15 * m.fault.length_s)
+    eb, en = m.bad(early)
+    lesson.claims["bad share under 2 % before the peak, fault in force"] = en >= 5 and share(eb, en) < 0.02
+    def rate(w):
+        return len(m.ended(w)) / w.length_s if w.length_s > 0 else 0.0
+    lesson.claims["attempts per second at least 3x the baseline's during the peak"] = (
+        rate(_busiest(m, m.fault)) >= 3 * rate(m.baseline))
+    timeouts = m.counter_delta(m.fault, "obslab_db_slot_timeouts_total", operation="publish")
+    lesson.claims["publish writes timed out waiting for a connection"] = timeouts > 0
+    lesson.notes = (f"before the peak, fault in force: {eb}/{en}; attempts/s {rate(m.baseline):.1f} → "
+                    f"{rate(_busiest(m, m.fault)):.1f} at the peak; publish writes timed out {timeouts:.0f}")
+    return lesson
+
+
 def _busiest(m: Measured, w: Window, bins: int = 10) -> Window:
     """The busiest tenth of ``w`` by attempts ended (the burst of traffic)."""
     width = w.length_s / bins
@@ -368,6 +386,7 @@ KEY_FIGURES = {
     "async-migration": async_backlog,
     "memory-growth": memory,
     "campaign-spike-failures": campaign_spike,
+    "peak-hour-publish-failures": peak_hour,
 }
 
 

@@ -143,3 +143,70 @@ def test_the_unattended_solver_mitigates_from_its_own_diagnosis_and_shows_the_re
     assert parts["recovery_figure"]["points"] == 25, parts  # the solver reported the engine's figure
     assert m["recovered_window"]["total"] >= 30 and m["recovered_window"]["rate"] >= m["objective"], m
     assert f"mitigation (auto): {action}" in (run_dir / "report" / "report.md").read_text()
+
+
+def _shed(service) -> dict:
+    return {s["class"]: s["percent"] for s in service.admin("GET", "/admin/shed").json()["shed"]}
+
+
+def test_shedding_status_polls_recovers_publishes_at_the_peak(service):
+    """peak-hour-publish-failures at ×10: the database's connection slots (the fault) hold at the base load and
+    fail publishes at the peak; shedding 90 % of the status polls while the peak and the fault last gives the
+    publish writes their connections back. Nothing tells the fault to stop: it is still in force."""
+    t0 = time.monotonic()
+    common = ["--data-dir", str(service.data_dir)]
+    started = obslab("drill", "start", "peak-hour-publish-failures", "--speed", "10", "--seed", "5", *common,
+                     "--url", service.base_url)
+    assert started.exit_code == 0, started.output
+    run_dir = next((service.data_dir / "drills").glob("*-peak-hour-publish-failures"))
+    try:
+        truth = lambda: json.loads((run_dir / "truth.json").read_text()).get("fault_applied_at")  # noqa: E731
+        fault_at = wait_for(truth, 60, "the fault")
+        fault_end = fault_at + json.loads((run_dir / "truth.json").read_text())["fault_duration_s"]
+        # The peak (40-60 % of the drill) begins about 5 s of wall time after the fault: let it fail for a while.
+        time.sleep(max(0.0, fault_at + 9 - time.time()))
+        assert _shed(service) == {}
+        done = obslab("drill", "mitigate", "shed-load", "status:90", *common)
+        assert done.exit_code == 0, done.output
+        assert "right" not in done.output.lower() and "wrong" not in done.output.lower()
+        wait_for(lambda: _shed(service) == {"status": 90.0}, 5, "the status polls shed")
+        assert any(f["kind"] == "capacity" for f in service.admin("GET", "/admin/faults").json()["faults"])
+        mitigated_at = json.loads((run_dir / "mitigation.json").read_text())["at"]
+        # Publishes already waiting for a connection end first; then the window runs to the fault's end.
+        since, until = mitigated_at + 2, fault_end - 0.5
+        time.sleep(max(0.0, until + 1 - time.time()))
+        sli = obslab("sli", str(service.events_dir), "--since", _iso(since), "--until", _iso(until), "--window", "0",
+                     "--format", "json")
+        assert sli.exit_code == 0, sli.output
+        totals = json.loads(sli.output)["totals"]
+        rate = next(f for f in totals["primary"] if f["name"] == "publish_success_rate")["value"]
+        shown_rate = obslab("drill", "recovery", "--success-rate", str(rate), "--since", _iso(since),
+                            "--until", _iso(until), *common)
+        assert shown_rate.exit_code == 0, shown_rate.output
+        metrics = service.http.get(service.url("/metrics"), timeout=30).text
+    finally:
+        stopped = obslab("drill", "stop", *common)
+    assert stopped.exit_code == 0, stopped.output
+    assert _shed(service) == {}  # the drill's cleanup lets the polls through again
+    report = obslab("drill", "report", *common)
+    assert report.exit_code == 0, report.output
+    m = json.loads((run_dir / "report" / "report.json").read_text())["mitigation"]
+    elapsed = time.monotonic() - t0
+    print(f"\nmitigation: {m['action']} {m['time_to_mitigate_s']:.1f} s of scenario time after the fault's start; "
+          f"before {m['before']['good']}/{m['before']['total']} = {m['before']['rate']}, after "
+          f"{m['after']['good']}/{m['after']['total']} = {m['after']['rate']}, your window "
+          f"{m['claim_window']['good']}/{m['claim_window']['total']} = {m['claim_window']['rate']} (reported {rate}); "
+          f"score {m['grade']['total']}/{m['grade']['max']}; test {elapsed:.0f} s wall")
+    assert m["action"] == "shed-load status:90" and m["when"] == "during"
+    parts = {p["part"]: p for p in m["grade"]["parts"]}
+    assert parts["action"]["points"] == 50, parts
+    assert parts["recovery_figure"]["points"] == 25, parts
+    assert m["claim_window"]["rate"] == pytest.approx(rate, abs=1e-9)
+    # The peak failed publishes before the shedding, and the same figure recovered after it, fault still on.
+    assert m["before"]["rate"] is not None and m["before"]["rate"] < 0.99, m["before"]
+    assert m["recovered_window"]["total"] >= 30 and m["recovered_window"]["rate"] >= 0.99, m["recovered_window"]
+    assert parts["recovered"]["points"] == 25, parts
+    # The shed polls are visible as what they are: 503 load_shed on the status route, counted by class.
+    shed_line = next(line for line in metrics.splitlines() if line.startswith("obslab_requests_shed_total{"))
+    assert 'request_class="status"' in shed_line and float(shed_line.split()[-1]) > 0
+    assert elapsed < 120

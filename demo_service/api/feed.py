@@ -12,7 +12,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 
-from demo_service.api import apply_api_faults
+from demo_service.api import apply_api_faults, require_primary_slot, shed_if_declared
 from demo_service.controls import get_controls, sleep_for
 from demo_service.errors import ApiError
 from demo_service.store import get_store
@@ -29,6 +29,7 @@ _NO_COHORT = {"region": None, "app_version": None, "network_type": None, "media_
 
 @bp.get("/feed")
 def feed():
+    shed_if_declared("feed")
     raw = request.args.get("limit", "20")
     try:
         limit = int(raw)
@@ -47,6 +48,7 @@ def feed():
     if entry is not None and entry[0] > now:
         videos, result = entry[1], "hit"
     else:
+        require_primary_slot("feed", _NO_COHORT, key)
         videos, result = get_store().recent_videos(limit), "miss"
         time.sleep(current_app.config["FEED_QUERY_MS"] / 1000.0)
         if not cache_off:

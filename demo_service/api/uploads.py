@@ -10,7 +10,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from demo_service.api import apply_api_faults, cancel_counts_as_failure, header_request_id, is_synthetic, load_upload
+from demo_service.api import (apply_api_faults, cancel_counts_as_failure, header_request_id, is_synthetic, load_upload,
+                              require_primary_slot, shed_if_declared)
 from demo_service.controls import get_controls
 from demo_service.errors import ApiError
 from demo_service.publishing import fail_attempt, record_outcome
@@ -207,8 +208,10 @@ def status_body(upload) -> dict:
 
 @bp.get("/<upload_id>")
 def upload_status(upload_id: str):
+    shed_if_declared("status")
     upload = load_upload(upload_id)
     apply_api_faults("status", upload.cohort, upload.request_id)
+    require_primary_slot("status", upload.cohort, upload.request_id)
     return jsonify(status_body(upload))
 
 

@@ -154,6 +154,12 @@ class ApiMetrics:
         self.transcode_failures = make(Counter, "obslab_transcode_failures_total", "Failed transcodes by class.",
                                        ["error_class"])
         self.feed_cache = make(Counter, "obslab_feed_cache_requests_total", "Feed cache lookups.", ["result"])
+        self.requests_shed = make(Counter, "obslab_requests_shed_total",
+                                  "Requests of a low-priority class rejected early by load shedding (/admin/shed).",
+                                  ["request_class"])
+        self.db_slot_timeouts = make(Counter, "obslab_db_slot_timeouts_total",
+                                     "Database queries that gave up waiting for a connection slot, by operation.",
+                                     ["operation"])
         self.process_cpu = make(Counter, "obslab_process_cpu_seconds_total",
                                 "CPU seconds used by the service's worker processes.", ["service"])
         self.process_memory = make(Gauge, "obslab_process_resident_memory_bytes",

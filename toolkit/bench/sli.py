@@ -275,7 +275,8 @@ def _pandas_report(path: str, spec_path: str) -> dict:
         df = pd.concat([c.reindex(columns=cols) for c in chunks], ignore_index=True)
         df["ts"] = pd.to_datetime(df["ts"], format="%Y-%m-%dT%H:%M:%S.%fZ")
         df["release"] = df["flags"].map(lambda f: f.get("release") if isinstance(f, dict) else None)
-    df = df[df["request_id"].notna() & ~df["event"].isin(["upload_rejected", "fault_changed", "flag_changed"])]
+    df = df[df["request_id"].notna()
+            & ~df["event"].isin(["upload_rejected", "fault_changed", "flag_changed", "shed_changed"])]
     g = df.groupby("request_id")
     a = pd.DataFrame({"first": g["ts"].min(), "last": g["ts"].max(),
                       "region": g["region"].first(), "release": g["release"].first()})

@@ -416,8 +416,9 @@ def report(data_dir: Path = DataDir) -> None:
 
 @drill_app.command("mitigate")
 def mitigate(
-    action: List[str] = typer.Argument(..., help="One of the drill's mitigation choices, e.g. `rollback release` "
-                                                 "or `retry-policy backoff:8` (`obslab drill show ID` lists them)."),
+    action: List[str] = typer.Argument(..., help="One of the drill's mitigation choices, e.g. `rollback release`, "
+                                                 "`retry-policy backoff:8` or `shed-load feed` (`obslab drill show "
+                                                 "ID` lists them)."),
     data_dir: Path = DataDir,
     url: Optional[str] = typer.Option(None, "--url", help="The lab's publish API (default: the one the drill "
                                                           "runs against)."),

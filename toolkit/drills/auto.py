@@ -207,6 +207,7 @@ def _metric_signals(samples: Sequence[MetricSample], w: Window) -> dict[str, flo
     mem = [s.total("obslab_process_resident_memory_bytes", service="publish-api") for s in [a] + inside + [b]]
     mem = [m for m in mem if m is not None]
     out["memory_mb_growth"] = (max(mem) - mem[0]) / 1e6 if mem else None
+    out["db_slot_timeouts"] = delta("obslab_db_slot_timeouts_total")
     lost = delta("obslab_events_lost_total", reason="dropped_fault")
     out["events_dropped"] = lost
     return out
@@ -246,6 +247,7 @@ _MATERIAL_RISE = {
     "memory_mb_growth": (30.0, 0.0),
     "feed_p95_ms": (15.0, 1.0),
     "failure_events_missing": (2.0, 0.0),
+    "db_slot_timeouts": (5.0, 0.0),
 }
 _MATERIAL_DROP = {"cache_hit_rate": 0.3}
 
@@ -410,6 +412,10 @@ def _detectors(ev: Evidence, attempts: Sequence[Attempt], definition: SliDefinit
                         f"publish-api memory +{mem:.0f} MB with traffic ×{rate_ratio:.2f}")
     cpu_ratio = _ratio(ev, "cpu_per_s")
     d["cpu_saturation"] = (_clip((cpu_ratio - 1.5) / 1.0) * 0.5, f"API CPU ×{cpu_ratio:.2f}")
+    # Queries that gave up waiting for a database connection: the pool, not the transcoder or the chunks, failed.
+    slot_timeouts = _rise(ev, "db_slot_timeouts")
+    d["database_saturation"] = (_clip(slot_timeouts / 20.0) * 1.5,
+                                f"database queries timed out waiting for a connection: +{slot_timeouts:.0f}")
     peak = ev.get("attempt_rate_peak_ratio")[1] or 1.0
     d["traffic_spike"] = (_clip((peak - 1.4) / 0.6) * 0.7 * (0.3 if fail_rise > 0.04 else 1.0),
                           f"peak attempts per second ×{peak:.2f} the drill's median")
@@ -426,7 +432,7 @@ def score_causes(drill: Drill, ev: Evidence, attempts: Sequence[Attempt],
 
 # What the top cause says a hurt attempt is, for the cohort breakdown.
 def _hurt_predicate(cause: str, baseline_attempts: Sequence[Attempt]) -> tuple[str, Callable[[Attempt], bool] | None]:
-    if cause in ("storage_outage", "transcoder_errors", "canary_regression"):
+    if cause in ("storage_outage", "transcoder_errors", "canary_regression", "database_saturation"):
         return "ended publish_failed", lambda a: a.outcome == "failed"
     if cause in ("chunk_upload_failures", "retry_amplification"):
         return "needed at least one chunk retry", lambda a: a.chunk_retries > 0

@@ -24,6 +24,7 @@ CAUSES: dict[str, str] = {
     "memory_leak": "The API process leaks memory",
     "cpu_saturation": "The API is CPU-saturated",
     "traffic_spike": "Organic traffic spike, nothing broken",
+    "database_saturation": "The database's connections saturate under load, and queries wait and fail",
 }
 
 

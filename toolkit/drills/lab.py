@@ -243,6 +243,16 @@ class ControlClient:
             if "HTTP 404" not in str(e):
                 raise
 
+    def put_shed(self, request_class: str, body: dict[str, Any] | None = None) -> Any:
+        return self._call("PUT", f"/admin/shed/{request_class}", body or {})
+
+    def delete_shed(self, request_class: str) -> None:
+        try:
+            self._call("DELETE", f"/admin/shed/{request_class}")
+        except LabError as e:
+            if "HTTP 404" not in str(e):
+                raise
+
     def metrics_text(self) -> str:
         try:
             resp = self.session.get(f"{self.lab.url}/metrics", timeout=_TIMEOUT_S)

@@ -3,7 +3,8 @@ recovery figure the learner shows, and measure both for the report.
 
 An action changes the real lab and nothing else: ``rollback FLAG`` deletes the flag in the service's store
 (every new request gets the default variant), ``retry-policy …`` writes the clients' remote config that the
-drill's load generator reads before each new attempt. Nothing tells the fault to stop: a right mitigation
+drill's load generator reads before each new attempt, ``shed-load CLASS[:PERCENT]`` sets the service's
+shedding control for that request class (``PUT /admin/shed/{CLASS}``, audited as ``shed_changed``). Nothing tells the fault to stop: a right mitigation
 ends its effect because traffic no longer goes through it. The run keeps ``mitigation.json`` (the one
 mitigation a run takes) and ``recovery.jsonl`` (the learner's recovery figures; the last is graded).
 The pure rules (vocabulary, scoring) are in ``toolkit.drills.mitigation``.
@@ -94,6 +95,9 @@ def mitigate(lab: Lab, action_text: str, by: str = "learner", actor: str = DEFAU
         raise DrillError(f"drill {drill.id} is paused: resume it (`obslab drill resume`) to act on the lab")
     if action.verb == "rollback":
         ControlClient(lab, actor=actor).delete_flag(action.arg)
+    elif action.verb == "shed-load":
+        request_class, percent = action.shed
+        ControlClient(lab, actor=actor).put_shed(request_class, {"percent": percent})
     else:
         policy, attempts = action.retry_policy
         tmp = run.path / (REMOTE_CONFIG_FILE + ".tmp")

@@ -13,7 +13,10 @@ An action is ``VERB ARG``:
 - ``rollback FLAG``: the flag back to its default for everyone (the service's own flag store), so traffic
   leaves the variant the drill rolled out, and with it any fault whose selector names that variant;
 - ``retry-policy POLICY[:MAX_ATTEMPTS]``: the clients' chunk retry policy switched by remote config (the
-  drill's load generator reads it before each new publish attempt).
+  drill's load generator reads it before each new publish attempt);
+- ``shed-load CLASS[:PERCENT]``: the service's shedding control (``/admin/shed/{CLASS}``) rejects a
+  low-priority class of requests (``status`` polls, ``feed`` reads), all of them or ``PERCENT`` of them, early
+  with 503 + Retry-After, before they take capacity at the database primary that publishes need.
 
 A right mitigation needs no special case: it changes the lab, and the fault stops hurting because nothing
 goes through it any more. The learner then shows the recovery with the SLI that showed the incident, the
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from contract.events import FLAGS
+from contract.faults import SHED_CLASSES
 from loadtests.retry import RETRY_POLICIES
 from toolkit.drills.score import Grade, graded, part_scores
 
@@ -35,7 +39,7 @@ __all__ = ["VERBS", "Action", "Mitigations", "parse_action", "parse_mitigations"
            "MIN_RECOVERY_ATTEMPTS", "grade_mitigation", "RECOVERY_FIGURE",
            "MAX_RETRY_ATTEMPTS"]
 
-VERBS = ("rollback", "retry-policy")
+VERBS = ("rollback", "retry-policy", "shed-load")
 MAX_RETRY_ATTEMPTS = 20
 # The figure a learner reports to show recovery: the publish-success SLI, as `obslab sli` names it.
 RECOVERY_FIGURE = "publish_success_rate"
@@ -64,18 +68,33 @@ class Action:
         policy, _, attempts = self.arg.partition(":")
         return policy, int(attempts) if attempts else None
 
+    @property
+    def shed(self) -> tuple[str, int]:
+        """(request class, percent shed) of a ``shed-load`` action."""
+        request_class, _, percent = self.arg.partition(":")
+        return request_class, int(percent) if percent else 100
+
 
 def parse_action(text: str) -> Action:
     """``rollback release`` / ``retry-policy backoff:8`` → Action; ActionError names what is wrong."""
     parts = str(text).split()
     if len(parts) != 2:
-        raise ActionError(f"expected VERB ARG (e.g. 'rollback release', 'retry-policy backoff:8'), got {text!r}")
+        raise ActionError(f"expected VERB ARG (e.g. 'rollback release', 'retry-policy backoff:8', "
+                          f"'shed-load status'), got {text!r}")
     verb, arg = parts
     if verb not in VERBS:
         raise ActionError(f"unknown action {verb!r} (one of {', '.join(VERBS)})")
     if verb == "rollback":
         if arg not in FLAGS:
             raise ActionError(f"rollback: unknown flag {arg!r} (one of {', '.join(FLAGS)})")
+    elif verb == "shed-load":
+        request_class, sep, percent = arg.partition(":")
+        if request_class not in SHED_CLASSES:
+            raise ActionError(f"shed-load: unknown request class {request_class!r} "
+                              f"(one of {', '.join(SHED_CLASSES)})")
+        if sep and (not percent.isdigit() or not 1 <= int(percent) <= 100):
+            raise ActionError(f"shed-load: the share shed after ':' must be a percent, an integer in [1, 100], "
+                              f"got {percent!r}")
     else:
         policy, sep, attempts = arg.partition(":")
         if policy not in RETRY_POLICIES:

@@ -13,6 +13,7 @@ import time
 
 from toolkit.drills.lab import ControlClient, LabError, LabUnreachable, background_fault_name, fault_name
 from toolkit.drills.schema import Drill
+from toolkit.drills.mitigation import parse_action
 from toolkit.drills.state import RunDir
 
 __all__ = ["restore_service", "remove_fault"]
@@ -45,7 +46,8 @@ def remove_fault(client: ControlClient, run: RunDir, truth: dict, patience_s: fl
 
 
 def restore_service(client: ControlClient, drill: Drill, run: RunDir, patience_s: float = 20.0) -> None:
-    """Remove what the drill set on the service (its fault, background faults and flags), retrying each
+    """Remove what the drill set on the service (its fault, background faults, flags and the shedding its
+    mitigation may have set), retrying each
     removal until ``patience_s``: a busy service that times out one DELETE must not keep a drill's flag set.
     Logs ``service_restored`` once all is gone; raises LabError naming what is left otherwise. Idempotent:
     ``obslab drill stop`` calls it again when a killed scheduler did not log it."""
@@ -56,6 +58,10 @@ def restore_service(client: ControlClient, drill: Drill, run: RunDir, patience_s
                 for i, _ in enumerate(drill.setup.background_faults)]
     flags = {*drill.setup.flags, *((drill.rollout.flag,) if drill.rollout is not None else ())}
     removals += [(f"flag {name}", client.delete_flag, name) for name in sorted(flags)]
+    # A class the learner shed as the mitigation is let through again: the lab goes back as the drill found it.
+    shed = sorted({a.shed[0] for a in map(parse_action, drill.mitigations.choices) if a.verb == "shed-load"}
+                  if drill.mitigations is not None else set())
+    removals += [(f"shedding of {name}", client.delete_shed, name) for name in shed]
     left += [what for what, remove, name in removals if not _remove(remove, name, deadline)]
     if left:
         raise LabError(f"could not remove the drill's {', '.join(left)} from {client.lab.url}")

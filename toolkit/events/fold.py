@@ -42,7 +42,7 @@ WITH checked AS (
     SELECT * REPLACE (CASE WHEN reason = 0 THEN request_id END AS request_id),
            CASE WHEN reason <> 0 THEN 3
                 WHEN event = 'upload_rejected' THEN 1
-                WHEN event IN ('fault_changed', 'flag_changed') THEN 2
+                WHEN event IN ('fault_changed', 'flag_changed', 'shed_changed') THEN 2
                 ELSE 0 END::UTINYINT AS kind
     FROM checked
 ), grouped AS (
