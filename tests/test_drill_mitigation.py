@@ -448,6 +448,21 @@ def test_the_solver_takes_the_choice_its_diagnosis_points_to(cause, cohort, choi
     assert choose_mitigation(list(reversed(choices)), diagnosis) == got  # not the order shown
 
 
+@pytest.mark.parametrize("status_rates, feed_rates, want", [
+    ((2.0, 11.0), (1.0, 1.2), "shed-load status:90"),  # the polls multiplied at the peak: they took the pool
+    ((2.0, 2.4), (0.5, 3.0), "shed-load feed"),
+])
+def test_a_saturated_database_sheds_the_class_whose_traffic_grew(status_rates, feed_rates, want):
+    from toolkit.drills.auto import choose_mitigation
+
+    choices = ["shed-load feed", "rollback release", "shed-load status:90", "retry-policy none"]
+    diagnosis = {"causes": [{"cause": "database_saturation"}], "cohorts": [],
+                 "evidence": {"shed_class_rate_status": list(status_rates), "shed_class_rate_feed": list(feed_rates)}}
+    got = choose_mitigation(choices, diagnosis)
+    assert got is not None and got[0] == want, got
+    assert choose_mitigation(list(reversed(choices)), diagnosis) == got
+
+
 def _synthetic_cellular_run(data_dir: Path) -> RunDir:
     """A cellular-chunk-failures run going on now (this process stands in for its scheduler), 300 s in: chunk
     writes fail half the time since 180 s (seeded events, stamped from now back)."""

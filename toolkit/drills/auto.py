@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from contract.faults import SHED_CLASSES
 from toolkit.drills.measure import (Attempt, MetricSample, Window, failed_outcomes_in, measure_impact,
                                     percentile, read_drill_events, read_metric_samples)
 from toolkit.drills.schema import ANSWER_DIMENSIONS, Drill
@@ -208,6 +209,11 @@ def _metric_signals(samples: Sequence[MetricSample], w: Window) -> dict[str, flo
     mem = [m for m in mem if m is not None]
     out["memory_mb_growth"] = (max(mem) - mem[0]) / 1e6 if mem else None
     out["db_slot_timeouts"] = delta("obslab_db_slot_timeouts_total")
+    # Requests per second of each class an operator can shed (contract.faults.SHED_CLASSES): which load can wait.
+    for name, route in SHED_CLASSES.items():
+        method, path = route.split(" ", 1)
+        count = delta("obslab_http_requests_total", method=method, route=path)
+        out[f"shed_class_rate_{name}"] = None if count is None else count / span
     lost = delta("obslab_events_lost_total", reason="dropped_fault")
     out["events_dropped"] = lost
     return out
@@ -652,7 +658,8 @@ def choose_mitigation(choices: Sequence[str], diagnosis: Mapping) -> tuple[str, 
       or the only flag offered: traffic leaves the variant, and the failures with it;
     - chunk upload failures: each try of a chunk fails on its own, so more tries spaced by backoff make a
       chunk's failure rare (the backoff choice with the highest cap; immediate retries change the timing only);
-    - retry amplification: fewer, spaced tries (the backoff choice with the lowest cap, else no retries).
+    - retry amplification: fewer, spaced tries (the backoff choice with the lowest cap, else no retries);
+    - database saturation: shed the request class whose traffic grew the most during the incident.
     """
     from toolkit.drills.mitigation import parse_action
 
@@ -672,6 +679,20 @@ def choose_mitigation(choices: Sequence[str], diagnosis: Mapping) -> tuple[str, 
     if cause == "chunk_upload_failures" and backoff:
         return backoff[-1].text, ("chunk tries fail one by one and retries succeed: more tries, spaced by jittered "
                                   "backoff, make a chunk's failure rare for little extra load")
+    if cause == "database_saturation":
+        # The pool is shared: shed the class whose traffic grew the most during the incident (the load that
+        # took the connections), with the deepest cut offered.
+        evidence = diagnosis.get("evidence") or {}
+
+        def growth(a) -> float:
+            before, during = (evidence.get(f"shed_class_rate_{a.shed[0]}") or [None, None])[:2]
+            return (during or 0.0) / before if before else (during or 0.0)
+
+        sheds = [a for a in actions if a.verb == "shed-load"]
+        if sheds:
+            a = max(sheds, key=lambda a: (growth(a), a.shed[1]))
+            return a.text, (f"the database's connections are exhausted and {a.shed[0]} requests grew ×"
+                            f"{growth(a):.1f}: shedding them gives the publishes their connections back")
     if cause == "retry_amplification":
         fewer = backoff[:1] or [a for a in actions if a.text == "retry-policy none"]
         if fewer:
