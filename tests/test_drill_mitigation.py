@@ -545,3 +545,21 @@ def runner_error():
 ])
 def test_auto_mitigate_needs_auto_and_a_drill_with_a_mitigation_step(tmp_path, args, fragment):
     _one_line(_invoke("drill", "start", *args, "--data-dir", str(tmp_path)), fragment)
+
+
+def test_the_request_rate_of_each_shed_class_is_read_from_the_services_own_route_labels():
+    """The scheduler's samples carry Flask's rule as the route (/v1/uploads/<upload_id>); the shed classes name the
+    OpenAPI path. A mismatch read as 'no traffic' and shed the wrong class in a real run."""
+    from toolkit.drills.auto import _metric_signals
+    from toolkit.drills.measure import MetricSample, Window
+
+    def sample(t, status, feed):
+        return MetricSample(t, {
+            'obslab_http_requests_total{code="200",method="GET",route="/v1/uploads/<upload_id>"}': status,
+            'obslab_http_requests_total{code="503",method="GET",route="/v1/uploads/<upload_id>"}': status / 10,
+            'obslab_http_requests_total{code="200",method="GET",route="/v1/feed"}': feed,
+            'obslab_http_requests_total{code="200",method="POST",route="/v1/uploads/<upload_id>/complete"}': 99.0})
+
+    signals = _metric_signals([sample(100.0, 0.0, 0.0), sample(110.0, 100.0, 20.0)], Window(100.0, 110.0))
+    assert signals["shed_class_rate_status"] == pytest.approx(11.0)
+    assert signals["shed_class_rate_feed"] == pytest.approx(2.0)

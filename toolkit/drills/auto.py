@@ -212,7 +212,8 @@ def _metric_signals(samples: Sequence[MetricSample], w: Window) -> dict[str, flo
     # Requests per second of each class an operator can shed (contract.faults.SHED_CLASSES): which load can wait.
     for name, route in SHED_CLASSES.items():
         method, path = route.split(" ", 1)
-        count = delta("obslab_http_requests_total", method=method, route=path)
+        # The metric's route label is Flask's rule (/v1/uploads/<upload_id>), the class's the OpenAPI path.
+        count = delta("obslab_http_requests_total", method=method, route=re.sub(r"\{(\w+)\}", r"<\1>", path))
         out[f"shed_class_rate_{name}"] = None if count is None else count / span
     lost = delta("obslab_events_lost_total", reason="dropped_fault")
     out["events_dropped"] = lost
@@ -684,15 +685,15 @@ def choose_mitigation(choices: Sequence[str], diagnosis: Mapping) -> tuple[str, 
         # took the connections), with the deepest cut offered.
         evidence = diagnosis.get("evidence") or {}
 
-        def growth(a) -> float:
+        def growth(a) -> float:  # requests per second added: the connections that load took
             before, during = (evidence.get(f"shed_class_rate_{a.shed[0]}") or [None, None])[:2]
-            return (during or 0.0) / before if before else (during or 0.0)
+            return (during or 0.0) - (before or 0.0)
 
         sheds = [a for a in actions if a.verb == "shed-load"]
         if sheds:
             a = max(sheds, key=lambda a: (growth(a), a.shed[1]))
-            return a.text, (f"the database's connections are exhausted and {a.shed[0]} requests grew ×"
-                            f"{growth(a):.1f}: shedding them gives the publishes their connections back")
+            return a.text, (f"the database's connections are exhausted and {a.shed[0]} requests grew by "
+                            f"{growth(a):.1f}/s: shedding them gives the publishes their connections back")
     if cause == "retry_amplification":
         fewer = backoff[:1] or [a for a in actions if a.text == "retry-policy none"]
         if fewer:
