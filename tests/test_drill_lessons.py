@@ -356,14 +356,18 @@ def peak_hour(m: Measured) -> Lesson:
     early = Window(m.fault.start, m.fault.start + 0.15 * m.fault.length_s)
     eb, en = m.bad(early)
     lesson.claims["bad share under 2 % before the peak, fault in force"] = en >= 5 and share(eb, en) < 0.02
-    def rate(w):
-        return len(m.ended(w)) / w.length_s if w.length_s > 0 else 0.0
-    lesson.claims["attempts per second at least 3x the baseline's during the peak"] = (
-        rate(_busiest(m, m.fault)) >= 3 * rate(m.baseline))
+    # The traffic is the attempts that arrive (start) per second: the ones that end are throttled by the fault
+    # itself (in a busy CI-like run, 3.9 → 11.2 ended per second while 4.0 → 14.9 arrived).
+    def arriving(w):
+        return sum(1 for a in m.attempts if w.start <= a.started < w.end) / w.length_s if w.length_s > 0 else 0.0
+    width = m.fault.length_s / 10
+    peak = max(arriving(Window(m.fault.start + i * width, m.fault.start + (i + 1) * width)) for i in range(10))
+    lesson.claims["attempts arriving per second at least 3x the baseline's during the peak"] = (
+        peak >= 3 * arriving(m.baseline))
     timeouts = m.counter_delta(m.fault, "obslab_db_slot_timeouts_total", operation="publish")
     lesson.claims["publish writes timed out waiting for a connection"] = timeouts > 0
-    lesson.notes = (f"before the peak, fault in force: {eb}/{en}; attempts/s {rate(m.baseline):.1f} → "
-                    f"{rate(_busiest(m, m.fault)):.1f} at the peak; publish writes timed out {timeouts:.0f}")
+    lesson.notes = (f"before the peak, fault in force: {eb}/{en}; attempts arriving/s {arriving(m.baseline):.1f} → "
+                    f"{peak:.1f} at the peak; publish writes timed out {timeouts:.0f}")
     return lesson
 
 
