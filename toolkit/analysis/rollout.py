@@ -111,8 +111,8 @@ class Guardrail:
             amount = f"{self.max_change * 100:g} %"
         verb = {"increase": "rises", "decrease": "falls", "either": "moves"}[spec.direction]
         sig = " (its always-valid interval wholly beyond)" if self.require_significant else ""
-        return (f"roll back if {spec.description} {verb} more than {amount}{sig} at "
-                f"{self.consecutive_windows} consecutive looks")
+        return (f"roll back if {spec.description} {verb} more than {amount}{sig} over "
+                f"{self.consecutive_windows} consecutive windows")
 
 
 @dataclass(frozen=True)
