@@ -2,7 +2,7 @@
 
 For every call that came due, the stage's data are the attempts whose outcome time falls between the moment
 the stage's percent was set and the call (``toolkit.analysis.compare.compare_attempts``, the rollout judge's
-config: ``toolkit.analysis.rollout``'s per-look alpha and promote intervals). The judge is run twice when the
+config re-judged with ``toolkit.analysis.rollout``'s always-valid intervals). The judge is run twice when the
 change's regression sits in one cohort: variant against control overall (what the default guardrails see) and
 within that cohort (what a learner who looked there saw). Whether the data *show* the harm is the cohort
 judge's verdict on the regression's guardrail metric; the right call follows (``rollout_drill.right_call``).
@@ -170,8 +170,9 @@ def render_rollout_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {c['stage_percent']:g} % | {c['round'] + 1} | {c['call'] or 'no call'} | {right} | "
                      f"{c['credit']:g} | {shown} |")
     lines += ["", "## The judge's evidence at each call", "",
-              "Attempts whose outcome time falls between the stage's start and the call; the rollout judge's per-look "
-              "alpha (`obslab rollout`, docs/analysis.md), with the sample-ratio check against the stage's percent.", ""]
+              "Attempts whose outcome time falls between the stage's start and the call; the rollout judge's "
+              "always-valid intervals (`obslab rollout`, docs/analysis.md), with the sample-ratio check against the "
+              "stage's percent.", ""]
     for c in report["calls"]:
         lines.append(f"### {c['stage_percent']:g} %, round {c['round'] + 1} ({c['window_s']:g} s wall of data)")
         lines.append("")
