@@ -49,7 +49,7 @@ from toolkit.analysis.compare import (DEFAULT_ABANDON_AFTER_S, CohortSelector, C
 from contract.events import FLAGS
 from contract.durations import DurationError, format_duration, format_seconds, parse_duration
 from toolkit.analysis.judge import (DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, MetricResult, MetricSpec,
-                                    Verdict, _fmt_change, _harm_bound, judge, parse_judge_config)
+                                    _fmt_change, _harm_bound, judge, parse_judge_config)
 from contract.regular_file import NotRegularFileError, read_regular
 from toolkit.analysis.stats import (always_valid_p_value, confidence_sequence_halfwidth, difference_standard_error,
                                     power_always_valid_harm, power_always_valid_noninferiority)
@@ -449,10 +449,10 @@ def _beyond(direction: str, lo: float, hi: float, limit: float) -> tuple[str, bo
 
 
 def _always_valid_metric(plan: RolloutPlan, spec: MetricSpec, r: MetricResult) -> MetricResult:
-    est = _estimate(spec, r) if r.classification != "NoData" or r.fallback is None else None
-    a_stage, a_back, m = stage_alpha(plan), rollback_alpha(plan), max(1, len(plan.judge.metrics))
     if r.fallback is not None or r.change is None:
         return r  # no comparison: NoData, or its absolute fallback (a fixed-α exact test at the rollback level)
+    a_stage, a_back, m = stage_alpha(plan), rollback_alpha(plan), max(1, len(plan.judge.metrics))
+    est = _estimate(spec, r)
     if est is None:
         return replace(r, classification="Pass", failed=False, significant=False, non_inferior=False,
                        harm_bound=None, decision_alpha=a_back,

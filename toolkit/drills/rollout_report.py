@@ -12,7 +12,6 @@ Power figures come from ``toolkit.analysis.stats`` on the judge's own counts and
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
