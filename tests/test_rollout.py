@@ -99,7 +99,7 @@ def test_plan_summary_states_sample_sizes_and_power():
     av = s["always_valid"]
     assert av["tested_stages"] == 3 and av["stage_alpha"] == pytest.approx(0.05 / 3)
     assert av["rollback_alpha"] == pytest.approx(0.05 / 3 / 8)
-    assert av["mixture_scale"]["publish_success_rate"] == 0.005  # the success rate's margin
+    assert av["mixture_scale"]["publish_success_rate"] == pytest.approx([0.005, 0.02, 0.08, 0.32])  # margin × 1..64
 
 
 def test_guardrail_absolute_fallback_breach_counts_and_is_explained():
@@ -288,9 +288,9 @@ def test_a_drop_the_fixed_interval_calls_beyond_the_margin_holds_until_the_alway
     assert not m.failed and looked.verdict.verdict == "not_enough_data" and looked.verdict.rule == "not-non-inferior"
     av = m.comparison["always_valid"]
     assert av["stage_alpha"] == pytest.approx(0.05 / 3) and av["rollback_alpha"] == pytest.approx(0.05 / 3)
-    assert av["mixture_scale"] == 0.005 and av["se"] > 0
-    # Twice the data at the same rates: now the always-valid interval lies wholly below −0.5 pp.
-    _, _, more = _rate_look((112_860, 114_000), (5_868, 6_000))
+    assert av["mixture_scale"][0] == 0.005 and av["se"] > 0
+    # Three times the data at the same rates: now the always-valid interval lies wholly below −0.5 pp.
+    _, _, more = _rate_look((169_290, 171_000), (8_802, 9_000))
     assert more.verdict.verdict == "rollback" and more.verdict.rule == "critical:publish_success_rate"
     assert more.verdict.metrics[0].comparison["always_valid"]["rollback_interval"][1] < -0.005
 

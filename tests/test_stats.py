@@ -320,3 +320,18 @@ def test_difference_standard_error_has_a_variance_for_all_success_cohorts():
     assert S.difference_standard_error(900, 1000, 450, 500) == pytest.approx(
         math.sqrt((901 / 1002) * (101 / 1002) / 1000 + (451 / 502) * (51 / 502) / 500))
     assert S.difference_standard_error(0, 0, 5, 5) == math.inf
+
+
+def test_a_mixture_of_scales_is_narrow_at_small_and_large_standard_errors():
+    scales = (0.005, 0.02, 0.08, 0.32)
+    alpha = 0.05 / 24
+    for se in (0.0005, 0.0015, 0.006, 0.05):
+        mixed = S.confidence_sequence_halfwidth(se, alpha, scales)
+        # p-value and half-width are one boundary
+        assert S.always_valid_p_value(mixed, se, scales) == pytest.approx(alpha, rel=1e-6)
+        # never much wider than the best single scale, at the price of log(4) in the boundary ...
+        best = min(S.confidence_sequence_halfwidth(se, alpha, t) for t in scales)
+        assert best <= mixed <= S.confidence_sequence_halfwidth(se, alpha / 4, min(
+            scales, key=lambda t: S.confidence_sequence_halfwidth(se, alpha, t)))
+    # ... and far narrower than the smallest scale alone where the standard error is large (a drill's stage)
+    assert S.confidence_sequence_halfwidth(0.05, alpha, scales) < 0.2 * S.confidence_sequence_halfwidth(0.05, alpha, 0.005)

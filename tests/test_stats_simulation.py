@@ -147,3 +147,13 @@ def test_confidence_sequence_covers_a_real_difference_at_every_look():
     half = np.vectorize(lambda s: S.confidence_sequence_halfwidth(s, ALPHA, 0.02))(se)
     misses = int((np.abs(diff + 0.05) > half).any(axis=1).sum())
     assert sps.binomtest(misses, runs, ALPHA, alternative="greater").pvalue >= 0.05, misses
+
+
+def test_a_mixture_of_scales_covers_the_truth_at_every_look():
+    """The rollout's four-scale mixture (0.5, 2, 8, 32 pp), 600 A/A streams looked at 25 times: misses the truth
+    at any look in at most α of streams (measured: 2 of 600)."""
+    runs = 600
+    diff, se = _two_proportion_streams(np.random.default_rng(3), runs, 25, 160, 0.2, 0.9, 0.9)
+    half = np.vectorize(lambda s: S.confidence_sequence_halfwidth(s, ALPHA, (0.005, 0.02, 0.08, 0.32)))(se)
+    misses = int((np.abs(diff) > half).any(axis=1).sum())
+    assert sps.binomtest(misses, runs, ALPHA, alternative="greater").pvalue >= 0.05, misses

@@ -79,6 +79,7 @@ __all__ = [
     "stage_alpha",
     "rollback_alpha",
     "mixture_scale",
+    "mixture_scales",
     "always_valid_verdict",
 ]
 
@@ -167,16 +168,25 @@ def rollback_alpha(plan: RolloutPlan) -> float:
     return stage_alpha(plan) / max(1, len(plan.judge.metrics))
 
 
-# The mixture's scale τ when a metric's margin is 0 (any change counts): a rate's 0.5 pp, a latency's 10 %.
+# The mixture's base scale when a metric's margin is 0 (any change counts): a rate's 0.5 pp, a latency's 10 %.
 MIXTURE_SCALE_WHEN_NO_MARGIN = {"proportion": 0.005, "shift": 0.10, "quantile": 0.10}
+# A metric's confidence sequence mixes four scales, the base × these: narrow both for the margin-sized
+# changes a large stage decides on and for the gross breakage a small stage (or a drill's short one) can show.
+MIXTURE_SCALE_STEPS = (1.0, 4.0, 16.0, 64.0)
 
 
-def mixture_scale(spec: MetricSpec) -> float:
-    """τ of a metric's confidence sequence: its margin (allowed change), the size of effect the gate decides
-    on, so the sequence is narrowest near where its half-width is comparable to the margin (a rate's 0.5 pp:
-    about 4 000 variant attempts at a 5 % split and 99 % success, between the 5 % and the 25 % stage of the
-    default ladder at lab traffic). Fixed by the plan before the first look, as validity requires."""
-    return spec.allowed_change if spec.allowed_change > 0 else MIXTURE_SCALE_WHEN_NO_MARGIN[spec.kind]
+def mixture_scales(base: float) -> tuple[float, ...]:
+    return tuple(base * k for k in MIXTURE_SCALE_STEPS)
+
+
+def mixture_scale(spec: MetricSpec) -> tuple[float, ...]:
+    """The scales τ of a metric's confidence sequence (equal-weight mixture): its margin (allowed change) × 1,
+    4, 16 and 64. The first puts the sequence's narrowest point near where its half-width is comparable to the
+    margin (a rate's 0.5 pp: about 4 000 variant attempts at a 5 % split and 99 % success, between the 5 % and
+    the 25 % stage of the default ladder at lab traffic); the larger ones keep it narrow where a small stage
+    has a standard error of several points (a 1 % stage's 270 attempts, a drill's stage of 100) and only a
+    gross change can show. Fixed by the plan before the first look, as validity requires."""
+    return mixture_scales(spec.allowed_change if spec.allowed_change > 0 else MIXTURE_SCALE_WHEN_NO_MARGIN[spec.kind])
 
 
 def _always_valid_text(plan: RolloutPlan) -> str:
@@ -314,7 +324,7 @@ def plan_summary(plan: RolloutPlan, rate_per_s: float | None = None, baseline_su
         success_margin, tau = spec.allowed_change, mixture_scale(spec)
     except KeyError:
         success_margin = detect_drop / 2
-        tau = success_margin or MIXTURE_SCALE_WHEN_NO_MARGIN["proportion"]
+        tau = mixture_scales(success_margin or MIXTURE_SCALE_WHEN_NO_MARGIN["proportion"])
     for s in plan.stages:
         row: dict[str, Any] = {"percent": s.percent, "duration": format_duration(s.duration_s),
                                "window": format_duration(s.window_s)}

@@ -703,9 +703,24 @@ def mixture_constant(alpha: float) -> float:
     return two_log + math.log(1.0 + two_log)
 
 
-def confidence_sequence_halfwidth(se: float, alpha: float, tau: float) -> float:
+def _scales(tau) -> tuple[float, ...]:
+    taus = (float(tau),) if isinstance(tau, (int, float)) else tuple(float(t) for t in tau)
+    if not taus or not all(t > 0 and math.isfinite(t) for t in taus):
+        raise ValueError(f"tau must be positive (one value or several), got {tau}")
+    return taus
+
+
+def _log_mixture_ratio(distance: float, se: float, taus: tuple[float, ...]) -> float:
+    """log of the mixture likelihood ratio at |estimate − null| = ``distance``: equal weights over ``taus``."""
+    v = se * se
+    logs = [0.5 * math.log(v / (v + t * t)) + t * t * distance * distance / (2.0 * v * (v + t * t)) for t in taus]
+    top = max(logs)
+    return top + math.log(sum(math.exp(x - top) for x in logs) / len(logs))
+
+
+def confidence_sequence_halfwidth(se: float, alpha: float, tau) -> float:
     """Half-width of the two-sided (1 − alpha) normal-mixture confidence sequence at an estimate whose
-    standard error is ``se``:
+    standard error is ``se``. With one mixture scale τ it is closed-form:
 
         half-width = √( se²(se² + τ²)/τ² · ( log((se² + τ²)/se²) + 2 log(1/α) ) )
 
@@ -715,33 +730,47 @@ def confidence_sequence_halfwidth(se: float, alpha: float, tau: float) -> float:
     McAuliffe, Sekhon 2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences", eq. (14)
     with ρ² = τ²; for estimates that are asymptotically normal — a difference of rates, a bootstrap quantile —
     it is the asymptotic confidence sequence of Waudby-Smith, Arbour, Sinha, Kennedy, Ramdas 2021, Thm 2.2,
-    ±√(2(tσ²ρ² + 1)/(t²ρ²) · log(√(tσ²ρ² + 1)/α)), which is this formula with se² = σ²/t and τ = ρσ²). ``tau`` (the mixture's scale, fixed before the first look) sets where it is narrowest:
-    at se = τ / √c(α) (``mixture_constant``). Infinite when se is infinite; 0 when se is 0."""
-    if not (alpha > 0 and alpha < 1) or not tau > 0:
-        raise ValueError(f"need 0 < alpha < 1 and tau > 0, got alpha {alpha}, tau {tau}")
+    ±√(2(tσ²ρ² + 1)/(t²ρ²) · log(√(tσ²ρ² + 1)/α)), which is this formula with se² = σ²/t and τ = ρσ²).
+    ``tau`` (the mixture's scale, fixed before the first look) sets where it is narrowest: at
+    se = τ / √c(α) (``mixture_constant``). Several scales (a sequence) mix their likelihood ratios with equal
+    weights — still a martingale, so still valid — and the half-width is where the mixture reaches 1/α
+    (bisection): narrow near every scale's optimum, at the price of log(k) for k scales. Infinite when se
+    is infinite; 0 when se is 0."""
+    taus = _scales(tau)
+    if not (alpha > 0 and alpha < 1):
+        raise ValueError(f"need 0 < alpha < 1, got alpha {alpha}")
     if not math.isfinite(se):
         return math.inf
     if se <= 0:
         return 0.0
-    v, t2 = se * se, tau * tau
-    return math.sqrt(v * (v + t2) / t2 * (math.log((v + t2) / v) + 2.0 * math.log(1.0 / alpha)))
+    if len(taus) == 1:
+        v, t2 = se * se, taus[0] * taus[0]
+        return math.sqrt(v * (v + t2) / t2 * (math.log((v + t2) / v) + 2.0 * math.log(1.0 / alpha)))
+    target = math.log(1.0 / alpha)
+    # Each component alone reaches k/α at its own closed-form width: the mixture reaches 1/α before the widest.
+    hi = max(confidence_sequence_halfwidth(se, alpha / len(taus), t) for t in taus)
+    lo = 0.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _log_mixture_ratio(mid, se, taus) < target else (lo, mid)
+        if hi - lo <= 1e-12 * max(1.0, hi):
+            break
+    return hi
 
 
-def always_valid_p_value(estimate: float, se: float, tau: float, null: float = 0.0) -> float:
+def always_valid_p_value(estimate: float, se: float, tau, null: float = 0.0) -> float:
     """The always-valid p-value of "the truth is ``null``" from the same mixture: 1 / Λ, with
-    Λ = √(se²/(se² + τ²)) · exp(τ²(estimate − null)² / (2 se²(se² + τ²))) the mixture likelihood ratio.
-    p < α exactly when ``null`` lies outside the (1 − α) confidence sequence; under the null the chance
-    that any look ever gives p < α is at most α (Johari, Koomen, Pekelis, Walsh 2017, "Peeking at A/B
-    tests", the mSPRT; taking the smallest p over past looks would also be valid)."""
-    if not tau > 0:
-        raise ValueError(f"tau must be positive, got {tau}")
+    Λ = √(se²/(se² + τ²)) · exp(τ²(estimate − null)² / (2 se²(se² + τ²))) the mixture likelihood ratio
+    (averaged over the scales when ``tau`` is several). p < α exactly when ``null`` lies outside the (1 − α)
+    confidence sequence; under the null the chance that any look ever gives p < α is at most α (Johari,
+    Koomen, Pekelis, Walsh 2017, "Peeking at A/B tests", the mSPRT; taking the smallest p over past looks
+    would also be valid)."""
+    taus = _scales(tau)
     if not math.isfinite(se) or not math.isfinite(estimate):
         return 1.0
     if se <= 0:
         return 1.0 if estimate == null else 0.0
-    v, t2 = se * se, tau * tau
-    log_lr = 0.5 * math.log(v / (v + t2)) + t2 * (estimate - null) ** 2 / (2.0 * v * (v + t2))
-    return float(min(1.0, math.exp(-log_lr)))
+    return float(min(1.0, math.exp(-_log_mixture_ratio(abs(estimate - null), se, taus))))
 
 
 def mixture_scale_for(target_se: float, alpha: float) -> float:
@@ -762,7 +791,7 @@ def difference_standard_error(control_successes: float, control_total: float, tr
 
 
 def power_always_valid_noninferiority(p: float, n_control: float, n_treatment: float, margin: float,
-                                      alpha: float, tau: float) -> float:
+                                      alpha: float, tau) -> float:
     """Power to show non-inferiority at one look when nothing changed, with the always-valid interval:
     P(harm bound inside ``margin``) = Φ((margin − half-width) / SE), normal approximation."""
     if n_control <= 0 or n_treatment <= 0:
@@ -772,7 +801,7 @@ def power_always_valid_noninferiority(p: float, n_control: float, n_treatment: f
 
 
 def power_always_valid_harm(p_control: float, p_treatment: float, n_control: float, n_treatment: float,
-                            margin: float, alpha: float, tau: float) -> float:
+                            margin: float, alpha: float, tau) -> float:
     """Power of one look to show a fall of the rate from ``p_control`` to ``p_treatment`` beyond ``margin``
     (the whole always-valid interval below −margin): Φ((drop − margin − half-width) / SE)."""
     if n_control <= 0 or n_treatment <= 0:

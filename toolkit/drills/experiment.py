@@ -408,7 +408,7 @@ def _look_p_values(control: Sequence[Attempt], treatment: Sequence[Attempt], def
 
 
 def _always_valid_p_values(control: Sequence[Attempt], treatment: Sequence[Attempt], definition: SliDefinition,
-                           scales: Mapping[str, float]) -> dict[str, float | None]:
+                           scales: Mapping[str, tuple[float, ...]]) -> dict[str, float | None]:
     """Each metric's always-valid p-value of "no difference" over these attempts (the data so far): the success
     rate's difference with its standard error (``toolkit.analysis.stats.difference_standard_error``), a mean
     latency's difference relative to the control mean with Welch's standard error."""
@@ -437,11 +437,11 @@ def peeking_check(control: Sequence[Attempt], treatment: Sequence[Attempt], wind
     rule says of the data so far. The rule is ``toolkit.analysis.rollout``'s: the judge's α over the metrics
     (a one-stage plan), each metric's mixture scale its margin (the success rate's; a latency's 10 %)."""
     from toolkit.analysis.judge import DEFAULT_CONFIG
-    from toolkit.analysis.rollout import MIXTURE_SCALE_WHEN_NO_MARGIN, mixture_scale
+    from toolkit.analysis.rollout import MIXTURE_SCALE_WHEN_NO_MARGIN, mixture_scale, mixture_scales
 
     width = window.length_s / looks
     scales = {"success_rate": mixture_scale(DEFAULT_CONFIG.metric("publish_success_rate")),
-              **{m: MIXTURE_SCALE_WHEN_NO_MARGIN["shift"] for m in PEEK_METRICS[1:]}}
+              **{m: mixture_scales(MIXTURE_SCALE_WHEN_NO_MARGIN["shift"]) for m in PEEK_METRICS[1:]}}
     alpha = DEFAULT_CONFIG.alpha / len(PEEK_METRICS)
     out = []
     for i in range(looks):
