@@ -375,7 +375,7 @@ def test_repeated_looks_fool_a_peeker_far_more_often_than_the_rule():
         fooled += bool(peek.naive_hits)
         crossed += bool(peek.corrected_hits)
     # Measured: 48 of these 60 runs fool a peeker (the two latency means are correlated, the rate test is exact and
-    # conservative on small counts), 1 crosses the rule (always-valid: at most 5 % however many looks).
+    # conservative on small counts), none crosses the rule (always-valid: at most 5 % however many looks).
     assert fooled >= 0.7 * runs and crossed <= 0.1 * runs, (fooled, crossed)
 
 
