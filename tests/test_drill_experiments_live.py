@@ -146,12 +146,12 @@ def test_a_peeker_is_fooled_by_an_unchanged_canary(runs):
     looks = c["looks"]
     # The peeker: every window's three tests at p < 0.05, uncorrected, stops on a 'significant' one...
     assert looks["looks"] == 60 and looks["tests"] >= 150 and looks["naive_hits"] >= 1, looks["first_naive_hit"]
-    # ...where the rollout's alpha spending over the same looks finds nothing, and the whole run shows no effect.
-    assert looks["corrected_hits"] == 0, looks["smallest_p_holm"]
+    # ...where the rollout's always-valid rule over the same looks finds nothing, and the whole run shows no effect.
+    assert looks["corrected_hits"] == 0, looks["smallest_p_always_valid"]
     assert abs(c["naive"]["z"]) < 3, c["naive"]
     print("peeking margin:", looks["naive_hits"], "naive hits of", looks["tests"], "tests (",
-          round(looks["expected_by_chance"], 1), "by chance ); smallest Holm p", looks["smallest_p_holm"],
-          "against", looks["look_alpha"], "; whole run z", round(c["naive"]["z"], 2))
+          round(looks["expected_by_chance"], 1), "by chance ); smallest always-valid p", looks["smallest_p_always_valid"],
+          "against", looks["always_valid_alpha"], "; whole run z", round(c["naive"]["z"], 2))
     _graded_full(auto, report)
     assert "Repeated looks" in md
 

@@ -302,7 +302,7 @@ def test_stage_power_is_computed_from_the_stage_counts():
     big = stage_power(drill, timeline, {"stable": 9000, "canary": 3000}, 25)
     assert (small["control_outcomes"], small["variant_outcomes"]) == (500, 10)
     assert 0 <= small["power_detect_drop"] < big["power_detect_drop"] <= 1
-    assert 0 < small["power_alpha"] < 0.05  # the rollout judge's per-look alpha
+    assert 0 < small["power_alpha"] < 0.05  # the rollout judge's rollback alpha (always-valid)
     assert stage_power(drill, timeline, {}, 25)["power_detect_drop"] == 0.0
 
 
@@ -370,7 +370,7 @@ def test_the_report_renders_each_call_beside_the_right_one():
           "verdict": "not_enough_data", "rule": "not-enough-data", "explanation": "too few",
           "guardrails": {"publish_success_rate": {"classification": "Pass", "failed": False, "reason": "+0.00 pp",
                                                   "fallback": False}},
-          "metrics": {}, "power": {"detect_success_drop": 0.11, "detect_drop_pp": 2.0, "alpha": 0.0042,
+          "metrics": {}, "power": {"detect_success_drop": 0.11, "detect_drop_pp": 2.0, "rollback_alpha": 0.0042,
                                    "baseline_success": 0.99, "show_success_non_inferior": 0.02,
                                    "non_inferiority_margin_pp": 0.5, "non_inferiority_alpha": 0.025}}
     report = {"title": "T", "run": "r", "speed": 10.0, "ended": "rolled_back", "stages_reached": [1.0, 5.0],
@@ -387,7 +387,7 @@ def test_the_report_renders_each_call_beside_the_right_one():
     md = render_rollout_markdown(report)
     assert "| 5 % | 1 | rollback | continue | 0 | no harm at this stage |" in md
     assert "of which 1 never reached after a rollback the data did not call for" in md
-    assert "0.11 to detect a 2 pp drop at the per-look α = 0.0042" in md
+    assert "0.11 to roll back a 2 pp drop (always-valid interval at α = 0.0042 wholly beyond the 0.5 pp margin)" in md
     assert md.count("within the harmed cohort") == 1 and "the rollout rolled back" in md
 
 

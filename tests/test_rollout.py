@@ -93,11 +93,13 @@ def test_plan_summary_states_sample_sizes_and_power():
     one, twentyfive = s["stages"][0], s["stages"][2]
     assert one["expected_variant_attempts_per_window"] == pytest.approx(20 * 300 * 0.01)
     assert not one["window_has_enough_for_p99"]
-    assert twentyfive["power_to_detect_success_drop"] > one["power_to_detect_success_drop"]
+    assert twentyfive["power_to_roll_back_success_drop"] > one["power_to_roll_back_success_drop"]
     assert twentyfive["power_to_show_non_inferiority"] > one["power_to_show_non_inferiority"]
-    # 3 stages × (6 windows + 2·2 extension looks + 1 verdict) = 33 looks sharing α = 0.05
-    assert s["looks"]["max_looks"] == 33 and s["looks"]["look_alpha"] == pytest.approx(0.05 / 33)
-    assert s["looks"]["promote_alpha"] == pytest.approx(0.05 / 3)  # 1 verdict + 2 extensions a stage
+    # α = 0.05 shared by the 3 stages below 100 % (however often each is looked at), then by the 8 metrics
+    av = s["always_valid"]
+    assert av["tested_stages"] == 3 and av["stage_alpha"] == pytest.approx(0.05 / 3)
+    assert av["rollback_alpha"] == pytest.approx(0.05 / 3 / 8)
+    assert av["mixture_scale"]["publish_success_rate"] == pytest.approx([0.005, 0.02, 0.08, 0.32])  # margin × 1..64
 
 
 def test_guardrail_absolute_fallback_breach_counts_and_is_explained():
@@ -255,3 +257,60 @@ def test_cli_run_without_a_service_is_one_line_and_logs_the_abort(tmp_path):
     assert r.returncode == 2 and "no service answering" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     last = json.loads(log.read_text().splitlines()[-1])
     assert last["action"] == "aborted" and last["rolled_back"] is False
+
+
+def _rate_look(control: tuple[int, int], variant: tuple[int, int], percent: float = 5.0):
+    """A rollout look on the success rate alone: the judge's result, then re-judged always-valid."""
+    from dataclasses import replace
+
+    from toolkit.analysis.compare import CohortSample, compare_samples
+
+    success = DEFAULT_CONFIG.metric("publish_success_rate")
+    plan = R.parse_plan({"rollout": {"guardrails": [{"metric": "publish_success_rate", "max_change": 0.01}]},
+                         "judge": {"metrics": [{k: v for k, v in success.__dict__.items() if v is not None}]}})
+    plan = replace(plan, judge=replace(plan.judge, metrics=(success,)))
+    name = success.name
+    cohorts = [CohortSample(label, label, n, n, 0, None, None, proportions={name: (s, n)})
+               for label, (s, n) in (("control", control), ("variant", variant))]
+    fixed = compare_samples(*cohorts, plan.judge, expected_split=(1 - percent / 100, percent / 100),
+                            decision_alpha=R.rollback_alpha(plan))
+    return plan, fixed, R.always_valid_verdict(plan, fixed)
+
+
+def test_a_drop_the_fixed_interval_calls_beyond_the_margin_holds_until_the_always_valid_one_shows_it():
+    # 99.0 % vs 97.8 % on 3 000 variant attempts: the fixed-sample test (one look) fails the rate beyond its
+    # 0.5 pp margin; the always-valid interval, valid at any number of looks, reaches back inside the margin.
+    plan, fixed, looked = _rate_look((56_430, 57_000), (2_934, 3_000))
+    m = looked.verdict.metrics[0]
+    assert fixed.verdict.verdict == "rollback" and fixed.verdict.metrics[0].failed
+    lo, hi = m.change_ci
+    assert lo < fixed.verdict.metrics[0].change_ci[0] and hi > -0.005  # wider, and not wholly beyond the margin
+    assert not m.failed and looked.verdict.verdict == "not_enough_data" and looked.verdict.rule == "not-non-inferior"
+    av = m.comparison["always_valid"]
+    assert av["stage_alpha"] == pytest.approx(0.05 / 3) and av["rollback_alpha"] == pytest.approx(0.05 / 3)
+    assert av["mixture_scale"][0] == 0.005 and av["se"] > 0
+    # Three times the data at the same rates: now the always-valid interval lies wholly below −0.5 pp.
+    _, _, more = _rate_look((169_290, 171_000), (8_802, 9_000))
+    assert more.verdict.verdict == "rollback" and more.verdict.rule == "critical:publish_success_rate"
+    assert more.verdict.metrics[0].comparison["always_valid"]["rollback_interval"][1] < -0.005
+
+
+def test_promote_needs_the_always_valid_harm_bound_inside_the_margin():
+    # Unchanged at 99 % on 13 500 variant attempts (the 25 % stage at lab traffic): shown non-inferior.
+    _, _, looked = _rate_look((40_095, 40_500), (13_365, 13_500), percent=25)
+    m = looked.verdict.metrics[0]
+    assert looked.verdict.verdict == "promote" and m.non_inferior and m.harm_bound > -0.005
+    # The same rates on 1 350 (the 5 % stage): the harm bound is beyond the margin, so no promote.
+    _, fixed, small = _rate_look((25_245, 25_500), (1_337, 1_350))
+    assert small.verdict.verdict == "not_enough_data" and not small.verdict.metrics[0].non_inferior
+    assert small.verdict.metrics[0].harm_bound < fixed.verdict.metrics[0].harm_bound  # wider than one look's
+
+
+def test_guardrail_needs_the_always_valid_interval_beyond_max_change():
+    w = lambda i, bounds: R.WindowResult(5, i, f"w{i}", f"w{i + 1}", 1000, 50, {"publish_success_rate": -0.02},
+                                         {"publish_success_rate": True}, "hold", "", {}, bounds)
+    plan = R.DEFAULT_PLAN
+    straddles = [w(i, {"publish_success_rate": (-0.035, -0.005)}) for i in range(2)]
+    assert not [g for g, _ in R.guardrail_breaches(plan, straddles) if g.metric == "publish_success_rate"]
+    beyond = [w(i, {"publish_success_rate": (-0.03, -0.012)}) for i in range(2)]
+    assert [g.metric for g, _ in R.guardrail_breaches(plan, beyond)] == ["publish_success_rate"]

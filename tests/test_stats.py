@@ -286,3 +286,52 @@ def test_latency_statistics_widen_for_clustered_users_and_not_for_independent_on
     solo = S.compare_shift(c, t, control_users=np.arange(2000), treatment_users=np.arange(600))
     assert solo.design_effect_control == pytest.approx(1.0, abs=0.15)
     assert solo.p_value == pytest.approx(plain.p_value, rel=0.2)
+
+
+def test_confidence_sequence_halfwidth_is_the_normal_mixture_boundary():
+    se, alpha, tau = 0.004, 0.05, 0.01
+    v, t2 = se * se, tau * tau
+    expected = math.sqrt(v * (v + t2) / t2 * (math.log((v + t2) / v) + 2 * math.log(1 / alpha)))
+    assert S.confidence_sequence_halfwidth(se, alpha, tau) == pytest.approx(expected)
+    # Wider than the fixed-sample interval at the same level (the price of looking any time) ...
+    assert S.confidence_sequence_halfwidth(se, alpha, tau) > sps.norm.isf(alpha / 2) * se
+    # ... narrowest, in units of se, where τ²/se² = c(α) (the tuning of Waudby-Smith et al.)
+    best = S.mixture_scale_for(se, alpha)
+    assert best == pytest.approx(se * math.sqrt(-2 * math.log(alpha) + math.log(1 - 2 * math.log(alpha))))
+    width = [S.confidence_sequence_halfwidth(se, alpha, best * f) for f in (0.5, 0.8, 1.0, 1.25, 2.0)]
+    assert min(width) == width[2]
+    assert S.confidence_sequence_halfwidth(0.0, alpha, tau) == 0.0
+    assert S.confidence_sequence_halfwidth(math.inf, alpha, tau) == math.inf
+    with pytest.raises(ValueError, match="tau"):
+        S.confidence_sequence_halfwidth(se, alpha, 0.0)
+
+
+def test_always_valid_p_value_is_below_alpha_exactly_outside_the_sequence():
+    se, tau, alpha = 0.003, 0.005, 0.02
+    half = S.confidence_sequence_halfwidth(se, alpha, tau)
+    assert S.always_valid_p_value(0.001 + half * 1.001, se, tau, null=0.001) < alpha
+    assert S.always_valid_p_value(0.001 + half * 0.999, se, tau, null=0.001) > alpha
+    assert S.always_valid_p_value(-half * 1.001, se, tau) < alpha  # two-sided
+    assert S.always_valid_p_value(0.0, se, tau) == 1.0
+
+
+def test_difference_standard_error_has_a_variance_for_all_success_cohorts():
+    assert S.difference_standard_error(100, 100, 50, 50) > 0
+    assert S.difference_standard_error(900, 1000, 450, 500) == pytest.approx(
+        math.sqrt((901 / 1002) * (101 / 1002) / 1000 + (451 / 502) * (51 / 502) / 500))
+    assert S.difference_standard_error(0, 0, 5, 5) == math.inf
+
+
+def test_a_mixture_of_scales_is_narrow_at_small_and_large_standard_errors():
+    scales = (0.005, 0.02, 0.08, 0.32)
+    alpha = 0.05 / 24
+    for se in (0.0005, 0.0015, 0.006, 0.05):
+        mixed = S.confidence_sequence_halfwidth(se, alpha, scales)
+        # p-value and half-width are one boundary
+        assert S.always_valid_p_value(mixed, se, scales) == pytest.approx(alpha, rel=1e-6)
+        # never much wider than the best single scale, at the price of log(4) in the boundary ...
+        best = min(S.confidence_sequence_halfwidth(se, alpha, t) for t in scales)
+        assert best <= mixed <= S.confidence_sequence_halfwidth(se, alpha / 4, min(
+            scales, key=lambda t: S.confidence_sequence_halfwidth(se, alpha, t)))
+    # ... and far narrower than the smallest scale alone where the standard error is large (a drill's stage)
+    assert S.confidence_sequence_halfwidth(0.05, alpha, scales) < 0.2 * S.confidence_sequence_halfwidth(0.05, alpha, 0.005)

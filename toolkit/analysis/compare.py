@@ -313,8 +313,8 @@ def compare_samples(control: CohortSample, treatment: CohortSample, config: Judg
                     synthetic: str = "include", source: str = "", users_in_both: UsersInBoth | None = None,
                     decision_alpha: float | None = None, look: str = "") -> CompareResult:
     """Run every configured metric's statistic, classify it, correct for multiplicity (Holm at
-    ``decision_alpha``, default the config's alpha; a rollout passes its per-look share of alpha,
-    described by ``look``), and judge; the sample-ratio check (``expected_split``) counts as ``srm_units``
+    ``decision_alpha``, default the config's alpha; a rollout passes its rollback level, described by
+    ``look``, then re-judges with always-valid intervals), and judge; the sample-ratio check (``expected_split``) counts as ``srm_units``
     says, from ``users_in_both`` (none when omitted). Pure."""
     alpha_d = config.alpha if decision_alpha is None else decision_alpha
     results = []

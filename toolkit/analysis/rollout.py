@@ -5,20 +5,27 @@ A plan is data (YAML, defaults below): the flag and variant, the stages (1 % →
 p99 processing latency rises more than 20 % over two consecutive windows") and the judge
 config used for each stage's verdict.
 
-* Each *window* compares variant vs control over the attempts whose outcome time is in it, (start, end]
-  (``toolkit.analysis.compare.scope_attempts``, the scope of every command)
-  and feeds the guardrails: a guardrail is breached when its metric moved in the bad direction
-  by more than ``max_change`` (and, by default, significantly) in ``consecutive_windows``
-  windows in a row; windows without enough data are neutral (they neither count nor reset).
+* At the end of each *window* the rollout looks: variant vs control over the attempts whose outcome
+  time is in (stage start, window end] (``toolkit.analysis.compare.scope_attempts``, the scope of
+  every command), which feeds the guardrails: a guardrail is breached when its metric's always-valid
+  interval lies wholly beyond ``max_change`` in the bad direction (or, with ``require_significant:
+  false``, its estimate does) at ``consecutive_windows`` looks in a row; looks without enough data
+  are neutral (they neither count nor reset).
 * At the end of a stage the whole stage is judged; the decision is ``promote`` (next stage),
   ``rollback``, ``extend`` (hold or not enough data: one more window, up to ``max_extensions``)
   or ``hold`` (stop and leave the flag where it is for a human).
 
-Repeated looks: every window and every stage verdict is a look at the data, and each may roll
-back. The plan fixes the most looks it can take (``max_looks``: windows and stage verdicts,
-extensions included), and each look tests at ``look_alpha`` = judge alpha / max_looks (Bonferroni
-alpha spending; Holm across the metrics within a look), so an unchanged variant is rolled back
-in at most alpha of rollouts however often it is looked at (measured: docs/analysis.md,
+Repeated looks: every window is a look at the stage's data so far (stage start to the window's end),
+and any look may roll back or (at the stage's end) promote. Each look judges the metrics with
+always-valid intervals (``toolkit.analysis.stats.confidence_sequence_halfwidth``, a normal-mixture
+confidence sequence on the estimate and the standard error the comparison uses, user design effect
+included), which hold however often and whenever the stage is looked at — a learner refreshing the
+dashboard, an extension beyond the plan. The judge's α is shared by the stages below 100 %
+(``stage_alpha``); a promote needs every required metric's harm bound, at ``stage_alpha``, inside its
+margin (non-inferiority); a rollback needs a metric's interval, at ``rollback_alpha`` (the stage's α
+shared by the judge's metrics), to lie wholly beyond its margin (or a guardrail's ``max_change``) in the
+bad direction: harm beyond the margin is shown. Anything between holds. So an unchanged variant is
+rolled back in at most α of rollouts however often it is looked at (measured: docs/analysis.md,
 ``toolkit.analysis.simulate``).
 
 ``decide`` and ``guardrail_breaches`` are pure; ``evaluate_timeline`` judges a past rollout from
@@ -34,14 +41,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from scipy import stats as sps
+
 from contract.brief import brief
 from toolkit.analysis.compare import (DEFAULT_ABANDON_AFTER_S, CohortSelector, CompareResult, Window, _clean, _iso,
                                       compare_attempts)
 from contract.events import FLAGS
 from contract.durations import DurationError, format_duration, format_seconds, parse_duration
-from toolkit.analysis.judge import DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, parse_judge_config
+from toolkit.analysis.judge import (DEFAULT_CONFIG, JudgeConfig, JudgeConfigError, MetricResult, MetricSpec,
+                                    _fmt_change, _harm_bound, judge, parse_judge_config)
 from contract.regular_file import NotRegularFileError, read_regular
-from toolkit.analysis.stats import power_noninferiority_two_proportions, power_two_proportions
+from toolkit.analysis.stats import (always_valid_p_value, confidence_sequence_halfwidth, difference_standard_error,
+                                    power_always_valid_harm, power_always_valid_noninferiority)
 from toolkit.slo.yaml_file import load_yaml_file
 
 __all__ = [
@@ -64,9 +75,12 @@ __all__ = [
     "evaluate_timeline",
     "timeline_from_log",
     "run_rollout",
-    "max_looks",
-    "look_alpha",
-    "promote_alpha",
+    "tested_stages",
+    "stage_alpha",
+    "rollback_alpha",
+    "mixture_scale",
+    "mixture_scales",
+    "always_valid_verdict",
 ]
 
 ROLLOUT_SCHEMA = "obslab.rollout/v1"
@@ -97,7 +111,7 @@ class Guardrail:
         else:
             amount = f"{self.max_change * 100:g} %"
         verb = {"increase": "rises", "decrease": "falls", "either": "moves"}[spec.direction]
-        sig = " (significantly)" if self.require_significant else ""
+        sig = " (its always-valid interval wholly beyond)" if self.require_significant else ""
         return (f"roll back if {spec.description} {verb} more than {amount}{sig} over "
                 f"{self.consecutive_windows} consecutive windows")
 
@@ -125,8 +139,7 @@ class RolloutPlan:
                       "marginal_threshold": self.judge.marginal_threshold,
                       "metrics": [m.name for m in self.judge.metrics],
                       "minimums": asdict(self.judge.minimums)},
-            "looks": {"max_looks": max_looks(self), "look_alpha": look_alpha(self),
-                      "promote_alpha": promote_alpha(self)},
+            "always_valid": _always_valid_dict(self),
         }
 
 
@@ -137,28 +150,57 @@ def _windows_in(stage: Stage) -> int:
     return max(1, int(math.floor(stage.duration_s / stage.window_s + 1e-9))) if stage.window_s > 0 else 1
 
 
-def max_looks(plan: RolloutPlan) -> int:
-    """The most looks that may roll back: per stage below 100 %, its windows plus one per extension,
-    and its verdict at the end plus one per extension."""
-    return sum(_windows_in(s) + 2 * plan.max_extensions + 1 for s in plan.stages if s.percent < 100) or 1
+def tested_stages(plan: RolloutPlan) -> int:
+    """Stages with a control cohort left to compare (below 100 %): each is one always-valid sequence."""
+    return max(1, sum(1 for s in plan.stages if s.percent < 100))
 
 
-def look_alpha(plan: RolloutPlan) -> float:
-    """The alpha each look spends: the judge's alpha shared equally by every planned look."""
-    return plan.judge.alpha / max_looks(plan)
+def stage_alpha(plan: RolloutPlan) -> float:
+    """The level of each stage's confidence sequences: the judge's α shared by the tested stages (their
+    number is fixed by the plan, not by how often anyone looks). A promote's harm bounds are at this level."""
+    return plan.judge.alpha / tested_stages(plan)
 
 
-def promote_alpha(plan: RolloutPlan) -> float:
-    """The level of the intervals a stage's promote rests on: a stage verdict is taken up to
-    1 + max_extensions times, each a chance to show non-inferiority, so α is shared among them
-    (Bonferroni) and a harmful variant at the margin is promoted in at most α of its stages."""
-    return plan.judge.alpha / (1 + plan.max_extensions)
+def rollback_alpha(plan: RolloutPlan) -> float:
+    """The level a rollback needs: the stage's α shared by the judge's metrics (Bonferroni), so the chance
+    that any metric of an unchanged variant is ever shown beyond its margin in the stage is at most
+    ``stage_alpha``."""
+    return stage_alpha(plan) / max(1, len(plan.judge.metrics))
 
 
-def _look_text(plan: RolloutPlan) -> str:
-    return (f"rollout alpha spending: {plan.judge.alpha:g} shared by {max_looks(plan)} planned looks "
-            f"(windows and stage verdicts, extensions included); intervals for a promote at "
-            f"{(1 - promote_alpha(plan)) * 100:.4g} % ({1 + plan.max_extensions} verdict looks a stage)")
+# The mixture's base scale when a metric's margin is 0 (any change counts): a rate's 0.5 pp, a latency's 10 %.
+MIXTURE_SCALE_WHEN_NO_MARGIN = {"proportion": 0.005, "shift": 0.10, "quantile": 0.10}
+# A metric's confidence sequence mixes four scales, the base × these: narrow both for the margin-sized
+# changes a large stage decides on and for the gross breakage a small stage (or a drill's short one) can show.
+MIXTURE_SCALE_STEPS = (1.0, 4.0, 16.0, 64.0)
+
+
+def mixture_scales(base: float) -> tuple[float, ...]:
+    return tuple(base * k for k in MIXTURE_SCALE_STEPS)
+
+
+def mixture_scale(spec: MetricSpec) -> tuple[float, ...]:
+    """The scales τ of a metric's confidence sequence (equal-weight mixture): its margin (allowed change) × 1,
+    4, 16 and 64. The first puts the sequence's narrowest point near where its half-width is comparable to the
+    margin (a rate's 0.5 pp: about 4 000 variant attempts at a 5 % split and 99 % success, between the 5 % and
+    the 25 % stage of the default ladder at lab traffic); the larger ones keep it narrow where a small stage
+    has a standard error of several points (a 1 % stage's 270 attempts, a drill's stage of 100) and only a
+    gross change can show. Fixed by the plan before the first look, as validity requires."""
+    return mixture_scales(spec.allowed_change if spec.allowed_change > 0 else MIXTURE_SCALE_WHEN_NO_MARGIN[spec.kind])
+
+
+def _always_valid_text(plan: RolloutPlan) -> str:
+    return (f"always-valid intervals (normal-mixture confidence sequences): α {plan.judge.alpha:g} shared by "
+            f"{tested_stages(plan)} stage(s), {stage_alpha(plan):.4g} each (promote: harm bound inside the margin "
+            f"at {(1 - stage_alpha(plan)) * 100:.4g} %); rollback: an interval at {(1 - rollback_alpha(plan)) * 100:.4g} % "
+            f"({len(plan.judge.metrics)} metrics) wholly beyond the margin; valid however often a stage is looked at")
+
+
+def _always_valid_dict(plan: RolloutPlan) -> dict[str, Any]:
+    return {"method": "normal-mixture confidence sequence (Howard et al. 2021; Waudby-Smith et al. 2021)",
+            "tested_stages": tested_stages(plan), "stage_alpha": stage_alpha(plan),
+            "rollback_alpha": rollback_alpha(plan),
+            "mixture_scale": {m.name: mixture_scale(m) for m in plan.judge.metrics}}
 
 
 def _num(raw: Any, where: str, *, lo: float | None = None, hi: float | None = None) -> float:
@@ -269,18 +311,20 @@ def load_plan(path: str | Path | None) -> RolloutPlan:
 
 def plan_summary(plan: RolloutPlan, rate_per_s: float | None = None, baseline_success: float = 0.99,
                  detect_drop: float = 0.01) -> dict[str, Any]:
-    """The plan as data, and — given a traffic rate — the attempts each stage will see, the
-    power to detect a ``detect_drop`` fall in success rate over the stage (two-proportion z-test
-    at the per-look alpha) and the power to show the rate non-inferior (within the success
-    metric's allowed change) when nothing changed, which a promote needs."""
+    """The plan as data, and — given a traffic rate — the attempts each stage will see, the power of
+    the stage's last look to roll back a ``detect_drop`` fall in success rate (its always-valid interval
+    at ``rollback_alpha`` wholly beyond the success metric's margin) and the power to show the rate
+    non-inferior (harm bound at ``stage_alpha`` inside the margin) when nothing changed, which a promote
+    needs. Normal approximation, independent attempts."""
     out = {"schema": "obslab.rollout-plan/v1", "plan": plan.to_dict(), "stages": [],
-           "looks": {"max_looks": max_looks(plan), "look_alpha": look_alpha(plan),
-                     "promote_alpha": promote_alpha(plan), "rule": _look_text(plan)}}
+           "always_valid": {**_always_valid_dict(plan), "rule": _always_valid_text(plan)}}
     mins = plan.judge.minimums
     try:
-        success_margin = plan.judge.metric("publish_success_rate").allowed_change
+        spec = plan.judge.metric("publish_success_rate")
+        success_margin, tau = spec.allowed_change, mixture_scale(spec)
     except KeyError:
         success_margin = detect_drop / 2
+        tau = mixture_scales(success_margin or MIXTURE_SCALE_WHEN_NO_MARGIN["proportion"])
     for s in plan.stages:
         row: dict[str, Any] = {"percent": s.percent, "duration": format_duration(s.duration_s),
                                "window": format_duration(s.window_s)}
@@ -294,18 +338,19 @@ def plan_summary(plan: RolloutPlan, rate_per_s: float | None = None, baseline_su
                 "expected_variant_attempts_per_stage": round(per_stage, 1),
                 "window_has_enough_for_rates": per_window >= mins.proportion_per_arm,
                 "window_has_enough_for_p99": per_window * baseline_success >= mins.quantile_per_arm(0.99),
-                "power_to_detect_success_drop": round(power_two_proportions(
-                    baseline_success, baseline_success - detect_drop, max(1, int(control_stage)),
-                    max(1, int(per_stage)), look_alpha(plan)), 3) if per_stage >= 1 else 0.0,
-                "power_to_show_non_inferiority": round(power_noninferiority_two_proportions(
-                    baseline_success, control_stage, per_stage, success_margin, promote_alpha(plan)), 3)
+                "power_to_roll_back_success_drop": round(power_always_valid_harm(
+                    baseline_success, baseline_success - detect_drop, control_stage, per_stage, success_margin,
+                    rollback_alpha(plan), tau), 3) if per_stage >= 1 else 0.0,
+                "power_to_show_non_inferiority": round(power_always_valid_noninferiority(
+                    baseline_success, control_stage, per_stage, success_margin, stage_alpha(plan), tau), 3)
                     if per_stage >= 1 else 0.0,
             })
         out["stages"].append(row)
     if rate_per_s:
         out["assumptions"] = {"rate_per_s": rate_per_s, "baseline_success": baseline_success,
                               "detect_drop": detect_drop, "non_inferiority_margin": success_margin,
-                              "detect_alpha": look_alpha(plan)}
+                              "rollback_alpha": rollback_alpha(plan), "non_inferiority_alpha": stage_alpha(plan),
+                              "mixture_scale": tau}
     return out
 
 
@@ -326,6 +371,9 @@ class WindowResult:
     rule: str
     # metric → True when too thin for a comparison but beyond its absolute limit (judge fallback)
     fallback_breached: dict[str, bool] = field(default_factory=dict)
+    # metric → the always-valid interval at the rollback level over the stage's data so far
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    since: str | None = None  # the look covers (since, end]: the stage's start
 
 
 @dataclass(frozen=True)
@@ -365,20 +413,106 @@ class RolloutResult:
 
 
 def _window_from_compare(stage: float, index: int, start: datetime, end: datetime,
-                         result: CompareResult) -> WindowResult:
-    changes, significant, fallback = {}, {}, {}
+                         result: CompareResult, since: datetime | None = None) -> WindowResult:
+    changes, significant, fallback, bounds = {}, {}, {}, {}
     for m in result.verdict.metrics:
         changes[m.name] = m.change
-        significant[m.name] = bool(m.significant)  # Holm-adjusted at the look's alpha
+        significant[m.name] = bool(m.significant)  # shown beyond its margin, always-valid, at the rollback level
         if m.fallback is not None:
             fallback[m.name] = bool(m.failed)
+        av = (m.comparison or {}).get("always_valid")
+        if av and av.get("rollback_interval"):
+            bounds[m.name] = tuple(av["rollback_interval"])
     return WindowResult(stage, index, _iso(start), _iso(end), result.control.attempts, result.treatment.attempts,
-                        changes, significant, result.verdict.verdict, result.verdict.rule, fallback)
+                        changes, significant, result.verdict.verdict, result.verdict.rule, fallback, bounds,
+                        _iso(since) if since is not None else None)
 
 
-def _stage_judge(plan: RolloutPlan) -> JudgeConfig:
-    """The judge config of a rollout's looks: intervals at ``promote_alpha``."""
-    return replace(plan.judge, alpha=promote_alpha(plan))
+def _estimate(spec: MetricSpec, r: MetricResult) -> tuple[float, float] | None:
+    """(estimate, standard error) of a metric's change on the judge's scale (absolute for a rate, relative to
+    the control for a latency), with the variance the comparison used (users' design effect included)."""
+    c = r.comparison or {}
+    if r.change is None or not math.isfinite(r.change):
+        return None
+    if spec.kind == "proportion":
+        deff_c, deff_t = c.get("design_effect_control", 1.0), c.get("design_effect_treatment", 1.0)
+        se = difference_standard_error(c["control_successes"] / deff_c, c["control_total"] / deff_c,
+                                       c["treatment_successes"] / deff_t, c["treatment_total"] / deff_t)
+    elif spec.kind == "quantile":
+        se = c.get("rel_se")
+    else:  # Hodges-Lehmann: the SE its distribution-free interval implies (normal approximation of U)
+        lo, hi, med, alpha = c.get("ci_low"), c.get("ci_high"), c.get("control_median"), c.get("alpha", 0.05)
+        if lo is None or hi is None or not med or not (math.isfinite(lo) and math.isfinite(hi)):
+            return None
+        se = (hi - lo) / (2 * float(sps.norm.isf(alpha / 2))) / abs(med)
+    if se is None or not math.isfinite(se):
+        return None
+    return float(r.change), float(se)
+
+
+def _beyond(direction: str, lo: float, hi: float, limit: float) -> tuple[str, bool]:
+    """(classification, failed) of an interval against ±limit: wholly above is High, wholly below Low."""
+    cls = "High" if lo > limit else "Low" if hi < -limit else "Pass"
+    failed = (cls == "High" and direction in ("increase", "either")) or \
+             (cls == "Low" and direction in ("decrease", "either"))
+    return cls, failed
+
+
+def _always_valid_metric(plan: RolloutPlan, spec: MetricSpec, r: MetricResult) -> MetricResult:
+    if r.fallback is not None or r.change is None:
+        return r  # no comparison: NoData, or its absolute fallback (a fixed-α exact test at the rollback level)
+    a_stage, a_back, m = stage_alpha(plan), rollback_alpha(plan), max(1, len(plan.judge.metrics))
+    est = _estimate(spec, r)
+    if est is None:
+        return replace(r, classification="Pass", failed=False, significant=False, non_inferior=False,
+                       harm_bound=None, decision_alpha=a_back,
+                       reason=f"{_fmt_change(spec.kind, r.change)}: no standard error for an always-valid interval")
+    x, se = est
+    tau = mixture_scale(spec)
+    hw_stage = confidence_sequence_halfwidth(se, a_stage, tau)
+    hw_back = confidence_sequence_halfwidth(se, a_back, tau)
+    lo, hi = x - hw_stage, x + hw_stage
+    harm, ok = _harm_bound(spec.direction, lo, hi, spec.allowed_change)
+    cls, failed = _beyond(spec.direction, x - hw_back, x + hw_back, spec.allowed_change)
+    p = (always_valid_p_value(x, se, tau, spec.allowed_change if x > 0 else -spec.allowed_change)
+         if abs(x) > spec.allowed_change else 1.0)
+    power = r.power
+    c = r.comparison
+    if spec.kind == "proportion":
+        n_c, n_t = c.get("effective_control_total") or c["control_total"], \
+            c.get("effective_treatment_total") or c["treatment_total"]
+        pooled = (c["control_successes"] + c["treatment_successes"]) / (c["control_total"] + c["treatment_total"])
+        power = power_always_valid_noninferiority(pooled, n_c, n_t, spec.allowed_change, a_stage, tau)
+    av = {"estimate": x, "se": se, "mixture_scale": tau, "stage_alpha": a_stage, "interval": [lo, hi],
+          "rollback_alpha": a_back, "rollback_interval": [x - hw_back, x + hw_back],
+          "method": "normal-mixture confidence sequence on the estimate and its standard error"}
+    allowed = _fmt_change(spec.kind, spec.allowed_change).lstrip("+")
+    reason = (f"{_fmt_change(spec.kind, x)}, always-valid {(1 - a_stage) * 100:.4g} % interval "
+              f"[{_fmt_change(spec.kind, lo)}, {_fmt_change(spec.kind, hi)}]: harm bound "
+              f"{_fmt_change(spec.kind, harm)} {'inside' if ok else 'beyond'} the margin {allowed}; "
+              f"at the rollback level {(1 - a_back) * 100:.4g} % [{_fmt_change(spec.kind, x - hw_back)}, "
+              f"{_fmt_change(spec.kind, x + hw_back)}]: "
+              + ("wholly beyond the margin in the bad direction (harm shown)" if failed else
+                 "wholly beyond the margin in the good direction" if cls != "Pass" else "not wholly beyond the margin"))
+    return replace(r, classification=cls, failed=failed, change_ci=(lo, hi), p_value=p,
+                   p_adjusted=min(1.0, m * p), significant=cls != "Pass", decision_alpha=a_back, harm_bound=harm,
+                   non_inferior=ok, power=power, reason=reason, comparison={**c, "always_valid": av})
+
+
+def always_valid_verdict(plan: RolloutPlan, result: CompareResult) -> CompareResult:
+    """The comparison re-judged for a look of a rollout: every metric's interval replaced by its always-valid
+    one (``stage_alpha`` for the harm bound a promote needs, ``rollback_alpha`` for a failure), then the judge's
+    rules (SRM hold, critical failure, score, non-inferiority) on them. Pure."""
+    specs = {m.name: m for m in plan.judge.metrics}
+    metrics = tuple(_always_valid_metric(plan, specs[r.name], r) if r.name in specs else r
+                    for r in result.verdict.metrics)
+    text = _always_valid_text(plan)
+    v = result.verdict
+    if v.rule == "srm":
+        verdict = replace(v, metrics=metrics, multiplicity=text, decision_alpha=rollback_alpha(plan))
+    else:
+        verdict = replace(judge(metrics, plan.judge, None, text), srm=v.srm)
+    return replace(result, verdict=verdict)
 
 
 def _selectors(plan: RolloutPlan) -> tuple[CohortSelector, CohortSelector]:
@@ -390,21 +524,28 @@ def _compare(attempts, plan: RolloutPlan, percent: float, start: datetime, end: 
              synthetic: str, abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> CompareResult:
     control, variant = _selectors(plan)
     split = (1 - percent / 100, percent / 100) if percent < 100 else None
-    return compare_attempts(attempts, control, variant, window=Window(start, end), config=_stage_judge(plan),
-                            expected_split=split, synthetic=synthetic, abandon_after_s=abandon_after_s,
-                            decision_alpha=look_alpha(plan), look=_look_text(plan))
+    return always_valid_verdict(plan, compare_attempts(
+        attempts, control, variant, window=Window(start, end), config=plan.judge, expected_split=split,
+        synthetic=synthetic, abandon_after_s=abandon_after_s, decision_alpha=rollback_alpha(plan),
+        look=_always_valid_text(plan)))
 
 
 def evaluate_window(attempts, plan: RolloutPlan, percent: float, index: int, start: datetime, end: datetime,
-                    synthetic: str = "include", abandon_after_s: float = DEFAULT_ABANDON_AFTER_S) -> WindowResult:
-    """Variant vs control over the attempts whose outcome time is in (start, end]."""
+                    synthetic: str = "include", abandon_after_s: float = DEFAULT_ABANDON_AFTER_S,
+                    since: datetime | None = None) -> WindowResult:
+    """A look at the end of the window (start, end]: variant vs control over the attempts whose outcome time is
+    in (since, end] — ``since`` the stage's start, so each look sees the stage's data so far (default: the
+    window alone)."""
     return _window_from_compare(percent, index, start, end,
-                                _compare(attempts, plan, percent, start, end, synthetic, abandon_after_s))
+                                _compare(attempts, plan, percent, since or start, end, synthetic, abandon_after_s),
+                                since)
 
 
 def guardrail_breaches(plan: RolloutPlan, windows: list[WindowResult] | tuple[WindowResult, ...]
                        ) -> list[tuple[Guardrail, list[WindowResult]]]:
-    """Guardrails whose last ``consecutive_windows`` windows with data all breached. Pure."""
+    """Guardrails whose last ``consecutive_windows`` looks with data all breached: the metric's always-valid
+    interval at the rollback level wholly beyond ``max_change`` in the bad direction (or, with
+    ``require_significant: false``, its estimate beyond it). Pure."""
     out = []
     for g in plan.guardrails:
         spec = plan.judge.metric(g.metric)
@@ -417,7 +558,12 @@ def guardrail_breaches(plan: RolloutPlan, windows: list[WindowResult] | tuple[Wi
                 continue  # not enough data and no absolute breach: neutral
             bad = (change > g.max_change if spec.direction == "increase" else
                    change < -g.max_change if spec.direction == "decrease" else abs(change) > g.max_change)
-            if bad and (w.significant.get(g.metric) or not g.require_significant):
+            bounds = w.bounds.get(g.metric)
+            if bad and g.require_significant and bounds is not None:
+                bad = _beyond(spec.direction, bounds[0], bounds[1], g.max_change)[1]  # harm beyond it shown
+            elif bad and g.require_significant:
+                bad = bool(w.significant.get(g.metric))  # a look recorded before always-valid bounds
+            if bad:
                 streak.append(w)
             else:
                 streak = []
@@ -486,7 +632,7 @@ def evaluate_timeline(attempts, plan: RolloutPlan, timeline: list[tuple[float, d
         windows: list[WindowResult] = []
         decided = None
         for i, (ws, we) in enumerate(_stage_windows(start, end, window_s)):
-            windows.append(evaluate_window(attempts, plan, percent, i, ws, we, synthetic, abandon_after_s))
+            windows.append(evaluate_window(attempts, plan, percent, i, ws, we, synthetic, abandon_after_s, since=start))
             d = decide(plan, windows, None, None, 0)
             if d[0] == "rollback":
                 decided = d
@@ -614,7 +760,9 @@ def run_rollout(plan: RolloutPlan, *, set_percent: Callable[[float], Any], load_
                 w_end = w_start + timedelta(seconds=stage.window_s)
                 wait_until(w_end + timedelta(seconds=plan.settle_s))
                 attempts = load_attempts()
-                w = evaluate_window(attempts, plan, percent, len(windows), w_start, w_end, synthetic, abandon_after_s)
+                # A look at the stage so far: its always-valid intervals allow any number of looks.
+                result = _compare(attempts, plan, percent, stage_start, w_end, synthetic, abandon_after_s)
+                w = _window_from_compare(percent, len(windows), w_start, w_end, result, stage_start)
                 windows.append(w)
                 emit(log.write("window", now(), **asdict(w)))
                 decision, rule, why = decide(plan, windows, None, None, extensions)
@@ -625,8 +773,7 @@ def run_rollout(plan: RolloutPlan, *, set_percent: Callable[[float], Any], load_
                 w_start = w_end
                 if w_end < target_end:
                     continue
-                result = _compare(attempts, plan, percent, stage_start, w_end, synthetic, abandon_after_s)
-                v = result.verdict
+                v = result.verdict  # the stage verdict: the last look, over the whole stage
                 decision, rule, why = decide(plan, windows, v.verdict, v.rule, extensions)
                 emit(log.write("stage_decision", now(), percent=percent, decision=decision, rule=rule,
                                explanation=why, verdict=v.verdict, verdict_explanation=v.explanation,

@@ -2,9 +2,12 @@
 look at every window) and how often they catch a regression, at a given traffic.
 
 Each simulated rollout runs the plan's stages exactly as ``toolkit.analysis.rollout.run_rollout``
-does — a window, its guardrails (``decide``), the stage verdict at the end, extensions, at the
-per-look alpha (``look_alpha``) — over attempts generated in-process instead of read from an
-event log, through the same judge (``toolkit.analysis.compare.compare_samples``). Pure and seeded:
+does — a look at the stage's data so far at the end of every window, its guardrails (``decide``),
+the stage verdict at the end, extensions, with the always-valid intervals
+(``toolkit.analysis.rollout.always_valid_verdict``) — over attempts generated in-process instead of
+read from an event log, through the same judge (``toolkit.analysis.compare.compare_samples``).
+``looks_per_window`` looks more often than the plan's windows (a learner refreshing the dashboard):
+the intervals are valid however often they are read, which the simulation measures. Pure and seeded:
 the figures in docs/analysis.md come from ``obslab rollout simulate --standard``.
 
 Traffic model (``Traffic``): attempts arrive as a Poisson stream; each belongs to a user drawn by
@@ -25,8 +28,8 @@ import numpy as np
 from scipy import stats as sps
 
 from toolkit.analysis.compare import CohortSample, compare_samples
-from toolkit.analysis.rollout import (DEFAULT_PLAN, RolloutPlan, _look_text, _stage_judge, _window_from_compare,
-                                      _windows_in, decide, look_alpha, max_looks)
+from toolkit.analysis.rollout import (DEFAULT_PLAN, RolloutPlan, _always_valid_text, _window_from_compare, _windows_in,
+                                      always_valid_verdict, decide, rollback_alpha, stage_alpha)
 
 __all__ = ["HEAVY_USERS", "summary_table", "Traffic", "Regression", "SimulationSummary", "simulate_rollout", "simulate_rollouts",
            "SIMULATION_METRICS", "simulation_plan", "STANDARD_SCENARIOS", "standard_scenarios", "LAB_RATE_PER_S"]
@@ -73,8 +76,10 @@ class SimulationSummary:
     traffic: dict[str, Any]
     regression: dict[str, Any]
     rate_per_s: float
-    max_looks: int
-    look_alpha: float
+    stage_alpha: float                        # level of a stage's always-valid intervals (a promote's harm bounds)
+    rollback_alpha: float                     # level a rollback needs (the stage's α over the judge's metrics)
+    looks_per_window: int                     # looks per planned window (1: as planned)
+    mean_looks: float                         # looks taken per rollout, on average
     outcomes: dict[str, int]                  # rolled_back | held | completed
     rollback_rate: float
     rollback_ci: tuple[float, float]          # Clopper-Pearson 95 %
@@ -166,55 +171,64 @@ def _cohort(label: str, mask: np.ndarray, ok: np.ndarray, lat: np.ndarray, users
 
 def _compare(plan: RolloutPlan, percent: float, data: list[tuple[np.ndarray, ...]]):
     variant, ok, lat, users = (np.concatenate(x) for x in zip(*data))
-    return compare_samples(_cohort("control", ~variant, ok, lat, users), _cohort("variant", variant, ok, lat, users),
-                           _stage_judge(plan), expected_split=(1 - percent / 100, percent / 100),
-                           decision_alpha=look_alpha(plan), look=_look_text(plan))
+    return always_valid_verdict(plan, compare_samples(
+        _cohort("control", ~variant, ok, lat, users), _cohort("variant", variant, ok, lat, users), plan.judge,
+        expected_split=(1 - percent / 100, percent / 100), decision_alpha=rollback_alpha(plan),
+        look=_always_valid_text(plan)))
 
 
 def simulate_rollout(plan: RolloutPlan, traffic: Traffic, regression: Regression,
-                     rng: np.random.Generator, continue_on_hold: bool = False) -> tuple[str, str, float]:
-    """One rollout under ``run_rollout``'s rules: (outcome, rule, percent where it ended).
+                     rng: np.random.Generator, continue_on_hold: bool = False,
+                     looks_per_window: int = 1) -> tuple[str, str, float, int]:
+    """One rollout under ``run_rollout``'s rules: (outcome, rule, percent where it ended, looks taken).
 
-    ``continue_on_hold``: a held stage goes on to the next one, as if a human pressed continue —
-    every stage then takes every look it can (the worst case for false rollbacks); the outcome
-    is ``completed`` or ``rolled_back``."""
+    Every look (``looks_per_window`` per planned window) compares the stage's data so far, as ``run_rollout``
+    does at each window's end. ``continue_on_hold``: a held stage goes on to the next one, as if a human
+    pressed continue — every stage then takes every look it can (the worst case for false rollbacks); the
+    outcome is ``completed`` or ``rolled_back``."""
+    if looks_per_window < 1:
+        raise ValueError(f"looks_per_window must be at least 1, got {looks_per_window}")
     pop = _Population(traffic, rng)
     clock = 0.0
+    looks = 0
     for stage in plan.stages:
         if stage.percent >= 100:
-            return "completed", "", 100.0
+            return "completed", "", 100.0, looks
         windows, stage_data, extensions = [], [], 0
-        target = _windows_in(stage)
+        step = stage.window_s / looks_per_window
+        target = _windows_in(stage) * looks_per_window
+        stage_start = _T0 + timedelta(seconds=clock)
         while True:
-            data = pop.window(stage.percent, stage.window_s, regression)
+            data = pop.window(stage.percent, step, regression)
             stage_data.append(data)
             start = _T0 + timedelta(seconds=clock)
-            clock += stage.window_s
-            result = _compare(plan, stage.percent, [data])
+            clock += step
+            looks += 1
+            result = _compare(plan, stage.percent, stage_data)
             windows.append(_window_from_compare(stage.percent, len(windows), start,
-                                                _T0 + timedelta(seconds=clock), result))
+                                                _T0 + timedelta(seconds=clock), result, stage_start))
             decision, rule, _ = decide(plan, windows, None, None, extensions)
             if decision == "rollback":
-                return "rolled_back", rule, stage.percent
+                return "rolled_back", rule, stage.percent, looks
             if len(windows) < target:
                 continue
-            v = _compare(plan, stage.percent, stage_data).verdict
+            v = result.verdict  # the stage's verdict: its last look covers the whole stage
             decision, rule, _ = decide(plan, windows, v.verdict, v.rule, extensions)
             if decision == "extend":
                 extensions += 1
-                target += 1
+                target += looks_per_window
                 continue
             if decision == "rollback":
-                return "rolled_back", rule, stage.percent
+                return "rolled_back", rule, stage.percent, looks
             if decision == "hold" and not continue_on_hold:
-                return "held", rule, stage.percent
+                return "held", rule, stage.percent, looks
             break
-    return "completed", "", plan.stages[-1].percent
+    return "completed", "", plan.stages[-1].percent, looks
 
 
 def simulate_rollouts(plan: RolloutPlan = DEFAULT_PLAN, traffic: Traffic = Traffic(),
                       regression: Regression = Regression(), runs: int = 200, seed: int = 0,
-                      label: str = "", continue_on_hold: bool = False) -> SimulationSummary:
+                      label: str = "", continue_on_hold: bool = False, looks_per_window: int = 1) -> SimulationSummary:
     """``runs`` seeded rollouts; the rollback rate with its Clopper-Pearson 95 % interval."""
     if runs < 1:
         raise ValueError(f"runs must be at least 1, got {runs}")
@@ -222,8 +236,11 @@ def simulate_rollouts(plan: RolloutPlan = DEFAULT_PLAN, traffic: Traffic = Traff
     outcomes = {"rolled_back": 0, "held": 0, "completed": 0}
     rules: dict[str, int] = {}
     stages: dict[str, int] = {}
+    looks = 0
     for _ in range(runs):
-        outcome, rule, percent = simulate_rollout(plan, traffic, regression, rng, continue_on_hold)
+        outcome, rule, percent, taken = simulate_rollout(plan, traffic, regression, rng, continue_on_hold,
+                                                         looks_per_window)
+        looks += taken
         outcomes[outcome] += 1
         if outcome == "rolled_back":
             rules[rule] = rules.get(rule, 0) + 1
@@ -232,22 +249,26 @@ def simulate_rollouts(plan: RolloutPlan = DEFAULT_PLAN, traffic: Traffic = Traff
     ci = sps.binomtest(k, runs).proportion_ci(confidence_level=0.95, method="exact")
     from dataclasses import asdict
 
-    return SimulationSummary(runs, seed, asdict(traffic), asdict(regression), traffic.rate_per_s, max_looks(plan),
-                             look_alpha(plan), outcomes, k / runs, (float(ci.low), float(ci.high)), rules, stages,
-                             label, continue_on_hold)
+    return SimulationSummary(runs, seed, asdict(traffic), asdict(regression), traffic.rate_per_s, stage_alpha(plan),
+                             rollback_alpha(plan), looks_per_window, looks / runs, outcomes, k / runs,
+                             (float(ci.low), float(ci.high)), rules, stages, label, continue_on_hold)
 
 
 # The scenarios published in docs/analysis.md: A/A with new users per attempt and with sticky
-# heavy-tailed users, then regressions of several sizes at lab traffic.
-STANDARD_SCENARIOS: tuple[tuple[str, dict[str, Any], Regression], ...] = (
-    ("A/A, a new user per attempt", {}, Regression()),
-    ("A/A, sticky heavy-tailed users", HEAVY_USERS, Regression()),
-    ("success −0.5 pp", {}, Regression(success_drop=0.005)),
-    ("success −1 pp", {}, Regression(success_drop=0.01)),
-    ("success −2 pp", {}, Regression(success_drop=0.02)),
-    ("success −5 pp", {}, Regression(success_drop=0.05)),
-    ("latency ×1.2 (p95 +20 %)", {}, Regression(latency_factor=1.2)),
-    ("latency ×1.2, heavy-tailed users", HEAVY_USERS, Regression(latency_factor=1.2)),
+# heavy-tailed users, each also looked at twice as often as the plan's windows, then regressions of
+# several sizes at lab traffic. (label, traffic, regression, looks per window)
+STANDARD_SCENARIOS: tuple[tuple[str, dict[str, Any], Regression, int], ...] = (
+    ("A/A, a new user per attempt", {}, Regression(), 1),
+    ("A/A, sticky heavy-tailed users", HEAVY_USERS, Regression(), 1),
+    ("A/A, a new user per attempt, 2× the looks", {}, Regression(), 2),
+    ("A/A, sticky heavy-tailed users, 2× the looks", HEAVY_USERS, Regression(), 2),
+    ("success −0.5 pp", {}, Regression(success_drop=0.005), 1),
+    ("success −1 pp", {}, Regression(success_drop=0.01), 1),
+    ("success −2 pp", {}, Regression(success_drop=0.02), 1),
+    ("success −5 pp", {}, Regression(success_drop=0.05), 1),
+    ("latency ×1.2 (p95 +20 %)", {}, Regression(latency_factor=1.2), 1),
+    ("latency ×1.5 (p95 +50 %)", {}, Regression(latency_factor=1.5), 1),
+    ("latency ×1.2, heavy-tailed users", HEAVY_USERS, Regression(latency_factor=1.2), 1),
 )
 
 
@@ -255,17 +276,18 @@ def standard_scenarios(runs: int = 200, seed: int = 0, rate_per_s: float = LAB_R
                        plan: RolloutPlan | None = None, continue_on_hold: bool = False) -> list[SimulationSummary]:
     plan = plan or simulation_plan()
     return [simulate_rollouts(plan, Traffic(rate_per_s=rate_per_s, **extra), reg, runs, seed + i, label,
-                              continue_on_hold)
-            for i, (label, extra, reg) in enumerate(STANDARD_SCENARIOS)]
+                              continue_on_hold, looks)
+            for i, (label, extra, reg, looks) in enumerate(STANDARD_SCENARIOS)]
 
 
 def summary_table(summaries: list[SimulationSummary]) -> str:
-    """Markdown table of the summaries (what docs/analysis.md publishes)."""
-    lines = ["| scenario | runs | rolled back | 95 % CI | held | completed | rollback rules |",
-             "|---|---|---|---|---|---|---|"]
+    """Markdown table of the summaries (what docs/analysis.md publishes): ``completed`` are the rollouts that
+    reached 100 % (for a regression: promoted although worse)."""
+    lines = ["| scenario | runs | looks/run | rolled back | 95 % CI | held | completed | rollback rules |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         rules = ", ".join(f"{k} {v}" for k, v in sorted(s.rules.items())) or "—"
-        lines.append(f"| {s.label} | {s.runs} | {s.rollback_rate:.3f} | [{s.rollback_ci[0]:.3f}, {s.rollback_ci[1]:.3f}] "
+        lines.append(f"| {s.label} | {s.runs} | {s.mean_looks:.1f} | {s.rollback_rate:.3f} "
+                     f"| [{s.rollback_ci[0]:.3f}, {s.rollback_ci[1]:.3f}] "
                      f"| {s.outcomes['held']} | {s.outcomes['completed']} | {rules} |")
     return "\n".join(lines)
-

@@ -36,6 +36,11 @@ Every test here has scipy as its reference (see tests/test_stats*.py):
   absolute fallback of a guardrail too thin for a comparison.
 * ``power_two_proportions`` / ``power_shift_normal`` — analytic power, used to plan stage sizes
   and to check the simulations.
+* ``confidence_sequence_halfwidth`` / ``always_valid_p_value`` — a time-uniform (always-valid)
+  confidence sequence for an estimate with a standard error, the normal-mixture boundary
+  (Robbins 1970; Howard et al. 2021; in this form the asymptotic confidence sequence of
+  Waudby-Smith et al., "Time-uniform central limit theory and asymptotic confidence sequences",
+  2021, Thm 2.2): valid however often and whenever it is looked at (the rollout's repeated looks).
 
 Below the minimum sample sizes (``MinimumSamples``) a comparison carries
 ``enough_data=False`` and a reason instead of a significance claim.
@@ -73,6 +78,13 @@ __all__ = [
     "indicator_design_effect",
     "holm",
     "exceedance_test",
+    "mixture_constant",
+    "confidence_sequence_halfwidth",
+    "always_valid_p_value",
+    "mixture_scale_for",
+    "difference_standard_error",
+    "power_always_valid_noninferiority",
+    "power_always_valid_harm",
     "ExceedanceTest",
     "PAIRWISE_MATERIALISE_LIMIT",
     "SRM_ALPHA",
@@ -483,6 +495,8 @@ class QuantileComparison:
     p_value: float | None = None      # two-sided, normal approximation with the bootstrap SE
     design_effect_control: float = 1.0
     design_effect_treatment: float = 1.0
+    se: float | None = None            # bootstrap standard error of the difference
+    rel_se: float | None = None        # bootstrap standard error of the ratio − 1
 
 
 def compare_quantiles(control, treatment, q: float, alpha: float = 0.05, *,
@@ -529,14 +543,15 @@ def compare_quantiles(control, treatment, q: float, alpha: float = 0.05, *,
     se = float(np.std(diffs))
     diff = val_t - val_c
     p_value = float(2 * sps.norm.sf(abs(diff) / se)) if se > 0 else (1.0 if diff == 0 else 0.0)
-    rel = rel_lo = rel_hi = None
+    rel = rel_lo = rel_hi = rel_se = None
     if val_c and np.all(boot_c > 0):
         ratios = boot_t / boot_c - 1.0
         rel_lo, rel_hi = percentile(ratios, alpha / 2), percentile(ratios, 1 - alpha / 2)
         rel = val_t / val_c - 1.0
+        rel_se = float(np.std(ratios))
     return QuantileComparison(**base, difference=diff, ci_low=float(lo), ci_high=float(hi),
                               relative_difference=rel, rel_ci_low=rel_lo, rel_ci_high=rel_hi,
-                              enough_data=True, p_value=p_value)
+                              enough_data=True, p_value=p_value, se=se, rel_se=rel_se)
 
 
 # --------------------------------------------------------------------------- SRM
@@ -676,3 +691,122 @@ def exceedance_test(bad: int, n: int, allowed_share: float, alpha: float = 0.05)
         raise ValueError(f"bad count {bad} must be between 0 and n {n}")
     p = float(sps.binomtest(int(bad), int(n), allowed_share, alternative="greater").pvalue) if n else 1.0
     return ExceedanceTest(int(n), int(bad), bad / n if n else None, allowed_share, p, alpha, p < alpha)
+
+
+# --------------------------------------------------------------------------- always-valid inference
+
+
+def mixture_constant(alpha: float) -> float:
+    """c(α) = −2 log α + log(1 − 2 log α): the normal-mixture boundary is narrowest where τ²/se² = c(α)
+    (Waudby-Smith et al. 2021, the choice of ρ for a target time t*)."""
+    two_log = -2.0 * math.log(alpha)
+    return two_log + math.log(1.0 + two_log)
+
+
+def _scales(tau) -> tuple[float, ...]:
+    taus = (float(tau),) if isinstance(tau, (int, float)) else tuple(float(t) for t in tau)
+    if not taus or not all(t > 0 and math.isfinite(t) for t in taus):
+        raise ValueError(f"tau must be positive (one value or several), got {tau}")
+    return taus
+
+
+def _log_mixture_ratio(distance: float, se: float, taus: tuple[float, ...]) -> float:
+    """log of the mixture likelihood ratio at |estimate − null| = ``distance``: equal weights over ``taus``."""
+    v = se * se
+    logs = [0.5 * math.log(v / (v + t * t)) + t * t * distance * distance / (2.0 * v * (v + t * t)) for t in taus]
+    top = max(logs)
+    return top + math.log(sum(math.exp(x - top) for x in logs) / len(logs))
+
+
+def confidence_sequence_halfwidth(se: float, alpha: float, tau) -> float:
+    """Half-width of the two-sided (1 − alpha) normal-mixture confidence sequence at an estimate whose
+    standard error is ``se``. With one mixture scale τ it is closed-form:
+
+        half-width = √( se²(se² + τ²)/τ² · ( log((se² + τ²)/se²) + 2 log(1/α) ) )
+
+    Robbins' normal mixture of the Gaussian likelihood ratio (mixing distribution N(0, τ²) on the effect)
+    is a non-negative martingale in information time 1/se²; Ville's inequality makes
+    P(∃ look: |estimate − truth| > half-width) ≤ α however many looks, chosen however (Howard, Ramdas,
+    McAuliffe, Sekhon 2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences", eq. (14)
+    with ρ² = τ²; for estimates that are asymptotically normal — a difference of rates, a bootstrap quantile —
+    it is the asymptotic confidence sequence of Waudby-Smith, Arbour, Sinha, Kennedy, Ramdas 2021, Thm 2.2,
+    ±√(2(tσ²ρ² + 1)/(t²ρ²) · log(√(tσ²ρ² + 1)/α)), which is this formula with se² = σ²/t and τ = ρσ²).
+    ``tau`` (the mixture's scale, fixed before the first look) sets where it is narrowest: at
+    se = τ / √c(α) (``mixture_constant``). Several scales (a sequence) mix their likelihood ratios with equal
+    weights — still a martingale, so still valid — and the half-width is where the mixture reaches 1/α
+    (bisection): narrow near every scale's optimum, at the price of log(k) for k scales. Infinite when se
+    is infinite; 0 when se is 0."""
+    taus = _scales(tau)
+    if not (alpha > 0 and alpha < 1):
+        raise ValueError(f"need 0 < alpha < 1, got alpha {alpha}")
+    if not math.isfinite(se):
+        return math.inf
+    if se <= 0:
+        return 0.0
+    if len(taus) == 1:
+        v, t2 = se * se, taus[0] * taus[0]
+        return math.sqrt(v * (v + t2) / t2 * (math.log((v + t2) / v) + 2.0 * math.log(1.0 / alpha)))
+    target = math.log(1.0 / alpha)
+    # Each component alone reaches k/α at its own closed-form width: the mixture reaches 1/α before the widest.
+    hi = max(confidence_sequence_halfwidth(se, alpha / len(taus), t) for t in taus)
+    lo = 0.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _log_mixture_ratio(mid, se, taus) < target else (lo, mid)
+        if hi - lo <= 1e-12 * max(1.0, hi):
+            break
+    return hi
+
+
+def always_valid_p_value(estimate: float, se: float, tau, null: float = 0.0) -> float:
+    """The always-valid p-value of "the truth is ``null``" from the same mixture: 1 / Λ, with
+    Λ = √(se²/(se² + τ²)) · exp(τ²(estimate − null)² / (2 se²(se² + τ²))) the mixture likelihood ratio
+    (averaged over the scales when ``tau`` is several). p < α exactly when ``null`` lies outside the (1 − α)
+    confidence sequence; under the null the chance that any look ever gives p < α is at most α (Johari,
+    Koomen, Pekelis, Walsh 2017, "Peeking at A/B tests", the mSPRT; taking the smallest p over past looks
+    would also be valid)."""
+    taus = _scales(tau)
+    if not math.isfinite(se) or not math.isfinite(estimate):
+        return 1.0
+    if se <= 0:
+        return 1.0 if estimate == null else 0.0
+    return float(min(1.0, math.exp(-_log_mixture_ratio(abs(estimate - null), se, taus))))
+
+
+def mixture_scale_for(target_se: float, alpha: float) -> float:
+    """The τ at which the confidence sequence is narrowest when the standard error is ``target_se``."""
+    return target_se * math.sqrt(mixture_constant(alpha))
+
+
+def difference_standard_error(control_successes: float, control_total: float, treatment_successes: float,
+                              treatment_total: float) -> float:
+    """Standard error of treatment − control rates, unpooled, each rate taken as (s + 1)/(n + 2) (Agresti and
+    Caffo 2000) so that a cohort of all successes still has a variance. Pass effective counts (total / design
+    effect, ``compare_proportions``) for clustered attempts."""
+    if control_total <= 0 or treatment_total <= 0:
+        return math.inf
+    pc = (control_successes + 1.0) / (control_total + 2.0)
+    pt = (treatment_successes + 1.0) / (treatment_total + 2.0)
+    return math.sqrt(pc * (1 - pc) / control_total + pt * (1 - pt) / treatment_total)
+
+
+def power_always_valid_noninferiority(p: float, n_control: float, n_treatment: float, margin: float,
+                                      alpha: float, tau) -> float:
+    """Power to show non-inferiority at one look when nothing changed, with the always-valid interval:
+    P(harm bound inside ``margin``) = Φ((margin − half-width) / SE), normal approximation."""
+    if n_control <= 0 or n_treatment <= 0:
+        return 0.0
+    se = math.sqrt(max(p * (1 - p), 1e-12) * (1 / n_control + 1 / n_treatment))
+    return float(sps.norm.cdf((margin - confidence_sequence_halfwidth(se, alpha, tau)) / se))
+
+
+def power_always_valid_harm(p_control: float, p_treatment: float, n_control: float, n_treatment: float,
+                            margin: float, alpha: float, tau) -> float:
+    """Power of one look to show a fall of the rate from ``p_control`` to ``p_treatment`` beyond ``margin``
+    (the whole always-valid interval below −margin): Φ((drop − margin − half-width) / SE)."""
+    if n_control <= 0 or n_treatment <= 0:
+        return 0.0
+    se = math.sqrt(p_control * (1 - p_control) / n_control + p_treatment * (1 - p_treatment) / n_treatment)
+    se = max(se, 1e-12)
+    drop = p_control - p_treatment
+    return float(sps.norm.cdf((drop - margin - confidence_sequence_halfwidth(se, alpha, tau)) / se))

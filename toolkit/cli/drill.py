@@ -255,9 +255,10 @@ def _print_rollout_status(data_dir: Path) -> None:
         if due:
             console.print(f"  this stage so far (the service's counters): {due['control_outcomes']:,} "
                           f"{r.control} and {due['variant_outcomes']:,} {r.variant} publishes ended; power to "
-                          f"detect a {DETECT_DROP * 100:g} pp success-rate drop (from {PLANNING_SUCCESS:.0%}) at "
-                          f"the rollout's per-look "
-                          f"α = {due['power_alpha']:.3g}: {due['power_detect_drop']:.2f}", highlight=False)
+                          f"roll back a {DETECT_DROP * 100:g} pp success-rate drop (from {PLANNING_SUCCESS:.0%}), "
+                          f"the rollout's always-valid interval at "
+                          f"α = {due['power_alpha']:.3g} beyond the margin: {due['power_detect_drop']:.2f}",
+                          highlight=False)
     else:
         console.print(f"{head}: the rollout has ended ({rs.ended.replace('_', ' ')})", highlight=False)
     if rs.calls:

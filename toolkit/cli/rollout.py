@@ -29,7 +29,7 @@ def print_plan(d: dict) -> None:
     cols = ["percent", "min duration", "window"]
     extra = "expected_variant_attempts_per_window" in (d["stages"][0] if d["stages"] else {})
     if extra:
-        cols += ["variant attempts/window", "variant attempts/stage", "power: −1 pp success",
+        cols += ["variant attempts/window", "variant attempts/stage", "power: roll back −1 pp success",
                  "power: show non-inferior"]
     for c in cols:
         table.add_column(c)
@@ -37,20 +37,21 @@ def print_plan(d: dict) -> None:
         row = [f"{s['percent']:g} %", s["duration"], s["window"]]
         if extra:
             row += [f"{s.get('expected_variant_attempts_per_window', '—')}", f"{s.get('expected_variant_attempts_per_stage', '—')}",
-                    f"{s['power_to_detect_success_drop']:.2f}" if "power_to_detect_success_drop" in s else "—",
+                    f"{s['power_to_roll_back_success_drop']:.2f}" if "power_to_roll_back_success_drop" in s else "—",
                     f"{s['power_to_show_non_inferiority']:.2f}" if "power_to_show_non_inferiority" in s else "—"]
         table.add_row(*row)
     console.print(table)
     for g in plan["guardrails"]:
         console.print(f"guardrail: {g['rule']}", highlight=False)
-    if "looks" in d:
-        console.print(f"looks: {d['looks']['rule']}: each at α = {d['looks']['look_alpha']:.3g}", highlight=False)
+    if "always_valid" in d:
+        console.print(f"looks: {d['always_valid']['rule']}", highlight=False)
     if "assumptions" in d:
         a = d["assumptions"]
         console.print(f"assuming {a['rate_per_s']:g} attempts/s, baseline success {a['baseline_success'] * 100:g} %; "
-                      f"power of a two-proportion z-test over a whole stage at the look α={a['detect_alpha']:.3g}; "
+                      f"power of the stage's last look to show a {a['detect_drop'] * 100:g} pp drop beyond the "
+                      f"{a['non_inferiority_margin'] * 100:g} pp margin (always-valid, α={a['rollback_alpha']:.3g}); "
                       f"power to show the success rate within {a['non_inferiority_margin'] * 100:g} pp (non-inferior, "
-                      f"what a promote needs) if nothing changed", highlight=False)
+                      f"what a promote needs, α={a['non_inferiority_alpha']:.3g}) if nothing changed", highlight=False)
 
 
 def print_result(d: dict) -> None:
@@ -204,6 +205,8 @@ def simulate_cmd(
                                                                   "user per attempt."),
     continue_on_hold: bool = typer.Option(False, "--continue-on-hold",
                                           help="A held stage goes on to the next (every look is taken)."),
+    looks_per_window: int = typer.Option(1, "--looks-per-window",
+                                         help="Looks per planned window (2: twice as often as planned)."),
     fmt: str = typer.Option("table", "--format", help="table (markdown) or json."),
     output: Optional[Path] = typer.Option(None, "--output", "-o"),
 ) -> None:
@@ -216,6 +219,10 @@ def simulate_cmd(
         check_format(fmt)
         if runs < 1 or rate <= 0:
             raise UserError(f"--runs must be ≥ 1 and --rate positive, got {runs} and {rate}")
+        if looks_per_window < 1:
+            raise UserError(f"--looks-per-window must be ≥ 1, got {looks_per_window}")
+        if standard and looks_per_window != 1:
+            raise UserError("--looks-per-window applies to one scenario; --standard sets its own")
         if not 0 <= success_drop < 1 or latency_factor <= 0:
             raise UserError("--success-drop must be in [0, 1) and --latency-factor positive")
         the_plan = sim.simulation_plan(load_plan(plan))
@@ -224,14 +231,15 @@ def simulate_cmd(
         else:
             traffic = sim.Traffic(rate_per_s=rate, **(sim.HEAVY_USERS if heavy_users else {}))
             summaries = [sim.simulate_rollouts(the_plan, traffic, sim.Regression(success_drop, latency_factor), runs,
-                                               seed, "custom", continue_on_hold)]
+                                               seed, "custom", continue_on_hold, looks_per_window)]
         data = {"schema": "obslab.rollout-simulation/v1", "metrics": list(sim.SIMULATION_METRICS),
                 "continue_on_hold": continue_on_hold, "scenarios": [s.to_dict() for s in summaries]}
     if fmt == "json":
         emit_json(data, output)
         return
     first = summaries[0]
-    text = (f"{first.max_looks} looks at α = {first.look_alpha:.4g} each, {rate:g} attempts/s, "
+    text = (f"always-valid intervals: α {first.stage_alpha:.4g} a stage (promote), {first.rollback_alpha:.4g} "
+            f"a metric (rollback), however many looks; {rate:g} attempts/s, "
             f"{'held stages continue' if continue_on_hold else 'a hold stops the rollout'}\n\n"
             + sim.summary_table(summaries) + "\n")
     if output:

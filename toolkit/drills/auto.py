@@ -844,8 +844,9 @@ def diagnose_experiment(drill: Drill, attempts: Sequence[Attempt], samples: Sequ
         look, metric, p = peek.naive_hits[0]
         why = (f"a peeker testing {len(peek.looks)} windows ({peek.tests} tests at p < {peek.naive_alpha:g}) finds "
                f"{len(peek.naive_hits)} 'significant' (about {peek.naive_alpha * peek.tests:.0f} expected by chance), "
-               f"the first at look {look} ({metric}, p = {p:.2g}); with the rollout's alpha spending "
-               f"({peek.look_alpha:.2g} per look, Holm across the metrics) {len(peek.corrected_hits)} look(s) cross; "
+               f"the first at look {look} ({metric}, p = {p:.2g}); with the rollout's always-valid rule "
+               f"(the data so far at each look, {peek.always_valid_alpha:.2g} a metric) {len(peek.corrected_hits)} "
+               f"look(s) cross; "
                f"over the whole run z = {nz if nz is not None else float('nan'):+.1f}")
         if not peek.corrected_hits:
             return ExperimentDiagnosis("no_real_difference", "repeated_looks", why, checks)

@@ -14,8 +14,9 @@ figures; the checks that decide whether that reading can be trusted are
   ``toolkit.analysis.stats.compare_quantiles``);
 - **repeated looks**: an experiment someone watches is compared window after window. A peeker tests every
   window's success rate and mean latencies at p < 0.05 and stops at the first "significant" one; the
-  rollout's rule (``toolkit.analysis.rollout``: alpha shared by every planned look, Holm across the metrics
-  within a look, ``toolkit.analysis.stats.holm``) tests the same looks at ``look_alpha``;
+  rollout's rule (``toolkit.analysis.rollout``: always-valid intervals, valid however often they are read,
+  ``toolkit.analysis.stats.always_valid_p_value``) tests the data so far at each look, its α shared by the
+  metrics;
 - **before / after**: arms that do not run at the same time (one ends where the other starts) have no
   concurrent control: anything else that changed at that moment moves the comparison too.
 
@@ -325,7 +326,8 @@ def outcome_shares(control: Sequence[Attempt], treatment: Sequence[Attempt]) -> 
 
 @dataclass(frozen=True)
 class Look:
-    """One window of a watched comparison: each metric's p-value, and Holm-adjusted across the metrics."""
+    """One window of a watched comparison: each metric's p-value in the window (what a peeker tests), and its
+    always-valid p-value over the data from the first window to this one (what the rollout's rule tests)."""
 
     index: int  # 1-based
     start: float
@@ -333,22 +335,23 @@ class Look:
     n_control: int
     n_treatment: int
     p_values: Mapping[str, float | None]
-    p_holm: Mapping[str, float | None]
+    p_always_valid: Mapping[str, float | None]
 
     def to_json(self) -> dict:
         return {"index": self.index, "start": self.start, "end": self.end, "n_control": self.n_control,
-                "n_treatment": self.n_treatment, "p_values": dict(self.p_values), "p_holm": dict(self.p_holm)}
+                "n_treatment": self.n_treatment, "p_values": dict(self.p_values),
+                "p_always_valid": dict(self.p_always_valid)}
 
 
 @dataclass(frozen=True)
 class PeekingCheck:
-    """The same looks read two ways: a peeker's (every test at ``naive_alpha``, stop at the first hit) and the
-    rollout's alpha spending (``look_alpha`` per look, Holm across the metrics within it)."""
+    """The same looks read two ways: a peeker's (every window's tests at ``naive_alpha``, stop at the first hit)
+    and the rollout's always-valid rule (the data so far at each look, an always-valid p-value per metric below
+    ``always_valid_alpha``: the judge's α shared by the metrics), which holds however many looks are taken."""
 
     looks: tuple[Look, ...]
     naive_alpha: float
-    look_alpha: float
-    planned_looks: int
+    always_valid_alpha: float
     rule: str
 
     @property
@@ -363,12 +366,12 @@ class PeekingCheck:
 
     @property
     def corrected_hits(self) -> list[tuple[int, str, float]]:
-        return [(look.index, m, p) for look in self.looks for m, p in look.p_holm.items()
-                if p is not None and p < self.look_alpha]
+        return [(look.index, m, p) for look in self.looks for m, p in look.p_always_valid.items()
+                if p is not None and p < self.always_valid_alpha]
 
     @property
     def smallest_p(self) -> tuple[int, str, float] | None:
-        found = [(look.index, m, p) for look in self.looks for m, p in look.p_holm.items() if p is not None]
+        found = [(look.index, m, p) for look in self.looks for m, p in look.p_always_valid.items() if p is not None]
         return min(found, key=lambda x: x[2]) if found else None
 
     def to_json(self) -> dict:
@@ -378,11 +381,11 @@ class PeekingCheck:
                 "expected_by_chance": self.naive_alpha * self.tests,
                 "first_naive_hit": ({"look": first[0][0], "metric": first[0][1], "p_value": first[0][2]}
                                     if first else None),
-                "look_alpha": self.look_alpha, "planned_looks": self.planned_looks, "rule": self.rule,
+                "always_valid_alpha": self.always_valid_alpha, "rule": self.rule,
                 "corrected_hits": len(self.corrected_hits),
-                "smallest_p_holm": (None if self.smallest_p is None else
-                                    {"look": self.smallest_p[0], "metric": self.smallest_p[1],
-                                     "p_value": self.smallest_p[2]}),
+                "smallest_p_always_valid": (None if self.smallest_p is None else
+                                            {"look": self.smallest_p[0], "metric": self.smallest_p[1],
+                                             "p_value": self.smallest_p[2]}),
                 "per_look": [look.to_json() for look in self.looks]}
 
 
@@ -404,30 +407,55 @@ def _look_p_values(control: Sequence[Attempt], treatment: Sequence[Attempt], def
     return out
 
 
+def _always_valid_p_values(control: Sequence[Attempt], treatment: Sequence[Attempt], definition: SliDefinition,
+                           scales: Mapping[str, tuple[float, ...]]) -> dict[str, float | None]:
+    """Each metric's always-valid p-value of "no difference" over these attempts (the data so far): the success
+    rate's difference with its standard error (``toolkit.analysis.stats.difference_standard_error``), a mean
+    latency's difference relative to the control mean with Welch's standard error."""
+    import math
+
+    from toolkit.analysis.stats import always_valid_p_value, difference_standard_error
+
+    out: dict[str, float | None] = {}
+    (gc, nc), (gt, nt) = _good_total(control, definition), _good_total(treatment, definition)
+    out["success_rate"] = (always_valid_p_value(gt / nt - gc / nc, difference_standard_error(gc, nc, gt, nt),
+                                                scales["success_rate"]) if nc and nt else None)
+    for metric in PEEK_METRICS[1:]:
+        c, t = _values(control, metric), _values(treatment, metric)
+        if c.size < 3 or t.size < 3 or not c.mean() or (c.var() == 0 and t.var() == 0):
+            out[metric] = None
+            continue
+        se = math.sqrt(c.var(ddof=1) / c.size + t.var(ddof=1) / t.size) / abs(c.mean())
+        out[metric] = always_valid_p_value((t.mean() - c.mean()) / abs(c.mean()), se, scales[metric])
+    return out
+
+
 def peeking_check(control: Sequence[Attempt], treatment: Sequence[Attempt], window: Window, looks: int,
                   experiment: Experiment, treatment_percent: float, definition: SliDefinition) -> PeekingCheck:
     """Cut ``window`` into ``looks`` equal windows and test the arms in each (attempts by outcome time, the
-    engine's (start, end]): what a peeker sees, and what the rollout's rule for repeated looks says of the same
-    data. The rule is ``toolkit.analysis.rollout``'s: a plan of one stage at the treatment's share whose windows
-    are the looks (plus the stage's verdict, one more planned look) spends the judge's alpha equally over them."""
-    from toolkit.analysis.rollout import RolloutPlan, Stage, _look_text, look_alpha, max_looks
-    from toolkit.analysis.stats import holm
+    engine's (start, end]): what a peeker sees; and, at the end of each window, what the rollout's always-valid
+    rule says of the data so far. The rule is ``toolkit.analysis.rollout``'s: the judge's α over the metrics
+    (a one-stage plan), each metric's mixture scale its margin (the success rate's; a latency's 10 %)."""
+    from toolkit.analysis.judge import DEFAULT_CONFIG
+    from toolkit.analysis.rollout import MIXTURE_SCALE_WHEN_NO_MARGIN, mixture_scale, mixture_scales
 
     width = window.length_s / looks
-    flag = next(iter(experiment.treatment))
-    plan = RolloutPlan(flag=flag, variant=experiment.treatment[flag], control=experiment.control.get(flag, ""),
-                       stages=(Stage(treatment_percent, width * looks, width), Stage(100)), max_extensions=0)
+    scales = {"success_rate": mixture_scale(DEFAULT_CONFIG.metric("publish_success_rate")),
+              **{m: mixture_scales(MIXTURE_SCALE_WHEN_NO_MARGIN["shift"]) for m in PEEK_METRICS[1:]}}
+    alpha = DEFAULT_CONFIG.alpha / len(PEEK_METRICS)
     out = []
     for i in range(looks):
         w = Window(window.start + i * width, window.start + (i + 1) * width)
+        so_far = Window(window.start, w.end)
         c = [a for a in control if a.ended in w]
         t = [a for a in treatment if a.ended in w]
         p = _look_p_values(c, t, definition)
-        tested = [m for m, v in p.items() if v is not None]
-        adjusted = dict(zip(tested, holm([p[m] for m in tested]).tolist())) if tested else {}
-        out.append(Look(i + 1, w.start, w.end, len(c), len(t), p, {m: adjusted.get(m) for m in p}))
-    # The rule as the rollout states it, without its promote intervals (a watched experiment only looks).
-    return PeekingCheck(tuple(out), NAIVE_ALPHA, look_alpha(plan), max_looks(plan), _look_text(plan).split(";")[0])
+        av = _always_valid_p_values([a for a in control if a.ended in so_far],
+                                    [a for a in treatment if a.ended in so_far], definition, scales)
+        out.append(Look(i + 1, w.start, w.end, len(c), len(t), p, av))
+    rule = (f"always-valid p-values of the data so far at each look, α {DEFAULT_CONFIG.alpha:g} shared by "
+            f"{len(PEEK_METRICS)} metrics ({alpha:.3g} each), valid however many looks")
+    return PeekingCheck(tuple(out), NAIVE_ALPHA, alpha, rule)
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def render_experiment_markdown(drill: Drill, run_id: str, speed: float, checks: 
     looks = c.get("looks")
     if looks:
         first = looks.get("first_naive_hit")
-        smallest = looks.get("smallest_p_holm") or {}
+        smallest = looks.get("smallest_p_always_valid") or {}
         lines.append(
             f"- **Repeated looks.** A peeker comparing the arms in each of {looks['looks']} equal windows "
             f"({', '.join(looks['metrics'])}; {looks['tests']} tests, each at p < {looks['naive_alpha']:g}, "
@@ -136,9 +136,9 @@ def render_experiment_markdown(drill: Drill, run_id: str, speed: float, checks: 
             f"{looks['expected_by_chance']:.1f} expected by chance if nothing differs"
             + (f"; one who stops at the first stops at look {first['look']} ({first['metric']}, p = "
                f"{first['p_value']:.2g})" if first else "")
-            + f". The rollout's rule for repeated looks ({looks['rule']}: {looks['look_alpha']:.2g} per look, Holm "
-            f"across the metrics within a look) over the same windows: {looks['corrected_hits']} look(s) cross"
-            + (f" (smallest Holm-adjusted p = {smallest['p_value']:.2g}, look {smallest['look']}, "
+            + f". The rollout's rule for repeated looks ({looks['rule']}) at the same looks: "
+            f"{looks['corrected_hits']} look(s) cross"
+            + (f" (smallest always-valid p = {smallest['p_value']:.2g}, look {smallest['look']}, "
                f"{smallest['metric']})" if smallest else "") + ".")
     lines += ["", "Reproduce with the lab's commands: `obslab compare --control "
               + ",".join(f"{k}={v}" for k, v in exp.control.items()) + " --treatment "

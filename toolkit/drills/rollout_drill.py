@@ -262,7 +262,7 @@ DETECT_DROP = 0.02
 
 
 def rollout_plan(drill: Drill, spec=None):
-    """The ``toolkit.analysis.rollout`` plan the drill's stages amount to: its looks, alpha and guardrails."""
+    """The ``toolkit.analysis.rollout`` plan the drill's stages amount to: its stages, alpha and guardrails."""
     from toolkit.analysis.judge import with_spec
     from toolkit.analysis.rollout import DEFAULT_PLAN, Stage
 
@@ -297,18 +297,22 @@ def outcome_counts(run: RunDir, flag: str) -> dict[str, float]:
 def stage_power(drill: Drill, timeline: list[Mapping], counted_now: Mapping[str, float], percent: float
                 ) -> dict[str, Any]:
     """The data a stage has when its call comes due (outcomes counted since its percent was set) and the power
-    they give to detect a ``DETECT_DROP`` fall of a ``PLANNING_SUCCESS`` success rate at the rollout judge's
-    per-look alpha (``toolkit.analysis.rollout.look_alpha`` of the plan the drill's stages amount to)."""
-    from toolkit.analysis.rollout import look_alpha
-    from toolkit.analysis.stats import power_two_proportions
+    they give the rollout judge to roll back a ``DETECT_DROP`` fall of a ``PLANNING_SUCCESS`` success rate: its
+    always-valid interval at ``power_alpha`` (``toolkit.analysis.rollout.rollback_alpha`` of the plan the
+    drill's stages amount to) wholly beyond the success rate's margin."""
+    from toolkit.analysis.rollout import mixture_scale, rollback_alpha
+    from toolkit.analysis.stats import power_always_valid_harm
 
     spec = drill.rollout
     start = next((e.get("counted") or {} for e in reversed(timeline) if e.get("kind") == "rollout_stage"
                   and spec.stages[int(e["stage"])] == percent and int(e["round"]) == 0), {})
     n_c = int(counted_now.get(spec.control, 0) - start.get(spec.control, 0))
     n_v = int(counted_now.get(spec.variant, 0) - start.get(spec.variant, 0))
-    alpha = look_alpha(rollout_plan(drill))
-    power = (power_two_proportions(PLANNING_SUCCESS, PLANNING_SUCCESS - DETECT_DROP, n_c, n_v, alpha)
+    plan = rollout_plan(drill)
+    success = plan.judge.metric("publish_success_rate")
+    alpha = rollback_alpha(plan)
+    power = (power_always_valid_harm(PLANNING_SUCCESS, PLANNING_SUCCESS - DETECT_DROP, n_c, n_v,
+                                     success.allowed_change, alpha, mixture_scale(success))
              if n_c > 0 and n_v > 0 else 0.0)
     return {"control_outcomes": n_c, "variant_outcomes": n_v, "power_detect_drop": round(power, 3),
             "power_alpha": alpha}

@@ -2,7 +2,7 @@
 
 For every call that came due, the stage's data are the attempts whose outcome time falls between the moment
 the stage's percent was set and the call (``toolkit.analysis.compare.compare_attempts``, the rollout judge's
-config: ``toolkit.analysis.rollout``'s per-look alpha and promote intervals). The judge is run twice when the
+config re-judged with ``toolkit.analysis.rollout``'s always-valid intervals). The judge is run twice when the
 change's regression sits in one cohort: variant against control overall (what the default guardrails see) and
 within that cohort (what a learner who looked there saw). Whether the data *show* the harm is the cohort
 judge's verdict on the regression's guardrail metric; the right call follows (``rollout_drill.right_call``).
@@ -12,7 +12,6 @@ Power figures come from ``toolkit.analysis.stats`` on the judge's own counts and
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,29 +36,32 @@ def _utc(epoch: float) -> datetime:
 
 def stage_evidence(attempts, plan, percent: float, start: float, end: float,
                    cohort: dict[str, str] | None = None) -> dict[str, Any]:
-    """The rollout judge on variant vs control over outcome time (start, end] (wall epochs), within ``cohort``;
-    with the stage's power at its counts (a ``PLANNING_SUCCESS`` success rate assumed): to detect a
-    ``DETECT_DROP`` drop at the look's alpha, and to show an unchanged rate non-inferior (the promote's test)."""
+    """The rollout judge on variant vs control over outcome time (start, end] (wall epochs), within ``cohort``,
+    with its always-valid intervals (``toolkit.analysis.rollout.always_valid_verdict``); with the stage's power at
+    its counts (a ``PLANNING_SUCCESS`` success rate assumed): to roll back a ``DETECT_DROP`` drop (interval at the
+    rollback α wholly beyond the margin), and to show an unchanged rate non-inferior (the promote's test)."""
     from toolkit.analysis.compare import CohortSelector, Window, compare_attempts
-    from toolkit.analysis.rollout import look_alpha, promote_alpha
-    from toolkit.analysis.stats import power_noninferiority_two_proportions, power_two_proportions
+    from toolkit.analysis.rollout import (_always_valid_text, always_valid_verdict, mixture_scale, rollback_alpha,
+                                          stage_alpha)
+    from toolkit.analysis.stats import power_always_valid_harm, power_always_valid_noninferiority
 
     extra = tuple(sorted((cohort or {}).items()))
     where = "".join(f",{k}={v}" for k, v in extra)
     control = CohortSelector(f"{plan.flag}={plan.control}{where}", ((plan.flag, plan.control),) + extra)
     variant = CohortSelector(f"{plan.flag}={plan.variant}{where}", ((plan.flag, plan.variant),) + extra)
-    result = compare_attempts(attempts, control, variant, window=Window(_utc(start), _utc(end)),
-                              config=replace(plan.judge, alpha=promote_alpha(plan)),
-                              expected_split=(1 - percent / 100, percent / 100) if percent < 100 else None,
-                              decision_alpha=look_alpha(plan)).to_dict()
+    result = always_valid_verdict(plan, compare_attempts(
+        attempts, control, variant, window=Window(_utc(start), _utc(end)), config=plan.judge,
+        expected_split=(1 - percent / 100, percent / 100) if percent < 100 else None,
+        decision_alpha=rollback_alpha(plan), look=_always_valid_text(plan))).to_dict()
     metrics = {m["name"]: m for m in result["metrics"]}
     n_c, n_v = result["control"]["attempts"], result["treatment"]["attempts"]
     # At the planning baseline, as each call's status states it (``rollout_drill.stage_power``): the lab's own
     # success rate is often 100 % over a stage, where a power computed from it is degenerate.
-    margin = plan.judge.metric("publish_success_rate").allowed_change
-    detect = (power_two_proportions(PLANNING_SUCCESS, PLANNING_SUCCESS - DETECT_DROP, n_c, n_v, look_alpha(plan))
-              if n_c and n_v else 0.0)
-    non_inferior = power_noninferiority_two_proportions(PLANNING_SUCCESS, n_c, n_v, margin, promote_alpha(plan))
+    success = plan.judge.metric("publish_success_rate")
+    margin, tau = success.allowed_change, mixture_scale(success)
+    detect = (power_always_valid_harm(PLANNING_SUCCESS, PLANNING_SUCCESS - DETECT_DROP, n_c, n_v, margin,
+                                      rollback_alpha(plan), tau) if n_c and n_v else 0.0)
+    non_inferior = power_always_valid_noninferiority(PLANNING_SUCCESS, n_c, n_v, margin, stage_alpha(plan), tau)
     return {
         "scope": (f"{plan.flag}={plan.control} vs {plan.flag}={plan.variant}"
                   + (f" within {where[1:]}" if extra else "")),
@@ -72,9 +74,9 @@ def stage_evidence(attempts, plan, percent: float, start: float, end: float,
         "metrics": {name: {"failed": m["failed"], "classification": m["classification"]}
                     for name, m in metrics.items()},
         "power": {"detect_success_drop": round(detect, 3), "detect_drop_pp": DETECT_DROP * 100,
-                  "alpha": look_alpha(plan), "baseline_success": PLANNING_SUCCESS,
+                  "rollback_alpha": rollback_alpha(plan), "baseline_success": PLANNING_SUCCESS,
                   "show_success_non_inferior": round(non_inferior, 3), "non_inferiority_margin_pp": margin * 100,
-                  "non_inferiority_alpha": promote_alpha(plan)},
+                  "non_inferiority_alpha": stage_alpha(plan)},
     }
 
 
@@ -131,9 +133,10 @@ def _evidence_lines(ev: dict[str, Any], label: str) -> list[str]:
     lines = [f"- {label} ({ev['scope']}): {ev['control_attempts']:,} control and {ev['variant_attempts']:,} variant "
              f"attempts; judge **{ev['verdict']}** ({ev['rule']}): {ev['explanation']}",
              f"  - power at these counts (success rate {pw['baseline_success']:.0%} assumed): "
-             f"{pw['detect_success_drop']:.2f} to detect a {pw['detect_drop_pp']:g} pp drop at the per-look α = {pw['alpha']:.3g}; {ni:.2f} to show "
-             f"an unchanged rate non-inferior (margin {pw['non_inferiority_margin_pp']:g} pp, α = "
-             f"{pw['non_inferiority_alpha']:.3g})"]
+             f"{pw['detect_success_drop']:.2f} to roll back a {pw['detect_drop_pp']:g} pp drop (always-valid interval "
+             f"at α = {pw['rollback_alpha']:.3g} wholly beyond the {pw['non_inferiority_margin_pp']:g} pp margin); "
+             f"{ni:.2f} to show an unchanged rate non-inferior (margin {pw['non_inferiority_margin_pp']:g} pp, "
+             f"always-valid α = {pw['non_inferiority_alpha']:.3g})"]
     srm = ev.get("srm")
     if srm:
         lines.append(f"  - sample ratio: {srm['unit']} {srm['observed'][0]:,} control, {srm['observed'][1]:,} variant "
@@ -166,8 +169,9 @@ def render_rollout_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {c['stage_percent']:g} % | {c['round'] + 1} | {c['call'] or 'no call'} | {right} | "
                      f"{c['credit']:g} | {shown} |")
     lines += ["", "## The judge's evidence at each call", "",
-              "Attempts whose outcome time falls between the stage's start and the call; the rollout judge's per-look "
-              "alpha (`obslab rollout`, docs/analysis.md), with the sample-ratio check against the stage's percent.", ""]
+              "Attempts whose outcome time falls between the stage's start and the call; the rollout judge's "
+              "always-valid intervals (`obslab rollout`, docs/analysis.md), with the sample-ratio check against the "
+              "stage's percent.", ""]
     for c in report["calls"]:
         lines.append(f"### {c['stage_percent']:g} %, round {c['round'] + 1} ({c['window_s']:g} s wall of data)")
         lines.append("")

@@ -29,8 +29,8 @@ EVIDENCE: dict[str, str] = {
     "cohort_mix": "The comparison within each cohort, and each arm's cohort mix",
     "tail_percentiles": "The tail percentiles (p95/p99) beside the mean",
     "metric_definition": "What the metric counts: its numerator and denominator",
-    "repeated_looks": "How many times the comparison was looked at, and the test corrected for those looks "
-                      "(alpha spending)",
+    "repeated_looks": "How many times the comparison was looked at, and a test valid for any number of looks "
+                      "(always-valid intervals)",
 }
 
 

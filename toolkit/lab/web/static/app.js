@@ -528,7 +528,7 @@ function rolloutText(r) {
   const what = r.phase === "collecting" ? `collecting data, call due in ${Math.round(r.seconds_left)} s`
     : r.phase === "call_due" ? `call due: ${Math.round(r.seconds_left)} s left, ${r.holds_left} hold(s) left`
       + (r.due && r.due.variant_outcomes !== undefined ? ` · this stage: ${r.due.control_outcomes} control and `
-        + `${r.due.variant_outcomes} variant publishes ended, power ${r.due.power_detect_drop} to detect a 2 pp drop` : "")
+        + `${r.due.variant_outcomes} variant publishes ended, power ${r.due.power_detect_drop} to roll back a 2 pp drop (always-valid)` : "")
     : `rollout ended (${(r.ended || "").replace("_", " ")})`;
   return `${where}: ${what}` + (calls ? ` · calls: ${calls}` : "");
 }
