@@ -71,7 +71,6 @@ def test_rollout_calls_made_with_the_pages_buttons_move_the_flag_and_are_graded(
     clicked: list[str] = []
     try:
         _start_from_page(page, server, drill)
-        status = page.locator("[data-testid=drill-rollout-status]")
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             percent = _flag(fresh_service, "release").get("rollout", {}).get("canary")
@@ -80,13 +79,15 @@ def test_rollout_calls_made_with_the_pages_buttons_move_the_flag_and_are_graded(
             st = runner.status(data / "drills")
             if st.phase != "running":
                 break
-            text = status.inner_text() if status.count() else ""
-            due = "call due" in text
-            button = page.locator("[data-testid=drill-decide-continue]")
-            if due and button.count() and button.is_enabled():
+            # One read of the panel as it is now: the panel re-renders as it polls, and a locator's read waits
+            # (30 s) for an element that a re-render took away, as the last one does when the rollout ends.
+            text, enabled = page.evaluate(
+                "() => [document.querySelector('[data-testid=drill-rollout-status]')?.textContent ?? '',"
+                " !!document.querySelector('[data-testid=drill-decide-continue]:not([disabled])')]")
+            if "call due" in text and enabled:
                 stage = text.split(" %", 1)[0].removeprefix("stage ")
                 if stage not in clicked:
-                    button.click()
+                    page.locator("[data-testid=drill-decide-continue]").click(timeout=5000)
                     clicked.append(stage)
                     # The page's answer, then its refreshed rollout box (the call is in the timeline).
                     page.wait_for_function("() => !document.querySelector('[data-testid=drill-rollout-status]')"
