@@ -373,9 +373,12 @@ def peak_hour(m: Measured) -> Lesson:
     lesson = bad_share(m)
     # The fault is in force from before the peak: its first 15 % (36 s of scenario time) ends before the traffic
     # rises, and there the same fault fails (almost) nothing — a failure that depends on the load.
+    # A dozen attempts end there, so the claim is relative: a third of the fault window's bad share at most
+    # (CI runs saw 0/11, 0/12 and 1/13 there, against 36-38 % over the window).
     early = Window(m.fault.start, m.fault.start + 0.15 * m.fault.length_s)
     eb, en = m.bad(early)
-    lesson.claims["bad share under 2 % before the peak, fault in force"] = en >= 5 and share(eb, en) < 0.02
+    lesson.claims["bad share before the peak (fault in force) at most a third of the fault window's"] = (
+        en >= 5 and share(eb, en) <= lesson.during / 3)
     # The traffic is the attempts that arrive (start) per second: the ones that end are throttled by the fault
     # itself (in a busy CI-like run, 3.9 → 11.2 ended per second while 4.0 → 14.9 arrived).
     def arriving(w):

@@ -62,6 +62,13 @@ def drive_every_event(service) -> None:
     assert service.admin("DELETE", "/admin/flags/transcode_mode").status_code == 200
     assert service.wait_for_events(lambda e: e["upload_id"] == queued["upload_id"] and e["event"] in TERMINAL_EVENTS)
     time.sleep(PROPAGATION_S)
+    # Status polls shed (audited as shed_changed; 503 + Retry-After before the upload is looked up), then let through.
+    assert service.admin("PUT", "/admin/shed/status", json={"percent": 100}).status_code == 200
+    time.sleep(PROPAGATION_S)
+    shed = service.http.get(service.url(f"/v1/uploads/{queued['upload_id']}"))
+    assert shed.status_code == 503 and "Retry-After" in shed.headers, shed.text
+    assert service.admin("DELETE", "/admin/shed/status").status_code == 200
+    time.sleep(PROPAGATION_S)
 
 
 def test_every_event_is_emitted_valid_and_counted_exactly_in_metrics(service):
