@@ -41,15 +41,18 @@ from toolkit.measures.definitions import sli_definition
 from toolkit.slo.spec import load_spec
 
 # Several real drill runs in one module fixture: longer than the suite's 600 s per-test default.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+SPEED = float(os.environ.get("OBSLAB_DRILL_LESSON_SPEED", "10"))
+# Waits scale with the wall time a drill takes: 40 minutes for the module at --speed 10, ten times that at 1.
+SLOWER = max(1.0, 10 / SPEED)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(int(2400 * SLOWER))]
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = load_spec(ROOT / "slo.yaml")
-DRILLS = sorted(load_catalogue())
-SPEED = float(os.environ.get("OBSLAB_DRILL_LESSON_SPEED", "10"))
+CATALOGUE = load_catalogue()
+DRILLS = sorted(CATALOGUE)
 # A 10 % canary collects canary failures slowly: at half the speed the unattended solver has enough to judge
-# (and the lesson more data).
-SPEEDS = {"bad-canary": SPEED / 2}
+# (and the lesson more data). Never below the drills' default speed, 1.
+SPEEDS = {"bad-canary": max(1.0, SPEED / 2)}
 SEEDS = [int(s) for s in os.environ.get("OBSLAB_DRILL_LESSON_SEEDS", "20261130").split(",")]
 # One seed is one draw of the fault's start and of the users' cohorts. Every drill at its default
 # speed over several seeds would take hours of real lab time; the drills whose key figure stood
@@ -115,7 +118,7 @@ def _run_one(base: Path, drill_id: str, seed: int) -> Run:
             [sys.executable, "-c", "from toolkit.cli import main; main()", "drill", "start", drill_id, "--auto",
              "--speed", str(_speed(drill_id)), "--seed", str(seed), "--data-dir", str(data_dir),
              "--url", svc.base_url],
-            capture_output=True, text=True, timeout=600, env={**os.environ, "OBSLAB_ADMIN_TOKEN": svc.admin_token})
+            capture_output=True, text=True, timeout=600 * SLOWER, env={**os.environ, "OBSLAB_ADMIN_TOKEN": svc.admin_token})
         runs = sorted((data_dir / "drills").glob("*-" + drill_id))
         return Run(drill_id, seed, proc.returncode, proc.stderr + proc.stdout, runs[-1] if runs else None,
                    svc.events_dir)
@@ -435,9 +438,10 @@ def _wanted() -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[tuple[str, int], Run]:
-    """Every selected (drill, seed), run for real; the slowest drills start first."""
+    """Every selected (drill, seed), run for real; the longest runs (in wall time) start first."""
     base = tmp_path_factory.mktemp("lessons")
-    jobs = sorted(((d, s) for d, s in JOBS if d in _wanted()), key=lambda job: _speed(job[0]))
+    wall = {d: CATALOGUE[d].setup.duration_s / _speed(d) for d in DRILLS}
+    jobs = sorted(((d, s) for d, s in JOBS if d in _wanted()), key=lambda job: -wall[job[0]])
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         done = list(pool.map(lambda job: _run_one(base, *job), [j for j in jobs if j[0] not in ALONE]))
     done += [_run_one(base, *job) for job in jobs if job[0] in ALONE]
