@@ -254,7 +254,7 @@ def test_a_full_disk_degrades_the_service_and_it_recovers(small_disk, tmp_path):
               f"validate: {validate.stdout.strip().splitlines()[-1]}; reconcile: {reconcile.stdout.strip().splitlines()[-1]}")
 
 
-def test_a_short_write_is_cut_back_and_the_next_line_starts_clean(small_disk):
+def test_a_short_write_is_blanked_and_the_next_line_starts_clean(small_disk):
     """On a full tmpfs the line that crosses into an unallocatable page is written in part."""
     log = EventFile(small_disk.path / "events" / "events.jsonl", max_bytes=1 << 30, backup_count=2)
     line = (json.dumps({"event": "e", "pad": "x" * 300}) + "\n").encode()
@@ -269,13 +269,19 @@ def test_a_short_write_is_cut_back_and_the_next_line_starts_clean(small_disk):
             short = e
             break
     assert short is not None, "the disk never filled up"
+    assert short.errno == errno.ENOSPC and "short write" in str(short) and "blanked" in str(short), short
+    whole, rest = divmod(log.path.stat().st_size, len(line))
+    assert 0 < rest < len(line), "the write was not short"
+    blank = b" " * (rest - 1) + b"\n"
+    assert log.path.read_bytes() == line * whole + blank, f"the fragment was left: {log.path.read_bytes()[-rest:]!r}"
     size = log.path.stat().st_size
-    assert size % len(line) == 0, f"a fragment of {size % len(line)} bytes was left in the log"
-    assert short.errno == errno.ENOSPC and "short write" in str(short), short
     with pytest.raises(OSError):
-        log.write_line(line)  # still full: nothing at all is written
-    assert log.path.stat().st_size == size
+        log.write_line(line)  # still full: nothing at all is written, or a fragment blanked again
+    grown = log.path.read_bytes()[size:]
+    assert grown.strip() == b"" and (not grown or grown.endswith(b"\n")), grown
     small_disk.free()
     log.write_line(line)
-    assert log.path.read_bytes() == line * (size // len(line) + 1)
+    text = log.path.read_bytes()
+    assert text.endswith(b"\n" + line) and text.startswith(line * whole + blank)
+    assert [ln for ln in text.splitlines() if ln.strip()] == [line.rstrip(b"\n")] * (whole + 1)
     log.close()

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 from flask import Flask, current_app, g, request
 from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
@@ -43,8 +44,13 @@ def attempt_fields(upload: Upload) -> dict[str, Any]:
     }
 
 
-# One encoder for every line (json.dumps with separators builds a new one per call); same output.
-_encode_event = json.JSONEncoder(separators=(",", ":")).encode
+def event_line(record: dict[str, Any]) -> bytes:
+    """One compact JSON line. orjson encodes an event in about a tenth of the json module's time (the emitter
+    writes one or two per request); an int beyond 64 bits, which orjson refuses, takes the json module."""
+    try:
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return (json.dumps(record, separators=(",", ":")) + "\n").encode()
 
 NO_ATTEMPT = {"request_id": None, "upload_id": None, "user_id": None, "app_version": None, "region": None,
               "network_type": None, "media_size_bucket": None, "flags": {}, "synthetic": False}
@@ -117,7 +123,7 @@ class Telemetry:
             if self.controls.match(target="event_sink", cohort=cohort, key=key, kinds=("drop_events",)):
                 self.metrics.events_lost.labels(reason="dropped_fault").inc()
                 return False
-        line = (_encode_event(record) + "\n").encode()
+        line = event_line(record)
         try:
             self.event_file.write_line(line)
         except OSError as e:

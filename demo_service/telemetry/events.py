@@ -9,12 +9,13 @@ ones), the others notice the inode change and reopen. Readers read
 ``events.jsonl*`` (see ``event_files``).
 
 Writes are all-or-nothing: a full disk can make ``os.write`` store only part of a line
-(a short write). The fragment is cut back before the error is raised, so the next event
-never lands on it and the log stays whole lines. Writers hold a shared ``flock`` on the
-lock file while they append; the repair takes it exclusively, so it sees whether anyone
-appended after the fragment: if not, the file is truncated to where the line began; if
-so, the fragment is overwritten in place with spaces and a newline (a blank line, which
-readers skip). Either way the event counts as lost (``write_line`` raises ``OSError``).
+(a short write). Before the error is raised the fragment is overwritten in place with
+spaces and a newline (a blank line, which readers skip), so the next event never lands on
+it and the log stays whole lines; the event counts as lost (``write_line`` raises
+``OSError``). Blanking needs no lock against other writers (it touches only the fragment's
+own bytes, and appends go past them), so an append is one system call: truncating the
+fragment away instead would need every writer to hold a shared lock around its append
+(two more system calls per event, each a hand-over of the GIL between a worker's threads).
 """
 
 from __future__ import annotations
@@ -64,9 +65,11 @@ class EventFile:
         self.backup_count = max(1, backup_count)
         self._lock = threading.Lock()
         self._fd = self._open()
-        # Held shared while appending, exclusively while rotating or cutting back a short write.
-        self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._next_inode_check = time.monotonic() + self.REOPEN_CHECK_S
+        # The size is checked (an fstat) once this writer has appended a 64th of the limit (at most 64 KiB)
+        # since the last check, not after every line: the log may pass the limit by that much per writer.
+        self._check_size_every = max(1, min(max_bytes // 64, 64 * 1024))
+        self._unchecked_bytes = 0
 
     def _open(self) -> int:
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -82,36 +85,28 @@ class EventFile:
             if now >= self._next_inode_check:
                 self._next_inode_check = now + self.REOPEN_CHECK_S
                 self._reopen_if_rotated()
-            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
-            try:
-                written = os.write(self._fd, line)  # an OSError here wrote nothing
-                end = os.lseek(self._fd, 0, os.SEEK_CUR) if written != len(line) else 0
-            finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            written = os.write(self._fd, line)  # an OSError here wrote nothing
             if written != len(line):
-                how = self._cut_back(end - written, end)
+                end = os.lseek(self._fd, 0, os.SEEK_CUR)  # where this write ended, whatever was appended since
+                self._blank(end - written, end)
                 raise OSError(errno.ENOSPC, f"No space left on device (short write to {self.path}: "
-                                            f"{written} of {len(line)} bytes, {how})")
-            if os.fstat(self._fd).st_size >= self.max_bytes:
-                self._rotate()
+                                            f"{written} of {len(line)} bytes, blanked)")
+            self._unchecked_bytes += written
+            if self._unchecked_bytes >= self._check_size_every:
+                self._unchecked_bytes = 0
+                if os.fstat(self._fd).st_size >= self.max_bytes:
+                    self._rotate()
 
-    def _cut_back(self, start: int, end: int) -> str:
-        """Remove the fragment [start, end) of a short write: truncate it, or blank it if others appended since."""
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+    def _blank(self, start: int, end: int) -> None:
+        """Overwrite the fragment [start, end) of a short write with spaces and a newline: a blank line.
+
+        Through /proc, the file this descriptor writes to (even if rotated away meanwhile), without
+        O_APPEND; the fragment's blocks are allocated already, so this needs no room on the disk."""
+        fd = os.open(f"/proc/self/fd/{self._fd}", os.O_WRONLY | os.O_CLOEXEC)
         try:
-            if os.fstat(self._fd).st_size == end:
-                os.ftruncate(self._fd, start)
-                return "cut back"
-            # Lines follow the fragment: overwrite it in place. Through /proc, the file this descriptor
-            # writes to (even if rotated away meanwhile), without O_APPEND; no new blocks are needed.
-            fd = os.open(f"/proc/self/fd/{self._fd}", os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.pwrite(fd, b" " * (end - start - 1) + b"\n", start)
-            finally:
-                os.close(fd)
-            return "blanked"
+            os.pwrite(fd, b" " * (end - start - 1) + b"\n", start)
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def _reopen_if_rotated(self) -> None:
         try:
@@ -144,7 +139,6 @@ class EventFile:
     def close(self) -> None:
         with self._lock:
             os.close(self._fd)
-            os.close(self._lock_fd)
 
 
 class UserHasher:

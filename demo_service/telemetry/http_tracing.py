@@ -23,6 +23,18 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 __all__ = ["instrument_flask_lean"]
 
 
+def _propagated_environ_keys() -> tuple[str, ...]:
+    """The WSGI environ keys of the headers the global propagator reads (traceparent, tracestate, baggage...)."""
+    global _environ_keys
+    textmap = propagate.get_global_textmap()  # replaced by set_global_textmap: keyed by the object
+    if _environ_keys is None or _environ_keys[0] is not textmap:
+        _environ_keys = (textmap, tuple(sorted("HTTP_" + f.upper().replace("-", "_") for f in textmap.fields)))
+    return _environ_keys[1]
+
+
+_environ_keys: tuple | None = None
+
+
 def instrument_flask_lean(app: Flask, tracer: trace.Tracer, skip_paths: frozenset[str]) -> None:
     @app.before_request
     def _start_server_span() -> None:
@@ -33,16 +45,18 @@ def instrument_flask_lean(app: Flask, tracer: trace.Tracer, skip_paths: frozense
         url_rule = req.url_rule
         rule = url_rule.rule if url_rule is not None else None
         method = req.method
+        environ = req.environ
         span = tracer.start_span(
             f"{method} {rule}" if rule else method,
             # Read from the WSGI environ (as opentelemetry-instrumentation-wsgi does): werkzeug's header view
-            # costs more per lookup, and every propagator looks up its headers on every request.
-            context=propagate.extract(req.environ, getter=wsgi_getter),
+            # costs more per lookup. Most requests carry none of the propagators' headers: extracting from
+            # them would give an empty context anyway, so it is skipped.
+            context=(propagate.extract(environ, getter=wsgi_getter)
+                     if any(key in environ for key in _propagated_environ_keys()) else context.Context()),
             kind=SpanKind.SERVER,
             attributes={"http.request.method": method, "url.path": path, **({"http.route": rule} if rule else {})},
         )
         if span.is_recording():
-            environ = req.environ
             span.set_attributes({
                 "url.scheme": req.scheme,
                 "server.address": req.host.split(":")[0],

@@ -123,8 +123,9 @@ function setup(thread)
   threads_started = threads_started + 1
 end
 
+-- args[1]: where this run starts in the PUT sequence (the bench continues it across runs).
 function init(args)
-  counter = thread_offset or 0
+  counter = (thread_offset or 0) + (tonumber(args[1]) or 0)
 end
 
 request = function()
@@ -191,13 +192,43 @@ def _service_cpu_seconds(svc: ServiceProcesses) -> float:
     return total
 
 
-def _run_wrk(wrk: str, url: str, script: Path, duration_s: float, connections: int, threads: int) -> dict:
+def _run_wrk(wrk: str, url: str, script: Path, duration_s: float, connections: int, threads: int,
+             start: int = 0) -> dict:
     argv = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration_s))}s",
-            "--timeout", "10s", "-s", str(script), url]
+            "--timeout", "10s", "-s", str(script), url, "--", str(start)]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip()[:500]}")
     return parse_wrk_output(out.stdout)
+
+
+# Seconds of one wrk run; a round of --duration D runs D / SLICE_S slices of every variant, interleaved.
+SLICE_S = 1.0
+
+
+@dataclass
+class _RoundTotals:
+    """One variant's slices of one round, summed: throughput and CPU over all of them."""
+    requests: int = 0
+    duration_s: float = 0.0
+    errors: int = 0
+    cpu_s: float = 0.0
+    p50_ms: list = field(default_factory=list)
+    p99_ms: list = field(default_factory=list)
+
+    def add(self, wrk_result: dict, cpu_s: float) -> None:
+        self.requests += wrk_result["requests"]
+        self.duration_s += wrk_result["duration_us"] / 1e6
+        self.errors += wrk_result["errors"]
+        self.cpu_s += cpu_s
+        self.p50_ms.append(wrk_result["p50_us"] / 1000)
+        self.p99_ms.append(wrk_result["p99_us"] / 1000)
+
+    def result(self, variant: str, rnd: int) -> RoundResult:
+        # wrk reports percentiles per run, not histograms to merge: the round's are the median over its slices.
+        return RoundResult(variant, rnd, self.requests, self.duration_s, self.requests / self.duration_s,
+                           statistics.median(self.p50_ms), statistics.median(self.p99_ms), self.errors,
+                           self.cpu_s / max(self.requests, 1) * 1e6)
 
 
 def summarize(results: Sequence[RoundResult], variants: Sequence[Variant], baseline: str = "off"
@@ -252,20 +283,29 @@ def run_overhead(*, work_dir: Path | None = None, rounds: int = 3, duration_s: f
             ids = _prepare_uploads(svc.base_url, uploads, chunks)
             scripts[v.key] = tmp / f"{v.key}.lua"
             scripts[v.key].write_text(wrk_script(ids, chunks, chunk_bytes))
+        # Each service's PUT sequence continues across runs and starts past its first pass over the chunks:
+        # every measured PUT is a retry (two events, one more counter), the same work in every variant and round.
+        sent = {v.key: uploads * chunks for v in variants}
         for v in variants:  # warm-up: imports, connections, SQLite pages
-            _run_wrk(wrk, services[v.key].base_url, scripts[v.key], 1, connections, wrk_threads)
+            sent[v.key] += _run_wrk(wrk, services[v.key].base_url, scripts[v.key], 1, connections, wrk_threads,
+                                    sent[v.key])["requests"]
         load_before = os.getloadavg()[0]
+        slices = max(1, round(duration_s / SLICE_S))
         for rnd in range(rounds):
-            order = list(variants[rnd % len(variants):]) + list(variants[:rnd % len(variants)])
-            for v in order:
-                progress(f"round {rnd + 1}/{rounds}: {v.label}")
-                cpu_before = _service_cpu_seconds(services[v.key])
-                r = _run_wrk(wrk, services[v.key].base_url, scripts[v.key], duration_s, connections, wrk_threads)
-                cpu = _service_cpu_seconds(services[v.key]) - cpu_before
-                dur = r["duration_us"] / 1e6
-                results.append(RoundResult(v.key, rnd, r["requests"], dur, r["requests"] / dur,
-                                           r["p50_us"] / 1000, r["p99_us"] / 1000, r["errors"],
-                                           cpu / max(r["requests"], 1) * 1e6))
+            totals = {v.key: _RoundTotals() for v in variants}
+            for sl in range(slices):
+                # Every variant runs one short slice in turn, the order rotating slice by slice: a burst of
+                # other work on a shared machine (seconds long) then lands on all variants of the round alike.
+                turn = rnd * slices + sl
+                order = list(variants[turn % len(variants):]) + list(variants[:turn % len(variants)])
+                for v in order:
+                    progress(f"round {rnd + 1}/{rounds}, slice {sl + 1}/{slices}: {v.label}")
+                    cpu_before = _service_cpu_seconds(services[v.key])
+                    r = _run_wrk(wrk, services[v.key].base_url, scripts[v.key], SLICE_S, connections, wrk_threads,
+                                 sent[v.key])
+                    sent[v.key] += r["requests"]
+                    totals[v.key].add(r, _service_cpu_seconds(services[v.key]) - cpu_before)
+            results += [totals[v.key].result(v.key, rnd) for v in variants]
         load_after = os.getloadavg()[0]
     finally:
         for svc in services.values():
@@ -279,8 +319,8 @@ HOW_TO_READ = (
     "How to read it: throughput is what wrk got through while the service shared 2 cores with wrk (and, on a "
     "shared machine, with others), so single rounds are noisy; the paired median and the service CPU per request "
     "(all gunicorn processes, from /proc) are the steadier figures; the machine's load average before and after "
-    "the run says how shared it was. What costs what on this path (past a service's first 6,400 PUTs, 100 uploads "
-    "x 64 chunks, every PUT is a retry: two events and one more counter): *events* — one JSON encode and one `os.write` (under a shared `flock`) + `fstat` per "
+    "the run says how shared it was. What costs what on this path (every measured PUT comes after a first pass over "
+    "the 100 uploads x 64 chunks, so it is a retry: two events and one more counter): *events* — one JSON encode and one `os.write` (under a shared `flock`) + `fstat` per "
     "event; *metrics* — up to seven prometheus_client multiprocess value updates per request (RED counter + "
     "histogram sum and bucket, events_total per event, chunks_total, chunk_retries_total), each a lock and an mmap write, on "
     "labelled children looked up in a memo (not through `labels()`); *tracing* — per request a context "
@@ -300,9 +340,11 @@ def render_markdown(report: OverheadReport, command: str, when: str) -> str:
         f"Measured {when} with `{command}` on a {report.cpu_count}-core machine (shared). Hot path: "
         f"`PUT /v1/uploads/{{id}}/chunks/{{n}}` with {report.chunk_bytes // 1024} KiB bodies, driven by wrk "
         f"({report.wrk_threads} thread, {report.connections} connections) on 127.0.0.1 against gunicorn with "
-        f"{report.workers} workers x {report.threads} threads. {report.rounds} interleaved rounds of "
-        f"{report.duration_s:g} s per variant; ratio and deltas are paired with the uninstrumented run of the same "
-        "round, then the median over rounds is shown. All traffic synthetic."
+        f"{report.workers} workers x {report.threads} threads. {report.rounds} rounds of "
+        f"{report.duration_s:g} s per variant, each round made of {SLICE_S:g}-s slices with the variants taking "
+        "turns (the order rotating), so a burst of other work hits them alike; ratio and deltas are paired with "
+        "the uninstrumented slices of the same round, then the median over rounds is shown (a round's p50 and p99 "
+        "are the median over its slices). All traffic synthetic."
         + ("" if report.load_before is None else
            f" Machine load average (1 min): {report.load_before:.1f} when the rounds began, "
            f"{report.load_after:.1f} when they ended."),
