@@ -19,7 +19,7 @@ from demo_service.store import Upload
 from demo_service.telemetry import metric_files
 from demo_service.telemetry.events import EVENTS_FILE, EventFile, UserHasher, event_timestamp
 from demo_service.telemetry.metrics import ApiMetrics, ProcessSampler
-from demo_service.telemetry.http_tracing import instrument_flask_lean
+from demo_service.telemetry.http_tracing import LeanServerSpans
 from demo_service.telemetry.tracing import SkipPathsSampler, current_ids, instrument_requests_once, make_tracer_provider
 from contract.events import SCHEMA_VERSION, SERVICE_VERSIONS
 
@@ -178,6 +178,7 @@ class Telemetry:
 def init_app(app: Flask) -> None:
     telemetry = Telemetry(app)
     app.extensions["obslab.telemetry"] = telemetry
+    server_spans = None
     if telemetry.tracer_provider is not None:
         if app.config["HTTP_TRACING"] == "flask-instrumentor":
             from opentelemetry.instrumentation.flask import FlaskInstrumentor
@@ -186,24 +187,38 @@ def init_app(app: Flask) -> None:
             FlaskInstrumentor().instrument_app(app, tracer_provider=telemetry.tracer_provider,
                                                meter_provider=NoOpMeterProvider(), enable_commenter=False)
         else:
-            instrument_flask_lean(app, telemetry.tracer, SkipPathsSampler.SKIP)
+            server_spans = LeanServerSpans(telemetry.tracer, SkipPathsSampler.SKIP)
         instrument_requests_once(telemetry.tracer_provider)
+    metrics = telemetry.metrics
 
+    # One hook per stage for all of telemetry (the server span and the RED metrics): Flask dispatches each hook
+    # on its own, and ``request``/``g`` are looked up once per hook (``_get_current_object``).
     @app.before_request
-    def _start_timer() -> None:
-        g.obslab_start = time.perf_counter()
+    def _start_request_telemetry() -> None:
+        state = g._get_current_object()
+        if server_spans is not None:
+            server_spans.start(request._get_current_object(), state)
+        state.obslab_start = time.perf_counter()
 
     @app.after_request
-    def _red_metrics(response):
-        started = g.get("obslab_start")
-        if started is not None and telemetry.metrics.enabled:
-            req = request._get_current_object()  # one context lookup, not one per attribute
+    def _finish_request_telemetry(response):
+        state = g._get_current_object()
+        if server_spans is not None:
+            server_spans.record_status(state, response)
+        started = state.get("obslab_start")
+        if started is not None and metrics.enabled:
+            req = request._get_current_object()
             route = req.url_rule.rule if req.url_rule is not None else "<unmatched>"
             method = req.method
-            telemetry.metrics.http_requests.labels(route=route, method=method, code=str(response.status_code)).inc()
-            telemetry.metrics.http_duration.labels(route=route, method=method).observe(time.perf_counter() - started)
+            metrics.http_requests.labels(route=route, method=method, code=str(response.status_code)).inc()
+            metrics.http_duration.labels(route=route, method=method).observe(time.perf_counter() - started)
             telemetry.process_sampler.maybe_sample()
         return response
+
+    if server_spans is not None:
+        @app.teardown_request
+        def _end_server_span(exc: BaseException | None) -> None:
+            server_spans.end(g._get_current_object(), exc)
 
 
 def get_telemetry() -> Telemetry:

@@ -5,22 +5,22 @@ request (several URL reconstructions, user agent parsing, old and new semantic
 conventions) before the sampler runs, so 90 % unsampled requests pay the full price.
 Here the sampler sees only what it needs (method, path, route) and the remaining
 attributes (stable HTTP semantic conventions) are added only to spans that record.
-Context is extracted from ``traceparent``/``tracestate`` by the global propagator, and
-the span is current for the whole request, so manual spans and events nest under it.
-Each hook looks ``request`` and ``g`` up once (``_get_current_object``): every attribute read through
-Flask's context proxies costs a context lookup, about a microsecond each on this path.
+Context is extracted from ``traceparent``/``tracestate`` by the global propagator (only
+when the request carries one of its headers), and the span is current for the whole
+request, so manual spans and events nest under it. Telemetry's request hooks call these
+methods with ``request`` and ``g`` looked up once (``_get_current_object``): every attribute
+read through Flask's context proxies costs a context lookup, about a microsecond each.
 ``OBSLAB_HTTP_TRACING=flask-instrumentor`` switches back to the official instrumentation
 (the overhead bench measures both).
 """
 
 from __future__ import annotations
 
-from flask import Flask, g, request
 from opentelemetry import context, propagate, trace
 from opentelemetry.instrumentation.wsgi import wsgi_getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-__all__ = ["instrument_flask_lean"]
+__all__ = ["LeanServerSpans"]
 
 
 def _propagated_environ_keys() -> tuple[str, ...]:
@@ -35,18 +35,24 @@ def _propagated_environ_keys() -> tuple[str, ...]:
 _environ_keys: tuple | None = None
 
 
-def instrument_flask_lean(app: Flask, tracer: trace.Tracer, skip_paths: frozenset[str]) -> None:
-    @app.before_request
-    def _start_server_span() -> None:
-        req = request._get_current_object()
+class LeanServerSpans:
+    """The server span of each request: ``start`` before the view, ``record_status`` on its response, ``end`` at
+    teardown. Telemetry calls them from its own request hooks (one per stage, shared with the RED metrics): each
+    Flask hook costs a dispatch of its own."""
+
+    def __init__(self, tracer: trace.Tracer, skip_paths: frozenset[str]):
+        self.tracer = tracer
+        self.skip_paths = skip_paths
+
+    def start(self, req, state) -> None:
         path = req.path
-        if path in skip_paths:
+        if path in self.skip_paths:
             return
         url_rule = req.url_rule
         rule = url_rule.rule if url_rule is not None else None
         method = req.method
         environ = req.environ
-        span = tracer.start_span(
+        span = self.tracer.start_span(
             f"{method} {rule}" if rule else method,
             # Read from the WSGI environ (as opentelemetry-instrumentation-wsgi does): werkzeug's header view
             # costs more per lookup. Most requests carry none of the propagators' headers: extracting from
@@ -65,22 +71,19 @@ def instrument_flask_lean(app: Flask, tracer: trace.Tracer, skip_paths: frozense
                 "user_agent.original": req.headers.get("User-Agent", ""),
                 **({"url.query": environ["QUERY_STRING"]} if environ.get("QUERY_STRING") else {}),
             })
-        state = g._get_current_object()
         state.obslab_server_span = span
         state.obslab_span_token = context.attach(trace.set_span_in_context(span))
 
-    @app.after_request
-    def _record_status(response):
-        span = g.get("obslab_server_span")
+    @staticmethod
+    def record_status(state, response) -> None:
+        span = state.get("obslab_server_span")
         if span is not None and span.is_recording():
             span.set_attribute("http.response.status_code", response.status_code)
             if response.status_code >= 500:
                 span.set_status(Status(StatusCode.ERROR))
-        return response
 
-    @app.teardown_request
-    def _end_server_span(exc: BaseException | None) -> None:
-        state = g._get_current_object()
+    @staticmethod
+    def end(state, exc: BaseException | None) -> None:
         span = state.pop("obslab_server_span", None)
         if span is None:
             return
