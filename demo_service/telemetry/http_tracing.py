@@ -58,7 +58,7 @@ class LeanServerSpans:
             # costs more per lookup. Most requests carry none of the propagators' headers: extracting from
             # them would give an empty context anyway, so it is skipped.
             context=(propagate.extract(environ, getter=wsgi_getter)
-                     if any(key in environ for key in _propagated_environ_keys()) else context.Context()),
+                     if not environ.keys().isdisjoint(_propagated_environ_keys()) else context.Context()),
             kind=SpanKind.SERVER,
             attributes={"http.request.method": method, "url.path": path, **({"http.route": rule} if rule else {})},
         )
