@@ -330,9 +330,9 @@ HOW_TO_READ = (
     "hooks as the RED metrics; a sampled span costs its attributes, the OTLP/JSON encode in the "
     "BatchSpanProcessor thread (written directly from the SDK spans, about 60 µs per span with the JSON dump, "
     "where opentelemetry-proto's encoder plus protobuf's JSON mapping took about 130 µs for the encode alone) "
-    "and the file write, hence the gap between default and 100 % sampling. Every system call on the request "
-    "path hands the GIL to another of the worker's threads, which is why the whole costs more per request "
-    "under gunicorn than the same code in one thread. The official FlaskInstrumentor builds every HTTP attribute "
+    "and the file write, hence the gap between default and 100 % sampling. Every blocking system call on the "
+    "request path releases the GIL, and with four threads per worker another thread often takes it (a context "
+    "switch), which is one reason the same code costs more per request under gunicorn than in one thread. The official FlaskInstrumentor builds every HTTP attribute "
     "(twice) before sampling, which is why it is measured separately and not the default."
 )
 
