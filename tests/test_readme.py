@@ -5,6 +5,7 @@ and SLI tests; this keeps the README from drifting away from the CLI.)"""
 from __future__ import annotations
 
 import re
+import subprocess
 import shlex
 from pathlib import Path
 
@@ -69,3 +70,14 @@ def test_quickstart_targets_exist():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^lab:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_make_lessons_runs_the_lesson_checks_at_the_default_speed():
+    """`make lessons` (in the README) takes 90 minutes, so CI only checks what it would run."""
+    assert "make lessons" in README
+    plan = subprocess.run(["make", "-n", "lessons", "LESSON_TABLE=/tmp/table.md"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert plan.returncode == 0, plan.stderr
+    command = plan.stdout.replace("\\\n", " ").strip().splitlines()[-1]  # one command, continued lines joined
+    assert "OBSLAB_DRILL_LESSON_SPEED=1 " in command and "tests/test_drill_lessons.py" in command, command
+    assert "OBSLAB_DRILL_LESSON_SEEDS=20261130,20261201" in command and "OBSLAB_DRILL_LESSON_TABLE=/tmp/table.md" in command
