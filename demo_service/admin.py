@@ -79,6 +79,16 @@ def _audit(event: str, actor: str, action: str, name: str, old, new) -> None:
     get_controls().invalidate()
 
 
+def _delete_control(kind: str, event: str, name: str, absent: str, field: str) -> None:
+    """Remove the stored control ``kind``/``name`` and write its audit event; 404 (``absent``, naming
+    ``field``) when none is stored."""
+    actor = _actor()
+    old = get_store().delete_control(kind, name)
+    if old is None:
+        raise ApiError(404, "not_found", absent, field)
+    _audit(event, actor, "delete", name, old, None)
+
+
 def _private() -> bool:
     value = request.headers.get(PRIVATE_AUDIT_HEADER)
     if value is None:
@@ -125,11 +135,7 @@ def put_fault(name: str):
 
 @bp.delete("/faults/<name>")
 def delete_fault(name: str):
-    actor = _actor()
-    old = get_store().delete_control("fault", name)
-    if old is None:
-        raise ApiError(404, "not_found", f"no fault {name!r}", "name")
-    _audit("fault_changed", actor, "delete", name, old, None)
+    _delete_control("fault", "fault_changed", name, f"no fault {name!r}", "name")
     return jsonify({"deleted": [name]})
 
 
@@ -186,11 +192,7 @@ def put_flag(name: str):
 @bp.delete("/flags/<name>")
 def delete_flag(name: str):
     _flag_name(name)
-    actor = _actor()
-    old = get_store().delete_control("flag", name)
-    if old is None:
-        raise ApiError(404, "not_found", f"flag {name!r} is already at its default", "name")
-    _audit("flag_changed", actor, "delete", name, old, None)
+    _delete_control("flag", "flag_changed", name, f"flag {name!r} is already at its default", "name")
     return jsonify(default_spec(name).to_json() | {"variants": list(FLAGS[name])})
 
 
@@ -226,11 +228,7 @@ def put_shed(name: str):
 @bp.delete("/shed/<name>")
 def delete_shed(name: str):
     _shed_class(name)
-    actor = _actor()
-    old = get_store().delete_control("shed", name)
-    if old is None:
-        raise ApiError(404, "not_found", f"{name!r} requests are not being shed", "class")
-    _audit("shed_changed", actor, "delete", name, old, None)
+    _delete_control("shed", "shed_changed", name, f"{name!r} requests are not being shed", "class")
     return jsonify({"deleted": [name]})
 
 

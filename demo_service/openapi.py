@@ -56,6 +56,21 @@ def _admin(summary: str, operation_id: str, responses: dict, parameters: list | 
     return op
 
 
+def _named_control(kind: str, name: dict, actor: dict, *, put_summary: str, unknown: str,
+                   delete_summary: str, delete_id: str, deleted: dict, absent: str) -> dict:
+    """PUT and DELETE of one named control that is not a fault (a flag, a shed class): set from a
+    ``<kind>Spec`` body returning ``<kind>`` (operationId ``put<kind>``), removed with an X-Actor; no
+    private audit."""
+    return {
+        "put": _admin(put_summary, f"put{kind}",
+                      {"200": _json(_ref(kind), "Stored."), "400": _error("Malformed JSON or header."),
+                       "404": _error(unknown), "422": _error(f"Invalid {kind.lower()} spec.")},
+                      parameters=[name, actor], body=f"{kind}Spec"),
+        "delete": _admin(delete_summary, delete_id,
+                         {"200": deleted, "400": _error("Bad X-Actor."), "404": _error(absent)},
+                         parameters=[name, actor])}
+
+
 @lru_cache(maxsize=1)
 def openapi_spec() -> dict:
     schemas = {
@@ -259,26 +274,18 @@ def openapi_spec() -> dict:
             "get": _admin("One flag.", "getFlag",
                           {"200": _json(_ref("Flag"), "The flag."), "404": _error("No such flag.")},
                           parameters=[flag_name]),
-            "put": _admin("Set a flag's default and rollout.", "putFlag",
-                          {"200": _json(_ref("Flag"), "Stored."), "400": _error("Malformed JSON or header."),
-                           "404": _error("No such flag."), "422": _error("Invalid flag spec.")},
-                          parameters=[flag_name, actor], body="FlagSpec"),
-            "delete": _admin("Reset a flag to its default.", "resetFlag",
-                             {"200": _json(_ref("Flag"), "Reset."), "400": _error("Bad X-Actor."),
-                              "404": _error("Already at default.")},
-                             parameters=[flag_name, actor])},
+            **_named_control("Flag", flag_name, actor, put_summary="Set a flag's default and rollout.",
+                             unknown="No such flag.", delete_summary="Reset a flag to its default.",
+                             delete_id="resetFlag", deleted=_json(_ref("Flag"), "Reset."),
+                             absent="Already at default.")},
         "/admin/shed": {"get": _admin("Request classes being shed, and the classes there are.", "listShed",
                                       {"200": _json(_ref("ShedList"), "Shedding.")})},
-        "/admin/shed/{name}": {
-            "put": _admin("Shed a low-priority request class: 503 load_shed + Retry-After before the database.",
-                          "putShed",
-                          {"200": _json(_ref("Shed"), "Stored."), "400": _error("Malformed JSON or header."),
-                           "404": _error("No such request class."), "422": _error("Invalid shed spec.")},
-                          parameters=[shed_class, actor], body="ShedSpec"),
-            "delete": _admin("Let a request class through again.", "deleteShed",
-                             {"200": _json(_ref("Deleted"), "Removed."), "400": _error("Bad X-Actor."),
-                              "404": _error("The class is not being shed.")},
-                             parameters=[shed_class, actor])},
+        "/admin/shed/{name}": _named_control(
+            "Shed", shed_class, actor,
+            put_summary="Shed a low-priority request class: 503 load_shed + Retry-After before the database.",
+            unknown="No such request class.", delete_summary="Let a request class through again.",
+            delete_id="deleteShed", deleted=_json(_ref("Deleted"), "Removed."),
+            absent="The class is not being shed."),
     }
     return {
         "openapi": "3.1.0",

@@ -181,6 +181,18 @@ def browser():
         launched.close()
 
 
+@pytest.fixture()
+def page(browser):
+    """A fresh 1400x1800 page of the module's Chromium; ``page.errors`` collects the page's uncaught errors
+    (tests assert it is empty). test_lab.py and test_oncall_ui.py keep pages of their own."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    pg = context.new_page()
+    pg.errors = []
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    yield pg
+    context.close()
+
+
 def stop_lab(proc: subprocess.Popen, grace_s: float = 60) -> None:
     """Stop an ``obslab lab``/``serve`` started by a test as a user would (Ctrl-C), then SIGKILL whatever of its
     process tree is left: a failed test must never leave a lab behind."""

@@ -31,16 +31,6 @@ from toolkit.lab.web.drills import stop_active_drill
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture()
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1800})
-    pg = context.new_page()
-    pg.errors = []
-    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-    yield pg
-    context.close()
-
-
 def _flag(service, name: str) -> dict:
     r = service.admin("GET", f"/admin/flags/{name}")
     return r.json() if r.ok else {}

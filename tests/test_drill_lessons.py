@@ -36,6 +36,7 @@ import pytest
 
 from toolkit.drills.measure import (Window, bad_and_total, percentile, read_drill_events, read_metric_samples)
 from toolkit.drills.schema import load_catalogue
+from toolkit.events.attempts import attempt_stats_relation
 from toolkit.lab.processes import ServiceProcesses
 from toolkit.measures.definitions import sli_definition
 from toolkit.slo.spec import load_spec
@@ -131,12 +132,12 @@ class Measured:
 
     def __init__(self, run: Run):
         self.report = json.loads((run.run_dir / "report" / "report.json").read_text())
-        self.events_dir = run.events_dir
         self.fault = Window(*self.report["fault_window"])
         self.baseline = Window(*self.report["baseline_window"])
         read = read_drill_events(run.events_dir, Window(self.baseline.start, self.fault.end), SPEC.abandon_after_s,
                                  as_of=self.fault.end)
         self.attempts = read.attempts
+        self.events = read.events  # the EventSet read once: per-attempt mechanism columns (queue wait) too
         self.samples = read_metric_samples(run.run_dir / "metrics.jsonl")
         self.success = sli_definition(SPEC.slo("publish-success"))
 
@@ -329,20 +330,11 @@ def async_backlog(m: Measured) -> Lesson:
 
 
 def _queue_waits(m: Measured, w: Window) -> list[float]:
-    """queue_wait_ms of the transcode jobs that started in ``w`` (from the event log)."""
-    from datetime import timezone
-
-    from contract.events import parse_time
-
-    waits = []
-    for path in sorted(Path(m.events_dir).glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            if '"transcode_started"' not in line:
-                continue
-            event = json.loads(line)
-            if event.get("queue_wait_ms") is not None and parse_time(event["ts"]).replace(tzinfo=timezone.utc).timestamp() in w:
-                waits.append(float(event["queue_wait_ms"]))
-    return waits
+    """queue_wait_ms of the transcode jobs that started in ``w``: the engine's per-attempt fold of the events read
+    once (``transcode_started_at``, ``queue_wait_ms``; toolkit.events.attempts)."""
+    rows = (attempt_stats_relation(m.events, SPEC.abandon_after_s).filter("queue_wait_ms IS NOT NULL")
+            .project("epoch(transcode_started_at), queue_wait_ms").fetchall())
+    return [wait for started, wait in rows if started in w]
 
 
 def memory(m: Measured) -> Lesson:
