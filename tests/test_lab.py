@@ -252,6 +252,9 @@ def test_drill_started_from_the_page_changes_the_services_faults(lab: RunningLab
                            timeout=90000)
     assert "score" in page.locator("#drill-output").inner_text(), page.locator("#drill-output").inner_text()
     assert page.locator("#drill-output img").count() >= 1
+    # The panel re-renders when the poll sees the run's phase change; the report the learner asked for stays.
+    page.evaluate("async () => { await loadDrills(); }")
+    assert "score" in page.locator("#drill-output").inner_text(), page.locator("#drill-output").inner_text()
     _screenshot(page, "lab-drill-report.png")
     assert page.console_errors == []
 

@@ -445,6 +445,12 @@ async function loadDrills() {
     el("div", { class: "summary", title: dr.summary || "", text: dr.summary || "" }),
     el("button", { "data-testid": "drill-start-" + dr.name, onclick: () => startDrill(dr.name), disabled: (d.active && !d.active.finished) ? "disabled" : null }, "Start")));
   const active = d.active ? renderActiveDrill(d.active) : null;
+  // A re-render (the run's phase changed, say from running to finished) keeps what the run's output box shows:
+  // the learner's report must not vanish because the poll noticed the drill ended a moment after they asked for it.
+  const shownRun = $("[data-testid=drill-active]"), shownOutput = $("#drill-output");
+  if (active && shownRun && shownOutput && shownRun.dataset.run === active.dataset.run) {
+    active.querySelector("#drill-output").replaceWith(shownOutput);
+  }
   box.replaceChildren(...(active ? [active] : []), el("div", { class: "drill-pace" }, "pace: ", speed),
     el("div", { class: "drill-list" }, ...items));
   if (active) await loadMitigation();
@@ -501,7 +507,8 @@ function renderActiveDrill(a) {
   const form = a.kind === "rollout" ? renderRolloutBox(a.rollout)
     : el("form", { "data-testid": "drill-answer-form", onsubmit: (ev) => { ev.preventDefault(); answerDrill(form); } },
       ...answerFields, el("button", { type: "submit" }, "Submit answer"));
-  return el("div", { class: "drill active", "data-testid": "drill-active", "data-name": a.name, "data-phase": a.phase },
+  return el("div", { class: "drill active", "data-testid": "drill-active", "data-name": a.name, "data-phase": a.phase,
+                     "data-run": `${a.name}@${a.started_at}` },
     el("h3", { text: `${a.phase === "running" ? "Running" : "Drill " + a.phase}: ${a.title || a.name}` }),
     el("div", { class: "muted", "data-testid": "drill-clock" },
       `started ${timeOf(a.started_at)} · speed ×${a.speed} · scenario time ${Math.round(a.elapsed_s)} s, `
