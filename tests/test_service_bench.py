@@ -71,3 +71,33 @@ def test_short_real_run_measures_every_variant_without_errors(tmp_path):
     write_section(out, render_markdown(report, "obslab bench overhead --rounds 1", "now"))
     assert "ratio vs uninstrumented" in out.read_text()
     assert not list(tmp_path.glob("obslab-bench-*"))  # services stopped, work dir removed
+
+
+def _listening_sockets(svc) -> dict[int, set[str]]:
+    """Worker pid -> the socket inodes it listens on at the API's port."""
+    import os
+
+    import psutil
+
+    out: dict[int, set[str]] = {}
+    master = next(m for m in svc.processes if "demo_service.app" in " ".join(m.command.argv))
+    for worker in psutil.Process(master.proc.pid).children():
+        inodes = set()
+        for c in worker.net_connections(kind="tcp"):
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == svc.port:
+                inodes.add(os.readlink(f"/proc/{worker.pid}/fd/{c.fd}"))
+        out[worker.pid] = inodes
+    return out
+
+
+@pytest.mark.parametrize("reuse_port", [False, True])
+def test_the_bench_gives_each_worker_its_own_socket_and_the_lab_shares_one(tmp_path, reuse_port):
+    """The bench's services listen with SO_REUSEPORT, one socket per worker, so the kernel spreads wrk's connections
+    (with a shared socket the workers race for them and often one gets all); the lab keeps the shared socket."""
+    from toolkit.lab.processes import ServiceProcesses
+
+    with ServiceProcesses(tmp_path / "svc", workers=2, reuse_port=reuse_port) as svc:
+        sockets = _listening_sockets(svc)
+    assert len(sockets) == 2 and all(len(s) == 1 for s in sockets.values()), sockets
+    distinct = set().union(*sockets.values())
+    assert len(distinct) == (2 if reuse_port else 1), sockets

@@ -276,8 +276,11 @@ def run_overhead(*, work_dir: Path | None = None, rounds: int = 3, duration_s: f
     try:
         for v in variants:
             progress(f"starting {v.label}")
+            # reuse_port: wrk's connections spread over the workers by the kernel's hash. With the lab's shared
+            # socket the workers race for them, and in about half the slices all 8 landed on one worker, halving
+            # that slice's throughput whatever the variant: a bimodal noise larger than the overhead measured.
             svc = ServiceProcesses(tmp / v.key, workers=workers, threads=threads, instrumentation=v.instrumentation,
-                                   trace_sample_ratio=v.sample_ratio, extra_env=dict(v.env))
+                                   trace_sample_ratio=v.sample_ratio, extra_env=dict(v.env), reuse_port=True)
             services[v.key] = svc
             svc.start()
             ids = _prepare_uploads(svc.base_url, uploads, chunks)
@@ -320,7 +323,11 @@ HOW_TO_READ = (
     "shared machine, with others), so single slices are noisy; the variants take turns in 1-s slices so that a "
     "burst of other work lands on all of them, and the paired median and the service CPU per request (all "
     "gunicorn processes, from /proc) are the steadier figures; the machine's load average before and after the "
-    "run says how shared it was. What costs what on this path (every PUT a first attempt, round-robin over the "
+    "run says how shared it was. Each variant's API listens with `--reuse-port` (one socket per worker, the kernel "
+    "spreading wrk's connections by address hash): with the lab's one shared socket the two workers race for the "
+    "8 connections, and in about half of the 1-s slices one worker got all 8, halving that slice's throughput in "
+    "any variant (about 1,100 against 2,400 req/s), a noise larger than the overhead measured; the lab keeps the "
+    "shared socket, on which a killed worker loses no queued connection. What costs what on this path (every PUT a first attempt, round-robin over the "
     "100 uploads x 64 chunks: one event, `chunk_uploaded`; a retry adds a `chunk_retry` event and a counter): "
     "*events* — one orjson encode and one `os.write` per event (no lock: a short write on a full disk is blanked in place, which needs "
     "none; the size is checked every 64 KiB written); *metrics* — five prometheus_client multiprocess value updates per "

@@ -95,8 +95,15 @@ def _gunicorn(bind: str, workers: int, threads: int, app: str, extra: tuple[str,
 
 def api_command(*, host: str, port: int, data_dir: str | Path, transcoder_url: str, admin_token: str | None,
                 workers: int = DEFAULT_API_WORKERS, threads: int = DEFAULT_API_THREADS,
-                extra_env: Mapping[str, str] | None = None) -> CommandLine:
-    """The publish API: gunicorn, several workers sharing SQLite state, prometheus multiprocess mode."""
+                extra_env: Mapping[str, str] | None = None, reuse_port: bool = False) -> CommandLine:
+    """The publish API: gunicorn, several workers sharing SQLite state, prometheus multiprocess mode.
+
+    ``reuse_port``: each worker listens on its own SO_REUSEPORT socket and the kernel spreads connections over
+    them by address hash. Off by default: with one shared socket a worker's death loses no queued connection and
+    a lone worker's restart refuses none, which the crash drills rely on; but then the workers race for accepts,
+    and a few keep-alive clients often all land on one worker (half the throughput), which a benchmark must not
+    mistake for the code it measures.
+    """
     data_dir = Path(data_dir)
     env = {
         ENV_DATA_DIR: str(data_dir),
@@ -107,7 +114,7 @@ def api_command(*, host: str, port: int, data_dir: str | Path, transcoder_url: s
         env[ENV_ADMIN_TOKEN] = admin_token
     env.update(extra_env or {})
     argv = _gunicorn(f"{host}:{port}", workers, threads, API_APP,
-                     ("--config", "python:demo_service.gunicorn_conf"))
+                     (*(("--reuse-port",) if reuse_port else ()), "--config", "python:demo_service.gunicorn_conf"))
     return CommandLine(argv=argv, env=env)
 
 
@@ -289,7 +296,7 @@ class ServiceProcesses:
                  threads: int = DEFAULT_API_THREADS, admin_token: str | None = None,
                  instrumentation: str | None = None, trace_sample_ratio: float | None = None,
                  extra_env: Mapping[str, str] | None = None, start_timeout_s: float = 60.0,
-                 only: str | None = None, transcoder_url: str | None = None):
+                 only: str | None = None, transcoder_url: str | None = None, reuse_port: bool = False):
         if only not in (None, "api", "transcoder"):
             raise ValueError(f"only must be 'api' or 'transcoder', got {only!r}")
         self.only = only  # one component (a container runs one); None = both
@@ -302,6 +309,7 @@ class ServiceProcesses:
         self.transcoder_port = transcoder_port or auto[1]
         self.workers = workers
         self.threads = threads
+        self.reuse_port = reuse_port
         self.admin_token = admin_token or os.environ.get(ENV_ADMIN_TOKEN) or ensure_admin_token(self.data_dir)[0]
         self.start_timeout_s = start_timeout_s
         env = dict(extra_env or {})
@@ -335,7 +343,7 @@ class ServiceProcesses:
                                         extra_env=self.extra_env)
         api = api_command(host=self.host, port=self.port, data_dir=self.data_dir, transcoder_url=self.transcoder_url,
                           admin_token=self.admin_token, workers=self.workers, threads=self.threads,
-                          extra_env=self.extra_env)
+                          extra_env=self.extra_env, reuse_port=self.reuse_port)
         return transcoder, api
 
     def start(self) -> "ServiceProcesses":
