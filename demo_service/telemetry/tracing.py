@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export import (BatchSpanProcessor, SimpleSpanProces
                                             SpanExportResult)
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult, TraceIdRatioBased
 
+from demo_service.telemetry.jsonline import json_line
 from demo_service.telemetry.otlp_spans import encode_spans_json
 
 __all__ = ["OtlpJsonSpanExporter", "OtlpJsonFile", "otlp_json_line", "parse_otlp_json_line", "service_resource", "make_tracer_provider", "instrument_requests_once", "current_ids", "ZERO_TRACE_ID",
@@ -69,7 +70,7 @@ def otlp_json_line(message: Message) -> bytes:
     """One OTLP/JSON line of an Export*ServiceRequest: protobuf's JSON mapping, IDs in hex, enums as integers."""
     document = json_format.MessageToDict(message, use_integers_for_enums=True)
     document = _ids(document, lambda b64: base64.b64decode(b64).hex())
-    return (json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    return json_line(document)
 
 
 def parse_otlp_json_line(line: str | bytes, message: Message) -> Message:
@@ -119,8 +120,7 @@ class OtlpJsonSpanExporter(SpanExporter):
         if len(self._resources) > 16:
             self._resources.clear()
         document = encode_spans_json(spans, self._resources)
-        line = (json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-        return SpanExportResult.SUCCESS if self.file.write_line(line) else SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS if self.file.write_line(json_line(document)) else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
         self.file.close()
