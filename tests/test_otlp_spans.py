@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
+from demo_service.telemetry.jsonline import json_line
 from demo_service.telemetry.otlp_spans import encode_spans_json
 from demo_service.telemetry.tracing import SPANS_FILE, OtlpJsonSpanExporter, otlp_json_line
 
@@ -24,7 +25,7 @@ def _reference(spans) -> bytes:
 
 
 def _direct(spans) -> bytes:
-    return (json.dumps(encode_spans_json(spans), separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    return json_line(encode_spans_json(spans))  # as the exporter writes it
 
 
 def _provider(resource: Resource, limits: SpanLimits | None = None):
