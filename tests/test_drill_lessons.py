@@ -151,19 +151,23 @@ class Measured:
     def latencies(self, w: Window, attr: str = "processing_ms", **cohort: str) -> list[float]:
         return [getattr(a, attr) for a in self.ended(w, **cohort) if getattr(a, attr) is not None]
 
-    def counter_delta(self, w: Window, name: str, route_prefix: str | None = None, **labels: str) -> float:
-        """Increase of a counter (or histogram bucket) between the samples bracketing ``w``."""
+    def _bracket(self, w: Window):
+        """(the last sample at or before ``w``'s start or None, the first at or after its end or else the last)."""
         before = [s for s in self.samples if s.t <= w.start]
         after = [s for s in self.samples if s.t >= w.end] or self.samples[-1:]
-        a = before[-1].total(name, route_prefix, **labels) if before else None
-        b = after[0].total(name, route_prefix, **labels)
-        return max(0.0, (b or 0.0) - (a or 0.0))
+        return (before[-1] if before else None), after[0]
+
+    def counter_delta(self, w: Window, name: str, route_prefix: str | None = None, **labels: str) -> float:
+        """Increase of a counter (or histogram bucket) between the samples bracketing ``w`` (from 0 when no sample
+        precedes it: the counter started with the run)."""
+        a, b = self._bracket(w)
+        start = a.total(name, route_prefix, **labels) if a is not None else None
+        return max(0.0, (b.total(name, route_prefix, **labels) or 0.0) - (start or 0.0))
 
     def counter_rate(self, w: Window, name: str, **labels: str) -> float:
         """Per-second increase of a counter between the samples bracketing ``w``, over their own time apart."""
-        before = [s for s in self.samples if s.t <= w.start] or self.samples[:1]
-        after = [s for s in self.samples if s.t >= w.end] or self.samples[-1:]
-        a, b = before[-1], after[0]
+        a, b = self._bracket(w)
+        a = a if a is not None else self.samples[0]
         if b.t <= a.t:
             return 0.0
         return max(0.0, (b.total(name, **labels) or 0.0) - (a.total(name, **labels) or 0.0)) / (b.t - a.t)
