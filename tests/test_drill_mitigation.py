@@ -109,6 +109,23 @@ def test_a_wrong_mitigation_earns_no_action_points_and_names_the_right_one():
     assert _points(g) == {"action": 0, "recovery_figure": 25, "recovered": 0}
     assert "rollback release" in g.parts[0].note and "still below the objective" in g.parts[2].note
 
+@pytest.mark.parametrize("good, total, recovered", [
+    (118, 118, True),
+    (116, 118, True),   # 2 failures in 118 at a 1 % budget: p = 0.33, what a service at its objective often shows
+    (110, 113, True),   # p = 0.10
+    (111, 115, False),  # 4 failures: p = 0.029, more than the budget explains
+    (29, 30, True),
+    (28, 30, False),    # p = 0.036
+])
+def test_recovered_means_no_more_failures_than_the_objective_explains(good, total, recovered):
+    """A window a little below the objective is graded by an exact one-sided test, not by its point estimate:
+    a hundred attempts of a service exactly at 99 % fail two or more a quarter of the time."""
+    g = grade_mitigation(SPEC, "rollback release", "during", good / total, good / total, good / total, total, 0.99)
+    assert _points(g)["recovered"] == (25 if recovered else 0), g.parts[2].note
+    assert f"{total - good} failed" in g.parts[2].note and "exact binomial" in g.parts[2].note
+    assert ("still below the objective" in g.parts[2].note) is not recovered
+
+
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_mitigation_outside_the_fault_earns_nothing_for_the_action_or_the_recovery(when):
@@ -449,13 +466,13 @@ def test_the_solver_takes_the_choice_its_diagnosis_points_to(cause, cohort, choi
 
 
 @pytest.mark.parametrize("status_rates, feed_rates, want", [
-    ((2.0, 11.0), (1.0, 1.2), "shed-load status:90"),  # the polls multiplied at the peak: they took the pool
+    ((2.0, 11.0), (1.0, 1.2), "shed-load status:95"),  # the polls multiplied at the peak: they took the pool
     ((2.0, 2.4), (0.5, 3.0), "shed-load feed"),
 ])
 def test_a_saturated_database_sheds_the_class_whose_traffic_grew(status_rates, feed_rates, want):
     from toolkit.drills.auto import choose_mitigation
 
-    choices = ["shed-load feed", "rollback release", "shed-load status:90", "retry-policy none"]
+    choices = ["shed-load feed", "rollback release", "shed-load status:95", "retry-policy none"]
     diagnosis = {"causes": [{"cause": "database_saturation"}], "cohorts": [],
                  "evidence": {"shed_class_rate_status": list(status_rates), "shed_class_rate_feed": list(feed_rates)}}
     got = choose_mitigation(choices, diagnosis)

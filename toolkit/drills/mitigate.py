@@ -22,7 +22,7 @@ from contract.events import TimeError, parse_time
 from toolkit.drills.lab import DEFAULT_ACTOR, ControlClient, Lab
 from toolkit.drills.load import REMOTE_CONFIG_FILE
 from toolkit.drills.measure import Window, read_drill_events
-from toolkit.drills.mitigation import RECOVERY_FIGURE, ActionError, grade_mitigation, parse_action
+from toolkit.drills.mitigation import RECOVERY_ALPHA, RECOVERY_FIGURE, ActionError, grade_mitigation, parse_action
 from toolkit.drills.runner import DrillError, _current, _phase
 from toolkit.drills.schema import Drill
 from toolkit.drills.score import Grade
@@ -269,7 +269,8 @@ def render_mitigation_markdown(r: MitigationResult, scenario_s) -> str:
                   f"- Your window while the fault was still on (graded as the recovery): "
                   f"{_figure_text(r.recovered, scenario_s)}.",
                   f"- Definition: {r.after.definition if r.after else (r.claim_window.definition if r.claim_window else RECOVERY_FIGURE)}; "
-                  f"recovered means at or above the objective {r.objective:g}.",
+                  f"recovered means not significantly below the objective {r.objective:g} (one-sided exact binomial "
+                  f"test, α {RECOVERY_ALPHA:g}).",
                   ""]
     lines += [f"Mitigation score (apart from the diagnosis score): **{r.grade.total:g} / {r.grade.max_total:g}**.", "",
               "| part | points | of | note |", "|---|---:|---:|---|"]

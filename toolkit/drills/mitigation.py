@@ -33,10 +33,11 @@ from typing import Callable
 from contract.events import FLAGS
 from contract.faults import SHED_CLASSES
 from loadtests.retry import RETRY_POLICIES
+from toolkit.analysis.stats import exceedance_test
 from toolkit.drills.score import Grade, graded, part_scores
 
 __all__ = ["VERBS", "Action", "Mitigations", "parse_action", "parse_mitigations", "MITIGATION_POINTS",
-           "MIN_RECOVERY_ATTEMPTS", "grade_mitigation", "RECOVERY_FIGURE",
+           "MIN_RECOVERY_ATTEMPTS", "RECOVERY_ALPHA", "grade_mitigation", "RECOVERY_FIGURE",
            "MAX_RETRY_ATTEMPTS"]
 
 VERBS = ("rollback", "retry-policy", "shed-load")
@@ -47,6 +48,9 @@ RECOVERY_FIGURE = "publish_success_rate"
 MITIGATION_POINTS = {"action": 50.0, "recovery_figure": 25.0, "recovered": 25.0}
 # Fewer attempts than this after the mitigation show nothing either way.
 MIN_RECOVERY_ATTEMPTS = 30
+# A recovery window still below the objective is judged by an exact one-sided test at this level: a window of a
+# hundred attempts on a service at its objective fails two or more in a quarter of draws, which is no evidence.
+RECOVERY_ALPHA = 0.05
 
 
 class ActionError(ValueError):
@@ -173,7 +177,9 @@ def grade_mitigation(spec: Mitigations, action: str | None, when: str, claimed: 
       learner's own window (``measured``), within the drill's tolerance;
     - recovered: the engine's success rate over the learner's window cut at the fault's end
       (``recovery_rate`` over ``recovery_total`` attempts with an outcome; None when the window begins after
-      the fault's end) at or above the SLO's objective: recovery the mitigation made, not the fault's own end.
+      the fault's end) not significantly below the SLO's objective: no more failures than the objective's
+      error budget explains (``exceedance_test``, one-sided exact binomial at ``RECOVERY_ALPHA``). Recovery the
+      mitigation made, not the fault's own end.
       The learner may start the window a little after the mitigation, once the attempts already on the
       faulty path have ended, as one waits for a rollback to complete.
     """
@@ -202,11 +208,15 @@ def grade_mitigation(spec: Mitigations, action: str | None, when: str, claimed: 
     elif recovery_total < MIN_RECOVERY_ATTEMPTS or recovery_rate is None:
         recovered = 0.0, (f"{recovery_total} attempts {where}: fewer than {MIN_RECOVERY_ATTEMPTS} show nothing "
                           "either way (a window after the fault's end shows its end, not yours)")
-    elif recovery_rate >= objective:
-        recovered = 1.0, (f"{recovery_rate:.4f} over {recovery_total} attempts {where}: at or above the objective "
-                          f"{objective:g}")
     else:
-        recovered = 0.0, (f"{recovery_rate:.4f} over {recovery_total} attempts {where}: still below the objective "
-                          f"{objective:g}")
+        failed = recovery_total - round(recovery_rate * recovery_total)
+        test = exceedance_test(failed, recovery_total, 1.0 - objective, RECOVERY_ALPHA)
+        shown = (f"{recovery_rate:.4f} over {recovery_total} attempts {where} ({failed} failed; "
+                 f"{test.method}, p = {test.p_value:.3g})")
+        if test.breached:
+            recovered = 0.0, f"{shown}: still below the objective {objective:g}, more failures than it allows"
+        else:
+            recovered = 1.0, (f"{shown}: at the objective {objective:g}, no more failures than its error budget "
+                              "explains")
     scored = {"action": act, "recovery_figure": figure, "recovered": recovered}
     return graded(part_scores(p, scored), sum(p.values()), 1)
