@@ -276,9 +276,7 @@ def run_overhead(*, work_dir: Path | None = None, rounds: int = 3, duration_s: f
     try:
         for v in variants:
             progress(f"starting {v.label}")
-            # reuse_port: wrk's connections spread over the workers by the kernel's hash. With the lab's shared
-            # socket the workers race for them, and in about half the slices all 8 landed on one worker, halving
-            # that slice's throughput whatever the variant: a bimodal noise larger than the overhead measured.
+            # reuse_port: the shared socket's accept race would bias slices (HOW_TO_READ says how).
             svc = ServiceProcesses(tmp / v.key, workers=workers, threads=threads, instrumentation=v.instrumentation,
                                    trace_sample_ratio=v.sample_ratio, extra_env=dict(v.env), reuse_port=True)
             services[v.key] = svc

@@ -99,10 +99,8 @@ def api_command(*, host: str, port: int, data_dir: str | Path, transcoder_url: s
     """The publish API: gunicorn, several workers sharing SQLite state, prometheus multiprocess mode.
 
     ``reuse_port``: each worker listens on its own SO_REUSEPORT socket and the kernel spreads connections over
-    them by address hash. Off by default: with one shared socket a worker's death loses no queued connection and
-    a lone worker's restart refuses none, which the crash drills rely on; but then the workers race for accepts,
-    and a few keep-alive clients often all land on one worker (half the throughput), which a benchmark must not
-    mistake for the code it measures.
+    them by address hash (the overhead benchmark's choice). Off by default: with one shared socket a worker's
+    death loses no queued connection, which the crash tests rely on (docs/service.md, the accept race).
     """
     data_dir = Path(data_dir)
     env = {
