@@ -515,7 +515,8 @@ def test_auto_mitigate_acts_through_the_learners_mitigate_and_reports_the_engine
     m = auto_mitigate.AutoMitigator(run, Lab(tmp_path, "http://127.0.0.1:1", "t"),
                                     find_drill("cellular-chunk-failures"), default_spec(run.read_state()), "test")
     m.step(time.time())
-    assert [c for _, c in m.looks] == ["retry-policy backoff:8"]
+    assert [look["choice"] for look in m.looks] == ["retry-policy backoff:8"]
+    assert m.looks[0]["ongoing"] and m.looks[0]["cause"] == "chunk_upload_failures"
     assert mitigate.taken(run) is None  # one look is not enough to act on
     m.step(time.time())
     assert len(m.looks) == 1  # the next look waits LOOK_EVERY_S of scenario time
@@ -548,6 +549,22 @@ def test_auto_mitigate_acts_through_the_learners_mitigate_and_reports_the_engine
     assert re.search(r"mitigate: mitigated with retry-policy backoff:8 at t=30\d s \(chunk tries fail", md), md
     assert f"showed recovery: publish success rate {claim['value']:.4f}" in md
     assert report["mitigation"]["by"] == "auto" and report["mitigation"]["action"] == "retry-policy backoff:8"
+
+
+@pytest.mark.parametrize("choices, act", [
+    (["a"], None),                       # one look is not enough
+    (["a", "a"], "a"),
+    (["a", None, "a"], "a"),             # a look that saw nothing to act on does not reset the count
+    ([None, None, "a", None, None, "a"], "a"),
+    (["a", "b"], None),                  # a look pointing elsewhere does
+    (["a", "b", "a"], None),
+    (["a", "b", "b"], "b"),
+    (["a", "a", None], None),            # the acting look itself must see an incident going on
+])
+def test_the_solver_acts_on_two_looks_that_agree_with_none_between_them_pointing_elsewhere(choices, act):
+    from toolkit.drills.auto_mitigate import agreed_choice
+
+    assert agreed_choice(choices) == act
 
 
 def runner_error():

@@ -8,8 +8,12 @@ Off unless asked: a mitigation during the fault cuts its effect short, so a plai
 measurements over the fault window, tests/test_drill_lessons.py) stays an unmitigated incident.
 
 The scheduler calls ``step`` on each tick and ``finish`` once the drill's time is up. Every look is a diagnosis of
-the drill so far (``auto.diagnose`` over (start, now]); the solver acts once two looks in a row see an incident
-still going on and point to the same choice (one look can be noise, and a learner also checks twice).
+the drill so far (``auto.diagnose`` over (start, now]); the solver acts once two looks see an incident still going
+on and point to the same choice with no look between them pointing elsewhere (one look can be noise, and a
+learner also checks twice). A look in between that sees no incident reaching the present does not reset the
+count: at ×10 with a dozen users, the last seconds before a look often hold too few ended attempts to mark the
+incident's latest bins, and requiring consecutive looks delayed the action by several looks (measured: from the
+third look to the seventh in one of four runs, too late for 30 attempts in the recovery window).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from toolkit.drills.schema import Drill
 from toolkit.drills.state import RunDir, read_jsonl
 from toolkit.slo.spec import SloSpec
 
-__all__ = ["AutoMitigator", "REASONING_FILE", "LOOK_EVERY_S", "SETTLE_S", "RECOVERY_WINDOW_S", "engine_success_rate"]
+__all__ = ["AutoMitigator", "agreed_choice", "REASONING_FILE", "LOOK_EVERY_S", "SETTLE_S", "RECOVERY_WINDOW_S", "engine_success_rate"]
 
 # Scenario seconds (divided by the run's speed for wall time):
 LOOK_EVERY_S = 30.0  # between two looks
@@ -57,6 +61,15 @@ def engine_success_rate(events_dir: Path, spec: SloSpec, since: float, until: fl
     return report.totals.figure(RECOVERY_FIGURE).value
 
 
+def agreed_choice(choices: list[str | None]) -> str | None:
+    """The choice to act on after these looks (oldest first; None where a look saw nothing to act on): the last
+    look's choice when the latest look before it that chose anything chose the same."""
+    if not choices or choices[-1] is None:
+        return None
+    earlier = [c for c in choices[:-1] if c is not None]
+    return choices[-1] if earlier and earlier[-1] == choices[-1] else None
+
+
 @dataclass
 class AutoMitigator:
     run: RunDir
@@ -64,9 +77,8 @@ class AutoMitigator:
     drill: Drill
     spec: SloSpec
     actor: str
-    last_choice: str | None = None
     next_look_at: float = 0.0
-    looks: list = field(default_factory=list)  # (wall time, choice or None), for the record
+    looks: list = field(default_factory=list)  # each look's scenario time, what it saw and chose, for the record
 
     @property
     def _events_dir(self) -> Path:
@@ -112,14 +124,16 @@ class AutoMitigator:
         ongoing = bool(d.signals_moved) and d.incident.end >= now - ONGOING_SHARE * (now - start)
         diagnosis = diagnosis_json(d)
         choice = choose_mitigation(mitigate.choices(self.drill, state), diagnosis) if ongoing else None
-        self.looks.append((now, choice[0] if choice else None))
-        previous, self.last_choice = self.last_choice, (choice[0] if choice else None)
-        if choice is None or choice[0] != previous:
+        top = diagnosis["causes"][0]["cause"] if diagnosis["causes"] else None
+        self.looks.append({"at_scenario_s": round(self.run.clock().scenario_s(now), 1), "ongoing": ongoing,
+                           "signals_moved": list(diagnosis["signals_moved"]), "cause": top,
+                           "choice": choice[0] if choice else None})
+        if agreed_choice([look["choice"] for look in self.looks]) is None:
             return
         action, why = choice
         done = mitigate.mitigate(self.lab, action, by="auto", actor=self.actor)
         (self.run.path / REASONING_FILE).write_text(json.dumps(
-            {"action": done.action, "why": why, "at": done.at, "looks": len(self.looks),
+            {"action": done.action, "why": why, "at": done.at, "looks": len(self.looks), "look_log": self.looks,
              "diagnosis": {"incident": diagnosis["incident"], "signals_moved": diagnosis["signals_moved"],
                            "causes": diagnosis["causes"][:1], "cohorts": diagnosis["cohorts"][:1]}}, indent=2))
 
