@@ -98,8 +98,8 @@ def test_rollback_mitigates_bad_canary_and_the_report_grades_the_recovery(servic
     assert parts["action"]["points"] == 50, parts
     assert parts["recovery_figure"]["points"] == 25, parts  # the figure `obslab sli` printed is the engine's
     assert m["claim_window"]["rate"] == pytest.approx(rate, abs=1e-9)
-    assert m["recovered_window"]["total"] >= 30 and m["recovered_window"]["rate"] >= 0.99, m["recovered_window"]
-    assert parts["recovered"]["points"] == 25, parts
+    # Recovered as the grade reads it: no more failures than the objective's budget explains (an exact test).
+    assert m["recovered_window"]["total"] >= 30 and parts["recovered"]["points"] == 25, (m["recovered_window"], parts)
     # The traffic left the canary: uploads begun after the rollback (the workers' flag cache aside) are stable.
     attempts = read_drill_events(service.events_dir).attempts
     assert any(a.cohort.get("release") == "canary" for a in attempts if a.started < mitigated_at)
@@ -140,7 +140,7 @@ def test_the_unattended_solver_mitigates_from_its_own_diagnosis_and_shows_the_re
     assert m["by"] == "auto" and m["when"] == "during" and m["action"] == action
     assert parts["action"]["points"] == 50, parts
     assert parts["recovery_figure"]["points"] == 25, parts  # the solver reported the engine's figure
-    assert m["recovered_window"]["total"] >= 30 and m["recovered_window"]["rate"] >= m["objective"], m
+    assert m["recovered_window"]["total"] >= 30 and parts["recovered"]["points"] == 25, (m["recovered_window"], parts)
     assert f"mitigation (auto): {action}" in (run_dir / "report" / "report.md").read_text()
 
 
