@@ -179,6 +179,8 @@ class Measured:
 def _slower_than_baseline(m: Measured, q: float, what: str, **cohort: str) -> Lesson:
     """Share of publishes slower than the baseline's q-quantile, before and during."""
     before, during = m.latencies(m.baseline, **cohort), m.latencies(m.fault, **cohort)
+    if not before:
+        raise ValueError(f"no {what} ended in the baseline {m.baseline} (cohort {cohort}): nothing to compare with")
     limit = percentile(before, q)
     xb, xd = sum(v > limit for v in before), sum(v > limit for v in during)
     lesson = Lesson(f"share of {what} slower than the baseline p{q * 100:g} ({limit:.0f} ms)", share(xb, len(before)),
@@ -465,8 +467,12 @@ def lessons(runs) -> dict[tuple[str, int], Lesson | str]:
         if run.returncode != 0 or run.run_dir is None:
             out[(run.drill_id, run.seed)] = f"drill failed: {run.stderr[-2000:]}"
             continue
-        m = Measured(run)
-        lesson = KEY_FIGURES[run.drill_id](m)
+        try:
+            m = Measured(run)
+            lesson = KEY_FIGURES[run.drill_id](m)
+        except Exception as e:  # one run's data that cannot be measured fails its own checks, not every drill's
+            out[(run.drill_id, run.seed)] = f"the key figure could not be measured: {type(e).__name__}: {e}"
+            continue
         lesson.impact = m.report["measured_impact"]
         out[(run.drill_id, run.seed)] = lesson
     _write_table(out)
