@@ -100,12 +100,12 @@ def _points(g) -> dict:
 
 
 def test_the_right_mitigation_with_a_true_recovery_figure_earns_everything():
-    g = grade_mitigation(SPEC, "rollback release", "during", 0.998, 0.995, 0.997, 150, 0.99)
+    g = grade_mitigation(SPEC, "rollback release", "during", 0.998, 0.995, 149, 150, 0.99)
     assert _points(g) == {"action": 50, "recovery_figure": 25, "recovered": 25} and g.total == g.max_total == 100
 
 
 def test_a_wrong_mitigation_earns_no_action_points_and_names_the_right_one():
-    g = grade_mitigation(SPEC, "retry-policy none", "during", 0.95, 0.95, 0.95, 150, 0.99)
+    g = grade_mitigation(SPEC, "retry-policy none", "during", 0.95, 0.95, 142, 150, 0.99)
     assert _points(g) == {"action": 0, "recovery_figure": 25, "recovered": 0}
     assert "rollback release" in g.parts[0].note and "still below the objective" in g.parts[2].note
 
@@ -120,7 +120,7 @@ def test_a_wrong_mitigation_earns_no_action_points_and_names_the_right_one():
 def test_recovered_means_no_more_failures_than_the_objective_explains(good, total, recovered):
     """A window a little below the objective is graded by an exact one-sided test, not by its point estimate:
     a hundred attempts of a service exactly at 99 % fail two or more a quarter of the time."""
-    g = grade_mitigation(SPEC, "rollback release", "during", good / total, good / total, good / total, total, 0.99)
+    g = grade_mitigation(SPEC, "rollback release", "during", good / total, good / total, good, total, 0.99)
     assert _points(g)["recovered"] == (25 if recovered else 0), g.parts[2].note
     assert f"{total - good} failed" in g.parts[2].note and "exact binomial" in g.parts[2].note
     assert ("still below the objective" in g.parts[2].note) is not recovered
@@ -129,19 +129,20 @@ def test_recovered_means_no_more_failures_than_the_objective_explains(good, tota
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_mitigation_outside_the_fault_earns_nothing_for_the_action_or_the_recovery(when):
-    g = grade_mitigation(SPEC, "rollback release", when, 1.0, 1.0, 1.0, 150, 0.99)
+    g = grade_mitigation(SPEC, "rollback release", when, 1.0, 1.0, 150, 150, 0.99)
     assert _points(g)["action"] == 0 and _points(g)["recovered"] == 0 and when in g.parts[0].note
 
 
 def test_a_figure_off_the_engine_by_more_than_the_tolerance_earns_nothing():
-    g = grade_mitigation(SPEC, "rollback release", "during", 0.999, 0.97, 0.999, 150, 0.99)
+    g = grade_mitigation(SPEC, "rollback release", "during", 0.999, 0.97, 150, 150, 0.99)
     assert _points(g)["recovery_figure"] == 0 and "outside ±0.01" in g.parts[1].note
 
 
 def test_too_few_attempts_show_no_recovery_either_way():
-    g = grade_mitigation(SPEC, "rollback release", "during", 1.0, 1.0, 1.0, MIN_RECOVERY_ATTEMPTS - 1, 0.99)
+    g = grade_mitigation(SPEC, "rollback release", "during", 1.0, 1.0, MIN_RECOVERY_ATTEMPTS - 1,
+                         MIN_RECOVERY_ATTEMPTS - 1, 0.99)
     assert _points(g)["recovered"] == 0 and f"fewer than {MIN_RECOVERY_ATTEMPTS}" in g.parts[2].note
-    assert _points(grade_mitigation(SPEC, "rollback release", "during", 1.0, 1.0, 1.0, MIN_RECOVERY_ATTEMPTS,
+    assert _points(grade_mitigation(SPEC, "rollback release", "during", 1.0, 1.0, MIN_RECOVERY_ATTEMPTS, MIN_RECOVERY_ATTEMPTS,
                                     0.99))["recovered"] == 25
 
 
@@ -154,7 +155,7 @@ def test_no_mitigation_and_no_figure_earn_nothing():
 def test_the_mitigation_score_is_a_grade_of_part_scores_as_the_diagnosis_score_is():
     from toolkit.drills.grader import Grade, PartScore
 
-    g = grade_mitigation(SPEC, "retry-policy none", "during", 0.95, 0.95, 0.95, 150, 0.99)
+    g = grade_mitigation(SPEC, "retry-policy none", "during", 0.95, 0.95, 142, 150, 0.99)
     assert isinstance(g, Grade) and all(isinstance(p, PartScore) for p in g.parts)
     assert [(p.part, p.credit, p.max_points) for p in g.parts] == [
         ("action", 0.0, 50), ("recovery_figure", 1.0, 25), ("recovered", 0.0, 25)]

@@ -234,7 +234,7 @@ def mitigation_result(run: RunDir, spec: SloSpec, fault: Window, end: float, sce
     recovered = (_rate(events, spec, Window(claim["since"], min(claim["until"], fault.end)))
                  if claim and when == "during" and claim["since"] < fault.end else None)
     g = grade_mitigation(drill.mitigations, done["action"], when, claim["value"] if claim else None,
-                         claim_window.rate if claim_window else None, recovered.rate if recovered else None,
+                         claim_window.rate if claim_window else None, recovered.good if recovered else None,
                          recovered.total if recovered else 0, objective)
     ttm = max(0.0, scenario_s(at) - scenario_s(fault.start)) if when == "during" else None
     return MitigationResult(done["action"], done.get("by"), at, float(done["at_scenario_s"]), when, ttm, before,

@@ -166,7 +166,7 @@ def parse_mitigations(raw, fail: Callable[[str, str], Exception], flags_set: tup
 
 
 def grade_mitigation(spec: Mitigations, action: str | None, when: str, claimed: float | None,
-                     measured: float | None, recovery_rate: float | None, recovery_total: int,
+                     measured: float | None, recovery_good: int | None, recovery_total: int,
                      objective: float) -> Grade:
     """Score a mitigation, apart from the diagnosis (a ``Grade`` of ``MITIGATION_POINTS``' parts; no hint costs
     anything here, and ``answers`` is 1 once a mitigation was taken):
@@ -176,8 +176,8 @@ def grade_mitigation(spec: Mitigations, action: str | None, when: str, claimed: 
     - recovery_figure: the success rate the learner reported (``claimed``) against the engine's over the
       learner's own window (``measured``), within the drill's tolerance;
     - recovered: the engine's success rate over the learner's window cut at the fault's end
-      (``recovery_rate`` over ``recovery_total`` attempts with an outcome; None when the window begins after
-      the fault's end) not significantly below the SLO's objective: no more failures than the objective's
+      (``recovery_good`` of ``recovery_total`` attempts with an outcome succeeded; None when the window begins
+      after the fault's end) not significantly below the SLO's objective: no more failures than the objective's
       error budget explains (``exceedance_test``, one-sided exact binomial at ``RECOVERY_ALPHA``). Recovery the
       mitigation made, not the fault's own end.
       The learner may start the window a little after the mitigation, once the attempts already on the
@@ -205,13 +205,13 @@ def grade_mitigation(spec: Mitigations, action: str | None, when: str, claimed: 
         recovered = 0.0, f"the mitigation came {when} the fault"
     elif claimed is None:
         recovered = 0.0, "no recovery window reported"
-    elif recovery_total < MIN_RECOVERY_ATTEMPTS or recovery_rate is None:
+    elif recovery_total < MIN_RECOVERY_ATTEMPTS or recovery_good is None:
         recovered = 0.0, (f"{recovery_total} attempts {where}: fewer than {MIN_RECOVERY_ATTEMPTS} show nothing "
                           "either way (a window after the fault's end shows its end, not yours)")
     else:
-        failed = recovery_total - round(recovery_rate * recovery_total)
+        failed = recovery_total - recovery_good
         test = exceedance_test(failed, recovery_total, 1.0 - objective, RECOVERY_ALPHA)
-        shown = (f"{recovery_rate:.4f} over {recovery_total} attempts {where} ({failed} failed; "
+        shown = (f"{recovery_good / recovery_total:.4f} over {recovery_total} attempts {where} ({failed} failed; "
                  f"{test.method}, p = {test.p_value:.3g})")
         if test.breached:
             recovered = 0.0, f"{shown}: still below the objective {objective:g}, more failures than it allows"
