@@ -51,11 +51,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = load_spec(ROOT / "slo.yaml")
 CATALOGUE = load_catalogue()
 DRILLS = sorted(CATALOGUE)
-# A 10 % canary collects canary failures slowly: at half the speed the unattended solver has enough to judge
-# (and the lesson more data). Never below the drills' default speed, 1.
-# The evening peak too: at ×10, alone on an idle machine, its z was 5.3 and 5.2 (43/211, 45/222 failed), one
-# SE from the bar; at ×5 8.9 (119/429).
-SPEEDS = {"bad-canary": max(1.0, SPEED / 2), "peak-hour-publish-failures": max(1.0, SPEED / 2)}
 SEEDS = [int(s) for s in os.environ.get("OBSLAB_DRILL_LESSON_SEEDS", "20261130").split(",")]
 # One seed is one draw of the fault's start and of the users' cohorts. Every drill at its default
 # speed over several seeds would take hours of real lab time; the drills whose key figure stood
@@ -66,13 +61,32 @@ CLOSEST_TO_NOISE = ("async-migration", "bad-canary", "cancellation-definition-tr
 # Four at a time: with five (and bad-canary's two 200-user runs at half speed in the pool) the claims nearest their bars
 # failed one run in two (a cancellation pair at z 5.0, a cellular dip of 2.5 points, a queue peak of 4).
 PARALLEL = int(os.environ.get("OBSLAB_DRILL_LESSON_PARALLEL", "4"))
-# Run alone, after the others. campaign-spike-failures: its 50-user burst starved the drills beside it on a 2-core
-# machine (in CI their seed-1 claims failed: a cellular success dip of 2.5 points, a cancellation pair at z 4.7).
-# peak-hour-publish-failures: its lesson needs the peak's load to reach the service's connection slots; beside
-# three other drills the starved load generator sent less, and its z fell from 7.4 (alone) to 5.8 and then 4.8 in
-# CI (the last beside async-migration's 60-user spike). At the default speed its load is a tenth as dense and its
-# z was 21.6 and 23.2 beside the others, so it runs alone only when sped up.
-ALONE = ("campaign-spike-failures",) + (("peak-hour-publish-failures",) if SPEED > 1 else ())
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How a drill runs in the lessons when they are sped up, if not like the others."""
+
+    slower: float = 1.0  # runs at SPEED / slower, never below 1 (the drills' default speed)
+    alone: bool = False  # runs alone, after the others
+
+
+# The drills that need their own pacing on a 2-core machine, and why (measured; figures in docs/drills.md).
+PACING = {
+    # A 10 % canary collects canary failures slowly: at half the speed the unattended solver has enough to judge
+    # (and the lesson more data).
+    "bad-canary": Pacing(slower=2),
+    # Its 50-user burst starved the drills beside it (in CI their seed-1 claims failed: a cellular success dip of
+    # 2.5 points, a cancellation pair at z 4.7).
+    "campaign-spike-failures": Pacing(alone=True),
+    # Its lesson needs the evening peak's load to reach the service's connection slots. Beside three other drills
+    # the starved load generator sent less: z 7.4 alone, then 5.8 and 4.8 in CI (the last beside async-migration's
+    # 60-user spike); alone at ×10 on an idle machine 5.3 and 5.2 (43/211, 45/222 failed), one SE from the bar;
+    # alone at ×5 8.9 (119/429). At the default speed its load is a tenth as dense and its z was 21.6 and 23.2
+    # beside the others, so it keeps the common pacing there.
+    "peak-hour-publish-failures": Pacing(slower=2, alone=SPEED > 1),
+}
+
 MIN_Z = 5.0
 
 
@@ -114,8 +128,12 @@ class Run:
     events_dir: Path
 
 
+def _pacing(drill_id: str) -> Pacing:
+    return PACING.get(drill_id, Pacing())
+
+
 def _speed(drill_id: str) -> float:
-    return SPEEDS.get(drill_id, SPEED)
+    return max(1.0, SPEED / _pacing(drill_id).slower)
 
 
 def _run_one(base: Path, drill_id: str, seed: int) -> Run:
@@ -461,8 +479,8 @@ def runs(tmp_path_factory) -> dict[tuple[str, int], Run]:
     wall = {d: CATALOGUE[d].setup.duration_s / _speed(d) for d in DRILLS}
     jobs = sorted(((d, s) for d, s in JOBS if d in _wanted()), key=lambda job: -wall[job[0]])
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        done = list(pool.map(lambda job: _run_one(base, *job), [j for j in jobs if j[0] not in ALONE]))
-    done += [_run_one(base, *job) for job in jobs if job[0] in ALONE]
+        done = list(pool.map(lambda job: _run_one(base, *job), [j for j in jobs if not _pacing(j[0]).alone]))
+    done += [_run_one(base, *job) for job in jobs if _pacing(job[0]).alone]
     return {(run.drill_id, run.seed): run for run in done}
 
 
@@ -487,7 +505,7 @@ def lessons(runs) -> dict[tuple[str, int], Lesson | str]:
 
 def _write_table(out) -> None:
     seeds = sorted({s for _, s in out})
-    slower = "".join(f", {d} at {v:g}" for d, v in sorted(SPEEDS.items()))
+    slower = "".join(f", {d} at {_speed(d):g}" for d in sorted(PACING) if _speed(d) != SPEED)
     lines = [f"Measured at --speed {SPEED:g}{slower}, seeds {', '.join(map(str, seeds))} "
              "(tests/test_drill_lessons.py).", "",
              "| drill | seed | key figure | before → during | counts | z | asked impact | also |",
