@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from toolkit.bench.overhead import (DEFAULT_VARIANTS, SECTION_TITLE, OverheadReport, RoundResult, parse_wrk_output,
+from toolkit.bench.overhead import (DEFAULT_VARIANTS, NOISE_VARIANT, SECTION_TITLE, OverheadReport, RoundResult, parse_wrk_output,
                                     render_markdown, run_overhead, summarize)
 from toolkit.bench.perfdoc import write_section
 
@@ -38,6 +38,17 @@ def test_report_shows_every_round_and_judges_the_worst_and_the_cpu_added():
     assert "every round: worst 0.80x (target >= 0.85x: NOT met)" in text  # the median (0.90x) would hide it
     assert "CPU added per request at default sampling: +90 µs (target < 100 µs: met)" in text
     assert "load average (1 min): 0.4 when the rounds began, 1.5 when they ended" in text
+    assert "Noise floor" not in text  # no A/A copy was measured: nothing to read the rounds against
+
+
+def test_the_a_a_copy_is_shown_as_the_noise_floor_of_a_round():
+    results = []
+    for rnd, aa in enumerate([1.04, 0.93, 0.98]):
+        results += [_r("off", rnd, 1000), _r("default", rnd, 900), _r("off-again", rnd, 1000 * aa)]
+    summaries = summarize(results, DEFAULT_VARIANTS[:2] + (NOISE_VARIANT,))
+    text = render_markdown(OverheadReport(summaries, 3, 3.0, 8, 1, 2, 4, 65536, 2, tuple(results)), "x", "now")
+    assert "the A/A copy, uninstrumented like the baseline, measured 0.93x to 1.04x of it per round (median 0.98x)" in text
+    assert "uninstrumented again, a second copy (A/A: the bench's own noise) | 1.04, 0.93, 0.98 |" in text
 
 
 def test_write_section_replaces_only_its_own_section(tmp_path):
@@ -63,7 +74,7 @@ def test_parse_wrk_output_needs_the_result_line():
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed")
 def test_short_real_run_measures_every_variant_without_errors(tmp_path):
     report = run_overhead(work_dir=tmp_path, rounds=1, duration_s=1, uploads=10)
-    assert [s.variant.key for s in report.summaries] == ["off", "default", "full"]
+    assert [s.variant.key for s in report.summaries] == ["off", "default", "full", "off-again"]
     for s in report.summaries:
         assert s.requests_total > 0 and s.errors_total == 0 and s.cpu_us_median > 0
     assert report.summaries[1].ratio_median is not None

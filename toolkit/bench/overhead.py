@@ -26,7 +26,7 @@ import requests
 from contract.env import ENV_HTTP_TRACING
 from toolkit.lab.processes import ServiceProcesses
 
-__all__ = ["Variant", "DEFAULT_VARIANTS", "BREAKDOWN_VARIANTS", "RoundResult", "VariantSummary", "OverheadReport",
+__all__ = ["Variant", "DEFAULT_VARIANTS", "BREAKDOWN_VARIANTS", "NOISE_VARIANT", "RoundResult", "VariantSummary", "OverheadReport",
            "run_overhead", "summarize", "render_markdown", "wrk_script", "parse_wrk_output",
            "SECTION_TITLE", "TARGETS", "ROUND_RATIO_TARGET", "CPU_DELTA_TARGET_US"]
 
@@ -52,6 +52,9 @@ DEFAULT_VARIANTS = (
     Variant("default", "instrumented, default trace sampling", "all"),
     Variant("full", "instrumented, 100 % trace sampling", "all", 1.0),
 )
+# A/A: a second uninstrumented service, measured exactly as the others. Its ratio to the baseline is the bench's
+# own noise (host, scheduler, slice timing): a round of the instrumented variant can be read against it.
+NOISE_VARIANT = Variant("off-again", "uninstrumented again, a second copy (A/A: the bench's own noise)", "off")
 # Attribution: add one part at a time (what costs what).
 BREAKDOWN_VARIANTS = (
     Variant("events", "events only", "events"),
@@ -267,7 +270,10 @@ def run_overhead(*, work_dir: Path | None = None, rounds: int = 3, duration_s: f
     wrk = wrk or shutil.which("wrk")
     if not wrk:
         raise FileNotFoundError("wrk not found on PATH; install it (Debian/Ubuntu: apt-get install wrk)")
-    variants = DEFAULT_VARIANTS + (BREAKDOWN_VARIANTS if breakdown else ())
+    # The A/A copy runs just before the baseline and the instrumented variant just after it, so in most turns
+    # both are one slice away from the slice they are paired with; it is shown last.
+    variants = (NOISE_VARIANT,) + DEFAULT_VARIANTS + (BREAKDOWN_VARIANTS if breakdown else ())
+    shown = DEFAULT_VARIANTS + (BREAKDOWN_VARIANTS if breakdown else ()) + (NOISE_VARIANT,)
     tmp = Path(tempfile.mkdtemp(prefix="obslab-bench-", dir=work_dir))
     services: dict[str, ServiceProcesses] = {}
     scripts: dict[str, Path] = {}
@@ -312,7 +318,7 @@ def run_overhead(*, work_dir: Path | None = None, rounds: int = 3, duration_s: f
         for svc in services.values():
             svc.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    return OverheadReport(summarize(results, variants), rounds, duration_s, connections, wrk_threads, workers, threads,
+    return OverheadReport(summarize(results, shown), rounds, duration_s, connections, wrk_threads, workers, threads,
                           chunk_bytes, os.cpu_count() or 0, tuple(results), load_before, load_after)
 
 
@@ -321,7 +327,11 @@ HOW_TO_READ = (
     "shared machine, with others), so single slices are noisy; the variants take turns in 1-s slices so that a "
     "burst of other work lands on all of them, and the paired median and the service CPU per request (all "
     "gunicorn processes, from /proc) are the steadier figures; the machine's load average before and after the "
-    "run says how shared it was. Each variant's API listens with `--reuse-port` (one socket per worker, the kernel "
+    "run says how shared it was. A second uninstrumented copy of the service (A/A) runs beside the others: its "
+    "ratio to the baseline would be exactly 1 on a quiet, deterministic machine, so its spread over rounds is the "
+    "bench's own noise, the yardstick for a single round of any variant (two 1-s slices of the same service, one "
+    "after the other, differed by 12 to 21 % (coefficient of variation) on this host, mostly in CPU time per "
+    "request, hence rounds of many slices). Each variant's API listens with `--reuse-port` (one socket per worker, the kernel "
     "spreading wrk's connections by address hash): with the lab's one shared socket the two workers race for the "
     "8 connections, and in about half of the 1-s slices one worker got all 8, halving that slice's throughput in "
     "any variant (about 1,100 against 2,400 req/s), a noise larger than the overhead measured; the lab keeps the "
@@ -386,6 +396,11 @@ def render_markdown(report: OverheadReport, command: str, when: str) -> str:
         verdicts.append(f"CPU added per request at default sampling: {default.cpu_us_delta:+.0f} µs (target < "
                         f"{CPU_DELTA_TARGET_US:.0f} µs: {'met' if default.cpu_us_delta < CPU_DELTA_TARGET_US else 'NOT met'})")
     lines += ["", "Targets: " + "; ".join(verdicts) + ".", ""]
+    noise = by_key.get(NOISE_VARIANT.key)
+    if noise and noise.round_ratios:
+        lines += [f"Noise floor: the A/A copy, uninstrumented like the baseline, measured {min(noise.round_ratios):.2f}x "
+                  f"to {max(noise.round_ratios):.2f}x of it per round (median {noise.ratio_median:.2f}x); a round of "
+                  "another variant that far from 1 is the bench's own noise, not that variant's cost.", ""]
     per_round = [s for s in report.summaries if s.round_ratios]
     if per_round:
         lines += ["Per round (each paired with the uninstrumented run of the same round):", "",
