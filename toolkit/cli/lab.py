@@ -75,10 +75,11 @@ def reset(
     with user_errors(LabError, OSError):
         moved = reset_data_dir(data_dir)
     if moved is None:
-        console.print(f"nothing to reset in {data_dir}", highlight=False)
+        console.print(f"nothing to reset in {data_dir}", highlight=False, soft_wrap=True)
     else:
+        # soft_wrap: a path the user copies must not be cut by a line break at the terminal's width.
         console.print(f"the lab's data moved to {moved}; the next `obslab lab` starts with an empty event log",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
 
 @bench_app.command("lab")
