@@ -81,8 +81,18 @@ class _MemoLabels:
         self._children = {}
 
 
+# The updates on the request path skip prometheus_client's observability check (two calls per update) where it
+# cannot fail: a child made by ``labels()`` has its label values. Everything else takes the library's own method,
+# and tests/test_metrics_memo.py holds the exposition of both to be the same.
+
+
 class Counter(_MemoLabels, prometheus_client.Counter):
-    pass
+    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        if exemplar or not self._labelvalues:
+            return super().inc(amount, exemplar)
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        self._value.inc(amount)
 
 
 class Gauge(_MemoLabels, prometheus_client.Gauge):
@@ -90,7 +100,14 @@ class Gauge(_MemoLabels, prometheus_client.Gauge):
 
 
 class Histogram(_MemoLabels, prometheus_client.Histogram):
-    pass
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        if exemplar or not self._labelvalues:
+            return super().observe(amount, exemplar)
+        self._sum.inc(amount)
+        for i, bound in enumerate(self._upper_bounds):
+            if amount <= bound:
+                self._buckets[i].inc(1)
+                break
 
 
 class NullMetric:
@@ -165,7 +182,20 @@ class ApiMetrics:
         self.process_memory = make(Gauge, "obslab_process_resident_memory_bytes",
                                    "Resident memory of the service's live worker processes (sum).", ["service"],
                                    multiprocess_mode="livesum")
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._create_slo_series()
+
+    def record_request(self, route: str, method: str, code: int, seconds: float) -> None:
+        """The RED update of one served request: its counter and its duration histogram, whose labelled children
+        are looked up once per (route, method, status code)."""
+        key = (route, method, code)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.http_requests.labels(route=route, method=method, code=str(code)),
+                self.http_duration.labels(route=route, method=method))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def _create_slo_series(self) -> None:
         """Every series the SLO rules read, at zero (in multiprocess mode: written to this worker's file)."""
