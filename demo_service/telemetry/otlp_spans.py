@@ -43,6 +43,12 @@ def _double(value: float) -> float | str:
 
 def encode_value(value: Any) -> dict:
     """An ``AnyValue``: the oneof member set (also at its default value), in the reference encoder's order of checks."""
+    # The exact types almost every attribute has first: each gives what the ordered checks below give it.
+    kind = type(value)
+    if kind is str:
+        return {"stringValue": value}
+    if kind is int and _INT64_MIN <= value <= _INT64_MAX:
+        return {"intValue": str(value)}
     if value is None:
         return {}
     if isinstance(value, bool):
@@ -76,9 +82,11 @@ def _attributes(attributes: Mapping[str, Any] | None) -> list[dict]:
     if attributes:
         for key, value in attributes.items():
             try:
-                out.append(_key_value(key, value))
+                encoded = encode_value(value)
             except Exception as error:  # noqa: BLE001 - the reference encoder's behaviour
                 log.exception("Failed to encode key %s: %s", key, error)
+                continue
+            out.append({"key": key, "value": encoded} if key else {"value": encoded})  # as _key_value
     return out
 
 
@@ -174,12 +182,24 @@ def _span(span: ReadableSpan) -> dict:
 def encode_spans_json(spans: Sequence[ReadableSpan], resources: dict | None = None) -> dict:
     """The ``ExportTraceServiceRequest`` of ``spans`` as its OTLP/JSON document (a dict for ``json.dumps``).
 
-    ``resources`` is an optional cache of encoded resources (a process has one resource, encoded once)."""
-    grouped: dict[Any, dict[Any, list[dict]]] = {}
+    ``resources`` is an optional cache of encoded resources (a process has one resource, encoded once).
+
+    Spans are grouped by resource as the reference encoder groups them, by equality; but a ``Resource`` hashes
+    by serialising its attributes to JSON, so the grouping goes by the resource object's identity and compares
+    each distinct object of the batch with the groups once (every span of a process shares one object)."""
+    groups: dict[int, tuple[Any, dict[Any, list[dict]]]] = {}  # by the id of the group's first resource object
+    group_of: dict[int, int] = {}  # id of a resource object -> its group
     for span in spans:
-        grouped.setdefault(span.resource, {}).setdefault(span.instrumentation_scope or None, []).append(_span(span))
+        resource = span.resource
+        group = group_of.get(id(resource))
+        if group is None:
+            group = next((key for key, (first, _) in groups.items() if first == resource), id(resource))
+            group_of[id(resource)] = group
+            if group not in groups:
+                groups[group] = (resource, {})
+        groups[group][1].setdefault(span.instrumentation_scope or None, []).append(_span(span))
     resource_spans = []
-    for resource, scopes in grouped.items():
+    for resource, scopes in groups.values():
         scope_spans = []
         for scope, encoded in scopes.items():
             entry: dict[str, Any] = {"scope": _scope(scope), "spans": encoded}
@@ -189,9 +209,10 @@ def encode_spans_json(spans: Sequence[ReadableSpan], resources: dict | None = No
         if resources is None:
             encoded_resource = _resource(resource)
         else:
-            encoded_resource = resources.get(resource)
-            if encoded_resource is None:
-                encoded_resource = resources[resource] = _resource(resource)
+            cached = resources.get(id(resource))
+            if cached is None or cached[0] is not resource:  # an id is unique only while its object lives
+                cached = resources[id(resource)] = (resource, _resource(resource))
+            encoded_resource = cached[1]
         entry = {"resource": encoded_resource, "scopeSpans": scope_spans}
         if resource.schema_url:
             entry["schemaUrl"] = resource.schema_url
