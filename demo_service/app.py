@@ -37,14 +37,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config["ADMIN_TOKEN"] = read_admin_token_file(data_dir / ADMIN_TOKEN_FILE)
     # Chunks are the largest bodies; anything larger is refused with 413 before a handler runs.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_CHUNK_BYTES"]
-    # ... and so is a body sent without a Content-Length (chunked), which werkzeug would truncate.
-    app.wsgi_app = BoundedBody(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     app.json.sort_keys = False
 
     errors.init_app(app)
     store.init_app(app)
     controls.init_app(app)
-    telemetry.init_app(app)
+    telemetry.init_app(app)  # may wrap wsgi_app in the server-span middleware
+    # ... and so is a body sent without a Content-Length (chunked), which werkzeug would truncate. Outermost:
+    # such a body is refused before anything else (a server span included) sees the request.
+    app.wsgi_app = BoundedBody(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     app.extensions["obslab.transcoder"] = TranscodeClient(
         app.config["TRANSCODER_URL"], app.config["TRANSCODER_CONNECT_TIMEOUT_S"],
         app.config["TRANSCODER_READ_TIMEOUT_S"], app.config["TRANSCODER_MAX_ATTEMPTS"])

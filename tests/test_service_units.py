@@ -196,6 +196,36 @@ def test_in_process_events_metrics_and_spans_agree(app_parts):
     assert transcode_span.attributes["request_id"] == events[0]["request_id"]
 
 
+def test_server_spans_name_the_route_and_carry_the_http_attributes(app_parts):
+    """The server span (demo_service/telemetry/http_tracing.py) is named by route and carries the request's
+    HTTP attributes, its status (a 5xx is an error) and the handler's annotations; health checks get none; a
+    traceparent makes it a child of the caller's span."""
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    app, client, registry, exporter, events_dir = app_parts
+    uid = client.post("/v1/uploads?src=test", json={"media_size_bytes": 5, "chunk_count": 1, "app_version": "5.2.0",
+                                                    "region": "us-west", "network_type": "wifi", "user_id": "erin"},
+                      headers={"User-Agent": "obslab-test/1"}).json["upload_id"]
+    client.put(f"/v1/uploads/{uid}/chunks/0", data=b"abc", headers={"traceparent": "00-" + "ef" * 16 + "-" + "12" * 8 + "-01"})
+    client.get("/healthz")
+    client.get("/no/such/route")
+    client.post(f"/v1/uploads/{uid}/complete")  # the transcoder is unreachable: 503
+    servers = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert [s.name for s in servers] == ["POST /v1/uploads", "PUT /v1/uploads/<upload_id>/chunks/<int:n>", "GET",
+                                         "POST /v1/uploads/<upload_id>/complete"]
+    create, chunk, unmatched, complete = servers
+    assert dict(create.attributes) == {
+        "http.request.method": "POST", "url.path": "/v1/uploads",
+        "url.scheme": "http", "server.address": "localhost", "network.protocol.version": "1.1",
+        "client.address": "127.0.0.1", "user_agent.original": "obslab-test/1", "url.query": "src=test",
+        "http.route": "/v1/uploads", "http.response.status_code": 201}
+    assert chunk.parent.span_id == 0x12121212_12121212 and format(chunk.context.trace_id, "032x") == "ef" * 16
+    assert chunk.attributes["chunk_index"] == 0 and chunk.attributes["http.response.status_code"] == 200
+    assert "http.route" not in unmatched.attributes and unmatched.attributes["http.response.status_code"] == 404
+    assert complete.attributes["http.response.status_code"] == 503 and complete.status.status_code is StatusCode.ERROR
+    assert create.status.status_code is StatusCode.UNSET
+
+
 def test_drop_events_fault_drops_lines_and_counts_them(app_parts):
     app, client, registry, _, events_dir = app_parts
     auth = {"Authorization": "Bearer secret-token"}

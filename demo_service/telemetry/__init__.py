@@ -18,7 +18,7 @@ from demo_service.telemetry import metric_files
 from demo_service.telemetry.jsonline import json_line
 from demo_service.telemetry.events import EVENTS_FILE, EventFile, UserHasher, event_timestamp
 from demo_service.telemetry.metrics import ApiMetrics, ProcessSampler
-from demo_service.telemetry.http_tracing import LeanServerSpans
+from demo_service.telemetry.http_tracing import ServerSpanMiddleware, record_response
 from demo_service.telemetry.tracing import SkipPathsSampler, current_ids, instrument_requests_once, make_tracer_provider
 from contract.events import SCHEMA_VERSION, SERVICE_VERSIONS
 
@@ -126,7 +126,7 @@ class Telemetry:
             self._lost_to_write_errors += 1
             return False
         self._write_ok_at = time.monotonic()
-        self.metrics.events.labels(event=event).inc()
+        self.metrics.events.labels(event).inc()  # positional: the memo key needs no keyword dict
         if self.event_logs is not None:
             self.event_logs.emit(record)
         return True
@@ -169,7 +169,7 @@ class Telemetry:
 def init_app(app: Flask) -> None:
     telemetry = Telemetry(app)
     app.extensions["obslab.telemetry"] = telemetry
-    server_spans = None
+    lean_spans = False
     if telemetry.tracer_provider is not None:
         if app.config["HTTP_TRACING"] == "flask-instrumentor":
             from opentelemetry.instrumentation.flask import FlaskInstrumentor
@@ -178,38 +178,33 @@ def init_app(app: Flask) -> None:
             FlaskInstrumentor().instrument_app(app, tracer_provider=telemetry.tracer_provider,
                                                meter_provider=NoOpMeterProvider(), enable_commenter=False)
         else:
-            server_spans = LeanServerSpans(telemetry.tracer, SkipPathsSampler.SKIP)
+            app.wsgi_app = ServerSpanMiddleware(app.wsgi_app, telemetry.tracer, SkipPathsSampler.SKIP)
+            lean_spans = True
         instrument_requests_once(telemetry.tracer_provider)
     metrics = telemetry.metrics
 
-    # One hook per stage for all of telemetry (the server span and the RED metrics): Flask dispatches each hook
-    # on its own, and ``request``/``g`` are looked up once per hook (``_get_current_object``).
+    # One hook per stage for all of telemetry (the RED metrics; the server span's route and status at the end): Flask
+    # dispatches each hook on its own, and ``request``/``g`` are looked up once per hook (``_get_current_object``).
     @app.before_request
     def _start_request_telemetry() -> None:
-        state = g._get_current_object()
-        if server_spans is not None:
-            server_spans.start(request._get_current_object(), state)
-        state.obslab_start = time.perf_counter()
+        g._get_current_object().obslab_start = time.perf_counter()
 
     @app.after_request
     def _finish_request_telemetry(response):
-        state = g._get_current_object()
-        if server_spans is not None:
-            server_spans.record_status(state, response)
-        started = state.get("obslab_start")
-        if started is not None and metrics.enabled:
-            req = request._get_current_object()
-            route = req.url_rule.rule if req.url_rule is not None else "<unmatched>"
-            method = req.method
-            metrics.http_requests.labels(route=route, method=method, code=str(response.status_code)).inc()
-            metrics.http_duration.labels(route=route, method=method).observe(time.perf_counter() - started)
+        started = g._get_current_object().get("obslab_start")
+        record_metrics = started is not None and metrics.enabled
+        if not (lean_spans or record_metrics):
+            return response
+        req = request._get_current_object()
+        url_rule = req.url_rule
+        method = req.method
+        if lean_spans:
+            record_response(req.environ, method, url_rule.rule if url_rule is not None else None, response.status_code)
+        if record_metrics:
+            metrics.record_request(url_rule.rule if url_rule is not None else "<unmatched>", method,
+                                   response.status_code, time.perf_counter() - started)
             telemetry.process_sampler.maybe_sample()
         return response
-
-    if server_spans is not None:
-        @app.teardown_request
-        def _end_server_span(exc: BaseException | None) -> None:
-            server_spans.end(g._get_current_object(), exc)
 
 
 def get_telemetry() -> Telemetry:

@@ -21,6 +21,7 @@ from typing import Sequence
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (BatchSpanProcessor, SimpleSpanProcessor, SpanExporter,
@@ -30,7 +31,7 @@ from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, Sam
 from demo_service.telemetry.jsonline import json_line
 from demo_service.telemetry.otlp_spans import encode_spans_json
 
-__all__ = ["OtlpJsonSpanExporter", "OtlpJsonFile", "otlp_json_line", "parse_otlp_json_line", "service_resource", "make_tracer_provider", "instrument_requests_once", "current_ids", "ZERO_TRACE_ID",
+__all__ = ["OtlpJsonSpanExporter", "OtlpJsonFile", "otlp_json_line", "parse_otlp_json_line", "service_resource", "make_tracer_provider", "instrument_requests_once", "ROOT_CONTEXT", "SkipPathsSampler", "current_ids", "ZERO_TRACE_ID",
            "ZERO_SPAN_ID", "SPANS_FILE"]
 
 SPANS_FILE = "spans.jsonl"
@@ -126,19 +127,31 @@ class OtlpJsonSpanExporter(SpanExporter):
         self.file.close()
 
 
+# The context a server span of a request without propagated trace headers starts in (http_tracing): a root.
+ROOT_CONTEXT = Context()
+
+
 class SkipPathsSampler(Sampler):
     """Drops server spans of /healthz and /metrics, then defers to the wrapped sampler.
 
     Cheaper than the Flask instrumentation's ``excluded_urls``, which rebuilds the request
-    URL several times per request on every route.
+    URL several times per request on every route. ``root_ratio`` is the ratio sampler the wrapped
+    ``ParentBased`` sampler uses for root spans: a span started in ``ROOT_CONTEXT`` that it would drop is
+    dropped here at once, with the result it would give (no attributes, no parent trace state), without the
+    parent lookups of the sampler chain (most requests take this path).
     """
 
     SKIP = frozenset({"/healthz", "/metrics"})
+    _ROOT_DROP = SamplingResult(Decision.DROP)
 
-    def __init__(self, inner: Sampler):
+    def __init__(self, inner: Sampler, root_ratio: TraceIdRatioBased | None = None):
         self.inner = inner
+        self._root_bound = root_ratio.bound if root_ratio is not None else None
 
     def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+        if (parent_context is ROOT_CONTEXT and self._root_bound is not None
+                and trace_id & TraceIdRatioBased.TRACE_ID_LIMIT >= self._root_bound):
+            return self._ROOT_DROP
         if attributes and (attributes.get("http.target") in self.SKIP or attributes.get("url.path") in self.SKIP):
             return SamplingResult(Decision.DROP)
         return self.inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
@@ -161,7 +174,8 @@ def make_tracer_provider(*, service_name: str, service_version: str, sample_rati
                          data_dir: str | Path, otlp_endpoint: str | None = None,
                          exporter: SpanExporter | None = None) -> TracerProvider:
     resource = service_resource(service_name, service_version)
-    provider = TracerProvider(resource=resource, sampler=SkipPathsSampler(ParentBased(TraceIdRatioBased(sample_ratio))))
+    root_ratio = TraceIdRatioBased(sample_ratio)
+    provider = TracerProvider(resource=resource, sampler=SkipPathsSampler(ParentBased(root_ratio), root_ratio))
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     elif otlp_endpoint:
