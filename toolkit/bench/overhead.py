@@ -272,8 +272,8 @@ def run_overhead(*, work_dir: Path | None = None, rounds: int = 3, duration_s: f
         raise FileNotFoundError("wrk not found on PATH; install it (Debian/Ubuntu: apt-get install wrk)")
     # The A/A copy runs just before the baseline and the instrumented variant just after it, so in most turns
     # both are one slice away from the slice they are paired with; it is shown last.
-    variants = (NOISE_VARIANT,) + DEFAULT_VARIANTS + (BREAKDOWN_VARIANTS if breakdown else ())
     shown = DEFAULT_VARIANTS + (BREAKDOWN_VARIANTS if breakdown else ()) + (NOISE_VARIANT,)
+    variants = shown[-1:] + shown[:-1]  # the run order
     tmp = Path(tempfile.mkdtemp(prefix="obslab-bench-", dir=work_dir))
     services: dict[str, ServiceProcesses] = {}
     scripts: dict[str, Path] = {}
@@ -339,14 +339,17 @@ HOW_TO_READ = (
     "100 uploads x 64 chunks: one event, `chunk_uploaded`; a retry adds a `chunk_retry` event and a counter): "
     "*events* — one orjson encode and one `os.write` per event (no file lock between the workers: a short write on a full disk "
     "is blanked in place, which needs none; a worker's threads share its descriptor under a thread lock; the size is "
-    "checked every 64 KiB written); *metrics* — five prometheus_client multiprocess value updates per "
-    "request (RED counter + histogram sum and bucket, events_total, chunks_total), each a lock and an mmap write, on labelled children looked up in a memo (not through "
-    "`labels()`); *tracing* — per request a server span that the sampler usually drops (context extraction only "
-    "when a propagated header came; HTTP attributes only on sampled spans), started and ended by the same request "
-    "hooks as the RED metrics; a sampled span costs its attributes, the OTLP/JSON encode in the "
-    "BatchSpanProcessor thread (written directly from the SDK spans, about 60 µs per span with the JSON dump, "
-    "where opentelemetry-proto's encoder plus protobuf's JSON mapping took about 130 µs for the encode alone) "
-    "and the file write, hence the gap between default and 100 % sampling. Every blocking system call on the "
+    "checked every 64 KiB written); *metrics* — five prometheus_client multiprocess value updates per request (RED "
+    "counter + histogram sum and bucket, events_total, chunks_total), each a lock and a 16-byte write straight into "
+    "the value's slot of the worker's mmapped file (the library's own update adds a process-wide lock, a fork check "
+    "and four calls), on labelled children looked up in a memo (the RED pair once per route, method and status); "
+    "*tracing* — per request a server span that the sampler usually drops at once (a root span outside the ratio, "
+    "without the parent lookups of the sampler chain; context extraction only when a propagated header came; HTTP "
+    "attributes only on sampled spans, in one update at the end), started and ended by a WSGI middleware, since "
+    "every Flask request hook costs a dispatch of its own; a sampled span costs its attributes, the OTLP/JSON encode "
+    "in the BatchSpanProcessor thread (written directly from the SDK spans, grouped by resource identity: a "
+    "resource hashes by serialising its attributes to JSON) and the file write, hence the gap between default and "
+    "100 % sampling. Every blocking system call on the "
     "request path releases the GIL, and with four threads per worker another thread often takes it (a context "
     "switch), which is one reason the same code costs more per request under gunicorn than in one thread. The official FlaskInstrumentor builds every HTTP attribute "
     "(twice) before sampling, which is why it is measured separately and not the default."

@@ -17,8 +17,8 @@ from toolkit.lab.processes import ServiceStartError
 def overhead(
     rounds: int = typer.Option(7, min=1, max=20, help="Interleaved rounds (each runs every variant once)."),
     # Ten 1-s slices per variant per round, for the every-round target: rounds of four slices of two identical
-    # uninstrumented services ranged 0.94x-1.31x of each other on this host (wider than the overhead judged);
-    # with ten, the A/A copy's rounds ranged 0.93x-1.01x (docs/performance.md).
+    # uninstrumented services were noisier than the overhead judged. The A/A copy's row in docs/performance.md
+    # says how noisy ten are.
     duration: float = typer.Option(10.0, min=1, max=120, help="Seconds of wrk load per variant per round."),
     connections: int = typer.Option(8, min=1, max=256, help="wrk connections."),
     wrk_threads: int = typer.Option(1, min=1, max=16, help="wrk threads."),
