@@ -206,7 +206,8 @@ def test_server_spans_name_the_route_and_carry_the_http_attributes(app_parts):
     uid = client.post("/v1/uploads?src=test", json={"media_size_bytes": 5, "chunk_count": 1, "app_version": "5.2.0",
                                                     "region": "us-west", "network_type": "wifi", "user_id": "erin"},
                       headers={"User-Agent": "obslab-test/1"}).json["upload_id"]
-    client.put(f"/v1/uploads/{uid}/chunks/0", data=b"abc", headers={"traceparent": "00-" + "ef" * 16 + "-" + "12" * 8 + "-01"})
+    client.put(f"/v1/uploads/{uid}/chunks/0", data=b"abc",
+               headers={"traceparent": "00-" + "ef" * 16 + "-" + "12" * 8 + "-01"})
     client.get("/healthz")
     client.get("/no/such/route")
     client.post(f"/v1/uploads/{uid}/complete")  # the transcoder is unreachable: 503

@@ -183,8 +183,8 @@ def init_app(app: Flask) -> None:
         instrument_requests_once(telemetry.tracer_provider)
     metrics = telemetry.metrics
 
-    # One hook per stage for all of telemetry (the RED metrics; the server span's route and status at the end): Flask
-    # dispatches each hook on its own, and ``request``/``g`` are looked up once per hook (``_get_current_object``).
+    # One hook per stage for all of telemetry (the RED metrics; the server span's route and status at the end):
+    # Flask dispatches each hook on its own, and ``request``/``g`` are looked up once per hook.
     @app.before_request
     def _start_request_telemetry() -> None:
         g._get_current_object().obslab_start = time.perf_counter()

@@ -36,6 +36,7 @@ __all__ = ["ServerSpanMiddleware", "SERVER_SPAN_KEY", "record_response"]
 
 SERVER_SPAN_KEY = "obslab.server_span"  # the request's server span, in its WSGI environ
 
+
 def _propagated_environ_keys() -> frozenset[str]:
     """The WSGI environ keys of the headers the global propagator reads (traceparent, tracestate, baggage...)."""
     global _environ_keys

@@ -162,8 +162,9 @@ def _value_class(inner_class: type) -> type:
                 return
             inner = self._inner
             if inner is not None and not self._is_held:
-                # The hot path: the file is there, nothing held. The inner value is thread-safe on its own,
-                # so this value's lock is not taken: an increment either lands in the file or is held below.
+                # The library's path (no slot: a prometheus_client that keeps its values differently, or a forked
+                # child): the inner value is thread-safe on its own, so this value's lock is not taken; an
+                # increment either lands in the file or is held below.
                 try:
                     inner.inc(amount)
                     return

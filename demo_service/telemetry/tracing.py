@@ -31,8 +31,9 @@ from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, Sam
 from demo_service.telemetry.jsonline import json_line
 from demo_service.telemetry.otlp_spans import encode_spans_json
 
-__all__ = ["OtlpJsonSpanExporter", "OtlpJsonFile", "otlp_json_line", "parse_otlp_json_line", "service_resource", "make_tracer_provider", "instrument_requests_once", "ROOT_CONTEXT", "SkipPathsSampler", "current_ids", "ZERO_TRACE_ID",
-           "ZERO_SPAN_ID", "SPANS_FILE"]
+__all__ = ["OtlpJsonSpanExporter", "OtlpJsonFile", "otlp_json_line", "parse_otlp_json_line", "service_resource",
+           "make_tracer_provider", "instrument_requests_once", "ROOT_CONTEXT", "SkipPathsSampler", "current_ids",
+           "ZERO_TRACE_ID", "ZERO_SPAN_ID", "SPANS_FILE"]
 
 SPANS_FILE = "spans.jsonl"
 ZERO_TRACE_ID = "0" * 32
