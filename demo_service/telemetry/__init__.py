@@ -196,13 +196,13 @@ def init_app(app: Flask) -> None:
         if not (lean_spans or record_metrics):
             return response
         req = request._get_current_object()
-        url_rule = req.url_rule
+        route = req.url_rule.rule if req.url_rule is not None else None
         method = req.method
         if lean_spans:
-            record_response(req.environ, method, url_rule.rule if url_rule is not None else None, response.status_code)
+            record_response(req.environ, method, route, response.status_code)
         if record_metrics:
-            metrics.record_request(url_rule.rule if url_rule is not None else "<unmatched>", method,
-                                   response.status_code, time.perf_counter() - started)
+            metrics.record_request(route or "<unmatched>", method, response.status_code,
+                                   time.perf_counter() - started)
             telemetry.process_sampler.maybe_sample()
         return response
 

@@ -209,8 +209,9 @@ def encode_spans_json(spans: Sequence[ReadableSpan], resources: dict | None = No
         if resources is None:
             encoded_resource = _resource(resource)
         else:
+            # Keyed by id, holding the resource: while it is cached, no other object can have its id.
             cached = resources.get(id(resource))
-            if cached is None or cached[0] is not resource:  # an id is unique only while its object lives
+            if cached is None:
                 cached = resources[id(resource)] = (resource, _resource(resource))
             encoded_resource = cached[1]
         entry = {"resource": encoded_resource, "scopeSpans": scope_spans}
